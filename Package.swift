@@ -1,0 +1,98 @@
+// swift-tools-version:6.0
+// stepguard: a runtime enforcer for CI/CD pipeline steps.
+// Layout: a thin `stepguard` executable over one library per domain; C libraries behind
+// system-library targets (module.modulemap + shim.h). See README.md and ../shared/DESIGN.md.
+import PackageDescription
+
+let package = Package(
+    name: "stepguard",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "stepguard", targets: ["stepguard"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.98.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.0"),
+    ],
+    targets: [
+        // MARK: C libraries (Debian: libgit2-dev, libcurl4-openssl-dev, libvectorscan-dev, libpcre2-dev)
+        .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CVectorscan", pkgConfig: "libhs", providers: [.apt(["libvectorscan-dev"])]),
+        .systemLibrary(name: "CPCRE2", pkgConfig: "libpcre2-8", providers: [.apt(["libpcre2-dev"])]),
+
+        // MARK: Domain libraries
+        .target(
+            name: "StepGuardPolicy",
+            dependencies: [.product(name: "Yams", package: "Yams")]
+        ),
+        .target(name: "StepGuardAudit"),
+        .target(name: "StepGuardSandbox"),
+        .target(
+            name: "StepGuardSecrets",
+            dependencies: [
+                "CVectorscan", "CPCRE2", "CGit2",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "StepGuardIdentity",
+            dependencies: [
+                "StepGuardPolicy", "StepGuardSecrets", "CCurl",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "StepGuardEgress",
+            dependencies: [
+                "StepGuardPolicy", "StepGuardIdentity", "StepGuardAudit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+
+        // MARK: Executable (ArgumentParser commands and wiring only)
+        .executableTarget(
+            name: "stepguard",
+            dependencies: [
+                "StepGuardPolicy", "StepGuardAudit", "StepGuardSandbox", "StepGuardSecrets",
+                "StepGuardIdentity", "StepGuardEgress",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: Test support and tests
+        .target(
+            name: "StepGuardTestSupport",
+            dependencies: [
+                "StepGuardEgress",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .testTarget(name: "StepGuardPolicyTests", dependencies: ["StepGuardPolicy"]),
+        .testTarget(name: "StepGuardAuditTests", dependencies: ["StepGuardAudit"]),
+        .testTarget(name: "StepGuardSandboxTests", dependencies: ["StepGuardSandbox"]),
+        .testTarget(name: "StepGuardSecretsTests", dependencies: ["StepGuardSecrets", "StepGuardTestSupport"]),
+        .testTarget(name: "StepGuardIdentityTests", dependencies: ["StepGuardIdentity", "StepGuardTestSupport"]),
+        .testTarget(name: "StepGuardEgressTests", dependencies: ["StepGuardEgress", "StepGuardTestSupport"]),
+        .testTarget(name: "SystemLibraryTests", dependencies: ["CCurl", "CGit2", "CVectorscan", "CPCRE2", "StepGuardTestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["StepGuardTestSupport"]),
+    ]
+)

@@ -1,0 +1,1 @@
+#define PCRE2_CODE_UNIT_WIDTH 8

@@ -1,0 +1,2 @@
+/// Audit events and sinks.
+public enum StepGuardAudit {}

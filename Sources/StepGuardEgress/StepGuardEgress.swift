@@ -1,0 +1,2 @@
+/// Egress proxy.
+public enum StepGuardEgress {}

@@ -1,0 +1,2 @@
+/// Policy model.
+public enum StepGuardPolicy {}

@@ -1,0 +1,2 @@
+/// Process spawning and supervision for build steps.
+public enum StepGuardSandbox {}

@@ -1,0 +1,2 @@
+/// Test support.
+public enum TestSupport {}

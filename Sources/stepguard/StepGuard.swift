@@ -1,0 +1,6 @@
+import ArgumentParser
+
+@main
+struct StepGuard: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "stepguard", abstract: "Runtime enforcer for CI/CD steps.")
+}
