@@ -1,10 +1,19 @@
-// The few lines that must run between fork and exec. Everything else lives in Swift.
+// The code that must run between fork and exec. Everything else lives in Swift.
+// Only async-signal-safe calls (system calls) happen in the child: the parent is multithreaded.
 #define _GNU_SOURCE
 #include "csandbox.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,49 +21,232 @@ int sg_set_child_subreaper(void) {
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 ? 0 : errno;
 }
 
-static void child_fail(int fd, int error) {
-    (void)!write(fd, &error, sizeof error);
+typedef struct { int stage; int error; int failed_path; } child_report;
+
+static void child_fail(int fd, sg_stage stage, int error, int failed_path) {
+    child_report report = { stage, error, failed_path };
+    (void)!write(fd, &report, sizeof report);
     _exit(127);
 }
 
-int sg_spawn(const char *path, char *const argv[], char *const envp[], const sg_spawn_options *options, pid_t *pid_out) {
+/// Writes `text` to a /proc file; returns 0 or errno.
+static int write_file(const char *file, const char *text) {
+    int fd = open(file, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    ssize_t length = (ssize_t)strlen(text);
+    int error = write(fd, text, (size_t)length) == length ? 0 : errno;
+    close(fd);
+    return error;
+}
+
+/// "ID ID 1\n" for an id map, without stdio (not async-signal-safe).
+static void id_map_line(char *buffer, unsigned id) {
+    char digits[16];
+    int count = 0;
+    do { digits[count++] = (char)('0' + id % 10); id /= 10; } while (id);
+    int at = 0;
+    for (int copy = 0; copy < 2; copy++) {
+        for (int i = count - 1; i >= 0; i--) buffer[at++] = digits[i];
+        buffer[at++] = ' ';
+    }
+    buffer[at++] = '1';
+    buffer[at++] = '\n';
+    buffer[at] = 0;
+}
+
+static int bring_up_loopback(void) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return errno;
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    strcpy(request.ifr_name, "lo");
+    int error = 0;
+    if (ioctl(fd, SIOCGIFFLAGS, &request) != 0) error = errno;
+    request.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (!error && ioctl(fd, SIOCSIFFLAGS, &request) != 0) error = errno;
+    close(fd);
+    return error;
+}
+
+/// Listens on 127.0.0.1:port and sends the socket to the parent over `channel`.
+static int hand_over_listener(uint16_t port, int channel) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in address;
+    memset(&address, 0, sizeof address);
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0 || listen(fd, 1024) != 0) {
+        int error = errno;
+        close(fd);
+        return error;
+    }
+    char byte = 'L';
+    struct iovec vector = { &byte, 1 };
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr message = { 0 };
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    message.msg_control = control.space;
+    message.msg_controllen = sizeof control.space;
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(header), &fd, sizeof fd);
+    int error = sendmsg(channel, &message, MSG_NOSIGNAL) == 1 ? 0 : errno;
+    close(fd);
+    return error;
+}
+
+static int receive_listener(int channel) {
+    char byte;
+    struct iovec vector = { &byte, 1 };
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control;
+    struct msghdr message = { 0 };
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    message.msg_control = control.space;
+    message.msg_controllen = sizeof control.space;
+    ssize_t got;
+    do { got = recvmsg(channel, &message, MSG_CMSG_CLOEXEC); } while (got < 0 && errno == EINTR);
+    if (got != 1) return -1;
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    if (!header || header->cmsg_type != SCM_RIGHTS) return -1;
+    int fd;
+    memcpy(&fd, CMSG_DATA(header), sizeof fd);
+    return fd;
+}
+
+static void isolate_child(const sg_spawn_options *options, int report, int channel) {
+    uid_t uid = getuid();
+    gid_t gid = getgid();
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS) != 0) child_fail(report, SG_STAGE_USER_NAMESPACE, errno, -1);
+    char line[48];
+    int error = write_file("/proc/self/setgroups", "deny");
+    if (error && error != ENOENT) child_fail(report, SG_STAGE_ID_MAP, error, -1);
+    id_map_line(line, uid);
+    if ((error = write_file("/proc/self/uid_map", line))) child_fail(report, SG_STAGE_ID_MAP, error, -1);
+    id_map_line(line, gid);
+    if ((error = write_file("/proc/self/gid_map", line))) child_fail(report, SG_STAGE_ID_MAP, error, -1);
+    if ((error = bring_up_loopback())) child_fail(report, SG_STAGE_LOOPBACK, error, -1);
+    if (options->proxy_port && (error = hand_over_listener(options->proxy_port, channel))) child_fail(report, SG_STAGE_LISTENER, error, -1);
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) child_fail(report, SG_STAGE_MOUNT_PRIVATE, errno, -1);
+    int index = 0;
+    for (const char *const *dir = options->hide_directories; dir && *dir; dir++, index++) {
+        if (mount("stepguard-hidden", *dir, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0700") != 0)
+            child_fail(report, SG_STAGE_HIDE, errno, index);
+    }
+    for (const char *const *file = options->hide_files; file && *file; file++, index++) {
+        if (mount(options->empty_file, *file, NULL, MS_BIND, NULL) != 0) child_fail(report, SG_STAGE_HIDE, errno, index);
+    }
+}
+
+sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[], const sg_spawn_options *options) {
+    sg_spawn_result result = { -1, -1, 0, SG_STAGE_NONE, -1 };
     int report[2];
-    if (pipe2(report, O_CLOEXEC) != 0) return errno;
+    int channel[2] = { -1, -1 };
+    if (pipe2(report, O_CLOEXEC) != 0) { result.error = errno; result.stage = SG_STAGE_FORK; return result; }
+    if (options->isolate && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel) != 0) {
+        result.error = errno;
+        result.stage = SG_STAGE_FORK;
+        close(report[0]);
+        close(report[1]);
+        return result;
+    }
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
-        int error = errno;
-        close(report[0]);
-        close(report[1]);
-        return error;
+        result.error = errno;
+        result.stage = SG_STAGE_FORK;
+        close(report[0]); close(report[1]);
+        if (channel[0] >= 0) { close(channel[0]); close(channel[1]); }
+        return result;
     }
     if (pid == 0) {
         close(report[0]);
-        if (setpgid(0, 0) != 0) child_fail(report[1], errno);
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) child_fail(report[1], errno);
-        if (getppid() != parent) _exit(137);  // the parent died before we set the death signal
-        if (options && options->take_terminal) {
+        if (channel[0] >= 0) close(channel[0]);
+        if (setpgid(0, 0) != 0) child_fail(report[1], SG_STAGE_PROCESS_GROUP, errno, -1);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) child_fail(report[1], SG_STAGE_DEATH_SIGNAL, errno, -1);
+        if (getppid() != parent) _exit(137);  // the parent died before the death signal was set
+        if (options->take_terminal) {
             signal(SIGTTOU, SIG_IGN);
             (void)tcsetpgrp(STDIN_FILENO, getpid());
+        }
+        if (options->isolate) isolate_child(options, report[1], channel[1]);
+        if (channel[1] >= 0) close(channel[1]);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(report[1], SG_STAGE_NO_NEW_PRIVS, errno, -1);
+        if (options->max_processes > 0) {
+            struct rlimit limit = { (rlim_t)options->max_processes, (rlim_t)options->max_processes };
+            if (setrlimit(RLIMIT_NPROC, &limit) != 0) child_fail(report[1], SG_STAGE_LIMITS, errno, -1);
         }
         for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         execve(path, argv, envp);
-        child_fail(report[1], errno);
+        child_fail(report[1], SG_STAGE_EXEC, errno, -1);
     }
     close(report[1]);
-    int child_error = 0;
+    if (channel[1] >= 0) close(channel[1]);
+    if (options->isolate && options->proxy_port) result.listener = receive_listener(channel[0]);
+    if (channel[0] >= 0) close(channel[0]);
+    child_report child = { 0, 0, -1 };
     ssize_t got;
-    do { got = read(report[0], &child_error, sizeof child_error); } while (got < 0 && errno == EINTR);
+    do { got = read(report[0], &child, sizeof child); } while (got < 0 && errno == EINTR);
     close(report[0]);
-    if (got == sizeof child_error) {
-        // exec failed: the child has exited (or will); reap it here.
+    if (got == sizeof child) {
+        // The child failed before exec and has exited: reap it here, nothing of the step ran.
         int status;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-        return child_error;
+        if (result.listener >= 0) close(result.listener);
+        result.listener = -1;
+        result.error = child.error;
+        result.stage = (sg_stage)child.stage;
+        result.failed_path = child.failed_path;
+        return result;
     }
-    *pid_out = pid;
-    return 0;
+    result.pid = pid;
+    return result;
+}
+
+static const int forwarded_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+static volatile sig_atomic_t forward_group = 0;
+static volatile sig_atomic_t held_signals = 0;
+
+static void forward_signal(int sig) {
+    int saved = errno;
+    pid_t group = forward_group;
+    if (group > 0) kill(-group, sig);
+    else held_signals |= 1 << sig;
+    errno = saved;
+}
+
+void sg_forward_signals(pid_t group) {
+    if (group == 0) {
+        held_signals = 0;
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_handler = forward_signal;
+        action.sa_flags = SA_RESTART;
+        sigemptyset(&action.sa_mask);
+        for (unsigned i = 0; i < sizeof forwarded_signals / sizeof *forwarded_signals; i++)
+            sigaction(forwarded_signals[i], &action, NULL);
+        return;
+    }
+    forward_group = group;
+    sig_atomic_t held = held_signals;
+    held_signals = 0;
+    for (unsigned i = 0; i < sizeof forwarded_signals / sizeof *forwarded_signals; i++)
+        if (held & (1 << forwarded_signals[i])) kill(-group, forwarded_signals[i]);
+}
+
+void sg_forward_signals_stop(void) {
+    forward_group = -1;
+    for (unsigned i = 0; i < sizeof forwarded_signals / sizeof *forwarded_signals; i++)
+        signal(forwarded_signals[i], SIG_DFL);
 }

@@ -22,11 +22,14 @@ public struct Verdict: Sendable, Equatable {
     /// The deny decisions, in order.
     public let violations: [AuditEvent]
     public let auditOnly: Bool
+    /// How the step was contained, e.g. "isolated" or "not isolated: …" (shown on the verdict line).
+    public let isolation: String?
 
     /// Decides the exit code: the step's own code when nothing was denied (or in audit mode, where
     /// nothing is enforced); 77 when the policy denied anything in enforce mode, whether or not the
     /// step went on.
-    public init(stepExitCode: Int32?, outcome: String, events: [AuditEvent], auditOnly: Bool) {
+    public init(stepExitCode: Int32?, outcome: String, events: [AuditEvent], auditOnly: Bool, isolation: String? = nil) {
+        self.isolation = isolation
         let violations = events.filter { $0.decision == .deny }
         self.violations = violations
         self.auditOnly = auditOnly
@@ -42,14 +45,15 @@ public struct Verdict: Sendable, Equatable {
     /// The one-line verdict printed on stderr at the end of `run`.
     public var line: String {
         let prefix = auditOnly ? "stepguard [audit mode, nothing enforced]: verdict:" : "stepguard: verdict:"
+        let contained = isolation.map { "; \($0)" } ?? ""
         if violations.isEmpty {
-            return "\(prefix) allowed — step \(outcome); no policy violation (exit \(exitCode))"
+            return "\(prefix) allowed — step \(outcome); no policy violation\(contained) (exit \(exitCode))"
         }
         let first = violations[0]
         let more = violations.count > 1 ? " (+\(violations.count - 1) more)" : ""
         if auditOnly {
-            return "\(prefix) would block — \(first.type.rawValue): \(first.reason)\(more); step \(outcome) (exit \(exitCode))"
+            return "\(prefix) would block — \(first.type.rawValue): \(first.reason)\(more); step \(outcome)\(contained) (exit \(exitCode))"
         }
-        return "\(prefix) BLOCKED — \(first.type.rawValue): \(first.reason)\(more); step \(outcome) (exit \(exitCode))"
+        return "\(prefix) BLOCKED — \(first.type.rawValue): \(first.reason)\(more); step \(outcome)\(contained) (exit \(exitCode))"
     }
 }

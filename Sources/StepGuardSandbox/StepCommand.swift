@@ -73,6 +73,8 @@ public enum SandboxError: Error, Sendable, Equatable, CustomStringConvertible {
     case notExecutable(String)
     /// fork/exec or a process-control call failed.
     case spawnFailed(String, errno: Int32)
+    /// The step cannot be isolated on this machine (user namespaces unavailable, mounts refused…).
+    case isolationUnavailable(String)
 
     /// The exit code stepguard uses for this error (126/127 as shells do; 70 for internal failures).
     public var exitCode: Int32 {
@@ -81,6 +83,7 @@ public enum SandboxError: Error, Sendable, Equatable, CustomStringConvertible {
         case .commandNotFound: 127
         case .notExecutable: 126
         case .spawnFailed: 70
+        case .isolationUnavailable: 69
         }
     }
 
@@ -95,6 +98,13 @@ public enum SandboxError: Error, Sendable, Equatable, CustomStringConvertible {
             "'\(path)' is not executable; check its mode (chmod +x) or run it through its interpreter"
         case .spawnFailed(let what, let code):
             "\(what) failed: \(String(cString: strerror(code)))"
+        case .isolationUnavailable(let what):
+            """
+            cannot isolate the step: \(what). Isolation needs user namespaces: run as root, or enable them \
+            (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu 24.04 runners \
+            sysctl kernel.apparmor_restrict_unprivileged_userns=0), or set isolation: auto to fall back \
+            to proxy variables only
+            """
         }
     }
 }

@@ -12,8 +12,6 @@ import Synchronization
 /// the grace period. ``stop()`` does the same while the step runs (a policy violation with
 /// `on_violation: kill`).
 public final class StepSupervisor: Sendable {
-    /// Signals forwarded to the step.
-    public static let forwardedSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
 
     private struct State {
         var processGroup: pid_t?
@@ -31,17 +29,28 @@ public final class StepSupervisor: Sendable {
     }
 
     /// Starts `command`, blocks until the step and all its descendants have ended, and returns how
-    /// the step's main process ended. `onStart` runs with the step's pid once it has started.
-    public func run(_ command: StepCommand, onStart: @Sendable (pid_t) -> Void = { _ in }) throws(SandboxError) -> StepTermination {
+    /// the step's main process ended. `onStart` runs once the step has started (before it is waited for).
+    public func run(_ command: StepCommand, options: SpawnOptions = SpawnOptions(),
+                    onStart: @Sendable (StartedStep) -> Void = { _ in }) throws(SandboxError) -> StepTermination {
         let executable = try command.resolveExecutable()
         _ = sg_set_child_subreaper()
-        let signalSources = installSignalForwarding()
-        defer { removeSignalForwarding(signalSources) }
+        sg_forward_signals(0)  // hold signals until the step's group exists
+        defer { sg_forward_signals_stop() }
 
         let takeTerminal = isatty(STDIN_FILENO) == 1 && tcgetpgrp(STDIN_FILENO) == getpgrp()
-        let pid = try spawn(executable: executable, command: command, takeTerminal: takeTerminal)
+        var started: StartedStep
+        do {
+            started = try spawn(executable: executable, command: command, options: options, takeTerminal: takeTerminal)
+        } catch .isolationUnavailable(let reason) where options.fallBackWithoutIsolation {
+            var plain = options
+            plain.isolation = nil
+            started = try spawn(executable: executable, command: command, options: plain, takeTerminal: takeTerminal)
+            started.isolationFallback = reason
+        }
+        let pid = started.pid
         state.withLock { $0.processGroup = pid }
-        onStart(pid)
+        sg_forward_signals(pid)
+        onStart(started)
 
         let termination = reapAll(mainPid: pid)
         if takeTerminal {
@@ -67,26 +76,46 @@ public final class StepSupervisor: Sendable {
 
     // MARK: - Spawning
 
-    private func spawn(executable: String, command: StepCommand, takeTerminal: Bool) throws(SandboxError) -> pid_t {
-        let argv = command.arguments.map { strdup($0) } + [nil]
-        let envp = command.environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
-        var options = sg_spawn_options(take_terminal: takeTerminal ? 1 : 0)
-        var pid: pid_t = 0
-        let error = argv.withUnsafeBufferPointer { args in
-            envp.withUnsafeBufferPointer { env in
-                sg_spawn(executable, args.baseAddress, env.baseAddress, &options, &pid)
+    private func spawn(executable: String, command: StepCommand, options: SpawnOptions, takeTerminal: Bool) throws(SandboxError) -> StartedStep {
+        let plan = HidePlan(options.isolation?.hiddenPaths ?? [])
+        let emptyFile = try options.isolation == nil ? nil : Self.makeEmptyFile()
+        defer { emptyFile.map { try? FileManager.default.removeItem(atPath: ($0 as NSString).deletingLastPathComponent) } }
+        let argv = CStringArray(command.arguments)
+        let envp = CStringArray(command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
+        let directories = CStringArray(plan.directories)
+        let files = CStringArray(plan.files)
+        let result = emptyFile.withOptionalCString { emptyPath in
+            directories.withPointers { hideDirectories in
+                files.withPointers { hideFiles in
+                    var spawnOptions = sg_spawn_options(
+                        take_terminal: takeTerminal ? 1 : 0, isolate: options.isolation == nil ? 0 : 1,
+                        proxy_port: options.isolation?.proxyPort ?? 0,
+                        hide_directories: hideDirectories, hide_files: hideFiles, empty_file: emptyPath,
+                        max_processes: options.maxProcesses ?? 0)
+                    return argv.withMutablePointers { args in
+                        envp.withMutablePointers { env in sg_spawn(executable, args, env, &spawnOptions) }
+                    }
+                }
             }
         }
-        guard error == 0 else {
-            if error == ENOENT { throw SandboxError.commandNotFound(executable, searched: nil) }
-            if error == EACCES { throw SandboxError.notExecutable(executable) }
-            throw SandboxError.spawnFailed("starting '\(executable)'", errno: error)
+        guard result.error == 0 else {
+            let failedPath = result.failed_path >= 0 && Int(result.failed_path) < plan.all.count ? plan.all[Int(result.failed_path)] : executable
+            throw SandboxError.from(stage: result.stage, errno: result.error, path: failedPath)
         }
-        return pid
+        return StartedStep(pid: result.pid, proxyListener: result.listener >= 0 ? result.listener : nil,
+                           hidden: options.isolation == nil ? [] : plan.all, isolated: options.isolation != nil)
+    }
+
+    /// An empty, read-only file in a private directory, bind-mounted over hidden files.
+    private static func makeEmptyFile() throws(SandboxError) -> String {
+        var template = Array((NSTemporaryDirectory() + "/stepguard-hide-XXXXXX").utf8CString)
+        guard let directory = mkdtemp(&template) else { throw SandboxError.spawnFailed("creating a private directory", errno: errno) }
+        let path = String(cString: directory) + "/empty"
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
+        guard fd >= 0 else { throw SandboxError.spawnFailed("creating \(path)", errno: errno) }
+        close(fd)
+        chmod(String(cString: directory), 0o755)
+        return path
     }
 
     // MARK: - Reaping
@@ -152,26 +181,5 @@ public final class StepSupervisor: Sendable {
     static func termination(from status: Int32) -> StepTermination {
         let signal = status & 0x7f
         return signal == 0 ? .exited((status >> 8) & 0xff) : .signaled(signal)
-    }
-
-    // MARK: - Signal forwarding
-
-    private func installSignalForwarding() -> [any DispatchSourceSignal] {
-        Self.forwardedSignals.map { number -> any DispatchSourceSignal in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { [self] in
-                if let group = state.withLock({ $0.finished ? nil : $0.processGroup }) {
-                    kill(-group, number)
-                }
-            }
-            source.resume()
-            return source
-        }
-    }
-
-    private func removeSignalForwarding(_ sources: [any DispatchSourceSignal]) {
-        sources.forEach { $0.cancel() }
-        Self.forwardedSignals.forEach { signal($0, SIG_DFL) }
     }
 }

@@ -227,3 +227,18 @@ func diagnostics(_ yaml: String) -> [PolicyDiagnostic] {
         #expect(text.contains("identity: none"))
     }
 }
+
+@Suite struct ReadmeSyncTests {
+    @Test func everyPolicyKeyIsDocumented() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        for key in PolicyLoader.topLevelKeys {
+            #expect(readme.contains("| `\(key)` |"), "README's policy reference lacks '\(key)'")
+        }
+        for mode in EnforcementMode.allCases + [] { #expect(readme.contains("`\(mode.rawValue)`")) }
+        for action in ViolationAction.allCases { #expect(readme.contains("`\(action.rawValue)`")) }
+        for isolation in IsolationMode.allCases { #expect(readme.contains("`\(isolation.rawValue)`")) }
+        for credential in ServiceAllowance.Credential.allCases { #expect(readme.contains(credential.rawValue)) }
+        for path in FilesystemPolicy.defaultHidden { #expect(readme.contains("`\(path)`")) }
+    }
+}

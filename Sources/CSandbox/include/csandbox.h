@@ -1,19 +1,66 @@
 #ifndef CSANDBOX_H
 #define CSANDBOX_H
+#include <stdint.h>
 #include <sys/types.h>
 
 /// How sg_spawn prepares the child between fork and exec.
 typedef struct {
     /// Give the child the controlling terminal (stdin is a TTY and we are in the foreground).
     int take_terminal;
+    /// Run the child in new user, network and mount namespaces (uid/gid mapped to themselves,
+    /// only loopback up).
+    int isolate;
+    /// With `isolate`: listen on 127.0.0.1:proxy_port inside the namespace and hand the listening
+    /// socket back to the parent (0: no listener).
+    uint16_t proxy_port;
+    /// With `isolate`: NULL-terminated lists of directories to cover with an empty tmpfs, and of
+    /// files (or sockets) to cover with `empty_file`.
+    const char *const *hide_directories;
+    const char *const *hide_files;
+    const char *empty_file;
+    /// RLIMIT_NPROC for the child, or 0 for no limit.
+    long max_processes;
 } sg_spawn_options;
 
+/// Where a failed spawn stopped; reported with its errno.
+typedef enum {
+    SG_STAGE_NONE = 0,
+    SG_STAGE_FORK,
+    SG_STAGE_PROCESS_GROUP,
+    SG_STAGE_DEATH_SIGNAL,
+    SG_STAGE_USER_NAMESPACE,
+    SG_STAGE_ID_MAP,
+    SG_STAGE_LOOPBACK,
+    SG_STAGE_LISTENER,
+    SG_STAGE_MOUNT_PRIVATE,
+    SG_STAGE_HIDE,
+    SG_STAGE_NO_NEW_PRIVS,
+    SG_STAGE_LIMITS,
+    SG_STAGE_EXEC,
+} sg_stage;
+
+/// The outcome of sg_spawn: on success `error` is 0, `pid` is the child and `listener` the
+/// socket listening inside its namespace (or -1). On failure `stage` says where and `error` is
+/// the errno; `failed_path` indexes the hide entry (directories first, then files) that failed.
+typedef struct {
+    pid_t pid;
+    int listener;
+    int error;
+    sg_stage stage;
+    int failed_path;
+} sg_spawn_result;
+
 /// Forks and execs `path` in a new process group, with default signal dispositions, an empty
-/// signal mask, and SIGKILL as its parent-death signal. On success stores the pid and returns 0;
-/// on failure returns the errno of the failed step (exec failures are reported through a pipe).
-int sg_spawn(const char *path, char *const argv[], char *const envp[], const sg_spawn_options *options, pid_t *pid_out);
+/// signal mask, no_new_privs, and SIGKILL as its parent-death signal; optionally isolated.
+sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[], const sg_spawn_options *options);
 
 /// Makes this process a child subreaper: orphaned descendants are re-parented to it.
 int sg_set_child_subreaper(void);
 
+
+/// Forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT received by this process to process group
+/// `group` from within the signal handler (async-signal-safe, no thread involved). With group 0
+/// signals are held and delivered once a group is set. sg_forward_signals_stop restores the defaults.
+void sg_forward_signals(pid_t group);
+void sg_forward_signals_stop(void);
 #endif

@@ -3,6 +3,7 @@ import Foundation
 import StepGuardAudit
 import StepGuardPolicy
 import StepGuardSandbox
+import Synchronization
 
 /// `stepguard run [options] -- COMMAND [ARGS...]`: wiring only; the decisions live in the libraries.
 struct RunCommand: AsyncParsableCommand {
@@ -70,26 +71,68 @@ struct RunCommand: AsyncParsableCommand {
 
         let supervisor = StepSupervisor(gracePeriod: .milliseconds(policy.gracePeriod.milliseconds))
         let step = StepCommand(arguments: command, environment: environment)
+        let options = spawnOptions(policy, home: environment["HOME"], proxyPort: nil)
+        let containment = Containment()
         let termination: StepTermination
         do {
             termination = try await runOnDedicatedThread {
-                try supervisor.run(step) { pid in
+                try supervisor.run(step, options: options) { started in
+                    containment.record(started, request: options.isolation, trail: trail)
                     trail.record(AuditEvent(type: .process, decision: .allow, reason: "step started",
-                                            subject: ["pid": .int(Int(pid)), "program": .string(step.arguments[0]),
+                                            subject: ["pid": .int(Int(started.pid)), "program": .string(step.arguments[0]),
                                                       "arguments": .int(step.arguments.count - 1)]))
                 }
             }
         } catch let error as SandboxError {
-            printErr("stepguard: \(error.description)")
+            if case .isolationUnavailable = error {
+                trail.record(AuditEvent(type: .isolation, decision: .deny, reason: error.description, rule: "isolation: required"))
+            } else {
+                printErr("stepguard: \(error.description)")
+            }
             throw ExitCode(error.exitCode)
         }
 
         trail.record(AuditEvent(type: .exit, decision: .allow, reason: "step \(termination)",
                                 subject: ["exit_code": .int(Int(termination.exitCode))]))
         let verdict = Verdict(stepExitCode: termination.exitCode, outcome: termination.description,
-                              events: trail.recorded, auditOnly: policy.mode == .audit)
+                              events: trail.recorded, auditOnly: policy.mode == .audit, isolation: containment.summary)
         trail.finish(verdict)
         if verdict.exitCode != 0 { throw ExitCode(verdict.exitCode) }
+    }
+}
+
+/// How `policy` asks for the step to be started.
+func spawnOptions(_ policy: Policy, home: String?, proxyPort: UInt16?) -> SpawnOptions {
+    let isolation = policy.isolation == .off ? nil
+        : IsolationRequest(proxyPort: proxyPort, hiddenPaths: IsolationRequest.expand(policy.filesystem.hide, home: home))
+    return SpawnOptions(isolation: isolation, fallBackWithoutIsolation: policy.isolation == .auto, maxProcesses: policy.limits.processes)
+}
+
+/// Records how the step was contained, for the audit log and the verdict line.
+final class Containment: Sendable {
+    private let text = Mutex<String?>(nil)
+
+    var summary: String? { text.withLock { $0 } }
+
+    func record(_ started: StartedStep, request: IsolationRequest?, trail: AuditTrail) {
+        let summary: String
+        let reason: String
+        if let request, started.isIsolated {
+            let sockets = request.reachableDaemonSockets
+            summary = sockets.isEmpty ? "isolated" : "isolated, but \(sockets.joined(separator: ", ")) stays reachable"
+            let hidden = started.hidden.isEmpty ? "nothing to hide" : "hidden: \(started.hidden.joined(separator: ", "))"
+            let socketNote = sockets.isEmpty ? "" : "; \(sockets.joined(separator: ", ")) stays reachable (add it to filesystem.hide to cut it off)"
+            reason = "step runs in its own user, network and mount namespaces; only the proxy is reachable; \(hidden)\(socketNote)"
+        } else if let fallback = started.isolationFallback {
+            summary = "NOT isolated (isolation: auto fell back to proxy variables only)"
+            reason = "isolation unavailable, falling back to proxy variables only (isolation: auto): \(fallback)"
+        } else {
+            summary = "not isolated (isolation: off)"
+            reason = "isolation is off: the step shares the host's network and filesystem"
+        }
+        text.withLock { $0 = summary }
+        trail.record(AuditEvent(type: .isolation, decision: .allow, reason: reason,
+                                subject: ["isolated": .bool(started.isIsolated)]))
     }
 }
 

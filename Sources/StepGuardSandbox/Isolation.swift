@@ -1,0 +1,119 @@
+import CSandbox
+import Foundation
+
+/// What isolating a step asks of the kernel: new user, network and mount namespaces in which only
+/// loopback is up, the proxy's address is the only listener, and credential stores appear empty.
+public struct IsolationRequest: Sendable, Equatable {
+    /// Listen on 127.0.0.1:`proxyPort` inside the namespace and hand the socket to the proxy.
+    public var proxyPort: UInt16?
+    /// Absolute paths to hide (directories get an empty tmpfs, files and sockets an empty file).
+    public var hiddenPaths: [String]
+
+    public init(proxyPort: UInt16?, hiddenPaths: [String]) {
+        self.proxyPort = proxyPort
+        self.hiddenPaths = hiddenPaths
+    }
+
+    /// Expands `~` in `filesystem.hide` entries against `home`.
+    public static func expand(_ paths: [String], home: String?) -> [String] {
+        paths.compactMap { path in
+            if path == "~" || path.hasPrefix("~/") {
+                guard let home, !home.isEmpty else { return nil }
+                return home + path.dropFirst()
+            }
+            return path
+        }
+    }
+}
+
+/// How the step is started: isolation and process limits.
+public struct SpawnOptions: Sendable, Equatable {
+    public var isolation: IsolationRequest?
+    /// When isolation is impossible on this machine, start the step without it (and say why in
+    /// ``StartedStep/isolationFallback``) instead of failing.
+    public var fallBackWithoutIsolation: Bool
+    /// RLIMIT_NPROC for the step (not enforced for root, which the kernel exempts).
+    public var maxProcesses: Int?
+
+    public init(isolation: IsolationRequest? = nil, fallBackWithoutIsolation: Bool = false, maxProcesses: Int? = nil) {
+        self.isolation = isolation
+        self.fallBackWithoutIsolation = fallBackWithoutIsolation
+        self.maxProcesses = maxProcesses
+    }
+}
+
+/// A step that has started: its pid and, when isolated with a proxy port, the socket listening
+/// inside its network namespace (the proxy accepts the step's connections on it).
+public struct StartedStep: Sendable {
+    public let pid: pid_t
+    public let proxyListener: Int32?
+    /// The hidden paths that existed and were covered.
+    public let hidden: [String]
+    /// Why isolation was asked for but not applied (the step runs with proxy variables only).
+    public var isolationFallback: String?
+
+    /// Whether the step runs in its own namespaces.
+    public var isIsolated: Bool { isolated }
+    let isolated: Bool
+}
+
+/// The hidden paths sorted into what the kernel is asked to do with them.
+struct HidePlan {
+    var directories: [String] = []
+    var files: [String] = []
+
+    /// Paths that do not exist are skipped: there is nothing to hide.
+    init(_ paths: [String]) {
+        for path in paths {
+            var info = stat()
+            guard stat(path, &info) == 0 else { continue }
+            if (info.st_mode & S_IFMT) == S_IFDIR { directories.append(path) } else { files.append(path) }
+        }
+    }
+
+    var all: [String] { directories + files }
+}
+
+extension SandboxError {
+    static func from(stage: sg_stage, errno code: Int32, path: String?) -> SandboxError {
+        var reason = String(cString: strerror(code))
+        if stage == SG_STAGE_USER_NAMESPACE {
+            let hints: [Int32: String] = [ENOSPC: " (user.max_user_namespaces is 0 or exhausted)",
+                                          EPERM: " (unprivileged user namespaces are disabled or restricted)",
+                                          EINVAL: " (the kernel lacks user or network namespace support)"]
+            reason += hints[code] ?? ""
+        }
+        switch stage {
+        case SG_STAGE_USER_NAMESPACE, SG_STAGE_ID_MAP, SG_STAGE_LOOPBACK, SG_STAGE_LISTENER, SG_STAGE_MOUNT_PRIVATE:
+            let what = [SG_STAGE_USER_NAMESPACE: "creating user, network and mount namespaces",
+                        SG_STAGE_ID_MAP: "mapping the step's uid and gid", SG_STAGE_LOOPBACK: "bringing up loopback",
+                        SG_STAGE_LISTENER: "listening for the proxy inside the namespace",
+                        SG_STAGE_MOUNT_PRIVATE: "making mounts private"][stage] ?? "isolating"
+            return .isolationUnavailable("\(what) failed: \(reason)")
+        case SG_STAGE_HIDE:
+            return .isolationUnavailable("hiding '\(path ?? "?")' failed: \(reason)")
+        case SG_STAGE_EXEC:
+            if code == ENOENT { return .commandNotFound(path ?? "", searched: nil) }
+            if code == EACCES { return .notExecutable(path ?? "") }
+            return .spawnFailed("executing '\(path ?? "")'", errno: code)
+        default:
+            return .spawnFailed("starting the step (stage \(stage.rawValue))", errno: code)
+        }
+    }
+}
+
+extension IsolationRequest {
+    /// Well-known daemon sockets that lead out of any namespace through the filesystem.
+    public static let knownDaemonSockets = [
+        "/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock",
+        "/run/podman/podman.sock", "/run/buildkit/buildkitd.sock",
+    ]
+
+    /// Daemon sockets that exist on this machine and are not hidden: an isolated step can still
+    /// reach them (the Docker socket is root on the host). Shown in the isolation verdict.
+    public var reachableDaemonSockets: [String] {
+        Self.knownDaemonSockets.filter { socket in
+            FileManager.default.fileExists(atPath: socket) && !hiddenPaths.contains { socket == $0 || socket.hasPrefix($0 + "/") }
+        }
+    }
+}
