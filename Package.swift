@@ -64,12 +64,17 @@ let package = Package(
             ]
         ),
 
+        .target(
+            name: "StepGuardPipeline",
+            dependencies: ["StepGuardPolicy", .product(name: "Yams", package: "Yams")]
+        ),
+
         // MARK: Executable (ArgumentParser commands and wiring only)
         .executableTarget(
             name: "stepguard",
             dependencies: [
                 "StepGuardPolicy", "StepGuardAudit", "StepGuardSandbox", "StepGuardSecrets",
-                "StepGuardIdentity", "StepGuardEgress",
+                "StepGuardIdentity", "StepGuardEgress", "StepGuardPipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -93,6 +98,7 @@ let package = Package(
         .testTarget(name: "StepGuardSecretsTests", dependencies: ["StepGuardSecrets", "StepGuardTestSupport"]),
         .testTarget(name: "StepGuardIdentityTests", dependencies: ["StepGuardIdentity", "StepGuardTestSupport"]),
         .testTarget(name: "StepGuardEgressTests", dependencies: ["StepGuardEgress", "StepGuardTestSupport"]),
+        .testTarget(name: "StepGuardPipelineTests", dependencies: ["StepGuardPipeline"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CCurl", "CGit2", "CVectorscan", "CPCRE2", "StepGuardTestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["StepGuardTestSupport"]),
     ]

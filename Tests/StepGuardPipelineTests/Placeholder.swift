@@ -1,0 +1,1 @@
+// Tests for StepGuardPipeline live in this folder.
