@@ -2,5 +2,5 @@ import ArgumentParser
 
 @main
 struct StepGuard: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "stepguard", abstract: "Runtime enforcer for CI/CD steps.")
+    static let configuration = CommandConfiguration(commandName: "stepguard", abstract: "Runtime enforcer for CI/CD steps.", subcommands: [ScanCommand.self])
 }

@@ -1,4 +1,6 @@
 import CVectorscan
+import Crypto
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,6 +28,17 @@ final class VectorscanDatabase: @unchecked Sendable {
     /// and listed in `unsupported`.
     init(patterns: [String]) throws {
         count = patterns.count
+        let cacheFile = Self.cacheFile(for: patterns)
+        if let cacheFile, let (cached, rejected) = Self.loadCache(cacheFile) {
+            database = cached
+            unsupported = rejected
+            var scratch: OpaquePointer?
+            guard hs_alloc_scratch(database, &scratch) == HS_SUCCESS, let scratch else {
+                throw SecretsError(.engine, "vectorscan could not allocate scratch space; the machine may be out of memory")
+            }
+            prototype = scratch
+            return
+        }
         var rejected = Set<Int>()
         var db: OpaquePointer?
         while true {
@@ -51,6 +64,7 @@ final class VectorscanDatabase: @unchecked Sendable {
         unsupported = rejected
         if let db {
             database = db
+            if let cacheFile { Self.storeCache(cacheFile, db, rejected) }
         } else {
             // Every pattern was rejected: compile a database that never matches.
             var empty: OpaquePointer?
@@ -65,6 +79,70 @@ final class VectorscanDatabase: @unchecked Sendable {
             throw SecretsError(.engine, "vectorscan could not allocate scratch space; the machine may be out of memory")
         }
         prototype = scratch
+    }
+
+    // MARK: On-disk cache of the compiled database
+    //
+    // Compiling ~120 patterns takes about a second; deserializing takes well under a millisecond.
+    // The cache key covers the vectorscan version, the flags and every pattern, so a changed rule
+    // set or library compiles afresh; a database built for another CPU fails to deserialize and is
+    // recompiled. Set STEPGUARD_CACHE_DIR=off to disable.
+
+    static func cacheFile(for patterns: [String]) -> String? {
+        let env = ProcessInfo.processInfo.environment
+        if env["STEPGUARD_CACHE_DIR"] == "off" { return nil }
+        let dir: String
+        if let d = env["STEPGUARD_CACHE_DIR"] {
+            dir = d
+        } else if let x = env["XDG_CACHE_HOME"], !x.isEmpty {
+            dir = x + "/stepguard"
+        } else if let h = env["HOME"], !h.isEmpty {
+            dir = h + "/.cache/stepguard"
+        } else {
+            return nil
+        }
+        var hasher = SHA256()
+        hasher.update(data: Array(String(cString: hs_version()).utf8))
+        hasher.update(data: Array("flags:\(HS_FLAG_PREFILTER | HS_FLAG_SINGLEMATCH)".utf8))
+        for p in patterns { hasher.update(data: Array(p.utf8) + [0]) }
+        let key = hasher.finalize().prefix(16).map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        return dir + "/rules-\(key).hsdb"
+    }
+
+    static func loadCache(_ path: String) -> (OpaquePointer, Set<Int>)? {
+        guard let data = FileManager.default.contents(atPath: path), data.count > 4 else { return nil }
+        let bytes = [UInt8](data)
+        let n = Int(bytes[0]) | Int(bytes[1]) << 8 | Int(bytes[2]) << 16 | Int(bytes[3]) << 24
+        let header = 4 + 4 * n
+        guard n >= 0, bytes.count > header else { return nil }
+        var rejected = Set<Int>()
+        for i in 0..<n {
+            let o = 4 + 4 * i
+            rejected.insert(Int(bytes[o]) | Int(bytes[o + 1]) << 8 | Int(bytes[o + 2]) << 16 | Int(bytes[o + 3]) << 24)
+        }
+        var db: OpaquePointer?
+        let rc = bytes.withUnsafeBytes { raw in
+            hs_deserialize_database(raw.baseAddress!.advanced(by: header).assumingMemoryBound(to: CChar.self), bytes.count - header, &db)
+        }
+        guard rc == HS_SUCCESS, let db else { return nil }
+        return (db, rejected)
+    }
+
+    static func storeCache(_ path: String, _ db: OpaquePointer, _ rejected: Set<Int>) {
+        var raw: UnsafeMutablePointer<CChar>?
+        var length = 0
+        guard hs_serialize_database(db, &raw, &length) == HS_SUCCESS, let raw else { return }
+        defer { free(raw) }
+        var out: [UInt8] = []
+        func u32(_ v: Int) { out += [UInt8(v & 0xFF), UInt8((v >> 8) & 0xFF), UInt8((v >> 16) & 0xFF), UInt8((v >> 24) & 0xFF)] }
+        u32(rejected.count)
+        rejected.sorted().forEach(u32)
+        out += UnsafeRawBufferPointer(start: raw, count: length)
+        let dir = (path as NSString).deletingLastPathComponent
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let tmp = path + ".\(getpid()).tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: Data(out)) else { return }
+        if rename(tmp, path) != 0 { unlink(tmp) }
     }
 
     deinit {
