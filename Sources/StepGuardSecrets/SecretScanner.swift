@@ -36,9 +36,8 @@ public struct SecretScanner: Sendable {
 
     /// Whether the first 8000 bytes contain a NUL byte (git's heuristic for binary content).
     static func looksBinary(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        let n = min(bytes.count, 8000)
-        for i in 0..<n where bytes[i] == 0 { return true }
-        return false
+        guard let base = bytes.baseAddress else { return false }
+        return memchr(base, 0, min(bytes.count, 8000)) != nil
     }
 
     /// Scans files and directories.

@@ -136,12 +136,12 @@ rules:
       no_match: ['ASIAN{lower:16}', 'AS{cut}IA{b32:10}']
   - id: aws-secret-access-key
     description: AWS secret access key assigned to an aws_secret variable
-    regex: '(?i)aws.{0,20}?secret.{0,20}?[''"]?\s*(?::|=|:=|=>)\s*[''"]?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])'
+    regex: '(?i)aws.{0,20}?secret.{0,20}?[''"]?\s*(?::|=|:=|=>|>)\s*[''"]?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])'
     keywords: [aws]
     entropy: 4.0
     severity: critical
     examples:
-      match: ['aws_secret_access_key = {b64:40}', 'AWS_SECRET_ACCESS_KEY: "{alnum:40}"']
+      match: ['aws_secret_access_key = {b64:40}', 'AWS_SECRET_ACCESS_KEY: "{alnum:40}"', '<aws_secret_access_key>{b64:40}</aws_secret_access_key>']
       no_match: ['aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY', 'aws_secret_access_key = ${AWS_SECRET}', 'aws_secret_access_key = {b64:41}']
   - id: aws-session-token
     description: AWS session token (STS)
@@ -331,13 +331,14 @@ rules:
         - '^(?:sha(?:1|256|384|512)|md5)[-:]'                  # digests
         - '^[A-Za-z_][A-Za-z0-9_]*\(.*$'                       # function calls
         - '^(?:\.{0,2}/|~/|[A-Za-z]:\\)'                        # file paths
+        - '^[a-z0-9_.-]+(?:/[a-z0-9_.-]+)+/?$'                  # relative paths and secret names: prod/db/credentials
     severity: medium
     examples:
       match: ['db_password = "{alnum:20}"', 'API_KEY: ''{alnum:32}''', 'clientSecret: "{b64url:30}"']
       no_match: ['password = "hunter2"', 'token = "${{ secrets.TOKEN }}"', 'api_key = "your_api_key_here"', 'secret_name = "database_password_prod"', 'token: "{hex:8}-{hex:4}-{hex:4}-{hex:4}-{hex:12}"']
   - id: generic-env-secret
-    description: A high-entropy value assigned to a *_PASSWORD / *_SECRET / *_TOKEN / *_API_KEY variable (dotenv, shell)
-    regex: '(?m)^\s*(?:export\s+)?[A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|APIKEY|ACCESS_KEY|PRIVATE_KEY)[A-Z0-9_]*\s*=\s*([^\s"''`#$]{12,120})\s*$'
+    description: A high-entropy value assigned to a password, secret, token or API key setting (dotenv, shell, properties, YAML)
+    regex: '(?im)^\s*(?:export\s+)?[a-z0-9_.-]*(?:password|passwd|secret|token|api[_.-]?key|apikey|access[_.-]?key|private[_.-]?key)[a-z0-9_.-]*\s*[=:]\s*([^\s"''`#$]{12,120})\s*$'
     keywords: [password, passwd, secret, token, api_key, apikey, access_key, private_key]
     entropy: 3.7
     allow:
@@ -345,10 +346,28 @@ rules:
       regexes:
         - '^[a-z]+(?:[_.-][a-z]+)*$'
         - '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+        - '^(?:\.{0,2}/|~/|[A-Za-z]:\\)'
+        - '^[a-z0-9_.-]+(?:/[a-z0-9_.-]+)+/?$'
+        - '^https?://'
     severity: medium
     examples:
-      match: ['SESSION_SECRET={alnum:32}', 'export REDIS_PASSWORD={alnum:16}']
-      no_match: ['SESSION_SECRET=${SESSION_SECRET}', 'TOKEN_TTL=3600', 'SECRET_NAME=prod-db-credentials']
+      match: ['SESSION_SECRET={alnum:32}', 'export REDIS_PASSWORD={alnum:16}', 'db.password={alnum:24}', 'api_token: {alnum:30}']
+      no_match: ['SESSION_SECRET=${SESSION_SECRET}', 'TOKEN_TTL=3600', 'SECRET_NAME=prod-db-credentials', 'SECRET_NAME=prod/{lower:8}/credentials', 'token_url: https://auth.example.org/oauth/token']
+  - id: generic-xml-secret
+    description: A high-entropy value in an XML element named like a password, secret, token or key
+    regex: '(?i)<[a-z0-9_.:-]*(?:password|passwd|secret|token|api[_.-]?key|apikey|access[_.-]?key)[a-z0-9_.:-]*>([^<\s]{12,120})</'
+    keywords: [password, passwd, secret, token, apikey, api_key, access_key]
+    entropy: 3.7
+    allow:
+      stopwords: ["test", "fake", "mock"]
+      regexes:
+        - '^[a-z]+(?:[_.-][a-z]+)*$'
+        - '^[a-z0-9_.-]+(?:/[a-z0-9_.-]+)+/?$'
+        - '^https?://'
+    severity: medium
+    examples:
+      match: ['<db_password>{alnum:24}</db_password>']
+      no_match: ['<db_password>${DB_PASSWORD}</db_password>', '<token_url>https://auth.local/token</token_url>']
   - id: generic-bearer-token
     description: A high-entropy bearer token in an Authorization header
     regex: '(?i)authorization["'']?\s*[:=]\s*["'']?bearer\s+([A-Za-z0-9_~+/.-]{20,}=*)'
