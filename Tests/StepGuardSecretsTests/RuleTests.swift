@@ -109,6 +109,23 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
         #expect(found.contains { detector.rules[$0.ruleIndex].id == "github-pat-classic" })
     }
 
+    @Test func manyFindingsOnOneHugeLineStayLinear() throws {
+        // A minified / single-line JSON file with hundreds of candidate secrets (as in test vectors).
+        var text = "["
+        for i in 0..<300 {
+            text += "{\"client_secret\":\"\(ExampleTemplate.expand("{alnum:32}", seed: UInt64(i)))\",\"pad\":\"\(String(repeating: "x", count: 20_000))\"},"
+        }
+        text += "]"
+        let clock = ContinuousClock()
+        var report = ScanReport()
+        let elapsed = try clock.measure {
+            report = try scanner().scan(bytes: Array(text.utf8), path: "vectors.json")
+        }
+        #expect(report.findings.count == 300)
+        #expect(report.findings.allSatisfy { $0.line == 1 })
+        #expect(elapsed < .seconds(5), "scan of a 6 MB single-line file took \(elapsed)")
+    }
+
     @Test func badRuleFileSaysWhereAndWhat() throws {
         var set = SecretRuleSet()
         do {
