@@ -70,6 +70,14 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
         }
     }
 
+    @Test func embeddedJSONMatchesTheYAML() throws {
+        let fromJSON = try SecretRuleSet.builtIn()
+        let fromYAML = try SecretRuleSet.builtInFromYAML()
+        #expect(fromJSON.rules.count == fromYAML.rules.count)
+        #expect(fromJSON.rules == fromYAML.rules, "run python3 rules/secrets/embed.py")
+        #expect(fromJSON.allow == fromYAML.allow)
+    }
+
     @Test func githubChecksumIsEnforcedInScansButNotByTheClassifier() throws {
         let valid = ExampleTemplate.expand("{gh:ghp}")
         let broken = String(valid.dropLast()) + (valid.last == "A" ? "B" : "A")

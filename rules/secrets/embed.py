@@ -2,9 +2,13 @@
 """Embeds rules/secrets/*.yaml into Sources/StepGuardSecrets/Rules/EmbeddedRules.swift.
 
 Run after editing a rules file:  python3 rules/secrets/embed.py
-The test `embeddedRulesAreInSyncWithRulesDirectory` fails when the two differ.
+The test `embeddedRulesAreInSyncWithRulesDirectory` fails when the two differ, and
+`embeddedJSONMatchesTheYAML` when the JSON form does not decode to the same rules.
 """
+import json
 import pathlib
+
+import yaml  # PyYAML
 
 root = pathlib.Path(__file__).resolve().parents[2]
 rules = sorted((root / "rules" / "secrets").glob("*.yaml"))
@@ -19,5 +23,10 @@ for path in rules:
     out.append(f'        ("{path.name}", ##"""')
     out.extend(text.rstrip("\n").split("\n"))
     out.append('"""##),')
-out += ["    ]", "}", ""]
+out += ["    ]", "",
+        "    /// The same files parsed to JSON (decoded at start-up: faster than parsing YAML).",
+        "    static let json: String = ##\"\"\""]
+parsed = [{"name": p.name, **(yaml.safe_load(p.read_text()) or {})} for p in rules]
+out.append(json.dumps(parsed, separators=(",", ":"), sort_keys=True))
+out += ['"""##', "}", ""]
 (root / "Sources/StepGuardSecrets/Rules/EmbeddedRules.swift").write_text("\n".join(out))

@@ -106,6 +106,7 @@ public struct SecretRule: Sendable, Codable, Equatable {
 
 /// The content of one rules file: an optional global allow list and a list of rules.
 struct SecretRuleFile: Decodable {
+    var name: String?
     var allow: SecretAllowList?
     var rules: [SecretRule]?
 }
@@ -126,6 +127,19 @@ public struct SecretRuleSet: Sendable {
     /// The rules embedded in the binary (generated from `rules/secrets/*.yaml`).
     public static func builtIn() throws -> SecretRuleSet {
         var set = SecretRuleSet()
+        let files: [SecretRuleFile]
+        do {
+            files = try JSONDecoder().decode([SecretRuleFile].self, from: Data(EmbeddedRules.json.utf8))
+        } catch {
+            throw SecretsError(.invalidRules, "<built-in> rules do not decode (\(describe(error))); regenerate with python3 rules/secrets/embed.py")
+        }
+        for file in files { set.add(file) }
+        return set
+    }
+
+    /// The built-in rules parsed from their YAML text (the source of truth the JSON is made from).
+    static func builtInFromYAML() throws -> SecretRuleSet {
+        var set = SecretRuleSet()
         for (name, text) in EmbeddedRules.files {
             try set.add(yaml: text, source: "<built-in>/rules/secrets/\(name)")
         }
@@ -140,6 +154,10 @@ public struct SecretRuleSet: Sendable {
         } catch {
             throw SecretsError(.invalidRules, "\(source): not a valid rules file: \(Self.describe(error)); each file holds `rules:` (a list of rules with id, description, regex) and an optional `allow:`")
         }
+        add(file)
+    }
+
+    mutating func add(_ file: SecretRuleFile) {
         if let allow = file.allow {
             self.allow.regexes += allow.regexes
             self.allow.paths += allow.paths
