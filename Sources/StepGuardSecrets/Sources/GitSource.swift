@@ -51,8 +51,15 @@ final class GitRepository {
 struct GitDelta: @unchecked Sendable {  // git_oid is a plain 20-byte value
     var path: String
     var blob: git_oid
-    var addedLines: [Int]
+    /// Ranges of added lines (new side); nil when the whole file is new.
+    var addedLines: [ClosedRange<Int>]?
     var binary: Bool
+
+    /// Whether any line of `first...last` was added.
+    func adds(_ first: Int, _ last: Int) -> Bool {
+        guard let addedLines else { return true }
+        return addedLines.contains { $0.overlaps(first...max(first, last)) }
+    }
 }
 
 extension git_oid {
@@ -81,22 +88,23 @@ enum GitDiff {
             let newFile = delta.pointee.new_file
             if newFile.mode == UInt16(GIT_FILEMODE_COMMIT.rawValue) || newFile.mode == UInt16(GIT_FILEMODE_LINK.rawValue) { continue }
             let path = newFile.path.map { String(cString: $0) } ?? ""
+            if status == GIT_DELTA_ADDED {
+                // A new file: every line is added, no need to build its patch.
+                out.append(GitDelta(path: path, blob: newFile.id, addedLines: nil, binary: false))
+                continue
+            }
             var patch: OpaquePointer?
             guard git_patch_from_diff(&patch, diff, i) == 0, let patch else { continue }
             defer { git_patch_free(patch) }
             let binary = (git_patch_get_delta(patch).pointee.flags & UInt32(GIT_DIFF_FLAG_BINARY.rawValue)) != 0
-            var added: [Int] = []
+            // With zero context lines, the new side of every hunk consists of added lines only.
+            var added: [ClosedRange<Int>] = []
             let hunks = git_patch_num_hunks(patch)
             for h in 0..<hunks {
-                let lines = git_patch_num_lines_in_hunk(patch, h)
-                guard lines > 0 else { continue }
-                for l in 0..<Int(lines) {
-                    var line: UnsafePointer<git_diff_line>?
-                    guard git_patch_get_line_in_hunk(&line, patch, h, l) == 0, let line else { continue }
-                    if line.pointee.origin == CChar(UInt8(ascii: "+")) {
-                        added.append(Int(line.pointee.new_lineno))
-                    }
-                }
+                var hunk: UnsafePointer<git_diff_hunk>?
+                guard git_patch_get_hunk(&hunk, nil, patch, h) == 0, let hunk else { continue }
+                let start = Int(hunk.pointee.new_start), count = Int(hunk.pointee.new_lines)
+                if count > 0 { added.append(start...(start + count - 1)) }
             }
             if added.isEmpty && !binary { continue }
             out.append(GitDelta(path: path, blob: newFile.id, addedLines: added, binary: binary))
@@ -123,11 +131,8 @@ enum GitDiff {
 
 extension SecretScanner {
     /// Keeps the findings of a blob that start or end on an added line.
-    static func onAddedLines(_ found: [BufferScanner.Located], _ added: [Int]) -> [BufferScanner.Located] {
-        let set = Set(added)
-        return found.filter { l in
-            (l.finding.line...max(l.finding.line, l.finding.endLine)).contains { set.contains($0) }
-        }
+    static func onAddedLines(_ found: [BufferScanner.Located], _ delta: GitDelta) -> [BufferScanner.Located] {
+        found.filter { delta.adds($0.finding.line, $0.finding.endLine) }
     }
 
     /// Scans exactly what `git commit` would record: the index compared with HEAD (or with an
@@ -169,7 +174,7 @@ extension SecretScanner {
                 continue
             }
             report.scannedFiles += 1
-            for l in Self.onAddedLines(found, delta.addedLines) {
+            for l in Self.onAddedLines(found, delta) {
                 if l.inlineAllowed { report.suppressed += 1 } else { report.findings.append(l.finding) }
             }
         }
@@ -283,7 +288,7 @@ extension SecretScanner {
             for d in c.deltas where !d.binary {
                 guard let found = blobFindings[d.blob.key] else { continue }
                 if engine.pathAllowed(d.path) { continue }
-                for l in Self.onAddedLines(found, d.addedLines) {
+                for l in Self.onAddedLines(found, d) {
                     var f = l.finding
                     // Path-dependent parts are recomputed for this commit's path.
                     let compiled = engine.rules.first { $0.rule.id == f.ruleID }
