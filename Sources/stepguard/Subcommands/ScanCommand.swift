@@ -8,8 +8,8 @@ struct ScanCommand: ParsableCommand {
         commandName: "scan",
         abstract: "Find secrets in files, stdin, staged changes or git history.",
         discussion: """
-        Exit codes: 0 clean, 1 secrets found, 2 the scan failed (64 for a usage error).
-        Suppress a finding with `stepguard:allow` on its line, or with its fingerprint in
+        Exit codes: 0 clean, 1 secrets found, 2 the scan failed (64 for a usage error). \
+        Suppress a finding with `stepguard:allow` on its line, or with its fingerprint in \
         .stepguard-ignore.yaml (with a reason and an optional expires date).
         """
     )
@@ -26,7 +26,7 @@ struct ScanCommand: ParsableCommand {
     @Flag(help: "Scan standard input.")
     var stdin = false
 
-    @Option(help: "Repository for --staged and --history (default: .).")
+    @Option(help: "Repository for --staged and --history.")
     var repo: String = "."
 
     @Option(help: "With --history: skip this revision and its ancestors.")
