@@ -1,0 +1,194 @@
+import Foundation
+
+/// Output formats of `stepguard scan`.
+public enum ReportFormat: String, Sendable, CaseIterable {
+    case text, json, sarif, junit, github
+}
+
+/// Renders a ``ScanReport``. Secrets only ever appear through ``redact(_:mode:)``.
+public struct Reporter: Sendable {
+    public var format: ReportFormat
+    public var redaction: RedactionMode
+    /// Colour (text format on a terminal).
+    public var color: Bool
+    /// Tool version written in SARIF.
+    public var version = "0.1.0"
+
+    public init(format: ReportFormat, redaction: RedactionMode = .partial, color: Bool = false) {
+        self.format = format
+        self.redaction = redaction
+        self.color = color
+    }
+
+    /// The report in the chosen format.
+    public func render(_ report: ScanReport, rules: [SecretRule]) -> String {
+        switch format {
+        case .text: return text(report)
+        case .json: return json(report)
+        case .sarif: return sarif(report, rules: rules)
+        case .junit: return junit(report)
+        case .github: return github(report)
+        }
+    }
+
+    /// One-line summary for stderr: what was scanned, found, skipped and suppressed.
+    public static func summary(_ report: ScanReport) -> String {
+        var parts = ["\(report.findings.count) secret\(report.findings.count == 1 ? "" : "s") found",
+                     "\(report.scannedFiles) file\(report.scannedFiles == 1 ? "" : "s") (\(report.scannedBytes) bytes) scanned"]
+        if report.commits > 0 { parts.append("\(report.commits) commits") }
+        var skipped: [String] = []
+        if report.skippedBinary > 0 { skipped.append("\(report.skippedBinary) binary") }
+        if report.skippedLarge > 0 { skipped.append("\(report.skippedLarge) over the size limit (raise it with --max-file-size)") }
+        if report.skippedSymlinks > 0 { skipped.append("\(report.skippedSymlinks) symlinks leading outside the tree") }
+        if report.skippedAllowedPaths > 0 { skipped.append("\(report.skippedAllowedPaths) allow-listed paths") }
+        if !skipped.isEmpty { parts.append("skipped " + skipped.joined(separator: ", ")) }
+        if report.suppressed > 0 { parts.append("\(report.suppressed) suppressed") }
+        return "stepguard scan: " + parts.joined(separator: "; ")
+    }
+
+    func text(_ report: ScanReport) -> String {
+        let red = color ? "\u{1B}[31m" : "", bold = color ? "\u{1B}[1m" : "", reset = color ? "\u{1B}[0m" : ""
+        var out = ""
+        for f in report.findings {
+            out += "\(bold)\(f.path):\(f.line):\(f.column)\(reset): \(red)\(f.ruleID)\(reset) \(f.description) [\(f.severity.rawValue), \(f.lifetime.rawValue)] secret=\(redact(f.secret, mode: redaction))\n"
+            if let commit = f.commit {
+                out += "    commit \(commit) by \(f.author ?? "") <\(f.email ?? "")> on \(f.date ?? "")\n"
+            }
+            out += "    fingerprint: \(f.fingerprint)\n"
+        }
+        return out
+    }
+
+    func findingObject(_ f: Finding) -> [String: Any] {
+        var o: [String: Any] = [
+            "rule_id": f.ruleID, "description": f.description, "severity": f.severity.rawValue,
+            "lifetime": f.lifetime.rawValue, "path": f.path, "line": f.line, "column": f.column,
+            "end_line": f.endLine, "secret": redact(f.secret, mode: redaction), "fingerprint": f.fingerprint,
+        ]
+        if let c = f.commit { o["commit"] = c }
+        if let a = f.author { o["author"] = a }
+        if let e = f.email { o["email"] = e }
+        if let d = f.date { o["date"] = d }
+        return o
+    }
+
+    func serialize(_ object: Any) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+
+    func json(_ report: ScanReport) -> String {
+        serialize([
+            "version": 1,
+            "tool": "stepguard",
+            "findings": report.findings.map(findingObject),
+            "summary": [
+                "findings": report.findings.count, "suppressed": report.suppressed,
+                "scanned_files": report.scannedFiles, "scanned_bytes": report.scannedBytes,
+                "skipped_binary": report.skippedBinary, "skipped_large": report.skippedLarge,
+                "skipped_symlinks": report.skippedSymlinks, "commits": report.commits,
+                "expired_ignores": report.expiredIgnores,
+            ] as [String: Any],
+        ] as [String: Any])
+    }
+
+    static func sarifLevel(_ s: SecretSeverity) -> String {
+        switch s {
+        case .critical, .high: return "error"
+        case .medium: return "warning"
+        case .low: return "note"
+        }
+    }
+
+    static func securitySeverity(_ s: SecretSeverity) -> String {
+        switch s {
+        case .critical: return "9.5"
+        case .high: return "8.0"
+        case .medium: return "5.5"
+        case .low: return "3.0"
+        }
+    }
+
+    func sarif(_ report: ScanReport, rules: [SecretRule]) -> String {
+        let used = Set(report.findings.map(\.ruleID))
+        let driverRules = rules.filter { used.contains($0.id) }
+        let index = Dictionary(uniqueKeysWithValues: driverRules.enumerated().map { ($1.id, $0) })
+        let sarifRules: [[String: Any]] = driverRules.map { r in
+            [
+                "id": r.id,
+                "name": r.id.split(separator: "-").map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined(),
+                "shortDescription": ["text": r.description],
+                "fullDescription": ["text": "\(r.description) (\(r.lifetime.rawValue) credential)"],
+                "help": ["text": "Revoke and rotate the credential, remove it from the file (and from history), and load it from a secret store at run time."],
+                "defaultConfiguration": ["level": Self.sarifLevel(r.severity)],
+                "properties": ["tags": ["security", "secret"], "security-severity": Self.securitySeverity(r.severity)] as [String: Any],
+            ]
+        }
+        let results: [[String: Any]] = report.findings.map { f in
+            var result: [String: Any] = [
+                "ruleId": f.ruleID,
+                "level": Self.sarifLevel(f.severity),
+                "message": ["text": "\(f.description): \(redact(f.secret, mode: redaction))"],
+                "locations": [[
+                    "physicalLocation": [
+                        "artifactLocation": ["uri": f.path.isEmpty ? "-" : f.path],
+                        "region": ["startLine": f.line, "startColumn": f.column, "endLine": max(f.line, f.endLine)],
+                    ] as [String: Any],
+                ]],
+                "partialFingerprints": ["stepguardFingerprint/v1": f.fingerprint],
+            ]
+            if let i = index[f.ruleID] { result["ruleIndex"] = i }
+            if let c = f.commit {
+                result["properties"] = ["commit": c, "author": f.author ?? "", "email": f.email ?? "", "date": f.date ?? ""]
+            }
+            return result
+        }
+        return serialize([
+            "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+            "version": "2.1.0",
+            "runs": [[
+                "tool": ["driver": ["name": "stepguard", "informationUri": "https://github.com/stepguard/stepguard", "version": version, "rules": sarifRules] as [String: Any]],
+                "results": results,
+            ] as [String: Any]],
+        ] as [String: Any])
+    }
+
+    static func xml(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+
+    func junit(_ report: ScanReport) -> String {
+        var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        let tests = max(1, report.findings.count)
+        out += "<testsuites name=\"stepguard scan\" tests=\"\(tests)\" failures=\"\(report.findings.count)\">\n"
+        out += "  <testsuite name=\"secrets\" tests=\"\(tests)\" failures=\"\(report.findings.count)\" errors=\"0\" skipped=\"0\">\n"
+        if report.findings.isEmpty {
+            out += "    <testcase classname=\"stepguard.secrets\" name=\"no secrets found\"/>\n"
+        }
+        for f in report.findings {
+            let x = Self.xml
+            out += "    <testcase classname=\"\(x(f.path))\" name=\"\(x(f.ruleID)) at \(x(f.path)):\(f.line)\">\n"
+            out += "      <failure type=\"\(x(f.ruleID))\" message=\"\(x(f.description))\">\(x(f.path)):\(f.line):\(f.column) \(x(redact(f.secret, mode: redaction)))\(f.commit.map { " commit \($0)" } ?? "") fingerprint \(x(f.fingerprint))</failure>\n"
+            out += "    </testcase>\n"
+        }
+        out += "  </testsuite>\n</testsuites>\n"
+        return out
+    }
+
+    static func escapeData(_ s: String) -> String {
+        s.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "\r", with: "%0D").replacingOccurrences(of: "\n", with: "%0A")
+    }
+
+    static func escapeProperty(_ s: String) -> String {
+        escapeData(s).replacingOccurrences(of: ":", with: "%3A").replacingOccurrences(of: ",", with: "%2C")
+    }
+
+    func github(_ report: ScanReport) -> String {
+        report.findings.map { f in
+            let p = Self.escapeProperty
+            return "::error file=\(p(f.path)),line=\(f.line),col=\(f.column),endLine=\(max(f.line, f.endLine)),title=\(p("stepguard: " + f.ruleID))::"
+                + Self.escapeData("\(f.description) (\(f.lifetime.rawValue)): \(redact(f.secret, mode: redaction))\(f.commit.map { " in commit \($0)" } ?? ""). Revoke and rotate it.") + "\n"
+        }.joined()
+    }
+}

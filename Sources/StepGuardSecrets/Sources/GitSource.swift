@@ -1,0 +1,368 @@
+import CGit2
+import Dispatch
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A libgit2 repository handle. Not shared between threads: each worker opens its own.
+final class GitRepository {
+    let pointer: OpaquePointer
+
+    /// Opens the repository containing `path` (searching parent directories).
+    init(path: String) throws {
+        Git.initialize()
+        var repo: OpaquePointer?
+        guard git_repository_open_ext(&repo, path, 0, nil) == 0, let repo else {
+            throw SecretsError(.git, "\(path): not inside a git repository (\(Git.lastError())); pass --repo DIR or run inside a work tree")
+        }
+        pointer = repo
+    }
+
+    deinit { git_repository_free(pointer) }
+
+    /// The `.git` directory path.
+    var gitDirectory: String { String(cString: git_repository_path(pointer)) }
+
+    /// The work tree root (with a trailing slash), if not bare.
+    var workdir: String? { git_repository_workdir(pointer).map { String(cString: $0) } }
+
+    /// Reads a blob; nil if it is missing.
+    func withBlob<T>(_ oid: git_oid, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
+        var oid = oid
+        var blob: OpaquePointer?
+        guard git_blob_lookup(&blob, pointer, &oid) == 0, let blob else { return nil }
+        defer { git_blob_free(blob) }
+        let size = Int(git_blob_rawsize(blob))
+        guard let raw = git_blob_rawcontent(blob) else { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return body(UnsafeRawBufferPointer(start: raw, count: size))
+    }
+
+    func blobSize(_ oid: git_oid) -> Int? {
+        var oid = oid
+        var blob: OpaquePointer?
+        guard git_blob_lookup(&blob, pointer, &oid) == 0, let blob else { return nil }
+        defer { git_blob_free(blob) }
+        return Int(git_blob_rawsize(blob))
+    }
+}
+
+/// A changed file in a diff: its new path and blob, and the lines it adds.
+struct GitDelta: @unchecked Sendable {  // git_oid is a plain 20-byte value
+    var path: String
+    var blob: git_oid
+    /// Ranges of added lines (new side); nil when the whole file is new.
+    var addedLines: [ClosedRange<Int>]?
+    var binary: Bool
+
+    /// Whether any line of `first...last` was added.
+    func adds(_ first: Int, _ last: Int) -> Bool {
+        guard let addedLines else { return true }
+        return addedLines.contains { $0.overlaps(first...max(first, last)) }
+    }
+}
+
+extension git_oid {
+    var hex: String {
+        var copy = self
+        var buffer = [CChar](repeating: 0, count: 41)
+        git_oid_tostr(&buffer, 41, &copy)
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    var key: [UInt8] {
+        withUnsafeBytes(of: id) { Array($0) }
+    }
+}
+
+enum GitDiff {
+    /// Deltas of `diff` that add content, with their added line numbers (new side).
+    static func deltas(_ diff: OpaquePointer) -> [GitDelta] {
+        var out: [GitDelta] = []
+        let count = git_diff_num_deltas(diff)
+        for i in 0..<count {
+            guard let delta = git_diff_get_delta(diff, i) else { continue }
+            let status = delta.pointee.status
+            guard status == GIT_DELTA_ADDED || status == GIT_DELTA_MODIFIED || status == GIT_DELTA_RENAMED
+                || status == GIT_DELTA_COPIED || status == GIT_DELTA_TYPECHANGE else { continue }
+            let newFile = delta.pointee.new_file
+            if newFile.mode == UInt16(GIT_FILEMODE_COMMIT.rawValue) || newFile.mode == UInt16(GIT_FILEMODE_LINK.rawValue) { continue }
+            let path = newFile.path.map { String(cString: $0) } ?? ""
+            if status == GIT_DELTA_ADDED {
+                // A new file: every line is added, no need to build its patch.
+                out.append(GitDelta(path: path, blob: newFile.id, addedLines: nil, binary: false))
+                continue
+            }
+            var patch: OpaquePointer?
+            guard git_patch_from_diff(&patch, diff, i) == 0, let patch else { continue }
+            defer { git_patch_free(patch) }
+            let binary = (git_patch_get_delta(patch).pointee.flags & UInt32(GIT_DIFF_FLAG_BINARY.rawValue)) != 0
+            // With zero context lines, the new side of every hunk consists of added lines only.
+            var added: [ClosedRange<Int>] = []
+            let hunks = git_patch_num_hunks(patch)
+            for h in 0..<hunks {
+                var hunk: UnsafePointer<git_diff_hunk>?
+                guard git_patch_get_hunk(&hunk, nil, patch, h) == 0, let hunk else { continue }
+                let start = Int(hunk.pointee.new_start), count = Int(hunk.pointee.new_lines)
+                if count > 0 { added.append(start...(start + count - 1)) }
+            }
+            if added.isEmpty && !binary { continue }
+            out.append(GitDelta(path: path, blob: newFile.id, addedLines: added, binary: binary))
+        }
+        return out
+    }
+
+    static func options() -> git_diff_options {
+        var opts = git_diff_options()
+        git_diff_options_init(&opts, UInt32(GIT_DIFF_OPTIONS_VERSION))
+        opts.context_lines = 0
+        opts.interhunk_lines = 0
+        opts.flags |= UInt32(GIT_DIFF_IGNORE_SUBMODULES.rawValue)
+        return opts
+    }
+
+    static func findRenames(_ diff: OpaquePointer) {
+        var find = git_diff_find_options()
+        git_diff_find_options_init(&find, UInt32(GIT_DIFF_FIND_OPTIONS_VERSION))
+        find.flags = UInt32(GIT_DIFF_FIND_RENAMES.rawValue)
+        _ = git_diff_find_similar(diff, &find)
+    }
+}
+
+extension SecretScanner {
+    /// Keeps the findings of a blob that start or end on an added line.
+    static func onAddedLines(_ found: [BufferScanner.Located], _ delta: GitDelta) -> [BufferScanner.Located] {
+        found.filter { delta.adds($0.finding.line, $0.finding.endLine) }
+    }
+
+    /// Scans exactly what `git commit` would record: the index compared with HEAD (or with an
+    /// empty tree before the first commit), renames detected; only added or changed lines count.
+    public func scanStaged(repository path: String) throws -> ScanReport {
+        let repo = try GitRepository(path: path)
+        var index: OpaquePointer?
+        guard git_repository_index(&index, repo.pointer) == 0, let index else {
+            throw SecretsError(.git, "\(path): cannot read the git index (\(Git.lastError())); is the repository corrupt or locked?")
+        }
+        defer { git_index_free(index) }
+        var headTree: OpaquePointer?
+        var object: OpaquePointer?
+        if git_revparse_single(&object, repo.pointer, "HEAD^{tree}") == 0 {
+            headTree = object  // a git_object that is a tree
+        }  // else: unborn branch, the first commit is diffed against the empty tree
+        defer { if let object { git_object_free(object) } }
+        var opts = GitDiff.options()
+        var diff: OpaquePointer?
+        guard git_diff_tree_to_index(&diff, repo.pointer, headTree, index, &opts) == 0, let diff else {
+            throw SecretsError(.git, "\(path): cannot diff the index against HEAD (\(Git.lastError()))")
+        }
+        defer { git_diff_free(diff) }
+        GitDiff.findRenames(diff)
+        var report = ScanReport()
+        let scanner = bufferScanner
+        for delta in GitDiff.deltas(diff) {
+            if delta.binary { report.skippedBinary += 1; continue }
+            if detector.engine.pathAllowed(delta.path) { report.skippedAllowedPaths += 1; continue }
+            let found: [BufferScanner.Located]?? = repo.withBlob(delta.blob) { raw in
+                if raw.count > options.maxFileSize { return nil }
+                if Self.looksBinary(raw) { return nil }
+                report.scannedBytes += raw.count
+                return scanner.scan(raw, path: delta.path)
+            }
+            guard let found else { continue }
+            guard let found else {
+                if (repo.blobSize(delta.blob) ?? 0) > options.maxFileSize { report.skippedLarge += 1 } else { report.skippedBinary += 1 }
+                continue
+            }
+            report.scannedFiles += 1
+            for l in Self.onAddedLines(found, delta) {
+                if l.inlineAllowed { report.suppressed += 1 } else { report.findings.append(l.finding) }
+            }
+        }
+        return report
+    }
+
+    /// Commit metadata attached to history findings.
+    struct CommitInfo: Sendable {
+        var id: String
+        var author: String
+        var email: String
+        var date: String
+    }
+
+    /// Scans the added lines of every commit reachable from `range` (default: HEAD and all
+    /// branches and tags), minus `since` and its ancestors. Each distinct blob is scanned once.
+    public func scanHistory(repository path: String, range: String? = nil, since: String? = nil) throws -> ScanReport {
+        let repo = try GitRepository(path: path)
+        let gitDir = repo.gitDirectory
+        var walk: OpaquePointer?
+        guard git_revwalk_new(&walk, repo.pointer) == 0, let walk else {
+            throw SecretsError(.git, "\(path): cannot walk history (\(Git.lastError()))")
+        }
+        defer { git_revwalk_free(walk) }
+        if let range {
+            let rc = range.contains("..") ? git_revwalk_push_range(walk, range) : Self.pushRevision(walk, repo, range)
+            guard rc == 0 else {
+                throw SecretsError(.git, "\(path): revision range `\(range)` not found (\(Git.lastError())); use A..B or a branch, tag or commit")
+            }
+        } else {
+            if git_revwalk_push_head(walk) != 0 {
+                _ = git_revwalk_push_glob(walk, "refs/heads")
+            }
+            _ = git_revwalk_push_glob(walk, "refs/heads")
+            _ = git_revwalk_push_glob(walk, "refs/tags")
+        }
+        if let since {
+            var oid = git_oid()
+            var object: OpaquePointer?
+            guard git_revparse_single(&object, repo.pointer, since) == 0, let object else {
+                throw SecretsError(.git, "\(path): --since `\(since)` is not a known revision (\(Git.lastError()))")
+            }
+            oid = git_object_id(object).pointee
+            git_object_free(object)
+            _ = git_revwalk_hide(walk, &oid)
+        }
+        var commits: [git_oid] = []
+        var oid = git_oid()
+        while git_revwalk_next(&oid, walk) == 0 { commits.append(oid) }
+
+        // Phase 1: diff every commit against its first parent (workers each open the repository).
+        struct CommitDeltas: @unchecked Sendable { var info: CommitInfo; var deltas: [GitDelta] }
+        let perCommit = Mutex<[Int: CommitDeltas]>([:])
+        let next = Atomic<Int>(0)
+        let commitList = UnsafeSendableBox(commits)
+        let workers = max(1, min(options.workers, commits.count))
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            guard let local = try? GitRepository(path: gitDir) else { return }
+            var results: [Int: CommitDeltas] = [:]
+            while true {
+                let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                if i >= commitList.value.count { break }
+                if let d = Self.commitDeltas(local, commitList.value[i]) { results[i] = CommitDeltas(info: d.0, deltas: d.1) }
+            }
+            perCommit.withLock { $0.merge(results) { a, _ in a } }
+        }
+        let diffs = perCommit.withLock { $0 }
+
+        // Phase 2: scan each distinct blob once.
+        var blobs: [[UInt8]: git_oid] = [:]
+        for (_, c) in diffs { for d in c.deltas where !d.binary { blobs[d.blob.key] = d.blob } }
+        let blobList = UnsafeSendableBox(Array(blobs.values))
+        let scanned = Mutex<[[UInt8]: [BufferScanner.Located]]>([:])
+        let stats = Mutex(ScanReport())
+        let scanner = bufferScanner
+        let engine = detector.engine
+        let maxSize = options.maxFileSize
+        let nextBlob = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: max(1, min(options.workers, blobList.value.count))) { _ in
+            guard let local = try? GitRepository(path: gitDir) else { return }
+            var results: [[UInt8]: [BufferScanner.Located]] = [:]
+            var partial = ScanReport()
+            while true {
+                let i = nextBlob.wrappingAdd(1, ordering: .relaxed).oldValue
+                if i >= blobList.value.count { break }
+                let blob = blobList.value[i]
+                _ = local.withBlob(blob) { raw in
+                    if raw.count > maxSize { partial.skippedLarge += 1; return }
+                    if Self.looksBinary(raw) { partial.skippedBinary += 1; return }
+                    partial.scannedFiles += 1
+                    partial.scannedBytes += raw.count
+                    let found = scanner.scan(raw, path: "")
+                    if !found.isEmpty { results[blob.key] = found }
+                }
+            }
+            scanned.withLock { $0.merge(results) { a, _ in a } }
+            stats.withLock {
+                $0.scannedFiles += partial.scannedFiles
+                $0.scannedBytes += partial.scannedBytes
+                $0.skippedBinary += partial.skippedBinary
+                $0.skippedLarge += partial.skippedLarge
+            }
+        }
+        let blobFindings = scanned.withLock { $0 }
+
+        // Phase 3: attribute each blob's findings to the commits that added those lines.
+        var report = stats.withLock { $0 }
+        report.commits = commits.count
+        for i in diffs.keys.sorted() {
+            let c = diffs[i]!
+            for d in c.deltas where !d.binary {
+                guard let found = blobFindings[d.blob.key] else { continue }
+                if engine.pathAllowed(d.path) { continue }
+                for l in Self.onAddedLines(found, d) {
+                    var f = l.finding
+                    // Path-dependent parts are recomputed for this commit's path.
+                    let compiled = engine.rules.first { $0.rule.id == f.ruleID }
+                    if let compiled, SecretEngine.anyMatch(compiled.allowPaths, d.path) { continue }
+                    f.path = d.path
+                    f.fingerprint = Finding.fingerprint(ruleID: f.ruleID, path: d.path, secret: f.secret)
+                    f.commit = c.info.id
+                    f.author = c.info.author
+                    f.email = c.info.email
+                    f.date = c.info.date
+                    if l.inlineAllowed { report.suppressed += 1 } else { report.findings.append(f) }
+                }
+            }
+        }
+        return report
+    }
+
+    static func pushRevision(_ walk: OpaquePointer, _ repo: GitRepository, _ rev: String) -> Int32 {
+        var object: OpaquePointer?
+        guard git_revparse_single(&object, repo.pointer, rev) == 0, let object else { return -1 }
+        defer { git_object_free(object) }
+        var oid = git_object_id(object).pointee
+        return git_revwalk_push(walk, &oid)
+    }
+
+    static func commitDeltas(_ repo: GitRepository, _ id: git_oid) -> (CommitInfo, [GitDelta])? {
+        var id = id
+        var commit: OpaquePointer?
+        guard git_commit_lookup(&commit, repo.pointer, &id) == 0, let commit else { return nil }
+        defer { git_commit_free(commit) }
+        let parents = git_commit_parentcount(commit)
+        if parents > 1 { return nil }  // merges: their content is attributed to the merged commits, as `git log -p` does
+        var tree: OpaquePointer?
+        guard git_commit_tree(&tree, commit) == 0, let tree else { return nil }
+        defer { git_tree_free(tree) }
+        var parentTree: OpaquePointer?
+        if parents == 1 {
+            var parent: OpaquePointer?
+            if git_commit_parent(&parent, commit, 0) == 0, let parent {
+                _ = git_commit_tree(&parentTree, parent)
+                git_commit_free(parent)
+            }
+        }
+        defer { if let parentTree { git_tree_free(parentTree) } }
+        var opts = GitDiff.options()
+        var diff: OpaquePointer?
+        guard git_diff_tree_to_tree(&diff, repo.pointer, parentTree, tree, &opts) == 0, let diff else { return nil }
+        defer { git_diff_free(diff) }
+        GitDiff.findRenames(diff)
+        let deltas = GitDiff.deltas(diff)
+        let sig = git_commit_author(commit)!.pointee
+        let info = CommitInfo(
+            id: id.hex,
+            author: sig.name.map { String(cString: $0) } ?? "",
+            email: sig.email.map { String(cString: $0) } ?? "",
+            date: isoDate(Int(sig.when.time))
+        )
+        return (info, deltas)
+    }
+
+    static func isoDate(_ seconds: Int) -> String {
+        var t = time_t(seconds)
+        var tm = tm()
+        gmtime_r(&t, &tm)
+        func pad(_ v: Int32, _ w: Int = 2) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, w - s.count)) + s
+        }
+        return "\(pad(tm.tm_year + 1900, 4))-\(pad(tm.tm_mon + 1))-\(pad(tm.tm_mday))T\(pad(tm.tm_hour)):\(pad(tm.tm_min)):\(pad(tm.tm_sec))Z"
+    }
+}
+
+/// Carries an immutable array of plain C values (git_oid) into concurrent workers.
+struct UnsafeSendableBox<T>: @unchecked Sendable {  // read-only after creation
+    let value: T
+    init(_ value: T) { self.value = value }
+}

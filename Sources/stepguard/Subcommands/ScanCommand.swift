@@ -1,0 +1,172 @@
+import ArgumentParser
+import Foundation
+import StepGuardSecrets
+
+/// `stepguard scan`: find secrets in files, stdin, the staged index or the history.
+struct ScanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scan",
+        abstract: "Find secrets in files, stdin, staged changes or git history.",
+        discussion: """
+        Exit codes: 0 clean, 1 secrets found, 2 the scan failed (64 for a usage error). \
+        Suppress a finding with `stepguard:allow` on its line, or with its fingerprint in \
+        .stepguard-ignore.yaml (with a reason and an optional expires date).
+        """
+    )
+
+    @Argument(help: "Files or directories to scan (default: .). With --history: a revision range such as main..feature.")
+    var paths: [String] = []
+
+    @Flag(help: "Scan what `git commit` would record: the index against HEAD, added lines only.")
+    var staged = false
+
+    @Flag(help: "Scan the added lines of every commit (each blob once).")
+    var history = false
+
+    @Flag(help: "Scan standard input.")
+    var stdin = false
+
+    @Option(help: "Repository for --staged and --history.")
+    var repo: String = "."
+
+    @Option(help: "With --history: skip this revision and its ancestors.")
+    var since: String?
+
+    @Option(name: .customLong("rules"), help: "Directory of extra rules (*.yaml); a rule with a built-in id replaces it. Repeatable.")
+    var rulesDirectories: [String] = []
+
+    @Flag(name: .customLong("no-ignore"), help: "Do not honour .gitignore files.")
+    var noIgnore = false
+
+    @Option(help: "Skip files larger than this (bytes, or with K/M/G suffix).")
+    var maxFileSize: String = "10M"
+
+    @Option(help: "Ignore file (default: .stepguard-ignore.yaml at the repository or scan root).")
+    var ignoreFile: String?
+
+    @Option(help: "A previous JSON report: report only findings not in it.")
+    var baseline: String?
+
+    @Option(help: "Output format: text, json, sarif, junit, github.")
+    var format: String = "text"
+
+    @Option(help: "How secrets are shown: partial (prefix + hash), full (hash only), none (cleartext).")
+    var redact: String = "partial"
+
+    @Option(help: "Worker threads (default: number of cores).")
+    var threads: Int?
+
+    @Option(help: "Write the report to this file instead of standard output.")
+    var output: String?
+
+    func validate() throws {
+        if [staged, history, stdin].filter({ $0 }).count > 1 {
+            throw ValidationError("choose one of --staged, --history, --stdin")
+        }
+        if ReportFormat(rawValue: format) == nil {
+            throw ValidationError("unknown --format \(format); use one of \(ReportFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if RedactionMode(rawValue: redact) == nil {
+            throw ValidationError("unknown --redact \(redact); use partial, full or none")
+        }
+        if Self.parseSize(maxFileSize) == nil {
+            throw ValidationError("--max-file-size \(maxFileSize) is not a size; write e.g. 1048576, 512K or 10M")
+        }
+        if (staged || stdin) && !paths.isEmpty {
+            throw ValidationError("paths are not used with --staged or --stdin; use --repo DIR")
+        }
+        if history && paths.count > 1 {
+            throw ValidationError("--history takes at most one revision range")
+        }
+    }
+
+    static func parseSize(_ text: String) -> Int? {
+        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+        if let last = text.uppercased().last, let unit = units[last] {
+            return Int(text.dropLast()).map { $0 * unit }
+        }
+        return Int(text)
+    }
+
+    func run() throws {
+        do {
+            let code = try scan()
+            throw ExitCode(code)
+        } catch let error as SecretsError {
+            FileHandle.standardError.write(Data("stepguard scan: error: \(error.message)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+
+    func scan() throws -> Int32 {
+        let detector: SecretDetector
+        if rulesDirectories.isEmpty {
+            detector = try SecretDetector.builtIn()
+        } else {
+            var set = try SecretRuleSet.builtIn()
+            for dir in rulesDirectories { try set.add(directory: URL(fileURLWithPath: dir)) }
+            detector = try SecretDetector(ruleSet: set)
+        }
+        var options = ScanOptions()
+        options.respectGitignore = !noIgnore
+        options.maxFileSize = Self.parseSize(maxFileSize)!
+        if let threads { options.workers = max(1, threads) }
+        let scanner = SecretScanner(detector: detector, options: options)
+
+        var report: ScanReport
+        var root = repo
+        if staged {
+            report = try scanner.scanStaged(repository: repo)
+        } else if history {
+            report = try scanner.scanHistory(repository: repo, range: paths.first, since: since)
+        } else if stdin {
+            report = scanner.scan(bytes: Array(FileHandle.standardInput.readDataToEndOfFile()))
+            root = "."
+        } else {
+            let targets = paths.isEmpty ? ["."] : paths
+            report = try scanner.scan(paths: targets)
+            var isDirectory: ObjCBool = false
+            if let first = targets.first, FileManager.default.fileExists(atPath: first, isDirectory: &isDirectory) {
+                root = isDirectory.boolValue ? first : (first as NSString).deletingLastPathComponent
+            }
+        }
+        if staged || history {
+            // The ignore file lives at the top of the work tree.
+            root = Self.workTreeRoot(repo) ?? repo
+        }
+        let ignorePath = ignoreFile ?? (root.isEmpty ? "." : root) + "/.stepguard-ignore.yaml"
+        if let ignore = try IgnoreFile.load(path: ignorePath) {
+            ignore.apply(to: &report)
+        } else if ignoreFile != nil {
+            throw SecretsError(.unreadable, "\(ignorePath): ignore file not found; check the --ignore-file path")
+        }
+        if let baseline {
+            try Baseline(path: baseline).apply(to: &report)
+        }
+        let reporter = Reporter(format: ReportFormat(rawValue: format)!, redaction: RedactionMode(rawValue: redact)!,
+                                color: output == nil && isatty(1) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil)
+        let rendered = reporter.render(report, rules: detector.rules)
+        if let output {
+            guard FileManager.default.createFile(atPath: output, contents: Data(rendered.utf8)) else {
+                throw SecretsError(.unreadable, "\(output): cannot write the report; check the directory exists and is writable")
+            }
+        } else {
+            FileHandle.standardOutput.write(Data(rendered.utf8))
+        }
+        for note in report.expiredIgnores {
+            FileHandle.standardError.write(Data("stepguard scan: \(note)\n".utf8))
+        }
+        FileHandle.standardError.write(Data((Reporter.summary(report) + "\n").utf8))
+        return report.findings.isEmpty ? 0 : 1
+    }
+
+    static func workTreeRoot(_ path: String) -> String? {
+        var dir = URL(fileURLWithPath: path).standardizedFileURL
+        while true {
+            if FileManager.default.fileExists(atPath: dir.appendingPathComponent(".git").path) { return dir.path }
+            let parent = dir.deletingLastPathComponent()
+            if parent.path == dir.path { return nil }
+            dir = parent
+        }
+    }
+}
