@@ -36,6 +36,11 @@ enum CommandRunner {
             try? await Task.sleep(nanoseconds: 10_000_000)
         }
         process.waitUntilExit()
+        if timedOut {
+            // Do not wait for the pipes: a grandchild may still hold them open. The readers end
+            // when it does.
+            return CommandResult(status: process.terminationStatus, standardOutput: [], standardError: [], timedOut: true)
+        }
         let output = await outReader.value
         let errors = await errReader.value
         return CommandResult(status: process.terminationStatus, standardOutput: output, standardError: errors, timedOut: timedOut)

@@ -74,4 +74,22 @@ public struct VerifiedIdentity: Sendable, Equatable {
         if let issuedAt { object["issued_at"] = .string(ISO8601DateFormatter().string(from: issuedAt)) }
         return .object(object)
     }
+
+    /// A human-readable report: the identity fields, then every claim on its own line, sorted.
+    public var textReport: String {
+        let formatter = ISO8601DateFormatter()
+        var lines = [
+            "issuer:     \(issuer)",
+            "subject:    \(subject)",
+            "audience:   \(audiences.joined(separator: ", "))",
+            "algorithm:  \(algorithm)" + (keyID.map { " (kid \($0))" } ?? ""),
+        ]
+        if let issuedAt { lines.append("issued at:  \(formatter.string(from: issuedAt))") }
+        lines.append("expires at: \(formatter.string(from: expiresAt))")
+        lines.append("claims:")
+        for name in claims.keys.sorted() {
+            lines.append("  \(name): \(claims[name]!.jsonText)")
+        }
+        return lines.joined(separator: "\n")
+    }
 }
