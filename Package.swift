@@ -6,7 +6,7 @@ import PackageDescription
 
 let package = Package(
     name: "stepguard",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "stepguard", targets: ["stepguard"]),
     ],
@@ -32,7 +32,8 @@ let package = Package(
             dependencies: [.product(name: "Yams", package: "Yams")]
         ),
         .target(name: "StepGuardAudit"),
-        .target(name: "StepGuardSandbox"),
+        .target(name: "CSandbox"),
+        .target(name: "StepGuardSandbox", dependencies: ["CSandbox"]),
         .target(
             name: "StepGuardSecrets",
             dependencies: [

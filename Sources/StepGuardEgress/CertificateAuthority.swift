@@ -45,15 +45,15 @@ public struct CertificateAuthority: Sendable {
         )
     }
 
-    /// Issues a server certificate for `host` (a DNS name or an IP literal) with a fresh key.
-    public func issueServerCertificate(for host: String, validity: TimeInterval = 3600) throws -> IssuedCertificate {
+    /// Issues a server certificate for `host` and any `otherNames` (DNS names or IP literals) with a fresh key.
+    public func issueServerCertificate(for host: String, otherNames: [String] = [], validity: TimeInterval = 3600) throws -> IssuedCertificate {
         let key = P256.Signing.PrivateKey()
         let now = Date()
-        let subjectName: GeneralName
-        if let ip = Self.ipAddressBytes(host) {
-            subjectName = .ipAddress(ASN1OctetString(contentBytes: ArraySlice(ip)))
-        } else {
-            subjectName = .dnsName(host)
+        let subjectNames: [GeneralName] = ([host] + otherNames).map { name in
+            if let ip = Self.ipAddressBytes(name) {
+                return .ipAddress(ASN1OctetString(contentBytes: ArraySlice(ip)))
+            }
+            return .dnsName(name)
         }
         let leaf = try Certificate(
             version: .v3,
@@ -68,7 +68,7 @@ public struct CertificateAuthority: Sendable {
                 Critical(BasicConstraints.notCertificateAuthority)
                 Critical(KeyUsage(digitalSignature: true))
                 try ExtendedKeyUsage([.serverAuth])
-                SubjectAlternativeNames([subjectName])
+                SubjectAlternativeNames(subjectNames)
                 AuthorityKeyIdentifier(keyIdentifier: try? certificate.extensions.subjectKeyIdentifier?.keyIdentifier)
             },
             issuerPrivateKey: Certificate.PrivateKey(privateKey)

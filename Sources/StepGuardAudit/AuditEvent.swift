@@ -1,0 +1,55 @@
+import Foundation
+
+/// What an audit event is about.
+public enum AuditEventType: String, Sendable, CaseIterable, Codable {
+    case identity, credential, egress, service, isolation, process, exit
+}
+
+/// What was decided.
+public enum AuditDecision: String, Sendable, Codable {
+    case allow, deny
+}
+
+/// A value in an event's subject (host, port, claim, variable…).
+public enum AuditValue: Sendable, Equatable, CustomStringConvertible {
+    case string(String)
+    case int(Int)
+    case bool(Bool)
+
+    public var description: String {
+        switch self {
+        case .string(let value): value
+        case .int(let value): String(value)
+        case .bool(let value): String(value)
+        }
+    }
+}
+
+/// One decision made while guarding a step. Never put a secret in full into an event: redact it
+/// to a prefix and a hash before (see the secret scanner's `redact`).
+public struct AuditEvent: Sendable, Equatable {
+    public var time: Date
+    public var type: AuditEventType
+    public var decision: AuditDecision
+    /// Why, in one sentence a human can act on.
+    public var reason: String
+    /// The policy rule that decided, e.g. `egress.deny: 10.0.0.0/8`.
+    public var rule: String?
+    /// What the decision was about: `host`, `port`, `method`, `path`, `claim`, `variable`, `service`…
+    public var subject: [String: AuditValue]
+
+    public init(type: AuditEventType, decision: AuditDecision, reason: String, rule: String? = nil,
+                subject: [String: AuditValue] = [:], time: Date = Date()) {
+        self.time = time
+        self.type = type
+        self.decision = decision
+        self.reason = reason
+        self.rule = rule
+        self.subject = subject
+    }
+
+    /// A short "host=… method=…" rendering of the subject for text output.
+    public var subjectSummary: String {
+        subject.keys.sorted().map { "\($0)=\(subject[$0]!)" }.joined(separator: " ")
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import Synchronization
+
+/// The event stream of one guarded step: every decision goes here and fans out to the audit log
+/// (JSON lines), stderr, and — inside GitHub Actions — the job summary and annotations.
+public final class AuditTrail: Sendable {
+    /// Facts that go on every line.
+    public struct Context: Sendable {
+        public var policy: String
+        public var step: String?
+        /// True in `mode: audit`: decisions are recorded, nothing is blocked, every line says so.
+        public var auditOnly: Bool
+        public var command: String
+
+        public init(policy: String, step: String?, auditOnly: Bool, command: String) {
+            self.policy = policy
+            self.step = step
+            self.auditOnly = auditOnly
+            self.command = command
+        }
+    }
+
+    private let context: Context
+    private let logFile: FileHandle?
+    private let verbose: Bool
+    private let printer: @Sendable (String) -> Void
+    private let annotationPrinter: @Sendable (String) -> Void
+    private let events = Mutex<[AuditEvent]>([])
+
+    /// - Parameters:
+    ///   - logPath: where to append JSON lines (created with mode 0600), or nil.
+    ///   - verbose: print allow decisions too, not only denials.
+    ///   - printer: where human-readable lines go (stderr by default).
+    ///   - annotationPrinter: where GitHub workflow commands go (stdout by default, where the runner reads them).
+    public init(context: Context, logPath: String?, verbose: Bool = false,
+                printer: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) },
+                annotationPrinter: @escaping @Sendable (String) -> Void = { FileHandle.standardOutput.write(Data(($0 + "\n").utf8)) }) throws(AuditError) {
+        self.context = context
+        self.verbose = verbose
+        self.printer = printer
+        self.annotationPrinter = annotationPrinter
+        if let logPath {
+            let fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw AuditError.cannotOpenLog(path: logPath, reason: String(cString: strerror(errno))) }
+            self.logFile = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        } else {
+            self.logFile = nil
+        }
+    }
+
+    /// Records one decision: appended to the log at once, printed when it is a denial (or verbose).
+    public func record(_ event: AuditEvent) {
+        events.withLock { $0.append(event) }
+        if let logFile {
+            logFile.write(Data((event.jsonLine(context: jsonContext) + "\n").utf8))
+        }
+        if event.decision == .deny || verbose {
+            printer(textLine(event))
+        }
+    }
+
+    /// Every event recorded so far.
+    public var recorded: [AuditEvent] { events.withLock { $0 } }
+
+    /// The human-readable line for an event.
+    public func textLine(_ event: AuditEvent) -> String {
+        let prefix = context.auditOnly ? "stepguard [audit mode, not enforced]:" : "stepguard:"
+        let verb = event.decision == .deny ? (context.auditOnly ? "would deny" : "DENY") : "allow"
+        let subject = event.subjectSummary.isEmpty ? "" : " [\(event.subjectSummary)]"
+        return "\(prefix) \(verb) \(event.type.rawValue)\(subject) — \(event.reason)"
+    }
+
+    /// Writes the final verdict: the stderr line, and the GitHub job summary and annotations when
+    /// running in GitHub Actions (`GITHUB_ACTIONS=true`).
+    public func finish(_ verdict: Verdict, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        printer(verdict.line)
+        guard environment["GITHUB_ACTIONS"] == "true" else { return }
+        let reporter = GitHubReporter(context: context)
+        reporter.annotations(verdict).forEach(annotationPrinter)
+        if let summaryPath = environment["GITHUB_STEP_SUMMARY"], !summaryPath.isEmpty {
+            reporter.appendSummary(verdict, events: recorded, to: summaryPath)
+        }
+    }
+
+    private var jsonContext: [(String, AuditValue)] {
+        var fields: [(String, AuditValue)] = [("mode", .string(context.auditOnly ? "audit" : "enforce"))]
+        if context.auditOnly { fields.append(("enforced", .bool(false))) }
+        if let step = context.step { fields.append(("step", .string(step))) }
+        return fields
+    }
+}
+
+/// Errors of the audit sinks.
+public enum AuditError: Error, Sendable, CustomStringConvertible {
+    /// The `--audit-log` file cannot be opened for appending.
+    case cannotOpenLog(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .cannotOpenLog(let path, let reason):
+            "cannot open the audit log '\(path)' for appending: \(reason); choose a writable path with --audit-log"
+        }
+    }
+}

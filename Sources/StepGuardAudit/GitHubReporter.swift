@@ -1,0 +1,55 @@
+import Foundation
+
+/// GitHub Actions output: `::error`/`::warning` workflow commands and a Markdown job summary.
+struct GitHubReporter {
+    let context: AuditTrail.Context
+
+    /// One workflow command per violation (`::warning` in audit mode, where nothing was blocked).
+    func annotations(_ verdict: Verdict) -> [String] {
+        let command = verdict.auditOnly ? "warning" : "error"
+        return verdict.violations.map { event in
+            let title = "stepguard \(verdict.auditOnly ? "(audit mode) would deny" : "denied") \(event.type.rawValue)"
+            return "::\(command) title=\(escapeProperty(title))::\(escapeData(event.reason))"
+        }
+    }
+
+    /// Appends the step's report to the job summary file.
+    func appendSummary(_ verdict: Verdict, events: [AuditEvent], to path: String) {
+        var lines: [String] = []
+        let status = verdict.violations.isEmpty ? "✅ allowed" : (verdict.auditOnly ? "⚠️ would be blocked (audit mode)" : "❌ blocked")
+        let step = context.step.map { " `\(markdown($0))`" } ?? ""
+        lines.append("### stepguard: step\(step) \(status)")
+        lines.append("")
+        if verdict.auditOnly {
+            lines.append("> **Audit mode**: decisions were recorded but nothing was enforced.")
+            lines.append("")
+        }
+        lines.append("Policy `\(markdown(context.policy))` · command `\(markdown(context.command))` · \(markdown(verdict.outcome)) · exit \(verdict.exitCode)")
+        lines.append("")
+        let shown = events.filter { $0.decision == .deny || [.identity, .isolation, .exit].contains($0.type) }
+        if !shown.isEmpty {
+            lines.append("| decision | type | subject | reason |")
+            lines.append("|---|---|---|---|")
+            for event in shown {
+                lines.append("| \(event.decision == .deny ? "deny" : "allow") | \(event.type.rawValue) | \(markdown(event.subjectSummary)) | \(markdown(event.reason)) |")
+            }
+            lines.append("")
+        }
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        handle.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+    }
+
+    private func escapeData(_ text: String) -> String {
+        text.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "\r", with: "%0D").replacingOccurrences(of: "\n", with: "%0A")
+    }
+
+    private func escapeProperty(_ text: String) -> String {
+        escapeData(text).replacingOccurrences(of: ":", with: "%3A").replacingOccurrences(of: ",", with: "%2C")
+    }
+
+    private func markdown(_ text: String) -> String {
+        text.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "`", with: "'")
+    }
+}

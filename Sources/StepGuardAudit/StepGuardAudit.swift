@@ -1,2 +1,0 @@
-/// Audit events and sinks.
-public enum StepGuardAudit {}

@@ -1,0 +1,55 @@
+/// Exit codes of `stepguard run` (sysexits.h conventions).
+public enum StepGuardExitCode {
+    /// Blocked by policy: identity, lifetime, credential, egress, service or isolation.
+    public static let blocked: Int32 = 77
+    /// Usage error (bad flags or arguments).
+    public static let usage: Int32 = 64
+    /// Invalid policy or configuration; nothing was run.
+    public static let config: Int32 = 78
+    /// A required facility is unavailable (e.g. isolation required but impossible).
+    public static let unavailable: Int32 = 69
+    /// Internal error.
+    public static let software: Int32 = 70
+}
+
+/// The outcome of a guarded step: what stepguard exits with and the line that says why.
+public struct Verdict: Sendable, Equatable {
+    /// True when the policy blocked something and the mode enforces it.
+    public let blocked: Bool
+    public let exitCode: Int32
+    /// How the step ended ("exited with status 0"), or why it did not start.
+    public let outcome: String
+    /// The deny decisions, in order.
+    public let violations: [AuditEvent]
+    public let auditOnly: Bool
+
+    /// Decides the exit code: the step's own code when nothing was denied (or in audit mode, where
+    /// nothing is enforced); 77 when the policy denied anything in enforce mode, whether or not the
+    /// step went on.
+    public init(stepExitCode: Int32?, outcome: String, events: [AuditEvent], auditOnly: Bool) {
+        let violations = events.filter { $0.decision == .deny }
+        self.violations = violations
+        self.auditOnly = auditOnly
+        self.outcome = outcome
+        self.blocked = !auditOnly && !violations.isEmpty
+        if blocked {
+            self.exitCode = StepGuardExitCode.blocked
+        } else {
+            self.exitCode = stepExitCode ?? StepGuardExitCode.blocked
+        }
+    }
+
+    /// The one-line verdict printed on stderr at the end of `run`.
+    public var line: String {
+        let prefix = auditOnly ? "stepguard [audit mode, nothing enforced]: verdict:" : "stepguard: verdict:"
+        if violations.isEmpty {
+            return "\(prefix) allowed — step \(outcome); no policy violation (exit \(exitCode))"
+        }
+        let first = violations[0]
+        let more = violations.count > 1 ? " (+\(violations.count - 1) more)" : ""
+        if auditOnly {
+            return "\(prefix) would block — \(first.type.rawValue): \(first.reason)\(more); step \(outcome) (exit \(exitCode))"
+        }
+        return "\(prefix) BLOCKED — \(first.type.rawValue): \(first.reason)\(more); step \(outcome) (exit \(exitCode))"
+    }
+}

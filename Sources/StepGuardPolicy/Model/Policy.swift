@@ -1,0 +1,211 @@
+/// A loaded and validated stepguard policy (`version: 1`).
+///
+/// Every field has its default filled in; ``effective(forStep:)`` applies a step's overrides.
+public struct Policy: Sendable, Equatable {
+    /// Where the policy came from: a file path, or `<built-in default>`.
+    public var source: String
+    public var version: Int = 1
+    public var mode: EnforcementMode = .enforce
+    public var onViolation: ViolationAction = .kill
+    /// How long a stopped step gets between SIGTERM and SIGKILL.
+    public var gracePeriod: PolicyDuration = PolicyDuration(seconds: 5)
+    /// The job's workload identity requirements; nil asks for no token.
+    public var identity: IdentityPolicy?
+    public var credentials = CredentialsPolicy()
+    public var egress = EgressPolicy()
+    public var services: [ServiceRule] = []
+    public var network = NetworkPolicy()
+    public var isolation: IsolationMode = .auto
+    public var filesystem = FilesystemPolicy()
+    public var limits = LimitsPolicy()
+    /// Named step overrides (`steps:`), applied by ``effective(forStep:)``.
+    public var steps: [String: StepOverride] = [:]
+
+    public init(source: String) { self.source = source }
+}
+
+/// `mode:` — `enforce` blocks what policy denies; `audit` decides and records but blocks nothing.
+public enum EnforcementMode: String, Sendable, CaseIterable { case enforce, audit }
+
+/// `on_violation:` — `kill` stops the step at once; `fail` denies the action, lets the step finish, exits 77.
+public enum ViolationAction: String, Sendable, CaseIterable { case kill, fail }
+
+/// `isolation:` — whether the step runs in its own user, network and mount namespaces.
+public enum IsolationMode: String, Sendable, CaseIterable { case required, auto, off }
+
+/// `identity:` — the OIDC token the job must present and what it must say.
+public struct IdentityPolicy: Sendable, Equatable {
+    /// Where to get the token; nil means detect the CI provider from the environment.
+    public var token: TokenSource?
+    public var issuer: String
+    public var audience: String
+    /// A JWKS URL or a file path (already resolved against the policy's directory); nil → OIDC discovery.
+    public var jwks: String?
+    public var algorithms: [String] = IdentityPolicy.defaultAlgorithms
+    /// Claim name → matchers (any-of); every listed claim must match.
+    public var claims: [String: [ClaimMatcher]] = [:]
+    public var lifetime = LifetimePolicy()
+    /// When true and no token can be had, the step does not run.
+    public var required = true
+
+    public static let defaultAlgorithms = ["RS256", "ES256"]
+    /// Algorithms a policy may allow (asymmetric only; `none` and HMAC are never accepted).
+    public static let supportedAlgorithms = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"]
+
+    public init(token: TokenSource? = nil, issuer: String, audience: String) {
+        self.token = token
+        self.issuer = issuer
+        self.audience = audience
+    }
+}
+
+/// `identity.token:` — the CI provider (or variable, or file) the OIDC token comes from.
+public enum TokenSource: Sendable, Equatable, CustomStringConvertible {
+    case github, gitlab, buildkite, circleci, azure
+    case environment(String)
+    case file(String)
+
+    public static let providerNames = ["github", "gitlab", "buildkite", "circleci", "azure"]
+
+    public var description: String {
+        switch self {
+        case .github: "github"
+        case .gitlab: "gitlab"
+        case .buildkite: "buildkite"
+        case .circleci: "circleci"
+        case .azure: "azure"
+        case .environment(let name): "env:\(name)"
+        case .file(let path): "file:\(path)"
+        }
+    }
+}
+
+/// One accepted value for a claim: a glob matches JSON strings only; numbers and booleans compare exactly.
+public enum ClaimMatcher: Sendable, Equatable, CustomStringConvertible {
+    case glob(Glob)
+    case number(Double)
+    case bool(Bool)
+
+    public var description: String {
+        switch self {
+        case .glob(let glob): "\"\(glob.pattern)\""
+        case .number(let value): value.rounded() == value && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+        case .bool(let value): String(value)
+        }
+    }
+}
+
+/// `identity.lifetime:` — limits on the token's age and lifetime.
+public struct LifetimePolicy: Sendable, Equatable {
+    public var maxTTL: PolicyDuration?
+    public var maxAge: PolicyDuration?
+    public var leeway = PolicyDuration(seconds: 30)
+    public var minRemaining: PolicyDuration?
+    public init() {}
+}
+
+/// `credentials:` — what to do with long-lived secrets in the step's environment.
+public struct CredentialsPolicy: Sendable, Equatable {
+    public enum LongLived: String, Sendable, CaseIterable { case deny, strip, allow }
+    public var longLived: LongLived = .deny
+    /// Variable names exempted from classification.
+    public var allowVars: [Glob] = []
+    public init() {}
+}
+
+/// `egress:` — which destinations the step may reach.
+public struct EgressPolicy: Sendable, Equatable {
+    public enum Default: String, Sendable, CaseIterable { case allow, deny }
+    public var defaultAction: Default = .deny
+    public var allow: [EgressRule] = []
+    public var deny: [EgressRule] = []
+    public init() {}
+}
+
+/// One entry of `services:` — a catalog service that is TLS-inspected, and what it accepts.
+public struct ServiceRule: Sendable, Equatable {
+    /// The catalog name (`rules/services/NAME.yaml`).
+    public var service: String
+    /// Hosts for services whose host the policy gives (e.g. `hashicorp-vault`).
+    public var hosts: [HostPattern] = []
+    /// Any-of: a request is allowed when one of these accepts it.
+    public var allow: [ServiceAllowance] = []
+    /// Where `service:` was written, for errors found later (e.g. an unknown catalog name).
+    public var location: SourceLocation?
+
+    public init(service: String) { self.service = service }
+}
+
+/// `services[].allow:` — the conditions under which a request to the service is accepted.
+public struct ServiceAllowance: Sendable, Equatable {
+    /// The least credential accepted.
+    public enum Credential: String, Sendable, CaseIterable {
+        case workload, shortLived = "short-lived", any, none
+    }
+    public var methods: [String] = []
+    public var paths: [Glob] = []
+    public var claims: [String: [ClaimMatcher]] = [:]
+    public var credential: Credential = .workload
+    /// Accepted only within this time after the step started.
+    public var window: PolicyDuration?
+    /// For token endpoints: the `audience` values a token may be requested for.
+    public var audiences: [Glob] = []
+    public init() {}
+}
+
+/// `network:` — name overrides and extra upstream trust (mirrors, air-gapped setups, tests).
+public struct NetworkPolicy: Sendable, Equatable {
+    public var resolve: [HostPort: HostPort] = [:]
+    /// A CA file (resolved against the policy's directory) trusted for upstream TLS.
+    public var upstreamCA: String?
+    public init() {}
+}
+
+/// `filesystem:` — paths hidden from the step when isolated.
+public struct FilesystemPolicy: Sendable, Equatable {
+    /// Paths (with `~` for the home directory) that appear empty inside the step.
+    public var hide: [String] = FilesystemPolicy.defaultHidden
+    public static let defaultHidden = [
+        "~/.aws", "~/.config/gcloud", "~/.azure", "~/.docker/config.json", "~/.kube", "~/.ssh",
+        "~/.npmrc", "~/.pypirc", "~/.netrc", "~/.git-credentials", "~/.config/gh",
+        "/var/run/secrets/kubernetes.io",
+    ]
+    public init() {}
+}
+
+/// `limits:` — resource caps for the step.
+public struct LimitsPolicy: Sendable, Equatable {
+    public var processes: Int?
+    public init() {}
+}
+
+/// `steps.NAME:` — per-step changes. Scalars replace; `egress.allow`/`egress.deny`, `services` and
+/// `identity.claims` add to the base policy.
+public struct StepOverride: Sendable, Equatable {
+    public var mode: EnforcementMode?
+    public var onViolation: ViolationAction?
+    public var gracePeriod: PolicyDuration?
+    public var egressDefault: EgressPolicy.Default?
+    public var egressAllow: [EgressRule] = []
+    public var egressDeny: [EgressRule] = []
+    public var credentials: CredentialsPolicy?
+    public var services: [ServiceRule] = []
+    public var identityClaims: [String: [ClaimMatcher]] = [:]
+    public var isolation: IsolationMode?
+    public init() {}
+}
+
+/// A position in a policy file (1-based line and column).
+public struct SourceLocation: Sendable, Hashable, CustomStringConvertible {
+    public let file: String
+    public let line: Int
+    public let column: Int
+
+    public init(file: String, line: Int, column: Int) {
+        self.file = file
+        self.line = line
+        self.column = column
+    }
+
+    public var description: String { "\(file):\(line):\(column)" }
+}

@@ -1,2 +1,0 @@
-/// Policy model.
-public enum StepGuardPolicy {}

@@ -1,2 +1,0 @@
-/// Process spawning and supervision for build steps.
-public enum StepGuardSandbox {}

@@ -1,0 +1,71 @@
+import Foundation
+
+/// A fresh private directory under the system temp directory, removed by ``remove()``.
+public struct TemporaryDirectory: Sendable {
+    public let url: URL
+    public var path: String { url.path }
+
+    public init(prefix: String = "stepguard-test") throws {
+        var template = Array((NSTemporaryDirectory() + "/\(prefix)-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else { throw TestSupportError.timedOut("mkdtemp", 0) }
+        url = URL(fileURLWithPath: String(cString: made), isDirectory: true).resolvingSymlinksInPath()
+    }
+
+    /// Writes `contents` to `relativePath`, creating parent directories, and returns the full path.
+    @discardableResult
+    public func write(_ relativePath: String, _ contents: String, mode: Int? = nil) throws -> String {
+        let file = url.appendingPathComponent(relativePath)
+        try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(contents.utf8).write(to: file)
+        if let mode { try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: file.path) }
+        return file.path
+    }
+
+    /// Reads a file under the directory as text.
+    public func read(_ relativePath: String) throws -> String {
+        try String(contentsOf: url.appendingPathComponent(relativePath), encoding: .utf8)
+    }
+
+    /// The full path of `relativePath`.
+    public func path(_ relativePath: String) -> String { url.appendingPathComponent(relativePath).path }
+
+    public func remove() { try? FileManager.default.removeItem(at: url) }
+}
+
+/// A real git repository made by a test through the `git` command line.
+public struct GitRepository: Sendable {
+    public let directory: TemporaryDirectory
+    public var path: String { directory.path }
+
+    /// `git init` in a new temporary directory, with a local identity and no signing.
+    public init() throws {
+        directory = try TemporaryDirectory(prefix: "stepguard-repo")
+        try git("init", "-q", "-b", "main")
+        try git("config", "user.name", "Test Author")
+        try git("config", "user.email", "author@example.test")
+        try git("config", "commit.gpgsign", "false")
+    }
+
+    /// Runs `git` in the repository; throws with its stderr when it fails. Returns stdout.
+    @discardableResult
+    public func git(_ arguments: String...) throws -> String {
+        let result = try ProgramRun.start("/usr/bin/git", arguments, currentDirectory: path).wait(timeout: 60)
+        guard result.status == 0 else { throw TestSupportError.commandFailed("git \(arguments.joined(separator: " "))", result) }
+        return result.stdout
+    }
+
+    /// Writes a file in the work tree.
+    @discardableResult
+    public func write(_ relativePath: String, _ contents: String) throws -> String {
+        try directory.write(relativePath, contents)
+    }
+
+    /// Writes, stages and commits one file; returns the new commit id.
+    @discardableResult
+    public func commit(_ relativePath: String, _ contents: String, message: String = "change") throws -> String {
+        try write(relativePath, contents)
+        try git("add", relativePath)
+        try git("commit", "-q", "-m", message)
+        return try git("rev-parse", "HEAD").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}

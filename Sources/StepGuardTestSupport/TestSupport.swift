@@ -1,2 +1,0 @@
-/// Test support.
-public enum TestSupport {}

@@ -1,0 +1,81 @@
+import ArgumentParser
+import StepGuardAudit
+import StepGuardPolicy
+
+/// `stepguard policy check|show`.
+struct PolicyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "policy",
+        abstract: "Validate policy files and show the effective policy of a step.",
+        subcommands: [Check.self, Show.self]
+    )
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate policy files; list every problem with file:line:col.",
+            discussion: """
+            Exits 0 when every file is valid and 78 when any is not.
+
+            Examples:
+              stepguard policy check rules/policies/release.yaml
+              stepguard policy check rules/policies/*.yaml
+            """
+        )
+
+        @Argument(help: "Policy files to check.")
+        var files: [String]
+
+        func run() throws {
+            guard !files.isEmpty else { throw ValidationError("name at least one policy file, e.g. stepguard policy check policy.yaml") }
+            var failed = false
+            for file in files {
+                do {
+                    let policy = try PolicyLoader.load(file: file)
+                    printOut("\(file): ok (\(policy.steps.count) step override\(policy.steps.count == 1 ? "" : "s"))")
+                } catch {
+                    failed = true
+                    printErr(error.description)
+                    printErr("\(file): \(error.diagnostics.count) error\(error.diagnostics.count == 1 ? "" : "s")")
+                }
+            }
+            if failed { throw ExitCode(StepGuardExitCode.config) }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the effective policy (every default filled in) after a step's overrides.",
+            discussion: """
+            Without a file, shows the built-in default policy that `stepguard run` uses when it is given no --policy.
+
+            Examples:
+              stepguard policy show rules/policies/release.yaml
+              stepguard policy show --step publish rules/policies/release.yaml
+              stepguard policy show
+            """
+        )
+
+        @Option(help: "Apply this step's overrides (from the policy's steps: section).")
+        var step: String?
+
+        @Argument(help: "The policy file (default: the built-in policy).")
+        var file: String?
+
+        func run() throws {
+            let policy = try loadPolicy(file: file, step: step)
+            printOut(policy.renderedYAML(), terminator: "")
+        }
+    }
+}
+
+/// Loads `file` (or the built-in default) and applies `step`; prints diagnostics and exits 78 when invalid.
+func loadPolicy(file: String?, step: String?) throws -> Policy {
+    do {
+        let base = try file.map(PolicyLoader.load(file:)) ?? Policy.builtInDefault()
+        return try base.effective(forStep: step)
+    } catch {
+        printErr(error.description)
+        printErr("stepguard: the policy is invalid; nothing was run. Fix the errors above (stepguard policy check FILE lists them all).")
+        throw ExitCode(StepGuardExitCode.config)
+    }
+}

@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import StepGuardAudit
+import StepGuardPolicy
+import StepGuardSandbox
+
+/// `stepguard run [options] -- COMMAND [ARGS...]`: wiring only; the decisions live in the libraries.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a build step under policy.",
+        discussion: """
+        Loads the policy (nothing runs when it is invalid), checks the step's environment, then runs \
+        COMMAND in its own process group with stdin, stdout and stderr passed through. SIGINT, SIGTERM, \
+        SIGHUP and SIGQUIT are forwarded to the step; every descendant is reaped when it ends.
+
+        Exit status: the step's own (128+N when killed by signal N) when nothing was denied; \
+        77 when the policy blocked something; 64 usage error; 78 invalid policy; 69 a required \
+        facility is unavailable; 70 internal error; 126/127 the command is not executable / not found.
+
+        Examples:
+          stepguard run -- make test
+          stepguard run --policy rules/policies/release.yaml --step publish -- npm publish
+          stepguard run --mode audit --audit-log audit.jsonl -- ./deploy.sh
+        """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("Policy file (default: the built-in policy; see `stepguard policy show`).", valueName: "file"))
+    var policy: String?
+
+    @Option(name: .long, help: ArgumentHelp("Apply this step's overrides from the policy's steps: section (default: $STEPGUARD_STEP).", valueName: "name"))
+    var step: String?
+
+    @Option(name: .long, help: ArgumentHelp("Override the policy's mode: enforce, or audit (decide and record, block nothing).", valueName: "mode"))
+    var mode: String?
+
+    @Option(name: .long, help: ArgumentHelp("Append one JSON object per decision to this file.", valueName: "file"))
+    var auditLog: String?
+
+    @Flag(name: .shortAndLong, help: "Print every decision, not only denials.")
+    var verbose = false
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("The step to run, after '--'.", valueName: "command"))
+    var command: [String] = []
+
+    func validate() throws {
+        guard !command.isEmpty else {
+            throw ValidationError("no command to run; put it after '--', e.g. stepguard run -- make test")
+        }
+        if let mode, EnforcementMode(rawValue: mode) == nil {
+            throw ValidationError("--mode must be 'enforce' or 'audit', not '\(mode)'")
+        }
+    }
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let stepName = step ?? environment["STEPGUARD_STEP"].flatMap { $0.isEmpty ? nil : $0 }
+        var policy = try loadPolicy(file: self.policy, step: stepName)
+        if let mode { policy.mode = EnforcementMode(rawValue: mode)! }
+
+        let trail: AuditTrail
+        do {
+            trail = try AuditTrail(
+                context: .init(policy: policy.source, step: stepName, auditOnly: policy.mode == .audit, command: command[0]),
+                logPath: auditLog, verbose: verbose)
+        } catch {
+            printErr("stepguard: \(error.description)")
+            throw ExitCode(StepGuardExitCode.config)
+        }
+
+        let supervisor = StepSupervisor(gracePeriod: .milliseconds(policy.gracePeriod.milliseconds))
+        let step = StepCommand(arguments: command, environment: environment)
+        let termination: StepTermination
+        do {
+            termination = try await runOnDedicatedThread {
+                try supervisor.run(step) { pid in
+                    trail.record(AuditEvent(type: .process, decision: .allow, reason: "step started",
+                                            subject: ["pid": .int(Int(pid)), "program": .string(step.arguments[0]),
+                                                      "arguments": .int(step.arguments.count - 1)]))
+                }
+            }
+        } catch let error as SandboxError {
+            printErr("stepguard: \(error.description)")
+            throw ExitCode(error.exitCode)
+        }
+
+        trail.record(AuditEvent(type: .exit, decision: .allow, reason: "step \(termination)",
+                                subject: ["exit_code": .int(Int(termination.exitCode))]))
+        let verdict = Verdict(stepExitCode: termination.exitCode, outcome: termination.description,
+                              events: trail.recorded, auditOnly: policy.mode == .audit)
+        trail.finish(verdict)
+        if verdict.exitCode != 0 { throw ExitCode(verdict.exitCode) }
+    }
+}
+
+/// Runs blocking work (waiting for a process) on its own thread, off Swift's cooperative pool.
+func runOnDedicatedThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread {
+            continuation.resume(with: Result { try work() })
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+}

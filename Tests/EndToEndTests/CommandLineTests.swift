@@ -1,0 +1,59 @@
+import Foundation
+import StepGuardTestSupport
+import Testing
+
+@Suite struct HelpAndVersionTests {
+    @Test func versionAndHelp() throws {
+        let version = try StepGuardBinary.run(["--version"])
+        #expect(version.status == 0)
+        #expect(version.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").count == 3)
+        let help = try StepGuardBinary.run(["--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("SUBCOMMANDS") && help.stdout.contains("run") && help.stdout.contains("Examples"))
+    }
+
+    @Test(arguments: [["help", "run"], ["run", "--help"], ["help", "policy", "check"], ["policy", "show", "--help"]])
+    func everySubcommandHasHelpWithExamples(arguments: [String]) throws {
+        let result = try StepGuardBinary.run(arguments)
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("Examples:"))
+        #expect(result.stdout.contains("USAGE"))
+    }
+}
+
+@Suite struct PolicyCommandTests {
+    @Test func checkListsEveryErrorAndExits78() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let good = try directory.write("good.yaml", "version: 1\n")
+        let bad = try directory.write("bad.yaml", "version: 1\nmode: loud\negress:\n  allow: [10.0.0.0/99]\n")
+        let result = try StepGuardBinary.run(["policy", "check", good, bad])
+        #expect(result.status == 78)
+        #expect(result.stdout.contains("\(good): ok"))
+        #expect(result.stderr.contains("\(bad):2:7: error:"))
+        #expect(result.stderr.contains("\(bad):4:11: error: bad egress.allow entry"))
+        #expect(result.stderr.contains("\(bad): 2 errors"))
+        #expect(try StepGuardBinary.run(["policy", "check", good]).status == 0)
+    }
+
+    @Test func shippedPoliciesAreValid() throws {
+        let directory = StepGuardBinary.packageRoot.appendingPathComponent("rules/policies")
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".yaml") }
+        #expect(!files.isEmpty)
+        let result = try StepGuardBinary.run(["policy", "check"] + files.map { directory.appendingPathComponent($0).path })
+        #expect(result.status == 0, "\(result.stderr)")
+    }
+
+    @Test func showAppliesStepOverrides() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let policy = try directory.write("p.yaml", "version: 1\negress:\n  allow: [github.com]\nsteps:\n  publish:\n    egress: { allow: [registry.npmjs.org] }\n")
+        let base = try StepGuardBinary.run(["policy", "show", policy])
+        #expect(base.stdout.contains("allow: [\"github.com\"]"))
+        let step = try StepGuardBinary.run(["policy", "show", "--step", "publish", policy])
+        #expect(step.status == 0)
+        #expect(step.stdout.contains("allow: [\"github.com\", \"registry.npmjs.org\"]"))
+        let builtIn = try StepGuardBinary.run(["policy", "show"])
+        #expect(builtIn.stdout.contains("<built-in default>") && builtIn.stdout.contains("long_lived: deny"))
+    }
+}

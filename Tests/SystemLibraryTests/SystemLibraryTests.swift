@@ -1,0 +1,64 @@
+import CCurl
+import CGit2
+import CPCRE2
+import CVectorscan
+import Foundation
+import StepGuardTestSupport
+import Testing
+
+/// Proves the C libraries are wired in: each is called for real, not just linked.
+@Suite struct SystemLibraryTests {
+    @Test func libcurlFetchesFromALocalServer() throws {
+        let server = try LocalHTTPServer.start { request in ServerResponse(body: "hello \(request.uri)") }
+        defer { server.shutdown() }
+        let curl = try #require(curl_easy_init())
+        defer { curl_easy_cleanup(curl) }
+        final class Sink { var data = Data() }
+        let sink = Sink()
+        _ = sg_curl_setopt_string(curl, CURLOPT_URL, "\(server.url)/ping")
+        _ = sg_curl_setopt_write_function(curl) { pointer, size, count, context in
+            let sink = Unmanaged<Sink>.fromOpaque(context!).takeUnretainedValue()
+            sink.data.append(UnsafeRawPointer(pointer!).assumingMemoryBound(to: UInt8.self), count: size * count)
+            return size * count
+        }
+        _ = sg_curl_setopt_pointer(curl, CURLOPT_WRITEDATA, Unmanaged.passUnretained(sink).toOpaque())
+        #expect(curl_easy_perform(curl) == CURLE_OK)
+        var status = 0
+        _ = sg_curl_getinfo_long(curl, CURLINFO_RESPONSE_CODE, &status)
+        #expect(status == 200)
+        #expect(String(decoding: sink.data, as: UTF8.self) == "hello /ping")
+    }
+
+    @Test func libgit2ReadsARepositoryMadeByGit() throws {
+        let repository = try GitRepository()
+        defer { repository.directory.remove() }
+        let commit = try repository.commit("README", "hello\n")
+        git_libgit2_init()
+        defer { git_libgit2_shutdown() }
+        var repo: OpaquePointer?
+        #expect(git_repository_open(&repo, repository.path) == 0)
+        defer { git_repository_free(repo) }
+        var head = git_oid()
+        #expect(git_reference_name_to_id(&head, repo, "HEAD") == 0)
+        let text = withUnsafePointer(to: &head) { String(cString: git_oid_tostr_s($0)) }
+        #expect(text == commit)
+    }
+
+    @Test func vectorscanAndPCRE2Match() throws {
+        var database: OpaquePointer?
+        var compileError: UnsafeMutablePointer<hs_compile_error_t>?
+        #expect(hs_compile("ghp_[A-Za-z0-9]{36}", UInt32(HS_FLAG_SINGLEMATCH), UInt32(HS_MODE_BLOCK), nil, &database, &compileError) == HS_SUCCESS)
+        defer { hs_free_database(database) }
+        var errorCode: Int32 = 0
+        var offset = 0
+        let pattern = Array("token=(\\w+)".utf8)
+        let code = try #require(pcre2_compile_8(pattern, pattern.count, 0, &errorCode, &offset, nil))
+        defer { pcre2_code_free_8(code) }
+        let subject = Array("x token=abc123 y".utf8)
+        let match = try #require(pcre2_match_data_create_from_pattern_8(code, nil))
+        defer { pcre2_match_data_free_8(match) }
+        #expect(pcre2_match_8(code, subject, subject.count, 0, 0, match, nil) == 2)
+        let ovector = try #require(pcre2_get_ovector_pointer_8(match))
+        #expect(String(decoding: subject[ovector[2]..<ovector[3]], as: UTF8.self) == "abc123")
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the system packages stepguard builds and tests with, only those that are missing.
+# Debian/Ubuntu (apt-get). Run as root or with sudo available.
+set -euo pipefail
+
+packages=(
+  pkg-config git curl ca-certificates python3 python3-venv
+  libgit2-dev libcurl4-openssl-dev libvectorscan-dev libpcre2-dev
+  hyperfine
+)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  echo "stepguard: installing ${missing[*]}" >&2
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v swift >/dev/null || { echo "stepguard: the Swift 6 toolchain is required (swift not on PATH)" >&2; exit 69; }
