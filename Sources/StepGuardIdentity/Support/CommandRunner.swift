@@ -21,8 +21,10 @@ enum CommandRunner {
         process.standardError = stderr
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        let outReader = Task.detached { Self.read(stdout.fileHandleForReading, limit: outputLimit) }
-        let errReader = Task.detached { Self.read(stderr.fileHandleForReading, limit: 4096) }
+        // Blocking reads run on their own threads, never on the cooperative pool (which a
+        // blocked read could starve, stalling the timeout below).
+        let outReader = BackgroundRead(stdout.fileHandleForReading, limit: outputLimit)
+        let errReader = BackgroundRead(stderr.fileHandleForReading, limit: 4096)
         let deadline = Date().addingTimeInterval(timeout)
         var timedOut = false
         while process.isRunning {
@@ -41,18 +43,51 @@ enum CommandRunner {
             // when it does.
             return CommandResult(status: process.terminationStatus, standardOutput: [], standardError: [], timedOut: true)
         }
-        let output = await outReader.value
-        let errors = await errReader.value
+        let output = await outReader.value()
+        let errors = await errReader.value()
         return CommandResult(status: process.terminationStatus, standardOutput: output, standardError: errors, timedOut: timedOut)
     }
 
-    private static func read(_ handle: FileHandle, limit: Int) -> [UInt8] {
-        var collected: [UInt8] = []
-        while true {
-            let chunk = handle.availableData
-            if chunk.isEmpty { break }
-            if collected.count < limit { collected.append(contentsOf: chunk.prefix(limit - collected.count)) }
+}
+
+/// Reads a file handle to its end on a dedicated thread.
+private final class BackgroundRead: @unchecked Sendable {
+    // @unchecked: `result` and `waiter` are guarded by `lock`.
+    private let lock = NSLock()
+    private var result: [UInt8]?
+    private var waiter: CheckedContinuation<[UInt8], Never>?
+
+    init(_ handle: FileHandle, limit: Int) {
+        let thread = Thread { [self] in
+            var collected: [UInt8] = []
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                if collected.count < limit { collected.append(contentsOf: chunk.prefix(limit - collected.count)) }
+            }
+            lock.lock()
+            if let waiter {
+                self.waiter = nil
+                lock.unlock()
+                waiter.resume(returning: collected)
+            } else {
+                result = collected
+                lock.unlock()
+            }
         }
-        return collected
+        thread.start()
+    }
+
+    func value() async -> [UInt8] {
+        await withCheckedContinuation { continuation in
+            lock.lock()
+            if let result {
+                lock.unlock()
+                continuation.resume(returning: result)
+            } else {
+                waiter = continuation
+                lock.unlock()
+            }
+        }
     }
 }

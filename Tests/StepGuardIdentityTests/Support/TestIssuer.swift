@@ -134,11 +134,13 @@ struct TestIssuer: Sendable {
     }
 }
 
-/// A private temporary directory removed when the value goes away... explicitly via `remove()`.
+/// A private temporary directory (mode 0700), removed by `remove()`.
 struct TemporaryDirectory {
     let path: String
     init() {
-        var template = Array((NSTemporaryDirectory() + "/stepguard-identity-XXXXXX").utf8CString)
+        var base = NSTemporaryDirectory()
+        while base.hasSuffix("/") { base.removeLast() }
+        var template = Array((base + "/stepguard-identity-XXXXXX").utf8CString)
         let result = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         precondition(result != nil, "mkdtemp failed")
         path = String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
