@@ -1,0 +1,79 @@
+import CPCRE2
+
+/// A PCRE2 pattern compiled once (with JIT when available) and matched over raw bytes.
+///
+/// `@unchecked Sendable`: the compiled code is immutable after `init` and PCRE2 documents
+/// `pcre2_match` as thread-safe on shared code; each call creates its own match data.
+final class PCRE2Regex: @unchecked Sendable {
+    private let code: OpaquePointer
+    private let matchContext: OpaquePointer?
+    /// Number of capture groups in the pattern.
+    let captureCount: Int
+
+    /// Compiles `pattern`; throws with the offset of the error when it does not compile.
+    init(_ pattern: String, context: String) throws {
+        var errorCode: Int32 = 0
+        var errorOffset: Int = 0
+        let compiled = pattern.withCString { ptr in
+            pcre2_compile_8(UnsafeRawPointer(ptr).assumingMemoryBound(to: UInt8.self), pattern.utf8.count, 0, &errorCode, &errorOffset, nil)
+        }
+        guard let compiled else {
+            var buffer = [UInt8](repeating: 0, count: 256)
+            _ = pcre2_get_error_message_8(errorCode, &buffer, buffer.count)
+            let text = String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
+            throw SecretsError(.invalidRegex, "\(context): regex does not compile at offset \(errorOffset): \(text); fix the rule's `regex`")
+        }
+        code = compiled
+        _ = pcre2_jit_compile_8(compiled, PCRE2_JIT_COMPLETE)  // falls back to the interpreter if JIT is unavailable
+        var count: UInt32 = 0
+        _ = pcre2_pattern_info_8(compiled, UInt32(PCRE2_INFO_CAPTURECOUNT), &count)
+        captureCount = Int(count)
+        let ctx = pcre2_match_context_create_8(nil)
+        if let ctx {
+            // Bound backtracking so a pathological line cannot stall the scan.
+            pcre2_set_match_limit_8(ctx, 1_000_000)
+            pcre2_set_depth_limit_8(ctx, 10_000)
+        }
+        matchContext = ctx
+    }
+
+    deinit {
+        pcre2_code_free_8(code)
+        if let matchContext { pcre2_match_context_free_8(matchContext) }
+    }
+
+    /// One match: the whole match range and the range of each capture group (nil when unset).
+    struct Match {
+        var whole: Range<Int>
+        var groups: [Range<Int>?]
+    }
+
+    /// Every non-overlapping match in `bytes`, calling `body` for each; `body` returns false to stop.
+    func forEachMatch(in bytes: UnsafeRawBufferPointer, _ body: (Match) -> Bool) {
+        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+        guard let matchData = pcre2_match_data_create_from_pattern_8(code, nil) else { return }
+        defer { pcre2_match_data_free_8(matchData) }
+        let length = bytes.count
+        var start = 0
+        while start <= length {
+            let rc = pcre2_match_8(code, base, length, start, 0, matchData, matchContext)
+            if rc < 0 { return }  // no match, or a limit was hit: stop quietly on this buffer
+            let ovector = pcre2_get_ovector_pointer_8(matchData)!
+            let pairs = Int(pcre2_get_ovector_count_8(matchData))
+            let s = ovector[0], e = ovector[1]
+            var groups: [Range<Int>?] = []
+            if captureCount > 0 {
+                for g in 1...captureCount {
+                    if g < pairs, ovector[2 * g] != Int.max && ovector[2 * g] != ~0, ovector[2 * g + 1] >= ovector[2 * g] {
+                        groups.append(ovector[2 * g]..<ovector[2 * g + 1])
+                    } else {
+                        groups.append(nil)
+                    }
+                }
+            }
+            guard e >= s else { return }
+            if !body(Match(whole: s..<e, groups: groups)) { return }
+            start = e > s ? e : e + 1
+        }
+    }
+}

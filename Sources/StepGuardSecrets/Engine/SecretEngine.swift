@@ -1,0 +1,170 @@
+/// A candidate secret found in a buffer, before line numbers and suppression.
+struct RawMatch: Sendable {
+    /// Index of the rule in ``SecretEngine/rules``.
+    var ruleIndex: Int
+    /// Byte range of the secret in the buffer.
+    var range: Range<Int>
+    /// The secret (invalid UTF-8 replaced).
+    var secret: String
+}
+
+/// Options of one pass over a buffer.
+struct MatchOptions: Sendable {
+    /// Enforce rule checksums (scan mode); the credential classifier does not, to fail closed.
+    var verifyChecksums = true
+}
+
+/// A rule with its regexes compiled.
+struct CompiledRule: Sendable {
+    let rule: SecretRule
+    let regex: PCRE2Regex
+    let allowRegexes: [PCRE2Regex]
+    let allowPaths: [PCRE2Regex]
+    let stopwords: [[UInt8]]
+    let keywords: [[UInt8]]
+    let isGeneric: Bool
+}
+
+/// Every rule compiled once: a vectorscan database for the first pass, PCRE2 (JIT) to confirm
+/// and extract the secret group. Immutable and shared across threads.
+final class SecretEngine: Sendable {
+    let rules: [CompiledRule]
+    let database: VectorscanDatabase
+    let allowRegexes: [PCRE2Regex]
+    let allowPaths: [PCRE2Regex]
+    let stopwords: [[UInt8]]
+
+    init(ruleSet: SecretRuleSet) throws {
+        var seen = Set<String>()
+        var compiled: [CompiledRule] = []
+        for rule in ruleSet.rules {
+            let where_ = "rule `\(rule.id)`"
+            guard seen.insert(rule.id).inserted else { continue }
+            let regex = try PCRE2Regex(rule.regex, context: where_)
+            guard rule.secretGroup >= 0, rule.secretGroup <= regex.captureCount else {
+                throw SecretsError(.invalidRules, "\(where_): secret_group \(rule.secretGroup) but the regex has \(regex.captureCount) capture groups; put the secret in a group")
+            }
+            if let name = rule.checksum, !SecretChecks.knownChecksums.contains(name) {
+                throw SecretsError(.invalidRules, "\(where_): unknown checksum `\(name)`; known: \(SecretChecks.knownChecksums.sorted().joined(separator: ", "))")
+            }
+            compiled.append(CompiledRule(
+                rule: rule,
+                regex: regex,
+                allowRegexes: try rule.allow.regexes.map { try PCRE2Regex($0, context: "\(where_) allow.regexes") },
+                allowPaths: try rule.allow.paths.map { try PCRE2Regex($0, context: "\(where_) allow.paths") },
+                stopwords: rule.allow.stopwords.map { Array($0.lowercased().utf8) },
+                keywords: rule.keywords.map { Array($0.lowercased().utf8) },
+                isGeneric: rule.id.hasPrefix("generic") || rule.id == "connection-string-password" || rule.id == "url-basic-auth"
+            ))
+        }
+        rules = compiled
+        database = try VectorscanDatabase(patterns: compiled.map(\.rule.regex))
+        allowRegexes = try ruleSet.allow.regexes.map { try PCRE2Regex($0, context: "global allow.regexes") }
+        allowPaths = try ruleSet.allow.paths.map { try PCRE2Regex($0, context: "global allow.paths") }
+        stopwords = ruleSet.allow.stopwords.map { Array($0.lowercased().utf8) }
+    }
+
+    /// Whether `path` is allowed by the global path allow list (the whole file is skipped).
+    func pathAllowed(_ path: String) -> Bool {
+        Self.anyMatch(allowPaths, path)
+    }
+
+    static func anyMatch(_ regexes: [PCRE2Regex], _ text: String) -> Bool {
+        guard !regexes.isEmpty else { return false }
+        var text = text
+        return text.withUTF8 { utf8 in
+            let raw = UnsafeRawBufferPointer(utf8)
+            for r in regexes {
+                var hit = false
+                r.forEachMatch(in: raw) { _ in hit = true; return false }
+                if hit { return true }
+            }
+            return false
+        }
+    }
+
+    /// Candidate secrets in `bytes`, filtered by entropy, stop-words, allow lists and checksums.
+    func matches(in bytes: UnsafeRawBufferPointer, path: String?, options: MatchOptions) -> [RawMatch] {
+        guard !bytes.isEmpty else { return [] }
+        var hits = [Bool](repeating: false, count: rules.count)
+        if !database.scan(bytes, hits: &hits) {
+            hits = [Bool](repeating: true, count: rules.count)
+        }
+        if !database.unsupported.isEmpty {
+            var lowered: [UInt8]?
+            for index in database.unsupported {
+                let keywords = rules[index].keywords
+                if keywords.isEmpty { hits[index] = true; continue }
+                if lowered == nil { lowered = bytes.map { ($0 >= 65 && $0 <= 90) ? $0 + 32 : $0 } }
+                if keywords.contains(where: { Self.contains(lowered!, $0) }) { hits[index] = true }
+            }
+        }
+        var out: [RawMatch] = []
+        for index in hits.indices where hits[index] {
+            let compiled = rules[index]
+            if let path, Self.anyMatch(compiled.allowPaths, path) { continue }
+            compiled.regex.forEachMatch(in: bytes) { match in
+                let group = compiled.rule.secretGroup
+                let range: Range<Int>? = group == 0 ? match.whole : match.groups[group - 1]
+                guard let range, !range.isEmpty else { return true }
+                let secretBytes = UnsafeRawBufferPointer(rebasing: bytes[range])
+                if accept(secretBytes, rule: compiled, options: options) {
+                    out.append(RawMatch(ruleIndex: index, range: range, secret: String(decoding: secretBytes, as: UTF8.self)))
+                }
+                return true
+            }
+        }
+        return Self.dropOverlappingGeneric(out, rules: rules)
+    }
+
+    private func accept(_ secret: UnsafeRawBufferPointer, rule: CompiledRule, options: MatchOptions) -> Bool {
+        if let minimum = rule.rule.entropy, SecretChecks.entropy(secret) < minimum { return false }
+        let lowered = secret.map { ($0 >= 65 && $0 <= 90) ? $0 + 32 : $0 }
+        for word in rule.stopwords where Self.contains(lowered, word) { return false }
+        for word in stopwords where Self.contains(lowered, word) { return false }
+        for r in rule.allowRegexes + allowRegexes {
+            var hit = false
+            r.forEachMatch(in: secret) { _ in hit = true; return false }
+            if hit { return false }
+        }
+        if options.verifyChecksums, let name = rule.rule.checksum,
+           !SecretChecks.checksum(name, valid: String(decoding: secret, as: UTF8.self)) {
+            return false
+        }
+        return true
+    }
+
+    /// A generic rule's match that overlaps a specific rule's match is dropped; duplicates of the
+    /// same rule and range are dropped.
+    static func dropOverlappingGeneric(_ matches: [RawMatch], rules: [CompiledRule]) -> [RawMatch] {
+        guard matches.count > 1 else { return matches }
+        let specific = matches.filter { !rules[$0.ruleIndex].isGeneric }
+        var result: [RawMatch] = []
+        var seen = Set<String>()
+        for m in matches {
+            if rules[m.ruleIndex].isGeneric, specific.contains(where: { $0.range.overlaps(m.range) }) { continue }
+            if rules[m.ruleIndex].isGeneric, result.contains(where: { rules[$0.ruleIndex].isGeneric && $0.range.overlaps(m.range) }) { continue }
+            guard seen.insert("\(m.ruleIndex):\(m.range.lowerBound)").inserted else { continue }
+            result.append(m)
+        }
+        return result.sorted { $0.range.lowerBound < $1.range.lowerBound }
+    }
+
+    /// Naive substring search (needles are short keywords and stop-words).
+    static func contains<H: RandomAccessCollection>(_ haystack: H, _ needle: [UInt8]) -> Bool where H.Element == UInt8, H.Index == Int {
+        guard !needle.isEmpty else { return true }
+        guard haystack.count >= needle.count else { return false }
+        let first = needle[0]
+        var i = haystack.startIndex
+        let last = haystack.endIndex - needle.count
+        while i <= last {
+            if haystack[i] == first {
+                var j = 1
+                while j < needle.count && haystack[i + j] == needle[j] { j += 1 }
+                if j == needle.count { return true }
+            }
+            i += 1
+        }
+        return false
+    }
+}

@@ -1,0 +1,191 @@
+import Foundation
+import Yams
+
+/// How long a credential stays valid once issued.
+public enum CredentialLifetime: String, Sendable, Codable {
+    /// A static credential that lives until someone revokes it (API keys, PATs, private keys).
+    case longLived = "long-lived"
+    /// A credential that expires by itself within hours (installation tokens, STS keys, JWTs).
+    case shortLived = "short-lived"
+}
+
+/// How bad a leak of this kind of credential is.
+public enum SecretSeverity: String, Sendable, Codable, Comparable {
+    case low, medium, high, critical
+
+    private var rank: Int { [.low: 0, .medium: 1, .high: 2, .critical: 3][self]! }
+    public static func < (a: Self, b: Self) -> Bool { a.rank < b.rank }
+}
+
+/// What makes a candidate secret harmless: regexes over the secret, path regexes, stop-words.
+public struct SecretAllowList: Sendable, Codable, Equatable {
+    /// Regexes (PCRE2) tested against the captured secret; a match drops the candidate.
+    public var regexes: [String]
+    /// Regexes tested against the file path; a match drops the candidate.
+    public var paths: [String]
+    /// Case-insensitive substrings; a secret containing one is a placeholder.
+    public var stopwords: [String]
+
+    public init(regexes: [String] = [], paths: [String] = [], stopwords: [String] = []) {
+        self.regexes = regexes
+        self.paths = paths
+        self.stopwords = stopwords
+    }
+
+    enum CodingKeys: String, CodingKey { case regexes, paths, stopwords }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        regexes = try c.decodeIfPresent([String].self, forKey: .regexes) ?? []
+        paths = try c.decodeIfPresent([String].self, forKey: .paths) ?? []
+        stopwords = try c.decodeIfPresent([String].self, forKey: .stopwords) ?? []
+    }
+}
+
+/// Positive and negative examples a rule must get right; the test suite runs them all.
+public struct SecretRuleExamples: Sendable, Codable, Equatable {
+    /// Texts in which the rule must find a secret (templates, see ``ExampleTemplate``).
+    public var match: [String]
+    /// Texts in which the rule must stay quiet.
+    public var noMatch: [String]
+
+    enum CodingKeys: String, CodingKey { case match, noMatch = "no_match" }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        match = try c.decodeIfPresent([String].self, forKey: .match) ?? []
+        noMatch = try c.decodeIfPresent([String].self, forKey: .noMatch) ?? []
+    }
+}
+
+/// One detection rule, as written in `rules/secrets/*.yaml`.
+public struct SecretRule: Sendable, Codable, Equatable {
+    /// Stable identifier, e.g. `github-pat-classic`.
+    public var id: String
+    /// What the secret is, for humans.
+    public var description: String
+    /// PCRE2 regex; the secret is capture group ``secretGroup`` (1 by default, 0 = whole match).
+    public var regex: String
+    /// Which capture group holds the secret.
+    public var secretGroup: Int
+    /// Literal words that appear near or in every match (lower-case), used when vectorscan
+    /// cannot prefilter the regex and documented for reviewers.
+    public var keywords: [String]
+    /// Minimum Shannon entropy (bits per character) of the secret, if any.
+    public var entropy: Double?
+    /// Rule-specific allow list.
+    public var allow: SecretAllowList
+    /// Severity of a leak.
+    public var severity: SecretSeverity
+    /// Whether the credential is long-lived (the default) or short-lived.
+    public var lifetime: CredentialLifetime
+    /// A named checksum the secret must satisfy in scans (`github-crc32`).
+    public var checksum: String?
+    /// Examples the test suite checks.
+    public var examples: SecretRuleExamples?
+
+    enum CodingKeys: String, CodingKey {
+        case id, description, regex, secretGroup = "secret_group", keywords, entropy, allow, severity, lifetime, checksum, examples
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        description = try c.decode(String.self, forKey: .description)
+        regex = try c.decode(String.self, forKey: .regex)
+        secretGroup = try c.decodeIfPresent(Int.self, forKey: .secretGroup) ?? 1
+        keywords = try c.decodeIfPresent([String].self, forKey: .keywords) ?? []
+        entropy = try c.decodeIfPresent(Double.self, forKey: .entropy)
+        allow = try c.decodeIfPresent(SecretAllowList.self, forKey: .allow) ?? SecretAllowList()
+        severity = try c.decodeIfPresent(SecretSeverity.self, forKey: .severity) ?? .high
+        lifetime = try c.decodeIfPresent(CredentialLifetime.self, forKey: .lifetime) ?? .longLived
+        checksum = try c.decodeIfPresent(String.self, forKey: .checksum)
+        examples = try c.decodeIfPresent(SecretRuleExamples.self, forKey: .examples)
+    }
+}
+
+/// The content of one rules file: an optional global allow list and a list of rules.
+struct SecretRuleFile: Decodable {
+    var allow: SecretAllowList?
+    var rules: [SecretRule]?
+}
+
+/// A set of rules plus the global allow list, as loaded from YAML.
+public struct SecretRuleSet: Sendable {
+    /// Rules in load order; a later rule with the same id replaces an earlier one.
+    public private(set) var rules: [SecretRule]
+    /// Allow list applied to every rule.
+    public private(set) var allow: SecretAllowList
+
+    /// An empty set.
+    public init() {
+        rules = []
+        allow = SecretAllowList()
+    }
+
+    /// The rules embedded in the binary (generated from `rules/secrets/*.yaml`).
+    public static func builtIn() throws -> SecretRuleSet {
+        var set = SecretRuleSet()
+        for (name, text) in EmbeddedRules.files {
+            try set.add(yaml: text, source: "<built-in>/rules/secrets/\(name)")
+        }
+        return set
+    }
+
+    /// Adds (or overrides by id) the rules in one YAML document; `source` names it in errors.
+    public mutating func add(yaml text: String, source: String) throws {
+        let file: SecretRuleFile
+        do {
+            file = try YAMLDecoder().decode(SecretRuleFile.self, from: text)
+        } catch {
+            throw SecretsError(.invalidRules, "\(source): not a valid rules file: \(Self.describe(error)); each file holds `rules:` (a list of rules with id, description, regex) and an optional `allow:`")
+        }
+        if let allow = file.allow {
+            self.allow.regexes += allow.regexes
+            self.allow.paths += allow.paths
+            self.allow.stopwords += allow.stopwords
+        }
+        for rule in file.rules ?? [] {
+            if let index = rules.firstIndex(where: { $0.id == rule.id }) {
+                rules[index] = rule
+            } else {
+                rules.append(rule)
+            }
+        }
+    }
+
+    /// Adds every `*.yaml` / `*.yml` file in `directory`, in name order.
+    public mutating func add(directory: URL) throws {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        } catch {
+            throw SecretsError(.invalidRules, "\(directory.path): cannot list the rules directory (\(error.localizedDescription)); pass a readable directory to --rules")
+        }
+        for name in names.sorted() where name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
+            let url = directory.appendingPathComponent(name)
+            guard let data = FileManager.default.contents(atPath: url.path), let text = String(data: data, encoding: .utf8) else {
+                throw SecretsError(.invalidRules, "\(url.path): cannot read the rules file as UTF-8; check its permissions and encoding")
+            }
+            try add(yaml: text, source: url.path)
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let e = error as? DecodingError {
+            switch e {
+            case .keyNotFound(let key, let ctx):
+                return "missing key `\(key.stringValue)` at \(path(ctx.codingPath))"
+            case .typeMismatch(_, let ctx), .valueNotFound(_, let ctx), .dataCorrupted(let ctx):
+                return "\(ctx.debugDescription) at \(path(ctx.codingPath))"
+            @unknown default:
+                return "\(e)"
+            }
+        }
+        return "\(error)"
+    }
+
+    private static func path(_ keys: [any CodingKey]) -> String {
+        keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+    }
+}

@@ -1,0 +1,61 @@
+/// One credential found in a value by ``SecretDetector/detect(in:)``.
+public struct SecretDetection: Sendable {
+    /// The rule that matched, e.g. `aws-access-key-id`.
+    public let ruleID: String
+    /// What the credential is.
+    public let description: String
+    /// Long-lived or short-lived.
+    public let lifetime: CredentialLifetime
+    /// The captured secret. Never print it: use ``redact(_:)``.
+    public let secret: String
+}
+
+/// The credential classifier shared by `stepguard scan` and `stepguard run`: the detection rules
+/// compiled once into a vectorscan database plus PCRE2 confirmers.
+public struct SecretDetector: Sendable {
+    let engine: SecretEngine
+
+    /// Compiles `ruleSet`.
+    public init(ruleSet: SecretRuleSet) throws {
+        engine = try SecretEngine(ruleSet: ruleSet)
+    }
+
+    private static let builtInEngine: Result<SecretEngine, SecretsError> = {
+        do {
+            return .success(try SecretEngine(ruleSet: try SecretRuleSet.builtIn()))
+        } catch let error as SecretsError {
+            return .failure(error)
+        } catch {
+            return .failure(SecretsError(.engine, "built-in rules failed to load: \(error)"))
+        }
+    }()
+
+    /// The rules embedded in the binary, compiled once per process.
+    public static func builtIn() throws -> SecretDetector {
+        switch builtInEngine {
+        case .success(let engine): return SecretDetector(engine: engine)
+        case .failure(let error): throw error
+        }
+    }
+
+    init(engine: SecretEngine) {
+        self.engine = engine
+    }
+
+    /// The rules this detector applies.
+    public var rules: [SecretRule] { engine.rules.map(\.rule) }
+
+    /// Classifies one value (an environment variable value, a header value): every credential
+    /// found in it. Checksums are not enforced here, so a malformed-but-plausible token still
+    /// counts as a credential (fail closed).
+    public func detect(in value: String) -> [SecretDetection] {
+        var value = value
+        let matches = value.withUTF8 { utf8 in
+            engine.matches(in: UnsafeRawBufferPointer(utf8), path: nil, options: MatchOptions(verifyChecksums: false))
+        }
+        return matches.map { m in
+            let rule = engine.rules[m.ruleIndex].rule
+            return SecretDetection(ruleID: rule.id, description: rule.description, lifetime: rule.lifetime, secret: m.secret)
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+import Testing
+@testable import StepGuardSecrets
+
+/// The package root, derived from this file's path.
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+@Suite struct RuleTests {
+    let detector: SecretDetector
+
+    init() throws {
+        detector = try SecretDetector.builtIn()
+    }
+
+    @Test func builtInRulesAreAtLeastEightyWithUniqueIDsAndExamples() throws {
+        let rules = detector.rules
+        #expect(rules.count >= 80)
+        #expect(Set(rules.map(\.id)).count == rules.count)
+        for rule in rules {
+            #expect(!rule.description.isEmpty, "\(rule.id) has no description")
+            #expect(!rule.keywords.isEmpty, "\(rule.id) has no keywords")
+            #expect(!(rule.examples?.match.isEmpty ?? true), "\(rule.id) has no match example")
+            #expect(!(rule.examples?.noMatch.isEmpty ?? true), "\(rule.id) has no no_match example")
+        }
+    }
+
+    @Test func everyRuleFindsItsMatchExamples() throws {
+        for (index, rule) in detector.rules.enumerated() {
+            for template in rule.examples?.match ?? [] {
+                let text = ExampleTemplate.expand(template)
+                let found = scan(text)
+                #expect(found.contains { $0.ruleIndex == index }, "rule \(rule.id) misses its example \(template)")
+            }
+        }
+    }
+
+    @Test func everyRuleStaysQuietOnItsNoMatchExamples() throws {
+        for (index, rule) in detector.rules.enumerated() {
+            for template in rule.examples?.noMatch ?? [] {
+                let text = ExampleTemplate.expand(template)
+                let found = scan(text)
+                #expect(!found.contains { $0.ruleIndex == index }, "rule \(rule.id) fires on its no_match example \(template)")
+            }
+        }
+    }
+
+    @Test func examplesInTheRulesFilesAreNotLiteralCredentials() throws {
+        // The YAML must never hold a scannable credential: every match example needs a template
+        // (`{cut}` or a random part) to become one.
+        let directory = packageRoot.appendingPathComponent("rules/secrets")
+        var set = SecretRuleSet()
+        try set.add(directory: directory)
+        let engine = try SecretEngine(ruleSet: set)
+        for (index, rule) in set.rules.enumerated() where !engine.rules[index].isGeneric {
+            for template in rule.examples?.match ?? [] {
+                var raw = template
+                let hits = raw.withUTF8 { engine.matches(in: UnsafeRawBufferPointer($0), path: nil, options: MatchOptions()) }
+                #expect(!hits.contains { $0.ruleIndex == index }, "rule \(rule.id): example is a literal credential: \(redact(template))")
+            }
+        }
+    }
+
+    @Test func embeddedRulesAreInSyncWithRulesDirectory() throws {
+        let directory = packageRoot.appendingPathComponent("rules/secrets")
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".yaml") }.sorted()
+        #expect(EmbeddedRules.files.map(\.0) == names, "run python3 rules/secrets/embed.py")
+        for (name, text) in EmbeddedRules.files {
+            let onDisk = try String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)
+            #expect(onDisk.trimmingCharacters(in: .newlines) == text.trimmingCharacters(in: .newlines), "\(name) differs from the embedded copy: run python3 rules/secrets/embed.py")
+        }
+    }
+
+    @Test func githubChecksumIsEnforcedInScansButNotByTheClassifier() throws {
+        let valid = ExampleTemplate.expand("{gh:ghp}")
+        let broken = String(valid.dropLast()) + (valid.last == "A" ? "B" : "A")
+        #expect(scan("t=\(valid)").contains { detector.rules[$0.ruleIndex].id == "github-pat-classic" })
+        #expect(!scan("t=\(broken)").contains { detector.rules[$0.ruleIndex].id == "github-pat-classic" })
+        #expect(detector.detect(in: broken).contains { $0.ruleID == "github-pat-classic" })
+    }
+
+    @Test func classifierReportsLifetimes() throws {
+        let ghs = ExampleTemplate.expand("{gh:ghs}")
+        let asia = ExampleTemplate.expand("AS{cut}IA{b32:16}")
+        let akia = ExampleTemplate.expand("AK{cut}IA{b32:16}")
+        #expect(detector.detect(in: ghs).map(\.lifetime) == [.shortLived])
+        #expect(detector.detect(in: asia).map(\.lifetime) == [.shortLived])
+        let long = detector.detect(in: akia)
+        #expect(long.map(\.ruleID) == ["aws-access-key-id"])
+        #expect(long.first?.lifetime == .longLived)
+        #expect(long.first?.secret == akia)
+        #expect(detector.detect(in: "just a value").isEmpty)
+    }
+
+    @Test func redactionNeverShowsTheWholeSecret() throws {
+        let secret = ExampleTemplate.expand("{gh:ghp}")
+        let r = redact(secret)
+        #expect(!r.contains(secret))
+        #expect(r.hasPrefix("ghp_"))
+        #expect(r.contains(secretHash(secret)))
+        #expect(!redact(secret, mode: .full).contains("ghp_"))
+        #expect(redact("ab") != "ab")
+    }
+
+    @Test func invalidUTF8AndHugeLinesDoNotCrash() throws {
+        var bytes = [UInt8](repeating: 0xFF, count: 1000) + Array("token=".utf8)
+        bytes += [UInt8](repeating: UInt8(ascii: "a"), count: 5_000_000)
+        bytes += [0xC3, 0x28] + Array(ExampleTemplate.expand(" {gh:ghp} ").utf8) + [0xE2, 0x82]
+        let found = bytes.withUnsafeBytes { detector.engine.matches(in: $0, path: nil, options: MatchOptions()) }
+        #expect(found.contains { detector.rules[$0.ruleIndex].id == "github-pat-classic" })
+    }
+
+    @Test func badRuleFileSaysWhereAndWhat() throws {
+        var set = SecretRuleSet()
+        do {
+            try set.add(yaml: "rules:\n  - id: x\n", source: "custom.yaml")
+            Issue.record("a rule without description and regex must be rejected")
+        } catch let error as SecretsError {
+            #expect(error.message.contains("custom.yaml"))
+            #expect(error.message.contains("description"))
+        }
+        try set.add(yaml: "rules:\n  - {id: bad, description: d, regex: '(unclosed'}\n", source: "bad.yaml")
+        #expect(throws: SecretsError.self) { _ = try SecretEngine(ruleSet: set) }
+    }
+
+    func scan(_ text: String) -> [RawMatch] {
+        var text = text
+        return text.withUTF8 { detector.engine.matches(in: UnsafeRawBufferPointer($0), path: nil, options: MatchOptions()) }
+    }
+}
