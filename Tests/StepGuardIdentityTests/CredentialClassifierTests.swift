@@ -1,4 +1,6 @@
 import Foundation
+import StepGuardPolicy
+import StepGuardSecrets
 import Testing
 @testable import StepGuardIdentity
 
@@ -6,9 +8,9 @@ import Testing
 struct PrefixDetector: CredentialDetector {
     func credentials(in value: String) -> [CredentialMatch] {
         var found: [CredentialMatch] = []
-        if value.contains("ghp_") { found.append(CredentialMatch(ruleID: "github-pat", description: "GitHub personal access token", lifespan: .longLived)) }
-        if value.contains("AKIA") { found.append(CredentialMatch(ruleID: "aws-access-key-id", description: "AWS access key id", lifespan: .longLived)) }
-        if value.contains("ghs_") { found.append(CredentialMatch(ruleID: "github-app-installation-token", description: "GitHub installation token", lifespan: .shortLived)) }
+        if value.contains("ghp_") { found.append(CredentialMatch(ruleID: "github-pat", description: "GitHub personal access token", lifetime: .longLived)) }
+        if value.contains("AKIA") { found.append(CredentialMatch(ruleID: "aws-access-key-id", description: "AWS access key id", lifetime: .longLived)) }
+        if value.contains("ghs_") { found.append(CredentialMatch(ruleID: "github-app-installation-token", description: "GitHub installation token", lifetime: .shortLived)) }
         return found
     }
 }
@@ -24,10 +26,10 @@ struct CredentialClassifierTests {
     ]
 
     @Test func denyNamesVariablesNeverValues() {
-        let verdict = CredentialClassifier(detector: PrefixDetector(), allowVariables: ["DEPLOY_KEY_*"]).classify(environment: environment, action: .deny)
+        let verdict = CredentialClassifier(detector: PrefixDetector(), allowVariables: [try! Glob("DEPLOY_KEY_*")]).classify(environment: environment, action: .deny)
         #expect(verdict.decision == .deny)
         #expect(verdict.longLived.map(\.variable) == ["AWS_ACCESS_KEY_ID", "GH_PAT"])
-        #expect(verdict.findings.first { $0.variable == "GITHUB_TOKEN" }?.lifespan == .shortLived)
+        #expect(verdict.findings.first { $0.variable == "GITHUB_TOKEN" }?.lifetime == .shortLived)
         #expect(verdict.findings.first { $0.variable == "DEPLOY_KEY_ALLOWED" }?.exempted == true)
         #expect(verdict.summary == "blocked: long-lived credentials in the step environment: AWS_ACCESS_KEY_ID, GH_PAT")
         for value in environment.values where value.count > 10 {
@@ -37,7 +39,7 @@ struct CredentialClassifierTests {
     }
 
     @Test func stripRemovesOnlyNonExemptLongLived() {
-        let verdict = CredentialClassifier(detector: PrefixDetector(), allowVariables: ["DEPLOY_KEY_*"]).classify(environment: environment, action: .strip)
+        let verdict = CredentialClassifier(detector: PrefixDetector(), allowVariables: [try! Glob("DEPLOY_KEY_*")]).classify(environment: environment, action: .strip)
         #expect(verdict.decision == .allow)
         #expect(verdict.stripped == ["AWS_ACCESS_KEY_ID", "GH_PAT"])
         #expect(verdict.environment["GH_PAT"] == nil)
@@ -60,7 +62,7 @@ struct CredentialClassifierTests {
         let forever = issuer.token(claims: TestIssuer.claims(["exp": nil]))
         let verdict = CredentialClassifier(detector: PrefixDetector(), maxJWTLifetime: 3600)
             .classify(environment: ["ID_TOKEN": short, "SERVICE_JWT": long, "NO_EXP": forever], action: .deny)
-        #expect(verdict.findings.first { $0.variable == "ID_TOKEN" }?.lifespan == .shortLived)
+        #expect(verdict.findings.first { $0.variable == "ID_TOKEN" }?.lifetime == .shortLived)
         #expect(verdict.longLived.map(\.variable) == ["NO_EXP", "SERVICE_JWT"])
         #expect(verdict.decision == .deny)
     }

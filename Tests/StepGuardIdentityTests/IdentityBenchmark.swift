@@ -1,4 +1,5 @@
 import Foundation
+import StepGuardPolicy
 import Testing
 @testable import StepGuardIdentity
 
@@ -13,7 +14,7 @@ struct IdentityBenchmark {
     func measure(_ alg: JWSAlgorithm) throws {
         let issuer = TestIssuer.shared
         let rules = defaultRules(algorithms: [alg], claims: [
-            "repository": ClaimMatcher([.glob("acme/*")]), "ref": ClaimMatcher([.glob("refs/heads/main"), .glob("refs/tags/v*")]),
+            "repository": [.glob(try! Glob("acme/*"))], "ref": [.glob(try! Glob("refs/heads/main")), .glob(try! Glob("refs/tags/v*"))],
         ], lifetime: LifetimeRules(maxTTL: 900, maxAge: 600, leeway: 30, minRemaining: 60))
         let verifier = makeVerifier(rules: rules)
         let token = issuer.token(alg: alg)

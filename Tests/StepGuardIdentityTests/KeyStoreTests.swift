@@ -18,7 +18,7 @@ struct KeyStoreTests {
         let server = try LocalHTTPSServer()
         defer { server.stop() }
         server.write("jwks.json", issuer.jwks())
-        let cache = TemporaryDirectory()
+        let cache = ScratchDirectory()
         defer { cache.remove() }
         let cacheDir = cache.path + "/jwks"
         let url = server.baseURL + "/jwks.json"
@@ -52,7 +52,7 @@ struct KeyStoreTests {
         let server = try LocalHTTPSServer()
         defer { server.stop() }
         server.write("jwks.json", issuer.jwks())
-        let cache = TemporaryDirectory()
+        let cache = ScratchDirectory()
         defer { cache.remove() }
         chmod(cache.path, 0o777)
         _ = try verifier(server, location: .url(server.baseURL + "/jwks.json"), cache: cache.path).verify(token: issuer.token())
@@ -155,7 +155,7 @@ struct KeyStoreTests {
     }
 
     @Test func jwksFileRelativeToThePolicy() throws {
-        let dir = TemporaryDirectory()
+        let dir = ScratchDirectory()
         defer { dir.remove() }
         dir.write("keys/jwks.json", issuer.jwks())
         let location = JWKSLocation.resolve("keys/jwks.json", issuer: TestIssuer.issuer, policyDirectory: dir.path)

@@ -1,12 +1,6 @@
 import Foundation
-
-/// How long a credential stays valid.
-public enum CredentialLifespan: String, Sendable, Hashable {
-    /// A static key or token that works until someone revokes it (`AKIA…`, `ghp_…`, PEM keys…).
-    case longLived = "long-lived"
-    /// A credential that expires on its own within minutes or hours (`ASIA…` + session token, `ghs_…`, a JWT within limits).
-    case shortLived = "short-lived"
-}
+import StepGuardPolicy
+import StepGuardSecrets
 
 /// One credential found in a value by a detector. Carries no part of the value.
 public struct CredentialMatch: Sendable, Hashable {
@@ -15,13 +9,13 @@ public struct CredentialMatch: Sendable, Hashable {
     /// What the rule detects, for humans.
     public var description: String
     /// Long- or short-lived.
-    public var lifespan: CredentialLifespan
+    public var lifetime: CredentialLifetime
 
     /// Creates a match.
-    public init(ruleID: String, description: String, lifespan: CredentialLifespan) {
+    public init(ruleID: String, description: String, lifetime: CredentialLifetime) {
         self.ruleID = ruleID
         self.description = description
-        self.lifespan = lifespan
+        self.lifetime = lifetime
     }
 }
 
@@ -32,14 +26,11 @@ public protocol CredentialDetector: Sendable {
     func credentials(in value: String) -> [CredentialMatch]
 }
 
-/// What to do with long-lived credentials in the step's environment (policy `credentials.long_lived`).
-public enum LongLivedCredentialAction: String, Sendable, Hashable {
-    /// Refuse to start the step (exit 77), naming the variables.
-    case deny
-    /// Remove them from the step's environment and say which.
-    case strip
-    /// Let them through.
-    case allow
+extension SecretDetector: CredentialDetector {
+    /// The secret scanner's detections, without the secret itself.
+    public func credentials(in value: String) -> [CredentialMatch] {
+        detect(in: value).map { CredentialMatch(ruleID: $0.ruleID, description: $0.description, lifetime: $0.lifetime) }
+    }
 }
 
 /// A variable of the step's environment that holds a credential. Names the variable, never its value.
@@ -47,7 +38,7 @@ public struct CredentialFinding: Sendable, Hashable {
     /// The environment variable's name.
     public var variable: String
     /// The strongest classification among the matches (long-lived wins).
-    public var lifespan: CredentialLifespan
+    public var lifetime: CredentialLifetime
     /// The rules that matched.
     public var matches: [CredentialMatch]
     /// True when `allow_vars` exempts the variable.
@@ -56,7 +47,7 @@ public struct CredentialFinding: Sendable, Hashable {
     /// A one-line reason: `GITHUB_PAT holds a long-lived credential (github-pat: GitHub personal access token)`.
     public var reason: String {
         let rules = matches.map { "\($0.ruleID): \($0.description)" }.joined(separator: "; ")
-        return "\(variable) holds a \(lifespan.rawValue) credential (\(rules))" + (exempted ? ", exempted by allow_vars" : "")
+        return "\(variable) holds a \(lifetime.rawValue) credential (\(rules))" + (exempted ? ", exempted by allow_vars" : "")
     }
 }
 
@@ -73,7 +64,7 @@ public struct CredentialVerdict: Sendable {
     /// The environment the step should get (without stripped variables).
     public var environment: [String: String]
     /// Non-exempt long-lived findings (those the action applies to).
-    public var longLived: [CredentialFinding] { findings.filter { $0.lifespan == .longLived && !$0.exempted } }
+    public var longLived: [CredentialFinding] { findings.filter { $0.lifetime == .longLived && !$0.exempted } }
 
     /// A summary naming variables, never values.
     public var summary: String {
@@ -94,30 +85,38 @@ public struct CredentialClassifier: Sendable {
     /// The detector (the secret scanner's built-in rules in production).
     public let detector: any CredentialDetector
     /// Globs of variable names exempted (`credentials.allow_vars`).
-    public let allowVariables: [String]
+    public let allowVariables: [Glob]
     /// A JWT whose `exp − iat` exceeds this (or has no `exp`) counts as long-lived.
     public let maxJWTLifetime: TimeInterval
 
     /// Creates a classifier.
-    public init(detector: any CredentialDetector, allowVariables: [String] = [], maxJWTLifetime: TimeInterval = 3600) {
+    public init(detector: any CredentialDetector, allowVariables: [Glob] = [], maxJWTLifetime: TimeInterval = 3600) {
         self.detector = detector
         self.allowVariables = allowVariables
         self.maxJWTLifetime = maxJWTLifetime
     }
 
-    /// Classifies every variable of `environment` and applies `action`.
-    public func classify(environment: [String: String], action: LongLivedCredentialAction) -> CredentialVerdict {
+    /// A classifier for the policy's `credentials:` section with the secret scanner's built-in
+    /// rules. JWTs count as short-lived when `exp − iat` is within `identity.lifetime.max_ttl`
+    /// (1 hour when the policy sets none).
+    public init(policy: Policy) throws {
+        let maxTTL = policy.identity?.lifetime.maxTTL.map { TimeInterval($0.milliseconds) / 1000 } ?? 3600
+        self.init(detector: try SecretDetector.builtIn(), allowVariables: policy.credentials.allowVars, maxJWTLifetime: maxTTL)
+    }
+
+    /// Classifies every variable of `environment` and applies `action` (`credentials.long_lived`).
+    public func classify(environment: [String: String], action: CredentialsPolicy.LongLived) -> CredentialVerdict {
         var findings: [CredentialFinding] = []
         for name in environment.keys.sorted() {
             let value = environment[name]!
             var matches = detector.credentials(in: value)
             if let jwt = classifyJWT(value) { matches.append(jwt) }
             guard !matches.isEmpty else { continue }
-            let lifespan: CredentialLifespan = matches.contains { $0.lifespan == .longLived } ? .longLived : .shortLived
-            let exempt = allowVariables.contains { GlobPattern.matches($0, name) }
-            findings.append(CredentialFinding(variable: name, lifespan: lifespan, matches: matches, exempted: exempt))
+            let lifetime: CredentialLifetime = matches.contains { $0.lifetime == .longLived } ? .longLived : .shortLived
+            let exempt = allowVariables.contains { $0.matches(name) }
+            findings.append(CredentialFinding(variable: name, lifetime: lifetime, matches: matches, exempted: exempt))
         }
-        let offending = findings.filter { $0.lifespan == .longLived && !$0.exempted }.map(\.variable)
+        let offending = findings.filter { $0.lifetime == .longLived && !$0.exempted }.map(\.variable)
         var result = environment
         var stripped: [String] = []
         let decision: CredentialVerdict.Decision
@@ -143,12 +142,12 @@ public struct CredentialClassifier: Sendable {
               header["alg"]?.stringValue != nil,
               let payload = Base64URL.decode(Array(parts[1].utf8)).flatMap({ try? StrictJSON.parse($0) })?.objectValue else { return nil }
         guard let exp = payload["exp"]?.doubleValue else {
-            return CredentialMatch(ruleID: "jwt-without-expiry", description: "JWT without exp", lifespan: .longLived)
+            return CredentialMatch(ruleID: "jwt-without-expiry", description: "JWT without exp", lifetime: .longLived)
         }
         let start = payload["iat"]?.doubleValue ?? payload["nbf"]?.doubleValue
         guard let start, exp - start <= maxJWTLifetime else {
-            return CredentialMatch(ruleID: "jwt-long-lived", description: "JWT valid for more than \(Int(maxJWTLifetime))s", lifespan: .longLived)
+            return CredentialMatch(ruleID: "jwt-long-lived", description: "JWT valid for more than \(Int(maxJWTLifetime))s", lifetime: .longLived)
         }
-        return CredentialMatch(ruleID: "jwt", description: "JWT valid for \(Int(exp - start))s", lifespan: .shortLived)
+        return CredentialMatch(ruleID: "jwt", description: "JWT valid for \(Int(exp - start))s", lifetime: .shortLived)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import StepGuardPolicy
 
 /// Obtains the job's OIDC token from its CI provider. Every path has a time limit and fails
 /// closed with an error naming the provider and what was missing.
@@ -23,8 +24,8 @@ public struct TokenAcquirer: Sendable {
         switch source {
         case .github: token = try github(audience: audience, environment: environment)
         case .azure: token = try azure(environment: environment)
-        case .gitlab(let variable):
-            token = try self.variable(variable, in: environment, provider: "GitLab",
+        case .gitlab:
+            token = try self.variable(TokenSource.gitLabVariable, in: environment, provider: "GitLab",
                                  remedy: "declare it under the job's id_tokens: with aud: \(audience)")
         case .circleci:
             token = try self.variable("CIRCLE_OIDC_TOKEN_V2", in: environment, provider: "CircleCI",

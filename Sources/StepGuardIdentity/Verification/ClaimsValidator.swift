@@ -1,4 +1,5 @@
 import Foundation
+import StepGuardPolicy
 
 /// Checks the claims of a signature-verified token against ``IdentityRules`` at a given time.
 enum ClaimsValidator {
@@ -107,7 +108,7 @@ enum ClaimsValidator {
         for name in rules.claims.keys.sorted() {
             let matcher = rules.claims[name]!
             guard let value = claims[name] else {
-                throw IdentityError(.claim, "claim \(name) is missing; the policy requires \(matcher)",
+                throw IdentityError(.claim, "claim \(name) is missing; the policy requires \(matcher.policyDescription)",
                                     remedy: "run the step from a job whose token carries \(name), or fix identity.claims")
             }
             guard matcher.matches(value) else {
@@ -116,7 +117,7 @@ enum ClaimsValidator {
                 case .string, .number, .bool, .null: shown = value.jsonText
                 case .array, .object: shown = "a JSON \(value.typeName)"
                 }
-                throw IdentityError(.claim, "claim \(name) is \(shown); the policy requires \(matcher)",
+                throw IdentityError(.claim, "claim \(name) is \(shown); the policy requires \(matcher.policyDescription)",
                                     remedy: "run the step from a job that matches identity.claims.\(name), or change the policy")
             }
         }

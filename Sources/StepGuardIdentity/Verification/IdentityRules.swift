@@ -1,4 +1,5 @@
 import Foundation
+import StepGuardPolicy
 
 /// What a token must satisfy: the identity policy in the form the verifier uses.
 /// Build it from the policy's `identity:` section (``IdentityRules/init(policy:)``) or directly.
@@ -10,7 +11,7 @@ public struct IdentityRules: Sendable {
     /// Allowed header algorithms (`none` and HMAC can never be listed).
     public var algorithms: Set<JWSAlgorithm>
     /// Claims the token must carry, with the patterns each must match (every listed claim must match).
-    public var claims: [String: ClaimMatcher]
+    public var claims: [String: [ClaimMatcher]]
     /// Lifetime limits.
     public var lifetime: LifetimeRules
     /// Maximum token size in bytes.
@@ -18,7 +19,7 @@ public struct IdentityRules: Sendable {
 
     /// Creates rules. `algorithms` defaults to RS256 and ES256.
     public init(issuer: String, audience: String, algorithms: Set<JWSAlgorithm> = Set(JWSAlgorithm.defaultAllowed),
-                claims: [String: ClaimMatcher] = [:], lifetime: LifetimeRules = LifetimeRules(),
+                claims: [String: [ClaimMatcher]] = [:], lifetime: LifetimeRules = LifetimeRules(),
                 maximumTokenSize: Int = CompactJWS.defaultMaximumSize) {
         self.issuer = issuer
         self.audience = audience
@@ -49,68 +50,50 @@ public struct LifetimeRules: Sendable, Equatable {
     }
 }
 
-/// One allowed value of a pinned claim.
-public enum ClaimPattern: Sendable, Hashable, CustomStringConvertible {
-    /// Matches a JSON string by glob (`*` any run of characters, `?` one character). Never matches
-    /// an array, object, number or boolean.
-    case glob(String)
-    /// Matches a JSON number of exactly this value.
-    case number(JSONNumber)
-    /// Matches a JSON boolean of exactly this value.
-    case bool(Bool)
-
-    public var description: String {
-        switch self {
-        case .glob(let g): return "\"\(g)\""
-        case .number(let n): return n.literal
-        case .bool(let b): return b ? "true" : "false"
-        }
-    }
-
-    /// Whether `value` satisfies this pattern.
+extension ClaimMatcher {
+    /// Whether the token's claim `value` satisfies this policy matcher: a glob matches only a JSON
+    /// string (never an array, object, number or boolean); a number matches only a JSON number of
+    /// the same value; a boolean only the same JSON boolean.
     public func matches(_ value: JSONValue) -> Bool {
         switch (self, value) {
-        case (.glob(let pattern), .string(let s)): return GlobPattern.matches(pattern, s)
-        case (.number(let n), .number(let m)): return n == m
+        case (.glob(let glob), .string(let s)): return glob.matches(s)
+        case (.number(let n), .number(let m)): return n == m.doubleValue
         case (.bool(let b), .bool(let c)): return b == c
         default: return false
         }
     }
 }
 
-/// The patterns a claim must match: any one of them (a policy list means any-of).
-public struct ClaimMatcher: Sendable, Hashable, CustomStringConvertible {
-    /// Alternatives; the claim matches when one of them matches.
-    public var alternatives: [ClaimPattern]
+extension Array where Element == ClaimMatcher {
+    /// Any-of: true when one matcher accepts `value`.
+    func matches(_ value: JSONValue) -> Bool { contains { $0.matches(value) } }
 
-    /// Creates a matcher accepting any of `alternatives`.
-    public init(_ alternatives: [ClaimPattern]) { self.alternatives = alternatives }
-
-    /// Whether `value` satisfies one of the alternatives.
-    public func matches(_ value: JSONValue) -> Bool { alternatives.contains { $0.matches(value) } }
-
-    public var description: String {
-        alternatives.count == 1 ? alternatives[0].description : "any of [" + alternatives.map(\.description).joined(separator: ", ") + "]"
+    /// `"main"` or `any of ["main", "refs/tags/v*"]`, for error messages.
+    var policyDescription: String {
+        count == 1 ? self[0].description : "any of [" + map(\.description).joined(separator: ", ") + "]"
     }
 }
 
-/// Shell-style glob over Unicode scalars: `*` matches any run (including `/`), `?` exactly one.
-enum GlobPattern {
-    static func matches(_ pattern: String, _ text: String) -> Bool {
-        let p = Array(pattern.unicodeScalars), t = Array(text.unicodeScalars)
-        var pi = 0, ti = 0, star = -1, mark = 0
-        while ti < t.count {
-            if pi < p.count, p[pi] == "?" || (p[pi] != "*" && p[pi] == t[ti]) {
-                pi += 1; ti += 1
-            } else if pi < p.count, p[pi] == "*" {
-                star = pi; mark = ti; pi += 1
-            } else if star >= 0 {
-                pi = star + 1; mark += 1; ti = mark
-            } else {
-                return false
+extension IdentityRules {
+    /// Rules from the policy's `identity:` section (the loader has validated it; this re-checks
+    /// the algorithm names and converts durations).
+    public init(policy: IdentityPolicy) throws(IdentityError) {
+        var algorithms = Set<JWSAlgorithm>()
+        for name in policy.algorithms {
+            do {
+                algorithms.insert(try JWSAlgorithm.parse(name))
+            } catch {
+                throw IdentityError(.policy, "identity.algorithms lists \"\(name)\": \(error.detail)", remedy: error.remedy)
             }
         }
-        while pi < p.count, p[pi] == "*" { pi += 1 }
-        return pi == p.count
+        guard !algorithms.isEmpty else {
+            throw IdentityError(.policy, "identity.algorithms is empty", remedy: "list at least one algorithm, e.g. [RS256, ES256]")
+        }
+        func seconds(_ duration: PolicyDuration?) -> TimeInterval? {
+            duration.map { TimeInterval($0.milliseconds) / 1000 }
+        }
+        self.init(issuer: policy.issuer, audience: policy.audience, algorithms: algorithms, claims: policy.claims,
+                  lifetime: LifetimeRules(maxTTL: seconds(policy.lifetime.maxTTL), maxAge: seconds(policy.lifetime.maxAge),
+                                          leeway: seconds(policy.lifetime.leeway) ?? 0, minRemaining: seconds(policy.lifetime.minRemaining)))
     }
 }

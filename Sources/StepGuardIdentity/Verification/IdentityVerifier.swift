@@ -1,4 +1,5 @@
 import Foundation
+import StepGuardPolicy
 
 /// Verifies CI OIDC tokens strictly against an issuer's keys and an identity policy.
 ///
@@ -28,6 +29,24 @@ public struct IdentityVerifier: Sendable {
         self.required = required
         self.acquisition = acquisition
         self.now = now
+    }
+
+    /// A verifier for the policy's `identity:` section. Keys come from `identity.jwks` (a URL, or a
+    /// file the loader resolved against the policy's directory) or, when omitted, OIDC discovery.
+    ///
+    /// - Parameters:
+    ///   - caFile: PEM CA bundle trusted for the JWKS, discovery and token endpoints instead of the
+    ///     system's (tests, private issuers); `stepguard` passes `network.upstream_ca` when set.
+    ///   - keyStoreOptions: cache directory, TTL and refetch rate limit.
+    ///   - timeout: time limit for each HTTP request and for `buildkite-agent`.
+    public init(policy: IdentityPolicy, caFile: String? = nil, keyStoreOptions: KeyStoreOptions = KeyStoreOptions(),
+                timeout: TimeInterval = 10, now: @escaping @Sendable () -> Date = Date.init) throws(IdentityError) {
+        let transport = CurlTransport(timeout: timeout, connectTimeout: min(timeout, 5), caFile: caFile)
+        let location = JWKSLocation.resolve(policy.jwks, issuer: policy.issuer, policyDirectory: nil)
+        self.init(rules: try IdentityRules(policy: policy),
+                  keyStore: KeyStore(location: location, transport: transport, options: keyStoreOptions, now: now),
+                  tokenSource: policy.token, required: policy.required,
+                  acquisition: TokenAcquisitionOptions(transport: transport, commandTimeout: timeout), now: now)
     }
 
     /// The pinned claim names of the policy (`sub` is always compared in addition).

@@ -1,10 +1,11 @@
 import Foundation
+import StepGuardPolicy
 import Testing
 @testable import StepGuardIdentity
 
 /// A verifier over a JWKS file, with the clock fixed at `TestIssuer.now` (+ `offset`).
 func makeVerifier(jwks: String? = nil, rules: IdentityRules = defaultRules(), offset: Double = 0) -> IdentityVerifier {
-    let directory = TemporaryDirectory()
+    let directory = ScratchDirectory()
     directory.write("jwks.json", jwks ?? TestIssuer.shared.jwks())
     let store = KeyStore(location: .file(directory.path + "/jwks.json"), options: KeyStoreOptions(cacheDirectory: nil))
     _ = try? store.keys()
@@ -13,14 +14,14 @@ func makeVerifier(jwks: String? = nil, rules: IdentityRules = defaultRules(), of
     return IdentityVerifier(rules: rules, keyStore: store, now: { Date(timeIntervalSince1970: now) })
 }
 
-func defaultRules(algorithms: Set<JWSAlgorithm> = [.RS256, .ES256], claims: [String: ClaimMatcher] = [:],
+func defaultRules(algorithms: Set<JWSAlgorithm> = [.RS256, .ES256], claims: [String: [ClaimMatcher]] = [:],
                   lifetime: LifetimeRules = LifetimeRules()) -> IdentityRules {
     IdentityRules(issuer: TestIssuer.issuer, audience: TestIssuer.audience, algorithms: algorithms, claims: claims, lifetime: lifetime)
 }
 
 /// Expects `body` to throw an ``IdentityError`` for `check`; returns it for further assertions.
 @discardableResult
-func expectRejected(_ check: IdentityError.Check, sourceLocation: SourceLocation = #_sourceLocation,
+func expectRejected(_ check: IdentityError.Check, sourceLocation: Testing.SourceLocation = #_sourceLocation,
                     _ body: () throws -> Void) -> IdentityError? {
     do {
         try body()
@@ -37,7 +38,7 @@ func expectRejected(_ check: IdentityError.Check, sourceLocation: SourceLocation
 
 /// Async variant of ``expectRejected(_:sourceLocation:_:)``.
 @discardableResult
-func expectRejectedAsync(_ check: IdentityError.Check, sourceLocation: SourceLocation = #_sourceLocation,
+func expectRejectedAsync(_ check: IdentityError.Check, sourceLocation: Testing.SourceLocation = #_sourceLocation,
                          _ body: () async throws -> Void) async -> IdentityError? {
     do {
         try await body()

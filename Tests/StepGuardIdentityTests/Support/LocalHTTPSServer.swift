@@ -8,7 +8,7 @@ import StepGuardEgress
 /// per-test `CertificateAuthority`. Serves files from `root` and fake CI token endpoints.
 final class LocalHTTPSServer: @unchecked Sendable {
     // @unchecked: immutable after init except `process`, which is only touched by `stop()`.
-    let root: TemporaryDirectory
+    let root: ScratchDirectory
     let port: Int
     let caFile: String
     private let process: Process
@@ -21,8 +21,8 @@ final class LocalHTTPSServer: @unchecked Sendable {
     }
 
     init() throws {
-        root = TemporaryDirectory()
-        let tls = TemporaryDirectory()
+        root = ScratchDirectory()
+        let tls = ScratchDirectory()
         let ca = try CertificateAuthority(commonName: "stepguard identity test CA")
         let leaf = try ca.issueServerCertificate(for: "127.0.0.1")
         let der = try leaf.certificateDER

@@ -66,7 +66,7 @@ struct TestIssuer: Sendable {
     }
 
     /// Standard valid claims at `TestIssuer.now`.
-    static func claims(_ overrides: [String: JSONValue?] = [:]) -> [String: JSONValue] {
+    static func claims(_ overrides: [String: JSONValue?] = [:], at now: Double = TestIssuer.now) -> [String: JSONValue] {
         var claims: [String: JSONValue] = [
             "iss": .string(issuer), "aud": .string(audience), "sub": "repo:acme/app:ref:refs/heads/main",
             "iat": .number(JSONNumber(now - 60)), "nbf": .number(JSONNumber(now - 60)), "exp": .number(JSONNumber(now + 540)),
@@ -135,7 +135,7 @@ struct TestIssuer: Sendable {
 }
 
 /// A private temporary directory (mode 0700), removed by `remove()`.
-struct TemporaryDirectory {
+struct ScratchDirectory {
     let path: String
     init() {
         var base = NSTemporaryDirectory()
