@@ -96,7 +96,14 @@ let package = Package(
         .testTarget(name: "StepGuardAuditTests", dependencies: ["StepGuardAudit"]),
         .testTarget(name: "StepGuardSandboxTests", dependencies: ["StepGuardSandbox"]),
         .testTarget(name: "StepGuardSecretsTests", dependencies: ["StepGuardSecrets", "StepGuardTestSupport"]),
-        .testTarget(name: "StepGuardIdentityTests", dependencies: ["StepGuardIdentity", "StepGuardTestSupport"]),
+        .testTarget(
+            name: "StepGuardIdentityTests",
+            dependencies: [
+                "StepGuardIdentity", "StepGuardTestSupport", "StepGuardEgress",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
+        ),
         .testTarget(name: "StepGuardEgressTests", dependencies: ["StepGuardEgress", "StepGuardTestSupport"]),
         .testTarget(name: "StepGuardPipelineTests", dependencies: ["StepGuardPipeline"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CCurl", "CGit2", "CVectorscan", "CPCRE2", "StepGuardTestSupport"]),

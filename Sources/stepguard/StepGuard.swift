@@ -17,10 +17,11 @@ struct StepGuard: AsyncParsableCommand {
           stepguard run --policy rules/policies/release.yaml --step publish -- npm publish
           stepguard policy check rules/policies/*.yaml
           stepguard policy show --step publish rules/policies/release.yaml
+          stepguard identity verify --policy rules/policies/release.yaml
           stepguard scan --staged
           stepguard help run
         """,
         version: version,
-        subcommands: [RunCommand.self, PolicyCommand.self, ScanCommand.self]
+        subcommands: [RunCommand.self, PolicyCommand.self, IdentityCommand.self, ScanCommand.self]
     )
 }

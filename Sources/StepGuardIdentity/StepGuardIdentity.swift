@@ -1,2 +1,0 @@
-/// Workload identity: CI token sources, JWKS, strict JWS verification, lifetime checks.
-public enum StepGuardIdentity {}

@@ -1,0 +1,63 @@
+/// Strict base64url (RFC 4648 §5) as JOSE requires it (RFC 7515 §2): alphabet `A–Z a–z 0–9 - _`,
+/// no padding, no whitespace, and the unused low bits of the last character must be zero
+/// (so every byte string has exactly one encoding).
+public enum Base64URL {
+    private static let decodeTable: [UInt8] = {
+        var table = [UInt8](repeating: 0xFF, count: 256)
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        for (i, c) in alphabet.enumerated() { table[Int(c)] = UInt8(i) }
+        return table
+    }()
+    private static let encodeTable = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+
+    /// Decodes strict base64url; returns nil on any foreign character, padding, an impossible
+    /// length (4n+1) or non-zero trailing bits.
+    public static func decode<Bytes: Collection>(_ input: Bytes) -> [UInt8]? where Bytes.Element == UInt8 {
+        let count = input.count
+        if count % 4 == 1 { return nil }
+        var out = [UInt8]()
+        out.reserveCapacity(count * 3 / 4)
+        var accumulator: UInt32 = 0
+        var bits = 0
+        let table = decodeTable
+        for c in input {
+            let v = table[Int(c)]
+            if v == 0xFF { return nil }
+            accumulator = (accumulator << 6) | UInt32(v)
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
+                accumulator &= (1 << UInt32(bits)) - 1
+            }
+        }
+        // Leftover bits (2 or 4) must be zero for a canonical encoding.
+        if bits > 0, accumulator != 0 { return nil }
+        return out
+    }
+
+    /// Decodes strict base64url from a string.
+    public static func decode(_ text: String) -> [UInt8]? {
+        decode(Array(text.utf8))
+    }
+
+    /// Encodes bytes as base64url without padding.
+    public static func encode<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
+        var out = [UInt8]()
+        var accumulator: UInt32 = 0
+        var bits = 0
+        for b in bytes {
+            accumulator = (accumulator << 8) | UInt32(b)
+            bits += 8
+            while bits >= 6 {
+                bits -= 6
+                out.append(encodeTable[Int((accumulator >> UInt32(bits)) & 0x3F)])
+            }
+            accumulator &= (1 << UInt32(bits)) - 1
+        }
+        if bits > 0 {
+            out.append(encodeTable[Int((accumulator << UInt32(6 - bits)) & 0x3F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

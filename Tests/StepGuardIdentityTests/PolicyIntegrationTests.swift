@@ -1,0 +1,95 @@
+import Foundation
+import StepGuardPolicy
+import StepGuardSecrets
+import Testing
+@testable import StepGuardIdentity
+
+@Suite("Identity and credentials from a loaded policy")
+struct PolicyIntegrationTests {
+    let issuer = TestIssuer.shared
+
+    func load(_ yaml: String, in directory: ScratchDirectory) throws -> Policy {
+        directory.write("policy.yaml", yaml)
+        return try PolicyLoader.load(file: directory.path + "/policy.yaml")
+    }
+
+    @Test func verifierFromPolicyWithJWKSFileRelativeToThePolicy() throws {
+        let dir = ScratchDirectory()
+        defer { dir.remove() }
+        dir.write("keys/jwks.json", issuer.jwks())
+        let policy = try load("""
+            version: 1
+            identity:
+              token: env:MY_TOKEN
+              issuer: \(TestIssuer.issuer)
+              audience: stepguard
+              jwks: keys/jwks.json
+              algorithms: [ES256]
+              claims:
+                repository: "acme/*"
+                ref: ["refs/heads/main", "refs/tags/v*"]
+                run_attempt: 1
+                ref_protected: true
+              lifetime: { max_ttl: 15m, max_age: 10m, leeway: 30s, min_remaining: 1m }
+            """, in: dir)
+        let identity = try #require(policy.identity)
+        let verifier = try IdentityVerifier(policy: identity, keyStoreOptions: KeyStoreOptions(cacheDirectory: nil),
+                                            now: { Date(timeIntervalSince1970: TestIssuer.now) })
+        #expect(verifier.rules.algorithms == [.ES256])
+        #expect(verifier.rules.lifetime == LifetimeRules(maxTTL: 900, maxAge: 600, leeway: 30, minRemaining: 60))
+        #expect(verifier.tokenSource == .environment("MY_TOKEN"))
+        #expect(verifier.pinnedClaims == ["ref", "ref_protected", "repository", "run_attempt"])
+        #expect(try verifier.verify(token: issuer.token(alg: .ES256)).claims["ref"] == "refs/heads/main")
+        // RS256 is not in this policy's algorithms.
+        expectRejected(.algorithm) { _ = try verifier.verify(token: issuer.token(alg: .RS256)) }
+        // A ref outside the pinned list.
+        let feature = issuer.token(alg: .ES256, claims: TestIssuer.claims(["ref": "refs/heads/feature"]))
+        let error = expectRejected(.claim) { _ = try verifier.verify(token: feature) }
+        #expect(error?.detail == "claim ref is \"refs/heads/feature\"; the policy requires any of [\"refs/heads/main\", \"refs/tags/v*\"]")
+    }
+
+    @Test func policyNumberMatchesOnlyJSONNumbers() throws {
+        let dir = ScratchDirectory()
+        defer { dir.remove() }
+        dir.write("jwks.json", issuer.jwks())
+        let policy = try load("""
+            version: 1
+            identity:
+              issuer: \(TestIssuer.issuer)
+              audience: stepguard
+              jwks: jwks.json
+              claims: { repository_id: "957014466", run_attempt: 1 }
+            """, in: dir)
+        let verifier = try IdentityVerifier(policy: try #require(policy.identity), keyStoreOptions: KeyStoreOptions(cacheDirectory: nil),
+                                            now: { Date(timeIntervalSince1970: TestIssuer.now) })
+        _ = try verifier.verify(token: issuer.token())
+        expectRejected(.claim) { _ = try verifier.verify(token: issuer.token(claims: TestIssuer.claims(["repository_id": 957014466]))) }
+        expectRejected(.claim) { _ = try verifier.verify(token: issuer.token(claims: TestIssuer.claims(["run_attempt": "1"]))) }
+    }
+
+    @Test func classifierWithTheSecretScannersRules() throws {
+        let dir = ScratchDirectory()
+        defer { dir.remove() }
+        let policy = try load("""
+            version: 1
+            credentials: { long_lived: deny, allow_vars: ["LEGACY_*"] }
+            """, in: dir)
+        let classifier = try CredentialClassifier(policy: policy)
+        let pat = "ghp_" + "Xk29Qv7LmN3pR8sT1wY6zA4bC5dE0fG2hJ9k"
+        let akia = "AKIA" + "Q7XW3ZK5RT2NBV6M"
+        let ghs = "ghs_" + "Lm4Nq8Rt2Vx6Zb0Cd3Fg7Hj1Kp5Sw9Ty2Ua6"
+        let environment = [
+            "GH_PAT": pat, "AWS_ACCESS_KEY_ID": akia, "GITHUB_TOKEN": ghs, "LEGACY_TOKEN": pat,
+            "ID_TOKEN": issuer.token(), "PATH": "/usr/bin", "GREETING": "hello world",
+        ]
+        let verdict = classifier.classify(environment: environment, action: policy.credentials.longLived)
+        #expect(verdict.decision == .deny)
+        #expect(verdict.longLived.map(\.variable) == ["AWS_ACCESS_KEY_ID", "GH_PAT"])
+        #expect(verdict.findings.first { $0.variable == "GITHUB_TOKEN" }?.lifetime == .shortLived)
+        #expect(verdict.findings.first { $0.variable == "ID_TOKEN" }?.lifetime == .shortLived)
+        #expect(verdict.findings.first { $0.variable == "LEGACY_TOKEN" }?.exempted == true)
+        #expect(!verdict.findings.contains { $0.variable == "PATH" || $0.variable == "GREETING" })
+        let text = verdict.summary + verdict.findings.map(\.reason).joined()
+        #expect(!text.contains(pat) && !text.contains(akia) && !text.contains(ghs))
+    }
+}

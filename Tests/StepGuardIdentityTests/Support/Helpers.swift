@@ -1,0 +1,54 @@
+import Foundation
+import StepGuardPolicy
+import Testing
+@testable import StepGuardIdentity
+
+/// A verifier over a JWKS file, with the clock fixed at `TestIssuer.now` (+ `offset`).
+func makeVerifier(jwks: String? = nil, rules: IdentityRules = defaultRules(), offset: Double = 0) -> IdentityVerifier {
+    let directory = ScratchDirectory()
+    directory.write("jwks.json", jwks ?? TestIssuer.shared.jwks())
+    let store = KeyStore(location: .file(directory.path + "/jwks.json"), options: KeyStoreOptions(cacheDirectory: nil))
+    _ = try? store.keys()
+    directory.remove()
+    let now = TestIssuer.now + offset
+    return IdentityVerifier(rules: rules, keyStore: store, now: { Date(timeIntervalSince1970: now) })
+}
+
+func defaultRules(algorithms: Set<JWSAlgorithm> = [.RS256, .ES256], claims: [String: [ClaimMatcher]] = [:],
+                  lifetime: LifetimeRules = LifetimeRules()) -> IdentityRules {
+    IdentityRules(issuer: TestIssuer.issuer, audience: TestIssuer.audience, algorithms: algorithms, claims: claims, lifetime: lifetime)
+}
+
+/// Expects `body` to throw an ``IdentityError`` for `check`; returns it for further assertions.
+@discardableResult
+func expectRejected(_ check: IdentityError.Check, sourceLocation: Testing.SourceLocation = #_sourceLocation,
+                    _ body: () throws -> Void) -> IdentityError? {
+    do {
+        try body()
+        Issue.record("expected rejection by \(check), but it was accepted", sourceLocation: sourceLocation)
+        return nil
+    } catch let error as IdentityError {
+        #expect(error.check == check, "expected \(check), got: \(error)", sourceLocation: sourceLocation)
+        return error
+    } catch {
+        Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
+        return nil
+    }
+}
+
+/// Async variant of ``expectRejected(_:sourceLocation:_:)``.
+@discardableResult
+func expectRejectedAsync(_ check: IdentityError.Check, sourceLocation: Testing.SourceLocation = #_sourceLocation,
+                         _ body: () async throws -> Void) async -> IdentityError? {
+    do {
+        try await body()
+        Issue.record("expected rejection by \(check), but it was accepted", sourceLocation: sourceLocation)
+        return nil
+    } catch let error as IdentityError {
+        #expect(error.check == check, "expected \(check), got: \(error)", sourceLocation: sourceLocation)
+        return error
+    } catch {
+        Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
+        return nil
+    }
+}
