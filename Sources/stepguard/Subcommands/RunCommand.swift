@@ -69,8 +69,23 @@ struct RunCommand: AsyncParsableCommand {
             throw ExitCode(StepGuardExitCode.config)
         }
 
+        let preflight = Preflight(policy: policy, trail: trail)
+        let (identityPassed, _) = await preflight.verifyIdentity(environment: environment)
+        let stepEnvironment: [String: String]?
+        do {
+            stepEnvironment = try preflight.checkCredentials(environment: environment)
+        } catch {
+            printErr("stepguard: cannot load the credential rules: \(error)")
+            throw ExitCode(StepGuardExitCode.software)
+        }
+        guard identityPassed, let stepEnvironment else {
+            let verdict = Verdict(stepExitCode: nil, outcome: "was not started", events: trail.recorded, auditOnly: policy.mode == .audit)
+            trail.finish(verdict)
+            throw ExitCode(verdict.exitCode)
+        }
+
         let supervisor = StepSupervisor(gracePeriod: .milliseconds(policy.gracePeriod.milliseconds))
-        let step = StepCommand(arguments: command, environment: environment)
+        let step = StepCommand(arguments: command, environment: stepEnvironment)
         let options = spawnOptions(policy, home: environment["HOME"], proxyPort: nil)
         let containment = Containment()
         let termination: StepTermination
