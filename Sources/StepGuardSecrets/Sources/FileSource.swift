@@ -142,6 +142,9 @@ final class GitIgnoreChecker {
 enum Git {
     private static let initialized: Bool = {
         git_libgit2_init()
+        // The scanner only reads: skip re-hashing every object it inflates (collision-detecting
+        // SHA-1 is slow). A corrupt object is then scanned as it is instead of failing the read.
+        _ = sg_git_opts_int(Int32(GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION.rawValue), 0)
         return true
     }()
 
