@@ -20,3 +20,14 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 command -v swift >/dev/null || { echo "stepguard: the Swift 6 toolchain is required (swift not on PATH)" >&2; exit 69; }
+
+# Python tools the tests drive as real clients and validators.
+python_packages=(pre-commit pydantic-sarif)
+missing_python=()
+for package in "${python_packages[@]}"; do
+  python3 -m pip show -q "$package" >/dev/null 2>&1 || missing_python+=("$package")
+done
+if ((${#missing_python[@]})); then
+  echo "stepguard: installing Python packages ${missing_python[*]}" >&2
+  python3 -m pip install -q --disable-pip-version-check "${missing_python[@]}"
+fi
