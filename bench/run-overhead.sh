@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-300}
 ./scripts/install-deps.sh
-swift build -c release --product stepguard >&2
-stepguard="$(swift build -c release --show-bin-path)/stepguard"
+swift build -c release --static-swift-stdlib --product stepguard >&2
+stepguard="$(swift build -c release --static-swift-stdlib --show-bin-path)/stepguard"
 mkdir -p bench/out
 hyperfine -N --warmup 30 --runs "$runs" --export-json bench/out/overhead.json \
   -n bare '/bin/true' \

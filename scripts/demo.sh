@@ -5,9 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 ./scripts/install-deps.sh
-echo "== building stepguard (release)" >&2
-swift build -c release --product stepguard 2>&1 | tail -1 >&2
-stepguard="$(swift build -c release --show-bin-path)/stepguard"
+if [ -n "${STEPGUARD_DEMO_BINARY:-}" ]; then
+  stepguard=$STEPGUARD_DEMO_BINARY  # a binary you already built (skips the release build)
+else
+  echo "== building stepguard (release; the first build takes several minutes)" >&2
+  swift build -c release --static-swift-stdlib --product stepguard 2>&1 | tail -1 >&2
+  stepguard="$(swift build -c release --static-swift-stdlib --show-bin-path)/stepguard"
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
@@ -19,7 +23,9 @@ failures=0
 # scenario TITLE EXPECTED-EXIT COMMAND... — runs COMMAND, shows its output and checks its exit code.
 scenario() {
   local title=$1 expected=$2; shift 2
-  printf '\n%s── %s%s\n%s$ %s%s\n' "$bold" "$title" "$reset" "$dim" "${*//$stepguard/stepguard}" "$reset"
+  local shown="${*//$stepguard/stepguard}"
+  shown=$(sed -E 's/(_TOKEN=)[^ ]+/\1<redacted>/g' <<<"$shown")  # never print a secret, even a fake one
+  printf '\n%s── %s%s\n%s$ %s%s\n' "$bold" "$title" "$reset" "$dim" "$shown" "$reset"
   set +e; "$@"; local status=$?; set -e
   if [ "$status" -eq "$expected" ]; then
     printf '%s✔ exit %s, as expected%s\n' "$green" "$status" "$reset"
@@ -44,6 +50,55 @@ scenario "The step's own exit code comes through (a failing test suite)" 3 \
 
 scenario "Stopped: SIGTERM reaches the step; its background children are reaped too" 143 \
   timeout --preserve-status -s TERM 1 "$stepguard" run --policy "$policy" --step build -- sh -c 'sleep 30 & setsid sleep 30 & wait'
+
+# Workload identity: a local OIDC issuer (fixtures/identity/demo_issuer.py) signs tokens for the demo.
+python3 "$root/fixtures/identity/demo_issuer.py" "$work/issuer.pem" jwks > "$work/jwks.json"
+cat > "$work/identity.yaml" <<POLICY
+version: 1
+isolation: auto
+identity:
+  token: env:DEMO_ID_TOKEN
+  issuer: https://issuer.demo.stepguard.test
+  audience: stepguard
+  jwks: jwks.json
+  algorithms: [RS256]
+  claims: { repository: "octo-org/app", ref: "refs/tags/v*" }
+  lifetime: { max_ttl: 15m, max_age: 10m, min_remaining: 1m }
+POLICY
+scenario "Allowed: the job's OIDC token is verified (signature, issuer, audience, claims, lifetime)" 0 \
+  env DEMO_ID_TOKEN="$(python3 "$root/fixtures/identity/demo_issuer.py" "$work/issuer.pem" token refs/tags/v1.4.0)" \
+  "$stepguard" run --policy "$work/identity.yaml" -v -- sh -c 'echo "signing release v1.4.0"'
+
+scenario "Blocked: a branch build presents a token whose ref is not a release tag — nothing runs" 77 \
+  env DEMO_ID_TOKEN="$(python3 "$root/fixtures/identity/demo_issuer.py" "$work/issuer.pem" token refs/heads/feature)" \
+  "$stepguard" run --policy "$work/identity.yaml" -- sh -c 'echo "this never prints"'
+
+fake_pat="gh""p_$(head -c 27 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 36)"
+scenario "Blocked: a long-lived token in the step's environment (named, never printed) — nothing runs" 77 \
+  env NPM_DEPLOY_TOKEN="$fake_pat" "$stepguard" run --policy "$policy" --step build -- sh -c 'echo "this never prints"'
+
+scenario "Allowed, stripped: the publish step's policy removes long-lived tokens instead" 0 \
+  env NPM_DEPLOY_TOKEN="$fake_pat" "$stepguard" run --policy "$policy" --step publish -v -- sh -c 'echo "token visible to the step: ${NPM_DEPLOY_TOKEN:-no}"'
+
+python3 -m http.server 18777 --bind 127.0.0.1 >/dev/null 2>&1 & server=$!
+trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
+python3 - <<'WAIT'
+import socket, time
+for _ in range(100):
+    try: socket.create_connection(("127.0.0.1", 18777), 0.1).close(); break
+    except OSError: time.sleep(0.05)
+WAIT
+scenario "Control: outside stepguard, a direct connection to a loopback server succeeds" 0 \
+  curl -sS -o /dev/null --noproxy '*' http://127.0.0.1:18777/
+scenario "Isolated: the same direct connection from a guarded step cannot get out (curl exit 7)" 7 \
+  "$stepguard" run --policy "$policy" --step build -- curl -sS -o /dev/null --noproxy '*' -m 5 http://127.0.0.1:18777/
+
+printf '\n%s── Pre-commit: a staged secret is refused, a clean commit goes through%s\n' "$bold" "$reset"
+if "$root/fixtures/secrets/demo_staged.sh" "$stepguard"; then
+  printf '%s✔ as expected%s\n' "$green" "$reset"
+else
+  printf '%s✘ the staged-secret demonstration failed%s\n' "$red" "$reset"; failures=$((failures + 1))
+fi
 
 scenario "Audit mode decides and records, blocks nothing, and says so" 0 \
   "$stepguard" run --policy "$policy" --mode audit --audit-log "$work/audit.jsonl" -- true
