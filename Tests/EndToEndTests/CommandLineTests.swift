@@ -12,7 +12,8 @@ import Testing
         #expect(help.stdout.contains("SUBCOMMANDS") && help.stdout.contains("run") && help.stdout.contains("Examples"))
     }
 
-    @Test(arguments: [["help", "run"], ["run", "--help"], ["help", "policy", "check"], ["policy", "show", "--help"]])
+    @Test(arguments: [["help", "run"], ["run", "--help"], ["help", "policy", "check"], ["policy", "show", "--help"],
+                      ["help", "scan"], ["identity", "verify", "--help"]])
     func everySubcommandHasHelpWithExamples(arguments: [String]) throws {
         let result = try StepGuardBinary.run(arguments)
         #expect(result.status == 0)

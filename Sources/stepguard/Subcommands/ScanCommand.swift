@@ -11,6 +11,13 @@ struct ScanCommand: ParsableCommand {
         Exit codes: 0 clean, 1 secrets found, 2 the scan failed (64 for a usage error). \
         Suppress a finding with `stepguard:allow` on its line, or with its fingerprint in \
         .stepguard-ignore.yaml (with a reason and an optional expires date).
+
+        Examples:
+          stepguard scan --staged                      # the pre-commit hook
+          stepguard scan src/ config/                  # files and directories
+          stepguard scan --history --since v1.0.0      # every commit after v1.0.0
+          git diff | stepguard scan --stdin
+          stepguard scan --format sarif --output results.sarif .
         """
     )
 
