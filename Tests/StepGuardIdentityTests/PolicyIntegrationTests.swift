@@ -93,3 +93,18 @@ struct PolicyIntegrationTests {
         #expect(!text.contains(pat) && !text.contains(akia) && !text.contains(ghs))
     }
 }
+
+@Suite("Example identity policies")
+struct ExamplePolicyTests {
+    static var policies: String { LocalHTTPSServer.fixtures + "/policies" }
+
+    @Test(arguments: ["github.yaml", "gitlab.yaml"])
+    func examplesLoadAndBuildAVerifier(file: String) throws {
+        let policy = try PolicyLoader.load(file: Self.policies + "/" + file)
+        let identity = try #require(policy.identity)
+        let verifier = try IdentityVerifier(policy: identity, keyStoreOptions: KeyStoreOptions(cacheDirectory: nil))
+        #expect(verifier.rules.algorithms == [.RS256])
+        #expect(!verifier.pinnedClaims.isEmpty)
+        _ = try CredentialClassifier(policy: policy)
+    }
+}

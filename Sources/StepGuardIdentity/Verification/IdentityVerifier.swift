@@ -70,7 +70,9 @@ public struct IdentityVerifier: Sendable {
             key = found
         case .unknownKid(let unknown):
             guard let refreshed = try keyStore.refreshForUnknownKid(seen: keys) else {
-                throw IdentityError(.keyID, "kid \"\(unknown)\" is not in the JWKS from \(keys.origin) (not refetched: fetched too recently)",
+                let why: String
+                if case .file = keyStore.location { why = "a JWKS file is not refetched" } else { why = "not refetched: fetched too recently" }
+                throw IdentityError(.keyID, "kid \"\(unknown)\" is not in the JWKS from \(keys.origin) (\(why))",
                                     remedy: "the token was not issued by this issuer's current keys; no other key is tried")
             }
             keys = refreshed
