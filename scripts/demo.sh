@@ -51,29 +51,32 @@ scenario "The step's own exit code comes through (a failing test suite)" 3 \
 scenario "Stopped: SIGTERM reaches the step; its background children are reaped too" 143 \
   timeout --preserve-status -s TERM 1 "$stepguard" run --policy "$policy" --step build -- sh -c 'sleep 30 & setsid sleep 30 & wait'
 
-# Workload identity: a local OIDC issuer (fixtures/identity/demo_issuer.py) signs tokens for the demo.
-python3 "$root/fixtures/identity/demo_issuer.py" "$work/issuer.pem" jwks > "$work/jwks.json"
+# Workload identity: a local OIDC issuer (fixtures/identity/demo_issuer.py) mints a JWKS and tokens.
+python3 "$root/fixtures/identity/demo_issuer.py" "$work/issuer" >/dev/null
 cat > "$work/identity.yaml" <<POLICY
 version: 1
-isolation: auto
 identity:
   token: env:DEMO_ID_TOKEN
-  issuer: https://issuer.demo.stepguard.test
+  issuer: https://token.demo.stepguard.invalid
   audience: stepguard
-  jwks: jwks.json
+  jwks: issuer/jwks.json
   algorithms: [RS256]
-  claims: { repository: "octo-org/app", ref: "refs/tags/v*" }
+  claims: { repository_id: "957014466", ref: ["refs/heads/main", "refs/tags/v*"] }
   lifetime: { max_ttl: 15m, max_age: 10m, min_remaining: 1m }
 POLICY
 scenario "Allowed: the job's OIDC token is verified (signature, issuer, audience, claims, lifetime)" 0 \
-  env DEMO_ID_TOKEN="$(python3 "$root/fixtures/identity/demo_issuer.py" "$work/issuer.pem" token refs/tags/v1.4.0)" \
-  "$stepguard" run --policy "$work/identity.yaml" -v -- sh -c 'echo "signing release v1.4.0"'
+  env DEMO_ID_TOKEN="$(cat "$work/issuer/allowed.jwt")" \
+  "$stepguard" run --policy "$work/identity.yaml" -v -- sh -c 'echo "publishing from main"'
 
-scenario "Blocked: a branch build presents a token whose ref is not a release tag — nothing runs" 77 \
-  env DEMO_ID_TOKEN="$(python3 "$root/fixtures/identity/demo_issuer.py" "$work/issuer.pem" token refs/heads/feature)" \
+scenario "Blocked: a feature-branch job presents a token whose ref the policy does not allow — nothing runs" 77 \
+  env DEMO_ID_TOKEN="$(cat "$work/issuer/blocked-ref.jwt")" \
   "$stepguard" run --policy "$work/identity.yaml" -- sh -c 'echo "this never prints"'
 
-fake_pat="gh""p_$(head -c 27 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 36)"
+scenario "Blocked: an expired token — nothing runs" 77 \
+  env DEMO_ID_TOKEN="$(cat "$work/issuer/expired.jwt")" \
+  "$stepguard" run --policy "$work/identity.yaml" -- sh -c 'echo "this never prints"'
+
+fake_pat="gh""p_$(head -c 96 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 36)"
 scenario "Blocked: a long-lived token in the step's environment (named, never printed) — nothing runs" 77 \
   env NPM_DEPLOY_TOKEN="$fake_pat" "$stepguard" run --policy "$policy" --step build -- sh -c 'echo "this never prints"'
 

@@ -8,10 +8,11 @@ struct Preflight {
     let policy: Policy
     let trail: AuditTrail
 
-    /// The verified identity (nil when the policy asks for none, or none is required and none
-    /// could be had), or nil with a deny event recorded when the check failed.
-    /// Returns false when the step must not start.
-    func verifyIdentity(environment: [String: String]) async -> (passed: Bool, identity: VerifiedIdentity?) {
+    /// Verifies the job's identity when the policy asks for one. Returns whether the step may
+    /// start and the verified identity (nil when none is asked for, or none is required and none
+    /// could be had); a failed check is recorded as a deny event.
+    /// - Throws: the ``IdentityError`` when the policy itself is at fault (exit 78, not 77).
+    func verifyIdentity(environment: [String: String]) async throws(IdentityError) -> (passed: Bool, identity: VerifiedIdentity?) {
         guard let identityPolicy = policy.identity else { return (true, nil) }
         do {
             let verifier = try IdentityVerifier(policy: identityPolicy, caFile: policy.network.upstreamCA)
@@ -27,6 +28,8 @@ struct Preflight {
                                     subject: ["iss": .string(identity.issuer), "sub": .string(identity.subject),
                                               "alg": .string(identity.algorithm.rawValue)]))
             return (true, identity)
+        } catch where error.isConfigurationError {
+            throw error
         } catch {
             trail.record(AuditEvent(type: .identity, decision: .deny, reason: "\(error)", rule: "identity"))
             return (policy.mode == .audit, nil)

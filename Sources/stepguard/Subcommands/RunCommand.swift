@@ -70,7 +70,13 @@ struct RunCommand: AsyncParsableCommand {
         }
 
         let preflight = Preflight(policy: policy, trail: trail)
-        let (identityPassed, _) = await preflight.verifyIdentity(environment: environment)
+        let identityPassed: Bool
+        do {
+            (identityPassed, _) = try await preflight.verifyIdentity(environment: environment)
+        } catch {
+            printErr("stepguard: \(error.description); nothing was run")
+            throw ExitCode(StepGuardExitCode.config)
+        }
         let stepEnvironment: [String: String]?
         do {
             stepEnvironment = try preflight.checkCredentials(environment: environment)
