@@ -20,6 +20,6 @@ struct StepGuard: AsyncParsableCommand {
           stepguard help run
         """,
         version: version,
-        subcommands: [RunCommand.self, PolicyCommand.self]
+        subcommands: [RunCommand.self, PolicyCommand.self, WorkflowCommand.self]
     )
 }

@@ -93,7 +93,7 @@ enum Catalog {
         let lower = text.lowercased()
         if lower.contains("actions_id_token_request") || lower.contains("getidtoken") { return true }
         if ShellScan.mentionsStepGuardRun(text) || lower.contains("stepguard run") { return true }
-        let calls = ShellScan.serviceCalls(in: [(text, 1, 1)])
+        let calls = ShellScan.serviceCalls(in: text.split(separator: "\n", omittingEmptySubsequences: false).map { (String($0), 1, 1) })
         return calls.contains { $0.service.hasPrefix("Sigstore") || $0.service.hasPrefix("npm") || $0.service.contains("uv publish") }
             || lower.contains("gh attestation") || lower.contains("assume-role-with-web-identity") || lower.contains("-method=jwt")
     }

@@ -1,3 +1,4 @@
+import Foundation
 import Yams
 
 /// The audits of one GitHub Actions workflow.
@@ -50,7 +51,9 @@ struct GitHubAudit {
 
         // toJSON(secrets) anywhere.
         for scalar in root.scalars where Expression.containsToJSONSecrets(scalar.text ?? "") {
-            report(.secretsToJSON, scalar, needle: "toJSON", "toJSON(secrets) exposes every secret of the repository to this step",
+            let text = scalar.text ?? ""
+            let spelling = text.range(of: "tojson", options: .caseInsensitive).map { String(text[$0]) } ?? "toJSON"
+            report(.secretsToJSON, scalar, needle: spelling, "toJSON(secrets) exposes every secret of the repository to this step",
                    remedy: "pass only the secrets the step needs, one by one (`secrets.NAME`)")
         }
 
@@ -64,7 +67,7 @@ struct GitHubAudit {
                      workflowHoldsSecrets: workflowHoldsSecrets, workflowShell: workflowShell)
         }
         let source = self.source
-        return findings.filter { !source.isIgnored($0) }
+        return findings.filter { !source.isIgnored($0) }.sorted { ($0.location.line, $0.location.column) < ($1.location.line, $1.location.column) }
     }
 
     private mutating func auditJob(_ jobKey: Node, _ job: Node, topIdToken: Bool, privilegedTrigger: Bool,

@@ -27,7 +27,7 @@ struct GitLabAudit {
         }
         if let defaults { auditScripts("default", defaults) }
         let source = self.source
-        return findings.filter { !source.isIgnored($0) }
+        return findings.filter { !source.isIgnored($0) }.sorted { ($0.location.line, $0.location.column) < ($1.location.line, $1.location.column) }
     }
 
     /// Script scalars of `before_script`, `script`, `after_script` (nested lists flattened).

@@ -56,10 +56,12 @@ enum ShellScan {
             let c = scalars[index]
             if let q = quote {
                 if c == q { quote = nil } else { current.unicodeScalars.append(c) }
-            } else if c == "'" || c == "\"" {
+            } else if c == "\"" {
+                // Double quotes do not hide commands ("$(aws kms …)"); their words are scanned like any other.
+            } else if c == "'" {
                 if current.isEmpty { start = index }
                 quote = c
-            } else if c == " " || c == "\t" || c == "\r" {
+            } else if c == " " || c == "\t" || c == "\r" || c == "\n" {
                 flush()
             } else if c == ";" || c == "|" || c == "&" || c == "(" || c == ")" || c == "`" {
                 flush()
