@@ -78,9 +78,24 @@ public enum WorkflowChecker {
     /// Parses the text and decides which CI it is for; fails closed on anything else.
     static func parse(text: String, path: String) throws(PipelineError) -> (SourceText, Node, WorkflowKind) {
         let source = SourceText(path: path, text: text)
-        let root: Node?
+        var root: Node?
         do {
-            root = try Yams.compose(yaml: text)
+            // Parser.nextRoot() throws; Yams.compose_all's sequence would drop a parse error silently.
+            let parser = try Parser(yaml: text)
+            var documents: [Node] = []
+            while let document = try parser.nextRoot() { documents.append(document) }
+            // A GitLab CI component: a `spec:` header document, then the jobs.
+            if documents.count == 2, documents[0].value("spec") != nil {
+                return (source, documents[1], .gitlab)
+            }
+            guard documents.count <= 1 else {
+                throw PipelineError(.notAWorkflow, at: SourceLocation(file: path, line: 1, column: 1),
+                                    "the file holds \(documents.count) YAML documents",
+                                    remedy: "keep one workflow per file (a GitLab component may have one spec: header document)")
+            }
+            root = documents.first
+        } catch let error as PipelineError {
+            throw error
         } catch let error as YamlError {
             throw PipelineError(.invalidYAML, at: yamlErrorLocation(error, path: path), "invalid YAML: \(yamlErrorSummary(error))",
                                 remedy: "fix the YAML syntax; nothing was checked in this file")

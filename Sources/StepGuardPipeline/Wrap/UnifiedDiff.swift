@@ -2,8 +2,13 @@
 enum UnifiedDiff {
     static func make(from old: String, to new: String, path: String, context: Int = 3) -> String {
         guard old != new else { return "" }
-        let a = old.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        let b = new.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        func lines(_ text: String) -> [String] {
+            var result = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            if text.hasSuffix("\n") { result.removeLast() }
+            return result
+        }
+        let a = lines(old)
+        let b = lines(new)
         // LCS table from the end.
         var table = Array(repeating: Array(repeating: 0, count: b.count + 1), count: a.count + 1)
         for i in stride(from: a.count - 1, through: 0, by: -1) {
@@ -16,11 +21,13 @@ enum UnifiedDiff {
         var i = 0, j = 0
         while i < a.count || j < b.count {
             if i < a.count, j < b.count, a[i] == b[j] { ops.append(.same(i, j)); i += 1; j += 1 }
-            else if j < b.count, i == a.count || table[i][j + 1] >= table[i + 1][j] { ops.append(.add(j)); j += 1 }
-            else { ops.append(.del(i)); i += 1 }
+            else if i < a.count, j == b.count || table[i + 1][j] >= table[i][j + 1] { ops.append(.del(i)); i += 1 }
+            else { ops.append(.add(j)); j += 1 }
         }
         let changed = ops.indices.filter { if case .same = ops[$0] { false } else { true } }
-        var out = "--- a/\(path)\n+++ b/\(path)\n"
+        let name = path.hasPrefix("/") ? path : "a/" + path
+        let newName = path.hasPrefix("/") ? path : "b/" + path
+        var out = "--- \(name)\n+++ \(newName)\n"
         var index = 0
         while index < changed.count {
             let start = max(0, changed[index] - context)
