@@ -5,6 +5,7 @@ Prints the port on stdout, logs each request's audience to the file given as arg
 """
 import http.server
 import json
+import signal
 import sys
 import urllib.parse
 
@@ -33,6 +34,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+# A parent that ignores SIGTERM (some test runners do) must not make this server unkillable.
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()

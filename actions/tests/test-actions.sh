@@ -8,7 +8,15 @@ set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 tmp="$(mktemp -d)"
 server_pid=""
-cleanup() { [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null; rm -rf "$tmp"; }
+cleanup() {
+  if [[ -n "$server_pid" ]]; then
+    kill "$server_pid" 2>/dev/null
+    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$server_pid" 2>/dev/null
+    wait "$server_pid" 2>/dev/null
+  fi
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 failures=0
 pass() { echo "ok   - $*"; }
@@ -77,7 +85,7 @@ check "  ...in release mode into the cached scratch path" grep -q -- "build -c r
 check "  ...and puts the built binary on PATH" grep -qx "version=0.1.0-src" "$e/output"
 
 # ---- run: OIDC token, verdict, outputs, job summary ----------------------------------------------
-python3 "$root/actions/tests/fake_token_server.py" request-secret "$tmp/token.log" > "$tmp/port" &
+python3 "$root/actions/tests/fake_token_server.py" request-secret "$tmp/token.log" > "$tmp/port" 2> "$tmp/server.err" < /dev/null &
 server_pid=$!
 for _ in $(seq 50); do [[ -s "$tmp/port" ]] && break; sleep 0.1; done
 port="$(cat "$tmp/port")"
