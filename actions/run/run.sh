@@ -32,7 +32,9 @@ else
   echo "stepguard: no OIDC token for this job (no id-token: write); a policy with identity: will block the step" >&2
 fi
 
-args=(run --step "$step" --audit-log "$audit_log")
+# --step only when asked for: stepguard refuses a step name the policy does not define (a typo must not drop restrictions).
+args=(run --audit-log "$audit_log")
+[[ -n "${STEPGUARD_INPUT_STEP:-}" ]] && args+=(--step "$STEPGUARD_INPUT_STEP")
 [[ -n "${STEPGUARD_INPUT_POLICY:-}" ]] && args+=(--policy "$STEPGUARD_INPUT_POLICY")
 [[ -n "${STEPGUARD_INPUT_MODE:-}" ]] && args+=(--mode "$STEPGUARD_INPUT_MODE")
 stepguard "${args[@]}" -- bash --noprofile --norc -eo pipefail "$script"

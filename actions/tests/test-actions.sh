@@ -147,11 +147,11 @@ binary="${STEPGUARD_BINARY:-$root/.build/debug/stepguard}"
 if [[ -x "$binary" ]]; then
   mkdir -p "$tmp/real"; ln -sf "$binary" "$tmp/real/stepguard"
   e="$tmp/r5"; github_env "$e"
-  run_action "$e" "$tmp/real" STEPGUARD_INPUT_RUN='echo real-step-ran; exit 3' STEPGUARD_INPUT_STEP=build
+  run_action "$e" "$tmp/real" STEPGUARD_INPUT_RUN='echo real-step-ran; exit 3'
   status=$?
   check "real stepguard: the step runs and its exit status (3) comes back" bash -c "[ $status -eq 3 ] && grep -q real-step-ran '$e/log'"
   check "real stepguard: verdict=failed for the step's own failure" grep -qx "verdict=failed" "$e/output"
-  check "real stepguard: an audit log was written" test -s "$e/temp/stepguard-build.jsonl"
+  check "real stepguard: an audit log was written" test -s "$e/temp/stepguard-publish.jsonl"
   e="$tmp/r6"; github_env "$e"
   printf 'version: 1\nbogus: true\n' > "$tmp/bad-policy.yaml"
   run_action "$e" "$tmp/real" STEPGUARD_INPUT_RUN="touch $e/ran" STEPGUARD_INPUT_POLICY="$tmp/bad-policy.yaml"

@@ -132,7 +132,7 @@ struct GitHubAudit {
             for call in ShellScan.serviceCalls(in: source.contentLines(of: run)) where !call.guarded && !shellGuarded {
                 findings.append(Finding(.unguardedServiceCall, at: source.location(line: call.line, column: call.column),
                                         "`\(call.command)` calls \(call.service) in job '\(jobName)' without stepguard run",
-                                        remedy: "run it as `stepguard run --step NAME -- \(call.command) …` or use the stepguard run action (`stepguard workflow wrap` does it)"))
+                                        remedy: "run it as `stepguard run [--policy FILE] -- \(call.command) …` or use the stepguard run action (`stepguard workflow wrap` does it)"))
             }
         }
 

@@ -43,7 +43,7 @@ struct GitLabAudit {
             for call in ShellScan.serviceCalls(in: source.contentLines(of: script)) where !call.guarded {
                 findings.append(Finding(.unguardedServiceCall, at: source.location(line: call.line, column: call.column),
                                         "`\(call.command)` calls \(call.service) in job '\(name)' without stepguard run",
-                                        remedy: "run it as `stepguard run --step \(name) -- \(call.command) …` or include the stepguard component"))
+                                        remedy: "run it as `stepguard run [--policy FILE] -- \(call.command) …` or include the stepguard component"))
             }
             checkVariableUse(script)
         }

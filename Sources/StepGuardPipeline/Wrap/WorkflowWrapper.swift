@@ -17,25 +17,30 @@ public struct WrapOptions: Sendable {
     /// Whether the policy has an `identity:` section: then every job with a wrapped step needs
     /// `id-token: write`; otherwise only jobs whose wrapped steps call signing or secret services.
     public var policyDeclaresIdentity: Bool
+    /// Step names the policy has overrides for (`steps:`): only these get `--step NAME`, because
+    /// `stepguard run --step` refuses a name the policy does not define.
+    public var policySteps: Set<String>
 
     /// Creates options; the defaults wrap every `run:` step with the built-in policy.
     public init(only: Glob? = nil, setupUses: String = WrapOptions.defaultSetupUses, setupVersion: String? = nil,
-                policy: String? = nil, mode: String? = nil, policyDeclaresIdentity: Bool = false) {
+                policy: String? = nil, mode: String? = nil, policyDeclaresIdentity: Bool = false, policySteps: Set<String> = []) {
         self.only = only
         self.setupUses = setupUses
         self.setupVersion = setupVersion
         self.policy = policy
         self.mode = mode
         self.policyDeclaresIdentity = policyDeclaresIdentity
+        self.policySteps = policySteps
     }
 
     /// The setup action used when none is given.
     public static let defaultSetupUses = "stepguard/stepguard/actions/setup@v0.1.0"
 
-    /// Whether a policy file has a top-level `identity:` section (false when it cannot be read).
-    public static func policyDeclaresIdentity(file: String) -> Bool {
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8), let root = try? Yams.compose(yaml: text) else { return false }
-        return root.value("identity") != nil
+    /// What `wrap` needs to know of a policy file: whether it has an `identity:` section, and the
+    /// names under `steps:` (nothing when it cannot be read; `stepguard run` reports that itself).
+    public static func policyFacts(file: String) -> (declaresIdentity: Bool, steps: Set<String>) {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8), let root = try? Yams.compose(yaml: text) else { return (false, []) }
+        return (root.value("identity") != nil, Set(root.value("steps")?.pairs.compactMap { $0.key.text } ?? []))
     }
 }
 
@@ -203,7 +208,8 @@ public enum WorkflowWrapper {
                 var command = ["stepguard", "run"]
                 if let policy = options.policy { command += ["--policy", WorkflowWrapper.shellWord(policy)] }
                 if let mode = options.mode { command += ["--mode", mode] }
-                command += ["--step", WorkflowWrapper.shellWord(stepName), "--", template]
+                if options.policySteps.contains(stepName) { command += ["--step", WorkflowWrapper.shellWord(stepName)] }
+                command += ["--", template]
                 let value = WorkflowWrapper.yamlScalar(command.joined(separator: " "))
                 if let shellNode {
                     guard let (start, length) = scalarSpan(shellNode) else { skip(shellNode, "multi-line shell: value; not wrapped"); continue }

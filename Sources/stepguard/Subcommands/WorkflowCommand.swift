@@ -56,8 +56,9 @@ struct WorkflowCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Make a workflow's run: steps run under stepguard run, changing nothing else.",
             discussion: """
-            Each wrapped step gets a custom `shell: stepguard run --step NAME -- bash … {0}` (its run: text is not \
-            touched), each job with a wrapped step gets a setup step, and jobs that need the OIDC token (the policy \
+            Each wrapped step gets a custom `shell: stepguard run [--step NAME] -- bash … {0}` (its run: text is not \
+            touched; --step is given when the policy has an override of that name: the step's id, else its name \
+            as a slug, else JOB-N), each job with a wrapped step gets a setup step, and jobs that need the OIDC token (the policy \
             has identity:, or the step signs or publishes) get id-token: write. Every other byte stays as it was. \
             Without --write, prints a unified diff.
 
@@ -99,7 +100,7 @@ struct WorkflowCommand: ParsableCommand {
             if let only {
                 do { options.only = try Glob(only) } catch { throw ValidationError("--only: \(error.description)") }
             }
-            if let policy { options.policyDeclaresIdentity = WrapOptions.policyDeclaresIdentity(file: policy) }
+            if let policy { (options.policyDeclaresIdentity, options.policySteps) = WrapOptions.policyFacts(file: policy) }
             let result: WrapResult
             do { result = try WorkflowWrapper.wrap(file: file, options: options) } catch {
                 printErr(error.description)
