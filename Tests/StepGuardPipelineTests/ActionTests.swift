@@ -65,7 +65,7 @@ import Yams
         process.arguments = [script]
         // Output goes to a file, not a pipe: a helper that outlived the script must not hang the test.
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("stepguard-actions-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: log) }
         let handle = try FileHandle(forWritingTo: log)
         process.standardOutput = handle
