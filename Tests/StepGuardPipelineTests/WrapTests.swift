@@ -173,3 +173,13 @@ import Testing
         #expect(removed == ["-      - run: >-", "-        shell: python", "-      - run: make test"])
     }
 }
+
+@Suite struct WrapLineEndingTests {
+    @Test func crlfFilesGetCrlfInsertions() throws {
+        let text = "on: push\r\njobs:\r\n  a:\r\n    runs-on: x\r\n    steps:\r\n      - name: Push\r\n        run: docker push x\r\n"
+        let result = try WorkflowWrapper.wrap(text: text, path: "w.yml")
+        #expect(!result.wrapped.replacingOccurrences(of: "\r\n", with: "").contains("\n"))
+        #expect(result.wrapped.contains("        shell: stepguard run -- bash --noprofile --norc -eo pipefail {0}\r\n        run: docker push x\r\n"))
+        #expect(!(try WorkflowChecker.check(text: result.wrapped, path: "w.yml")).contains { $0.rule == .unguardedServiceCall })
+    }
+}

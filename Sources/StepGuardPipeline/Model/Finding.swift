@@ -2,7 +2,14 @@ import StepGuardPolicy
 
 /// How serious a finding is.
 public enum Severity: String, Sendable, Codable, Comparable, CaseIterable {
-    case low, medium, high, critical
+    /// Worth knowing; no direct path to a credential.
+    case low
+    /// Widens what a compromised step could reach (default permissions, persisted tokens).
+    case medium
+    /// A credential or identity is exposed to more code than needs it, or used outside stepguard.
+    case high
+    /// Untrusted code runs with secrets or the job's identity.
+    case critical
 
     private var rank: Int { Self.allCases.firstIndex(of: self)! }
     public static func < (lhs: Severity, rhs: Severity) -> Bool { lhs.rank < rhs.rank }

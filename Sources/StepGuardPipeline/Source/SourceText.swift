@@ -13,7 +13,8 @@ struct SourceText {
     init(path: String, text: String) {
         self.path = path
         self.text = text
-        self.lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        // Split on the scalar "\n": as Characters, "\r\n" is one grapheme and would not split.
+        self.lines = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).map { String(String.UnicodeScalarView($0)) }
     }
 
     func line(_ number: Int) -> String { number >= 1 && number <= lines.count ? lines[number - 1] : "" }

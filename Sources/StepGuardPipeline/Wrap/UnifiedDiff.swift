@@ -3,8 +3,8 @@ enum UnifiedDiff {
     static func make(from old: String, to new: String, path: String, context: Int = 3) -> String {
         guard old != new else { return "" }
         func lines(_ text: String) -> [String] {
-            var result = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-            if text.hasSuffix("\n") { result.removeLast() }
+            var result = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).map { String(String.UnicodeScalarView($0)) }
+            if text.unicodeScalars.last == "\n" { result.removeLast() }
             return result
         }
         let a = lines(old)

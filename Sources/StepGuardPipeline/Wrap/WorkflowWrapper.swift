@@ -147,9 +147,12 @@ public enum WorkflowWrapper {
         var idTokenJobs: [String] = []
         var skipped: [String] = []
         let lineOffsets: [Int]
+        /// The file's line ending, used for inserted lines (`\r\n` files stay `\r\n`).
+        let newline: String
 
         init(source: SourceText, root: Node, options: WrapOptions) {
             self.source = source
+            self.newline = source.text.contains("\r\n") ? "\r\n" : "\n"
             self.root = root
             self.options = options
             var offsets: [Int] = []
@@ -219,10 +222,10 @@ public enum WorkflowWrapper {
                     let (firstLine, _) = mark(step.pairs.first!.key)
                     if runLine != firstLine || step.pairs.first!.key.text != "run" {
                         edits.append(TextEdit(offset: offset(line: runLine, column: 1), length: 0,
-                                              text: indentString(runColumn - 1) + "shell: " + value + "\n"))
+                                              text: indentString(runColumn - 1) + "shell: " + value + newline))
                     } else {
                         edits.append(TextEdit(offset: offset(line: runLine, column: runColumn), length: 0,
-                                              text: "shell: " + value + "\n" + indentString(runColumn - 1)))
+                                              text: "shell: " + value + newline + indentString(runColumn - 1)))
                     }
                 }
                 wrappedHere += 1
@@ -270,9 +273,9 @@ public enum WorkflowWrapper {
                 skip(step, "cannot place the setup step here; add `- uses: \(options.setupUses)` to this job by hand")
                 return
             }
-            var text = indentString(dash) + "- name: Set up stepguard\n" + indentString(column - 1) + "uses: " + options.setupUses + "\n"
+            var text = indentString(dash) + "- name: Set up stepguard" + newline + indentString(column - 1) + "uses: " + options.setupUses + newline
             if let version = options.setupVersion {
-                text += indentString(column - 1) + "with:\n" + indentString(column + 1) + "version: " + WorkflowWrapper.yamlScalar(version) + "\n"
+                text += indentString(column - 1) + "with:" + newline + indentString(column + 1) + "version: " + WorkflowWrapper.yamlScalar(version) + newline
             }
             edits.append(TextEdit(offset: offset(line: line, column: 1), length: 0, text: text))
         }
@@ -285,7 +288,7 @@ public enum WorkflowWrapper {
                     edits.append(TextEdit(offset: span.0, length: span.1, text: "write"))
                 } else if case let .mapping(mapping) = permissions, mapping.style != .flow, let first = permissions.pairs.first?.key {
                     let (line, column) = mark(first)
-                    edits.append(TextEdit(offset: offset(line: line, column: 1), length: 0, text: indentString(column - 1) + "id-token: write\n"))
+                    edits.append(TextEdit(offset: offset(line: line, column: 1), length: 0, text: indentString(column - 1) + "id-token: write" + newline))
                 } else {
                     skip(permissions, "job '\(jobName)' needs `id-token: write`; add it to these permissions by hand")
                     return
@@ -310,7 +313,7 @@ public enum WorkflowWrapper {
             lines += scopes.map { indentString(unit) + "\($0.0): \($0.1)" }
             lines.append(indentString(unit) + "id-token: write")
             edits.append(TextEdit(offset: offset(line: line, column: 1), length: 0,
-                                  text: lines.map { indentString(column - 1) + $0 + "\n" }.joined()))
+                                  text: lines.map { indentString(column - 1) + $0 + newline }.joined()))
             idTokenJobs.append(jobName)
         }
     }
