@@ -39,6 +39,10 @@ import Yams
         #expect(env?.value("STEPGUARD_INPUT_RUN")?.text == "${{ inputs.run }}")
     }
 
+    @Test func workflowUsingTheActionsChecksClean() throws {
+        #expect(try WorkflowChecker.check(file: actionsDirectory + "/tests/uses-actions.yml").isEmpty)
+    }
+
     @Test func gitlabComponent() throws {
         let text = try String(contentsOfFile: actionsDirectory + "/gitlab/stepguard.yml", encoding: .utf8)
         let documents = Array(try Yams.compose_all(yaml: text))

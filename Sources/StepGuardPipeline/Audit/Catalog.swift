@@ -79,7 +79,7 @@ enum Catalog {
     /// Whether `uses:` names stepguard's run action (`…/actions/run@…` of a stepguard repository, or local).
     static func isStepGuardRunAction(_ uses: String) -> Bool {
         let path = uses.split(separator: "@").first.map(String.init) ?? uses
-        return path.lowercased().contains("stepguard") && path.hasSuffix("actions/run")
+        return path.lowercased().contains("stepguard") && path.hasSuffix("actions/run") || path == "./actions/run"
     }
 
     /// Whether `uses:` names stepguard's setup action.
