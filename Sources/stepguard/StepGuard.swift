@@ -19,9 +19,10 @@ struct StepGuard: AsyncParsableCommand {
           stepguard policy show --step publish rules/policies/release.yaml
           stepguard identity verify --policy rules/policies/release.yaml
           stepguard scan --staged
+          stepguard workflow check .github/workflows
           stepguard help run
         """,
         version: version,
-        subcommands: [RunCommand.self, PolicyCommand.self, IdentityCommand.self, ScanCommand.self]
+        subcommands: [RunCommand.self, PolicyCommand.self, IdentityCommand.self, ScanCommand.self, WorkflowCommand.self]
     )
 }

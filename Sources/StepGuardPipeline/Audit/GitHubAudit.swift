@@ -1,0 +1,191 @@
+import Foundation
+import Yams
+
+/// The audits of one GitHub Actions workflow.
+struct GitHubAudit {
+    let source: SourceText
+    let root: Node
+    private(set) var findings: [Finding] = []
+
+    init(source: SourceText, root: Node) {
+        self.source = source
+        self.root = root
+    }
+
+    private mutating func report(_ rule: RuleID, _ location: Node, needle: String? = nil, _ message: String, remedy: String) {
+        let place = needle.map { source.location(of: $0, in: location) } ?? source.location(of: location)
+        findings.append(Finding(rule, at: place, message, remedy: remedy))
+    }
+
+    /// Event names from `on:` (a string, a list, or a mapping).
+    static func events(_ on: Node?) -> Set<String> {
+        guard let on else { return [] }
+        if let text = on.text { return [text] }
+        if on.isSequence { return Set(on.items.compactMap(\.text)) }
+        return Set(on.pairs.compactMap { $0.key.text })
+    }
+
+    /// Whether a permissions node grants `id-token: write`; returns the node to point at.
+    static func idTokenGrant(_ permissions: Node?) -> (granted: Bool, node: Node?) {
+        guard let permissions else { return (false, nil) }
+        if permissions.text == "write-all" { return (true, permissions) }
+        if let value = permissions.value("id-token"), value.text == "write" { return (true, permissions.key("id-token")) }
+        return (false, nil)
+    }
+
+    mutating func run() -> [Finding] {
+        let events = Self.events(root.value("on") ?? root.value("true"))
+        let privilegedTrigger = events.contains("pull_request_target") || events.contains("workflow_run")
+
+        // Top-level permissions.
+        let topPermissions = root.value("permissions")
+        if topPermissions == nil, let first = root.pairs.first?.key {
+            report(.permissionsMissing, first, "no top-level permissions: every job gets the repository's default GITHUB_TOKEN permissions",
+                   remedy: "add `permissions: {contents: read}` at the top level and grant more per job only where needed")
+        }
+        let top = Self.idTokenGrant(topPermissions)
+        if top.granted, let node = top.node {
+            report(.idTokenWorkflowLevel, node, "id-token: write is granted to every job of the workflow",
+                   remedy: "remove it from the top-level permissions and grant `id-token: write` only to the job that signs, publishes or deploys")
+        }
+
+        // toJSON(secrets) anywhere.
+        for scalar in root.scalars where Expression.containsToJSONSecrets(scalar.text ?? "") {
+            let text = scalar.text ?? ""
+            let spelling = text.range(of: "tojson", options: .caseInsensitive).map { String(text[$0]) } ?? "toJSON"
+            report(.secretsToJSON, scalar, needle: spelling, "toJSON(secrets) exposes every secret of the repository to this step",
+                   remedy: "pass only the secrets the step needs, one by one (`secrets.NAME`)")
+        }
+
+        let workflowEnv = root.value("env")
+        let workflowHoldsSecrets = !(workflowEnv?.scalars.flatMap { Expression.secretNames(in: $0.text ?? "") }.isEmpty ?? true)
+        if let workflowEnv { checkCredentials(env: workflowEnv, action: nil) }
+        let workflowShell = root.value("defaults")?.value("run")?.value("shell")?.text
+
+        for (jobKey, job) in root.value("jobs")?.pairs ?? [] where job.isMapping {
+            auditJob(jobKey, job, topIdToken: top.granted, privilegedTrigger: privilegedTrigger,
+                     workflowHoldsSecrets: workflowHoldsSecrets, workflowShell: workflowShell)
+        }
+        let source = self.source
+        return findings.filter { !source.isIgnored($0) }.sorted { ($0.location.line, $0.location.column) < ($1.location.line, $1.location.column) }
+    }
+
+    private mutating func auditJob(_ jobKey: Node, _ job: Node, topIdToken: Bool, privilegedTrigger: Bool,
+                                   workflowHoldsSecrets: Bool, workflowShell: String?) {
+        let jobName = jobKey.text ?? "?"
+        let permissions = job.value("permissions")
+        let jobGrant = Self.idTokenGrant(permissions)
+        let idToken = permissions == nil ? topIdToken : jobGrant.granted
+        let inherits = job.value("secrets")?.text == "inherit"
+        let holdsSecrets = workflowHoldsSecrets || inherits
+            || job.scalars.contains { !Expression.secretNames(in: $0.text ?? "").isEmpty }
+        let privileged = holdsSecrets || idToken
+        let what = [holdsSecrets ? "secrets" : nil, idToken ? "id-token: write" : nil].compactMap { $0 }.joined(separator: " and ")
+
+        if inherits, let value = job.value("secrets") {
+            report(.secretsInherit, value, "job '\(jobName)' passes every secret of the repository to the called workflow",
+                   remedy: "list only the secrets the called workflow needs under `secrets:`")
+        }
+        if let env = job.value("env") { checkCredentials(env: env, action: nil) }
+
+        // Reusable workflow call: the callee's use of the token is unknown here.
+        var consumer = false
+        if let uses = job.value("uses"), let reference = uses.text {
+            consumer = true
+            if privileged, !reference.hasPrefix("./"), !Catalog.isPinned(reference) {
+                report(.unpinnedAction, uses, "reusable workflow '\(reference)' is not pinned to a full commit SHA in job '\(jobName)', which holds \(what)",
+                       remedy: "pin it to a full 40-character commit SHA (keep the tag in a comment)")
+            }
+        }
+
+        let shell = job.value("defaults")?.value("run")?.value("shell")?.text ?? workflowShell
+        var checkouts: [(uses: Node, step: Node)] = []
+        var uploads = false
+        var headCheckout: Node?
+
+        for step in job.value("steps")?.items ?? [] where step.isMapping {
+            if let usesNode = step.value("uses"), let uses = usesNode.text {
+                let lower = uses.lowercased()
+                if Catalog.isOIDCAction(uses) { consumer = true }
+                if privileged, !Catalog.isFirstPartyOrLocal(uses), !Catalog.isPinned(uses) {
+                    report(.unpinnedAction, usesNode, "third-party action '\(uses)' is not pinned to a full commit SHA in job '\(jobName)', which holds \(what)",
+                           remedy: "pin it to a full 40-character commit SHA (keep the tag in a comment)")
+                }
+                if lower.hasPrefix("actions/checkout@") {
+                    checkouts.append((usesNode, step))
+                    for key in ["ref", "repository"] {
+                        if let ref = step.value("with")?.value(key), Self.isPullRequestHead(ref.text ?? "") { headCheckout = ref }
+                    }
+                }
+                if lower.hasPrefix("actions/upload-artifact@") || lower.hasPrefix("actions/upload-pages-artifact@") { uploads = true }
+                if let with = step.value("with") { checkCredentials(env: with, action: lower) }
+                if Catalog.isStepGuardRunAction(uses) { continue }
+            }
+            if let env = step.value("env") { checkCredentials(env: env, action: nil) }
+            guard let run = step.value("run") else { continue }
+            let script = run.text ?? ""
+            if Catalog.isOIDCShell(script) { consumer = true }
+            if Self.isPullRequestHeadShell(script) { headCheckout = headCheckout ?? run }
+            let stepShell = step.value("shell")?.text ?? shell
+            let shellGuarded = stepShell.map(ShellScan.mentionsStepGuardRun) ?? false
+            if shellGuarded { consumer = true }
+            for call in ShellScan.serviceCalls(in: source.contentLines(of: run)) where !call.guarded && !shellGuarded {
+                findings.append(Finding(.unguardedServiceCall, at: source.location(line: call.line, column: call.column),
+                                        "`\(call.command)` calls \(call.service) in job '\(jobName)' without stepguard run",
+                                        remedy: "run it as `stepguard run [--policy FILE] -- \(call.command) …` or use the stepguard run action (`stepguard workflow wrap` does it)"))
+            }
+        }
+
+        if jobGrant.granted, !consumer, let node = jobGrant.node {
+            report(.idTokenUnused, node, "job '\(jobName)' has id-token: write but no step uses an OIDC consumer",
+                   remedy: "remove `id-token: write` from this job, or give the token to the step that needs it")
+        }
+        if uploads {
+            for checkout in checkouts where checkout.step.value("with")?.value("persist-credentials")?.text?.lowercased() != "false" {
+                report(.persistCredentials, checkout.uses, "actions/checkout keeps the GITHUB_TOKEN in .git/config in job '\(jobName)', which uploads artifacts",
+                       remedy: "add `with: {persist-credentials: false}` to this checkout")
+            }
+        }
+        if privilegedTrigger, privileged, let head = headCheckout {
+            report(.untrustedCheckout, head, "job '\(jobName)' runs on a privileged trigger (pull_request_target/workflow_run), checks out the pull request's head and holds \(what)",
+                   remedy: "check out the head only in an unprivileged `pull_request` workflow, or drop secrets and id-token from this job")
+        }
+    }
+
+    /// Flags long-lived credentials passed from `secrets.*` in an env or `with:` mapping.
+    private mutating func checkCredentials(env: Node, action: String?) {
+        for (key, value) in env.pairs {
+            guard let name = key.text, let text = value.text else { continue }
+            let secrets = Expression.secretNames(in: text)
+            guard !secrets.isEmpty else { continue }
+            var names = [name] + secrets
+            // Action inputs whose names are generic: judge them by the action.
+            if let action {
+                if action.hasPrefix("pypa/gh-action-pypi-publish"), name == "password" { names.append("PYPI_API_TOKEN") }
+                if action.hasPrefix("docker/login-action"), name == "password" {
+                    let registry = env.value("registry")?.text ?? "docker.io"
+                    if registry.contains("docker.io") || registry.isEmpty { names.append("DOCKERHUB_PASSWORD") }
+                }
+                if action.hasPrefix("google-github-actions/auth"), name == "credentials_json" { names.append("GCP_SA_KEY") }
+                if action.hasPrefix("azure/login"), name == "creds" { names.append("AZURE_CREDENTIALS") }
+            }
+            guard let kind = Catalog.credential(named: names) else { continue }
+            report(.longLivedCredential, value, needle: "secrets", "\(kind.name) passed from secrets.\(secrets[0]) to '\(name)'; the provider supports OIDC",
+                   remedy: "use \(kind.github) and delete the stored secret")
+        }
+    }
+
+    /// Whether a checkout `ref:`/`repository:` names the pull request's head.
+    static func isPullRequestHead(_ text: String) -> Bool {
+        let squeezed = text.lowercased().filter { !$0.isWhitespace }
+        return ["github.event.pull_request.head.", "github.head_ref", "github.event.workflow_run.head_",
+                "refs/pull/", "github.event.pull_request.number", "github.event.number"].contains { squeezed.contains($0) }
+    }
+
+    /// Whether a script fetches or checks out the pull request's head.
+    static func isPullRequestHeadShell(_ text: String) -> Bool {
+        let lower = text.lowercased()
+        return lower.contains("gh pr checkout") || (lower.contains("git ") && (lower.contains("refs/pull/") || lower.contains("pull/${{")))
+            || (lower.contains("git checkout") && isPullRequestHead(lower))
+    }
+}

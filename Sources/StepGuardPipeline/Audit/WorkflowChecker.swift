@@ -1,0 +1,163 @@
+import Foundation
+import StepGuardPolicy
+import Yams
+
+/// The CI system a file belongs to.
+public enum WorkflowKind: String, Sendable, Codable {
+    /// A GitHub Actions workflow (`.github/workflows/*.yml`).
+    case github
+    /// A GitLab CI file (`.gitlab-ci.yml`, or a component/template).
+    case gitlab
+}
+
+/// The result of checking some files: findings, and the files that could not be checked.
+public struct CheckReport: Sendable {
+    /// Files checked, in order.
+    public var files: [String] = []
+    /// Every finding, in file order.
+    public var findings: [Finding] = []
+    /// Files that could not be read, parsed or recognized (the check fails closed on them).
+    public var errors: [PipelineError] = []
+
+    /// The exit status for `workflow check`: errors first, then findings, else clean.
+    public var exitCode: Int32 {
+        if let worst = errors.map(\.exitCode).max() { return worst }
+        return findings.isEmpty ? StepGuardPipeline.exitClean : StepGuardPipeline.exitFindings
+    }
+}
+
+/// Reads GitHub Actions workflows and GitLab CI files and reports identity and token risks.
+public enum WorkflowChecker {
+    /// Checks files and directories. A directory means its `.github/workflows/*.yml|yaml` and
+    /// `.gitlab-ci.yml` when it has them, else every `*.yml|yaml` directly inside it.
+    public static func check(paths: [String]) -> CheckReport {
+        var report = CheckReport()
+        for path in paths {
+            do {
+                for file in try workflowFiles(at: path) {
+                    report.files.append(file)
+                    do { report.findings += try check(file: file) } catch { report.errors.append(error) }
+                }
+            } catch {
+                report.errors.append(error)
+            }
+        }
+        return report
+    }
+
+    /// Checks one file read from disk.
+    public static func check(file: String) throws(PipelineError) -> [Finding] {
+        try check(text: try read(file), path: file)
+    }
+
+    /// Checks workflow text; `path` names it in locations and decides GitLab vs GitHub with the content.
+    public static func check(text: String, path: String) throws(PipelineError) -> [Finding] {
+        let (source, root, kind) = try parse(text: text, path: path)
+        switch kind {
+        case .github:
+            var audit = GitHubAudit(source: source, root: root)
+            return audit.run()
+        case .gitlab:
+            var audit = GitLabAudit(source: source, root: root)
+            return audit.run()
+        }
+    }
+
+    static func read(_ file: String) throws(PipelineError) -> String {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw PipelineError(.unreadable, at: SourceLocation(file: file, line: 1, column: 1), "cannot read the file",
+                                remedy: "check that it exists and is readable")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw PipelineError(.unreadable, at: SourceLocation(file: file, line: 1, column: 1), "the file is not UTF-8 text",
+                                remedy: "save it as UTF-8")
+        }
+        return text
+    }
+
+    /// Parses the text and decides which CI it is for; fails closed on anything else.
+    static func parse(text: String, path: String) throws(PipelineError) -> (SourceText, Node, WorkflowKind) {
+        let source = SourceText(path: path, text: text)
+        var root: Node?
+        do {
+            // Parser.nextRoot() throws; Yams.compose_all's sequence would drop a parse error silently.
+            let parser = try Parser(yaml: text)
+            var documents: [Node] = []
+            while let document = try parser.nextRoot() { documents.append(document) }
+            // A GitLab CI component: a `spec:` header document, then the jobs.
+            if documents.count == 2, documents[0].value("spec") != nil {
+                return (source, documents[1], .gitlab)
+            }
+            guard documents.count <= 1 else {
+                throw PipelineError(.notAWorkflow, at: SourceLocation(file: path, line: 1, column: 1),
+                                    "the file holds \(documents.count) YAML documents",
+                                    remedy: "keep one workflow per file (a GitLab component may have one spec: header document)")
+            }
+            root = documents.first
+        } catch let error as PipelineError {
+            throw error
+        } catch let error as YamlError {
+            throw PipelineError(.invalidYAML, at: yamlErrorLocation(error, path: path), "invalid YAML: \(yamlErrorSummary(error))",
+                                remedy: "fix the YAML syntax; nothing was checked in this file")
+        } catch {
+            throw PipelineError(.invalidYAML, at: SourceLocation(file: path, line: 1, column: 1), "invalid YAML: \(error)",
+                                remedy: "fix the YAML syntax; nothing was checked in this file")
+        }
+        guard let root, root.isMapping else {
+            throw PipelineError(.notAWorkflow, at: SourceLocation(file: path, line: 1, column: 1), "the file is empty or not a YAML mapping",
+                                remedy: "name a GitHub Actions workflow or a .gitlab-ci.yml")
+        }
+        let name = (path as NSString).lastPathComponent
+        if name.hasSuffix("gitlab-ci.yml") || name.hasSuffix("gitlab-ci.yaml") { return (source, root, .gitlab) }
+        if root.value("jobs") != nil, root.value("on") != nil || root.value("true") != nil { return (source, root, .github) }
+        if root.value("stages") != nil || root.value("include") != nil || root.value("spec") != nil
+            || root.pairs.contains(where: { $0.value.value("script") != nil }) { return (source, root, .gitlab) }
+        throw PipelineError(.notAWorkflow, at: SourceLocation(file: path, line: 1, column: 1),
+                            "neither a GitHub Actions workflow (on: and jobs:) nor a GitLab CI file (jobs with script:)",
+                            remedy: "name a workflow under .github/workflows/ or a .gitlab-ci.yml")
+    }
+
+    static func yamlErrorLocation(_ error: YamlError, path: String) -> SourceLocation {
+        switch error {
+        case let .scanner(_, _, mark, _), let .parser(_, _, mark, _), let .composer(_, _, mark, _):
+            return SourceLocation(file: path, line: mark.line, column: mark.column)
+        default:
+            return SourceLocation(file: path, line: 1, column: 1)
+        }
+    }
+
+    static func yamlErrorSummary(_ error: YamlError) -> String {
+        switch error {
+        case let .scanner(context, problem, _, _), let .parser(context, problem, _, _), let .composer(context, problem, _, _):
+            return [context?.text, problem].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
+        default:
+            return "\(error)"
+        }
+    }
+
+    /// The workflow files a path stands for.
+    static func workflowFiles(at path: String) throws(PipelineError) -> [String] {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw PipelineError(.unreadable, at: SourceLocation(file: path, line: 1, column: 1), "no such file or directory",
+                                remedy: "name a workflow file or a repository directory")
+        }
+        guard isDirectory.boolValue else { return [path] }
+        func yamlFiles(_ directory: String) -> [String] {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            return names.filter { $0.hasSuffix(".yml") || $0.hasSuffix(".yaml") }.sorted()
+                .map { (directory as NSString).appendingPathComponent($0) }
+        }
+        let workflows = (path as NSString).appendingPathComponent(".github/workflows")
+        let gitlab = (path as NSString).appendingPathComponent(".gitlab-ci.yml")
+        var files = FileManager.default.fileExists(atPath: workflows) ? yamlFiles(workflows) : []
+        if FileManager.default.fileExists(atPath: gitlab) { files.append(gitlab) }
+        if files.isEmpty { files = yamlFiles(path) }
+        guard !files.isEmpty else {
+            throw PipelineError(.noWorkflows, at: SourceLocation(file: path, line: 1, column: 1),
+                                "no workflow found (looked for .github/workflows/*.yml, .gitlab-ci.yml and *.yml)",
+                                remedy: "name the workflow files explicitly")
+        }
+        return files
+    }
+}

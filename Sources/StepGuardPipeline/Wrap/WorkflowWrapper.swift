@@ -1,0 +1,320 @@
+import Foundation
+import StepGuardPolicy
+import Yams
+
+/// How `workflow wrap` rewrites a workflow.
+public struct WrapOptions: Sendable {
+    /// Wrap only steps whose `id`, `name` or derived step name matches (nil: every `run:` step).
+    public var only: Glob?
+    /// The `uses:` of the setup step added once per job.
+    public var setupUses: String
+    /// The `version` input of the setup step (nil: none, the action builds from source).
+    public var setupVersion: String?
+    /// `--policy` passed to `stepguard run`.
+    public var policy: String?
+    /// `--mode` passed to `stepguard run`.
+    public var mode: String?
+    /// Whether the policy has an `identity:` section: then every job with a wrapped step needs
+    /// `id-token: write`; otherwise only jobs whose wrapped steps call signing or secret services.
+    public var policyDeclaresIdentity: Bool
+    /// Step names the policy has overrides for (`steps:`): only these get `--step NAME`, because
+    /// `stepguard run --step` refuses a name the policy does not define.
+    public var policySteps: Set<String>
+
+    /// Creates options; the defaults wrap every `run:` step with the built-in policy.
+    public init(only: Glob? = nil, setupUses: String = WrapOptions.defaultSetupUses, setupVersion: String? = nil,
+                policy: String? = nil, mode: String? = nil, policyDeclaresIdentity: Bool = false, policySteps: Set<String> = []) {
+        self.only = only
+        self.setupUses = setupUses
+        self.setupVersion = setupVersion
+        self.policy = policy
+        self.mode = mode
+        self.policyDeclaresIdentity = policyDeclaresIdentity
+        self.policySteps = policySteps
+    }
+
+    /// The setup action used when none is given.
+    public static let defaultSetupUses = "stepguard/stepguard/actions/setup@v0.1.0"
+
+    /// What `wrap` needs to know of a policy file: whether it has an `identity:` section, and the
+    /// names under `steps:` (nothing when it cannot be read; `stepguard run` reports that itself).
+    public static func policyFacts(file: String) -> (declaresIdentity: Bool, steps: Set<String>) {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8), let root = try? Yams.compose(yaml: text) else { return (false, []) }
+        return (root.value("identity") != nil, Set(root.value("steps")?.pairs.compactMap { $0.key.text } ?? []))
+    }
+}
+
+/// One change `wrap` made: `length` UTF-8 bytes at `offset` of the original replaced by `text`.
+public struct TextEdit: Sendable, Equatable {
+    /// Byte offset in the original file.
+    public let offset: Int
+    /// Bytes of the original replaced (0 for a pure insertion).
+    public let length: Int
+    /// The new text.
+    public let text: String
+}
+
+/// The result of wrapping a workflow.
+public struct WrapResult: Sendable {
+    /// The file name, for the diff headers.
+    public let path: String
+    /// The original text.
+    public let original: String
+    /// The rewritten text (equal to ``original`` when nothing was wrapped).
+    public let wrapped: String
+    /// Every change, in file order; all bytes outside them are the original's.
+    public let edits: [TextEdit]
+    /// Steps now running under `stepguard run`, as `job/step`.
+    public let wrappedSteps: [String]
+    /// Jobs that were given `id-token: write`.
+    public let idTokenJobs: [String]
+    /// Steps left as they were, with the reason (`file:line:col: reason`).
+    public let skipped: [String]
+
+    /// A unified diff from the original to the wrapped text (empty when nothing changed).
+    public var diff: String { UnifiedDiff.make(from: original, to: wrapped, path: path) }
+}
+
+/// Rewrites GitHub Actions `run:` steps to run under `stepguard run`, working on the original text with
+/// the parser's marks so that every byte outside the inserted lines stays as it was (the YAML is never re-emitted).
+///
+/// A step is wrapped by giving it a custom `shell:` (`stepguard run --step NAME -- bash … {0}`); its `run:`
+/// text — block scalars included — is not touched. A setup step is added once per job, and
+/// `id-token: write` only to jobs that need it.
+public enum WorkflowWrapper {
+    /// Wraps the workflow in `text`.
+    public static func wrap(text: String, path: String, options: WrapOptions = WrapOptions()) throws(PipelineError) -> WrapResult {
+        let (source, root, kind) = try WorkflowChecker.parse(text: text, path: path)
+        guard kind == .github else {
+            throw PipelineError(.unsupported, at: SourceLocation(file: path, line: 1, column: 1),
+                                "wrap rewrites GitHub Actions workflows only",
+                                remedy: "in GitLab CI include actions/gitlab/stepguard.yml, or prefix script lines with `stepguard run --`")
+        }
+        var builder = Builder(source: source, root: root, options: options)
+        builder.run()
+        let edits = builder.edits.sorted { $0.offset < $1.offset }
+        var bytes = Array(text.utf8)
+        for edit in edits.reversed() {
+            bytes.replaceSubrange(edit.offset..<(edit.offset + edit.length), with: Array(edit.text.utf8))
+        }
+        return WrapResult(path: path, original: text, wrapped: String(decoding: bytes, as: UTF8.self), edits: edits,
+                          wrappedSteps: builder.wrapped, idTokenJobs: builder.idTokenJobs, skipped: builder.skipped)
+    }
+
+    /// Wraps a file read from disk.
+    public static func wrap(file: String, options: WrapOptions = WrapOptions()) throws(PipelineError) -> WrapResult {
+        try wrap(text: try WorkflowChecker.read(file), path: file, options: options)
+    }
+
+    /// The `shell:` template for a base shell, or nil when it cannot run under a custom shell.
+    static func template(forShell shell: String) -> String? {
+        switch shell.trimmingCharacters(in: .whitespaces) {
+        case "bash": "bash --noprofile --norc -eo pipefail {0}"
+        case "sh": "sh -e {0}"
+        case "python": "python {0}"
+        case let custom where custom.contains("{0}") && !custom.hasPrefix("pwsh") && !custom.hasPrefix("powershell") && !custom.hasPrefix("cmd"):
+            custom
+        default: nil
+        }
+    }
+
+    /// A step name usable with `--step`: letters, digits, `-`, `_`, `.`.
+    static func slug(_ text: String) -> String {
+        var out = ""
+        for c in text.lowercased().unicodeScalars {
+            if Expression.isIdentifier(c) || c == "-" || c == "." { out.unicodeScalars.append(c) } else if !out.hasSuffix("-") { out += "-" }
+        }
+        return out.trimmingCharacters(in: CharacterSet(charactersIn: "-"))
+    }
+
+    static func shellWord(_ text: String) -> String {
+        let safe = text.unicodeScalars.allSatisfy { Expression.isIdentifier($0) || "-._/=:".unicodeScalars.contains($0) }
+        return safe ? text : "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
+    /// A YAML scalar for `text`: plain when safe, else single-quoted.
+    static func yamlScalar(_ text: String) -> String {
+        let risky = text.contains(": ") || text.contains(" #") || text.hasPrefix("'") || text.hasPrefix("\"") || text.hasSuffix(" ")
+        return risky ? "'" + text.replacingOccurrences(of: "'", with: "''") + "'" : text
+    }
+
+    struct Builder {
+        let source: SourceText
+        let root: Node
+        let options: WrapOptions
+        var edits: [TextEdit] = []
+        var wrapped: [String] = []
+        var idTokenJobs: [String] = []
+        var skipped: [String] = []
+        let lineOffsets: [Int]
+        /// The file's line ending, used for inserted lines (`\r\n` files stay `\r\n`).
+        let newline: String
+
+        init(source: SourceText, root: Node, options: WrapOptions) {
+            self.source = source
+            self.newline = source.text.contains("\r\n") ? "\r\n" : "\n"
+            self.root = root
+            self.options = options
+            var offsets: [Int] = []
+            var offset = 0
+            for line in source.lines {
+                offsets.append(offset)
+                offset += line.utf8.count + 1
+            }
+            lineOffsets = offsets
+        }
+
+        /// Byte offset of a 1-based line and column (columns count Unicode scalars, as the parser's marks do).
+        func offset(line: Int, column: Int) -> Int {
+            let text = source.line(line)
+            let prefix = String(String.UnicodeScalarView(text.unicodeScalars.prefix(column - 1)))
+            return lineOffsets[line - 1] + prefix.utf8.count
+        }
+
+        func mark(_ node: Node) -> (line: Int, column: Int) { (node.mark?.line ?? 1, node.mark?.column ?? 1) }
+
+        func indentString(_ count: Int) -> String { String(repeating: " ", count: count) }
+
+        mutating func skip(_ node: Node, _ reason: String) { skipped.append("\(source.location(of: node)): \(reason)") }
+
+        mutating func run() {
+            let workflowShell = root.value("defaults")?.value("run")?.value("shell")?.text
+            let topGrant = GitHubAudit.idTokenGrant(root.value("permissions")).granted
+            for (jobKey, job) in root.value("jobs")?.pairs ?? [] where job.isMapping {
+                wrapJob(jobKey, job, workflowShell: workflowShell, topGrant: topGrant)
+            }
+        }
+
+        mutating func wrapJob(_ jobKey: Node, _ job: Node, workflowShell: String?, topGrant: Bool) {
+            let jobName = jobKey.text ?? "job"
+            guard let steps = job.value("steps"), steps.isSequence else { return }
+            let baseShell = job.value("defaults")?.value("run")?.value("shell")?.text ?? workflowShell ?? "bash"
+            var wrappedHere = 0
+            var callsServices = false
+            var hasSetup = false
+            for (index, step) in steps.items.enumerated() {
+                if let uses = step.value("uses")?.text, Catalog.isStepGuardSetupAction(uses) { hasSetup = true }
+                guard step.isMapping, let run = step.value("run"), let runKey = step.key("run") else { continue }
+                if case let .mapping(mapping) = step, mapping.style == .flow { skip(step, "flow-style step; not wrapped"); continue }
+                let stepName = step.value("id")?.text ?? step.value("name")?.text.map(WorkflowWrapper.slug) ?? "\(jobName)-\(index + 1)"
+                if let only = options.only {
+                    let candidates = [step.value("id")?.text, step.value("name")?.text, stepName, "\(jobName)/\(stepName)"].compactMap { $0 }
+                    guard candidates.contains(where: only.matches) else { continue }
+                }
+                let shellNode = step.value("shell")
+                let base = shellNode?.text ?? baseShell
+                if ShellScan.mentionsStepGuardRun(base) || ShellScan.mentionsStepGuardRun(run.text ?? "") { continue }
+                guard let template = WorkflowWrapper.template(forShell: base) else {
+                    skip(run, "shell '\(base)' cannot run under a custom shell; wrap the command itself with `stepguard run --`")
+                    continue
+                }
+                var command = ["stepguard", "run"]
+                if let policy = options.policy { command += ["--policy", WorkflowWrapper.shellWord(policy)] }
+                if let mode = options.mode { command += ["--mode", mode] }
+                if options.policySteps.contains(stepName) { command += ["--step", WorkflowWrapper.shellWord(stepName)] }
+                command += ["--", template]
+                let value = WorkflowWrapper.yamlScalar(command.joined(separator: " "))
+                if let shellNode {
+                    guard let (start, length) = scalarSpan(shellNode) else { skip(shellNode, "multi-line shell: value; not wrapped"); continue }
+                    edits.append(TextEdit(offset: start, length: length, text: value))
+                } else {
+                    let (runLine, runColumn) = mark(runKey)
+                    let (firstLine, _) = mark(step.pairs.first!.key)
+                    if runLine != firstLine || step.pairs.first!.key.text != "run" {
+                        edits.append(TextEdit(offset: offset(line: runLine, column: 1), length: 0,
+                                              text: indentString(runColumn - 1) + "shell: " + value + newline))
+                    } else {
+                        edits.append(TextEdit(offset: offset(line: runLine, column: runColumn), length: 0,
+                                              text: "shell: " + value + newline + indentString(runColumn - 1)))
+                    }
+                }
+                wrappedHere += 1
+                wrapped.append("\(jobName)/\(stepName)")
+                if !ShellScan.serviceCalls(in: source.contentLines(of: run)).isEmpty || Catalog.isOIDCShell(run.text ?? "") { callsServices = true }
+            }
+            guard wrappedHere > 0 else { return }
+            if !hasSetup, let first = steps.items.first { insertSetup(before: first) }
+            if options.policyDeclaresIdentity || callsServices { grantIdToken(jobKey, job, topGrant: topGrant) }
+        }
+
+        /// Start and byte length of a single-line scalar value (plain or quoted).
+        func scalarSpan(_ node: Node) -> (Int, Int)? {
+            guard case let .scalar(scalar) = node, scalar.style != .literal, scalar.style != .folded else { return nil }
+            let (line, column) = mark(node)
+            let scalars = Array(source.line(line).unicodeScalars)
+            var end = column - 1
+            switch scalar.style {
+            case .singleQuoted:
+                end += 1
+                while end < scalars.count {
+                    if scalars[end] == "'" { if end + 1 < scalars.count, scalars[end + 1] == "'" { end += 2; continue }; end += 1; break }
+                    end += 1
+                }
+            case .doubleQuoted:
+                end += 1
+                while end < scalars.count {
+                    if scalars[end] == "\\" { end += 2; continue }
+                    if scalars[end] == "\"" { end += 1; break }
+                    end += 1
+                }
+            default:
+                while end < scalars.count, !(scalars[end] == "#" && end > 0 && scalars[end - 1] == " ") { end += 1 }
+                while end > column - 1, scalars[end - 1] == " " || scalars[end - 1] == "\r" { end -= 1 }
+            }
+            let start = offset(line: line, column: column)
+            return (start, offset(line: line, column: end + 1) - start)
+        }
+
+        mutating func insertSetup(before step: Node) {
+            guard let firstKey = step.pairs.first?.key else { return }
+            let (line, column) = mark(firstKey)
+            let scalars = Array(source.line(line).unicodeScalars)
+            guard let dash = scalars[..<(column - 1)].lastIndex(of: "-"), scalars[..<dash].allSatisfy({ $0 == " " }) else {
+                skip(step, "cannot place the setup step here; add `- uses: \(options.setupUses)` to this job by hand")
+                return
+            }
+            var text = indentString(dash) + "- name: Set up stepguard" + newline + indentString(column - 1) + "uses: " + options.setupUses + newline
+            if let version = options.setupVersion {
+                text += indentString(column - 1) + "with:" + newline + indentString(column + 1) + "version: " + WorkflowWrapper.yamlScalar(version) + newline
+            }
+            edits.append(TextEdit(offset: offset(line: line, column: 1), length: 0, text: text))
+        }
+
+        mutating func grantIdToken(_ jobKey: Node, _ job: Node, topGrant: Bool) {
+            let jobName = jobKey.text ?? "job"
+            if let permissions = job.value("permissions") {
+                if GitHubAudit.idTokenGrant(permissions).granted { return }
+                if let value = permissions.value("id-token"), let span = scalarSpan(value) {
+                    edits.append(TextEdit(offset: span.0, length: span.1, text: "write"))
+                } else if case let .mapping(mapping) = permissions, mapping.style != .flow, let first = permissions.pairs.first?.key {
+                    let (line, column) = mark(first)
+                    edits.append(TextEdit(offset: offset(line: line, column: 1), length: 0, text: indentString(column - 1) + "id-token: write" + newline))
+                } else {
+                    skip(permissions, "job '\(jobName)' needs `id-token: write`; add it to these permissions by hand")
+                    return
+                }
+                idTokenJobs.append(jobName)
+                return
+            }
+            if topGrant { return }
+            guard let firstKey = job.pairs.first?.key, mark(firstKey).line > mark(jobKey).line else {
+                skip(job, "job '\(jobName)' needs `id-token: write`; add it by hand")
+                return
+            }
+            let (line, column) = mark(firstKey)
+            let unit = max(2, column - mark(jobKey).column)
+            var lines = ["permissions:"]
+            var scopes: [(String, String)] = []
+            if let top = root.value("permissions"), top.isMapping {
+                scopes = top.pairs.compactMap { pair in pair.key.text.flatMap { key in pair.value.text.map { (key, $0) } } }.filter { $0.0 != "id-token" }
+            } else {
+                scopes = [("contents", "read")]
+            }
+            lines += scopes.map { indentString(unit) + "\($0.0): \($0.1)" }
+            lines.append(indentString(unit) + "id-token: write")
+            edits.append(TextEdit(offset: offset(line: line, column: 1), length: 0,
+                                  text: lines.map { indentString(column - 1) + $0 + newline }.joined()))
+            idTokenJobs.append(jobName)
+        }
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+import Yams
+@testable import StepGuardPipeline
+
+/// The shipped GitHub actions and GitLab component: shape, no template injection, and clean checks.
+@Suite struct ActionTests {
+    let actionsDirectory = URL(fileURLWithPath: fixturesDirectory).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("actions").path
+
+    func load(_ relative: String) throws -> Node {
+        let text = try String(contentsOfFile: actionsDirectory + "/" + relative, encoding: .utf8)
+        return try #require(try Yams.compose(yaml: text))
+    }
+
+    @Test(arguments: ["setup/action.yml", "run/action.yml"])
+    func compositeActionShape(_ file: String) throws {
+        let action = try load(file)
+        #expect(action.value("name")?.text?.isEmpty == false)
+        #expect(action.value("description")?.text?.isEmpty == false)
+        #expect(action.value("branding")?.value("icon")?.text == "shield")
+        #expect(action.value("runs")?.value("using")?.text == "composite")
+        for step in action.value("runs")?.value("steps")?.items ?? [] {
+            if let run = step.value("run")?.text {
+                // Inputs reach scripts only through env: (no template injection).
+                #expect(!run.contains("${{"), "\(file): run: must not interpolate expressions")
+                #expect(step.value("shell") != nil)
+            }
+        }
+    }
+
+    @Test func runActionInputsAndOutputs() throws {
+        let action = try load("run/action.yml")
+        let inputs = Set(action.value("inputs")?.pairs.compactMap { $0.key.text } ?? [])
+        #expect(inputs.isSuperset(of: ["policy", "step", "mode", "run"]))
+        let outputs = Set(action.value("outputs")?.pairs.compactMap { $0.key.text } ?? [])
+        #expect(outputs == ["verdict", "audit-log"])
+        let env = action.value("runs")?.value("steps")?.items.first?.value("env")
+        #expect(env?.value("STEPGUARD_INPUT_RUN")?.text == "${{ inputs.run }}")
+    }
+
+    @Test func workflowUsingTheActionsChecksClean() throws {
+        #expect(try WorkflowChecker.check(file: actionsDirectory + "/tests/uses-actions.yml").isEmpty)
+    }
+
+    @Test func gitlabComponent() throws {
+        let text = try String(contentsOfFile: actionsDirectory + "/gitlab/stepguard.yml", encoding: .utf8)
+        let documents = Array(try Yams.compose_all(yaml: text))
+        #expect(documents.count == 2)
+        let inputs = Set(documents[0].value("spec")?.value("inputs")?.pairs.compactMap { $0.key.text } ?? [])
+        #expect(inputs == ["policy", "step", "stage", "script"])
+        let job = try #require(documents[1].pairs.first?.value)
+        #expect(job.value("id_tokens")?.value("STEPGUARD_ID_TOKEN")?.value("aud")?.text == "stepguard")
+        let script = job.value("script")?.items.compactMap(\.text).joined(separator: "\n") ?? ""
+        #expect(script.contains("stepguard run"))
+        #expect(!script.contains("$[["), "inputs must reach the script through variables, not as script text")
+        #expect(try WorkflowChecker.check(file: actionsDirectory + "/gitlab/stepguard.yml").isEmpty)
+    }
+}
+
+/// Runs actions/tests/test-actions.sh: the action scripts with GITHUB_OUTPUT, GITHUB_PATH,
+/// GITHUB_STEP_SUMMARY and a fake OIDC token endpoint simulated on loopback.
+@Suite struct ActionScriptTests {
+    @Test(.timeLimit(.minutes(2))) func actionScriptsPassWithSimulatedGitHubEnvironment() throws {
+        let script = URL(fileURLWithPath: fixturesDirectory).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("actions/tests/test-actions.sh").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [script]
+        // Output goes to a file, not a pipe: a helper that outlived the script must not hang the test.
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("stepguard-actions-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: log) }
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        try handle.close()
+        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        #expect(process.terminationStatus == 0, "\(output)")
+        #expect(output.contains("all action checks passed"))
+        #expect(!output.contains("FAIL"))
+    }
+}

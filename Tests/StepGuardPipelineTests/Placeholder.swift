@@ -1,1 +1,0 @@
-// Tests for StepGuardPipeline live in this folder.

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Runs STEPGUARD_INPUT_RUN under `stepguard run` (GitHub composite action `actions/run`).
+# Inputs arrive only through the environment: STEPGUARD_INPUT_{RUN,POLICY,STEP,MODE,AUDIT_LOG}.
+# Requests the OIDC token (audience stepguard) when the job has id-token: write and hands it to
+# stepguard as STEPGUARD_ID_TOKEN; writes verdict and audit-log to $GITHUB_OUTPUT and a verdict
+# line to $GITHUB_STEP_SUMMARY; exits with stepguard's status.
+set -uo pipefail
+
+fail() { echo "::error title=stepguard::$*" >&2; exit "${2:-70}"; }
+: "${GITHUB_OUTPUT:?GITHUB_OUTPUT is not set; run this inside GitHub Actions (or simulate it)}"
+[[ -n "${STEPGUARD_INPUT_RUN:-}" ]] || fail "the run input is empty; give the command to run" 64
+command -v stepguard >/dev/null 2>&1 || fail "stepguard is not on PATH; add a step with uses: <owner>/stepguard/actions/setup before this one" 69
+
+step="${STEPGUARD_INPUT_STEP:-${GITHUB_ACTION:-step}}"
+work="${RUNNER_TEMP:-$(mktemp -d)}"
+safe_step="$(printf '%s' "$step" | tr -c 'A-Za-z0-9._-' '_')"
+audit_log="${STEPGUARD_INPUT_AUDIT_LOG:-$work/stepguard-$safe_step.jsonl}"
+script="$(mktemp "$work/stepguard-script.XXXXXX")"
+trap 'rm -f "$script"' EXIT
+printf '%s\n' "$STEPGUARD_INPUT_RUN" > "$script"
+
+# The job's OIDC token, audience stepguard (only present with `permissions: id-token: write`).
+if [[ -n "${ACTIONS_ID_TOKEN_REQUEST_URL:-}" && -n "${ACTIONS_ID_TOKEN_REQUEST_TOKEN:-}" ]]; then
+  separator='&'; [[ "$ACTIONS_ID_TOKEN_REQUEST_URL" == *\?* ]] || separator='?'
+  response="$(curl --fail --silent --show-error --retry 2 -H "Authorization: bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN" \
+    "${ACTIONS_ID_TOKEN_REQUEST_URL}${separator}audience=stepguard")" || fail "cannot get the job's OIDC token from ACTIONS_ID_TOKEN_REQUEST_URL; nothing was run" 77
+  token="$(printf '%s' "$response" | python3 -c 'import json,sys; print(json.load(sys.stdin)["value"])' 2>/dev/null)" \
+    || fail "the OIDC token response has no value field; nothing was run" 77
+  echo "::add-mask::$token"
+  export STEPGUARD_ID_TOKEN="$token"
+else
+  echo "stepguard: no OIDC token for this job (no id-token: write); a policy with identity: will block the step" >&2
+fi
+
+# --step only when asked for: stepguard refuses a step name the policy does not define (a typo must not drop restrictions).
+args=(run --audit-log "$audit_log")
+[[ -n "${STEPGUARD_INPUT_STEP:-}" ]] && args+=(--step "$STEPGUARD_INPUT_STEP")
+[[ -n "${STEPGUARD_INPUT_POLICY:-}" ]] && args+=(--policy "$STEPGUARD_INPUT_POLICY")
+[[ -n "${STEPGUARD_INPUT_MODE:-}" ]] && args+=(--mode "$STEPGUARD_INPUT_MODE")
+stepguard "${args[@]}" -- bash --noprofile --norc -eo pipefail "$script"
+status=$?
+
+case "$status" in
+  0) verdict=allowed ;;
+  77) verdict=blocked ;;
+  64|78) verdict=invalid ;;
+  69|70) verdict=error ;;
+  *) verdict=failed ;;
+esac
+denials=0
+[[ -f "$audit_log" ]] && denials="$(grep -c '"decision" *: *"deny"' "$audit_log" || true)"
+{ echo "verdict=$verdict"; echo "audit-log=$audit_log"; } >> "$GITHUB_OUTPUT"
+if [[ -n "${GITHUB_STEP_SUMMARY:-}" ]]; then
+  {
+    echo "### stepguard: \`$step\` — $verdict"
+    echo
+    echo "| step | verdict | exit | denials | audit log |"
+    echo "|---|---|---|---|---|"
+    echo "| \`$step\` | $verdict | $status | $denials | \`$audit_log\` |"
+    echo
+  } >> "$GITHUB_STEP_SUMMARY"
+fi
+exit "$status"

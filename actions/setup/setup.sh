@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Puts stepguard on PATH for the rest of the job (GitHub composite action `actions/setup`).
+# Inputs arrive only through the environment (never interpolated into the script):
+#   STEPGUARD_VERSION      release to install; empty = build from the source of this repository
+#   STEPGUARD_CHECKSUM     expected SHA-256 of the archive (default: from the release's SHA256SUMS)
+#   STEPGUARD_RELEASE_URL  base URL (https:// or file://) of the releases
+#   STEPGUARD_SOURCE_DIR   source tree to build (default: two levels above this script)
+#   STEPGUARD_BUILD_DIR    SwiftPM scratch path, cached by the action (default: ~/.cache/stepguard/build)
+# Writes `path` and `version` to $GITHUB_OUTPUT and the binary's folder to $GITHUB_PATH.
+set -euo pipefail
+
+fail() { echo "::error title=stepguard setup::$*" >&2; exit 1; }
+: "${GITHUB_OUTPUT:?GITHUB_OUTPUT is not set; run this inside GitHub Actions (or simulate it)}"
+: "${GITHUB_PATH:?GITHUB_PATH is not set; run this inside GitHub Actions (or simulate it)}"
+
+version="${STEPGUARD_VERSION:-}"
+version="${version#v}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+tool_root="${RUNNER_TOOL_CACHE:-${RUNNER_TEMP:-/tmp}}/stepguard"
+
+sha256() {
+  if command -v sha256sum >/dev/null 2>&1; then sha256sum "$1" | cut -d' ' -f1; else shasum -a 256 "$1" | cut -d' ' -f1; fi
+}
+
+if [[ -n "$version" ]]; then
+  [[ "$version" =~ ^[0-9A-Za-z._+-]+$ ]] || fail "version '$version' is not a release name (expected e.g. 0.1.0)"
+  case "$(uname -s)" in Linux) os=linux ;; Darwin) os=macos ;; *) fail "no stepguard release for $(uname -s); leave version empty to build from source" ;; esac
+  case "$(uname -m)" in x86_64|amd64) arch=x86_64 ;; aarch64|arm64) arch=aarch64 ;; *) fail "no stepguard release for $(uname -m)" ;; esac
+  archive="stepguard-${version}-${os}-${arch}.tar.gz"
+  base="${STEPGUARD_RELEASE_URL%/}/v${version}"
+  dest="$tool_root/$version/$arch"
+  if [[ ! -x "$dest/stepguard" ]]; then
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    fetch() { curl --fail --silent --show-error --location --retry 3 --proto '=https,file' --proto-redir '=https' -o "$2" "$1"; }
+    fetch "$base/$archive" "$work/$archive" || fail "cannot download $base/$archive"
+    expected="${STEPGUARD_CHECKSUM:-}"
+    if [[ -z "$expected" ]]; then
+      fetch "$base/SHA256SUMS" "$work/SHA256SUMS" || fail "cannot download $base/SHA256SUMS; pass the checksum input instead"
+      expected="$(awk -v f="$archive" '$2 == f || $2 == "*" f { print $1 }' "$work/SHA256SUMS")"
+      [[ -n "$expected" ]] || fail "$archive is not listed in $base/SHA256SUMS"
+    fi
+    actual="$(sha256 "$work/$archive")"
+    [[ "${actual,,}" == "${expected,,}" ]] || fail "checksum mismatch for $archive: expected $expected, got $actual; the archive was not installed"
+    mkdir -p "$dest"
+    tar -xzf "$work/$archive" -C "$dest"
+    [[ -x "$dest/stepguard" ]] || fail "$archive has no executable stepguard at its top level"
+  fi
+  bin="$dest"
+else
+  source_dir="${STEPGUARD_SOURCE_DIR:-$(cd "$here/../.." && pwd)}"
+  [[ -f "$source_dir/Package.swift" ]] || fail "no Package.swift in $source_dir; give a version to install a release instead"
+  command -v swift >/dev/null 2>&1 || fail "swift is not on PATH; install a Swift 6 toolchain first or give a version"
+  build_dir="${STEPGUARD_BUILD_DIR:-$HOME/.cache/stepguard/build}"
+  echo "Building stepguard from $source_dir (cache: $build_dir)"
+  (cd "$source_dir" && swift build -c release --product stepguard --scratch-path "$build_dir") >&2 || fail "swift build failed; see the log above"
+  built="$(cd "$source_dir" && swift build -c release --product stepguard --scratch-path "$build_dir" --show-bin-path)"
+  bin="$tool_root/source/bin"
+  mkdir -p "$bin"
+  cp "$built/stepguard" "$bin/stepguard"
+fi
+
+reported="$("$bin/stepguard" --version 2>/dev/null || true)"
+[[ -n "$reported" ]] || fail "$bin/stepguard does not run"
+echo "$bin" >> "$GITHUB_PATH"
+{ echo "path=$bin/stepguard"; echo "version=$reported"; } >> "$GITHUB_OUTPUT"
+echo "stepguard $reported installed at $bin/stepguard"

