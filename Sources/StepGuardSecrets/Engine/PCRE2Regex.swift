@@ -1,11 +1,16 @@
 import CPCRE2
+import Synchronization
 
-/// A PCRE2 pattern compiled once (with JIT when available) and matched over raw bytes.
+/// A PCRE2 pattern compiled once and matched over raw bytes. It is JIT-compiled on its first
+/// match, not at load: most rules never get past the vectorscan prefilter, and JIT-compiling
+/// every rule would add milliseconds to each `stepguard run`.
 ///
-/// `@unchecked Sendable`: the compiled code is immutable after `init` and PCRE2 documents
-/// `pcre2_match` as thread-safe on shared code; each call creates its own match data.
+/// `@unchecked Sendable`: the compiled code is only changed by the one-time JIT compile, which
+/// happens under `jitCompiled`'s lock before any match; PCRE2 documents `pcre2_match` as
+/// thread-safe on shared code, and each call creates its own match data.
 final class PCRE2Regex: @unchecked Sendable {
     private let code: OpaquePointer
+    private let jitCompiled = Mutex(false)
     private let matchContext: OpaquePointer?
     /// Number of capture groups in the pattern.
     let captureCount: Int
@@ -24,7 +29,6 @@ final class PCRE2Regex: @unchecked Sendable {
             throw SecretsError(.invalidRegex, "\(context): regex does not compile at offset \(errorOffset): \(text); fix the rule's `regex`")
         }
         code = compiled
-        _ = pcre2_jit_compile_8(compiled, PCRE2_JIT_COMPLETE)  // falls back to the interpreter if JIT is unavailable
         var count: UInt32 = 0
         _ = pcre2_pattern_info_8(compiled, UInt32(PCRE2_INFO_CAPTURECOUNT), &count)
         captureCount = Int(count)
@@ -51,6 +55,11 @@ final class PCRE2Regex: @unchecked Sendable {
     /// Every non-overlapping match in `bytes`, calling `body` for each; `body` returns false to stop.
     func forEachMatch(in bytes: UnsafeRawBufferPointer, _ body: (Match) -> Bool) {
         guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+        jitCompiled.withLock { compiled in
+            guard !compiled else { return }
+            _ = pcre2_jit_compile_8(code, PCRE2_JIT_COMPLETE)  // falls back to the interpreter if JIT is unavailable
+            compiled = true
+        }
         guard let matchData = pcre2_match_data_create_from_pattern_8(code, nil) else { return }
         defer { pcre2_match_data_free_8(matchData) }
         let length = bytes.count
