@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import StepGuardAudit
+import StepGuardEgress
 import StepGuardPolicy
 import StepGuardSandbox
 
@@ -69,7 +70,17 @@ struct RunCommand: AsyncParsableCommand {
         }
 
         let supervisor = StepSupervisor(gracePeriod: .milliseconds(policy.gracePeriod.milliseconds))
-        let step = StepCommand(arguments: command, environment: environment)
+        // Egress proxy (StepGuardEgress): started before the step, stopped after it; the step gets its
+        // proxy and CA-bundle variables. A violation with on_violation: kill, or a proxy failure, stops the step.
+        let egress: EgressSession
+        do {
+            egress = try await EgressSession.start(policy: policy, identity: nil, trail: trail, stopStep: { supervisor.stop() })
+        } catch {
+            printErr("stepguard: \(error.description); nothing was run")
+            throw ExitCode(error.exitCode)
+        }
+        defer { egress.stop() }
+        let step = StepCommand(arguments: command, environment: environment.merging(egress.environment) { _, proxy in proxy })
         let termination: StepTermination
         do {
             termination = try await runOnDedicatedThread {
