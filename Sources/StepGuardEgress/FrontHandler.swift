@@ -466,7 +466,16 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         phase = .tunnel
         let generation = self.generation
-        state.route(host: host, port: split.1, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+        // Start on the next loop tick: the pipeline is rebuilt below, which must not happen while the
+        // HTTP decoder is still delivering this CONNECT request.
+        context.eventLoop.assumeIsolated().execute { [self] in
+            guard self.generation == generation, phase == .tunnel, let context = self.context else { return }
+            connectRoute(context, host: host, port: split.1, generation: generation)
+        }
+    }
+
+    private func connectRoute(_ context: ChannelHandlerContext, host: HostName.Normalised, port: UInt16, generation: Int) {
+        state.route(host: host, port: port, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
             guard self.generation == generation, phase == .tunnel, let context = self.context else { return }
             phase = .deciding
             switch result {

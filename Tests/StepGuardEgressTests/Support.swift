@@ -36,7 +36,7 @@ enum Egress {
     static func curl(_ session: EgressSession, _ arguments: [String], timeout: TimeInterval = 20) throws -> ProgramResult {
         var environment = TestEnvironment.base
         environment.merge(session.environment) { $1 }
-        return try ProgramRun.start("/usr/bin/curl", ["-s", "-S", "--max-time", "15"] + arguments, environment: environment).wait(timeout: timeout)
+        return try ProgramRun.start("/usr/bin/curl", ["-s", "-S", "--suppress-connect-headers", "--max-time", "15"] + arguments, environment: environment).wait(timeout: timeout)
     }
 
     /// Sends `request` to 127.0.0.1:`port` over a plain socket and reads until the peer closes or `timeout`.
