@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import NIOTLS
 import StepGuardAudit
 import StepGuardPolicy
 
@@ -47,6 +48,11 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) { front?.upstreamReadComplete() }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { front?.upstreamWritable() }
+        context.fireChannelWritabilityChanged()
+    }
 
     func channelInactive(context: ChannelHandlerContext) {
         front?.upstreamClosed(context.channel, error: nil)
@@ -100,6 +106,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var headTimer: Scheduled<Void>?
     private var context: ChannelHandlerContext?
     private var generation = 0
+    private var readsPaused = false
 
     init(state: ProxyState, mode: Mode) {
         self.state = state
@@ -133,6 +140,11 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         context.close(promise: nil)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if phase == .forwarding { upstream?.channel.flush() }
+        context.fireChannelReadComplete()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -176,8 +188,19 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                     return
                 }
                 queue.append(part)
+                if !needsBody, bodyBytes > state.limits.maxInspectedBody, !readsPaused {
+                    // The upstream is not connected yet: stop reading until it is (bounded memory).
+                    readsPaused = true
+                    context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+                }
             case .forwarding:
                 upstream?.channel.write(HTTPClientRequestPart.body(.byteBuffer(buffer)), promise: nil)
+                if let upstream, !upstream.channel.isWritable, !readsPaused {
+                    // Pause first: the flush may make the upstream writable again at once, which resumes.
+                    readsPaused = true
+                    context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+                    upstream.channel.flush()
+                }
             default:
                 break
             }
@@ -352,6 +375,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                 link.channel.flush()
                 queue = []
                 phase = .forwarding
+                resumeReads(context)
             }
         }
     }
@@ -406,6 +430,17 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func upstreamReadComplete() { context?.flush() }
 
+    /// The upstream can take more request body: read from the client again.
+    func upstreamWritable() {
+        if let context, phase == .forwarding { resumeReads(context) }
+    }
+
+    private func resumeReads(_ context: ChannelHandlerContext) {
+        guard readsPaused else { return }
+        readsPaused = false
+        context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+    }
+
     func upstreamClosed(_ channel: Channel, error: Error?) {
         guard let link = upstream, link.channel === channel else { return }
         upstream = nil
@@ -436,6 +471,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         queue = []
         if !requestEnded { closeAfterResponse = true }
         phase = .rejecting
+        resumeReads(context)
         let body = Self.jsonBody(decision: decision, status: status.rawValue, rule: rule, reason: reason)
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json")
@@ -540,7 +576,14 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                         let idle = state.limits.tunnelIdleTimeout
                         try peer.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: idle), remote])
                         _ = context.channel.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-                        try context.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: idle), local])
+                        var handlers: [ChannelHandler] = [IdleStateHandler(allTimeout: idle)]
+                        if !state.services.isEmpty {
+                            handlers.append(ByteToMessageHandler(SNIHandler { [state] sni in
+                                Self.checkTunnelSNI(sni, route: route, state: state, channel: context.channel)
+                            }))
+                        }
+                        handlers.append(local)
+                        try context.pipeline.syncOperations.addHandlers(handlers)
                         try removeDecoderAndSelf(context)
                     } catch {
                         peer.close(promise: nil)
@@ -548,6 +591,21 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                     }
                 }
             }
+    }
+
+    /// A plain tunnel whose TLS ClientHello names an intercepted service (CONNECT by address or by
+    /// an alias, SNI of the service) would bypass inspection: it is denied.
+    private static func checkTunnelSNI(_ sni: SNIResult, route: Route, state: ProxyState, channel: Channel) -> EventLoopFuture<Void> {
+        guard case .hostname(let name) = sni, let host = HostName.normalise(name), let service = state.service(for: host) else {
+            return channel.eventLoop.makeSucceededVoidFuture()
+        }
+        let reason = "TLS SNI '\(host.text)' names the service \(service.definition.name), but the tunnel was opened to \(route.host.text):\(route.port); connect to the service by its name so its requests are inspected"
+        let blocked = state.record(.service, allowed: false, rule: "built-in: SNI must equal the CONNECT host", reason: reason,
+                                   subject: ["host": .string(route.host.text), "port": .int(Int(route.port)), "sni": .string(host.text),
+                                             "service": .string(service.definition.name), "method": .string("CONNECT")])
+        guard blocked else { return channel.eventLoop.makeSucceededVoidFuture() }
+        channel.close(promise: nil)
+        return channel.eventLoop.makeFailedFuture(ProxyFailure(status: .forbidden, reason: reason))
     }
 
     private func intercept(_ context: ChannelHandlerContext, route: Route, service: BoundService) {

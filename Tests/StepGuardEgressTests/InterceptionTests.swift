@@ -26,13 +26,13 @@ import Testing
             log = directory.path("audit.jsonl")
         }
 
-        func session(_ services: String, resolve: [String], onViolation: String = "fail", started: Date = Date(),
+        func session(_ services: String, resolve: [String], onViolation: String = "fail", started: Date = Date(), egress: String = "{ default: deny }",
                      stop: Egress.StopCounter = Egress.StopCounter()) async throws -> EgressSession {
             let resolveYAML = resolve.map { "\"\($0)\": \"127.0.0.1:\(server.port)\"" }.joined(separator: ", ")
             let policy = try Egress.policy("""
             version: 1
             on_violation: \(onViolation)
-            egress: { default: deny }
+            egress: \(egress)
             services:
             \(services)
             network:
@@ -130,6 +130,30 @@ import Testing
         let result = try ProgramRun.start("/usr/bin/env", ["python3", "-c", script], environment: TestEnvironment.base).wait(timeout: 20)
         #expect(result.stdout == "HTTP/1.1 200 Connection Established\nhandshake failed\n", "\(result.stderr)")
         #expect(stand.server.requests.isEmpty)
+    }
+
+    @Test func aTunnelByAddressWithTheServiceSNIIsDenied() async throws {
+        let stand = try Stand(names: ["fulcio.sigstore.dev"])
+        let session = try await stand.session(Self.fulcio, resolve: ["fulcio.sigstore.dev:443"], egress: "{ default: deny, allow: [\"127.0.0.1:\(stand.server.port)\"] }")
+        defer { session.stop() }
+        let script = """
+        import socket, ssl
+        s = socket.create_connection(("127.0.0.1", \(session.port)))
+        s.sendall(b"CONNECT 127.0.0.1:\(stand.server.port) HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n\\r\\n")
+        print(s.recv(4096).split(b"\\r\\n")[0].decode())
+        ctx = ssl.create_default_context(cafile="\(stand.ca.certificateFile)")
+        try:
+            t = ctx.wrap_socket(s, server_hostname="fulcio.sigstore.dev")
+            t.sendall(b"GET / HTTP/1.1\\r\\nHost: fulcio.sigstore.dev\\r\\n\\r\\n")
+            print("reached", t.recv(100)[:12])
+        except Exception as e:
+            print("handshake failed")
+        """
+        let result = try ProgramRun.start("/usr/bin/env", ["python3", "-c", script], environment: TestEnvironment.base).wait(timeout: 20)
+        #expect(result.stdout == "HTTP/1.1 200 Connection Established\nhandshake failed\n", "\(result.stderr)")
+        #expect(stand.server.requests.isEmpty)
+        let events = try Egress.jsonEvents(stand.log)
+        #expect(events.contains { $0["decision"] as? String == "deny" && $0["sni"] as? String == "fulcio.sigstore.dev" })
     }
 
     @Test func killStopsTheStepOnAServiceViolation() async throws {

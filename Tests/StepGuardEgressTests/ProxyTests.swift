@@ -126,6 +126,24 @@ import Testing
         #expect(server.requests.isEmpty)
     }
 
+    @Test func largeUploadsAndDownloadsStream() async throws {
+        let payload = String(repeating: "0123456789abcdef", count: 6 * 65536)  // 6 MiB
+        let server = try LocalHTTPServer.start { request in
+            ServerResponse(status: 200, body: "received=\(request.body.count) " + (request.uri == "/big" ? payload : ""))
+        }
+        defer { server.shutdown() }
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let file = try directory.write("upload.bin", payload)
+        let policy = try Egress.policy("version: 1\negress: { default: allow }\n")
+        let session = try await Egress.session(policy, trail: try Egress.trail())
+        defer { session.stop() }
+        let upload = try Egress.curl(session, ["--data-binary", "@\(file)", "-H", "Expect:", "http://127.0.0.1:\(server.port)/up"])
+        #expect(upload.stdout == "received=\(payload.utf8.count) ", "\(upload.stderr)")
+        let download = try Egress.curl(session, ["http://127.0.0.1:\(server.port)/big"])
+        #expect(download.stdout.utf8.count == payload.utf8.count + "received=0 ".utf8.count)
+    }
+
     @Test func upstreamFailureIs502WithTheReason() async throws {
         // Find a loopback port with nothing listening.
         let server = try LocalHTTPServer.start(handler: Self.echo)
