@@ -3,7 +3,6 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
-import NIOTLS
 import StepGuardAudit
 import StepGuardPolicy
 
@@ -578,9 +577,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                         _ = context.channel.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                         var handlers: [ChannelHandler] = [IdleStateHandler(allTimeout: idle)]
                         if !state.services.isEmpty {
-                            handlers.append(ByteToMessageHandler(SNIHandler { [state] sni in
-                                Self.checkTunnelSNI(sni, route: route, state: state, channel: context.channel)
-                            }))
+                            handlers.append(TunnelSNIInspector(state: state, route: route))
                         }
                         handlers.append(local)
                         try context.pipeline.syncOperations.addHandlers(handlers)
@@ -591,21 +588,6 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                     }
                 }
             }
-    }
-
-    /// A plain tunnel whose TLS ClientHello names an intercepted service (CONNECT by address or by
-    /// an alias, SNI of the service) would bypass inspection: it is denied.
-    private static func checkTunnelSNI(_ sni: SNIResult, route: Route, state: ProxyState, channel: Channel) -> EventLoopFuture<Void> {
-        guard case .hostname(let name) = sni, let host = HostName.normalise(name), let service = state.service(for: host) else {
-            return channel.eventLoop.makeSucceededVoidFuture()
-        }
-        let reason = "TLS SNI '\(host.text)' names the service \(service.definition.name), but the tunnel was opened to \(route.host.text):\(route.port); connect to the service by its name so its requests are inspected"
-        let blocked = state.record(.service, allowed: false, rule: "built-in: SNI must equal the CONNECT host", reason: reason,
-                                   subject: ["host": .string(route.host.text), "port": .int(Int(route.port)), "sni": .string(host.text),
-                                             "service": .string(service.definition.name), "method": .string("CONNECT")])
-        guard blocked else { return channel.eventLoop.makeSucceededVoidFuture() }
-        channel.close(promise: nil)
-        return channel.eventLoop.makeFailedFuture(ProxyFailure(status: .forbidden, reason: reason))
     }
 
     private func intercept(_ context: ChannelHandlerContext, route: Route, service: BoundService) {

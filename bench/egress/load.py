@@ -41,7 +41,7 @@ def request(args, ctx):
             if not chunk:
                 break
             data += chunk
-        if not data.startswith(b"HTTP/1.1 200"):
+        if not (data.startswith(b"HTTP/1.1 200") or data.startswith(b"HTTP/1.0 200")):
             raise IOError(data[:40])
     finally:
         s.close()

@@ -40,7 +40,7 @@ http {
     listen 127.0.0.1:18080; listen 127.0.0.1:18443 ssl; listen [::1]:18443 ssl;
     ssl_certificate $W/srv.pem; ssl_certificate_key $W/srv.key;
     location = / { return 200 "ok\n"; }
-    location = /bulk { alias $W/bulk; }
+    location = /bulk { root $W; }
   }
 }
 NGINX
