@@ -26,7 +26,7 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localh
 printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > "$W/ext"
 openssl x509 -req -in "$W/srv.csr" -CA "$W/ca.pem" -CAkey "$W/ca.key" -CAcreateserial -days 2 -extfile "$W/ext" -out "$W/srv.pem" 2>/dev/null
 head -c 1073741824 /dev/zero > "$W/bulk"
-mkdir -p "$W/nginx/logs"
+mkdir -p "$W/nginx/logs"; chmod 755 "$W"; chmod 644 "$W/bulk"
 cat > "$W/nginx.conf" <<NGINX
 worker_processes 1;
 pid $W/nginx.pid;
