@@ -3,6 +3,12 @@ import StepGuardAudit
 import StepGuardIdentity
 import StepGuardPolicy
 
+/// The job's verified identity and the verifier that checked it (reused for tokens in flight).
+struct VerifiedJob {
+    let identity: VerifiedIdentity
+    let verifier: IdentityVerifier
+}
+
 /// What must hold before the step starts: the job's identity and a clean environment.
 struct Preflight {
     let policy: Policy
@@ -12,7 +18,7 @@ struct Preflight {
     /// start and the verified identity (nil when none is asked for, or none is required and none
     /// could be had); a failed check is recorded as a deny event.
     /// - Throws: the ``IdentityError`` when the policy itself is at fault (exit 78, not 77).
-    func verifyIdentity(environment: [String: String]) async throws(IdentityError) -> (passed: Bool, identity: VerifiedIdentity?) {
+    func verifyIdentity(environment: [String: String]) async throws(IdentityError) -> (passed: Bool, identity: VerifiedJob?) {
         guard let identityPolicy = policy.identity else { return (true, nil) }
         do {
             let verifier = try IdentityVerifier(policy: identityPolicy, caFile: policy.network.upstreamCA)
@@ -27,7 +33,7 @@ struct Preflight {
                                     reason: "workload identity verified: sub \(identity.subject) from \(identity.issuer), expires in \(remaining)s",
                                     subject: ["iss": .string(identity.issuer), "sub": .string(identity.subject),
                                               "alg": .string(identity.algorithm.rawValue)]))
-            return (true, identity)
+            return (true, VerifiedJob(identity: identity, verifier: verifier))
         } catch where error.isConfigurationError {
             throw error
         } catch {

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import StepGuardAudit
+import StepGuardEgress
+import StepGuardIdentity
 import StepGuardPolicy
 import StepGuardSandbox
 import Synchronization
@@ -71,8 +73,9 @@ struct RunCommand: AsyncParsableCommand {
 
         let preflight = Preflight(policy: policy, trail: trail)
         let identityPassed: Bool
+        let job: VerifiedJob?
         do {
-            (identityPassed, _) = try await preflight.verifyIdentity(environment: environment)
+            (identityPassed, job) = try await preflight.verifyIdentity(environment: environment)
         } catch {
             printErr("stepguard: \(error.description); nothing was run")
             throw ExitCode(StepGuardExitCode.config)
@@ -91,13 +94,34 @@ struct RunCommand: AsyncParsableCommand {
         }
 
         let supervisor = StepSupervisor(gracePeriod: .milliseconds(policy.gracePeriod.milliseconds))
-        let step = StepCommand(arguments: command, environment: stepEnvironment)
-        let options = spawnOptions(policy, home: environment["HOME"], proxyPort: nil)
+        // Egress proxy: started before the step, stopped after it; the step gets its proxy and
+        // CA-bundle variables. A violation with on_violation: kill, or a proxy failure, stops the step.
+        let egress: EgressSession
+        do {
+            egress = try await EgressSession.start(
+                policy: policy, identity: job.map { JobIdentity($0.identity) }, trail: trail,
+                verifier: job.map { IdentityWorkloadVerifier(verifier: $0.verifier, job: $0.identity) }, stopStep: { supervisor.stop() })
+        } catch {
+            printErr("stepguard: \(error.description); nothing was run")
+            throw ExitCode(error.exitCode)
+        }
+        defer { egress.stop() }
+        let step = StepCommand(arguments: command, environment: stepEnvironment.merging(egress.environment) { _, proxy in proxy })
+        let options = spawnOptions(policy, home: environment["HOME"], proxyPort: UInt16(egress.port))
         let containment = Containment()
         let termination: StepTermination
         do {
             termination = try await runOnDedicatedThread {
                 try supervisor.run(step, options: options) { started in
+                    if let listener = started.proxyListener {
+                        do {
+                            try egress.serve(listeningSocket: listener)
+                        } catch {
+                            trail.record(AuditEvent(type: .isolation, decision: .deny, reason: "\(error); the step is stopped (fail closed)",
+                                                    rule: "built-in: fail closed"))
+                            supervisor.stop()
+                        }
+                    }
                     containment.record(started, request: options.isolation, trail: trail)
                     trail.record(AuditEvent(type: .process, decision: .allow, reason: "step started",
                                             subject: ["pid": .int(Int(started.pid)), "program": .string(step.arguments[0]),

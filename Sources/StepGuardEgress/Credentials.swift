@@ -1,0 +1,328 @@
+import Crypto
+import Foundation
+import StepGuardPolicy
+
+/// How much a credential seen in flight can be trusted, from best to worst.
+public enum CredentialClass: String, Sendable, CaseIterable {
+    /// A short-lived token from the policy's issuer whose identity equals the job's verified identity.
+    case workload
+    /// A token that expires soon (JWT within limits, AWS `ASIA…` with a session token, `ghs_…`).
+    case shortLived = "short-lived"
+    /// A static or long-lived secret (AWS `AKIA…`, `ghp_…`, `npm_…`, basic auth, unknown opaque tokens).
+    case longLived = "long-lived"
+    /// A credential that is malformed or already expired.
+    case invalid
+    /// No credential in the request.
+    case none
+
+    /// Badness rank: a request with several credentials is judged by its worst one.
+    var rank: Int {
+        switch self {
+        case .none: 0
+        case .workload: 1
+        case .shortLived: 2
+        case .longLived: 3
+        case .invalid: 4
+        }
+    }
+
+    /// Whether this class satisfies a service allowance's `credential:` (the least accepted).
+    public func satisfies(_ required: ServiceAllowance.Credential) -> Bool {
+        switch required {
+        case .none: true
+        case .any: self != .none && self != .invalid
+        case .shortLived: self == .shortLived || self == .workload
+        case .workload: self == .workload
+        }
+    }
+}
+
+/// What was found about the credential of one request. Never holds the credential itself.
+public struct CredentialFinding: Sendable, Equatable {
+    public var credentialClass: CredentialClass
+    /// What kind of credential: `bearer JWT`, `AWS SigV4 (AKIA)`, `GitHub token (ghp_)`…
+    public var kind: String
+    /// Where it was: `header Authorization`, `query X-Amz-Credential`, `json jwt`.
+    public var location: String
+    /// A prefix and a hash, safe for logs: `ghp_…#3f2a91c0`.
+    public var redacted: String
+    /// Why it got its class.
+    public var detail: String
+
+    public init(credentialClass: CredentialClass, kind: String, location: String, redacted: String, detail: String) {
+        self.credentialClass = credentialClass
+        self.kind = kind
+        self.location = location
+        self.redacted = redacted
+        self.detail = detail
+    }
+
+    /// No credential in the request.
+    public static let absent = CredentialFinding(credentialClass: .none, kind: "none", location: "-", redacted: "-", detail: "the request carries no credential")
+}
+
+/// The parts of a request the credential inspector looks at.
+public struct InspectedRequest: Sendable {
+    public var method: String
+    /// The request target in origin form (`/path?query`).
+    public var target: String
+    public var headers: [(name: String, value: String)]
+    /// The body when the service may carry a credential in it (read up to a limit), else nil.
+    public var body: [UInt8]?
+    /// Where the service carries credentials (from the catalog); `Authorization` is always looked at.
+    public var locations: [CredentialLocation]
+
+    public init(method: String, target: String, headers: [(name: String, value: String)], body: [UInt8]? = nil, locations: [CredentialLocation] = []) {
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.body = body
+        self.locations = locations
+    }
+
+    func header(_ name: String) -> [String] {
+        headers.filter { $0.name.caseInsensitiveCompare(name) == .orderedSame }.map(\.value)
+    }
+
+    var queryItems: [(String, String)] { Self.formItems(target.split(separator: "?", maxSplits: 1).dropFirst().first.map(String.init) ?? "") }
+
+    static func formItems(_ text: String) -> [(String, String)] {
+        text.split(separator: "&").map { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decode(_ s: Substring) -> String { String(s).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(s) }
+            return (decode(parts[0]), parts.count > 1 ? decode(parts[1]) : "")
+        }
+    }
+}
+
+/// The job's verified identity, as the egress proxy needs it (filled from the identity module's
+/// `VerifiedIdentity` by `run`).
+public struct JobIdentity: Sendable, Equatable {
+    public var issuer: String
+    public var subject: String
+    /// Claim values as JSON scalars: strings, numbers and booleans.
+    public var claims: [String: ClaimValue]
+    public var expiresAt: Date?
+
+    public init(issuer: String, subject: String, claims: [String: ClaimValue] = [:], expiresAt: Date? = nil) {
+        self.issuer = issuer
+        self.subject = subject
+        self.claims = claims
+        self.expiresAt = expiresAt
+    }
+}
+
+/// A JSON scalar claim value.
+public enum ClaimValue: Sendable, Equatable {
+    case string(String)
+    case number(Double)
+    case bool(Bool)
+
+    /// Whether a policy claim matcher accepts this value.
+    public func matches(_ matcher: ClaimMatcher) -> Bool {
+        switch (matcher, self) {
+        case (.glob(let glob), .string(let value)): glob.matches(value)
+        case (.number(let expected), .number(let value)): expected == value
+        case (.bool(let expected), .bool(let value)): expected == value
+        default: false
+        }
+    }
+}
+
+/// The outcome of checking a bearer JWT seen in flight against the job's identity.
+public enum WorkloadTokenCheck: Sendable, Equatable {
+    /// Verified with the issuer's keys; `sub` and the pinned claims equal the job's identity.
+    case sameIdentity
+    /// Verified, but for another identity (the reason names the claim that differs).
+    case otherIdentity(String)
+    /// Not verifiable: bad signature, unknown key, wrong issuer, expired…
+    case unverified(String)
+}
+
+/// Verifies a JWT seen in flight with the same keys as the job's token and compares identities.
+/// The identity module provides the production implementation; tests substitute their own.
+public protocol WorkloadTokenVerifier: Sendable {
+    func check(token: String, now: Date) -> WorkloadTokenCheck
+}
+
+/// Classifies the credential a request carries. The production implementation is
+/// ``BuiltInCredentialInspector``; the seam lets the secret scanner's rules plug in.
+public protocol CredentialInspector: Sendable {
+    func inspect(_ request: InspectedRequest, now: Date) -> CredentialFinding
+}
+
+/// Redacts a secret to its first four characters and a hash: `ghp_…#3f2a91c0`.
+public func redactCredential(_ secret: String) -> String {
+    let digest = SHA256.hash(data: Data(secret.utf8)).prefix(4).map { String(format: "%02x", $0) }.joined()
+    return "\(secret.prefix(4))…#\(digest)"
+}
+
+/// Recognises bearer JWTs (verified through a ``WorkloadTokenVerifier``), AWS SigV4, GitHub, npm,
+/// PyPI, Docker Hub, GitLab and Vault tokens, and basic auth.
+public struct BuiltInCredentialInspector: CredentialInspector {
+    public var verifier: WorkloadTokenVerifier?
+    /// The job's identity; `workload` needs it, and is refused once it has expired.
+    public var identity: JobIdentity?
+    /// The longest lifetime of a JWT still called short-lived.
+    public var maxShortLivedTTL: TimeInterval
+
+    public init(verifier: WorkloadTokenVerifier?, identity: JobIdentity?, maxShortLivedTTL: TimeInterval = 3600) {
+        self.verifier = verifier
+        self.identity = identity
+        self.maxShortLivedTTL = maxShortLivedTTL
+    }
+
+    static let longLivedPrefixes: [(String, String)] = [
+        ("ghp_", "GitHub personal access token (ghp_)"), ("github_pat_", "GitHub fine-grained token (github_pat_)"),
+        ("gho_", "GitHub OAuth token (gho_)"), ("ghu_", "GitHub user token (ghu_)"), ("ghr_", "GitHub refresh token (ghr_)"),
+        ("npm_", "npm token (npm_)"), ("pypi-", "PyPI token (pypi-)"), ("dckr_pat_", "Docker Hub token (dckr_pat_)"),
+        ("glpat-", "GitLab token (glpat-)"), ("hvs.", "Vault service token (hvs.)"), ("s.", "Vault legacy token (s.)"),
+        ("AKIA", "AWS access key (AKIA)"), ("xox", "Slack token"), ("sk_live_", "Stripe secret key"),
+    ]
+    static let shortLivedPrefixes: [(String, String)] = [
+        ("ghs_", "GitHub installation token (ghs_)"), ("hvb.", "Vault batch token (hvb.)"),
+    ]
+
+    public func inspect(_ request: InspectedRequest, now: Date) -> CredentialFinding {
+        var findings: [CredentialFinding] = []
+        var headerNames = ["Authorization"]
+        for location in request.locations where location.place == .header && !headerNames.contains(where: { $0.caseInsensitiveCompare(location.name) == .orderedSame }) {
+            headerNames.append(location.name)
+        }
+        for name in headerNames {
+            for value in request.header(name) {
+                findings.append(classifyHeader(value, location: "header \(name)", request: request, now: now))
+            }
+        }
+        let query = request.queryItems
+        for location in request.locations {
+            switch location.place {
+            case .header: continue
+            case .query:
+                for (key, value) in query where key == location.name && !value.isEmpty {
+                    findings.append(classifyParameter(key, value, location: "query \(key)", request: request, now: now))
+                }
+            case .form:
+                guard let body = request.body else { continue }
+                for (key, value) in InspectedRequest.formItems(String(decoding: body, as: UTF8.self)) where key == location.name && !value.isEmpty {
+                    findings.append(classifyToken(value, location: "form \(key)", now: now))
+                }
+            case .json:
+                guard let body = request.body, let object = try? JSONSerialization.jsonObject(with: Data(body)) else { continue }
+                var node: Any? = object
+                for key in location.name.split(separator: ".") { node = (node as? [String: Any])?[String(key)] }
+                if let value = node as? String, !value.isEmpty {
+                    findings.append(classifyToken(value, location: "json \(location.name)", now: now))
+                }
+            }
+        }
+        return findings.max { $0.credentialClass.rank < $1.credentialClass.rank } ?? .absent
+    }
+
+    private func classifyParameter(_ key: String, _ value: String, location: String, request: InspectedRequest, now: Date) -> CredentialFinding {
+        if key == "X-Amz-Credential" { return classifyAWS(accessKey: String(value.prefix { $0 != "/" }), location: location, request: request) }
+        return classifyToken(value, location: location, now: now)
+    }
+
+    func classifyHeader(_ value: String, location: String, request: InspectedRequest, now: Date) -> CredentialFinding {
+        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        let scheme = trimmed.prefix { $0 != " " }
+        let rest = trimmed.dropFirst(scheme.count).trimmingCharacters(in: .whitespaces)
+        switch scheme.lowercased() {
+        case "bearer", "token":
+            return classifyToken(rest, location: location, now: now)
+        case "basic":
+            guard let decoded = Data(base64Encoded: rest).map({ String(decoding: $0, as: UTF8.self) }), let colon = decoded.firstIndex(of: ":") else {
+                return CredentialFinding(credentialClass: .invalid, kind: "basic auth", location: location, redacted: redactCredential(rest), detail: "malformed basic credentials")
+            }
+            let password = String(decoded[decoded.index(after: colon)...])
+            var finding = classifyToken(password, location: location, now: now)
+            if finding.kind == "opaque token" {
+                finding = CredentialFinding(credentialClass: .longLived, kind: "basic auth", location: location, redacted: redactCredential(rest),
+                                            detail: "static user name and password")
+            } else {
+                finding.kind = "basic auth with \(finding.kind)"
+            }
+            return finding
+        case "aws4-hmac-sha256":
+            guard let range = rest.range(of: "Credential=") else {
+                return CredentialFinding(credentialClass: .invalid, kind: "AWS SigV4", location: location, redacted: "AWS4…", detail: "SigV4 header without Credential=")
+            }
+            let keyID = String(rest[range.upperBound...].prefix { $0 != "/" && $0 != "," })
+            return classifyAWS(accessKey: keyID, location: location, request: request)
+        default:
+            return classifyToken(trimmed, location: location, now: now)
+        }
+    }
+
+    func classifyAWS(accessKey: String, location: String, request: InspectedRequest) -> CredentialFinding {
+        let redacted = redactCredential(accessKey)
+        if accessKey.hasPrefix("ASIA") {
+            let hasSession = !request.header("X-Amz-Security-Token").isEmpty || request.queryItems.contains { $0.0 == "X-Amz-Security-Token" }
+            return hasSession
+                ? CredentialFinding(credentialClass: .shortLived, kind: "AWS SigV4 (ASIA)", location: location, redacted: redacted, detail: "temporary AWS credentials with a session token")
+                : CredentialFinding(credentialClass: .invalid, kind: "AWS SigV4 (ASIA)", location: location, redacted: redacted, detail: "temporary AWS key without X-Amz-Security-Token")
+        }
+        if accessKey.hasPrefix("AKIA") {
+            return CredentialFinding(credentialClass: .longLived, kind: "AWS SigV4 (AKIA)", location: location, redacted: redacted, detail: "a long-lived AWS access key (AKIA…)")
+        }
+        return CredentialFinding(credentialClass: .longLived, kind: "AWS SigV4", location: location, redacted: redacted, detail: "an AWS access key of unknown kind; treated as long-lived")
+    }
+
+    func classifyToken(_ token: String, location: String, now: Date) -> CredentialFinding {
+        let redacted = redactCredential(token)
+        if let claims = Self.jwtClaims(token) {
+            return classifyJWT(token, claims: claims, location: location, redacted: redacted, now: now)
+        }
+        for (prefix, kind) in Self.shortLivedPrefixes where token.hasPrefix(prefix) {
+            return CredentialFinding(credentialClass: .shortLived, kind: kind, location: location, redacted: redacted, detail: "\(kind) expires within hours")
+        }
+        for (prefix, kind) in Self.longLivedPrefixes where token.hasPrefix(prefix) {
+            return CredentialFinding(credentialClass: .longLived, kind: kind, location: location, redacted: redacted, detail: "\(kind) is a long-lived credential")
+        }
+        return CredentialFinding(credentialClass: .longLived, kind: "opaque token", location: location, redacted: redacted,
+                                 detail: "an opaque token whose lifetime cannot be shown to be short; treated as long-lived")
+    }
+
+    private func classifyJWT(_ token: String, claims: [String: Any], location: String, redacted: String, now: Date) -> CredentialFinding {
+        func finding(_ cls: CredentialClass, _ detail: String) -> CredentialFinding {
+            CredentialFinding(credentialClass: cls, kind: "bearer JWT", location: location, redacted: redacted, detail: detail)
+        }
+        guard let exp = (claims["exp"] as? NSNumber)?.doubleValue else { return finding(.longLived, "JWT without exp never expires") }
+        if exp < now.timeIntervalSince1970 { return finding(.invalid, "JWT expired at \(Date(timeIntervalSince1970: exp))") }
+        let issued = (claims["iat"] as? NSNumber)?.doubleValue ?? now.timeIntervalSince1970
+        let ttl = exp - issued
+        let shortLived = ttl <= maxShortLivedTTL
+        let base = shortLived ? finding(.shortLived, "JWT valid for \(Int(ttl))s") : finding(.longLived, "JWT lifetime \(Int(ttl))s exceeds \(Int(maxShortLivedTTL))s")
+        guard shortLived, let verifier, let identity, (claims["iss"] as? String) == identity.issuer else {
+            if shortLived, identity != nil, let issuer = claims["iss"] as? String, issuer != identity?.issuer {
+                return finding(.shortLived, "JWT from issuer \(issuer), not the job's issuer")
+            }
+            return base
+        }
+        if let expires = identity.expiresAt, expires <= now {
+            return finding(.shortLived, "the job's identity token expired at \(expires); workload credentials are no longer accepted")
+        }
+        switch verifier.check(token: token, now: now) {
+        case .sameIdentity: return finding(.workload, "JWT verified with the issuer's keys; sub and pinned claims equal the job's identity")
+        case .otherIdentity(let why): return finding(.shortLived, "JWT for another identity: \(why)")
+        case .unverified(let why): return finding(.invalid, "JWT not verified: \(why)")
+        }
+    }
+
+    /// The payload of a compact JWS whose header names an algorithm, or nil when `token` is not JWT-shaped.
+    static func jwtClaims(_ token: String) -> [String: Any]? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty }),
+              let header = base64URLDecode(parts[0]).flatMap({ try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }),
+              header["alg"] is String,
+              let payload = base64URLDecode(parts[1]).flatMap({ try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }) else { return nil }
+        return payload
+    }
+
+    static func base64URLDecode(_ text: Substring) -> Data? {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        return Data(base64Encoded: base64)
+    }
+}

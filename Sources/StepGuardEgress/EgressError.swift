@@ -1,0 +1,95 @@
+import StepGuardAudit
+import StepGuardPolicy
+
+/// Errors of the egress proxy and its service catalog. Each says what happened, where, and what to do.
+public struct EgressError: Error, Sendable, CustomStringConvertible, Equatable {
+    enum Kind: Sendable, Equatable {
+        case unknownService(name: String, location: SourceLocation?, known: [String])
+        case serviceNeedsHosts(name: String, location: SourceLocation?)
+        case invalidCatalog(file: String, problem: String)
+        case cannotListen(reason: String)
+        case cannotWriteTrustBundle(path: String, reason: String)
+        case certificateAuthority(reason: String)
+        case upstreamCA(path: String, reason: String)
+        case proxyFailed(reason: String)
+    }
+
+    let kind: Kind
+
+    /// A policy names a service that is not in the catalog (`rules/services`).
+    public static func unknownService(_ name: String, at location: SourceLocation?, known: [String]) -> EgressError {
+        EgressError(kind: .unknownService(name: name, location: location, known: known))
+    }
+    /// A service whose host is site-specific (e.g. `hashicorp-vault`) was named without `hosts:`.
+    public static func serviceNeedsHosts(_ name: String, at location: SourceLocation?) -> EgressError {
+        EgressError(kind: .serviceNeedsHosts(name: name, location: location))
+    }
+    /// A catalog file is malformed.
+    public static func invalidCatalog(file: String, problem: String) -> EgressError {
+        EgressError(kind: .invalidCatalog(file: file, problem: problem))
+    }
+    /// The proxy could not bind its loopback port.
+    public static func cannotListen(_ reason: String) -> EgressError { EgressError(kind: .cannotListen(reason: reason)) }
+    /// The trust bundle for the step could not be written.
+    public static func cannotWriteTrustBundle(path: String, reason: String) -> EgressError {
+        EgressError(kind: .cannotWriteTrustBundle(path: path, reason: reason))
+    }
+    /// The per-run certificate authority could not be made or could not issue a certificate.
+    public static func certificateAuthority(_ reason: String) -> EgressError { EgressError(kind: .certificateAuthority(reason: reason)) }
+    /// `network.upstream_ca` cannot be loaded.
+    public static func upstreamCA(path: String, reason: String) -> EgressError { EgressError(kind: .upstreamCA(path: path, reason: reason)) }
+    /// The proxy stopped working while the step ran; the step is stopped (fail closed).
+    public static func proxyFailed(_ reason: String) -> EgressError { EgressError(kind: .proxyFailed(reason: reason)) }
+
+    public var description: String {
+        switch kind {
+        case .unknownService(let name, let location, let known):
+            let place = location.map { "\($0): error: " } ?? "error: "
+            let suggestion = known.min { editDistance($0, name) < editDistance($1, name) }
+                .flatMap { editDistance($0, name) <= 3 ? " Did you mean '\($0)'?" : nil } ?? ""
+            return "\(place)unknown service '\(name)' in services.\(suggestion) Known services (rules/services): \(known.joined(separator: ", "))"
+        case .serviceNeedsHosts(let name, let location):
+            let place = location.map { "\($0): error: " } ?? "error: "
+            return "\(place)service '\(name)' has no fixed host; list its hosts in the policy, e.g. '- service: \(name)\\n  hosts: [vault.example.com]'"
+        case .invalidCatalog(let file, let problem):
+            return "service catalog \(file) is invalid: \(problem); fix the file in rules/services"
+        case .cannotListen(let reason):
+            return "the egress proxy cannot listen on 127.0.0.1: \(reason); the step was not started"
+        case .cannotWriteTrustBundle(let path, let reason):
+            return "cannot write the step's CA bundle at \(path): \(reason); check that TMPDIR is writable"
+        case .certificateAuthority(let reason):
+            return "the per-run certificate authority failed: \(reason)"
+        case .upstreamCA(let path, let reason):
+            return "network.upstream_ca '\(path)' cannot be used: \(reason); give a PEM file with one or more CA certificates"
+        case .proxyFailed(let reason):
+            return "the egress proxy failed: \(reason); the step was stopped (fail closed)"
+        }
+    }
+}
+
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var previous = Array(0...b.count)
+    for i in 1...a.count {
+        var current = [i] + Array(repeating: 0, count: b.count)
+        for j in 1...b.count {
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        previous = current
+    }
+    return previous[b.count]
+}
+
+extension EgressError {
+    /// The exit code `stepguard run` uses when the proxy cannot start: 78 for policy or catalog
+    /// problems, 69 when a facility (port, temporary directory) is unavailable, 70 otherwise.
+    public var exitCode: Int32 {
+        switch kind {
+        case .unknownService, .serviceNeedsHosts, .invalidCatalog, .upstreamCA: StepGuardExitCode.config
+        case .cannotListen, .cannotWriteTrustBundle: StepGuardExitCode.unavailable
+        case .certificateAuthority, .proxyFailed: StepGuardExitCode.software
+        }
+    }
+}

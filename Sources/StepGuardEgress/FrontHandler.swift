@@ -1,0 +1,697 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import StepGuardAudit
+import StepGuardPolicy
+
+/// Counts open client connections (for leak checks); stays first in every client pipeline.
+final class ConnectionCounter: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+    let state: ProxyState
+    init(state: ProxyState) { self.state = state }
+
+    func channelActive(context: ChannelHandlerContext) {
+        state.openConnections.add(1, ordering: .relaxed)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        state.openConnections.subtract(1, ordering: .relaxed)
+        context.fireChannelInactive()
+    }
+}
+
+/// The upstream connection a front connection forwards requests over (reused while keep-alive).
+final class UpstreamLink {
+    let key: String
+    let channel: Channel
+    var reusable = true
+
+    init(key: String, channel: Channel) {
+        self.key = key
+        self.channel = channel
+    }
+}
+
+/// Relays an upstream's response parts to the front connection that owns it.
+final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    weak var front: FrontHandler?
+
+    init(front: FrontHandler) { self.front = front }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        front?.upstreamRead(unwrapInboundIn(data), from: context.channel)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) { front?.upstreamReadComplete() }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { front?.upstreamWritable() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        front?.upstreamClosed(context.channel, error: nil)
+        front = nil
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        front?.upstreamClosed(context.channel, error: error)
+        context.close(promise: nil)
+    }
+}
+
+/// Where an absolute-form or origin-form request goes.
+struct RequestTarget {
+    let host: HostName.Normalised
+    let port: UInt16
+    /// `/path?query` as sent upstream.
+    let originForm: String
+    /// The path without the query (what is decided and recorded: queries may hold secrets).
+    var path: String { String(originForm.prefix { $0 != "?" }) }
+    var query: [(String, String)] { InspectedRequest.formItems(originForm.split(separator: "?", maxSplits: 1).dropFirst().first.map(String.init) ?? "") }
+    /// The Host header sent upstream.
+    let authority: String
+}
+
+/// One client connection: the proxy front door (CONNECT and absolute-form `http://`), or, after an
+/// intercepted CONNECT, the decrypted HTTP/1.1 stream to a catalog service.
+final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    enum Mode {
+        case proxy
+        case intercept(route: Route, service: BoundService)
+    }
+
+    enum Phase { case idle, deciding, forwarding, rejecting, tunnel, closed }
+
+    let state: ProxyState
+    let mode: Mode
+    private var phase: Phase = .idle
+    private var queue: [HTTPServerRequestPart] = []
+    private var bodyBytes = 0
+    private var needsBody = false
+    private var requestEnded = false
+    private var responseStarted = false
+    private var closeAfterResponse = false
+    private var requestHead: HTTPRequestHead?
+    private var pendingDecision: ((ChannelHandlerContext, [UInt8]?) -> Void)?
+    private var upstream: UpstreamLink?
+    private var headTimer: Scheduled<Void>?
+    private var context: ChannelHandlerContext?
+    private var generation = 0
+    private var readsPaused = false
+
+    init(state: ProxyState, mode: Mode) {
+        self.state = state
+        self.mode = mode
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if case .intercept = mode { armHeadTimer(context) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        headTimer?.cancel()
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        armHeadTimer(context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        phase = .closed
+        headTimer?.cancel()
+        upstream?.channel.close(promise: nil)
+        upstream = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if phase == .forwarding { upstream?.channel.flush() }
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let upstream { upstream.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in } }
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func armHeadTimer(_ context: ChannelHandlerContext) {
+        headTimer?.cancel()
+        let generation = self.generation
+        headTimer = context.eventLoop.assumeIsolated().scheduleTask(in: state.limits.requestHeadTimeout) { [weak self] in
+            guard let self, self.generation == generation, self.phase == .idle else { return }
+            self.context?.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        switch part {
+        case .head(let head):
+            guard phase == .idle else { context.close(promise: nil); return }
+            headTimer?.cancel()
+            generation += 1
+            requestHead = head
+            requestEnded = false
+            responseStarted = false
+            queue = []
+            bodyBytes = 0
+            needsBody = false
+            pendingDecision = nil
+            closeAfterResponse = !head.isKeepAlive
+            phase = .deciding
+            start(context, head)
+        case .body(let buffer):
+            bodyBytes += buffer.readableBytes
+            switch phase {
+            case .deciding:
+                if needsBody, bodyBytes > state.limits.maxInspectedBody {
+                    reject(context, .payloadTooLarge, decision: "error", rule: "built-in: inspected body limit",
+                           reason: "the request body exceeds \(state.limits.maxInspectedBody) bytes, the most stepguard reads to find a credential")
+                    return
+                }
+                queue.append(part)
+                if !needsBody, bodyBytes > state.limits.maxInspectedBody, !readsPaused {
+                    // The upstream is not connected yet: stop reading until it is (bounded memory).
+                    readsPaused = true
+                    context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+                }
+            case .forwarding:
+                upstream?.channel.write(HTTPClientRequestPart.body(.byteBuffer(buffer)), promise: nil)
+                if let upstream, !upstream.channel.isWritable, !readsPaused {
+                    // Pause first: the flush may make the upstream writable again at once, which resumes.
+                    readsPaused = true
+                    context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+                    upstream.channel.flush()
+                }
+            default:
+                break
+            }
+        case .end(let trailers):
+            requestEnded = true
+            switch phase {
+            case .deciding:
+                queue.append(part)
+                if needsBody, let decision = pendingDecision {
+                    pendingDecision = nil
+                    var body: [UInt8] = []
+                    for case .body(var buffer) in queue { body += buffer.readBytes(length: buffer.readableBytes) ?? [] }
+                    decision(context, body)
+                }
+            case .forwarding:
+                upstream?.channel.writeAndFlush(HTTPClientRequestPart.end(trailers), promise: nil)
+            default:
+                break
+            }
+        }
+    }
+
+    // MARK: Requests
+
+    private func start(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
+        if head.headers.count > state.limits.maxHeaderCount {
+            return reject(context, .headersTooLarge, decision: "error", rule: "built-in: header limits",
+                          reason: "the request has \(head.headers.count) header fields; at most \(state.limits.maxHeaderCount) are accepted")
+        }
+        let headerBytes = head.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
+        if headerBytes > state.limits.maxHeaderBytes {
+            return reject(context, .headersTooLarge, decision: "error", rule: "built-in: header limits",
+                          reason: "the request headers are \(headerBytes) bytes; at most \(state.limits.maxHeaderBytes) are accepted")
+        }
+        let transferEncoding = head.headers["transfer-encoding"]
+        let contentLength = head.headers["content-length"]
+        if !transferEncoding.isEmpty, !contentLength.isEmpty {
+            return reject(context, .badRequest, decision: "error", rule: "built-in: message framing",
+                          reason: "the request has both Content-Length and Transfer-Encoding (request smuggling); send one")
+        }
+        if Set(contentLength.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }).count > 1 {
+            return reject(context, .badRequest, decision: "error", rule: "built-in: message framing", reason: "the request has conflicting Content-Length values")
+        }
+        if let last = transferEncoding.last, last.lowercased().split(separator: ",").last?.trimmingCharacters(in: .whitespaces) != "chunked" {
+            return reject(context, .badRequest, decision: "error", rule: "built-in: message framing", reason: "Transfer-Encoding must end with chunked")
+        }
+        if head.method == .CONNECT {
+            guard case .proxy = mode else {
+                return reject(context, .badRequest, decision: "error", rule: "built-in: no nested CONNECT", reason: "CONNECT inside an intercepted connection is not allowed")
+            }
+            return connect(context, head)
+        }
+        switch mode {
+        case .proxy:
+            let target: RequestTarget
+            do { target = try Self.absoluteTarget(head.uri) } catch {
+                return reject(context, .badRequest, decision: "error", rule: "built-in: request target", reason: error.reason)
+            }
+            let generation = self.generation
+            state.route(host: target.host, port: target.port, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+                guard self.generation == generation, phase == .deciding, let context = self.context else { return }
+                switch result {
+                case .failure(let error):
+                    reject(context, .badGateway, decision: "error", rule: "upstream", reason: (error as? ProxyFailure)?.reason ?? "\(error)")
+                case .success(let route):
+                    let verdict = state.decideConnection(route)
+                    let service = state.service(for: route.host)
+                    if service == nil || !verdict.allowed {
+                        let blocked = state.record(.egress, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason,
+                                                   subject: subject(route: route, method: head.method.rawValue, path: target.path))
+                        if blocked { return reject(context, .forbidden, decision: "deny", rule: verdict.rule, reason: verdict.reason) }
+                    }
+                    if let service {
+                        decideService(context, head: head, target: target, route: route, service: service, tls: false)
+                    } else {
+                        forward(context, head: head, target: target, route: route, tls: false)
+                    }
+                }
+            }
+        case .intercept(let route, let service):
+            let target: RequestTarget
+            do { target = try interceptedTarget(head, route: route) } catch {
+                let blocked = state.record(.service, allowed: false, rule: "built-in: Host must equal the CONNECT target", reason: error.reason,
+                                           subject: subject(route: route, method: head.method.rawValue, path: String(head.uri.prefix { $0 != "?" }), service: service))
+                if blocked || error.status != .forbidden { return reject(context, error.status, decision: "deny", rule: "built-in: Host must equal the CONNECT target", reason: error.reason) }
+                return reject(context, .badRequest, decision: "error", rule: "built-in: request target", reason: error.reason)
+            }
+            decideService(context, head: head, target: target, route: route, service: service, tls: true)
+        }
+    }
+
+    private func decideService(_ context: ChannelHandlerContext, head: HTTPRequestHead, target: RequestTarget, route: Route, service: BoundService, tls: Bool) {
+        let decide: (ChannelHandlerContext, [UInt8]?) -> Void = { [self] context, body in
+            let inspected = InspectedRequest(method: head.method.rawValue, target: target.originForm,
+                                             headers: head.headers.map { ($0.name, $0.value) }, body: body, locations: service.definition.credentials)
+            let now = Date()
+            let finding = state.inspector.inspect(inspected, now: now)
+            let verdict = service.decide(ServiceRequest(method: head.method.rawValue, path: target.path, query: target.query, credential: finding),
+                                         identity: state.identity, stepStarted: state.stepStarted, now: now)
+            var details = subject(route: route, method: head.method.rawValue, path: target.path, service: service)
+            details["credential"] = .string(finding.credentialClass.rawValue)
+            if finding.credentialClass != .none {
+                details["credential_kind"] = .string(finding.kind)
+                details["credential_id"] = .string(finding.redacted)
+            }
+            details["sensitive"] = .bool(verdict.sensitive)
+            let blocked = state.record(.service, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason, subject: details)
+            if blocked { return reject(context, .forbidden, decision: "deny", rule: verdict.rule, reason: verdict.reason) }
+            forward(context, head: head, target: target, route: route, tls: tls)
+        }
+        let hasBody = !head.headers["transfer-encoding"].isEmpty || (Int(head.headers.first(name: "content-length") ?? "0") ?? 0) > 0
+        if service.definition.credentialInBody, hasBody, !requestEnded {
+            needsBody = true
+            pendingDecision = decide
+        } else if service.definition.credentialInBody, hasBody {
+            var body: [UInt8] = []
+            for case .body(var buffer) in queue { body += buffer.readBytes(length: buffer.readableBytes) ?? [] }
+            decide(context, body)
+        } else {
+            decide(context, nil)
+        }
+    }
+
+    private func subject(route: Route, method: String, path: String, service: BoundService? = nil) -> [String: AuditValue] {
+        var subject: [String: AuditValue] = ["host": .string(route.host.text), "port": .int(Int(route.port)), "method": .string(method),
+                                             "address": .string(route.addresses.map(\.description).joined(separator: ","))]
+        if !path.isEmpty { subject["path"] = .string(String(path.prefix(512))) }
+        if let service { subject["service"] = .string(service.definition.name) }
+        return subject
+    }
+
+    // MARK: Forwarding
+
+    private static let hopByHop: Set<String> = ["connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
+                                                "te", "trailer", "upgrade", "expect"]
+
+    private static func filtered(_ headers: HTTPHeaders) -> HTTPHeaders {
+        let listed = Set(headers["connection"].flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() } })
+        var result = HTTPHeaders()
+        for (name, value) in headers {
+            let lower = name.lowercased()
+            if hopByHop.contains(lower) || listed.contains(lower) { continue }
+            result.add(name: name, value: value)
+        }
+        return result
+    }
+
+    private func forward(_ context: ChannelHandlerContext, head: HTTPRequestHead, target: RequestTarget, route: Route, tls: Bool) {
+        let generation = self.generation
+        upstreamLink(context, route: route, tls: tls).whenComplete { [self] result in
+            guard self.generation == generation, phase == .deciding, let context = self.context else {
+                if case .success(let link) = result, link !== upstream { link.channel.close(promise: nil) }
+                return
+            }
+            switch result {
+            case .failure(let error):
+                reject(context, .badGateway, decision: "error", rule: "upstream",
+                       reason: "cannot connect to \(route.host.text):\(route.port) (\(route.connectAddress)): \(error)")
+            case .success(let link):
+                upstream = link
+                var headers = Self.filtered(head.headers)
+                headers.replaceOrAdd(name: "Host", value: target.authority)
+                let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.originForm, headers: headers)
+                link.channel.write(HTTPClientRequestPart.head(upstreamHead), promise: nil)
+                for part in queue {
+                    switch part {
+                    case .body(let buffer): link.channel.write(HTTPClientRequestPart.body(.byteBuffer(buffer)), promise: nil)
+                    case .end(let trailers): link.channel.write(HTTPClientRequestPart.end(trailers), promise: nil)
+                    case .head: break
+                    }
+                }
+                link.channel.flush()
+                queue = []
+                phase = .forwarding
+                resumeReads(context)
+            }
+        }
+    }
+
+    private func upstreamLink(_ context: ChannelHandlerContext, route: Route, tls: Bool) -> EventLoopFuture<UpstreamLink>.Isolated {
+        let key = "\(tls ? "https" : "http")://\(route.host.text):\(route.port)@\(route.connectAddress)"
+        if let link = upstream, link.key == key, link.reusable, link.channel.isActive {
+            return context.eventLoop.makeSucceededFuture(()).assumeIsolated().map { link }
+        }
+        upstream?.channel.close(promise: nil)
+        upstream = nil
+        let state = self.state
+        return ClientBootstrap(group: context.eventLoop)
+            .connectTimeout(state.limits.connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connect(to: route.connectAddress)
+            .assumeIsolated()
+            .flatMapThrowing { [self] channel in
+                let sync = channel.pipeline.syncOperations
+                if tls {
+                    let hostname: String? = if case .name(let name) = route.host { name } else { nil }
+                    try sync.addHandler(NIOSSLClientHandler(context: state.upstreamTLS, serverHostname: hostname))
+                }
+                try sync.addHTTPClientHandlers()
+                try sync.addHandler(UpstreamHandler(front: self))
+                return UpstreamLink(key: key, channel: channel)
+            }
+    }
+
+    func upstreamRead(_ part: HTTPClientResponsePart, from channel: Channel) {
+        guard let context, let link = upstream, link.channel === channel, phase == .forwarding else { return }
+        switch part {
+        case .head(let head):
+            responseStarted = true
+            if !head.isKeepAlive { link.reusable = false }
+            var headers = Self.filtered(head.headers)
+            if closeAfterResponse { headers.replaceOrAdd(name: "Connection", value: "close") }
+            let version = requestHead?.version ?? .http1_1
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: head.status, headers: headers))), promise: nil)
+        case .body(let buffer):
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            if !context.channel.isWritable { link.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in } }
+        case .end(let trailers):
+            if !requestEnded { link.reusable = false; closeAfterResponse = true }
+            if !link.reusable {
+                link.channel.close(promise: nil)
+                upstream = nil
+            }
+            finishResponse(context, context.writeAndFlush(wrapOutboundOut(.end(trailers))))
+        }
+    }
+
+    func upstreamReadComplete() { context?.flush() }
+
+    /// The upstream can take more request body: read from the client again.
+    func upstreamWritable() {
+        if let context, phase == .forwarding { resumeReads(context) }
+    }
+
+    private func resumeReads(_ context: ChannelHandlerContext) {
+        guard readsPaused else { return }
+        readsPaused = false
+        context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+    }
+
+    func upstreamClosed(_ channel: Channel, error: Error?) {
+        guard let link = upstream, link.channel === channel else { return }
+        upstream = nil
+        guard let context, phase == .forwarding || phase == .deciding else { return }
+        if responseStarted {
+            context.close(promise: nil)
+        } else {
+            let reason = error.map { "the upstream \(link.key) failed: \($0)" } ?? "the upstream \(link.key) closed the connection before responding"
+            reject(context, .badGateway, decision: "error", rule: "upstream", reason: reason)
+        }
+    }
+
+    private func finishResponse(_ context: ChannelHandlerContext, _ written: EventLoopFuture<Void>) {
+        if closeAfterResponse {
+            phase = .closed
+            written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        } else {
+            phase = .idle
+            armHeadTimer(context)
+        }
+    }
+
+    /// Answers the current request with an error or deny response (JSON body naming the rule and reason).
+    private func reject(_ context: ChannelHandlerContext, _ status: ProxyFailure.HTTPResponseStatusCode, decision: String, rule: String, reason: String) {
+        guard !responseStarted, phase != .closed else { context.close(promise: nil); return }
+        responseStarted = true
+        pendingDecision = nil
+        queue = []
+        if !requestEnded { closeAfterResponse = true }
+        phase = .rejecting
+        resumeReads(context)
+        let body = Self.jsonBody(decision: decision, status: status.rawValue, rule: rule, reason: reason)
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: String(body.utf8.count))
+        headers.add(name: "X-StepGuard-Decision", value: decision)
+        if closeAfterResponse { headers.add(name: "Connection", value: "close") }
+        let version = requestHead?.version ?? .http1_1
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status.rawValue), headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        finishResponse(context, context.writeAndFlush(wrapOutboundOut(.end(nil))))
+    }
+
+    static func jsonBody(decision: String, status: Int, rule: String, reason: String) -> String {
+        let object: [String: Any] = [
+            "stepguard": decision == "deny" ? "blocked by policy — do not retry" : "request failed in the stepguard proxy",
+            "decision": decision, "status": status, "rule": rule, "reason": reason,
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+
+    // MARK: CONNECT
+
+    private func connect(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
+        guard let split = Self.splitAuthority(head.uri, defaultPort: nil), let host = HostName.normalise(split.0) else {
+            return reject(context, .badRequest, decision: "error", rule: "built-in: request target",
+                          reason: "CONNECT needs host:port, not '\(head.uri.prefix(200))'")
+        }
+        phase = .tunnel
+        let generation = self.generation
+        // Start on the next loop tick: the pipeline is rebuilt below, which must not happen while the
+        // HTTP decoder is still delivering this CONNECT request.
+        context.eventLoop.assumeIsolated().execute { [self] in
+            guard self.generation == generation, phase == .tunnel, let context = self.context else { return }
+            connectRoute(context, host: host, port: split.1, generation: generation)
+        }
+    }
+
+    private func connectRoute(_ context: ChannelHandlerContext, host: HostName.Normalised, port: UInt16, generation: Int) {
+        state.route(host: host, port: port, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+            guard self.generation == generation, phase == .tunnel, let context = self.context else { return }
+            phase = .deciding
+            switch result {
+            case .failure(let error):
+                reject(context, .badGateway, decision: "error", rule: "upstream", reason: (error as? ProxyFailure)?.reason ?? "\(error)")
+            case .success(let route):
+                let verdict = state.decideConnection(route)
+                let service = state.service(for: route.host)
+                var details = subject(route: route, method: "CONNECT", path: "")
+                if let service { details["service"] = .string(service.definition.name) }
+                let blocked = state.record(.egress, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason, subject: details)
+                if blocked { return reject(context, .forbidden, decision: "deny", rule: verdict.rule, reason: verdict.reason) }
+                phase = .tunnel
+                if let service {
+                    intercept(context, route: route, service: service)
+                } else {
+                    tunnel(context, route: route)
+                }
+            }
+        }
+    }
+
+    private func removeHTTPHandlers(_ context: ChannelHandlerContext) throws {
+        let sync = context.pipeline.syncOperations
+        _ = sync.removeHandler(try sync.handler(type: HTTPResponseEncoder.self))
+        if let pipelining = try? sync.handler(type: HTTPServerPipelineHandler.self) { _ = sync.removeHandler(pipelining) }
+        if let errors = try? sync.handler(type: HTTPServerProtocolErrorHandler.self) { _ = sync.removeHandler(errors) }
+        if let validator = try? sync.handler(type: NIOHTTPResponseHeadersValidator.self) { _ = sync.removeHandler(validator) }
+    }
+
+    private func removeDecoderAndSelf(_ context: ChannelHandlerContext) throws {
+        let sync = context.pipeline.syncOperations
+        _ = sync.removeHandler(try sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self))
+        _ = sync.removeHandler(context: context)
+    }
+
+    private static let established = "HTTP/1.1 200 Connection Established\r\n\r\n"
+
+    private func tunnel(_ context: ChannelHandlerContext, route: Route) {
+        let state = self.state
+        ClientBootstrap(group: context.eventLoop)
+            .connectTimeout(state.limits.connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .connect(to: route.connectAddress)
+            .assumeIsolated()
+            .whenComplete { [self] result in
+                guard phase == .tunnel, self.context != nil, context.channel.isActive else {
+                    if case .success(let peer) = result { peer.close(promise: nil) }
+                    return
+                }
+                switch result {
+                case .failure(let error):
+                    phase = .deciding
+                    reject(context, .badGateway, decision: "error", rule: "upstream",
+                           reason: "cannot connect to \(route.host.text):\(route.port) (\(route.connectAddress)): \(error)")
+                case .success(let peer):
+                    do {
+                        let (local, remote) = GlueHandler.matchedPair()
+                        try removeHTTPHandlers(context)
+                        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: Self.established)), promise: nil)
+                        let idle = state.limits.tunnelIdleTimeout
+                        try peer.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: idle), remote])
+                        _ = context.channel.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+                        var handlers: [ChannelHandler] = [IdleStateHandler(allTimeout: idle)]
+                        if !state.services.isEmpty {
+                            handlers.append(TunnelSNIInspector(state: state, route: route))
+                        }
+                        handlers.append(local)
+                        try context.pipeline.syncOperations.addHandlers(handlers)
+                        try removeDecoderAndSelf(context)
+                    } catch {
+                        peer.close(promise: nil)
+                        context.close(promise: nil)
+                    }
+                }
+            }
+    }
+
+    private func intercept(_ context: ChannelHandlerContext, route: Route, service: BoundService) {
+        guard case .name(let name) = route.host else {
+            return reject(context, .forbidden, decision: "deny", rule: "services: \(service.definition.name)", reason: "services are intercepted by name, not by address")
+        }
+        do {
+            let tls = try state.leafContext(for: name)
+            try removeHTTPHandlers(context)
+            context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: Self.established)), promise: nil)
+            let sync = context.pipeline.syncOperations
+            try sync.addHandler(NIOSSLServerHandler(context: tls))
+            try sync.configureHTTPServerPipeline(position: .last, withPipeliningAssistance: true, withServerUpgrade: nil, withErrorHandling: true,
+                                                 withOutboundHeaderValidation: true, withEncoderConfiguration: .init(),
+                                                 withDecoderLimitConfiguration: state.decoderLimits)
+            try sync.addHandler(FrontHandler(state: state, mode: .intercept(route: route, service: service)))
+            try removeDecoderAndSelf(context)
+        } catch {
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: Targets
+
+    /// Splits `host:port` / `[v6]:port`; the port is required unless `defaultPort` is given.
+    static func splitAuthority(_ authority: String, defaultPort: UInt16?) -> (String, UInt16)? {
+        var host = authority
+        var portText: Substring?
+        if authority.hasPrefix("[") {
+            guard let close = authority.firstIndex(of: "]") else { return nil }
+            host = String(authority[...close])
+            let rest = authority[authority.index(after: close)...]
+            if !rest.isEmpty {
+                guard rest.hasPrefix(":") else { return nil }
+                portText = rest.dropFirst()
+            }
+        } else if let colon = authority.lastIndex(of: ":") {
+            guard authority.firstIndex(of: ":") == colon else { return nil }
+            host = String(authority[..<colon])
+            portText = authority[authority.index(after: colon)...]
+        }
+        guard !host.isEmpty else { return nil }
+        if let portText {
+            guard !portText.isEmpty, portText.allSatisfy(\.isNumber), let port = UInt16(portText), port > 0 else { return nil }
+            return (host, port)
+        }
+        guard let defaultPort else { return nil }
+        return (host, defaultPort)
+    }
+
+    static func absoluteTarget(_ uri: String) throws(ProxyFailure) -> RequestTarget {
+        let lower = uri.lowercased()
+        if lower.hasPrefix("https://") {
+            throw ProxyFailure(status: .badRequest, reason: "send https:// requests through CONNECT, not as absolute-form requests")
+        }
+        guard lower.hasPrefix("http://") else {
+            throw ProxyFailure(status: .badRequest, reason: "this is stepguard's forward proxy: send CONNECT host:port or an absolute-form http:// request, not '\(uri.prefix(100))'")
+        }
+        let rest = uri.dropFirst(7)
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
+        let authority = String(rest[..<authorityEnd])
+        guard !authority.contains("@") else {
+            throw ProxyFailure(status: .badRequest, reason: "user information in the request URL is not accepted")
+        }
+        var origin = String(rest[authorityEnd...].prefix { $0 != "#" })
+        if origin.isEmpty { origin = "/" } else if origin.hasPrefix("?") { origin = "/" + origin }
+        guard let split = splitAuthority(authority, defaultPort: 80), let host = HostName.normalise(split.0) else {
+            throw ProxyFailure(status: .badRequest, reason: "'\(authority.prefix(100))' is not a valid host[:port]")
+        }
+        return RequestTarget(host: host, port: split.1, originForm: origin, authority: authority)
+    }
+
+    private func interceptedTarget(_ head: HTTPRequestHead, route: Route) throws(ProxyFailure) -> RequestTarget {
+        var origin = head.uri
+        var hostHeaders = head.headers["host"]
+        if head.uri.lowercased().hasPrefix("https://") {
+            let rest = head.uri.dropFirst(8)
+            let end = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
+            hostHeaders.append(String(rest[..<end]))
+            origin = String(rest[end...])
+            if origin.isEmpty { origin = "/" }
+        }
+        guard origin.hasPrefix("/") else {
+            throw ProxyFailure(status: .badRequest, reason: "request target '\(head.uri.prefix(100))' is not origin-form")
+        }
+        guard !hostHeaders.isEmpty else {
+            throw ProxyFailure(status: .forbidden, reason: "the request has no Host header; it must name \(route.host.text)")
+        }
+        for value in hostHeaders {
+            guard let split = Self.splitAuthority(value, defaultPort: route.port), HostName.normalise(split.0) == route.host, split.1 == route.port else {
+                throw ProxyFailure(status: .forbidden, reason: "Host '\(value.prefix(100))' differs from the CONNECT target \(route.host.text):\(route.port)")
+            }
+        }
+        let authority = route.port == 443 ? route.host.text : "\(route.host.text):\(route.port)"
+        return RequestTarget(host: route.host, port: route.port, originForm: String(origin.prefix { $0 != "#" }), authority: authority)
+    }
+}
+
+extension ProxyState {
+    var decoderLimits: NIOHTTPDecoderLimitConfiguration {
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderListSize = self.limits.maxHeaderBytes + 1024
+        limits.maxHeaderFieldSize = self.limits.maxHeaderBytes
+        limits.maxHeaderFieldCount = self.limits.maxHeaderCount + 1
+        return limits
+    }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import StepGuardPolicy
+
+/// Normalises a host name as the proxy sees it: IP literals in any spelling become the address they
+/// are; names are lower-cased, lose a trailing dot, and Unicode labels become IDNA A-labels (`xn--…`).
+public enum HostName {
+    /// A normalised request target host.
+    public enum Normalised: Sendable, Equatable {
+        case name(String)
+        case address(IPAddress)
+
+        /// The text used for rule matching and audit.
+        public var text: String {
+            switch self {
+            case .name(let name): name
+            case .address(let address): address.description
+            }
+        }
+    }
+
+    /// Normalises `raw` (as written in a CONNECT line, URL or Host header, brackets allowed).
+    /// Returns nil for text no resolver would accept as a host.
+    public static func normalise(_ raw: String) -> Normalised? {
+        guard !raw.isEmpty, raw.count <= 255 + 2 else { return nil }
+        if let address = IPAddress(anySpelling: raw) { return .address(address) }
+        if raw.hasPrefix("[") { return nil }
+        var name = raw.precomposedStringWithCanonicalMapping.lowercased()
+        if name.hasSuffix(".") { name.removeLast() }
+        // Full-width and ideographic dots are label separators in IDNA.
+        name = name.replacingOccurrences(of: "\u{3002}", with: ".").replacingOccurrences(of: "\u{FF0E}", with: ".").replacingOccurrences(of: "\u{FF61}", with: ".")
+        var labels: [String] = []
+        for label in name.split(separator: ".", omittingEmptySubsequences: false) {
+            guard !label.isEmpty, label.count <= 63 else { return nil }
+            if label.allSatisfy(\.isASCII) {
+                guard label.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else { return nil }
+                labels.append(String(label))
+            } else {
+                guard let encoded = Punycode.encode(String(label)), encoded.count + 4 <= 63 else { return nil }
+                labels.append("xn--" + encoded)
+            }
+        }
+        let result = labels.joined(separator: ".")
+        // A name whose labels are all numbers is an address spelling inet_aton would not take: refuse it.
+        if labels.last?.allSatisfy(\.isNumber) == true { return nil }
+        return .name(result)
+    }
+}
+
+/// RFC 3492 Punycode encoder (the ASCII-compatible encoding of IDNA labels).
+enum Punycode {
+    static func encode(_ input: String) -> String? {
+        let base = 36, tMin = 1, tMax = 26, skew = 38, damp = 700, initialBias = 72, initialN = 128
+        let scalars = input.unicodeScalars.map { Int($0.value) }
+        var output = scalars.filter { $0 < 0x80 }.map { Character(Unicode.Scalar(UInt8($0))) }
+        let basicCount = output.count
+        var handled = basicCount
+        if basicCount > 0 { output.append("-") }
+        func digit(_ d: Int) -> Character { Character(Unicode.Scalar(UInt8(d < 26 ? d + 97 : d + 22))) }
+        func adapt(_ delta: Int, _ numPoints: Int, _ first: Bool) -> Int {
+            var delta = first ? delta / damp : delta / 2
+            delta += delta / numPoints
+            var k = 0
+            while delta > ((base - tMin) * tMax) / 2 { delta /= base - tMin; k += base }
+            return k + (base - tMin + 1) * delta / (delta + skew)
+        }
+        var n = initialN, delta = 0, bias = initialBias
+        while handled < scalars.count {
+            guard let m = scalars.filter({ $0 >= n }).min() else { return nil }
+            let (product, overflow) = (m - n).multipliedReportingOverflow(by: handled + 1)
+            guard !overflow else { return nil }
+            delta += product
+            n = m
+            for c in scalars {
+                if c < n { delta += 1 }
+                if c == n {
+                    var q = delta, k = base
+                    while true {
+                        let t = k <= bias ? tMin : (k >= bias + tMax ? tMax : k - bias)
+                        if q < t { break }
+                        output.append(digit(t + (q - t) % (base - t)))
+                        q = (q - t) / (base - t)
+                        k += base
+                    }
+                    output.append(digit(q))
+                    bias = adapt(delta, handled + 1, handled == basicCount)
+                    delta = 0
+                    handled += 1
+                }
+            }
+            delta += 1
+            n += 1
+        }
+        return String(output)
+    }
+}

@@ -1,0 +1,205 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+import StepGuardAudit
+import StepGuardPolicy
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Limits and timeouts of the proxy (the defaults suit CI steps; tests shorten them).
+public struct ProxyLimits: Sendable {
+    /// Most bytes of request header fields (names and values) in one request.
+    public var maxHeaderBytes = 32 * 1024
+    /// Most header fields in one request.
+    public var maxHeaderCount = 100
+    /// How long a connection may wait for (the rest of) the next request head.
+    public var requestHeadTimeout: TimeAmount = .seconds(30)
+    /// How long an open tunnel may stay without traffic either way.
+    public var tunnelIdleTimeout: TimeAmount = .minutes(10)
+    /// How long to wait for an upstream TCP connection.
+    public var connectTimeout: TimeAmount = .seconds(15)
+    /// Most bytes of a request body read before deciding (services that carry credentials in bodies).
+    public var maxInspectedBody = 1024 * 1024
+
+    public init() {}
+}
+
+/// Where a request goes: the normalised host, the addresses it resolved to (all checked), and the
+/// address the proxy connects to (one of the checked ones).
+struct Route: Sendable {
+    let host: HostName.Normalised
+    let port: UInt16
+    let addresses: [IPAddress]
+    let connectAddress: SocketAddress
+}
+
+/// Everything the proxy's handlers share; one per session.
+final class ProxyState: Sendable {
+    let egress: EgressPolicy
+    let resolveOverrides: [HostPort: HostPort]
+    let services: [BoundService]
+    let identity: JobIdentity?
+    let inspector: CredentialInspector
+    let trail: AuditTrail
+    let auditOnly: Bool
+    let onViolation: ViolationAction
+    let stopStep: @Sendable () -> Void
+    let authority: CertificateAuthority
+    let upstreamTLS: NIOSSLContext
+    let stepStarted: Date
+    let limits: ProxyLimits
+    let resolverPool: NIOThreadPool
+    let openConnections = Atomic<Int>(0)
+    let leafContexts = Mutex<[String: NIOSSLContext]>([:])
+
+    init(egress: EgressPolicy, resolveOverrides: [HostPort: HostPort], services: [BoundService], identity: JobIdentity?,
+         inspector: CredentialInspector, trail: AuditTrail, auditOnly: Bool, onViolation: ViolationAction,
+         stopStep: @escaping @Sendable () -> Void, authority: CertificateAuthority, upstreamTLS: NIOSSLContext,
+         stepStarted: Date, limits: ProxyLimits, resolverPool: NIOThreadPool) {
+        self.egress = egress
+        self.resolveOverrides = resolveOverrides
+        self.services = services
+        self.identity = identity
+        self.inspector = inspector
+        self.trail = trail
+        self.auditOnly = auditOnly
+        self.onViolation = onViolation
+        self.stopStep = stopStep
+        self.authority = authority
+        self.upstreamTLS = upstreamTLS
+        self.stepStarted = stepStarted
+        self.limits = limits
+        self.resolverPool = resolverPool
+    }
+
+    /// The policy-named service whose hosts include `host`, if any.
+    func service(for host: HostName.Normalised) -> BoundService? {
+        guard case .name(let name) = host else { return nil }
+        return services.first { $0.matches(host: name) }
+    }
+
+    // MARK: Resolution
+
+    /// Resolves `host` (or applies `network.resolve`), off the event loop.
+    func route(host: HostName.Normalised, port: UInt16, on eventLoop: EventLoop) -> EventLoopFuture<Route> {
+        if let override = resolveOverrides[HostPort(host: host.text, port: port)], let address = IPAddress(override.host) {
+            return eventLoop.makeCompletedFuture { try Route(host: host, port: port, addresses: [address], connectAddress: Self.socketAddress(address, port: override.port)) }
+        }
+        if case .address(let address) = host {
+            return eventLoop.makeCompletedFuture { try Route(host: host, port: port, addresses: [address], connectAddress: Self.socketAddress(address, port: port)) }
+        }
+        return resolverPool.runIfActive(eventLoop: eventLoop) {
+            let addresses = try Self.resolve(host.text)
+            return try Route(host: host, port: port, addresses: addresses, connectAddress: Self.socketAddress(addresses[0], port: port))
+        }
+    }
+
+    static func socketAddress(_ address: IPAddress, port: UInt16) throws -> SocketAddress {
+        try SocketAddress(ipAddress: address.unmapped.description, port: Int(port))
+    }
+
+    /// getaddrinfo, every address (IPv4-mapped IPv6 unwrapped), in the resolver's order.
+    static func resolve(_ name: String) throws -> [IPAddress] {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(name, nil, &hints, &result)
+        guard status == 0, let first = result else {
+            throw ProxyFailure(status: .badGateway, reason: "cannot resolve \(name): \(String(cString: gai_strerror(status)))")
+        }
+        defer { freeaddrinfo(first) }
+        var addresses: [IPAddress] = []
+        var node: UnsafeMutablePointer<addrinfo>? = first
+        while let current = node {
+            if let sockaddr = current.pointee.ai_addr {
+                if current.pointee.ai_family == AF_INET {
+                    let value = sockaddr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt32(bigEndian: $0.pointee.sin_addr.s_addr) }
+                    addresses.append(.v4(value))
+                } else if current.pointee.ai_family == AF_INET6 {
+                    let bytes = sockaddr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in
+                        withUnsafeBytes(of: pointer.pointee.sin6_addr) { Array($0) }
+                    }
+                    addresses.append(IPAddress.v6(bytes).unmapped)
+                }
+            }
+            node = current.pointee.ai_next
+        }
+        var unique: [IPAddress] = []
+        for address in addresses where !unique.contains(address) { unique.append(address) }
+        guard !unique.isEmpty else { throw ProxyFailure(status: .badGateway, reason: "\(name) resolved to no address") }
+        return unique
+    }
+
+    // MARK: Decisions
+
+    /// The egress decision for a connection; a host named in `services:` is allowed unless a deny
+    /// rule (or the metadata rule) names it.
+    func decideConnection(_ route: Route) -> ConnectionVerdict {
+        let verdict = egress.decide(host: route.host.text, port: route.port, addresses: route.addresses)
+        if !verdict.allowed, verdict.rule == "egress.default: deny", let service = service(for: route.host) {
+            return ConnectionVerdict(allowed: true, rule: "services: \(service.definition.name)",
+                                     reason: "\(route.host.text):\(route.port) is the service \(service.definition.name) named in services:; its requests are inspected")
+        }
+        return ConnectionVerdict(allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason)
+    }
+
+    /// Records a decision and applies `on_violation`. Returns true when the action must be blocked.
+    func record(_ type: AuditEventType, allowed: Bool, rule: String, reason: String, subject: [String: AuditValue]) -> Bool {
+        trail.record(AuditEvent(type: type, decision: allowed ? .allow : .deny, reason: reason, rule: rule, subject: subject))
+        guard !allowed, !auditOnly else { return false }
+        if onViolation == .kill { stopStep() }
+        return true
+    }
+
+    // MARK: Certificates
+
+    /// The TLS server context for intercepting `host`: a leaf certificate from the per-run CA,
+    /// issued once per host; ALPN http/1.1 only; a ClientHello whose SNI names another host fails.
+    func leafContext(for host: String) throws -> NIOSSLContext {
+        if let cached = leafContexts.withLock({ $0[host] }) { return cached }
+        let issued = try authority.issueServerCertificate(for: host)
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: [.certificate(try NIOSSLCertificate(bytes: try issued.certificateDER, format: .der))],
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(issued.privateKeyPEM.utf8), format: .pem)))
+        configuration.applicationProtocols = ["http/1.1"]
+        configuration.minimumTLSVersion = .tlsv12
+        let trail = self.trail
+        configuration.sslContextCallback = { values, promise in
+            if let sni = values.serverHostname, HostName.normalise(sni)?.text != host {
+                trail.record(AuditEvent(type: .service, decision: .deny,
+                                        reason: "TLS SNI '\(sni.prefix(100))' differs from the CONNECT target \(host)",
+                                        rule: "built-in: SNI must equal the CONNECT host", subject: ["host": .string(host), "sni": .string(String(sni.prefix(100)))]))
+                promise.fail(ProxyFailure(status: .forbidden, reason: "SNI mismatch"))
+            } else {
+                promise.succeed(.noChanges)
+            }
+        }
+        let context = try NIOSSLContext(configuration: configuration)
+        leafContexts.withLock { $0[host] = context }
+        return context
+    }
+}
+
+/// The decision on a connection (CONNECT or an absolute-form request's host).
+struct ConnectionVerdict: Sendable {
+    let allowed: Bool
+    let rule: String
+    let reason: String
+}
+
+/// An error that becomes an HTTP error response.
+struct ProxyFailure: Error, Sendable, CustomStringConvertible {
+    let status: HTTPResponseStatusCode
+    let reason: String
+    var description: String { reason }
+
+    enum HTTPResponseStatusCode: Int, Sendable {
+        case badRequest = 400, forbidden = 403, requestTimeout = 408, payloadTooLarge = 413
+        case headersTooLarge = 431, badGateway = 502, gatewayTimeout = 504
+    }
+}

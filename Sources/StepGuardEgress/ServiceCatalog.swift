@@ -1,0 +1,140 @@
+import Foundation
+import StepGuardPolicy
+import Yams
+
+/// Where a service carries the credential on the wire.
+public struct CredentialLocation: Sendable, Equatable {
+    public enum Place: String, Sendable { case header, query, form, json }
+    public let place: Place
+    /// Header name, query/form parameter, or dotted JSON path (`credentials.oidcIdentityToken`).
+    public let name: String
+
+    public init(place: Place, name: String) {
+        self.place = place
+        self.name = name
+    }
+}
+
+/// A request shape the catalog calls sensitive (signing, minting, reading secrets).
+public struct SensitiveOperation: Sendable, Equatable {
+    public let methods: [String]
+    public let paths: [Glob]
+
+    func matches(method: String, path: String) -> Bool {
+        (methods.isEmpty || methods.contains(method)) && (paths.isEmpty || paths.contains { $0.matches(path) })
+    }
+}
+
+/// One catalog entry (`rules/services/NAME.yaml`): a signing or secret service that stepguard
+/// intercepts when a policy names it in `services:`.
+public struct ServiceDefinition: Sendable, Equatable {
+    public let name: String
+    public let description: String
+    public let hosts: [HostPattern]
+    /// True when the host is site-specific and must come from the policy (`services[].hosts`).
+    public let hostsFromPolicy: Bool
+    public let sensitive: [SensitiveOperation]
+    public let credentials: [CredentialLocation]
+    /// The query parameter that names the audience of a token request (token endpoints).
+    public let audienceParameter: String?
+
+    /// Whether a request is one of the catalog's sensitive operations.
+    public func isSensitive(method: String, path: String) -> Bool {
+        sensitive.contains { $0.matches(method: method, path: path) }
+    }
+
+    /// Whether the body must be read before deciding (the credential may be in it).
+    var credentialInBody: Bool { credentials.contains { $0.place == .form || $0.place == .json } }
+}
+
+/// The catalog of signing and secret services (`rules/services/*.yaml`).
+public struct ServiceCatalog: Sendable {
+    public let services: [String: ServiceDefinition]
+
+    public init(services: [ServiceDefinition]) {
+        self.services = Dictionary(services.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// The catalog compiled into stepguard (the same text as `rules/services/*.yaml`; a test keeps them equal).
+    public static let builtIn: ServiceCatalog = {
+        do {
+            return ServiceCatalog(services: try builtInServiceYAML.sorted { $0.key < $1.key }.map { try parse(yaml: $0.value, file: "rules/services/\($0.key).yaml") })
+        } catch {
+            preconditionFailure("the built-in service catalog is invalid: \(error)")
+        }
+    }()
+
+    /// Loads every `*.yaml` in `directory`.
+    public static func load(directory: String) throws(EgressError) -> ServiceCatalog {
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".yaml") }.sorted()
+        var definitions: [ServiceDefinition] = []
+        for file in files {
+            let path = (directory as NSString).appendingPathComponent(file)
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw .invalidCatalog(file: path, problem: "cannot be read")
+            }
+            definitions.append(try parse(yaml: text, file: path))
+        }
+        return ServiceCatalog(services: definitions)
+    }
+
+    /// Parses one catalog file.
+    public static func parse(yaml: String, file: String) throws(EgressError) -> ServiceDefinition {
+        let root: Any?
+        do { root = try Yams.load(yaml: yaml) } catch { throw .invalidCatalog(file: file, problem: "\(error)") }
+        guard let map = root as? [String: Any] else { throw .invalidCatalog(file: file, problem: "the top level must be a mapping") }
+        let known: Set<String> = ["name", "description", "hosts", "hosts_from_policy", "sensitive", "credentials", "audience_parameter"]
+        if let unknown = map.keys.first(where: { !known.contains($0) }) {
+            throw .invalidCatalog(file: file, problem: "unknown key '\(unknown)'")
+        }
+        guard let name = map["name"] as? String, !name.isEmpty else { throw .invalidCatalog(file: file, problem: "'name' is missing") }
+        var hosts: [HostPattern] = []
+        for host in map["hosts"] as? [String] ?? [] {
+            do { hosts.append(try HostPattern(host)) } catch { throw .invalidCatalog(file: file, problem: "host: \(error)") }
+        }
+        let fromPolicy = map["hosts_from_policy"] as? Bool ?? false
+        if hosts.isEmpty && !fromPolicy { throw .invalidCatalog(file: file, problem: "'hosts' is empty and hosts_from_policy is not true") }
+        var sensitive: [SensitiveOperation] = []
+        for entry in map["sensitive"] as? [[String: Any]] ?? [] {
+            var paths: [Glob] = []
+            for path in entry["paths"] as? [String] ?? [] {
+                do { paths.append(try Glob(path)) } catch { throw .invalidCatalog(file: file, problem: "path: \(error)") }
+            }
+            sensitive.append(SensitiveOperation(methods: (entry["methods"] as? [String] ?? []).map { $0.uppercased() }, paths: paths))
+        }
+        var credentials: [CredentialLocation] = []
+        for entry in map["credentials"] as? [[String: Any]] ?? [] {
+            guard let placeText = entry["in"] as? String, let place = CredentialLocation.Place(rawValue: placeText),
+                  let credentialName = entry["name"] as? String else {
+                throw .invalidCatalog(file: file, problem: "each credentials entry needs 'in' (header|query|form|json) and 'name'")
+            }
+            credentials.append(CredentialLocation(place: place, name: credentialName))
+        }
+        return ServiceDefinition(name: name, description: map["description"] as? String ?? name, hosts: hosts,
+                                 hostsFromPolicy: fromPolicy, sensitive: sensitive, credentials: credentials,
+                                 audienceParameter: map["audience_parameter"] as? String)
+    }
+
+    /// Binds a policy's `services:` to catalog entries; unknown names are an error at the rule's location.
+    public func bind(_ rules: [ServiceRule]) throws(EgressError) -> [BoundService] {
+        var bound: [BoundService] = []
+        for rule in rules {
+            guard let definition = services[rule.service] else {
+                throw .unknownService(rule.service, at: rule.location, known: services.keys.sorted())
+            }
+            let hosts = definition.hosts + rule.hosts
+            if hosts.isEmpty { throw .serviceNeedsHosts(rule.service, at: rule.location) }
+            bound.append(BoundService(definition: definition, rule: rule, hosts: hosts))
+        }
+        return bound
+    }
+}
+
+/// A catalog service as a policy names it: the definition, the policy's rule, and the hosts to intercept.
+public struct BoundService: Sendable {
+    public let definition: ServiceDefinition
+    public let rule: ServiceRule
+    public let hosts: [HostPattern]
+
+    func matches(host: String) -> Bool { hosts.contains { $0.matches(host) } }
+}

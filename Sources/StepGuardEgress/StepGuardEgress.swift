@@ -1,2 +1,0 @@
-/// Egress proxy.
-public enum StepGuardEgress {}

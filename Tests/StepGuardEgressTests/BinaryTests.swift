@@ -1,0 +1,132 @@
+import Foundation
+import StepGuardTestSupport
+import Testing
+
+/// End-to-end: the built `stepguard run` with its proxy, real clients inside the step, local servers.
+@Suite(.serialized) struct RunEgressTests {
+    static let echo: LocalHTTPServer.Handler = { request in ServerResponse(status: 200, body: "hello \(request.uri)") }
+
+    func run(_ policy: String, _ script: String, directory: TemporaryDirectory, timeout: TimeInterval = 60) throws -> (ProgramResult, [[String: Any]]) {
+        let file = try directory.write("policy.yaml", policy)
+        let log = directory.path("audit.jsonl")
+        try? FileManager.default.removeItem(atPath: log)
+        let result = try StepGuardBinary.run(["run", "--policy", file, "--audit-log", log, "--", "/bin/sh", "-c", script], timeout: timeout)
+        let events = FileManager.default.fileExists(atPath: log) ? try Egress.jsonEvents(log) : []
+        return (result, events)
+    }
+
+    @Test func allowedHostPassesAndDeniedHostKillsTheStep() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let server = try LocalHTTPServer.start(handler: Self.echo)
+        defer { server.shutdown() }
+        let policy = "version: 1\non_violation: kill\negress:\n  default: deny\n  allow: [\"127.0.0.1:\(server.port)\"]\n"
+        let (allowed, _) = try run(policy, "curl -sS http://127.0.0.1:\(server.port)/ok", directory: directory)
+        #expect(allowed.status == 0, "\(allowed.stderr)")
+        #expect(allowed.stdout == "hello /ok")
+
+        let started = Date()
+        let (killed, events) = try run(policy, "curl -s http://127.0.0.3:\(server.port)/x; sleep 30; echo never", directory: directory)
+        #expect(killed.status == 77)
+        #expect(Date().timeIntervalSince(started) < 20)
+        #expect(!killed.stdout.contains("never"))
+        #expect(killed.stderr.contains("BLOCKED — egress"))
+        let deny = try #require(events.first { $0["decision"] as? String == "deny" })
+        #expect(deny["type"] as? String == "egress" && deny["host"] as? String == "127.0.0.3" && deny["rule"] as? String == "egress.default: deny")
+    }
+
+    @Test func failLetsTheStepFinishThenExits77() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let policy = "version: 1\non_violation: fail\negress:\n  default: allow\n  deny: [127.0.0.3]\n"
+        let (result, _) = try run(policy, "curl -s -o /dev/null -w '%{http_code}\\n' http://127.0.0.3:9/; echo continued", directory: directory)
+        #expect(result.status == 77)
+        #expect(result.stdout == "403\ncontinued\n")
+    }
+
+    @Test func everyIPSpellingIsDeniedForPythonClients() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let server = try LocalHTTPServer.start(host: "127.0.0.3", handler: Self.echo)
+        defer { server.shutdown() }
+        let policy = "version: 1\non_violation: fail\negress:\n  default: allow\n  deny: [127.0.0.3]\n"
+        let script = """
+        python3 - <<'PY'
+        import urllib.request, urllib.error
+        for host in ["2130706435", "0x7f000003", "0177.0.0.3", "[::ffff:127.0.0.3]"]:
+            try:
+                urllib.request.urlopen("http://%s:\(server.port)/" % host, timeout=10)
+                print(host, "reached")
+            except urllib.error.HTTPError as error:
+                print(host, error.code, error.headers.get("X-StepGuard-Decision"))
+        PY
+        """
+        let (result, events) = try run(policy, script, directory: directory)
+        #expect(result.stdout == "2130706435 403 deny\n0x7f000003 403 deny\n0177.0.0.3 403 deny\n[::ffff:127.0.0.3] 403 deny\n", "\(result.stderr)")
+        #expect(result.status == 77)
+        #expect(server.requests.isEmpty)
+        #expect(events.filter { $0["decision"] as? String == "deny" }.allSatisfy { $0["host"] as? String == "127.0.0.3" })
+    }
+
+    @Test func interceptedServiceThroughTheBinary() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let ca = try TestCertificateAuthority(directory: directory, name: "upstream CA")
+        let server = try LocalHTTPServer.start(tls: ca, tlsNames: ["fulcio.sigstore.dev"]) { _ in .json(#"{"signed":true}"#) }
+        defer { server.shutdown() }
+        let policy = """
+        version: 1
+        on_violation: fail
+        egress: { default: deny }
+        services:
+          - service: sigstore-fulcio
+            allow: { methods: [POST], credential: short-lived, window: 3s }
+        network:
+          resolve: { "fulcio.sigstore.dev:443": "127.0.0.1:\(server.port)" }
+          upstream_ca: \(ca.certificateFile)
+        """
+        let jwt = TestIssuer().token(subject: "repo:acme/app:ref:refs/tags/v1")
+        let post = "curl -s -o /dev/null -w '%{http_code}\\n' -X POST --data '{}' https://fulcio.sigstore.dev/api/v2/signingCert -H"
+        let script = """
+        \(post) 'Authorization: Bearer \(jwt)'
+        \(post) 'Authorization: Bearer ghp_0123456789abcdefghijklmnopqrstuvwxyzAB'
+        sleep 4
+        \(post) 'Authorization: Bearer \(jwt)'
+        """
+        let (result, events) = try run(policy, script, directory: directory)
+        #expect(result.stdout == "200\n403\n403\n", "\(result.stderr)")
+        #expect(result.status == 77)
+        let services = events.filter { $0["type"] as? String == "service" }
+        #expect(services.map { $0["decision"] as? String } == ["allow", "deny", "deny"])
+        #expect((services[2]["reason"] as? String)?.contains("window") == true)
+        #expect(!(try String(contentsOfFile: directory.path("audit.jsonl"), encoding: .utf8)).contains("ghp_0123456789abcdefghij"))
+    }
+
+    @Test func unknownServiceRunsNothingAndExits78() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let marker = directory.path("ran")
+        let (result, _) = try run("version: 1\nservices:\n  - service: sigstore-fulcoi\n", "touch \(marker)", directory: directory)
+        #expect(result.status == 78)
+        #expect(result.stderr.contains("policy.yaml:3:14: error: unknown service 'sigstore-fulcoi'"))
+        #expect(!FileManager.default.fileExists(atPath: marker))
+    }
+
+    @Test func stepEnvironmentHasProxyAndTrustBundle() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let (result, _) = try run("version: 1\n", "env | grep -iE '^(https?|all|no)_proxy=|CA_BUNDLE|SSL_CERT_FILE|NODE_EXTRA|GIT_SSL' | sort; stat -c %a \"$(dirname \"$SSL_CERT_FILE\")\"; echo \"$SSL_CERT_FILE\" > \(directory.path("bundle"))", directory: directory)
+        #expect(result.status == 0)
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
+            #expect(lines.contains { $0.hasPrefix("\(name)=http://127.0.0.1:") }, "\(name)")
+        }
+        #expect(lines.contains("NO_PROXY=") && lines.contains("no_proxy="))
+        for name in ["SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "AWS_CA_BUNDLE", "GIT_SSL_CAINFO"] {
+            #expect(lines.contains { $0.hasPrefix("\(name)=/") && $0.hasSuffix("/ca-bundle.pem") }, "\(name)")
+        }
+        #expect(lines.last == "700")
+        let bundle = try directory.read("bundle").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(!FileManager.default.fileExists(atPath: bundle), "the bundle directory is removed at exit")
+    }
+}

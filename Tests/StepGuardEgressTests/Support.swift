@@ -1,0 +1,134 @@
+import Crypto
+import Foundation
+import StepGuardAudit
+import StepGuardEgress
+import StepGuardPolicy
+import StepGuardTestSupport
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Helpers shared by the egress tests: policies, sessions, raw sockets, clients, test JWTs.
+enum Egress {
+    static func policy(_ yaml: String, in directory: TemporaryDirectory? = nil) throws -> Policy {
+        try PolicyLoader.load(yaml: yaml, source: "test-policy.yaml", baseDirectory: directory?.path("."))
+    }
+
+    static func trail(log: String? = nil, auditOnly: Bool = false) throws -> AuditTrail {
+        try AuditTrail(context: .init(policy: "test", step: nil, auditOnly: auditOnly, command: "test"), logPath: log,
+                       printer: { _ in }, annotationPrinter: { _ in })
+    }
+
+    /// Counts calls of `stopStep`.
+    final class StopCounter: Sendable {
+        let count = Atomic<Int>(0)
+        var value: Int { count.load(ordering: .relaxed) }
+        var closure: @Sendable () -> Void { { self.count.add(1, ordering: .relaxed) } }
+    }
+
+    static func session(_ policy: Policy, trail: AuditTrail, verifier: WorkloadTokenVerifier? = nil, identity: JobIdentity? = nil,
+                        limits: ProxyLimits = ProxyLimits(), stop: StopCounter = StopCounter()) async throws -> EgressSession {
+        try await EgressSession.start(policy: policy, identity: identity, trail: trail, verifier: verifier, limits: limits, stopStep: stop.closure)
+    }
+
+    /// Runs curl through the session's proxy; returns (status line code, body, stderr).
+    static func curl(_ session: EgressSession, _ arguments: [String], timeout: TimeInterval = 20) throws -> ProgramResult {
+        var environment = TestEnvironment.base
+        environment.merge(session.environment) { $1 }
+        return try ProgramRun.start("/usr/bin/curl", ["-s", "-S", "--suppress-connect-headers", "--max-time", "15"] + arguments, environment: environment).wait(timeout: timeout)
+    }
+
+    /// Sends `request` to 127.0.0.1:`port` over a plain socket and reads until the peer closes or `timeout`.
+    static func raw(port: Int, _ request: String, timeout: TimeInterval = 5) -> String {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return "" }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return "" }
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        _ = Array(request.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { break }
+            received += buffer[0..<n]
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+
+    static func statusCode(_ response: String) -> Int? {
+        guard response.hasPrefix("HTTP/1.") else { return nil }
+        return Int(response.split(separator: " ").dropFirst().first ?? "")
+    }
+
+    static func jsonEvents(_ path: String) throws -> [[String: Any]] {
+        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
+    }
+}
+
+/// A test OIDC issuer: an ES256 key that signs JWTs, and a verifier that checks them against the job's identity.
+struct TestIssuer: Sendable {
+    let key = P256.Signing.PrivateKey()
+    let issuer = "https://issuer.stepguard.test"
+
+    func token(subject: String, claims: [String: Any] = [:], lifetime: TimeInterval = 600, issuedAt: Date = Date(), key: P256.Signing.PrivateKey? = nil) -> String {
+        var payload: [String: Any] = ["iss": issuer, "sub": subject, "aud": "stepguard",
+                                      "iat": Int(issuedAt.timeIntervalSince1970), "exp": Int(issuedAt.timeIntervalSince1970 + lifetime)]
+        payload.merge(claims) { $1 }
+        let header = Self.b64(try! JSONSerialization.data(withJSONObject: ["alg": "ES256", "typ": "JWT"], options: [.sortedKeys]))
+        let body = Self.b64(try! JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys]))
+        let signature = try! (key ?? self.key).signature(for: Data("\(header).\(body)".utf8))
+        return "\(header).\(body).\(Self.b64(signature.rawRepresentation))"
+    }
+
+    static func b64(_ data: Data) -> String {
+        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
+    func identity(subject: String, claims: [String: ClaimValue] = [:]) -> JobIdentity {
+        JobIdentity(issuer: issuer, subject: subject, claims: claims, expiresAt: Date().addingTimeInterval(600))
+    }
+
+    /// Verifies the ES256 signature, issuer, expiry, `sub` and the pinned claims.
+    struct Verifier: WorkloadTokenVerifier {
+        let publicKey: P256.Signing.PublicKey
+        let identity: JobIdentity
+        let pinned: [String]
+
+        func check(token: String, now: Date) -> WorkloadTokenCheck {
+            let parts = token.split(separator: ".")
+            guard parts.count == 3, let signatureData = Self.decode(parts[2]),
+                  let signature = try? P256.Signing.ECDSASignature(rawRepresentation: signatureData),
+                  publicKey.isValidSignature(signature, for: Data("\(parts[0]).\(parts[1])".utf8)) else { return .unverified("bad signature") }
+            guard let payload = Self.decode(parts[1]).flatMap({ try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }) else { return .unverified("bad payload") }
+            guard payload["iss"] as? String == identity.issuer else { return .unverified("other issuer") }
+            guard let exp = payload["exp"] as? Double, exp > now.timeIntervalSince1970 else { return .unverified("expired") }
+            guard payload["sub"] as? String == identity.subject else { return .otherIdentity("sub '\(payload["sub"] ?? "")' is not '\(identity.subject)'") }
+            for claim in pinned {
+                if case .string(let value)? = identity.claims[claim], payload[claim] as? String != value { return .otherIdentity("claim \(claim) differs") }
+            }
+            return .sameIdentity
+        }
+
+        static func decode(_ text: Substring) -> Data? {
+            var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+            while base64.count % 4 != 0 { base64 += "=" }
+            return Data(base64Encoded: base64)
+        }
+    }
+
+    func verifier(for identity: JobIdentity, pinned: [String] = []) -> Verifier {
+        Verifier(publicKey: key.publicKey, identity: identity, pinned: pinned)
+    }
+}

@@ -1,0 +1,197 @@
+import Foundation
+import StepGuardEgress
+import StepGuardPolicy
+import StepGuardTestSupport
+import Testing
+
+@Suite struct HostNameTests {
+    @Test(arguments: ["2130706435", "0x7f000003", "0177.0.0.3", "[::ffff:127.0.0.3]", "127.0.0.3", "127.0.3", "0x7f.0.0.3", "::ffff:7f00:3"])
+    func everyAddressSpellingIsTheAddress(spelling: String) {
+        #expect(HostName.normalise(spelling) == .address(IPAddress("127.0.0.3")!))
+    }
+
+    @Test func namesAreLowerCasedWithoutTrailingDot() {
+        #expect(HostName.normalise("GitHub.COM.") == .name("github.com"))
+    }
+
+    @Test func unicodeNamesBecomeALabels() {
+        #expect(HostName.normalise("Bücher.example") == .name("xn--bcher-kva.example"))
+        #expect(HostName.normalise("münchen.de") == .name("xn--mnchen-3ya.de"))
+        #expect(HostName.normalise("例え.テスト") == .name("xn--r8jz45g.xn--zckzah"))
+    }
+
+    @Test(arguments: ["", "a..b", "exa mple.com", "evil.com/x", "1.2.3.4.5", "[zz::1]"])
+    func malformedHostsAreRefused(host: String) {
+        #expect(HostName.normalise(host) == nil)
+    }
+}
+
+/// The metadata-endpoint rule is checked in the decision engine, never on the wire.
+@Suite struct MetadataDecisionTests {
+    @Test(arguments: ["169.254.169.254", "2852039166", "0xa9fea9fe", "0251.0376.0251.0376", "[::ffff:169.254.169.254]", "fd00:ec2::254", "metadata.google.internal", "METADATA.google.internal."])
+    func metadataEndpointsAreDeniedInEverySpelling(spelling: String) throws {
+        var egress = EgressPolicy()
+        egress.defaultAction = .allow
+        let host = try #require(HostName.normalise(spelling))
+        let addresses: [IPAddress] = if case .address(let address) = host { [address] } else { [] }
+        let verdict = egress.decide(host: host.text, port: 80, addresses: addresses)
+        #expect(!verdict.allowed)
+        #expect(verdict.rule == "built-in: cloud metadata endpoint")
+    }
+
+    @Test func aNameResolvingToMetadataIsDenied() {
+        var egress = EgressPolicy()
+        egress.defaultAction = .allow
+        #expect(!egress.decide(host: "innocent.example", port: 80, addresses: [IPAddress("169.254.169.254")!]).allowed)
+    }
+}
+
+@Suite struct CredentialClassificationTests {
+    let inspector = BuiltInCredentialInspector(verifier: nil, identity: nil)
+
+    func classify(_ headers: [(String, String)], target: String = "/", body: String? = nil, locations: [CredentialLocation] = []) -> CredentialFinding {
+        inspector.inspect(InspectedRequest(method: "POST", target: target, headers: headers.map { (name: $0.0, value: $0.1) },
+                                           body: body.map { Array($0.utf8) }, locations: locations), now: Date())
+    }
+
+    @Test(arguments: ["ghp_0123456789abcdefghijklmnopqrstuvwxyz", "github_pat_11ABCDEFG0123456789_abc", "npm_abcdefghijklmnopqrstuvwxyz0123456789",
+                      "pypi-AgEIcHlwaS5vcmcCJGFiY2RlZg", "dckr_pat_abcdefghijklmnop", "some-opaque-static-token"])
+    func longLivedTokensAreLongLived(token: String) {
+        let finding = classify([("Authorization", "Bearer \(token)")])
+        #expect(finding.credentialClass == .longLived)
+        #expect(!finding.redacted.contains(token))
+        #expect(!finding.detail.contains(token))
+    }
+
+    @Test func awsSigV4KeysAreClassifiedByKind() {
+        let akia = classify([("Authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=abc")])
+        #expect(akia.credentialClass == .longLived && akia.kind == "AWS SigV4 (AKIA)")
+        let asia = classify([("Authorization", "AWS4-HMAC-SHA256 Credential=ASIAIOSFODNN7EXAMPLE/20260101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=abc"),
+                             ("X-Amz-Security-Token", "FwoGZXIvYXdzE")])
+        #expect(asia.credentialClass == .shortLived)
+        let asiaWithoutSession = classify([("Authorization", "AWS4-HMAC-SHA256 Credential=ASIAIOSFODNN7EXAMPLE/x, Signature=abc")])
+        #expect(asiaWithoutSession.credentialClass == .invalid)
+        let presigned = classify([], target: "/?X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20260101%2Fus-east-1", locations: [CredentialLocation(place: .query, name: "X-Amz-Credential")])
+        #expect(presigned.credentialClass == .longLived)
+    }
+
+    @Test func basicAuthIsStatic() {
+        let finding = classify([("Authorization", "Basic " + Data("ci:hunter2".utf8).base64EncodedString())])
+        #expect(finding.credentialClass == .longLived && finding.kind == "basic auth")
+    }
+
+    @Test func jwtsAreJudgedByLifetimeAndIdentity() throws {
+        let issuer = TestIssuer()
+        let job = issuer.identity(subject: "repo:acme/app:ref:refs/heads/main")
+        let withVerifier = BuiltInCredentialInspector(verifier: issuer.verifier(for: job), identity: job)
+        func classOf(_ token: String, _ inspector: BuiltInCredentialInspector) -> CredentialClass {
+            inspector.inspect(InspectedRequest(method: "GET", target: "/", headers: [(name: "Authorization", value: "Bearer \(token)")]), now: Date()).credentialClass
+        }
+        #expect(classOf(issuer.token(subject: job.subject), withVerifier) == .workload)
+        #expect(classOf(issuer.token(subject: job.subject), inspector) == .shortLived)
+        #expect(classOf(issuer.token(subject: "repo:evil/fork:ref:refs/heads/main"), withVerifier) == .shortLived)
+        #expect(classOf(issuer.token(subject: job.subject, lifetime: 30 * 24 * 3600), withVerifier) == .longLived)
+        #expect(classOf(issuer.token(subject: job.subject, issuedAt: Date().addingTimeInterval(-7200)), withVerifier) == .invalid)
+        #expect(classOf(issuer.token(subject: job.subject, key: .init()), withVerifier) == .invalid)
+        var expiredJob = job
+        expiredJob.expiresAt = Date().addingTimeInterval(-1)
+        let afterExpiry = BuiltInCredentialInspector(verifier: issuer.verifier(for: expiredJob), identity: expiredJob)
+        #expect(classOf(issuer.token(subject: job.subject), afterExpiry) == .shortLived)
+    }
+
+    @Test func credentialsInBodiesAreFound() {
+        let token = "ghp_0123456789abcdefghijklmnopqrstuvwxyz"
+        let json = classify([], body: #"{"role":"ci","jwt":"\#(token)"}"#, locations: [CredentialLocation(place: .json, name: "jwt")])
+        #expect(json.credentialClass == .longLived && json.location == "json jwt")
+        let form = classify([], body: "Action=AssumeRoleWithWebIdentity&WebIdentityToken=\(token)", locations: [CredentialLocation(place: .form, name: "WebIdentityToken")])
+        #expect(form.credentialClass == .longLived)
+        #expect(classify([]).credentialClass == CredentialClass.none)
+    }
+
+    @Test func longLivedNeverSatisfiesWorkloadOrShortLived() {
+        #expect(!CredentialClass.longLived.satisfies(.workload))
+        #expect(!CredentialClass.longLived.satisfies(.shortLived))
+        #expect(CredentialClass.longLived.satisfies(.any))
+        #expect(CredentialClass.workload.satisfies(.shortLived))
+        #expect(!CredentialClass.none.satisfies(.any))
+        #expect(CredentialClass.none.satisfies(.none))
+    }
+}
+
+@Suite struct ServiceCatalogTests {
+    static let required = ["sigstore-fulcio", "sigstore-rekor", "sigstore-tsa", "aws-sts", "aws-kms", "aws-secretsmanager", "aws-ssm",
+                           "gcp-sts", "gcp-iamcredentials", "gcp-kms", "gcp-secretmanager", "azure-keyvault", "hashicorp-vault",
+                           "npm-publish", "pypi-upload", "github-actions-secrets", "github-oidc-token", "container-registry-push"]
+
+    @Test func builtInCatalogMatchesTheFilesAndHasEveryService() throws {
+        let directory = StepGuardBinary.packageRoot.appendingPathComponent("rules/services").path
+        let files = try ServiceCatalog.load(directory: directory)
+        #expect(Set(files.services.keys) == Set(ServiceCatalog.builtIn.services.keys))
+        for (name, definition) in files.services { #expect(ServiceCatalog.builtIn.services[name] == definition, "\(name): regenerate with bench/egress/gen-catalog.sh") }
+        for name in Self.required { #expect(files.services[name] != nil, "missing \(name)") }
+    }
+
+    @Test func unknownServiceIsAnErrorAtItsLocation() throws {
+        let policy = try Egress.policy("version: 1\nservices:\n  - service: sigstore-fulcoi\n    allow: { credential: workload }\n")
+        #expect(throws: EgressError.self) { try ServiceCatalog.builtIn.bind(policy.services) }
+        do {
+            _ = try ServiceCatalog.builtIn.bind(policy.services)
+        } catch {
+            #expect(error.description.hasPrefix("test-policy.yaml:3:14: error: unknown service 'sigstore-fulcoi'"))
+            #expect(error.description.contains("Did you mean 'sigstore-fulcio'?"))
+            #expect(error.exitCode == 78)
+        }
+    }
+
+    @Test func vaultNeedsHostsFromThePolicy() throws {
+        let policy = try Egress.policy("version: 1\nservices:\n  - service: hashicorp-vault\n")
+        #expect(throws: EgressError.self) { try ServiceCatalog.builtIn.bind(policy.services) }
+        let given = try Egress.policy("version: 1\nservices:\n  - service: hashicorp-vault\n    hosts: [vault.example.test]\n")
+        #expect(try ServiceCatalog.builtIn.bind(given.services).first?.hosts.map(\.pattern) == ["vault.example.test"])
+    }
+}
+
+@Suite struct ServiceDecisionTests {
+    func bound(_ yaml: String) throws -> BoundService {
+        try ServiceCatalog.builtIn.bind(try Egress.policy("version: 1\nservices:\n" + yaml).services)[0]
+    }
+
+    func request(_ method: String, _ path: String, _ cls: CredentialClass, query: [(String, String)] = []) -> ServiceRequest {
+        ServiceRequest(method: method, path: path, query: query,
+                       credential: CredentialFinding(credentialClass: cls, kind: "test", location: "header Authorization", redacted: "test…#0", detail: "test"))
+    }
+
+    @Test func conditionsAreAllChecked() throws {
+        let service = try bound("""
+          - service: sigstore-fulcio
+            allow: { methods: [POST], paths: ["/api/v2/*"], claims: { ref: "refs/tags/v*" }, credential: workload, window: 5m }
+        """)
+        let tag = JobIdentity(issuer: "i", subject: "s", claims: ["ref": .string("refs/tags/v1.2.0")])
+        let branch = JobIdentity(issuer: "i", subject: "s", claims: ["ref": .string("refs/heads/main")])
+        let now = Date()
+        #expect(service.decide(request("POST", "/api/v2/signingCert", .workload), identity: tag, stepStarted: now, now: now).allowed)
+        #expect(service.decide(request("POST", "/api/v2/signingCert", .workload), identity: tag, stepStarted: now, now: now).sensitive)
+        #expect(!service.decide(request("GET", "/api/v2/signingCert", .workload), identity: tag, stepStarted: now, now: now).allowed)
+        #expect(!service.decide(request("POST", "/api/v1/signingCert", .workload), identity: tag, stepStarted: now, now: now).allowed)
+        #expect(!service.decide(request("POST", "/api/v2/signingCert", .workload), identity: branch, stepStarted: now, now: now).allowed)
+        #expect(!service.decide(request("POST", "/api/v2/signingCert", .shortLived), identity: tag, stepStarted: now, now: now).allowed)
+        let late = service.decide(request("POST", "/api/v2/signingCert", .workload), identity: tag, stepStarted: now.addingTimeInterval(-301), now: now)
+        #expect(!late.allowed && late.reason.contains("just-in-time window"))
+    }
+
+    @Test func audienceOfTokenRequestsIsRestricted() throws {
+        let service = try bound("""
+          - service: github-oidc-token
+            allow: { audience: [sigstore], credential: short-lived }
+        """)
+        let now = Date()
+        #expect(service.decide(request("GET", "/token", .shortLived, query: [("audience", "sigstore")]), identity: nil, stepStarted: now, now: now).allowed)
+        #expect(!service.decide(request("GET", "/token", .shortLived, query: [("audience", "sts.amazonaws.com")]), identity: nil, stepStarted: now, now: now).allowed)
+        #expect(!service.decide(request("GET", "/token", .shortLived), identity: nil, stepStarted: now, now: now).allowed)
+    }
+
+    @Test func aServiceWithoutAllowDeniesEverything() throws {
+        let service = try bound("  - service: aws-kms\n")
+        #expect(!service.decide(request("POST", "/", .workload), identity: nil, stepStarted: Date(), now: Date()).allowed)
+    }
+}
