@@ -95,6 +95,10 @@ scenario "Control: outside stepguard, a direct connection to a loopback server s
   curl -sS -o /dev/null --noproxy '*' http://127.0.0.1:18777/
 scenario "Isolated: the same direct connection from a guarded step cannot get out (curl exit 7)" 7 \
   "$stepguard" run --policy "$policy" --step build -- curl -sS -o /dev/null --noproxy '*' -m 5 http://127.0.0.1:18777/
+scenario "Allowed: through stepguard's proxy, the step reaches a host egress.allow names" 0 \
+  "$stepguard" run --policy "$policy" --step build -v -- curl -sS -o /dev/null -w 'HTTP %{http_code}\n' http://127.0.0.1:18777/
+scenario "Blocked: a host egress.allow does not name (127.0.0.3) — 403 from the proxy, the step is stopped" 77 \
+  "$stepguard" run --policy "$policy" --step build -- sh -c 'curl -sS -w "HTTP %{http_code}\n" -o /dev/null http://127.0.0.3:18777/; sleep 30; echo "this never prints"'
 
 printf '\n%s── Pre-commit: a staged secret is refused, a clean commit goes through%s\n' "$bold" "$reset"
 if "$root/fixtures/secrets/demo_staged.sh" "$stepguard"; then

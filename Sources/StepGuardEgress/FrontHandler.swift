@@ -106,6 +106,9 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     private var generation = 0
     private var readsPaused = false
+    /// The last response part written to the client: closing must wait for it, or data still
+    /// queued behind back-pressure would be dropped.
+    private var lastResponseWrite: EventLoopFuture<Void>?
 
     init(state: ProxyState, mode: Mode) {
         self.state = state
@@ -413,9 +416,9 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             var headers = Self.filtered(head.headers)
             if closeAfterResponse { headers.replaceOrAdd(name: "Connection", value: "close") }
             let version = requestHead?.version ?? .http1_1
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: head.status, headers: headers))), promise: nil)
+            lastResponseWrite = context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: head.status, headers: headers))))
         case .body(let buffer):
-            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            lastResponseWrite = context.write(wrapOutboundOut(.body(.byteBuffer(buffer))))
             if !context.channel.isWritable { link.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in } }
         case .end(let trailers):
             if !requestEnded { link.reusable = false; closeAfterResponse = true }
@@ -445,7 +448,14 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         upstream = nil
         guard let context, phase == .forwarding || phase == .deciding else { return }
         if responseStarted {
-            context.close(promise: nil)
+            // Let what was already relayed reach the client before closing.
+            phase = .closed
+            context.flush()
+            if let pending = lastResponseWrite {
+                pending.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            } else {
+                context.close(promise: nil)
+            }
         } else {
             let reason = error.map { "the upstream \(link.key) failed: \($0)" } ?? "the upstream \(link.key) closed the connection before responding"
             reject(context, .badGateway, decision: "error", rule: "upstream", reason: reason)
