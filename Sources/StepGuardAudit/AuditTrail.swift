@@ -25,7 +25,10 @@ public final class AuditTrail: Sendable {
     private let verbose: Bool
     private let printer: @Sendable (String) -> Void
     private let annotationPrinter: @Sendable (String) -> Void
-    private let events = Mutex<[AuditEvent]>([])
+    /// Kept in memory for the verdict and the summary: every denial and every event that is not a
+    /// per-request allow. Allowed requests (`egress`, `service`) are only counted, so a step that
+    /// makes millions of requests does not grow stepguard's memory; they are all in the log file.
+    private let events = Mutex<(kept: [AuditEvent], allowedRequests: Int)>(([], 0))
 
     /// - Parameters:
     ///   - logPath: where to append JSON lines (created with mode 0600), or nil.
@@ -50,7 +53,13 @@ public final class AuditTrail: Sendable {
 
     /// Records one decision: appended to the log at once, printed when it is a denial (or verbose).
     public func record(_ event: AuditEvent) {
-        events.withLock { $0.append(event) }
+        events.withLock { events in
+            if event.decision == .allow && (event.type == .egress || event.type == .service) {
+                events.allowedRequests += 1
+            } else {
+                events.kept.append(event)
+            }
+        }
         if let logFile {
             logFile.write(Data((event.jsonLine(context: jsonContext) + "\n").utf8))
         }
@@ -59,8 +68,11 @@ public final class AuditTrail: Sendable {
         }
     }
 
-    /// Every event recorded so far.
-    public var recorded: [AuditEvent] { events.withLock { $0 } }
+    /// The events kept so far: denials and every event that is not an allowed request.
+    public var recorded: [AuditEvent] { events.withLock { $0.kept } }
+
+    /// How many requests (egress and service) were allowed so far.
+    public var allowedRequests: Int { events.withLock { $0.allowedRequests } }
 
     /// The human-readable line for an event.
     public func textLine(_ event: AuditEvent) -> String {
@@ -78,7 +90,7 @@ public final class AuditTrail: Sendable {
         let reporter = GitHubReporter(context: context)
         reporter.annotations(verdict).forEach(annotationPrinter)
         if let summaryPath = environment["GITHUB_STEP_SUMMARY"], !summaryPath.isEmpty {
-            reporter.appendSummary(verdict, events: recorded, to: summaryPath)
+            reporter.appendSummary(verdict, events: recorded, allowedRequests: allowedRequests, to: summaryPath)
         }
     }
 

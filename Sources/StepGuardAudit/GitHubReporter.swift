@@ -14,7 +14,7 @@ struct GitHubReporter {
     }
 
     /// Appends the step's report to the job summary file.
-    func appendSummary(_ verdict: Verdict, events: [AuditEvent], to path: String) {
+    func appendSummary(_ verdict: Verdict, events: [AuditEvent], allowedRequests: Int, to path: String) {
         var lines: [String] = []
         let status = verdict.violations.isEmpty ? "✅ allowed" : (verdict.auditOnly ? "⚠️ would be blocked (audit mode)" : "❌ blocked")
         let step = context.step.map { " `\(markdown($0))`" } ?? ""
@@ -24,7 +24,7 @@ struct GitHubReporter {
             lines.append("> **Audit mode**: decisions were recorded but nothing was enforced.")
             lines.append("")
         }
-        lines.append("Policy `\(markdown(context.policy))` · command `\(markdown(context.command))` · \(markdown(verdict.outcome)) · exit \(verdict.exitCode)")
+        lines.append("Policy `\(markdown(context.policy))` · command `\(markdown(context.command))` · \(markdown(verdict.outcome)) · exit \(verdict.exitCode) · \(allowedRequests) request\(allowedRequests == 1 ? "" : "s") allowed")
         lines.append("")
         let shown = events.filter { $0.decision == .deny || [.identity, .isolation, .exit].contains($0.type) }
         if !shown.isEmpty {

@@ -72,6 +72,15 @@ import Testing
         #expect(reporter.annotations(verdict) == ["::error title=stepguard denied egress::evil.test:443 is not in egress.allow"])
     }
 
+    @Test func allowedRequestsAreCountedNotKept() throws {
+        let trail = try AuditTrail(context: .init(policy: "p", step: nil, auditOnly: false, command: "x"), logPath: nil, printer: { _ in })
+        for _ in 0..<3 { trail.record(AuditEvent(type: .egress, decision: .allow, reason: "allowed")) }
+        trail.record(AuditEvent(type: .service, decision: .deny, reason: "denied"))
+        trail.record(AuditEvent(type: .exit, decision: .allow, reason: "step exited"))
+        #expect(trail.allowedRequests == 3)
+        #expect(trail.recorded.map(\.type) == [.service, .exit])
+    }
+
     @Test func unwritableLogIsAClearError() {
         #expect(throws: AuditError.self) {
             try AuditTrail(context: .init(policy: "p", step: nil, auditOnly: false, command: "x"), logPath: "/nonexistent-dir/a.jsonl")
