@@ -53,7 +53,7 @@ let package = Package(
         .target(
             name: "StepGuardEgress",
             dependencies: [
-                "StepGuardPolicy", "StepGuardIdentity", "StepGuardAudit",
+                "StepGuardPolicy", "StepGuardIdentity", "StepGuardAudit", "StepGuardSecrets",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

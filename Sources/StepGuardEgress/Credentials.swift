@@ -1,5 +1,7 @@
 import Crypto
 import Foundation
+import StepGuardIdentity
+import StepGuardSecrets
 import StepGuardPolicy
 
 /// How much a credential seen in flight can be trusted, from best to worst.
@@ -157,31 +159,26 @@ public func redactCredential(_ secret: String) -> String {
     return "\(secret.prefix(4))…#\(digest)"
 }
 
-/// Recognises bearer JWTs (verified through a ``WorkloadTokenVerifier``), AWS SigV4, GitHub, npm,
-/// PyPI, Docker Hub, GitLab and Vault tokens, and basic auth.
+/// Recognises bearer JWTs (verified through a ``WorkloadTokenVerifier``), AWS SigV4 and basic auth
+/// itself; every other token is classified by the secret scanner's rules (one classifier for
+/// commits, step environments and credentials in flight). A token no rule knows is long-lived:
+/// its lifetime cannot be shown to be short.
 public struct BuiltInCredentialInspector: CredentialInspector {
     public var verifier: WorkloadTokenVerifier?
+    /// The detection rules (the secret scanner's built-in rules unless a test substitutes its own).
+    public var detector: (any CredentialDetector)?
     /// The job's identity; `workload` needs it, and is refused once it has expired.
     public var identity: JobIdentity?
     /// The longest lifetime of a JWT still called short-lived.
     public var maxShortLivedTTL: TimeInterval
 
-    public init(verifier: WorkloadTokenVerifier?, identity: JobIdentity?, maxShortLivedTTL: TimeInterval = 3600) {
+    public init(verifier: WorkloadTokenVerifier?, identity: JobIdentity?, maxShortLivedTTL: TimeInterval = 3600,
+                detector: (any CredentialDetector)? = try? SecretDetector.builtIn()) {
         self.verifier = verifier
+        self.detector = detector
         self.identity = identity
         self.maxShortLivedTTL = maxShortLivedTTL
     }
-
-    static let longLivedPrefixes: [(String, String)] = [
-        ("ghp_", "GitHub personal access token (ghp_)"), ("github_pat_", "GitHub fine-grained token (github_pat_)"),
-        ("gho_", "GitHub OAuth token (gho_)"), ("ghu_", "GitHub user token (ghu_)"), ("ghr_", "GitHub refresh token (ghr_)"),
-        ("npm_", "npm token (npm_)"), ("pypi-", "PyPI token (pypi-)"), ("dckr_pat_", "Docker Hub token (dckr_pat_)"),
-        ("glpat-", "GitLab token (glpat-)"), ("hvs.", "Vault service token (hvs.)"), ("s.", "Vault legacy token (s.)"),
-        ("AKIA", "AWS access key (AKIA)"), ("xox", "Slack token"), ("sk_live_", "Stripe secret key"),
-    ]
-    static let shortLivedPrefixes: [(String, String)] = [
-        ("ghs_", "GitHub installation token (ghs_)"), ("hvb.", "Vault batch token (hvb.)"),
-    ]
 
     public func inspect(_ request: InspectedRequest, now: Date) -> CredentialFinding {
         var findings: [CredentialFinding] = []
@@ -274,11 +271,14 @@ public struct BuiltInCredentialInspector: CredentialInspector {
         if let claims = Self.jwtClaims(token) {
             return classifyJWT(token, claims: claims, location: location, redacted: redacted, now: now)
         }
-        for (prefix, kind) in Self.shortLivedPrefixes where token.hasPrefix(prefix) {
-            return CredentialFinding(credentialClass: .shortLived, kind: kind, location: location, redacted: redacted, detail: "\(kind) expires within hours")
+        let matches = detector?.credentials(in: token) ?? []
+        if let longLived = matches.first(where: { $0.lifetime == .longLived }) {
+            return CredentialFinding(credentialClass: .longLived, kind: longLived.description, location: location, redacted: redacted,
+                                     detail: "\(longLived.description) is a long-lived credential (rule \(longLived.ruleID))")
         }
-        for (prefix, kind) in Self.longLivedPrefixes where token.hasPrefix(prefix) {
-            return CredentialFinding(credentialClass: .longLived, kind: kind, location: location, redacted: redacted, detail: "\(kind) is a long-lived credential")
+        if let shortLived = matches.first {
+            return CredentialFinding(credentialClass: .shortLived, kind: shortLived.description, location: location, redacted: redacted,
+                                     detail: "\(shortLived.description) is short-lived (rule \(shortLived.ruleID))")
         }
         return CredentialFinding(credentialClass: .longLived, kind: "opaque token", location: location, redacted: redacted,
                                  detail: "an opaque token whose lifetime cannot be shown to be short; treated as long-lived")

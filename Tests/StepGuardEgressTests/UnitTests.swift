@@ -63,6 +63,13 @@ import Testing
         #expect(!finding.detail.contains(token))
     }
 
+    @Test func shortLivedTokensKnownToTheSecretRulesAreShortLived() {
+        let installation = "gh" + "s_" + String(repeating: "Ab3d", count: 9)
+        let finding = classify([("Authorization", "Bearer \(installation)")])
+        #expect(finding.credentialClass == .shortLived)
+        #expect(finding.detail.contains("github-installation-token"))
+    }
+
     @Test func awsSigV4KeysAreClassifiedByKind() {
         let akia = classify([("Authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=abc")])
         #expect(akia.credentialClass == .longLived && akia.kind == "AWS SigV4 (AKIA)")
