@@ -66,7 +66,7 @@ public final class EgressSession: Sendable {
     ///     `mode` and `on_violation` are used.
     ///   - identity: the job's verified identity, or nil when the policy asks for none.
     ///   - trail: where every decision is recorded.
-    ///   - catalog: the service catalog (default: the built-in copy of `rules/services`).
+    ///   - catalog: the service catalog (default: the built-in copy of `rules/services`, parsed only when the policy names a service).
     ///   - verifier: verifies JWTs seen in flight against the job's identity (`credential: workload`);
     ///     without one, no credential is ever classified `workload`.
     ///   - inspector: classifies credentials; default ``BuiltInCredentialInspector``.
@@ -76,11 +76,11 @@ public final class EgressSession: Sendable {
     /// - Throws: ``EgressError`` — unknown service names (with their policy location), an unusable
     ///   `network.upstream_ca`, or a proxy that cannot start. The step must not run then.
     public static func start(policy: Policy, identity: JobIdentity?, trail: AuditTrail,
-                             catalog: ServiceCatalog = .builtIn, verifier: WorkloadTokenVerifier? = nil,
+                             catalog: ServiceCatalog? = nil, verifier: WorkloadTokenVerifier? = nil,
                              inspector: CredentialInspector? = nil, limits: ProxyLimits = ProxyLimits(),
                              stepStarted: Date = Date(),
                              stopStep: @escaping @Sendable () -> Void) async throws(EgressError) -> EgressSession {
-        let services = try catalog.bind(policy.services)
+        let services = policy.services.isEmpty ? [] : try (catalog ?? .builtIn).bind(policy.services)
 
         var upstreamConfiguration = TLSConfiguration.makeClientConfiguration()
         upstreamConfiguration.applicationProtocols = ["http/1.1"]
@@ -96,8 +96,10 @@ public final class EgressSession: Sendable {
                 throw .upstreamCA(path: path, reason: "\(error)")
             }
         }
-        let upstreamTLS: NIOSSLContext
-        do { upstreamTLS = try NIOSSLContext(configuration: upstreamConfiguration) } catch {
+        // Only intercepted services are forwarded over TLS by the proxy itself; without any, loading
+        // the system trust store would cost every run milliseconds for nothing.
+        let upstreamTLS: NIOSSLContext?
+        do { upstreamTLS = services.isEmpty ? nil : try NIOSSLContext(configuration: upstreamConfiguration) } catch {
             throw .upstreamCA(path: policy.network.upstreamCA ?? "system trust store", reason: "\(error)")
         }
 

@@ -399,7 +399,8 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                 let sync = channel.pipeline.syncOperations
                 if tls {
                     let hostname: String? = if case .name(let name) = route.host { name } else { nil }
-                    try sync.addHandler(NIOSSLClientHandler(context: state.upstreamTLS, serverHostname: hostname))
+                    guard let upstreamTLS = state.upstreamTLS else { throw ChannelError.inappropriateOperationForState }
+                    try sync.addHandler(NIOSSLClientHandler(context: upstreamTLS, serverHostname: hostname))
                 }
                 try sync.addHTTPClientHandlers()
                 try sync.addHandler(UpstreamHandler(front: self))

@@ -49,7 +49,8 @@ final class ProxyState: Sendable {
     let onViolation: ViolationAction
     let stopStep: @Sendable () -> Void
     let authority: CertificateAuthority
-    let upstreamTLS: NIOSSLContext
+    /// TLS for forwarding intercepted requests; nil when the policy names no service (nothing is intercepted).
+    let upstreamTLS: NIOSSLContext?
     let stepStarted: Date
     let limits: ProxyLimits
     let resolverPool: NIOThreadPool
@@ -58,7 +59,7 @@ final class ProxyState: Sendable {
 
     init(egress: EgressPolicy, resolveOverrides: [HostPort: HostPort], services: [BoundService], identity: JobIdentity?,
          inspector: CredentialInspector, trail: AuditTrail, auditOnly: Bool, onViolation: ViolationAction,
-         stopStep: @escaping @Sendable () -> Void, authority: CertificateAuthority, upstreamTLS: NIOSSLContext,
+         stopStep: @escaping @Sendable () -> Void, authority: CertificateAuthority, upstreamTLS: NIOSSLContext?,
          stepStarted: Date, limits: ProxyLimits, resolverPool: NIOThreadPool) {
         self.egress = egress
         self.resolveOverrides = resolveOverrides
