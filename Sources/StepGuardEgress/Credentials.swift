@@ -153,11 +153,6 @@ public protocol CredentialInspector: Sendable {
     func inspect(_ request: InspectedRequest, now: Date) -> CredentialFinding
 }
 
-/// Redacts a secret to its first four characters and a hash: `ghp_…#3f2a91c0`.
-public func redactCredential(_ secret: String) -> String {
-    let digest = SHA256.hash(data: Data(secret.utf8)).prefix(4).map { String(format: "%02x", $0) }.joined()
-    return "\(secret.prefix(4))…#\(digest)"
-}
 
 /// Recognises bearer JWTs (verified through a ``WorkloadTokenVerifier``), AWS SigV4 and basic auth
 /// itself; every other token is classified by the secret scanner's rules (one classifier for
@@ -230,12 +225,12 @@ public struct BuiltInCredentialInspector: CredentialInspector {
             return classifyToken(rest, location: location, now: now)
         case "basic":
             guard let decoded = Data(base64Encoded: rest).map({ String(decoding: $0, as: UTF8.self) }), let colon = decoded.firstIndex(of: ":") else {
-                return CredentialFinding(credentialClass: .invalid, kind: "basic auth", location: location, redacted: redactCredential(rest), detail: "malformed basic credentials")
+                return CredentialFinding(credentialClass: .invalid, kind: "basic auth", location: location, redacted: redact(rest), detail: "malformed basic credentials")
             }
             let password = String(decoded[decoded.index(after: colon)...])
             var finding = classifyToken(password, location: location, now: now)
             if finding.kind == "opaque token" {
-                finding = CredentialFinding(credentialClass: .longLived, kind: "basic auth", location: location, redacted: redactCredential(rest),
+                finding = CredentialFinding(credentialClass: .longLived, kind: "basic auth", location: location, redacted: redact(rest),
                                             detail: "static user name and password")
             } else {
                 finding.kind = "basic auth with \(finding.kind)"
@@ -253,7 +248,7 @@ public struct BuiltInCredentialInspector: CredentialInspector {
     }
 
     func classifyAWS(accessKey: String, location: String, request: InspectedRequest) -> CredentialFinding {
-        let redacted = redactCredential(accessKey)
+        let redacted = redact(accessKey)
         if accessKey.hasPrefix("ASIA") {
             let hasSession = !request.header("X-Amz-Security-Token").isEmpty || request.queryItems.contains { $0.0 == "X-Amz-Security-Token" }
             return hasSession
@@ -267,7 +262,7 @@ public struct BuiltInCredentialInspector: CredentialInspector {
     }
 
     func classifyToken(_ token: String, location: String, now: Date) -> CredentialFinding {
-        let redacted = redactCredential(token)
+        let redacted = redact(token)
         if let claims = Self.jwtClaims(token) {
             return classifyJWT(token, claims: claims, location: location, redacted: redacted, now: now)
         }
