@@ -21,8 +21,11 @@ let package = Package(
     ],
     targets: [
         // MARK: C libraries (Debian: libgit2-dev, libcurl4-openssl-dev, libvectorscan-dev, libpcre2-dev)
-        .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
-        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // libgit2 and libcurl are opened at run time (dlopen) by small forwarding shims, so that
+        // `stepguard run` does not load them and their dependencies on every start (see CLazyLoad).
+        .target(name: "CLazyLoad"),
+        .target(name: "CGit2", dependencies: ["CLazyLoad"]),
+        .target(name: "CCurl", dependencies: ["CLazyLoad"]),
         .systemLibrary(name: "CVectorscan", pkgConfig: "libhs", providers: [.apt(["libvectorscan-dev"])]),
         .systemLibrary(name: "CPCRE2", pkgConfig: "libpcre2-8", providers: [.apt(["libpcre2-dev"])]),
 
@@ -77,7 +80,8 @@ let package = Package(
                 "StepGuardPolicy", "StepGuardAudit", "StepGuardSandbox", "StepGuardSecrets",
                 "StepGuardIdentity", "StepGuardEgress", "StepGuardPipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic"])]
         ),
 
         // MARK: Test support and tests
@@ -107,7 +111,8 @@ let package = Package(
         ),
         .testTarget(name: "StepGuardEgressTests", dependencies: ["StepGuardEgress", "StepGuardTestSupport"]),
         .testTarget(name: "StepGuardPipelineTests", dependencies: ["StepGuardPipeline"]),
-        .testTarget(name: "SystemLibraryTests", dependencies: ["CCurl", "CGit2", "CVectorscan", "CPCRE2", "StepGuardTestSupport"]),
+        .testTarget(name: "SystemLibraryTests", dependencies: ["CLazyLoad", "CCurl", "CGit2", "CVectorscan", "CPCRE2", "StepGuardTestSupport"]),
+        .testTarget(name: "StepGuardCommandLineTests", dependencies: ["stepguard"]),
         .testTarget(name: "EndToEndTests", dependencies: ["StepGuardTestSupport"]),
     ]
 )

@@ -167,7 +167,7 @@ public struct BuiltInCredentialInspector: CredentialInspector {
     public var maxShortLivedTTL: TimeInterval
 
     public init(verifier: WorkloadTokenVerifier?, identity: JobIdentity?, maxShortLivedTTL: TimeInterval = 3600,
-                detector: (any CredentialDetector)? = try? SecretDetector.builtIn()) {
+                detector: (any CredentialDetector)? = try? SecretDetector.builtIn(prefilter: .keywords)) {
         self.verifier = verifier
         self.detector = detector
         self.identity = identity

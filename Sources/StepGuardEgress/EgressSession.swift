@@ -7,6 +7,86 @@ import StepGuardAudit
 import StepGuardPolicy
 import Synchronization
 
+/// The part of an egress proxy that does not depend on the policy: its threads (event loops and
+/// the pool that resolves host names), the per-run CA, the trust bundle, and the socket it listens on.
+///
+/// Making it takes a few milliseconds, most of it generating the CA and waiting for new threads to
+/// run; `stepguard run` makes it first, so that this overlaps loading the policy and checking the
+/// step's environment. A session takes it over (and releases it when it stops); one that no session
+/// took must be discarded.
+public final class EgressGroundwork: Sendable {
+    let group: MultiThreadedEventLoopGroup
+    let resolverPool: NIOThreadPool
+    let authority: CertificateAuthority
+    let caPEM: String
+    /// A private 0700 directory holding the trust bundle.
+    let bundleDirectory: String
+    /// The system CAs and the per-run CA (PEM).
+    let bundlePath: String
+    /// A socket listening on 127.0.0.1:`port`.
+    let listener: Int32
+    let port: Int
+    private let taken = Atomic<Bool>(false)
+
+    /// Makes the CA, writes the trust bundle, opens the listening socket and starts the threads;
+    /// blocks until the threads run, so call it off the event loops.
+    public init() throws(EgressError) {
+        do {
+            authority = try CertificateAuthority(commonName: "stepguard per-run CA \(UUID().uuidString.prefix(8))")
+            caPEM = try authority.certificatePEM
+        } catch {
+            throw .certificateAuthority("\(error)")
+        }
+        (bundleDirectory, bundlePath) = try EgressSession.writeTrustBundle(caPEM: caPEM)
+        do {
+            (listener, port) = try Self.listen()
+        } catch {
+            try? FileManager.default.removeItem(atPath: bundleDirectory)
+            throw error
+        }
+        resolverPool = NIOThreadPool(numberOfThreads: 2)
+        resolverPool.start()
+        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(System.coreCount, 4)))
+    }
+
+    /// Hands the groundwork to a session; false when it was already taken or discarded.
+    func take() -> Bool { !taken.exchange(true, ordering: .acquiringAndReleasing) }
+
+    /// Releases the threads, the socket and the bundle directory, unless a session took them.
+    public func discard() {
+        guard take() else { return }
+        release(closingListener: true)
+    }
+
+    func release(closingListener: Bool) {
+        if closingListener { close(listener) }
+        group.shutdownGracefully { _ in }
+        resolverPool.shutdownGracefully { _ in }
+        try? FileManager.default.removeItem(atPath: bundleDirectory)
+    }
+
+    /// A TCP socket listening on 127.0.0.1 at an ephemeral port (plain POSIX: no resolver, no event-loop hop).
+    private static func listen() throws(EgressError) -> (Int32, Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .cannotListen("socket: \(String(cString: strerror(errno)))") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = in_addr_t(UInt32(0x7f00_0001).bigEndian)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { generic in
+                bind(fd, generic, length) == 0 && Glibc.listen(fd, 1024) == 0 && getsockname(fd, generic, &length) == 0
+            }
+        }
+        guard bound else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw .cannotListen("127.0.0.1: \(reason)")
+        }
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
+    }
+}
+
 /// The egress proxy of one guarded step: started before the step is spawned, stopped after it.
 ///
 /// ```swift
@@ -34,10 +114,8 @@ public final class EgressSession: Sendable {
     /// The per-run CA certificate (PEM); its key never leaves memory.
     public let certificateAuthorityPEM: String
 
-    private let group: MultiThreadedEventLoopGroup
-    private let resolverPool: NIOThreadPool
+    private let groundwork: EgressGroundwork
     private let serverChannel: Channel
-    private let bundleDirectory: String
     private let state: ProxyState
     private let stopping = Atomic<Bool>(false)
     private let extraChannels = Mutex<[Channel]>([])
@@ -45,17 +123,13 @@ public final class EgressSession: Sendable {
     /// Client connections open right now (tunnels count once).
     public var openConnections: Int { state.openConnections.load(ordering: .relaxed) }
 
-    private init(port: Int, environment: [String: String], trustBundlePath: String, certificateAuthorityPEM: String,
-                 group: MultiThreadedEventLoopGroup, resolverPool: NIOThreadPool, serverChannel: Channel,
-                 bundleDirectory: String, state: ProxyState) {
+    private init(port: Int, environment: [String: String], groundwork: EgressGroundwork, serverChannel: Channel, state: ProxyState) {
         self.port = port
         self.environment = environment
-        self.trustBundlePath = trustBundlePath
-        self.certificateAuthorityPEM = certificateAuthorityPEM
-        self.group = group
-        self.resolverPool = resolverPool
+        self.trustBundlePath = groundwork.bundlePath
+        self.certificateAuthorityPEM = groundwork.caPEM
+        self.groundwork = groundwork
         self.serverChannel = serverChannel
-        self.bundleDirectory = bundleDirectory
         self.state = state
     }
 
@@ -72,14 +146,21 @@ public final class EgressSession: Sendable {
     ///   - inspector: classifies credentials; default ``BuiltInCredentialInspector``.
     ///   - limits: limits and timeouts.
     ///   - stepStarted: the reference time of `window:`.
+    ///   - groundwork: the proxy's threads, CA, bundle and socket, if made ahead (see ``EgressGroundwork``);
+    ///     the session takes it over, also when starting fails.
     ///   - stopStep: stops the step; called on a violation with `on_violation: kill`, and when the proxy fails.
     /// - Throws: ``EgressError`` — unknown service names (with their policy location), an unusable
     ///   `network.upstream_ca`, or a proxy that cannot start. The step must not run then.
     public static func start(policy: Policy, identity: JobIdentity?, trail: AuditTrail,
                              catalog: ServiceCatalog? = nil, verifier: WorkloadTokenVerifier? = nil,
                              inspector: CredentialInspector? = nil, limits: ProxyLimits = ProxyLimits(),
-                             stepStarted: Date = Date(),
+                             stepStarted: Date = Date(), groundwork: EgressGroundwork? = nil,
                              stopStep: @escaping @Sendable () -> Void) async throws(EgressError) -> EgressSession {
+        let groundwork = if let groundwork { groundwork } else { try EgressGroundwork() }
+        guard groundwork.take() else { throw .cannotListen("internal error: the proxy's groundwork was already used or discarded") }
+        var started = false
+        var listenerHandedOver = false  // from then on the server channel closes it, also on failure
+        defer { if !started { groundwork.release(closingListener: !listenerHandedOver) } }
         let services = policy.services.isEmpty ? [] : try (catalog ?? .builtIn).bind(policy.services)
 
         var upstreamConfiguration = TLSConfiguration.makeClientConfiguration()
@@ -103,38 +184,22 @@ public final class EgressSession: Sendable {
             throw .upstreamCA(path: policy.network.upstreamCA ?? "system trust store", reason: "\(error)")
         }
 
-        let authority: CertificateAuthority
-        let caPEM: String
-        do {
-            authority = try CertificateAuthority(commonName: "stepguard per-run CA \(UUID().uuidString.prefix(8))")
-            caPEM = try authority.certificatePEM
-        } catch {
-            throw .certificateAuthority("\(error)")
-        }
-
-        let (directory, bundle) = try writeTrustBundle(caPEM: caPEM)
-
-        let resolverPool = NIOThreadPool(numberOfThreads: 2)
-        resolverPool.start()
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(System.coreCount, 4)))
         let state = ProxyState(
             egress: policy.egress, resolveOverrides: policy.network.resolve, services: services, identity: identity,
             inspector: inspector ?? BuiltInCredentialInspector(verifier: verifier, identity: identity,
                                                                maxShortLivedTTL: policy.identity?.lifetime.maxTTL?.seconds ?? 3600),
             trail: trail, auditOnly: policy.mode == .audit, onViolation: policy.onViolation, stopStep: stopStep,
-            authority: authority, upstreamTLS: upstreamTLS, stepStarted: stepStarted, limits: limits, resolverPool: resolverPool)
+            authority: groundwork.authority, upstreamTLS: upstreamTLS, stepStarted: stepStarted, limits: limits,
+            resolverPool: groundwork.resolverPool)
 
-        let bootstrap = makeBootstrap(group: group, state: state)
         let channel: Channel
         do {
-            channel = try await bootstrap.bind(host: "127.0.0.1", port: 0).get()
+            listenerHandedOver = true
+            channel = try await makeBootstrap(group: groundwork.group, state: state).withBoundSocket(groundwork.listener).get()
         } catch {
-            try? await group.shutdownGracefully()
-            try? await resolverPool.shutdownGracefully()
-            try? FileManager.default.removeItem(atPath: directory)
             throw .cannotListen("\(error)")
         }
-        let port = channel.localAddress?.port ?? 0
+        let port = groundwork.port
         let proxyURL = "http://127.0.0.1:\(port)"
         var environment: [String: String] = [:]
         for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
@@ -144,16 +209,16 @@ public final class EgressSession: Sendable {
         environment["NO_PROXY"] = ""
         environment["no_proxy"] = ""
         for name in ["SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "AWS_CA_BUNDLE", "GIT_SSL_CAINFO"] {
-            environment[name] = bundle
+            environment[name] = groundwork.bundlePath
         }
-        let session = EgressSession(port: port, environment: environment, trustBundlePath: bundle, certificateAuthorityPEM: caPEM,
-                                    group: group, resolverPool: resolverPool, serverChannel: channel, bundleDirectory: directory, state: state)
+        let session = EgressSession(port: port, environment: environment, groundwork: groundwork, serverChannel: channel, state: state)
         channel.closeFuture.whenComplete { [session] _ in
             guard !session.stopping.load(ordering: .relaxed) else { return }
             trail.record(AuditEvent(type: .egress, decision: .deny, reason: "the egress proxy stopped unexpectedly; the step is stopped (fail closed)",
                                     rule: "built-in: fail closed"))
             stopStep()
         }
+        started = true
         return session
     }
 
@@ -180,7 +245,7 @@ public final class EgressSession: Sendable {
     /// now on. Blocks until it is registered; call it off the event loops.
     public func serve(listeningSocket: Int32) throws(EgressError) {
         do {
-            let channel = try Self.makeBootstrap(group: group, state: state).withBoundSocket(listeningSocket).wait()
+            let channel = try Self.makeBootstrap(group: groundwork.group, state: state).withBoundSocket(listeningSocket).wait()
             extraChannels.withLock { $0.append(channel) }
         } catch {
             close(listeningSocket)
@@ -193,9 +258,40 @@ public final class EgressSession: Sendable {
         guard !stopping.exchange(true, ordering: .relaxed) else { return }
         serverChannel.close(promise: nil)
         extraChannels.withLock { $0.forEach { $0.close(promise: nil) } }
-        group.shutdownGracefully { _ in }
-        resolverPool.shutdownGracefully { _ in }
-        try? FileManager.default.removeItem(atPath: bundleDirectory)
+        groundwork.release(closingListener: false)  // the server channel owns the listener now
+    }
+
+    /// Creates `path` (mode 0644; it must not exist) with the first readable system bundle, copied
+    /// by the kernel, followed by the per-run CA. False with errno set on failure.
+    static func writeBundle(_ path: String, caPEM: String) -> Bool {
+        let output = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard output >= 0 else { return false }
+        defer { close(output) }
+        var endsWithNewline = true
+        if let input = systemBundles.lazy.map({ open($0, O_RDONLY | O_CLOEXEC) }).first(where: { $0 >= 0 }) {
+            defer { close(input) }
+            var info = stat()
+            guard fstat(input, &info) == 0 else { return false }
+            var copied = 0
+            while copied < Int(info.st_size) {
+                let count = sendfile(output, input, nil, Int(info.st_size) - copied)
+                if count < 0 && errno == EINTR { continue }
+                guard count >= 0 else { return false }
+                if count == 0 { break }  // the file shrank while being copied
+                copied += count
+            }
+            var last: UInt8 = 0
+            if copied > 0, pread(input, &last, 1, off_t(copied - 1)) == 1 { endsWithNewline = last == UInt8(ascii: "\n") }
+        }
+        let text = Array("\(endsWithNewline ? "" : "\n")# stepguard per-run CA (intercepts the services named in the policy)\n\(caPEM)\n".utf8)
+        var written = 0
+        while written < text.count {
+            let count = text.withUnsafeBytes { write(output, $0.baseAddress! + written, $0.count - written) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { return false }
+            written += count
+        }
+        return fchmod(output, 0o644) == 0
     }
 
     /// Candidate locations of the system CA bundle (Debian/Ubuntu, RHEL/Fedora, Alpine/macOS).
@@ -210,15 +306,11 @@ public final class EgressSession: Sendable {
         }
         let directory = String(cString: made)
         chmod(directory, 0o700)
-        var text = ""
-        if let system = systemBundles.lazy.compactMap({ try? String(contentsOfFile: $0, encoding: .utf8) }).first {
-            text = system.hasSuffix("\n") ? system : system + "\n"
-        }
-        text += "# stepguard per-run CA (intercepts the services named in the policy)\n" + caPEM + "\n"
         let path = directory + "/ca-bundle.pem"
-        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o644]) else {
+        guard writeBundle(path, caPEM: caPEM) else {
+            let reason = String(cString: strerror(errno))
             try? FileManager.default.removeItem(atPath: directory)
-            throw .cannotWriteTrustBundle(path: path, reason: "the file cannot be created")
+            throw .cannotWriteTrustBundle(path: path, reason: reason)
         }
         return (directory, path)
     }

@@ -167,7 +167,15 @@ public final class StepSupervisor: Sendable {
         kill(-group, 0) == 0
     }
 
-    private func hasChildren() -> Bool { !childPids().isEmpty }
+    /// Whether stepguard still has a child (running or not yet reaped), without reaping it.
+    /// Cheaper than listing /proc, which this answers in the common case of a step that left nothing.
+    private func hasChildren() -> Bool {
+        var info = siginfo_t()
+        while waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 {
+            if errno != EINTR { return errno != ECHILD }
+        }
+        return true
+    }
 
     /// Children of every thread of this process, from /proc/self/task/*/children.
     private func childPids() -> [pid_t] {

@@ -11,28 +11,31 @@ public struct SecretDetection: Sendable {
 }
 
 /// The credential classifier shared by `stepguard scan` and `stepguard run`: the detection rules
-/// compiled once into a vectorscan database plus PCRE2 confirmers.
+/// compiled once, a prefilter (vectorscan or keywords) plus PCRE2 confirmers.
 public struct SecretDetector: Sendable {
     let engine: SecretEngine
 
     /// Compiles `ruleSet`.
-    public init(ruleSet: SecretRuleSet) throws {
-        engine = try SecretEngine(ruleSet: ruleSet)
+    public init(ruleSet: SecretRuleSet, prefilter: SecretPrefilter = .vectorscan) throws {
+        engine = try SecretEngine(ruleSet: ruleSet, prefilter: prefilter)
     }
 
-    private static let builtInEngine: Result<SecretEngine, SecretsError> = {
+    private static func makeBuiltIn(_ prefilter: SecretPrefilter) -> Result<SecretEngine, SecretsError> {
         do {
-            return .success(try SecretEngine(ruleSet: try SecretRuleSet.builtIn()))
+            return .success(try SecretEngine(ruleSet: SecretRuleSet.builtIn(), prefilter: prefilter))
         } catch let error as SecretsError {
             return .failure(error)
         } catch {
             return .failure(SecretsError(.engine, "built-in rules failed to load: \(error)"))
         }
-    }()
+    }
+    private static let builtInScanEngine = makeBuiltIn(.vectorscan)
+    private static let builtInValueEngine = makeBuiltIn(.keywords)
 
-    /// The rules embedded in the binary, compiled once per process.
-    public static func builtIn() throws -> SecretDetector {
-        switch builtInEngine {
+    /// The rules embedded in the binary, compiled once per process: with the vectorscan prefilter
+    /// for scanning files, with the keyword prefilter for classifying short values.
+    public static func builtIn(prefilter: SecretPrefilter = .vectorscan) throws -> SecretDetector {
+        switch prefilter == .vectorscan ? builtInScanEngine : builtInValueEngine {
         case .success(let engine): return SecretDetector(engine: engine)
         case .failure(let error): throw error
         }

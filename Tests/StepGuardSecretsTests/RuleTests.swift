@@ -7,9 +7,12 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
 
 @Suite struct RuleTests {
     let detector: SecretDetector
+    /// The same rules with the keyword prefilter (what `run` classifies the environment with).
+    let keywordDetector: SecretDetector
 
     init() throws {
         detector = try SecretDetector.builtIn()
+        keywordDetector = try SecretDetector.builtIn(prefilter: .keywords)
     }
 
     @Test func builtInRulesAreAtLeastEightyWithUniqueIDsAndExamples() throws {
@@ -32,6 +35,28 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
                 #expect(found.contains { $0.ruleIndex == index }, "rule \(rule.id) misses its example \(template)")
             }
         }
+    }
+
+    @Test func everyMatchExampleContainsOneOfItsRulesKeywords() throws {
+        // The keyword prefilter is sound only if every match holds a keyword.
+        for rule in detector.rules {
+            for template in rule.examples?.match ?? [] {
+                let text = ExampleTemplate.expand(template).lowercased()
+                #expect(rule.keywords.contains { text.contains($0) }, "rule \(rule.id): no keyword in its example \(template)")
+            }
+        }
+    }
+
+    @Test func bothPrefiltersFindTheSameOnEveryExample() throws {
+        for rule in detector.rules {
+            for template in (rule.examples?.match ?? []) + (rule.examples?.noMatch ?? []) {
+                let text = ExampleTemplate.expand(template)
+                let byVectorscan = scan(text, with: detector).map { "\($0.ruleIndex):\($0.range)" }
+                let byKeywords = scan(text, with: keywordDetector).map { "\($0.ruleIndex):\($0.range)" }
+                #expect(byVectorscan == byKeywords, "rule \(rule.id): the prefilters disagree on \(template)")
+            }
+        }
+        #expect(keywordDetector.engine.database == nil)
     }
 
     @Test func everyRuleStaysQuietOnItsNoMatchExamples() throws {
@@ -70,12 +95,12 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
         }
     }
 
-    @Test func embeddedJSONMatchesTheYAML() throws {
-        let fromJSON = try SecretRuleSet.builtIn()
+    @Test func embeddedValuesMatchTheYAML() throws {
+        let fromValues = SecretRuleSet.builtIn()
         let fromYAML = try SecretRuleSet.builtInFromYAML()
-        #expect(fromJSON.rules.count == fromYAML.rules.count)
-        #expect(fromJSON.rules == fromYAML.rules, "run python3 rules/secrets/embed.py")
-        #expect(fromJSON.allow == fromYAML.allow)
+        #expect(fromValues.rules.count == fromYAML.rules.count)
+        #expect(fromValues.rules == fromYAML.rules, "run python3 rules/secrets/embed.py")
+        #expect(fromValues.allow == fromYAML.allow)
     }
 
     @Test func githubChecksumIsEnforcedInScansButNotByTheClassifier() throws {
@@ -147,8 +172,9 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
         #expect(throws: SecretsError.self) { _ = try SecretEngine(ruleSet: set) }
     }
 
-    func scan(_ text: String) -> [RawMatch] {
+    func scan(_ text: String, with detector: SecretDetector? = nil) -> [RawMatch] {
         var text = text
-        return text.withUTF8 { detector.engine.matches(in: UnsafeRawBufferPointer($0), path: nil, options: MatchOptions()) }
+        let engine = (detector ?? self.detector).engine
+        return text.withUTF8 { engine.matches(in: UnsafeRawBufferPointer($0), path: nil, options: MatchOptions()) }
     }
 }

@@ -1,5 +1,6 @@
 import CCurl
 import CGit2
+import CLazyLoad
 import CPCRE2
 import CVectorscan
 import Foundation
@@ -11,6 +12,7 @@ import Testing
     @Test func libcurlFetchesFromALocalServer() throws {
         let server = try LocalHTTPServer.start { request in ServerResponse(body: "hello \(request.uri)") }
         defer { server.shutdown() }
+        #expect(sg_curl_load(nil) == 0)
         let curl = try #require(curl_easy_init())
         defer { curl_easy_cleanup(curl) }
         final class Sink { var data = Data() }
@@ -33,15 +35,38 @@ import Testing
         let repository = try GitRepository()
         defer { repository.directory.remove() }
         let commit = try repository.commit("README", "hello\n")
+        #expect(sg_git2_load(nil) == 0)
         git_libgit2_init()
-        defer { git_libgit2_shutdown() }
         var repo: OpaquePointer?
-        #expect(git_repository_open(&repo, repository.path) == 0)
+        #expect(git_repository_open_ext(&repo, repository.path, 0, nil) == 0)
         defer { git_repository_free(repo) }
-        var head = git_oid()
-        #expect(git_reference_name_to_id(&head, repo, "HEAD") == 0)
-        let text = withUnsafePointer(to: &head) { String(cString: git_oid_tostr_s($0)) }
-        #expect(text == commit)
+        var head: OpaquePointer?
+        #expect(git_revparse_single(&head, repo, "HEAD") == 0)
+        defer { git_object_free(head) }
+        var text = [CChar](repeating: 0, count: 41)
+        _ = git_oid_tostr(&text, text.count, git_object_id(head))
+        #expect(String(cString: text) == commit)
+    }
+
+    @Test func aMissingLibraryIsReportedWithTheRemedy() {
+        let names: [UnsafePointer<CChar>?] = []
+        var slots: [UnsafeMutableRawPointer?] = []
+        var error = [CChar](repeating: 0, count: 256)
+        let status = sg_lazy_load("libstepguard-absent.so.9", "libstepguard-absent9", names, &slots, 0, &error, error.count)
+        #expect(status == -1)
+        let message = String(cString: error)
+        #expect(message.hasPrefix("cannot load libstepguard-absent.so.9"))
+        #expect(message.hasSuffix("install it with: apt-get install libstepguard-absent9"))
+    }
+
+    @Test func aMissingSymbolIsReported() {
+        let name = strdup("sg_no_such_function")
+        defer { free(name) }
+        let names: [UnsafePointer<CChar>?] = [UnsafePointer(name)]
+        var slots: [UnsafeMutableRawPointer?] = [nil]
+        var error = [CChar](repeating: 0, count: 256)
+        #expect(sg_lazy_load("libc.so.6", "libc6", names, &slots, 1, &error, error.count) == -1)
+        #expect(String(cString: error) == "libc.so.6 has no symbol sg_no_such_function; install the version stepguard was built with (libc6)")
     }
 
     @Test func vectorscanAndPCRE2Match() throws {

@@ -50,7 +50,7 @@ typedef struct {
     int failed_path;
 } sg_spawn_result;
 
-/// Forks and execs `path` in a new process group, with default signal dispositions, an empty
+/// Starts `path` (clone + exec, sharing memory until the exec) in a new process group, with default signal dispositions, an empty
 /// signal mask, no_new_privs, and SIGKILL as its parent-death signal; optionally isolated.
 sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[], const sg_spawn_options *options);
 

@@ -101,7 +101,7 @@ public struct CredentialClassifier: Sendable {
     /// (1 hour when the policy sets none).
     public init(policy: Policy) throws {
         let maxTTL = policy.identity?.lifetime.maxTTL.map { TimeInterval($0.milliseconds) / 1000 } ?? 3600
-        self.init(detector: try SecretDetector.builtIn(), allowVariables: policy.credentials.allowVars, maxJWTLifetime: maxTTL)
+        self.init(detector: try SecretDetector.builtIn(prefilter: .keywords), allowVariables: policy.credentials.allowVars, maxJWTLifetime: maxTTL)
     }
 
     /// Classifies every variable of `environment` and applies `action` (`credentials.long_lived`).
@@ -134,7 +134,12 @@ public struct CredentialClassifier: Sendable {
     /// A whole value that is a compact JWS with an `exp`: short-lived when it lives no longer than
     /// `maxJWTLifetime`, long-lived otherwise (including no `exp`).
     func classifyJWT(_ value: String) -> CredentialMatch? {
-        let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
+        // ASCII whitespace only: Foundation's trimmingCharacters bridges through NSString, and this
+        // runs on every variable of the step's environment before the step starts.
+        func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || (0x09...0x0D).contains(byte) }
+        guard let first = value.utf8.firstIndex(where: { !isSpace($0) }),
+              let last = value.utf8.lastIndex(where: { !isSpace($0) }) else { return nil }
+        let trimmed = Substring(value.utf8[first...last])
         guard trimmed.hasPrefix("eyJ"), trimmed.utf8.count <= CompactJWS.defaultMaximumSize * 4 else { return nil }
         let parts = trimmed.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3,

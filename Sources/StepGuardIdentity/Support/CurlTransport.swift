@@ -21,8 +21,12 @@ public struct CurlTransport: HTTPTransport {
         self.maximumResponseSize = maximumResponseSize
     }
 
-    private static let globalInit: Void = {
-        curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+    /// Loads libcurl (it is not linked, see CCurl) and initialises it once; nil or why it failed.
+    private static let loadError: String? = {
+        var message: UnsafePointer<CChar>?
+        guard sg_curl_load(&message) == 0 else { return message.map { String(cString: $0) } ?? "cannot load libcurl" }
+        let code = curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+        return code == CURLE_OK ? nil : "libcurl failed to initialise: \(String(cString: curl_easy_strerror(code)))"
     }()
 
     /// Accumulates the response body; referenced from the C write callback through an opaque pointer.
@@ -34,7 +38,10 @@ public struct CurlTransport: HTTPTransport {
     }
 
     public func perform(_ request: HTTPRequest, purpose: IdentityError.Check) throws(IdentityError) -> HTTPResponse {
-        _ = Self.globalInit
+        if let loadError = Self.loadError {
+            throw IdentityError(purpose, "cannot fetch \(request.url): \(loadError)",
+                                remedy: "install libcurl (apt-get install libcurl4) or give the keys as a file")
+        }
         guard request.url.lowercased().hasPrefix("https://") else {
             throw IdentityError(purpose, "refusing to fetch \(request.url): only https:// URLs are allowed",
                                 remedy: "use an https URL (keys and tokens must not travel in clear text)")

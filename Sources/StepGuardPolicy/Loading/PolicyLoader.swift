@@ -26,7 +26,9 @@ public enum PolicyLoader {
     public static func load(yaml: String, source: String, baseDirectory: String? = nil) throws(PolicyError) -> Policy {
         let root: Node
         do {
-            guard let node = try Yams.compose(yaml: yaml) else {
+            // The basic resolver: the reader types every scalar itself (and reports wrong types with their
+            // location), so the default resolver's regular expressions would only cost start-up time.
+            guard let node = try Yams.compose(yaml: yaml, .basic) else {
                 throw PolicyError(file: source, message: "the policy is empty", expected: "a mapping that starts with 'version: 1'")
             }
             root = node

@@ -25,16 +25,27 @@ struct CompiledRule: Sendable {
     let isGeneric: Bool
 }
 
-/// Every rule compiled once: a vectorscan database for the first pass, PCRE2 (JIT) to confirm
-/// and extract the secret group. Immutable and shared across threads.
+/// How a ``SecretEngine`` finds the rules that may match a buffer before PCRE2 confirms them.
+public enum SecretPrefilter: Sendable {
+    /// A vectorscan database of every rule's pattern: fastest on files and repositories, but it is
+    /// compiled (about half a second) or loaded from the on-disk cache (a millisecond) first.
+    case vectorscan
+    /// Each rule's keywords (every match contains one): nothing to build, and fast enough for short
+    /// values — the step's environment, a request's headers. Used before every step.
+    case keywords
+}
+
+/// Every rule compiled once: a prefilter for the first pass (vectorscan or keywords), PCRE2 (JIT)
+/// to confirm and extract the secret group. Immutable and shared across threads.
 final class SecretEngine: Sendable {
     let rules: [CompiledRule]
-    let database: VectorscanDatabase
+    /// Nil with the keyword prefilter.
+    let database: VectorscanDatabase?
     let allowRegexes: [PCRE2Regex]
     let allowPaths: [PCRE2Regex]
     let stopwords: [[UInt8]]
 
-    init(ruleSet: SecretRuleSet) throws {
+    init(ruleSet: SecretRuleSet, prefilter: SecretPrefilter = .vectorscan) throws {
         var seen = Set<String>()
         var compiled: [CompiledRule] = []
         for rule in ruleSet.rules {
@@ -58,7 +69,7 @@ final class SecretEngine: Sendable {
             ))
         }
         rules = compiled
-        database = try VectorscanDatabase(patterns: compiled.map(\.rule.regex))
+        database = prefilter == .vectorscan ? try VectorscanDatabase(patterns: compiled.map(\.rule.regex)) : nil
         allowRegexes = try ruleSet.allow.regexes.map { try PCRE2Regex($0, context: "global allow.regexes") }
         allowPaths = try ruleSet.allow.paths.map { try PCRE2Regex($0, context: "global allow.paths") }
         stopwords = ruleSet.allow.stopwords.map { Array($0.lowercased().utf8) }
@@ -87,17 +98,22 @@ final class SecretEngine: Sendable {
     func matches(in bytes: UnsafeRawBufferPointer, path: String?, options: MatchOptions) -> [RawMatch] {
         guard !bytes.isEmpty else { return [] }
         var hits = [Bool](repeating: false, count: rules.count)
-        if !database.scan(bytes, hits: &hits) {
-            hits = [Bool](repeating: true, count: rules.count)
-        }
-        if !database.unsupported.isEmpty {
-            var lowered: [UInt8]?
-            for index in database.unsupported {
-                let keywords = rules[index].keywords
-                if keywords.isEmpty { hits[index] = true; continue }
-                if lowered == nil { lowered = bytes.map { ($0 >= 65 && $0 <= 90) ? $0 + 32 : $0 } }
-                if keywords.contains(where: { Self.contains(lowered!, $0) }) { hits[index] = true }
+        // Rules the database does not cover (all of them without one) are prefiltered by keyword.
+        let keywordRules: Set<Int>
+        if let database {
+            if !database.scan(bytes, hits: &hits) {
+                hits = [Bool](repeating: true, count: rules.count)
             }
+            keywordRules = database.unsupported
+        } else {
+            keywordRules = Set(rules.indices)
+        }
+        var lowered: [UInt8]?
+        for index in keywordRules {
+            let keywords = rules[index].keywords
+            if keywords.isEmpty { hits[index] = true; continue }
+            if lowered == nil { lowered = bytes.map { ($0 >= 65 && $0 <= 90) ? $0 + 32 : $0 } }
+            if keywords.contains(where: { Self.contains(lowered!, $0) }) { hits[index] = true }
         }
         var out: [RawMatch] = []
         for index in hits.indices where hits[index] {

@@ -110,8 +110,8 @@ final class VectorscanDatabase: @unchecked Sendable {
     }
 
     static func loadCache(_ path: String) -> (OpaquePointer, Set<Int>)? {
-        guard let data = FileManager.default.contents(atPath: path), data.count > 4 else { return nil }
-        let bytes = [UInt8](data)
+        var bytes: [UInt8] = []
+        guard SecretScanner.read(path, maxSize: 1 << 30, into: &bytes) == .ok, bytes.count > 4 else { return nil }
         let n = Int(bytes[0]) | Int(bytes[1]) << 8 | Int(bytes[2]) << 16 | Int(bytes[3]) << 24
         let header = 4 + 4 * n
         guard n >= 0, bytes.count > header else { return nil }

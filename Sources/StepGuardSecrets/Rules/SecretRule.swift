@@ -51,6 +51,12 @@ public struct SecretRuleExamples: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey { case match, noMatch = "no_match" }
 
+    /// Creates examples from lists of texts.
+    public init(match: [String] = [], noMatch: [String] = []) {
+        self.match = match
+        self.noMatch = noMatch
+    }
+
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         match = try c.decodeIfPresent([String].self, forKey: .match) ?? []
@@ -83,6 +89,23 @@ public struct SecretRule: Sendable, Codable, Equatable {
     public var checksum: String?
     /// Examples the test suite checks.
     public var examples: SecretRuleExamples?
+
+    /// Creates a rule; the defaults are those of a rules file that leaves the field out.
+    public init(id: String, description: String, regex: String, secretGroup: Int = 1, keywords: [String] = [],
+                entropy: Double? = nil, allow: SecretAllowList = SecretAllowList(), severity: SecretSeverity = .high,
+                lifetime: CredentialLifetime = .longLived, checksum: String? = nil, examples: SecretRuleExamples? = nil) {
+        self.id = id
+        self.description = description
+        self.regex = regex
+        self.secretGroup = secretGroup
+        self.keywords = keywords
+        self.entropy = entropy
+        self.allow = allow
+        self.severity = severity
+        self.lifetime = lifetime
+        self.checksum = checksum
+        self.examples = examples
+    }
 
     enum CodingKeys: String, CodingKey {
         case id, description, regex, secretGroup = "secret_group", keywords, entropy, allow, severity, lifetime, checksum, examples
@@ -125,15 +148,9 @@ public struct SecretRuleSet: Sendable {
     }
 
     /// The rules embedded in the binary (generated from `rules/secrets/*.yaml`).
-    public static func builtIn() throws -> SecretRuleSet {
+    public static func builtIn() -> SecretRuleSet {
         var set = SecretRuleSet()
-        let files: [SecretRuleFile]
-        do {
-            files = try JSONDecoder().decode([SecretRuleFile].self, from: Data(EmbeddedRules.json.utf8))
-        } catch {
-            throw SecretsError(.invalidRules, "<built-in> rules do not decode (\(describe(error))); regenerate with python3 rules/secrets/embed.py")
-        }
-        for file in files { set.add(file) }
+        for file in EmbeddedRules.ruleFiles { set.add(file) }
         return set
     }
 

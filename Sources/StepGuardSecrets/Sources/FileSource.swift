@@ -39,7 +39,7 @@ struct FileWalker {
                 result.files.append(FileEntry(openPath: root, displayPath: path))
                 continue
             }
-            let ignore = respectGitignore ? GitIgnoreChecker(directory: root) : nil
+            let ignore = respectGitignore ? try GitIgnoreChecker(directory: root) : nil
             walkDirectory(root: root, relative: "", prefix: prefix, ignore: ignore, into: &result)
         }
         return result
@@ -105,8 +105,9 @@ final class GitIgnoreChecker {
     /// Path of the scanned directory relative to the work tree root ("" or "sub/dir/").
     private let base: String
 
-    init?(directory: String) {
-        Git.initialize()
+    /// Nil when `directory` is not inside a git work tree; throws when libgit2 cannot be loaded.
+    init?(directory: String) throws(SecretsError) {
+        try Git.initialize()
         var repo: OpaquePointer?
         guard git_repository_open_ext(&repo, directory, 0, nil) == 0, let repo else { return nil }
         guard let workdirC = git_repository_workdir(repo) else {
@@ -138,17 +139,22 @@ final class GitIgnoreChecker {
     }
 }
 
-/// One-time libgit2 set-up.
+/// One-time libgit2 set-up: loads the library (it is not linked, see CGit2) and configures it.
 enum Git {
-    private static let initialized: Bool = {
+    private static let loadError: String? = {
+        var message: UnsafePointer<CChar>?
+        guard sg_git2_load(&message) == 0 else { return message.map { String(cString: $0) } ?? "cannot load libgit2" }
         git_libgit2_init()
         // The scanner only reads: skip re-hashing every object it inflates (collision-detecting
         // SHA-1 is slow). A corrupt object is then scanned as it is instead of failing the read.
         _ = sg_git_opts_int(Int32(GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION.rawValue), 0)
-        return true
+        return nil
     }()
 
-    static func initialize() { _ = initialized }
+    /// Loads and configures libgit2 once; throws when the library cannot be loaded.
+    static func initialize() throws(SecretsError) {
+        if let loadError { throw SecretsError(.git, "reading git repositories needs libgit2: \(loadError)") }
+    }
 
     /// The last libgit2 error message, for error reports.
     static func lastError() -> String {

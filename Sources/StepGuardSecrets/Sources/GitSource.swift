@@ -11,7 +11,7 @@ final class GitRepository {
 
     /// Opens the repository containing `path` (searching parent directories).
     init(path: String) throws {
-        Git.initialize()
+        try Git.initialize()
         var repo: OpaquePointer?
         guard git_repository_open_ext(&repo, path, 0, nil) == 0, let repo else {
             throw SecretsError(.git, "\(path): not inside a git repository (\(Git.lastError())); pass --repo DIR or run inside a work tree")

@@ -16,6 +16,7 @@ struct IdentityCommand: AsyncParsableCommand {
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "verify",
             abstract: "Fetch (or read) the job's OIDC token and verify it strictly against the policy's identity: section.",
             discussion: """
             Without --token-file or --token-env the token comes from the policy's identity.token \

@@ -12,6 +12,7 @@ struct PolicyCommand: ParsableCommand {
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "check",
             abstract: "Validate policy files; list every problem with file:line:col.",
             discussion: """
             Exits 0 when every file is valid and 78 when any is not.
@@ -44,6 +45,7 @@ struct PolicyCommand: ParsableCommand {
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "show",
             abstract: "Print the effective policy (every default filled in) after a step's overrides.",
             discussion: """
             Without a file, shows the built-in default policy that `stepguard run` uses when it is given no --policy.

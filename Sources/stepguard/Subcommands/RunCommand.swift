@@ -56,6 +56,31 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        try await RunInvocation(policy: policy, step: step, mode: mode, auditLog: auditLog, verbose: verbose, command: command).run()
+    }
+}
+
+extension RunInvocation {
+    /// Runs the step under policy; throws ``ExitCode`` with the verdict's exit status.
+    func run() async throws {
+        // The policy-independent part of the egress proxy (threads, per-run CA, trust bundle,
+        // listening socket) is made first, on another thread, while the policy loads and the step's
+        // environment is checked. Whatever the outcome, what no session took over is released.
+        let groundwork = Task.detached { () -> Result<EgressGroundwork, EgressError> in
+            do throws(EgressError) { return .success(try EgressGroundwork()) } catch { return .failure(error) }
+        }
+        let outcome: Result<Void, any Error>
+        do {
+            try await run(groundwork: groundwork)
+            outcome = .success(())
+        } catch {
+            outcome = .failure(error)
+        }
+        if case .success(let unused) = await groundwork.value { unused.discard() }
+        try outcome.get()
+    }
+
+    private func run(groundwork: Task<Result<EgressGroundwork, EgressError>, Never>) async throws {
         let environment = ProcessInfo.processInfo.environment
         let stepName = step ?? environment["STEPGUARD_STEP"].flatMap { $0.isEmpty ? nil : $0 }
         var policy = try loadPolicy(file: self.policy, step: stepName)
@@ -80,28 +105,44 @@ struct RunCommand: AsyncParsableCommand {
             printErr("stepguard: \(error.description); nothing was run")
             throw ExitCode(StepGuardExitCode.config)
         }
+        let supervisor = StepSupervisor(gracePeriod: .milliseconds(policy.gracePeriod.milliseconds))
+        // Egress proxy: started before the step, stopped after it; the step gets its proxy and
+        // CA-bundle variables. A violation with on_violation: kill, or a proxy failure, stops the step.
+        // It starts while the environment is classified (the two are independent); the step starts
+        // only once both are done.
+        let egressStart = !identityPassed ? nil : Task { () -> Result<EgressSession, EgressError> in
+            do throws(EgressError) {
+                let prepared = try await groundwork.value.get()
+                return .success(try await EgressSession.start(
+                    policy: policy, identity: job.map { JobIdentity($0.identity) }, trail: trail,
+                    verifier: job.map { IdentityWorkloadVerifier(verifier: $0.verifier, job: $0.identity) },
+                    groundwork: prepared, stopStep: { supervisor.stop() }))
+            } catch {
+                return .failure(error)
+            }
+        }
+        func stopEgress() async {
+            if case .success(let session)? = await egressStart?.value { session.stop() }
+        }
         let stepEnvironment: [String: String]?
         do {
             stepEnvironment = try preflight.checkCredentials(environment: environment)
         } catch {
+            await stopEgress()
             printErr("stepguard: cannot load the credential rules: \(error)")
             throw ExitCode(StepGuardExitCode.software)
         }
-        guard identityPassed, let stepEnvironment else {
+        guard identityPassed, let stepEnvironment, let egressStart else {
+            await stopEgress()
             let verdict = Verdict(stepExitCode: nil, outcome: "was not started", events: trail.recorded, auditOnly: policy.mode == .audit)
             trail.finish(verdict)
             throw ExitCode(verdict.exitCode)
         }
-
-        let supervisor = StepSupervisor(gracePeriod: .milliseconds(policy.gracePeriod.milliseconds))
-        // Egress proxy: started before the step, stopped after it; the step gets its proxy and
-        // CA-bundle variables. A violation with on_violation: kill, or a proxy failure, stops the step.
         let egress: EgressSession
-        do {
-            egress = try await EgressSession.start(
-                policy: policy, identity: job.map { JobIdentity($0.identity) }, trail: trail,
-                verifier: job.map { IdentityWorkloadVerifier(verifier: $0.verifier, job: $0.identity) }, stopStep: { supervisor.stop() })
-        } catch {
+        switch await egressStart.value {
+        case .success(let session):
+            egress = session
+        case .failure(let error):
             printErr("stepguard: \(error.description); nothing was run")
             throw ExitCode(error.exitCode)
         }

@@ -110,7 +110,7 @@ struct ScanCommand: ParsableCommand {
         if rulesDirectories.isEmpty {
             detector = try SecretDetector.builtIn()
         } else {
-            var set = try SecretRuleSet.builtIn()
+            var set = SecretRuleSet.builtIn()
             for dir in rulesDirectories { try set.add(directory: URL(fileURLWithPath: dir)) }
             detector = try SecretDetector(ruleSet: set)
         }

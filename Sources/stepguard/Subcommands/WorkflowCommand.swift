@@ -13,6 +13,7 @@ struct WorkflowCommand: ParsableCommand {
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "check",
             abstract: "Report identity and token risks in workflows with file:line:col.",
             discussion: """
             A directory means its .github/workflows/*.yml|yaml and .gitlab-ci.yml (else every *.yml|yaml in it).
@@ -54,6 +55,7 @@ struct WorkflowCommand: ParsableCommand {
 
     struct Wrap: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "wrap",
             abstract: "Make a workflow's run: steps run under stepguard run, changing nothing else.",
             discussion: """
             Each wrapped step gets a custom `shell: stepguard run [--step NAME] -- bash … {0}` (its run: text is not \

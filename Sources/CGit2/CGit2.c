@@ -1,0 +1,104 @@
+// Forwards the libgit2 functions stepguard uses to the library opened at run time.
+// Each forwarder has the prototype <git2.h> declares, so the compiler checks every signature.
+#include "CGit2.h"
+
+#include "CLazyLoad.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+// F(return type, name, parameters, arguments) for functions that return a value; V(...) for void.
+#define SG_GIT2_FUNCTIONS(F, V) \
+    F(int, git_libgit2_init, (void), ()) \
+    F(const git_error *, git_error_last, (void), ()) \
+    V(git_blob_free, (git_blob *blob), (blob)) \
+    F(int, git_blob_lookup, (git_blob **blob, git_repository *repo, const git_oid *id), (blob, repo, id)) \
+    F(const void *, git_blob_rawcontent, (const git_blob *blob), (blob)) \
+    F(git_object_size_t, git_blob_rawsize, (const git_blob *blob), (blob)) \
+    F(const git_signature *, git_commit_author, (const git_commit *commit), (commit)) \
+    V(git_commit_free, (git_commit *commit), (commit)) \
+    F(int, git_commit_lookup, (git_commit **commit, git_repository *repo, const git_oid *id), (commit, repo, id)) \
+    F(int, git_commit_parent, (git_commit **out, const git_commit *commit, unsigned int n), (out, commit, n)) \
+    F(unsigned int, git_commit_parentcount, (const git_commit *commit), (commit)) \
+    F(int, git_commit_tree, (git_tree **tree_out, const git_commit *commit), (tree_out, commit)) \
+    F(int, git_diff_find_options_init, (git_diff_find_options *opts, unsigned int version), (opts, version)) \
+    F(int, git_diff_find_similar, (git_diff *diff, const git_diff_find_options *options), (diff, options)) \
+    V(git_diff_free, (git_diff *diff), (diff)) \
+    F(const git_diff_delta *, git_diff_get_delta, (const git_diff *diff, size_t idx), (diff, idx)) \
+    F(size_t, git_diff_num_deltas, (const git_diff *diff), (diff)) \
+    F(int, git_diff_options_init, (git_diff_options *opts, unsigned int version), (opts, version)) \
+    F(int, git_diff_tree_to_index, (git_diff **diff, git_repository *repo, git_tree *old_tree, git_index *index, \
+                                    const git_diff_options *opts), (diff, repo, old_tree, index, opts)) \
+    F(int, git_diff_tree_to_tree, (git_diff **diff, git_repository *repo, git_tree *old_tree, git_tree *new_tree, \
+                                   const git_diff_options *opts), (diff, repo, old_tree, new_tree, opts)) \
+    F(int, git_ignore_path_is_ignored, (int *ignored, git_repository *repo, const char *path), (ignored, repo, path)) \
+    V(git_index_free, (git_index *index), (index)) \
+    V(git_object_free, (git_object *object), (object)) \
+    F(const git_oid *, git_object_id, (const git_object *obj), (obj)) \
+    F(char *, git_oid_tostr, (char *out, size_t n, const git_oid *id), (out, n, id)) \
+    V(git_patch_free, (git_patch *patch), (patch)) \
+    F(int, git_patch_from_diff, (git_patch **out, git_diff *diff, size_t idx), (out, diff, idx)) \
+    F(const git_diff_delta *, git_patch_get_delta, (const git_patch *patch), (patch)) \
+    F(int, git_patch_get_hunk, (const git_diff_hunk **out, size_t *lines_in_hunk, git_patch *patch, size_t hunk_idx), \
+      (out, lines_in_hunk, patch, hunk_idx)) \
+    F(size_t, git_patch_num_hunks, (const git_patch *patch), (patch)) \
+    V(git_repository_free, (git_repository *repo), (repo)) \
+    F(int, git_repository_index, (git_index **out, git_repository *repo), (out, repo)) \
+    F(int, git_repository_open_ext, (git_repository **out, const char *path, unsigned int flags, const char *ceiling_dirs), \
+      (out, path, flags, ceiling_dirs)) \
+    F(const char *, git_repository_path, (const git_repository *repo), (repo)) \
+    F(const char *, git_repository_workdir, (const git_repository *repo), (repo)) \
+    F(int, git_revparse_single, (git_object **out, git_repository *repo, const char *spec), (out, repo, spec)) \
+    V(git_revwalk_free, (git_revwalk *walk), (walk)) \
+    F(int, git_revwalk_hide, (git_revwalk *walk, const git_oid *commit_id), (walk, commit_id)) \
+    F(int, git_revwalk_new, (git_revwalk **out, git_repository *repo), (out, repo)) \
+    F(int, git_revwalk_next, (git_oid *out, git_revwalk *walk), (out, walk)) \
+    F(int, git_revwalk_push, (git_revwalk *walk, const git_oid *id), (walk, id)) \
+    F(int, git_revwalk_push_glob, (git_revwalk *walk, const char *glob), (walk, glob)) \
+    F(int, git_revwalk_push_head, (git_revwalk *walk), (walk)) \
+    F(int, git_revwalk_push_range, (git_revwalk *walk, const char *range), (walk, range)) \
+    V(git_tree_free, (git_tree *tree), (tree))
+
+#define SG_INDEX(ret, name, params, args) sg_index_##name,
+#define SG_INDEX_VOID(name, params, args) sg_index_##name,
+enum { SG_GIT2_FUNCTIONS(SG_INDEX, SG_INDEX_VOID) sg_index_git_libgit2_opts, sg_function_count };
+
+#define SG_NAME(ret, name, params, args) #name,
+#define SG_NAME_VOID(name, params, args) #name,
+static const char *const sg_names[sg_function_count] = {SG_GIT2_FUNCTIONS(SG_NAME, SG_NAME_VOID) "git_libgit2_opts"};
+
+static void *sg_slots[sg_function_count];
+static char sg_error[512];
+static int sg_status = -1;
+static pthread_once_t sg_once = PTHREAD_ONCE_INIT;
+
+static void sg_load_once(void) {
+    sg_status = sg_lazy_load("libgit2.so." LIBGIT2_SOVERSION, "libgit2-" LIBGIT2_SOVERSION, sg_names, sg_slots,
+                             sg_function_count, sg_error, sizeof sg_error);
+}
+
+int sg_git2_load(const char **error) {
+    pthread_once(&sg_once, sg_load_once);
+    if (sg_status != 0 && error != NULL) *error = sg_error;
+    return sg_status;
+}
+
+// The callers check sg_git2_load first; reaching this means a code path skipped that check.
+static void sg_require(void) {
+    if (sg_git2_load(NULL) != 0) {
+        fprintf(stderr, "stepguard: %s\n", sg_error);
+        abort();
+    }
+}
+
+#define SG_FORWARD(ret, name, params, args) \
+    ret name params { sg_require(); return ((__typeof__(&name))sg_slots[sg_index_##name]) args; }
+#define SG_FORWARD_VOID(name, params, args) \
+    void name params { sg_require(); ((__typeof__(&name))sg_slots[sg_index_##name]) args; }
+SG_GIT2_FUNCTIONS(SG_FORWARD, SG_FORWARD_VOID)
+
+int sg_git_opts_int(int option, int value) {
+    sg_require();
+    return ((__typeof__(&git_libgit2_opts))sg_slots[sg_index_git_libgit2_opts])(option, value);
+}
