@@ -173,6 +173,7 @@ static int child_main(void *raw) {
     if (setpgid(0, 0) != 0) child_fail(report, SG_STAGE_PROCESS_GROUP, errno, -1);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) child_fail(report, SG_STAGE_DEATH_SIGNAL, errno, -1);
     if (getppid() != arguments->parent) _exit(137);  // the parent died before the death signal was set
+    if (options->cgroup_procs >= 0 && write(options->cgroup_procs, "0", 1) != 1) child_fail(report, SG_STAGE_LIMITS, errno, -1);
     // The parent's handlers must never run here (they would touch the shared memory): reset every
     // disposition while all signals are still blocked.
     struct sigaction default_action;

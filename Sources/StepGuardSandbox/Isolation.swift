@@ -32,7 +32,8 @@ public struct SpawnOptions: Sendable, Equatable {
     /// When isolation is impossible on this machine, start the step without it (and say why in
     /// ``StartedStep/isolationFallback``) instead of failing.
     public var fallBackWithoutIsolation: Bool
-    /// RLIMIT_NPROC for the step (not enforced for root, which the kernel exempts).
+    /// The most processes (and threads) the step and its descendants may have at once: a pids
+    /// cgroup when one can be made, else RLIMIT_NPROC (see ``ProcessLimit``).
     public var maxProcesses: Int?
 
     public init(isolation: IsolationRequest? = nil, fallBackWithoutIsolation: Bool = false, maxProcesses: Int? = nil) {
@@ -51,6 +52,9 @@ public struct StartedStep: Sendable {
     public let hidden: [String]
     /// Why isolation was asked for but not applied (the step runs with proxy variables only).
     public var isolationFallback: String?
+
+    /// How `maxProcesses` is enforced, for the audit log (nil without a limit).
+    public internal(set) var processLimit: String?
 
     /// Whether the step runs in its own namespaces.
     public var isIsolated: Bool { isolated }
@@ -92,6 +96,8 @@ extension SandboxError {
             return .isolationUnavailable("\(what) failed: \(reason)")
         case SG_STAGE_HIDE:
             return .isolationUnavailable("hiding '\(path ?? "?")' failed: \(reason)")
+        case SG_STAGE_LIMITS:
+            return .limitUnavailable("applying limits.processes to the step failed: \(reason)")
         case SG_STAGE_EXEC:
             if code == ENOENT { return .commandNotFound(path ?? "", searched: nil) }
             if code == EACCES { return .notExecutable(path ?? "") }

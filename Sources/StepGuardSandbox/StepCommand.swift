@@ -75,6 +75,8 @@ public enum SandboxError: Error, Sendable, Equatable, CustomStringConvertible {
     case spawnFailed(String, errno: Int32)
     /// The step cannot be isolated on this machine (user namespaces unavailable, mounts refused…).
     case isolationUnavailable(String)
+    /// `limits.processes` cannot be enforced on this machine.
+    case limitUnavailable(String)
 
     /// The exit code stepguard uses for this error (126/127 as shells do; 70 for internal failures).
     public var exitCode: Int32 {
@@ -83,7 +85,7 @@ public enum SandboxError: Error, Sendable, Equatable, CustomStringConvertible {
         case .commandNotFound: 127
         case .notExecutable: 126
         case .spawnFailed: 70
-        case .isolationUnavailable: 69
+        case .isolationUnavailable, .limitUnavailable: 69
         }
     }
 
@@ -104,6 +106,11 @@ public enum SandboxError: Error, Sendable, Equatable, CustomStringConvertible {
             (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu 24.04 runners \
             sysctl kernel.apparmor_restrict_unprivileged_userns=0), or set isolation: auto to fall back \
             to proxy variables only
+            """
+        case .limitUnavailable(let what):
+            """
+            \(what). Run stepguard as an unprivileged user (RLIMIT_NPROC then applies), give it a pids cgroup \
+            it may create children in (cgroup v2: delegate the pids controller), or remove limits.processes
             """
         }
     }

@@ -38,15 +38,18 @@ public final class StepSupervisor: Sendable {
         defer { sg_forward_signals_stop() }
 
         let takeTerminal = isatty(STDIN_FILENO) == 1 && tcgetpgrp(STDIN_FILENO) == getpgrp()
+        let limit = try options.maxProcesses.map { maximum throws(SandboxError) in try ProcessLimit.prepare(maximum: maximum) }
+        defer { if case .cgroup(let group)? = limit { group.remove() } }
         var started: StartedStep
         do {
-            started = try spawn(executable: executable, command: command, options: options, takeTerminal: takeTerminal)
+            started = try spawn(executable: executable, command: command, options: options, limit: limit, takeTerminal: takeTerminal)
         } catch .isolationUnavailable(let reason) where options.fallBackWithoutIsolation {
             var plain = options
             plain.isolation = nil
-            started = try spawn(executable: executable, command: command, options: plain, takeTerminal: takeTerminal)
+            started = try spawn(executable: executable, command: command, options: plain, limit: limit, takeTerminal: takeTerminal)
             started.isolationFallback = reason
         }
+        started.processLimit = limit?.summary
         let pid = started.pid
         state.withLock { $0.processGroup = pid }
         sg_forward_signals(pid)
@@ -76,7 +79,8 @@ public final class StepSupervisor: Sendable {
 
     // MARK: - Spawning
 
-    private func spawn(executable: String, command: StepCommand, options: SpawnOptions, takeTerminal: Bool) throws(SandboxError) -> StartedStep {
+    private func spawn(executable: String, command: StepCommand, options: SpawnOptions, limit: ProcessLimit?,
+                       takeTerminal: Bool) throws(SandboxError) -> StartedStep {
         let plan = HidePlan(options.isolation?.hiddenPaths ?? [])
         let emptyFile = try options.isolation == nil ? nil : Self.makeEmptyFile()
         defer { emptyFile.map { try? FileManager.default.removeItem(atPath: ($0 as NSString).deletingLastPathComponent) } }
@@ -91,7 +95,8 @@ public final class StepSupervisor: Sendable {
                         take_terminal: takeTerminal ? 1 : 0, isolate: options.isolation == nil ? 0 : 1,
                         proxy_port: options.isolation?.proxyPort ?? 0,
                         hide_directories: hideDirectories, hide_files: hideFiles, empty_file: emptyPath,
-                        max_processes: options.maxProcesses ?? 0)
+                        max_processes: limit.flatMap { if case .rlimit = $0 { options.maxProcesses } else { nil } } ?? 0,
+                        cgroup_procs: limit.flatMap { if case .cgroup(let group) = $0 { group.procs } else { nil } } ?? -1)
                     return argv.withMutablePointers { args in
                         envp.withMutablePointers { env in sg_spawn(executable, args, env, &spawnOptions) }
                     }

@@ -20,6 +20,8 @@ typedef struct {
     const char *empty_file;
     /// RLIMIT_NPROC for the child, or 0 for no limit.
     long max_processes;
+    /// An open `cgroup.procs` file the child joins (writes "0" to) before anything else, or -1.
+    int cgroup_procs;
 } sg_spawn_options;
 
 /// Where a failed spawn stopped; reported with its errno.

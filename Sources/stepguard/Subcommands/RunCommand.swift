@@ -164,15 +164,19 @@ extension RunInvocation {
                         }
                     }
                     containment.record(started, request: options.isolation, trail: trail)
-                    trail.record(AuditEvent(type: .process, decision: .allow, reason: "step started",
-                                            subject: ["pid": .int(Int(started.pid)), "program": .string(step.arguments[0]),
-                                                      "arguments": .int(step.arguments.count - 1)]))
+                    var subject: [String: AuditValue] = ["pid": .int(Int(started.pid)), "program": .string(step.arguments[0]),
+                                                        "arguments": .int(step.arguments.count - 1)]
+                    if let limit = started.processLimit { subject["process_limit"] = .string(limit) }
+                    trail.record(AuditEvent(type: .process, decision: .allow, reason: "step started", subject: subject))
                 }
             }
         } catch let error as SandboxError {
-            if case .isolationUnavailable = error {
+            switch error {
+            case .isolationUnavailable:
                 trail.record(AuditEvent(type: .isolation, decision: .deny, reason: error.description, rule: "isolation: required"))
-            } else {
+            case .limitUnavailable:
+                trail.record(AuditEvent(type: .isolation, decision: .deny, reason: error.description, rule: "limits.processes"))
+            default:
                 printErr("stepguard: \(error.description)")
             }
             throw ExitCode(error.exitCode)
