@@ -60,4 +60,19 @@ import Testing
         #expect(path.contains("/stepguard-"))
         #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/pids" + path))
     }
+
+    @Test func asRootWithoutAPidsCgroupNothingRuns() throws {
+        guard getuid() == 0, FileManager.default.fileExists(atPath: "/sys/fs/cgroup/pids/cgroup.procs") else { return }
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let policy = try directory.write("limited.yaml", "version: 1\nisolation: off\nlimits: { processes: 6 }\n")
+        let marker = directory.path + "/ran"
+        // A private mount namespace without the pids hierarchy stands in for a machine without one.
+        let binary = StepGuardBinary.path
+        let run = try ProgramRun.start("/usr/bin/unshare", ["-m", "sh", "-c",
+            "umount /sys/fs/cgroup/pids && exec \"$0\" run --policy \"$1\" -- touch \"$2\"", binary, policy, marker]).wait()
+        #expect(run.status == 69, "stderr: \(run.stderr)")
+        #expect(run.stderr.contains("limits.processes: 6 cannot be enforced"))
+        #expect(!FileManager.default.fileExists(atPath: marker))
+    }
 }
