@@ -19,7 +19,12 @@ public struct CertificateAuthority: Sendable {
     }
 
     /// Makes a new CA with a fresh P-256 key, valid from a minute ago for `validity`.
-    public init(commonName: String, validity: TimeInterval = 24 * 3600) throws {
+    ///
+    /// With `permittedHosts` (host names, globs or IP literals), the CA carries critical name
+    /// constraints: clients refuse any certificate it issues for another name, so even a stolen key
+    /// could only impersonate those hosts. An empty list permits no real name at all.
+    public init(commonName: String, validity: TimeInterval = 24 * 3600, permittedHosts: [String]? = nil) throws {
+        let constraints = permittedHosts.map(Self.nameConstraints)
         let key = P256.Signing.PrivateKey()
         let name = try DistinguishedName {
             OrganizationName("stepguard")
@@ -39,6 +44,7 @@ public struct CertificateAuthority: Sendable {
             extensions: try Certificate.Extensions {
                 Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
                 Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+                if let constraints { Critical(constraints) }
                 SubjectKeyIdentifier(hash: Certificate.PublicKey(key.publicKey))
             },
             issuerPrivateKey: Certificate.PrivateKey(key)
@@ -74,6 +80,33 @@ public struct CertificateAuthority: Sendable {
             issuerPrivateKey: Certificate.PrivateKey(privateKey)
         )
         return IssuedCertificate(certificate: leaf, privateKey: key)
+    }
+
+    /// Name constraints permitting exactly the names `hosts` can match: for a glob, the domain below
+    /// its last wildcard label (`*.vault.azure.net` → `vault.azure.net` and its subdomains); for an
+    /// IP literal, that address alone. Each name type left without an entry gets one that matches
+    /// nothing real (the reserved `invalid` domain, 0.0.0.0/32, ::/128), so it stays constrained.
+    static func nameConstraints(permitting hosts: [String]) -> NameConstraints {
+        var domains: [String] = []
+        var unconstrainedDomains = false
+        var v4: [ASN1OctetString] = []
+        var v6: [ASN1OctetString] = []
+        for host in hosts {
+            if let ip = ipAddressBytes(host) {
+                let range = ip + [UInt8](repeating: 0xFF, count: ip.count)
+                if ip.count == 4 { v4.append(ASN1OctetString(contentBytes: ArraySlice(range))) } else { v6.append(ASN1OctetString(contentBytes: ArraySlice(range))) }
+                continue
+            }
+            let labels = host.lowercased().split(separator: ".")
+            let literalSuffix = labels.reversed().prefix { !$0.contains("*") && !$0.contains("?") }.reversed()
+            if literalSuffix.isEmpty { unconstrainedDomains = true } else { domains.append(literalSuffix.joined(separator: ".")) }
+        }
+        var permitted: [GeneralName] = []
+        if !unconstrainedDomains { permitted += (domains.isEmpty ? ["invalid"] : domains).map { .dnsName($0) } }
+        permitted += (v4.isEmpty ? [ASN1OctetString(contentBytes: [0, 0, 0, 0, 255, 255, 255, 255])] : v4).map { .ipAddress($0) }
+        permitted += (v6.isEmpty ? [ASN1OctetString(contentBytes: ArraySlice([UInt8](repeating: 0, count: 16) + [UInt8](repeating: 255, count: 16)))] : v6)
+            .map { .ipAddress($0) }
+        return NameConstraints(permittedSubtrees: permitted)
     }
 
     private static func ipAddressBytes(_ host: String) -> [UInt8]? {

@@ -32,8 +32,7 @@ public final class EgressGroundwork: Sendable {
     /// blocks until the threads run, so call it off the event loops.
     public init() throws(EgressError) {
         do {
-            authority = try CertificateAuthority(commonName: "stepguard per-run CA \(UUID().uuidString.prefix(8))")
-            caPEM = try authority.certificatePEM
+            (authority, caPEM) = try Self.makeAuthority(permitting: [])
         } catch {
             throw .certificateAuthority("\(error)")
         }
@@ -47,6 +46,12 @@ public final class EgressGroundwork: Sendable {
         resolverPool = NIOThreadPool(numberOfThreads: 2)
         resolverPool.start()
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(System.coreCount, 4)))
+    }
+
+    /// A per-run CA that may issue only for `hosts` (see ``CertificateAuthority/nameConstraints(permitting:)``), and its PEM.
+    static func makeAuthority(permitting hosts: [String]) throws -> (CertificateAuthority, String) {
+        let authority = try CertificateAuthority(commonName: "stepguard per-run CA \(UUID().uuidString.prefix(8))", permittedHosts: hosts)
+        return (authority, try authority.certificatePEM)
     }
 
     /// Hands the groundwork to a session; false when it was already taken or discarded.
@@ -123,11 +128,12 @@ public final class EgressSession: Sendable {
     /// Client connections open right now (tunnels count once).
     public var openConnections: Int { state.openConnections.load(ordering: .relaxed) }
 
-    private init(port: Int, environment: [String: String], groundwork: EgressGroundwork, serverChannel: Channel, state: ProxyState) {
+    private init(port: Int, environment: [String: String], groundwork: EgressGroundwork, caPEM: String,
+                 serverChannel: Channel, state: ProxyState) {
         self.port = port
         self.environment = environment
         self.trustBundlePath = groundwork.bundlePath
-        self.certificateAuthorityPEM = groundwork.caPEM
+        self.certificateAuthorityPEM = caPEM
         self.groundwork = groundwork
         self.serverChannel = serverChannel
         self.state = state
@@ -184,12 +190,24 @@ public final class EgressSession: Sendable {
             throw .upstreamCA(path: policy.network.upstreamCA ?? "system trust store", reason: "\(error)")
         }
 
+        // The groundwork's CA may issue for no real name (nothing is intercepted without services);
+        // with services, a CA constrained to their hosts replaces it in the trust bundle.
+        var (authority, caPEM) = (groundwork.authority, groundwork.caPEM)
+        if !services.isEmpty {
+            do {
+                (authority, caPEM) = try EgressGroundwork.makeAuthority(permitting: services.flatMap { $0.hosts.map(\.pattern) })
+            } catch {
+                throw .certificateAuthority("\(error)")
+            }
+            try rewriteTrustBundle(groundwork.bundlePath, caPEM: caPEM)
+        }
+
         let state = ProxyState(
             egress: policy.egress, resolveOverrides: policy.network.resolve, services: services, identity: identity,
             inspector: inspector ?? BuiltInCredentialInspector(verifier: verifier, identity: identity,
                                                                maxShortLivedTTL: policy.identity?.lifetime.maxTTL?.seconds ?? 3600),
             trail: trail, auditOnly: policy.mode == .audit, onViolation: policy.onViolation, stopStep: stopStep,
-            authority: groundwork.authority, upstreamTLS: upstreamTLS, stepStarted: stepStarted, limits: limits,
+            authority: authority, upstreamTLS: upstreamTLS, stepStarted: stepStarted, limits: limits,
             resolverPool: groundwork.resolverPool)
 
         let channel: Channel
@@ -211,7 +229,8 @@ public final class EgressSession: Sendable {
         for name in ["SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "AWS_CA_BUNDLE", "GIT_SSL_CAINFO"] {
             environment[name] = groundwork.bundlePath
         }
-        let session = EgressSession(port: port, environment: environment, groundwork: groundwork, serverChannel: channel, state: state)
+        let session = EgressSession(port: port, environment: environment, groundwork: groundwork, caPEM: caPEM,
+                                    serverChannel: channel, state: state)
         channel.closeFuture.whenComplete { [session] _ in
             guard !session.stopping.load(ordering: .relaxed) else { return }
             trail.record(AuditEvent(type: .egress, decision: .deny, reason: "the egress proxy stopped unexpectedly; the step is stopped (fail closed)",
@@ -296,6 +315,16 @@ public final class EgressSession: Sendable {
 
     /// Candidate locations of the system CA bundle (Debian/Ubuntu, RHEL/Fedora, Alpine/macOS).
     static let systemBundles = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"]
+
+    /// Replaces the bundle at `path` with one holding `caPEM` instead (written beside it, then renamed over it).
+    static func rewriteTrustBundle(_ path: String, caPEM: String) throws(EgressError) {
+        let next = path + ".next"
+        guard writeBundle(next, caPEM: caPEM), rename(next, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(next)
+            throw .cannotWriteTrustBundle(path: path, reason: reason)
+        }
+    }
 
     /// Writes system CAs + the per-run CA into a fresh 0700 directory; returns (directory, bundle path).
     static func writeTrustBundle(caPEM: String) throws(EgressError) -> (String, String) {
