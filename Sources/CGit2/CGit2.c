@@ -4,12 +4,9 @@
 
 #include "CLazyLoad.h"
 
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-
-// F(return type, name, parameters, arguments) for functions that return a value; V(...) for void.
-#define SG_GIT2_FUNCTIONS(F, V) \
+// F(return type, name, parameters, arguments) for functions that return a value; V(...) for void;
+// N(name) for the variadic git_libgit2_opts, called through the typed wrapper below.
+#define SG_FUNCTIONS(F, V, N) \
     F(int, git_libgit2_init, (void), ()) \
     F(const git_error *, git_error_last, (void), ()) \
     V(git_blob_free, (git_blob *blob), (blob)) \
@@ -58,47 +55,15 @@
     F(int, git_revwalk_push_glob, (git_revwalk *walk, const char *glob), (walk, glob)) \
     F(int, git_revwalk_push_head, (git_revwalk *walk), (walk)) \
     F(int, git_revwalk_push_range, (git_revwalk *walk, const char *range), (walk, range)) \
-    V(git_tree_free, (git_tree *tree), (tree))
+    V(git_tree_free, (git_tree *tree), (tree)) \
+    N(git_libgit2_opts)
 
-#define SG_INDEX(ret, name, params, args) sg_index_##name,
-#define SG_INDEX_VOID(name, params, args) sg_index_##name,
-enum { SG_GIT2_FUNCTIONS(SG_INDEX, SG_INDEX_VOID) sg_index_git_libgit2_opts, sg_function_count };
-
-#define SG_NAME(ret, name, params, args) #name,
-#define SG_NAME_VOID(name, params, args) #name,
-static const char *const sg_names[sg_function_count] = {SG_GIT2_FUNCTIONS(SG_NAME, SG_NAME_VOID) "git_libgit2_opts"};
-
-static void *sg_slots[sg_function_count];
-static char sg_error[512];
-static int sg_status = -1;
-static pthread_once_t sg_once = PTHREAD_ONCE_INIT;
-
-static void sg_load_once(void) {
-    sg_status = sg_lazy_load("libgit2.so." LIBGIT2_SOVERSION, "libgit2-" LIBGIT2_SOVERSION, sg_names, sg_slots,
-                             sg_function_count, sg_error, sizeof sg_error);
-}
-
-int sg_git2_load(const char **error) {
-    pthread_once(&sg_once, sg_load_once);
-    if (sg_status != 0 && error != NULL) *error = sg_error;
-    return sg_status;
-}
-
-// The callers check sg_git2_load first; reaching this means a code path skipped that check.
-static void sg_require(void) {
-    if (sg_git2_load(NULL) != 0) {
-        fprintf(stderr, "stepguard: %s\n", sg_error);
-        abort();
-    }
-}
-
-#define SG_FORWARD(ret, name, params, args) \
-    ret name params { sg_require(); return ((__typeof__(&name))sg_slots[sg_index_##name]) args; }
-#define SG_FORWARD_VOID(name, params, args) \
-    void name params { sg_require(); ((__typeof__(&name))sg_slots[sg_index_##name]) args; }
-SG_GIT2_FUNCTIONS(SG_FORWARD, SG_FORWARD_VOID)
+#define SG_SONAME "libgit2.so." LIBGIT2_SOVERSION
+#define SG_PACKAGE "libgit2-" LIBGIT2_SOVERSION
+#define SG_LOAD sg_git2_load
+#include "lazy_library.def"
 
 int sg_git_opts_int(int option, int value) {
     sg_require();
-    return ((__typeof__(&git_libgit2_opts))sg_slots[sg_index_git_libgit2_opts])(option, value);
+    return SG_SLOT(git_libgit2_opts)(option, value);
 }

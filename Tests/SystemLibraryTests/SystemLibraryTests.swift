@@ -45,7 +45,7 @@ import Testing
         defer { git_object_free(head) }
         var text = [CChar](repeating: 0, count: 41)
         _ = git_oid_tostr(&text, text.count, git_object_id(head))
-        #expect(String(cString: text) == commit)
+        #expect(text.nulTerminatedString == commit)
     }
 
     @Test func aMissingLibraryIsReportedWithTheRemedy() {
@@ -54,7 +54,7 @@ import Testing
         var error = [CChar](repeating: 0, count: 256)
         let status = sg_lazy_load("libstepguard-absent.so.9", "libstepguard-absent9", names, &slots, 0, &error, error.count)
         #expect(status == -1)
-        let message = String(cString: error)
+        let message = error.nulTerminatedString
         #expect(message.hasPrefix("cannot load libstepguard-absent.so.9"))
         #expect(message.hasSuffix("install it with: apt-get install libstepguard-absent9"))
     }
@@ -66,7 +66,7 @@ import Testing
         var slots: [UnsafeMutableRawPointer?] = [nil]
         var error = [CChar](repeating: 0, count: 256)
         #expect(sg_lazy_load("libc.so.6", "libc6", names, &slots, 1, &error, error.count) == -1)
-        #expect(String(cString: error) == "libc.so.6 has no symbol sg_no_such_function; install the version stepguard was built with (libc6)")
+        #expect(error.nulTerminatedString == "libc.so.6 has no symbol sg_no_such_function; install the version stepguard was built with (libc6)")
     }
 
     @Test func vectorscanAndPCRE2Match() throws {
@@ -86,4 +86,9 @@ import Testing
         let ovector = try #require(pcre2_get_ovector_pointer_8(match))
         #expect(String(decoding: subject[ovector[2]..<ovector[3]], as: UTF8.self) == "abc123")
     }
+}
+
+extension [CChar] {
+    /// The text up to the first NUL of a C buffer.
+    var nulTerminatedString: String { String(decoding: prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
 }
