@@ -25,7 +25,7 @@ public struct CertificateAuthority: Sendable {
     /// could only impersonate those hosts. An empty list permits no real name at all.
     public init(commonName: String, validity: TimeInterval = 24 * 3600, permittedHosts: [String]? = nil) throws {
         let constraints = permittedHosts.map(Self.nameConstraints)
-        let key = P256.Signing.PrivateKey()
+        let key = P256.Signing.PrivateKey(compactRepresentable: false)  // one key generation, not a search for a compact one
         let name = try DistinguishedName {
             OrganizationName("stepguard")
             CommonName(commonName)
@@ -53,7 +53,7 @@ public struct CertificateAuthority: Sendable {
 
     /// Issues a server certificate for `host` and any `otherNames` (DNS names or IP literals) with a fresh key.
     public func issueServerCertificate(for host: String, otherNames: [String] = [], validity: TimeInterval = 3600) throws -> IssuedCertificate {
-        let key = P256.Signing.PrivateKey()
+        let key = P256.Signing.PrivateKey(compactRepresentable: false)  // one key generation, not a search for a compact one
         let now = Date()
         let subjectNames: [GeneralName] = ([host] + otherNames).map { name in
             if let ip = Self.ipAddressBytes(name) {
