@@ -42,6 +42,9 @@ public final class EgressSession: Sendable {
     private let stopping = Atomic<Bool>(false)
     private let extraChannels = Mutex<[Channel]>([])
 
+    /// Event loop threads serving the proxy; each keeps its own pool of idle upstream connections.
+    public var threads: Int { state.threads }
+
     /// Client connections open right now (tunnels count once).
     public var openConnections: Int { state.openConnections.load(ordering: .relaxed) }
 
@@ -122,7 +125,9 @@ public final class EgressSession: Sendable {
             inspector: inspector ?? BuiltInCredentialInspector(verifier: verifier, identity: identity,
                                                                maxShortLivedTTL: policy.identity?.lifetime.maxTTL?.seconds ?? 3600),
             trail: trail, auditOnly: policy.mode == .audit, onViolation: policy.onViolation, stopStep: stopStep,
-            authority: authority, upstreamTLS: upstreamTLS, stepStarted: stepStarted, limits: limits, resolverPool: resolverPool)
+            authority: authority, upstreamTLS: upstreamTLS, stepStarted: stepStarted, limits: limits, resolverPool: resolverPool,
+            eventLoops: Array(group.makeIterator()))
+        state.startSweeps()
 
         let bootstrap = makeBootstrap(group: group, state: state)
         let channel: Channel
@@ -170,7 +175,7 @@ public final class EgressSession: Sendable {
                     try sync.configureHTTPServerPipeline(position: .last, withPipeliningAssistance: true, withServerUpgrade: nil,
                                                          withErrorHandling: true, withOutboundHeaderValidation: true,
                                                          withEncoderConfiguration: .init(), withDecoderLimitConfiguration: state.decoderLimits)
-                    try sync.addHandler(FrontHandler(state: state, mode: .proxy))
+                    try sync.addHandler(FrontHandler(state: state, mode: .proxy, loop: state.resources(on: channel.eventLoop)))
                 }
             }
     }
