@@ -32,6 +32,8 @@ final class UpstreamLink {
     let handler: UpstreamHandler
     let tls: Bool
     var reusable = true
+    /// Reading from the upstream is paused (the client could not take more).
+    var readsPaused = false
     /// Taken from the pool: the upstream may have closed it while it was idle.
     var reused = false
     /// The pool holding it while idle.
@@ -196,7 +198,10 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, let upstream { upstream.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in } }
+        if context.channel.isWritable, let upstream, upstream.readsPaused {
+            upstream.readsPaused = false
+            upstream.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+        }
         context.fireChannelWritabilityChanged()
     }
 
@@ -512,7 +517,10 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             lastResponseWrite = context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: head.status, headers: headers))))
         case .body(let buffer):
             lastResponseWrite = context.write(wrapOutboundOut(.body(.byteBuffer(buffer))))
-            if !context.channel.isWritable { link.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in } }
+            if !context.channel.isWritable, !link.readsPaused {
+                link.readsPaused = true
+                link.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+            }
         case .end(let trailers):
             if !requestEnded { link.reusable = false; closeAfterResponse = true }
             if !link.reusable {

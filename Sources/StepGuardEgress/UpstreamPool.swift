@@ -25,11 +25,11 @@ final class UpstreamPool {
 
     /// An idle, open connection for `key`, most recently used first; stale ones are closed.
     func take(_ key: String, now: NIODeadline = .now()) -> UpstreamLink? {
-        guard var list = idle[key], !list.isEmpty else { return nil }
-        defer { idle[key] = list.isEmpty ? nil : list }
-        while let entry = list.popLast() {
+        // Mutated in place: copying the list out of the dictionary would copy its storage each time.
+        while let entry = idle[key]?.popLast() {
             count -= 1
             entry.link.idleIn = nil
+            if idle[key]?.isEmpty == true { idle[key] = nil }
             if entry.link.channel.isActive, now - entry.since < Self.maxIdleAge { return entry.link }
             entry.link.channel.close(promise: nil)
         }
@@ -39,16 +39,18 @@ final class UpstreamPool {
     /// Keeps `link` for reuse; closes it when the pool for its key is full.
     func put(_ link: UpstreamLink, now: NIODeadline = .now()) {
         guard link.channel.isActive else { return }
-        var list = idle[link.key] ?? []
-        guard list.count < Self.maxIdlePerKey else {
+        guard idle[link.key, default: []].count < Self.maxIdlePerKey else {
             link.channel.close(promise: nil)
             return
         }
         link.handler.front = nil
         link.idleIn = self
-        link.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
-        list.append(Idle(link: link, since: now))
-        idle[link.key] = list
+        if link.readsPaused {
+            // Reads stay on while idle, so a close (or stray bytes) from the upstream is noticed.
+            link.readsPaused = false
+            link.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+        }
+        idle[link.key, default: []].append(Idle(link: link, since: now))
         count += 1
     }
 
