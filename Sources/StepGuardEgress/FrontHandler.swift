@@ -84,11 +84,20 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// What the handlers of one event loop share: the upstream pool and the fronts waiting for a
-/// request head (checked by one periodic sweep instead of a timer per connection). Only used on its loop.
+/// What the handlers of one event loop share: the upstream pool, the fronts waiting for a request
+/// head and the open tunnels (deadlines checked by one periodic sweep instead of a timer per
+/// connection). Only used on its loop.
 final class LoopResources {
     let pool = UpstreamPool()
+    let tunnelIdleTimeout: TimeAmount
     private var waiting: [ObjectIdentifier: FrontHandler] = [:]
+    private var tunnels: [ObjectIdentifier: Tunnel] = [:]
+
+    init(tunnelIdleTimeout: TimeAmount) { self.tunnelIdleTimeout = tunnelIdleTimeout }
+
+    /// `tunnel` is closed when no data went through it for `tunnelIdleTimeout`.
+    func watch(_ tunnel: Tunnel) { tunnels[ObjectIdentifier(tunnel)] = tunnel }
+    func unwatch(_ tunnel: Tunnel) { tunnels.removeValue(forKey: ObjectIdentifier(tunnel)) }
 
     /// `front` waits for a request head until its deadline.
     func watch(_ front: FrontHandler) { waiting[ObjectIdentifier(front)] = front }
@@ -102,6 +111,11 @@ final class LoopResources {
         for front in late {
             unwatch(front)
             front.headTimedOut()
+        }
+        let idle = tunnels.values.filter { now - $0.lastActivity >= tunnelIdleTimeout }
+        for tunnel in idle {
+            unwatch(tunnel)
+            tunnel.close()
         }
     }
 }
@@ -697,14 +711,13 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                            reason: "cannot connect to \(route.host.text):\(route.port) (\(route.connectAddress)): \(error)")
                 case .success(let peer):
                     do {
-                        let (local, remote) = GlueHandler.matchedPair()
                         try removeHTTPHandlers(context)
                         context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: Self.established)), promise: nil)
-                        let idle = state.limits.tunnelIdleTimeout
-                        try peer.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: idle), remote])
+                        let (local, remote) = GlueHandler.matchedPair(loop: loop)
+                        try peer.pipeline.syncOperations.addHandler(remote)
                         _ = context.channel.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                         _ = context.channel.setOption(ChannelOptions.recvAllocator, value: Self.tunnelReads)
-                        var handlers: [ChannelHandler] = [IdleStateHandler(allTimeout: idle)]
+                        var handlers: [ChannelHandler] = []
                         if !state.services.isEmpty {
                             handlers.append(TunnelSNIInspector(state: state, route: route))
                         }

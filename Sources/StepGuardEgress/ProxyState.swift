@@ -78,7 +78,7 @@ final class ProxyState: Sendable {
         self.limits = limits
         self.resolverPool = resolverPool
         var loops: [ObjectIdentifier: NIOLoopBoundBox<LoopResources>] = [:]
-        for loop in eventLoops { loops[ObjectIdentifier(loop)] = .makeBoxSendingValue(LoopResources(), eventLoop: loop) }
+        for loop in eventLoops { loops[ObjectIdentifier(loop)] = .makeBoxSendingValue(LoopResources(tunnelIdleTimeout: limits.tunnelIdleTimeout), eventLoop: loop) }
         self.loops = loops
     }
 
@@ -93,9 +93,9 @@ final class ProxyState: Sendable {
         return box.value
     }
 
-    /// How often each loop checks request-head deadlines and idle pooled connections.
+    /// How often each loop checks request-head deadlines, idle tunnels and idle pooled connections.
     var sweepInterval: TimeAmount {
-        let quarter = limits.requestHeadTimeout.nanoseconds / 4
+        let quarter = min(limits.requestHeadTimeout, limits.tunnelIdleTimeout).nanoseconds / 4
         return .nanoseconds(max(TimeAmount.milliseconds(10).nanoseconds, min(TimeAmount.seconds(1).nanoseconds, quarter)))
     }
 

@@ -37,6 +37,37 @@ import Glibc
     }
 }
 
+@Suite(.serialized) struct TunnelIdleTests {
+    @Test func aTunnelIsClosedAfterItsIdleTimeoutButNotWhileDataFlows() async throws {
+        let server = try LocalHTTPServer.start { _ in ServerResponse(status: 200, body: "ok") }
+        defer { server.shutdown() }
+        var limits = ProxyLimits()
+        limits.tunnelIdleTimeout = .seconds(2)
+        let policy = try Egress.policy("version: 1\negress: { default: allow }\n")
+        let session = try await Egress.session(policy, trail: try Egress.trail(), limits: limits)
+        defer { session.stop() }
+        let fd = try TunnelClient.open(proxyPort: session.port, target: "127.0.0.1:\(server.port)")
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        // A request every 300 ms for 3 s: longer than the timeout, never idle that long. (usleep, not
+        // Task.sleep: other suites' blocking sockets can starve the cooperative pool for seconds.)
+        for _ in 0..<10 {
+            let request = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            _ = Array(request.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            #expect(n > 0 && String(decoding: buffer[0..<max(n, 0)], as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+            usleep(300_000)
+        }
+        // Then nothing: the proxy closes the tunnel (recv sees the end) within the timeout plus a sweep.
+        let started = Date()
+        let n = recv(fd, &buffer, buffer.count, 0)
+        #expect(n == 0)
+        #expect(Date().timeIntervalSince(started) < 4)
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(session.openConnections == 0)
+    }
+}
+
 enum TunnelClient {
     /// Connects to the proxy, opens a tunnel to `target` and reads the proxy's answer head (nothing more).
     static func open(proxyPort: Int, target: String) throws -> Int32 {
