@@ -102,9 +102,8 @@ final class LoopResources {
     /// `front` waits for a request head until its deadline.
     func watch(_ front: FrontHandler) { waiting[ObjectIdentifier(front)] = front }
     func unwatch(_ front: FrontHandler) { waiting.removeValue(forKey: ObjectIdentifier(front)) }
-    var watched: Int { waiting.count }
 
-    /// Closes fronts whose request head is late and upstream connections idle too long.
+    /// Closes fronts whose request head is late, idle tunnels and upstream connections idle too long.
     func sweep(now: NIODeadline = .now()) {
         pool.sweep(now: now)
         let late = waiting.values.filter { $0.headDeadline <= now }

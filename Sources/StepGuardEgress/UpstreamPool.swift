@@ -21,6 +21,7 @@ final class UpstreamPool {
     }
 
     private var idle: [String: [Idle]] = [:]
+    /// Idle connections held (all keys).
     private(set) var count = 0
 
     /// An idle, open connection for `key`, most recently used first; stale ones are closed.
@@ -75,17 +76,5 @@ final class UpstreamPool {
                 entry.link.channel.close(promise: nil)
             }
         }
-    }
-
-    /// Closes every idle connection.
-    func closeAll() {
-        for list in idle.values {
-            for entry in list {
-                entry.link.idleIn = nil
-                entry.link.channel.close(promise: nil)
-            }
-        }
-        idle = [:]
-        count = 0
     }
 }
