@@ -68,6 +68,16 @@ public final class AuditTrail: Sendable {
         }
     }
 
+    /// True when an allowed request's event goes anywhere (the log file, or printed with `verbose`);
+    /// when false, callers may skip building it and call ``countAllowedRequest()`` instead.
+    public var wantsAllowedRequestEvents: Bool { logFile != nil || verbose }
+
+    /// Counts an allowed request (`egress` or `service`) whose event would be neither logged nor
+    /// printed: the same effect as ``record(_:)`` with it, without building the event.
+    public func countAllowedRequest() {
+        events.withLock { $0.allowedRequests += 1 }
+    }
+
     /// The events kept so far: denials and every event that is not an allowed request.
     public var recorded: [AuditEvent] { events.withLock { $0.kept } }
 

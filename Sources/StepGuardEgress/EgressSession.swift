@@ -125,6 +125,9 @@ public final class EgressSession: Sendable {
     private let stopping = Atomic<Bool>(false)
     private let extraChannels = Mutex<[Channel]>([])
 
+    /// Event loop threads serving the proxy; each keeps its own pool of idle upstream connections.
+    public var threads: Int { state.threads }
+
     /// Client connections open right now (tunnels count once).
     public var openConnections: Int { state.openConnections.load(ordering: .relaxed) }
 
@@ -208,7 +211,8 @@ public final class EgressSession: Sendable {
                                                                maxShortLivedTTL: policy.identity?.lifetime.maxTTL?.seconds ?? 3600),
             trail: trail, auditOnly: policy.mode == .audit, onViolation: policy.onViolation, stopStep: stopStep,
             authority: authority, upstreamTLS: upstreamTLS, stepStarted: stepStarted, limits: limits,
-            resolverPool: groundwork.resolverPool)
+            resolverPool: groundwork.resolverPool, eventLoops: Array(groundwork.group.makeIterator()))
+        state.startSweeps()
 
         let channel: Channel
         do {
@@ -254,7 +258,7 @@ public final class EgressSession: Sendable {
                     try sync.configureHTTPServerPipeline(position: .last, withPipeliningAssistance: true, withServerUpgrade: nil,
                                                          withErrorHandling: true, withOutboundHeaderValidation: true,
                                                          withEncoderConfiguration: .init(), withDecoderLimitConfiguration: state.decoderLimits)
-                    try sync.addHandler(FrontHandler(state: state, mode: .proxy))
+                    try sync.addHandler(FrontHandler(state: state, mode: .proxy, loop: state.resources(on: channel.eventLoop)))
                 }
             }
     }

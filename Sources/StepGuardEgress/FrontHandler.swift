@@ -23,27 +23,46 @@ final class ConnectionCounter: ChannelInboundHandler {
     }
 }
 
-/// The upstream connection a front connection forwards requests over (reused while keep-alive).
+/// An upstream connection a front connection forwards requests over. Plain `http://` links go back
+/// to the event loop's ``UpstreamPool`` after each complete exchange; links to intercepted services
+/// stay with their client connection (reused while keep-alive) and are never pooled.
 final class UpstreamLink {
     let key: String
     let channel: Channel
+    let handler: UpstreamHandler
+    let tls: Bool
     var reusable = true
+    /// Reading from the upstream is paused (the client could not take more).
+    var readsPaused = false
+    /// Taken from the pool: the upstream may have closed it while it was idle.
+    var reused = false
+    /// The pool holding it while idle.
+    var idleIn: UpstreamPool?
 
-    init(key: String, channel: Channel) {
+    init(key: String, channel: Channel, handler: UpstreamHandler, tls: Bool) {
         self.key = key
         self.channel = channel
+        self.handler = handler
+        self.tls = tls
     }
 }
 
-/// Relays an upstream's response parts to the front connection that owns it.
+/// Relays an upstream's response parts to the front connection that owns it. While its link is
+/// idle in the pool there is no front: anything the upstream sends then makes the link unusable.
 final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
     weak var front: FrontHandler?
+    weak var link: UpstreamLink?
 
     init(front: FrontHandler) { self.front = front }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        front?.upstreamRead(unwrapInboundIn(data), from: context.channel)
+        guard let front else {
+            // An unsolicited response on an idle connection: never hand it to a later request.
+            context.close(promise: nil)
+            return
+        }
+        front.upstreamRead(unwrapInboundIn(data), from: context.channel)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) { front?.upstreamReadComplete() }
@@ -54,6 +73,7 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        if let link, let pool = link.idleIn { pool.remove(link) }
         front?.upstreamClosed(context.channel, error: nil)
         front = nil
     }
@@ -61,6 +81,41 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         front?.upstreamClosed(context.channel, error: error)
         context.close(promise: nil)
+    }
+}
+
+/// What the handlers of one event loop share: the upstream pool, the fronts waiting for a request
+/// head and the open tunnels (deadlines checked by one periodic sweep instead of a timer per
+/// connection). Only used on its loop.
+final class LoopResources {
+    let pool = UpstreamPool()
+    let tunnelIdleTimeout: TimeAmount
+    private var waiting: [ObjectIdentifier: FrontHandler] = [:]
+    private var tunnels: [ObjectIdentifier: Tunnel] = [:]
+
+    init(tunnelIdleTimeout: TimeAmount) { self.tunnelIdleTimeout = tunnelIdleTimeout }
+
+    /// `tunnel` is closed when no data went through it for `tunnelIdleTimeout`.
+    func watch(_ tunnel: Tunnel) { tunnels[ObjectIdentifier(tunnel)] = tunnel }
+    func unwatch(_ tunnel: Tunnel) { tunnels.removeValue(forKey: ObjectIdentifier(tunnel)) }
+
+    /// `front` waits for a request head until its deadline.
+    func watch(_ front: FrontHandler) { waiting[ObjectIdentifier(front)] = front }
+    func unwatch(_ front: FrontHandler) { waiting.removeValue(forKey: ObjectIdentifier(front)) }
+
+    /// Closes fronts whose request head is late, idle tunnels and upstream connections idle too long.
+    func sweep(now: NIODeadline = .now()) {
+        pool.sweep(now: now)
+        let late = waiting.values.filter { $0.headDeadline <= now }
+        for front in late {
+            unwatch(front)
+            front.headTimedOut()
+        }
+        let idle = tunnels.values.filter { now - $0.lastActivity >= tunnelIdleTimeout }
+        for tunnel in idle {
+            unwatch(tunnel)
+            tunnel.close()
+        }
     }
 }
 
@@ -102,7 +157,12 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var requestHead: HTTPRequestHead?
     private var pendingDecision: ((ChannelHandlerContext, [UInt8]?) -> Void)?
     private var upstream: UpstreamLink?
-    private var headTimer: Scheduled<Void>?
+    /// When the request head must have arrived (while ``phase`` is idle); checked by the loop's sweep.
+    private(set) var headDeadline = NIODeadline.distantFuture
+    /// The request to send again on a fresh connection when a pooled one turns out closed before
+    /// any response: only bodiless GET/HEAD/OPTIONS requests.
+    private var retry: (head: HTTPRequestHead, target: RequestTarget, route: Route)?
+    let loop: LoopResources
     private var context: ChannelHandlerContext?
     private var generation = 0
     private var readsPaused = false
@@ -110,9 +170,10 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// queued behind back-pressure would be dropped.
     private var lastResponseWrite: EventLoopFuture<Void>?
 
-    init(state: ProxyState, mode: Mode) {
+    init(state: ProxyState, mode: Mode, loop: LoopResources) {
         self.state = state
         self.mode = mode
+        self.loop = loop
     }
 
     // MARK: Channel events
@@ -123,7 +184,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        headTimer?.cancel()
+        loop.unwatch(self)
         self.context = nil
     }
 
@@ -134,7 +195,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         phase = .closed
-        headTimer?.cancel()
+        loop.unwatch(self)
         upstream?.channel.close(promise: nil)
         upstream = nil
         context.fireChannelInactive()
@@ -150,17 +211,22 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, let upstream { upstream.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in } }
+        if context.channel.isWritable, let upstream, upstream.readsPaused {
+            upstream.readsPaused = false
+            upstream.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+        }
         context.fireChannelWritabilityChanged()
     }
 
     private func armHeadTimer(_ context: ChannelHandlerContext) {
-        headTimer?.cancel()
-        let generation = self.generation
-        headTimer = context.eventLoop.assumeIsolated().scheduleTask(in: state.limits.requestHeadTimeout) { [weak self] in
-            guard let self, self.generation == generation, self.phase == .idle else { return }
-            self.context?.close(promise: nil)
-        }
+        headDeadline = .now() + state.limits.requestHeadTimeout
+        loop.watch(self)
+    }
+
+    /// The loop's sweep found the request head late: close the connection.
+    func headTimedOut() {
+        guard phase == .idle else { return }
+        context?.close(promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -168,7 +234,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch part {
         case .head(let head):
             guard phase == .idle else { context.close(promise: nil); return }
-            headTimer?.cancel()
+            loop.unwatch(self)
             generation += 1
             requestHead = head
             requestEnded = false
@@ -177,6 +243,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             bodyBytes = 0
             needsBody = false
             pendingDecision = nil
+            retry = nil
             closeAfterResponse = !head.isKeepAlive
             phase = .deciding
             start(context, head)
@@ -336,23 +403,47 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: Forwarding
 
-    private static let hopByHop: Set<String> = ["connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
-                                                "te", "trailer", "upgrade", "expect"]
+    private static let hopByHop = ["connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
+                                   "te", "trailer", "upgrade", "expect"]
 
-    private static func filtered(_ headers: HTTPHeaders) -> HTTPHeaders {
-        let listed = Set(headers["connection"].flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() } })
+    /// ASCII case-insensitive equality with `lower`, which is lower case; no allocation.
+    static func equalsIgnoringCase(_ name: String, _ lower: String) -> Bool {
+        name.utf8.elementsEqual(lower.utf8) { ($0 >= 65 && $0 <= 90 ? $0 + 32 : $0) == $1 }
+    }
+
+    static func isHopByHop(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 2, 6, 7, 10, 16, 18, 19: return hopByHop.contains { equalsIgnoringCase(name, $0) }
+        default: return false
+        }
+    }
+
+    /// `headers` without hop-by-hop fields and the fields the Connection header names. Headers that
+    /// have none (most requests) are returned as they are, without a copy.
+    static func filtered(_ headers: HTTPHeaders) -> HTTPHeaders {
+        var listed: [String] = []
+        var found = false
+        for (name, value) in headers where isHopByHop(name) {
+            found = true
+            if equalsIgnoringCase(name, "connection") {
+                for token in value.utf8.split(separator: UInt8(ascii: ",")) {
+                    let trimmed = token.drop { $0 == 32 || $0 == 9 }.reversed().drop { $0 == 32 || $0 == 9 }.reversed()
+                    if !trimmed.isEmpty { listed.append(String(decoding: trimmed, as: UTF8.self).lowercased()) }
+                }
+            }
+        }
+        guard found else { return headers }
         var result = HTTPHeaders()
         for (name, value) in headers {
-            let lower = name.lowercased()
-            if hopByHop.contains(lower) || listed.contains(lower) { continue }
+            if isHopByHop(name) || listed.contains(where: { equalsIgnoringCase(name, $0) }) { continue }
             result.add(name: name, value: value)
         }
         return result
     }
 
-    private func forward(_ context: ChannelHandlerContext, head: HTTPRequestHead, target: RequestTarget, route: Route, tls: Bool) {
+    private func forward(_ context: ChannelHandlerContext, head: HTTPRequestHead, target: RequestTarget, route: Route, tls: Bool, fresh: Bool = false) {
         let generation = self.generation
-        upstreamLink(context, route: route, tls: tls).whenComplete { [self] result in
+        upstreamLink(context, route: route, tls: tls, fresh: fresh).whenComplete { [self] result in
             guard self.generation == generation, phase == .deciding, let context = self.context else {
                 if case .success(let link) = result, link !== upstream { link.channel.close(promise: nil) }
                 return
@@ -363,6 +454,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                        reason: "cannot connect to \(route.host.text):\(route.port) (\(route.connectAddress)): \(error)")
             case .success(let link):
                 upstream = link
+                retry = link.reused && Self.retryable(head) ? (head, target, route) : nil
                 var headers = Self.filtered(head.headers)
                 headers.replaceOrAdd(name: "Host", value: target.authority)
                 let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.originForm, headers: headers)
@@ -382,13 +474,27 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    private func upstreamLink(_ context: ChannelHandlerContext, route: Route, tls: Bool) -> EventLoopFuture<UpstreamLink>.Isolated {
+    /// Only requests without a body whose method is safe are sent again after a pooled connection
+    /// turns out closed (RFC 9110 §9.2.2): they cannot have had an effect the client did not ask for twice.
+    static func retryable(_ head: HTTPRequestHead) -> Bool {
+        guard head.method == .GET || head.method == .HEAD || head.method == .OPTIONS else { return false }
+        guard head.headers["transfer-encoding"].isEmpty else { return false }
+        return head.headers["content-length"].allSatisfy { $0.trimmingCharacters(in: .whitespaces) == "0" }
+    }
+
+    private func upstreamLink(_ context: ChannelHandlerContext, route: Route, tls: Bool, fresh: Bool) -> EventLoopFuture<UpstreamLink>.Isolated {
         let key = "\(tls ? "https" : "http")://\(route.host.text):\(route.port)@\(route.connectAddress)"
-        if let link = upstream, link.key == key, link.reusable, link.channel.isActive {
-            return context.eventLoop.makeSucceededFuture(()).assumeIsolated().map { link }
+        if !fresh, let link = upstream, link.key == key, link.reusable, link.channel.isActive {
+            return context.eventLoop.makeSucceededIsolatedFuture(link)
         }
         upstream?.channel.close(promise: nil)
         upstream = nil
+        if !tls, !fresh, let link = loop.pool.take(key) {
+            // A plain connection to the same checked address and port, idle after a complete exchange.
+            link.handler.front = self
+            link.reused = true
+            return context.eventLoop.makeSucceededIsolatedFuture(link)
+        }
         let state = self.state
         return ClientBootstrap(group: context.eventLoop)
             .connectTimeout(state.limits.connectTimeout)
@@ -403,8 +509,11 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                     try sync.addHandler(NIOSSLClientHandler(context: upstreamTLS, serverHostname: hostname))
                 }
                 try sync.addHTTPClientHandlers()
-                try sync.addHandler(UpstreamHandler(front: self))
-                return UpstreamLink(key: key, channel: channel)
+                let handler = UpstreamHandler(front: self)
+                try sync.addHandler(handler)
+                let link = UpstreamLink(key: key, channel: channel, handler: handler, tls: tls)
+                handler.link = link
+                return link
             }
     }
 
@@ -413,6 +522,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch part {
         case .head(let head):
             responseStarted = true
+            retry = nil
             if !head.isKeepAlive { link.reusable = false }
             var headers = Self.filtered(head.headers)
             if closeAfterResponse { headers.replaceOrAdd(name: "Connection", value: "close") }
@@ -420,12 +530,19 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             lastResponseWrite = context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: head.status, headers: headers))))
         case .body(let buffer):
             lastResponseWrite = context.write(wrapOutboundOut(.body(.byteBuffer(buffer))))
-            if !context.channel.isWritable { link.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in } }
+            if !context.channel.isWritable, !link.readsPaused {
+                link.readsPaused = true
+                link.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+            }
         case .end(let trailers):
             if !requestEnded { link.reusable = false; closeAfterResponse = true }
             if !link.reusable {
                 link.channel.close(promise: nil)
                 upstream = nil
+            } else if !link.tls {
+                // A complete exchange on a plain connection: other client connections may use it now.
+                upstream = nil
+                loop.pool.put(link)
             }
             finishResponse(context, context.writeAndFlush(wrapOutboundOut(.end(trailers))))
         }
@@ -448,6 +565,14 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let link = upstream, link.channel === channel else { return }
         upstream = nil
         guard let context, phase == .forwarding || phase == .deciding else { return }
+        if !responseStarted, let retry {
+            // The pooled connection was closed by the upstream while idle; the request got no answer.
+            self.retry = nil
+            channel.close(promise: nil)
+            phase = .deciding
+            queue = requestEnded ? [.end(nil)] : []
+            return forward(context, head: retry.head, target: retry.target, route: retry.route, tls: false, fresh: true)
+        }
         if responseStarted {
             // Let what was already relayed reach the client before closing.
             phase = .closed
@@ -530,9 +655,8 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             case .success(let route):
                 let verdict = state.decideConnection(route)
                 let service = state.service(for: route.host)
-                var details = subject(route: route, method: "CONNECT", path: "")
-                if let service { details["service"] = .string(service.definition.name) }
-                let blocked = state.record(.egress, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason, subject: details)
+                let blocked = state.record(.egress, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason,
+                                           subject: subject(route: route, method: "CONNECT", path: "", service: service))
                 if blocked { return reject(context, .forbidden, decision: "deny", rule: verdict.rule, reason: verdict.reason) }
                 phase = .tunnel
                 if let service {
@@ -560,12 +684,18 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private static let established = "HTTP/1.1 200 Connection Established\r\n\r\n"
 
+    /// Reads of a tunnel start small (1,000 idle tunnels stay cheap) and grow up to 1 MiB while data
+    /// streams, so bulk transfers take few system calls. Back-pressure is unchanged: a side reads
+    /// only while its partner is writable, so at most one read is queued per direction.
+    private static let tunnelReads = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: 1024 * 1024)
+
     private func tunnel(_ context: ChannelHandlerContext, route: Route) {
         let state = self.state
         ClientBootstrap(group: context.eventLoop)
             .connectTimeout(state.limits.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.recvAllocator, value: Self.tunnelReads)
             .connect(to: route.connectAddress)
             .assumeIsolated()
             .whenComplete { [self] result in
@@ -580,13 +710,13 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                            reason: "cannot connect to \(route.host.text):\(route.port) (\(route.connectAddress)): \(error)")
                 case .success(let peer):
                     do {
-                        let (local, remote) = GlueHandler.matchedPair()
                         try removeHTTPHandlers(context)
                         context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: Self.established)), promise: nil)
-                        let idle = state.limits.tunnelIdleTimeout
-                        try peer.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: idle), remote])
+                        let (local, remote) = GlueHandler.matchedPair(loop: loop)
+                        try peer.pipeline.syncOperations.addHandler(remote)
                         _ = context.channel.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-                        var handlers: [ChannelHandler] = [IdleStateHandler(allTimeout: idle)]
+                        _ = context.channel.setOption(ChannelOptions.recvAllocator, value: Self.tunnelReads)
+                        var handlers: [ChannelHandler] = []
                         if !state.services.isEmpty {
                             handlers.append(TunnelSNIInspector(state: state, route: route))
                         }
@@ -614,7 +744,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             try sync.configureHTTPServerPipeline(position: .last, withPipeliningAssistance: true, withServerUpgrade: nil, withErrorHandling: true,
                                                  withOutboundHeaderValidation: true, withEncoderConfiguration: .init(),
                                                  withDecoderLimitConfiguration: state.decoderLimits)
-            try sync.addHandler(FrontHandler(state: state, mode: .intercept(route: route, service: service)))
+            try sync.addHandler(FrontHandler(state: state, mode: .intercept(route: route, service: service), loop: loop))
             try removeDecoderAndSelf(context)
         } catch {
             context.close(promise: nil)

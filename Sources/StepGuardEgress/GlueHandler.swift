@@ -1,5 +1,20 @@
 import NIOCore
 
+/// The two sides of one CONNECT tunnel and when data last went through it; the event loop's sweep
+/// closes tunnels idle longer than `tunnelIdleTimeout` (one check per second for all tunnels
+/// instead of a timer per side).
+final class Tunnel {
+    var lastActivity = NIODeadline.now()
+    fileprivate weak var first: GlueHandler?
+    fileprivate weak var second: GlueHandler?
+
+    /// Closes both sides.
+    func close() {
+        first?.closeChannel()
+        second?.closeChannel()
+    }
+}
+
 /// Joins two channels byte for byte (a CONNECT tunnel), with back-pressure: a side reads only
 /// while its partner can write. Both channels live on the same event loop.
 final class GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
@@ -10,20 +25,33 @@ final class GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var partner: GlueHandler?
     private var context: ChannelHandlerContext?
     private var pendingRead = false
+    private let tunnel: Tunnel
+    private let loop: LoopResources
 
-    private init() {}
+    private init(tunnel: Tunnel, loop: LoopResources) {
+        self.tunnel = tunnel
+        self.loop = loop
+    }
 
-    static func matchedPair() -> (GlueHandler, GlueHandler) {
-        let first = GlueHandler()
-        let second = GlueHandler()
+    /// The two handlers of a new tunnel, watched by `loop`'s idle sweep until either side closes.
+    static func matchedPair(loop: LoopResources) -> (GlueHandler, GlueHandler) {
+        let tunnel = Tunnel()
+        let first = GlueHandler(tunnel: tunnel, loop: loop)
+        let second = GlueHandler(tunnel: tunnel, loop: loop)
         first.partner = second
         second.partner = first
+        tunnel.first = first
+        tunnel.second = second
+        loop.watch(tunnel)
         return (first, second)
     }
+
+    fileprivate func closeChannel() { context?.close(promise: nil) }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        loop.unwatch(tunnel)
         self.context = nil
         self.partner = nil
     }
@@ -41,14 +69,18 @@ final class GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var partnerWritable: Bool { context?.channel.isWritable ?? false }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) { partner?.partnerWrite(data) }
-    func channelReadComplete(context: ChannelHandlerContext) { partner?.partnerFlush() }
-    func channelInactive(context: ChannelHandlerContext) { partner?.partnerCloseFull() }
+    func channelReadComplete(context: ChannelHandlerContext) {
+        tunnel.lastActivity = .now()
+        partner?.partnerFlush()
+    }
+    func channelInactive(context: ChannelHandlerContext) {
+        loop.unwatch(tunnel)
+        partner?.partnerCloseFull()
+    }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, case .inputClosed = event {
             partner?.partnerWriteEOF()
-        } else if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
         } else {
             context.fireUserInboundEventTriggered(event)
         }

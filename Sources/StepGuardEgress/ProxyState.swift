@@ -56,11 +56,13 @@ final class ProxyState: Sendable {
     let resolverPool: NIOThreadPool
     let openConnections = Atomic<Int>(0)
     let leafContexts = Mutex<[String: NIOSSLContext]>([:])
+    /// Per event loop: the upstream pool and the fronts waiting for a request head.
+    private let loops: [ObjectIdentifier: NIOLoopBoundBox<LoopResources>]
 
     init(egress: EgressPolicy, resolveOverrides: [HostPort: HostPort], services: [BoundService], identity: JobIdentity?,
          inspector: CredentialInspector, trail: AuditTrail, auditOnly: Bool, onViolation: ViolationAction,
          stopStep: @escaping @Sendable () -> Void, authority: CertificateAuthority, upstreamTLS: NIOSSLContext?,
-         stepStarted: Date, limits: ProxyLimits, resolverPool: NIOThreadPool) {
+         stepStarted: Date, limits: ProxyLimits, resolverPool: NIOThreadPool, eventLoops: [EventLoop]) {
         self.egress = egress
         self.resolveOverrides = resolveOverrides
         self.services = services
@@ -75,6 +77,36 @@ final class ProxyState: Sendable {
         self.stepStarted = stepStarted
         self.limits = limits
         self.resolverPool = resolverPool
+        var loops: [ObjectIdentifier: NIOLoopBoundBox<LoopResources>] = [:]
+        for loop in eventLoops { loops[ObjectIdentifier(loop)] = .makeBoxSendingValue(LoopResources(tunnelIdleTimeout: limits.tunnelIdleTimeout), eventLoop: loop) }
+        self.loops = loops
+    }
+
+    /// How many event loops serve the proxy.
+    var threads: Int { loops.count }
+
+    /// The resources of `eventLoop`, one of the session's loops; call it on that loop.
+    func resources(on eventLoop: EventLoop) -> LoopResources {
+        guard let box = loops[ObjectIdentifier(eventLoop)] else {
+            preconditionFailure("stepguard egress: a channel on an event loop that is not the session's")
+        }
+        return box.value
+    }
+
+    /// How often each loop checks request-head deadlines, idle tunnels and idle pooled connections.
+    var sweepInterval: TimeAmount {
+        let quarter = min(limits.requestHeadTimeout, limits.tunnelIdleTimeout).nanoseconds / 4
+        return .nanoseconds(max(TimeAmount.milliseconds(10).nanoseconds, min(TimeAmount.seconds(1).nanoseconds, quarter)))
+    }
+
+    /// Starts the periodic sweep on every loop (until the group shuts down).
+    func startSweeps() {
+        let interval = sweepInterval
+        for box in loops.values {
+            box.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+                box.value.sweep()
+            }
+        }
     }
 
     /// The policy-named service whose hosts include `host`, if any.
@@ -150,8 +182,13 @@ final class ProxyState: Sendable {
     }
 
     /// Records a decision and applies `on_violation`. Returns true when the action must be blocked.
-    func record(_ type: AuditEventType, allowed: Bool, rule: String, reason: String, subject: [String: AuditValue]) -> Bool {
-        trail.record(AuditEvent(type: type, decision: allowed ? .allow : .deny, reason: reason, rule: rule, subject: subject))
+    /// The subject is built only when the event is kept, logged or printed.
+    func record(_ type: AuditEventType, allowed: Bool, rule: String, reason: String, subject: @autoclosure () -> [String: AuditValue]) -> Bool {
+        if allowed, !trail.wantsAllowedRequestEvents {
+            trail.countAllowedRequest()
+            return false
+        }
+        trail.record(AuditEvent(type: type, decision: allowed ? .allow : .deny, reason: reason, rule: rule, subject: subject()))
         guard !allowed, !auditOnly else { return false }
         if onViolation == .kill { stopStep() }
         return true

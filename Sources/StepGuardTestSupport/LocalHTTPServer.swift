@@ -12,6 +12,8 @@ public struct ReceivedRequest: Sendable {
     public let uri: String
     public let headers: [(name: String, value: String)]
     public let body: [UInt8]
+    /// Which of the server's connections carried it (1 for the first connection accepted, then 2, …).
+    public var connection: Int = 0
 
     /// The first value of header `name` (case-insensitive).
     public func header(_ name: String) -> String? {
@@ -77,6 +79,12 @@ public final class LocalHTTPServer: Sendable {
     /// Every request received so far.
     public var requests: [ReceivedRequest] { log.requests.withLock { $0 } }
 
+    /// How many connections the server accepted so far.
+    public var acceptedConnections: Int { log.connections.load(ordering: .relaxed) }
+
+    /// How many connections are open right now.
+    public var openConnections: Int { log.open.load(ordering: .relaxed) }
+
     private init(port: Int, host: String, isTLS: Bool, channel: Channel, group: MultiThreadedEventLoopGroup, log: RequestLog) {
         self.port = port
         self.host = host
@@ -97,12 +105,15 @@ public final class LocalHTTPServer: Sendable {
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let connection = log.connections.add(1, ordering: .relaxed).newValue
+                log.open.add(1, ordering: .relaxed)
+                channel.closeFuture.whenComplete { _ in log.open.subtract(1, ordering: .relaxed) }
+                return channel.eventLoop.makeCompletedFuture {
                     if let sslContext {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
                     }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(RequestHandler(handler: handler, log: log))
+                    try channel.pipeline.syncOperations.addHandler(RequestHandler(handler: handler, log: log, connection: connection))
                 }
             }
         let channel = try bootstrap.bind(host: host, port: 0).wait()
@@ -119,6 +130,8 @@ public final class LocalHTTPServer: Sendable {
 
 final class RequestLog: Sendable {
     let requests = Mutex<[ReceivedRequest]>([])
+    let connections = Atomic<Int>(0)
+    let open = Atomic<Int>(0)
 }
 
 private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
@@ -128,12 +141,14 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
 
     let handler: LocalHTTPServer.Handler
     let log: RequestLog
+    let connection: Int
     var head: HTTPRequestHead?
     var body: [UInt8] = []
 
-    init(handler: @escaping LocalHTTPServer.Handler, log: RequestLog) {
+    init(handler: @escaping LocalHTTPServer.Handler, log: RequestLog, connection: Int) {
         self.handler = handler
         self.log = log
+        self.connection = connection
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -145,13 +160,15 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
             body += buffer.readBytes(length: buffer.readableBytes) ?? []
         case .end:
             guard let head else { return }
-            let request = ReceivedRequest(method: head.method.rawValue, uri: head.uri,
+            var request = ReceivedRequest(method: head.method.rawValue, uri: head.uri,
                                           headers: head.headers.map { ($0.name, $0.value) }, body: body)
+            request.connection = connection
             log.requests.withLock { $0.append(request) }
             let response = handler(request)
             var headers = HTTPHeaders(response.headers)
             headers.replaceOrAdd(name: "Content-Length", value: String(response.body.count))
-            let keepAlive = head.isKeepAlive
+            // A handler may answer `Connection: close`: then the server closes, as real servers do.
+            let keepAlive = head.isKeepAlive && !response.headers.contains { $0.0.lowercased() == "connection" && $0.1.lowercased() == "close" }
             if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .init(statusCode: response.status), headers: headers))), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: response.body)))), promise: nil)

@@ -2,7 +2,8 @@
 # bench/egress/run.sh — direct vs stepguard (CONNECT tunnel, absolute-form, interception) vs tinyproxy
 # vs mitmproxy, side by side in one run, on loopback only.
 #
-# Needs: a built stepguard (swift build -c release), nginx-light, tinyproxy, wrk, curl, openssl (Debian),
+# Needs: a built stepguard (swift build -c release), nginx-light, tinyproxy, wrk, curl, openssl, gcc and
+# libssl-dev (Debian),
 # mitmproxy (PyPI; set MITMDUMP=/path/to/mitmdump). Usage: bench/egress/run.sh [rounds]
 # Writes results to bench/egress/results-<date>.jsonl and prints a summary table (medians over rounds).
 set -euo pipefail
@@ -17,7 +18,10 @@ OUT=$ROOT/bench/egress/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
-LOAD="python3 $ROOT/bench/egress/load.py --processes 2 --threads $((CONC / 2)) --seconds $SECONDS_PER_RUN"
+# The CONNECT and TLS cases use connload (C, OpenSSL, one thread per connection in flight): the Python
+# client topped out near 640 TLS handshakes/s, below what the proxies themselves can do.
+gcc -O2 -pthread -o "$W/connload" "$ROOT/bench/egress/connload.c" -lssl -lcrypto
+LOAD="$W/connload --threads $CONC --seconds $SECONDS_PER_RUN"
 
 # --- upstream: nginx on 127.0.0.1:18080 (plain) and localhost:18443 (TLS, cert from a bench CA)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench CA" \
@@ -100,7 +104,7 @@ wrkrun() { # name, url, extra...
 loadrun() { # name, args...
   local name=$1; shift
   local out; out=$($LOAD "$@")
-  echo "{\"round\":$round,\"case\":\"$name\",\"tool\":\"load.py\",\"result\":$out}" | tee -a "$OUT"
+  echo "{\"round\":$round,\"case\":\"$name\",\"tool\":\"connload\",\"result\":$out}" | tee -a "$OUT"
 }
 bulk() { # name, curl args...
   local name=$1; shift

@@ -14,7 +14,7 @@ for r in rows:
     c = cases.setdefault(r["case"], {"rps": [], "p50": [], "p99": [], "MBps": []})
     if r["tool"] == "wrk":
         c["rps"].append(r["rps"]); c["p50"].append(ms(r["p50"])); c["p99"].append(ms(r["p99"]))
-    elif r["tool"] == "load.py":
+    elif r["tool"] in ("load.py", "connload"):
         c["rps"].append(r["result"]["rps"]); c["p50"].append(r["result"]["p50_ms"]); c["p99"].append(r["result"]["p99_ms"])
     else:
         c["MBps"].append(r["MBps"])
