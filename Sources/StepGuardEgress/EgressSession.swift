@@ -67,7 +67,9 @@ public final class EgressGroundwork: Sendable {
         if closingListener { close(listener) }
         group.shutdownGracefully { _ in }
         resolverPool.shutdownGracefully { _ in }
-        try? FileManager.default.removeItem(atPath: bundleDirectory)
+        // The directory holds the bundle alone (plain calls: this runs after every step).
+        unlink(bundlePath)
+        if rmdir(bundleDirectory) != 0 { try? FileManager.default.removeItem(atPath: bundleDirectory) }
     }
 
     /// A TCP socket listening on 127.0.0.1 at an ephemeral port (plain POSIX: no resolver, no event-loop hop).
@@ -120,7 +122,7 @@ public final class EgressSession: Sendable {
     public let certificateAuthorityPEM: String
 
     private let groundwork: EgressGroundwork
-    private let serverChannel: Channel
+    private let serverChannel: EventLoopFuture<Channel>
     private let state: ProxyState
     private let stopping = Atomic<Bool>(false)
     private let extraChannels = Mutex<[Channel]>([])
@@ -132,7 +134,7 @@ public final class EgressSession: Sendable {
     public var openConnections: Int { state.openConnections.load(ordering: .relaxed) }
 
     private init(port: Int, environment: [String: String], groundwork: EgressGroundwork, caPEM: String,
-                 serverChannel: Channel, state: ProxyState) {
+                 serverChannel: EventLoopFuture<Channel>, state: ProxyState) {
         self.port = port
         self.environment = environment
         self.trustBundlePath = groundwork.bundlePath
@@ -214,13 +216,10 @@ public final class EgressSession: Sendable {
             resolverPool: groundwork.resolverPool, eventLoops: Array(groundwork.group.makeIterator()))
         state.startSweeps()
 
-        let channel: Channel
-        do {
-            listenerHandedOver = true
-            channel = try await makeBootstrap(group: groundwork.group, state: state).withBoundSocket(groundwork.listener).get()
-        } catch {
-            throw .cannotListen("\(error)")
-        }
+        // The socket already listens: connections wait in its backlog until the event loop has
+        // registered it, so the step need not wait for that. Should registering fail, the step is stopped.
+        listenerHandedOver = true
+        let channel = makeBootstrap(group: groundwork.group, state: state).withBoundSocket(groundwork.listener)
         let port = groundwork.port
         let proxyURL = "http://127.0.0.1:\(port)"
         var environment: [String: String] = [:]
@@ -235,11 +234,17 @@ public final class EgressSession: Sendable {
         }
         let session = EgressSession(port: port, environment: environment, groundwork: groundwork, caPEM: caPEM,
                                     serverChannel: channel, state: state)
-        channel.closeFuture.whenComplete { [session] _ in
+        @Sendable func failClosed(_ what: String) {
             guard !session.stopping.load(ordering: .relaxed) else { return }
-            trail.record(AuditEvent(type: .egress, decision: .deny, reason: "the egress proxy stopped unexpectedly; the step is stopped (fail closed)",
+            trail.record(AuditEvent(type: .egress, decision: .deny, reason: "\(what); the step is stopped (fail closed)",
                                     rule: "built-in: fail closed"))
             stopStep()
+        }
+        channel.whenComplete { result in
+            switch result {
+            case .success(let channel): channel.closeFuture.whenComplete { _ in failClosed("the egress proxy stopped unexpectedly") }
+            case .failure(let error): failClosed("the egress proxy could not listen: \(error)")
+            }
         }
         started = true
         return session
@@ -279,7 +284,7 @@ public final class EgressSession: Sendable {
     /// Stops the proxy, closes every connection, and removes the trust bundle directory. Safe to call more than once.
     public func stop() {
         guard !stopping.exchange(true, ordering: .relaxed) else { return }
-        serverChannel.close(promise: nil)
+        serverChannel.whenSuccess { $0.close(promise: nil) }
         extraChannels.withLock { $0.forEach { $0.close(promise: nil) } }
         groundwork.release(closingListener: false)  // the server channel owns the listener now
     }
