@@ -568,6 +568,9 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             .connectTimeout(state.limits.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.allowRemoteHalfClosure, value: true)
+            // Before the channel is active: added later, IdleStateHandler would schedule its timer twice
+            // (handlerAdded and channelActive) and keep the first, with the channel, for tunnelIdleTimeout.
+            .channelInitializer { peer in peer.eventLoop.makeCompletedFuture { try peer.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: state.limits.tunnelIdleTimeout)) } }
             .connect(to: route.connectAddress)
             .assumeIsolated()
             .whenComplete { [self] result in
@@ -586,7 +589,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                         try removeHTTPHandlers(context)
                         context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: Self.established)), promise: nil)
                         let idle = state.limits.tunnelIdleTimeout
-                        try peer.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: idle), remote])
+                        try peer.pipeline.syncOperations.addHandler(remote)
                         _ = context.channel.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                         var handlers: [ChannelHandler] = [IdleStateHandler(allTimeout: idle)]
                         if !state.services.isEmpty {
