@@ -565,12 +565,14 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func tunnel(_ context: ChannelHandlerContext, route: Route) {
         let state = self.state
         ClientBootstrap(group: context.eventLoop)
+            // Before the channel is active: added later, IdleStateHandler would schedule its timer twice
+            // (handlerAdded and channelActive) and keep the first, with the channel, for tunnelIdleTimeout.
+            .channelInitializer { peer in
+                peer.eventLoop.makeCompletedFuture { try peer.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: state.limits.tunnelIdleTimeout)) }
+            }
             .connectTimeout(state.limits.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.allowRemoteHalfClosure, value: true)
-            // Before the channel is active: added later, IdleStateHandler would schedule its timer twice
-            // (handlerAdded and channelActive) and keep the first, with the channel, for tunnelIdleTimeout.
-            .channelInitializer { peer in peer.eventLoop.makeCompletedFuture { try peer.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: state.limits.tunnelIdleTimeout)) } }
             .connect(to: route.connectAddress)
             .assumeIsolated()
             .whenComplete { [self] result in
