@@ -100,6 +100,46 @@ scenario "Allowed: through stepguard's proxy, the step reaches a host egress.all
 scenario "Blocked: a host egress.allow does not name (127.0.0.3) — 403 from the proxy, the step is stopped" 77 \
   "$stepguard" run --policy "$policy" --step build -- sh -c 'curl -sS -w "HTTP %{http_code}\n" -o /dev/null http://127.0.0.3:18777/; sleep 30; echo "this never prints"'
 
+# Signing service: a local HTTPS server stands in for Sigstore Fulcio, with a certificate from a CA
+# made just now (fixtures/services/fulcio_standin.py). The policy names the service, so stepguard
+# opens its TLS (per-run CA) and checks the credential of every call against the job's verified
+# identity; network.resolve and network.upstream_ca lead it to the stand-in and make it trust it.
+python3 "$root/fixtures/services/fulcio_standin.py" "$work/fulcio" & fulcio=$!
+trap 'kill $server $fulcio 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do [ -s "$work/fulcio/port" ] && break; sleep 0.05; done
+cat > "$work/signing.yaml" <<POLICY
+version: 1
+on_violation: fail
+identity:
+  token: env:DEMO_ID_TOKEN
+  issuer: https://token.demo.stepguard.invalid
+  audience: stepguard
+  jwks: issuer/jwks.json
+  algorithms: [RS256]
+  claims: { repository_id: "957014466", ref: ["refs/heads/main", "refs/tags/v*"] }
+  lifetime: { max_ttl: 15m, max_age: 10m, min_remaining: 1m }
+egress: { default: deny }
+services:
+  - service: sigstore-fulcio
+    allow: { methods: [POST], paths: ["/api/v2/signingCert"], credential: workload, window: 5m }
+network:
+  resolve: { "fulcio.sigstore.dev:443": "127.0.0.1:$(cat "$work/fulcio/port")" }
+  upstream_ca: fulcio/ca.pem
+POLICY
+# A long-lived GitHub token, made up now (never a literal in the repository), in a file the step finds.
+(umask 077; printf 'gh''p_%s' "$(head -c 96 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 36)" > "$work/fulcio/pat")
+sign='curl -sS -X POST -H "Content-Type: application/json" --data "{}" https://fulcio.sigstore.dev/api/v2/signingCert'
+scenario "Allowed: keyless signing — the step calls Fulcio with the job's own OIDC token; stepguard checks it in flight (workload) and forwards" 0 \
+  env DEMO_ID_TOKEN="$(cat "$work/issuer/allowed.jwt")" \
+  "$stepguard" run --policy "$work/signing.yaml" -v -- sh -c "$sign"' -H "Authorization: Bearer $DEMO_ID_TOKEN" -w "\nHTTP %{http_code}\n"'
+scenario "Blocked: the same call with a long-lived GitHub token (ghp_…) — 403 from the proxy, Fulcio never sees it" 77 \
+  env DEMO_ID_TOKEN="$(cat "$work/issuer/allowed.jwt")" \
+  "$stepguard" run --policy "$work/signing.yaml" -- sh -c "$sign"' -H "Authorization: Bearer $(cat fulcio/pat)" -w "HTTP %{http_code}, X-StepGuard-Decision: %header{x-stepguard-decision}\n"'
+printf '%scalls that reached the Fulcio stand-in:%s\n' "$dim" "$reset"; cat "$work/fulcio/requests.log" 2>/dev/null || true
+if [ "$(wc -l < "$work/fulcio/requests.log" 2>/dev/null || echo 0)" -ne 1 ]; then
+  printf '%s✘ expected exactly the allowed call to reach Fulcio%s\n' "$red" "$reset"; failures=$((failures + 1))
+fi
+
 printf '\n%s── Pre-commit: a staged secret is refused, a clean commit goes through%s\n' "$bold" "$reset"
 if "$root/fixtures/secrets/demo_staged.sh" "$stepguard"; then
   printf '%s✔ as expected%s\n' "$green" "$reset"

@@ -8,6 +8,9 @@ public enum AuditEventType: String, Sendable, CaseIterable, Codable {
 /// What was decided.
 public enum AuditDecision: String, Sendable, Codable {
     case allow, deny
+    /// Not a policy decision: the proxy could not complete a request (e.g. its body arrived too
+    /// late). Recorded and printed, but it does not make the run fail with 77.
+    case error
 }
 
 /// A value in an event's subject (host, port, claim, variable…).

@@ -63,7 +63,7 @@ public final class AuditTrail: Sendable {
         if let logFile {
             logFile.write(Data((event.jsonLine(context: jsonContext) + "\n").utf8))
         }
-        if event.decision == .deny || verbose {
+        if event.decision != .allow || verbose {
             printer(textLine(event))
         }
     }
@@ -87,7 +87,11 @@ public final class AuditTrail: Sendable {
     /// The human-readable line for an event.
     public func textLine(_ event: AuditEvent) -> String {
         let prefix = context.auditOnly ? "stepguard [audit mode, not enforced]:" : "stepguard:"
-        let verb = event.decision == .deny ? (context.auditOnly ? "would deny" : "DENY") : "allow"
+        let verb = switch event.decision {
+        case .deny: context.auditOnly ? "would deny" : "DENY"
+        case .error: "ERROR"
+        case .allow: "allow"
+        }
         let subject = event.subjectSummary.isEmpty ? "" : " [\(event.subjectSummary)]"
         return "\(prefix) \(verb) \(event.type.rawValue)\(subject) — \(event.reason)"
     }

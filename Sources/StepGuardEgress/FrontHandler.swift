@@ -180,6 +180,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        addRequestBodyTimeout(context)
         if case .intercept = mode { armHeadTimer(context) }
     }
 
@@ -599,7 +600,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Answers the current request with an error or deny response (JSON body naming the rule and reason).
-    private func reject(_ context: ChannelHandlerContext, _ status: ProxyFailure.HTTPResponseStatusCode, decision: String, rule: String, reason: String) {
+    func reject(_ context: ChannelHandlerContext, _ status: ProxyFailure.HTTPResponseStatusCode, decision: String, rule: String, reason: String) {
         guard !responseStarted, phase != .closed else { context.close(promise: nil); return }
         responseStarted = true
         pendingDecision = nil
@@ -670,6 +671,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func removeHTTPHandlers(_ context: ChannelHandlerContext) throws {
         let sync = context.pipeline.syncOperations
+        Self.removeRequestBodyTimeout(sync)
         _ = sync.removeHandler(try sync.handler(type: HTTPResponseEncoder.self))
         if let pipelining = try? sync.handler(type: HTTPServerPipelineHandler.self) { _ = sync.removeHandler(pipelining) }
         if let errors = try? sync.handler(type: HTTPServerProtocolErrorHandler.self) { _ = sync.removeHandler(errors) }

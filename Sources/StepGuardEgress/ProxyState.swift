@@ -18,6 +18,11 @@ public struct ProxyLimits: Sendable {
     public var maxHeaderCount = 100
     /// How long a connection may wait for (the rest of) the next request head.
     public var requestHeadTimeout: TimeAmount = .seconds(30)
+    /// How long a request's body may take to arrive after its head (a late body gets `408`) …
+    public var requestBodyTimeout: TimeAmount = .seconds(60)
+    /// … plus one second for every this many bytes received: uploads at this pace or faster never
+    /// time out, stalled or trickling ones do (0: the timeout is absolute).
+    public var requestBodyMinRate = 1024
     /// How long an open tunnel may stay without traffic either way.
     public var tunnelIdleTimeout: TimeAmount = .minutes(10)
     /// How long to wait for an upstream TCP connection.

@@ -172,24 +172,4 @@ import Testing
         #expect(trail.recorded.contains { $0.decision == .deny && $0.type == .egress })
         #expect(stop.value == 0)
     }
-
-    @Test func noConnectionLeakAcrossManyConnections() async throws {
-        let server = try LocalHTTPServer.start(handler: Self.echo)
-        defer { server.shutdown() }
-        let policy = try Egress.policy("version: 1\negress: { default: allow }\n")
-        let session = try await Egress.session(policy, trail: try Egress.trail())
-        defer { session.stop() }
-        func openFDs() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0 }
-        _ = try Egress.curl(session, ["--parallel", "--parallel-max", "20", "-H", "Connection: close"] + (0..<100).map { "http://127.0.0.1:\(server.port)/w\($0)" })
-        // Idle pooled upstream connections are closed after a few seconds.
-        try await Task.sleep(for: .seconds(3.5))
-        let before = openFDs()
-        for _ in 0..<5 {
-            let result = try Egress.curl(session, ["--parallel", "--parallel-max", "50", "-H", "Connection: close"] + (0..<400).map { "http://127.0.0.1:\(server.port)/n\($0)" })
-            #expect(result.stdout.components(separatedBy: "hello GET").count == 401)
-        }
-        try await Task.sleep(for: .seconds(3.5))
-        #expect(session.openConnections == 0)
-        #expect(openFDs() <= before + 4)
-    }
 }

@@ -139,14 +139,12 @@ import Glibc
                                      + (0..<200).map { "http://127.0.0.1:\(server.port)/\($0)" })
         #expect(result.stdout.components(separatedBy: "ok").count == 201)
         #expect(server.requests.count == 200)
-        // Client connections are closed, upstream connections wait in the pools…
-        try await Task.sleep(for: .milliseconds(200))
+        // Fewer upstream connections than requests: they were reused from the pools…
+        #expect(server.acceptedConnections < 200, "nothing was pooled")
         #expect(session.openConnections == 0)
-        #expect(server.openConnections > 0, "nothing was pooled")
-        #expect(server.openConnections <= 40, "more idle upstream connections than requests in flight")
-        #expect(server.acceptedConnections < 200)
-        // …and are closed after a few idle seconds.
-        try await Task.sleep(for: .seconds(4))
+        // …and every idle one is closed within a few seconds (polled: a loaded machine stretches the sweep).
+        let deadline = ContinuousClock.now + .seconds(15)
+        while server.openConnections > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
         #expect(server.openConnections == 0)
     }
 }
