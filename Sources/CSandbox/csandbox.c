@@ -284,8 +284,15 @@ void sg_forward_signals(pid_t group) {
         action.sa_handler = forward_signal;
         action.sa_flags = SA_RESTART;
         sigemptyset(&action.sa_mask);
-        for (unsigned i = 0; i < sizeof forwarded_signals / sizeof *forwarded_signals; i++)
+        sigset_t forwarded;
+        sigemptyset(&forwarded);
+        for (unsigned i = 0; i < sizeof forwarded_signals / sizeof *forwarded_signals; i++) {
             sigaction(forwarded_signals[i], &action, NULL);
+            sigaddset(&forwarded, forwarded_signals[i]);
+        }
+        // A parent may have started stepguard with these blocked (exec keeps the mask): this thread,
+        // which supervises the step until it ends, takes them, so they are always forwarded.
+        pthread_sigmask(SIG_UNBLOCK, &forwarded, NULL);
         return;
     }
     forward_group = group;

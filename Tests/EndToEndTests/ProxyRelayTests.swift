@@ -20,7 +20,7 @@ import Testing
         server.serve_forever()
         """
         let server = try ProgramRun.start("/usr/bin/env", ["python3", "-c", serverScript, directory.path, ready.path])
-        defer { server.send(SIGTERM) }
+        defer { server.send(SIGKILL); _ = try? server.wait() }
         let port = try ready.wait()
         let policy = try directory.write("policy.yaml", "version: 1\negress: { default: deny, allow: [\"127.0.0.1:\(port)\"] }\n")
         // `sleep` in the pipe makes the client slower than the server: the proxy must buffer and flush.
