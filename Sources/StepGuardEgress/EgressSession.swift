@@ -31,6 +31,18 @@ public final class EgressGroundwork: Sendable {
     /// Makes the CA, writes the trust bundle, opens the listening socket and starts the threads;
     /// blocks until the threads run, so call it off the event loops.
     public init() throws(EgressError) {
+        // The event loops come up on a thread of their own (each new loop thread is waited for)
+        // while this one makes the CA and the bundle.
+        let loops = EventLoopsStarting()
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        var made = false
+        defer {
+            if !made {
+                loops.wait().shutdownGracefully { _ in }
+                pool.shutdownGracefully { _ in }
+            }
+        }
         do {
             (authority, caPEM) = try Self.makeAuthority(permitting: [])
         } catch {
@@ -43,9 +55,9 @@ public final class EgressGroundwork: Sendable {
             try? FileManager.default.removeItem(atPath: bundleDirectory)
             throw error
         }
-        resolverPool = NIOThreadPool(numberOfThreads: 2)
-        resolverPool.start()
-        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(System.coreCount, 4)))
+        resolverPool = pool
+        group = loops.wait()
+        made = true
     }
 
     /// A per-run CA that may issue only for `hosts` (see ``CertificateAuthority/nameConstraints(permitting:)``), and its PEM.
@@ -67,7 +79,11 @@ public final class EgressGroundwork: Sendable {
         if closingListener { close(listener) }
         group.shutdownGracefully { _ in }
         resolverPool.shutdownGracefully { _ in }
-        // The directory holds the bundle alone (plain calls: this runs after every step).
+        removeBundle()
+    }
+
+    /// Removes the bundle and its directory, which holds nothing else (plain calls: this runs after every step).
+    func removeBundle() {
         unlink(bundlePath)
         if rmdir(bundleDirectory) != 0 { try? FileManager.default.removeItem(atPath: bundleDirectory) }
     }
@@ -282,8 +298,13 @@ public final class EgressSession: Sendable {
     }
 
     /// Stops the proxy, closes every connection, and removes the trust bundle directory. Safe to call more than once.
-    public func stop() {
+    ///
+    /// With `processExits`, only the bundle directory is removed and the proxy stops recording:
+    /// the process is about to exit, which closes the sockets and ends the threads at once, and
+    /// an orderly shutdown would only delay the step's exit status.
+    public func stop(processExits: Bool = false) {
         guard !stopping.exchange(true, ordering: .relaxed) else { return }
+        if processExits { return groundwork.removeBundle() }
         serverChannel.whenSuccess { $0.close(promise: nil) }
         extraChannels.withLock { $0.forEach { $0.close(promise: nil) } }
         groundwork.release(closingListener: false)  // the server channel owns the listener now
@@ -351,5 +372,25 @@ public final class EgressSession: Sendable {
             throw .cannotWriteTrustBundle(path: path, reason: reason)
         }
         return (directory, path)
+    }
+}
+
+/// An event-loop group whose threads start on a dispatch thread; ``wait()`` returns it once they run.
+final class EventLoopsStarting: Sendable {
+    private let ready = DispatchSemaphore(value: 0)
+    private let group = Mutex<MultiThreadedEventLoopGroup?>(nil)
+
+    init() {
+        DispatchQueue.global().async { [self] in
+            let started = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(System.coreCount, 4)))
+            group.withLock { $0 = started }
+            ready.signal()
+        }
+    }
+
+    /// The group, once its threads run; call once.
+    func wait() -> MultiThreadedEventLoopGroup {
+        ready.wait()
+        return group.withLock { $0! }
     }
 }

@@ -146,7 +146,7 @@ extension RunInvocation {
             printErr("stepguard: \(error.description); nothing was run")
             throw ExitCode(error.exitCode)
         }
-        defer { egress.stop() }
+        defer { egress.stop(processExits: true) }  // stepguard exits right after the step
         let step = StepCommand(arguments: command, environment: stepEnvironment.merging(egress.environment) { _, proxy in proxy })
         let options = spawnOptions(policy, home: environment["HOME"], proxyPort: UInt16(egress.port))
         let containment = Containment()
