@@ -13,7 +13,11 @@ import Glibc
     static func openFDs() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0 }
 
     /// Resident memory of this process in KiB (`VmRSS` of /proc/self/status).
+    /// Resident memory after returning the allocator's free pages to the system, so that it counts
+    /// what is still allocated rather than how high the heap once grew (which depends on the load).
     static func residentKiB() -> Int {
+        typealias MallocTrim = @convention(c) (Int) -> Int32  // glibc's malloc_trim, not in the Glibc module
+        if let trim = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") { _ = unsafeBitCast(trim, to: MallocTrim.self)(0) }
         let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
         let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
         return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
@@ -106,22 +110,7 @@ final class CountingHTTPServer: Sendable {
     var served: Int { counter.load(ordering: .relaxed) }
 
     init(threads: Int = 64) throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let listening = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(listener, $0, length) == 0 && listen(listener, 1024) == 0 && getsockname(listener, $0, &length) == 0
-            }
-        }
-        guard listener >= 0, listening else {
-            if listener >= 0 { close(listener) }
-            throw TestSupportError.timedOut("listening on 127.0.0.1", 0)
-        }
-        self.listener = listener
-        port = Int(UInt16(bigEndian: address.sin_port))
+        (listener, port) = try LoopbackSocket.listen(backlog: 1024)
         for _ in 0..<threads {
             running.add(1, ordering: .relaxed)
             Thread.detachNewThread { [self] in
