@@ -499,7 +499,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         let state = self.state
         return ClientBootstrap(group: context.eventLoop)
             .connectTimeout(state.limits.connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connect(to: route.connectAddress)
             .assumeIsolated()
             .flatMapThrowing { [self] channel in
@@ -695,7 +695,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         let state = self.state
         ClientBootstrap(group: context.eventLoop)
             .connectTimeout(state.limits.connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.recvAllocator, value: Self.tunnelReads)
             .connect(to: route.connectAddress)
