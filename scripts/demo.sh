@@ -53,16 +53,18 @@ scenario "Stopped: SIGTERM reaches the step; its background children are reaped 
 
 # Workload identity: a local OIDC issuer (fixtures/identity/demo_issuer.py) mints a JWKS and tokens.
 python3 "$root/fixtures/identity/demo_issuer.py" "$work/issuer" >/dev/null
-cat > "$work/identity.yaml" <<POLICY
-version: 1
-identity:
+# The identity section shared by the identity and signing-service policies.
+identity='identity:
   token: env:DEMO_ID_TOKEN
   issuer: https://token.demo.stepguard.invalid
   audience: stepguard
   jwks: issuer/jwks.json
   algorithms: [RS256]
   claims: { repository_id: "957014466", ref: ["refs/heads/main", "refs/tags/v*"] }
-  lifetime: { max_ttl: 15m, max_age: 10m, min_remaining: 1m }
+  lifetime: { max_ttl: 15m, max_age: 10m, min_remaining: 1m }'
+cat > "$work/identity.yaml" <<POLICY
+version: 1
+$identity
 POLICY
 scenario "Allowed: the job's OIDC token is verified (signature, issuer, audience, claims, lifetime)" 0 \
   env DEMO_ID_TOKEN="$(cat "$work/issuer/allowed.jwt")" \
@@ -110,14 +112,7 @@ for _ in $(seq 100); do [ -s "$work/fulcio/port" ] && break; sleep 0.05; done
 cat > "$work/signing.yaml" <<POLICY
 version: 1
 on_violation: fail
-identity:
-  token: env:DEMO_ID_TOKEN
-  issuer: https://token.demo.stepguard.invalid
-  audience: stepguard
-  jwks: issuer/jwks.json
-  algorithms: [RS256]
-  claims: { repository_id: "957014466", ref: ["refs/heads/main", "refs/tags/v*"] }
-  lifetime: { max_ttl: 15m, max_age: 10m, min_remaining: 1m }
+$identity
 egress: { default: deny }
 services:
   - service: sigstore-fulcio
