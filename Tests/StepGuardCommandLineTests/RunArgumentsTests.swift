@@ -6,9 +6,7 @@ import Testing
 @Suite struct RunArgumentsTests {
     /// What ArgumentParser makes of `arguments` (which start with "run").
     private func parsedByArgumentParser(_ arguments: [String]) throws -> RunInvocation {
-        let command = try RunCommand.parse(Array(arguments.dropFirst()))
-        return RunInvocation(policy: command.policy, step: command.step, mode: command.mode, auditLog: command.auditLog,
-                             verbose: command.verbose, command: command.command)
+        try RunCommand.parse(Array(arguments.dropFirst())).invocation
     }
 
     @Test(arguments: [

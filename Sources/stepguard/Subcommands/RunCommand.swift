@@ -55,8 +55,13 @@ struct RunCommand: AsyncParsableCommand {
         }
     }
 
+    /// The options as read by ArgumentParser.
+    var invocation: RunInvocation {
+        RunInvocation(policy: policy, step: step, mode: mode, auditLog: auditLog, verbose: verbose, command: command)
+    }
+
     func run() async throws {
-        try await RunInvocation(policy: policy, step: step, mode: mode, auditLog: auditLog, verbose: verbose, command: command).run()
+        try await invocation.run()
     }
 }
 
