@@ -41,6 +41,8 @@ final class SecretEngine: Sendable {
     let rules: [CompiledRule]
     /// Nil with the keyword prefilter.
     let database: VectorscanDatabase?
+    /// Rules prefiltered by keyword: those the database cannot cover, or all of them without one.
+    let keywordPrefiltered: [Int]
     let allowRegexes: [PCRE2Regex]
     let allowPaths: [PCRE2Regex]
     let stopwords: [[UInt8]]
@@ -70,6 +72,7 @@ final class SecretEngine: Sendable {
         }
         rules = compiled
         database = prefilter == .vectorscan ? try VectorscanDatabase(patterns: compiled.map(\.rule.regex)) : nil
+        keywordPrefiltered = database.map { $0.unsupported.sorted() } ?? Array(compiled.indices)
         allowRegexes = try ruleSet.allow.regexes.map { try PCRE2Regex($0, context: "global allow.regexes") }
         allowPaths = try ruleSet.allow.paths.map { try PCRE2Regex($0, context: "global allow.paths") }
         stopwords = ruleSet.allow.stopwords.map { Array($0.lowercased().utf8) }
@@ -98,18 +101,11 @@ final class SecretEngine: Sendable {
     func matches(in bytes: UnsafeRawBufferPointer, path: String?, options: MatchOptions) -> [RawMatch] {
         guard !bytes.isEmpty else { return [] }
         var hits = [Bool](repeating: false, count: rules.count)
-        // Rules the database does not cover (all of them without one) are prefiltered by keyword.
-        let keywordRules: Set<Int>
-        if let database {
-            if !database.scan(bytes, hits: &hits) {
-                hits = [Bool](repeating: true, count: rules.count)
-            }
-            keywordRules = database.unsupported
-        } else {
-            keywordRules = Set(rules.indices)
+        if let database, !database.scan(bytes, hits: &hits) {
+            hits = [Bool](repeating: true, count: rules.count)
         }
         var lowered: [UInt8]?
-        for index in keywordRules {
+        for index in keywordPrefiltered {
             let keywords = rules[index].keywords
             if keywords.isEmpty { hits[index] = true; continue }
             if lowered == nil { lowered = bytes.map { ($0 >= 65 && $0 <= 90) ? $0 + 32 : $0 } }
