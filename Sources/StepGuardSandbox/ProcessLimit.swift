@@ -8,24 +8,34 @@ import Foundation
 /// kernel applies per user (per user namespace when the step is isolated) and never to root; so as
 /// root without a cgroup the limit cannot be enforced, and the step does not start.
 enum ProcessLimit {
-    /// A cgroup at `directory` whose `cgroup.procs` is open at `procs` (the child joins it before exec).
+    /// A cgroup whose `cgroup.procs` is open (the child joins it before exec).
     case cgroup(PidsCgroup)
-    /// RLIMIT_NPROC, set in the child before exec.
-    case rlimit
+    /// RLIMIT_NPROC of `maximum`, set in the child before exec.
+    case rlimit(Int)
 
     /// Prepares the limit; throws ``SandboxError/limitUnavailable(_:)`` when nothing can enforce it.
     static func prepare(maximum: Int) throws(SandboxError) -> ProcessLimit {
-        var reasons: [String] = []
+        let failure: PidsCgroup.Failure
         do {
             return .cgroup(try PidsCgroup(maximum: maximum))
         } catch {
-            reasons.append(error.reason)
+            failure = error
         }
-        guard geteuid() == 0 else { return .rlimit }
+        guard geteuid() == 0 else { return .rlimit(maximum) }
         throw .limitUnavailable("""
             limits.processes: \(maximum) cannot be enforced: stepguard runs as root, which RLIMIT_NPROC does not \
-            bind, and no pids cgroup could be made (\(reasons.joined(separator: "; ")))
+            bind, and no pids cgroup could be made (\(failure.reason))
             """)
+    }
+
+    /// The RLIMIT_NPROC to set in the child, or 0 for none.
+    var rlimitMaximum: Int {
+        if case .rlimit(let maximum) = self { maximum } else { 0 }
+    }
+
+    /// The open `cgroup.procs` the child joins, or -1 for none.
+    var cgroupProcs: Int32 {
+        if case .cgroup(let group) = self { group.procs } else { -1 }
     }
 
     /// What the audit log and the verdict say about the limit.

@@ -95,8 +95,7 @@ public final class StepSupervisor: Sendable {
                         take_terminal: takeTerminal ? 1 : 0, isolate: options.isolation == nil ? 0 : 1,
                         proxy_port: options.isolation?.proxyPort ?? 0,
                         hide_directories: hideDirectories, hide_files: hideFiles, empty_file: emptyPath,
-                        max_processes: limit.flatMap { if case .rlimit = $0 { options.maxProcesses } else { nil } } ?? 0,
-                        cgroup_procs: limit.flatMap { if case .cgroup(let group) = $0 { group.procs } else { nil } } ?? -1)
+                        max_processes: limit?.rlimitMaximum ?? 0, cgroup_procs: limit?.cgroupProcs ?? -1)
                     return argv.withMutablePointers { args in
                         envp.withMutablePointers { env in sg_spawn(executable, args, env, &spawnOptions) }
                     }
