@@ -23,6 +23,20 @@ struct BufferScanner: Sendable {
         return base.distance(to: UnsafeRawPointer(hit))
     }
 
+    /// The newlines in `bytes[from..<limit]`: how many, and where the line after the last one starts.
+    static func newlines(_ bytes: UnsafeRawBufferPointer, from: Int, before limit: Int) -> (count: Int, lastLineStart: Int?) {
+        var count = 0
+        var lastLineStart: Int?
+        var cursor = from
+        while true {
+            let newline = nextNewline(bytes, from: cursor, limit: limit)
+            if newline >= limit { return (count, lastLineStart) }
+            count += 1
+            lastLineStart = newline + 1
+            cursor = newline + 1
+        }
+    }
+
     /// Scans `bytes` found at `path`; returns findings (with `inlineAllowed` set when the line
     /// carries an allow marker). Work per finding is bounded, so minified or single-line files
     /// of many megabytes stay linear.
@@ -35,24 +49,13 @@ struct BufferScanner: Sendable {
         var lineStart = 0
         for m in matches {  // sorted by start offset
             // Advance to the match's line with memchr (C speed, linear over the buffer).
-            while true {
-                let nl = Self.nextNewline(bytes, from: cursor, limit: m.range.lowerBound)
-                if nl >= m.range.lowerBound { break }
-                line += 1
-                lineStart = nl + 1
-                cursor = nl + 1
-            }
+            let before = Self.newlines(bytes, from: cursor, before: m.range.lowerBound)
+            line += before.count
+            if let start = before.lastLineStart { lineStart = start }
             cursor = max(cursor, lineStart)
-            var endLine = line
-            var lastLineStart = lineStart
-            var i = m.range.lowerBound
-            while true {
-                let nl = Self.nextNewline(bytes, from: i, limit: m.range.upperBound)
-                if nl >= m.range.upperBound { break }
-                endLine += 1
-                lastLineStart = nl + 1
-                i = nl + 1
-            }
+            let inside = Self.newlines(bytes, from: m.range.lowerBound, before: m.range.upperBound)
+            let endLine = line + inside.count
+            let lastLineStart = inside.lastLineStart ?? lineStart
             let windowStart = max(lineStart, m.range.lowerBound - Self.markerWindow)
             let firstLineEnd = Self.nextNewline(bytes, from: m.range.lowerBound, limit: min(bytes.count, m.range.lowerBound + Self.markerWindow))
             let lastLineEnd = Self.nextNewline(bytes, from: m.range.upperBound, limit: min(bytes.count, m.range.upperBound + Self.markerWindow))
