@@ -23,14 +23,13 @@ final class ConnectionCounter: ChannelInboundHandler {
     }
 }
 
-/// An upstream connection a front connection forwards requests over. Plain `http://` links go back
-/// to the event loop's ``UpstreamPool`` after each complete exchange; links to intercepted services
-/// stay with their client connection (reused while keep-alive) and are never pooled.
+/// An upstream connection a front connection forwards requests over. It goes back to the event
+/// loop's ``UpstreamPool`` after each complete exchange, plain `http://` and TLS to intercepted
+/// services alike: every request on it was decided on its own.
 final class UpstreamLink {
     let key: String
     let channel: Channel
     let handler: UpstreamHandler
-    let tls: Bool
     var reusable = true
     /// Reading from the upstream is paused (the client could not take more).
     var readsPaused = false
@@ -39,11 +38,10 @@ final class UpstreamLink {
     /// The pool holding it while idle.
     var idleIn: UpstreamPool?
 
-    init(key: String, channel: Channel, handler: UpstreamHandler, tls: Bool) {
+    init(key: String, channel: Channel, handler: UpstreamHandler) {
         self.key = key
         self.channel = channel
         self.handler = handler
-        self.tls = tls
     }
 }
 
@@ -161,7 +159,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     private(set) var headDeadline = NIODeadline.distantFuture
     /// The request to send again on a fresh connection when a pooled one turns out closed before
     /// any response: only bodiless GET/HEAD/OPTIONS requests.
-    private var retry: (head: HTTPRequestHead, target: RequestTarget, route: Route)?
+    private var retry: (head: HTTPRequestHead, target: RequestTarget, route: Route, tls: Bool)?
     let loop: LoopResources
     private var context: ChannelHandlerContext?
     private var generation = 0
@@ -455,7 +453,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                        reason: "cannot connect to \(route.host.text):\(route.port) (\(route.connectAddress)): \(error)")
             case .success(let link):
                 upstream = link
-                retry = link.reused && Self.retryable(head) ? (head, target, route) : nil
+                retry = link.reused && Self.retryable(head) ? (head, target, route, tls) : nil
                 var headers = Self.filtered(head.headers)
                 headers.replaceOrAdd(name: "Host", value: target.authority)
                 let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.originForm, headers: headers)
@@ -490,8 +488,9 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         upstream?.channel.close(promise: nil)
         upstream = nil
-        if !tls, !fresh, let link = loop.pool.take(key) {
-            // A plain connection to the same checked address and port, idle after a complete exchange.
+        if !fresh, let link = loop.pool.take(key) {
+            // A connection to the same checked address and port (and, for TLS, the same verified
+            // server name), idle after a complete exchange.
             link.handler.front = self
             link.reused = true
             return context.eventLoop.makeSucceededIsolatedFuture(link)
@@ -512,7 +511,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                 try sync.addHTTPClientHandlers()
                 let handler = UpstreamHandler(front: self)
                 try sync.addHandler(handler)
-                let link = UpstreamLink(key: key, channel: channel, handler: handler, tls: tls)
+                let link = UpstreamLink(key: key, channel: channel, handler: handler)
                 handler.link = link
                 return link
             }
@@ -540,8 +539,8 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             if !link.reusable {
                 link.channel.close(promise: nil)
                 upstream = nil
-            } else if !link.tls {
-                // A complete exchange on a plain connection: other client connections may use it now.
+            } else {
+                // A complete exchange: other client connections may use the connection now.
                 upstream = nil
                 loop.pool.put(link)
             }
@@ -572,7 +571,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             channel.close(promise: nil)
             phase = .deciding
             queue = requestEnded ? [.end(nil)] : []
-            return forward(context, head: retry.head, target: retry.target, route: retry.route, tls: false, fresh: true)
+            return forward(context, head: retry.head, target: retry.target, route: retry.route, tls: retry.tls, fresh: true)
         }
         if responseStarted {
             // Let what was already relayed reach the client before closing.

@@ -1,13 +1,13 @@
 import NIOCore
 
-/// Idle keep-alive upstream connections of plain `http://` forwarding, kept per event loop so a new
-/// client connection does not cost a new upstream connection.
+/// Idle keep-alive upstream connections, kept per event loop so a new client connection does not
+/// cost a new upstream connection (for intercepted services: a new TLS handshake with the upstream).
 ///
 /// Only used on its own event loop. A connection is keyed by the decided host, port and the checked
 /// address it is connected to, and goes back into the pool only after a complete exchange (request
-/// fully sent, response fully read, neither side asked to close, no error). Connections of
-/// TLS-intercepted services are never pooled: each of their requests gets its own decision and its
-/// own upstream connection per client connection.
+/// fully sent, response fully read, neither side asked to close, no error). A TLS connection's key
+/// also names the server name its certificate was verified for. Each request sent over a pooled
+/// connection was decided on its own, as on any keep-alive connection.
 final class UpstreamPool {
     /// Most idle connections kept per key; more are closed.
     static let maxIdlePerKey = 64

@@ -95,6 +95,24 @@ import Testing
         #expect(events[0]["rule"] as? String == "services.sigstore-fulcio.allow[0]")
     }
 
+    @Test func interceptedRequestsReuseTheVerifiedUpstreamConnectionAndAreEachDecided() async throws {
+        let stand = try Stand(names: ["fulcio.sigstore.dev"])
+        let session = try await stand.session(Self.fulcio, resolve: ["fulcio.sigstore.dev:443"])
+        defer { session.stop() }
+        let token = try stand.issuer.token(subject: Self.job, claims: ["repository": "acme/app"])
+
+        // Six client connections (six curl runs): their requests share at most one upstream TLS
+        // connection per event loop, and each one is decided on its own credential.
+        for index in 0..<6 {
+            let response = try post(session, index == 3 ? "Bearer ghp_0123456789abcdefghijklmnopqrstuvwxyzAB" : "Bearer \(token)")
+            #expect(response.stdout.hasPrefix(index == 3 ? "HTTP/1.1 403" : "HTTP/1.1 200"), "\(index): \(response.stdout) \(response.stderr)")
+        }
+        #expect(stand.server.requests.count == 5)
+        #expect(stand.server.acceptedConnections <= session.threads, "\(stand.server.acceptedConnections) upstream connections over \(session.threads) loops")
+        let events = try Egress.jsonEvents(stand.log).filter { $0["type"] as? String == "service" }
+        #expect(events.map { $0["decision"] as? String } == ["allow", "allow", "allow", "deny", "allow", "allow"])
+    }
+
     @Test func afterTheWindowTheServiceIsDenied() async throws {
         let stand = try Stand(names: ["fulcio.sigstore.dev"])
         let session = try await stand.session(Self.fulcio, resolve: ["fulcio.sigstore.dev:443"], started: Date().addingTimeInterval(-301))
