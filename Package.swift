@@ -36,6 +36,8 @@ let package = Package(
         ),
         .target(name: "StepGuardAudit"),
         .target(name: "CSandbox"),
+        // epoll, eventfd, splice and accept4 for the egress proxy's socket front.
+        .target(name: "CLinuxIO"),
         .target(name: "StepGuardSandbox", dependencies: ["CSandbox"]),
         .target(
             name: "StepGuardSecrets",
@@ -56,7 +58,7 @@ let package = Package(
         .target(
             name: "StepGuardEgress",
             dependencies: [
-                "StepGuardPolicy", "StepGuardIdentity", "StepGuardAudit", "StepGuardSecrets",
+                "StepGuardPolicy", "StepGuardIdentity", "StepGuardAudit", "StepGuardSecrets", "CLinuxIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -138,10 +138,9 @@ public final class EgressSession: Sendable {
     public let certificateAuthorityPEM: String
 
     private let groundwork: EgressGroundwork
-    private let serverChannel: EventLoopFuture<Channel>
+    private let front: SocketFront
     private let state: ProxyState
     private let stopping = Atomic<Bool>(false)
-    private let extraChannels = Mutex<[Channel]>([])
 
     /// Event loop threads serving the proxy; each keeps its own pool of idle upstream connections.
     public var threads: Int { state.threads }
@@ -150,13 +149,13 @@ public final class EgressSession: Sendable {
     public var openConnections: Int { state.openConnections.load(ordering: .relaxed) }
 
     private init(port: Int, environment: [String: String], groundwork: EgressGroundwork, caPEM: String,
-                 serverChannel: EventLoopFuture<Channel>, state: ProxyState) {
+                 front: SocketFront, state: ProxyState) {
         self.port = port
         self.environment = environment
         self.trustBundlePath = groundwork.bundlePath
         self.certificateAuthorityPEM = caPEM
         self.groundwork = groundwork
-        self.serverChannel = serverChannel
+        self.front = front
         self.state = state
     }
 
@@ -232,10 +231,14 @@ public final class EgressSession: Sendable {
             resolverPool: groundwork.resolverPool, eventLoops: Array(groundwork.group.makeIterator()))
         state.startSweeps()
 
-        // The socket already listens: connections wait in its backlog until the event loop has
-        // registered it, so the step need not wait for that. Should registering fail, the step is stopped.
+        // The socket already listens: connections wait in its backlog until a front thread watches
+        // it, so the step need not wait for that. Should a front thread fail, the step is stopped.
+        let group = groundwork.group
+        let front = try SocketFront(state: state, threads: group.makeIterator().reduce(0) { count, _ in count + 1 }) { fd, prefix in
+            handOff(fd, prefix: prefix, group: group, state: state)
+        }
         listenerHandedOver = true
-        let channel = makeBootstrap(group: groundwork.group, state: state).withBoundSocket(groundwork.listener)
+        front.serve(listener: groundwork.listener)
         let port = groundwork.port
         let proxyURL = "http://127.0.0.1:\(port)"
         var environment: [String: String] = [:]
@@ -249,32 +252,27 @@ public final class EgressSession: Sendable {
             environment[name] = groundwork.bundlePath
         }
         let session = EgressSession(port: port, environment: environment, groundwork: groundwork, caPEM: caPEM,
-                                    serverChannel: channel, state: state)
+                                    front: front, state: state)
         @Sendable func failClosed(_ what: String) {
             guard !session.stopping.load(ordering: .relaxed) else { return }
             trail.record(AuditEvent(type: .egress, decision: .deny, reason: "\(what); the step is stopped (fail closed)",
                                     rule: "built-in: fail closed"))
             stopStep()
         }
-        channel.whenComplete { result in
-            switch result {
-            case .success(let channel): channel.closeFuture.whenComplete { _ in failClosed("the egress proxy stopped unexpectedly") }
-            case .failure(let error): failClosed("the egress proxy could not listen: \(error)")
-            }
-        }
+        front.start { error in failClosed("the egress proxy stopped unexpectedly: \(error)") }
         started = true
         return session
     }
 
-    /// The proxy's server bootstrap: every accepted connection gets the HTTP pipeline and the front handler.
-    private static func makeBootstrap(group: MultiThreadedEventLoopGroup, state: ProxyState) -> ServerBootstrap {
-        ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
+    /// Gives a connection the socket front does not serve itself to the full NIO pipeline (HTTP
+    /// decoder, ``FrontHandler``), replaying the bytes the front already read from it.
+    private static func handOff(_ fd: Int32, prefix: [UInt8], group: MultiThreadedEventLoopGroup, state: ProxyState) {
+        ClientBootstrap(group: group)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(ReplayHandler(prefix))
                     try sync.addHandler(ConnectionCounter(state: state))
                     try sync.configureHTTPServerPipeline(position: .last, withPipeliningAssistance: true, withServerUpgrade: nil,
                                                          withErrorHandling: true, withOutboundHeaderValidation: true,
@@ -282,19 +280,14 @@ public final class EgressSession: Sendable {
                     try sync.addHandler(FrontHandler(state: state, mode: .proxy, loop: state.resources(on: channel.eventLoop)))
                 }
             }
+            .withConnectedSocket(fd)
+            .whenFailure { _ in close(fd) }
     }
 
     /// Also accepts connections on `listeningSocket`, a socket already listening elsewhere — the one
-    /// an isolated step's network namespace holds at the proxy's address. The session owns it from
-    /// now on. Blocks until it is registered; call it off the event loops.
+    /// an isolated step's network namespace holds at the proxy's address. The session owns it from now on.
     public func serve(listeningSocket: Int32) throws(EgressError) {
-        do {
-            let channel = try Self.makeBootstrap(group: groundwork.group, state: state).withBoundSocket(listeningSocket).wait()
-            extraChannels.withLock { $0.append(channel) }
-        } catch {
-            close(listeningSocket)
-            throw .cannotListen("serving the isolated step's proxy socket: \(error)")
-        }
+        front.serve(listener: listeningSocket)
     }
 
     /// Stops the proxy, closes every connection, and removes the trust bundle directory. Safe to call more than once.
@@ -305,9 +298,8 @@ public final class EgressSession: Sendable {
     public func stop(processExits: Bool = false) {
         guard !stopping.exchange(true, ordering: .relaxed) else { return }
         if processExits { return groundwork.removeBundle() }
-        serverChannel.whenSuccess { $0.close(promise: nil) }
-        extraChannels.withLock { $0.forEach { $0.close(promise: nil) } }
-        groundwork.release(closingListener: false)  // the server channel owns the listener now
+        front.stop()
+        groundwork.release(closingListener: false)  // the front owns the listener now
     }
 
     /// Creates `path` (mode 0644; it must not exist) with the first readable system bundle, copied

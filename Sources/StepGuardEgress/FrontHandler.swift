@@ -393,11 +393,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func subject(route: Route, method: String, path: String, service: BoundService? = nil) -> [String: AuditValue] {
-        var subject: [String: AuditValue] = ["host": .string(route.host.text), "port": .int(Int(route.port)), "method": .string(method),
-                                             "address": .string(route.addresses.map(\.description).joined(separator: ","))]
-        if !path.isEmpty { subject["path"] = .string(String(path.prefix(512))) }
-        if let service { subject["service"] = .string(service.definition.name) }
-        return subject
+        ProxyState.subject(route: route, method: method, path: path, service: service)
     }
 
     // MARK: Forwarding

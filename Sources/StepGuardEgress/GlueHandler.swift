@@ -103,3 +103,22 @@ final class GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 }
+
+/// First in a handed-over connection's pipeline: delivers the bytes the socket front read before
+/// the handover as the connection's first read, then leaves the pipeline.
+final class ReplayHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    private let prefix: [UInt8]
+
+    init(_ prefix: [UInt8]) { self.prefix = prefix }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.fireChannelActive()
+        if !prefix.isEmpty {
+            context.fireChannelRead(wrapInboundOut(context.channel.allocator.buffer(bytes: prefix)))
+            context.fireChannelReadComplete()
+        }
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+}

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import StepGuardAudit
@@ -122,13 +123,23 @@ final class ProxyState: Sendable {
 
     // MARK: Resolution
 
-    /// Resolves `host` (or applies `network.resolve`), off the event loop.
-    func route(host: HostName.Normalised, port: UInt16, on eventLoop: EventLoop) -> EventLoopFuture<Route> {
+    /// The route of `host` when no lookup is needed: a `network.resolve` entry or an IP address; nil for a name to resolve.
+    func knownRoute(host: HostName.Normalised, port: UInt16) throws -> Route? {
         if let override = resolveOverrides[HostPort(host: host.text, port: port)], let address = IPAddress(override.host) {
-            return eventLoop.makeCompletedFuture { try Route(host: host, port: port, addresses: [address], connectAddress: Self.socketAddress(address, port: override.port)) }
+            return try Route(host: host, port: port, addresses: [address], connectAddress: Self.socketAddress(address, port: override.port))
         }
         if case .address(let address) = host {
-            return eventLoop.makeCompletedFuture { try Route(host: host, port: port, addresses: [address], connectAddress: Self.socketAddress(address, port: port)) }
+            return try Route(host: host, port: port, addresses: [address], connectAddress: Self.socketAddress(address, port: port))
+        }
+        return nil
+    }
+
+    /// Resolves `host` (or applies `network.resolve`), off the event loop.
+    func route(host: HostName.Normalised, port: UInt16, on eventLoop: EventLoop) -> EventLoopFuture<Route> {
+        do {
+            if let known = try knownRoute(host: host, port: port) { return eventLoop.makeSucceededFuture(known) }
+        } catch {
+            return eventLoop.makeFailedFuture(error)
         }
         return resolverPool.runIfActive(eventLoop: eventLoop) {
             let addresses = try Self.resolve(host.text)
@@ -197,6 +208,32 @@ final class ProxyState: Sendable {
         guard !allowed, !auditOnly else { return false }
         if onViolation == .kill { stopStep() }
         return true
+    }
+
+    /// The audit subject of a request or tunnel.
+    static func subject(route: Route, method: String, path: String, service: BoundService? = nil) -> [String: AuditValue] {
+        var subject: [String: AuditValue] = ["host": .string(route.host.text), "port": .int(Int(route.port)), "method": .string(method),
+                                             "address": .string(route.addresses.map(\.description).joined(separator: ","))]
+        if !path.isEmpty { subject["path"] = .string(String(path.prefix(512))) }
+        if let service { subject["service"] = .string(service.definition.name) }
+        return subject
+    }
+
+    /// Records a tunnel opened to `route` whose TLS ClientHello names `sni`, a host of `service`
+    /// (an attempt to reach an intercepted service uninspected). True when the tunnel must be closed.
+    func recordServiceHiddenInTunnel(route: Route, sni: HostName.Normalised, service: BoundService) -> Bool {
+        let reason = "TLS SNI '\(sni.text)' names the service \(service.definition.name), but the tunnel was opened to \(route.host.text):\(route.port); connect to the service by its name so its requests are inspected"
+        return record(.service, allowed: false, rule: "built-in: SNI must equal the CONNECT host", reason: reason,
+                      subject: ["host": .string(route.host.text), "port": .int(Int(route.port)), "sni": .string(sni.text),
+                                "service": .string(service.definition.name), "method": .string("CONNECT")])
+    }
+
+    /// A complete error or deny response: `X-StepGuard-Decision` and the JSON body naming the rule and reason.
+    static func errorResponse(_ status: ProxyFailure.HTTPResponseStatusCode, decision: String, rule: String, reason: String, close: Bool) -> String {
+        let body = FrontHandler.jsonBody(decision: decision, status: status.rawValue, rule: rule, reason: reason)
+        let phrase = HTTPResponseStatus(statusCode: status.rawValue).reasonPhrase
+        return "HTTP/1.1 \(status.rawValue) \(phrase)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n"
+            + "X-StepGuard-Decision: \(decision)\r\n\(close ? "Connection: close\r\n" : "")\r\n\(body)"
     }
 
     // MARK: Certificates

@@ -22,28 +22,40 @@ final class TunnelSNIInspector: ChannelInboundHandler, RemovableChannelHandler {
         guard !done else { return context.fireChannelRead(data) }
         var incoming = unwrapInboundIn(data)
         if buffered == nil { buffered = incoming } else { buffered!.writeBuffer(&incoming) }
-        let bytes = buffered!.readableBytesView
-        guard let first = bytes.first else { return }
-        guard first == 0x16 else { return release(context) }
-        guard bytes.count >= 5 else { return }
-        let length = Int(bytes[bytes.startIndex + 3]) << 8 | Int(bytes[bytes.startIndex + 4])
-        guard length <= 18432 else { return release(context) }
-        guard bytes.count >= 5 + length else { return }
-        let record = Array(bytes[(bytes.startIndex + 5)..<(bytes.startIndex + 5 + length)])
-        guard let name = Self.serverName(inClientHello: record), let host = HostName.normalise(name), let service = state.service(for: host) else {
-            return release(context)
+        let verdict = buffered!.withUnsafeReadableBytes { Self.scan($0) }
+        guard case .serverName(let name) = verdict else {
+            if case .other = verdict { release(context) }
+            return
         }
-        let reason = "TLS SNI '\(host.text)' names the service \(service.definition.name), but the tunnel was opened to \(route.host.text):\(route.port); connect to the service by its name so its requests are inspected"
-        let blocked = state.record(.service, allowed: false, rule: "built-in: SNI must equal the CONNECT host", reason: reason,
-                                   subject: ["host": .string(route.host.text), "port": .int(Int(route.port)), "sni": .string(host.text),
-                                             "service": .string(service.definition.name), "method": .string("CONNECT")])
-        if blocked {
+        guard let host = HostName.normalise(name), let service = state.service(for: host) else { return release(context) }
+        if state.recordServiceHiddenInTunnel(route: route, sni: host, service: service) {
             done = true
             buffered = nil
             context.close(promise: nil)
         } else {
             release(context)
         }
+    }
+
+    /// What the first bytes of a tunnel show.
+    enum Scan {
+        /// Not enough bytes yet to tell.
+        case needMore
+        /// A TLS ClientHello naming this server.
+        case serverName(String)
+        /// Anything else (not TLS, no SNI, malformed).
+        case other
+    }
+
+    /// Looks for a complete first TLS record holding a ClientHello with a server name.
+    static func scan(_ bytes: UnsafeRawBufferPointer) -> Scan {
+        guard let first = bytes.first else { return .needMore }
+        guard first == 0x16 else { return .other }
+        guard bytes.count >= 5 else { return .needMore }
+        let length = Int(bytes[3]) << 8 | Int(bytes[4])
+        guard length <= 18432 else { return .other }
+        guard bytes.count >= 5 + length else { return .needMore }
+        return serverName(inClientHello: Array(bytes[5..<(5 + length)])).map { .serverName($0) } ?? .other
     }
 
     private func release(_ context: ChannelHandlerContext) {

@@ -99,7 +99,7 @@ import Testing
         let stand = try Stand(names: ["fulcio.sigstore.dev"])
         let session = try await stand.session(Self.fulcio, resolve: ["fulcio.sigstore.dev:443"])
         defer { session.stop() }
-        let token = try stand.issuer.token(subject: Self.job, claims: ["repository": "acme/app"])
+        let token = stand.issuer.token(subject: Self.job, claims: ["repository": "acme/app"])
 
         // Six client connections (six curl runs): their requests share at most one upstream TLS
         // connection per event loop, and each one is decided on its own credential.

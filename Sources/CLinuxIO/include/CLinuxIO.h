@@ -1,0 +1,21 @@
+// The Linux I/O calls the egress proxy's socket front uses that Swift's Glibc module does not
+// export: epoll and eventfd (headers it leaves out), and splice, pipe2, accept4 and memmem, which
+// need _GNU_SOURCE and are therefore wrapped in CLinuxIO.c.
+#ifndef CLINUXIO_H
+#define CLINUXIO_H
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+
+enum { SG_EPOLLEXCLUSIVE = 1u << 28 };
+
+/// splice(2) with SPLICE_F_MOVE | SPLICE_F_NONBLOCK, no offsets.
+ssize_t sg_splice(int from, int to, size_t length);
+/// pipe2(2) with O_NONBLOCK | O_CLOEXEC, then F_SETPIPE_SZ to `size` (best effort).
+int sg_pipe(int fds[2], int size);
+/// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC, and TCP_NODELAY set on the new socket.
+int sg_accept(int listener);
+/// memmem(3).
+const void *sg_memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length);
+#endif

@@ -1,0 +1,204 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import StepGuardAudit
+import Synchronization
+
+import CLinuxIO
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The proxy's front door: accepts the step's connections on plain epoll threads and serves the
+/// two hot cases itself —
+///
+/// - a bodiless absolute-form `http://` request to a host that is not intercepted: decided, then
+///   sent over a pooled keep-alive upstream connection, its response relayed as it comes;
+/// - a `CONNECT` tunnel to a host that is not intercepted: decided, then relayed with splice(2).
+///
+/// Every other connection (interception of a named service, requests with a body, HTTP/1.0,
+/// anything unusual or malformed) is handed, with the bytes already read, to the full SwiftNIO
+/// pipeline (``FrontHandler``), which serves it to the end. Both paths decide with the same
+/// ``ProxyState`` and record the same audit events.
+final class SocketFront: Sendable {
+    let loops: [FrontLoop]
+    private let threads = Mutex<[Thread]>([])
+
+    /// - Parameters:
+    ///   - handOff: gives a connection (and the bytes read from it so far) to the NIO pipeline.
+    init(state: ProxyState, threads count: Int, handOff: @escaping @Sendable (Int32, [UInt8]) -> Void) throws(EgressError) {
+        let interval = UInt64(state.sweepInterval.nanoseconds)
+        var loops: [FrontLoop] = []
+        for _ in 0..<count { loops.append(FrontLoop(state: state, epoll: try EpollLoop(sweepInterval: interval), handOff: handOff)) }
+        self.loops = loops
+    }
+
+    /// Starts the threads; `failed` is called if one of them stops on an error.
+    func start(failed: @escaping @Sendable (String) -> Void) {
+        threads.withLock { threads in
+            for (index, loop) in loops.enumerated() {
+                let thread = Thread {
+                    do { try loop.epoll.run() } catch { failed("\(error)") }
+                }
+                thread.name = "stepguard-front-\(index)"
+                thread.start()
+                threads.append(thread)
+            }
+        }
+    }
+
+    /// Accepts connections on `listener` (a listening socket; the front owns it from now on).
+    func serve(listener: Int32) {
+        let flags = fcntl(listener, F_GETFL)
+        _ = fcntl(listener, F_SETFL, flags | O_NONBLOCK)
+        let shared = SharedListener(fd: listener, users: loops.count)
+        for loop in loops {
+            loop.epoll.execute { loop.listen(shared) }
+        }
+    }
+
+    /// Stops the threads; the sockets are closed with the process or by ``FrontLoop/closeAll()``.
+    func stop() {
+        for loop in loops {
+            loop.epoll.execute { loop.closeAll() }
+            loop.epoll.stop()
+        }
+    }
+}
+
+/// A listening socket shared by the loops; closed by the last one that stops using it.
+final class SharedListener: Sendable {
+    let fd: Int32
+    private let users: Atomic<Int>
+
+    init(fd: Int32, users: Int) {
+        self.fd = fd
+        self.users = Atomic(users)
+    }
+
+    func release() {
+        if users.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { close(fd) }
+    }
+}
+
+/// One front thread's state: its epoll loop, its idle upstream connections, and the connections
+/// it watches for deadlines. Only used on its thread.
+final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thread, except `epoll.execute`
+    let state: ProxyState
+    let epoll: EpollLoop
+    let handOff: @Sendable (Int32, [UInt8]) -> Void
+    /// Connections that are not tunnels (waiting for a head, connecting, exchanging).
+    var connections: [ObjectIdentifier: ClientConnection] = [:]
+    var tunnels: [ObjectIdentifier: SpliceTunnel] = [:]
+    private var acceptors: [Acceptor] = []
+    /// Idle keep-alive upstream sockets by key (see ``UpstreamPool``), most recent last.
+    private var idle: [String: [(fd: Int32, since: UInt64)]] = [:]
+
+    init(state: ProxyState, epoll: EpollLoop, handOff: @escaping @Sendable (Int32, [UInt8]) -> Void) {
+        self.state = state
+        self.epoll = epoll
+        self.handOff = handOff
+        epoll.onSweep = { [unowned self] now in sweep(now: now) }
+    }
+
+    func listen(_ listener: SharedListener) {
+        let acceptor = Acceptor(loop: self, listener: listener)
+        acceptors.append(acceptor)
+        acceptor.enable()
+    }
+
+    func connectionClosed() { state.openConnections.subtract(1, ordering: .relaxed) }
+
+    // MARK: Upstream pool
+
+    static let maxIdlePerKey = UpstreamPool.maxIdlePerKey
+    static let maxIdleAge = UInt64(UpstreamPool.maxIdleAge.nanoseconds)
+
+    /// An idle upstream socket for `key` that is still open and quiet (a peek finds neither data nor an end of stream).
+    func takeIdle(_ key: String) -> Int32? {
+        while let entry = idle[key]?.popLast() {
+            if idle[key]?.isEmpty == true { idle[key] = nil }
+            var byte: UInt8 = 0
+            if epoll.now - entry.since < Self.maxIdleAge, recv(entry.fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) < 0, errno == EAGAIN {
+                return entry.fd
+            }
+            Glibc.close(entry.fd)
+        }
+        return nil
+    }
+
+    func putIdle(_ fd: Int32, key: String) {
+        guard idle[key, default: []].count < Self.maxIdlePerKey else {
+            Glibc.close(fd)
+            return
+        }
+        idle[key, default: []].append((fd, epoll.now))
+    }
+
+    // MARK: Deadlines
+
+    private func sweep(now: UInt64) {
+        for (key, list) in idle {
+            let fresh = list.filter { now - $0.since < Self.maxIdleAge }
+            guard fresh.count != list.count else { continue }
+            for entry in list where now - entry.since >= Self.maxIdleAge { Glibc.close(entry.fd) }
+            idle[key] = fresh.isEmpty ? nil : fresh
+        }
+        for connection in connections.values where connection.deadline <= now { connection.deadlinePassed() }
+        let idleTunnel = UInt64(state.limits.tunnelIdleTimeout.nanoseconds)
+        for tunnel in tunnels.values where now - tunnel.lastActivity >= idleTunnel { tunnel.close() }
+        for acceptor in acceptors { acceptor.enable() }
+    }
+
+    /// Closes every connection and stops accepting (the session stops).
+    func closeAll() {
+        for connection in connections.values { connection.close() }
+        for tunnel in tunnels.values { tunnel.close() }
+        for list in idle.values { for entry in list { Glibc.close(entry.fd) } }
+        idle = [:]
+        for acceptor in acceptors { acceptor.stop() }
+        acceptors = []
+    }
+}
+
+/// Accepts connections from a listening socket shared by all loops (EPOLLEXCLUSIVE: one loop is woken per connection).
+final class Acceptor: EpollHandler {
+    private let loop: FrontLoop
+    private let listener: SharedListener
+    private var enabled = false
+    private var stopped = false
+
+    init(loop: FrontLoop, listener: SharedListener) {
+        self.loop = loop
+        self.listener = listener
+    }
+
+    /// Watches the listener (again, after running out of descriptors).
+    func enable() {
+        guard !enabled, !stopped else { return }
+        enabled = loop.epoll.register(listener.fd, self, events: UInt32(EPOLLIN.rawValue) | UInt32(SG_EPOLLEXCLUSIVE))
+    }
+
+    func stop() {
+        guard !stopped else { return }
+        stopped = true
+        if enabled { loop.epoll.unregister(listener.fd) }
+        listener.release()
+    }
+
+    func ready(fd: Int32, events: UInt32) {
+        for _ in 0..<64 {
+            let client = sg_accept(listener.fd)
+            if client < 0 {
+                if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
+                    // Out of descriptors: stop watching until the next sweep rather than spin.
+                    loop.epoll.unregister(listener.fd)
+                    enabled = false
+                }
+                return
+            }
+            loop.state.openConnections.add(1, ordering: .relaxed)
+            ClientConnection(loop: loop, fd: client).start()
+        }
+    }
+}
