@@ -1,32 +1,28 @@
+import CLinuxIO
 import NIOCore
-import NIOHTTP1
 import StepGuardAudit
 
-import CLinuxIO
 #if canImport(Glibc)
 import Glibc
 #endif
 
+/// Where a request head sends a connection, decided once per loop for targets that need no name
+/// lookup (an IP address or a `network.resolve` entry): the policy cannot change while the step runs.
+struct Destination {
+    let route: Route
+    let verdict: ConnectionVerdict
+    /// The upstream pool key: decided host, port and the checked address.
+    let key: String
+}
+
 /// One client connection of the socket front (see ``SocketFront``): reads a request head, serves
 /// bodiless `http://` requests over pooled upstream sockets and opens splice tunnels for CONNECT,
 /// or hands the connection to the NIO pipeline.
+///
+/// Its sockets are registered edge-triggered once (``EpollLoop/edgeEvents``): each event, and each
+/// change of phase, does the I/O the phase needs until it would block.
 final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined to its loop's thread; only sent back to it
     private enum Phase { case head, routing, connecting, exchanging, inspecting, done }
-
-    /// A bodiless request, decided, being forwarded.
-    private struct Exchange {
-        let method: String
-        /// The head as sent upstream, and how much of it was written.
-        let head: [UInt8]
-        var sent = 0
-        let key: String
-        let route: Route
-        var reused = false
-        var responseStarted = false
-        var framing: BodyFraming?
-        var reusable = true
-        var finished = false
-    }
 
     private let loop: FrontLoop
     private var state: ProxyState { loop.state }
@@ -35,13 +31,21 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private var input = ByteQueue()
     private var output = ByteQueue()
     private var response = ByteQueue()
+    /// The request head as sent upstream (kept whole for one retry) and how much of it was written.
+    private var request = ByteQueue()
+    private var sent = 0
+    private var method = ""
+    private var path = ""
+    private var isTunnel = false
+    private var route: Route?
+    private var key = ""
     private var upstream: Int32 = -1
-    /// A request whose route is not decided yet.
-    private var pending: (method: String, head: [UInt8])?
-    private var exchange: Exchange?
-    private var tunnelRoute: Route?
+    private var reused = false
+    private var responseStarted = false
+    private var framing: BodyFraming?
+    private var reusable = true
     private var closeAfterResponse = false
-    /// When the current phase must be over (head, connect); checked by the loop's sweep.
+    /// When the current phase must be over (head, connect, tunnel start); checked by the loop's sweep.
     private(set) var deadline: UInt64 = .max
 
     init(loop: FrontLoop, fd: Int32) {
@@ -50,7 +54,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     }
 
     func start() {
-        guard loop.epoll.register(fd, self, events: UInt32(EPOLLIN.rawValue)) else { return close() }
+        guard loop.epoll.register(fd, self, events: EpollLoop.edgeEvents) else { return close() }
         loop.connections[ObjectIdentifier(self)] = self
         waitForHead()
     }
@@ -58,15 +62,14 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private func waitForHead() {
         phase = .head
         deadline = loop.epoll.now + UInt64(state.limits.requestHeadTimeout.nanoseconds)
-        loop.epoll.modify(fd, events: UInt32(EPOLLIN.rawValue))
-        if !input.isEmpty { parseHead() } else { readHead() }
+        if !input.isEmpty { parseHead() }
+        readHead()
     }
 
     func deadlinePassed() {
         switch phase {
         case .head, .inspecting: close()
         case .connecting:
-            let route = exchange?.route ?? tunnelRoute
             reject(.gatewayTimeout, decision: "error", rule: "upstream",
                    reason: "connecting to \(route.map { "\($0.host.text):\($0.port) (\($0.connectAddress))" } ?? "the upstream") timed out")
         default: break
@@ -78,19 +81,21 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     func ready(fd: Int32, events: UInt32) {
         let failed = events & UInt32(EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0
         if fd == self.fd {
-            if events & UInt32(EPOLLOUT.rawValue) != 0 || (failed && !output.isEmpty) { return flushOutput() }
+            if !output.isEmpty { flushOutput() }
             switch phase {
             case .head: readHead()
             case .inspecting: inspectTunnelStart()
+            case .done: break
             default: if failed { close() }
             }
         } else if fd == upstream {
             switch phase {
             case .connecting: connected()
             case .exchanging:
-                if events & UInt32(EPOLLOUT.rawValue) != 0, let exchange, exchange.sent < exchange.head.count { sendRequest() }
-                if events & UInt32(EPOLLIN.rawValue) != 0 || failed { readResponse() }
-            default: if failed { close() }
+                if sent < request.count { sendRequest() }
+                if phase == .exchanging, upstream == fd, output.isEmpty { readResponse() }
+            case .inspecting: if failed { close() }
+            default: break
             }
         }
     }
@@ -121,13 +126,13 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         }
     }
 
-    /// What the front does with a complete request head.
+    /// What the front does with a complete request head: serves it, or hands the connection over.
     private func dispatch(_ head: RawHead) {
         let bytes = input.bytes
         guard bytes.equalsIgnoringCase(head.start.2, "http/1.1") else { return handOff() }
         var hostFields = 0
         var fieldBytes = 0
-        var close = false
+        closeAfterResponse = false
         for (name, value) in head.fields {
             fieldBytes += name.count + value.count
             switch name.count {
@@ -138,86 +143,132 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
             case 7 where bytes.equalsIgnoringCase(name, "upgrade"): return handOff()
             case 6 where bytes.equalsIgnoringCase(name, "expect"): return handOff()
             case 10 where bytes.equalsIgnoringCase(name, "connection"):
+                if bytes.equalsIgnoringCase(value, "close") { closeAfterResponse = true; continue }
+                if bytes.equalsIgnoringCase(value, "keep-alive") { continue }
                 for token in bytes.lowercasedTokens(value) {
-                    if token == "close" { close = true } else if token != "keep-alive" { return handOff() }
+                    if token == "close" { closeAfterResponse = true } else if token != "keep-alive" { return handOff() }
                 }
             default: break
             }
         }
         guard hostFields <= 1, fieldBytes <= state.limits.maxHeaderBytes else { return handOff() }
-        closeAfterResponse = close
-        let target = bytes.string(head.start.1)
         if bytes.equalsIgnoringCase(head.start.0, "connect") {
-            guard let split = FrontHandler.splitAuthority(target, defaultPort: nil), let host = HostName.normalise(split.0),
-                  state.service(for: host) == nil else { return handOff() }
-            input.consume(head.length)
-            return route(host, split.1, method: "CONNECT", path: "")
+            dispatchTunnel(authority: bytes.string(head.start.1), headLength: head.length)
+        } else {
+            dispatchRequest(head, bytes)
         }
-        guard target.utf8.count > 7, bytes.equalsIgnoringCase(head.start.1.lowerBound..<head.start.1.lowerBound + 7, "http://"),
-              let requestTarget = try? FrontHandler.absoluteTarget(target), state.service(for: requestTarget.host) == nil else { return handOff() }
-        let method = bytes.string(head.start.0)
-        var upstreamHead = Array("\(method) \(requestTarget.originForm) HTTP/1.1\r\nHost: \(requestTarget.authority)\r\n".utf8)
-        upstreamHead.reserveCapacity(head.length + 64)
+    }
+
+    private func dispatchTunnel(authority: String, headLength: Int) {
+        isTunnel = true
+        method = "CONNECT"
+        path = ""
+        switch loop.tunnelTargets[authority] {
+        case .intercepted: return handOff()
+        case .destination(let known):
+            input.consume(headLength)
+            return decided(known)
+        case nil: break
+        }
+        guard let split = FrontHandler.splitAuthority(authority, defaultPort: nil), let host = HostName.normalise(split.0) else { return handOff() }
+        guard state.service(for: host) == nil else {
+            loop.rememberIntercepted(authority, tunnel: true)
+            return handOff()
+        }
+        input.consume(headLength)
+        route(host, split.1, authority: authority)
+    }
+
+    private func dispatchRequest(_ head: RawHead, _ bytes: UnsafeRawBufferPointer) {
+        isTunnel = false
+        let target = head.start.1
+        guard target.count > 7, bytes.equalsIgnoringCase(target.lowerBound..<target.lowerBound + 7, "http://") else { return handOff() }
+        var authorityEnd = target.lowerBound + 7
+        while authorityEnd < target.upperBound, bytes[authorityEnd] != 47, bytes[authorityEnd] != 63, bytes[authorityEnd] != 35 { authorityEnd += 1 }
+        var originEnd = authorityEnd
+        while originEnd < target.upperBound, bytes[originEnd] != 35 { originEnd += 1 }
+        let authority = bytes.string((target.lowerBound + 7)..<authorityEnd)
+        var known: Destination?
+        var host: HostName.Normalised?
+        var port: UInt16 = 80
+        switch loop.requestTargets[authority] {
+        case .intercepted: return handOff()
+        case .destination(let destination): known = destination
+        case nil:
+            // Validated by the same parser as the NIO pipeline's; what it refuses is answered there.
+            guard let parsed = try? FrontHandler.absoluteTarget(bytes.string(target)) else { return handOff() }
+            guard state.service(for: parsed.host) == nil else {
+                loop.rememberIntercepted(authority, tunnel: false)
+                return handOff()
+            }
+            (host, port) = (parsed.host, parsed.port)
+        }
+        method = bytes.string(head.start.0)
+        let origin = authorityEnd..<originEnd
+        path = origin.isEmpty ? "/" : bytes[origin.lowerBound] == 63 ? "/" : String(bytes.string(origin).prefix { $0 != "?" })
+        request.removeAll()
+        request.append(method)
+        request.append(origin.isEmpty || bytes[origin.lowerBound] == 63 ? " /" : " ")
+        request.append(UnsafeRawBufferPointer(rebasing: bytes[origin]))
+        request.append(" HTTP/1.1\r\nHost: ")
+        request.append(authority)
+        request.append("\r\n")
         for (name, value) in head.fields {
             if name.count == 4, bytes.equalsIgnoringCase(name, "host") { continue }
             if HopByHop.drops(bytes, name, listed: []) { continue }
-            upstreamHead.append(contentsOf: bytes[name.lowerBound..<value.upperBound])
-            upstreamHead.append(contentsOf: [13, 10])
+            request.append(UnsafeRawBufferPointer(rebasing: bytes[name.lowerBound..<value.upperBound]))
+            request.append("\r\n")
         }
-        upstreamHead.append(contentsOf: [13, 10])
+        request.append("\r\n")
         input.consume(head.length)
-        pending = (method, upstreamHead)
-        route(requestTarget.host, requestTarget.port, method: method, path: requestTarget.path)
+        if let known { return decided(known) }
+        route(host!, port, authority: authority)
     }
 
     // MARK: Route and decision
 
-    private func route(_ host: HostName.Normalised, _ port: UInt16, method: String, path: String) {
+    private func route(_ host: HostName.Normalised, _ port: UInt16, authority: String) {
         phase = .routing
         deadline = .max
-        loop.epoll.modify(fd, events: 0)
         do {
-            if let known = try state.knownRoute(host: host, port: port) { return decide(known, method: method, path: path) }
+            if let known = try state.knownRoute(host: host, port: port) {
+                return decided(loop.remember(authority, tunnel: isTunnel, route: known))
+            }
         } catch {
             return reject(.badGateway, decision: "error", rule: "upstream", reason: (error as? ProxyFailure)?.reason ?? "\(error)")
         }
+        // A name to look up: resolved each time, on the resolver threads (no cache, no rebinding gap).
         let loop = self.loop
         state.resolverPool.submit { [self] _ in
-            let result = Result { try ProxyState.resolve(host.text) }
+            let result = Result { () throws -> Route in
+                let addresses = try ProxyState.resolve(host.text)
+                return Route(host: host, port: port, addresses: addresses, connectAddress: try ProxyState.socketAddress(addresses[0], port: port))
+            }
             loop.epoll.execute { [self] in
                 guard phase == .routing else { return }
                 switch result {
                 case .failure(let error):
                     reject(.badGateway, decision: "error", rule: "upstream", reason: (error as? ProxyFailure)?.reason ?? "\(error)")
-                case .success(let addresses):
-                    do {
-                        decide(Route(host: host, port: port, addresses: addresses, connectAddress: try ProxyState.socketAddress(addresses[0], port: port)),
-                               method: method, path: path)
-                    } catch {
-                        reject(.badGateway, decision: "error", rule: "upstream", reason: "\(error)")
-                    }
+                case .success(let route):
+                    decided(loop.destination(route))
                 }
             }
         }
     }
 
-    private func decide(_ route: Route, method: String, path: String) {
-        let verdict = state.decideConnection(route)
+    private func decided(_ destination: Destination) {
+        let route = destination.route
+        self.route = route
+        let verdict = destination.verdict
         let blocked = state.record(.egress, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason,
                                    subject: ProxyState.subject(route: route, method: method, path: path))
         if blocked { return reject(.forbidden, decision: "deny", rule: verdict.rule, reason: verdict.reason) }
-        if let pending {
-            self.pending = nil
-            let key = "http://\(route.host.text):\(route.port)@\(route.connectAddress)"
-            exchange = Exchange(method: pending.method, head: pending.head, key: key, route: route)
-            if let idle = loop.takeIdle(key) {
-                exchange!.reused = true
-                upstream = idle
-                guard loop.epoll.register(idle, self, events: UInt32(EPOLLIN.rawValue)) else { return upstreamFailed(reason: "cannot watch the upstream socket") }
-                return sendRequest()
-            }
-        } else {
-            tunnelRoute = route
+        key = destination.key
+        if !isTunnel, let idle = loop.takeIdle(key) {
+            reused = true
+            upstream = idle
+            loop.epoll.setHandler(idle, self)
+            return sendRequest()
         }
         connect(route)
     }
@@ -227,170 +278,152 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private func connect(_ route: Route) {
         let address = route.connectAddress
         let socket = Glibc.socket(Int32(address.protocol.rawValue), Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
-        guard socket >= 0 else { return connectFailed(route, reason: String(cString: strerror(errno))) }
+        guard socket >= 0 else { return connectFailed(reason: String(cString: strerror(errno))) }
         var one: Int32 = 1
         setsockopt(socket, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         let result = address.withSockAddr { Glibc.connect(socket, $0, socklen_t($1)) }
         guard result == 0 || errno == EINPROGRESS else {
             let reason = String(cString: strerror(errno))
             Glibc.close(socket)
-            return connectFailed(route, reason: reason)
+            return connectFailed(reason: reason)
         }
         upstream = socket
         phase = .connecting
         deadline = loop.epoll.now + UInt64(state.limits.connectTimeout.nanoseconds)
-        guard loop.epoll.register(socket, self, events: UInt32(EPOLLOUT.rawValue)) else { return connectFailed(route, reason: "cannot watch the socket") }
+        guard loop.epoll.register(socket, self, events: EpollLoop.edgeEvents) else { return connectFailed(reason: "cannot watch the socket") }
     }
 
-    private func connectFailed(_ route: Route, reason: String) {
+    private func connectFailed(reason: String) {
         if upstream >= 0 { loop.epoll.close(upstream); upstream = -1 }
-        reject(.badGateway, decision: "error", rule: "upstream", reason: "cannot connect to \(route.host.text):\(route.port) (\(route.connectAddress)): \(reason)")
+        let target = route.map { "\($0.host.text):\($0.port) (\($0.connectAddress))" } ?? "the upstream"
+        reject(.badGateway, decision: "error", rule: "upstream", reason: "cannot connect to \(target): \(reason)")
     }
 
     private func connected() {
         var error: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
         getsockopt(upstream, SOL_SOCKET, SO_ERROR, &error, &length)
-        guard let route = exchange?.route ?? tunnelRoute else { return close() }
-        guard error == 0 else { return connectFailed(route, reason: String(cString: strerror(error))) }
+        if error == EINPROGRESS || error == EALREADY { return }
+        guard error == 0 else { return connectFailed(reason: String(cString: strerror(error))) }
         deadline = .max
-        if exchange != nil {
-            sendRequest()
-        } else {
-            openTunnel()
-        }
+        if isTunnel { openTunnel() } else { sendRequest() }
     }
 
     private func sendRequest() {
         phase = .exchanging
-        guard var exchange else { return close() }
-        while exchange.sent < exchange.head.count {
-            let written = exchange.head.withUnsafeBytes { write(upstream, $0.baseAddress! + exchange.sent, $0.count - exchange.sent) }
-            if written > 0 { exchange.sent += written; continue }
+        let bytes = request.bytes
+        while sent < bytes.count {
+            let written = write(upstream, bytes.baseAddress! + sent, bytes.count - sent)
+            if written > 0 { sent += written; continue }
             if written < 0, errno == EINTR { continue }
-            if written < 0, errno == EAGAIN { break }
-            self.exchange = exchange
+            if written < 0, errno == EAGAIN { return }
             return upstreamFailed(reason: "failed: \(String(cString: strerror(errno)))")
         }
-        self.exchange = exchange
-        loop.epoll.modify(upstream, events: UInt32(EPOLLIN.rawValue) | (exchange.sent < exchange.head.count ? UInt32(EPOLLOUT.rawValue) : 0))
+        readResponse()
     }
 
     /// The upstream failed or closed before the response ended.
     private func upstreamFailed(reason: String) {
-        guard var exchange else { return close() }
         loop.epoll.close(upstream)
         upstream = -1
-        if !exchange.responseStarted, exchange.reused, ["GET", "HEAD", "OPTIONS"].contains(exchange.method) {
+        if !responseStarted, reused, let route, method == "GET" || method == "HEAD" || method == "OPTIONS" {
             // A pooled connection the upstream closed while it was idle: the request got no answer, send it once more.
-            exchange.reused = false
-            exchange.sent = 0
-            self.exchange = exchange
-            return connect(exchange.route)
+            reused = false
+            sent = 0
+            response.removeAll()
+            return connect(route)
         }
-        if exchange.responseStarted {
+        if responseStarted {
             // Let what was relayed reach the client, then close: the response is cut short.
             closeAfterResponse = true
-            exchange.finished = true
-            self.exchange = exchange
-            return finishIfFlushed()
+            return finishExchange()
         }
-        self.exchange = nil
-        reject(.badGateway, decision: "error", rule: "upstream", reason: "the upstream \(exchange.key) \(reason)")
+        reject(.badGateway, decision: "error", rule: "upstream", reason: "the upstream \(key) \(reason)")
     }
 
     // MARK: Response
 
+    /// Reads and relays the response while the client takes it; stops when the client's buffer is full.
     private func readResponse() {
-        guard var exchange else { return }
-        while !exchange.finished {
+        while phase == .exchanging, output.isEmpty {
             let count = response.read(from: upstream, chunk: 16384)
             if count < 0, errno == EINTR { continue }
-            if count < 0, errno == EAGAIN { break }
+            if count < 0, errno == EAGAIN { return }
             if count <= 0 {
-                if exchange.framing?.kind == .untilClose {
-                    exchange.finished = true
-                    exchange.reusable = false
-                    closeAfterResponse = true
-                    break
+                if framing?.kind == .untilClose {
+                    reusable = false
+                    return finishExchange()
                 }
-                self.exchange = exchange
                 return upstreamFailed(reason: count == 0 ? "closed the connection before the response ended" : "failed: \(String(cString: strerror(errno)))")
             }
-            guard relay(&exchange) else {
-                self.exchange = exchange
-                return upstreamFailed(reason: "sent a malformed response")
-            }
-            if !output.isEmpty { break }
-        }
-        self.exchange = exchange
-        if exchange.finished { return finishIfFlushed() }
-        guard output.flush(to: fd) else { return close() }
-        if !output.isEmpty {
-            // The client cannot take more now: stop reading from the upstream until it can.
-            loop.epoll.modify(upstream, events: 0)
-            loop.epoll.modify(fd, events: UInt32(EPOLLOUT.rawValue))
+            guard let finished = relay() else { return upstreamFailed(reason: "sent a malformed response") }
+            if finished { return finishExchange() }
+            guard output.flush(to: fd) else { return close() }
         }
     }
 
     /// Moves what `response` holds into `output`: the head (rewritten) once, then body bytes up to
-    /// the end of the message. False when the upstream's response is malformed.
-    private func relay(_ exchange: inout Exchange) -> Bool {
-        while exchange.framing == nil {
+    /// the end of the message. Whether the response is complete; nil when it is malformed.
+    private func relay() -> Bool? {
+        while framing == nil {
             switch RawHead.parse(response.bytes, maxFields: 256) {
-            case .incomplete: return response.count <= 65536
-            case .invalid: return false
+            case .incomplete: return response.count <= 65536 ? false : nil
+            case .invalid: return nil
             case .complete(let head):
-                guard let kind = responseHead(head, exchange: &exchange) else { return false }
+                guard let kind = responseHead(head) else { return nil }
                 response.consume(head.length)
-                if let kind { exchange.framing = BodyFraming(kind) }
+                if let kind { framing = BodyFraming(kind) }
             }
         }
-        guard var framing = exchange.framing else { return true }
-        guard let taken = framing.consume(response.bytes) else { return false }
+        guard var body = framing, let taken = body.consume(response.bytes) else { return nil }
+        framing = body
         output.append(UnsafeRawBufferPointer(rebasing: response.bytes[0..<taken]))
         response.consume(taken)
-        exchange.framing = framing
-        if framing.finished {
-            exchange.finished = true
-            if !response.isEmpty { exchange.reusable = false }  // bytes after the response: never reuse
-            response.removeAll()
-        }
+        guard body.finished else { return false }
+        if !response.isEmpty { reusable = false }  // bytes after the response: never reuse
         return true
     }
 
     /// Writes the client's copy of a response head into `output`; the body's framing, `.some(nil)`
     /// for an interim (1xx) response, or nil when the head is unacceptable.
-    private func responseHead(_ head: RawHead, exchange: inout Exchange) -> BodyFraming.Kind?? {
+    private func responseHead(_ head: RawHead) -> BodyFraming.Kind?? {
         let bytes = response.bytes
         let http11 = bytes.equalsIgnoringCase(head.start.0, "http/1.1")
-        guard http11 || bytes.equalsIgnoringCase(head.start.0, "http/1.0"), head.start.1.count == 3,
-              let status = Int(bytes.string(head.start.1)), status >= 100, status != 101 else { return nil }
+        guard http11 || bytes.equalsIgnoringCase(head.start.0, "http/1.0"), let status = Self.number(bytes, head.start.1),
+              head.start.1.count == 3, status >= 100, status != 101 else { return nil }
         var listed: [String] = []
-        var lengths: Set<String> = []
+        var length: Int?
         var chunked: Bool?
         for (name, value) in head.fields {
-            if bytes.equalsIgnoringCase(name, "connection") { listed += bytes.lowercasedTokens(value) }
-            if bytes.equalsIgnoringCase(name, "content-length") { lengths.formUnion(bytes.lowercasedTokens(value)) }
-            if bytes.equalsIgnoringCase(name, "transfer-encoding") { chunked = bytes.lowercasedTokens(value).last == "chunked" }
+            switch name.count {
+            case 10 where bytes.equalsIgnoringCase(name, "connection"):
+                if !bytes.equalsIgnoringCase(value, "keep-alive") { listed += bytes.lowercasedTokens(value) }
+            case 14 where bytes.equalsIgnoringCase(name, "content-length"):
+                // One value, or a list of equal ones (RFC 9112 §6.3); anything else is malformed.
+                let values = Self.number(bytes, value).map { [$0] } ?? bytes.lowercasedTokens(value).map { Int($0) ?? -1 }
+                guard let first = values.first, first >= 0, values.allSatisfy({ $0 == first }), length == nil || length == first else { return nil }
+                length = first
+            case 17 where bytes.equalsIgnoringCase(name, "transfer-encoding"):
+                chunked = bytes.lowercasedTokens(value).last == "chunked"
+            default: break
+            }
         }
         let kind: BodyFraming.Kind?
         if status < 200 {
             kind = nil
-        } else if exchange.method == "HEAD" || status == 204 || status == 304 {
+        } else if method == "HEAD" || status == 204 || status == 304 {
             kind = BodyFraming.Kind.none
         } else if let chunked {
             kind = chunked ? .chunked : .untilClose
-        } else if let text = lengths.first {
-            guard lengths.count == 1, let length = Int(text), length >= 0 else { return nil }
+        } else if let length {
             kind = .length(length)
         } else {
             kind = .untilClose
         }
         if kind != nil {
-            if !http11 || listed.contains("close") || kind == .untilClose { exchange.reusable = false }
+            if !http11 || listed.contains("close") || kind == .untilClose { reusable = false }
             if kind == .untilClose { closeAfterResponse = true }
-            exchange.responseStarted = true
+            responseStarted = true
         }
         output.append("HTTP/1.1 ")
         output.append(UnsafeRawBufferPointer(rebasing: bytes[head.start.1.lowerBound..<head.start.2.upperBound]))
@@ -404,29 +437,43 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         return .some(kind)
     }
 
-    /// After the response: the upstream goes back to the pool, then the next request or the close.
-    private func finishIfFlushed() {
-        if let exchange, upstream >= 0 {
-            loop.epoll.unregister(upstream)
-            if exchange.reusable { loop.putIdle(upstream, key: exchange.key) } else { Glibc.close(upstream) }
+    /// The decimal number in `range`, if it is one (at most 15 digits).
+    private static func number(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {
+        guard !range.isEmpty, range.count <= 15 else { return nil }
+        var value = 0
+        for index in range {
+            let digit = bytes[index] &- 48
+            guard digit < 10 else { return nil }
+            value = value * 10 + Int(digit)
+        }
+        return value
+    }
+
+    /// The response is complete (or cut short): the upstream goes back to the pool or is closed;
+    /// once the client has it all, the next request or the close.
+    private func finishExchange() {
+        phase = .exchanging
+        if upstream >= 0 {
+            if reusable, responseStarted { loop.putIdle(upstream, key: key) } else { loop.epoll.close(upstream) }
             upstream = -1
         }
+        framing = nil
         guard output.flush(to: fd) else { return close() }
-        guard output.isEmpty else { return loop.epoll.modify(fd, events: UInt32(EPOLLOUT.rawValue)) }
-        exchange = nil
+        guard output.isEmpty else { return }  // the client's EPOLLOUT continues in flushOutput
+        endExchange()
+    }
+
+    private func endExchange() {
         if closeAfterResponse { return close() }
+        request.removeAll()
+        (sent, reused, responseStarted, reusable, route) = (0, false, false, true, nil)
         waitForHead()
     }
 
     private func flushOutput() {
         guard output.flush(to: fd) else { return close() }
-        guard output.isEmpty else { return }
-        if exchange?.finished == false, upstream >= 0 {
-            loop.epoll.modify(fd, events: 0)
-            loop.epoll.modify(upstream, events: UInt32(EPOLLIN.rawValue))
-            return readResponse()
-        }
-        finishIfFlushed()
+        guard output.isEmpty, phase == .exchanging else { return }
+        if upstream >= 0 { readResponse() } else { endExchange() }
     }
 
     // MARK: Errors
@@ -435,13 +482,10 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     /// closes unless the client keeps the connection and the request was a plain one.
     private func reject(_ status: ProxyFailure.HTTPResponseStatusCode, decision: String, rule: String, reason: String) {
         if upstream >= 0 { loop.epoll.close(upstream); upstream = -1 }
-        if tunnelRoute != nil || (exchange == nil && pending == nil) { closeAfterResponse = true }
-        exchange = nil
-        pending = nil
-        tunnelRoute = nil
-        phase = .exchanging
+        if isTunnel { closeAfterResponse = true }
+        responseStarted = false
         output.append(ProxyState.errorResponse(status, decision: decision, rule: rule, reason: reason, close: closeAfterResponse))
-        finishIfFlushed()
+        finishExchange()
     }
 
     // MARK: Tunnels
@@ -455,9 +499,8 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         // Services are intercepted: a tunnel opened by address must not carry a ClientHello for one of them.
         phase = .inspecting
         deadline = loop.epoll.now + UInt64(state.limits.requestHeadTimeout.nanoseconds)
-        loop.epoll.modify(upstream, events: 0)
-        loop.epoll.modify(fd, events: UInt32(EPOLLIN.rawValue))
-        if input.isEmpty { inspectTunnelStart() } else { checkTunnelStart() }
+        checkTunnelStart()
+        if phase == .inspecting { inspectTunnelStart() }
     }
 
     private func inspectTunnelStart() {
@@ -471,7 +514,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     }
 
     private func checkTunnelStart() {
-        guard let route = tunnelRoute else { return close() }
+        guard let route else { return close() }
         switch TunnelSNIInspector.scan(input.bytes) {
         case .needMore: return
         case .serverName(let name):
@@ -487,8 +530,6 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private func spliceTunnel() {
         // Bytes the client sent before the tunnel was open go first.
         guard input.flush(to: upstream), input.isEmpty else { return close() }
-        loop.epoll.unregister(fd)
-        loop.epoll.unregister(upstream)
         loop.connections.removeValue(forKey: ObjectIdentifier(self))
         phase = .done
         let tunnel = SpliceTunnel(loop: loop, client: fd, upstream: upstream)
@@ -525,5 +566,6 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         input.free()
         output.free()
         response.free()
+        request.free()
     }
 }

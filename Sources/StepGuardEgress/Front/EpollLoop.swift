@@ -60,6 +60,15 @@ final class EpollLoop: @unchecked Sendable {  // mutable state is confined to th
         return true
     }
 
+    /// Events the front watches its sockets for: edge-triggered, so a registration is made once per
+    /// socket and never changed; handlers do I/O until EAGAIN and retry it when their state changes.
+    static let edgeEvents = UInt32(EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue) | EPOLLET.rawValue
+
+    /// Hands the events of `fd` (registered) to another handler, without a system call.
+    func setHandler(_ fd: Int32, _ handler: EpollHandler) {
+        if Int(fd) < handlers.count { handlers[Int(fd)].handler = handler }
+    }
+
     /// Changes the events `fd` is watched for.
     func modify(_ fd: Int32, events: UInt32) {
         guard Int(fd) < handlers.count else { return }
@@ -73,10 +82,10 @@ final class EpollLoop: @unchecked Sendable {  // mutable state is confined to th
         if Int(fd) < handlers.count { handlers[Int(fd)].handler = nil }
     }
 
-    /// Stops watching `fd` and closes it.
+    /// Stops watching `fd` and closes it (closing removes it from the epoll set: no system call for that).
     func close(_ fd: Int32) {
         guard fd >= 0 else { return }
-        unregister(fd)
+        if Int(fd) < handlers.count { handlers[Int(fd)].handler = nil }
         Glibc.close(fd)
     }
 

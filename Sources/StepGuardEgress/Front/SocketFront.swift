@@ -93,6 +93,12 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
     private var acceptors: [Acceptor] = []
     /// Idle keep-alive upstream sockets by key (see ``UpstreamPool``), most recent last.
     private var idle: [String: [(fd: Int32, since: UInt64)]] = [:]
+    private lazy var idleWatcher = IdleUpstreamWatcher(loop: self)
+    /// Decided destinations by the authority of absolute-form requests and of CONNECTs.
+    private(set) var requestTargets: [String: KnownTarget] = [:]
+    private(set) var tunnelTargets: [String: KnownTarget] = [:]
+    /// Most authorities remembered per kind; the memory is cleared when full.
+    static let maxKnownTargets = 1024
 
     init(state: ProxyState, epoll: EpollLoop, handOff: @escaping @Sendable (Int32, [UInt8]) -> Void) {
         self.state = state
@@ -109,6 +115,33 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
 
     func connectionClosed() { state.openConnections.subtract(1, ordering: .relaxed) }
 
+    // MARK: Known targets
+
+    /// The destination of `route`, decided.
+    func destination(_ route: Route) -> Destination {
+        Destination(route: route, verdict: state.decideConnection(route), key: "http://\(route.host.text):\(route.port)@\(route.connectAddress)")
+    }
+
+    /// Decides `route` and remembers it for `authority` (a route that needed no name lookup).
+    func remember(_ authority: String, tunnel: Bool, route: Route) -> Destination {
+        let decided = destination(route)
+        remember(authority, tunnel: tunnel, as: .destination(decided))
+        return decided
+    }
+
+    /// Remembers that `authority` names a service the NIO pipeline serves.
+    func rememberIntercepted(_ authority: String, tunnel: Bool) { remember(authority, tunnel: tunnel, as: .intercepted) }
+
+    private func remember(_ authority: String, tunnel: Bool, as known: KnownTarget) {
+        if tunnel {
+            if tunnelTargets.count >= Self.maxKnownTargets { tunnelTargets = [:] }
+            tunnelTargets[authority] = known
+        } else {
+            if requestTargets.count >= Self.maxKnownTargets { requestTargets = [:] }
+            requestTargets[authority] = known
+        }
+    }
+
     // MARK: Upstream pool
 
     static let maxIdlePerKey = UpstreamPool.maxIdlePerKey
@@ -122,17 +155,31 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
             if epoll.now - entry.since < Self.maxIdleAge, recv(entry.fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) < 0, errno == EAGAIN {
                 return entry.fd
             }
-            Glibc.close(entry.fd)
+            epoll.close(entry.fd)
         }
         return nil
     }
 
+    /// Keeps `fd` (registered edge-triggered) for reuse; while idle, any event on it closes it.
     func putIdle(_ fd: Int32, key: String) {
         guard idle[key, default: []].count < Self.maxIdlePerKey else {
-            Glibc.close(fd)
+            epoll.close(fd)
             return
         }
+        epoll.setHandler(fd, idleWatcher)
         idle[key, default: []].append((fd, epoll.now))
+    }
+
+    /// The upstream closed (or wrote to) idle `fd`: it is not reused.
+    func dropIdle(_ fd: Int32) {
+        for (key, list) in idle {
+            guard let index = list.firstIndex(where: { $0.fd == fd }) else { continue }
+            var list = list
+            list.remove(at: index)
+            idle[key] = list.isEmpty ? nil : list
+            break
+        }
+        epoll.close(fd)
     }
 
     // MARK: Deadlines
@@ -141,7 +188,7 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
         for (key, list) in idle {
             let fresh = list.filter { now - $0.since < Self.maxIdleAge }
             guard fresh.count != list.count else { continue }
-            for entry in list where now - entry.since >= Self.maxIdleAge { Glibc.close(entry.fd) }
+            for entry in list where now - entry.since >= Self.maxIdleAge { epoll.close(entry.fd) }
             idle[key] = fresh.isEmpty ? nil : fresh
         }
         for connection in connections.values where connection.deadline <= now { connection.deadlinePassed() }
@@ -154,7 +201,7 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
     func closeAll() {
         for connection in connections.values { connection.close() }
         for tunnel in tunnels.values { tunnel.close() }
-        for list in idle.values { for entry in list { Glibc.close(entry.fd) } }
+        for list in idle.values { for entry in list { epoll.close(entry.fd) } }
         idle = [:]
         for acceptor in acceptors { acceptor.stop() }
         acceptors = []
@@ -201,4 +248,19 @@ final class Acceptor: EpollHandler {
             ClientConnection(loop: loop, fd: client).start()
         }
     }
+}
+
+/// What a loop knows about an authority it saw before.
+enum KnownTarget {
+    case destination(Destination)
+    /// A host of a service named in `services:`: the NIO pipeline serves it.
+    case intercepted
+}
+
+/// Receives the events of idle pooled upstream sockets: the upstream closed one, or sent
+/// something unasked; either way it is not reused.
+final class IdleUpstreamWatcher: EpollHandler {
+    private unowned let loop: FrontLoop
+    init(loop: FrontLoop) { self.loop = loop }
+    func ready(fd: Int32, events: UInt32) { loop.dropIdle(fd) }
 }

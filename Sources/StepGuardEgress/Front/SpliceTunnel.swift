@@ -6,7 +6,8 @@ import Glibc
 /// A CONNECT tunnel that is not intercepted: bytes move between the two sockets with splice(2)
 /// through a pipe per direction, so they never cross user space. Each side is read only while its
 /// pipe is empty (back-pressure: at most a pipe's worth in flight per direction); an end of stream
-/// is passed on as a half-close; an error on either socket closes the tunnel.
+/// is passed on as a half-close; an error on either socket closes the tunnel. Both sockets stay
+/// registered edge-triggered: every event pumps both directions until they would block.
 final class SpliceTunnel: EpollHandler {
     private final class Direction {
         let from: Int32
@@ -46,11 +47,12 @@ final class SpliceTunnel: EpollHandler {
         lastActivity = loop.epoll.now
     }
 
-    /// Registers both sockets and starts relaying.
+    /// Takes over both sockets (registered with ``EpollLoop/edgeEvents``) and moves what is already there.
     func start() {
-        guard loop.epoll.register(client, self, events: UInt32(EPOLLIN.rawValue)),
-              loop.epoll.register(upstream, self, events: UInt32(EPOLLIN.rawValue)) else { return close() }
+        loop.epoll.setHandler(client, self)
+        loop.epoll.setHandler(upstream, self)
         loop.tunnels[ObjectIdentifier(self)] = self
+        ready(fd: client, events: 0)
     }
 
     func ready(fd: Int32, events: UInt32) {
@@ -58,21 +60,13 @@ final class SpliceTunnel: EpollHandler {
         // Hang-up or error: one socket is gone both ways, so nothing more can be delivered.
         if events & UInt32(EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { return close() }
         guard pump(outbound), pump(inbound) else { return close() }
-        if outbound.done, inbound.done { return close() }
-        loop.epoll.modify(client, events: interest(reading: outbound, writing: inbound))
-        loop.epoll.modify(upstream, events: interest(reading: inbound, writing: outbound))
+        if outbound.done, inbound.done { close() }
     }
 
-    private func interest(reading: Direction, writing: Direction) -> UInt32 {
-        var events: UInt32 = 0
-        if !reading.ended, reading.pending == 0 { events |= UInt32(EPOLLIN.rawValue) }
-        if writing.pending > 0 { events |= UInt32(EPOLLOUT.rawValue) }
-        return events
-    }
-
-    /// Moves what can move now in one direction; false on an error (the tunnel must close).
+    /// Moves data in one direction until a side would block or the stream ends; false on an error
+    /// (the tunnel must close).
     private func pump(_ direction: Direction) -> Bool {
-        for _ in 0..<8 {
+        while true {
             if direction.pending > 0 {
                 let moved = sg_splice(direction.pipeRead, direction.to, direction.pending)
                 if moved > 0 {
@@ -99,7 +93,6 @@ final class SpliceTunnel: EpollHandler {
             if errno == EINTR { continue }
             return errno == EAGAIN
         }
-        return true
     }
 
     private func makePipe(_ direction: Direction) -> Bool {
