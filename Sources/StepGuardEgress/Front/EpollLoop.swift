@@ -136,6 +136,8 @@ final class EpollLoop: @unchecked Sendable {  // mutable state is confined to th
                 nextSweep = now + sweepInterval
             }
         }
+        // Tasks queued with the stop (closing every connection) still run.
+        for task in tasks.withLock({ list in defer { list = [] }; return list }) { task() }
     }
 
     deinit {

@@ -1,0 +1,186 @@
+import Foundation
+@testable import StepGuardEgress
+import StepGuardPolicy
+import StepGuardTestSupport
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The socket front relays responses by their own framing (RFC 9112 §6.3), byte for byte, and
+/// reuses an upstream connection only after a response whose end it saw.
+@Suite(.serialized) struct SocketFrontTests {
+    /// Responses by request path; each request head gets the bytes for its path (and, with
+    /// `close`, the connection closed after them).
+    static let script: [String: (bytes: String, close: Bool)] = [
+        "/chunked": ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Up: 1\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n", false),
+        "/length": ("HTTP/1.1 200 OK\r\nContent-Length: 4\r\nKeep-Alive: timeout=5\r\n\r\nfour", false),
+        "/until-close": ("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it", true),
+        "/head": ("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", false),
+        "/no-content": ("HTTP/1.1 204 No Content\r\n\r\n", false),
+        "/hints": ("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
+        "/bad-chunk": ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nnope\r\n", false),
+        "/connection-listed": ("HTTP/1.1 200 OK\r\nConnection: X-Private\r\nX-Private: secret\r\nContent-Length: 2\r\n\r\nok", false),
+    ]
+
+    @Test func responsesAreRelayedByTheirFramingAndTheUpstreamReusedOnlyAfterACompleteOne() async throws {
+        let upstream = try ScriptedUpstream(Self.script)
+        defer { upstream.stop() }
+        let policy = try Egress.policy("version: 1\negress: { default: allow }\n")
+        let session = try await Egress.session(policy, trail: try Egress.trail())
+        defer { session.stop() }
+        let base = "http://127.0.0.1:\(upstream.port)"
+        func exchange(_ requests: String) -> String { Egress.raw(port: session.port, requests) }
+
+        // Chunked, with an extension and a trailer: passed on unchanged; then the same upstream
+        // connection serves the next request (one keep-alive client connection, two requests).
+        let two = exchange("GET \(base)/chunked HTTP/1.1\r\nHost: x\r\n\r\nGET \(base)/length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(two.contains("X-Up: 1\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\nHTTP/1.1 200 OK\r\n"), "\(two)")
+        #expect(two.hasSuffix("\r\n\r\nfour") && !two.contains("Keep-Alive:") && two.contains("Connection: close"), "\(two)")
+        #expect(upstream.accepted == 1, "\(upstream.accepted) upstream connections for two pipelined requests")
+
+        // No Content-Length and no chunking: the body ends when the upstream closes, and so does the client's connection.
+        let untilClose = exchange("GET \(base)/until-close HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(untilClose.hasSuffix("\r\n\r\nall of it") && untilClose.contains("Connection: close"), "\(untilClose)")
+
+        // HEAD and 204 have no body whatever their headers say; 1xx heads are passed on before the final one.
+        let noBodies = exchange("HEAD \(base)/head HTTP/1.1\r\nHost: x\r\n\r\nGET \(base)/no-content HTTP/1.1\r\nHost: x\r\n\r\nGET \(base)/hints HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(noBodies.components(separatedBy: "HTTP/1.1 ").count == 5, "\(noBodies)")
+        #expect(noBodies.contains("204 No Content") && noBodies.contains("103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK"), "\(noBodies)")
+        #expect(noBodies.hasSuffix("\r\n\r\nok"))
+
+        // Fields the upstream's Connection header names are not passed on.
+        let listed = exchange("GET \(base)/connection-listed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(listed.hasSuffix("ok") && !listed.contains("X-Private") && !listed.contains("secret"), "\(listed)")
+
+        // A malformed chunk: what was relayed stays, the client's connection is closed, and that
+        // upstream connection is not reused.
+        let acceptedBefore = upstream.accepted
+        let bad = exchange("GET \(base)/bad-chunk HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(bad.hasPrefix("HTTP/1.1 200 OK") && !bad.contains("nope"), "\(bad)")
+        _ = exchange("GET \(base)/length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(upstream.accepted > acceptedBefore)
+    }
+
+    @Test func aDeniedRequestKeepsTheClientConnectionAndATunnelIsHalfClosedBothWays() async throws {
+        let upstream = try ScriptedUpstream(Self.script)
+        defer { upstream.stop() }
+        let policy = try Egress.policy("version: 1\non_violation: fail\negress: { default: allow, deny: [127.0.0.3] }\n")
+        let session = try await Egress.session(policy, trail: try Egress.trail())
+        defer { session.stop() }
+        let twice = Egress.raw(port: session.port, "GET http://127.0.0.3:\(upstream.port)/length HTTP/1.1\r\nHost: x\r\n\r\n"
+                                   + "GET http://127.0.0.1:\(upstream.port)/length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(twice.hasPrefix("HTTP/1.1 403 Forbidden") && twice.contains("X-StepGuard-Decision: deny") && twice.hasSuffix("four"), "\(twice)")
+
+        // The client ends its side first: the upstream sees the end of the request stream and still answers.
+        let fd = try #require(LoopbackSocket.connect(port: session.port, receiveTimeout: 5))
+        defer { close(fd) }
+        let request = "CONNECT 127.0.0.1:\(upstream.port) HTTP/1.1\r\nHost: x\r\n\r\nGET /length HTTP/1.1\r\nHost: x\r\n\r\n"
+        _ = Array(request.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        shutdown(fd, Int32(SHUT_WR))
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            received += buffer[0..<count]
+        }
+        let text = String(decoding: received, as: UTF8.self)
+        #expect(text.hasPrefix("HTTP/1.1 200 Connection Established\r\n\r\nHTTP/1.1 200 OK") && text.hasSuffix("four"), "\(text)")
+    }
+
+    @Test func headParserIsStrict() {
+        func parse(_ text: String) -> String {
+            Array(text.utf8).withUnsafeBytes { bytes in
+                switch RawHead.parse(bytes, maxFields: 4) {
+                case .incomplete: "incomplete"
+                case .invalid: "invalid"
+                case .complete(let head): "\(bytes.string(head.start.0)) \(bytes.string(head.start.1)) \(head.fields.map { "\(bytes.string($0.name))=\(bytes.string($0.value))" }) \(head.length)"
+                }
+            }
+        }
+        #expect(parse("GET http://a/ HTTP/1.1\r\nHost:  a \r\nX: \r\n\r\nrest") == "GET http://a/ [\"Host=a\", \"X=\"] 42")
+        #expect(parse("GET / HTTP/1.1\r\nHost: a\r\n") == "incomplete")
+        #expect(parse("GET / HTTP/1.1\nHost: a\r\n\r\n") == "invalid")           // bare LF
+        #expect(parse("GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n") == "invalid")  // obs-fold
+        #expect(parse("GET / HTTP/1.1\r\nHo st: a\r\n\r\n") == "invalid")          // space in a name
+        #expect(parse("GET / HTTP/1.1\r\nHost : a\r\n\r\n") == "invalid")          // space before the colon
+        #expect(parse("GET / HTTP/1.1\r\nX: a\u{1}b\r\n\r\n") == "invalid")        // control character
+        #expect(parse("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n") == "invalid")  // too many fields
+        #expect(parse("GET  / HTTP/1.1\r\n\r\n") == "invalid")
+    }
+
+    @Test func chunkedFramingFindsTheEndOfTheMessage() {
+        func consumed(_ text: String, in pieces: Int = 1) -> (Int?, Bool) {
+            var framing = BodyFraming(.chunked)
+            let bytes = Array(text.utf8)
+            var total = 0
+            let size = max(1, bytes.count / pieces)
+            var offset = 0
+            while offset < bytes.count, !framing.finished {
+                let end = min(bytes.count, offset + size)
+                guard let taken = bytes[offset..<end].withUnsafeBytes({ framing.consume($0) }) else { return (nil, false) }
+                total += taken
+                offset = end
+            }
+            return (total, framing.finished)
+        }
+        let message = "4\r\nabcd\r\nA;x=y\r\n0123456789\r\n0\r\nT: v\r\n\r\n"
+        for pieces in [1, 3, message.utf8.count] {
+            let (taken, finished) = consumed(message + "GET / HTTP/1.1", in: pieces)
+            #expect(finished && taken == message.utf8.count, "\(pieces) pieces: \(String(describing: taken))")
+        }
+        #expect(consumed("g\r\n").0 == nil)
+        #expect(consumed("4\r\nabcdX\r\n").0 == nil)
+        #expect(consumed("fffffffffffffffff\r\n").0 == nil)
+        #expect(!consumed("4\r\nab").1)
+    }
+}
+
+/// An upstream answering each request head with the bytes `script` holds for its path.
+final class ScriptedUpstream: Sendable {
+    let port: Int
+    private let listener: Int32
+    private let acceptedCount = Atomic<Int>(0)
+    private let script: [String: (bytes: String, close: Bool)]
+    var accepted: Int { acceptedCount.load(ordering: .relaxed) }
+
+    init(_ script: [String: (bytes: String, close: Bool)]) throws {
+        self.script = script
+        (listener, port) = try LoopbackSocket.listen(backlog: 64)
+        Thread.detachNewThread { [self] in
+            while true {
+                let fd = accept(listener, nil, nil)
+                guard fd >= 0 else { return }
+                acceptedCount.add(1, ordering: .relaxed)
+                Thread.detachNewThread { self.serve(fd) }
+            }
+        }
+    }
+
+    private func serve(_ fd: Int32) {
+        defer { close(fd) }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            guard let end = received.firstRange(of: [13, 10, 13, 10]) else {
+                let count = recv(fd, &buffer, buffer.count, 0)
+                guard count > 0 else { return }
+                received += buffer[0..<count]
+                continue
+            }
+            let head = String(decoding: received[..<end.lowerBound], as: UTF8.self)
+            received.removeSubrange(..<end.upperBound)
+            let path = head.split(separator: " ").dropFirst().first.map(String.init) ?? ""
+            let reply = script[path] ?? ("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false)
+            _ = Array(reply.bytes.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if reply.close { return }
+        }
+    }
+
+    func stop() {
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+    }
+}
