@@ -398,27 +398,18 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: Forwarding
 
-    private static let hopByHop = ["connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
-                                   "te", "trailer", "upgrade", "expect"]
-
     /// ASCII case-insensitive equality with `lower`, which is lower case; no allocation.
     static func equalsIgnoringCase(_ name: String, _ lower: String) -> Bool {
         name.utf8.elementsEqual(lower.utf8) { ($0 >= 65 && $0 <= 90 ? $0 + 32 : $0) == $1 }
     }
 
-    static func isHopByHop(_ name: String) -> Bool {
-        switch name.utf8.count {
-        case 2, 6, 7, 10, 16, 18, 19: return hopByHop.contains { equalsIgnoringCase(name, $0) }
-        default: return false
-        }
-    }
 
     /// `headers` without hop-by-hop fields and the fields the Connection header names. Headers that
     /// have none (most requests) are returned as they are, without a copy.
     static func filtered(_ headers: HTTPHeaders) -> HTTPHeaders {
         var listed: [String] = []
         var found = false
-        for (name, value) in headers where isHopByHop(name) {
+        for (name, value) in headers where HopByHop.isHopByHop(name) {
             found = true
             if equalsIgnoringCase(name, "connection") {
                 for token in value.utf8.split(separator: UInt8(ascii: ",")) {
@@ -430,7 +421,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard found else { return headers }
         var result = HTTPHeaders()
         for (name, value) in headers {
-            if isHopByHop(name) || listed.contains(where: { equalsIgnoringCase(name, $0) }) { continue }
+            if HopByHop.isHopByHop(name) || listed.contains(where: { equalsIgnoringCase(name, $0) }) { continue }
             result.add(name: name, value: value)
         }
         return result

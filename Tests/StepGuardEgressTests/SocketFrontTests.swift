@@ -31,7 +31,11 @@ import Glibc
         let session = try await Egress.session(policy, trail: try Egress.trail())
         defer { session.stop() }
         let base = "http://127.0.0.1:\(upstream.port)"
-        func exchange(_ requests: String) -> String { Egress.raw(port: session.port, requests) }
+        func exchange(_ requests: String) -> String {
+            let started = Date()
+            defer { #expect(Date().timeIntervalSince(started) < 4, "no answer to \(requests)") }
+            return Egress.raw(port: session.port, requests)
+        }
 
         // Chunked, with an extension and a trailer: passed on unchanged; then the same upstream
         // connection serves the next request (one keep-alive client connection, two requests).
@@ -56,11 +60,12 @@ import Glibc
 
         // A malformed chunk: what was relayed stays, the client's connection is closed, and that
         // upstream connection is not reused.
-        let acceptedBefore = upstream.accepted
         let bad = exchange("GET \(base)/bad-chunk HTTP/1.1\r\nHost: x\r\n\r\n")
         #expect(bad.hasPrefix("HTTP/1.1 200 OK") && !bad.contains("nope"), "\(bad)")
-        _ = exchange("GET \(base)/length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        #expect(upstream.accepted > acceptedBefore)
+        for _ in 0..<4 { _ = exchange("GET \(base)/length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") }
+        let served = upstream.served
+        let badConnection = try #require(served.last { $0.path == "/bad-chunk" }?.connection)
+        #expect(served.filter { $0.connection == badConnection }.last?.path == "/bad-chunk", "\(served)")
     }
 
     @Test func aDeniedRequestKeepsTheClientConnectionAndATunnelIsHalfClosedBothWays() async throws {
@@ -143,8 +148,11 @@ final class ScriptedUpstream: Sendable {
     let port: Int
     private let listener: Int32
     private let acceptedCount = Atomic<Int>(0)
+    private let log = Mutex<[(path: String, connection: Int)]>([])
     private let script: [String: (bytes: String, close: Bool)]
     var accepted: Int { acceptedCount.load(ordering: .relaxed) }
+    /// Every request served: its path and which connection carried it (1, 2, … in accept order).
+    var served: [(path: String, connection: Int)] { log.withLock { $0 } }
 
     init(_ script: [String: (bytes: String, close: Bool)]) throws {
         self.script = script
@@ -153,13 +161,13 @@ final class ScriptedUpstream: Sendable {
             while true {
                 let fd = accept(listener, nil, nil)
                 guard fd >= 0 else { return }
-                acceptedCount.add(1, ordering: .relaxed)
-                Thread.detachNewThread { self.serve(fd) }
+                let connection = acceptedCount.add(1, ordering: .relaxed).newValue
+                Thread.detachNewThread { self.serve(fd, connection: connection) }
             }
         }
     }
 
-    private func serve(_ fd: Int32) {
+    private func serve(_ fd: Int32, connection: Int) {
         defer { close(fd) }
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
@@ -174,6 +182,7 @@ final class ScriptedUpstream: Sendable {
             received.removeSubrange(..<end.upperBound)
             let path = head.split(separator: " ").dropFirst().first.map(String.init) ?? ""
             let reply = script[path] ?? ("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false)
+            log.withLock { $0.append((path, connection)) }
             _ = Array(reply.bytes.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if reply.close { return }
         }

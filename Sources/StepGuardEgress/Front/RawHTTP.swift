@@ -89,8 +89,17 @@ struct RawHead {
 extension UnsafeRawBufferPointer {
     /// ASCII case-insensitive equality of the bytes in `range` with `lower`, which is lower case.
     func equalsIgnoringCase(_ range: Range<Int>, _ lower: StaticString) -> Bool {
-        guard range.count == lower.utf8CodeUnitCount else { return false }
-        let expected = lower.utf8Start
+        equalsIgnoringCase(range, UnsafeRawBufferPointer(start: lower.utf8Start, count: lower.utf8CodeUnitCount))
+    }
+
+    /// ASCII case-insensitive equality of the bytes in `range` with `lower`, which is lower case.
+    func equalsIgnoringCase(_ range: Range<Int>, _ lower: String) -> Bool {
+        var lower = lower
+        return lower.withUTF8 { equalsIgnoringCase(range, UnsafeRawBufferPointer($0)) }
+    }
+
+    private func equalsIgnoringCase(_ range: Range<Int>, _ expected: UnsafeRawBufferPointer) -> Bool {
+        guard range.count == expected.count else { return false }
         for offset in 0..<range.count {
             let byte = self[range.lowerBound + offset]
             if (byte >= 65 && byte <= 90 ? byte + 32 : byte) != expected[offset] { return false }
@@ -115,18 +124,20 @@ extension UnsafeRawBufferPointer {
 enum HopByHop {
     /// Whether the field named by `range` is hop-by-hop, or named in `listed` (lower case, from Connection).
     static func drops(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, listed: [String]) -> Bool {
-        switch range.count {
-        case 2, 6, 7, 10, 16, 18, 19:
-            if names.contains(where: { bytes.equalsIgnoringCase(range, $0) }) { return true }
-        default: break
-        }
+        if lengths.contains(range.count), names.contains(where: { bytes.equalsIgnoringCase(range, $0) }) { return true }
         guard !listed.isEmpty else { return false }
-        let name = bytes.string(range).lowercased()
-        return listed.contains(name)
+        return listed.contains { bytes.equalsIgnoringCase(range, $0) }
     }
 
-    private static let names: [StaticString] = ["connection", "keep-alive", "proxy-connection", "proxy-authorization",
-                                                "proxy-authenticate", "te", "trailer", "upgrade", "expect"]
+    /// Whether `name` is hop-by-hop (the NIO pipeline's check).
+    static func isHopByHop(_ name: String) -> Bool {
+        lengths.contains(name.utf8.count) && names.contains { FrontHandler.equalsIgnoringCase(name, $0) }
+    }
+
+    /// Lower case.
+    static let names = ["connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
+                        "te", "trailer", "upgrade", "expect"]
+    private static let lengths = Set(names.map(\.utf8.count))
 }
 
 /// Where an HTTP/1.1 message body ends (RFC 9112 §6.3), tracked while the bytes are relayed unchanged.

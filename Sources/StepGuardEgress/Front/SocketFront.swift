@@ -257,10 +257,17 @@ enum KnownTarget {
     case intercepted
 }
 
-/// Receives the events of idle pooled upstream sockets: the upstream closed one, or sent
-/// something unasked; either way it is not reused.
+/// Receives the events of idle pooled upstream sockets: when the upstream closed one, or sent
+/// something unasked, it is not reused. (An event may also be left over from the exchange that
+/// just ended on the socket: then a peek finds nothing, and the socket stays in the pool.)
 final class IdleUpstreamWatcher: EpollHandler {
     private unowned let loop: FrontLoop
     init(loop: FrontLoop) { self.loop = loop }
-    func ready(fd: Int32, events: UInt32) { loop.dropIdle(fd) }
+
+    func ready(fd: Int32, events: UInt32) {
+        var byte: UInt8 = 0
+        let quiet = events & UInt32(EPOLLERR.rawValue | EPOLLHUP.rawValue | EPOLLRDHUP.rawValue) == 0
+            && recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) < 0 && errno == EAGAIN
+        if !quiet { loop.dropIdle(fd) }
+    }
 }

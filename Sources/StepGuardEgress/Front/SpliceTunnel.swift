@@ -57,8 +57,7 @@ final class SpliceTunnel: EpollHandler {
 
     func ready(fd: Int32, events: UInt32) {
         guard !closed else { return }
-        // Hang-up or error: one socket is gone both ways, so nothing more can be delivered.
-        if events & UInt32(EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { return close() }
+        // A hang-up may come with the last data: pumping reads it, and reports an error as a failed splice.
         guard pump(outbound), pump(inbound) else { return close() }
         if outbound.done, inbound.done { close() }
     }
