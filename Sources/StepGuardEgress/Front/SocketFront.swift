@@ -115,6 +115,29 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
 
     func connectionClosed() { state.openConnections.subtract(1, ordering: .relaxed) }
 
+    // MARK: Pipes
+
+    /// Empty pipes for splice tunnels, reused so that opening a tunnel costs no pipe(2) and idle tunnels hold none.
+    private var pipes: [(read: Int32, write: Int32)] = []
+    static let maxIdlePipes = 32
+
+    func takePipe() -> (Int32, Int32)? {
+        if let pipe = pipes.popLast() { return pipe }
+        var fds: [Int32] = [-1, -1]
+        guard sg_pipe(&fds, SpliceTunnel.pipeSize) == 0 else { return nil }  // 1 MiB where allowed; the default 64 KiB works too
+        return (fds[0], fds[1])
+    }
+
+    /// Keeps an empty pipe for reuse; closes it when it still holds data or enough are kept.
+    func returnPipe(_ pipe: (Int32, Int32), empty: Bool) {
+        guard empty, pipes.count < Self.maxIdlePipes else {
+            Glibc.close(pipe.0)
+            Glibc.close(pipe.1)
+            return
+        }
+        pipes.append(pipe)
+    }
+
     // MARK: Known targets
 
     /// The destination of `route`, decided.
@@ -203,6 +226,8 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
         for tunnel in tunnels.values { tunnel.close() }
         for list in idle.values { for entry in list { epoll.close(entry.fd) } }
         idle = [:]
+        for pipe in pipes { Glibc.close(pipe.read); Glibc.close(pipe.write) }
+        pipes = []
         for acceptor in acceptors { acceptor.stop() }
         acceptors = []
     }

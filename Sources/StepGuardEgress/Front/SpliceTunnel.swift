@@ -28,6 +28,8 @@ final class SpliceTunnel: EpollHandler {
 
     /// Pipes are 1 MiB where the system allows it: fewer system calls per byte for bulk transfers.
     static let pipeSize: Int32 = 1 << 20
+    /// How much one splice moves at most.
+    private static let chunk = Int(pipeSize)
 
     private let loop: FrontLoop
     let client: Int32
@@ -77,29 +79,32 @@ final class SpliceTunnel: EpollHandler {
                 return moved < 0 && errno == EAGAIN
             }
             if direction.ended { return true }
-            if direction.pipeRead < 0, !makePipe(direction) { return false }
-            let moved = sg_splice(direction.from, direction.pipeWrite, Int(Self.pipeSize))
+            if direction.pipeRead < 0 {
+                guard let pipe = loop.takePipe() else { return false }
+                (direction.pipeRead, direction.pipeWrite) = pipe
+            }
+            let moved = sg_splice(direction.from, direction.pipeWrite, Self.chunk)
             if moved > 0 {
                 direction.pending = moved
                 lastActivity = loop.epoll.now
                 continue
             }
+            if moved < 0, errno == EINTR { continue }
+            // Nothing in flight: the empty pipe goes back to the loop, so idle tunnels hold none.
+            releasePipe(direction)
             if moved == 0 {
                 direction.ended = true
                 shutdown(direction.to, Int32(SHUT_WR))
                 return true
             }
-            if errno == EINTR { continue }
             return errno == EAGAIN
         }
     }
 
-    private func makePipe(_ direction: Direction) -> Bool {
-        var fds: [Int32] = [-1, -1]
-        guard sg_pipe(&fds, Self.pipeSize) == 0 else { return false }  // 1 MiB where allowed; the default 64 KiB works too
-        direction.pipeRead = fds[0]
-        direction.pipeWrite = fds[1]
-        return true
+    private func releasePipe(_ direction: Direction) {
+        guard direction.pipeRead >= 0 else { return }
+        loop.returnPipe((direction.pipeRead, direction.pipeWrite), empty: direction.pending == 0)
+        (direction.pipeRead, direction.pipeWrite) = (-1, -1)
     }
 
     /// Closes both sockets and the pipes.
@@ -109,10 +114,8 @@ final class SpliceTunnel: EpollHandler {
         loop.tunnels.removeValue(forKey: ObjectIdentifier(self))
         loop.epoll.close(client)
         loop.epoll.close(upstream)
-        for direction in [outbound, inbound] where direction.pipeRead >= 0 {
-            Glibc.close(direction.pipeRead)
-            Glibc.close(direction.pipeWrite)
-        }
+        releasePipe(outbound)
+        releasePipe(inbound)
         loop.connectionClosed()
     }
 }
