@@ -45,6 +45,9 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private var framing: BodyFraming?
     private var reusable = true
     private var closeAfterResponse = false
+    /// Whether the client socket is in the epoll set: only once something must wait for it (most
+    /// plain requests arrive whole with the connection and their response is written at once).
+    private var watched = false
     /// When the current phase must be over (head, connect, tunnel start); checked by the loop's sweep.
     private(set) var deadline: UInt64 = .max
 
@@ -54,9 +57,14 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     }
 
     func start() {
-        guard loop.epoll.register(fd, self, events: EpollLoop.edgeEvents) else { return close() }
         loop.connections[ObjectIdentifier(self)] = self
         waitForHead()
+    }
+
+    /// Puts the client socket in the epoll set (edge-triggered: an event already due is reported at once).
+    private func watch() -> Bool {
+        if !watched { watched = loop.epoll.register(fd, self, events: EpollLoop.edgeEvents) }
+        return watched
     }
 
     private func waitForHead() {
@@ -109,7 +117,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         while phase == .head {
             let count = input.read(from: fd, chunk: 4096)
             if count > 0 { parseHead(); continue }
-            if count < 0, errno == EAGAIN { return }
+            if count < 0, errno == EAGAIN { return watch() ? () : close() }
             if count < 0, errno == EINTR { continue }
             return close()  // end of stream or error before a complete head
         }
@@ -359,6 +367,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
             guard let finished = relay() else { return upstreamFailed(reason: "sent a malformed response") }
             if finished { return finishExchange() }
             guard output.flush(to: fd) else { return close() }
+            if !output.isEmpty, !watch() { return close() }
         }
     }
 
@@ -459,7 +468,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         }
         framing = nil
         guard output.flush(to: fd) else { return close() }
-        guard output.isEmpty else { return }  // the client's EPOLLOUT continues in flushOutput
+        guard output.isEmpty else { return watch() ? () : close() }  // the client's EPOLLOUT continues in flushOutput
         endExchange()
     }
 
@@ -507,7 +516,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         while phase == .inspecting {
             let count = input.read(from: fd, chunk: 4096)
             if count > 0 { checkTunnelStart(); continue }
-            if count < 0, errno == EAGAIN { return }
+            if count < 0, errno == EAGAIN { return watch() ? () : close() }
             if count < 0, errno == EINTR { continue }
             return close()
         }
@@ -529,7 +538,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
 
     private func spliceTunnel() {
         // Bytes the client sent before the tunnel was open go first.
-        guard input.flush(to: upstream), input.isEmpty else { return close() }
+        guard input.flush(to: upstream), input.isEmpty, watch() else { return close() }
         loop.connections.removeValue(forKey: ObjectIdentifier(self))
         phase = .done
         let tunnel = SpliceTunnel(loop: loop, client: fd, upstream: upstream)
@@ -543,7 +552,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     /// Gives the connection to the NIO pipeline with the bytes read so far.
     private func handOff() {
         let prefix = Array(input.bytes)
-        loop.epoll.unregister(fd)
+        if watched { loop.epoll.unregister(fd) }
         release()
         loop.handOff(fd, prefix)
     }

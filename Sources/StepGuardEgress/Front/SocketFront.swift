@@ -51,6 +51,9 @@ final class SocketFront: Sendable {
     func serve(listener: Int32) {
         let flags = fcntl(listener, F_GETFL)
         _ = fcntl(listener, F_SETFL, flags | O_NONBLOCK)
+        // A connection is accepted once its first bytes are there: the first read finds the request.
+        var seconds: Int32 = 5
+        setsockopt(listener, Int32(IPPROTO_TCP), TCP_DEFER_ACCEPT, &seconds, socklen_t(MemoryLayout<Int32>.size))
         let shared = SharedListener(fd: listener, users: loops.count)
         for loop in loops {
             loop.epoll.execute { loop.listen(shared) }
