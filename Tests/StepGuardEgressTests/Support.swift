@@ -44,6 +44,11 @@ enum Egress {
         guard let fd = LoopbackSocket.connect(port: port, receiveTimeout: Int(timeout)) else { return "" }
         defer { close(fd) }
         _ = Array(request.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        return receiveAll(fd)
+    }
+
+    /// Reads from `fd` until the peer closes (or the socket's receive timeout).
+    static func receiveAll(_ fd: Int32) -> String {
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {

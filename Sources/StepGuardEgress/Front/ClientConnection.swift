@@ -113,13 +113,17 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     /// Heads longer than this go to the NIO pipeline, which applies the header limits.
     private static let maxFastHead = 8192
 
-    private func readHead() {
-        while phase == .head {
+    private func readHead() { readClient(while: .head) { parseHead() } }
+
+    /// Reads from the client while the phase stays `expected`, giving each read to `consume`;
+    /// waits for more when there is none, closes at the end of the stream or on an error.
+    private func readClient(while expected: Phase, _ consume: () -> Void) {
+        while phase == expected {
             let count = input.read(from: fd, chunk: 4096)
-            if count > 0 { parseHead(); continue }
+            if count > 0 { consume(); continue }
             if count < 0, errno == EAGAIN { return watch() ? () : close() }
             if count < 0, errno == EINTR { continue }
-            return close()  // end of stream or error before a complete head
+            return close()
         }
     }
 
@@ -512,15 +516,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         if phase == .inspecting { inspectTunnelStart() }
     }
 
-    private func inspectTunnelStart() {
-        while phase == .inspecting {
-            let count = input.read(from: fd, chunk: 4096)
-            if count > 0 { checkTunnelStart(); continue }
-            if count < 0, errno == EAGAIN { return watch() ? () : close() }
-            if count < 0, errno == EINTR { continue }
-            return close()
-        }
-    }
+    private func inspectTunnelStart() { readClient(while: .inspecting) { checkTunnelStart() } }
 
     private func checkTunnelStart() {
         guard let route else { return close() }
