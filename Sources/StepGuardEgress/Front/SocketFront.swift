@@ -27,6 +27,9 @@ final class SocketFront: Sendable {
     /// - Parameters:
     ///   - handOff: gives a connection (and the bytes read from it so far) to the NIO pipeline.
     init(state: ProxyState, threads count: Int, handOff: @escaping @Sendable (Int32, [UInt8]) -> Void) throws(EgressError) {
+        // Writing or splicing to a socket the peer closed must fail with EPIPE, not end stepguard
+        // (the step's own signal dispositions are reset when it is spawned).
+        signal(SIGPIPE, SIG_IGN)
         let interval = UInt64(state.sweepInterval.nanoseconds)
         var loops: [FrontLoop] = []
         for _ in 0..<count { loops.append(FrontLoop(state: state, epoll: try EpollLoop(sweepInterval: interval), handOff: handOff)) }
