@@ -22,7 +22,31 @@ import Glibc
         "/hints": ("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
         "/bad-chunk": ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nnope\r\n", false),
         "/connection-listed": ("HTTP/1.1 200 OK\r\nConnection: X-Private\r\nX-Private: secret\r\nContent-Length: 2\r\n\r\nok", false),
+        "/big": ("HTTP/1.1 200 OK\r\nContent-Length: 8388608\r\n\r\n" + String(repeating: "x", count: 8 << 20), false),
     ]
+
+    @Test func clientsThatGoAwayMidResponseDoNotHurtTheProxy() async throws {
+        let upstream = try ScriptedUpstream(Self.script)
+        defer { upstream.stop() }
+        let policy = try Egress.policy("version: 1\negress: { default: allow }\n")
+        let stop = Egress.StopCounter()
+        let session = try await Egress.session(policy, trail: try Egress.trail(), stop: stop)
+        defer { session.stop() }
+        for request in ["GET http://127.0.0.1:\(upstream.port)/big HTTP/1.1\r\nHost: x\r\n\r\n",
+                        "CONNECT 127.0.0.1:\(upstream.port) HTTP/1.1\r\nHost: x\r\n\r\nGET /big HTTP/1.1\r\nHost: x\r\n\r\n"] {
+            for _ in 0..<3 {
+                // Read a little, then close with unread data (a reset): the proxy's next writes fail with EPIPE.
+                let fd = try #require(LoopbackSocket.connect(port: session.port, receiveTimeout: 5))
+                _ = Array(request.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                var buffer = [UInt8](repeating: 0, count: 1024)
+                #expect(recv(fd, &buffer, buffer.count, 0) > 0)
+                close(fd)
+            }
+        }
+        let after = Egress.raw(port: session.port, "GET http://127.0.0.1:\(upstream.port)/length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(after.hasSuffix("four"), "\(after)")
+        #expect(stop.value == 0, "the proxy stopped the step")
+    }
 
     @Test func responsesAreRelayedByTheirFramingAndTheUpstreamReusedOnlyAfterACompleteOne() async throws {
         let upstream = try ScriptedUpstream(Self.script)
