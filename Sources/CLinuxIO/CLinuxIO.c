@@ -18,12 +18,7 @@ int sg_pipe(int fds[2], int size) {
 }
 
 int sg_accept(int listener) {
-    int fd = accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) {
-        int one = 1;
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
-    return fd;
+    return accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
 
 const void *sg_memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length) {

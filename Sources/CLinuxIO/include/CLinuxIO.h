@@ -14,7 +14,7 @@ enum { SG_EPOLLEXCLUSIVE = 1u << 28 };
 ssize_t sg_splice(int from, int to, size_t length);
 /// pipe2(2) with O_NONBLOCK | O_CLOEXEC, then F_SETPIPE_SZ to `size` (best effort).
 int sg_pipe(int fds[2], int size);
-/// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC, and TCP_NODELAY set on the new socket.
+/// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC.
 int sg_accept(int listener);
 /// memmem(3).
 const void *sg_memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length);

@@ -331,7 +331,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
             if written < 0, errno == EAGAIN { return }
             return upstreamFailed(reason: "failed: \(String(cString: strerror(errno)))")
         }
-        readResponse()
+        // The response cannot be there yet: its bytes arrive with the socket's next event.
     }
 
     /// The upstream failed or closed before the response ended.
