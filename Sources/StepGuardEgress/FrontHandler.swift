@@ -741,6 +741,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             try removeHTTPHandlers(context)
             context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: Self.established)), promise: nil)
             let sync = context.pipeline.syncOperations
+            try sync.addHandler(InterceptedSNIGuard(host: name, trail: state.trail))
             try sync.addHandler(NIOSSLServerHandler(context: tls))
             try sync.configureHTTPServerPipeline(position: .last, withPipeliningAssistance: true, withServerUpgrade: nil, withErrorHandling: true,
                                                  withOutboundHeaderValidation: true, withEncoderConfiguration: .init(),

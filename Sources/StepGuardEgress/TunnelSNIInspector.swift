@@ -80,3 +80,146 @@ final class TunnelSNIInspector: ChannelInboundHandler, RemovableChannelHandler {
         return nil
     }
 }
+
+/// Stands in front of the TLS server handler of an intercepted connection and checks its SNI
+/// before the handshake starts (instead of a callback inside the handshake, which suspends it until
+/// a later event-loop tick): it reads the ClientHello, reassembled from the handshake records it
+/// spans, and passes the bytes on untouched, then leaves the pipeline, only when the ClientHello
+/// names no server or names the CONNECT host. A different name is denied with an audit event and a
+/// fatal `unrecognized_name` alert. A ClientHello it cannot parse as strictly as BoringSSL does
+/// closes the connection: a name this parser did not see must never reach the handshake.
+final class InterceptedSNIGuard: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    static let rule = "built-in: SNI must equal the CONNECT host"
+
+    /// The most bytes read before the ClientHello is complete: a ClientHello (BoringSSL's limit for
+    /// a server that asks no client certificate, 16 KiB) in records of at most 16 KiB + 2 KiB.
+    static let maxBuffered = 5 * 8 + 4 + 16384 + 18432
+
+    private let host: String
+    private let trail: AuditTrail
+    private var buffered: ByteBuffer?
+    private var closed = false
+
+    /// `host`: the CONNECT host (normalised), the name the leaf certificate is issued for.
+    init(host: String, trail: AuditTrail) {
+        self.host = host
+        self.trail = trail
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closed else { return }
+        var incoming = unwrapInboundIn(data)
+        if buffered == nil { buffered = incoming } else { buffered!.writeBuffer(&incoming) }
+        let scan = buffered!.withUnsafeReadableBytes { Self.scanClientHello($0) }
+        switch scan {
+        case .incomplete:
+            if buffered!.readableBytes > Self.maxBuffered { deny(context, alert: 50) }  // decode_error
+        case .malformed:
+            deny(context, alert: 50)
+        case .serverName(let sni):
+            // `host` is its own normal form (``ProxyState/leafContext(for:)`` checks), so an SNI
+            // spelled exactly like it is equal to it without normalising it again.
+            if let sni, sni != host, HostName.normalise(sni)?.text != host {
+                trail.record(AuditEvent(type: .service, decision: .deny,
+                                        reason: "TLS SNI '\(sni.prefix(100))' differs from the CONNECT target \(host)",
+                                        rule: Self.rule, subject: ["host": .string(host), "sni": .string(String(sni.prefix(100)))]))
+                return deny(context, alert: 112)  // unrecognized_name
+            }
+            let bytes = buffered!
+            buffered = nil
+            closed = true
+            context.fireChannelRead(wrapInboundOut(bytes))
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
+    }
+
+    /// Sends a fatal alert (before the handshake, in a plaintext record) and closes.
+    private func deny(_ context: ChannelHandlerContext, alert: UInt8) {
+        closed = true
+        buffered = nil
+        let record: [UInt8] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, alert]
+        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(bytes: record))).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+
+    /// What the first bytes of a TLS connection say about its ClientHello.
+    enum ClientHelloScan: Equatable {
+        /// More bytes are needed.
+        case incomplete
+        /// Not a well-formed ClientHello (or not one this parser reads: SSLv2 format, alerts first).
+        case malformed
+        /// A complete, well-formed ClientHello; its server_name host name, if it has one.
+        case serverName(String?)
+    }
+
+    /// Reads the ClientHello at the start of `bytes`, a TLS client's first bytes, from as many
+    /// handshake records as it spans.
+    static func scanClientHello(_ bytes: UnsafeRawBufferPointer) -> ClientHelloScan {
+        var message: [UInt8] = []
+        var offset = 0
+        while true {
+            guard offset < bytes.count else { return .incomplete }
+            guard bytes[offset] == 0x16 else { return .malformed }
+            guard offset + 5 <= bytes.count else { return .incomplete }
+            guard bytes[offset + 1] == 3 else { return .malformed }
+            let length = Int(bytes[offset + 3]) << 8 | Int(bytes[offset + 4])
+            guard length > 0, length <= 16384 + 2048 else { return .malformed }
+            let start = offset + 5
+            let available = min(length, bytes.count - start)
+            message.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[start..<start + available]))
+            if message.count >= 4 {
+                guard message[0] == 1 else { return .malformed }
+                let bodyLength = Int(message[1]) << 16 | Int(message[2]) << 8 | Int(message[3])
+                guard bodyLength <= 16384 else { return .malformed }
+                if message.count >= 4 + bodyLength {
+                    return serverName(inClientHelloBody: message[4..<4 + bodyLength])
+                }
+            }
+            guard available == length else { return .incomplete }
+            offset = start + length
+        }
+    }
+
+    /// The server name of a ClientHello body, parsed as BoringSSL parses it (the fields' framing,
+    /// one server_name extension holding exactly one host_name of 1–255 bytes without NUL);
+    /// `.malformed` for anything else.
+    static func serverName(inClientHelloBody body: ArraySlice<UInt8>) -> ClientHelloScan {
+        var index = body.startIndex
+        func take(_ count: Int) -> ArraySlice<UInt8>? {
+            guard count >= 0, body.endIndex - index >= count else { return nil }
+            defer { index += count }
+            return body[index..<index + count]
+        }
+        func number(_ count: Int) -> Int? { take(count)?.reduce(0) { $0 << 8 | Int($1) } }
+        guard take(2 + 32) != nil,
+              let sessionLength = number(1), sessionLength <= 32, take(sessionLength) != nil,
+              let suitesLength = number(2), suitesLength >= 2, suitesLength % 2 == 0, take(suitesLength) != nil,
+              let compressionLength = number(1), compressionLength >= 1, take(compressionLength) != nil else { return .malformed }
+        guard index < body.endIndex else { return .serverName(nil) }  // no extensions
+        guard let extensionsLength = number(2), extensionsLength == body.endIndex - index else { return .malformed }
+        var name: String?
+        var seen = false
+        while index < body.endIndex {
+            guard let type = number(2), let length = number(2), let data = take(length) else { return .malformed }
+            guard type == 0 else { continue }
+            guard !seen else { return .malformed }
+            seen = true
+            var inner = data.startIndex
+            func field(_ count: Int) -> ArraySlice<UInt8>? {
+                guard data.endIndex - inner >= count else { return nil }
+                defer { inner += count }
+                return data[inner..<inner + count]
+            }
+            guard let listLength = field(2).map({ Int($0.first!) << 8 | Int($0.last!) }), listLength == data.count - 2,
+                  let nameType = field(1)?.first, nameType == 0,
+                  let nameLength = field(2).map({ Int($0.first!) << 8 | Int($0.last!) }), nameLength > 0, nameLength <= 255,
+                  let host = field(nameLength), inner == data.endIndex, !host.contains(0) else { return .malformed }
+            name = String(decoding: host, as: UTF8.self)
+        }
+        return .serverName(name)
+    }
+}
