@@ -159,6 +159,14 @@ final class InterceptedSNIGuard: ChannelInboundHandler, RemovableChannelHandler 
     /// Reads the ClientHello at the start of `bytes`, a TLS client's first bytes, from as many
     /// handshake records as it spans.
     static func scanClientHello(_ bytes: UnsafeRawBufferPointer) -> ClientHelloScan {
+        // Most ClientHellos are one record: read that one in place.
+        if bytes.count >= 9, bytes[0] == 0x16, bytes[1] == 3, bytes[5] == 1 {
+            let length = Int(bytes[3]) << 8 | Int(bytes[4])
+            let bodyLength = Int(bytes[6]) << 16 | Int(bytes[7]) << 8 | Int(bytes[8])
+            if length <= 16384 + 2048, bodyLength <= 16384, 4 + bodyLength <= length, 5 + length <= bytes.count {
+                return serverName(inClientHelloBody: FieldReader(bytes, from: 9, to: 9 + bodyLength))
+            }
+        }
         var message: [UInt8] = []
         var offset = 0
         while true {
@@ -176,7 +184,7 @@ final class InterceptedSNIGuard: ChannelInboundHandler, RemovableChannelHandler 
                 let bodyLength = Int(message[1]) << 16 | Int(message[2]) << 8 | Int(message[3])
                 guard bodyLength <= 16384 else { return .malformed }
                 if message.count >= 4 + bodyLength {
-                    return serverName(inClientHelloBody: message[4..<4 + bodyLength])
+                    return message.withUnsafeBytes { serverName(inClientHelloBody: FieldReader($0, from: 4, to: 4 + bodyLength)) }
                 }
             }
             guard available == length else { return .incomplete }
@@ -187,39 +195,65 @@ final class InterceptedSNIGuard: ChannelInboundHandler, RemovableChannelHandler 
     /// The server name of a ClientHello body, parsed as BoringSSL parses it (the fields' framing,
     /// one server_name extension holding exactly one host_name of 1–255 bytes without NUL);
     /// `.malformed` for anything else.
-    static func serverName(inClientHelloBody body: ArraySlice<UInt8>) -> ClientHelloScan {
-        var index = body.startIndex
-        func take(_ count: Int) -> ArraySlice<UInt8>? {
-            guard count >= 0, body.endIndex - index >= count else { return nil }
-            defer { index += count }
-            return body[index..<index + count]
-        }
-        func number(_ count: Int) -> Int? { take(count)?.reduce(0) { $0 << 8 | Int($1) } }
-        guard take(2 + 32) != nil,
-              let sessionLength = number(1), sessionLength <= 32, take(sessionLength) != nil,
-              let suitesLength = number(2), suitesLength >= 2, suitesLength % 2 == 0, take(suitesLength) != nil,
-              let compressionLength = number(1), compressionLength >= 1, take(compressionLength) != nil else { return .malformed }
-        guard index < body.endIndex else { return .serverName(nil) }  // no extensions
-        guard let extensionsLength = number(2), extensionsLength == body.endIndex - index else { return .malformed }
+    static func serverName(inClientHelloBody body: FieldReader) -> ClientHelloScan {
+        var body = body
+        guard body.skip(2 + 32),
+              let sessionLength = body.number(1), sessionLength <= 32, body.skip(sessionLength),
+              let suitesLength = body.number(2), suitesLength >= 2, suitesLength % 2 == 0, body.skip(suitesLength),
+              let compressionLength = body.number(1), compressionLength >= 1, body.skip(compressionLength) else { return .malformed }
+        guard !body.atEnd else { return .serverName(nil) }  // no extensions
+        guard let extensionsLength = body.number(2), extensionsLength == body.remaining else { return .malformed }
         var name: String?
-        var seen = false
-        while index < body.endIndex {
-            guard let type = number(2), let length = number(2), let data = take(length) else { return .malformed }
+        while !body.atEnd {
+            guard let type = body.number(2), let length = body.number(2), var data = body.field(length) else { return .malformed }
             guard type == 0 else { continue }
-            guard !seen else { return .malformed }
-            seen = true
-            var inner = data.startIndex
-            func field(_ count: Int) -> ArraySlice<UInt8>? {
-                guard data.endIndex - inner >= count else { return nil }
-                defer { inner += count }
-                return data[inner..<inner + count]
-            }
-            guard let listLength = field(2).map({ Int($0.first!) << 8 | Int($0.last!) }), listLength == data.count - 2,
-                  let nameType = field(1)?.first, nameType == 0,
-                  let nameLength = field(2).map({ Int($0.first!) << 8 | Int($0.last!) }), nameLength > 0, nameLength <= 255,
-                  let host = field(nameLength), inner == data.endIndex, !host.contains(0) else { return .malformed }
-            name = String(decoding: host, as: UTF8.self)
+            guard name == nil,
+                  let listLength = data.number(2), listLength == data.remaining,
+                  data.number(1) == 0,
+                  let nameLength = data.number(2), nameLength > 0, nameLength <= 255,
+                  let host = data.field(nameLength), data.atEnd, !host.contains(0) else { return .malformed }
+            name = host.string
         }
         return .serverName(name)
+    }
+
+    /// Big-endian fields of a byte range, read front to back.
+    struct FieldReader {
+        private let bytes: UnsafeRawBufferPointer
+        private var index: Int
+        private let end: Int
+
+        init(_ bytes: UnsafeRawBufferPointer, from start: Int, to end: Int) {
+            self.bytes = bytes
+            self.index = start
+            self.end = end
+        }
+
+        var atEnd: Bool { index == end }
+        var remaining: Int { end - index }
+
+        mutating func skip(_ count: Int) -> Bool {
+            guard remaining >= count else { return false }
+            index += count
+            return true
+        }
+
+        mutating func number(_ width: Int) -> Int? {
+            guard remaining >= width else { return nil }
+            var value = 0
+            for offset in index..<index + width { value = value << 8 | Int(bytes[offset]) }
+            index += width
+            return value
+        }
+
+        /// The next `count` bytes as a reader of their own.
+        mutating func field(_ count: Int) -> FieldReader? {
+            guard remaining >= count else { return nil }
+            defer { index += count }
+            return FieldReader(bytes, from: index, to: index + count)
+        }
+
+        func contains(_ byte: UInt8) -> Bool { bytes[index..<end].contains(byte) }
+        var string: String { String(decoding: bytes[index..<end], as: UTF8.self) }
     }
 }
