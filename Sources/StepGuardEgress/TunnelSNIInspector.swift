@@ -22,21 +22,33 @@ final class TunnelSNIInspector: ChannelInboundHandler, RemovableChannelHandler {
         guard !done else { return context.fireChannelRead(data) }
         var incoming = unwrapInboundIn(data)
         if buffered == nil { buffered = incoming } else { buffered!.writeBuffer(&incoming) }
-        let bytes = buffered!.readableBytesView
-        guard let first = bytes.first else { return }
-        guard first == 0x16 else { return release(context) }
-        guard bytes.count >= 5 else { return }
-        let length = Int(bytes[bytes.startIndex + 3]) << 8 | Int(bytes[bytes.startIndex + 4])
-        guard length <= 18432 else { return release(context) }
-        guard bytes.count >= 5 + length else { return }
-        let record = Array(bytes[(bytes.startIndex + 5)..<(bytes.startIndex + 5 + length)])
-        guard let name = Self.serverName(inClientHello: record), let host = HostName.normalise(name), let service = state.service(for: host) else {
+        // The whole ClientHello, however many records it spans (a name in a later record must not
+        // slip through); up to OpenSSL's limit for a ClientHello, past which servers refuse it.
+        let message: [UInt8]
+        switch buffered!.withUnsafeReadableBytes({ InterceptedSNIGuard.reassembledClientHello($0, maxLength: Self.maxClientHello) }) {
+        case .incomplete:
+            guard buffered!.readableBytes > Self.maxBuffered else { return }
+            // Only a client hiding its name in a flood of tiny records gets here: not inspected, not passed.
+            let reason = "the TLS ClientHello in the tunnel to \(route.host.text):\(route.port) is spread over more than \(Self.maxBuffered) bytes of records; it cannot be inspected"
+            return deny(context, reason: reason, subject: ["host": .string(route.host.text), "port": .int(Int(route.port)), "method": .string("CONNECT")])
+        case .malformed: return release(context)  // not TLS, or not a ClientHello a server would take
+        case .complete(let complete): message = complete
+        }
+        // Read as BoringSSL reads it; what that refuses, as leniently as before (the first name).
+        let name: String? = switch message.withUnsafeBytes({ InterceptedSNIGuard.serverName(inClientHelloBody: .init($0, from: 4, to: $0.count)) }) {
+        case .serverName(let name): name
+        default: Self.serverName(inClientHello: message)
+        }
+        guard let name, let host = HostName.normalise(name), let service = state.service(for: host) else {
             return release(context)
         }
         let reason = "TLS SNI '\(host.text)' names the service \(service.definition.name), but the tunnel was opened to \(route.host.text):\(route.port); connect to the service by its name so its requests are inspected"
-        let blocked = state.record(.service, allowed: false, rule: "built-in: SNI must equal the CONNECT host", reason: reason,
-                                   subject: ["host": .string(route.host.text), "port": .int(Int(route.port)), "sni": .string(host.text),
-                                             "service": .string(service.definition.name), "method": .string("CONNECT")])
+        deny(context, reason: reason, subject: ["host": .string(route.host.text), "port": .int(Int(route.port)), "sni": .string(host.text),
+                                                "service": .string(service.definition.name), "method": .string("CONNECT")])
+    }
+
+    private func deny(_ context: ChannelHandlerContext, reason: String, subject: @autoclosure () -> [String: AuditValue]) {
+        let blocked = state.record(.service, allowed: false, rule: "built-in: SNI must equal the CONNECT host", reason: reason, subject: subject())
         if blocked {
             done = true
             buffered = nil
@@ -56,7 +68,13 @@ final class TunnelSNIInspector: ChannelInboundHandler, RemovableChannelHandler {
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
-    /// The host_name of the server_name extension of a TLS handshake record holding a ClientHello.
+    /// The longest ClientHello body read (OpenSSL's `CLIENT_HELLO_MAX_LENGTH`); a longer one passes.
+    static let maxClientHello = 131_396
+    /// The most bytes of records buffered while a ClientHello is incomplete (real clients send
+    /// it in one record or a few).
+    static let maxBuffered = 256 * 1024
+
+    /// The host_name of the first server_name extension of a ClientHello handshake message.
     static func serverName(inClientHello record: [UInt8]) -> String? {
         var index = 0
         func take(_ count: Int) -> ArraySlice<UInt8>? {
@@ -167,6 +185,26 @@ final class InterceptedSNIGuard: ChannelInboundHandler, RemovableChannelHandler 
                 return serverName(inClientHelloBody: FieldReader(bytes, from: 9, to: 9 + bodyLength))
             }
         }
+        switch reassembledClientHello(bytes, maxLength: 16384) {
+        case .incomplete: return .incomplete
+        case .malformed: return .malformed
+        case .complete(let message): return message.withUnsafeBytes { serverName(inClientHelloBody: FieldReader($0, from: 4, to: $0.count)) }
+        }
+    }
+
+    /// A ClientHello handshake message gathered from the handshake records it spans.
+    enum ReassembledClientHello {
+        /// More bytes are needed.
+        case incomplete
+        /// Not handshake records starting with a ClientHello of at most the given length.
+        case malformed
+        /// The ClientHello message: its 4-byte header and body.
+        case complete([UInt8])
+    }
+
+    /// Gathers the ClientHello at the start of `bytes` (a TLS client's first bytes) from as many
+    /// handshake records as it spans; a body longer than `maxLength` is `.malformed`.
+    static func reassembledClientHello(_ bytes: UnsafeRawBufferPointer, maxLength: Int) -> ReassembledClientHello {
         var message: [UInt8] = []
         var offset = 0
         while true {
@@ -182,10 +220,8 @@ final class InterceptedSNIGuard: ChannelInboundHandler, RemovableChannelHandler 
             if message.count >= 4 {
                 guard message[0] == 1 else { return .malformed }
                 let bodyLength = Int(message[1]) << 16 | Int(message[2]) << 8 | Int(message[3])
-                guard bodyLength <= 16384 else { return .malformed }
-                if message.count >= 4 + bodyLength {
-                    return message.withUnsafeBytes { serverName(inClientHelloBody: FieldReader($0, from: 4, to: 4 + bodyLength)) }
-                }
+                guard bodyLength <= maxLength else { return .malformed }
+                if message.count >= 4 + bodyLength { return .complete(Array(message.prefix(4 + bodyLength))) }
             }
             guard available == length else { return .incomplete }
             offset = start + length

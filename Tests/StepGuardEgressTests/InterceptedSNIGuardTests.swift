@@ -96,6 +96,16 @@ import Testing
         }
     }
 
+    @Test func aClientHelloOver16KiBIsRefusedBeforeInterceptionButReadForTunnels() {
+        let padded = Self.clientHelloBody(extensions: [(21, [UInt8](repeating: 0, count: 20000)), Self.serverNameExtension("fulcio.sigstore.dev")])
+        let bytes = Self.records(padded)
+        #expect(Self.scan(bytes) == .malformed)
+        let reassembled = bytes.withUnsafeBytes { InterceptedSNIGuard.reassembledClientHello($0, maxLength: TunnelSNIInspector.maxClientHello) }
+        guard case .complete(let message) = reassembled else { Issue.record("\(reassembled)"); return }
+        #expect(message.count == 4 + padded.count)
+        #expect(TunnelSNIInspector.serverName(inClientHello: message) == "fulcio.sigstore.dev")
+    }
+
     /// A ClientHello made by a real client library (Python's ssl, OpenSSL underneath).
     @Test func aRealClientHelloNamesItsServer() throws {
         let script = """

@@ -159,11 +159,11 @@ import Testing
 
     /// A client's ClientHello sent in records of `fragment` bytes (or as it comes), with `sni`; prints
     /// the CONNECT answer, then whether the handshake completed and a request got a response.
-    static func fragmentedHandshakeScript(port: Int, bundle: String, sni: String, fragment: Int?) -> String {
+    static func fragmentedHandshakeScript(port: Int, bundle: String, sni: String, fragment: Int?, connect: String = "fulcio.sigstore.dev:443") -> String {
         """
         import socket, ssl
         s = socket.create_connection(("127.0.0.1", \(port)))
-        s.sendall(b"CONNECT fulcio.sigstore.dev:443 HTTP/1.1\\r\\nHost: fulcio.sigstore.dev:443\\r\\n\\r\\n")
+        s.sendall(b"CONNECT \(connect) HTTP/1.1\\r\\nHost: \(connect)\\r\\n\\r\\n")
         head = b""
         while not head.endswith(b"\\r\\n\\r\\n"):
             head += s.recv(1)
@@ -265,6 +265,24 @@ import Testing
         #expect(stand.server.requests.count == 1)
         let events = try Egress.jsonEvents(stand.log)
         #expect(events.contains { $0["decision"] as? String == "deny" && $0["sni"] as? String == "fulcio.sigstore.dev" })
+    }
+
+    @Test func aTunnelByAddressCannotHideTheServiceSNIInSmallRecords() async throws {
+        let stand = try Stand(names: ["fulcio.sigstore.dev"])
+        let session = try await stand.session(Self.fulcio, resolve: ["fulcio.sigstore.dev:443"],
+                                              egress: "{ default: deny, allow: [\"127.0.0.1:\(stand.server.port)\"] }")
+        defer { session.stop() }
+        // The upstream's own certificate (for the service name) would satisfy the client: only the
+        // SNI check stands between it and an uninspected connection to the service.
+        for fragment in [nil, 40, 200] as [Int?] {
+            let script = Self.fragmentedHandshakeScript(port: session.port, bundle: stand.ca.certificateFile, sni: "fulcio.sigstore.dev",
+                                                        fragment: fragment, connect: "127.0.0.1:\(stand.server.port)")
+            let result = try ProgramRun.start("/usr/bin/env", ["python3", "-c", script], environment: TestEnvironment.base).wait(timeout: 20)
+            #expect(result.stdout == "HTTP/1.1 200 Connection Established\nhandshake failed\n", "records of \(fragment ?? 0): \(result.stderr)")
+        }
+        #expect(stand.server.requests.isEmpty)
+        let denied = try Egress.jsonEvents(stand.log).filter { $0["sni"] as? String == "fulcio.sigstore.dev" && $0["decision"] as? String == "deny" }
+        #expect(denied.count == 3)
     }
 
     @Test func killStopsTheStepOnAServiceViolation() async throws {
