@@ -656,18 +656,19 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func removeHTTPHandlers(_ context: ChannelHandlerContext) throws {
+        // Removals without a promise: nothing waits for them (they complete at once), so no future is made.
         let sync = context.pipeline.syncOperations
         Self.removeRequestBodyTimeout(sync)
-        _ = sync.removeHandler(try sync.handler(type: HTTPResponseEncoder.self))
-        if let pipelining = try? sync.handler(type: HTTPServerPipelineHandler.self) { _ = sync.removeHandler(pipelining) }
-        if let errors = try? sync.handler(type: HTTPServerProtocolErrorHandler.self) { _ = sync.removeHandler(errors) }
-        if let validator = try? sync.handler(type: NIOHTTPResponseHeadersValidator.self) { _ = sync.removeHandler(validator) }
+        sync.removeHandler(try sync.handler(type: HTTPResponseEncoder.self), promise: nil)
+        if let pipelining = try? sync.handler(type: HTTPServerPipelineHandler.self) { sync.removeHandler(pipelining, promise: nil) }
+        if let errors = try? sync.handler(type: HTTPServerProtocolErrorHandler.self) { sync.removeHandler(errors, promise: nil) }
+        if let validator = try? sync.handler(type: NIOHTTPResponseHeadersValidator.self) { sync.removeHandler(validator, promise: nil) }
     }
 
     private func removeDecoderAndSelf(_ context: ChannelHandlerContext) throws {
         let sync = context.pipeline.syncOperations
-        _ = sync.removeHandler(try sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self))
-        _ = sync.removeHandler(context: context)
+        sync.removeHandler(try sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self), promise: nil)
+        sync.removeHandler(context: context, promise: nil)
     }
 
     private static let established = "HTTP/1.1 200 Connection Established\r\n\r\n"
@@ -728,6 +729,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             try removeHTTPHandlers(context)
             context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: Self.established)), promise: nil)
             let sync = context.pipeline.syncOperations
+            try sync.addHandler(InterceptedSNIGuard(host: name, trail: state.trail))
             try sync.addHandler(NIOSSLServerHandler(context: tls))
             try sync.configureHTTPServerPipeline(position: .last, withPipeliningAssistance: true, withServerUpgrade: nil, withErrorHandling: true,
                                                  withOutboundHeaderValidation: true, withEncoderConfiguration: .init(),

@@ -219,15 +219,6 @@ final class ProxyState: Sendable {
         return subject
     }
 
-    /// Records a tunnel opened to `route` whose TLS ClientHello names `sni`, a host of `service`
-    /// (an attempt to reach an intercepted service uninspected). True when the tunnel must be closed.
-    func recordServiceHiddenInTunnel(route: Route, sni: HostName.Normalised, service: BoundService) -> Bool {
-        let reason = "TLS SNI '\(sni.text)' names the service \(service.definition.name), but the tunnel was opened to \(route.host.text):\(route.port); connect to the service by its name so its requests are inspected"
-        return record(.service, allowed: false, rule: "built-in: SNI must equal the CONNECT host", reason: reason,
-                      subject: ["host": .string(route.host.text), "port": .int(Int(route.port)), "sni": .string(sni.text),
-                                "service": .string(service.definition.name), "method": .string("CONNECT")])
-    }
-
     /// A complete error or deny response: `X-StepGuard-Decision` and the JSON body naming the rule and reason.
     static func errorResponse(_ status: ProxyFailure.HTTPResponseStatusCode, decision: String, rule: String, reason: String, close: Bool) -> String {
         let body = FrontHandler.jsonBody(decision: decision, status: status.rawValue, rule: rule, reason: reason)
@@ -239,26 +230,21 @@ final class ProxyState: Sendable {
     // MARK: Certificates
 
     /// The TLS server context for intercepting `host`: a leaf certificate from the per-run CA,
-    /// issued once per host; ALPN http/1.1 only; a ClientHello whose SNI names another host fails.
+    /// issued once per host; ALPN http/1.1 only. The ClientHello's SNI is checked before the
+    /// handshake starts, by the ``InterceptedSNIGuard`` in front of the TLS handler.
     func leafContext(for host: String) throws -> NIOSSLContext {
         if let cached = leafContexts.withLock({ $0[host] }) { return cached }
+        // The guard takes an SNI spelled exactly like `host` as equal to it without normalising it
+        // again: that holds only for a host that is its own normal form (every CONNECT host is).
+        guard HostName.normalise(host)?.text == host else {
+            throw ProxyFailure(status: .badRequest, reason: "'\(host.prefix(100))' is not a normalised host name")
+        }
         let issued = try authority.issueServerCertificate(for: host)
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: [.certificate(try NIOSSLCertificate(bytes: try issued.certificateDER, format: .der))],
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(issued.privateKeyPEM.utf8), format: .pem)))
         configuration.applicationProtocols = ["http/1.1"]
         configuration.minimumTLSVersion = .tlsv12
-        let trail = self.trail
-        configuration.sslContextCallback = { values, promise in
-            if let sni = values.serverHostname, HostName.normalise(sni)?.text != host {
-                trail.record(AuditEvent(type: .service, decision: .deny,
-                                        reason: "TLS SNI '\(sni.prefix(100))' differs from the CONNECT target \(host)",
-                                        rule: "built-in: SNI must equal the CONNECT host", subject: ["host": .string(host), "sni": .string(String(sni.prefix(100)))]))
-                promise.fail(ProxyFailure(status: .forbidden, reason: "SNI mismatch"))
-            } else {
-                promise.succeed(.noChanges)
-            }
-        }
         let context = try NIOSSLContext(configuration: configuration)
         leafContexts.withLock { $0[host] = context }
         return context

@@ -148,6 +148,91 @@ import Testing
         let result = try ProgramRun.start("/usr/bin/env", ["python3", "-c", script], environment: TestEnvironment.base).wait(timeout: 20)
         #expect(result.stdout == "HTTP/1.1 200 Connection Established\nhandshake failed\n", "\(result.stderr)")
         #expect(stand.server.requests.isEmpty)
+        let events = try Egress.jsonEvents(stand.log).filter { $0["sni"] != nil }
+        #expect(events.count == 1)
+        #expect(events.first?["type"] as? String == "service")
+        #expect(events.first?["decision"] as? String == "deny")
+        #expect(events.first?["rule"] as? String == "built-in: SNI must equal the CONNECT host")
+        #expect(events.first?["host"] as? String == "fulcio.sigstore.dev")
+        #expect(events.first?["sni"] as? String == "evil.example")
+    }
+
+    /// A client's ClientHello sent in records of `fragment` bytes (or as it comes), with `sni`; prints
+    /// the CONNECT answer, then whether the handshake completed and a request got a response.
+    static func fragmentedHandshakeScript(port: Int, bundle: String, sni: String, fragment: Int?, connect: String = "fulcio.sigstore.dev:443") -> String {
+        """
+        import socket, ssl
+        s = socket.create_connection(("127.0.0.1", \(port)))
+        s.sendall(b"CONNECT \(connect) HTTP/1.1\\r\\nHost: \(connect)\\r\\n\\r\\n")
+        head = b""
+        while not head.endswith(b"\\r\\n\\r\\n"):
+            head += s.recv(1)
+        print(head.split(b"\\r\\n")[0].decode())
+        ctx = ssl.create_default_context(cafile="\(bundle)")
+        ctx.check_hostname = False
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(incoming, outgoing, server_hostname="\(sni)")
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        hello = outgoing.read()
+        fragment = \(fragment.map(String.init) ?? "None")
+        if fragment is None:
+            s.sendall(hello)
+        else:
+            message = hello[5:]
+            for start in range(0, len(message), fragment):
+                piece = message[start:start + fragment]
+                s.sendall(bytes([0x16, 3, 1]) + len(piece).to_bytes(2, "big") + piece)
+        def pump():
+            data = outgoing.read()
+            if data:
+                s.sendall(data)
+            received = s.recv(65536)
+            if not received:
+                raise EOFError()
+            incoming.write(received)
+        try:
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    pump()
+            tls.write(b"GET /ping HTTP/1.1\\r\\nHost: fulcio.sigstore.dev\\r\\nConnection: close\\r\\n\\r\\n")
+            response = b""
+            while b"\\r\\n" not in response:
+                try:
+                    response += tls.read(4096)
+                except ssl.SSLWantReadError:
+                    pump()
+            print("handshake ok", response.split(b"\\r\\n")[0].decode())
+        except Exception as e:
+            print("handshake failed")
+        """
+    }
+
+    @Test func theSNIIsCheckedWhateverTheRecordFraming() async throws {
+        let stand = try Stand(names: ["fulcio.sigstore.dev"])
+        let session = try await stand.session(Self.fulcio, resolve: ["fulcio.sigstore.dev:443"])
+        defer { session.stop() }
+        // (SNI, fragment size, the handshake completes): the same name in another case or with a
+        // trailing dot is the same host; a different one is denied in one record or in many.
+        let cases: [(String, Int?, Bool)] = [
+            ("fulcio.sigstore.dev", nil, true), ("fulcio.sigstore.dev", 7, true), ("FULCIO.Sigstore.dev", 100, true),
+            ("evil.example", 7, false), ("evil.example", 100, false), ("fulcio.sigstore.dev.evil.example", nil, false),
+        ]
+        for (sni, fragment, allowed) in cases {
+            let script = Self.fragmentedHandshakeScript(port: session.port, bundle: session.trustBundlePath, sni: sni, fragment: fragment)
+            let result = try ProgramRun.start("/usr/bin/env", ["python3", "-c", script], environment: TestEnvironment.base).wait(timeout: 20)
+            // The request is answered by the proxy: 403, as it carries no workload token.
+            let expected = allowed ? "handshake ok HTTP/1.1 403 Forbidden" : "handshake failed"
+            #expect(result.stdout == "HTTP/1.1 200 Connection Established\n\(expected)\n", "\(sni) in records of \(fragment ?? 0): \(result.stderr)")
+        }
+        let denied = try Egress.jsonEvents(stand.log).filter { $0["rule"] as? String == "built-in: SNI must equal the CONNECT host" }
+        #expect(denied.map { $0["sni"] as? String } == ["evil.example", "evil.example", "fulcio.sigstore.dev.evil.example"])
+        #expect(stand.server.requests.isEmpty)
     }
 
     @Test func aTunnelByAddressWithTheServiceSNIIsDenied() async throws {
@@ -180,6 +265,24 @@ import Testing
         #expect(stand.server.requests.count == 1)
         let events = try Egress.jsonEvents(stand.log)
         #expect(events.contains { $0["decision"] as? String == "deny" && $0["sni"] as? String == "fulcio.sigstore.dev" })
+    }
+
+    @Test func aTunnelByAddressCannotHideTheServiceSNIInSmallRecords() async throws {
+        let stand = try Stand(names: ["fulcio.sigstore.dev"])
+        let session = try await stand.session(Self.fulcio, resolve: ["fulcio.sigstore.dev:443"],
+                                              egress: "{ default: deny, allow: [\"127.0.0.1:\(stand.server.port)\"] }")
+        defer { session.stop() }
+        // The upstream's own certificate (for the service name) would satisfy the client: only the
+        // SNI check stands between it and an uninspected connection to the service.
+        for fragment in [nil, 40, 200] as [Int?] {
+            let script = Self.fragmentedHandshakeScript(port: session.port, bundle: stand.ca.certificateFile, sni: "fulcio.sigstore.dev",
+                                                        fragment: fragment, connect: "127.0.0.1:\(stand.server.port)")
+            let result = try ProgramRun.start("/usr/bin/env", ["python3", "-c", script], environment: TestEnvironment.base).wait(timeout: 20)
+            #expect(result.stdout == "HTTP/1.1 200 Connection Established\nhandshake failed\n", "records of \(fragment ?? 0): \(result.stderr)")
+        }
+        #expect(stand.server.requests.isEmpty)
+        let denied = try Egress.jsonEvents(stand.log).filter { $0["sni"] as? String == "fulcio.sigstore.dev" && $0["decision"] as? String == "deny" }
+        #expect(denied.count == 3)
     }
 
     @Test func killStopsTheStepOnAServiceViolation() async throws {

@@ -520,14 +520,11 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
 
     private func checkTunnelStart() {
         guard let route else { return close() }
-        switch TunnelSNIInspector.scan(input.bytes) {
+        switch TunnelSNIInspector.inspect(input.bytes, route: route, state: state) {
         case .needMore: return
-        case .serverName(let name):
-            if let host = HostName.normalise(name), let service = state.service(for: host),
-               state.recordServiceHiddenInTunnel(route: route, sni: host, service: service) {
-                return close()
-            }
-        case .other: break
+        case .pass: break
+        case .deny(let reason, let subject):
+            if state.record(.service, allowed: false, rule: TunnelSNIInspector.rule, reason: reason, subject: subject) { return close() }
         }
         spliceTunnel()
     }
