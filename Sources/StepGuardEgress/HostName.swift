@@ -21,6 +21,11 @@ public enum HostName {
     /// Normalises `raw` (as written in a CONNECT line, URL or Host header, brackets allowed).
     /// Returns nil for text no resolver would accept as a host.
     public static func normalise(_ raw: String) -> Normalised? {
+        isAlreadyNormal(raw) ? .name(raw) : fullyNormalised(raw)
+    }
+
+    /// ``normalise(_:)`` without the shortcut for names already in normal form.
+    static func fullyNormalised(_ raw: String) -> Normalised? {
         guard !raw.isEmpty, raw.count <= 255 + 2 else { return nil }
         if let address = IPAddress(anySpelling: raw) { return .address(address) }
         if raw.hasPrefix("[") { return nil }
@@ -43,6 +48,37 @@ public enum HostName {
         // A name whose labels are all numbers is an address spelling inet_aton would not take: refuse it.
         if labels.last?.allSatisfy(\.isNumber) == true { return nil }
         return .name(result)
+    }
+}
+
+extension HostName {
+    /// Whether `raw` is a name the full normalisation would return unchanged (most are): lower-case
+    /// ASCII letters, digits, `-` and `_` in labels of 1–63 bytes, no trailing dot, and a last label
+    /// that no inet_aton spelling could be (not all digits, no `0x`). A shortcut: the full path
+    /// (Unicode normalisation, IDNA, address spellings) costs tens of microseconds.
+    static func isAlreadyNormal(_ raw: String) -> Bool {
+        var raw = raw
+        return raw.withUTF8 { bytes in
+            guard !bytes.isEmpty, bytes.count <= 255 else { return false }
+            var labelLength = 0
+            var lastLabelStart = 0
+            for (index, byte) in bytes.enumerated() {
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"):
+                    labelLength += 1
+                    guard labelLength <= 63 else { return false }
+                case UInt8(ascii: "."):
+                    guard labelLength > 0 else { return false }
+                    labelLength = 0
+                    lastLabelStart = index + 1
+                default:
+                    return false
+                }
+            }
+            guard labelLength > 0 else { return false }
+            let last = bytes[lastLabelStart...]
+            return !last.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") } && !last.starts(with: [UInt8(ascii: "0"), UInt8(ascii: "x")])
+        }
     }
 }
 

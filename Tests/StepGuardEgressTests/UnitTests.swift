@@ -1,5 +1,5 @@
 import Foundation
-import StepGuardEgress
+@testable import StepGuardEgress
 import StepGuardPolicy
 import StepGuardTestSupport
 import Testing
@@ -23,6 +23,18 @@ import Testing
     @Test(arguments: ["", "a..b", "exa mple.com", "evil.com/x", "1.2.3.4.5", "[zz::1]"])
     func malformedHostsAreRefused(host: String) {
         #expect(HostName.normalise(host) == nil)
+    }
+
+    /// The shortcut for names already in normal form takes only names the full path returns unchanged.
+    @Test func theShortcutAgreesWithTheFullNormalisation() {
+        let hosts = ["github.com", "a.b-c_d.example", "x1.y2", "localhost", "1.2.3.4", "1.2.3.x", "0x7f.0.0.1", "a.0x7f", "a.0xg",
+                     "127.1", "abc.123", "123.abc", "a..b", ".a", "a.", "GitHub.com", "münchen.de", "a b", "a/b", "[::1]", "-",
+                     String(repeating: "a", count: 63) + ".com", String(repeating: "a", count: 64) + ".com", "0", "00.1", "a.0"]
+        for host in hosts where HostName.isAlreadyNormal(host) {
+            #expect(HostName.fullyNormalised(host) == .name(host), "\(host)")
+        }
+        for host in hosts { #expect(HostName.normalise(host) == HostName.fullyNormalised(host), "\(host)") }
+        #expect(HostName.isAlreadyNormal("github.com") && !HostName.isAlreadyNormal("GitHub.com") && !HostName.isAlreadyNormal("1.2.3.4"))
     }
 }
 
