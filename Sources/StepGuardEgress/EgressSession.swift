@@ -119,8 +119,9 @@ public final class EgressGroundwork: Sendable {
 /// let step = StepCommand(arguments: command, environment: environment.merging(egress.environment) { $1 })
 /// ```
 ///
-/// Every outbound request of the step goes through a SwiftNIO HTTP/1.1 forward proxy on
-/// 127.0.0.1. Each CONNECT and absolute-form request is decided by the policy's `egress:` rules;
+/// Every outbound request of the step goes through an HTTP/1.1 forward proxy on 127.0.0.1: a
+/// ``SocketFront`` on epoll threads serves plain requests and tunnels, and hands every other
+/// connection to a SwiftNIO pipeline. Each CONNECT and absolute-form request is decided by the policy's `egress:` rules;
 /// hosts of services named in `services:` are TLS-intercepted with a per-run CA and every request
 /// to them is decided on its method, path, credential, identity claims and time window. Denials get
 /// `403` with `X-StepGuard-Decision: deny`; with `on_violation: kill`, `stopStep` is called at once.
