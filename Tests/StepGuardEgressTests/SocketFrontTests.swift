@@ -22,8 +22,26 @@ import Glibc
         "/hints": ("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
         "/bad-chunk": ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nnope\r\n", false),
         "/connection-listed": ("HTTP/1.1 200 OK\r\nConnection: X-Private\r\nX-Private: secret\r\nContent-Length: 2\r\n\r\nok", false),
+        "/never": ("", false),
         "/big": ("HTTP/1.1 200 OK\r\nContent-Length: 8388608\r\n\r\n" + String(repeating: "x", count: 8 << 20), false),
     ]
+
+    @Test func aClientThatGivesUpOnASilentUpstreamIsNotKeptOpen() async throws {
+        let upstream = try ScriptedUpstream(Self.script)
+        defer { upstream.stop() }
+        let policy = try Egress.policy("version: 1\negress: { default: allow }\n")
+        let session = try await Egress.session(policy, trail: try Egress.trail())
+        defer { session.stop() }
+        // The upstream never answers; the client stops waiting after a second.
+        let response = Egress.raw(port: session.port, "GET http://127.0.0.1:\(upstream.port)/never HTTP/1.1\r\nHost: x\r\n\r\n", timeout: 1)
+        #expect(response.isEmpty)
+        var open = session.openConnections
+        for _ in 0..<50 where open > 0 {
+            try await Task.sleep(for: .milliseconds(100))
+            open = session.openConnections
+        }
+        #expect(open == 0, "the proxy still holds the abandoned request")
+    }
 
     @Test func clientsThatGoAwayMidResponseDoNotHurtTheProxy() async throws {
         let upstream = try ScriptedUpstream(Self.script)

@@ -80,9 +80,19 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         case .connecting:
             reject(.gatewayTimeout, decision: "error", rule: "upstream",
                    reason: "connecting to \(route.map { "\($0.host.text):\($0.port) (\($0.connectAddress))" } ?? "the upstream") timed out")
+        case .exchanging:
+            // The client is not watched while its response is awaited: see whether it went away
+            // (then the upstream connection is closed too, not left waiting for a slow answer).
+            var byte: UInt8 = 0
+            let peeked = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+            if peeked == 0 || (peeked < 0 && errno != EAGAIN && errno != EINTR) { return close() }
+            checkClientLater()
         default: break
         }
     }
+
+    /// While a response is awaited, the sweep looks after a second whether the client is still there.
+    private func checkClientLater() { deadline = loop.epoll.now + 1_000_000_000 }
 
     // MARK: Events
 
@@ -323,6 +333,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
 
     private func sendRequest() {
         phase = .exchanging
+        checkClientLater()
         let bytes = request.bytes
         while sent < bytes.count {
             let written = write(upstream, bytes.baseAddress! + sent, bytes.count - sent)
