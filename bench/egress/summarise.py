@@ -30,11 +30,21 @@ for name, c in cases.items():
 def ratio(a, b, key):
     try: return round(M[a][key] / M[b][key], 2)
     except Exception: return None
+# The same ratio within each round (both cases measured minutes apart at most): its spread shows
+# how much one median ratio can be trusted.
+by_round = {}
+for r in rows:
+    if "round" not in r: continue
+    value = r.get("rps") or (r.get("result") or {}).get("rps") or r.get("MBps")
+    by_round.setdefault(r["round"], {})[r["case"]] = value
+def per_round(a, b):
+    values = [round(v[a] / v[b], 2) for _, v in sorted(by_round.items()) if v.get(a) and v.get(b)]
+    return " ".join(str(x) for x in values)
 print()
-print("stepguard-http / direct-http rps:", ratio("stepguard-http", "direct-http", "rps"), "(target >= 0.7)")
-print("stepguard-http / tinyproxy-http rps:", ratio("stepguard-http", "tinyproxy-http", "rps"), "(target >= 2)")
-print("stepguard-tunnel-bulk / direct-bulk MB/s:", ratio("stepguard-tunnel-bulk", "direct-bulk", "MBps"), "(target >= 0.9)")
-print("stepguard-intercept / mitmproxy-intercept rps:", ratio("stepguard-intercept", "mitmproxy-intercept", "rps"), "(target >= 10)")
+for a, b, key, target in (("stepguard-http", "direct-http", "rps", ">= 0.7"), ("stepguard-http", "tinyproxy-http", "rps", ">= 2"),
+                          ("stepguard-tunnel-bulk", "direct-bulk", "MBps", ">= 0.9"), ("stepguard-intercept", "mitmproxy-intercept", "rps", ">= 10")):
+    unit = "MB/s" if key == "MBps" else "rps"
+    print(f"{a} / {b} {unit}: {ratio(a, b, key)} (target {target}; per round: {per_round(a, b)})")
 for r in rows:
     if r.get("case") == "stepguard-1000-tunnels":
         print(f"stepguard peak RSS at {r['open']} open tunnels: {r['peak_rss_kb']/1024:.1f} MB (target <= 80)")
