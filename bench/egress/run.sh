@@ -106,10 +106,12 @@ loadrun() { # name, args...
   local out; out=$($LOAD "$@")
   echo "{\"round\":$round,\"case\":\"$name\",\"tool\":\"connload\",\"result\":$out}" | tee -a "$OUT"
 }
-bulk() { # name, curl args...
+bulk() { # name, curl args... — three 1 GiB downloads (one takes well under a second here); their median
   local name=$1; shift
-  local bps; bps=$(curl -s -o /dev/null -w '%{speed_download}' "$@" http://127.0.0.1:18080/bulk)
-  echo "{\"round\":$round,\"case\":\"$name\",\"tool\":\"curl\",\"MBps\":$(python3 -c "print(round($bps/1e6,1))")}" | tee -a "$OUT"
+  local speeds=()
+  for _ in 1 2 3; do speeds+=("$(curl -s -o /dev/null -w '%{speed_download}' "$@" http://127.0.0.1:18080/bulk)"); done
+  local mbps; mbps=$(python3 -c "import statistics,sys; print(round(statistics.median(float(x) for x in sys.argv[1:]) / 1e6, 1))" "${speeds[@]}")
+  echo "{\"round\":$round,\"case\":\"$name\",\"tool\":\"curl\",\"MBps\":$mbps,\"downloads\":[$(IFS=,; echo "${speeds[*]}")]}" | tee -a "$OUT"
 }
 
 for round in $(seq "$ROUNDS"); do
