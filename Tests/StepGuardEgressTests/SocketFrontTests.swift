@@ -130,6 +130,53 @@ import Glibc
         #expect(text.hasPrefix("HTTP/1.1 200 Connection Established\r\n\r\nHTTP/1.1 200 OK") && text.hasSuffix("four"), "\(text)")
     }
 
+    @Test func tunnelsRelayEveryByteInOrderAndNeverMixStreams() async throws {
+        let echo = try EchoServer()
+        defer { echo.stop() }
+        let policy = try Egress.policy("version: 1\negress: { default: allow }\n")
+        let session = try await Egress.session(policy, trail: try Egress.trail())
+        defer { session.stop() }
+        // Four tunnels at once, each with its own 8 MiB stream: splice pipes are shared between
+        // tunnels of a loop once empty, so a byte in the wrong stream or order would show here.
+        let results = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for tunnel in 0..<4 {
+                group.addTask {
+                    // Every 8 bytes name their tunnel and their position: any byte out of place differs.
+                    let data = [UInt8](unsafeUninitializedCapacity: 8 << 20) { bytes, count in
+                        let words = UnsafeMutableRawBufferPointer(bytes).bindMemory(to: UInt64.self)
+                        for index in words.indices { words[index] = UInt64(tunnel) << 56 | UInt64(index) }
+                        count = 8 << 20
+                    }
+                    let fd = try TunnelClient.open(proxyPort: session.port, target: "127.0.0.1:\(echo.port)")
+                    defer { close(fd) }
+                    let sender = Thread {
+                        data.withUnsafeBytes { bytes in
+                            var offset = 0
+                            while offset < bytes.count {
+                                let sent = send(fd, bytes.baseAddress! + offset, min(65536, bytes.count - offset), Int32(MSG_NOSIGNAL))
+                                guard sent > 0 else { return }
+                                offset += sent
+                            }
+                        }
+                        shutdown(fd, Int32(SHUT_WR))
+                    }
+                    sender.start()
+                    var received: [UInt8] = []
+                    received.reserveCapacity(data.count)
+                    var buffer = [UInt8](repeating: 0, count: 1 << 16)
+                    while true {
+                        let count = recv(fd, &buffer, buffer.count, 0)
+                        if count <= 0 { break }
+                        received += buffer[0..<count]
+                    }
+                    return received == data
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(results == [true, true, true, true])
+    }
+
     @Test func headParserIsStrict() {
         func parse(_ text: String) -> String {
             Array(text.utf8).withUnsafeBytes { bytes in
@@ -220,6 +267,41 @@ final class ScriptedUpstream: Sendable {
             log.withLock { $0.append((path, connection)) }
             _ = Array(reply.bytes.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if reply.close { return }
+        }
+    }
+
+    func stop() {
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+    }
+}
+
+/// Sends back every byte it receives on each connection, then closes after the client's end of stream.
+final class EchoServer: Sendable {
+    let port: Int
+    private let listener: Int32
+
+    init() throws {
+        (listener, port) = try LoopbackSocket.listen(backlog: 16)
+        Thread.detachNewThread { [listener] in
+            while true {
+                let fd = accept(listener, nil, nil)
+                guard fd >= 0 else { return }
+                Thread.detachNewThread {
+                    defer { close(fd) }
+                    var buffer = [UInt8](repeating: 0, count: 1 << 16)
+                    while true {
+                        let count = recv(fd, &buffer, buffer.count, 0)
+                        guard count > 0 else { return }
+                        var offset = 0
+                        while offset < count {
+                            let sent = buffer.withUnsafeBytes { send(fd, $0.baseAddress! + offset, count - offset, Int32(MSG_NOSIGNAL)) }
+                            guard sent > 0 else { return }
+                            offset += sent
+                        }
+                    }
+                }
+            }
         }
     }
 
