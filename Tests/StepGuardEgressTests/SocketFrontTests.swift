@@ -26,12 +26,21 @@ import Glibc
         "/big": ("HTTP/1.1 200 OK\r\nContent-Length: 8388608\r\n\r\n" + String(repeating: "x", count: 8 << 20), false),
     ]
 
+    /// An upstream answering by ``script`` and a proxy session with `policy`.
+    static func stand(_ policy: String = "version: 1\negress: { default: allow }\n",
+                      stop: Egress.StopCounter = Egress.StopCounter()) async throws -> (ScriptedUpstream, EgressSession) {
+        let upstream = try ScriptedUpstream(script)
+        do {
+            return (upstream, try await Egress.session(try Egress.policy(policy), trail: try Egress.trail(), stop: stop))
+        } catch {
+            upstream.stop()
+            throw error
+        }
+    }
+
     @Test func aClientThatGivesUpOnASilentUpstreamIsNotKeptOpen() async throws {
-        let upstream = try ScriptedUpstream(Self.script)
-        defer { upstream.stop() }
-        let policy = try Egress.policy("version: 1\negress: { default: allow }\n")
-        let session = try await Egress.session(policy, trail: try Egress.trail())
-        defer { session.stop() }
+        let (upstream, session) = try await Self.stand()
+        defer { session.stop(); upstream.stop() }
         // The upstream never answers; the client stops waiting after a second.
         let response = Egress.raw(port: session.port, "GET http://127.0.0.1:\(upstream.port)/never HTTP/1.1\r\nHost: x\r\n\r\n", timeout: 1)
         #expect(response.isEmpty)
@@ -44,12 +53,9 @@ import Glibc
     }
 
     @Test func clientsThatGoAwayMidResponseDoNotHurtTheProxy() async throws {
-        let upstream = try ScriptedUpstream(Self.script)
-        defer { upstream.stop() }
-        let policy = try Egress.policy("version: 1\negress: { default: allow }\n")
         let stop = Egress.StopCounter()
-        let session = try await Egress.session(policy, trail: try Egress.trail(), stop: stop)
-        defer { session.stop() }
+        let (upstream, session) = try await Self.stand(stop: stop)
+        defer { session.stop(); upstream.stop() }
         for request in ["GET http://127.0.0.1:\(upstream.port)/big HTTP/1.1\r\nHost: x\r\n\r\n",
                         "CONNECT 127.0.0.1:\(upstream.port) HTTP/1.1\r\nHost: x\r\n\r\nGET /big HTTP/1.1\r\nHost: x\r\n\r\n"] {
             for _ in 0..<3 {
@@ -67,11 +73,8 @@ import Glibc
     }
 
     @Test func responsesAreRelayedByTheirFramingAndTheUpstreamReusedOnlyAfterACompleteOne() async throws {
-        let upstream = try ScriptedUpstream(Self.script)
-        defer { upstream.stop() }
-        let policy = try Egress.policy("version: 1\negress: { default: allow }\n")
-        let session = try await Egress.session(policy, trail: try Egress.trail())
-        defer { session.stop() }
+        let (upstream, session) = try await Self.stand()
+        defer { session.stop(); upstream.stop() }
         let base = "http://127.0.0.1:\(upstream.port)"
         func exchange(_ requests: String) -> String {
             let started = Date()
@@ -111,11 +114,8 @@ import Glibc
     }
 
     @Test func aDeniedRequestKeepsTheClientConnectionAndATunnelIsHalfClosedBothWays() async throws {
-        let upstream = try ScriptedUpstream(Self.script)
-        defer { upstream.stop() }
-        let policy = try Egress.policy("version: 1\non_violation: fail\negress: { default: allow, deny: [127.0.0.3] }\n")
-        let session = try await Egress.session(policy, trail: try Egress.trail())
-        defer { session.stop() }
+        let (upstream, session) = try await Self.stand("version: 1\non_violation: fail\negress: { default: allow, deny: [127.0.0.3] }\n")
+        defer { session.stop(); upstream.stop() }
         let twice = Egress.raw(port: session.port, "GET http://127.0.0.3:\(upstream.port)/length HTTP/1.1\r\nHost: x\r\n\r\n"
                                    + "GET http://127.0.0.1:\(upstream.port)/length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         #expect(twice.hasPrefix("HTTP/1.1 403 Forbidden") && twice.contains("X-StepGuard-Decision: deny") && twice.hasSuffix("four"), "\(twice)")
