@@ -235,8 +235,8 @@ public final class EgressSession: Sendable {
         // The socket already listens: connections wait in its backlog until a front thread watches
         // it, so the step need not wait for that. Should a front thread fail, the step is stopped.
         let group = groundwork.group
-        let front = try SocketFront(state: state, threads: group.makeIterator().reduce(0) { count, _ in count + 1 }) { fd, prefix in
-            handOff(fd, prefix: prefix, group: group, state: state)
+        let front = try SocketFront(state: state, threads: group.makeIterator().reduce(0) { count, _ in count + 1 }) { fd, prefix, handOver in
+            handOff(fd, prefix: prefix, as: handOver, group: group, state: state)
         }
         listenerHandedOver = true
         front.serve(listener: groundwork.listener)
@@ -265,20 +265,27 @@ public final class EgressSession: Sendable {
         return session
     }
 
-    /// Gives a connection the socket front does not serve itself to the full NIO pipeline (HTTP
-    /// decoder, ``FrontHandler``), replaying the bytes the front already read from it.
-    private static func handOff(_ fd: Int32, prefix: [UInt8], group: MultiThreadedEventLoopGroup, state: ProxyState) {
+    /// Gives a connection the socket front does not serve itself to the NIO pipeline, replaying
+    /// the bytes the front already read from it: a proxy connection gets the HTTP decoder and a
+    /// ``FrontHandler``, an intercepted one TLS and a front handler for the service.
+    private static func handOff(_ fd: Int32, prefix: [UInt8], as handOver: HandOver, group: MultiThreadedEventLoopGroup, state: ProxyState) {
         ClientBootstrap(group: group)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    let loop = state.resources(on: channel.eventLoop)
                     try sync.addHandler(ReplayHandler(prefix))
                     try sync.addHandler(ConnectionCounter(state: state))
-                    try sync.configureHTTPServerPipeline(position: .last, withPipeliningAssistance: true, withServerUpgrade: nil,
-                                                         withErrorHandling: true, withOutboundHeaderValidation: true,
-                                                         withEncoderConfiguration: .init(), withDecoderLimitConfiguration: state.decoderLimits)
-                    try sync.addHandler(FrontHandler(state: state, mode: .proxy, loop: state.resources(on: channel.eventLoop)))
+                    switch handOver {
+                    case .proxy:
+                        try sync.configureHTTPServerPipeline(position: .last, withPipeliningAssistance: true, withServerUpgrade: nil,
+                                                             withErrorHandling: true, withOutboundHeaderValidation: true,
+                                                             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: state.decoderLimits)
+                        try sync.addHandler(FrontHandler(state: state, mode: .proxy, loop: loop))
+                    case .intercept(let route, let service, let name):
+                        try FrontHandler.addInterceptHandlers(sync, name: name, route: route, service: service, state: state, loop: loop)
+                    }
                 }
             }
             .withConnectedSocket(fd)

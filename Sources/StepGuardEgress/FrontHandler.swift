@@ -725,20 +725,27 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             return reject(context, .forbidden, decision: "deny", rule: "services: \(service.definition.name)", reason: "services are intercepted by name, not by address")
         }
         do {
-            let tls = try state.leafContext(for: name)
+            _ = try state.leafContext(for: name)  // made (or found) before the client is told the tunnel is open
             try removeHTTPHandlers(context)
             context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: Self.established)), promise: nil)
-            let sync = context.pipeline.syncOperations
-            try sync.addHandler(InterceptedSNIGuard(host: name, trail: state.trail))
-            try sync.addHandler(NIOSSLServerHandler(context: tls))
-            try sync.configureHTTPServerPipeline(position: .last, withPipeliningAssistance: true, withServerUpgrade: nil, withErrorHandling: true,
-                                                 withOutboundHeaderValidation: true, withEncoderConfiguration: .init(),
-                                                 withDecoderLimitConfiguration: state.decoderLimits)
-            try sync.addHandler(FrontHandler(state: state, mode: .intercept(route: route, service: service), loop: loop))
+            try Self.addInterceptHandlers(context.pipeline.syncOperations, name: name, route: route, service: service, state: state, loop: loop)
             try removeDecoderAndSelf(context)
         } catch {
             context.close(promise: nil)
         }
+    }
+
+    /// What serves an intercepted connection once its CONNECT was answered: the SNI check, TLS with
+    /// a leaf certificate for `name`, the HTTP server pipeline, and a front handler deciding every
+    /// request to `service`.
+    static func addInterceptHandlers(_ sync: ChannelPipeline.SynchronousOperations, name: String, route: Route, service: BoundService,
+                                     state: ProxyState, loop: LoopResources) throws {
+        try sync.addHandler(InterceptedSNIGuard(host: name, trail: state.trail))
+        try sync.addHandler(NIOSSLServerHandler(context: try state.leafContext(for: name)))
+        try sync.configureHTTPServerPipeline(position: .last, withPipeliningAssistance: true, withServerUpgrade: nil, withErrorHandling: true,
+                                             withOutboundHeaderValidation: true, withEncoderConfiguration: .init(),
+                                             withDecoderLimitConfiguration: state.decoderLimits)
+        try sync.addHandler(FrontHandler(state: state, mode: .intercept(route: route, service: service), loop: loop))
     }
 
     // MARK: Targets

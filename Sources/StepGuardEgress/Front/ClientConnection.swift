@@ -13,6 +13,8 @@ struct Destination {
     let verdict: ConnectionVerdict
     /// The upstream pool key: decided host, port and the checked address.
     let key: String
+    /// The service named in `services:` whose host this is (its connections are intercepted).
+    let service: BoundService?
 }
 
 /// One client connection of the socket front (see ``SocketFront``): reads a request head, serves
@@ -193,10 +195,6 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         case nil: break
         }
         guard let split = FrontHandler.splitAuthority(authority, defaultPort: nil), let host = HostName.normalise(split.0) else { return handOff() }
-        guard state.service(for: host) == nil else {
-            loop.rememberIntercepted(authority, tunnel: true)
-            return handOff()
-        }
         input.consume(headLength)
         route(host, split.1, authority: authority)
     }
@@ -283,8 +281,9 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         self.route = route
         let verdict = destination.verdict
         let blocked = state.record(.egress, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason,
-                                   subject: ProxyState.subject(route: route, method: method, path: path))
+                                   subject: ProxyState.subject(route: route, method: method, path: path, service: destination.service))
         if blocked { return reject(.forbidden, decision: "deny", rule: verdict.rule, reason: verdict.reason) }
+        if isTunnel, let service = destination.service { return intercept(route, service) }
         key = destination.key
         if !isTunnel, let idle = loop.takeIdle(key) {
             reused = true
@@ -551,14 +550,26 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         tunnel.start()
     }
 
+    /// A CONNECT to a service the policy names: answered here, then the connection goes to the NIO
+    /// pipeline that terminates its TLS and decides each request (``HandOver/intercept``).
+    private func intercept(_ route: Route, _ service: BoundService) {
+        guard case .name(let name) = route.host else {
+            return reject(.forbidden, decision: "deny", rule: "services: \(service.definition.name)", reason: "services are intercepted by name, not by address")
+        }
+        guard (try? state.leafContext(for: name)) != nil else { return close() }
+        output.append(Self.established)
+        guard output.flush(to: fd), output.isEmpty else { return close() }
+        handOff(.intercept(route: route, service: service, name: name))
+    }
+
     // MARK: Ending
 
-    /// Gives the connection to the NIO pipeline with the bytes read so far.
-    private func handOff() {
+    /// Gives the connection to the NIO pipeline with the bytes read so far (and not yet used).
+    private func handOff(_ handOver: HandOver = .proxy) {
         let prefix = Array(input.bytes)
         if watched { loop.epoll.unregister(fd) }
         release()
-        loop.handOff(fd, prefix)
+        loop.handOff(fd, prefix, handOver)
     }
 
     func close() {

@@ -26,7 +26,7 @@ final class SocketFront: Sendable {
 
     /// - Parameters:
     ///   - handOff: gives a connection (and the bytes read from it so far) to the NIO pipeline.
-    init(state: ProxyState, threads count: Int, handOff: @escaping @Sendable (Int32, [UInt8]) -> Void) throws(EgressError) {
+    init(state: ProxyState, threads count: Int, handOff: @escaping @Sendable (Int32, [UInt8], HandOver) -> Void) throws(EgressError) {
         // Writing or splicing to a socket the peer closed must fail with EPIPE, not end stepguard
         // (the step's own signal dispositions are reset when it is spawned).
         signal(SIGPIPE, SIG_IGN)
@@ -95,7 +95,7 @@ final class SharedListener: Sendable {
 final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thread, except `epoll.execute`
     let state: ProxyState
     let epoll: EpollLoop
-    let handOff: @Sendable (Int32, [UInt8]) -> Void
+    let handOff: @Sendable (Int32, [UInt8], HandOver) -> Void
     /// Connections that are not tunnels (waiting for a head, connecting, exchanging).
     var connections: [ObjectIdentifier: ClientConnection] = [:]
     var tunnels: [ObjectIdentifier: SpliceTunnel] = [:]
@@ -109,7 +109,7 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
     /// Most authorities remembered per kind; the memory is cleared when full.
     static let maxKnownTargets = 1024
 
-    init(state: ProxyState, epoll: EpollLoop, handOff: @escaping @Sendable (Int32, [UInt8]) -> Void) {
+    init(state: ProxyState, epoll: EpollLoop, handOff: @escaping @Sendable (Int32, [UInt8], HandOver) -> Void) {
         self.state = state
         self.epoll = epoll
         self.handOff = handOff
@@ -151,7 +151,8 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
 
     /// The destination of `route`, decided.
     func destination(_ route: Route) -> Destination {
-        Destination(route: route, verdict: state.decideConnection(route), key: "http://\(route.host.text):\(route.port)@\(route.connectAddress)")
+        Destination(route: route, verdict: state.decideConnection(route), key: "http://\(route.host.text):\(route.port)@\(route.connectAddress)",
+                    service: state.service(for: route.host))
     }
 
     /// Decides `route` and remembers it for `authority` (a route that needed no name lookup).
@@ -282,6 +283,15 @@ final class Acceptor: EpollHandler {
             ClientConnection(loop: loop, fd: client).start()
         }
     }
+}
+
+/// How the NIO pipeline takes over a connection from the socket front.
+enum HandOver: Sendable {
+    /// As a proxy connection: it parses the bytes read so far as a request and serves it.
+    case proxy
+    /// As the intercepted connection to a service, its CONNECT already decided and answered; the
+    /// bytes read so far are the start of the client's TLS.
+    case intercept(route: Route, service: BoundService, name: String)
 }
 
 /// What a loop knows about an authority it saw before.
