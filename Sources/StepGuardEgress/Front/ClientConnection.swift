@@ -18,8 +18,9 @@ struct Destination {
 }
 
 /// One client connection of the socket front (see ``SocketFront``): reads a request head, serves
-/// bodiless `http://` requests over pooled upstream sockets and opens splice tunnels for CONNECT,
-/// or hands the connection to the NIO pipeline.
+/// bodiless `http://` requests over pooled upstream sockets, opens splice tunnels for CONNECT (or,
+/// to a named service, hands the answered CONNECT to NIO's intercept pipeline), or hands the
+/// connection to the NIO pipeline.
 ///
 /// Its sockets are registered edge-triggered once (``EpollLoop/edgeEvents``): each event, and each
 /// change of phase, does the I/O the phase needs until it would block.

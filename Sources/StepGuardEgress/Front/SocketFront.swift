@@ -16,10 +16,12 @@ import Glibc
 ///   sent over a pooled keep-alive upstream connection, its response relayed as it comes;
 /// - a `CONNECT` tunnel to a host that is not intercepted: decided, then relayed with splice(2).
 ///
-/// Every other connection (interception of a named service, requests with a body, HTTP/1.0,
-/// anything unusual or malformed) is handed, with the bytes already read, to the full SwiftNIO
-/// pipeline (``FrontHandler``), which serves it to the end. Both paths decide with the same
-/// ``ProxyState`` and record the same audit events.
+/// A `CONNECT` to a service named in `services:` is decided and answered here too; its connection
+/// then goes to a SwiftNIO pipeline that terminates its TLS and decides every request
+/// (``HandOver/intercept``). Every other connection (requests with a body, HTTP/1.0, anything
+/// unusual or malformed) is handed, with the bytes already read, to the full NIO pipeline
+/// (``FrontHandler``), which serves it to the end. Both paths decide with the same ``ProxyState``
+/// and record the same audit events.
 final class SocketFront: Sendable {
     let loops: [FrontLoop]
     private let threads = Mutex<[Thread]>([])
