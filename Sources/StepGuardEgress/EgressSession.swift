@@ -235,7 +235,7 @@ public final class EgressSession: Sendable {
         // The socket already listens: connections wait in its backlog until a front thread watches
         // it, so the step need not wait for that. Should a front thread fail, the step is stopped.
         let group = groundwork.group
-        let front = try SocketFront(state: state, threads: group.makeIterator().reduce(0) { count, _ in count + 1 }) { fd, prefix, handOver in
+        let front = try SocketFront(state: state, threads: state.threads) { fd, prefix, handOver in
             handOff(fd, prefix: prefix, as: handOver, group: group, state: state)
         }
         listenerHandedOver = true

@@ -332,13 +332,13 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                 guard self.generation == generation, phase == .deciding, let context = self.context else { return }
                 switch result {
                 case .failure(let error):
-                    reject(context, .badGateway, decision: "error", rule: "upstream", reason: (error as? ProxyFailure)?.reason ?? "\(error)")
+                    reject(context, .badGateway, decision: "error", rule: "upstream", reason: "\(error)")
                 case .success(let route):
                     let verdict = state.decideConnection(route)
                     let service = state.service(for: route.host)
                     if service == nil || !verdict.allowed {
                         let blocked = state.record(.egress, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason,
-                                                   subject: subject(route: route, method: head.method.rawValue, path: target.path))
+                                                   subject: ProxyState.subject(route: route, method: head.method.rawValue, path: target.path))
                         if blocked { return reject(context, .forbidden, decision: "deny", rule: verdict.rule, reason: verdict.reason) }
                     }
                     if let service {
@@ -352,7 +352,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             let target: RequestTarget
             do { target = try interceptedTarget(head, route: route) } catch {
                 let blocked = state.record(.service, allowed: false, rule: "built-in: Host must equal the CONNECT target", reason: error.reason,
-                                           subject: subject(route: route, method: head.method.rawValue, path: String(head.uri.prefix { $0 != "?" }), service: service))
+                                           subject: ProxyState.subject(route: route, method: head.method.rawValue, path: String(head.uri.prefix { $0 != "?" }), service: service))
                 if blocked || error.status != .forbidden { return reject(context, error.status, decision: "deny", rule: "built-in: Host must equal the CONNECT target", reason: error.reason) }
                 return reject(context, .badRequest, decision: "error", rule: "built-in: request target", reason: error.reason)
             }
@@ -368,7 +368,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             let finding = state.inspector.inspect(inspected, now: now)
             let verdict = service.decide(ServiceRequest(method: head.method.rawValue, path: target.path, query: target.query, credential: finding),
                                          identity: state.identity, stepStarted: state.stepStarted, now: now)
-            var details = subject(route: route, method: head.method.rawValue, path: target.path, service: service)
+            var details = ProxyState.subject(route: route, method: head.method.rawValue, path: target.path, service: service)
             details["credential"] = .string(finding.credentialClass.rawValue)
             if finding.credentialClass != .none {
                 details["credential_kind"] = .string(finding.kind)
@@ -390,10 +390,6 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         } else {
             decide(context, nil)
         }
-    }
-
-    private func subject(route: Route, method: String, path: String, service: BoundService? = nil) -> [String: AuditValue] {
-        ProxyState.subject(route: route, method: method, path: path, service: service)
     }
 
     // MARK: Forwarding
@@ -437,7 +433,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             switch result {
             case .failure(let error):
                 reject(context, .badGateway, decision: "error", rule: "upstream",
-                       reason: "cannot connect to \(route.host.text):\(route.port) (\(route.connectAddress)): \(error)")
+                       reason: "cannot connect to \(route.described): \(error)")
             case .success(let link):
                 upstream = link
                 retry = link.reused && Self.retryable(head) ? (head, target, route, tls) : nil
@@ -463,10 +459,13 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Only requests without a body whose method is safe are sent again after a pooled connection
     /// turns out closed (RFC 9110 §9.2.2): they cannot have had an effect the client did not ask for twice.
     static func retryable(_ head: HTTPRequestHead) -> Bool {
-        guard head.method == .GET || head.method == .HEAD || head.method == .OPTIONS else { return false }
+        guard retryable(method: head.method.rawValue) else { return false }
         guard head.headers["transfer-encoding"].isEmpty else { return false }
         return head.headers["content-length"].allSatisfy { $0.trimmingCharacters(in: .whitespaces) == "0" }
     }
+
+    /// Whether a bodiless request with `method` may be sent again (see ``retryable(_:)``).
+    static func retryable(method: String) -> Bool { method == "GET" || method == "HEAD" || method == "OPTIONS" }
 
     private func upstreamLink(_ context: ChannelHandlerContext, route: Route, tls: Bool, fresh: Bool) -> EventLoopFuture<UpstreamLink>.Isolated {
         let key = "\(tls ? "https" : "http")://\(route.host.text):\(route.port)@\(route.connectAddress)"
@@ -638,12 +637,12 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             phase = .deciding
             switch result {
             case .failure(let error):
-                reject(context, .badGateway, decision: "error", rule: "upstream", reason: (error as? ProxyFailure)?.reason ?? "\(error)")
+                reject(context, .badGateway, decision: "error", rule: "upstream", reason: "\(error)")
             case .success(let route):
                 let verdict = state.decideConnection(route)
                 let service = state.service(for: route.host)
                 let blocked = state.record(.egress, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason,
-                                           subject: subject(route: route, method: "CONNECT", path: "", service: service))
+                                           subject: ProxyState.subject(route: route, method: "CONNECT", path: "", service: service))
                 if blocked { return reject(context, .forbidden, decision: "deny", rule: verdict.rule, reason: verdict.reason) }
                 phase = .tunnel
                 if let service {
@@ -671,7 +670,8 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         sync.removeHandler(context: context, promise: nil)
     }
 
-    private static let established = "HTTP/1.1 200 Connection Established\r\n\r\n"
+    /// The answer to an allowed CONNECT; the tunnel starts after it.
+    static let established = "HTTP/1.1 200 Connection Established\r\n\r\n"
 
     /// Reads of a tunnel start small (1,000 idle tunnels stay cheap) and grow up to 1 MiB while data
     /// streams, so bulk transfers take few system calls. Back-pressure is unchanged: a side reads
@@ -696,7 +696,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                 case .failure(let error):
                     phase = .deciding
                     reject(context, .badGateway, decision: "error", rule: "upstream",
-                           reason: "cannot connect to \(route.host.text):\(route.port) (\(route.connectAddress)): \(error)")
+                           reason: "cannot connect to \(route.described): \(error)")
                 case .success(let peer):
                     do {
                         try removeHTTPHandlers(context)

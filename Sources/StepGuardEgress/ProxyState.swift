@@ -41,6 +41,9 @@ struct Route: Sendable {
     let port: UInt16
     let addresses: [IPAddress]
     let connectAddress: SocketAddress
+
+    /// `host:port (address)`, for messages.
+    var described: String { "\(host.text):\(port) (\(connectAddress))" }
 }
 
 /// Everything the proxy's handlers share; one per session.
@@ -141,10 +144,14 @@ final class ProxyState: Sendable {
         } catch {
             return eventLoop.makeFailedFuture(error)
         }
-        return resolverPool.runIfActive(eventLoop: eventLoop) {
-            let addresses = try Self.resolve(host.text)
-            return try Route(host: host, port: port, addresses: addresses, connectAddress: Self.socketAddress(addresses[0], port: port))
-        }
+        return resolverPool.runIfActive(eventLoop: eventLoop) { try Self.resolvedRoute(host: host, port: port) }
+    }
+
+    /// Resolves `host` with getaddrinfo (blocking: call it on the resolver threads); every address
+    /// is checked, the first is connected to.
+    static func resolvedRoute(host: HostName.Normalised, port: UInt16) throws -> Route {
+        let addresses = try resolve(host.text)
+        return Route(host: host, port: port, addresses: addresses, connectAddress: try socketAddress(addresses[0], port: port))
     }
 
     static func socketAddress(_ address: IPAddress, port: UInt16) throws -> SocketAddress {

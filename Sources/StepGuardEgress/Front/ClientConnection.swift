@@ -82,7 +82,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         case .head, .inspecting: close()
         case .connecting:
             reject(.gatewayTimeout, decision: "error", rule: "upstream",
-                   reason: "connecting to \(route.map { "\($0.host.text):\($0.port) (\($0.connectAddress))" } ?? "the upstream") timed out")
+                   reason: "connecting to \(route?.described ?? "the upstream") timed out")
         case .exchanging:
             // The client is not watched while its response is awaited: see whether it went away
             // (then the upstream connection is closed too, not left waiting for a slow answer).
@@ -188,12 +188,9 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         isTunnel = true
         method = "CONNECT"
         path = ""
-        switch loop.tunnelTargets[authority] {
-        case .intercepted: return handOff()
-        case .destination(let known):
+        if let known = loop.tunnelTargets[authority] {
             input.consume(headLength)
             return decided(known)
-        case nil: break
         }
         guard let split = FrontHandler.splitAuthority(authority, defaultPort: nil), let host = HostName.normalise(split.0) else { return handOff() }
         input.consume(headLength)
@@ -219,7 +216,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
             // Validated by the same parser as the NIO pipeline's; what it refuses is answered there.
             guard let parsed = try? FrontHandler.absoluteTarget(bytes.string(target)) else { return handOff() }
             guard state.service(for: parsed.host) == nil else {
-                loop.rememberIntercepted(authority, tunnel: false)
+                loop.rememberIntercepted(authority)
                 return handOff()
             }
             (host, port) = (parsed.host, parsed.port)
@@ -227,7 +224,6 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         method = bytes.string(head.start.0)
         let origin = authorityEnd..<originEnd
         path = origin.isEmpty ? "/" : bytes[origin.lowerBound] == 63 ? "/" : String(bytes.string(origin).prefix { $0 != "?" })
-        request.removeAll()
         request.append(method)
         request.append(origin.isEmpty || bytes[origin.lowerBound] == 63 ? " /" : " ")
         request.append(UnsafeRawBufferPointer(rebasing: bytes[origin]))
@@ -256,20 +252,17 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
                 return decided(loop.remember(authority, tunnel: isTunnel, route: known))
             }
         } catch {
-            return reject(.badGateway, decision: "error", rule: "upstream", reason: (error as? ProxyFailure)?.reason ?? "\(error)")
+            return reject(.badGateway, decision: "error", rule: "upstream", reason: "\(error)")
         }
         // A name to look up: resolved each time, on the resolver threads (no cache, no rebinding gap).
         let loop = self.loop
         state.resolverPool.submit { [self] _ in
-            let result = Result { () throws -> Route in
-                let addresses = try ProxyState.resolve(host.text)
-                return Route(host: host, port: port, addresses: addresses, connectAddress: try ProxyState.socketAddress(addresses[0], port: port))
-            }
+            let result = Result { try ProxyState.resolvedRoute(host: host, port: port) }
             loop.epoll.execute { [self] in
                 guard phase == .routing else { return }
                 switch result {
                 case .failure(let error):
-                    reject(.badGateway, decision: "error", rule: "upstream", reason: (error as? ProxyFailure)?.reason ?? "\(error)")
+                    reject(.badGateway, decision: "error", rule: "upstream", reason: "\(error)")
                 case .success(let route):
                     decided(loop.destination(route))
                 }
@@ -317,8 +310,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
 
     private func connectFailed(reason: String) {
         if upstream >= 0 { loop.epoll.close(upstream); upstream = -1 }
-        let target = route.map { "\($0.host.text):\($0.port) (\($0.connectAddress))" } ?? "the upstream"
-        reject(.badGateway, decision: "error", rule: "upstream", reason: "cannot connect to \(target): \(reason)")
+        reject(.badGateway, decision: "error", rule: "upstream", reason: "cannot connect to \(route?.described ?? "the upstream"): \(reason)")
     }
 
     private func connected() {
@@ -349,7 +341,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private func upstreamFailed(reason: String) {
         loop.epoll.close(upstream)
         upstream = -1
-        if !responseStarted, reused, let route, method == "GET" || method == "HEAD" || method == "OPTIONS" {
+        if !responseStarted, reused, let route, FrontHandler.retryable(method: method) {
             // A pooled connection the upstream closed while it was idle: the request got no answer, send it once more.
             reused = false
             sent = 0
@@ -514,11 +506,14 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
 
     // MARK: Tunnels
 
-    private static let established: StaticString = "HTTP/1.1 200 Connection Established\r\n\r\n"
+    /// Tells the client its CONNECT was allowed; false (the connection must close) when it cannot take those few bytes.
+    private func answerEstablished() -> Bool {
+        output.append(FrontHandler.established)
+        return output.flush(to: fd) && output.isEmpty
+    }
 
     private func openTunnel() {
-        output.append(Self.established)
-        guard output.flush(to: fd), output.isEmpty else { return close() }
+        guard answerEstablished() else { return close() }
         guard !state.services.isEmpty else { return spliceTunnel() }
         // Services are intercepted: a tunnel opened by address must not carry a ClientHello for one of them.
         phase = .inspecting
@@ -557,9 +552,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         guard case .name(let name) = route.host else {
             return reject(.forbidden, decision: "deny", rule: "services: \(service.definition.name)", reason: "services are intercepted by name, not by address")
         }
-        guard (try? state.leafContext(for: name)) != nil else { return close() }
-        output.append(Self.established)
-        guard output.flush(to: fd), output.isEmpty else { return close() }
+        guard (try? state.leafContext(for: name)) != nil, answerEstablished() else { return close() }
         handOff(.intercept(route: route, service: service, name: name))
     }
 

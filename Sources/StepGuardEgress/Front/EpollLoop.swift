@@ -50,7 +50,7 @@ final class EpollLoop: @unchecked Sendable {  // mutable state is confined to th
         return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
     }
 
-    /// Watches `fd` for `events` (level-triggered) on behalf of `handler`.
+    /// Watches `fd` for `events` on behalf of `handler` (level-triggered unless `events` holds EPOLLET).
     func register(_ fd: Int32, _ handler: EpollHandler, events: UInt32) -> Bool {
         if Int(fd) >= handlers.count { handlers.append(contentsOf: repeatElement((handler: nil, registration: 0), count: Int(fd) + 1024 - handlers.count)) }
         registrations &+= 1
@@ -67,13 +67,6 @@ final class EpollLoop: @unchecked Sendable {  // mutable state is confined to th
     /// Hands the events of `fd` (registered) to another handler, without a system call.
     func setHandler(_ fd: Int32, _ handler: EpollHandler) {
         if Int(fd) < handlers.count { handlers[Int(fd)].handler = handler }
-    }
-
-    /// Changes the events `fd` is watched for.
-    func modify(_ fd: Int32, events: UInt32) {
-        guard Int(fd) < handlers.count else { return }
-        var event = epoll_event(events: events, data: epoll_data_t(u64: UInt64(handlers[Int(fd)].registration) << 32 | UInt64(UInt32(fd))))
-        epoll_ctl(epoll, EPOLL_CTL_MOD, fd, &event)
     }
 
     /// Stops watching `fd` (it is not closed).

@@ -24,7 +24,6 @@ import Glibc
 /// and record the same audit events.
 final class SocketFront: Sendable {
     let loops: [FrontLoop]
-    private let threads = Mutex<[Thread]>([])
 
     /// - Parameters:
     ///   - handOff: gives a connection (and the bytes read from it so far) to the NIO pipeline.
@@ -38,17 +37,14 @@ final class SocketFront: Sendable {
         self.loops = loops
     }
 
-    /// Starts the threads; `failed` is called if one of them stops on an error.
+    /// Starts the threads (they end with ``stop()``); `failed` is called if one of them stops on an error.
     func start(failed: @escaping @Sendable (String) -> Void) {
-        threads.withLock { threads in
-            for (index, loop) in loops.enumerated() {
-                let thread = Thread {
-                    do { try loop.epoll.run() } catch { failed("\(error)") }
-                }
-                thread.name = "stepguard-front-\(index)"
-                thread.start()
-                threads.append(thread)
+        for (index, loop) in loops.enumerated() {
+            let thread = Thread {
+                do { try loop.epoll.run() } catch { failed("\(error)") }
             }
+            thread.name = "stepguard-front-\(index)"
+            thread.start()
         }
     }
 
@@ -105,9 +101,10 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
     /// Idle keep-alive upstream sockets by key (see ``UpstreamPool``), most recent last.
     private var idle: [String: [(fd: Int32, since: UInt64)]] = [:]
     private lazy var idleWatcher = IdleUpstreamWatcher(loop: self)
-    /// Decided destinations by the authority of absolute-form requests and of CONNECTs.
+    /// Decided destinations by the authority of absolute-form requests (or that it names a service)
+    /// and of CONNECTs.
     private(set) var requestTargets: [String: KnownTarget] = [:]
-    private(set) var tunnelTargets: [String: KnownTarget] = [:]
+    private(set) var tunnelTargets: [String: Destination] = [:]
     /// Most authorities remembered per kind; the memory is cleared when full.
     static let maxKnownTargets = 1024
 
@@ -160,21 +157,21 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
     /// Decides `route` and remembers it for `authority` (a route that needed no name lookup).
     func remember(_ authority: String, tunnel: Bool, route: Route) -> Destination {
         let decided = destination(route)
-        remember(authority, tunnel: tunnel, as: .destination(decided))
+        if tunnel {
+            if tunnelTargets.count >= Self.maxKnownTargets { tunnelTargets = [:] }
+            tunnelTargets[authority] = decided
+        } else {
+            remember(authority, as: .destination(decided))
+        }
         return decided
     }
 
-    /// Remembers that `authority` names a service the NIO pipeline serves.
-    func rememberIntercepted(_ authority: String, tunnel: Bool) { remember(authority, tunnel: tunnel, as: .intercepted) }
+    /// Remembers that the absolute-form authority `authority` names a service: the NIO pipeline inspects its requests.
+    func rememberIntercepted(_ authority: String) { remember(authority, as: .intercepted) }
 
-    private func remember(_ authority: String, tunnel: Bool, as known: KnownTarget) {
-        if tunnel {
-            if tunnelTargets.count >= Self.maxKnownTargets { tunnelTargets = [:] }
-            tunnelTargets[authority] = known
-        } else {
-            if requestTargets.count >= Self.maxKnownTargets { requestTargets = [:] }
-            requestTargets[authority] = known
-        }
+    private func remember(_ authority: String, as known: KnownTarget) {
+        if requestTargets.count >= Self.maxKnownTargets { requestTargets = [:] }
+        requestTargets[authority] = known
     }
 
     // MARK: Upstream pool
@@ -182,17 +179,20 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
     static let maxIdlePerKey = UpstreamPool.maxIdlePerKey
     static let maxIdleAge = UInt64(UpstreamPool.maxIdleAge.nanoseconds)
 
-    /// An idle upstream socket for `key` that is still open and quiet (a peek finds neither data nor an end of stream).
+    /// An idle upstream socket for `key` that is still open and quiet.
     func takeIdle(_ key: String) -> Int32? {
         while let entry = idle[key]?.popLast() {
             if idle[key]?.isEmpty == true { idle[key] = nil }
-            var byte: UInt8 = 0
-            if epoll.now - entry.since < Self.maxIdleAge, recv(entry.fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) < 0, errno == EAGAIN {
-                return entry.fd
-            }
+            if epoll.now - entry.since < Self.maxIdleAge, Self.isQuiet(entry.fd) { return entry.fd }
             epoll.close(entry.fd)
         }
         return nil
+    }
+
+    /// Whether idle `fd` has neither data nor an end of stream waiting (a peek that would block).
+    static func isQuiet(_ fd: Int32) -> Bool {
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) < 0 && errno == EAGAIN
     }
 
     /// Keeps `fd` (registered edge-triggered) for reuse; while idle, any event on it closes it.
@@ -296,7 +296,7 @@ enum HandOver: Sendable {
     case intercept(route: Route, service: BoundService, name: String)
 }
 
-/// What a loop knows about an authority it saw before.
+/// What a loop knows about the authority of an absolute-form request it saw before.
 enum KnownTarget {
     case destination(Destination)
     /// A host of a service named in `services:`: the NIO pipeline serves it.
@@ -311,9 +311,7 @@ final class IdleUpstreamWatcher: EpollHandler {
     init(loop: FrontLoop) { self.loop = loop }
 
     func ready(fd: Int32, events: UInt32) {
-        var byte: UInt8 = 0
-        let quiet = events & UInt32(EPOLLERR.rawValue | EPOLLHUP.rawValue | EPOLLRDHUP.rawValue) == 0
-            && recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) < 0 && errno == EAGAIN
+        let quiet = events & UInt32(EPOLLERR.rawValue | EPOLLHUP.rawValue | EPOLLRDHUP.rawValue) == 0 && FrontLoop.isQuiet(fd)
         if !quiet { loop.dropIdle(fd) }
     }
 }
