@@ -65,6 +65,12 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) { front?.upstreamReadComplete() }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // Idle in the pool, the pool's own sweep looks after the connection.
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .all { front?.upstreamStalled(context.channel) }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable { front?.upstreamWritable() }
         context.fireChannelWritabilityChanged()
@@ -494,6 +500,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                     guard let upstreamTLS = state.upstreamTLS else { throw ChannelError.inappropriateOperationForState }
                     try sync.addHandler(NIOSSLClientHandler(context: upstreamTLS, serverHostname: hostname))
                 }
+                try sync.addHandler(IdleStateHandler(allTimeout: state.limits.responseIdleTimeout), position: .first)
                 try sync.addHTTPClientHandlers()
                 let handler = UpstreamHandler(front: self)
                 try sync.addHandler(handler)
@@ -560,17 +567,32 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             return forward(context, head: retry.head, target: retry.target, route: retry.route, tls: retry.tls, fresh: true)
         }
         if responseStarted {
-            // Let what was already relayed reach the client before closing.
-            phase = .closed
-            context.flush()
-            if let pending = lastResponseWrite {
-                pending.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-            } else {
-                context.close(promise: nil)
-            }
+            closeAfterRelayed(context)
         } else {
             let reason = error.map { "the upstream \(link.key) failed: \($0)" } ?? "the upstream \(link.key) closed the connection before responding"
             reject(context, .badGateway, decision: "error", rule: "upstream", reason: reason)
+        }
+    }
+
+    /// Nothing went either way on the upstream connection for ``ProxyLimits/responseIdleTimeout``:
+    /// a request still unanswered gets `504`; a response that stopped midway ends the connection.
+    func upstreamStalled(_ channel: Channel) {
+        guard let link = upstream, link.channel === channel, phase == .forwarding, let context else { return }
+        upstream = nil
+        channel.close(promise: nil)
+        guard !responseStarted else { return closeAfterRelayed(context) }
+        reject(context, .gatewayTimeout, decision: "error", rule: "upstream",
+               reason: "the upstream \(link.key) sent no response for \(ProxyLimits.describe(state.limits.responseIdleTimeout))")
+    }
+
+    /// Closes the client connection once what was already relayed has reached it.
+    private func closeAfterRelayed(_ context: ChannelHandlerContext) {
+        phase = .closed
+        context.flush()
+        if let pending = lastResponseWrite {
+            pending.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        } else {
+            context.close(promise: nil)
         }
     }
 
@@ -593,25 +615,12 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         if !requestEnded { closeAfterResponse = true }
         phase = .rejecting
         resumeReads(context)
-        let body = Self.jsonBody(decision: decision, status: status.rawValue, rule: rule, reason: reason)
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: "application/json")
-        headers.add(name: "Content-Length", value: String(body.utf8.count))
-        headers.add(name: "X-StepGuard-Decision", value: decision)
-        if closeAfterResponse { headers.add(name: "Connection", value: "close") }
-        let version = requestHead?.version ?? .http1_1
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status.rawValue), headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        let answer = ProxyAnswer(status, decision: decision, rule: rule, reason: reason, close: closeAfterResponse)
+        let head = HTTPResponseHead(version: requestHead?.version ?? .http1_1, status: HTTPResponseStatus(statusCode: status.rawValue),
+                                    headers: HTTPHeaders(answer.fields.map { ($0.name, $0.value) }))
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: answer.body)))), promise: nil)
         finishResponse(context, context.writeAndFlush(wrapOutboundOut(.end(nil))))
-    }
-
-    static func jsonBody(decision: String, status: Int, rule: String, reason: String) -> String {
-        let object: [String: Any] = [
-            "stepguard": decision == "deny" ? "blocked by policy — do not retry" : "request failed in the stepguard proxy",
-            "decision": decision, "status": status, "rule": rule, "reason": reason,
-        ]
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self) + "\n"
     }
 
     // MARK: CONNECT

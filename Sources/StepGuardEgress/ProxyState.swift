@@ -26,12 +26,21 @@ public struct ProxyLimits: Sendable {
     public var requestBodyMinRate = 1024
     /// How long an open tunnel may stay without traffic either way.
     public var tunnelIdleTimeout: TimeAmount = .minutes(10)
+    /// How long a forwarded request may go without progress either way: no response yet (then the
+    /// client gets `504`), or no further bytes of its response (then both connections close).
+    public var responseIdleTimeout: TimeAmount = .minutes(10)
     /// How long to wait for an upstream TCP connection.
     public var connectTimeout: TimeAmount = .seconds(15)
     /// Most bytes of a request body read before deciding (services that carry credentials in bodies).
     public var maxInspectedBody = 1024 * 1024
 
     public init() {}
+
+    /// `amount` in seconds, for messages (`30 s`, `0.25 s`).
+    static func describe(_ amount: TimeAmount) -> String {
+        let milliseconds = amount.nanoseconds / 1_000_000
+        return milliseconds % 1000 == 0 ? "\(milliseconds / 1000) s" : "\(Double(milliseconds) / 1000) s"
+    }
 }
 
 /// Where a request goes: the normalised host, the addresses it resolved to (all checked), and the
@@ -104,7 +113,7 @@ final class ProxyState: Sendable {
 
     /// How often each loop checks request-head deadlines, idle tunnels and idle pooled connections.
     var sweepInterval: TimeAmount {
-        let quarter = min(limits.requestHeadTimeout, limits.tunnelIdleTimeout).nanoseconds / 4
+        let quarter = min(limits.requestHeadTimeout, limits.tunnelIdleTimeout, limits.responseIdleTimeout).nanoseconds / 4
         return .nanoseconds(max(TimeAmount.milliseconds(10).nanoseconds, min(TimeAmount.seconds(1).nanoseconds, quarter)))
     }
 
@@ -226,14 +235,6 @@ final class ProxyState: Sendable {
         return subject
     }
 
-    /// A complete error or deny response: `X-StepGuard-Decision` and the JSON body naming the rule and reason.
-    static func errorResponse(_ status: ProxyFailure.HTTPResponseStatusCode, decision: String, rule: String, reason: String, close: Bool) -> String {
-        let body = FrontHandler.jsonBody(decision: decision, status: status.rawValue, rule: rule, reason: reason)
-        let phrase = HTTPResponseStatus(statusCode: status.rawValue).reasonPhrase
-        return "HTTP/1.1 \(status.rawValue) \(phrase)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n"
-            + "X-StepGuard-Decision: \(decision)\r\n\(close ? "Connection: close\r\n" : "")\r\n\(body)"
-    }
-
     // MARK: Certificates
 
     /// The TLS server context for intercepting `host`: a leaf certificate from the per-run CA,
@@ -274,5 +275,33 @@ struct ProxyFailure: Error, Sendable, CustomStringConvertible {
     enum HTTPResponseStatusCode: Int, Sendable {
         case badRequest = 400, forbidden = 403, requestTimeout = 408, payloadTooLarge = 413
         case headersTooLarge = 431, badGateway = 502, gatewayTimeout = 504
+    }
+}
+
+/// The proxy's own answer to a request it does not forward, a deny or an error: `X-StepGuard-Decision`
+/// and a JSON body naming the rule and the reason. Both fronts send it, the socket front as bytes,
+/// the NIO pipeline as response parts.
+struct ProxyAnswer {
+    let status: ProxyFailure.HTTPResponseStatusCode
+    let body: String
+    /// The header fields, in order.
+    let fields: [(name: String, value: String)]
+
+    init(_ status: ProxyFailure.HTTPResponseStatusCode, decision: String, rule: String, reason: String, close: Bool) {
+        self.status = status
+        let object: [String: Any] = [
+            "stepguard": decision == "deny" ? "blocked by policy — do not retry" : "request failed in the stepguard proxy",
+            "decision": decision, "status": status.rawValue, "rule": rule, "reason": reason,
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        body = String(decoding: data, as: UTF8.self) + "\n"
+        fields = [("Content-Type", "application/json"), ("Content-Length", String(body.utf8.count)), ("X-StepGuard-Decision", decision)]
+            + (close ? [("Connection", "close")] : [])
+    }
+
+    /// The whole HTTP/1.1 response.
+    var wireBytes: String {
+        let phrase = HTTPResponseStatus(statusCode: status.rawValue).reasonPhrase
+        return "HTTP/1.1 \(status.rawValue) \(phrase)\r\n" + fields.map { "\($0.name): \($0.value)\r\n" }.joined() + "\r\n" + body
     }
 }

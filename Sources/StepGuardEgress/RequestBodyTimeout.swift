@@ -113,7 +113,7 @@ final class RequestBodyTimeoutHandler: ChannelInboundHandler, RemovableChannelHa
         let expected = pending.head.headers.first(name: "content-length").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         let got = expected.map { "\(received) of \($0) bytes" } ?? "\(received) bytes"
         let reason = "the request body did not arrive in time: \(got) \(Double(waited) / 1000) s after the request head "
-            + "(limit \(Self.describe(limits.requestBodyTimeout)) plus 1 s per \(limits.requestBodyMinRate) bytes received); "
+            + "(limit \(ProxyLimits.describe(limits.requestBodyTimeout)) plus 1 s per \(limits.requestBodyMinRate) bytes received); "
             + "the request was not completed and the connection is closed"
         trail.record(AuditEvent(type: intercepted == nil ? .egress : .service, decision: .error, reason: reason, rule: Self.rule,
                                 subject: subject(pending.head, expected: expected)))
@@ -136,11 +136,6 @@ final class RequestBodyTimeoutHandler: ChannelInboundHandler, RemovableChannelHa
             subject["path"] = .string(String(target.path.prefix(512)))
         }
         return subject
-    }
-
-    static func describe(_ amount: TimeAmount) -> String {
-        let milliseconds = amount.nanoseconds / 1_000_000
-        return milliseconds % 1000 == 0 ? "\(milliseconds / 1000) s" : "\(Double(milliseconds) / 1000) s"
     }
 }
 

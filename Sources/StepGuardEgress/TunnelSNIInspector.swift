@@ -87,28 +87,28 @@ final class TunnelSNIInspector: ChannelInboundHandler, RemovableChannelHandler {
     /// it in one record or a few).
     static let maxBuffered = 256 * 1024
 
-    /// The host_name of the first server_name extension of a ClientHello handshake message.
-    static func serverName(inClientHello record: [UInt8]) -> String? {
-        var index = 0
-        func take(_ count: Int) -> ArraySlice<UInt8>? {
-            guard count >= 0, index + count <= record.count else { return nil }
-            defer { index += count }
-            return record[index..<index + count]
+    /// The host_name of the first server_name extension of a ClientHello handshake message, read
+    /// leniently: lengths are checked only against the message's end, never against each other,
+    /// so that a name BoringSSL would refuse to read is still seen in a plain tunnel (whose server
+    /// may read it).
+    static func serverName(inClientHello message: [UInt8]) -> String? {
+        message.withUnsafeBytes { bytes in
+            var reader = InterceptedSNIGuard.FieldReader(bytes, from: 0, to: bytes.count)
+            guard reader.number(1) == 1, reader.skip(3 + 2 + 32),
+                  let sessionLength = reader.number(1), reader.skip(sessionLength),
+                  let suitesLength = reader.number(2), reader.skip(suitesLength),
+                  let compressionLength = reader.number(1), reader.skip(compressionLength),
+                  let extensionsLength = reader.number(2) else { return nil }
+            // Extensions start within the declared block; each one may run past it, to the message's end.
+            let blockEnd = reader.remaining - min(extensionsLength, reader.remaining)
+            while reader.remaining >= blockEnd + 4 {
+                guard let type = reader.number(2), let length = reader.number(2) else { return nil }
+                guard type == 0 else { guard reader.skip(length) else { return nil }; continue }
+                guard reader.skip(2), reader.number(1) == 0, let nameLength = reader.number(2), let name = reader.field(nameLength) else { return nil }
+                return name.string
+            }
+            return nil
         }
-        func number(_ count: Int) -> Int? { take(count)?.reduce(0) { $0 << 8 | Int($1) } }
-        guard number(1) == 1, number(3) != nil, take(2) != nil, take(32) != nil,
-              let sessionLength = number(1), take(sessionLength) != nil,
-              let suitesLength = number(2), take(suitesLength) != nil,
-              let compressionLength = number(1), take(compressionLength) != nil,
-              let extensionsLength = number(2) else { return nil }
-        let end = min(record.count, index + extensionsLength)
-        while index + 4 <= end {
-            guard let type = number(2), let length = number(2) else { return nil }
-            guard type == 0 else { guard take(length) != nil else { return nil }; continue }
-            guard number(2) != nil, number(1) == 0, let nameLength = number(2), let name = take(nameLength) else { return nil }
-            return String(decoding: name, as: UTF8.self)
-        }
-        return nil
     }
 }
 

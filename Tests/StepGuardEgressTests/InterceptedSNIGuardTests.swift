@@ -106,6 +106,37 @@ import Testing
         #expect(TunnelSNIInspector.serverName(inClientHello: message) == "fulcio.sigstore.dev")
     }
 
+    /// What the strict reader refuses, the tunnel inspector still reads leniently: the first name,
+    /// even in an extension that runs past its block, or a block that runs past the message.
+    @Test func theTunnelsLenientReaderSeesTheFirstNameWhereverItCanBeRead() {
+        func message(_ body: [UInt8]) -> [UInt8] { [1, UInt8(body.count >> 16), UInt8(body.count >> 8 & 0xFF), UInt8(body.count & 0xFF)] + body }
+        let name = Array("fulcio.sigstore.dev".utf8)
+        let entry: [UInt8] = [0] + Self.be16(name.count) + name
+        let twoNames = entry + [0] + Self.be16(12) + Array("evil.example".utf8)
+        let base = Self.clientHelloBody(extensions: nil)
+        let lenient: [String: [UInt8]] = [
+            "two names in one extension": Self.clientHelloBody(extensions: [(10, [0, 2, 0, 29]), (0, Self.be16(twoNames.count) + twoNames)]),
+            "an extension longer than its block": base + Self.be16(4) + [0, 0] + Self.be16(2 + entry.count) + Self.be16(entry.count) + entry,
+            "a block longer than the message": base + Self.be16(500) + [0, 0] + Self.be16(2 + entry.count) + Self.be16(entry.count) + entry,
+            "a list length that disagrees": base + Self.be16(4 + 2 + entry.count) + [0, 0] + Self.be16(2 + entry.count) + Self.be16(99) + entry,
+            "bytes after the extensions": Self.clientHelloBody(extensions: [Self.serverNameExtension("fulcio.sigstore.dev")]) + [0],
+        ]
+        for (name, body) in lenient {
+            #expect(Self.scan(Self.records(body)) == .malformed, "\(name): the strict reader must refuse it")
+            #expect(TunnelSNIInspector.serverName(inClientHello: message(body)) == "fulcio.sigstore.dev", "\(name)")
+        }
+        // Nothing to read: no extension starts within the block, or a name runs past the message's end.
+        let unreadable: [String: [UInt8]] = [
+            "the name after the block": base + Self.be16(3) + [0, 10, 0, 0, 0] + Self.be16(entry.count + 2) + Self.be16(entry.count) + entry,
+            "a name cut short": base + Self.be16(4 + 2 + entry.count) + [0, 0] + Self.be16(2 + entry.count) + Self.be16(entry.count) + entry.dropLast(3),
+            "not a ClientHello": [2, 0, 0, 4, 1, 2, 3, 4],
+        ]
+        for (name, bytes) in unreadable {
+            let whole = name == "not a ClientHello" ? bytes : message(bytes)
+            #expect(TunnelSNIInspector.serverName(inClientHello: whole) == nil, "\(name)")
+        }
+    }
+
     /// A ClientHello made by a real client library (Python's ssl, OpenSSL underneath).
     @Test func aRealClientHelloNamesItsServer() throws {
         let script = """

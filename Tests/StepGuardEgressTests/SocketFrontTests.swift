@@ -23,15 +23,16 @@ import Glibc
         "/bad-chunk": ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nnope\r\n", false),
         "/connection-listed": ("HTTP/1.1 200 OK\r\nConnection: X-Private\r\nX-Private: secret\r\nContent-Length: 2\r\n\r\nok", false),
         "/never": ("", false),
+        "/stall": ("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", false),
         "/big": ("HTTP/1.1 200 OK\r\nContent-Length: 8388608\r\n\r\n" + String(repeating: "x", count: 8 << 20), false),
     ]
 
     /// An upstream answering by ``script`` and a proxy session with `policy`.
-    static func stand(_ policy: String = "version: 1\negress: { default: allow }\n",
+    static func stand(_ policy: String = "version: 1\negress: { default: allow }\n", limits: ProxyLimits = ProxyLimits(),
                       stop: Egress.StopCounter = Egress.StopCounter()) async throws -> (ScriptedUpstream, EgressSession) {
         let upstream = try ScriptedUpstream(script)
         do {
-            return (upstream, try await Egress.session(try Egress.policy(policy), trail: try Egress.trail(), stop: stop))
+            return (upstream, try await Egress.session(try Egress.policy(policy), trail: try Egress.trail(), limits: limits, stop: stop))
         } catch {
             upstream.stop()
             throw error
@@ -50,6 +51,38 @@ import Glibc
             open = session.openConnections
         }
         #expect(open == 0, "the proxy still holds the abandoned request")
+    }
+
+    /// Bodiless requests (socket front) and requests with a body (NIO pipeline) alike.
+    @Test func anUpstreamThatStopsAnsweringIsGivenUpOn() async throws {
+        var limits = ProxyLimits()
+        limits.responseIdleTimeout = .milliseconds(500)
+        let (upstream, session) = try await Self.stand(limits: limits)
+        defer { session.stop(); upstream.stop() }
+        for (method, body) in [("GET", ""), ("POST", "Content-Length: 2\r\n\r\nhi")] {
+            func request(_ path: String) -> (response: String, seconds: Double) {
+                let started = Date()
+                let head = "\(method) http://127.0.0.1:\(upstream.port)\(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                let response = Egress.raw(port: session.port, head + (body.isEmpty ? "\r\n" : body), timeout: 10)
+                return (response, Date().timeIntervalSince(started))
+            }
+            // No answer at all: 504 naming the upstream and the limit.
+            let silent = request("/never")
+            #expect(Egress.statusCode(silent.response) == 504, "\(method): \(silent.response)")
+            #expect(silent.response.contains("sent no response for 0.5 s"), "\(method): \(silent.response)")
+            #expect(silent.seconds < 5, "\(method): took \(silent.seconds) s")
+            // A response that stops midway: what came is relayed, then the connection closes.
+            let stalled = request("/stall")
+            #expect(stalled.response.hasPrefix("HTTP/1.1 200"), "\(method): \(stalled.response)")
+            #expect(stalled.response.hasSuffix("partial"), "\(method): \(stalled.response)")
+            #expect(stalled.seconds < 5, "\(method): took \(stalled.seconds) s")
+        }
+        var open = session.openConnections
+        for _ in 0..<50 where open > 0 {
+            try await Task.sleep(for: .milliseconds(100))
+            open = session.openConnections
+        }
+        #expect(open == 0, "the proxy still holds stalled exchanges")
     }
 
     @Test func clientsThatGoAwayMidResponseDoNotHurtTheProxy() async throws {

@@ -53,6 +53,8 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private var watched = false
     /// When the current phase must be over (head, connect, tunnel start); checked by the loop's sweep.
     private(set) var deadline: UInt64 = .max
+    /// When the current exchange last moved bytes either way (for ``ProxyLimits/responseIdleTimeout``).
+    private var lastProgress: UInt64 = 0
 
     init(loop: FrontLoop, fd: Int32) {
         self.loop = loop
@@ -90,6 +92,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
             let peeked = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
             if peeked == 0 || (peeked < 0 && errno != EAGAIN && errno != EINTR) { return close() }
             checkClientLater()
+            if loop.epoll.now - lastProgress >= UInt64(state.limits.responseIdleTimeout.nanoseconds) { exchangeStalled() }
         default: break
         }
     }
@@ -324,12 +327,13 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     }
 
     private func sendRequest() {
+        if phase != .exchanging { lastProgress = loop.epoll.now }
         phase = .exchanging
         checkClientLater()
         let bytes = request.bytes
         while sent < bytes.count {
             let written = write(upstream, bytes.baseAddress! + sent, bytes.count - sent)
-            if written > 0 { sent += written; continue }
+            if written > 0 { sent += written; lastProgress = loop.epoll.now; continue }
             if written < 0, errno == EINTR { continue }
             if written < 0, errno == EAGAIN { return }
             return upstreamFailed(reason: "failed: \(String(cString: strerror(errno)))")
@@ -371,6 +375,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
                 }
                 return upstreamFailed(reason: count == 0 ? "closed the connection before the response ended" : "failed: \(String(cString: strerror(errno)))")
             }
+            lastProgress = loop.epoll.now
             guard let finished = relay() else { return upstreamFailed(reason: "sent a malformed response") }
             if finished { return finishExchange() }
             guard output.flush(to: fd) else { return close() }
@@ -487,9 +492,20 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     }
 
     private func flushOutput() {
+        let before = output.count
         guard output.flush(to: fd) else { return close() }
+        if output.count < before { lastProgress = loop.epoll.now }
         guard output.isEmpty, phase == .exchanging else { return }
         if upstream >= 0 { readResponse() } else { endExchange() }
+    }
+
+    /// Nothing moved either way for ``ProxyLimits/responseIdleTimeout``: an upstream that has not
+    /// answered gets the client a `504`; a response that stopped midway, or a client that stopped
+    /// taking it, ends the connection.
+    private func exchangeStalled() {
+        guard upstream >= 0, !responseStarted else { return close() }
+        reject(.gatewayTimeout, decision: "error", rule: "upstream",
+               reason: "the upstream \(key) sent no response for \(ProxyLimits.describe(state.limits.responseIdleTimeout))")
     }
 
     // MARK: Errors
@@ -500,7 +516,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         if upstream >= 0 { loop.epoll.close(upstream); upstream = -1 }
         if isTunnel { closeAfterResponse = true }
         responseStarted = false
-        output.append(ProxyState.errorResponse(status, decision: decision, rule: rule, reason: reason, close: closeAfterResponse))
+        output.append(ProxyAnswer(status, decision: decision, rule: rule, reason: reason, close: closeAfterResponse).wireBytes)
         finishExchange()
     }
 
