@@ -72,13 +72,17 @@ public struct InspectedRequest: Sendable {
     public var body: [UInt8]?
     /// Where the service carries credentials (from the catalog); `Authorization` is always looked at.
     public var locations: [CredentialLocation]
+    /// The catalog service the request goes to (a token it minted in this run is short-lived there).
+    public var service: String?
 
-    public init(method: String, target: String, headers: [(name: String, value: String)], body: [UInt8]? = nil, locations: [CredentialLocation] = []) {
+    public init(method: String, target: String, headers: [(name: String, value: String)], body: [UInt8]? = nil,
+                locations: [CredentialLocation] = [], service: String? = nil) {
         self.method = method
         self.target = target
         self.headers = headers
         self.body = body
         self.locations = locations
+        self.service = service
     }
 
     func header(_ name: String) -> [String] {
@@ -165,13 +169,17 @@ public struct BuiltInCredentialInspector: CredentialInspector {
     public var identity: JobIdentity?
     /// The longest lifetime of a JWT still called short-lived.
     public var maxShortLivedTTL: TimeInterval
+    /// Tokens the session saw minted by services' token exchanges; short-lived for those services.
+    public var minted: MintedCredentials?
 
     public init(verifier: WorkloadTokenVerifier?, identity: JobIdentity?, maxShortLivedTTL: TimeInterval = 3600,
+                minted: MintedCredentials? = nil,
                 detector: (any CredentialDetector)? = try? SecretDetector.builtIn(prefilter: .keywords)) {
         self.verifier = verifier
         self.detector = detector
         self.identity = identity
         self.maxShortLivedTTL = maxShortLivedTTL
+        self.minted = minted
     }
 
     public func inspect(_ request: InspectedRequest, now: Date) -> CredentialFinding {
@@ -196,14 +204,11 @@ public struct BuiltInCredentialInspector: CredentialInspector {
             case .form:
                 guard let body = request.body else { continue }
                 for (key, value) in InspectedRequest.formItems(String(decoding: body, as: UTF8.self)) where key == location.name && !value.isEmpty {
-                    findings.append(classifyToken(value, location: "form \(key)", now: now))
+                    findings.append(classifyToken(value, location: "form \(key)", request: request, now: now))
                 }
             case .json:
-                guard let body = request.body, let object = try? JSONSerialization.jsonObject(with: Data(body)) else { continue }
-                var node: Any? = object
-                for key in location.name.split(separator: ".") { node = (node as? [String: Any])?[String(key)] }
-                if let value = node as? String, !value.isEmpty {
-                    findings.append(classifyToken(value, location: "json \(location.name)", now: now))
+                if let body = request.body, let value = Self.jsonString(at: location.name, in: body) {
+                    findings.append(classifyToken(value, location: "json \(location.name)", request: request, now: now))
                 }
             }
         }
@@ -212,7 +217,7 @@ public struct BuiltInCredentialInspector: CredentialInspector {
 
     private func classifyParameter(_ key: String, _ value: String, location: String, request: InspectedRequest, now: Date) -> CredentialFinding {
         if key == "X-Amz-Credential" { return classifyAWS(accessKey: String(value.prefix { $0 != "/" }), location: location, request: request) }
-        return classifyToken(value, location: location, now: now)
+        return classifyToken(value, location: location, request: request, now: now)
     }
 
     func classifyHeader(_ value: String, location: String, request: InspectedRequest, now: Date) -> CredentialFinding {
@@ -221,13 +226,13 @@ public struct BuiltInCredentialInspector: CredentialInspector {
         let rest = trimmed.dropFirst(scheme.count).trimmingCharacters(in: .whitespaces)
         switch scheme.lowercased() {
         case "bearer", "token":
-            return classifyToken(rest, location: location, now: now)
+            return classifyToken(rest, location: location, request: request, now: now)
         case "basic":
             guard let decoded = Data(base64Encoded: rest).map({ String(decoding: $0, as: UTF8.self) }), let colon = decoded.firstIndex(of: ":") else {
                 return CredentialFinding(credentialClass: .invalid, kind: "basic auth", location: location, redacted: redact(rest), detail: "malformed basic credentials")
             }
             let password = String(decoded[decoded.index(after: colon)...])
-            var finding = classifyToken(password, location: location, now: now)
+            var finding = classifyToken(password, location: location, request: request, now: now)
             if finding.kind == "opaque token" {
                 finding = CredentialFinding(credentialClass: .longLived, kind: "basic auth", location: location, redacted: redact(rest),
                                             detail: "static user name and password")
@@ -242,7 +247,7 @@ public struct BuiltInCredentialInspector: CredentialInspector {
             let keyID = String(rest[range.upperBound...].prefix { $0 != "/" && $0 != "," })
             return classifyAWS(accessKey: keyID, location: location, request: request)
         default:
-            return classifyToken(trimmed, location: location, now: now)
+            return classifyToken(trimmed, location: location, request: request, now: now)
         }
     }
 
@@ -260,8 +265,12 @@ public struct BuiltInCredentialInspector: CredentialInspector {
         return CredentialFinding(credentialClass: .longLived, kind: "AWS SigV4", location: location, redacted: redacted, detail: "an AWS access key of unknown kind; treated as long-lived")
     }
 
-    func classifyToken(_ token: String, location: String, now: Date) -> CredentialFinding {
+    func classifyToken(_ token: String, location: String, request: InspectedRequest, now: Date) -> CredentialFinding {
         let redacted = redact(token)
+        if let service = request.service, let minted, minted.wasMinted(token, by: service, now: now) {
+            return CredentialFinding(credentialClass: .shortLived, kind: "token minted in this run", location: location, redacted: redacted,
+                                     detail: "minted in this run by an allowed \(service) token exchange; short-lived for \(Int(minted.lifetime))s after it")
+        }
         if let claims = Self.jwtClaims(token) {
             return classifyJWT(token, claims: claims, location: location, redacted: redacted, now: now)
         }
@@ -302,6 +311,15 @@ public struct BuiltInCredentialInspector: CredentialInspector {
         case .otherIdentity(let why): return finding(.shortLived, "JWT for another identity: \(why)")
         case .unverified(let why): return finding(.invalid, "JWT not verified: \(why)")
         }
+    }
+
+    /// The non-empty string at the dotted JSON path `path` (`credentials.oidcIdentityToken`) of `body`.
+    static func jsonString(at path: String, in body: [UInt8]) -> String? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) else { return nil }
+        var node: Any? = object
+        for key in path.split(separator: ".") { node = (node as? [String: Any])?[String(key)] }
+        guard let value = node as? String, !value.isEmpty else { return nil }
+        return value
     }
 
     /// The payload of a compact JWS whose header names an algorithm, or nil when `token` is not JWT-shaped.

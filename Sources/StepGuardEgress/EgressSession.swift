@@ -223,11 +223,12 @@ public final class EgressSession: Sendable {
             try rewriteTrustBundle(groundwork.bundlePath, caPEM: caPEM)
         }
 
+        let maxShortLivedTTL = policy.identity?.lifetime.maxTTL?.seconds ?? 3600
+        let minted = MintedCredentials(lifetime: maxShortLivedTTL)
         let state = ProxyState(
             egress: policy.egress, resolveOverrides: policy.network.resolve, services: services, identity: identity,
-            inspector: inspector ?? BuiltInCredentialInspector(verifier: verifier, identity: identity,
-                                                               maxShortLivedTTL: policy.identity?.lifetime.maxTTL?.seconds ?? 3600),
-            trail: trail, auditOnly: policy.mode == .audit, onViolation: policy.onViolation, stopStep: stopStep,
+            inspector: inspector ?? BuiltInCredentialInspector(verifier: verifier, identity: identity, maxShortLivedTTL: maxShortLivedTTL, minted: minted),
+            minted: minted, trail: trail, auditOnly: policy.mode == .audit, onViolation: policy.onViolation, stopStep: stopStep,
             authority: authority, upstreamTLS: upstreamTLS, stepStarted: stepStarted, limits: limits,
             resolverPool: groundwork.resolverPool, eventLoops: Array(groundwork.group.makeIterator()))
         state.startSweeps()

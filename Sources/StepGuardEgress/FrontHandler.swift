@@ -160,6 +160,8 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var closeAfterResponse = false
     private var requestHead: HTTPRequestHead?
     private var pendingDecision: ((ChannelHandlerContext, [UInt8]?) -> Void)?
+    /// The response of an allowed token exchange being read for the token it mints.
+    private var mintCapture: (service: String, field: String, body: [UInt8])?
     private var upstream: UpstreamLink?
     /// When the request head must have arrived (while ``phase`` is idle); checked by the loop's sweep.
     private(set) var headDeadline = NIODeadline.distantFuture
@@ -248,6 +250,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             bodyBytes = 0
             needsBody = false
             pendingDecision = nil
+            mintCapture = nil
             retry = nil
             closeAfterResponse = !head.isKeepAlive
             phase = .deciding
@@ -369,7 +372,8 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func decideService(_ context: ChannelHandlerContext, head: HTTPRequestHead, target: RequestTarget, route: Route, service: BoundService, tls: Bool) {
         let decide: (ChannelHandlerContext, [UInt8]?) -> Void = { [self] context, body in
             let inspected = InspectedRequest(method: head.method.rawValue, target: target.originForm,
-                                             headers: head.headers.map { ($0.name, $0.value) }, body: body, locations: service.definition.credentials)
+                                             headers: head.headers.map { ($0.name, $0.value) }, body: body,
+                                             locations: service.definition.credentials, service: service.definition.name)
             let now = Date()
             let finding = state.inspector.inspect(inspected, now: now)
             let verdict = service.decide(ServiceRequest(method: head.method.rawValue, path: target.path, query: target.query, credential: finding),
@@ -383,6 +387,9 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             details["sensitive"] = .bool(verdict.sensitive)
             let blocked = state.record(.service, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason, subject: details)
             if blocked { return reject(context, .forbidden, decision: "deny", rule: verdict.rule, reason: verdict.reason) }
+            if verdict.allowed, let mint = service.definition.mint(method: head.method.rawValue, path: target.path) {
+                mintCapture = (service.definition.name, mint.field, [])
+            }
             forward(context, head: head, target: target, route: route, tls: tls)
         }
         let hasBody = !head.headers["transfer-encoding"].isEmpty || (Int(head.headers.first(name: "content-length") ?? "0") ?? 0) > 0
@@ -445,6 +452,8 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                 retry = link.reused && Self.retryable(head) ? (head, target, route, tls) : nil
                 var headers = Self.filtered(head.headers)
                 headers.replaceOrAdd(name: "Host", value: target.authority)
+                // The minted token is read from the response: it must not come compressed.
+                if mintCapture != nil { headers.replaceOrAdd(name: "Accept-Encoding", value: "identity") }
                 let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.originForm, headers: headers)
                 link.channel.write(HTTPClientRequestPart.head(upstreamHead), promise: nil)
                 for part in queue {
@@ -517,11 +526,13 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             responseStarted = true
             retry = nil
             if !head.isKeepAlive { link.reusable = false }
+            if !(200..<300).contains(head.status.code) { mintCapture = nil }
             var headers = Self.filtered(head.headers)
             if closeAfterResponse { headers.replaceOrAdd(name: "Connection", value: "close") }
             let version = requestHead?.version ?? .http1_1
             lastResponseWrite = context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: head.status, headers: headers))))
         case .body(let buffer):
+            if mintCapture != nil { readMintedToken(buffer) }
             lastResponseWrite = context.write(wrapOutboundOut(.body(.byteBuffer(buffer))))
             if !context.channel.isWritable, !link.readsPaused {
                 link.readsPaused = true
@@ -538,6 +549,20 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                 loop.pool.put(link)
             }
             finishResponse(context, context.writeAndFlush(wrapOutboundOut(.end(trailers))))
+        }
+    }
+
+    /// Adds a part of a token exchange's response to what was read of it; once it is a whole JSON
+    /// document, remembers the minted token — before the client has the part that completes it.
+    private func readMintedToken(_ buffer: ByteBuffer) {
+        guard var capture = mintCapture else { return }
+        capture.body += buffer.readableBytesView
+        guard capture.body.count <= state.limits.maxInspectedBody else { mintCapture = nil; return }
+        if let token = BuiltInCredentialInspector.jsonString(at: capture.field, in: capture.body) {
+            state.minted.remember(token, service: capture.service, now: Date())
+            mintCapture = nil
+        } else {
+            mintCapture = capture
         }
     }
 

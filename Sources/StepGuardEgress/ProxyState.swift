@@ -62,6 +62,8 @@ final class ProxyState: Sendable {
     let services: [BoundService]
     let identity: JobIdentity?
     let inspector: CredentialInspector
+    /// Tokens read from the responses of allowed token exchanges (see ``MintOperation``).
+    let minted: MintedCredentials
     let trail: AuditTrail
     let auditOnly: Bool
     let onViolation: ViolationAction
@@ -78,7 +80,7 @@ final class ProxyState: Sendable {
     private let loops: [ObjectIdentifier: NIOLoopBoundBox<LoopResources>]
 
     init(egress: EgressPolicy, resolveOverrides: [HostPort: HostPort], services: [BoundService], identity: JobIdentity?,
-         inspector: CredentialInspector, trail: AuditTrail, auditOnly: Bool, onViolation: ViolationAction,
+         inspector: CredentialInspector, minted: MintedCredentials, trail: AuditTrail, auditOnly: Bool, onViolation: ViolationAction,
          stopStep: @escaping @Sendable () -> Void, authority: CertificateAuthority, upstreamTLS: NIOSSLContext?,
          stepStarted: Date, limits: ProxyLimits, resolverPool: NIOThreadPool, eventLoops: [EventLoop]) {
         self.egress = egress
@@ -86,6 +88,7 @@ final class ProxyState: Sendable {
         self.services = services
         self.identity = identity
         self.inspector = inspector
+        self.minted = minted
         self.trail = trail
         self.auditOnly = auditOnly
         self.onViolation = onViolation

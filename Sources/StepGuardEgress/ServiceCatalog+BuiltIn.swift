@@ -143,25 +143,32 @@ let builtInServiceYAML: [String: String] = [
       - { in: json, name: jwt }
     """#,
     "npm-publish": #"""
-    # npm registry publishing (PUT of a package document).
+    # npm registry publishing (PUT of a package document) and trusted-publishing token exchange:
+    # npm exchanges the job's OIDC token for a short-lived publish token, which the PUT then carries.
     name: npm-publish
     description: npm registry (publish)
     hosts: [registry.npmjs.org]
     sensitive:
       - { methods: [PUT, DELETE], paths: ["/*"] }
+      - { methods: [POST], paths: ["/-/npm/v1/oidc/token/exchange/*"] }
     credentials:
       - { in: header, name: Authorization }
+    mints:
+      - { methods: [POST], paths: ["/-/npm/v1/oidc/token/exchange/*"], json: token }
     """#,
     "pypi-upload": #"""
-    # PyPI uploads and trusted-publishing token exchange.
+    # PyPI uploads and trusted publishing: the job's OIDC token is exchanged at pypi.org (or
+    # test.pypi.org) for a short-lived API token, which the upload then carries as basic auth.
     name: pypi-upload
     description: Python Package Index (upload)
-    hosts: [upload.pypi.org, test.pypi.org]
+    hosts: [upload.pypi.org, pypi.org, test.pypi.org]
     sensitive:
       - { methods: [POST], paths: ["/legacy/", "/_/oidc/mint-token"] }
     credentials:
       - { in: header, name: Authorization }
       - { in: json, name: token }
+    mints:
+      - { methods: [POST], paths: ["/_/oidc/mint-token"], json: token }
     """#,
     "sigstore-fulcio": #"""
     # Sigstore Fulcio: issues short-lived code-signing certificates for an OIDC identity (keyless signing).

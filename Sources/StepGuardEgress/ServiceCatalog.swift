@@ -25,6 +25,15 @@ public struct SensitiveOperation: Sendable, Equatable {
     }
 }
 
+/// A token exchange whose response holds a credential minted for the caller (npm and PyPI trusted
+/// publishing): after an allowed request of this shape, the token in the response's JSON `field`
+/// is known to stepguard as short-lived and minted in this run (see ``MintedCredentials``).
+public struct MintOperation: Sendable, Equatable {
+    public let operation: SensitiveOperation
+    /// Dotted JSON path of the minted token in the response body (`token`).
+    public let field: String
+}
+
 /// One catalog entry (`rules/services/NAME.yaml`): a signing or secret service that stepguard
 /// intercepts when a policy names it in `services:`.
 public struct ServiceDefinition: Sendable, Equatable {
@@ -37,10 +46,17 @@ public struct ServiceDefinition: Sendable, Equatable {
     public let credentials: [CredentialLocation]
     /// The query parameter that names the audience of a token request (token endpoints).
     public let audienceParameter: String?
+    /// Token exchanges whose responses mint credentials for later requests.
+    public let mints: [MintOperation]
 
     /// Whether a request is one of the catalog's sensitive operations.
     public func isSensitive(method: String, path: String) -> Bool {
         sensitive.contains { $0.matches(method: method, path: path) }
+    }
+
+    /// The token exchange a request is, if any.
+    public func mint(method: String, path: String) -> MintOperation? {
+        mints.first { $0.operation.matches(method: method, path: path) }
     }
 
     /// Whether the body must be read before deciding (the credential may be in it).
@@ -83,7 +99,7 @@ public struct ServiceCatalog: Sendable {
         let root: Any?
         do { root = try Yams.load(yaml: yaml) } catch { throw .invalidCatalog(file: file, problem: "\(error)") }
         guard let map = root as? [String: Any] else { throw .invalidCatalog(file: file, problem: "the top level must be a mapping") }
-        let known: Set<String> = ["name", "description", "hosts", "hosts_from_policy", "sensitive", "credentials", "audience_parameter"]
+        let known: Set<String> = ["name", "description", "hosts", "hosts_from_policy", "sensitive", "credentials", "audience_parameter", "mints"]
         if let unknown = map.keys.first(where: { !known.contains($0) }) {
             throw .invalidCatalog(file: file, problem: "unknown key '\(unknown)'")
         }
@@ -94,13 +110,21 @@ public struct ServiceCatalog: Sendable {
         }
         let fromPolicy = map["hosts_from_policy"] as? Bool ?? false
         if hosts.isEmpty && !fromPolicy { throw .invalidCatalog(file: file, problem: "'hosts' is empty and hosts_from_policy is not true") }
-        var sensitive: [SensitiveOperation] = []
-        for entry in map["sensitive"] as? [[String: Any]] ?? [] {
+        func operation(_ entry: [String: Any]) throws(EgressError) -> SensitiveOperation {
             var paths: [Glob] = []
             for path in entry["paths"] as? [String] ?? [] {
                 do { paths.append(try Glob(path)) } catch { throw .invalidCatalog(file: file, problem: "path: \(error)") }
             }
-            sensitive.append(SensitiveOperation(methods: (entry["methods"] as? [String] ?? []).map { $0.uppercased() }, paths: paths))
+            return SensitiveOperation(methods: (entry["methods"] as? [String] ?? []).map { $0.uppercased() }, paths: paths)
+        }
+        var sensitive: [SensitiveOperation] = []
+        for entry in map["sensitive"] as? [[String: Any]] ?? [] { sensitive.append(try operation(entry)) }
+        var mints: [MintOperation] = []
+        for entry in map["mints"] as? [[String: Any]] ?? [] {
+            guard let field = entry["json"] as? String, !field.isEmpty, entry["paths"] != nil else {
+                throw .invalidCatalog(file: file, problem: "each mints entry needs 'paths' and 'json' (where the minted token is in the response)")
+            }
+            mints.append(MintOperation(operation: try operation(entry), field: field))
         }
         var credentials: [CredentialLocation] = []
         for entry in map["credentials"] as? [[String: Any]] ?? [] {
@@ -112,7 +136,7 @@ public struct ServiceCatalog: Sendable {
         }
         return ServiceDefinition(name: name, description: map["description"] as? String ?? name, hosts: hosts,
                                  hostsFromPolicy: fromPolicy, sensitive: sensitive, credentials: credentials,
-                                 audienceParameter: map["audience_parameter"] as? String)
+                                 audienceParameter: map["audience_parameter"] as? String, mints: mints)
     }
 
     /// Binds a policy's `services:` to catalog entries; unknown names are an error at the rule's location.

@@ -209,6 +209,38 @@ import Testing
         #expect(!service.decide(request("GET", "/token", .shortLived), identity: nil, stepStarted: now, now: now).allowed)
     }
 
+    /// The README's service examples (cosign, Vault, npm) load, bind to the catalog and decide as they say.
+    @Test func theReadmeExamplesDecideAsDocumented() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        let section = try #require(readme.range(of: "#### Examples").flatMap { start in
+            readme.range(of: "### Workload identity", range: start.upperBound..<readme.endIndex).map { readme[start.upperBound..<$0.lowerBound] } })
+        let blocks = section.components(separatedBy: "```yaml\n").dropFirst().map { $0.components(separatedBy: "```")[0] }
+        try #require(blocks.count == 3)
+        var services: [String: BoundService] = [:]
+        for block in blocks {
+            for service in try ServiceCatalog.builtIn.bind(try Egress.policy("version: 1\n" + block).services) { services[service.definition.name] = service }
+        }
+        let now = Date()
+        func allowed(_ name: String, _ method: String, _ path: String, _ cls: CredentialClass, ref: String = "refs/tags/v1.0.0",
+                     query: [(String, String)] = [], started: Date = now) -> Bool {
+            let identity = JobIdentity(issuer: "i", subject: "s", claims: ["ref": .string(ref), "repository": .string("acme/app")])
+            return services[name]!.decide(request(method, path, cls, query: query), identity: identity, stepStarted: started, now: now).allowed
+        }
+        #expect(allowed("github-oidc-token", "GET", "/token", .shortLived, query: [("audience", "sigstore")]))
+        #expect(allowed("sigstore-fulcio", "POST", "/api/v2/signingCert", .workload))
+        #expect(!allowed("sigstore-fulcio", "POST", "/api/v2/signingCert", .workload, ref: "refs/heads/main"))
+        #expect(!allowed("sigstore-fulcio", "POST", "/api/v2/signingCert", .workload, started: now.addingTimeInterval(-301)))
+        #expect(allowed("sigstore-rekor", "POST", "/api/v1/log/entries", .none))
+        #expect(allowed("hashicorp-vault", "POST", "/v1/auth/jwt/login", .workload))
+        #expect(allowed("hashicorp-vault", "GET", "/v1/secret/data/ci/deploy", .longLived))
+        #expect(!allowed("hashicorp-vault", "GET", "/v1/secret/data/prod/db", .longLived))
+        #expect(allowed("npm-publish", "POST", "/-/npm/v1/oidc/token/exchange/package/@acme%2fpkg", .workload))
+        #expect(allowed("npm-publish", "PUT", "/@acme%2fpkg", .shortLived))
+        #expect(!allowed("npm-publish", "PUT", "/@acme%2fpkg", .longLived))
+        #expect(!allowed("npm-publish", "PUT", "/@other%2fpkg", .shortLived))
+    }
+
     @Test func aServiceWithoutAllowDeniesEverything() throws {
         let service = try bound("  - service: aws-kms\n")
         #expect(!service.decide(request("POST", "/", .workload), identity: nil, stepStarted: Date(), now: Date()).allowed)

@@ -1,0 +1,143 @@
+import Foundation
+import StepGuardEgress
+import StepGuardTestSupport
+import Testing
+
+/// Trusted publishing (npm, PyPI): the job's workload token is exchanged for a publish token whose
+/// prefix (`npm_`, `pypi-`) looks long-lived. A token stepguard saw minted by an allowed exchange
+/// of the same service in this run is short-lived; any other such token stays long-lived.
+@Suite(.serialized) struct MintedCredentialTests {
+    static let npmToken = "npm_q7Wm2Rk9Xv4Lp8Tz3Nc6Hb1Jd5Fg0Ys7Ue2A"
+    static let otherNpmToken = "npm_H3kP9sL2vX7qN4mR8tZ1wC6yB5nD0fG2jK9a"
+    static let pypiToken = "pypi-AgEIcHlwaS5vcmc" + String(repeating: "Zm9vYmFy", count: 8)
+
+    @Test func theCatalogNamesTheExchangesThatMint() throws {
+        let npm = try #require(ServiceCatalog.builtIn.services["npm-publish"])
+        #expect(npm.mint(method: "POST", path: "/-/npm/v1/oidc/token/exchange/package/@acme%2fpkg")?.field == "token")
+        #expect(npm.mint(method: "PUT", path: "/-/npm/v1/oidc/token/exchange/package/x") == nil)
+        #expect(npm.mint(method: "PUT", path: "/@acme%2fpkg") == nil)
+        let pypi = try #require(ServiceCatalog.builtIn.services["pypi-upload"])
+        #expect(pypi.mint(method: "POST", path: "/_/oidc/mint-token")?.field == "token")
+        #expect(pypi.hosts.contains { $0.matches("pypi.org") }, "trusted publishing mints at pypi.org")
+        #expect(throws: EgressError.self) {
+            try ServiceCatalog.parse(yaml: "name: x\nhosts: [x.example]\nmints:\n  - { paths: [\"/mint\"] }\n", file: "x.yaml")
+        }
+    }
+
+    @Test func aMintedTokenIsShortLivedOnlyForItsServiceAndItsLifetime() {
+        let minted = MintedCredentials(lifetime: 60)
+        let now = Date()
+        minted.remember(Self.npmToken, service: "npm-publish", now: now)
+        var inspector = BuiltInCredentialInspector(verifier: nil, identity: nil)
+        inspector.minted = minted
+        func finding(_ service: String, at time: Date) -> CredentialFinding {
+            inspector.inspect(InspectedRequest(method: "PUT", target: "/pkg", headers: [("Authorization", "Bearer \(Self.npmToken)")], service: service), now: time)
+        }
+        let fresh = finding("npm-publish", at: now.addingTimeInterval(30))
+        #expect(fresh.credentialClass == .shortLived && fresh.kind == "token minted in this run")
+        #expect(!fresh.redacted.contains(Self.npmToken))
+        #expect(finding("container-registry-push", at: now).kind == "npm access token", "minted for another service")
+        #expect(finding("npm-publish", at: now.addingTimeInterval(61)).credentialClass == .longLived, "past its lifetime")
+        #expect(!minted.wasMinted(Self.otherNpmToken, by: "npm-publish", now: now))
+    }
+
+    /// A stand-in registry (HTTPS, certificate from a test CA) that answers token exchanges with
+    /// `minted` and everything else with `{"ok": true}`; and a session whose policy names `service`.
+    final class Registry {
+        let directory: TemporaryDirectory
+        let ca: TestCertificateAuthority
+        let server: LocalHTTPServer
+        let issuer = TestIssuer()
+        let log: String
+        let session: EgressSession
+
+        init(names: [String], minted: String, service: String) async throws {
+            directory = try TemporaryDirectory()
+            ca = try TestCertificateAuthority(directory: directory, name: "registry CA")
+            let server = try LocalHTTPServer.start(tls: ca, tlsNames: names) { request in
+                if request.method == "POST", request.uri.contains("/oidc/") {
+                    return .json(#"{"success": true, "token": "\#(minted)", "expires": 900}"#)
+                }
+                return .json(#"{"ok": true}"#)
+            }
+            self.server = server
+            let log = directory.path("audit.jsonl")
+            self.log = log
+            let resolve = names.map { "\"\($0):443\": \"127.0.0.1:\(server.port)\"" }.joined(separator: ", ")
+            let policy = try Egress.policy("""
+            version: 1
+            on_violation: fail
+            egress: { default: deny }
+            services:
+            \(service)
+            network:
+              resolve: { \(resolve) }
+              upstream_ca: \(ca.certificateFile)
+            """)
+            let issuer = self.issuer
+            let identity = issuer.identity(subject: InterceptionTests.job)
+            session = try await EgressSession.start(policy: policy, identity: identity, trail: try Egress.trail(log: log),
+                                                    verifier: issuer.verifier(for: identity), stopStep: {})
+        }
+
+        func serviceEvents() throws -> [[String: Any]] { try Egress.jsonEvents(log).filter { $0["type"] as? String == "service" } }
+
+        deinit {
+            session.stop()
+            server.shutdown()
+            directory.remove()
+        }
+    }
+
+    @Test func npmTrustedPublishingThroughTheProxy() async throws {
+        let registry = try await Registry(names: ["registry.npmjs.org"], minted: Self.npmToken, service: """
+          - service: npm-publish
+            allow:
+              - { methods: [POST], paths: ["/-/npm/v1/oidc/token/exchange/package/*"], credential: workload }
+              - { methods: [PUT], paths: ["/@acme*"], credential: short-lived, window: 10m }
+        """)
+        let (session, server) = (registry.session, registry.server)
+        func put(_ token: String) throws -> String {
+            try Egress.curl(session, ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "--data", "{}",
+                                      "-H", "Authorization: Bearer \(token)", "https://registry.npmjs.org/@acme%2fpkg"]).stdout
+        }
+        #expect(try put(Self.npmToken) == "403", "before the exchange, an npm_ token is long-lived")
+        #expect(try registry.serviceEvents().last?["credential_kind"] as? String == "npm access token")
+        let exchange = try Egress.curl(session, ["-s", "--compressed", "-X", "POST", "-H", "Authorization: Bearer \(registry.issuer.token(subject: InterceptionTests.job))",
+                                                 "https://registry.npmjs.org/-/npm/v1/oidc/token/exchange/package/@acme%2fpkg"])
+        #expect(exchange.stdout.contains(Self.npmToken), "\(exchange.stderr)")
+        #expect(try put(Self.npmToken) == "200", "the token minted by the allowed exchange is short-lived")
+        #expect(try put(Self.otherNpmToken) == "403", "any other npm_ token stays long-lived")
+
+        let exchanges = server.requests.filter { $0.method == "POST" }
+        #expect(exchanges.count == 1 && exchanges[0].header("Accept-Encoding") == "identity", "the minted token must not come compressed")
+        #expect(server.requests.filter { $0.method == "PUT" }.count == 1)
+        let events = try registry.serviceEvents()
+        #expect(events.map { $0["decision"] as? String } == ["deny", "allow", "allow", "deny"])
+        #expect(events[2]["credential_kind"] as? String == "token minted in this run")
+        #expect(!(try String(contentsOfFile: registry.log, encoding: .utf8)).contains(Self.npmToken))
+    }
+
+    @Test func pypiMintsAtPyPIAndTheUploadCarriesTheTokenAsBasicAuth() async throws {
+        let registry = try await Registry(names: ["pypi.org", "upload.pypi.org"], minted: Self.pypiToken, service: """
+          - service: pypi-upload
+            allow:
+              - { methods: [POST], paths: ["/_/oidc/mint-token"], credential: workload }
+              - { methods: [POST], paths: ["/legacy/"], credential: short-lived }
+        """)
+        let session = registry.session
+        func upload() throws -> String {
+            try Egress.curl(session, ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", "__token__:\(Self.pypiToken)",
+                                      "-F", "name=pkg", "https://upload.pypi.org/legacy/"]).stdout
+        }
+        #expect(try upload() == "403")
+        let jwt = registry.issuer.token(subject: InterceptionTests.job)
+        let mint = try Egress.curl(session, ["-s", "-X", "POST", "-H", "Content-Type: application/json", "--data", #"{"token": "\#(jwt)"}"#,
+                                             "https://pypi.org/_/oidc/mint-token"])
+        #expect(mint.stdout.contains(Self.pypiToken), "\(mint.stderr)")
+        #expect(try upload() == "200")
+        let events = try registry.serviceEvents()
+        #expect(events.map { $0["decision"] as? String } == ["deny", "allow", "allow"])
+        #expect(events[2]["credential_kind"] as? String == "basic auth with token minted in this run")
+    }
+}
