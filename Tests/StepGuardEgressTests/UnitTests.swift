@@ -38,6 +38,30 @@ import Testing
     }
 }
 
+/// A name the policy denies whatever it resolves to is denied before any lookup: the DNS query
+/// would already carry data out. Checked in the decision engine (a lookup would leave loopback).
+@Suite struct DecisionBeforeResolvingTests {
+    func egress(_ yaml: String) throws -> EgressPolicy { try Egress.policy("version: 1\negress: \(yaml)\n").egress }
+
+    @Test func namesDeniedWhateverTheyResolveToAreNotLookedUp() throws {
+        let denyGlob = try egress("{ default: allow, deny: [\"*.exfil.example\"] }")
+        #expect(denyGlob.decideBeforeResolving(host: "c2ZjcmV0.exfil.example", port: 443)?.rule == "egress.deny: *.exfil.example")
+        #expect(denyGlob.decideBeforeResolving(host: "github.com", port: 443) == nil)
+        let allowList = try egress("{ default: deny, allow: [github.com, \"*.npmjs.org:443\"] }")
+        #expect(allowList.decideBeforeResolving(host: "c2ZjcmV0.attacker.example", port: 443)?.rule == "egress.default: deny")
+        #expect(allowList.decideBeforeResolving(host: "registry.npmjs.org", port: 80)?.rule == "egress.default: deny")
+        #expect(allowList.decideBeforeResolving(host: "registry.npmjs.org", port: 443) == nil, "allowed by name: its addresses are checked next")
+        #expect(try egress("{ default: allow }").decideBeforeResolving(host: "metadata.google.internal", port: 80)?.rule == "built-in: cloud metadata endpoint")
+    }
+
+    @Test func namesWhoseAddressesDecideAreLookedUp() throws {
+        #expect(try egress("{ default: deny, allow: [10.0.0.0/8] }").decideBeforeResolving(host: "build-cache.internal", port: 443) == nil)
+        #expect(try egress("{ default: deny, allow: [\"10.1.2.3:8080\"] }").decideBeforeResolving(host: "build-cache.internal", port: 443)?.allowed == false)
+        #expect(try egress("{ default: deny, allow: [\"10.1.2.3:8080\"] }").decideBeforeResolving(host: "build-cache.internal", port: 8080) == nil)
+        #expect(try egress("{ default: allow, deny: [10.0.0.0/8] }").decideBeforeResolving(host: "build-cache.internal", port: 443) == nil)
+    }
+}
+
 /// The metadata-endpoint rule is checked in the decision engine, never on the wire.
 @Suite struct MetadataDecisionTests {
     @Test(arguments: ["169.254.169.254", "2852039166", "0xa9fea9fe", "0251.0376.0251.0376", "[::ffff:169.254.169.254]", "fd00:ec2::254", "metadata.google.internal", "METADATA.google.internal."])

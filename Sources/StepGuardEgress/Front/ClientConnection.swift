@@ -257,6 +257,9 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         } catch {
             return reject(.badGateway, decision: "error", rule: "upstream", reason: "\(error)")
         }
+        if let denial = state.denyBeforeResolving(host: host, port: port, method: method, path: path) {
+            return reject(denial.status, decision: denial.decision, rule: denial.rule, reason: denial.reason)
+        }
         // A name to look up: resolved each time, on the resolver threads (no cache, no rebinding gap).
         let loop = self.loop
         state.resolverPool.submit { [self] _ in

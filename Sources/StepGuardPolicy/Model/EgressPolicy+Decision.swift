@@ -15,6 +15,22 @@ extension EgressPolicy {
         EgressRule(target: .host(try! HostPattern("metadata.google.internal")), port: nil),
     ]
 
+    /// The decision for the name `host` before it is looked up, when the name alone settles it: a
+    /// `deny` rule or the metadata rule names it, or nothing could allow it (`default: deny`, no
+    /// `allow` rule names it, and none is an address rule its addresses might fall in). Nil when
+    /// the addresses matter. A name denied here need not be resolved at all — and must not be: the
+    /// DNS query for it would already carry data out.
+    public func decideBeforeResolving(host: String, port: UInt16) -> EgressVerdict? {
+        let verdict = decide(host: host, port: port, addresses: [])
+        if verdict.allowed { return nil }  // allowed by name; its addresses may still be denied
+        let addressRuleMayAllow = allow.contains { rule in
+            if case .network = rule.target { return rule.port == nil || rule.port == port }
+            return false
+        }
+        if verdict.rule == "egress.default: deny", addressRuleMayAllow { return nil }
+        return verdict
+    }
+
     /// Decides a connection to `host` (as the client asked for it) at `port`, to be made to
     /// `addresses` (what the name resolved to; every one is checked).
     ///
