@@ -632,13 +632,13 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    /// Answers the current request with an error or deny response (JSON body naming the rule and reason).
     /// The destination could not be routed: denied by name before resolving, or not resolvable.
     private func routeFailed(_ context: ChannelHandlerContext, _ error: Error) {
         let failure = error as? ProxyFailure ?? ProxyFailure(status: .badGateway, reason: "\(error)")
         reject(context, failure.status, decision: failure.decision, rule: failure.rule, reason: failure.reason)
     }
 
+    /// Answers the current request with an error or deny response (JSON body naming the rule and reason).
     func reject(_ context: ChannelHandlerContext, _ status: ProxyFailure.HTTPResponseStatusCode, decision: String, rule: String, reason: String) {
         guard !responseStarted, phase != .closed else { context.close(promise: nil); return }
         responseStarted = true

@@ -172,10 +172,9 @@ final class ProxyState: Sendable {
     /// name must be resolved to decide, and in audit mode, where the request goes ahead.
     func denyBeforeResolving(host: HostName.Normalised, port: UInt16, method: String, path: String) -> ProxyFailure? {
         guard !auditOnly, case .name = host, let verdict = egress.decideBeforeResolving(host: host.text, port: port) else { return nil }
-        let service = service(for: host)
-        if service != nil, verdict.rule == "egress.default: deny" { return nil }  // a named service is allowed (decideConnection)
+        if serviceAllowedDespite(verdict, host: host) != nil { return nil }
         _ = record(.egress, allowed: false, rule: verdict.rule, reason: verdict.reason,
-                   subject: Self.subject(host: host, port: port, addresses: [], method: method, path: path, service: service))
+                   subject: Self.subject(host: host, port: port, addresses: [], method: method, path: path, service: service(for: host)))
         return ProxyFailure(status: .forbidden, reason: verdict.reason, decision: "deny", rule: verdict.rule)
     }
 
@@ -223,9 +222,16 @@ final class ProxyState: Sendable {
 
     /// The egress decision for a connection; a host named in `services:` is allowed unless a deny
     /// rule (or the metadata rule) names it.
+    /// The service named in `services:` that allows `host` although `egress` denies it by default
+    /// (a named service needs no `egress.allow` entry); nil when the verdict stands.
+    private func serviceAllowedDespite(_ verdict: EgressVerdict, host: HostName.Normalised) -> BoundService? {
+        guard !verdict.allowed, verdict.rule == "egress.default: deny" else { return nil }
+        return service(for: host)
+    }
+
     func decideConnection(_ route: Route) -> ConnectionVerdict {
         let verdict = egress.decide(host: route.host.text, port: route.port, addresses: route.addresses)
-        if !verdict.allowed, verdict.rule == "egress.default: deny", let service = service(for: route.host) {
+        if let service = serviceAllowedDespite(verdict, host: route.host) {
             return ConnectionVerdict(allowed: true, rule: "services: \(service.definition.name)",
                                      reason: "\(route.host.text):\(route.port) is the service \(service.definition.name) named in services:; its requests are inspected")
         }
