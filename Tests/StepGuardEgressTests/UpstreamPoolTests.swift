@@ -191,9 +191,11 @@ final class OneRequestPerConnectionServer: Sendable {
             guard n > 0 else { return }
             received += buffer[0..<n]
         }
+        // Counted before the answer is sent: counted after, a test could read the count between the
+        // client getting this answer and the increment.
+        answered.add(1, ordering: .relaxed)
         let response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
         _ = Array(response.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        answered.add(1, ordering: .relaxed)
         if recv(fd, &buffer, buffer.count, 0) > 0 { dropped.add(1, ordering: .relaxed) }
     }
 
