@@ -17,30 +17,35 @@ import Testing
         let issuer = TestIssuer()
         let log: String
 
-        init(names: [String]) throws {
+        /// A server at `host` (loopback) with a certificate for `names`, `localhost`, `127.0.0.1` and `::1`.
+        init(names: [String], host: String = "127.0.0.1") throws {
             directory = try TemporaryDirectory()
             ca = try TestCertificateAuthority(directory: directory, name: "upstream CA")
-            server = try LocalHTTPServer.start(tls: ca, tlsNames: names) { request in
+            server = try LocalHTTPServer.start(host: host, tls: ca, tlsNames: names) { request in
                 .json(#"{"ok":true,"method":"\#(request.method)","path":"\#(request.uri)"}"#)
             }
             log = directory.path("audit.jsonl")
         }
 
-        func session(_ services: String, resolve: [String], onViolation: String = "fail", started: Date = Date(), egress: String = "{ default: deny }",
+        /// A session with `services`, the `resolve` names pointing at the server; `mode: audit` records
+        /// every line as not enforced, and `upstreamCA` replaces the server's CA in `network.upstream_ca`.
+        func session(_ services: String, resolve: [String], mode: String = "enforce", onViolation: String = "fail", started: Date = Date(),
+                     egress: String = "{ default: deny }", upstreamCA: String? = nil,
                      stop: Egress.StopCounter = Egress.StopCounter()) async throws -> EgressSession {
-            let resolveYAML = resolve.map { "\"\($0)\": \"127.0.0.1:\(server.port)\"" }.joined(separator: ", ")
+            let resolveYAML = resolve.map { "\"\($0)\": \"\(server.host):\(server.port)\"" }.joined(separator: ", ")
             let policy = try Egress.policy("""
             version: 1
+            mode: \(mode)
             on_violation: \(onViolation)
             egress: \(egress)
             services:
             \(services)
             network:
               resolve: { \(resolveYAML) }
-              upstream_ca: \(ca.certificateFile)
+              upstream_ca: \(upstreamCA ?? ca.certificateFile)
             """)
             let identity = issuer.identity(subject: InterceptionTests.job, claims: ["repository": .string("acme/app"), "ref": .string("refs/tags/v1.0.0")])
-            return try await EgressSession.start(policy: policy, identity: identity, trail: try Egress.trail(log: log),
+            return try await EgressSession.start(policy: policy, identity: identity, trail: try Egress.trail(log: log, auditOnly: mode == "audit"),
                                                  verifier: issuer.verifier(for: identity, pinned: ["repository"]),
                                                  stepStarted: started, stopStep: stop.closure)
         }
@@ -56,7 +61,8 @@ import Testing
         allow: { methods: [POST], paths: ["/api/v2/signingCert"], claims: { repository: acme/app }, credential: workload, window: 5m }
     """
 
-    func post(_ session: EgressSession, _ authorization: String?, url: String = "https://fulcio.sigstore.dev/api/v2/signingCert", extra: [String] = []) throws -> ProgramResult {
+    /// POSTs `{}` with `authorization` through the session's proxy (curl -i).
+    static func post(_ session: EgressSession, _ authorization: String?, url: String = "https://fulcio.sigstore.dev/api/v2/signingCert", extra: [String] = []) throws -> ProgramResult {
         var arguments = ["-i", "-X", "POST", "-H", "Content-Type: application/json", "--data", "{}"] + extra
         if let authorization { arguments += ["-H", "Authorization: \(authorization)"] }
         return try Egress.curl(session, arguments + [url])
@@ -67,22 +73,22 @@ import Testing
         let session = try await stand.session(Self.fulcio, resolve: ["fulcio.sigstore.dev:443"])
         defer { session.stop() }
 
-        let workload = try post(session, "Bearer \(stand.issuer.token(subject: Self.job, claims: ["repository": "acme/app"]))")
+        let workload = try Self.post(session, "Bearer \(stand.issuer.token(subject: Self.job, claims: ["repository": "acme/app"]))")
         #expect(workload.stdout.hasPrefix("HTTP/1.1 200"), "\(workload.stdout) \(workload.stderr)")
         #expect(workload.stdout.contains(#""path":"/api/v2/signingCert""#))
         #expect(stand.server.requests.first?.header("authorization")?.hasPrefix("Bearer ") == true)
 
-        let otherSub = try post(session, "Bearer \(stand.issuer.token(subject: "repo:evil/fork:ref:refs/heads/main", claims: ["repository": "acme/app"]))")
+        let otherSub = try Self.post(session, "Bearer \(stand.issuer.token(subject: "repo:evil/fork:ref:refs/heads/main", claims: ["repository": "acme/app"]))")
         #expect(otherSub.stdout.hasPrefix("HTTP/1.1 403"))
         #expect(otherSub.stdout.contains("another identity"))
 
-        let pat = try post(session, "Bearer ghp_0123456789abcdefghijklmnopqrstuvwxyzAB")
+        let pat = try Self.post(session, "Bearer ghp_0123456789abcdefghijklmnopqrstuvwxyzAB")
         #expect(pat.stdout.hasPrefix("HTTP/1.1 403"))
         #expect(!pat.stdout.contains("ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"))
-        let akia = try post(session, "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=0")
+        let akia = try Self.post(session, "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=0")
         #expect(akia.stdout.hasPrefix("HTTP/1.1 403"))
         #expect(akia.stdout.contains("AKIA"))
-        let none = try post(session, nil)
+        let none = try Self.post(session, nil)
         #expect(none.stdout.hasPrefix("HTTP/1.1 403"))
         #expect(stand.server.requests.count == 1)
 
@@ -104,7 +110,7 @@ import Testing
         // Six client connections (six curl runs): their requests share at most one upstream TLS
         // connection per event loop, and each one is decided on its own credential.
         for index in 0..<6 {
-            let response = try post(session, index == 3 ? "Bearer ghp_0123456789abcdefghijklmnopqrstuvwxyzAB" : "Bearer \(token)")
+            let response = try Self.post(session, index == 3 ? "Bearer ghp_0123456789abcdefghijklmnopqrstuvwxyzAB" : "Bearer \(token)")
             #expect(response.stdout.hasPrefix(index == 3 ? "HTTP/1.1 403" : "HTTP/1.1 200"), "\(index): \(response.stdout) \(response.stderr)")
         }
         #expect(stand.server.requests.count == 5)
@@ -117,7 +123,7 @@ import Testing
         let stand = try Stand(names: ["fulcio.sigstore.dev"])
         let session = try await stand.session(Self.fulcio, resolve: ["fulcio.sigstore.dev:443"], started: Date().addingTimeInterval(-301))
         defer { session.stop() }
-        let late = try post(session, "Bearer \(stand.issuer.token(subject: Self.job, claims: ["repository": "acme/app"]))")
+        let late = try Self.post(session, "Bearer \(stand.issuer.token(subject: Self.job, claims: ["repository": "acme/app"]))")
         #expect(late.stdout.hasPrefix("HTTP/1.1 403"))
         #expect(late.stdout.contains("window"))
         #expect(stand.server.requests.isEmpty)
@@ -128,7 +134,7 @@ import Testing
         let session = try await stand.session(Self.fulcio, resolve: ["fulcio.sigstore.dev:443"])
         defer { session.stop() }
         let token = stand.issuer.token(subject: Self.job, claims: ["repository": "acme/app"])
-        let mismatch = try post(session, "Bearer \(token)", extra: ["-H", "Host: rekor.sigstore.dev"])
+        let mismatch = try Self.post(session, "Bearer \(token)", extra: ["-H", "Host: rekor.sigstore.dev"])
         #expect(mismatch.stdout.hasPrefix("HTTP/1.1 403"), "\(mismatch.stdout)")
         #expect(mismatch.stdout.contains("differs from the CONNECT target"))
 
@@ -290,7 +296,7 @@ import Testing
         let stop = Egress.StopCounter()
         let session = try await stand.session(Self.fulcio, resolve: ["fulcio.sigstore.dev:443"], onViolation: "kill", stop: stop)
         defer { session.stop() }
-        _ = try post(session, "Bearer ghp_0123456789abcdefghijklmnopqrstuvwxyzAB")
+        _ = try Self.post(session, "Bearer ghp_0123456789abcdefghijklmnopqrstuvwxyzAB")
         #expect(stop.value == 1)
     }
 
