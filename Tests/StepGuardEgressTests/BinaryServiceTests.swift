@@ -43,11 +43,6 @@ import Testing
         "python3 - <<'PY'\n\(rawProxyClient)\(body)\nPY\n"
     }
 
-    /// The audit log of the last ``RunEgressTests/run(_:_:directory:timeout:)`` in `directory`, as text.
-    static func auditText(_ directory: TemporaryDirectory) throws -> String {
-        try directory.read("audit.jsonl")
-    }
-
     // MARK: AWS STS
 
     static let longLivedKey = "AKIAIOSFODNN7EXAMPLE"
@@ -88,7 +83,7 @@ import Testing
         #expect(services.map { $0["decision"] as? String } == ["allow", "deny"])
         #expect(services.map { $0["credential"] as? String } == ["short-lived", "long-lived"])
         #expect(services.allSatisfy { $0["host"] as? String == "sts.amazonaws.com" && $0["service"] as? String == "aws-sts" })
-        let log = try Self.auditText(directory)
+        let log = try directory.read("audit.jsonl")
         for secret in [Self.longLivedKey, Self.temporaryKey, Self.secretKey, Self.sessionToken] {
             #expect(!log.contains(secret) && !result.stderr.contains(secret), "\(secret) is written in full")
         }
@@ -154,7 +149,7 @@ import Testing
         let services = events.filter { $0["type"] as? String == "service" }
         #expect(services.map { $0["decision"] as? String } == ["allow", "deny", "allow", "deny"])
         #expect(services.map { $0["path"] as? String } == ["/v1/auth/jwt/login", "/v1/auth/jwt/login", "/v1/secret/data/ci/app", "/v1/secret/data/prod/db"])
-        let log = try Self.auditText(directory)
+        let log = try directory.read("audit.jsonl")
         for token in [sameJob, otherJob, "hvs.CAESIJustATestToken"] { #expect(!log.contains(token) && !result.stderr.contains(token)) }
     }
 
@@ -229,6 +224,7 @@ import Testing
         #expect(fulcio.requests.count == 1)
         let denials = events.filter { $0["decision"] as? String == "deny" }
         #expect(denials.count == 2, "\(denials)")
+        #expect(denials.first?["rule"] as? String == "built-in: Host must equal the CONNECT target")
         #expect((denials.first?["reason"] as? String)?.contains("differs from the CONNECT target") == true)
         #expect(denials.last?["rule"] as? String == "built-in: SNI must equal the CONNECT host")
         #expect(denials.last?["sni"] as? String == "evil.example")

@@ -67,8 +67,8 @@ import Testing
         }
     }
 
-    /// Stops the server. SIGKILL: under `swift test` the server starts with SIGTERM ignored (the runner's
-    /// disposition is inherited), so a SIGTERM would only make `wait` run into its timeout.
+    /// Stops the server. SIGKILL: `ProgramRun` children inherit the signal mask of the Dispatch thread
+    /// that spawns them, with SIGTERM blocked, so a SIGTERM would only make `wait` run into its timeout.
     static func stop(_ server: ProgramRun) {
         server.send(SIGKILL)
         _ = try? server.wait(timeout: 10)
