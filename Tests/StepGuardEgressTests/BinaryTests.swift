@@ -6,7 +6,9 @@ import Testing
 @Suite(.serialized) struct RunEgressTests {
     static let echo: LocalHTTPServer.Handler = { request in ServerResponse(status: 200, body: "hello \(request.uri)") }
 
-    func run(_ policy: String, _ script: String, directory: TemporaryDirectory, timeout: TimeInterval = 60) throws -> (ProgramResult, [[String: Any]]) {
+    /// Runs `/bin/sh -c script` under the built `stepguard run` with `policy` (written to `directory`);
+    /// returns the result and the audit log's events. Shared by the binary tests of other suites.
+    static func run(_ policy: String, _ script: String, directory: TemporaryDirectory, timeout: TimeInterval = 60) throws -> (ProgramResult, [[String: Any]]) {
         let file = try directory.write("policy.yaml", policy)
         let log = directory.path("audit.jsonl")
         try? FileManager.default.removeItem(atPath: log)
@@ -21,12 +23,12 @@ import Testing
         let server = try LocalHTTPServer.start(handler: Self.echo)
         defer { server.shutdown() }
         let policy = "version: 1\non_violation: kill\negress:\n  default: deny\n  allow: [\"127.0.0.1:\(server.port)\"]\n"
-        let (allowed, _) = try run(policy, "curl -sS http://127.0.0.1:\(server.port)/ok", directory: directory)
+        let (allowed, _) = try Self.run(policy, "curl -sS http://127.0.0.1:\(server.port)/ok", directory: directory)
         #expect(allowed.status == 0, "\(allowed.stderr)")
         #expect(allowed.stdout == "hello /ok")
 
         let started = Date()
-        let (killed, events) = try run(policy, "curl -s http://127.0.0.3:\(server.port)/x; sleep 30; echo never", directory: directory)
+        let (killed, events) = try Self.run(policy, "curl -s http://127.0.0.3:\(server.port)/x; sleep 30; echo never", directory: directory)
         #expect(killed.status == 77)
         #expect(Date().timeIntervalSince(started) < 20)
         #expect(!killed.stdout.contains("never"))
@@ -39,7 +41,7 @@ import Testing
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let policy = "version: 1\non_violation: fail\negress:\n  default: allow\n  deny: [127.0.0.3]\n"
-        let (result, _) = try run(policy, "curl -s -o /dev/null -w '%{http_code}\\n' http://127.0.0.3:9/; echo continued", directory: directory)
+        let (result, _) = try Self.run(policy, "curl -s -o /dev/null -w '%{http_code}\\n' http://127.0.0.3:9/; echo continued", directory: directory)
         #expect(result.status == 77)
         #expect(result.stdout == "403\ncontinued\n")
     }
@@ -61,7 +63,7 @@ import Testing
                 print(host, error.code, error.headers.get("X-StepGuard-Decision"))
         PY
         """
-        let (result, events) = try run(policy, script, directory: directory)
+        let (result, events) = try Self.run(policy, script, directory: directory)
         #expect(result.stdout == "2130706435 403 deny\n0x7f000003 403 deny\n0177.0.0.3 403 deny\n[::ffff:127.0.0.3] 403 deny\n", "\(result.stderr)")
         #expect(result.status == 77)
         #expect(server.requests.isEmpty)
@@ -93,7 +95,7 @@ import Testing
         sleep 4
         \(post) 'Authorization: Bearer \(jwt)'
         """
-        let (result, events) = try run(policy, script, directory: directory)
+        let (result, events) = try Self.run(policy, script, directory: directory)
         #expect(result.stdout == "200\n403\n403\n", "\(result.stderr)")
         #expect(result.status == 77)
         let services = events.filter { $0["type"] as? String == "service" }
@@ -106,7 +108,7 @@ import Testing
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let marker = directory.path("ran")
-        let (result, _) = try run("version: 1\nservices:\n  - service: sigstore-fulcoi\n", "touch \(marker)", directory: directory)
+        let (result, _) = try Self.run("version: 1\nservices:\n  - service: sigstore-fulcoi\n", "touch \(marker)", directory: directory)
         #expect(result.status == 78)
         #expect(result.stderr.contains("policy.yaml:3:14: error: unknown service 'sigstore-fulcoi'"))
         #expect(!FileManager.default.fileExists(atPath: marker))
@@ -115,7 +117,7 @@ import Testing
     @Test func stepEnvironmentHasProxyAndTrustBundle() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let (result, _) = try run("version: 1\n", "env | grep -iE '^(https?|all|no)_proxy=|CA_BUNDLE|SSL_CERT_FILE|NODE_EXTRA|GIT_SSL' | sort; stat -c %a \"$(dirname \"$SSL_CERT_FILE\")\"; echo \"$SSL_CERT_FILE\" > \(directory.path("bundle"))", directory: directory)
+        let (result, _) = try Self.run("version: 1\n", "env | grep -iE '^(https?|all|no)_proxy=|CA_BUNDLE|SSL_CERT_FILE|NODE_EXTRA|GIT_SSL' | sort; stat -c %a \"$(dirname \"$SSL_CERT_FILE\")\"; echo \"$SSL_CERT_FILE\" > \(directory.path("bundle"))", directory: directory)
         #expect(result.status == 0)
         let lines = result.stdout.split(separator: "\n").map(String.init)
         for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
