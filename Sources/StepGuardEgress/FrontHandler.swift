@@ -506,9 +506,12 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             .flatMapThrowing { [self] channel in
                 let sync = channel.pipeline.syncOperations
                 if tls {
-                    let hostname: String? = if case .name(let name) = route.host { name } else { nil }
                     guard let upstreamTLS = state.upstreamTLS else { throw ChannelError.inappropriateOperationForState }
-                    try sync.addHandler(NIOSSLClientHandler(context: upstreamTLS, serverHostname: hostname))
+                    if case .name(let name) = route.host {
+                        try sync.addHandler(UpstreamIdentity.clientHandler(context: upstreamTLS, host: name))
+                    } else {
+                        try sync.addHandler(NIOSSLClientHandler(context: upstreamTLS, serverHostname: nil))
+                    }
                 }
                 try sync.addHandler(IdleStateHandler(allTimeout: state.limits.responseIdleTimeout), position: .first)
                 try sync.addHTTPClientHandlers()
