@@ -19,6 +19,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -151,6 +152,42 @@ static void isolate_child(const sg_spawn_options *options, int report, int chann
     }
 }
 
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/// Marks descriptors first...last close-on-exec; returns 0 or errno. close_range(2) does it in one
+/// call (Linux 5.11+); older kernels get a loop up to the descriptor limit.
+static int close_on_exec_range(unsigned first, unsigned last) {
+    if (syscall(SYS_close_range, first, last, CLOSE_RANGE_CLOEXEC) == 0) return 0;
+    if (errno != ENOSYS && errno != EINVAL) return errno;
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return errno;
+    unsigned end = limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur > (1U << 20) ? (1U << 20) : (unsigned)limit.rlim_cur;
+    for (unsigned fd = first; fd <= last && fd < end; fd++) {
+        int flags = fcntl((int)fd, F_GETFD);
+        if (flags >= 0 && !(flags & FD_CLOEXEC) && fcntl((int)fd, F_SETFD, flags | FD_CLOEXEC) != 0) return errno;
+    }
+    return 0;
+}
+
+/// Leaves the step stdin, stdout, stderr and the descriptors it was asked to keep: everything else
+/// (stepguard's own event-loop descriptors, sockets its parent left open) is closed on exec. A kept
+/// descriptor must be open; it loses close-on-exec if it had it.
+static int limit_inherited_descriptors(const int *keep, int count) {
+    unsigned next = 3;
+    for (int i = 0; i < count; i++) {
+        unsigned fd = (unsigned)keep[i];
+        if (fd < next) continue;
+        int error = fd > next ? close_on_exec_range(next, fd - 1) : 0;
+        if (error) return error;
+        int flags = fcntl((int)fd, F_GETFD);
+        if (flags < 0 || fcntl((int)fd, F_SETFD, flags & ~FD_CLOEXEC) != 0) return errno;
+        next = fd + 1;
+    }
+    return close_on_exec_range(next, ~0U);
+}
+
 /// What the cloned child needs; lives on the parent's stack, which is untouched until the child execs.
 typedef struct {
     const char *path;
@@ -194,6 +231,8 @@ static int child_main(void *raw) {
         struct rlimit limit = { (rlim_t)options->max_processes, (rlim_t)options->max_processes };
         if (setrlimit(RLIMIT_NPROC, &limit) != 0) child_fail(report, SG_STAGE_LIMITS, errno, -1);
     }
+    int descriptor_error = limit_inherited_descriptors(options->keep_fds, options->keep_fd_count);
+    if (descriptor_error) child_fail(report, SG_STAGE_DESCRIPTORS, descriptor_error, -1);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);

@@ -35,11 +35,17 @@ public struct SpawnOptions: Sendable, Equatable {
     /// The most processes (and threads) the step and its descendants may have at once: a pids
     /// cgroup when one can be made, else RLIMIT_NPROC (see ``ProcessLimit``).
     public var maxProcesses: Int?
+    /// Open descriptors above stderr the step inherits (`--keep-fd`). Every other descriptor is
+    /// closed when the step starts: none of stepguard's own, and no socket its parent left open
+    /// that would lead out around the proxy.
+    public var keptDescriptors: [Int32]
 
-    public init(isolation: IsolationRequest? = nil, fallBackWithoutIsolation: Bool = false, maxProcesses: Int? = nil) {
+    public init(isolation: IsolationRequest? = nil, fallBackWithoutIsolation: Bool = false, maxProcesses: Int? = nil,
+                keptDescriptors: [Int32] = []) {
         self.isolation = isolation
         self.fallBackWithoutIsolation = fallBackWithoutIsolation
         self.maxProcesses = maxProcesses
+        self.keptDescriptors = keptDescriptors
     }
 }
 
@@ -98,6 +104,8 @@ extension SandboxError {
             return .isolationUnavailable("hiding '\(path ?? "?")' failed: \(reason)")
         case SG_STAGE_LIMITS:
             return .limitUnavailable("applying limits.processes to the step failed: \(reason)")
+        case SG_STAGE_DESCRIPTORS:
+            return .spawnFailed("closing the descriptors the step must not inherit", errno: code)
         case SG_STAGE_EXEC:
             if code == ENOENT { return .commandNotFound(path ?? "", searched: nil) }
             if code == EACCES { return .notExecutable(path ?? "") }

@@ -5,7 +5,8 @@ import Synchronization
 
 /// Runs one build step and supervises it until it and every descendant are gone.
 ///
-/// The step runs in its own process group with stdin, stdout and stderr inherited. SIGINT, SIGTERM,
+/// The step runs in its own process group with stdin, stdout and stderr inherited, and no other
+/// descriptor unless ``SpawnOptions/keptDescriptors`` names it. SIGINT, SIGTERM,
 /// SIGHUP and SIGQUIT sent to stepguard are forwarded to the step's group. stepguard is a child
 /// subreaper, so descendants that outlive their parents are re-parented to it and reaped; when the
 /// step's main process ends, what is left of its process tree gets SIGTERM, then SIGKILL after
@@ -88,16 +89,23 @@ public final class StepSupervisor: Sendable {
         let envp = CStringArray(command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
         let directories = CStringArray(plan.directories)
         let files = CStringArray(plan.files)
+        let kept = Set(options.keptDescriptors.filter { $0 > STDERR_FILENO }).sorted()
+        for fd in kept where fcntl(fd, F_GETFD) < 0 {
+            throw SandboxError.spawnFailed("keeping descriptor \(fd) for the step (it is not open)", errno: errno)
+        }
         let result = emptyFile.withOptionalCString { emptyPath in
             directories.withPointers { hideDirectories in
                 files.withPointers { hideFiles in
-                    var spawnOptions = sg_spawn_options(
-                        take_terminal: takeTerminal ? 1 : 0, isolate: options.isolation == nil ? 0 : 1,
-                        proxy_port: options.isolation?.proxyPort ?? 0,
-                        hide_directories: hideDirectories, hide_files: hideFiles, empty_file: emptyPath,
-                        max_processes: limit?.rlimitMaximum ?? 0, cgroup_procs: limit?.cgroupProcs ?? -1)
-                    return argv.withMutablePointers { args in
-                        envp.withMutablePointers { env in sg_spawn(executable, args, env, &spawnOptions) }
+                    kept.withUnsafeBufferPointer { keep in
+                        var spawnOptions = sg_spawn_options(
+                            take_terminal: takeTerminal ? 1 : 0, isolate: options.isolation == nil ? 0 : 1,
+                            proxy_port: options.isolation?.proxyPort ?? 0,
+                            hide_directories: hideDirectories, hide_files: hideFiles, empty_file: emptyPath,
+                            max_processes: limit?.rlimitMaximum ?? 0, cgroup_procs: limit?.cgroupProcs ?? -1,
+                            keep_fds: keep.baseAddress, keep_fd_count: Int32(keep.count))
+                        return argv.withMutablePointers { args in
+                            envp.withMutablePointers { env in sg_spawn(executable, args, env, &spawnOptions) }
+                        }
                     }
                 }
             }

@@ -22,6 +22,10 @@ typedef struct {
     long max_processes;
     /// An open `cgroup.procs` file the child joins (writes "0" to) before anything else, or -1.
     int cgroup_procs;
+    /// Descriptors above stderr the step keeps (ascending, each > 2). Every other one is closed on
+    /// exec: the step inherits none of stepguard's own, nor anything its parent left open.
+    const int *keep_fds;
+    int keep_fd_count;
 } sg_spawn_options;
 
 /// Where a failed spawn stopped; reported with its errno.
@@ -38,6 +42,7 @@ typedef enum {
     SG_STAGE_HIDE,
     SG_STAGE_NO_NEW_PRIVS,
     SG_STAGE_LIMITS,
+    SG_STAGE_DESCRIPTORS,
     SG_STAGE_EXEC,
 } sg_stage;
 

@@ -15,7 +15,9 @@ struct RunCommand: AsyncParsableCommand {
         discussion: """
         Loads the policy (nothing runs when it is invalid), checks the step's environment, then runs \
         COMMAND in its own process group with stdin, stdout and stderr passed through. SIGINT, SIGTERM, \
-        SIGHUP and SIGQUIT are forwarded to the step; every descendant is reaped when it ends.
+        SIGHUP and SIGQUIT are forwarded to the step; every descendant is reaped when it ends. The \
+        step inherits no other open descriptor (no socket that would lead around the proxy) unless \
+        --keep-fd names it.
 
         Exit status: the step's own (128+N when killed by signal N) when nothing was denied; \
         77 when the policy blocked something; 64 usage error; 78 invalid policy; 69 a required \
@@ -43,6 +45,9 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "Print every decision, not only denials.")
     var verbose = false
 
+    @Option(name: .customLong("keep-fd"), help: ArgumentHelp("Pass this open descriptor (3 or more) to the step, e.g. a make jobserver pipe; repeatable. The step gets no other descriptor beyond stdin, stdout and stderr.", valueName: "n"))
+    var keepFDs: [Int32] = []
+
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The step to run, after '--'.", valueName: "command"))
     var command: [String] = []
 
@@ -53,11 +58,19 @@ struct RunCommand: AsyncParsableCommand {
         if let mode, EnforcementMode(rawValue: mode) == nil {
             throw ValidationError("--mode must be 'enforce' or 'audit', not '\(mode)'")
         }
+        for fd in keepFDs {
+            guard fd > STDERR_FILENO else {
+                throw ValidationError("--keep-fd \(fd): stdin, stdout and stderr are always passed; name descriptors 3 and above")
+            }
+            guard fcntl(fd, F_GETFD) >= 0 else {
+                throw ValidationError("--keep-fd \(fd): descriptor \(fd) is not open; open it where stepguard is started, e.g. `stepguard run --keep-fd \(fd) -- CMD \(fd)<file`")
+            }
+        }
     }
 
     /// The options as read by ArgumentParser.
     var invocation: RunInvocation {
-        RunInvocation(policy: policy, step: step, mode: mode, auditLog: auditLog, verbose: verbose, command: command)
+        RunInvocation(policy: policy, step: step, mode: mode, auditLog: auditLog, verbose: verbose, keepFDs: keepFDs, command: command)
     }
 
     func run() async throws {
@@ -153,7 +166,7 @@ extension RunInvocation {
         }
         defer { egress.stop(processExits: true) }  // stepguard exits right after the step
         let step = StepCommand(arguments: command, environment: stepEnvironment.merging(egress.environment) { _, proxy in proxy })
-        let options = spawnOptions(policy, home: environment["HOME"], proxyPort: UInt16(egress.port))
+        let options = spawnOptions(policy, home: environment["HOME"], proxyPort: UInt16(egress.port), keeping: keepFDs)
         let containment = Containment()
         let termination: StepTermination
         do {
@@ -197,10 +210,11 @@ extension RunInvocation {
 }
 
 /// How `policy` asks for the step to be started.
-func spawnOptions(_ policy: Policy, home: String?, proxyPort: UInt16?) -> SpawnOptions {
+func spawnOptions(_ policy: Policy, home: String?, proxyPort: UInt16?, keeping descriptors: [Int32] = []) -> SpawnOptions {
     let isolation = policy.isolation == .off ? nil
         : IsolationRequest(proxyPort: proxyPort, hiddenPaths: IsolationRequest.expand(policy.filesystem.hide, home: home))
-    return SpawnOptions(isolation: isolation, fallBackWithoutIsolation: policy.isolation == .auto, maxProcesses: policy.limits.processes)
+    return SpawnOptions(isolation: isolation, fallBackWithoutIsolation: policy.isolation == .auto, maxProcesses: policy.limits.processes,
+                        keptDescriptors: descriptors)
 }
 
 /// Records how the step was contained, for the audit log and the verdict line.

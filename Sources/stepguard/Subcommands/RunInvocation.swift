@@ -7,6 +7,8 @@ struct RunInvocation: Equatable {
     var mode: String?
     var auditLog: String?
     var verbose = false
+    /// Descriptors above stderr passed to the step (`--keep-fd`); it gets no others.
+    var keepFDs: [Int32] = []
     var command: [String] = []
 }
 

@@ -1,0 +1,100 @@
+import Foundation
+import StepGuardTestSupport
+import Testing
+
+/// The proxy failing stops the step. When stepguard itself dies (SIGKILL here, as a crash would),
+/// the step dies with it. A job the step left running reaches nothing: the proxy is gone, and the
+/// isolated step has no route around it. The server is on the host's loopback, so nothing leaves the
+/// machine even if this breaks.
+@Suite struct FailClosedTests {
+    /// Reads a FIFO until its writer closes it, polling for events. Throws after `timeout`, because a
+    /// writer that died before opening the FIFO never closes it.
+    static func read(fifo path: String, timeout: TimeInterval) throws -> String {
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
+        guard fd >= 0 else { throw TestSupportError.timedOut("open \(path)", 0) }
+        defer { close(fd) }
+        return try read(openFIFO: fd, path: path, timeout: timeout)
+    }
+
+    static func read(openFIFO fd: Int32, path: String, timeout: TimeInterval) throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        var (received, buffer) = ([UInt8](), [UInt8](repeating: 0, count: 4096))
+        var sawData = false
+        while Date() < deadline {
+            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            _ = poll(&descriptor, 1, 200)
+            let count = Glibc.read(fd, &buffer, buffer.count)
+            if count > 0 { received += buffer[0..<count]; sawData = true; continue }
+            // POLLHUP: a writer came and went. Before any writer, read() returns 0 without it.
+            if count == 0, sawData || descriptor.revents & Int16(POLLHUP) != 0 { return String(decoding: received, as: UTF8.self) }
+        }
+        throw TestSupportError.timedOut("reading \(path)", timeout)
+    }
+
+    /// Gone, or a zombie (killed, not yet reaped by the process that inherited it): it runs nothing.
+    static func isGone(_ pid: pid_t) -> Bool {
+        if processIsGone(pid) { return true }
+        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+        return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+    }
+
+    @Test func whenStepguardDiesTheStepDiesAndWhatItLeftReachesNothing() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let server = try LocalHTTPServer.start { request in ServerResponse(body: "reached \(request.uri)") }
+        defer { server.shutdown() }
+        let policy = try directory.write("policy.yaml", """
+        version: 1
+        isolation: required
+        egress: { default: deny, allow: ["127.0.0.1:\(server.port)"] }
+        """)
+        let (ready, go, result) = (directory.path("ready.fifo"), directory.path("go.fifo"), directory.path("result.fifo"))
+        for fifo in [ready, go, result] { try #require(mkfifo(fifo, 0o600) == 0) }
+        let url = "http://127.0.0.1:\(server.port)"
+        // The step reaches the server through the proxy and leaves a background job waiting for
+        // "go". Then it reports its pid and waits. Once it is released, the job tries again through
+        // the proxy and around it. Its output goes to result.fifo only, so it holds no pipe of the
+        // test's.
+        let script = """
+        curl -s -o /dev/null -w 'before:%{http_code}' \(url)/before > \(directory.path("before"))
+        ( exec </dev/null >/dev/null 2>&1
+          read _ < \(go)
+          { curl -s -o /dev/null -m 5 -w 'proxy:%{http_code}' \(url)/after-proxy; echo " exit:$?"
+            curl -s -o /dev/null -m 5 --noproxy '*' -w 'direct:%{http_code}' \(url)/after-direct; echo " exit:$?"
+          } > \(result)
+        ) &
+        echo $$ > \(ready)
+        wait
+        """
+        let run = try ProgramRun.start(StepGuardBinary.path, ["run", "--policy", policy, "--", "/bin/sh", "-c", script])
+        let reported: String
+        do { reported = try Self.read(fifo: ready, timeout: 30) } catch {
+            run.send(SIGKILL)
+            let output = try run.wait(timeout: 10)
+            Issue.record("the step never reported: \(error); stepguard exited \(output.status): \(output.stderr)")
+            return
+        }
+        let stepPID = try #require(pid_t(reported.trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(try directory.read("before") == "before:200")
+
+        // Open for reading before the job can open it for writing (a FIFO's writer waits for a reader).
+        let resultReader = open(result, O_RDONLY | O_NONBLOCK)
+        try #require(resultReader >= 0)
+        defer { close(resultReader) }
+
+        run.send(SIGKILL)
+        let killed = try run.wait(timeout: 10)
+        #expect(killed.status == 128 + SIGKILL)
+        #expect(Self.isGone(stepPID), "the step outlived stepguard")
+
+        // O_RDWR never blocks on a FIFO (Linux); the line waits in the pipe until the job reads it.
+        let release = open(go, O_RDWR)
+        try #require(release >= 0)
+        defer { close(release) }
+        #expect(write(release, "go\n", 3) == 3)
+        let lines = try Self.read(openFIFO: resultReader, path: result, timeout: 30).split(separator: "\n")
+        #expect(lines.count == 2 && lines.first?.hasPrefix("proxy:") == true && lines.last?.hasPrefix("direct:") == true, "\(lines)")
+        #expect(lines.allSatisfy { $0.contains(":000 exit:") && !$0.hasSuffix("exit:0") }, "\(lines)")
+        #expect(server.requests.map(\.uri) == ["/before"])
+    }
+}
