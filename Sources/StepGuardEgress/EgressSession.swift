@@ -280,9 +280,7 @@ public final class EgressSession: Sendable {
                     try sync.addHandler(ConnectionCounter(state: state))
                     switch handOver {
                     case .proxy:
-                        try sync.configureHTTPServerPipeline(position: .last, withPipeliningAssistance: true, withServerUpgrade: nil,
-                                                             withErrorHandling: true, withOutboundHeaderValidation: true,
-                                                             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: state.decoderLimits)
+                        try sync.addProxyServerHandlers(limits: state.decoderLimits)
                         try sync.addHandler(FrontHandler(state: state, mode: .proxy, loop: loop))
                     case .intercept(let route, let service, let name):
                         try FrontHandler.addInterceptHandlers(sync, name: name, route: route, service: service, state: state, loop: loop)

@@ -704,7 +704,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         Self.removeRequestBodyTimeout(sync)
         sync.removeHandler(try sync.handler(type: HTTPResponseEncoder.self), promise: nil)
         if let pipelining = try? sync.handler(type: HTTPServerPipelineHandler.self) { sync.removeHandler(pipelining, promise: nil) }
-        if let errors = try? sync.handler(type: HTTPServerProtocolErrorHandler.self) { sync.removeHandler(errors, promise: nil) }
+        if let errors = try? sync.handler(type: ProtocolErrorAnswer.self) { sync.removeHandler(errors, promise: nil) }
         if let validator = try? sync.handler(type: NIOHTTPResponseHeadersValidator.self) { sync.removeHandler(validator, promise: nil) }
     }
 
@@ -786,9 +786,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                                      state: ProxyState, loop: LoopResources) throws {
         try sync.addHandler(InterceptedSNIGuard(host: name, trail: state.trail))
         try sync.addHandler(NIOSSLServerHandler(context: try state.leafContext(for: name)))
-        try sync.configureHTTPServerPipeline(position: .last, withPipeliningAssistance: true, withServerUpgrade: nil, withErrorHandling: true,
-                                             withOutboundHeaderValidation: true, withEncoderConfiguration: .init(),
-                                             withDecoderLimitConfiguration: state.decoderLimits)
+        try sync.addProxyServerHandlers(limits: state.decoderLimits)
         try sync.addHandler(FrontHandler(state: state, mode: .intercept(route: route, service: service), loop: loop))
     }
 

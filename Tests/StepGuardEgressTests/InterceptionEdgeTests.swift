@@ -207,10 +207,11 @@ import Testing
         }
         let cases: [(name: String, request: String, status: Int, reason: String?)] = [
             ("well-formed", signed + "Content-Length: 2\r\n\r\n{}", 200, nil),
-            // Conflicting framing: NIO's HTTP decoder (llhttp) refuses it with a bare 400 and closes,
-            // before stepguard's own framing check would.
-            ("Content-Length and Transfer-Encoding", signed + "Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 400, nil),
-            ("conflicting Content-Length", signed + "Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, nil),
+            // Conflicting framing: NIO's HTTP decoder (llhttp) refuses it before stepguard's own framing
+            // check would; ProtocolErrorAnswer answers for the proxy and closes.
+            ("Content-Length and Transfer-Encoding", signed + "Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 400,
+             "the request is malformed"),
+            ("conflicting Content-Length", signed + "Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, "the request is malformed"),
             ("as many fields as allowed", bare + padding(limits.maxHeaderCount - bareFields, bytes: 13 * (limits.maxHeaderCount - bareFields)) + "\r\n",
              403, "credential"),
             ("one field too many", bare + padding(limits.maxHeaderCount - bareFields + 1, bytes: 13 * (limits.maxHeaderCount - bareFields + 1)) + "\r\n",
@@ -218,8 +219,9 @@ import Testing
             ("as many header bytes as allowed", bare + padding(40, bytes: limits.maxHeaderBytes - bareBytes) + "\r\n", 403, "credential"),
             ("one header byte too many", bare + padding(40, bytes: limits.maxHeaderBytes - bareBytes + 1) + "\r\n",
              431, "are \(limits.maxHeaderBytes + 1) bytes; at most \(limits.maxHeaderBytes) are accepted"),
-            // Past the HTTP decoder's own limit (one field over ours): NIO answers a bare 400 and closes.
-            ("far too many fields", bare + padding(limits.maxHeaderCount * 3, bytes: 13 * limits.maxHeaderCount * 3) + "\r\n", 400, nil),
+            // Past the HTTP decoder's own limit: refused by the decoder, answered by ProtocolErrorAnswer.
+            ("far too many fields", bare + padding(limits.maxHeaderCount * 3, bytes: 13 * limits.maxHeaderCount * 3) + "\r\n", 431,
+             "the request's header block is past the proxy's limits"),
         ]
         let answers = try Self.rawIntercepted(session, cases.map(\.request))
         try #require(answers.count == cases.count)
