@@ -2,11 +2,14 @@
 # The main job: installs what is missing, builds a release stepguard, and demonstrates on loopback
 # what it allows and blocks, and why. Exits non-zero if any scenario ends other than expected.
 set -euo pipefail
+caller=$(pwd)
 cd "$(dirname "$0")/.."
 root=$(pwd)
 ./scripts/install-deps.sh
 if [ -n "${STEPGUARD_DEMO_BINARY:-}" ]; then
   stepguard=$STEPGUARD_DEMO_BINARY  # a binary you already built (skips the release build)
+  case $stepguard in /*) ;; *) stepguard=$caller/$stepguard ;; esac  # relative to where the demo was started
+  [ -x "$stepguard" ] || { echo "STEPGUARD_DEMO_BINARY: $stepguard is not an executable file" >&2; exit 1; }
 else
   echo "== building stepguard (release; the first build takes several minutes)" >&2
   swift build -c release --static-swift-stdlib --product stepguard 2>&1 | tail -1 >&2
