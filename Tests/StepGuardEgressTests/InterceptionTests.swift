@@ -17,13 +17,13 @@ import Testing
         let issuer = TestIssuer()
         let log: String
 
-        /// A server at `host` (loopback) with a certificate for `names`, `localhost`, `127.0.0.1` and `::1`.
-        init(names: [String], host: String = "127.0.0.1") throws {
+        /// A server at `host` (loopback) with a certificate for `names`, `localhost`, `127.0.0.1` and `::1`;
+        /// by default it answers every request with its method and path as JSON.
+        init(names: [String], host: String = "127.0.0.1",
+             handler: @escaping LocalHTTPServer.Handler = { .json(#"{"ok":true,"method":"\#($0.method)","path":"\#($0.uri)"}"#) }) throws {
             directory = try TemporaryDirectory()
             ca = try TestCertificateAuthority(directory: directory, name: "upstream CA")
-            server = try LocalHTTPServer.start(host: host, tls: ca, tlsNames: names) { request in
-                .json(#"{"ok":true,"method":"\#(request.method)","path":"\#(request.uri)"}"#)
-            }
+            server = try LocalHTTPServer.start(host: host, tls: ca, tlsNames: names, handler: handler)
             log = directory.path("audit.jsonl")
         }
 

@@ -41,69 +41,33 @@ import Testing
         #expect(!minted.wasMinted(Self.otherNpmToken, by: "npm-publish", now: now))
     }
 
-    /// A stand-in registry (HTTPS, certificate from a test CA) that answers token exchanges with
-    /// `minted` and everything else with `{"ok": true}`; and a session whose policy names `service`.
-    final class Registry {
-        let directory: TemporaryDirectory
-        let ca: TestCertificateAuthority
-        let server: LocalHTTPServer
-        let issuer = TestIssuer()
-        let log: String
-        let session: EgressSession
-
-        init(names: [String], minted: String, service: String) async throws {
-            directory = try TemporaryDirectory()
-            ca = try TestCertificateAuthority(directory: directory, name: "registry CA")
-            let server = try LocalHTTPServer.start(tls: ca, tlsNames: names) { request in
-                if request.method == "POST", request.uri.contains("/oidc/") {
-                    return .json(#"{"success": true, "token": "\#(minted)", "expires": 900}"#)
-                }
-                return .json(#"{"ok": true}"#)
+    /// A stand-in registry: answers token exchanges with `minted`, everything else with `{"ok": true}`.
+    static func registry(names: [String], minted: String) throws -> InterceptionTests.Stand {
+        try InterceptionTests.Stand(names: names) { request in
+            if request.method == "POST", request.uri.contains("/oidc/") {
+                return .json(#"{"success": true, "token": "\#(minted)", "expires": 900}"#)
             }
-            self.server = server
-            let log = directory.path("audit.jsonl")
-            self.log = log
-            let resolve = names.map { "\"\($0):443\": \"127.0.0.1:\(server.port)\"" }.joined(separator: ", ")
-            let policy = try Egress.policy("""
-            version: 1
-            on_violation: fail
-            egress: { default: deny }
-            services:
-            \(service)
-            network:
-              resolve: { \(resolve) }
-              upstream_ca: \(ca.certificateFile)
-            """)
-            let issuer = self.issuer
-            let identity = issuer.identity(subject: InterceptionTests.job)
-            session = try await EgressSession.start(policy: policy, identity: identity, trail: try Egress.trail(log: log),
-                                                    verifier: issuer.verifier(for: identity), stopStep: {})
-        }
-
-        func serviceEvents() throws -> [[String: Any]] { try Egress.jsonEvents(log).filter { $0["type"] as? String == "service" } }
-
-        deinit {
-            session.stop()
-            server.shutdown()
-            directory.remove()
+            return .json(#"{"ok": true}"#)
         }
     }
 
     @Test func npmTrustedPublishingThroughTheProxy() async throws {
-        let registry = try await Registry(names: ["registry.npmjs.org"], minted: Self.npmToken, service: """
+        let registry = try Self.registry(names: ["registry.npmjs.org"], minted: Self.npmToken)
+        let session = try await registry.session("""
           - service: npm-publish
             allow:
               - { methods: [POST], paths: ["/-/npm/v1/oidc/token/exchange/package/*"], credential: workload }
               - { methods: [PUT], paths: ["/@acme*"], credential: short-lived, window: 10m }
-        """)
-        let (session, server) = (registry.session, registry.server)
+        """, resolve: ["registry.npmjs.org:443"])
+        defer { session.stop() }
+        let server = registry.server
         func put(_ token: String) throws -> String {
             try Egress.curl(session, ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "--data", "{}",
                                       "-H", "Authorization: Bearer \(token)", "https://registry.npmjs.org/@acme%2fpkg"]).stdout
         }
         #expect(try put(Self.npmToken) == "403", "before the exchange, an npm_ token is long-lived")
-        #expect(try registry.serviceEvents().last?["credential_kind"] as? String == "npm access token")
-        let exchange = try Egress.curl(session, ["-s", "--compressed", "-X", "POST", "-H", "Authorization: Bearer \(registry.issuer.token(subject: InterceptionTests.job))",
+        #expect(try Self.serviceEvents(registry).last?["credential_kind"] as? String == "npm access token")
+        let exchange = try Egress.curl(session, ["-s", "--compressed", "-X", "POST", "-H", "Authorization: Bearer \(registry.workloadToken)",
                                                  "https://registry.npmjs.org/-/npm/v1/oidc/token/exchange/package/@acme%2fpkg"])
         #expect(exchange.stdout.contains(Self.npmToken), "\(exchange.stderr)")
         #expect(try put(Self.npmToken) == "200", "the token minted by the allowed exchange is short-lived")
@@ -112,32 +76,37 @@ import Testing
         let exchanges = server.requests.filter { $0.method == "POST" }
         #expect(exchanges.count == 1 && exchanges[0].header("Accept-Encoding") == "identity", "the minted token must not come compressed")
         #expect(server.requests.filter { $0.method == "PUT" }.count == 1)
-        let events = try registry.serviceEvents()
+        let events = try Self.serviceEvents(registry)
         #expect(events.map { $0["decision"] as? String } == ["deny", "allow", "allow", "deny"])
         #expect(events[2]["credential_kind"] as? String == "token minted in this run")
         #expect(!(try String(contentsOfFile: registry.log, encoding: .utf8)).contains(Self.npmToken))
     }
 
     @Test func pypiMintsAtPyPIAndTheUploadCarriesTheTokenAsBasicAuth() async throws {
-        let registry = try await Registry(names: ["pypi.org", "upload.pypi.org"], minted: Self.pypiToken, service: """
+        let registry = try Self.registry(names: ["pypi.org", "upload.pypi.org"], minted: Self.pypiToken)
+        let session = try await registry.session("""
           - service: pypi-upload
             allow:
               - { methods: [POST], paths: ["/_/oidc/mint-token"], credential: workload }
               - { methods: [POST], paths: ["/legacy/"], credential: short-lived }
-        """)
-        let session = registry.session
+        """, resolve: ["pypi.org:443", "upload.pypi.org:443"])
+        defer { session.stop() }
         func upload() throws -> String {
             try Egress.curl(session, ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", "__token__:\(Self.pypiToken)",
                                       "-F", "name=pkg", "https://upload.pypi.org/legacy/"]).stdout
         }
         #expect(try upload() == "403")
-        let jwt = registry.issuer.token(subject: InterceptionTests.job)
+        let jwt = registry.workloadToken
         let mint = try Egress.curl(session, ["-s", "-X", "POST", "-H", "Content-Type: application/json", "--data", #"{"token": "\#(jwt)"}"#,
                                              "https://pypi.org/_/oidc/mint-token"])
         #expect(mint.stdout.contains(Self.pypiToken), "\(mint.stderr)")
         #expect(try upload() == "200")
-        let events = try registry.serviceEvents()
+        let events = try Self.serviceEvents(registry)
         #expect(events.map { $0["decision"] as? String } == ["deny", "allow", "allow"])
         #expect(events[2]["credential_kind"] as? String == "basic auth with token minted in this run")
+    }
+
+    static func serviceEvents(_ stand: InterceptionTests.Stand) throws -> [[String: Any]] {
+        try Egress.jsonEvents(stand.log).filter { $0["type"] as? String == "service" }
     }
 }
