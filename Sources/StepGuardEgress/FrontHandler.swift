@@ -651,9 +651,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         phase = .rejecting
         resumeReads(context)
         let answer = ProxyAnswer(status, decision: decision, rule: rule, reason: reason, close: closeAfterResponse)
-        let head = HTTPResponseHead(version: requestHead?.version ?? .http1_1, status: HTTPResponseStatus(statusCode: status.rawValue),
-                                    headers: HTTPHeaders(answer.fields.map { ($0.name, $0.value) }))
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.head(answer.head(version: requestHead?.version ?? .http1_1))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: answer.body)))), promise: nil)
         finishResponse(context, context.writeAndFlush(wrapOutboundOut(.end(nil))))
     }

@@ -17,9 +17,7 @@ final class ProtocolErrorAnswer: ChannelDuplexHandler, RemovableChannelHandler {
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let parserError = error as? HTTPParserError, !responseUnderway {
             let answer = Self.answer(to: parserError)
-            let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: answer.status.rawValue),
-                                        headers: HTTPHeaders(answer.fields.map { ($0.name, $0.value) }))
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            context.write(wrapOutboundOut(.head(answer.head(version: .http1_1))), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: answer.body)))), promise: nil)
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }

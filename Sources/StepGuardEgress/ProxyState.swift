@@ -333,6 +333,11 @@ struct ProxyAnswer {
             + (close ? [("Connection", "close")] : [])
     }
 
+    /// The response head for NIO's HTTP encoder.
+    func head(version: HTTPVersion) -> HTTPResponseHead {
+        HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status.rawValue), headers: HTTPHeaders(fields.map { ($0.name, $0.value) }))
+    }
+
     /// The whole HTTP/1.1 response.
     var wireBytes: String {
         let phrase = HTTPResponseStatus(statusCode: status.rawValue).reasonPhrase
