@@ -14,8 +14,7 @@ import Testing
         let claims = ["repository": #""octo-org/app""#, "ref": #""refs/tags/v2.0.0""#]
         let subject = "repo:octo-org/app:ref:refs/tags/v2.0.0"
         try directory.write("token.jwt", try issuer.token(subject: subject, audience: "stepguard", extraClaims: claims))
-        let ca = try TestCertificateAuthority(directory: directory, name: "upstream CA")
-        let fulcio = try LocalHTTPServer.start(tls: ca, tlsNames: ["fulcio.sigstore.dev"]) { _ in .json(#"{"signed":true}"#) }
+        let fulcio = try ServiceStandIn.start("fulcio.sigstore.dev", directory: directory) { _ in .json(#"{"signed":true}"#) }
         defer { fulcio.shutdown() }
         let policy = try directory.write("policy.yaml", """
         version: 1
@@ -32,9 +31,7 @@ import Testing
         services:
           - service: sigstore-fulcio
             allow: { methods: [POST], credential: workload, claims: { ref: "refs/tags/v*" } }
-        network:
-          resolve: { "fulcio.sigstore.dev:443": "127.0.0.1:\(fulcio.port)" }
-          upstream_ca: \(ca.certificateFile)
+        \(fulcio.network)
         """)
         // What cosign does: a token for Sigstore's audience, from the same job, then one from another job.
         let sameJob = try issuer.token(subject: subject, audience: "sigstore", extraClaims: claims)

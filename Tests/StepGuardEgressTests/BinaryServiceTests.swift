@@ -54,8 +54,7 @@ import Testing
     @Test func sigV4ToSTSAllowsTemporaryKeysAndDeniesLongLivedOnes() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let ca = try TestCertificateAuthority(directory: directory, name: "upstream CA")
-        let sts = try LocalHTTPServer.start(tls: ca, tlsNames: ["sts.amazonaws.com"], handler: Self.echoJSON)
+        let sts = try ServiceStandIn.start("sts.amazonaws.com", directory: directory, handler: Self.echoJSON)
         defer { sts.shutdown() }
         let policy = """
         version: 1
@@ -64,9 +63,7 @@ import Testing
         services:
           - service: aws-sts
             allow: { credential: short-lived }
-        network:
-          resolve: { "sts.amazonaws.com:443": "127.0.0.1:\(sts.port)" }
-          upstream_ca: \(ca.certificateFile)
+        \(sts.network)
         """
         let call = "\(Self.code) --aws-sigv4 aws:amz:us-east-1:sts 'https://sts.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15'"
         let script = """
@@ -107,8 +104,7 @@ import Testing
                                         extraClaims: ["repository": #""octo-org/other""#, "ref": #""refs/heads/main""#])
         let sameFile = try directory.write("same.jwt", sameJob)
         let otherFile = try directory.write("other.jwt", otherJob)
-        let ca = try TestCertificateAuthority(directory: directory, name: "upstream CA")
-        let vault = try LocalHTTPServer.start(tls: ca, tlsNames: ["vault.example.test"], handler: Self.echoJSON)
+        let vault = try ServiceStandIn.start("vault.example.test", port: 8200, directory: directory, handler: Self.echoJSON)
         defer { vault.shutdown() }
         let policy = """
         version: 1
@@ -127,9 +123,7 @@ import Testing
             allow:
               - { methods: [POST], paths: ["/v1/auth/jwt/login"], credential: workload }
               - { methods: [GET], paths: ["/v1/secret/data/ci/*"], credential: any }
-        network:
-          resolve: { "vault.example.test:8200": "127.0.0.1:\(vault.port)" }
-          upstream_ca: \(ca.certificateFile)
+        \(vault.network)
         """
         let base = "https://vault.example.test:8200"
         let login = "\(Self.code) -H 'Content-Type: application/json' \(base)/v1/auth/jwt/login --data"
@@ -184,8 +178,7 @@ import Testing
     @Test func hostHeaderOrSNIOtherThanTheConnectTargetIsDenied() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let ca = try TestCertificateAuthority(directory: directory, name: "upstream CA")
-        let fulcio = try LocalHTTPServer.start(tls: ca, tlsNames: ["fulcio.sigstore.dev"], handler: Self.echoJSON)
+        let fulcio = try ServiceStandIn.start("fulcio.sigstore.dev", directory: directory, handler: Self.echoJSON)
         defer { fulcio.shutdown() }
         let policy = """
         version: 1
@@ -194,9 +187,7 @@ import Testing
         services:
           - service: sigstore-fulcio
             allow: { methods: [POST], credential: short-lived }
-        network:
-          resolve: { "fulcio.sigstore.dev:443": "127.0.0.1:\(fulcio.port)" }
-          upstream_ca: \(ca.certificateFile)
+        \(fulcio.network)
         """
         let jwt = TestIssuer().token(subject: "repo:acme/app:ref:refs/tags/v1")
         let post = "\(Self.code) -X POST --data '{}' https://fulcio.sigstore.dev/api/v2/signingCert -H 'Authorization: Bearer \(jwt)'"

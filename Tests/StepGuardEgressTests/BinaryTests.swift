@@ -73,9 +73,8 @@ import Testing
     @Test func interceptedServiceThroughTheBinary() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let ca = try TestCertificateAuthority(directory: directory, name: "upstream CA")
-        let server = try LocalHTTPServer.start(tls: ca, tlsNames: ["fulcio.sigstore.dev"]) { _ in .json(#"{"signed":true}"#) }
-        defer { server.shutdown() }
+        let fulcio = try ServiceStandIn.start("fulcio.sigstore.dev", directory: directory) { _ in .json(#"{"signed":true}"#) }
+        defer { fulcio.shutdown() }
         let policy = """
         version: 1
         on_violation: fail
@@ -83,9 +82,7 @@ import Testing
         services:
           - service: sigstore-fulcio
             allow: { methods: [POST], credential: short-lived, window: 3s }
-        network:
-          resolve: { "fulcio.sigstore.dev:443": "127.0.0.1:\(server.port)" }
-          upstream_ca: \(ca.certificateFile)
+        \(fulcio.network)
         """
         let jwt = TestIssuer().token(subject: "repo:acme/app:ref:refs/tags/v1")
         let post = "curl -s -o /dev/null -w '%{http_code}\\n' -X POST --data '{}' https://fulcio.sigstore.dev/api/v2/signingCert -H"

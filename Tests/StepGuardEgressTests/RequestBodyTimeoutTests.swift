@@ -143,8 +143,7 @@ import Glibc
     @Test func aStalledBodyToAnInterceptedServiceGets408() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let ca = try TestCertificateAuthority(directory: directory, name: "upstream CA")
-        let fulcio = try LocalHTTPServer.start(tls: ca, tlsNames: ["fulcio.sigstore.dev"]) { _ in .json(#"{"signed":true}"#) }
+        let fulcio = try ServiceStandIn.start("fulcio.sigstore.dev", directory: directory) { _ in .json(#"{"signed":true}"#) }
         defer { fulcio.shutdown() }
         let log = directory.path("audit.jsonl")
         let policy = try Egress.policy("""
@@ -153,9 +152,7 @@ import Glibc
         services:
           - service: sigstore-fulcio
             allow: { credential: any }
-        network:
-          resolve: { "fulcio.sigstore.dev:443": "127.0.0.1:\(fulcio.port)" }
-          upstream_ca: \(ca.certificateFile)
+        \(fulcio.network)
         """)
         let session = try await Egress.session(policy, trail: try Egress.trail(log: log), limits: Self.limits())
         defer { session.stop() }
