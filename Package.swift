@@ -50,7 +50,7 @@ let package = Package(
         .target(
             name: "StepGuardIdentity",
             dependencies: [
-                "StepGuardPolicy", "StepGuardSecrets", "CCurl",
+                "StepGuardPolicy", "StepGuardSecrets", "StepGuardAudit", "CCurl",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]

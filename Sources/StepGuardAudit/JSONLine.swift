@@ -6,7 +6,7 @@ struct JSONLine {
     private var fields: [String] = []
 
     mutating func add(_ key: String, _ value: AuditValue) {
-        fields.append("\(Self.quote(key)):\(Self.encode(value))")
+        fields.append("\(JSONText.quoted(key)):\(Self.encode(value))")
     }
 
     mutating func add(_ key: String, _ value: String) { add(key, .string(value)) }
@@ -15,27 +15,10 @@ struct JSONLine {
 
     static func encode(_ value: AuditValue) -> String {
         switch value {
-        case .string(let text): quote(text)
+        case .string(let text): JSONText.quoted(text)
         case .int(let number): String(number)
         case .bool(let flag): flag ? "true" : "false"
         }
-    }
-
-    static func quote(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20 || (0x7f...0x9f).contains(c.value) || c.value == 0x2028 || c.value == 0x2029:
-                out += String(format: "\\u%04x", c.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
 
@@ -59,5 +42,27 @@ extension AuditEvent {
             line.add(key, subject[key]!)
         }
         return line.text
+    }
+}
+
+/// JSON string literals, shared by the audit log and the identity report.
+public enum JSONText {
+    /// `text` as a JSON string literal. Control characters, C1 controls and the line and paragraph
+    /// separators are escaped, so one value never breaks a JSON line or a terminal.
+    public static func quoted(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case let c where c.value < 0x20 || (0x7f...0x9f).contains(c.value) || c.value == 0x2028 || c.value == 0x2029:
+                out += String(format: "\\u%04x", c.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
     }
 }

@@ -44,6 +44,17 @@ import Testing
         #expect(object["rule"] as? String == "credentials.long_lived: deny")
     }
 
+    /// Every control character, DEL, the C1 block and U+2028/2029 are escaped, so a value never
+    /// splits a JSON line or drives a terminal; the literal still decodes to the same text.
+    @Test func quotedEscapesWhatCouldBreakALineOrATerminal() throws {
+        let text = "a\u{0}b\u{1b}[31m\u{7f}\u{85}\u{2028}\u{2029}\t\"\\é"
+        let literal = JSONText.quoted(text)
+        #expect(literal == #""a\u0000b\u001b[31m\u007f\u0085\u2028\u2029\t\"\\é""#)
+        #expect(literal.unicodeScalars.allSatisfy { $0.value >= 0x20 && !(0x7f...0x9f).contains($0.value) && $0.value != 0x2028 && $0.value != 0x2029 })
+        let decoded = try JSONSerialization.jsonObject(with: Data("[\(literal)]".utf8)) as? [String]
+        #expect(decoded == [text])
+    }
+
     @Test func trailWritesLogPrintsDenialsAndGitHubOutput() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sg-audit-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

@@ -58,14 +58,9 @@ public struct TokenAcquirer: Sendable {
     }
 
     private func github(audience: String, environment: [String: String]) throws(IdentityError) -> String {
-        guard let url = environment["ACTIONS_ID_TOKEN_REQUEST_URL"], !url.isEmpty else {
-            throw IdentityError(.tokenUnavailable, "GitHub Actions: ACTIONS_ID_TOKEN_REQUEST_URL is not set",
-                                remedy: "give the job `permissions: id-token: write`")
-        }
-        guard let bearer = environment["ACTIONS_ID_TOKEN_REQUEST_TOKEN"], !bearer.isEmpty else {
-            throw IdentityError(.tokenUnavailable, "GitHub Actions: ACTIONS_ID_TOKEN_REQUEST_TOKEN is not set",
-                                remedy: "give the job `permissions: id-token: write`")
-        }
+        let remedy = "give the job `permissions: id-token: write`"
+        let url = try variable("ACTIONS_ID_TOKEN_REQUEST_URL", in: environment, provider: "GitHub Actions", remedy: remedy)
+        let bearer = try variable("ACTIONS_ID_TOKEN_REQUEST_TOKEN", in: environment, provider: "GitHub Actions", remedy: remedy)
         let separator = url.contains("?") ? "&" : "?"
         let request = HTTPRequest(url: url + separator + "audience=" + Self.percentEncode(audience),
                                   headers: [("Authorization", "Bearer \(bearer)"), ("Accept", "application/json")])
@@ -73,14 +68,10 @@ public struct TokenAcquirer: Sendable {
     }
 
     private func azure(environment: [String: String]) throws(IdentityError) -> String {
-        guard let url = environment["SYSTEM_OIDCREQUESTURI"], !url.isEmpty else {
-            throw IdentityError(.tokenUnavailable, "Azure Pipelines: SYSTEM_OIDCREQUESTURI is not set",
-                                remedy: "run the step in an Azure Pipelines job that can request OIDC tokens")
-        }
-        guard let bearer = environment["SYSTEM_ACCESSTOKEN"], !bearer.isEmpty else {
-            throw IdentityError(.tokenUnavailable, "Azure Pipelines: SYSTEM_ACCESSTOKEN is not set",
-                                remedy: "map it into the step: env: { SYSTEM_ACCESSTOKEN: $(System.AccessToken) }")
-        }
+        let url = try variable("SYSTEM_OIDCREQUESTURI", in: environment, provider: "Azure Pipelines",
+                               remedy: "run the step in an Azure Pipelines job that can request OIDC tokens")
+        let bearer = try variable("SYSTEM_ACCESSTOKEN", in: environment, provider: "Azure Pipelines",
+                                  remedy: "map it into the step: env: { SYSTEM_ACCESSTOKEN: $(System.AccessToken) }")
         let separator = url.contains("?") ? "&" : "?"
         let request = HTTPRequest(method: .post, url: url + separator + "api-version=7.1-preview.1",
                                   headers: [("Authorization", "Bearer \(bearer)"), ("Content-Type", "application/json"), ("Accept", "application/json")])

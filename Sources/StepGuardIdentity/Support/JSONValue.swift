@@ -1,4 +1,5 @@
 import Foundation
+import StepGuardAudit
 
 /// A JSON value parsed strictly: objects keep their keys (duplicates are rejected at parse time),
 /// numbers keep their literal text so integers of any size compare exactly.
@@ -61,7 +62,7 @@ public enum JSONValue: Sendable, Hashable, CustomStringConvertible {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
         case .number(let n): out += n.literal
-        case .string(let s): JSONValue.writeString(s, to: &out)
+        case .string(let s): out += JSONText.quoted(s)
         case .array(let a):
             out += "["
             for (i, v) in a.enumerated() {
@@ -73,29 +74,12 @@ public enum JSONValue: Sendable, Hashable, CustomStringConvertible {
             out += "{"
             for (i, key) in o.keys.sorted().enumerated() {
                 if i > 0 { out += "," }
-                JSONValue.writeString(key, to: &out)
+                out += JSONText.quoted(key)
                 out += ":"
                 o[key]!.write(to: &out)
             }
             out += "}"
         }
-    }
-
-    static func writeString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
     }
 }
 

@@ -23,31 +23,29 @@ func defaultRules(algorithms: Set<JWSAlgorithm> = [.RS256, .ES256], claims: [Str
 @discardableResult
 func expectRejected(_ check: IdentityError.Check, sourceLocation: Testing.SourceLocation = #_sourceLocation,
                     _ body: () throws -> Void) -> IdentityError? {
-    do {
-        try body()
-        Issue.record("expected rejection by \(check), but it was accepted", sourceLocation: sourceLocation)
-        return nil
-    } catch let error as IdentityError {
-        #expect(error.check == check, "expected \(check), got: \(error)", sourceLocation: sourceLocation)
-        return error
-    } catch {
-        Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
-        return nil
-    }
+    rejection(Result { try body() }, by: check, sourceLocation: sourceLocation)
 }
 
 /// Async variant of ``expectRejected(_:sourceLocation:_:)``.
 @discardableResult
 func expectRejectedAsync(_ check: IdentityError.Check, sourceLocation: Testing.SourceLocation = #_sourceLocation,
                          _ body: () async throws -> Void) async -> IdentityError? {
-    do {
-        try await body()
+    let outcome: Result<Void, any Error>
+    do { try await body(); outcome = .success(()) } catch { outcome = .failure(error) }
+    return rejection(outcome, by: check, sourceLocation: sourceLocation)
+}
+
+/// Records an issue unless `outcome` is an ``IdentityError`` for `check`; returns the error.
+private func rejection(_ outcome: Result<Void, any Error>, by check: IdentityError.Check,
+                       sourceLocation: Testing.SourceLocation) -> IdentityError? {
+    switch outcome {
+    case .success:
         Issue.record("expected rejection by \(check), but it was accepted", sourceLocation: sourceLocation)
         return nil
-    } catch let error as IdentityError {
+    case .failure(let error as IdentityError):
         #expect(error.check == check, "expected \(check), got: \(error)", sourceLocation: sourceLocation)
         return error
-    } catch {
+    case .failure(let error):
         Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
         return nil
     }
