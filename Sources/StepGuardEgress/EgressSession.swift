@@ -139,7 +139,8 @@ public final class EgressSession: Sendable {
     public let certificateAuthorityPEM: String
 
     private let groundwork: EgressGroundwork
-    private let front: SocketFront
+    /// Internal for the fail-closed test, which breaks a front thread.
+    let front: SocketFront
     private let state: ProxyState
     private let stopping = Atomic<Bool>(false)
 

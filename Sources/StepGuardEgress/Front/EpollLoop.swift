@@ -17,7 +17,8 @@ protocol EpollHandler: AnyObject {
 /// Handlers, registrations and ``now`` are only touched on the loop's thread; ``execute(_:)`` and
 /// ``stop()`` may be called from anywhere.
 final class EpollLoop: @unchecked Sendable {  // mutable state is confined to the loop's thread (see above)
-    private let epoll: Int32
+    /// The epoll descriptor (internal for the fail-closed test, which replaces it to make `run` fail).
+    let epoll: Int32
     private let wake: Int32
     /// By descriptor: its handler, and a registration number that tells a stale event (for a
     /// descriptor closed and reused within one batch of events) from a current one.
