@@ -48,6 +48,8 @@ public struct ServiceDefinition: Sendable, Equatable {
     public let audienceParameter: String?
     /// Token exchanges whose responses mint credentials for later requests.
     public let mints: [MintOperation]
+    /// Requests and what stepguard makes of them; the test suite runs every one.
+    public let examples: [ServiceExample]
 
     /// Whether a request is one of the catalog's sensitive operations.
     public func isSensitive(method: String, path: String) -> Bool {
@@ -99,7 +101,7 @@ public struct ServiceCatalog: Sendable {
         let root: Any?
         do { root = try Yams.load(yaml: yaml) } catch { throw .invalidCatalog(file: file, problem: "\(error)") }
         guard let map = root as? [String: Any] else { throw .invalidCatalog(file: file, problem: "the top level must be a mapping") }
-        let known: Set<String> = ["name", "description", "hosts", "hosts_from_policy", "sensitive", "credentials", "audience_parameter", "mints"]
+        let known: Set<String> = ["name", "description", "hosts", "hosts_from_policy", "sensitive", "credentials", "audience_parameter", "mints", "examples"]
         if let unknown = map.keys.first(where: { !known.contains($0) }) {
             throw .invalidCatalog(file: file, problem: "unknown key '\(unknown)'")
         }
@@ -136,7 +138,8 @@ public struct ServiceCatalog: Sendable {
         }
         return ServiceDefinition(name: name, description: map["description"] as? String ?? name, hosts: hosts,
                                  hostsFromPolicy: fromPolicy, sensitive: sensitive, credentials: credentials,
-                                 audienceParameter: map["audience_parameter"] as? String, mints: mints)
+                                 audienceParameter: map["audience_parameter"] as? String, mints: mints,
+                                 examples: try parseExamples(map["examples"], file: file))
     }
 
     /// Binds a policy's `services:` to catalog entries; unknown names are an error at the rule's location.

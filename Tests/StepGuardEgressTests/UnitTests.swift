@@ -170,7 +170,9 @@ import Testing
         let directory = StepGuardBinary.packageRoot.appendingPathComponent("rules/services").path
         let files = try ServiceCatalog.load(directory: directory)
         #expect(Set(files.services.keys) == Set(ServiceCatalog.builtIn.services.keys))
-        for (name, definition) in files.services { #expect(ServiceCatalog.builtIn.services[name] == definition, "\(name): regenerate with bench/egress/gen-catalog.sh") }
+        for (name, definition) in files.services {
+            #expect(ServiceCatalog.builtIn.services[name] == definition.withoutExamples, "\(name): regenerate with bench/egress/gen-catalog.sh")
+        }
         for name in Self.required { #expect(files.services[name] != nil, "missing \(name)") }
     }
 
