@@ -1,5 +1,6 @@
 import Foundation
 import StepGuardEgress
+import StepGuardSecrets
 import StepGuardTestSupport
 import Testing
 
@@ -7,9 +8,10 @@ import Testing
 /// prefix (`npm_`, `pypi-`) looks long-lived. A token stepguard saw minted by an allowed exchange
 /// of the same service in this run is short-lived; any other such token stays long-lived.
 @Suite(.serialized) struct MintedCredentialTests {
-    static let npmToken = "npm_q7Wm2Rk9Xv4Lp8Tz3Nc6Hb1Jd5Fg0Ys7Ue2A"
-    static let otherNpmToken = "npm_H3kP9sL2vX7qN4mR8tZ1wC6yB5nD0fG2jK9a"
-    static let pypiToken = "pypi-AgEIcHlwaS5vcmc" + String(repeating: "Zm9vYmFy", count: 8)
+    // Made from templates, so that no credential-shaped literal is committed (`{cut}` splits the prefix).
+    static let npmToken = ExampleTemplate.expand("np{cut}m_{alnum:36}", seed: 1)
+    static let otherNpmToken = ExampleTemplate.expand("np{cut}m_{alnum:36}", seed: 2)
+    static let pypiToken = ExampleTemplate.expand("pyp{cut}i-AgEIcHlwaS5vcmc{b64url:64}")
 
     @Test func theCatalogNamesTheExchangesThatMint() throws {
         let npm = try #require(ServiceCatalog.builtIn.services["npm-publish"])

@@ -35,6 +35,16 @@ import Testing
         #expect(usage.status != 0 && usage.status != 1)
     }
 
+    /// stepguard's own repository — Swift, YAML, shell, Markdown, test fixtures — scans clean with
+    /// the built-in rules: its test credentials are made from templates at run time, and the
+    /// generic rules stay quiet on its code (the false alarms this found are `no_match` examples now).
+    @Test func thisRepositoryScansClean() throws {
+        let result = try run(stepguardBinary, ["scan", "."], cwd: packageRoot)
+        #expect(result.status == 0, "\(result.stdout)")
+        let scanned = try #require(result.stderr.firstMatch(of: /(\d+) files/).flatMap { Int($0.1) })
+        #expect(scanned > 200, "\(result.stderr)")
+    }
+
     @Test func stdinAndCustomRulesAndFormats() throws {
         let dir = try TempDir(); defer { dir.cleanup() }
         try dir.write("rules/acme.yaml", """
