@@ -206,11 +206,11 @@ public final class EgressSession: Sendable {
             }
         }
         // Only intercepted services are forwarded over TLS by the proxy itself; without any, loading
-        // the system trust store would cost every run milliseconds for nothing.
-        let upstreamTLS: NIOSSLContext?
-        do { upstreamTLS = services.isEmpty ? nil : try NIOSSLContext(configuration: upstreamConfiguration) } catch {
-            throw .upstreamCA(path: policy.network.upstreamCA ?? "system trust store", reason: "\(error)")
-        }
+        // the system trust store would cost every run milliseconds for nothing. With services, it is
+        // loaded on the thread pool while the step starts.
+        let upstreamTLS = services.isEmpty ? nil
+            : UpstreamTLS(configuration: upstreamConfiguration, trustedBy: policy.network.upstreamCA.map { "system trust store + \($0)" } ?? "system trust store",
+                          pool: groundwork.resolverPool, loop: groundwork.group.next())
 
         // The groundwork's CA may issue for no real name (nothing is intercepted without services);
         // with services, a CA constrained to their hosts replaces it in the trust bundle.

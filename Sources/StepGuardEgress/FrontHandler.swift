@@ -498,29 +498,35 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             return context.eventLoop.makeSucceededIsolatedFuture(link)
         }
         let state = self.state
-        return ClientBootstrap(group: context.eventLoop)
-            .connectTimeout(state.limits.connectTimeout)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .connect(to: route.connectAddress)
-            .assumeIsolated()
-            .flatMapThrowing { [self] channel in
-                let sync = channel.pipeline.syncOperations
-                if tls {
-                    guard let upstreamTLS = state.upstreamTLS else { throw ChannelError.inappropriateOperationForState }
-                    if case .name(let name) = route.host {
-                        try sync.addHandler(UpstreamIdentity.clientHandler(context: upstreamTLS, host: name))
-                    } else {
-                        try sync.addHandler(NIOSSLClientHandler(context: upstreamTLS, serverHostname: nil))
-                    }
+        let eventLoop = context.eventLoop
+        let tlsContext: EventLoopFuture<NIOSSLContext?> = if tls {
+            state.upstreamTLS.map { $0.context(on: eventLoop).map { $0 } } ?? eventLoop.makeFailedFuture(ChannelError.inappropriateOperationForState)
+        } else {
+            eventLoop.makeSucceededFuture(nil)
+        }
+        return tlsContext.flatMap { upstreamTLS in
+            ClientBootstrap(group: eventLoop)
+                .connectTimeout(state.limits.connectTimeout)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+                .connect(to: route.connectAddress)
+                .map { ($0, upstreamTLS) }
+        }.assumeIsolated().flatMapThrowing { [self] channel, upstreamTLS in
+            let sync = channel.pipeline.syncOperations
+            if let upstreamTLS {
+                if case .name(let name) = route.host {
+                    try sync.addHandler(UpstreamIdentity.clientHandler(context: upstreamTLS, host: name))
+                } else {
+                    try sync.addHandler(NIOSSLClientHandler(context: upstreamTLS, serverHostname: nil))
                 }
-                try sync.addHandler(IdleStateHandler(allTimeout: state.limits.responseIdleTimeout), position: .first)
-                try sync.addHTTPClientHandlers()
-                let handler = UpstreamHandler(front: self)
-                try sync.addHandler(handler)
-                let link = UpstreamLink(key: key, channel: channel, handler: handler)
-                handler.link = link
-                return link
             }
+            try sync.addHandler(IdleStateHandler(allTimeout: state.limits.responseIdleTimeout), position: .first)
+            try sync.addHTTPClientHandlers()
+            let handler = UpstreamHandler(front: self)
+            try sync.addHandler(handler)
+            let link = UpstreamLink(key: key, channel: channel, handler: handler)
+            handler.link = link
+            return link
+        }
     }
 
     func upstreamRead(_ part: HTTPClientResponsePart, from channel: Channel) {

@@ -70,7 +70,7 @@ final class ProxyState: Sendable {
     let stopStep: @Sendable () -> Void
     let authority: CertificateAuthority
     /// TLS for forwarding intercepted requests; nil when the policy names no service (nothing is intercepted).
-    let upstreamTLS: NIOSSLContext?
+    let upstreamTLS: UpstreamTLS?
     let stepStarted: Date
     let limits: ProxyLimits
     let resolverPool: NIOThreadPool
@@ -81,7 +81,7 @@ final class ProxyState: Sendable {
 
     init(egress: EgressPolicy, resolveOverrides: [HostPort: HostPort], services: [BoundService], identity: JobIdentity?,
          inspector: CredentialInspector, minted: MintedCredentials, trail: AuditTrail, auditOnly: Bool, onViolation: ViolationAction,
-         stopStep: @escaping @Sendable () -> Void, authority: CertificateAuthority, upstreamTLS: NIOSSLContext?,
+         stopStep: @escaping @Sendable () -> Void, authority: CertificateAuthority, upstreamTLS: UpstreamTLS?,
          stepStarted: Date, limits: ProxyLimits, resolverPool: NIOThreadPool, eventLoops: [EventLoop]) {
         self.egress = egress
         self.resolveOverrides = resolveOverrides

@@ -45,7 +45,7 @@ extension ServiceCatalog {
                   request[request.index(after: space)...].hasPrefix("https://") else {
                 throw problem("'request' must be 'METHOD https://host/path'")
             }
-            guard let sensitive = entry["sensitive"] as? Bool else { throw problem("'sensitive' (true or false) is missing") }
+            guard let sensitive = ServiceCatalog.flag(entry["sensitive"]) else { throw problem("'sensitive' (true or false) is missing") }
             guard let classText = entry["credential"] as? String, let credential = CredentialClass(rawValue: classText), credential != .workload else {
                 throw problem("'credential' must be one of short-lived, long-lived, invalid, none")
             }
@@ -59,7 +59,7 @@ extension ServiceCatalog {
             examples.append(ServiceExample(
                 method: String(request[..<space]).uppercased(), url: String(request[request.index(after: space)...]),
                 headers: headers, basic: basic, body: entry["body"] as? String, sensitive: sensitive, credential: credential,
-                foundIn: entry["found_in"] as? String, mints: entry["mints"] as? Bool ?? false, audience: entry["audience"] as? String))
+                foundIn: entry["found_in"] as? String, mints: ServiceCatalog.flag(entry["mints"]) ?? false, audience: entry["audience"] as? String))
         }
         return examples
     }

@@ -67,20 +67,49 @@ public struct ServiceDefinition: Sendable, Equatable {
 
 /// The catalog of signing and secret services (`rules/services/*.yaml`).
 public struct ServiceCatalog: Sendable {
-    public let services: [String: ServiceDefinition]
+    /// Definitions parsed already, or the built-in YAML texts, parsed when a policy names them.
+    private enum Storage: Sendable {
+        case parsed([String: ServiceDefinition])
+        case builtIn([String: String])
+    }
+    private let storage: Storage
 
     public init(services: [ServiceDefinition]) {
-        self.services = Dictionary(services.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        storage = .parsed(Dictionary(services.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first }))
     }
 
-    /// The catalog compiled into stepguard (the same text as `rules/services/*.yaml`; a test keeps them equal).
-    public static let builtIn: ServiceCatalog = {
-        do {
-            return ServiceCatalog(services: try builtInServiceYAML.sorted { $0.key < $1.key }.map { try parse(yaml: $0.value, file: "rules/services/\($0.key).yaml") })
-        } catch {
-            preconditionFailure("the built-in service catalog is invalid: \(error)")
+    /// The catalog compiled into stepguard (the same text as `rules/services/*.yaml`, a test keeps
+    /// them equal). A service is parsed only when a policy names it: parsing all of them cost
+    /// every `stepguard run` with services a few milliseconds before the step could start.
+    public static let builtIn = ServiceCatalog(storage: .builtIn(builtInServiceYAML))
+
+    private init(storage: Storage) { self.storage = storage }
+
+    /// The names of the catalog's services, sorted.
+    public var names: [String] {
+        switch storage {
+        case .parsed(let definitions): definitions.keys.sorted()
+        case .builtIn(let texts): texts.keys.sorted()
         }
-    }()
+    }
+
+    /// The definition of the service called `name`, if the catalog has one.
+    public func definition(named name: String) -> ServiceDefinition? {
+        switch storage {
+        case .parsed(let definitions):
+            return definitions[name]
+        case .builtIn(let texts):
+            guard let text = texts[name] else { return nil }
+            do { return try Self.parse(yaml: text, file: "rules/services/\(name).yaml") } catch {
+                preconditionFailure("the built-in service catalog is invalid: \(error)")
+            }
+        }
+    }
+
+    /// Every definition by name (the built-in ones are all parsed for this).
+    public var services: [String: ServiceDefinition] {
+        Dictionary(uniqueKeysWithValues: names.compactMap { name in definition(named: name).map { (name, $0) } })
+    }
 
     /// Loads every `*.yaml` in `directory`.
     public static func load(directory: String) throws(EgressError) -> ServiceCatalog {
@@ -96,10 +125,20 @@ public struct ServiceCatalog: Sendable {
         return ServiceCatalog(services: definitions)
     }
 
+    /// `true` or `false` as YAML spells it (the files are read with Yams' basic resolver, which
+    /// leaves every scalar a string and compiles no regular expressions at start-up).
+    static func flag(_ value: Any?) -> Bool? {
+        switch (value as? String)?.lowercased() {
+        case "true": true
+        case "false": false
+        default: nil
+        }
+    }
+
     /// Parses one catalog file.
     public static func parse(yaml: String, file: String) throws(EgressError) -> ServiceDefinition {
         let root: Any?
-        do { root = try Yams.load(yaml: yaml) } catch { throw .invalidCatalog(file: file, problem: "\(error)") }
+        do { root = try Yams.load(yaml: yaml, .basic) } catch { throw .invalidCatalog(file: file, problem: "\(error)") }
         guard let map = root as? [String: Any] else { throw .invalidCatalog(file: file, problem: "the top level must be a mapping") }
         let known: Set<String> = ["name", "description", "hosts", "hosts_from_policy", "sensitive", "credentials", "audience_parameter", "mints", "examples"]
         if let unknown = map.keys.first(where: { !known.contains($0) }) {
@@ -110,7 +149,7 @@ public struct ServiceCatalog: Sendable {
         for host in map["hosts"] as? [String] ?? [] {
             do { hosts.append(try HostPattern(host)) } catch { throw .invalidCatalog(file: file, problem: "host: \(error)") }
         }
-        let fromPolicy = map["hosts_from_policy"] as? Bool ?? false
+        let fromPolicy = flag(map["hosts_from_policy"]) ?? false
         if hosts.isEmpty && !fromPolicy { throw .invalidCatalog(file: file, problem: "'hosts' is empty and hosts_from_policy is not true") }
         func operation(_ entry: [String: Any]) throws(EgressError) -> SensitiveOperation {
             var paths: [Glob] = []
@@ -146,8 +185,8 @@ public struct ServiceCatalog: Sendable {
     public func bind(_ rules: [ServiceRule]) throws(EgressError) -> [BoundService] {
         var bound: [BoundService] = []
         for rule in rules {
-            guard let definition = services[rule.service] else {
-                throw .unknownService(rule.service, at: rule.location, known: services.keys.sorted())
+            guard let definition = definition(named: rule.service) else {
+                throw .unknownService(rule.service, at: rule.location, known: names)
             }
             let hosts = definition.hosts + rule.hosts
             if hosts.isEmpty { throw .serviceNeedsHosts(rule.service, at: rule.location) }
