@@ -347,9 +347,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                     let verdict = state.decideConnection(route)
                     let service = state.service(for: route.host)
                     if service == nil || !verdict.allowed {
-                        let blocked = state.record(.egress, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason,
-                                                   subject: ProxyState.subject(route: route, method: head.method.rawValue, path: target.path))
-                        if blocked { return reject(context, .forbidden, decision: "deny", rule: verdict.rule, reason: verdict.reason) }
+                        if recordEgress(context, verdict, subject: ProxyState.subject(route: route, method: head.method.rawValue, path: target.path)) { return }
                     }
                     if let service {
                         decideService(context, head: head, target: target, route: route, service: service, tls: false)
@@ -679,6 +677,13 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// Records the egress decision about a connection; when it blocks, answers 403 and returns true.
+    private func recordEgress(_ context: ChannelHandlerContext, _ verdict: ConnectionVerdict, subject: [String: AuditValue]) -> Bool {
+        guard state.record(.egress, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason, subject: subject) else { return false }
+        reject(context, .forbidden, decision: "deny", rule: verdict.rule, reason: verdict.reason)
+        return true
+    }
+
     private func connectRoute(_ context: ChannelHandlerContext, host: HostName.Normalised, port: UInt16, generation: Int) {
         state.route(host: host, port: port, method: "CONNECT", path: "", on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
             guard self.generation == generation, phase == .tunnel, let context = self.context else { return }
@@ -689,9 +694,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             case .success(let route):
                 let verdict = state.decideConnection(route)
                 let service = state.service(for: route.host)
-                let blocked = state.record(.egress, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason,
-                                           subject: ProxyState.subject(route: route, method: "CONNECT", path: "", service: service))
-                if blocked { return reject(context, .forbidden, decision: "deny", rule: verdict.rule, reason: verdict.reason) }
+                if recordEgress(context, verdict, subject: ProxyState.subject(route: route, method: "CONNECT", path: "", service: service)) { return }
                 phase = .tunnel
                 if let service {
                     intercept(context, route: route, service: service)
