@@ -101,7 +101,7 @@ let package = Package(
         ),
         .testTarget(name: "StepGuardPolicyTests", dependencies: ["StepGuardPolicy"]),
         .testTarget(name: "StepGuardAuditTests", dependencies: ["StepGuardAudit"]),
-        .testTarget(name: "StepGuardSandboxTests", dependencies: ["StepGuardSandbox"]),
+        .testTarget(name: "StepGuardSandboxTests", dependencies: ["StepGuardSandbox", "StepGuardTestSupport"], exclude: ["Harness"]),
         .testTarget(name: "StepGuardSecretsTests", dependencies: ["StepGuardSecrets", "StepGuardTestSupport"]),
         .testTarget(
             name: "StepGuardIdentityTests",

@@ -156,19 +156,65 @@ static void isolate_child(const sg_spawn_options *options, int report, int chann
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
-/// Marks descriptors first...last close-on-exec; returns 0 or errno. close_range(2) does it in one
-/// call (Linux 5.11+); older kernels get a loop up to the descriptor limit.
-static int close_on_exec_range(unsigned first, unsigned last) {
-    if (syscall(SYS_close_range, first, last, CLOSE_RANGE_CLOEXEC) == 0) return 0;
-    if (errno != ENOSYS && errno != EINVAL) return errno;
+/// Sets close-on-exec on `fd` if it is open and lacks it; returns 0 or errno.
+static int set_close_on_exec(int fd) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0 || (flags & FD_CLOEXEC)) return 0;
+    return fcntl(fd, F_SETFD, flags | FD_CLOEXEC) == 0 ? 0 : errno;
+}
+
+/// The fallback for kernels without CLOSE_RANGE_CLOEXEC (before 5.11): marks the open descriptors
+/// in first...last that /proc/self/fd lists, read with getdents64 into a stack buffer (no
+/// allocation: the child shares the parent's memory). Returns 0, errno, or -1 when /proc cannot
+/// be read.
+static int close_on_exec_listed(unsigned first, unsigned last) {
+    int directory = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (directory < 0) return -1;
+    char buffer[4096];
+    int result = 0;
+    for (;;) {
+        long count = syscall(SYS_getdents64, directory, buffer, sizeof buffer);
+        if (count < 0) { result = -1; break; }
+        if (count == 0) break;
+        for (long offset = 0; offset < count;) {
+            // struct linux_dirent64: u64 inode, s64 offset, u16 record length, u8 type, name.
+            unsigned short length;
+            memcpy(&length, buffer + offset + 16, sizeof length);
+            const char *name = buffer + offset + 19;
+            offset += length;
+            if (name[0] < '0' || name[0] > '9') continue;
+            unsigned fd = 0;
+            for (const char *digit = name; *digit >= '0' && *digit <= '9'; digit++) fd = fd * 10 + (unsigned)(*digit - '0');
+            if (fd < first || fd > last || (int)fd == directory) continue;
+            int error = set_close_on_exec((int)fd);
+            if (error) { close(directory); return error; }
+        }
+    }
+    close(directory);
+    return result;
+}
+
+/// The last resort without /proc: every descriptor number up to the soft limit (at most 2^20).
+static int close_on_exec_counted(unsigned first, unsigned last) {
     struct rlimit limit;
     if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return errno;
     unsigned end = limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur > (1U << 20) ? (1U << 20) : (unsigned)limit.rlim_cur;
     for (unsigned fd = first; fd <= last && fd < end; fd++) {
-        int flags = fcntl((int)fd, F_GETFD);
-        if (flags >= 0 && !(flags & FD_CLOEXEC) && fcntl((int)fd, F_SETFD, flags | FD_CLOEXEC) != 0) return errno;
+        int error = set_close_on_exec((int)fd);
+        if (error) return error;
     }
     return 0;
+}
+
+/// Marks descriptors first...last close-on-exec; returns 0 or errno. close_range(2) does it in one
+/// call (Linux 5.11+); older kernels get the open descriptors /proc/self/fd lists: a few
+/// microseconds, where a loop over every number up to the limit takes 1.3 ms per 20,000 (about
+/// 70 ms at 1,048,576, a limit common in containers) and misses descriptors above a lowered limit.
+static int close_on_exec_range(unsigned first, unsigned last) {
+    if (syscall(SYS_close_range, first, last, CLOSE_RANGE_CLOEXEC) == 0) return 0;
+    if (errno != ENOSYS && errno != EINVAL) return errno;
+    int listed = close_on_exec_listed(first, last);
+    return listed >= 0 ? listed : close_on_exec_counted(first, last);
 }
 
 /// Leaves the step stdin, stdout, stderr and the descriptors it was asked to keep: everything else
