@@ -210,7 +210,7 @@ public final class EgressSession: Sendable {
         // loaded on the thread pool while the step starts.
         let upstreamTLS = services.isEmpty ? nil
             : UpstreamTLS(configuration: upstreamConfiguration, trustedBy: policy.network.upstreamCA.map { "system trust store + \($0)" } ?? "system trust store",
-                          pool: groundwork.resolverPool, loop: groundwork.group.next())
+                          pool: groundwork.resolverPool)
 
         // The groundwork's CA may issue for no real name (nothing is intercepted without services);
         // with services, a CA constrained to their hosts replaces it in the trust bundle.

@@ -11,31 +11,47 @@ import Synchronization
 /// connection waits for it if it is not ready yet. If it cannot be made, every upstream connection
 /// fails with that reason (the request gets 502; nothing is forwarded).
 final class UpstreamTLS: Sendable {
-    private let made: Mutex<Result<NIOSSLContext, EgressError>?>
-    private let ready: EventLoopFuture<NIOSSLContext>
+    private enum State {
+        /// Being made; connections waiting for it, each on its own event loop.
+        case making(waiting: [EventLoopPromise<NIOSSLContext>])
+        case made(Result<NIOSSLContext, EgressError>)
+    }
+    private let state = Mutex<State>(.making(waiting: []))
 
     /// Starts making the context on `pool`; `trustedBy` names the roots for error messages.
-    init(configuration: TLSConfiguration, trustedBy roots: String, pool: NIOThreadPool, loop: EventLoop) {
-        made = Mutex(nil)
-        let promise = loop.makePromise(of: NIOSSLContext.self)
-        ready = promise.futureResult
-        pool.submit { [self] state in
+    init(configuration: TLSConfiguration, trustedBy roots: String, pool: NIOThreadPool) {
+        pool.submit { [self] work in
             let result: Result<NIOSSLContext, EgressError>
-            if case .cancelled = state {
+            if case .cancelled = work {
                 result = .failure(.upstreamCA(path: roots, reason: "the proxy stopped before its upstream TLS context was made"))
             } else {
                 do { result = .success(try NIOSSLContext(configuration: configuration)) } catch {
                     result = .failure(.upstreamCA(path: roots, reason: "\(error)"))
                 }
             }
-            made.withLock { $0 = result }
-            promise.completeWith(result.mapError { $0 as any Error })
+            // Only connections that asked are told (on their own loops): nothing is scheduled on an
+            // event loop that may have shut down with a session that ended before the context was made.
+            let waiting = state.withLock { state in
+                defer { state = .made(result) }
+                if case .making(let waiting) = state { return waiting }
+                return []
+            }
+            for promise in waiting { promise.completeWith(result.mapError { $0 as any Error }) }
         }
     }
 
     /// The context, on `eventLoop`: at once when it is made, else when it is.
     func context(on eventLoop: EventLoop) -> EventLoopFuture<NIOSSLContext> {
-        if let result = made.withLock({ $0 }) { return eventLoop.makeCompletedFuture(result.mapError { $0 as any Error }) }
-        return ready.hop(to: eventLoop)
+        state.withLock { state in
+            switch state {
+            case .made(let result):
+                return eventLoop.makeCompletedFuture(result.mapError { $0 as any Error })
+            case .making(var waiting):
+                let promise = eventLoop.makePromise(of: NIOSSLContext.self)
+                waiting.append(promise)
+                state = .making(waiting: waiting)
+                return promise.futureResult
+            }
+        }
     }
 }
