@@ -195,15 +195,7 @@ public final class EgressSession: Sendable {
         upstreamConfiguration.applicationProtocols = ["http/1.1"]
         upstreamConfiguration.certificateVerification = .fullVerification
         if let path = policy.network.upstreamCA {
-            do {
-                let certificates = try NIOSSLCertificate.fromPEMFile(path)
-                guard !certificates.isEmpty else { throw EgressError.upstreamCA(path: path, reason: "no certificate in the file") }
-                upstreamConfiguration.additionalTrustRoots = [.certificates(certificates)]
-            } catch let error as EgressError {
-                throw error
-            } catch {
-                throw .upstreamCA(path: path, reason: "\(error)")
-            }
+            upstreamConfiguration.additionalTrustRoots = [.certificates(try upstreamCertificates(path))]
         }
         // Only intercepted services are forwarded over TLS by the proxy itself; without any, loading
         // the system trust store would cost every run milliseconds for nothing. With services, it is
@@ -265,6 +257,28 @@ public final class EgressSession: Sendable {
         front.start { error in failClosed("the egress proxy stopped unexpectedly: \(error)") }
         started = true
         return session
+    }
+
+    /// The CA certificates of `network.upstream_ca` (a PEM file with at least one).
+    static func upstreamCertificates(_ path: String) throws(EgressError) -> [NIOSSLCertificate] {
+        let certificates: [NIOSSLCertificate]
+        do { certificates = try NIOSSLCertificate.fromPEMFile(path) } catch { throw .upstreamCA(path: path, reason: "\(error)") }
+        guard !certificates.isEmpty else { throw .upstreamCA(path: path, reason: "no certificate in the file") }
+        return certificates
+    }
+
+    /// What `start` would refuse `policy` for before the step runs, every problem at once (for
+    /// `stepguard policy check`): services the catalog does not know or that need hosts, and a
+    /// `network.upstream_ca` that is not a PEM file of CA certificates.
+    public static func problems(in policy: Policy, catalog: ServiceCatalog = .builtIn) -> [EgressError] {
+        var problems: [EgressError] = []
+        for rule in policy.services {
+            do { _ = try catalog.bind([rule]) } catch { problems.append(error) }
+        }
+        if let path = policy.network.upstreamCA {
+            do { _ = try upstreamCertificates(path) } catch { problems.append(error) }
+        }
+        return problems
     }
 
     /// Gives a connection the socket front does not serve itself to the NIO pipeline, replaying

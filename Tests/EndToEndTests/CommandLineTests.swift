@@ -37,6 +37,37 @@ import Testing
         #expect(try StepGuardBinary.run(["policy", "check", good]).status == 0)
     }
 
+    /// `check` refuses what `run` would refuse before starting a step — an unknown service, a
+    /// service without hosts in a step's overrides, an upstream_ca that is no CA file — each once.
+    @Test func checkFindsWhatRunWouldRefuse() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        try directory.write("not-a-ca.pem", "just text\n")
+        let policy = try directory.write("services.yaml", """
+        version: 1
+        services:
+          - service: sigstore-fulcoi
+            allow: { credential: workload }
+        network:
+          upstream_ca: not-a-ca.pem
+        steps:
+          secrets:
+            services:
+              - service: hashicorp-vault
+                allow: { credential: workload }
+        """)
+        let result = try StepGuardBinary.run(["policy", "check", policy])
+        #expect(result.status == 78)
+        #expect(result.stderr.contains("\(policy):3:14: error: unknown service 'sigstore-fulcoi' in services. Did you mean 'sigstore-fulcio'?"), "\(result.stderr)")
+        #expect(result.stderr.contains("\(policy):10:"), "\(result.stderr)")
+        #expect(result.stderr.contains("service 'hashicorp-vault' has no fixed host"))
+        #expect(result.stderr.contains("network.upstream_ca '\(directory.path("not-a-ca.pem"))' cannot be used"), "\(result.stderr)")
+        #expect(result.stderr.contains("\(policy): 3 errors"))
+        #expect(!result.stdout.contains("ok"))
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "/bin/true"])
+        #expect(run.status == 78, "run refuses the same policy: \(run.stderr)")
+    }
+
     @Test func shippedPoliciesAreValid() throws {
         let directory = StepGuardBinary.packageRoot.appendingPathComponent("rules/policies")
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".yaml") }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import StepGuardAudit
+import StepGuardEgress
 import StepGuardPolicy
 
 /// `stepguard policy check|show`.
@@ -15,7 +16,10 @@ struct PolicyCommand: ParsableCommand {
             commandName: "check",
             abstract: "Validate policy files; list every problem with file:line:col.",
             discussion: """
-            Exits 0 when every file is valid and 78 when any is not.
+            Checks what `stepguard run` checks before it starts a step: the policy's syntax and \
+            values, the services it names against the service catalog (rules/services), and that \
+            network.upstream_ca is a PEM file of CA certificates — for the policy and for each of \
+            its steps. Exits 0 when every file is valid and 78 when any is not.
 
             Examples:
               stepguard policy check rules/policies/release.yaml
@@ -32,6 +36,13 @@ struct PolicyCommand: ParsableCommand {
             for file in files {
                 do {
                     let policy = try PolicyLoader.load(file: file)
+                    let problems = try Self.runProblems(policy)
+                    guard problems.isEmpty else {
+                        failed = true
+                        for problem in problems { printErr(problem) }
+                        printErr("\(file): \(problems.count) error\(problems.count == 1 ? "" : "s")")
+                        continue
+                    }
                     printOut("\(file): ok (\(policy.steps.count) step override\(policy.steps.count == 1 ? "" : "s"))")
                 } catch {
                     failed = true
@@ -40,6 +51,19 @@ struct PolicyCommand: ParsableCommand {
                 }
             }
             if failed { throw ExitCode(StepGuardExitCode.config) }
+        }
+
+        /// What `stepguard run` would refuse the policy for (or any of its steps), once each.
+        static func runProblems(_ policy: Policy) throws(PolicyError) -> [String] {
+            var effective = [policy]
+            for step in policy.steps.keys.sorted() { effective.append(try policy.effective(forStep: step)) }
+            var problems: [String] = []
+            for effective in effective {
+                for problem in EgressSession.problems(in: effective).map(\.description) where !problems.contains(problem) {
+                    problems.append(problem)
+                }
+            }
+            return problems
         }
     }
 
