@@ -14,11 +14,11 @@ import Testing
     static let pypiToken = ExampleTemplate.expand("pyp{cut}i-AgEIcHlwaS5vcmc{b64url:64}")
 
     @Test func theCatalogNamesTheExchangesThatMint() throws {
-        let npm = try #require(ServiceCatalog.builtIn.services["npm-publish"])
+        let npm = try #require(ServiceCatalog.builtIn.definition(named: "npm-publish"))
         #expect(npm.mint(method: "POST", path: "/-/npm/v1/oidc/token/exchange/package/@acme%2fpkg")?.field == "token")
         #expect(npm.mint(method: "PUT", path: "/-/npm/v1/oidc/token/exchange/package/x") == nil)
         #expect(npm.mint(method: "PUT", path: "/@acme%2fpkg") == nil)
-        let pypi = try #require(ServiceCatalog.builtIn.services["pypi-upload"])
+        let pypi = try #require(ServiceCatalog.builtIn.definition(named: "pypi-upload"))
         #expect(pypi.mint(method: "POST", path: "/_/oidc/mint-token")?.field == "token")
         #expect(pypi.hosts.contains { $0.matches("pypi.org") }, "trusted publishing mints at pypi.org")
         #expect(throws: EgressError.self) {
