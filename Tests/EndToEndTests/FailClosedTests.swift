@@ -31,13 +31,6 @@ import Testing
         throw TestSupportError.timedOut("reading \(path)", timeout)
     }
 
-    /// Gone, or a zombie (killed, not yet reaped by the process that inherited it): it runs nothing.
-    static func isGone(_ pid: pid_t) -> Bool {
-        if processIsGone(pid) { return true }
-        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
-        return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
-    }
-
     @Test func whenStepguardDiesTheStepDiesAndWhatItLeftReachesNothing() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
@@ -48,13 +41,17 @@ import Testing
         isolation: required
         egress: { default: deny, allow: ["127.0.0.1:\(server.port)"] }
         """)
-        let (ready, go, result) = (directory.path("ready.fifo"), directory.path("go.fifo"), directory.path("result.fifo"))
-        for fifo in [ready, go, result] { try #require(mkfifo(fifo, 0o600) == 0) }
+        let (ready, go, result, alive) = (directory.path("ready.fifo"), directory.path("go.fifo"), directory.path("result.fifo"), directory.path("alive.fifo"))
+        for fifo in [ready, go, result, alive] { try #require(mkfifo(fifo, 0o600) == 0) }
+        // The step holds alive.fifo open for writing until it dies: its end is an event the test waits for.
+        let aliveReader = open(alive, O_RDONLY | O_NONBLOCK)
+        try #require(aliveReader >= 0)
+        defer { close(aliveReader) }
         let url = "http://127.0.0.1:\(server.port)"
         // The step reaches the server through the proxy and leaves a background job waiting for
-        // "go". Then it reports its pid and waits. Once it is released, the job tries again through
-        // the proxy and around it. Its output goes to result.fifo only, so it holds no pipe of the
-        // test's.
+        // "go". Then it opens alive.fifo (the job does not inherit it), reports its pid and waits.
+        // Once it is released, the job tries again through the proxy and around it. Its output goes
+        // to result.fifo only, so it holds no pipe of the test's.
         let script = """
         curl -s -o /dev/null -w 'before:%{http_code}' \(url)/before > \(directory.path("before"))
         ( exec </dev/null >/dev/null 2>&1
@@ -63,6 +60,7 @@ import Testing
             curl -s -o /dev/null -m 5 --noproxy '*' -w 'direct:%{http_code}' \(url)/after-direct; echo " exit:$?"
           } > \(result)
         ) &
+        exec 9> \(alive)
         echo $$ > \(ready)
         wait
         """
@@ -74,7 +72,7 @@ import Testing
             Issue.record("the step never reported: \(error); stepguard exited \(output.status): \(output.stderr)")
             return
         }
-        let stepPID = try #require(pid_t(reported.trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(pid_t(reported.trimmingCharacters(in: .whitespacesAndNewlines)) != nil, "\(reported)")
         #expect(try directory.read("before") == "before:200")
 
         // Open for reading before the job can open it for writing (a FIFO's writer waits for a reader).
@@ -85,7 +83,8 @@ import Testing
         run.send(SIGKILL)
         let killed = try run.wait(timeout: 10)
         #expect(killed.status == 128 + SIGKILL)
-        #expect(Self.isGone(stepPID), "the step outlived stepguard")
+        // The death signal is sent when stepguard dies; the step closes alive.fifo when it acts on it.
+        #expect((try? Self.read(openFIFO: aliveReader, path: alive, timeout: 10)) != nil, "the step outlived stepguard by 10 s")
 
         // O_RDWR never blocks on a FIFO (Linux); the line waits in the pipe until the job reads it.
         let release = open(go, O_RDWR)
