@@ -1,4 +1,5 @@
 import Foundation
+import StepGuardSandbox
 import StepGuardTestSupport
 import Testing
 
@@ -10,15 +11,10 @@ import Testing
     static let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     static let csandbox = StepGuardBinary.packageRoot.appendingPathComponent("Sources/CSandbox")
 
-    /// The first C compiler on PATH (the Swift toolchain brings clang).
+    /// The first C compiler on PATH (the Swift toolchain brings clang), found as `stepguard run` finds a step's program.
     static var compiler: String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        for name in ["cc", "clang", "gcc"] {
-            for directory in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(directory)/\(name)") {
-                return "\(directory)/\(name)"
-            }
-        }
-        return nil
+        let environment = ProcessInfo.processInfo.environment
+        return ["cc", "clang", "gcc"].lazy.compactMap { try? StepCommand(arguments: [$0], environment: environment).resolveExecutable() }.first
     }
 
     @Test func theListedAndCountedFallbacksMarkExactlyTheirRange() throws {
