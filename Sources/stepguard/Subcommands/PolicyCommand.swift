@@ -36,10 +36,10 @@ struct PolicyCommand: ParsableCommand {
             for file in files {
                 do {
                     let policy = try PolicyLoader.load(file: file)
-                    let problems = try Self.runProblems(policy)
+                    let problems = Self.runProblems(policy)
                     guard problems.isEmpty else {
                         failed = true
-                        for problem in problems { printErr(problem) }
+                        for problem in problems { printErr(problem.description) }
                         printErr("\(file): \(problems.count) error\(problems.count == 1 ? "" : "s")")
                         continue
                     }
@@ -53,17 +53,12 @@ struct PolicyCommand: ParsableCommand {
             if failed { throw ExitCode(StepGuardExitCode.config) }
         }
 
-        /// What `stepguard run` would refuse the policy for (or any of its steps), once each.
-        static func runProblems(_ policy: Policy) throws(PolicyError) -> [String] {
-            var effective = [policy]
-            for step in policy.steps.keys.sorted() { effective.append(try policy.effective(forStep: step)) }
-            var problems: [String] = []
-            for effective in effective {
-                for problem in EgressSession.problems(in: effective).map(\.description) where !problems.contains(problem) {
-                    problems.append(problem)
-                }
-            }
-            return problems
+        /// What `stepguard run` would refuse the policy or any of its steps for. Steps only add
+        /// services to the base policy, so each service rule and the upstream CA are checked once.
+        static func runProblems(_ policy: Policy) -> [EgressError] {
+            var everyRule = policy
+            everyRule.services += policy.steps.keys.sorted().flatMap { policy.steps[$0]?.services ?? [] }
+            return EgressSession.problems(in: everyRule)
         }
     }
 
