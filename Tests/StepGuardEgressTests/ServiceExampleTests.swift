@@ -14,10 +14,10 @@ import Testing
     }()
 
     /// The catalog's names, for a parameterised test per service.
-    static let names = catalog.services.keys.sorted()
+    static let names = catalog.names
 
     @Test(arguments: names) func examplesDecideAsTheySay(_ name: String) throws {
-        let definition = try #require(Self.catalog.services[name])
+        let definition = try #require(Self.catalog.definition(named: name))
         let examples = definition.examples
         #expect(examples.count >= 2, "\(name): give at least two examples")
         #expect(examples.contains { $0.sensitive }, "\(name): no example of a sensitive request")

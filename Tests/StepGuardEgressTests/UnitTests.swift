@@ -173,7 +173,7 @@ import Testing
         for (name, definition) in files.services {
             #expect(ServiceCatalog.builtIn.definition(named: name) == definition.withoutExamples, "\(name): regenerate with bench/egress/gen-catalog.sh")
         }
-        for name in Self.required { #expect(files.services[name] != nil, "missing \(name)") }
+        for name in Self.required { #expect(files.definition(named: name) != nil, "missing \(name)") }
     }
 
     @Test func unknownServiceIsAnErrorAtItsLocation() throws {
