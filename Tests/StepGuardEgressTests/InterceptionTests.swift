@@ -50,6 +50,9 @@ import Testing
                                                  stepStarted: started, stopStep: stop.closure)
         }
 
+        /// The audit log's `service` events so far.
+        func serviceEvents() throws -> [[String: Any]] { try Egress.jsonEvents(log).filter { $0["type"] as? String == "service" } }
+
         deinit {
             server.shutdown()
             directory.remove()
@@ -95,7 +98,7 @@ import Testing
         let log = try String(contentsOfFile: stand.log, encoding: .utf8)
         #expect(!log.contains("ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"))
         #expect(!log.contains("AKIAIOSFODNN7EXAMPLE"))
-        let events = try Egress.jsonEvents(stand.log).filter { $0["type"] as? String == "service" }
+        let events = try stand.serviceEvents()
         #expect(events.map { $0["credential"] as? String } == ["workload", "short-lived", "long-lived", "long-lived", "none"])
         #expect(events.allSatisfy { $0["host"] as? String == "fulcio.sigstore.dev" && $0["path"] as? String == "/api/v2/signingCert" && $0["method"] as? String == "POST" })
         #expect(events[0]["rule"] as? String == "services.sigstore-fulcio.allow[0]")
@@ -115,7 +118,7 @@ import Testing
         }
         #expect(stand.server.requests.count == 5)
         #expect(stand.server.acceptedConnections <= session.threads, "\(stand.server.acceptedConnections) upstream connections over \(session.threads) loops")
-        let events = try Egress.jsonEvents(stand.log).filter { $0["type"] as? String == "service" }
+        let events = try stand.serviceEvents()
         #expect(events.map { $0["decision"] as? String } == ["allow", "allow", "allow", "deny", "allow", "allow"])
     }
 

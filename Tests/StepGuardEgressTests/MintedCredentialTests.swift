@@ -68,7 +68,7 @@ import Testing
                                       "-H", "Authorization: Bearer \(token)", "https://registry.npmjs.org/@acme%2fpkg"]).stdout
         }
         #expect(try put(Self.npmToken) == "403", "before the exchange, an npm_ token is long-lived")
-        #expect(try Self.serviceEvents(registry).last?["credential_kind"] as? String == "npm access token")
+        #expect(try registry.serviceEvents().last?["credential_kind"] as? String == "npm access token")
         let exchange = try Egress.curl(session, ["-s", "--compressed", "-X", "POST", "-H", "Authorization: Bearer \(registry.workloadToken)",
                                                  "https://registry.npmjs.org/-/npm/v1/oidc/token/exchange/package/@acme%2fpkg"])
         #expect(exchange.stdout.contains(Self.npmToken), "\(exchange.stderr)")
@@ -78,7 +78,7 @@ import Testing
         let exchanges = server.requests.filter { $0.method == "POST" }
         #expect(exchanges.count == 1 && exchanges[0].header("Accept-Encoding") == "identity", "the minted token must not come compressed")
         #expect(server.requests.filter { $0.method == "PUT" }.count == 1)
-        let events = try Self.serviceEvents(registry)
+        let events = try registry.serviceEvents()
         #expect(events.map { $0["decision"] as? String } == ["deny", "allow", "allow", "deny"])
         #expect(events[2]["credential_kind"] as? String == "token minted in this run")
         #expect(!(try String(contentsOfFile: registry.log, encoding: .utf8)).contains(Self.npmToken))
@@ -103,12 +103,8 @@ import Testing
                                              "https://pypi.org/_/oidc/mint-token"])
         #expect(mint.stdout.contains(Self.pypiToken), "\(mint.stderr)")
         #expect(try upload() == "200")
-        let events = try Self.serviceEvents(registry)
+        let events = try registry.serviceEvents()
         #expect(events.map { $0["decision"] as? String } == ["deny", "allow", "allow"])
         #expect(events[2]["credential_kind"] as? String == "basic auth with token minted in this run")
-    }
-
-    static func serviceEvents(_ stand: InterceptionTests.Stand) throws -> [[String: Any]] {
-        try Egress.jsonEvents(stand.log).filter { $0["type"] as? String == "service" }
     }
 }
