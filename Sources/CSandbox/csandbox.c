@@ -17,7 +17,10 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -128,17 +131,26 @@ static int receive_listener(int channel) {
     return fd;
 }
 
+/// Writes the single-line uid and gid maps of a new user namespace: `uid` and `gid` (the ids the
+/// process had in the parent namespace) mapped to themselves.
+static int map_ids(uid_t uid, gid_t gid) {
+    char line[48];
+    int error = write_file("/proc/self/setgroups", "deny");
+    if (error && error != ENOENT) return error;
+    id_map_line(line, uid);
+    if ((error = write_file("/proc/self/uid_map", line))) return error;
+    id_map_line(line, gid);
+    return write_file("/proc/self/gid_map", line);
+}
+
+/// The outer namespaces: user, network, mount and PID (the PID namespace takes the child's next
+/// child, the init). Brings up loopback, hands the proxy's listener over and hides paths.
 static void isolate_child(const sg_spawn_options *options, int report, int channel) {
     uid_t uid = getuid();
     gid_t gid = getgid();
-    if (unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS) != 0) child_fail(report, SG_STAGE_USER_NAMESPACE, errno, -1);
-    char line[48];
-    int error = write_file("/proc/self/setgroups", "deny");
-    if (error && error != ENOENT) child_fail(report, SG_STAGE_ID_MAP, error, -1);
-    id_map_line(line, uid);
-    if ((error = write_file("/proc/self/uid_map", line))) child_fail(report, SG_STAGE_ID_MAP, error, -1);
-    id_map_line(line, gid);
-    if ((error = write_file("/proc/self/gid_map", line))) child_fail(report, SG_STAGE_ID_MAP, error, -1);
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID) != 0) child_fail(report, SG_STAGE_USER_NAMESPACE, errno, -1);
+    int error = map_ids(uid, gid);
+    if (error) child_fail(report, SG_STAGE_ID_MAP, error, -1);
     if ((error = bring_up_loopback())) child_fail(report, SG_STAGE_LOOPBACK, error, -1);
     if (options->proxy_port && (error = hand_over_listener(options->proxy_port, channel))) child_fail(report, SG_STAGE_LISTENER, error, -1);
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) child_fail(report, SG_STAGE_MOUNT_PRIVATE, errno, -1);
@@ -148,7 +160,9 @@ static void isolate_child(const sg_spawn_options *options, int report, int chann
             child_fail(report, SG_STAGE_HIDE, errno, index);
     }
     for (const char *const *file = options->hide_files; file && *file; file++, index++) {
-        if (mount(options->empty_file, *file, NULL, MS_BIND, NULL) != 0) child_fail(report, SG_STAGE_HIDE, errno, index);
+        if (mount(options->empty_file, *file, NULL, MS_BIND, NULL) != 0
+            || mount(NULL, *file, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+            child_fail(report, SG_STAGE_HIDE, errno, index);
     }
 }
 
@@ -234,7 +248,8 @@ static int limit_inherited_descriptors(const int *keep, int count) {
     return close_on_exec_range(next, ~0U);
 }
 
-/// What the cloned child needs; lives on the parent's stack, which is untouched until the child execs.
+/// What the cloned child needs; lives on the parent's stack, which is untouched until the child
+/// execs or exits (the child writes only `init_pid` there).
 typedef struct {
     const char *path;
     char *const *argv;
@@ -245,18 +260,167 @@ typedef struct {
     int channel;
     int report_read;
     int channel_parent;
+    int lifeline_read;
+    int lifeline_write;
+    int status_read;
+    int status_write;
+    pid_t init_pid;
 } child_arguments;
 
+/// The last steps before the step's program runs, in the process that becomes it: joins the pids
+/// cgroup, sets no_new_privs and RLIMIT_NPROC, limits inherited descriptors, unblocks signals, execs.
+static void exec_step(const child_arguments *arguments) {
+    const sg_spawn_options *options = arguments->options;
+    int report = arguments->report;
+    if (options->cgroup_procs >= 0 && write(options->cgroup_procs, "0", 1) != 1) child_fail(report, SG_STAGE_LIMITS, errno, -1);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(report, SG_STAGE_NO_NEW_PRIVS, errno, -1);
+    if (options->max_processes > 0) {
+        struct rlimit limit = { (rlim_t)options->max_processes, (rlim_t)options->max_processes };
+        if (setrlimit(RLIMIT_NPROC, &limit) != 0) child_fail(report, SG_STAGE_LIMITS, errno, -1);
+    }
+    int descriptor_error = limit_inherited_descriptors(options->keep_fds, options->keep_fd_count);
+    if (descriptor_error) child_fail(report, SG_STAGE_DESCRIPTORS, descriptor_error, -1);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(arguments->path, arguments->argv, arguments->envp);
+    child_fail(report, SG_STAGE_EXEC, errno, -1);
+}
+
+/// fork(2) as a raw system call: a private copy of the address space, without glibc's fork
+/// handlers (they would take locks of stepguard's other threads in the shared memory).
+static pid_t raw_fork(void) {
+    return (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+}
+
+static long monotonic_milliseconds(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/// Closes every descriptor except those in `keep` (any order, duplicates allowed).
+static void close_all_except(const int *keep, int count) {
+    unsigned next = 0;
+    for (;;) {
+        unsigned lowest = ~0U;
+        for (int i = 0; i < count; i++)
+            if (keep[i] >= 0 && (unsigned)keep[i] >= next && (unsigned)keep[i] < lowest) lowest = (unsigned)keep[i];
+        if (lowest > next) syscall(SYS_close_range, next, lowest == ~0U ? ~0U : lowest - 1, 0);
+        if (lowest == ~0U) return;
+        next = lowest + 1;
+    }
+}
+
+/// pid 1 of the step's PID namespace (a private copy of stepguard's memory, so it may loop and
+/// wait, but makes only system calls). It mounts the namespace's own /proc, enters a nested user
+/// and mount namespace so that every mount stepguard made (hidden paths, /proc) is locked — the
+/// step, root in its namespaces or not, cannot unmount or change them — and becomes non-dumpable
+/// (the step cannot read it through /proc). Then it starts the step, reaps whatever is orphaned,
+/// and when the step's main process ends, gives the rest SIGTERM and, after the grace period,
+/// leaves: its end kills everything left in the namespace. It also leaves when stepguard dies
+/// (the lifeline pipe closes), so nothing of the step outlives stepguard.
+static void init_main(const child_arguments *arguments) {
+    const sg_spawn_options *options = arguments->options;
+    int report = arguments->report;
+    close(arguments->lifeline_write);
+    close(arguments->status_read);
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) child_fail(report, SG_STAGE_PROC, errno, -1);
+    uid_t uid = getuid();
+    gid_t gid = getgid();
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) child_fail(report, SG_STAGE_LOCK, errno, -1);
+    int error = map_ids(uid, gid);
+    if (error) child_fail(report, SG_STAGE_LOCK, error, -1);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    prctl(PR_SET_NAME, (unsigned long)"stepguard-init", 0, 0, 0);
+
+    int keep[64];
+    int count = 0;
+    keep[count++] = 0; keep[count++] = 1; keep[count++] = 2;
+    keep[count++] = report; keep[count++] = arguments->lifeline_read; keep[count++] = arguments->status_write;
+    if (options->cgroup_procs >= 0) keep[count++] = options->cgroup_procs;
+    for (int i = 0; i < options->keep_fd_count && count < 64; i++) keep[count++] = options->keep_fds[i];
+    close_all_except(keep, count);
+    sigset_t children;
+    sigemptyset(&children);
+    sigaddset(&children, SIGCHLD);
+    int signals = signalfd(-1, &children, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (signals < 0) child_fail(report, SG_STAGE_FORK, errno, -1);
+
+    pid_t step = raw_fork();
+    if (step < 0) child_fail(report, SG_STAGE_FORK, errno, -1);
+    if (step == 0) {
+        close(signals);
+        close(arguments->lifeline_read);
+        close(arguments->status_write);
+        exec_step(arguments);
+    }
+    close(report);  // the parent reads end-of-file once the step has exec'd
+    if (options->cgroup_procs >= 0) close(options->cgroup_procs);
+
+    int step_status = 0;
+    int step_ended = 0;
+    long deadline = 0;
+    for (;;) {
+        for (;;) {
+            int status;
+            pid_t pid = waitpid(-1, &status, WNOHANG);
+            if (pid > 0) {
+                if (pid == step) {
+                    step_status = status;
+                    step_ended = 1;
+                    // Leftovers get SIGTERM now and SIGKILL when the init leaves.
+                    if (kill(-1, SIGTERM) == 0) deadline = monotonic_milliseconds() + options->grace_milliseconds;
+                }
+                continue;
+            }
+            if (pid < 0 && errno == EINTR) continue;
+            if (pid < 0 && step_ended) {  // ECHILD: nothing is left in the namespace
+                (void)!write(arguments->status_write, &step_status, sizeof step_status);
+                _exit(0);
+            }
+            break;
+        }
+        int timeout = -1;
+        if (step_ended) {
+            long left = deadline - monotonic_milliseconds();
+            if (left <= 0) {
+                (void)!write(arguments->status_write, &step_status, sizeof step_status);
+                _exit(0);  // the kernel kills what is left in the namespace
+            }
+            timeout = left > 60000 ? 60000 : (int)left;
+        }
+        struct pollfd waits[2] = { { signals, POLLIN, 0 }, { arguments->lifeline_read, POLLIN, 0 } };
+        int ready = poll(waits, 2, timeout);
+        if (ready < 0 && errno != EINTR) _exit(70);
+        if (waits[1].revents) _exit(137);  // stepguard is gone: so is the step
+        if (waits[0].revents & POLLIN) {
+            struct signalfd_siginfo info;
+            while (read(signals, &info, sizeof info) > 0) {}
+        }
+    }
+}
+
+/// The child of an isolated step, still sharing stepguard's memory: starts the init (pid 1 of the
+/// new PID namespace), tells the parent its pid, and exits.
+static void start_init(child_arguments *arguments) {
+    pid_t init = raw_fork();
+    if (init < 0) child_fail(arguments->report, SG_STAGE_FORK, errno, -1);
+    if (init == 0) init_main(arguments);
+    arguments->init_pid = init;
+    _exit(0);
+}
+
 static int child_main(void *raw) {
-    const child_arguments *arguments = raw;
+    child_arguments *arguments = raw;
     const sg_spawn_options *options = arguments->options;
     int report = arguments->report;
     close(arguments->report_read);
     if (arguments->channel_parent >= 0) close(arguments->channel_parent);
+    if (arguments->status_read >= 0) close(arguments->status_read);
     if (setpgid(0, 0) != 0) child_fail(report, SG_STAGE_PROCESS_GROUP, errno, -1);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) child_fail(report, SG_STAGE_DEATH_SIGNAL, errno, -1);
     if (getppid() != arguments->parent) _exit(137);  // the parent died before the death signal was set
-    if (options->cgroup_procs >= 0 && write(options->cgroup_procs, "0", 1) != 1) child_fail(report, SG_STAGE_LIMITS, errno, -1);
     // The parent's handlers must never run here (they would touch the shared memory): reset every
     // disposition while all signals are still blocked.
     struct sigaction default_action;
@@ -270,47 +434,50 @@ static int child_main(void *raw) {
         (void)tcsetpgrp(STDIN_FILENO, getpid());
         sigaction(SIGTTOU, &default_action, NULL);
     }
-    if (options->isolate) isolate_child(options, report, arguments->channel);
-    if (arguments->channel >= 0) close(arguments->channel);
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(report, SG_STAGE_NO_NEW_PRIVS, errno, -1);
-    if (options->max_processes > 0) {
-        struct rlimit limit = { (rlim_t)options->max_processes, (rlim_t)options->max_processes };
-        if (setrlimit(RLIMIT_NPROC, &limit) != 0) child_fail(report, SG_STAGE_LIMITS, errno, -1);
+    if (options->isolate) {
+        isolate_child(options, report, arguments->channel);
+        close(arguments->channel);
+        start_init(arguments);
     }
-    int descriptor_error = limit_inherited_descriptors(options->keep_fds, options->keep_fd_count);
-    if (descriptor_error) child_fail(report, SG_STAGE_DESCRIPTORS, descriptor_error, -1);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execve(arguments->path, arguments->argv, arguments->envp);
-    child_fail(report, SG_STAGE_EXEC, errno, -1);
+    exec_step(arguments);
     return 127;
 }
 
 /// The child's stack: enough for isolate_child's buffers and the system-call wrappers.
 enum { CHILD_STACK_SIZE = 256 * 1024 };
 
+static void close_pair(int pair[2]) {
+    if (pair[0] >= 0) close(pair[0]);
+    if (pair[1] >= 0) close(pair[1]);
+    pair[0] = pair[1] = -1;
+}
+
+/// Waits for `pid` (a child that has exited or is about to).
+static void reap(pid_t pid) {
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+}
+
 sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[], const sg_spawn_options *options) {
-    sg_spawn_result result = { -1, -1, 0, SG_STAGE_NONE, -1 };
-    int report[2];
+    sg_spawn_result result = { -1, -1, -1, -1, -1, 0, SG_STAGE_NONE, -1 };
+    int report[2] = { -1, -1 };
     int channel[2] = { -1, -1 };
-    if (pipe2(report, O_CLOEXEC) != 0) { result.error = errno; result.stage = SG_STAGE_FORK; return result; }
-    if (options->isolate && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel) != 0) {
+    int lifeline[2] = { -1, -1 };
+    int status[2] = { -1, -1 };
+    int failed = pipe2(report, O_CLOEXEC) != 0;
+    if (!failed && options->isolate)
+        failed = socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel) != 0
+            || pipe2(lifeline, O_CLOEXEC) != 0 || pipe2(status, O_CLOEXEC) != 0;
+    void *stack = failed ? MAP_FAILED : mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (failed || stack == MAP_FAILED) {
         result.error = errno;
         result.stage = SG_STAGE_FORK;
-        close(report[0]);
-        close(report[1]);
+        close_pair(report); close_pair(channel); close_pair(lifeline); close_pair(status);
         return result;
     }
-    void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) {
-        result.error = errno;
-        result.stage = SG_STAGE_FORK;
-        close(report[0]); close(report[1]);
-        if (channel[0] >= 0) { close(channel[0]); close(channel[1]); }
-        return result;
-    }
-    child_arguments arguments = { path, argv, envp, options, getpid(), report[1], channel[1], report[0], channel[0] };
+    if (!options->isolate) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    child_arguments arguments = { path, argv, envp, options, getpid(), report[1], channel[1], report[0], channel[0],
+                                  lifeline[0], lifeline[1], status[0], status[1], 0 };
     sigset_t all, previous;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &previous);
@@ -322,12 +489,13 @@ sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[
     if (pid < 0) {
         result.error = clone_error;
         result.stage = SG_STAGE_FORK;
-        close(report[0]); close(report[1]);
-        if (channel[0] >= 0) { close(channel[0]); close(channel[1]); }
+        close_pair(report); close_pair(channel); close_pair(lifeline); close_pair(status);
         return result;
     }
     close(report[1]);
     if (channel[1] >= 0) close(channel[1]);
+    if (lifeline[0] >= 0) close(lifeline[0]);
+    if (status[1] >= 0) close(status[1]);
     if (options->isolate && options->proxy_port) result.listener = receive_listener(channel[0]);
     if (channel[0] >= 0) close(channel[0]);
     child_report child = { 0, 0, -1 };
@@ -335,17 +503,27 @@ sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[
     do { got = read(report[0], &child, sizeof child); } while (got < 0 && errno == EINTR);
     close(report[0]);
     if (got == sizeof child) {
-        // The child failed before exec and has exited: reap it here, nothing of the step ran.
-        int status;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        // The child (or the init, or the step before exec) failed and has exited or is exiting:
+        // reap it here, nothing of the step ran.
+        if (arguments.init_pid > 0) reap(arguments.init_pid);
+        reap(pid);
         if (result.listener >= 0) close(result.listener);
+        if (lifeline[1] >= 0) close(lifeline[1]);
+        if (status[0] >= 0) close(status[0]);
         result.listener = -1;
         result.error = child.error;
         result.stage = (sg_stage)child.stage;
         result.failed_path = child.failed_path;
         return result;
     }
+    result.group = pid;
     result.pid = pid;
+    if (options->isolate) {
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        result.pid = arguments.init_pid;
+        result.lifeline_fd = lifeline[1];
+        result.status_fd = status[0];
+    }
     return result;
 }
 

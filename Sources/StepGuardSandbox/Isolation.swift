@@ -8,10 +8,14 @@ public struct IsolationRequest: Sendable, Equatable {
     public var proxyPort: UInt16?
     /// Absolute paths to hide (directories get an empty tmpfs, files and sockets an empty file).
     public var hiddenPaths: [String]
+    /// stepguard's own files the step must not reach (the audit log): covered like hidden files,
+    /// read-only, but not listed among the hidden paths.
+    public var protectedFiles: [String]
 
-    public init(proxyPort: UInt16?, hiddenPaths: [String]) {
+    public init(proxyPort: UInt16?, hiddenPaths: [String], protectedFiles: [String] = []) {
         self.proxyPort = proxyPort
         self.hiddenPaths = hiddenPaths
+        self.protectedFiles = protectedFiles
     }
 
     /// Expands `~` in `filesystem.hide` entries against `home`.
@@ -52,7 +56,11 @@ public struct SpawnOptions: Sendable, Equatable {
 /// A step that has started: its pid and, when isolated with a proxy port, the socket listening
 /// inside its network namespace (the proxy accepts the step's connections on it).
 public struct StartedStep: Sendable {
+    /// The process whose end is the step's end: the step's main process, or for an isolated step
+    /// the init of its PID namespace (stepguard's), which outlives everything in the namespace.
     public let pid: pid_t
+    /// The step's process group (signals are forwarded to it).
+    let processGroup: pid_t
     public let proxyListener: Int32?
     /// The hidden paths that existed and were covered.
     public let hidden: [String]
@@ -65,22 +73,57 @@ public struct StartedStep: Sendable {
     /// Whether the step runs in its own namespaces.
     public var isIsolated: Bool { isolated }
     let isolated: Bool
+    /// Where an isolated step's init reports the step's wait status.
+    let stepStatus: StepStatusChannel?
+}
+
+/// The two pipes between stepguard and an isolated step's init: the init writes the step's wait
+/// status to `status` before it leaves, and leaves at once (ending the namespace) when `lifeline`
+/// closes, i.e. when stepguard dies.
+struct StepStatusChannel: Sendable {
+    let status: Int32
+    let lifeline: Int32
+
+    /// The step's wait status, once the init has ended; nil when the init was killed before it
+    /// could say (the step was killed with it).
+    func read() -> Int32? {
+        var value: Int32 = 0
+        let count = withUnsafeMutableBytes(of: &value) { Glibc.read(status, $0.baseAddress, $0.count) }
+        return count == MemoryLayout<Int32>.size ? value : nil
+    }
+
+    func close() {
+        Glibc.close(status)
+        Glibc.close(lifeline)
+    }
 }
 
 /// The hidden paths sorted into what the kernel is asked to do with them.
 struct HidePlan {
     var directories: [String] = []
     var files: [String] = []
+    /// The hidden paths that exist, as reported (protected files are not listed).
+    var reported: [String] = []
 
     /// Paths that do not exist are skipped: there is nothing to hide.
-    init(_ paths: [String]) {
-        for path in paths {
+    init(_ paths: [String], protected: [String] = []) {
+        var protectedFiles: [String] = []
+        for (path, isProtected) in paths.map({ ($0, false) }) + protected.map({ ($0, true) }) {
             var info = stat()
             guard stat(path, &info) == 0 else { continue }
-            if (info.st_mode & S_IFMT) == S_IFDIR { directories.append(path) } else { files.append(path) }
+            if (info.st_mode & S_IFMT) == S_IFDIR {
+                directories.append(path)
+            } else if isProtected {
+                protectedFiles.append(path)
+            } else {
+                files.append(path)
+            }
+            if !isProtected { reported.append(path) }
         }
+        files += protectedFiles
     }
 
+    /// Every covered path, in the order the kernel is asked to cover them (directories, then files).
     var all: [String] { directories + files }
 }
 
@@ -102,6 +145,10 @@ extension SandboxError {
             return .isolationUnavailable("\(what) failed: \(reason)")
         case SG_STAGE_HIDE:
             return .isolationUnavailable("hiding '\(path ?? "?")' failed: \(reason)")
+        case SG_STAGE_PROC:
+            return .isolationUnavailable("mounting the step's own /proc in its PID namespace failed: \(reason)")
+        case SG_STAGE_LOCK:
+            return .isolationUnavailable("locking the step's mounts (a nested user namespace) failed: \(reason)")
         case SG_STAGE_LIMITS:
             return .limitUnavailable("applying limits.processes to the step failed: \(reason)")
         case SG_STAGE_DESCRIPTORS:

@@ -51,12 +51,12 @@ public final class StepSupervisor: Sendable {
             started.isolationFallback = reason
         }
         started.processLimit = limit?.summary
-        let pid = started.pid
-        state.withLock { $0.processGroup = pid }
-        sg_forward_signals(pid)
+        let group = started.processGroup
+        state.withLock { $0.processGroup = group }
+        sg_forward_signals(group)
         onStart(started)
 
-        let termination = reapAll(mainPid: pid)
+        let termination = reapAll(mainPid: started.pid, group: group, stepStatus: started.stepStatus)
         if takeTerminal {
             signal(SIGTTOU, SIG_IGN)
             tcsetpgrp(STDIN_FILENO, getpgrp())
@@ -82,7 +82,7 @@ public final class StepSupervisor: Sendable {
 
     private func spawn(executable: String, command: StepCommand, options: SpawnOptions, limit: ProcessLimit?,
                        takeTerminal: Bool) throws(SandboxError) -> StartedStep {
-        let plan = HidePlan(options.isolation?.hiddenPaths ?? [])
+        let plan = HidePlan(options.isolation?.hiddenPaths ?? [], protected: options.isolation?.protectedFiles ?? [])
         let emptyFile = try options.isolation == nil ? nil : Self.makeEmptyFile()
         defer { emptyFile.map { try? FileManager.default.removeItem(atPath: ($0 as NSString).deletingLastPathComponent) } }
         let argv = CStringArray(command.arguments)
@@ -102,7 +102,8 @@ public final class StepSupervisor: Sendable {
                             proxy_port: options.isolation?.proxyPort ?? 0,
                             hide_directories: hideDirectories, hide_files: hideFiles, empty_file: emptyPath,
                             max_processes: limit?.rlimitMaximum ?? 0, cgroup_procs: limit?.cgroupProcs ?? -1,
-                            keep_fds: keep.baseAddress, keep_fd_count: Int32(keep.count))
+                            keep_fds: keep.baseAddress, keep_fd_count: Int32(keep.count),
+                            grace_milliseconds: Int(gracePeriod.components.seconds * 1000 + gracePeriod.components.attoseconds / 1_000_000_000_000_000))
                         return argv.withMutablePointers { args in
                             envp.withMutablePointers { env in sg_spawn(executable, args, env, &spawnOptions) }
                         }
@@ -114,8 +115,9 @@ public final class StepSupervisor: Sendable {
             let failedPath = result.failed_path >= 0 && Int(result.failed_path) < plan.all.count ? plan.all[Int(result.failed_path)] : executable
             throw SandboxError.from(stage: result.stage, errno: result.error, path: failedPath)
         }
-        return StartedStep(pid: result.pid, proxyListener: result.listener >= 0 ? result.listener : nil,
-                           hidden: options.isolation == nil ? [] : plan.all, isolated: options.isolation != nil)
+        return StartedStep(pid: result.pid, processGroup: result.group, proxyListener: result.listener >= 0 ? result.listener : nil,
+                           hidden: options.isolation == nil ? [] : plan.reported, isolated: options.isolation != nil,
+                           stepStatus: result.status_fd >= 0 ? StepStatusChannel(status: result.status_fd, lifeline: result.lifeline_fd) : nil)
     }
 
     /// An empty, read-only file in a private directory, bind-mounted over hidden files.
@@ -132,9 +134,11 @@ public final class StepSupervisor: Sendable {
 
     // MARK: - Reaping
 
-    /// Waits for every child (the step and re-parented orphans); once the main process has ended,
-    /// terminates what is left of its tree.
-    private func reapAll(mainPid: pid_t) -> StepTermination {
+    /// Waits for every child (the step, or the init of its PID namespace, and re-parented orphans);
+    /// once the main process has ended, terminates what is left of its tree. An isolated step's
+    /// status comes from its init (`stepStatus`), which has ended the whole namespace by then.
+    private func reapAll(mainPid: pid_t, group: pid_t, stepStatus: StepStatusChannel?) -> StepTermination {
+        defer { stepStatus?.close() }
         var termination: StepTermination?
         while true {
             var status: Int32 = 0
@@ -144,15 +148,15 @@ public final class StepSupervisor: Sendable {
                 break  // ECHILD: nothing left to reap
             }
             guard pid == mainPid else { continue }
-            termination = Self.termination(from: status)
+            termination = Self.termination(from: stepStatus?.read() ?? status)
             // The main process is gone; anything left of the step is an orphan to clean up.
-            if hasChildren() || groupExists(mainPid) {
+            if hasChildren() || groupExists(group) {
                 let alreadyStopping = state.withLock { state in
                     defer { state.stopping = true }
                     return state.stopping
                 }
-                terminateTree(group: mainPid, signal: SIGTERM)
-                if !alreadyStopping { scheduleKill(group: mainPid) }
+                terminateTree(group: group, signal: SIGTERM)
+                if !alreadyStopping { scheduleKill(group: group) }
             }
         }
         state.withLock { $0.finished = true }

@@ -39,14 +39,47 @@ func processIsGone(_ pid: pid_t) -> Bool {
         #expect(result.status == 42)
     }
 
-    @Test func stoppingTheStepLeavesNoDescendantBehind() throws {
+    /// The step's descendants hold `alive.fifo` open for writing (fd 9): once every one of them is
+    /// gone, the test reads end-of-file. Without isolation their host pids are checked too (an
+    /// isolated step's pids are those of its own PID namespace).
+    struct Descendants {
+        let directory: TemporaryDirectory
+        let alive: String
+        let pids: String
+        let reader: Int32
+
+        init(in directory: TemporaryDirectory) throws {
+            self.directory = directory
+            alive = directory.path("alive.fifo")
+            pids = directory.path("pids")
+            try #require(mkfifo(alive, 0o600) == 0)
+            reader = open(alive, O_RDONLY | O_NONBLOCK)
+            try #require(reader >= 0)
+        }
+
+        /// Expects `count` descendants to have been recorded and every one of them to be gone.
+        func expectAllGone(count: Int, isolation: String) throws {
+            defer { close(reader) }
+            let recorded = try directory.read("pids").split(separator: "\n").compactMap { pid_t($0) }
+            #expect(recorded.count == count)
+            #expect((try? FailClosedTests.read(openFIFO: reader, path: alive, timeout: 10)) != nil,
+                    "a descendant still holds alive.fifo 10 s after stepguard exited")
+            guard isolation == "off" else { return }
+            for pid in recorded { #expect(processIsGone(pid), "descendant \(pid) survived") }
+        }
+    }
+
+    @Test(arguments: ["off", "required"])
+    func stoppingTheStepLeavesNoDescendantBehind(isolation: String) throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let ready = try ReadySignal(in: directory)
-        let policy = try directory.write("policy.yaml", "version: 1\ngrace_period: 1s\n")
-        let pids = directory.path("pids")
+        let descendants = try Descendants(in: directory)
+        let policy = try directory.write("policy.yaml", "version: 1\ngrace_period: 1s\nisolation: \(isolation)\n")
+        let pids = descendants.pids
         // A grandchild in the step's group, one that left the group (setsid), and one that ignores SIGTERM.
         let script = """
+        exec 9> \(descendants.alive)
         sleep 300 & echo $! >> \(pids)
         setsid sleep 300 & echo $! >> \(pids)
         sh -c 'trap "" TERM; echo $$ >> \(pids); while :; do sleep 1; done' &
@@ -59,21 +92,19 @@ func processIsGone(_ pid: pid_t) -> Bool {
         run.send(SIGTERM)
         let result = try run.wait(timeout: 30)
         #expect(result.status == 143)
-        let descendants = try directory.read("pids").split(separator: "\n").compactMap { pid_t($0) }
-        #expect(descendants.count == 3)
-        for pid in descendants {
-            #expect(processIsGone(pid), "descendant \(pid) survived")
-        }
+        try descendants.expectAllGone(count: 3, isolation: isolation)
     }
 
-    @Test func leftoversOfAFinishedStepAreReaped() throws {
+    @Test(arguments: ["off", "required"])
+    func leftoversOfAFinishedStepAreReaped(isolation: String) throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let pids = directory.path("pids")
-        let result = try StepGuardBinary.run(["run", "--", "/bin/sh", "-c", "setsid sleep 300 & echo $! > \(pids); sleep 300 & echo $! >> \(pids); exit 0"])
+        let descendants = try Descendants(in: directory)
+        let policy = try directory.write("policy.yaml", "version: 1\nisolation: \(isolation)\n")
+        let pids = descendants.pids
+        let script = "exec 9> \(descendants.alive); setsid sleep 300 & echo $! > \(pids); sleep 300 & echo $! >> \(pids); exit 0"
+        let result = try StepGuardBinary.run(["run", "--policy", policy, "--", "/bin/sh", "-c", script])
         #expect(result.status == 0)
-        let leftovers = try directory.read("pids").split(separator: "\n").compactMap { pid_t($0) }
-        #expect(leftovers.count == 2)
-        for pid in leftovers { #expect(processIsGone(pid)) }
+        try descendants.expectAllGone(count: 2, isolation: isolation)
     }
 }

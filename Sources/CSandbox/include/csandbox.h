@@ -26,6 +26,9 @@ typedef struct {
     /// exec: the step inherits none of stepguard's own, nor anything its parent left open.
     const int *keep_fds;
     int keep_fd_count;
+    /// With `isolate`: how long the step's leftover processes get between SIGTERM and SIGKILL once
+    /// its main process has ended (the namespace's init applies it), in milliseconds.
+    long grace_milliseconds;
 } sg_spawn_options;
 
 /// Where a failed spawn stopped; reported with its errno.
@@ -44,21 +47,38 @@ typedef enum {
     SG_STAGE_LIMITS,
     SG_STAGE_DESCRIPTORS,
     SG_STAGE_EXEC,
+    SG_STAGE_PROC,
+    SG_STAGE_LOCK,
 } sg_stage;
 
-/// The outcome of sg_spawn: on success `error` is 0, `pid` is the child and `listener` the
-/// socket listening inside its namespace (or -1). On failure `stage` says where and `error` is
-/// the errno; `failed_path` indexes the hide entry (directories first, then files) that failed.
+/// The outcome of sg_spawn: on success `error` is 0, `pid` is the process to wait for, `group` the
+/// step's process group and `listener` the socket listening inside its namespace (or -1). An
+/// isolated step runs under an init of stepguard's (pid 1 of its PID namespace): `pid` is that init,
+/// whose end means the whole namespace has ended; `status_fd` then yields the step's own wait status
+/// (4 bytes, written by the init before it exits) and `lifeline_fd` must stay open while the step
+/// may run (the init ends the namespace when it closes, e.g. when stepguard dies). Both are -1
+/// without isolation. On failure `stage` says where and `error` is the errno; `failed_path`
+/// indexes the hide entry (directories first, then files) that failed.
 typedef struct {
     pid_t pid;
+    pid_t group;
     int listener;
+    int status_fd;
+    int lifeline_fd;
     int error;
     sg_stage stage;
     int failed_path;
 } sg_spawn_result;
 
-/// Starts `path` (clone + exec, sharing memory until the exec) in a new process group, with default signal dispositions, an empty
-/// signal mask, no_new_privs, and SIGKILL as its parent-death signal; optionally isolated.
+/// Starts `path` (clone + exec, sharing memory until the exec) in a new process group, with default
+/// signal dispositions, an empty signal mask, no_new_privs, and SIGKILL as its parent-death signal;
+/// optionally isolated (see isolate in sg_spawn_options and sg_spawn_result).
+///
+/// It also makes the calling process non-dumpable (PR_SET_DUMPABLE 0) before the step can run, so
+/// that a step of the same uid cannot ptrace stepguard or read its memory, environment or
+/// descriptors through /proc: before the clone without isolation; with isolation once the child has
+/// written its own uid map (which needs a dumpable process), the step then being in a PID namespace
+/// where stepguard does not exist.
 sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[], const sg_spawn_options *options);
 
 /// Makes this process a child subreaper: orphaned descendants are re-parented to it.

@@ -166,7 +166,8 @@ extension RunInvocation {
         }
         defer { egress.stop(processExits: true) }  // stepguard exits right after the step
         let step = StepCommand(arguments: command, environment: stepEnvironment.merging(egress.environment) { _, proxy in proxy })
-        let options = spawnOptions(policy, home: environment["HOME"], proxyPort: UInt16(egress.port), keeping: keepFDs)
+        let options = spawnOptions(policy, home: environment["HOME"], proxyPort: UInt16(egress.port), keeping: keepFDs,
+                                   protecting: auditLog.map { [URL(fileURLWithPath: $0).standardizedFileURL.path] } ?? [])
         let containment = Containment()
         let termination: StepTermination
         do {
@@ -209,10 +210,13 @@ extension RunInvocation {
     }
 }
 
-/// How `policy` asks for the step to be started.
-func spawnOptions(_ policy: Policy, home: String?, proxyPort: UInt16?, keeping descriptors: [Int32] = []) -> SpawnOptions {
+/// How `policy` asks for the step to be started; `protected` are stepguard's own files (the audit
+/// log), out of an isolated step's reach.
+func spawnOptions(_ policy: Policy, home: String?, proxyPort: UInt16?, keeping descriptors: [Int32] = [],
+                  protecting protected: [String] = []) -> SpawnOptions {
     let isolation = policy.isolation == .off ? nil
-        : IsolationRequest(proxyPort: proxyPort, hiddenPaths: IsolationRequest.expand(policy.filesystem.hide, home: home))
+        : IsolationRequest(proxyPort: proxyPort, hiddenPaths: IsolationRequest.expand(policy.filesystem.hide, home: home),
+                           protectedFiles: protected)
     return SpawnOptions(isolation: isolation, fallBackWithoutIsolation: policy.isolation == .auto, maxProcesses: policy.limits.processes,
                         keptDescriptors: descriptors)
 }
