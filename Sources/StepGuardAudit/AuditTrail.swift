@@ -22,6 +22,10 @@ public final class AuditTrail: Sendable {
 
     private let context: Context
     private let logFile: FileHandle?
+    private let logPath: String?
+    /// What stepguard wrote to the log (writes are appended under this lock, so each lands whole
+    /// and its place is known).
+    private let seal: Mutex<AuditLogSeal?>
     private let verbose: Bool
     private let printer: @Sendable (String) -> Void
     private let annotationPrinter: @Sendable (String) -> Void
@@ -43,11 +47,15 @@ public final class AuditTrail: Sendable {
         self.printer = printer
         self.annotationPrinter = annotationPrinter
         if let logPath {
-            let fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+            let fd = open(logPath, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw AuditError.cannotOpenLog(path: logPath, reason: String(cString: strerror(errno))) }
             self.logFile = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+            self.logPath = logPath
+            self.seal = Mutex(AuditLogSeal(fd: fd))
         } else {
             self.logFile = nil
+            self.logPath = nil
+            self.seal = Mutex(nil)
         }
     }
 
@@ -61,7 +69,11 @@ public final class AuditTrail: Sendable {
             }
         }
         if let logFile {
-            logFile.write(Data((event.jsonLine(context: jsonContext) + "\n").utf8))
+            let line = Data((event.jsonLine(context: jsonContext) + "\n").utf8)
+            seal.withLock { seal in
+                logFile.write(line)
+                seal?.appended(line, through: logFile.fileDescriptor)
+            }
         }
         if event.decision != .allow || verbose {
             printer(textLine(event))
@@ -76,6 +88,14 @@ public final class AuditTrail: Sendable {
     /// printed: the same effect as ``record(_:)`` with it, without building the event.
     public func countAllowedRequest() {
         events.withLock { $0.allowedRequests += 1 }
+    }
+
+    /// Nil when the audit log (if any) still holds, unchanged and at its path, everything recorded
+    /// so far; else what someone else did to it. Checked when the step has ended: a step that
+    /// rewrites the log is a violation, not a way to hide one.
+    public func logTampering() -> String? {
+        guard let logFile, let logPath else { return nil }
+        return seal.withLock { $0?.problem(fd: logFile.fileDescriptor, path: logPath) }
     }
 
     /// The events kept so far: denials and every event that is not an allowed request.

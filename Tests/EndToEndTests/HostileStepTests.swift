@@ -119,6 +119,40 @@ import Testing
         #expect(try directory.read("audit.jsonl").contains("forged"))
     }
 
+    /// Without isolation the step can write to the log's file (same user); stepguard notices when
+    /// what it wrote was changed or the file replaced, and that is a violation (exit 77), whatever
+    /// the rest of the run did. Lines merely appended by others are not a change (runs may share a log).
+    @Test(arguments: [
+        ("grep -v deny LOG > LOG.tmp; cat LOG.tmp > LOG", "was truncated"),
+        ("sed -i 's/deny/allow/' LOG", "was replaced"),
+        ("mv LOG LOG.old; echo '{}' > LOG", "was replaced"),
+        ("rm LOG", "was removed or moved"),
+        ("sed 's/deny/allow/' LOG > LOG.tmp; dd if=LOG.tmp of=LOG conv=notrunc status=none", "was rewritten"),
+    ])
+    func aStepThatChangesTheAuditLogWithoutIsolationIsAViolation(change: String, says: String) throws {
+        defer { directory.remove() }
+        let log = directory.path("audit.jsonl")
+        let policy = try policy("off", "egress: { default: deny }\n")
+        let script = "curl -s -o /dev/null http://denied.invalid/; " + change.replacingOccurrences(of: "LOG", with: log)
+        let run = try run(["--policy", policy, "--audit-log", log, "--", "/bin/sh", "-c", script], asNobody: false)
+        #expect(run.status == 77, "\(run.stderr)")
+        #expect(run.stderr.contains("DENY isolation") && run.stderr.contains(says), "\(run.stderr)")
+        // A changed file records it too; a replaced or removed one cannot be trusted to (stepguard
+        // appends to the file it opened): stderr and the exit status carry the verdict.
+        if says == "was truncated" || says == "was rewritten" {
+            #expect(try directory.read("audit.jsonl").contains("built-in: audit log integrity"))
+        }
+    }
+
+    @Test func linesAppendedByOthersAreNotAChange() throws {
+        defer { directory.remove() }
+        let log = directory.path("audit.jsonl")
+        let run = try run(["--policy", try policy("off"), "--audit-log", log, "--", "/bin/sh", "-c", "echo '{\"other\":1}' >> \(log)"],
+                          asNobody: false)
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(!run.stderr.contains("audit log"))
+    }
+
     /// Without isolation a step of the same uid could read stepguard's environment and memory and
     /// attach to it; stepguard is not dumpable, so the kernel refuses. (root would pass these
     /// checks: a root step without isolation is out of reach of any same-host protection.)

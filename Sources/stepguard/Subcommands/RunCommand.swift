@@ -201,6 +201,10 @@ extension RunInvocation {
             throw ExitCode(error.exitCode)
         }
 
+        if let tampering = trail.logTampering() {
+            trail.record(AuditEvent(type: .isolation, decision: .deny, reason: "\(tampering); the step must not touch stepguard's audit log",
+                                    rule: "built-in: audit log integrity"))
+        }
         trail.record(AuditEvent(type: .exit, decision: .allow, reason: "step \(termination)",
                                 subject: ["exit_code": .int(Int(termination.exitCode))]))
         let verdict = Verdict(stepExitCode: termination.exitCode, outcome: termination.description,
