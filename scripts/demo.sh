@@ -54,6 +54,17 @@ scenario "The step's own exit code comes through (a failing test suite)" 3 \
 scenario "Stopped: SIGTERM reaches the step; its background children are reaped too" 143 \
   timeout --preserve-status -s TERM 1 "$stepguard" run --policy "$policy" --step build -- sh -c 'sleep 30 & setsid sleep 30 & wait'
 
+# Credential stores: a fake ~/.aws/credentials in a home made for the demo. The step is root in its
+# namespaces when stepguard runs as root (as in CI); stepguard's mounts are locked all the same.
+mkdir -p "$work/home/.aws" && printf '[default]\naws_secret_access_key = demo-only-%s\n' "$RANDOM" > "$work/home/.aws/credentials"
+scenario "Hidden: the step tries to un-hide ~/.aws (umount, remount, a nested namespace) and read it — it stays empty" 0 \
+  env HOME="$work/home" "$stepguard" run --policy "$policy" --step build -- sh -c '
+    umount ~/.aws 2>/dev/null || echo "umount ~/.aws: refused"
+    mount -o remount,rw ~/.aws 2>/dev/null || echo "remount: refused"
+    unshare -Urm sh -c "umount ~/.aws" 2>/dev/null || echo "umount from a nested namespace: refused"
+    if grep -q demo-only ~/.aws/credentials 2>/dev/null; then echo "READ THE SECRET"; exit 1; fi
+    echo "~/.aws looks empty: $(ls -A ~/.aws | wc -l) entries"; echo "processes visible: $(ls /proc | grep -cE "^[0-9]+$")"'
+
 # Workload identity: a local OIDC issuer (fixtures/identity/demo_issuer.py) mints a JWKS and tokens.
 python3 "$root/fixtures/identity/demo_issuer.py" "$work/issuer" >/dev/null
 # The identity section shared by the identity and signing-service policies.

@@ -325,7 +325,10 @@ static void init_main(const child_arguments *arguments) {
     int report = arguments->report;
     close(arguments->lifeline_write);
     close(arguments->status_read);
-    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) child_fail(report, SG_STAGE_PROC, errno, -1);
+    // The kernel refuses a new /proc where the current one is partly covered (a container that
+    // masks /proc/kcore and the like): the step then keeps that /proc, and stepguard says so.
+    int proc_error = mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0 ? 0 : errno;
+    if (write(arguments->status_write, &proc_error, sizeof proc_error) != sizeof proc_error) child_fail(report, SG_STAGE_PROC, errno, -1);
     uid_t uid = getuid();
     gid_t gid = getgid();
     if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) child_fail(report, SG_STAGE_LOCK, errno, -1);
@@ -459,7 +462,7 @@ static void reap(pid_t pid) {
 }
 
 sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[], const sg_spawn_options *options) {
-    sg_spawn_result result = { -1, -1, -1, -1, -1, 0, SG_STAGE_NONE, -1 };
+    sg_spawn_result result = { -1, -1, -1, -1, -1, 0, 0, SG_STAGE_NONE, -1 };
     int report[2] = { -1, -1 };
     int channel[2] = { -1, -1 };
     int lifeline[2] = { -1, -1 };
@@ -523,6 +526,8 @@ sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[
         result.pid = arguments.init_pid;
         result.lifeline_fd = lifeline[1];
         result.status_fd = status[0];
+        // Written by the init before it started the step, which has exec'd by now.
+        if (read(status[0], &result.proc_error, sizeof result.proc_error) != sizeof result.proc_error) result.proc_error = EIO;
     }
     return result;
 }

@@ -75,6 +75,9 @@ public struct StartedStep: Sendable {
     let isolated: Bool
     /// Where an isolated step's init reports the step's wait status.
     let stepStatus: StepStatusChannel?
+    /// Why an isolated step could not get a /proc of its own (it then sees the /proc of stepguard's
+    /// namespace: other processes' command lines, though it still cannot signal them), or nil.
+    public let ownProcUnavailable: String?
 }
 
 /// The two pipes between stepguard and an isolated step's init: the init writes the step's wait

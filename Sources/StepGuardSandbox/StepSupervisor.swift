@@ -117,7 +117,8 @@ public final class StepSupervisor: Sendable {
         }
         return StartedStep(pid: result.pid, processGroup: result.group, proxyListener: result.listener >= 0 ? result.listener : nil,
                            hidden: options.isolation == nil ? [] : plan.reported, isolated: options.isolation != nil,
-                           stepStatus: result.status_fd >= 0 ? StepStatusChannel(status: result.status_fd, lifeline: result.lifeline_fd) : nil)
+                           stepStatus: result.status_fd >= 0 ? StepStatusChannel(status: result.status_fd, lifeline: result.lifeline_fd) : nil,
+                           ownProcUnavailable: result.proc_error == 0 ? nil : String(cString: strerror(result.proc_error)))
     }
 
     /// An empty, read-only file in a private directory, bind-mounted over hidden files.

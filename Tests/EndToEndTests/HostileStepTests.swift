@@ -94,6 +94,24 @@ import Testing
         #expect(!control.stdout.hasPrefix("0\n"))
     }
 
+    /// In a container that masks parts of /proc, the kernel refuses the step a /proc of its own. The
+    /// step is isolated all the same (its PID namespace still keeps it from signalling anything
+    /// outside), and the verdict says what it can see. A bind mount over /proc/timer_list in a
+    /// private mount namespace stands in for the container's masks.
+    @Test(.enabled(if: getuid() == 0, "needs root to mask /proc"))
+    func whereTheStepCannotHaveItsOwnProcTheVerdictSaysSo() throws {
+        defer { directory.remove() }
+        let outsider = try ProgramRun.start("/usr/bin/python3", ["-c", "import time; time.sleep(300)"])
+        defer { outsider.send(SIGKILL); _ = try? outsider.wait(timeout: 10) }
+        let policy = try policy("required")
+        let run = try ProgramRun.start("/usr/bin/unshare", ["-m", "sh", "-c",
+            "mount --bind /dev/null /proc/timer_list && exec \"$0\" run --policy \"$1\" -- sh -c \"$2\"",
+            StepGuardBinary.path, policy, "kill -0 \(outsider.pid) 2>/dev/null && echo outsider-signalable; echo done"]).wait()
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout == "done\n")
+        #expect(run.stderr.contains("isolated, but the host's /proc is visible"), "\(run.stderr)")
+    }
+
     @Test func anIsolatedStepCannotRewriteTheAuditLog() throws {
         defer { directory.remove() }
         let log = directory.path("audit.jsonl")

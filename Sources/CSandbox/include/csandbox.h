@@ -57,14 +57,17 @@ typedef enum {
 /// whose end means the whole namespace has ended; `status_fd` then yields the step's own wait status
 /// (4 bytes, written by the init before it exits) and `lifeline_fd` must stay open while the step
 /// may run (the init ends the namespace when it closes, e.g. when stepguard dies). Both are -1
-/// without isolation. On failure `stage` says where and `error` is the errno; `failed_path`
-/// indexes the hide entry (directories first, then files) that failed.
+/// without isolation. `proc_error` is 0 when the step has its own /proc, else the errno of
+/// mounting it (the step then sees the /proc stepguard sees). On failure `stage` says where and
+/// `error` is the errno; `failed_path` indexes the hide entry (directories first, then files)
+/// that failed.
 typedef struct {
     pid_t pid;
     pid_t group;
     int listener;
     int status_fd;
     int lifeline_fd;
+    int proc_error;
     int error;
     sg_stage stage;
     int failed_path;

@@ -236,10 +236,15 @@ final class Containment: Sendable {
         let reason: String
         if let request, started.isIsolated {
             let sockets = request.reachableDaemonSockets
-            summary = sockets.isEmpty ? "isolated" : "isolated, but \(sockets.joined(separator: ", ")) stays reachable"
+            let caveats = (sockets.isEmpty ? [] : ["\(sockets.joined(separator: ", ")) stays reachable"])
+                + (started.ownProcUnavailable == nil ? [] : ["the host's /proc is visible"])
+            summary = caveats.isEmpty ? "isolated" : "isolated, but \(caveats.joined(separator: " and "))"
             let hidden = started.hidden.isEmpty ? "nothing to hide" : "hidden: \(started.hidden.joined(separator: ", "))"
             let socketNote = sockets.isEmpty ? "" : "; \(sockets.joined(separator: ", ")) stays reachable (add it to filesystem.hide to cut it off)"
-            reason = "step runs in its own user, network and mount namespaces; only the proxy is reachable; \(hidden)\(socketNote)"
+            let procNote = started.ownProcUnavailable.map {
+                "; the step sees the host's /proc (other processes' command lines) because mounting its own failed: \($0)"
+            } ?? ""
+            reason = "step runs in its own user, network, mount and PID namespaces; only the proxy is reachable; \(hidden)\(socketNote)\(procNote)"
         } else if let fallback = started.isolationFallback {
             summary = "NOT isolated (isolation: auto fell back to proxy variables only)"
             reason = "isolation unavailable, falling back to proxy variables only (isolation: auto): \(fallback)"
