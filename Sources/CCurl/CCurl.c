@@ -8,6 +8,7 @@
 // N(name) for the variadic curl_easy_setopt and curl_easy_getinfo, called by the typed wrappers below.
 #define SG_FUNCTIONS(F, V, N) \
     F(CURLcode, curl_global_init, (long flags), (flags)) \
+    F(char *, curl_version, (void), ()) \
     F(CURL *, curl_easy_init, (void), ()) \
     V(curl_easy_cleanup, (CURL *curl), (curl)) \
     F(CURLcode, curl_easy_perform, (CURL *curl), (curl)) \

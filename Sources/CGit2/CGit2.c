@@ -8,6 +8,7 @@
 // N(name) for the variadic git_libgit2_opts, called through the typed wrapper below.
 #define SG_FUNCTIONS(F, V, N) \
     F(int, git_libgit2_init, (void), ()) \
+    F(int, git_libgit2_version, (int *major, int *minor, int *rev), (major, minor, rev)) \
     F(const git_error *, git_error_last, (void), ()) \
     V(git_blob_free, (git_blob *blob), (blob)) \
     F(int, git_blob_lookup, (git_blob **blob, git_repository *repo, const git_oid *id), (blob, repo, id)) \

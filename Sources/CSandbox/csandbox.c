@@ -575,3 +575,9 @@ void sg_forward_signals_stop(void) {
     for (unsigned i = 0; i < sizeof forwarded_signals / sizeof *forwarded_signals; i++)
         signal(forwarded_signals[i], SIG_DFL);
 }
+
+int sg_landlock_abi(void) {
+    // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION); 444 on every architecture.
+    long abi = syscall(444, NULL, 0, 1U << 0);
+    return abi >= 0 ? (int)abi : -errno;
+}

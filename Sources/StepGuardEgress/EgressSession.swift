@@ -357,8 +357,19 @@ public final class EgressSession: Sendable {
         return fchmod(output, 0o644) == 0
     }
 
+    /// The system CA bundle stepguard trusts upstream and hands to steps, and how many certificates
+    /// it holds; nil when none of the usual locations has one.
+    public static func systemTrustBundle() -> (path: String, certificates: Int)? {
+        for path in systemBundles {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
+            let count = text.components(separatedBy: "-----BEGIN CERTIFICATE-----").count - 1
+            if count > 0 { return (path, count) }
+        }
+        return nil
+    }
+
     /// Candidate locations of the system CA bundle (Debian/Ubuntu, RHEL/Fedora, Alpine/macOS).
-    static let systemBundles = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"]
+    public static let systemBundles = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"]
 
     /// Replaces the bundle at `path` with one holding `caPEM` instead (written beside it, then renamed over it).
     static func rewriteTrustBundle(_ path: String, caPEM: String) throws(EgressError) {

@@ -141,7 +141,7 @@ extension SandboxError {
         }
         switch stage {
         case SG_STAGE_USER_NAMESPACE, SG_STAGE_ID_MAP, SG_STAGE_LOOPBACK, SG_STAGE_LISTENER, SG_STAGE_MOUNT_PRIVATE:
-            let what = [SG_STAGE_USER_NAMESPACE: "creating user, network and mount namespaces",
+            let what = [SG_STAGE_USER_NAMESPACE: "creating user, network, mount and PID namespaces",
                         SG_STAGE_ID_MAP: "mapping the step's uid and gid", SG_STAGE_LOOPBACK: "bringing up loopback",
                         SG_STAGE_LISTENER: "listening for the proxy inside the namespace",
                         SG_STAGE_MOUNT_PRIVATE: "making mounts private"][stage] ?? "isolating"

@@ -20,10 +20,11 @@ struct StepGuard: AsyncParsableCommand {
           stepguard identity verify --policy rules/policies/release.yaml
           stepguard scan --staged
           stepguard workflow check .github/workflows
+          stepguard doctor --policy rules/policies/release.yaml
           stepguard help run
         """,
         version: version,
-        subcommands: [RunCommand.self, PolicyCommand.self, IdentityCommand.self, ScanCommand.self, WorkflowCommand.self]
+        subcommands: [RunCommand.self, PolicyCommand.self, IdentityCommand.self, ScanCommand.self, WorkflowCommand.self, DoctorCommand.self]
     )
 
     /// A plain `run` command line skips ArgumentParser (see ``RunInvocation/init(plainArguments:)``);

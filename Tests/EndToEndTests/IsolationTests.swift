@@ -127,7 +127,7 @@ import Testing
         }
         let result = try withoutUserNamespaces(required)
         #expect(result.status == 69)
-        #expect(result.stderr.contains("cannot isolate the step: creating user, network and mount namespaces failed"))
+        #expect(result.stderr.contains("cannot isolate the step: creating user, network, mount and PID namespaces failed"))
         #expect(result.stderr.contains("kernel.apparmor_restrict_unprivileged_userns=0"))
         #expect(!FileManager.default.fileExists(atPath: marker))
         let fallback = try withoutUserNamespaces(auto)

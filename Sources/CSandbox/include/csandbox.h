@@ -93,4 +93,6 @@ int sg_set_child_subreaper(void);
 /// signals are held and delivered once a group is set. sg_forward_signals_stop restores the defaults.
 void sg_forward_signals(pid_t group);
 void sg_forward_signals_stop(void);
+/// The Landlock ABI version the kernel offers, or -errno (EOPNOTSUPP: disabled at boot; ENOSYS: absent).
+int sg_landlock_abi(void);
 #endif

@@ -29,6 +29,16 @@ public struct CurlTransport: HTTPTransport {
         return code == CURLE_OK ? nil : "libcurl failed to initialise: \(String(cString: curl_easy_strerror(code)))"
     }()
 
+    /// The loaded libcurl's version line (`libcurl/7.88.1 OpenSSL/3.0.17 …`); throws when it cannot
+    /// be loaded (JWKS, discovery documents and CI tokens are fetched with it).
+    public static func libraryVersion() throws(IdentityError) -> String {
+        if let loadError {
+            throw IdentityError(.jwks, "libcurl is needed to fetch JWKS and CI tokens: \(loadError)",
+                                remedy: "install the libcurl4 package (or point the policy's identity.jwks at a file)")
+        }
+        return String(cString: curl_version())
+    }
+
     /// Accumulates the response body; referenced from the C write callback through an opaque pointer.
     private final class Sink {
         var data: [UInt8] = []

@@ -140,7 +140,7 @@ final class GitIgnoreChecker {
 }
 
 /// One-time libgit2 set-up: loads the library (it is not linked, see CGit2) and configures it.
-enum Git {
+public enum Git {
     private static let loadError: String? = {
         var message: UnsafePointer<CChar>?
         guard sg_git2_load(&message) == 0 else { return message.map { String(cString: $0) } ?? "cannot load libgit2" }
@@ -154,6 +154,15 @@ enum Git {
     /// Loads and configures libgit2 once; throws when the library cannot be loaded.
     static func initialize() throws(SecretsError) {
         if let loadError { throw SecretsError(.git, "reading git repositories needs libgit2: \(loadError)") }
+    }
+
+    /// The loaded libgit2's soname and version (`libgit2.so.1.5, version 1.5.1`); throws when it
+    /// cannot be loaded.
+    public static func libraryVersion() throws(SecretsError) -> String {
+        try initialize()
+        var (major, minor, revision): (Int32, Int32, Int32) = (0, 0, 0)
+        git_libgit2_version(&major, &minor, &revision)
+        return "libgit2.so.\(LIBGIT2_SOVERSION), version \(major).\(minor).\(revision)"
     }
 
     /// The last libgit2 error message, for error reports.

@@ -1,0 +1,82 @@
+import Foundation
+import StepGuardTestSupport
+import Testing
+
+/// `stepguard doctor` on this machine, and on stand-ins for machines that lack each facility: a
+/// user namespace whose nested limit is 0 (no user namespaces), a mount namespace without the pids
+/// hierarchy, and libraries and the CA bundle covered by /dev/null.
+@Suite struct DoctorTests {
+    let directory: TemporaryDirectory
+    let required: String
+
+    init() throws {
+        directory = try TemporaryDirectory()
+        required = try directory.write("required.yaml", "version: 1\nisolation: required\nlimits: { processes: 32 }\n", mode: 0o644)
+        chmod(directory.path, 0o755)
+    }
+
+    /// The text line of the check named `name` (its status first).
+    static func line(_ output: String, _ name: String) -> String? {
+        output.split(separator: "\n").map(String.init).first { $0.dropFirst(9).hasPrefix(name) }
+    }
+
+    @Test func everythingThisMachineGivesIsReported() throws {
+        defer { directory.remove() }
+        let run = try StepGuardBinary.run(["doctor", "--policy", required])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(Self.line(run.stdout, "user namespaces")?.hasPrefix("ok ") == true, "\(run.stdout)")
+        #expect(Self.line(run.stdout, "user namespaces")?.contains("PID namespaces") == true)
+        #expect(Self.line(run.stdout, "libgit2")?.contains("ok       libgit2 (scan --staged, --history): libgit2.so.") == true, "\(run.stdout)")
+        #expect(Self.line(run.stdout, "libcurl")?.contains("libcurl/") == true, "\(run.stdout)")
+        #expect(Self.line(run.stdout, "system trust store")?.hasPrefix("ok ") == true, "\(run.stdout)")
+        #expect(Self.line(run.stdout, "Landlock") != nil)
+        #expect(Self.line(run.stdout, "pids cgroup") != nil)
+        #expect(run.stdout.contains("policy   \(required): a step can start here"))
+
+        let json = try StepGuardBinary.run(["doctor", "--format", "json", "--policy", required])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let checks = try #require(object["checks"] as? [[String: Any]])
+        #expect(checks.count == 6)
+        #expect(checks.allSatisfy { ["ok", "missing", "limited"].contains($0["status"] as? String ?? "") })
+        #expect((object["policy"] as? [String: Any])?["can_start"] as? Bool == true)
+    }
+
+    @Test func withoutUserNamespacesIsolationIsMissingAndARequiringPolicyExits69() throws {
+        defer { directory.remove() }
+        func doctor(_ arguments: String) throws -> ProgramResult {
+            let script = "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" doctor \(arguments)"
+            return try ProgramRun.start("/usr/bin/unshare", ["-U", "--map-current-user", "/bin/sh", "-c", script, StepGuardBinary.path]).wait()
+        }
+        let plain = try doctor("")
+        #expect(plain.status == 0, "\(plain.stderr)")
+        #expect(Self.line(plain.stdout, "user namespaces")?.hasPrefix("missing ") == true, "\(plain.stdout)")
+        #expect(plain.stdout.contains("remedy: user.max_user_namespaces is 0: sudo sysctl -w user.max_user_namespaces=15000"))
+        let requiring = try doctor("--policy \(required)")
+        #expect(requiring.status == 69)
+        // The message `run` gives for the same policy on the same machine.
+        #expect(requiring.stderr.contains("isolation: required cannot be met: cannot isolate the step: creating user, network, mount and PID namespaces failed"),
+                "\(requiring.stderr)")
+        #expect(requiring.stdout.contains("a step would not start here (exit 69)"))
+    }
+
+    @Test(.enabled(if: getuid() == 0, "needs root to change mounts"))
+    func withoutThePidsHierarchyLibrariesOrCABundleEachIsMissing() throws {
+        defer { directory.remove() }
+        let script = """
+            [ -d /sys/fs/cgroup/pids ] && umount /sys/fs/cgroup/pids
+            for library in $(/sbin/ldconfig -p | awk '/libgit2\\.so\\.|libcurl\\.so\\.4 /{print $NF}'); do mount --bind /dev/null "$library"; done
+            for bundle in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt /etc/ssl/cert.pem; do [ -e $bundle ] && mount --bind /dev/null $bundle; done
+            exec "$0" doctor --policy "$1"
+            """
+        let run = try ProgramRun.start("/usr/bin/unshare", ["-m", "/bin/sh", "-c", script, StepGuardBinary.path, required]).wait()
+        #expect(Self.line(run.stdout, "libgit2")?.hasPrefix("missing ") == true, "\(run.stdout)")
+        #expect(Self.line(run.stdout, "libcurl")?.hasPrefix("missing ") == true, "\(run.stdout)")
+        #expect(Self.line(run.stdout, "system trust store")?.hasPrefix("missing ") == true, "\(run.stdout)")
+        #expect(run.stdout.contains("remedy: install the runtime libgit2 package"))
+        if !FileManager.default.fileExists(atPath: "/sys/fs/cgroup/pids/cgroup.procs") { return }
+        // As root without a pids cgroup, limits.processes cannot be enforced: run would exit 69.
+        #expect(Self.line(run.stdout, "pids cgroup")?.hasPrefix("missing ") == true, "\(run.stdout)")
+        #expect(run.status == 69)
+        #expect(run.stderr.contains("limits.processes: 32 cannot be met"))
+    }
+}
