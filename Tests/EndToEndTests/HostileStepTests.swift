@@ -112,6 +112,25 @@ import Testing
         #expect(run.stderr.contains("isolated, but the host's /proc is visible"), "\(run.stderr)")
     }
 
+    /// Hidden files are covered read-only. An unprivileged user namespace may not change the atime
+    /// flags a mount inherited, so the cover keeps them: on a `noatime` filesystem (a private tmpfs
+    /// here) hiding works for nobody too, and the cover cannot be written.
+    @Test(.enabled(if: getuid() == 0, "needs root to mount the noatime filesystem"))
+    func hiddenFilesOnANoatimeFilesystemAreCoveredReadOnly() throws {
+        defer { directory.remove() }
+        let script = """
+            mount -t tmpfs -o noatime,mode=1777 tmpfs "$0" && mkdir -m 755 "$0/home" && echo "$1" > "$0/home/.npmrc" && chmod 644 "$0/home/.npmrc" \
+              && printf 'version: 1\nisolation: required\n' > "$0/p.yaml" \
+              && exec setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME="$0/home" TMPDIR="$0" "$2" run --policy "$0/p.yaml" -- \
+                 sh -c 'cat ~/.npmrc; echo written > ~/.npmrc || echo refused'
+            """
+        let mountPoint = directory.path("noatime")
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let run = try ProgramRun.start("/usr/bin/unshare", ["-m", "/bin/sh", "-c", script, mountPoint, marker, StepGuardBinary.path]).wait()
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout == "refused\n", "\(run.stdout)")
+    }
+
     @Test func anIsolatedStepCannotRewriteTheAuditLog() throws {
         defer { directory.remove() }
         let log = directory.path("audit.jsonl")
