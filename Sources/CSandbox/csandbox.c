@@ -299,6 +299,16 @@ static long monotonic_milliseconds(void) {
     return (long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
+/// Closes descriptors first...last: close_range(2) (Linux 5.9+), else one by one up to the soft
+/// limit (at most 2^20).
+static void close_range_of(unsigned first, unsigned last) {
+    if (syscall(SYS_close_range, first, last, 0) == 0) return;
+    struct rlimit limit;
+    unsigned end = getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur > (1U << 20)
+        ? (1U << 20) : (unsigned)limit.rlim_cur;
+    for (unsigned fd = first; fd <= last && fd < end; fd++) close((int)fd);
+}
+
 /// Closes every descriptor except those in `keep` (any order, duplicates allowed).
 static void close_all_except(const int *keep, int count) {
     unsigned next = 0;
@@ -306,7 +316,7 @@ static void close_all_except(const int *keep, int count) {
         unsigned lowest = ~0U;
         for (int i = 0; i < count; i++)
             if (keep[i] >= 0 && (unsigned)keep[i] >= next && (unsigned)keep[i] < lowest) lowest = (unsigned)keep[i];
-        if (lowest > next) syscall(SYS_close_range, next, lowest == ~0U ? ~0U : lowest - 1, 0);
+        if (lowest > next) close_range_of(next, lowest == ~0U ? ~0U : lowest - 1);
         if (lowest == ~0U) return;
         next = lowest + 1;
     }
