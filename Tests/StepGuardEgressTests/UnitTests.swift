@@ -51,7 +51,8 @@ import Testing
         #expect(allowList.decideBeforeResolving(host: "c2ZjcmV0.attacker.example", port: 443)?.rule == "egress.default: deny")
         #expect(allowList.decideBeforeResolving(host: "registry.npmjs.org", port: 80)?.rule == "egress.default: deny")
         #expect(allowList.decideBeforeResolving(host: "registry.npmjs.org", port: 443) == nil, "allowed by name: its addresses are checked next")
-        #expect(try egress("{ default: allow }").decideBeforeResolving(host: "metadata.google.internal", port: 80)?.rule == "built-in: cloud metadata endpoint")
+        #expect(try egress("{ default: allow }").decideBeforeResolving(host: "metadata.google.internal", port: 80)?.rule == "built-in: protected metadata.google.internal")
+        #expect(try egress("{ default: allow }").decideBeforeResolving(host: "db.localhost", port: 5432)?.rule == "built-in: protected *.localhost")
     }
 
     @Test func namesWhoseAddressesDecideAreLookedUp() throws {
@@ -64,15 +65,21 @@ import Testing
 
 /// The metadata-endpoint rule is checked in the decision engine, never on the wire.
 @Suite struct MetadataDecisionTests {
-    @Test(arguments: ["169.254.169.254", "2852039166", "0xa9fea9fe", "0251.0376.0251.0376", "[::ffff:169.254.169.254]", "fd00:ec2::254", "metadata.google.internal", "METADATA.google.internal."])
-    func metadataEndpointsAreDeniedInEverySpelling(spelling: String) throws {
+    @Test(arguments: [("169.254.169.254", "169.254.169.254"), ("2852039166", "169.254.169.254"), ("0xa9fea9fe", "169.254.169.254"),
+                      ("0251.0376.0251.0376", "169.254.169.254"), ("[::ffff:169.254.169.254]", "169.254.169.254"), ("fd00:ec2::254", "fd00:ec2::254"),
+                      ("metadata.google.internal", "metadata.google.internal"), ("METADATA.google.internal.", "metadata.google.internal"),
+                      ("169.254.170.2", "169.254.170.2"), ("[::ffff:a9fe:aa02]", "169.254.170.2"), ("168.63.129.16", "168.63.129.16"),
+                      ("100.100.100.200", "100.100.100.200"), ("127.0.0.2", "127.0.0.0/8"), ("127.1", "127.0.0.0/8"), ("0", "0.0.0.0/8"),
+                      ("[::]", "::"), ("[::1]", "::1"), ("[::127.0.0.1]", "127.0.0.0/8"), ("[64:ff9b::a9fe:a9fe]", "169.254.169.254"),
+                      ("[fe80::1]", "fe80::/10"), ("LocalHost.", "localhost")])
+    func protectedDestinationsAreDeniedInEverySpelling(spelling: String, destination: String) throws {
         var egress = EgressPolicy()
         egress.defaultAction = .allow
         let host = try #require(HostName.normalise(spelling))
         let addresses: [IPAddress] = if case .address(let address) = host { [address] } else { [] }
         let verdict = egress.decide(host: host.text, port: 80, addresses: addresses)
         #expect(!verdict.allowed)
-        #expect(verdict.rule == "built-in: cloud metadata endpoint")
+        #expect(verdict.rule == "built-in: protected \(destination)")
     }
 
     @Test func aNameResolvingToMetadataIsDenied() {

@@ -155,10 +155,11 @@ import Testing
 
     @Test func metadataEndpointsNeedAnExplicitAllow() throws {
         let open = try policy("egress:\n  default: allow\n  allow: ['*']").egress
-        for host in ["169.254.169.254", "2852039166", "metadata.google.internal", "METADATA.google.internal.", "[fd00:ec2::254]"] {
+        for (host, destination) in [("169.254.169.254", "169.254.169.254"), ("2852039166", "169.254.169.254"), ("metadata.google.internal", "metadata.google.internal"),
+                                    ("METADATA.google.internal.", "metadata.google.internal"), ("[fd00:ec2::254]", "fd00:ec2::254")] {
             let verdict = open.decide(host: host, port: 80, addresses: [])
             #expect(!verdict.allowed, "\(host)")
-            #expect(verdict.rule == "built-in: cloud metadata endpoint")
+            #expect(verdict.rule == "built-in: protected \(destination)")
         }
         #expect(!open.decide(host: "innocent.test", port: 80, addresses: [IPAddress("169.254.169.254")!]).allowed)
         let explicit = try policy("egress:\n  allow: [169.254.169.254]").egress

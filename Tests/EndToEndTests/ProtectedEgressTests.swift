@@ -1,0 +1,101 @@
+import Foundation
+import StepGuardTestSupport
+import Testing
+
+/// Hole 5 of issue #16, attacked through the built binary with real curl. Every address a test
+/// reaches exists only inside a network namespace the test makes (`unshare --net --mount`, with
+/// the cloud endpoints' addresses put on its loopback interface and its own /etc/hosts
+/// bind-mounted): nothing is ever sent to the real network.
+@Suite(.serialized, .enabled(if: getuid() == 0, "needs root to make network and mount namespaces"))
+struct ProtectedEgressTests {
+    /// An HTTP server on every address of the namespace (`::` dual-stack) that records each request.
+    static let server = """
+        import http.server, socket, sys
+        class Server(http.server.HTTPServer):
+            address_family = socket.AF_INET6
+            def server_bind(self):  # no reverse DNS lookup of the bound name
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                self.socket.bind(self.server_address)
+                self.server_name, self.server_port = "stand-in", self.server_address[1]
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                with open(sys.argv[2], "a") as hits:
+                    hits.write("%s %s\\n" % (self.connection.getsockname()[0], self.path))
+                body = b"credentials"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            def log_message(self, *args):
+                pass
+        server = Server(("::", int(sys.argv[3])), Handler)
+        with open(sys.argv[1], "w") as ready:
+            ready.write("ready\\n")
+        server.serve_forever()
+        """
+
+    /// Runs `body` (sh, with `$sg` the binary and `$dir` the directory) inside fresh network and mount
+    /// namespaces whose loopback is up and carries `addresses`, with `dir/hosts` (when written)
+    /// bind-mounted over /etc/hosts. In `body`, `serve SCRIPT ARGS...` starts server.py and waits
+    /// until it listens; servers are killed when the script ends.
+    static func inNamespace(_ body: String, addresses: [String] = [], directory: TemporaryDirectory) throws -> ProgramResult {
+        try directory.write("server.py", server)
+        let script = """
+            set -u
+            sg="$1"; dir="$2"; pids=""; servers=0
+            trap 'kill $pids 2>/dev/null' EXIT
+            ip link set lo up
+            for address in \(addresses.joined(separator: " ")); do ip addr add "$address/32" dev lo; done
+            if [ -f "$dir/hosts" ]; then mount --bind "$dir/hosts" /etc/hosts; fi
+            serve() {
+                servers=$((servers + 1)); ready="$dir/ready-$servers"; mkfifo "$ready"
+                script="$1"; shift
+                python3 "$dir/$script" "$ready" "$@" & pids="$pids $!"
+                read _ < "$ready"
+            }
+            \(body)
+            """
+        return try ProgramRun.start("/usr/bin/unshare", ["--net", "--mount", "/bin/sh", "-c", script, "sh", StepGuardBinary.path, directory.path])
+            .wait(timeout: 240)
+    }
+
+    /// Hole 5: under the built-in default policy (no `--policy`), a step reaches neither the cloud
+    /// credential endpoints nor the host's loopback — by address, in other spellings, or by a name
+    /// that resolves there. Control: a policy naming each of them explicitly reaches them all.
+    @Test func theDefaultPolicyDeniesCredentialEndpointsAndTheHostsLoopback() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        try directory.write("hosts", "127.0.0.1 localhost\n::1 localhost\n169.254.170.2 ecs-credentials.test\n127.0.0.2 registry.test\n")
+        let targets = ["169.254.170.2", "168.63.129.16", "100.100.100.200", "169.254.169.254", "127.0.0.1", "127.0.0.2", "0.0.0.0",
+                       "[::1]", "[::ffff:127.0.0.2]", "2130706433", "localhost", "ecs-credentials.test", "registry.test"]
+        try directory.write("explicit.yaml", """
+            version: 1
+            on_violation: fail
+            egress:
+              default: deny
+              allow: ["169.254.170.2:80", "168.63.129.16:80", "100.100.100.200:80", "169.254.169.254:80", 127.0.0.0/8, "[::1]:80",
+                      "0.0.0.0:80", localhost, ecs-credentials.test, registry.test]
+            """)
+        let result = try Self.inNamespace("""
+            serve server.py "$dir/hits" 80
+            for policy in default explicit; do
+                [ "$policy" = default ] && set -- || set -- --policy "$dir/explicit.yaml"
+                for target in \(targets.joined(separator: " ")); do
+                    "$sg" run "$@" -- curl -sS -g -m 10 -o /dev/null -w '%{http_code}' "http://$target/latest" > "$dir/out" 2>> "$dir/errors"
+                    echo "$policy $target $? $(cat "$dir/out")"
+                done
+                echo "$policy hits $(cat "$dir/hits" 2>/dev/null | wc -l)"
+                rm -f "$dir/hits"
+            done
+            """, addresses: ["169.254.170.2", "168.63.129.16", "100.100.100.200", "169.254.169.254"], directory: directory)
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        let diagnostics = "stdout:\n\(result.stdout)\nstderr:\n\(result.stderr)\n\((try? directory.read("errors")) ?? "")"
+        #expect(result.status == 0, "\(diagnostics)")
+        for target in targets {
+            #expect(lines.contains { $0.hasPrefix("default \(target) 77 ") }, "the default policy must deny \(target) (and kill the step)\n\(diagnostics)")
+            #expect(lines.contains("explicit \(target) 0 200"), "control: \(target) is reachable when named\n\(diagnostics)")
+        }
+        #expect(lines.contains("default hits 0"), "\(diagnostics)")
+        #expect(lines.contains("explicit hits \(targets.count)"), "\(diagnostics)")
+    }
+}
