@@ -170,8 +170,10 @@ final class ProxyState: Sendable {
     }
 
     /// Denies (and records) a connection to a name the policy denies whatever it resolves to,
-    /// before any lookup (see ``EgressPolicy/decideBeforeResolving(host:port:)``). Nil when the
-    /// name must be resolved to decide, and in audit mode, where the request goes ahead.
+    /// before any lookup (see ``EgressPolicy/decideBeforeResolving(host:port:)``): a name no rule
+    /// allows by name is never sent to the resolver unless the policy sets
+    /// `egress.resolve_names_for_address_rules`. Nil when the name may be resolved, and in audit
+    /// mode, where the request goes ahead (and its name is resolved) whatever the verdict.
     func denyBeforeResolving(host: HostName.Normalised, port: UInt16, method: String, path: String) -> ProxyFailure? {
         guard !auditOnly, case .name = host, let verdict = egress.decideBeforeResolving(host: host.text, port: port) else { return nil }
         if serviceAllowedDespite(verdict, host: host) != nil { return nil }

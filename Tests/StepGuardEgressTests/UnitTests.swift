@@ -55,11 +55,29 @@ import Testing
         #expect(try egress("{ default: allow }").decideBeforeResolving(host: "db.localhost", port: 5432)?.rule == "built-in: protected *.localhost")
     }
 
-    @Test func namesWhoseAddressesDecideAreLookedUp() throws {
-        #expect(try egress("{ default: deny, allow: [10.0.0.0/8] }").decideBeforeResolving(host: "build-cache.internal", port: 443) == nil)
-        #expect(try egress("{ default: deny, allow: [\"10.1.2.3:8080\"] }").decideBeforeResolving(host: "build-cache.internal", port: 443)?.allowed == false)
-        #expect(try egress("{ default: deny, allow: [\"10.1.2.3:8080\"] }").decideBeforeResolving(host: "build-cache.internal", port: 8080) == nil)
-        #expect(try egress("{ default: allow, deny: [10.0.0.0/8] }").decideBeforeResolving(host: "build-cache.internal", port: 443) == nil)
+    /// Address rules alone never get a name looked up (hole 6 of issue #16): the query would carry
+    /// the name out whatever the verdict.
+    @Test func namesAllowedByNoNameRuleAreNotLookedUpForAddressRules() throws {
+        for rules in ["[10.0.0.0/8]", "[\"127.0.0.1:18777\"]", "[github.com, 10.0.0.0/8]"] {
+            let verdict = try egress("{ default: deny, allow: \(rules) }").decideBeforeResolving(host: "ghp-secret-0123.exfil.attacker.test", port: 18777)
+            #expect(verdict?.allowed == false, "\(rules)")
+            #expect(verdict?.rule == "egress.default: deny")
+            #expect(verdict?.reason.contains("egress.resolve_names_for_address_rules: true") == true)
+        }
+        #expect(try egress("{ default: deny, allow: [github.com, 10.0.0.0/8] }").decideBeforeResolving(host: "github.com", port: 443) == nil)
+        #expect(try egress("{ default: allow, deny: [10.0.0.0/8] }").decideBeforeResolving(host: "build-cache.internal", port: 443) == nil,
+                "allowed whatever it resolves to unless its address is denied: it is connected to anyway")
+    }
+
+    @Test func theOptInLooksUpNamesWhoseAddressesMayDecide() throws {
+        let optIn = "resolve_names_for_address_rules: true"
+        #expect(try egress("{ default: deny, allow: [10.0.0.0/8], \(optIn) }").decideBeforeResolving(host: "build-cache.internal", port: 443) == nil)
+        #expect(try egress("{ default: deny, allow: [\"10.1.2.3:8080\"], \(optIn) }").decideBeforeResolving(host: "build-cache.internal", port: 443)?.allowed == false)
+        #expect(try egress("{ default: deny, allow: [\"10.1.2.3:8080\"], \(optIn) }").decideBeforeResolving(host: "build-cache.internal", port: 8080) == nil)
+        #expect(try egress("{ default: deny, allow: [github.com], \(optIn) }").decideBeforeResolving(host: "exfil.attacker.test", port: 443)?.allowed == false,
+                "no address rule: nothing to test the addresses against")
+        #expect(try egress("{ default: deny, allow: [10.0.0.0/8], deny: [\"*.attacker.test\"], \(optIn) }")
+            .decideBeforeResolving(host: "exfil.attacker.test", port: 443)?.rule == "egress.deny: *.attacker.test")
     }
 }
 

@@ -143,7 +143,7 @@ import Testing
     func policy(_ yaml: String) throws -> Policy { try PolicyLoader.load(yaml: "version: 1\n" + yaml, source: "p.yaml") }
 
     @Test func denyBeatsAllowAndDefaultApplies() throws {
-        let egress = try policy("egress:\n  default: deny\n  allow: ['*.example.com', '10.0.0.0/8']\n  deny: [bad.example.com, 10.9.0.0/16]").egress
+        let egress = try policy("egress:\n  default: deny\n  allow: ['*.example.com', '10.0.0.0/8']\n  deny: [bad.example.com, 10.9.0.0/16]\n  resolve_names_for_address_rules: true").egress
         #expect(egress.decide(host: "api.example.com", port: 443, addresses: []).allowed)
         #expect(!egress.decide(host: "bad.example.com", port: 443, addresses: []).allowed)
         #expect(!egress.decide(host: "other.test", port: 443, addresses: []).allowed)

@@ -106,5 +106,53 @@ import Testing
         for spelled in ["169.254.170.2", "168.63.129.16", "100.100.100.200", "127.0.0.0/8", "169.254.0.0/16", "fe80::/10"] {
             #expect(text.contains("#   \(spelled) "), "\(spelled)")
         }
+        #expect(text.contains("resolve_names_for_address_rules: false"))
+    }
+}
+
+/// Hole 6 of issue #16: the opt-in that lets names be looked up for address rules.
+@Suite struct ResolveNamesOptionTests {
+    @Test func loadsRendersAndIsReplacedByAStep() throws {
+        let yaml = """
+        version: 1
+        egress:
+          default: deny
+          allow: [10.0.0.0/8]
+          resolve_names_for_address_rules: true
+        steps:
+          strict: { egress: { resolve_names_for_address_rules: false } }
+          other: { egress: { allow: [github.com] } }
+        """
+        let policy = try PolicyLoader.load(yaml: yaml, source: "p.yaml")
+        #expect(policy.egress.resolveNamesForAddressRules)
+        #expect(policy.renderedYAML().contains("resolve_names_for_address_rules: true"))
+        #expect(try !policy.effective(forStep: "strict").egress.resolveNamesForAddressRules)
+        #expect(try policy.effective(forStep: "other").egress.resolveNamesForAddressRules)
+        #expect(!EgressPolicy().resolveNamesForAddressRules, "off unless the policy opts in")
+    }
+
+    /// After resolution too (what `mode: audit` records, and `network.resolve` routes), an address
+    /// rule allows a name only under the opt-in or through the policy's own `network.resolve`.
+    @Test func addressRulesAllowNamesOnlyWhenTheirLookupWasAllowed() throws {
+        let yaml = "version: 1\negress: { default: deny, allow: [10.0.0.0/8, github.com] }\n"
+        let strict = try PolicyLoader.load(yaml: yaml, source: "p.yaml").egress
+        var optIn = strict
+        optIn.resolveNamesForAddressRules = true
+        let cache = [IPAddress("10.1.2.3")!]
+        #expect(!strict.decide(host: "cache.internal", port: 443, addresses: cache).allowed)
+        #expect(strict.decide(host: "cache.internal", port: 443, addresses: cache).reason.contains("resolve_names_for_address_rules"))
+        #expect(strict.decide(host: "cache.internal", port: 443, addresses: cache, addressesFromPolicy: true).allowed)
+        #expect(strict.decide(host: "10.1.2.3", port: 443, addresses: cache).allowed, "an IP literal is its own address")
+        #expect(strict.decide(host: "github.com", port: 443, addresses: [IPAddress("140.82.121.4")!]).allowed)
+        #expect(optIn.decide(host: "cache.internal", port: 443, addresses: cache).allowed)
+        #expect(!optIn.decide(host: "cache.internal", port: 443, addresses: [IPAddress("192.0.2.1")!]).allowed)
+    }
+
+    @Test func aWrongValueIsAnErrorWithItsLocation() {
+        #expect {
+            try PolicyLoader.load(yaml: "version: 1\negress:\n  resolve_names_for_address_rules: \"yes\"\n", source: "p.yaml")
+        } throws: { error in
+            "\(error)".contains("p.yaml:3:") && "\(error)".contains("egress.resolve_names_for_address_rules must be true or false")
+        }
     }
 }

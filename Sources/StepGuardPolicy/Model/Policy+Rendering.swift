@@ -30,6 +30,7 @@ extension Policy {
         out.append("  default: \(egress.defaultAction.rawValue)")
         out.append("  allow: [\(egress.allow.map { quoted($0.description) }.joined(separator: ", "))]")
         out.append("  deny: [\(egress.deny.map { quoted($0.description) }.joined(separator: ", "))]")
+        out.append("  resolve_names_for_address_rules: \(egress.resolveNamesForAddressRules)")
         out.append("  # built in, in every policy: denied unless an egress.allow rule names them explicitly (an address")
         out.append("  # or network inside the entry, or the exact name); network.resolve targets count as explicit")
         let width = EgressPolicy.protectedDestinations.map(\.description.count).max() ?? 0
