@@ -87,13 +87,15 @@ struct ProtectedEgressTests {
 
     /// Hole 5: under the built-in default policy (no `--policy`), a step reaches neither the cloud
     /// credential endpoints nor the host's loopback — by address, in other spellings, or by a name
-    /// that resolves there. Control: a policy naming each of them explicitly reaches them all.
+    /// that resolves there, by absolute-form request or CONNECT. Control: a policy naming each of
+    /// them explicitly reaches them all.
     @Test func theDefaultPolicyDeniesCredentialEndpointsAndTheHostsLoopback() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         try directory.write("hosts", "127.0.0.1 localhost\n::1 localhost\n169.254.170.2 ecs-credentials.test\n127.0.0.2 registry.test\n")
         let targets = ["169.254.170.2", "168.63.129.16", "100.100.100.200", "169.254.169.254", "127.0.0.1", "127.0.0.2", "0.0.0.0",
                        "[::1]", "[::ffff:127.0.0.2]", "2130706433", "localhost", "ecs-credentials.test", "registry.test"]
+        let tunnelled = ["169.254.170.2", "[::1]", "registry.test"]  // CONNECT, as https:// clients ask
         try directory.write("explicit.yaml", """
             version: 1
             on_violation: fail
@@ -104,6 +106,10 @@ struct ProtectedEgressTests {
             """)
         let result = try Self.inNamespace("""
             serve server.py "$dir/hits" 80
+            for target in \(tunnelled.joined(separator: " ")); do
+                "$sg" run -- curl -sS -g -m 10 -o /dev/null "https://$target:80/latest" 2>> "$dir/errors"
+                echo "connect $target $?"
+            done
             for policy in default explicit; do
                 [ "$policy" = default ] && set -- || set -- --policy "$dir/explicit.yaml"
                 for target in \(targets.joined(separator: " ")); do
@@ -121,8 +127,24 @@ struct ProtectedEgressTests {
             #expect(lines.contains { $0.hasPrefix("default \(target) 77 ") }, "the default policy must deny \(target) (and kill the step)\n\(diagnostics)")
             #expect(lines.contains("explicit \(target) 0 200"), "control: \(target) is reachable when named\n\(diagnostics)")
         }
+        for target in tunnelled { #expect(lines.contains("connect \(target) 77"), "a CONNECT to \(target) must be denied too\n\(diagnostics)") }
         #expect(lines.contains("default hits 0"), "\(diagnostics)")
         #expect(lines.contains("explicit hits \(targets.count)"), "\(diagnostics)")
+    }
+
+    /// Hole 5 for an unprivileged user: run as `nobody` under the default policy, a step reaches no
+    /// service on the host's loopback (a server in the test's own namespace; loopback only).
+    @Test func theDefaultPolicyDeniesTheLoopbackToAnUnprivilegedUser() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let server = try LocalHTTPServer.start(host: "127.0.0.2") { _ in ServerResponse(body: "registry") }
+        defer { server.shutdown() }
+        for url in ["\(server.url)/v2/", "http://registry.localhost:\(server.port)/v2/"] {
+            let run = try #require(try UnprivilegedTests.runAsNobody(["--", "curl", "-sS", "-m", "10", url], in: directory))
+            #expect(run.status == 77, "\(url): \(run.stdout)\n\(run.stderr)")
+            #expect(run.stderr.contains("protected by every policy"), "\(run.stderr)")
+        }
+        #expect(server.requests.isEmpty)
     }
 
     /// Hole 6: under `default: deny` with an address rule, a name no name rule allows is denied
