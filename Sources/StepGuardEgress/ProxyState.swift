@@ -50,6 +50,8 @@ struct Route: Sendable {
     let port: UInt16
     let addresses: [IPAddress]
     let connectAddress: SocketAddress
+    /// Whether the addresses come from the policy's `network.resolve` (not from a lookup or the request).
+    var fromPolicy = false
 
     /// `host:port (address)`, for messages.
     var described: String { "\(host.text):\(port) (\(connectAddress))" }
@@ -141,7 +143,7 @@ final class ProxyState: Sendable {
     /// The route of `host` when no lookup is needed: a `network.resolve` entry or an IP address; nil for a name to resolve.
     func knownRoute(host: HostName.Normalised, port: UInt16) throws -> Route? {
         if let override = resolveOverrides[HostPort(host: host.text, port: port)], let address = IPAddress(override.host) {
-            return try Route(host: host, port: port, addresses: [address], connectAddress: Self.socketAddress(address, port: override.port))
+            return try Route(host: host, port: port, addresses: [address], connectAddress: Self.socketAddress(address, port: override.port), fromPolicy: true)
         }
         if case .address(let address) = host {
             return try Route(host: host, port: port, addresses: [address], connectAddress: Self.socketAddress(address, port: port))
@@ -168,8 +170,10 @@ final class ProxyState: Sendable {
     }
 
     /// Denies (and records) a connection to a name the policy denies whatever it resolves to,
-    /// before any lookup (see ``EgressPolicy/decideBeforeResolving(host:port:)``). Nil when the
-    /// name must be resolved to decide, and in audit mode, where the request goes ahead.
+    /// before any lookup (see ``EgressPolicy/decideBeforeResolving(host:port:)``): a name no rule
+    /// allows by name is never sent to the resolver unless the policy sets
+    /// `egress.resolve_names_for_address_rules`. Nil when the name may be resolved, and in audit
+    /// mode, where the request goes ahead (and its name is resolved) whatever the verdict.
     func denyBeforeResolving(host: HostName.Normalised, port: UInt16, method: String, path: String) -> ProxyFailure? {
         guard !auditOnly, case .name = host, let verdict = egress.decideBeforeResolving(host: host.text, port: port) else { return nil }
         if serviceAllowedDespite(verdict, host: host) != nil { return nil }
@@ -225,12 +229,12 @@ final class ProxyState: Sendable {
     /// The service named in `services:` that allows `host` although `egress` denies it by default
     /// (a named service needs no `egress.allow` entry); nil when the verdict stands.
     private func serviceAllowedDespite(_ verdict: EgressVerdict, host: HostName.Normalised) -> BoundService? {
-        guard !verdict.allowed, verdict.rule == "egress.default: deny" else { return nil }
+        guard !verdict.allowed, verdict.rule == EgressPolicy.defaultDenyRule else { return nil }
         return service(for: host)
     }
 
     func decideConnection(_ route: Route) -> ConnectionVerdict {
-        let verdict = egress.decide(host: route.host.text, port: route.port, addresses: route.addresses)
+        let verdict = egress.decide(host: route.host.text, port: route.port, addresses: route.addresses, addressesFromPolicy: route.fromPolicy)
         if let service = serviceAllowedDespite(verdict, host: route.host) {
             return ConnectionVerdict(allowed: true, rule: "services: \(service.definition.name)",
                                      reason: "\(route.host.text):\(route.port) is the service \(service.definition.name) named in services:; its requests are inspected")

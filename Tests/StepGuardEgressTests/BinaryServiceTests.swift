@@ -236,7 +236,7 @@ import Testing
         #expect(result.stderr.contains("would deny egress"))
         #expect(server.requests.map(\.uri) == ["/x"])
         let deny = try #require(events.first { $0["type"] as? String == "egress" && $0["decision"] as? String == "deny" })
-        #expect(deny["host"] as? String == "127.0.0.1" && deny["rule"] as? String == "egress.default: deny")
+        #expect(deny["host"] as? String == "127.0.0.1" && deny["rule"] as? String == "built-in: protected 127.0.0.0/8")
         #expect(deny["mode"] as? String == "audit" && deny["enforced"] as? Bool == false)
         #expect(events.allSatisfy { $0["mode"] as? String == "audit" })
     }
@@ -249,7 +249,7 @@ import Testing
         defer { directory.remove() }
         let server = try LocalHTTPServer.start(host: "127.0.0.3", handler: RunEgressTests.echo)
         defer { server.shutdown() }
-        let policy = "version: 1\non_violation: fail\negress:\n  default: allow\n  deny: [127.0.0.3]\n"
+        let policy = "version: 1\non_violation: fail\negress:\n  default: allow\n  allow: [127.0.0.0/8]\n  deny: [127.0.0.3]\n"
         let script = Self.python("""
         for host in ["2130706435", "0x7f000003", "0177.0.0.3", "[::ffff:127.0.0.3]"]:
             authority = ("%s:\(server.port)" % host).encode()

@@ -34,13 +34,13 @@ import Testing
         #expect(!killed.stdout.contains("never"))
         #expect(killed.stderr.contains("BLOCKED — egress"))
         let deny = try #require(events.first { $0["decision"] as? String == "deny" })
-        #expect(deny["type"] as? String == "egress" && deny["host"] as? String == "127.0.0.3" && deny["rule"] as? String == "egress.default: deny")
+        #expect(deny["type"] as? String == "egress" && deny["host"] as? String == "127.0.0.3" && deny["rule"] as? String == "built-in: protected 127.0.0.0/8")
     }
 
     @Test func failLetsTheStepFinishThenExits77() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let policy = "version: 1\non_violation: fail\negress:\n  default: allow\n  deny: [127.0.0.3]\n"
+        let policy = "version: 1\non_violation: fail\negress:\n  default: allow\n  allow: [127.0.0.0/8]\n  deny: [127.0.0.3]\n"
         let (result, _) = try Self.run(policy, "curl -s -o /dev/null -w '%{http_code}\\n' http://127.0.0.3:9/; echo continued", directory: directory)
         #expect(result.status == 77)
         #expect(result.stdout == "403\ncontinued\n")
@@ -51,7 +51,7 @@ import Testing
         defer { directory.remove() }
         let server = try LocalHTTPServer.start(host: "127.0.0.3", handler: Self.echo)
         defer { server.shutdown() }
-        let policy = "version: 1\non_violation: fail\negress:\n  default: allow\n  deny: [127.0.0.3]\n"
+        let policy = "version: 1\non_violation: fail\negress:\n  default: allow\n  allow: [127.0.0.0/8]\n  deny: [127.0.0.3]\n"
         let script = """
         python3 - <<'PY'
         import urllib.request, urllib.error

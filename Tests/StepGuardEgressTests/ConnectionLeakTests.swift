@@ -58,7 +58,7 @@ import Glibc
         defer { upstream.shutdown() }
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let policy = try directory.write("policy.yaml", "version: 1\non_violation: fail\nisolation: off\negress:\n  default: allow\n  deny: [127.0.0.3]\n")
+        let policy = try directory.write("policy.yaml", "version: 1\non_violation: fail\nisolation: off\negress:\n  default: allow\n  allow: [127.0.0.0/8]\n  deny: [127.0.0.3]\n")
         let ready = directory.path("proxy")
         let step = try ProgramRun.start(StepGuardBinary.path, ["run", "--policy", policy, "--", "/bin/sh", "-c",
                                                                "echo \"$HTTP_PROXY\" > \(ready).tmp && mv \(ready).tmp \(ready) && exec sleep 600"])

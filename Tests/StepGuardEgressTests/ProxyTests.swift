@@ -47,7 +47,7 @@ import Testing
     func everyIPSpellingOfADeniedAddressIsDenied(spelling: String) async throws {
         let server = try LocalHTTPServer.start(host: "127.0.0.3", handler: Self.echo)
         defer { server.shutdown() }
-        let policy = try Egress.policy("version: 1\non_violation: fail\negress:\n  default: allow\n  deny: [127.0.0.3]\n")
+        let policy = try Egress.policy("version: 1\non_violation: fail\negress:\n  default: allow\n  allow: [127.0.0.0/8]\n  deny: [127.0.0.3]\n")
         let session = try await Egress.session(policy, trail: try Egress.trail())
         defer { session.stop() }
         let plain = Egress.raw(port: session.port, "GET http://\(spelling):\(server.port)/ HTTP/1.1\r\nHost: \(spelling):\(server.port)\r\nConnection: close\r\n\r\n")
@@ -87,7 +87,7 @@ import Testing
     @Test func keepAliveAndManyConcurrentConnections() async throws {
         let server = try LocalHTTPServer.start(handler: Self.echo)
         defer { server.shutdown() }
-        let policy = try Egress.policy("version: 1\negress: { default: allow }\n")
+        let policy = try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n")
         let session = try await Egress.session(policy, trail: try Egress.trail())
         defer { session.stop() }
         let urls = (0..<20).map { "http://127.0.0.1:\(server.port)/\($0)" }
@@ -104,7 +104,7 @@ import Testing
         defer { server.shutdown() }
         var limits = ProxyLimits()
         limits.requestHeadTimeout = .seconds(1)
-        let policy = try Egress.policy("version: 1\negress: { default: allow }\n")
+        let policy = try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n")
         let session = try await Egress.session(policy, trail: try Egress.trail(), limits: limits)
         defer { session.stop() }
         let target = "http://127.0.0.1:\(server.port)/"
@@ -138,7 +138,7 @@ import Testing
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let file = try directory.write("upload.bin", payload)
-        let policy = try Egress.policy("version: 1\negress: { default: allow }\n")
+        let policy = try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n")
         let session = try await Egress.session(policy, trail: try Egress.trail())
         defer { session.stop() }
         let upload = try Egress.curl(session, ["--data-binary", "@\(file)", "-H", "Expect:", "http://127.0.0.1:\(server.port)/up"])
@@ -152,7 +152,7 @@ import Testing
         let server = try LocalHTTPServer.start(handler: Self.echo)
         let closedPort = server.port
         server.shutdown()
-        let policy = try Egress.policy("version: 1\negress: { default: allow }\n")
+        let policy = try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n")
         let session = try await Egress.session(policy, trail: try Egress.trail())
         defer { session.stop() }
         let response = try Egress.curl(session, ["-i", "http://127.0.0.1:\(closedPort)/"])
@@ -182,7 +182,7 @@ import Testing
     @Test func auditModeRecordsButDoesNotBlock() async throws {
         let server = try LocalHTTPServer.start(host: "127.0.0.3", handler: Self.echo)
         defer { server.shutdown() }
-        let policy = try Egress.policy("version: 1\nmode: audit\negress:\n  default: allow\n  deny: [127.0.0.3]\n")
+        let policy = try Egress.policy("version: 1\nmode: audit\negress:\n  default: allow\n  allow: [127.0.0.0/8]\n  deny: [127.0.0.3]\n")
         let stop = Egress.StopCounter()
         let trail = try Egress.trail(auditOnly: true)
         let session = try await Egress.session(policy, trail: trail, stop: stop)

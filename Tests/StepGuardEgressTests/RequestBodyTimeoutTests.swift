@@ -35,7 +35,7 @@ import Glibc
         let log = directory.path("audit.jsonl")
         let trail = try Egress.trail(log: log)
         let stop = Egress.StopCounter()
-        let session = try await Egress.session(try Egress.policy("version: 1\negress: { default: allow }\n"), trail: trail,
+        let session = try await Egress.session(try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n"), trail: trail,
                                                limits: Self.limits(), stop: stop)
         defer { session.stop() }
 
@@ -71,7 +71,7 @@ import Glibc
     @Test func aChunkedBodyThatNeverEndsGets408() async throws {
         let server = try LocalHTTPServer.start(handler: Self.echo)
         defer { server.shutdown() }
-        let session = try await Egress.session(try Egress.policy("version: 1\negress: { default: allow }\n"), trail: try Egress.trail(),
+        let session = try await Egress.session(try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n"), trail: try Egress.trail(),
                                                limits: Self.limits())
         defer { session.stop() }
         let request = "POST http://127.0.0.1:\(server.port)/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
@@ -85,7 +85,7 @@ import Glibc
         defer { server.shutdown() }
         let trail = try Egress.trail()
         // A generous timeout: the test must not depend on how busy the machine is.
-        let session = try await Egress.session(try Egress.policy("version: 1\negress: { default: allow }\n"), trail: trail,
+        let session = try await Egress.session(try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n"), trail: trail,
                                                limits: Self.limits(timeout: .seconds(3)))
         defer { session.stop() }
         let connection = try #require(RawConnection(port: session.port))
@@ -109,7 +109,7 @@ import Glibc
         let server = try LocalHTTPServer.start(handler: Self.echo)
         defer { server.shutdown() }
         // 1 s, plus 1 s per 100 bytes received.
-        let session = try await Egress.session(try Egress.policy("version: 1\negress: { default: allow }\n"), trail: try Egress.trail(),
+        let session = try await Egress.session(try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n"), trail: try Egress.trail(),
                                                limits: Self.limits(timeout: .seconds(1), minRate: 100))
         defer { session.stop() }
         let target = "http://127.0.0.1:\(server.port)/"

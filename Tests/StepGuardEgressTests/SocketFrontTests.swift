@@ -28,7 +28,7 @@ import Glibc
     ]
 
     /// An upstream answering by ``script`` and a proxy session with `policy`.
-    static func stand(_ policy: String = "version: 1\negress: { default: allow }\n", limits: ProxyLimits = ProxyLimits(),
+    static func stand(_ policy: String = "version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n", limits: ProxyLimits = ProxyLimits(),
                       stop: Egress.StopCounter = Egress.StopCounter()) async throws -> (ScriptedUpstream, EgressSession) {
         let upstream = try ScriptedUpstream(script)
         do {
@@ -147,7 +147,7 @@ import Glibc
     }
 
     @Test func aDeniedRequestKeepsTheClientConnectionAndATunnelIsHalfClosedBothWays() async throws {
-        let (upstream, session) = try await Self.stand("version: 1\non_violation: fail\negress: { default: allow, deny: [127.0.0.3] }\n")
+        let (upstream, session) = try await Self.stand("version: 1\non_violation: fail\negress: { default: allow, allow: [127.0.0.0/8], deny: [127.0.0.3] }\n")
         defer { session.stop(); upstream.stop() }
         let twice = Egress.raw(port: session.port, "GET http://127.0.0.3:\(upstream.port)/length HTTP/1.1\r\nHost: x\r\n\r\n"
                                    + "GET http://127.0.0.1:\(upstream.port)/length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -166,7 +166,7 @@ import Glibc
     @Test func tunnelsRelayEveryByteInOrderAndNeverMixStreams() async throws {
         let echo = try EchoServer()
         defer { echo.stop() }
-        let policy = try Egress.policy("version: 1\negress: { default: allow }\n")
+        let policy = try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n")
         let session = try await Egress.session(policy, trail: try Egress.trail())
         defer { session.stop() }
         // Four tunnels at once, each with its own 8 MiB stream: splice pipes are shared between

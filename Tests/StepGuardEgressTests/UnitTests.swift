@@ -51,28 +51,53 @@ import Testing
         #expect(allowList.decideBeforeResolving(host: "c2ZjcmV0.attacker.example", port: 443)?.rule == "egress.default: deny")
         #expect(allowList.decideBeforeResolving(host: "registry.npmjs.org", port: 80)?.rule == "egress.default: deny")
         #expect(allowList.decideBeforeResolving(host: "registry.npmjs.org", port: 443) == nil, "allowed by name: its addresses are checked next")
-        #expect(try egress("{ default: allow }").decideBeforeResolving(host: "metadata.google.internal", port: 80)?.rule == "built-in: cloud metadata endpoint")
+        #expect(try egress("{ default: allow }").decideBeforeResolving(host: "metadata.google.internal", port: 80)?.rule == "built-in: protected metadata.google.internal")
+        #expect(try egress("{ default: allow }").decideBeforeResolving(host: "db.localhost", port: 5432)?.rule == "built-in: protected *.localhost")
     }
 
-    @Test func namesWhoseAddressesDecideAreLookedUp() throws {
-        #expect(try egress("{ default: deny, allow: [10.0.0.0/8] }").decideBeforeResolving(host: "build-cache.internal", port: 443) == nil)
-        #expect(try egress("{ default: deny, allow: [\"10.1.2.3:8080\"] }").decideBeforeResolving(host: "build-cache.internal", port: 443)?.allowed == false)
-        #expect(try egress("{ default: deny, allow: [\"10.1.2.3:8080\"] }").decideBeforeResolving(host: "build-cache.internal", port: 8080) == nil)
-        #expect(try egress("{ default: allow, deny: [10.0.0.0/8] }").decideBeforeResolving(host: "build-cache.internal", port: 443) == nil)
+    /// Address rules alone never get a name looked up (hole 6 of issue #16): the query would carry
+    /// the name out whatever the verdict.
+    @Test func namesAllowedByNoNameRuleAreNotLookedUpForAddressRules() throws {
+        for rules in ["[10.0.0.0/8]", "[\"127.0.0.1:18777\"]", "[github.com, 10.0.0.0/8]"] {
+            let verdict = try egress("{ default: deny, allow: \(rules) }").decideBeforeResolving(host: "ghp-secret-0123.exfil.attacker.test", port: 18777)
+            #expect(verdict?.allowed == false, "\(rules)")
+            #expect(verdict?.rule == "egress.default: deny")
+            #expect(verdict?.reason.contains("egress.resolve_names_for_address_rules: true") == true)
+        }
+        #expect(try egress("{ default: deny, allow: [github.com, 10.0.0.0/8] }").decideBeforeResolving(host: "github.com", port: 443) == nil)
+        #expect(try egress("{ default: allow, deny: [10.0.0.0/8] }").decideBeforeResolving(host: "build-cache.internal", port: 443) == nil,
+                "allowed whatever it resolves to unless its address is denied: it is connected to anyway")
+    }
+
+    @Test func theOptInLooksUpNamesWhoseAddressesMayDecide() throws {
+        let optIn = "resolve_names_for_address_rules: true"
+        #expect(try egress("{ default: deny, allow: [10.0.0.0/8], \(optIn) }").decideBeforeResolving(host: "build-cache.internal", port: 443) == nil)
+        #expect(try egress("{ default: deny, allow: [\"10.1.2.3:8080\"], \(optIn) }").decideBeforeResolving(host: "build-cache.internal", port: 443)?.allowed == false)
+        #expect(try egress("{ default: deny, allow: [\"10.1.2.3:8080\"], \(optIn) }").decideBeforeResolving(host: "build-cache.internal", port: 8080) == nil)
+        #expect(try egress("{ default: deny, allow: [github.com], \(optIn) }").decideBeforeResolving(host: "exfil.attacker.test", port: 443)?.allowed == false,
+                "no address rule: nothing to test the addresses against")
+        #expect(try egress("{ default: deny, allow: [10.0.0.0/8], deny: [\"*.attacker.test\"], \(optIn) }")
+            .decideBeforeResolving(host: "exfil.attacker.test", port: 443)?.rule == "egress.deny: *.attacker.test")
     }
 }
 
 /// The metadata-endpoint rule is checked in the decision engine, never on the wire.
 @Suite struct MetadataDecisionTests {
-    @Test(arguments: ["169.254.169.254", "2852039166", "0xa9fea9fe", "0251.0376.0251.0376", "[::ffff:169.254.169.254]", "fd00:ec2::254", "metadata.google.internal", "METADATA.google.internal."])
-    func metadataEndpointsAreDeniedInEverySpelling(spelling: String) throws {
+    @Test(arguments: [("169.254.169.254", "169.254.169.254"), ("2852039166", "169.254.169.254"), ("0xa9fea9fe", "169.254.169.254"),
+                      ("0251.0376.0251.0376", "169.254.169.254"), ("[::ffff:169.254.169.254]", "169.254.169.254"), ("fd00:ec2::254", "fd00:ec2::254"),
+                      ("metadata.google.internal", "metadata.google.internal"), ("METADATA.google.internal.", "metadata.google.internal"),
+                      ("169.254.170.2", "169.254.170.2"), ("[::ffff:a9fe:aa02]", "169.254.170.2"), ("168.63.129.16", "168.63.129.16"),
+                      ("100.100.100.200", "100.100.100.200"), ("127.0.0.2", "127.0.0.0/8"), ("127.1", "127.0.0.0/8"), ("0", "0.0.0.0/8"),
+                      ("[::]", "::"), ("[::1]", "::1"), ("[::127.0.0.1]", "127.0.0.0/8"), ("[64:ff9b::a9fe:a9fe]", "169.254.169.254"),
+                      ("[fe80::1]", "fe80::/10"), ("LocalHost.", "localhost")])
+    func protectedDestinationsAreDeniedInEverySpelling(spelling: String, destination: String) throws {
         var egress = EgressPolicy()
         egress.defaultAction = .allow
         let host = try #require(HostName.normalise(spelling))
         let addresses: [IPAddress] = if case .address(let address) = host { [address] } else { [] }
         let verdict = egress.decide(host: host.text, port: 80, addresses: addresses)
         #expect(!verdict.allowed)
-        #expect(verdict.rule == "built-in: cloud metadata endpoint")
+        #expect(verdict.rule == "built-in: protected \(destination)")
     }
 
     @Test func aNameResolvingToMetadataIsDenied() {

@@ -143,7 +143,7 @@ import Testing
     func policy(_ yaml: String) throws -> Policy { try PolicyLoader.load(yaml: "version: 1\n" + yaml, source: "p.yaml") }
 
     @Test func denyBeatsAllowAndDefaultApplies() throws {
-        let egress = try policy("egress:\n  default: deny\n  allow: ['*.example.com', '10.0.0.0/8']\n  deny: [bad.example.com, 10.9.0.0/16]").egress
+        let egress = try policy("egress:\n  default: deny\n  allow: ['*.example.com', '10.0.0.0/8']\n  deny: [bad.example.com, 10.9.0.0/16]\n  resolve_names_for_address_rules: true").egress
         #expect(egress.decide(host: "api.example.com", port: 443, addresses: []).allowed)
         #expect(!egress.decide(host: "bad.example.com", port: 443, addresses: []).allowed)
         #expect(!egress.decide(host: "other.test", port: 443, addresses: []).allowed)
@@ -155,10 +155,11 @@ import Testing
 
     @Test func metadataEndpointsNeedAnExplicitAllow() throws {
         let open = try policy("egress:\n  default: allow\n  allow: ['*']").egress
-        for host in ["169.254.169.254", "2852039166", "metadata.google.internal", "METADATA.google.internal.", "[fd00:ec2::254]"] {
+        for (host, destination) in [("169.254.169.254", "169.254.169.254"), ("2852039166", "169.254.169.254"), ("metadata.google.internal", "metadata.google.internal"),
+                                    ("METADATA.google.internal.", "metadata.google.internal"), ("[fd00:ec2::254]", "fd00:ec2::254")] {
             let verdict = open.decide(host: host, port: 80, addresses: [])
             #expect(!verdict.allowed, "\(host)")
-            #expect(verdict.rule == "built-in: cloud metadata endpoint")
+            #expect(verdict.rule == "built-in: protected \(destination)")
         }
         #expect(!open.decide(host: "innocent.test", port: 80, addresses: [IPAddress("169.254.169.254")!]).allowed)
         let explicit = try policy("egress:\n  allow: [169.254.169.254]").egress

@@ -240,5 +240,6 @@ func diagnostics(_ yaml: String) -> [PolicyDiagnostic] {
         for isolation in IsolationMode.allCases { #expect(readme.contains("`\(isolation.rawValue)`")) }
         for credential in ServiceAllowance.Credential.allCases { #expect(readme.contains(credential.rawValue)) }
         for path in FilesystemPolicy.defaultHidden { #expect(readme.contains("`\(path)`")) }
+        for destination in EgressPolicy.protectedDestinations { #expect(readme.contains("`\(destination)`"), "README's Egress section lacks '\(destination)'") }
     }
 }

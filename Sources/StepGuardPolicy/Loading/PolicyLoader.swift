@@ -200,11 +200,16 @@ struct PolicyBuilder {
         return credentials
     }
 
+    static let egressKeys = ["default", "allow", "deny", "resolve_names_for_address_rules"]
+
     func egress(_ node: Node, _ context: String) -> EgressPolicy {
         var egress = EgressPolicy()
-        guard let entries = reader.mapping(node, context, keys: ["default", "allow", "deny"]) else { return egress }
+        guard let entries = reader.mapping(node, context, keys: Self.egressKeys) else { return egress }
         if let node = entries["default"]?.value, let value = reader.choice(node, "\(context).default", as: EgressPolicy.Default.self) {
             egress.defaultAction = value
+        }
+        if let node = entries["resolve_names_for_address_rules"]?.value, let value = reader.bool(node, "\(context).resolve_names_for_address_rules") {
+            egress.resolveNamesForAddressRules = value
         }
         if let node = entries["allow"]?.value { egress.allow = egressRules(node, "\(context).allow") }
         if let node = entries["deny"]?.value { egress.deny = egressRules(node, "\(context).deny") }
@@ -334,9 +339,10 @@ struct PolicyBuilder {
             if let node = entries["on_violation"]?.value { step.onViolation = reader.choice(node, "\(context).on_violation", as: ViolationAction.self) }
             if let node = entries["grace_period"]?.value { step.gracePeriod = reader.duration(node, "\(context).grace_period") }
             if let node = entries["egress"]?.value {
-                let hasDefault = reader.mapping(node, "\(context).egress", keys: ["default", "allow", "deny"])?["default"] != nil
+                let given = reader.mapping(node, "\(context).egress", keys: Self.egressKeys)
                 let egress = self.egress(node, "\(context).egress")
-                step.egressDefault = hasDefault ? egress.defaultAction : nil
+                step.egressDefault = given?["default"] != nil ? egress.defaultAction : nil
+                step.egressResolveNames = given?["resolve_names_for_address_rules"] != nil ? egress.resolveNamesForAddressRules : nil
                 step.egressAllow = egress.allow
                 step.egressDeny = egress.deny
             }

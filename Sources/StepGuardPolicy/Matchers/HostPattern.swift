@@ -105,14 +105,6 @@ public struct EgressRule: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// True when the rule names one host or address (no wildcard), i.e. allows it explicitly.
-    public var isExplicit: Bool {
-        switch target {
-        case .host(let pattern): return pattern.isLiteral
-        case .network(let cidr): return cidr.prefixLength >= (cidr.network.bitWidth == 32 ? 16 : 64)
-        }
-    }
-
     public var description: String {
         let base: String
         switch target {

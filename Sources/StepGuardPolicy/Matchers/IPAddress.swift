@@ -52,6 +52,17 @@ public enum IPAddress: Sendable, Hashable, CustomStringConvertible {
         return .v4(bytes[12..<16].reduce(0) { $0 << 8 | UInt32($1) })
     }
 
+    /// The IPv4 address in the last 32 bits of an IPv4-compatible (`::a.b.c.d`, deprecated; not
+    /// `::` or `::1`) or NAT64 (`64:ff9b::a.b.c.d`, RFC 6052) IPv6 address; nil for any other address.
+    public var embeddedIPv4: IPAddress? {
+        guard case .v6(let bytes) = self else { return nil }
+        let embedded = bytes[12..<16].reduce(0) { $0 << 8 | UInt32($1) }
+        let compatible = bytes[0..<12].allSatisfy { $0 == 0 } && embedded > 1
+        let nat64 = bytes[0..<12].elementsEqual([0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0])
+        guard compatible || nat64 else { return nil }
+        return .v4(embedded)
+    }
+
     /// Whether this is a loopback address (127.0.0.0/8 or ::1).
     public var isLoopback: Bool {
         switch unmapped {
@@ -134,6 +145,12 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
         }
         self.network = address
         self.prefixLength = length
+    }
+
+    /// The network of exactly one address (`/32`, `/128`).
+    public init(address: IPAddress) {
+        self.network = address
+        self.prefixLength = address.bitWidth
     }
 
     /// Whether `address` (IPv4-mapped IPv6 unwrapped) lies in this network.

@@ -5,7 +5,9 @@ extension Policy {
     # stepguard built-in default policy (used when --policy is not given).
     # - asks for no workload identity token;
     # - refuses to start a step whose environment holds a long-lived credential;
-    # - lets the step reach any host except cloud metadata endpoints;
+    # - lets the step reach any host except the destinations every policy protects: the host's
+    #   loopback, link-local addresses and cloud metadata, credential and wire-server endpoints
+    #   (`stepguard policy show` lists them);
     # - isolates the step when the machine allows it, and stops it at once on a violation.
     version: 1
     mode: enforce
@@ -15,10 +17,6 @@ extension Policy {
       long_lived: deny
     egress:
       default: allow
-      deny:
-        - 169.254.169.254
-        - fd00:ec2::254
-        - metadata.google.internal
     isolation: auto
 
     """

@@ -8,61 +8,78 @@ public struct EgressVerdict: Sendable, Equatable {
 }
 
 extension EgressPolicy {
-    /// Cloud metadata endpoints: denied unless an allow rule names them explicitly.
-    public static let metadataEndpoints: [EgressRule] = [
-        EgressRule(target: .network(try! CIDR("169.254.169.254")), port: nil),
-        EgressRule(target: .network(try! CIDR("fd00:ec2::254")), port: nil),
-        EgressRule(target: .host(try! HostPattern("metadata.google.internal")), port: nil),
-    ]
+    /// The rule text of a denial by `default: deny` (a service named in `services:` overrides it).
+    public static let defaultDenyRule = "egress.default: deny"
 
     /// The decision for the name `host` before it is looked up, when the name alone settles it: a
-    /// `deny` rule or the metadata rule names it, or nothing could allow it (`default: deny`, no
-    /// `allow` rule names it, and none is an address rule its addresses might fall in). Nil when
-    /// the addresses matter. A name denied here need not be resolved at all — and must not be: the
-    /// DNS query for it would already carry data out.
+    /// `deny` rule or a protected name (``protectedDestinations``) names it, or no rule allows it
+    /// by name under `default: deny`. Nil when the name may be looked up: it is allowed by name
+    /// (its addresses are still checked), or `resolve_names_for_address_rules` asks to test names
+    /// against the address rules. A name denied here must not be resolved: the DNS query for it
+    /// would already carry data out.
     public func decideBeforeResolving(host: String, port: UInt16) -> EgressVerdict? {
         let verdict = decide(host: host, port: port, addresses: [])
-        if verdict.allowed { return nil }  // allowed by name; its addresses may still be denied
-        let addressRuleMayAllow = allow.contains { rule in
-            if case .network = rule.target { return rule.port == nil || rule.port == port }
-            return false
-        }
-        if verdict.rule == "egress.default: deny", addressRuleMayAllow { return nil }
+        guard !verdict.allowed else { return nil }  // allowed by name; its addresses may still be denied
+        if verdict.rule == Self.defaultDenyRule, resolveNamesForAddressRules, !addressRules(port: port).isEmpty { return nil }
         return verdict
     }
 
+    /// The `allow` rules that are addresses or networks and cover `port`.
+    private func addressRules(port: UInt16) -> [EgressRule] {
+        allow.filter { rule in
+            guard case .network = rule.target else { return false }
+            return rule.port == nil || rule.port == port
+        }
+    }
+
     /// Decides a connection to `host` (as the client asked for it) at `port`, to be made to
-    /// `addresses` (what the name resolved to; every one is checked).
+    /// `addresses` (what the name resolved to; every one is checked). `addressesFromPolicy` says
+    /// the addresses come from the policy's own `network.resolve` entry for `host:port`, which
+    /// names them explicitly: protected destinations are then not checked.
     ///
-    /// Order: any `deny` match denies; then metadata endpoints are denied unless an explicit allow
-    /// rule names them; then an `allow` match allows; else `default`.
-    public func decide(host: String, port: UInt16, addresses: [IPAddress]) -> EgressVerdict {
+    /// Order: any `deny` match denies; then a protected destination (``protectedDestinations``)
+    /// is denied unless an allow rule names it explicitly; then an `allow` match allows; else `default`.
+    /// An address `allow` rule allows a name only through its `network.resolve` target or with
+    /// `resolve_names_for_address_rules` (else the name could not have been looked up), so
+    /// `mode: audit` records the same verdict as `enforce` would.
+    public func decide(host: String, port: UInt16, addresses: [IPAddress], addressesFromPolicy: Bool = false) -> EgressVerdict {
         let candidates: [IPAddress?] = addresses.isEmpty ? [nil] : addresses
         func matching(_ rules: [EgressRule]) -> EgressRule? {
             rules.first { rule in candidates.contains { rule.matches(host: host, address: $0, port: port) } }
         }
+        let isName = IPAddress(anySpelling: host) == nil
+        let addressesMayAllow = !isName || addressesFromPolicy || resolveNamesForAddressRules
+        let allowRules = addressesMayAllow ? allow : allow.filter { if case .host = $0.target { true } else { false } }
         let target = "\(host):\(port)"
         if let rule = matching(deny) {
             return EgressVerdict(allowed: false, rule: "egress.deny: \(rule)", reason: "\(target) is denied by egress.deny rule '\(rule)'")
         }
-        if matching(Self.metadataEndpoints) != nil {
-            let explicit = allow.first { rule in
-                rule.isExplicit && candidates.contains { rule.matches(host: host, address: $0, port: port) }
+        if !addressesFromPolicy, let (destination, address) = unopenedProtectedDestination(host: host, port: port, candidates: candidates) {
+            let via = address.map { $0.description == host ? "" : " (resolved to \($0))" } ?? ""
+            let example: String
+            switch destination.target {
+            case .host: example = "the exact name '\(HostPattern.normalise(host))'"
+            case .network(let network):
+                let exact = (address ?? IPAddress(anySpelling: host)).map(\.unmapped).flatMap { network.contains($0) ? $0 : nil }
+                example = "an address or network inside \(destination)" + (exact.map { ", e.g. '\(EgressRule(target: .network(CIDR(address: $0)), port: port))'" } ?? "")
             }
-            guard let explicit else {
-                return EgressVerdict(allowed: false, rule: "built-in: cloud metadata endpoint",
-                                     reason: "\(target) is a cloud metadata endpoint; allow it explicitly by name or address if the step needs it")
-            }
-            return EgressVerdict(allowed: true, rule: "egress.allow: \(explicit)", reason: "\(target) is allowed explicitly by '\(explicit)'")
+            return EgressVerdict(allowed: false, rule: "built-in: protected \(destination)",
+                                 reason: "\(target)\(via) is \(destination.what), protected by every policy; if the step needs it, add \(example) to egress.allow")
         }
-        if let rule = matching(allow) {
+        if let rule = matching(allowRules) {
             return EgressVerdict(allowed: true, rule: "egress.allow: \(rule)", reason: "\(target) is allowed by egress.allow rule '\(rule)'")
         }
         switch defaultAction {
         case .allow:
             return EgressVerdict(allowed: true, rule: "egress.default: allow", reason: "\(target) matches no rule; egress.default is allow")
         case .deny:
-            return EgressVerdict(allowed: false, rule: "egress.default: deny", reason: "\(target) is not in egress.allow; egress.default is deny")
+            let unused = addressesMayAllow ? [] : addressRules(port: port)
+            guard !unused.isEmpty else {
+                return EgressVerdict(allowed: false, rule: Self.defaultDenyRule, reason: "\(target) is not in egress.allow; egress.default is deny")
+            }
+            let rules = unused.map { "'\($0)'" }.joined(separator: ", ")
+            return EgressVerdict(allowed: false, rule: Self.defaultDenyRule,
+                                 reason: "\(target) is allowed by no name rule and egress.default is deny; names are not looked up to test them against the address rules \(rules) — allow the name, or set egress.resolve_names_for_address_rules: true to send such names to the DNS resolver")
         }
     }
 }

@@ -30,6 +30,14 @@ extension Policy {
         out.append("  default: \(egress.defaultAction.rawValue)")
         out.append("  allow: [\(egress.allow.map { quoted($0.description) }.joined(separator: ", "))]")
         out.append("  deny: [\(egress.deny.map { quoted($0.description) }.joined(separator: ", "))]")
+        out.append("  resolve_names_for_address_rules: \(egress.resolveNamesForAddressRules)")
+        out.append("  # built in, in every policy: denied unless an egress.allow rule names them explicitly (an address")
+        out.append("  # or network inside the entry, or the exact name); network.resolve targets count as explicit")
+        let width = EgressPolicy.protectedDestinations.map(\.description.count).max() ?? 0
+        for destination in EgressPolicy.protectedDestinations {
+            let padding = String(repeating: " ", count: width - destination.description.count)
+            out.append("  #   \(destination)\(padding)  \(destination.what)")
+        }
         if services.isEmpty {
             out.append("services: []")
         } else {

@@ -19,6 +19,7 @@ extension Policy {
         if let defaultAction = override.egressDefault { result.egress.defaultAction = defaultAction }
         result.egress.allow += override.egressAllow
         result.egress.deny += override.egressDeny
+        if let resolve = override.egressResolveNames { result.egress.resolveNamesForAddressRules = resolve }
         if let credentials = override.credentials { result.credentials = credentials }
         result.services += override.services
         if let isolation = override.isolation { result.isolation = isolation }

@@ -119,6 +119,10 @@ public struct EgressPolicy: Sendable, Equatable {
     public var defaultAction: Default = .deny
     public var allow: [EgressRule] = []
     public var deny: [EgressRule] = []
+    /// `resolve_names_for_address_rules:` — under `default: deny`, look up names that no name rule
+    /// allows to test their addresses against the address rules. Off: such names are denied
+    /// without a DNS query (the query itself would carry the name, and data in it, out).
+    public var resolveNamesForAddressRules = false
     public init() {}
 }
 
@@ -188,6 +192,7 @@ public struct StepOverride: Sendable, Equatable {
     public var egressDefault: EgressPolicy.Default?
     public var egressAllow: [EgressRule] = []
     public var egressDeny: [EgressRule] = []
+    public var egressResolveNames: Bool?
     public var credentials: CredentialsPolicy?
     public var services: [ServiceRule] = []
     public var identityClaims: [String: [ClaimMatcher]] = [:]
