@@ -368,7 +368,15 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    private func decideService(_ context: ChannelHandlerContext, head: HTTPRequestHead, target: RequestTarget, route: Route, service: BoundService, tls: Bool) {
+    private func decideService(_ context: ChannelHandlerContext, head: HTTPRequestHead, target requested: RequestTarget, route: Route, service: BoundService, tls: Bool) {
+        // The path is decided, and forwarded, in its normal form: what a server would resolve it to.
+        let target: RequestTarget
+        do { target = try requested.normalisedForService(encodedSlashes: service.definition.encodedSlashes) } catch {
+            let blocked = state.record(.service, allowed: false, rule: error.rule, reason: error.reason,
+                                       subject: ProxyState.subject(route: route, method: head.method.rawValue, path: requested.path, service: service))
+            if blocked { return reject(context, error.status, decision: "deny", rule: error.rule, reason: error.reason) }
+            target = requested  // audit mode: recorded, not enforced
+        }
         let decide: (ChannelHandlerContext, [UInt8]?) -> Void = { [self] context, body in
             let inspected = InspectedRequest(method: head.method.rawValue, target: target.originForm,
                                              headers: head.headers.map { ($0.name, $0.value) }, body: body,

@@ -115,6 +115,6 @@ extension ServiceDefinition {
     /// The definition as the built-in copy holds it: `bench/egress/gen-catalog.sh` leaves the examples out.
     var withoutExamples: ServiceDefinition {
         ServiceDefinition(name: name, description: description, hosts: hosts, hostsFromPolicy: hostsFromPolicy, sensitive: sensitive,
-                          credentials: credentials, audienceParameter: audienceParameter, mints: mints, examples: [])
+                          credentials: credentials, audienceParameter: audienceParameter, mints: mints, examples: [], encodedSlashes: encodedSlashes)
     }
 }
