@@ -190,6 +190,45 @@ extension TestOIDCIssuer {
         #expect(!log.contains(decoy) && !log.contains(good) && !result.stderr.contains(decoy))
     }
 
+    /// Trailer fields after a chunked body are read by no decision: they are not forwarded to a service.
+    @Test func trailerFieldsAreNotForwardedToAService() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let vault = try ServiceStandIn.start("vault.example.test", port: 8200, directory: directory, handler: BinaryServiceTests.echoJSON)
+        defer { vault.shutdown() }
+        let policy = """
+        version: 1
+        on_violation: fail
+        egress: { default: deny, allow: ["127.0.0.1"] }
+        services:
+          - service: hashicorp-vault
+            hosts: [vault.example.test]
+            allow:
+              - { methods: [POST], paths: ["/v1/secret/data/ci/*"], credential: any }
+        \(vault.network)
+        """
+        let script = """
+        python3 - <<'PY'
+        import os, socket, ssl, urllib.parse
+        proxy = urllib.parse.urlsplit(os.environ["HTTPS_PROXY"])
+        s = socket.create_connection((proxy.hostname, proxy.port), timeout=10)
+        s.sendall(b"CONNECT vault.example.test:8200 HTTP/1.1\\r\\nHost: vault.example.test:8200\\r\\n\\r\\n")
+        s.recv(4096)
+        t = ssl.create_default_context().wrap_socket(s, server_hostname="vault.example.test")
+        body = b'{"data":{"k":"v"}}'
+        t.sendall(b"POST /v1/secret/data/ci/app HTTP/1.1\\r\\nHost: vault.example.test:8200\\r\\nX-Vault-Token: hvs.decoy\\r\\n"
+                  b"Transfer-Encoding: chunked\\r\\nTrailer: X-Vault-Token\\r\\nConnection: close\\r\\n\\r\\n"
+                  + b"%x\\r\\n" % len(body) + body + b"\\r\\n0\\r\\nX-Vault-Token: hvs.other\\r\\n\\r\\n")
+        print(t.recv(4096).split(b"\\r\\n")[0].decode())
+        PY
+        """
+        let (result, _) = try RunEgressTests.run(policy, script, directory: directory)
+        #expect(result.stdout == "HTTP/1.1 200 OK\n", "\(result.stderr)")
+        let received = try #require(vault.requests.first)
+        #expect(received.body == Array(#"{"data":{"k":"v"}}"#.utf8))
+        #expect(received.trailers.isEmpty, "\(received.trailers)")
+    }
+
     /// Without an `identity:` section nothing can verify a JWT: a forged one (any key, any claims)
     /// satisfies `credential: any`, never `short-lived`.
     @Test func anUnverifiableJWTDoesNotPassAsShortLived() throws {
