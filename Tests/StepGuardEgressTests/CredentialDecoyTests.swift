@@ -145,11 +145,9 @@ extension TestOIDCIssuer {
         try directory.write("trailing.json", body + "}")
         try directory.write("duplicate.json", #"{"role":"ci","jwt":"\#(decoy)","jwt":"\#(good)"}"#)
         try directory.write("plain.json", body)
-        let vault = try ServiceStandIn.start("vault.example.test", port: 8200, directory: directory, handler: BinaryServiceTests.echoJSON)
+        let vault = try VaultStandIn(directory: directory)
         defer { vault.shutdown() }
-        let policy = """
-        version: 1
-        on_violation: fail
+        let policy = vault.policy(allow: [#"{ methods: [POST], paths: ["/v1/auth/jwt/login"], credential: workload }"#], identity: """
         identity:
           token: file:\(jobToken)
           issuer: \(issuer.issuer)
@@ -157,14 +155,7 @@ extension TestOIDCIssuer {
           jwks: \(directory.path("jwks.json"))
           algorithms: [ES256]
           claims: { repository: "octo-org/app" }
-        egress: { default: deny, allow: ["127.0.0.1"] }
-        services:
-          - service: hashicorp-vault
-            hosts: [vault.example.test]
-            allow:
-              - { methods: [POST], paths: ["/v1/auth/jwt/login"], credential: workload }
-        \(vault.network)
-        """
+        """)
         let url = "https://vault.example.test:8200/v1/auth/jwt/login"
         let login = "\(BinaryServiceTests.code) -H 'Authorization: Bearer \(good)' -H 'Content-Type: application/json'"
         let script = """
@@ -194,19 +185,9 @@ extension TestOIDCIssuer {
     @Test func trailerFieldsAreNotForwardedToAService() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let vault = try ServiceStandIn.start("vault.example.test", port: 8200, directory: directory, handler: BinaryServiceTests.echoJSON)
+        let vault = try VaultStandIn(directory: directory)
         defer { vault.shutdown() }
-        let policy = """
-        version: 1
-        on_violation: fail
-        egress: { default: deny, allow: ["127.0.0.1"] }
-        services:
-          - service: hashicorp-vault
-            hosts: [vault.example.test]
-            allow:
-              - { methods: [POST], paths: ["/v1/secret/data/ci/*"], credential: any }
-        \(vault.network)
-        """
+        let policy = vault.policy(allow: [#"{ methods: [POST], paths: ["/v1/secret/data/ci/*"], credential: any }"#])
         let script = """
         python3 - <<'PY'
         import os, socket, ssl, urllib.parse

@@ -58,19 +58,9 @@ import Testing
     @Test func pathsOutsideTheAllowedGlobAreDeniedAndTheDecidedPathIsForwarded() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let vault = try ServiceStandIn.start("vault.example.test", port: 8200, directory: directory, handler: BinaryServiceTests.echoJSON)
+        let vault = try VaultStandIn(directory: directory)
         defer { vault.shutdown() }
-        let policy = """
-        version: 1
-        on_violation: fail
-        egress: { default: deny, allow: ["127.0.0.1"] }
-        services:
-          - service: hashicorp-vault
-            hosts: [vault.example.test]
-            allow:
-              - { methods: [GET], paths: ["/v1/secret/data/ci/*"], credential: any }
-        \(vault.network)
-        """
+        let policy = vault.policy(allow: [#"{ methods: [GET], paths: ["/v1/secret/data/ci/*"], credential: any }"#])
         let denied = ["/v1/secret/data/ci/../prod/db", "/v1/secret/data/ci/%2e%2e/prod/db", "/v1/secret/data/ci/..%2f..%2fsys/raw",
                       "/v1/secret/data/ci/%2E%2E/prod/db", "/v1/secret/data/ci/..;/prod/db", "/v1/secret/data/ci/%c0%ae%c0%ae/prod/db",
                       "/v1/secret/data/ci/%252e%252e/prod/db", "/v1/secret/data/ci\\..\\prod\\db", "/v1/secret/data/ci/%zz"]
