@@ -193,14 +193,19 @@ public struct BuiltInCredentialInspector: CredentialInspector {
                 findings.append(classifyHeader(value, location: "header \(name)", request: request, now: now))
             }
         }
-        // Every query parameter and cookie counts: a named location is classified as a credential,
-        // anything else that looks like one (a JWT, a token a secret rule knows) as well.
+        // Every query parameter, cookie and header field counts: a named location is classified as a
+        // credential, anything else that looks like one (a JWT, a token a secret rule knows) as well.
         for (key, value) in request.queryItems where !value.isEmpty {
             if request.locations.contains(where: { $0.place == .query && $0.name == key }) {
                 findings.append(classifyParameter(key, value, location: "query \(key)", request: request, now: now))
             } else if let finding = classifyIfCredential(value, location: "query \(key)", request: request, now: now) {
                 findings.append(finding)
             }
+        }
+        // Any other header field the upstream receives (hop-by-hop ones are not forwarded) that holds a credential.
+        let read = headerNames.map { $0.lowercased() } + ["cookie", "host"]
+        for (name, value) in request.headers where !read.contains(name.lowercased()) && !HopByHop.isHopByHop(name) {
+            if let finding = classifyIfCredential(value, location: "header \(name)", request: request, now: now) { findings.append(finding) }
         }
         for cookie in request.header("Cookie") {
             for pair in cookie.split(separator: ";") {

@@ -63,6 +63,7 @@ import Testing
             "a second Authorization header": Self.classOf(good + [("Authorization", "Bearer \(Self.longLived)")]),
             "a query parameter": Self.classOf(good, target: "/v1/auth/jwt/login?jwt=\(Self.longLived)"),
             "a cookie": Self.classOf(good + [("Cookie", "session=abc; token=\(Self.longLived)")]),
+            "another header field": Self.classOf(good + [("X-Upstream-Token", Self.longLived)]),
             "a nested JSON string": Self.classOf(good, body: #"{"role":"ci","jwt":"\#(Self.good)","meta":{"t":["\#(Self.longLived)"]}}"#),
             "a form field": Self.classOf(good + [("Content-Type", "application/x-www-form-urlencoded")], body: "role=ci&other=\(Self.longLived)",
                                          locations: [CredentialLocation(place: .form, name: "WebIdentityToken")]),
@@ -76,7 +77,8 @@ import Testing
             #expect(finding.credentialClass == expected, "\(place): \(finding.detail)")
         }
         // Text that is no credential does not count.
-        let plain = Self.classOf(good + [("Cookie", "theme=dark")], target: "/v1/auth/jwt/login?role=ci", body: #"{"role":"ci","n":1}"#)
+        let plain = Self.classOf(good + [("Cookie", "theme=dark"), ("User-Agent", "curl/8.5.0"), ("X-Request-Id", UUID().uuidString)],
+                                 target: "/v1/auth/jwt/login?role=ci", body: #"{"role":"ci","n":1}"#)
         #expect(plain.credentialClass == .workload)
         let badMultipart = Self.classOf(good + [("Content-Type", "multipart/form-data; boundary=XyZ")], body: "--Other\r\n\r\nx")
         #expect(badMultipart.credentialClass == .invalid)
