@@ -236,10 +236,8 @@ final class ProxyState: Sendable {
         let verdict = egress.decide(host: route.host.text, port: route.port, addresses: route.addresses)
         if let service = service(for: route.host) {
             serviceAddresses.learn(route, service: service.definition.name)
-        } else if verdict.allowed, !services.isEmpty, let service = serviceAddresses.service(at: route) {
-            // Allowed as plain egress (an address rule, a CIDR, `default: allow`), it would reach the service uninspected.
-            return ConnectionVerdict(allowed: false, rule: Self.serviceAddressRule,
-                                     reason: "\(route.described) is an address of the service \(service) named in services:; connect to the service by its name so that its requests are inspected")
+        } else if verdict.allowed, let refusal = serviceAddressRefusal(route) {
+            return refusal
         }
         if let service = serviceAllowedDespite(verdict, host: route.host) {
             return ConnectionVerdict(allowed: true, rule: "services: \(service.definition.name)",
@@ -248,9 +246,17 @@ final class ProxyState: Sendable {
         return ConnectionVerdict(allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason)
     }
 
+    /// The refusal of a connection to `route` that is not by a service's name but goes to a
+    /// service's address: allowed as plain egress (an address rule, a CIDR, `default: allow`), it
+    /// would reach the service uninspected. Nil when `route` is no such connection.
+    func serviceAddressRefusal(_ route: Route) -> ConnectionVerdict? {
+        guard !services.isEmpty, service(for: route.host) == nil, let service = serviceAddresses.service(at: route) else { return nil }
+        return ConnectionVerdict(allowed: false, rule: Self.serviceAddressRule,
+                                 reason: "\(route.described) is an address of the service \(service) named in services:; connect to the service by its name so that its requests are inspected")
+    }
+
     /// The rule of a connection refused because it goes to a service's address under another name.
     static let serviceAddressRule = "built-in: services are reached by name"
-
 
     /// Records a decision and applies `on_violation`. Returns true when the action must be blocked.
     /// The subject is built only when the event is kept, logged or printed.

@@ -152,6 +152,34 @@ import Testing
     }
 }
 
+extension HostileServiceTests {
+    /// A service host that is looked up (not mapped by `network.resolve`): every port of the addresses
+    /// it resolves to is the service's. `localhost` stands in for a service name in DNS.
+    @Test func everyPortOfAResolvedServiceAddressIsRefused() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let other = try LocalHTTPServer.start(handler: RunEgressTests.echo)
+        defer { other.shutdown() }
+        let policy = """
+        version: 1
+        on_violation: fail
+        egress: { default: deny, allow: ["127.0.0.1"] }
+        \(Self.vaultService.replacingOccurrences(of: "hosts: [vault.example.test]", with: "hosts: [localhost]"))
+        """
+        let script = """
+        curl -s -o /dev/null -w '%{http_code} %header{x-stepguard-decision}\\n' http://127.0.0.1:\(other.port)/
+
+        """ + Self.python("""
+        tunnel("127.0.0.1:\(other.port)", None, tls=False)
+        """)
+        let (result, events) = try RunEgressTests.run(policy, script, directory: directory)
+        #expect(result.stdout == "403 deny\n127.0.0.1:\(other.port) None 403\n", "\(result.stderr)")
+        #expect(other.requests.isEmpty)
+        let refusals = events.filter { $0["rule"] as? String == "built-in: services are reached by name" }
+        #expect(refusals.count == 2 && refusals.allSatisfy { ($0["reason"] as? String)?.contains("hashicorp-vault") == true }, "\(events)")
+    }
+}
+
 /// Which addresses are a service's: `network.resolve` targets of its hosts (that port only), and
 /// the addresses its plain names resolve to (every port); glob hosts are never looked up.
 @Suite struct ServiceAddressTests {
