@@ -193,26 +193,94 @@ public struct BuiltInCredentialInspector: CredentialInspector {
                 findings.append(classifyHeader(value, location: "header \(name)", request: request, now: now))
             }
         }
-        let query = request.queryItems
-        for location in request.locations {
-            switch location.place {
-            case .header: continue
-            case .query:
-                for (key, value) in query where key == location.name && !value.isEmpty {
-                    findings.append(classifyParameter(key, value, location: "query \(key)", request: request, now: now))
-                }
-            case .form:
-                guard let body = request.body else { continue }
-                for (key, value) in InspectedRequest.formItems(String(decoding: body, as: UTF8.self)) where key == location.name && !value.isEmpty {
-                    findings.append(classifyToken(value, location: "form \(key)", request: request, now: now))
-                }
-            case .json:
-                if let body = request.body, let value = Self.jsonString(at: location.name, in: body) {
-                    findings.append(classifyToken(value, location: "json \(location.name)", request: request, now: now))
-                }
+        // Every query parameter, cookie and header field counts: a named location is classified as a
+        // credential, anything else that looks like one (a JWT, a token a secret rule knows) as well.
+        for (key, value) in request.queryItems where !value.isEmpty {
+            if request.locations.contains(where: { $0.place == .query && $0.name == key }) {
+                findings.append(classifyParameter(key, value, location: "query \(key)", request: request, now: now))
+            } else if let finding = classifyIfCredential(value, location: "query \(key)", request: request, now: now) {
+                findings.append(finding)
             }
         }
+        // Any other header field the upstream receives (hop-by-hop ones are not forwarded) that holds a credential.
+        let read = headerNames.map { $0.lowercased() } + ["cookie", "host"]
+        for (name, value) in request.headers where !read.contains(name.lowercased()) && !HopByHop.isHopByHop(name) {
+            if let finding = classifyIfCredential(value, location: "header \(name)", request: request, now: now) { findings.append(finding) }
+        }
+        for cookie in request.header("Cookie") {
+            for pair in cookie.split(separator: ";") {
+                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                let name = parts[0].trimmingCharacters(in: .whitespaces)
+                let value = parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) : ""
+                if let finding = classifyIfCredential(value, location: "cookie \(name)", request: request, now: now) { findings.append(finding) }
+            }
+        }
+        if let body = request.body, !body.isEmpty {
+            findings += inspectBody(body, request: request, now: now)
+        }
         return findings.max { $0.credentialClass.rank < $1.credentialClass.rank } ?? .absent
+    }
+
+    /// The credentials in a request body the service may read one from (see ``InspectedRequest/body``):
+    /// every value of a form, or every string of a JSON document (``StrictJSON``). A body that cannot
+    /// be read — encoded, not well-formed, with a key twice — is an `invalid` credential: a rule that
+    /// needs a credential denies it, whatever the headers carry.
+    func inspectBody(_ body: [UInt8], request: InspectedRequest, now: Date) -> [CredentialFinding] {
+        func unreadable(_ detail: String) -> [CredentialFinding] {
+            [CredentialFinding(credentialClass: .invalid, kind: "unreadable body", location: "body", redacted: "-",
+                               detail: "\(detail); a body that may carry a credential must be readable to be allowed")]
+        }
+        let encodings = request.header("Content-Encoding").flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty && $0 != "identity" }
+        if !encodings.isEmpty {
+            return unreadable("the body is sent with Content-Encoding: \(encodings.joined(separator: ", ")), which stepguard does not decode; send it unencoded")
+        }
+        let contentType = (request.header("Content-Type").first ?? "").lowercased()
+        let formNames = request.locations.filter { $0.place == .form }.map(\.name)
+        let jsonNames = request.locations.filter { $0.place == .json }.map { $0.name.lowercased() }
+        if contentType.hasPrefix("multipart/") {
+            let originalType = request.header("Content-Type").first ?? ""
+            guard contentType.hasPrefix("multipart/form-data"), let boundary = MultipartForm.boundary(inContentType: originalType),
+                  let fields = MultipartForm.fields(body, boundary: boundary) else {
+                return unreadable("the body is not multipart/form-data stepguard can read")
+            }
+            // A field a credential location names, or any text field that looks like a credential; file contents are not read.
+            return fields.compactMap { field in
+                guard !field.isFile, let value = String(validating: field.value, as: UTF8.self), !value.isEmpty else { return nil }
+                if formNames.contains(field.name) || jsonNames.contains(field.name.lowercased()) {
+                    return classifyToken(value, location: "form \(field.name)", request: request, now: now)
+                }
+                return classifyIfCredential(value, location: "form \(field.name)", request: request, now: now)
+            }
+        }
+        // Servers with JSON credentials read the body as JSON whatever its Content-Type says, so it is
+        // read as a form only where the catalog names form credentials and the Content-Type says form.
+        if jsonNames.isEmpty || (!formNames.isEmpty && contentType.hasPrefix("application/x-www-form-urlencoded")) {
+            guard let text = String(validating: body, as: UTF8.self) else { return unreadable("the form body is not valid UTF-8") }
+            return InspectedRequest.formItems(text).compactMap { key, value in
+                guard !value.isEmpty else { return nil }
+                if formNames.contains(key) { return classifyToken(value, location: "form \(key)", request: request, now: now) }
+                return classifyIfCredential(value, location: "form \(key)", request: request, now: now)
+            }
+        }
+        let strings: [(path: String, value: String)]
+        do { strings = try StrictJSON.strings(in: body) } catch {
+            return unreadable("the body is not JSON stepguard can read: \(error.reason)")
+        }
+        return strings.compactMap { path, value in
+            guard !value.isEmpty else { return nil }
+            if jsonNames.contains(path.lowercased()) { return classifyToken(value, location: "json \(path)", request: request, now: now) }
+            return classifyIfCredential(value, location: "json \(path)", request: request, now: now)
+        }
+    }
+
+    /// The class of `value` when it looks like a credential (a JWT, a token minted in this run, or
+    /// one a secret rule knows); nil for any other text.
+    func classifyIfCredential(_ value: String, location: String, request: InspectedRequest, now: Date) -> CredentialFinding? {
+        let looksLikeOne = Self.jwtClaims(value) != nil
+            || (request.service.map { minted?.wasMinted(value, by: $0, now: now) ?? false } ?? false)
+            || !(detector?.credentials(in: value) ?? []).isEmpty
+        return looksLikeOne ? classifyToken(value, location: location, request: request, now: now) : nil
     }
 
     private func classifyParameter(_ key: String, _ value: String, location: String, request: InspectedRequest, now: Date) -> CredentialFinding {
@@ -287,6 +355,9 @@ public struct BuiltInCredentialInspector: CredentialInspector {
                                  detail: "an opaque token whose lifetime cannot be shown to be short; treated as long-lived")
     }
 
+    /// A JWT counts as short-lived (or workload) only once its signature is verified with the keys
+    /// of the job's issuer: the claims of an unverified one (its `exp`, its `iat`) may be forged, so
+    /// it never ranks above `any`.
     private func classifyJWT(_ token: String, claims: [String: Any], location: String, redacted: String, now: Date) -> CredentialFinding {
         func finding(_ cls: CredentialClass, _ detail: String) -> CredentialFinding {
             CredentialFinding(credentialClass: cls, kind: "bearer JWT", location: location, redacted: redacted, detail: detail)
@@ -295,20 +366,22 @@ public struct BuiltInCredentialInspector: CredentialInspector {
         if exp < now.timeIntervalSince1970 { return finding(.invalid, "JWT expired at \(Date(timeIntervalSince1970: exp))") }
         let issued = (claims["iat"] as? NSNumber)?.doubleValue ?? now.timeIntervalSince1970
         let ttl = exp - issued
-        let shortLived = ttl <= maxShortLivedTTL
-        let base = shortLived ? finding(.shortLived, "JWT valid for \(Int(ttl))s") : finding(.longLived, "JWT lifetime \(Int(ttl))s exceeds \(Int(maxShortLivedTTL))s")
-        guard shortLived, let verifier, let identity, (claims["iss"] as? String) == identity.issuer else {
-            if shortLived, identity != nil, let issuer = claims["iss"] as? String, issuer != identity?.issuer {
-                return finding(.shortLived, "JWT from issuer \(issuer), not the job's issuer")
-            }
-            return base
+        guard ttl <= maxShortLivedTTL else { return finding(.longLived, "JWT lifetime \(Int(ttl))s exceeds \(Int(maxShortLivedTTL))s") }
+        let unverifiable = "its signature cannot be verified, so its lifetime claims cannot be trusted and it counts as long-lived"
+        guard let verifier, let identity else {
+            return finding(.longLived, "JWT not verified: the policy has no identity: section whose issuer's keys could verify it; \(unverifiable)")
         }
-        if let expires = identity.expiresAt, expires <= now {
-            return finding(.shortLived, "the job's identity token expired at \(expires); workload credentials are no longer accepted")
+        guard let issuer = claims["iss"] as? String, issuer == identity.issuer else {
+            let named = (claims["iss"] as? String).map { "issuer \($0.prefix(100))" } ?? "no issuer"
+            return finding(.longLived, "JWT from \(named), not the job's issuer \(identity.issuer); \(unverifiable)")
         }
         switch verifier.check(token: token, now: now) {
-        case .sameIdentity: return finding(.workload, "JWT verified with the issuer's keys; sub and pinned claims equal the job's identity")
-        case .otherIdentity(let why): return finding(.shortLived, "JWT for another identity: \(why)")
+        case .sameIdentity:
+            if let expires = identity.expiresAt, expires <= now {
+                return finding(.shortLived, "the job's identity token expired at \(expires); workload credentials are no longer accepted")
+            }
+            return finding(.workload, "JWT verified with the issuer's keys; sub and pinned claims equal the job's identity")
+        case .otherIdentity(let why): return finding(.shortLived, "JWT verified, but for another identity: \(why)")
         case .unverified(let why): return finding(.invalid, "JWT not verified: \(why)")
         }
     }

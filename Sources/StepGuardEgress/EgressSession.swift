@@ -225,6 +225,10 @@ public final class EgressSession: Sendable {
             authority: authority, upstreamTLS: upstreamTLS, stepStarted: stepStarted, limits: limits,
             resolverPool: groundwork.resolverPool, eventLoops: Array(groundwork.group.makeIterator()))
         state.startSweeps()
+        // The services' addresses are known before the step runs: it cannot reach one by address first.
+        if !services.isEmpty {
+            try? await state.serviceAddresses.resolve(services, on: groundwork.resolverPool, eventLoop: groundwork.group.next()).get()
+        }
 
         // The socket already listens: connections wait in its backlog until a front thread watches
         // it, so the step need not wait for that. Should a front thread fail, the step is stopped.

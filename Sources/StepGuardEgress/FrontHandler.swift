@@ -159,6 +159,9 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var responseStarted = false
     private var closeAfterResponse = false
     private var requestHead: HTTPRequestHead?
+    /// The current request goes to an intercepted service: its trailer fields (which no decision
+    /// read) are not forwarded.
+    private var dropTrailers = false
     private var pendingDecision: ((ChannelHandlerContext, [UInt8]?) -> Void)?
     /// The response of an allowed token exchange being read for the token it mints.
     private var mintCapture: (service: String, field: String, body: [UInt8])?
@@ -252,6 +255,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             pendingDecision = nil
             mintCapture = nil
             retry = nil
+            dropTrailers = false
             closeAfterResponse = !head.isKeepAlive
             phase = .deciding
             start(context, head)
@@ -293,7 +297,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                     decision(context, body)
                 }
             case .forwarding:
-                upstream?.channel.writeAndFlush(HTTPClientRequestPart.end(trailers), promise: nil)
+                upstream?.channel.writeAndFlush(HTTPClientRequestPart.end(dropTrailers ? nil : trailers), promise: nil)
             default:
                 break
             }
@@ -368,7 +372,16 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    private func decideService(_ context: ChannelHandlerContext, head: HTTPRequestHead, target: RequestTarget, route: Route, service: BoundService, tls: Bool) {
+    private func decideService(_ context: ChannelHandlerContext, head: HTTPRequestHead, target requested: RequestTarget, route: Route, service: BoundService, tls: Bool) {
+        dropTrailers = true
+        // The path is decided, and forwarded, in its normal form: what a server would resolve it to.
+        let target: RequestTarget
+        do { target = try requested.normalisedForService(encodedSlashes: service.definition.encodedSlashes) } catch {
+            let blocked = state.record(.service, allowed: false, rule: error.rule, reason: error.reason,
+                                       subject: ProxyState.subject(route: route, method: head.method.rawValue, path: requested.path, service: service))
+            if blocked { return reject(context, error.status, decision: "deny", rule: error.rule, reason: error.reason) }
+            target = requested  // audit mode: recorded, not enforced
+        }
         let decide: (ChannelHandlerContext, [UInt8]?) -> Void = { [self] context, body in
             let inspected = InspectedRequest(method: head.method.rawValue, target: target.originForm,
                                              headers: head.headers.map { ($0.name, $0.value) }, body: body,
@@ -458,7 +471,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                 for part in queue {
                     switch part {
                     case .body(let buffer): link.channel.write(HTTPClientRequestPart.body(.byteBuffer(buffer)), promise: nil)
-                    case .end(let trailers): link.channel.write(HTTPClientRequestPart.end(trailers), promise: nil)
+                    case .end(let trailers): link.channel.write(HTTPClientRequestPart.end(dropTrailers ? nil : trailers), promise: nil)
                     case .head: break
                     }
                 }

@@ -62,6 +62,8 @@ final class ProxyState: Sendable {
     let egress: EgressPolicy
     let resolveOverrides: [HostPort: HostPort]
     let services: [BoundService]
+    /// Where the services are reached: a connection there by another name or by address is refused.
+    let serviceAddresses: ServiceAddresses
     let identity: JobIdentity?
     let inspector: CredentialInspector
     /// Tokens read from the responses of allowed token exchanges (see ``MintOperation``).
@@ -88,6 +90,7 @@ final class ProxyState: Sendable {
         self.egress = egress
         self.resolveOverrides = resolveOverrides
         self.services = services
+        self.serviceAddresses = ServiceAddresses(services: services, resolveOverrides: resolveOverrides)
         self.identity = identity
         self.inspector = inspector
         self.minted = minted
@@ -235,12 +238,29 @@ final class ProxyState: Sendable {
 
     func decideConnection(_ route: Route) -> ConnectionVerdict {
         let verdict = egress.decide(host: route.host.text, port: route.port, addresses: route.addresses, addressesFromPolicy: route.fromPolicy)
+        if let service = service(for: route.host) {
+            serviceAddresses.learn(route, service: service.definition.name)
+        } else if verdict.allowed, let refusal = serviceAddressRefusal(route) {
+            return refusal
+        }
         if let service = serviceAllowedDespite(verdict, host: route.host) {
             return ConnectionVerdict(allowed: true, rule: "services: \(service.definition.name)",
                                      reason: "\(route.host.text):\(route.port) is the service \(service.definition.name) named in services:; its requests are inspected")
         }
         return ConnectionVerdict(allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason)
     }
+
+    /// The refusal of a connection to `route` that is not by a service's name but goes to a
+    /// service's address: allowed as plain egress (an address rule, a CIDR, `default: allow`), it
+    /// would reach the service uninspected. Nil when `route` is no such connection.
+    func serviceAddressRefusal(_ route: Route) -> ConnectionVerdict? {
+        guard !services.isEmpty, service(for: route.host) == nil, let service = serviceAddresses.service(at: route) else { return nil }
+        return ConnectionVerdict(allowed: false, rule: Self.serviceAddressRule,
+                                 reason: "\(route.described) is an address of the service \(service) named in services:; connect to the service by its name so that its requests are inspected")
+    }
+
+    /// The rule of a connection refused because it goes to a service's address under another name.
+    static let serviceAddressRule = "built-in: services are reached by name"
 
     /// Records a decision and applies `on_violation`. Returns true when the action must be blocked.
     /// The subject is built only when the event is kept, logged or printed.

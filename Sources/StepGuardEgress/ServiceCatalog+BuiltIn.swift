@@ -151,6 +151,8 @@ let builtInServiceYAML: [String: String] = [
     sensitive:
       - { methods: [PUT, DELETE], paths: ["/*"] }
       - { methods: [POST], paths: ["/-/npm/v1/oidc/token/exchange/*"] }
+    # Scoped package names are one path segment with an encoded slash: /@scope%2fname.
+    encoded_slashes: true
     credentials:
       - { in: header, name: Authorization }
     mints:

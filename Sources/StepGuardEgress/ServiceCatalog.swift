@@ -50,6 +50,9 @@ public struct ServiceDefinition: Sendable, Equatable {
     public let mints: [MintOperation]
     /// Requests and what stepguard makes of them; the test suite runs every one.
     public let examples: [ServiceExample]
+    /// Whether the service's paths may hold an encoded `/` (`%2F`, npm's `/@scope%2fname`); other
+    /// services' requests with one are refused (see ``InterceptedPath``).
+    public var encodedSlashes = false
 
     /// Whether a request is one of the catalog's sensitive operations.
     public func isSensitive(method: String, path: String) -> Bool {
@@ -140,7 +143,8 @@ public struct ServiceCatalog: Sendable {
         let root: Any?
         do { root = try Yams.load(yaml: yaml, .basic) } catch { throw .invalidCatalog(file: file, problem: "\(error)") }
         guard let map = root as? [String: Any] else { throw .invalidCatalog(file: file, problem: "the top level must be a mapping") }
-        let known: Set<String> = ["name", "description", "hosts", "hosts_from_policy", "sensitive", "credentials", "audience_parameter", "mints", "examples"]
+        let known: Set<String> = ["name", "description", "hosts", "hosts_from_policy", "sensitive", "credentials", "audience_parameter", "mints", "examples",
+                                  "encoded_slashes"]
         if let unknown = map.keys.first(where: { !known.contains($0) }) {
             throw .invalidCatalog(file: file, problem: "unknown key '\(unknown)'")
         }
@@ -178,7 +182,7 @@ public struct ServiceCatalog: Sendable {
         return ServiceDefinition(name: name, description: map["description"] as? String ?? name, hosts: hosts,
                                  hostsFromPolicy: fromPolicy, sensitive: sensitive, credentials: credentials,
                                  audienceParameter: map["audience_parameter"] as? String, mints: mints,
-                                 examples: try parseExamples(map["examples"], file: file))
+                                 examples: try parseExamples(map["examples"], file: file), encodedSlashes: flag(map["encoded_slashes"]) ?? false)
     }
 
     /// Binds a policy's `services:` to catalog entries; unknown names are an error at the rule's location.

@@ -1,9 +1,10 @@
 import NIOCore
 import StepGuardAudit
 
-/// Looks at the first bytes of a plain CONNECT tunnel: when they are a TLS ClientHello whose SNI
-/// names a service the policy intercepts (a tunnel opened by address or alias to bypass inspection),
-/// the tunnel is denied. Anything else passes through untouched and the inspector leaves the pipeline.
+/// Looks at the first bytes of a plain CONNECT tunnel (only when the policy names services): when
+/// they are a TLS ClientHello without SNI, or whose SNI is not the CONNECT host (a service reached
+/// by address or alias to bypass inspection, or a virtual host behind a shared address), the
+/// tunnel is denied. Anything else passes through untouched and the inspector leaves the pipeline.
 final class TunnelSNIInspector: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -39,9 +40,9 @@ final class TunnelSNIInspector: ChannelInboundHandler, RemovableChannelHandler {
     enum Verdict {
         /// Not enough bytes yet to tell.
         case needMore
-        /// Not a ClientHello naming an intercepted service: relay the tunnel.
+        /// Not TLS, or a ClientHello naming the CONNECT host: relay the tunnel.
         case pass
-        /// A ClientHello hiding an intercepted service (or one that cannot be inspected): deny, recording this.
+        /// A ClientHello without SNI, naming another host, or that cannot be inspected: deny, recording this.
         case deny(reason: String, subject: [String: AuditValue])
     }
 
@@ -65,10 +66,27 @@ final class TunnelSNIInspector: ChannelInboundHandler, RemovableChannelHandler {
         case .serverName(let name): name
         default: serverName(inClientHello: message)
         }
-        guard let name, let host = HostName.normalise(name), let service = state.service(for: host) else { return .pass }
-        let reason = "TLS SNI '\(host.text)' names the service \(service.definition.name), but the tunnel was opened to \(route.host.text):\(route.port); connect to the service by its name so its requests are inspected"
-        return .deny(reason: reason, subject: ["host": .string(route.host.text), "port": .int(Int(route.port)), "sni": .string(host.text),
-                                                 "service": .string(service.definition.name), "method": .string("CONNECT")])
+        var subject: [String: AuditValue] = ["host": .string(route.host.text), "port": .int(Int(route.port)), "method": .string("CONNECT")]
+        let target = "\(route.host.text):\(route.port)"
+        // A server picks its virtual host by the SNI (or its default one when there is none): a
+        // tunnel whose ClientHello does not name its own host could reach a service uninspected.
+        guard let name else {
+            return .deny(reason: "the TLS ClientHello in the tunnel to \(target) names no server (SNI); with services: in the policy, a TLS tunnel must name the host it was opened to", subject: subject)
+        }
+        subject["sni"] = .string(String(name.prefix(100)))
+        guard let host = HostName.normalise(name) else {
+            return .deny(reason: "the TLS SNI '\(name.prefix(100))' in the tunnel to \(target) is not a host name", subject: subject)
+        }
+        subject["sni"] = .string(host.text)
+        if let service = state.service(for: host) {
+            subject["service"] = .string(service.definition.name)
+            let reason = "TLS SNI '\(host.text)' names the service \(service.definition.name), but the tunnel was opened to \(target); connect to the service by its name so its requests are inspected"
+            return .deny(reason: reason, subject: subject)
+        }
+        guard host == route.host else {
+            return .deny(reason: "TLS SNI '\(host.text)' differs from the tunnel's host \(target); with services: in the policy, a TLS tunnel must name the host it was opened to", subject: subject)
+        }
+        return .pass
     }
 
     private func release(_ context: ChannelHandlerContext) {

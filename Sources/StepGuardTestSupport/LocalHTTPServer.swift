@@ -14,6 +14,8 @@ public struct ReceivedRequest: Sendable {
     public let body: [UInt8]
     /// Which of the server's connections carried it (1 for the first connection accepted, then 2, …).
     public var connection: Int = 0
+    /// The trailer fields after a chunked body.
+    public var trailers: [(name: String, value: String)] = []
 
     /// The first value of header `name` (case-insensitive).
     public func header(_ name: String) -> String? {
@@ -158,11 +160,12 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
             body = []
         case .body(var buffer):
             body += buffer.readBytes(length: buffer.readableBytes) ?? []
-        case .end:
+        case .end(let trailers):
             guard let head else { return }
             var request = ReceivedRequest(method: head.method.rawValue, uri: head.uri,
                                           headers: head.headers.map { ($0.name, $0.value) }, body: body)
             request.connection = connection
+            request.trailers = trailers?.map { ($0.name, $0.value) } ?? []
             log.requests.withLock { $0.append(request) }
             let response = handler(request)
             var headers = HTTPHeaders(response.headers)

@@ -186,7 +186,7 @@ import Testing
         egress: { default: deny }
         services:
           - service: sigstore-fulcio
-            allow: { methods: [POST], credential: short-lived }
+            allow: { methods: [POST], credential: any }
         \(fulcio.network)
         """
         let jwt = TestIssuer().token(subject: "repo:acme/app:ref:refs/tags/v1")

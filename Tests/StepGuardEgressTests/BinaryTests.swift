@@ -84,13 +84,14 @@ import Testing
             allow: { methods: [POST], credential: short-lived, window: 3s }
         \(fulcio.network)
         """
-        let jwt = TestIssuer().token(subject: "repo:acme/app:ref:refs/tags/v1")
+        // A GitHub installation token is short-lived (a JWT would need an identity: section to be verified).
+        let installation = "gh" + "s_" + String(repeating: "Ab3d", count: 9)
         let post = "curl -s -o /dev/null -w '%{http_code}\\n' -X POST --data '{}' https://fulcio.sigstore.dev/api/v2/signingCert -H"
         let script = """
-        \(post) 'Authorization: Bearer \(jwt)'
+        \(post) 'Authorization: Bearer \(installation)'
         \(post) 'Authorization: Bearer ghp_0123456789abcdefghijklmnopqrstuvwxyzAB'
         sleep 4
-        \(post) 'Authorization: Bearer \(jwt)'
+        \(post) 'Authorization: Bearer \(installation)'
         """
         let (result, events) = try Self.run(policy, script, directory: directory)
         #expect(result.stdout == "200\n403\n403\n", "\(result.stderr)")

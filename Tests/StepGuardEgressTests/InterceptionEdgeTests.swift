@@ -127,8 +127,18 @@ import Testing
     /// A catalog host not named in `services:` is an uninspected tunnel: the client sees the upstream's own certificate, requests are not decided.
     @Test func aCatalogHostNotInServicesIsAPlainTunnel() async throws {
         let stand = try Stand(names: ["fulcio.sigstore.dev", "rekor.sigstore.dev"])
-        let session = try await stand.session(InterceptionTests.fulcio, resolve: ["fulcio.sigstore.dev:443", "rekor.sigstore.dev:443"],
-                                              egress: "{ default: deny, allow: [rekor.sigstore.dev] }")
+        // Fulcio (the service) is elsewhere: a name leading to a service's address is refused (HostileServiceTests).
+        let policy = try Egress.policy("""
+        version: 1
+        on_violation: fail
+        egress: { default: deny, allow: [rekor.sigstore.dev] }
+        services:
+        \(InterceptionTests.fulcio)
+        network:
+          resolve: { "rekor.sigstore.dev:443": "\(stand.server.host):\(stand.server.port)", "fulcio.sigstore.dev:443": "127.0.0.1:9" }
+          upstream_ca: \(stand.ca.certificateFile)
+        """)
+        let session = try await Egress.session(policy, trail: try Egress.trail(log: stand.log))
         defer { session.stop() }
 
         // Trusting only the upstream's CA works; a method, Host and long-lived token a service rule

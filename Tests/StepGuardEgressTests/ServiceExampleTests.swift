@@ -27,7 +27,10 @@ import Testing
                     "\(name): no example finds the credential in \(location.place.rawValue) \(location.name)")
         }
         let issuer = TestIssuer()
-        let inspector = BuiltInCredentialInspector(verifier: nil, identity: nil)
+        // `{jwt}` tokens verify with the issuer's keys but are another job's than the run's: short-lived
+        // (an unverifiable JWT is long-lived).
+        let job = issuer.identity(subject: "repo:acme/other:ref:refs/heads/main")
+        let inspector = BuiltInCredentialInspector(verifier: issuer.verifier(for: job), identity: job)
         for (index, example) in examples.enumerated() {
             let label = "\(name) examples[\(index)] \(example.method) \(example.url)"
             let request = try Self.expanded(example, issuer: issuer)
@@ -115,6 +118,6 @@ extension ServiceDefinition {
     /// The definition as the built-in copy holds it: `bench/egress/gen-catalog.sh` leaves the examples out.
     var withoutExamples: ServiceDefinition {
         ServiceDefinition(name: name, description: description, hosts: hosts, hostsFromPolicy: hostsFromPolicy, sensitive: sensitive,
-                          credentials: credentials, audienceParameter: audienceParameter, mints: mints, examples: [])
+                          credentials: credentials, audienceParameter: audienceParameter, mints: mints, examples: [], encodedSlashes: encodedSlashes)
     }
 }

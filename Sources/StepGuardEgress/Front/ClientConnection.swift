@@ -279,7 +279,8 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private func decided(_ destination: Destination) {
         let route = destination.route
         self.route = route
-        let verdict = destination.verdict
+        // A remembered decision may predate addresses of a service learned since (see ``ServiceAddresses``).
+        let verdict = destination.verdict.allowed ? state.serviceAddressRefusal(route) ?? destination.verdict : destination.verdict
         let blocked = state.record(.egress, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason,
                                    subject: ProxyState.subject(route: route, method: method, path: path, service: destination.service))
         if blocked { return reject(.forbidden, decision: "deny", rule: verdict.rule, reason: verdict.reason) }

@@ -1,0 +1,95 @@
+import Foundation
+import StepGuardTestSupport
+import Testing
+@testable import StepGuardEgress
+
+/// Issue #16, hole 4: dot segments and encodings cannot take a request outside the `paths:` it is
+/// allowed by. Intercepted paths are normalised before they are decided, what cannot be normalised
+/// safely is refused, and the path forwarded is the one decided.
+@Suite struct PathNormalisationTests {
+    static func normal(_ target: String, encodedSlashes: Bool = false) -> String? {
+        try? InterceptedPath.normalise(target, encodedSlashes: encodedSlashes)
+    }
+
+    @Test func dotSegmentsAreRemovedAndUnreservedEscapesDecoded() {
+        let cases: [String: String] = [
+            "/v1/secret/data/ci/../prod/db": "/v1/secret/data/prod/db",
+            "/v1/secret/data/ci/%2e%2e/prod/db": "/v1/secret/data/prod/db",
+            "/v1/secret/data/ci/%2E%2e/prod": "/v1/secret/data/prod",
+            "/v1/secret/data/ci/./app": "/v1/secret/data/ci/app",
+            "/v1/secret/data/ci//app": "/v1/secret/data/ci/app",
+            "/v1/secret/data/ci/%61pp": "/v1/secret/data/ci/app",
+            "/v1/secret/data/ci/a%3bb%20c": "/v1/secret/data/ci/a%3Bb%20c",
+            "/v1/secret/data/ci/.": "/v1/secret/data/ci/",
+            "/v1/secret/data/ci/..": "/v1/secret/data/",
+            "/../../etc": "/etc",
+            "/": "/",
+            "/a/b/?x=../y&z=%2F": "/a/b/?x=../y&z=%2F",
+            "/a/%2e%2e?q": "/?q",
+            "/caf%C3%A9": "/caf%C3%A9",
+        ]
+        for (target, expected) in cases {
+            #expect(Self.normal(target) == expected, "\(target)")
+        }
+    }
+
+    @Test func whatAServerCouldReadAsAnotherPathIsRefused() {
+        for target in ["/v1/secret/data/ci/..%2f..%2fsys/raw", "/v1/secret/data/ci/..%2F", "/ci/%5c..%5cprod", "/ci\\..\\prod",
+                       "/ci/..;/prod", "/ci/.;x/prod", "/ci/%2e%2e;/prod", "/ci/%zz", "/ci/%4", "/ci/%", "/ci/%c0%ae%c0%ae/prod",
+                       "/ci/%e2%82", "/ci/%00", "/ci/%0a", "/ci/%252e%252e/prod", "ci/app", "/ci/\u{e9}"] {
+            #expect(Self.normal(target) == nil, "\(target)")
+        }
+    }
+
+    @Test func encodedSlashesOnlyWhereTheCatalogAllowsThemAndNeverBesideADotSegment() {
+        #expect(Self.normal("/@acme%2fpkg") == nil)
+        #expect(Self.normal("/@acme%2fpkg", encodedSlashes: true) == "/@acme%2Fpkg")
+        for target in ["/@acme%2f..%2fother", "/@acme%2f.", "/%2f%2fx", "/@acme%2f", "/x/..%2f"] {
+            #expect(Self.normal(target, encodedSlashes: true) == nil, "\(target)")
+        }
+        #expect(ServiceCatalog.builtIn.definition(named: "npm-publish")?.encodedSlashes == true)
+        #expect(ServiceCatalog.builtIn.definition(named: "hashicorp-vault")?.encodedSlashes == false)
+    }
+}
+
+/// Hole 4 through the built `stepguard run`: python's http.client in the step sends paths as
+/// written (origin-form, and absolute-form inside the tunnel) to a Vault stand-in allowed only
+/// `/v1/secret/data/ci/*`.
+@Suite(.serialized) struct PathNormalisationBinaryTests {
+    @Test func pathsOutsideTheAllowedGlobAreDeniedAndTheDecidedPathIsForwarded() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let vault = try VaultStandIn(directory: directory)
+        defer { vault.shutdown() }
+        let policy = vault.policy(allow: [#"{ methods: [GET], paths: ["/v1/secret/data/ci/*"], credential: any }"#])
+        let denied = ["/v1/secret/data/ci/../prod/db", "/v1/secret/data/ci/%2e%2e/prod/db", "/v1/secret/data/ci/..%2f..%2fsys/raw",
+                      "/v1/secret/data/ci/%2E%2E/prod/db", "/v1/secret/data/ci/..;/prod/db", "/v1/secret/data/ci/%c0%ae%c0%ae/prod/db",
+                      "/v1/secret/data/ci/%252e%252e/prod/db", "/v1/secret/data/ci\\..\\prod\\db", "/v1/secret/data/ci/%zz",
+                      "https://vault.example.test:8200/v1/secret/data/ci/../prod/db"]
+        let allowed = ["/v1/secret/data/ci//app", "/v1/secret/data/ci/./app", "/v1/secret/data/ci/%61pp?version=1",
+                       "https://vault.example.test:8200/v1/secret/data/ci/%2e/app"]
+        let paths = (denied + allowed).map { "r'\($0)'" }.joined(separator: ", ")
+        let script = """
+        python3 - <<'PY'
+        import http.client, os, ssl, urllib.parse
+        proxy = urllib.parse.urlsplit(os.environ["HTTPS_PROXY"])
+        for path in [\(paths)]:
+            connection = http.client.HTTPSConnection(proxy.hostname, proxy.port, context=ssl.create_default_context(), timeout=10)
+            connection.set_tunnel("vault.example.test", 8200)
+            connection.request("GET", path, headers={"X-Vault-Token": "hvs.decoy"})
+            response = connection.getresponse()
+            print(response.status, response.getheader("X-StepGuard-Decision", "-"))
+            connection.close()
+        PY
+        """
+        let (result, events) = try RunEgressTests.run(policy, script, directory: directory)
+        let expected = String(repeating: "403 deny\n", count: denied.count) + String(repeating: "200 -\n", count: allowed.count)
+        #expect(result.stdout == expected, "\(result.stderr)")
+        #expect(result.status == 77)
+        // The upstream saw only the normalised paths that were decided.
+        #expect(vault.requests.map(\.uri) == ["/v1/secret/data/ci/app", "/v1/secret/data/ci/app", "/v1/secret/data/ci/app?version=1", "/v1/secret/data/ci/app"])
+        let refusals = events.filter { $0["decision"] as? String == "deny" }
+        #expect(refusals.count == denied.count)
+        #expect(refusals.allSatisfy { $0["type"] as? String == "service" && $0["service"] as? String == "hashicorp-vault" })
+    }
+}
