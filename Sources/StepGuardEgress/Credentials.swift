@@ -222,7 +222,7 @@ public struct BuiltInCredentialInspector: CredentialInspector {
     }
 
     /// The credentials in a request body the service may read one from (see ``InspectedRequest/body``):
-    /// every value of a form, or every string of a JSON document (``StrictJSON``). A body that cannot
+    /// every value of a form, or every string of a JSON document (``JSONBodyStrings``). A body that cannot
     /// be read — encoded, not well-formed, with a key twice — is an `invalid` credential: a rule that
     /// needs a credential denies it, whatever the headers carry.
     func inspectBody(_ body: [UInt8], request: InspectedRequest, now: Date) -> [CredentialFinding] {
@@ -264,7 +264,7 @@ public struct BuiltInCredentialInspector: CredentialInspector {
             }
         }
         let strings: [(path: String, value: String)]
-        do { strings = try StrictJSON.strings(in: body) } catch {
+        do { strings = try JSONBodyStrings.strings(in: body) } catch {
             return unreadable("the body is not JSON stepguard can read: \(error.reason)")
         }
         return strings.compactMap { path, value in

@@ -105,9 +105,9 @@ extension TestOIDCIssuer {
 }
 
 /// The strict JSON reader of inspected bodies.
-@Suite struct StrictJSONTests {
+@Suite struct JSONBodyStringsTests {
     static func read(_ text: String) -> [String]? {
-        (try? StrictJSON.strings(in: Array(text.utf8)))?.map { "\($0.path)=\($0.value)" }
+        (try? JSONBodyStrings.strings(in: Array(text.utf8)))?.map { "\($0.path)=\($0.value)" }
     }
 
     @Test func everyStringIsFoundWithItsPath() {
@@ -124,7 +124,7 @@ extension TestOIDCIssuer {
             #expect(Self.read(text) == nil, "\(text.prefix(80))")
         }
         #expect(Self.read(String(repeating: "[", count: 64) + String(repeating: "]", count: 64)) == [])
-        #expect((try? StrictJSON.strings(in: [0x22, 0xC0, 0xAE, 0x22])) == nil)  // overlong UTF-8
+        #expect((try? JSONBodyStrings.strings(in: [0x22, 0xC0, 0xAE, 0x22])) == nil)  // overlong UTF-8
     }
 }
 
