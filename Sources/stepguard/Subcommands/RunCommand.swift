@@ -165,6 +165,8 @@ extension RunInvocation {
             throw ExitCode(error.exitCode)
         }
         defer { egress.stop(processExits: true) }  // stepguard exits right after the step
+        // What the step must not have leaves stepguard's own environment block too (/proc/PID/environ).
+        ProcessEnvironment.wipe(Set(environment.keys).subtracting(stepEnvironment.keys))
         let step = StepCommand(arguments: command, environment: stepEnvironment.merging(egress.environment) { _, proxy in proxy })
         let options = spawnOptions(policy, home: environment["HOME"], proxyPort: UInt16(egress.port), keeping: keepFDs)
         let containment = Containment()
