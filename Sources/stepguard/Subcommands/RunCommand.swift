@@ -3,6 +3,7 @@ import Foundation
 import StepGuardAudit
 import StepGuardEgress
 import StepGuardIdentity
+import StepGuardPipeline
 import StepGuardPolicy
 import StepGuardSandbox
 import Synchronization
@@ -103,6 +104,8 @@ extension RunInvocation {
         let stepName = step ?? environment["STEPGUARD_STEP"].flatMap { $0.isEmpty ? nil : $0 }
         var policy = try loadPolicy(file: self.policy, step: stepName)
         if let mode { policy.mode = EnforcementMode(rawValue: mode)! }
+        let looserStep: [String]
+        (policy, looserStep) = try Preflight.looserStepFromEnvironment(policy, file: self.policy, step: stepName, explicit: step != nil, mode: mode)
 
         let trail: AuditTrail
         do {
@@ -115,6 +118,7 @@ extension RunInvocation {
         }
 
         let preflight = Preflight(policy: policy, trail: trail)
+        let stepSourcePassed = preflight.checkStepFromEnvironment(stepName, loosenings: looserStep)
         let identityPassed: Bool
         let job: VerifiedJob?
         do {
@@ -150,7 +154,7 @@ extension RunInvocation {
             printErr("stepguard: cannot load the credential rules: \(error)")
             throw ExitCode(StepGuardExitCode.software)
         }
-        guard identityPassed, let stepEnvironment, let egressStart else {
+        guard identityPassed, stepSourcePassed, let stepEnvironment, let egressStart else {
             await stopEgress()
             let verdict = Verdict(stepExitCode: nil, outcome: "was not started", events: trail.recorded, auditOnly: policy.mode == .audit)
             trail.finish(verdict)
@@ -167,6 +171,7 @@ extension RunInvocation {
         defer { egress.stop(processExits: true) }  // stepguard exits right after the step
         // What the step must not have leaves stepguard's own environment block too (/proc/PID/environ).
         ProcessEnvironment.wipe(Set(environment.keys).subtracting(stepEnvironment.keys))
+        let laterSteps = LaterStepFiles(environment: environment)  // where $GITHUB_ENV/$GITHUB_PATH stand before the step
         let step = StepCommand(arguments: command, environment: stepEnvironment.merging(egress.environment) { _, proxy in proxy })
         let options = spawnOptions(policy, home: environment["HOME"], proxyPort: UInt16(egress.port), keeping: keepFDs)
         let containment = Containment()
@@ -202,6 +207,7 @@ extension RunInvocation {
             throw ExitCode(error.exitCode)
         }
 
+        preflight.recordLaterStepChanges(laterSteps)
         trail.record(AuditEvent(type: .exit, decision: .allow, reason: "step \(termination)",
                                 subject: ["exit_code": .int(Int(termination.exitCode))]))
         let verdict = Verdict(stepExitCode: termination.exitCode, outcome: termination.description,
