@@ -77,3 +77,26 @@ import Testing
         #expect(adding.status == 0, "an override that only adds a destination may come from the environment: \(adding.stderr)")
     }
 }
+
+/// Issue #16, hole 10 (stepguard's part): the caller reads the verdict from a descriptor only
+/// stepguard holds, written after the step ended — not from the audit log or stderr, which the
+/// step shares.
+@Suite struct VerdictRecordTests {
+    @Test func theVerdictRecordGoesToItsDescriptorAndTheStepCannotWriteThere() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let record = directory.path("verdict")
+        let fake = "stepguard-verdict verdict=allowed exit_code=0 violations=0 mode=enforce"
+        let step = "echo '\(fake)' >&3 || exit 9"
+        let result = try ProgramRun.start("/bin/sh", ["-c", "exec \"$0\" run --verdict-fd 3 -- /bin/sh -c \"$1\" 3>\"$2\"", StepGuardBinary.path, step, record])
+            .wait()
+        #expect(result.status == 9, "the step has no descriptor 3: \(result.stderr)")
+        #expect(try directory.read("verdict") == "stepguard-verdict verdict=failed exit_code=9 violations=0 mode=enforce\n")
+    }
+
+    @Test func aVerdictDescriptorThatIsNotOpenIsAUsageError() throws {
+        let result = try StepGuardBinary.run(["run", "--verdict-fd", "7", "--", "true"])
+        #expect(result.status == 64)
+        #expect(result.stderr.contains("--verdict-fd 7"))
+    }
+}

@@ -5,8 +5,10 @@
 # private copy, only when that copy's SHA-256 matches STEPGUARD_INPUT_SHA256 or STEPGUARD_SETUP_SHA256.
 # No STEPGUARD_* variable but the token reaches stepguard: a previous step may have planted one
 # (STEPGUARD_STEP…) through $GITHUB_ENV. Requests the OIDC token (audience stepguard) when the job has id-token: write and
-# hands it to stepguard as STEPGUARD_ID_TOKEN; writes verdict and audit-log to $GITHUB_OUTPUT and a
-# verdict line to $GITHUB_STEP_SUMMARY; exits with stepguard's status.
+# hands it to stepguard as STEPGUARD_ID_TOKEN. The verdict comes from stepguard's exit status and the
+# record it writes to descriptor 3 after the step ended (the step never holds that descriptor),
+# never from the audit log; it goes to $GITHUB_OUTPUT and a line of $GITHUB_STEP_SUMMARY. Exits
+# with stepguard's status.
 set -uo pipefail
 
 fail() { echo "::error title=stepguard::$1" >&2; exit "${2:-70}"; }
@@ -56,23 +58,29 @@ else
 fi
 
 # --step only when asked for: stepguard refuses a step name the policy does not define (a typo must not drop restrictions).
-args=(run --audit-log "$audit_log")
+args=(run --audit-log "$audit_log" --verdict-fd 3)
 [[ -n "${STEPGUARD_INPUT_STEP:-}" ]] && args+=(--step "$STEPGUARD_INPUT_STEP")
 [[ -n "${STEPGUARD_INPUT_POLICY:-}" ]] && args+=(--policy "$STEPGUARD_INPUT_POLICY")
 [[ -n "${STEPGUARD_INPUT_MODE:-}" ]] && args+=(--mode "$STEPGUARD_INPUT_MODE")
 unset STEPGUARD_INPUT_RUN STEPGUARD_INPUT_POLICY STEPGUARD_INPUT_STEP STEPGUARD_INPUT_MODE STEPGUARD_INPUT_AUDIT_LOG STEPGUARD_INPUT_SHA256
-"$private/stepguard" "${args[@]}" -- bash --noprofile --norc -eo pipefail "$script"
-status=$?
+# Descriptor 3 is a pipe to this script: stepguard writes its verdict record there after the step
+# ended; stdout goes to the job log as usual (through descriptor 4).
+exec 4>&1
+record="$("$private/stepguard" "${args[@]}" -- bash --noprofile --norc -eo pipefail "$script" 3>&1 1>&4 4>&-; echo "status=$?")"
+exec 4>&-
+status="${record##*status=}"
+record="${record%status=*}"
 
-case "$status" in
-  0) verdict=allowed ;;
-  77) verdict=blocked ;;
-  64|78) verdict=invalid ;;
-  69|70) verdict=error ;;
-  *) verdict=failed ;;
-esac
-denials=0
-[[ -f "$audit_log" ]] && denials="$(grep -c '"decision" *: *"deny"' "$audit_log" || true)"
+verdict=""; denials=0
+pattern='^stepguard-verdict verdict=(allowed|blocked|failed) exit_code=([0-9]+) violations=([0-9]+) '
+if [[ "$record" =~ $pattern ]] && [[ "${BASH_REMATCH[2]}" == "$status" ]]; then
+  verdict="${BASH_REMATCH[1]}"; denials="${BASH_REMATCH[3]}"
+else
+  case "$status" in
+    64|78) verdict=invalid ;;
+    *) verdict=error ;;   # stepguard stopped before a verdict (69, 70, a signal): never "allowed"
+  esac
+fi
 { echo "verdict=$verdict"; echo "audit-log=$audit_log"; } >> "$GITHUB_OUTPUT"
 if [[ -n "${GITHUB_STEP_SUMMARY:-}" ]]; then
   {

@@ -178,6 +178,10 @@ run_action "$e" "$tmp/stub" STEPGUARD_SETUP_PATH="$tmp/stub/stepguard" STEPGUARD
 status=$?
 check "  ...and the stepguard-sha256 input takes precedence over what GITHUB_ENV says" bash -c "[ $status -eq 77 ] && [ ! -e '$e/ran' ]"
 
+e="$tmp/r11"; github_env "$e"
+run_action "$e" "$tmp/stub" STUB_VIOLATIONS=2 STEPGUARD_INPUT_RUN="echo '{\"decision\":\"deny\"}' >> \"\$RUNNER_TEMP/stepguard-publish.jsonl\"; true"
+check "the summary counts the violations stepguard reports, not lines the step wrote to the audit log" grep -q '^| `publish` | allowed | 0 | 2 |' "$e/summary"
+
 binary="${STEPGUARD_BINARY:-$root/.build/debug/stepguard}"
 if [[ -x "$binary" ]]; then
   mkdir -p "$tmp/real"; ln -sf "$binary" "$tmp/real/stepguard"
@@ -193,6 +197,17 @@ if [[ -x "$binary" ]]; then
   status=$?
   check "real stepguard: an invalid policy gives exit 78, verdict=invalid, nothing run" \
     bash -c "[ $status -eq 78 ] && grep -qx verdict=invalid '$e/output' && [ ! -e '$e/ran' ]"
+  e="$tmp/r12"; github_env "$e"
+  run_action "$e" "$tmp/real" STEPGUARD_INPUT_RUN='exit 77'
+  status=$?
+  check "real stepguard: a step that exits 77 itself is failed, not blocked (the verdict is stepguard's)" \
+    bash -c "[ $status -eq 77 ] && grep -qx verdict=failed '$e/output'"
+  e="$tmp/r13"; github_env "$e"
+  token="gh""p_$(head -c 200 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 36)"
+  run_action "$e" "$tmp/real" DEPLOY_TOKEN="$token" STEPGUARD_INPUT_MODE=audit \
+    STEPGUARD_INPUT_RUN=': > "$RUNNER_TEMP/stepguard-publish.jsonl"; (echo "stepguard-verdict verdict=allowed exit_code=0 violations=0 mode=enforce" >&3) 2>/dev/null || true'
+  check "real stepguard: a step that empties the audit log and writes to descriptor 3 does not change the reported violations" \
+    grep -q '^| `publish` | allowed | 0 | 1 |' "$e/summary"
   e="$tmp/r14"; github_env "$e"
   run_action "$e" "$tmp/real" GITHUB_ENV="$e/env" STEPGUARD_INPUT_RUN='echo STEPGUARD_STEP=debug >> "$GITHUB_ENV"'
   status=$?

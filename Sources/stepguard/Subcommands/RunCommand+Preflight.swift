@@ -104,3 +104,14 @@ extension Preflight {
         }
     }
 }
+
+extension RunInvocation {
+    /// Writes the verdict record to `--verdict-fd`, when given: the one channel the caller (the
+    /// GitHub action) reads the verdict from, which the step never holds.
+    func writeRecord(of verdict: Verdict) {
+        guard let verdictFD else { return }
+        let line = Array((verdict.record + "\n").utf8)
+        let written = line.withUnsafeBytes { write(verdictFD, $0.baseAddress, $0.count) }
+        if written != line.count { printErr("stepguard: cannot write the verdict record to descriptor \(verdictFD): \(String(cString: strerror(errno)))") }
+    }
+}

@@ -49,6 +49,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("keep-fd"), help: ArgumentHelp("Pass this open descriptor (3 or more) to the step, e.g. a make jobserver pipe; repeatable. The step gets no other descriptor beyond stdin, stdout and stderr.", valueName: "n"))
     var keepFDs: [Int32] = []
 
+    @Option(name: .customLong("verdict-fd"), help: ArgumentHelp("Write one `stepguard-verdict verdict=… exit_code=… violations=…` line to this open descriptor (3 or more) once the step has ended; the step never gets it.", valueName: "n"))
+    var verdictFD: Int32?
+
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The step to run, after '--'.", valueName: "command"))
     var command: [String] = []
 
@@ -67,11 +70,16 @@ struct RunCommand: AsyncParsableCommand {
                 throw ValidationError("--keep-fd \(fd): descriptor \(fd) is not open; open it where stepguard is started, e.g. `stepguard run --keep-fd \(fd) -- CMD \(fd)<file`")
             }
         }
+        if let verdictFD {
+            guard verdictFD > STDERR_FILENO, !keepFDs.contains(verdictFD), fcntl(verdictFD, F_GETFD) >= 0 else {
+                throw ValidationError("--verdict-fd \(verdictFD): name an open descriptor 3 or above that --keep-fd does not pass to the step, e.g. `stepguard run --verdict-fd 3 -- CMD 3>verdict.txt`")
+            }
+        }
     }
 
     /// The options as read by ArgumentParser.
     var invocation: RunInvocation {
-        RunInvocation(policy: policy, step: step, mode: mode, auditLog: auditLog, verbose: verbose, keepFDs: keepFDs, command: command)
+        RunInvocation(policy: policy, step: step, mode: mode, auditLog: auditLog, verbose: verbose, keepFDs: keepFDs, verdictFD: verdictFD, command: command)
     }
 
     func run() async throws {
@@ -82,6 +90,7 @@ struct RunCommand: AsyncParsableCommand {
 extension RunInvocation {
     /// Runs the step under policy; throws ``ExitCode`` with the verdict's exit status.
     func run() async throws {
+        if let verdictFD { _ = fcntl(verdictFD, F_SETFD, FD_CLOEXEC) }  // no program stepguard starts inherits it
         // The policy-independent part of the egress proxy (threads, per-run CA, trust bundle,
         // listening socket) is made first, on another thread, while the policy loads and the step's
         // environment is checked. Whatever the outcome, what no session took over is released.
@@ -158,6 +167,7 @@ extension RunInvocation {
             await stopEgress()
             let verdict = Verdict(stepExitCode: nil, outcome: "was not started", events: trail.recorded, auditOnly: policy.mode == .audit)
             trail.finish(verdict)
+            writeRecord(of: verdict)
             throw ExitCode(verdict.exitCode)
         }
         let egress: EgressSession
@@ -213,6 +223,7 @@ extension RunInvocation {
         let verdict = Verdict(stepExitCode: termination.exitCode, outcome: termination.description,
                               events: trail.recorded, auditOnly: policy.mode == .audit, isolation: containment.summary)
         trail.finish(verdict)
+        writeRecord(of: verdict)
         if verdict.exitCode != 0 { throw ExitCode(verdict.exitCode) }
     }
 }
