@@ -213,6 +213,23 @@ if [[ -x "$binary" ]]; then
   status=$?
   check "real stepguard: a step that plants STEPGUARD_STEP in GITHUB_ENV is blocked, and the entry is gone" \
     bash -c "[ $status -eq 77 ] && grep -qx verdict=blocked '$e/output' && [ ! -s '$e/env' ]"
+  # GitLab component: its script, run as a job would run it, with the default inputs.
+  if python3 -c 'import yaml' 2>/dev/null; then
+    python3 - "$root/actions/gitlab/stepguard.yml" > "$tmp/gitlab-script.sh" <<'PY'
+import sys, yaml
+documents = list(yaml.safe_load_all(open(sys.argv[1])))
+job = next(iter(documents[1].values()))
+print("\n".join(job["script"]))
+PY
+    e="$tmp/g1"; mkdir -p "$e"
+    (cd "$e" && env -i PATH="$tmp/real:$PATH" HOME="$tmp/home" STEPGUARD_POLICY="" STEPGUARD_COMPONENT_STEP=stepguard \
+      STEPGUARD_SCRIPT="touch $e/ran" STEPGUARD_STEP=debug sh -e "$tmp/gitlab-script.sh" > "$e/log" 2>&1)
+    status=$?
+    check "gitlab component: the script runs under stepguard with the default inputs, and a STEPGUARD_STEP from a dotenv report is ignored" \
+      bash -c "[ $status -eq 0 ] && [ -e '$e/ran' ] && [ -s '$e/stepguard-audit.jsonl' ]"
+  else
+    echo "skip - python3 has no yaml module (the GitLab component's script is not run)"
+  fi
 else
   echo "skip - real stepguard binary not built ($binary)"
 fi
