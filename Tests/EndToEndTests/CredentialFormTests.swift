@@ -38,6 +38,9 @@ enum RandomSecret {
         ("hex", { ["BLOB": Data(RandomSecret.githubPAT().utf8).map { String(format: "%02x", $0) }.joined()] }),
         ("base64 of hex", { ["BLOB": Data(Data(RandomSecret.githubPAT().utf8).map { String(format: "%02X", $0) }.joined().utf8).base64EncodedString()] }),
         ("upper-cased", { ["BLOB": RandomSecret.githubPAT().uppercased()] }),
+        ("prefix re-cased", { ["BLOB": "gH" + "P_" + RandomSecret.alnum(36)] }),
+        ("base64 behind a label", { ["BLOB": "base64:" + Data(RandomSecret.githubPAT().utf8).base64EncodedString()] }),
+        ("Vault AppRole secret id", { ["VAULT_SECRET_ID": RandomSecret.hex(8) + "-" + RandomSecret.hex(4) + "-" + RandomSecret.hex(4) + "-" + RandomSecret.hex(4) + "-" + RandomSecret.hex(12)] }),
         ("split in two", { let pat = RandomSecret.githubPAT(); return ["BLOB_1": String(pat.prefix(20)), "BLOB_2": String(pat.dropFirst(20))] }),
         ("base64 service-account key", { ["GOOGLE_CREDENTIALS_B64": Data("""
             {"type": "service_account", "project_id": "demo-\(RandomSecret.hex(6))", "private_key_id": "\(RandomSecret.hex(40))", "client_email": "ci@demo.iam.gserviceaccount.com"}

@@ -89,6 +89,9 @@ struct CredentialFormClassifierTests {
         #expect(forms.contains(pat.uppercased()))
         #expect(forms.contains(pat.uppercased().lowercased()))
         #expect(EncodedValue.base64Text(Self.random(40, "0123456789abcdef")) == nil, "binary is not text")
+        let labelled = EncodedValue.forms(of: "Basic \"" + Data(("user:" + pat).utf8).base64EncodedString() + "\"")
+        #expect(labelled.contains("user:" + pat))
+        #expect(EncodedValue.forms(of: "0x" + Data(pat.utf8).map { String(format: "%02x", $0) }.joined()).contains(pat))
     }
 
     @Test func secretNamesNeedASecretLookingValue() {

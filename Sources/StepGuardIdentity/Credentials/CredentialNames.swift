@@ -34,7 +34,7 @@ enum CredentialNames {
                                                   "API_KEY", "ACCESS_KEY", "SECRET_KEY", "PRIVATE_KEY", "AUTH_KEY", "ACCOUNT_KEY",
                                                   "SIGNING_KEY", "ENCRYPTION_KEY", "MASTER_KEY", "CLIENT_KEY", "APP_KEY"]
     /// Last segments that name something about a secret rather than the secret itself
-    /// (`VAULT_TOKEN_PATH`, `SECRET_NAME`, `AWS_SECRET_ACCESS_KEY_ID` is not one, `TOKEN_TTL`).
+    /// (`VAULT_TOKEN_PATH`, `SECRET_NAME`, `TOKEN_TTL`).
     private static let metadataWords: Set<String> = [
         "PATH", "FILE", "DIR", "URL", "URI", "ENDPOINT", "HOST", "PORT", "NAME", "ID", "TYPE", "HEADER", "TTL", "EXPIRY",
         "EXPIRES", "LENGTH", "SIZE", "MODE", "ENABLED", "REQUIRED", "VERSION", "FORMAT", "ARN", "REF", "ROLE", "ISSUER",
@@ -45,7 +45,10 @@ enum CredentialNames {
     /// placeholder or a reference like `${X}`, not a path or a URL without credentials).
     static func secretByName(_ name: String, value: String) -> CredentialMatch? {
         let segments = name.uppercased().split(separator: "_").map(String.init)
-        guard let last = segments.last, !metadataWords.contains(last) else { return nil }
+        guard let last = segments.last else { return nil }
+        // `…_SECRET_ID` (Vault AppRole) is a secret; other `…_ID`, `…_PATH`, `…_NAME`… are about one.
+        let isSecretID = last == "ID" && segments.dropLast().last == "SECRET"
+        guard isSecretID || !metadataWords.contains(last) else { return nil }
         let pairs = zip(segments, segments.dropFirst()).map { "\($0)_\($1)" }
         let isPasswordNamed = segments.contains { passwordWords.contains($0) }
         let isTokenNamed = segments.contains { tokenWords.contains($0) } || pairs.contains { tokenWords.contains($0) }

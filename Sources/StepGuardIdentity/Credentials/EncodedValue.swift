@@ -1,12 +1,15 @@
 import Foundation
 
-/// The forms in which a value may hide a credential from the detection rules: the value itself,
-/// its base64 (standard or URL-safe, padded or not, line-wrapped) or hex decoding when that is
-/// text — recursively, so base64 of hex is seen — and the value in lower or upper case when it is
-/// all one case (a `GHP_…` token upper-cased to dodge the `ghp_` prefix).
+/// The forms in which a value may hide a credential from the detection rules: the value itself;
+/// the base64 (standard or URL-safe, padded or not, line-wrapped) or hex (`0x` optional) decoding
+/// of the whole value or of each run of such characters in it (`base64:…`, `Basic …`, `"…"`), when
+/// that is text — recursively, so base64 of hex is seen; and each of these in lower and in upper
+/// case (a `GHP_…` or `gHp_…` token re-cased to dodge the `ghp_` prefix).
 enum EncodedValue {
     /// How many decodings deep a value is unwrapped.
     static let maximumDepth = 3
+    /// At most this many forms are classified per value (a bound on hostile nesting).
+    static let maximumForms = 64
     /// Values shorter than this are not decoded (nothing a rule recognises fits in fewer bytes).
     static let minimumEncodedLength = 16
 
@@ -14,24 +17,32 @@ enum EncodedValue {
     static func forms(of value: String) -> [String] {
         var forms: [String] = []
         var pending = [(value, 0)]
-        while let (text, depth) = pending.popLast() {
+        while let (text, depth) = pending.popLast(), forms.count < maximumForms {
             guard !forms.contains(text) else { continue }
             forms.append(text)
             for variant in caseVariants(of: text) where !forms.contains(variant) { forms.append(variant) }
             guard depth < maximumDepth else { continue }
-            for decoded in [base64Text(text), hexText(text)].compactMap({ $0 }) { pending.append((decoded, depth + 1)) }
+            for candidate in encodedCandidates(in: text) {
+                for decoded in [base64Text(candidate), hexText(candidate)].compactMap({ $0 }) { pending.append((decoded, depth + 1)) }
+            }
         }
         return forms
     }
 
-    /// The lower-cased form of a value without lower-case letters, the upper-cased form of one
-    /// without upper-case letters (none when it has no letters or both cases).
+    /// The lower- and upper-cased forms of `text` that differ from it.
     static func caseVariants(of text: String) -> [String] {
-        let hasLower = text.utf8.contains { (0x61...0x7A).contains($0) }
-        let hasUpper = text.utf8.contains { (0x41...0x5A).contains($0) }
-        if hasUpper && !hasLower { return [text.lowercased()] }
-        if hasLower && !hasUpper { return [text.uppercased()] }
-        return []
+        [text.lowercased(), text.uppercased()].filter { $0 != text }
+    }
+
+    /// The whole value and every run of 16 or more base64/hex characters in it that is not the
+    /// whole value.
+    static func encodedCandidates(in text: String) -> [String] {
+        func isEncoded(_ c: Character) -> Bool {
+            c.isASCII && (c.isLetter || c.isNumber || c == "+" || c == "/" || c == "=" || c == "-" || c == "_")
+        }
+        let runs = text.split(whereSeparator: { !isEncoded($0) }).map(String.init)
+            .filter { $0.utf8.count >= minimumEncodedLength && $0 != text }
+        return [text] + runs
     }
 
     /// The text `value` decodes to as base64 (either alphabet, padding and line breaks optional),
@@ -56,7 +67,8 @@ enum EncodedValue {
 
     /// The text `value` decodes to as hex (either case), or nil.
     static func hexText(_ value: String) -> String? {
-        let digits = Array(value.trimmingASCIISpaces.utf8)
+        var digits = Array(value.trimmingASCIISpaces.utf8)
+        if digits.starts(with: Array("0x".utf8)) || digits.starts(with: Array("0X".utf8)) { digits.removeFirst(2) }
         guard digits.count >= minimumEncodedLength, digits.count % 2 == 0 else { return nil }
         func nibble(_ c: UInt8) -> UInt8? {
             switch c {
