@@ -47,6 +47,21 @@ import Testing
         }
     }
 
+    @Test func gitlabDotenvReportIsCheckedLikeGitHubEnv() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let policy = try directory.write("policy.yaml", "version: 1\nisolation: off\n")
+        let report = directory.path("build.env")
+        let result = try StepGuardBinary.run(["run", "--policy", policy, "--dotenv-report", report, "--", "/bin/sh", "-c",
+                                              "printf 'VERSION=1.2.3\\nSTEPGUARD_STEP=debug\\n' > \(report)"])
+        #expect(result.status == 77, "\(result.stderr)")
+        #expect(result.stderr.contains("STEPGUARD_STEP") && result.stderr.contains("the dotenv report"), "\(result.stderr)")
+        #expect(try directory.read("build.env") == "", "the report the step created is emptied")
+        let harmless = try StepGuardBinary.run(["run", "--policy", policy, "--dotenv-report", report, "--", "/bin/sh", "-c",
+                                                "echo VERSION=1.2.3 > \(report)"])
+        #expect(harmless.status == 0, "\(harmless.stderr)")
+    }
+
     /// A policy with a step override that only switches to audit mode, and one that only adds a destination.
     func policy(in directory: TemporaryDirectory) throws -> String {
         try directory.write("policy.yaml", """

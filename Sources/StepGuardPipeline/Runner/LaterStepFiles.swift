@@ -7,7 +7,8 @@ import Darwin
 
 /// One way a step changed how the job's later steps run, found in a runner file after it ended.
 public struct LaterStepChange: Sendable, Equatable {
-    /// The variable naming the file: `GITHUB_ENV` or `GITHUB_PATH`.
+    /// The file: `GITHUB_ENV` or `GITHUB_PATH` (the variables naming them), or the path of a
+    /// GitLab dotenv report.
     public let file: String
     /// The variable the step set (`LD_PRELOAD`), `PATH` for a `$GITHUB_PATH` entry, or nil when the
     /// file itself was tampered with or could not be read.
@@ -18,7 +19,8 @@ public struct LaterStepChange: Sendable, Equatable {
 
 /// The files through which a GitHub Actions step changes the environment of the job's later
 /// steps — `$GITHUB_ENV` (`NAME=value` lines and `NAME<<DELIMITER` … `DELIMITER` blocks) and
-/// `$GITHUB_PATH` (one directory per line). ``init(environment:)`` records where each file stands
+/// `$GITHUB_PATH` (one directory per line) — and GitLab dotenv reports (`NAME=value` lines) named
+/// by the caller. ``init(environment:dotenvReports:)`` records where each file stands
 /// before the step starts; ``changes()`` reads only what the step appended and reports the
 /// entries that would change how later steps are guarded, started or trusted. Fails closed: a
 /// file that was truncated, rewritten, replaced (a new inode, a symlink), removed or cannot be
@@ -26,7 +28,10 @@ public struct LaterStepChange: Sendable, Equatable {
 public struct LaterStepFiles: Sendable {
     /// Where a watched file stood before the step.
     struct Mark: Sendable {
+        /// `GITHUB_ENV`, `GITHUB_PATH`, or the path of a dotenv report.
         let variable: String
+        /// How messages name the file: `$GITHUB_ENV`, `the dotenv report build.env`.
+        let label: String
         let path: String
         /// nil when the file did not exist.
         let identity: (device: UInt64, inode: UInt64)?
@@ -54,14 +59,17 @@ public struct LaterStepFiles: Sendable {
         "GITHUB_*", "GH_*", "ACTIONS_*", "RUNNER_*", "CI_*", "AWS_*", "AZURE_*", "GOOGLE_*", "CLOUDSDK_*",
     ]
 
-    /// Records where `$GITHUB_ENV` and `$GITHUB_PATH` (as named in `environment`) stand now.
-    public init(environment: [String: String]) {
-        marks = Self.fileVariables.compactMap { variable in
-            guard let path = environment[variable], !path.isEmpty else { return nil }
+    /// Records where `$GITHUB_ENV` and `$GITHUB_PATH` (as named in `environment`) and the GitLab
+    /// dotenv reports at `dotenvReports` (paths as the job declares them) stand now.
+    public init(environment: [String: String], dotenvReports: [String] = []) {
+        func mark(_ variable: String, _ label: String, _ path: String) -> Mark {
             let identity = Self.identity(of: path)
-            return Mark(variable: variable, path: path, identity: identity.flatMap { $0 },
+            return Mark(variable: variable, label: label, path: path, identity: identity.flatMap { $0 },
                         content: identity == nil ? [] : (FileManager.default.contents(atPath: path).map { Array($0) } ?? []))
         }
+        marks = Self.fileVariables.compactMap { variable in
+            environment[variable].flatMap { $0.isEmpty ? nil : mark(variable, "$" + variable, $0) }
+        } + dotenvReports.map { mark($0, "the dotenv report \($0)", $0) }
     }
 
     /// What the step appended that changes later steps, and any tampering with the files.
@@ -72,7 +80,7 @@ public struct LaterStepFiles: Sendable {
     private func changes(in mark: Mark) -> [LaterStepChange] {
         func tampered(_ what: String) -> [LaterStepChange] {
             [LaterStepChange(file: mark.variable, variable: nil,
-                             reason: "$\(mark.variable) (\(mark.path)) \(what) while the step ran; later steps would read whatever it holds now")]
+                             reason: "\(mark.label) (\(mark.path)) \(what) while the step ran; later steps would read whatever it holds now")]
         }
         let now = Self.identity(of: mark.path)
         guard let now else {
@@ -95,7 +103,7 @@ public struct LaterStepFiles: Sendable {
             do {
                 return try Self.environmentNames(appended).filter(Self.isDangerous).map { name in
                     LaterStepChange(file: mark.variable, variable: name,
-                                    reason: "the step set \(name) for later steps through $\(mark.variable)")
+                                    reason: "the step set \(name) for later steps through \(mark.label)")
                 }
             } catch {
                 return tampered("holds an entry stepguard cannot parse (\(error.reason))")
@@ -104,17 +112,17 @@ public struct LaterStepFiles: Sendable {
     }
 
     /// Puts back what `file` (`GITHUB_ENV`…) held before the step, so later steps get nothing the
-    /// step appended, truncated or rewrote. Only when it is still the same regular file (opened
-    /// without following a symlink, same device and inode): a replaced file is left alone.
-    /// Returns whether it was restored.
+    /// step appended, truncated or rewrote; a file the step created is emptied. Only when it is
+    /// still the same regular file (opened without following a symlink, same device and inode):
+    /// a replaced file is left alone. Returns whether it was restored.
     public func restore(_ file: String) -> Bool {
-        guard let mark = marks.first(where: { $0.variable == file }), let before = mark.identity else { return false }
+        guard let mark = marks.first(where: { $0.variable == file }) else { return false }
         let fd = open(mark.path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
-              UInt64(info.st_dev) == before.device, UInt64(info.st_ino) == before.inode else { return false }
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return false }
+        if let before = mark.identity, UInt64(info.st_dev) != before.device || UInt64(info.st_ino) != before.inode { return false }
         let written = mark.content.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
         return written == mark.content.count && ftruncate(fd, off_t(mark.content.count)) == 0
     }

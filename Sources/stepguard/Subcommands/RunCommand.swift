@@ -52,6 +52,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("verdict-fd"), help: ArgumentHelp("Write one `stepguard-verdict verdict=… exit_code=… violations=…` line to this open descriptor (3 or more) once the step has ended; the step never gets it.", valueName: "n"))
     var verdictFD: Int32?
 
+    @Option(name: .customLong("dotenv-report"), help: ArgumentHelp("A GitLab dotenv report the job declares (artifacts:reports:dotenv): what the step writes there is checked like $GITHUB_ENV; repeatable.", valueName: "file"))
+    var dotenvReports: [String] = []
+
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The step to run, after '--'.", valueName: "command"))
     var command: [String] = []
 
@@ -79,7 +82,7 @@ struct RunCommand: AsyncParsableCommand {
 
     /// The options as read by ArgumentParser.
     var invocation: RunInvocation {
-        RunInvocation(policy: policy, step: step, mode: mode, auditLog: auditLog, verbose: verbose, keepFDs: keepFDs, verdictFD: verdictFD, command: command)
+        RunInvocation(policy: policy, step: step, mode: mode, auditLog: auditLog, verbose: verbose, keepFDs: keepFDs, verdictFD: verdictFD, dotenvReports: dotenvReports, command: command)
     }
 
     func run() async throws {
@@ -181,7 +184,7 @@ extension RunInvocation {
         defer { egress.stop(processExits: true) }  // stepguard exits right after the step
         // What the step must not have leaves stepguard's own environment block too (/proc/PID/environ).
         ProcessEnvironment.wipe(Set(environment.keys).subtracting(stepEnvironment.keys))
-        let laterSteps = LaterStepFiles(environment: environment)  // where $GITHUB_ENV/$GITHUB_PATH stand before the step
+        let laterSteps = LaterStepFiles(environment: environment, dotenvReports: dotenvReports)  // where $GITHUB_ENV/$GITHUB_PATH stand before the step
         let step = StepCommand(arguments: command, environment: stepEnvironment.merging(egress.environment) { _, proxy in proxy })
         let options = spawnOptions(policy, home: environment["HOME"], proxyPort: UInt16(egress.port), keeping: keepFDs)
         let containment = Containment()
