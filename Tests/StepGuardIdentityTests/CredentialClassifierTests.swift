@@ -126,6 +126,10 @@ struct CredentialFormClassifierTests {
         let exemptSecret = CredentialClassifier(detector: try! SecretDetector.builtIn(prefilter: .keywords), allowVariables: [try! Glob("DB_PASSWORD")])
             .classify(environment: ["DB_PASSWORD": Self.random(16), "DB_USER": "app"], action: .strip)
         #expect(exemptSecret.stripped.isEmpty, "an exempt secret does not drag its user name along")
+        let uuid = "\(UUID())".lowercased()
+        let azure = classifier.classify(environment: ["AZURE_CLIENT_ID": uuid, "AZURE_TENANT_ID": uuid, "AZURE_CLIENT_SECRET": Self.random(40),
+                                                      "AZURE_SUBSCRIPTION_ID": uuid], action: .strip)
+        #expect(azure.stripped == ["AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID"], "the service principal goes as a whole")
         let split = classifier.classify(environment: ["PIECE_A": String(pat.prefix(10)), "PIECE_B": String(pat.dropFirst(10)), "PIECE_C": ""], action: .strip)
         #expect(split.stripped == ["PIECE_A", "PIECE_B", "PIECE_C"])
     }

@@ -167,11 +167,23 @@ public struct LaterStepFiles: Sendable {
         return names
     }
 
-    /// Lines without their `\n` (or `\r\n`); invalid UTF-8 is replaced, so it cannot hide a name.
+    /// Lines split at `\n`, `\r\n` and a lone `\r` (a reader that takes `\r` as a line break
+    /// must not see a name this one misses), on bytes: Swift's `Character` would take `\r\n` as
+    /// one character and never split there. Invalid UTF-8 is replaced, so it cannot hide a name.
     private static func lines(_ bytes: ArraySlice<UInt8>) -> [String] {
-        var lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-            .map { $0.hasSuffix("\r") ? String($0.dropLast()) : String($0) }
-        if lines.last == "" { lines.removeLast() }
+        var lines: [String] = []
+        var start = bytes.startIndex
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            let byte = bytes[index]
+            if byte == 0x0A || byte == 0x0D {
+                lines.append(String(decoding: bytes[start..<index], as: UTF8.self))
+                if byte == 0x0D, index + 1 < bytes.endIndex, bytes[index + 1] == 0x0A { index += 1 }
+                start = index + 1
+            }
+            index += 1
+        }
+        if start < bytes.endIndex { lines.append(String(decoding: bytes[start...], as: UTF8.self)) }
         return lines
     }
 
