@@ -39,6 +39,7 @@ enum RandomSecret {
         ("base64 of hex", { ["BLOB": Data(Data(RandomSecret.githubPAT().utf8).map { String(format: "%02X", $0) }.joined().utf8).base64EncodedString()] }),
         ("upper-cased", { ["BLOB": RandomSecret.githubPAT().uppercased()] }),
         ("prefix re-cased", { ["BLOB": "gH" + "P_" + RandomSecret.alnum(36)] }),
+        ("percent-encoded", { ["BLOB": RandomSecret.githubPAT().utf8.map { String(format: "%%%02X", $0) }.joined()] }),
         ("base64 behind a label", { ["BLOB": "base64:" + Data(RandomSecret.githubPAT().utf8).base64EncodedString()] }),
         ("Vault AppRole secret id", { ["VAULT_SECRET_ID": RandomSecret.hex(8) + "-" + RandomSecret.hex(4) + "-" + RandomSecret.hex(4) + "-" + RandomSecret.hex(4) + "-" + RandomSecret.hex(12)] }),
         ("split in two", { let pat = RandomSecret.githubPAT(); return ["BLOB_1": String(pat.prefix(20)), "BLOB_2": String(pat.dropFirst(20))] }),

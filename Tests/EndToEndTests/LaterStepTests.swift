@@ -11,6 +11,7 @@ import Testing
         ("LD_PRELOAD heredoc", #"printf 'LD_PRELOAD<<EOF_1\n/tmp/evil.so\nEOF_1\n' >> "$GITHUB_ENV""#, "LD_PRELOAD"),
         ("NODE_OPTIONS after a harmless entry", #"printf 'GREETING=hi\nnode_options=--require /tmp/x.js\n' >> "$GITHUB_ENV""#, "node_options"),
         ("GITHUB_TOKEN", #"echo "GITHUB_TOKEN=ghs_replaced" >> "$GITHUB_ENV""#, "GITHUB_TOKEN"),
+        ("LD_PRELOAD behind a byte-order mark", #"printf '\357\273\277LD_PRELOAD=/tmp/evil.so\n' >> "$GITHUB_ENV""#, "LD_PRELOAD"),
         ("LD_PRELOAD behind CRLF line ends", #"printf 'GREETING=hi\r\nLD_PRELOAD=/tmp/evil.so\r\n' >> "$GITHUB_ENV""#, "LD_PRELOAD"),
         ("a directory on GITHUB_PATH", #"echo /tmp/evil-bin >> "$GITHUB_PATH""#, "$GITHUB_PATH"),
         ("an unterminated heredoc", #"printf 'BASH_ENV_X<<END\n/tmp/x\n' >> "$GITHUB_ENV""#, "cannot parse"),

@@ -27,5 +27,8 @@ import Testing
         #expect(LaterStepFiles.isDangerous("NODE_OPTIONS"))
         #expect(!LaterStepFiles.isDangerous("GREETING"))
         #expect(!LaterStepFiles.isDangerous("PATHFINDER"))
+        #expect(LaterStepFiles.isDangerous("\u{FEFF}LD_PRELOAD"), "a byte-order mark does not hide a name")
+        #expect(LaterStepFiles.isDangerous(" LD_PRELOAD "))
+        #expect(LaterStepFiles.isDangerous("LD_PRELOAD\u{200B}"), "a name that is not plain is not trusted")
     }
 }

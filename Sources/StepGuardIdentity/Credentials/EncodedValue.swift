@@ -1,6 +1,7 @@
 import Foundation
 
 /// The forms in which a value may hide a credential from the detection rules: the value itself;
+/// its percent-decoding;
 /// the base64 (standard or URL-safe, padded or not, line-wrapped) or hex (`0x` optional) decoding
 /// of the whole value or of each run of such characters in it (`base64:…`, `Basic …`, `"…"`), when
 /// that is text — recursively, so base64 of hex is seen; and each of these in lower and in upper
@@ -22,6 +23,7 @@ enum EncodedValue {
             forms.append(text)
             for variant in caseVariants(of: text) where !forms.contains(variant) { forms.append(variant) }
             guard depth < maximumDepth else { continue }
+            if text.contains("%"), let unescaped = text.removingPercentEncoding, unescaped != text { pending.append((unescaped, depth + 1)) }
             for candidate in encodedCandidates(in: text) {
                 for decoded in [base64Text(candidate), hexText(candidate)].compactMap({ $0 }) { pending.append((decoded, depth + 1)) }
             }

@@ -127,9 +127,16 @@ public struct LaterStepFiles: Sendable {
         return written == mark.content.count && ftruncate(fd, off_t(mark.content.count)) == 0
     }
 
-    /// True when setting `name` for later steps changes how they are guarded, started or trusted.
+    /// True when setting `name` for later steps changes how they are guarded, started or trusted —
+    /// or when it is not a plain `[A-Za-z_][A-Za-z0-9_]*` name once spaces and a byte-order mark are
+    /// trimmed (a reader that trims them, as .NET drops a BOM at the start of a file, must not see
+    /// `LD_PRELOAD` where this one saw something else).
     public static func isDangerous(_ name: String) -> Bool {
-        let upper = name.uppercased()
+        let trimmed = name.trimmingCharacters(in: CharacterSet.whitespacesAndNewlines.union(["\u{FEFF}"]))
+        let plain = trimmed.utf8.first.map { !(0x30...0x39).contains($0) } == true
+            && trimmed.utf8.allSatisfy { $0 == 0x5F || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }
+        guard plain else { return true }
+        let upper = trimmed.uppercased()
         return dangerousVariables.contains { pattern in
             pattern.hasSuffix("*") ? upper.hasPrefix(pattern.dropLast()) : upper == pattern
         }
