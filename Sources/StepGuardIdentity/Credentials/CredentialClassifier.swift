@@ -107,7 +107,7 @@ public struct CredentialClassifier: Sendable {
     /// Classifies every variable of `environment` and applies `action` (`credentials.long_lived`).
     ///
     /// A variable holds a credential when a detection rule or the JWT check recognises its value,
-    /// or any base64/hex decoding or single-case variant of it (``EncodedValue``); or, failing
+    /// or any percent/base64/hex decoding or lower/upper-case form of it (``EncodedValue``); or, failing
     /// that, when it is named like a secret and its value looks like one. Job-scoped CI tokens
     /// (``CredentialNames/jobScoped``) count as short-lived unless a specific long-lived format is
     /// recognised in them. Pieces of a value split across alike-named variables (`TOKEN_A`,
