@@ -3,6 +3,8 @@ import Foundation
 /// What an audit event is about.
 public enum AuditEventType: String, Sendable, CaseIterable, Codable {
     case identity, credential, egress, service, isolation, process, exit
+    /// The step changed how later steps of the job run ($GITHUB_ENV, $GITHUB_PATH, $STEPGUARD_STEP).
+    case persistence
 }
 
 /// What was decided.

@@ -1,6 +1,6 @@
 /// Exit codes of `stepguard run` (sysexits.h conventions).
 public enum StepGuardExitCode {
-    /// Blocked by policy: identity, lifetime, credential, egress, service or isolation.
+    /// Blocked by policy: identity, lifetime, credential, egress, service, isolation or persistence.
     public static let blocked: Int32 = 77
     /// Usage error (bad flags or arguments).
     public static let usage: Int32 = 64

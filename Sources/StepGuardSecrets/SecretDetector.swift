@@ -45,6 +45,11 @@ public struct SecretDetector: Sendable {
         self.engine = engine
     }
 
+    /// Shannon entropy of `value` in bits per byte, as the rules' `entropy:` thresholds measure it.
+    public static func entropy(of value: String) -> Double {
+        SecretChecks.entropy(Array(value.utf8))
+    }
+
     /// The rules this detector applies.
     public var rules: [SecretRule] { engine.rules.map(\.rule) }
 

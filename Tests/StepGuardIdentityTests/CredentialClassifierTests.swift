@@ -74,3 +74,63 @@ struct CredentialClassifierTests {
         #expect(verdict.summary == "no long-lived credentials in the step environment")
     }
 }
+
+/// Names, encodings, pieces and pairs, with the secret scanner's real rules (issue #16, hole 8).
+@Suite("Credential classifier: names, encodings, pairs")
+struct CredentialFormClassifierTests {
+    let classifier = CredentialClassifier(detector: try! SecretDetector.builtIn(prefilter: .keywords))
+    static func random(_ count: Int, _ alphabet: String = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") -> String {
+        String((0..<count).map { _ in alphabet.randomElement()! })
+    }
+    let pat = "gh" + "p_" + random(36)
+
+    @Test func encodedAndCaseChangedValuesAreDecoded() {
+        let forms = EncodedValue.forms(of: Data(pat.uppercased().utf8).base64EncodedString())
+        #expect(forms.contains(pat.uppercased()))
+        #expect(forms.contains(pat.uppercased().lowercased()))
+        #expect(EncodedValue.base64Text(Self.random(40, "0123456789abcdef")) == nil, "binary is not text")
+        let labelled = EncodedValue.forms(of: "Basic \"" + Data(("user:" + pat).utf8).base64EncodedString() + "\"")
+        #expect(labelled.contains("user:" + pat))
+        #expect(EncodedValue.forms(of: "0x" + Data(pat.utf8).map { String(format: "%02x", $0) }.joined()).contains(pat))
+    }
+
+    @Test func secretNamesNeedASecretLookingValue() {
+        let cases: [(String, String, Bool)] = [
+            ("DB_PASSWORD", "hunter22", true), ("DB_PASSWORD", "${DB_PASSWORD}", false), ("DB_PASSWORD", "short", false),
+            ("APP_SECRET_KEY", Self.random(24), true), ("SECRET_NAME", "prod-db-credentials", false),
+            ("NPM_TOKEN", Self.random(36), true), ("NPM_TOKEN", "aaaaaaaaaaaaaaaaaaaa", false), ("TOKEN_TTL", "3600", false),
+            ("VAULT_TOKEN_PATH", "/run/secrets/token", false), ("GOOGLE_APPLICATION_CREDENTIALS", "/tmp/key.json", false),
+            ("TOKEN_URL", "https://auth.example.org/oauth/token", false), ("PWD", "/home/runner/work", false),
+        ]
+        for (name, value, expected) in cases {
+            #expect((CredentialNames.secretByName(name, value: value) != nil) == expected, "\(name)")
+        }
+    }
+
+    @Test func jobScopedCITokensAreShortLivedButRealLongLivedTokensInThemAreNot() {
+        let verdict = classifier.classify(environment: [
+            "CI_JOB_TOKEN": Self.random(24), "CI_REGISTRY_PASSWORD": Self.random(24), "ACTIONS_RUNTIME_TOKEN": Self.random(200),
+            "CI_BUILD_TOKEN": pat,
+        ], action: .deny)
+        #expect(verdict.longLived.map(\.variable) == ["CI_BUILD_TOKEN"])
+        #expect(verdict.findings.filter { $0.lifetime == .shortLived }.map(\.variable) == ["ACTIONS_RUNTIME_TOKEN", "CI_JOB_TOKEN", "CI_REGISTRY_PASSWORD"])
+    }
+
+    @Test func pairsShareTheirClass() {
+        let secret = Self.random(40)
+        let temporary = classifier.classify(environment: ["AWS_ACCESS_KEY_ID": "AS" + "IA" + Self.random(16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"),
+                                                          "AWS_SECRET_ACCESS_KEY": secret, "AWS_SESSION_TOKEN": Self.random(300)], action: .deny)
+        #expect(temporary.decision == .allow)
+        let lonely = classifier.classify(environment: ["AWS_SECRET_ACCESS_KEY": secret], action: .deny)
+        #expect(lonely.longLived.map(\.variable) == ["AWS_SECRET_ACCESS_KEY"])
+        let exemptSecret = CredentialClassifier(detector: try! SecretDetector.builtIn(prefilter: .keywords), allowVariables: [try! Glob("DB_PASSWORD")])
+            .classify(environment: ["DB_PASSWORD": Self.random(16), "DB_USER": "app"], action: .strip)
+        #expect(exemptSecret.stripped.isEmpty, "an exempt secret does not drag its user name along")
+        let uuid = "\(UUID())".lowercased()
+        let azure = classifier.classify(environment: ["AZURE_CLIENT_ID": uuid, "AZURE_TENANT_ID": uuid, "AZURE_CLIENT_SECRET": Self.random(40),
+                                                      "AZURE_SUBSCRIPTION_ID": uuid], action: .strip)
+        #expect(azure.stripped == ["AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID"], "the service principal goes as a whole")
+        let split = classifier.classify(environment: ["PIECE_A": String(pat.prefix(10)), "PIECE_B": String(pat.dropFirst(10)), "PIECE_C": ""], action: .strip)
+        #expect(split.stripped == ["PIECE_A", "PIECE_B", "PIECE_C"])
+    }
+}

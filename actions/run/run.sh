@@ -1,23 +1,48 @@
 #!/usr/bin/env bash
 # Runs STEPGUARD_INPUT_RUN under `stepguard run` (GitHub composite action `actions/run`).
-# Inputs arrive only through the environment: STEPGUARD_INPUT_{RUN,POLICY,STEP,MODE,AUDIT_LOG}.
-# Requests the OIDC token (audience stepguard) when the job has id-token: write and hands it to
-# stepguard as STEPGUARD_ID_TOKEN; writes verdict and audit-log to $GITHUB_OUTPUT and a verdict
-# line to $GITHUB_STEP_SUMMARY; exits with stepguard's status.
+# Inputs arrive only through the environment: STEPGUARD_INPUT_{RUN,POLICY,STEP,MODE,AUDIT_LOG,SHA256}.
+# Runs the binary actions/setup installed (STEPGUARD_SETUP_PATH, else stepguard on PATH) from a
+# private copy, only when that copy's SHA-256 matches STEPGUARD_INPUT_SHA256 or STEPGUARD_SETUP_SHA256.
+# No STEPGUARD_* variable but the token reaches stepguard: a previous step may have planted one
+# (STEPGUARD_STEP…) through $GITHUB_ENV. Requests the OIDC token (audience stepguard) when the job has id-token: write and
+# hands it to stepguard as STEPGUARD_ID_TOKEN. The verdict comes from stepguard's exit status and the
+# record it writes to descriptor 3 after the step ended (the step never holds that descriptor),
+# never from the audit log; it goes to $GITHUB_OUTPUT and a line of $GITHUB_STEP_SUMMARY. Exits
+# with stepguard's status.
 set -uo pipefail
 
-fail() { echo "::error title=stepguard::$*" >&2; exit "${2:-70}"; }
+fail() { echo "::error title=stepguard::$1" >&2; exit "${2:-70}"; }
 : "${GITHUB_OUTPUT:?GITHUB_OUTPUT is not set; run this inside GitHub Actions (or simulate it)}"
 [[ -n "${STEPGUARD_INPUT_RUN:-}" ]] || fail "the run input is empty; give the command to run" 64
-command -v stepguard >/dev/null 2>&1 || fail "stepguard is not on PATH; add a step with uses: <owner>/stepguard/actions/setup before this one" 69
+
+binary="${STEPGUARD_SETUP_PATH:-$(command -v stepguard 2>/dev/null)}"
+[[ -n "$binary" && -x "$binary" ]] || fail "stepguard is not on PATH; add a step with uses: <owner>/stepguard/actions/setup before this one" 69
+expected="${STEPGUARD_INPUT_SHA256:-${STEPGUARD_SETUP_SHA256:-}}"
+for name in $(compgen -e); do
+  [[ "$name" == STEPGUARD_* && "$name" != STEPGUARD_INPUT_* ]] && unset "$name"
+done
+
+sha256() {
+  if command -v sha256sum >/dev/null 2>&1; then sha256sum "$1" | cut -d' ' -f1; else shasum -a 256 "$1" | cut -d' ' -f1; fi
+}
 
 step="${STEPGUARD_INPUT_STEP:-${GITHUB_ACTION:-step}}"
 work="${RUNNER_TEMP:-$(mktemp -d)}"
 safe_step="$(printf '%s' "$step" | tr -c 'A-Za-z0-9._-' '_')"
 audit_log="${STEPGUARD_INPUT_AUDIT_LOG:-$work/stepguard-$safe_step.jsonl}"
-script="$(mktemp "$work/stepguard-script.XXXXXX")"
-trap 'rm -f "$script"' EXIT
+private="$(mktemp -d "$work/stepguard.XXXXXX")"
+trap 'rm -rf "$private"' EXIT
+script="$private/script"
 printf '%s\n' "$STEPGUARD_INPUT_RUN" > "$script"
+
+# The binary runs from a private copy, verified: a step (or a tool it ran) may have replaced the installed one.
+cp "$binary" "$private/stepguard" && chmod 0500 "$private/stepguard" || fail "cannot copy $binary" 70
+if [[ -n "$expected" ]]; then
+  actual="$(sha256 "$private/stepguard")"
+  [[ "${actual,,}" == "${expected,,}" ]] || fail "$binary does not match the SHA-256 recorded at setup (expected $expected, got $actual): it was replaced since; nothing was run" 77
+else
+  echo "::warning title=stepguard::cannot verify $binary: no SHA-256 from actions/setup or the stepguard-sha256 input" >&2
+fi
 
 # The job's OIDC token, audience stepguard (only present with `permissions: id-token: write`).
 if [[ -n "${ACTIONS_ID_TOKEN_REQUEST_URL:-}" && -n "${ACTIONS_ID_TOKEN_REQUEST_TOKEN:-}" ]]; then
@@ -33,22 +58,29 @@ else
 fi
 
 # --step only when asked for: stepguard refuses a step name the policy does not define (a typo must not drop restrictions).
-args=(run --audit-log "$audit_log")
+args=(run --audit-log "$audit_log" --verdict-fd 3)
 [[ -n "${STEPGUARD_INPUT_STEP:-}" ]] && args+=(--step "$STEPGUARD_INPUT_STEP")
 [[ -n "${STEPGUARD_INPUT_POLICY:-}" ]] && args+=(--policy "$STEPGUARD_INPUT_POLICY")
 [[ -n "${STEPGUARD_INPUT_MODE:-}" ]] && args+=(--mode "$STEPGUARD_INPUT_MODE")
-stepguard "${args[@]}" -- bash --noprofile --norc -eo pipefail "$script"
-status=$?
+unset STEPGUARD_INPUT_RUN STEPGUARD_INPUT_POLICY STEPGUARD_INPUT_STEP STEPGUARD_INPUT_MODE STEPGUARD_INPUT_AUDIT_LOG STEPGUARD_INPUT_SHA256
+# Descriptor 3 is a pipe to this script: stepguard writes its verdict record there after the step
+# ended; stdout goes to the job log as usual (through descriptor 4).
+exec 4>&1
+record="$("$private/stepguard" "${args[@]}" -- bash --noprofile --norc -eo pipefail "$script" 3>&1 1>&4 4>&-; echo "status=$?")"
+exec 4>&-
+status="${record##*status=}"
+record="${record%status=*}"
 
-case "$status" in
-  0) verdict=allowed ;;
-  77) verdict=blocked ;;
-  64|78) verdict=invalid ;;
-  69|70) verdict=error ;;
-  *) verdict=failed ;;
-esac
-denials=0
-[[ -f "$audit_log" ]] && denials="$(grep -c '"decision" *: *"deny"' "$audit_log" || true)"
+verdict=""; denials=0
+pattern='^stepguard-verdict verdict=(allowed|blocked|failed) exit_code=([0-9]+) violations=([0-9]+) '
+if [[ "$record" =~ $pattern ]] && [[ "${BASH_REMATCH[2]}" == "$status" ]]; then
+  verdict="${BASH_REMATCH[1]}"; denials="${BASH_REMATCH[3]}"
+else
+  case "$status" in
+    64|78) verdict=invalid ;;
+    *) verdict=error ;;   # stepguard stopped before a verdict (69, 70, a signal): never "allowed"
+  esac
+fi
 { echo "verdict=$verdict"; echo "audit-log=$audit_log"; } >> "$GITHUB_OUTPUT"
 if [[ -n "${GITHUB_STEP_SUMMARY:-}" ]]; then
   {

@@ -6,12 +6,16 @@
 #   STEPGUARD_RELEASE_URL  base URL (https:// or file://) of the releases
 #   STEPGUARD_SOURCE_DIR   source tree to build (default: two levels above this script)
 #   STEPGUARD_BUILD_DIR    SwiftPM scratch path, cached by the action (default: ~/.cache/stepguard/build)
-# Writes `path` and `version` to $GITHUB_OUTPUT and the binary's folder to $GITHUB_PATH.
+# Writes `path`, `version` and `sha256` to $GITHUB_OUTPUT, the binary's folder to $GITHUB_PATH, and
+# STEPGUARD_SETUP_PATH / STEPGUARD_SETUP_SHA256 to $GITHUB_ENV: actions/run runs that binary only
+# when its SHA-256 still matches (a guarded step that rewrites these entries is a violation, and
+# stepguard puts $GITHUB_ENV back).
 set -euo pipefail
 
 fail() { echo "::error title=stepguard setup::$*" >&2; exit 1; }
 : "${GITHUB_OUTPUT:?GITHUB_OUTPUT is not set; run this inside GitHub Actions (or simulate it)}"
 : "${GITHUB_PATH:?GITHUB_PATH is not set; run this inside GitHub Actions (or simulate it)}"
+: "${GITHUB_ENV:?GITHUB_ENV is not set; run this inside GitHub Actions (or simulate it)}"
 
 version="${STEPGUARD_VERSION:-}"
 version="${version#v}"
@@ -62,6 +66,8 @@ fi
 
 reported="$("$bin/stepguard" --version 2>/dev/null || true)"
 [[ -n "$reported" ]] || fail "$bin/stepguard does not run"
+digest="$(sha256 "$bin/stepguard")"
 echo "$bin" >> "$GITHUB_PATH"
-{ echo "path=$bin/stepguard"; echo "version=$reported"; } >> "$GITHUB_OUTPUT"
+{ echo "STEPGUARD_SETUP_PATH=$bin/stepguard"; echo "STEPGUARD_SETUP_SHA256=$digest"; } >> "$GITHUB_ENV"
+{ echo "path=$bin/stepguard"; echo "version=$reported"; echo "sha256=$digest"; } >> "$GITHUB_OUTPUT"
 echo "stepguard $reported installed at $bin/stepguard"

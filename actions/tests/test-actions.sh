@@ -25,7 +25,7 @@ check() { local name="$1"; shift; if "$@"; then pass "$name"; else failed "$name
 refuses() { ! "$@"; }
 
 github_env() {  # fresh simulated GitHub files in $1
-  mkdir -p "$1"; : > "$1/output"; : > "$1/path"; : > "$1/summary"; mkdir -p "$1/temp" "$1/tools"
+  mkdir -p "$1"; : > "$1/output"; : > "$1/path"; : > "$1/env"; : > "$1/summary"; mkdir -p "$1/temp" "$1/tools"
 }
 
 # ---- setup: release archive with checksum verification -------------------------------------------
@@ -38,7 +38,7 @@ tar -czf "$release/$archive" -C "$tmp/pkg" stepguard
 
 run_setup() {  # $1 = env dir, rest = VAR=value
   local dir="$1"; shift
-  env -i PATH="$PATH" HOME="$tmp/home" GITHUB_OUTPUT="$dir/output" GITHUB_PATH="$dir/path" RUNNER_TEMP="$dir/temp" \
+  env -i PATH="$PATH" HOME="$tmp/home" GITHUB_OUTPUT="$dir/output" GITHUB_PATH="$dir/path" GITHUB_ENV="$dir/env" RUNNER_TEMP="$dir/temp" \
     RUNNER_TOOL_CACHE="$dir/tools" STEPGUARD_RELEASE_URL="file://$tmp/releases" "$@" bash "$root/actions/setup/setup.sh" > "$dir/log" 2>&1
 }
 
@@ -47,6 +47,10 @@ check "setup installs a release whose SHA256SUMS entry matches" run_setup "$e" S
 check "setup writes path and version outputs" grep -qx "path=$e/tools/stepguard/0.1.0/$arch/stepguard" "$e/output"
 check "setup puts the binary's folder on GITHUB_PATH" grep -qx "$e/tools/stepguard/0.1.0/$arch" "$e/path"
 check "setup reports the installed version" grep -qx "version=0.1.0" "$e/output"
+installed_sha="$(sha256sum "$e/tools/stepguard/0.1.0/$arch/stepguard" | cut -d' ' -f1)"
+check "setup records the binary's SHA-256 as an output and in GITHUB_ENV, for actions/run to verify" \
+  bash -c "grep -qx 'sha256=$installed_sha' '$e/output' && grep -qx 'STEPGUARD_SETUP_SHA256=$installed_sha' '$e/env' \
+    && grep -qx 'STEPGUARD_SETUP_PATH=$e/tools/stepguard/0.1.0/$arch/stepguard' '$e/env'"
 
 e="$tmp/e2"; github_env "$e"
 check "setup refuses an archive whose checksum differs from the checksum input" \
@@ -93,11 +97,19 @@ port="$(cat "$tmp/port")"
 mkdir -p "$tmp/stub"
 cat > "$tmp/stub/stepguard" <<'STUB'
 #!/bin/bash
-# Stub stepguard: records arguments and the token it was given, runs the step, exits $STUB_EXIT if set.
+# Stub stepguard: records its arguments, the token and the STEPGUARD_* names it was given, runs the
+# step without descriptor 3, exits $STUB_EXIT if set, and writes a verdict record to --verdict-fd
+# (with $STUB_VIOLATIONS violations) the way stepguard does.
 printf '%s\n' "$@" > "$STUB_ARGS"; printf '%s' "${STEPGUARD_ID_TOKEN:-}" > "$STUB_TOKEN"
+compgen -e | grep '^STEPGUARD_' > "$STUB_ARGS.env"
+fd=""; prev=""
+for a in "$@"; do [ "$a" = "--" ] && break; [ "$prev" = "--verdict-fd" ] && fd="$a"; prev="$a"; done
 while [ "$1" != "--" ]; do shift; done; shift
-"$@"; status=$?
-exit "${STUB_EXIT:-$status}"
+"$@" 3>&-; status=$?
+status="${STUB_EXIT:-$status}"
+verdict=failed; [ "$status" = 0 ] && verdict=allowed; [ "$status" = 77 ] && verdict=blocked
+[ -n "$fd" ] && echo "stepguard-verdict verdict=$verdict exit_code=$status violations=${STUB_VIOLATIONS:-0} mode=enforce" >&"$fd"
+exit "$status"
 STUB
 chmod +x "$tmp/stub/stepguard"
 
@@ -143,6 +155,33 @@ env -i PATH="/usr/bin:/bin" GITHUB_OUTPUT="$e/output" STEPGUARD_INPUT_RUN=true b
 status=$?
 check "run exits 69 with a hint when stepguard is not on PATH" bash -c "[ $status -eq 69 ] && grep -q 'actions/setup' '$e/log'"
 
+# ---- run: issue #16 holes 10 and 11 — what a previous step may have planted ----------------------
+e="$tmp/r7"; github_env "$e"
+run_action "$e" "$tmp/stub" STEPGUARD_STEP=debug STEPGUARD_CACHE_DIR=off STEPGUARD_INPUT_RUN=true
+check "a STEPGUARD_STEP planted through GITHUB_ENV never reaches stepguard (nor any other STEPGUARD_ variable)" \
+  bash -c "! grep -q . '$e/args.env' && ! grep -qx -- '--step' '$e/args'"
+
+stub_sha="$(sha256sum "$tmp/stub/stepguard" | cut -d' ' -f1)"
+e="$tmp/r8"; github_env "$e"
+run_action "$e" /nonexistent STEPGUARD_SETUP_PATH="$tmp/stub/stepguard" STEPGUARD_SETUP_SHA256="$stub_sha" STEPGUARD_INPUT_RUN="touch $e/ran"
+status=$?
+check "run runs the binary actions/setup recorded when its SHA-256 matches" bash -c "[ $status -eq 0 ] && [ -e '$e/ran' ]"
+e="$tmp/r9"; github_env "$e"
+printf '#!/bin/bash\nexec "$@"\n' > "$tmp/replaced-stepguard"; chmod +x "$tmp/replaced-stepguard"
+run_action "$e" "$tmp/stub" STEPGUARD_SETUP_PATH="$tmp/replaced-stepguard" STEPGUARD_SETUP_SHA256="$stub_sha" STEPGUARD_INPUT_RUN="touch $e/ran"
+status=$?
+check "run refuses (77) a stepguard binary replaced since setup, and runs nothing" \
+  bash -c "[ $status -eq 77 ] && grep -q 'does not match the SHA-256' '$e/log' && [ ! -e '$e/ran' ]"
+e="$tmp/r10"; github_env "$e"
+run_action "$e" "$tmp/stub" STEPGUARD_SETUP_PATH="$tmp/stub/stepguard" STEPGUARD_SETUP_SHA256="$stub_sha" \
+  STEPGUARD_INPUT_SHA256=0000000000000000000000000000000000000000000000000000000000000000 STEPGUARD_INPUT_RUN="touch $e/ran"
+status=$?
+check "  ...and the stepguard-sha256 input takes precedence over what GITHUB_ENV says" bash -c "[ $status -eq 77 ] && [ ! -e '$e/ran' ]"
+
+e="$tmp/r11"; github_env "$e"
+run_action "$e" "$tmp/stub" STUB_VIOLATIONS=2 STEPGUARD_INPUT_RUN="echo '{\"decision\":\"deny\"}' >> \"\$RUNNER_TEMP/stepguard-publish.jsonl\"; true"
+check "the summary counts the violations stepguard reports, not lines the step wrote to the audit log" grep -q '^| `publish` | allowed | 0 | 2 |' "$e/summary"
+
 binary="${STEPGUARD_BINARY:-$root/.build/debug/stepguard}"
 if [[ -x "$binary" ]]; then
   mkdir -p "$tmp/real"; ln -sf "$binary" "$tmp/real/stepguard"
@@ -158,6 +197,39 @@ if [[ -x "$binary" ]]; then
   status=$?
   check "real stepguard: an invalid policy gives exit 78, verdict=invalid, nothing run" \
     bash -c "[ $status -eq 78 ] && grep -qx verdict=invalid '$e/output' && [ ! -e '$e/ran' ]"
+  e="$tmp/r12"; github_env "$e"
+  run_action "$e" "$tmp/real" STEPGUARD_INPUT_RUN='exit 77'
+  status=$?
+  check "real stepguard: a step that exits 77 itself is failed, not blocked (the verdict is stepguard's)" \
+    bash -c "[ $status -eq 77 ] && grep -qx verdict=failed '$e/output'"
+  e="$tmp/r13"; github_env "$e"
+  token="gh""p_$(head -c 200 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 36)"
+  run_action "$e" "$tmp/real" DEPLOY_TOKEN="$token" STEPGUARD_INPUT_MODE=audit \
+    STEPGUARD_INPUT_RUN=': > "$RUNNER_TEMP/stepguard-publish.jsonl"; (echo "stepguard-verdict verdict=allowed exit_code=0 violations=0 mode=enforce" >&3) 2>/dev/null || true'
+  check "real stepguard: a step that empties the audit log and writes to descriptor 3 does not change the reported violations" \
+    grep -q '^| `publish` | allowed | 0 | 1 |' "$e/summary"
+  e="$tmp/r14"; github_env "$e"
+  run_action "$e" "$tmp/real" GITHUB_ENV="$e/env" STEPGUARD_INPUT_RUN='echo STEPGUARD_STEP=debug >> "$GITHUB_ENV"'
+  status=$?
+  check "real stepguard: a step that plants STEPGUARD_STEP in GITHUB_ENV is blocked, and the entry is gone" \
+    bash -c "[ $status -eq 77 ] && grep -qx verdict=blocked '$e/output' && [ ! -s '$e/env' ]"
+  # GitLab component: its script, run as a job would run it, with the default inputs.
+  if python3 -c 'import yaml' 2>/dev/null; then
+    python3 - "$root/actions/gitlab/stepguard.yml" > "$tmp/gitlab-script.sh" <<'PY'
+import sys, yaml
+documents = list(yaml.safe_load_all(open(sys.argv[1])))
+job = next(iter(documents[1].values()))
+print("\n".join(job["script"]))
+PY
+    e="$tmp/g1"; mkdir -p "$e"
+    (cd "$e" && env -i PATH="$tmp/real:$PATH" HOME="$tmp/home" STEPGUARD_POLICY="" STEPGUARD_COMPONENT_STEP=stepguard \
+      STEPGUARD_SCRIPT="touch $e/ran" STEPGUARD_STEP=debug sh -e "$tmp/gitlab-script.sh" > "$e/log" 2>&1)
+    status=$?
+    check "gitlab component: the script runs under stepguard with the default inputs, and a STEPGUARD_STEP from a dotenv report is ignored" \
+      bash -c "[ $status -eq 0 ] && [ -e '$e/ran' ] && [ -s '$e/stepguard-audit.jsonl' ]"
+  else
+    echo "skip - python3 has no yaml module (the GitLab component's script is not run)"
+  fi
 else
   echo "skip - real stepguard binary not built ($binary)"
 fi

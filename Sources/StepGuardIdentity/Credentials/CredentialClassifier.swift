@@ -105,16 +105,48 @@ public struct CredentialClassifier: Sendable {
     }
 
     /// Classifies every variable of `environment` and applies `action` (`credentials.long_lived`).
+    ///
+    /// A variable holds a credential when a detection rule or the JWT check recognises its value,
+    /// or any percent/base64/hex decoding or lower/upper-case form of it (``EncodedValue``); or, failing
+    /// that, when it is named like a secret and its value looks like one. Job-scoped CI tokens
+    /// (``CredentialNames/jobScoped``) count as short-lived unless a specific long-lived format is
+    /// recognised in them. Pieces of a value split across alike-named variables (`TOKEN_A`,
+    /// `TOKEN_B`) are joined in name order and classified together. The halves of a pair
+    /// (`AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, `*_CLIENT_ID` and `*_CLIENT_SECRET`,
+    /// `*_USER` and `*_PASSWORD`…) share the pair's class: the secret half of temporary AWS keys
+    /// is short-lived, and both halves of a long-lived pair are stripped or denied together.
     public func classify(environment: [String: String], action: CredentialsPolicy.LongLived) -> CredentialVerdict {
-        var findings: [CredentialFinding] = []
-        for name in environment.keys.sorted() {
-            let value = environment[name]!
-            var matches = detector.credentials(in: value)
-            if let jwt = classifyJWT(value) { matches.append(jwt) }
-            guard !matches.isEmpty else { continue }
-            let lifetime: CredentialLifetime = matches.contains { $0.lifetime == .longLived } ? .longLived : .shortLived
-            let exempt = allowVariables.contains { $0.matches(name) }
-            findings.append(CredentialFinding(variable: name, lifetime: lifetime, matches: matches, exempted: exempt))
+        var byName: [String: [CredentialMatch]] = [:]
+        for (name, value) in environment {
+            let matches = self.matches(name: name, value: value)
+            if !matches.isEmpty { byName[name] = matches }
+        }
+        for (name, matches) in splitMatches(environment, classified: byName) { byName[name, default: []].append(contentsOf: matches) }
+
+        let exempted = Set(environment.keys.filter { name in allowVariables.contains { $0.matches(name) } })
+        var lifetimes: [String: CredentialLifetime] = [:]
+        for (name, matches) in byName { lifetimes[name] = Self.lifetime(of: matches) }
+        // Pairs: a secret recognised only by its name is short-lived beside a temporary key (STS);
+        // any long-lived half makes the whole pair long-lived.
+        let stems = Dictionary(grouping: environment.keys.compactMap { name in CredentialNames.pairStem(name).map { ($0, name) } }, by: \.0)
+            .mapValues { $0.map(\.1) }
+        for (_, members) in stems where members.count > 1 {
+            let recognised = members.filter { byName[$0].map(Self.recognisedByValue) ?? false }
+            for name in members where byName[name]?.allSatisfy({ $0.ruleID == CredentialNames.secretNameRule }) == true
+                && recognised.contains(where: { lifetimes[$0] == .shortLived }) && !recognised.contains(where: { lifetimes[$0] == .longLived }) {
+                byName[name] = [CredentialMatch(ruleID: "temporary-credential-secret", description: "secret half of temporary credentials", lifetime: .shortLived)]
+                lifetimes[name] = .shortLived
+            }
+            let longLived = members.filter { lifetimes[$0] == .longLived && !exempted.contains($0) }.sorted()
+            guard let first = longLived.first else { continue }
+            for name in members where lifetimes[name] != .longLived {
+                byName[name, default: []].append(CredentialMatch(ruleID: "credential-pair", description: "the other half of the credential in \(first)", lifetime: .longLived))
+                lifetimes[name] = .longLived
+            }
+        }
+
+        let findings = byName.keys.sorted().map { name in
+            CredentialFinding(variable: name, lifetime: lifetimes[name]!, matches: byName[name]!, exempted: exempted.contains(name))
         }
         let offending = findings.filter { $0.lifetime == .longLived && !$0.exempted }.map(\.variable)
         var result = environment
@@ -131,15 +163,65 @@ public struct CredentialClassifier: Sendable {
         return CredentialVerdict(decision: decision, findings: findings, stripped: stripped, environment: result)
     }
 
+    /// Long-lived when any match is.
+    private static func lifetime(of matches: [CredentialMatch]) -> CredentialLifetime {
+        matches.contains { $0.lifetime == .longLived } ? .longLived : .shortLived
+    }
+
+    /// True when a rule or the JWT check recognised the value itself (not only its name).
+    private static func recognisedByValue(_ matches: [CredentialMatch]) -> Bool {
+        matches.contains { $0.ruleID != CredentialNames.secretNameRule }
+    }
+
+    /// The credentials in one variable: in its value and every decoded form of it; by its name
+    /// when nothing in the value is recognised; short-lived for job-scoped CI tokens.
+    func matches(name: String, value: String) -> [CredentialMatch] {
+        var matches = valueMatches(value)
+        if matches.isEmpty, let byName = CredentialNames.secretByName(name, value: value) { matches = [byName] }
+        guard CredentialNames.jobScoped.contains(name) else { return matches }
+        return matches.map { match in
+            guard CredentialNames.isGeneric(match.ruleID) || match.ruleID == "jwt" else { return match }
+            return CredentialMatch(ruleID: "ci-job-token", description: "job-scoped CI token (\(match.ruleID))", lifetime: .shortLived)
+        }
+    }
+
+    /// The credentials a rule or the JWT check recognises in `value` or a decoded form of it, each rule once.
+    func valueMatches(_ value: String) -> [CredentialMatch] {
+        var matches: [CredentialMatch] = []
+        for form in EncodedValue.forms(of: value) {
+            var found = detector.credentials(in: form)
+            if let jwt = classifyJWT(form) { found.append(jwt) }
+            for match in found where !matches.contains(where: { $0.ruleID == match.ruleID }) { matches.append(match) }
+        }
+        return matches
+    }
+
+    /// Long-lived credentials found only once the pieces of alike-named variables (`TOKEN_A`,
+    /// `TOKEN_B`; `KEY1`, `KEY2`; `SECRET_PART1`…) are joined in name order, for each piece.
+    private func splitMatches(_ environment: [String: String], classified: [String: [CredentialMatch]]) -> [String: [CredentialMatch]] {
+        let pieces = Dictionary(grouping: environment.keys.compactMap { name in CredentialNames.piece(name).map { (stem: $0.stem, order: $0.order, name: name) } },
+                                by: \.stem)
+        var result: [String: [CredentialMatch]] = [:]
+        for (_, group) in pieces where (2...8).contains(group.count) {
+            let names = group.sorted { $0.order < $1.order }.map(\.name)
+            let joined = valueMatches(names.map { environment[$0]! }.joined())
+            let known = Set(names.flatMap { classified[$0] ?? [] }.map(\.ruleID))
+            let split = joined.filter { $0.lifetime == .longLived && !known.contains($0.ruleID) }
+            guard !split.isEmpty else { continue }
+            let rules = split.map(\.ruleID).joined(separator: ", ")
+            for name in names {
+                result[name] = [CredentialMatch(ruleID: "split-credential", description: "a piece of \(rules) split across \(names.joined(separator: " + "))", lifetime: .longLived)]
+            }
+        }
+        return result
+    }
+
     /// A whole value that is a compact JWS with an `exp`: short-lived when it lives no longer than
     /// `maxJWTLifetime`, long-lived otherwise (including no `exp`).
     func classifyJWT(_ value: String) -> CredentialMatch? {
         // ASCII whitespace only: Foundation's trimmingCharacters bridges through NSString, and this
         // runs on every variable of the step's environment before the step starts.
-        func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || (0x09...0x0D).contains(byte) }
-        guard let first = value.utf8.firstIndex(where: { !isSpace($0) }),
-              let last = value.utf8.lastIndex(where: { !isSpace($0) }) else { return nil }
-        let trimmed = Substring(value.utf8[first...last])
+        let trimmed = value.trimmingASCIISpaces
         guard trimmed.hasPrefix("eyJ"), trimmed.utf8.count <= CompactJWS.defaultMaximumSize * 4 else { return nil }
         let parts = trimmed.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3,

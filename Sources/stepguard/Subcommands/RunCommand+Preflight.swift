@@ -1,6 +1,7 @@
 import Foundation
 import StepGuardAudit
 import StepGuardIdentity
+import StepGuardPipeline
 import StepGuardPolicy
 
 /// The job's verified identity and the verifier that checked it (reused for tokens in flight).
@@ -58,5 +59,59 @@ struct Preflight {
         }
         if verdict.decision == .deny && policy.mode == .enforce { return nil }
         return verdict.environment
+    }
+}
+
+/// What a previous step of the job could have set up, and what this one leaves for the next.
+extension Preflight {
+    /// The ways an override selected by `$STEPGUARD_STEP` (not by `--step`) enforces less than the
+    /// base policy. A previous step can write `STEPGUARD_STEP` to `$GITHUB_ENV`, so from there an
+    /// override may add destinations and services but not loosen the policy; when it would,
+    /// the base policy is returned instead, under which the refusal is recorded and enforced.
+    static func looserStepFromEnvironment(_ policy: Policy, file: String?, step: String?, explicit: Bool, mode: String?) throws -> (Policy, [String]) {
+        guard !explicit, step != nil else { return (policy, []) }
+        var base = try loadPolicy(file: file, step: nil)
+        if let mode { base.mode = EnforcementMode(rawValue: mode)! }
+        let loosenings = policy.loosenings(from: base)
+        return (loosenings.isEmpty ? policy : base, loosenings)
+    }
+
+    /// Records the refusal of a looser override chosen through `$STEPGUARD_STEP`; false when the
+    /// step must not start.
+    func checkStepFromEnvironment(_ step: String?, loosenings: [String]) -> Bool {
+        guard let step, !loosenings.isEmpty else { return true }
+        trail.record(AuditEvent(type: .persistence, decision: .deny,
+                                reason: "$STEPGUARD_STEP selects step '\(step)', whose override enforces less than the policy (\(loosenings.joined(separator: ", "))); a previous step can set $STEPGUARD_STEP through $GITHUB_ENV, so only --step \(step) may choose it",
+                                rule: "built-in: STEPGUARD_STEP may not loosen the policy", subject: ["variable": .string("STEPGUARD_STEP")]))
+        return false
+    }
+
+    /// Records, as deny events, what the step appended to `$GITHUB_ENV`/`$GITHUB_PATH` that would
+    /// change how later steps are guarded or run, and any tampering with those files. In enforce
+    /// mode the file gets back what it held before the step, when it is still the same file.
+    func recordLaterStepChanges(_ files: LaterStepFiles) {
+        let changes = files.changes()
+        var undone: Set<String> = []
+        if policy.mode == .enforce {
+            for file in Set(changes.map(\.file)) where files.restore(file) { undone.insert(file) }
+        }
+        for change in changes {
+            var subject: [String: AuditValue] = ["file": .string(change.file)]
+            if let variable = change.variable { subject["variable"] = .string(variable) }
+            let outcome = undone.contains(change.file) ? "; stepguard put back what the file held before the step" : ""
+            trail.record(AuditEvent(type: .persistence, decision: .deny, reason: change.reason + outcome,
+                                    rule: "built-in: a step may not change how later steps run", subject: subject))
+        }
+    }
+}
+
+extension RunInvocation {
+    /// Writes the verdict record to `--verdict-fd`, when given: the one channel the caller (the
+    /// GitHub action) reads the verdict from, which the step never holds.
+    func writeRecord(of verdict: Verdict) {
+        guard let verdictFD else { return }
+        let line = Array((verdict.record + "\n").utf8)
+        let written = line.withUnsafeBytes { write(verdictFD, $0.baseAddress, $0.count) }
+        if written != line.count { printErr("stepguard: cannot write the verdict record to descriptor \(verdictFD): \(String(cString: strerror(errno)))") }
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import StepGuardAudit
 import StepGuardEgress
 import StepGuardIdentity
+import StepGuardPipeline
 import StepGuardPolicy
 import StepGuardSandbox
 import Synchronization
@@ -48,6 +49,12 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("keep-fd"), help: ArgumentHelp("Pass this open descriptor (3 or more) to the step, e.g. a make jobserver pipe; repeatable. The step gets no other descriptor beyond stdin, stdout and stderr.", valueName: "n"))
     var keepFDs: [Int32] = []
 
+    @Option(name: .customLong("verdict-fd"), help: ArgumentHelp("Write one `stepguard-verdict verdict=… exit_code=… violations=…` line to this open descriptor (3 or more) once the step has ended; the step never gets it.", valueName: "n"))
+    var verdictFD: Int32?
+
+    @Option(name: .customLong("dotenv-report"), help: ArgumentHelp("A GitLab dotenv report the job declares (artifacts:reports:dotenv): what the step writes there is checked like $GITHUB_ENV; repeatable.", valueName: "file"))
+    var dotenvReports: [String] = []
+
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The step to run, after '--'.", valueName: "command"))
     var command: [String] = []
 
@@ -66,11 +73,16 @@ struct RunCommand: AsyncParsableCommand {
                 throw ValidationError("--keep-fd \(fd): descriptor \(fd) is not open; open it where stepguard is started, e.g. `stepguard run --keep-fd \(fd) -- CMD \(fd)<file`")
             }
         }
+        if let verdictFD {
+            guard verdictFD > STDERR_FILENO, !keepFDs.contains(verdictFD), fcntl(verdictFD, F_GETFD) >= 0 else {
+                throw ValidationError("--verdict-fd \(verdictFD): name an open descriptor 3 or above that --keep-fd does not pass to the step, e.g. `stepguard run --verdict-fd 3 -- CMD 3>verdict.txt`")
+            }
+        }
     }
 
     /// The options as read by ArgumentParser.
     var invocation: RunInvocation {
-        RunInvocation(policy: policy, step: step, mode: mode, auditLog: auditLog, verbose: verbose, keepFDs: keepFDs, command: command)
+        RunInvocation(policy: policy, step: step, mode: mode, auditLog: auditLog, verbose: verbose, keepFDs: keepFDs, verdictFD: verdictFD, dotenvReports: dotenvReports, command: command)
     }
 
     func run() async throws {
@@ -81,6 +93,7 @@ struct RunCommand: AsyncParsableCommand {
 extension RunInvocation {
     /// Runs the step under policy; throws ``ExitCode`` with the verdict's exit status.
     func run() async throws {
+        if let verdictFD { _ = fcntl(verdictFD, F_SETFD, FD_CLOEXEC) }  // no program stepguard starts inherits it
         // The policy-independent part of the egress proxy (threads, per-run CA, trust bundle,
         // listening socket) is made first, on another thread, while the policy loads and the step's
         // environment is checked. Whatever the outcome, what no session took over is released.
@@ -103,6 +116,8 @@ extension RunInvocation {
         let stepName = step ?? environment["STEPGUARD_STEP"].flatMap { $0.isEmpty ? nil : $0 }
         var policy = try loadPolicy(file: self.policy, step: stepName)
         if let mode { policy.mode = EnforcementMode(rawValue: mode)! }
+        let looserStep: [String]
+        (policy, looserStep) = try Preflight.looserStepFromEnvironment(policy, file: self.policy, step: stepName, explicit: step != nil, mode: mode)
 
         let trail: AuditTrail
         do {
@@ -115,6 +130,7 @@ extension RunInvocation {
         }
 
         let preflight = Preflight(policy: policy, trail: trail)
+        let stepSourcePassed = preflight.checkStepFromEnvironment(stepName, loosenings: looserStep)
         let identityPassed: Bool
         let job: VerifiedJob?
         do {
@@ -150,10 +166,11 @@ extension RunInvocation {
             printErr("stepguard: cannot load the credential rules: \(error)")
             throw ExitCode(StepGuardExitCode.software)
         }
-        guard identityPassed, let stepEnvironment, let egressStart else {
+        guard identityPassed, stepSourcePassed, let stepEnvironment, let egressStart else {
             await stopEgress()
             let verdict = Verdict(stepExitCode: nil, outcome: "was not started", events: trail.recorded, auditOnly: policy.mode == .audit)
             trail.finish(verdict)
+            writeRecord(of: verdict)
             throw ExitCode(verdict.exitCode)
         }
         let egress: EgressSession
@@ -165,6 +182,9 @@ extension RunInvocation {
             throw ExitCode(error.exitCode)
         }
         defer { egress.stop(processExits: true) }  // stepguard exits right after the step
+        // What the step must not have leaves stepguard's own environment block too (/proc/PID/environ).
+        ProcessEnvironment.wipe(Set(environment.keys).subtracting(stepEnvironment.keys))
+        let laterSteps = LaterStepFiles(environment: environment, dotenvReports: dotenvReports)  // where $GITHUB_ENV/$GITHUB_PATH stand before the step
         let step = StepCommand(arguments: command, environment: stepEnvironment.merging(egress.environment) { _, proxy in proxy })
         let options = spawnOptions(policy, home: environment["HOME"], proxyPort: UInt16(egress.port), keeping: keepFDs,
                                    protecting: auditLog.map { [URL(fileURLWithPath: $0).standardizedFileURL.path] } ?? [])
@@ -205,11 +225,13 @@ extension RunInvocation {
             trail.record(AuditEvent(type: .isolation, decision: .deny, reason: "\(tampering); the step must not touch stepguard's audit log",
                                     rule: "built-in: audit log integrity"))
         }
+        preflight.recordLaterStepChanges(laterSteps)
         trail.record(AuditEvent(type: .exit, decision: .allow, reason: "step \(termination)",
                                 subject: ["exit_code": .int(Int(termination.exitCode))]))
         let verdict = Verdict(stepExitCode: termination.exitCode, outcome: termination.description,
                               events: trail.recorded, auditOnly: policy.mode == .audit, isolation: containment.summary)
         trail.finish(verdict)
+        writeRecord(of: verdict)
         if verdict.exitCode != 0 { throw ExitCode(verdict.exitCode) }
     }
 }

@@ -9,6 +9,10 @@ struct RunInvocation: Equatable {
     var verbose = false
     /// Descriptors above stderr passed to the step (`--keep-fd`); it gets no others.
     var keepFDs: [Int32] = []
+    /// Where the verdict record goes once the step has ended (`--verdict-fd`); never the step's.
+    var verdictFD: Int32?
+    /// GitLab dotenv reports checked after the step like `$GITHUB_ENV` (`--dotenv-report`).
+    var dotenvReports: [String] = []
     var command: [String] = []
 }
 

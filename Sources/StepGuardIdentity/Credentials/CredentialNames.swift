@@ -1,0 +1,130 @@
+import StepGuardSecrets
+
+/// What the name of an environment variable says about its value: a secret by name
+/// (`*_PASSWORD`, `*_SECRET*`, `*_TOKEN`…), a job-scoped CI token, half of a credential pair, or a
+/// piece of a value split across alike-named variables.
+enum CredentialNames {
+    /// Variables a CI system sets for one job only, whose tokens die with the job: GitHub Actions'
+    /// runtime and OIDC-request tokens, GitLab's job token and the registry/dependency-proxy
+    /// passwords derived from it, GitLab's job JWTs and clone URL (it carries the job token),
+    /// Buildkite's agent job token, CircleCI's OIDC tokens and Azure Pipelines' System.AccessToken.
+    /// Their name-based and generic matches count as short-lived; a recognisable long-lived
+    /// credential (a `ghp_…` in `CI_JOB_TOKEN`) or a JWT without `exp` still counts as long-lived.
+    static let jobScoped: Set<String> = [
+        "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "CI_JOB_TOKEN", "CI_BUILD_TOKEN", "CI_JOB_JWT", "CI_JOB_JWT_V1", "CI_JOB_JWT_V2",
+        "CI_REGISTRY_PASSWORD", "CI_DEPENDENCY_PROXY_PASSWORD", "CI_REPOSITORY_URL",
+        "BUILDKITE_AGENT_ACCESS_TOKEN", "CIRCLE_OIDC_TOKEN", "CIRCLE_OIDC_TOKEN_V2", "SYSTEM_ACCESSTOKEN",
+    ]
+
+    /// Rules that recognise a credential by its surroundings rather than by a format of its own;
+    /// in a job-scoped variable they describe the job token itself.
+    static func isGeneric(_ ruleID: String) -> Bool {
+        ruleID.hasPrefix("generic-") || ["url-basic-auth", "connection-string-password", "jwt-long-lived", secretNameRule].contains(ruleID)
+    }
+
+    /// The rule id of a credential recognised by its variable's name.
+    static let secretNameRule = "secret-variable-name"
+
+    /// Name segments that make a value a secret at 8 characters or more, whatever its entropy.
+    private static let passwordWords: Set<String> = ["PASSWORD", "PASSWD", "PASSPHRASE", "SECRET", "SECRETS"]
+    /// Name segments (and segment pairs) that make a value of 16 characters or more with at least
+    /// 3 bits of entropy per character a secret.
+    private static let tokenWords: Set<String> = ["TOKEN", "APIKEY", "ACCESSTOKEN", "CREDENTIAL", "CREDENTIALS", "PAT",
+                                                  "API_KEY", "ACCESS_KEY", "SECRET_KEY", "PRIVATE_KEY", "AUTH_KEY", "ACCOUNT_KEY",
+                                                  "SIGNING_KEY", "ENCRYPTION_KEY", "MASTER_KEY", "CLIENT_KEY", "APP_KEY"]
+    /// Last segments that name something about a secret rather than the secret itself
+    /// (`VAULT_TOKEN_PATH`, `SECRET_NAME`, `TOKEN_TTL`).
+    private static let metadataWords: Set<String> = [
+        "PATH", "FILE", "DIR", "URL", "URI", "ENDPOINT", "HOST", "PORT", "NAME", "ID", "TYPE", "HEADER", "TTL", "EXPIRY",
+        "EXPIRES", "LENGTH", "SIZE", "MODE", "ENABLED", "REQUIRED", "VERSION", "FORMAT", "ARN", "REF", "ROLE", "ISSUER",
+        "AUDIENCE", "SCOPE", "SCOPES", "USER", "USERNAME", "LOCATION", "PROVIDER", "REGION", "KIND", "PREFIX", "SUFFIX",
+    ]
+
+    /// A match when `name` is named like a secret and `value` looks like one (not empty, not a
+    /// placeholder or a reference like `${X}`, not a path or a URL without credentials).
+    static func secretByName(_ name: String, value: String) -> CredentialMatch? {
+        let segments = name.uppercased().split(separator: "_").map(String.init)
+        guard let last = segments.last else { return nil }
+        // `…_SECRET_ID` (Vault AppRole) is a secret; other `…_ID`, `…_PATH`, `…_NAME`… are about one.
+        let isSecretID = last == "ID" && segments.dropLast().last == "SECRET"
+        guard isSecretID || !metadataWords.contains(last) else { return nil }
+        let pairs = zip(segments, segments.dropFirst()).map { "\($0)_\($1)" }
+        let isPasswordNamed = segments.contains { passwordWords.contains($0) }
+        let isTokenNamed = segments.contains { tokenWords.contains($0) } || pairs.contains { tokenWords.contains($0) }
+        guard isPasswordNamed || isTokenNamed else { return nil }
+        let text = value.trimmingASCIISpaces
+        guard !looksLikeReference(text) else { return nil }
+        let count = text.utf8.count
+        let isSecret = (isPasswordNamed && count >= 8) || (isTokenNamed && count >= 16 && SecretDetector.entropy(of: text) >= 3.0)
+        guard isSecret else { return nil }
+        return CredentialMatch(ruleID: secretNameRule, description: "a secret by its variable's name", lifetime: .longLived)
+    }
+
+    /// Placeholders, references, paths and plain URLs: values a secret-named variable holds
+    /// when it does not hold the secret itself.
+    private static func looksLikeReference(_ text: String) -> Bool {
+        if text.isEmpty || text.contains("${") || text.contains("$(") || text.hasPrefix("$") { return true }
+        if text.hasPrefix("<") && text.hasSuffix(">") { return true }
+        if text.allSatisfy({ $0 == "*" || $0 == "x" || $0 == "X" }) { return true }
+        if text.hasPrefix("/") || text.hasPrefix("./") || text.hasPrefix("../") || text.hasPrefix("~/") { return true }
+        if let scheme = text.range(of: "://"), !text[scheme.upperBound...].contains("@") { return true }
+        return false
+    }
+
+    // MARK: Pairs
+
+    /// Roles of the halves of a credential, longest first: `AWS_` + `SECRET_ACCESS_KEY`.
+    private static let roles = [
+        "SECRET_ACCESS_KEY", "ACCESS_KEY_ID", "SESSION_TOKEN", "SECURITY_TOKEN", "CLIENT_SECRET", "CLIENT_ID", "TENANT_ID",
+        "CONSUMER_SECRET", "CONSUMER_KEY", "TOKEN_SECRET", "TOKEN_ID", "ACCOUNT_NAME", "ACCOUNT_KEY", "API_SECRET", "API_KEY",
+        "APP_SECRET", "APP_KEY", "APP_ID", "SECRET_KEY", "ACCESS_KEY", "KEY_ID", "USERNAME", "PASSWORD", "PASSWD", "LOGIN",
+        "SECRET", "USER",
+    ]
+
+    /// The stem shared by the halves of a credential: `AWS_` for `AWS_SECRET_ACCESS_KEY`, nil when
+    /// the name is not a role of a pair (or has no stem: a bare `USER` is the login name).
+    static func pairStem(_ name: String) -> String? {
+        for role in roles where name.hasSuffix(role) {
+            let stem = name.dropLast(role.count)
+            if stem.hasSuffix("_") && stem.count > 1 { return String(stem) }
+        }
+        return nil
+    }
+
+    // MARK: Split values
+
+    /// The stem and order key of a piece of a split value: `TOKEN_A` → (`TOKEN`, `A`),
+    /// `KEY_PART2` → (`KEY`, `2`), `SECRET1` → (`SECRET`, `1`). Nil for other names.
+    static func piece(_ name: String) -> (stem: String, order: String)? {
+        var stem = Substring(name)
+        var order = Substring("")
+        if let digits = stem.lastIndex(where: { !$0.isASCIIDigit }).map({ stem.index(after: $0) }), digits < stem.endIndex,
+           stem.distance(from: digits, to: stem.endIndex) <= 2 {
+            order = stem[digits...]
+            stem = stem[..<digits]
+            if stem.hasSuffix("PART") { stem = stem.dropLast(4) }
+        } else if stem.count >= 3, stem[stem.index(stem.endIndex, offsetBy: -2)] == "_", stem.last!.isLetter {
+            order = stem.suffix(1)
+            stem = stem.dropLast(1)
+        } else {
+            return nil
+        }
+        while stem.hasSuffix("_") { stem = stem.dropLast() }
+        guard !stem.isEmpty else { return nil }
+        return (String(stem), order.count < 2 ? " " + order : String(order))  // pads digits so 2 < 10
+    }
+}
+
+extension Character {
+    fileprivate var isASCIIDigit: Bool { isASCII && isNumber }
+}
+
+extension String {
+    /// The string without leading and trailing ASCII whitespace (no NSString bridging).
+    var trimmingASCIISpaces: String {
+        func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || (0x09...0x0D).contains(byte) }
+        guard let first = utf8.firstIndex(where: { !isSpace($0) }), let last = utf8.lastIndex(where: { !isSpace($0) }) else { return "" }
+        return String(Substring(utf8[first...last]))
+    }
+}
