@@ -27,6 +27,11 @@ import Testing
         #expect(LaterStepFiles.isDangerous("NODE_OPTIONS"))
         #expect(!LaterStepFiles.isDangerous("GREETING"))
         #expect(!LaterStepFiles.isDangerous("PATHFINDER"))
+        // Cloud SDK settings are handed on; what chooses credentials, endpoints or trust is not.
+        #expect(!LaterStepFiles.isDangerous("AWS_REGION") && !LaterStepFiles.isDangerous("GOOGLE_CLOUD_PROJECT"))
+        #expect(LaterStepFiles.isDangerous("AWS_SECRET_ACCESS_KEY") && LaterStepFiles.isDangerous("aws_profile")
+                && LaterStepFiles.isDangerous("AWS_ENDPOINT_URL_STS") && LaterStepFiles.isDangerous("GOOGLE_APPLICATION_CREDENTIALS")
+                && LaterStepFiles.isDangerous("AZURE_CLIENT_SECRET"))
         #expect(LaterStepFiles.isDangerous("\u{FEFF}LD_PRELOAD"), "a byte-order mark does not hide a name")
         #expect(LaterStepFiles.isDangerous(" LD_PRELOAD "))
         #expect(LaterStepFiles.isDangerous("LD_PRELOAD\u{200B}"), "a name that is not plain is not trusted")

@@ -67,7 +67,7 @@ tinyproxy -d -c "$W/tinyproxy.conf" >/dev/null 2>&1 & PIDS+=($!)
 cat > "$W/policy.yaml" <<POL
 version: 1
 on_violation: fail
-egress: { default: allow }
+egress: { default: deny, allow: ["127.0.0.1:18080"] }   # the upstream, named explicitly: the host's loopback is protected
 services:
   - service: hashicorp-vault
     hosts: [localhost]

@@ -1,4 +1,5 @@
 import Foundation
+import StepGuardPolicy
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -56,7 +57,16 @@ public struct LaterStepFiles: Sendable {
         "GIT_*", "SSH_AUTH_SOCK", "DOCKER_HOST", "DOCKER_CONFIG", "KUBECONFIG",
         "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "FTP_PROXY",
         "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "CURL_HOME", "WGETRC", "OPENSSL_CONF",
-        "GITHUB_*", "GH_*", "ACTIONS_*", "RUNNER_*", "CI_*", "AWS_*", "AZURE_*", "GOOGLE_*", "CLOUDSDK_*",
+        "GITHUB_*", "GH_*", "ACTIONS_*", "RUNNER_*", "CI_*",
+        // Cloud SDKs: the variables that choose credentials, identities, endpoints or trust — not
+        // settings such as AWS_REGION or GOOGLE_CLOUD_PROJECT, which steps hand on as a matter of course.
+        "AWS_ACCESS_KEY*", "AWS_SECRET*", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_*PROFILE", "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE", "AWS_CA_BUNDLE", "AWS_ENDPOINT_URL*", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
+        "AWS_CONTAINER_*", "AWS_EC2_METADATA_*",
+        "AZURE_CLIENT_*", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN*", "AZURE_AUTHORITY_HOST", "AZURE_CONFIG_DIR",
+        "AZURE_USERNAME", "AZURE_PASSWORD", "ARM_*",
+        "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CREDENTIALS", "GOOGLE_GHA_CREDS_PATH", "GOOGLE_OAUTH_ACCESS_TOKEN",
+        "GOOGLE_IMPERSONATE_SERVICE_ACCOUNT", "CLOUDSDK_*",
     ]
 
     /// Records where `$GITHUB_ENV` and `$GITHUB_PATH` (as named in `environment`) and the GitLab
@@ -136,10 +146,11 @@ public struct LaterStepFiles: Sendable {
         let plain = trimmed.utf8.first.map { !(0x30...0x39).contains($0) } == true
             && trimmed.utf8.allSatisfy { $0 == 0x5F || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }
         guard plain else { return true }
-        let upper = trimmed.uppercased()
-        return dangerousVariables.contains { pattern in
-            pattern.hasSuffix("*") ? upper.hasPrefix(pattern.dropLast()) : upper == pattern
-        }
+        return dangerousPatterns.contains { $0.matches(trimmed) }
+    }
+
+    private static let dangerousPatterns = dangerousVariables.map { pattern in
+        do { return try Glob(pattern, caseInsensitive: true) } catch { preconditionFailure("\(pattern): \(error)") }
     }
 
     /// Why an appended `$GITHUB_ENV` part could not be parsed.
