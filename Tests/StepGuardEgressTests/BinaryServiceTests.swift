@@ -92,15 +92,11 @@ import Testing
     @Test func vaultLoginWithTheJobsTokenThenReadsOnlyAllowedPaths() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let issuer = TestOIDCIssuer()
-        let subject = "repo:octo-org/app:ref:refs/heads/main"
-        let claims = ["repository": #""octo-org/app""#, "ref": #""refs/heads/main""#]
         // The job's own token (verified by the binary before the step starts), then what the step
         // sends to Vault: a token of the same workload for Vault's audience, and one of another job.
-        try directory.write("jwks.json", issuer.jwks)
-        let jobToken = try directory.write("job.jwt", try issuer.token(subject: subject, audience: "stepguard", extraClaims: claims))
-        let sameJob = try issuer.token(subject: subject, audience: "vault", extraClaims: claims)
-        let otherJob = try issuer.token(subject: "repo:octo-org/other:ref:refs/heads/main", audience: "vault",
+        let job = try WorkloadJob(in: directory)
+        let sameJob = try job.token(audience: "vault")
+        let otherJob = try job.issuer.token(subject: "repo:octo-org/other:ref:refs/heads/main", audience: "vault",
                                         extraClaims: ["repository": #""octo-org/other""#, "ref": #""refs/heads/main""#])
         let sameFile = try directory.write("same.jwt", sameJob)
         let otherFile = try directory.write("other.jwt", otherJob)
@@ -109,13 +105,7 @@ import Testing
         let policy = """
         version: 1
         on_violation: fail
-        identity:
-          token: file:\(jobToken)
-          issuer: \(issuer.issuer)
-          audience: stepguard
-          jwks: \(directory.path("jwks.json"))
-          algorithms: [ES256]
-          claims: { repository: "octo-org/app" }
+        \(job.identity)
         egress: { default: deny }
         services:
           - service: hashicorp-vault

@@ -135,13 +135,9 @@ extension TestOIDCIssuer {
     @Test func aDecoyBesideTheJobsTokenIsDenied() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let issuer = TestOIDCIssuer()
-        let subject = "repo:octo-org/app:ref:refs/heads/main"
-        let claims = ["repository": #""octo-org/app""#, "ref": #""refs/heads/main""#]
-        try directory.write("jwks.json", issuer.jwks)
-        let jobToken = try directory.write("job.jwt", try issuer.token(subject: subject, audience: "stepguard", extraClaims: claims))
-        let good = try issuer.token(subject: subject, audience: "vault", extraClaims: claims)
-        let decoy = try issuer.token(subject: subject, audience: "vault", ttl: 30 * 86_400, extraClaims: claims)
+        let job = try WorkloadJob(in: directory)
+        let good = try job.token(audience: "vault")
+        let decoy = try job.token(audience: "vault", ttl: 30 * 86_400)
         let body = #"{"role":"ci","jwt":"\#(decoy)"}"#
         try directory.write("good.json", #"{"role":"ci","jwt":"\#(good)"}"#)
         try directory.write("trailing.json", body + "}")
@@ -149,15 +145,7 @@ extension TestOIDCIssuer {
         try directory.write("plain.json", body)
         let vault = try VaultStandIn(directory: directory)
         defer { vault.shutdown() }
-        let policy = vault.policy(allow: [#"{ methods: [POST], paths: ["/v1/auth/jwt/login"], credential: workload }"#], identity: """
-        identity:
-          token: file:\(jobToken)
-          issuer: \(issuer.issuer)
-          audience: stepguard
-          jwks: \(directory.path("jwks.json"))
-          algorithms: [ES256]
-          claims: { repository: "octo-org/app" }
-        """)
+        let policy = vault.policy(allow: [#"{ methods: [POST], paths: ["/v1/auth/jwt/login"], credential: workload }"#], identity: job.identity)
         let url = "https://vault.example.test:8200/v1/auth/jwt/login"
         let login = "\(BinaryServiceTests.code) -H 'Authorization: Bearer \(good)' -H 'Content-Type: application/json'"
         let script = """

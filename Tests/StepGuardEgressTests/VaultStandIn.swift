@@ -1,3 +1,4 @@
+import Foundation
 import StepGuardTestSupport
 
 /// A Vault stand-in at `vault.example.test:8200` and the policy naming it, shared by the binary
@@ -29,4 +30,34 @@ struct VaultStandIn {
 
     var requests: [ReceivedRequest] { server.requests }
     func shutdown() { server.shutdown() }
+}
+
+/// A job whose workload identity the binary verifies before the step starts: a test issuer, its
+/// JWKS in `jwks.json`, the job's own token (audience `stepguard`) in `job.jwt`, and the policy's
+/// `identity:` section pinning its repository.
+struct WorkloadJob {
+    let issuer = TestOIDCIssuer()
+    let subject = "repo:octo-org/app:ref:refs/heads/main"
+    let claims = ["repository": #""octo-org/app""#, "ref": #""refs/heads/main""#]
+    /// The policy's `identity:` section.
+    let identity: String
+
+    init(in directory: TemporaryDirectory) throws {
+        try directory.write("jwks.json", issuer.jwks)
+        let tokenFile = try directory.write("job.jwt", try issuer.token(subject: subject, audience: "stepguard", extraClaims: claims))
+        identity = """
+        identity:
+          token: file:\(tokenFile)
+          issuer: \(issuer.issuer)
+          audience: stepguard
+          jwks: \(directory.path("jwks.json"))
+          algorithms: [ES256]
+          claims: { repository: "octo-org/app" }
+        """
+    }
+
+    /// A token of this job's workload for `audience`.
+    func token(audience: String, ttl: TimeInterval = 300) throws -> String {
+        try issuer.token(subject: subject, audience: audience, ttl: ttl, extraClaims: claims)
+    }
 }
