@@ -322,6 +322,20 @@ static void close_all_except(const int *keep, int count) {
     }
 }
 
+/// The step's start inside an isolated step's PID namespace (pid 2, the init's child).
+typedef struct { const child_arguments *arguments; int signals; } step_start;
+
+enum { STEP_STACK_SIZE = 64 * 1024 };
+
+static int step_main(void *raw) {
+    const step_start *start = raw;
+    close(start->signals);
+    close(start->arguments->lifeline_read);
+    close(start->arguments->status_write);
+    exec_step(start->arguments);
+    return 127;
+}
+
 /// pid 1 of the step's PID namespace (a private copy of stepguard's memory, so it may loop and
 /// wait, but makes only system calls). It mounts the namespace's own /proc, enters a nested user
 /// and mount namespace so that every mount stepguard made (hidden paths, /proc) is locked — the
@@ -360,14 +374,14 @@ static void init_main(const child_arguments *arguments) {
     int signals = signalfd(-1, &children, SFD_CLOEXEC | SFD_NONBLOCK);
     if (signals < 0) child_fail(report, SG_STAGE_FORK, errno, -1);
 
-    pid_t step = raw_fork();
+    // The step shares the init's (private) memory until it execs, like the first child shares
+    // stepguard's: no second copy of the address space; the init sleeps until the exec.
+    void *stack = mmap(NULL, STEP_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) child_fail(report, SG_STAGE_FORK, errno, -1);
+    step_start start = { arguments, signals };
+    pid_t step = clone(step_main, (char *)stack + STEP_STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &start);
     if (step < 0) child_fail(report, SG_STAGE_FORK, errno, -1);
-    if (step == 0) {
-        close(signals);
-        close(arguments->lifeline_read);
-        close(arguments->status_write);
-        exec_step(arguments);
-    }
+    munmap(stack, STEP_STACK_SIZE);
     close(report);  // the parent reads end-of-file once the step has exec'd
     if (options->cgroup_procs >= 0) close(options->cgroup_procs);
 
