@@ -76,13 +76,13 @@ final class ServiceAddresses: Sendable {
 
     /// The service at one of `route`'s addresses (every one was checked; any may be connected to), on
     /// the port it connects to, if any.
+    /// (The address connected to is one of `route.addresses`; only its port may differ, by
+    /// `network.resolve`. The proxy asks for every request: nothing is parsed or allocated here.)
     func service(at route: Route) -> String? {
-        let connectAddress = route.connectAddress.ipAddress.flatMap { IPAddress(anySpelling: $0) }?.unmapped
         let connectPort = route.connectAddress.port.map { UInt16(clamping: $0) }
-        let addresses = Set(route.addresses.map(\.unmapped) + (connectAddress.map { [$0] } ?? []))
         return entries.withLock { entries in
             entries.first { entry in
-                addresses.contains(entry.address) && (entry.port == nil || entry.port == connectPort)
+                (entry.port == nil || entry.port == connectPort) && route.addresses.contains { $0.unmapped == entry.address }
             }?.service
         }
     }

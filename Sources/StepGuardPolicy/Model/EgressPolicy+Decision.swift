@@ -47,20 +47,21 @@ extension EgressPolicy {
         func matching(_ rules: [EgressRule]) -> EgressRule? {
             rules.first { rule in candidates.contains { rule.matches(host: host, address: $0, port: port) } }
         }
-        let isName = IPAddress(anySpelling: host) == nil
+        let hostAddress = IPAddress(anySpelling: host)
+        let isName = hostAddress == nil
         let addressesMayAllow = !isName || addressesFromPolicy || resolveNamesForAddressRules
         let allowRules = addressesMayAllow ? allow : allow.filter { if case .host = $0.target { true } else { false } }
         let target = "\(host):\(port)"
         if let rule = matching(deny) {
             return EgressVerdict(allowed: false, rule: "egress.deny: \(rule)", reason: "\(target) is denied by egress.deny rule '\(rule)'")
         }
-        if !addressesFromPolicy, let (destination, address) = unopenedProtectedDestination(host: host, port: port, candidates: candidates) {
+        if !addressesFromPolicy, let (destination, address) = unopenedProtectedDestination(host: host, hostAddress: hostAddress, port: port, candidates: candidates) {
             let via = address.map { $0.description == host ? "" : " (resolved to \($0))" } ?? ""
             let example: String
             switch destination.target {
             case .host: example = "the exact name '\(HostPattern.normalise(host))'"
             case .network(let network):
-                let exact = (address ?? IPAddress(anySpelling: host)).map(\.unmapped).flatMap { network.contains($0) ? $0 : nil }
+                let exact = (address ?? hostAddress).map(\.unmapped).flatMap { network.contains($0) ? $0 : nil }
                 example = "an address or network inside \(destination)" + (exact.map { ", e.g. '\(EgressRule(target: .network(CIDR(address: $0)), port: port))'" } ?? "")
             }
             return EgressVerdict(allowed: false, rule: "built-in: protected \(destination)",

@@ -21,14 +21,21 @@ public struct ProtectedDestination: Sendable, Hashable, CustomStringConvertible 
     /// nil before resolution) reaches this destination: the name matches, or the address — in any
     /// spelling, IPv4-mapped, IPv4-compatible and NAT64 (`64:ff9b::/96`) forms included — lies in it.
     public func covers(host: String, address: IPAddress?) -> Bool {
+        covers(host: host, hostAddress: IPAddress(anySpelling: host), address: address)
+    }
+
+    /// ``covers(host:address:)`` with the host already read as an address (once per decision: the
+    /// proxy asks for every request, and reading every spelling is the costly part).
+    func covers(host: String, hostAddress: IPAddress?, address: IPAddress?) -> Bool {
         switch target {
         case .host(let pattern):
             return pattern.matches(host)
         case .network(let network):
-            return [IPAddress(anySpelling: host), address].contains { candidate in
+            func inside(_ candidate: IPAddress?) -> Bool {
                 guard let candidate else { return false }
                 return network.contains(candidate) || candidate.embeddedIPv4.map(network.contains) == true
             }
+            return inside(hostAddress) || inside(address)
         }
     }
 
@@ -89,9 +96,10 @@ extension EgressPolicy {
 
     /// The first protected destination a connection reaches that no allow rule names explicitly,
     /// with the address (or nil: the name) that reaches it.
-    func unopenedProtectedDestination(host: String, port: UInt16, candidates: [IPAddress?]) -> (ProtectedDestination, IPAddress?)? {
+    func unopenedProtectedDestination(host: String, hostAddress: IPAddress?, port: UInt16,
+                                      candidates: [IPAddress?]) -> (ProtectedDestination, IPAddress?)? {
         for destination in Self.protectedDestinations {
-            for candidate in candidates where destination.covers(host: host, address: candidate) {
+            for candidate in candidates where destination.covers(host: host, hostAddress: hostAddress, address: candidate) {
                 let opened = allow.contains { rule in
                     destination.isNamedExplicitly(by: rule) && rule.matches(host: host, address: candidate, port: port)
                 }
