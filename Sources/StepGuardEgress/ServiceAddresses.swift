@@ -23,27 +23,36 @@ final class ServiceAddresses: Sendable {
 
     private let entries: Mutex<Set<Entry>>
     private let overridden: Set<String>
+    /// Services one of whose hosts `network.resolve` maps.
+    private let placed: Set<String>
 
     /// The addresses `network.resolve` gives the hosts of `services`.
     init(services: [BoundService], resolveOverrides: [HostPort: HostPort]) {
         var entries = Set<Entry>()
         var overridden = Set<String>()
+        var placed = Set<String>()
         for (from, to) in resolveOverrides {
             guard let service = services.first(where: { $0.matches(host: from.host) }) else { continue }
             overridden.insert(from.host)
+            placed.insert(service.definition.name)
             if let address = IPAddress(anySpelling: to.host) {
                 entries.insert(Entry(address: address.unmapped, port: to.port, service: service.definition.name))
             }
         }
         self.entries = Mutex(entries)
         self.overridden = overridden
+        self.placed = placed
     }
 
-    /// The plain service host names (no glob) that `network.resolve` does not map: these are looked up.
-    static func namesToResolve(_ services: [BoundService], overridden: Set<String>) -> [(name: String, service: String)] {
+    /// The plain service host names (no glob) looked up when the run starts. A service the policy
+    /// places with `network.resolve` (a mirror, an air-gapped or a test deployment) is where the
+    /// policy says: its other catalog hosts (Fulcio's staging name beside the one mapped) are not
+    /// looked up, only learned when a request routes to them — and nothing that the policy pins is
+    /// sent to a resolver at start.
+    static func namesToResolve(_ services: [BoundService], placed: Set<String>) -> [(name: String, service: String)] {
         var names: [(String, String)] = []
-        for service in services {
-            for host in service.hosts where !host.pattern.contains("*") && !host.pattern.contains("?") && !overridden.contains(host.pattern) {
+        for service in services where !placed.contains(service.definition.name) {
+            for host in service.hosts where !host.pattern.contains("*") && !host.pattern.contains("?") {
                 if !names.contains(where: { $0.0 == host.pattern }) { names.append((host.pattern, service.definition.name)) }
             }
         }
@@ -53,7 +62,7 @@ final class ServiceAddresses: Sendable {
     /// Looks up every plain service host name on `pool` and adds its addresses (every port). A name
     /// that does not resolve now adds nothing; its addresses are added when a request routes to it.
     func resolve(_ services: [BoundService], on pool: NIOThreadPool, eventLoop: EventLoop) -> EventLoopFuture<Void> {
-        let lookups = Self.namesToResolve(services, overridden: overridden).map { name, service in
+        let lookups = Self.namesToResolve(services, placed: placed).map { name, service in
             pool.runIfActive(eventLoop: eventLoop) { [self] in
                 if let addresses = try? ProxyState.resolve(name) { learn(addresses, port: nil, service: service) }
             }.recover { _ in }
