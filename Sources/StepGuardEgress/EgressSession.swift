@@ -226,8 +226,8 @@ public final class EgressSession: Sendable {
             resolverPool: groundwork.resolverPool, eventLoops: Array(groundwork.group.makeIterator()))
         state.startSweeps()
         // The services' addresses are known before the step runs: it cannot reach one by address first.
-        if !services.isEmpty {
-            try? await state.serviceAddresses.resolve(services, on: groundwork.resolverPool, eventLoop: groundwork.group.next()).get()
+        if let lookups = state.serviceAddresses.resolve(services, on: groundwork.resolverPool, eventLoop: groundwork.group.next()) {
+            try? await lookups.get()
         }
 
         // The socket already listens: connections wait in its backlog until a front thread watches

@@ -61,8 +61,11 @@ final class ServiceAddresses: Sendable {
 
     /// Looks up every plain service host name on `pool` and adds its addresses (every port). A name
     /// that does not resolve now adds nothing; its addresses are added when a request routes to it.
-    func resolve(_ services: [BoundService], on pool: NIOThreadPool, eventLoop: EventLoop) -> EventLoopFuture<Void> {
-        let lookups = Self.namesToResolve(services, placed: placed).map { name, service in
+    /// Nil when there is nothing to look up (the caller then need not wait at all).
+    func resolve(_ services: [BoundService], on pool: NIOThreadPool, eventLoop: EventLoop) -> EventLoopFuture<Void>? {
+        let names = Self.namesToResolve(services, placed: placed)
+        guard !names.isEmpty else { return nil }
+        let lookups = names.map { name, service in
             pool.runIfActive(eventLoop: eventLoop) { [self] in
                 if let addresses = try? ProxyState.resolve(name) { learn(addresses, port: nil, service: service) }
             }.recover { _ in }
