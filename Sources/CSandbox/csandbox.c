@@ -309,13 +309,18 @@ static void close_range_of(unsigned first, unsigned last) {
     for (unsigned fd = first; fd <= last && fd < end; fd++) close((int)fd);
 }
 
-/// Closes every descriptor except those in `keep` (any order, duplicates allowed).
-static void close_all_except(const int *keep, int count) {
+/// The lowest descriptor in `fds` at or above `from`, or ~0U.
+static unsigned lowest_from(const int *fds, int count, unsigned from, unsigned lowest) {
+    for (int i = 0; i < count; i++)
+        if (fds[i] >= 0 && (unsigned)fds[i] >= from && (unsigned)fds[i] < lowest) lowest = (unsigned)fds[i];
+    return lowest;
+}
+
+/// Closes every descriptor except those in `keep` and `also` (any order, duplicates allowed).
+static void close_all_except(const int *keep, int count, const int *also, int also_count) {
     unsigned next = 0;
     for (;;) {
-        unsigned lowest = ~0U;
-        for (int i = 0; i < count; i++)
-            if (keep[i] >= 0 && (unsigned)keep[i] >= next && (unsigned)keep[i] < lowest) lowest = (unsigned)keep[i];
+        unsigned lowest = lowest_from(also, also_count, next, lowest_from(keep, count, next, ~0U));
         if (lowest > next) close_range_of(next, lowest == ~0U ? ~0U : lowest - 1);
         if (lowest == ~0U) return;
         next = lowest + 1;
@@ -361,13 +366,9 @@ static void init_main(const child_arguments *arguments) {
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     prctl(PR_SET_NAME, (unsigned long)"stepguard-init", 0, 0, 0);
 
-    int keep[64];
-    int count = 0;
-    keep[count++] = 0; keep[count++] = 1; keep[count++] = 2;
-    keep[count++] = report; keep[count++] = arguments->lifeline_read; keep[count++] = arguments->status_write;
-    if (options->cgroup_procs >= 0) keep[count++] = options->cgroup_procs;
-    for (int i = 0; i < options->keep_fd_count && count < 64; i++) keep[count++] = options->keep_fds[i];
-    close_all_except(keep, count);
+    // What the init and the step need: stdio, the pipes to stepguard, the cgroup, the --keep-fd ones.
+    int keep[] = { 0, 1, 2, report, arguments->lifeline_read, arguments->status_write, options->cgroup_procs };
+    close_all_except(keep, sizeof keep / sizeof *keep, options->keep_fds, options->keep_fd_count);
     sigset_t children;
     sigemptyset(&children);
     sigaddset(&children, SIGCHLD);
