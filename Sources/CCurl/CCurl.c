@@ -18,7 +18,7 @@
     N(curl_easy_setopt) \
     N(curl_easy_getinfo)
 
-#define SG_SONAME "libcurl.so.4"
+#define SG_SONAMES "libcurl.so.4"
 #define SG_PACKAGE "libcurl4"
 #define SG_LOAD sg_curl_load
 #include "lazy_library.def"

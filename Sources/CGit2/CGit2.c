@@ -59,8 +59,15 @@
     V(git_tree_free, (git_tree *tree), (tree)) \
     N(git_libgit2_opts)
 
-#define SG_SONAME "libgit2.so." LIBGIT2_SOVERSION
-#define SG_PACKAGE "libgit2-" LIBGIT2_SOVERSION
+// The version built against first, then the other sonames whose ABI the calls above are compatible
+// with. Checked against each version's headers (1.5 to 1.9): every forwarder's prototype compiles
+// unchanged, the constants stepguard uses have the same values, the structs it reads have the same
+// layout, and of git_diff_options — the one struct it fills — the fields it sets (flags,
+// context_lines, interhunk_lines) sit at the same offsets with the same size (1.7 put oid_type into
+// padding). Debian 12 ships 1.5, Ubuntu 24.04 1.7, Debian 13 1.9.
+#define SG_SONAMES "libgit2.so." LIBGIT2_SOVERSION, "libgit2.so.1.9", "libgit2.so.1.8", "libgit2.so.1.7", \
+    "libgit2.so.1.6", "libgit2.so.1.5"
+#define SG_PACKAGE "libgit2-1.5 (Debian 12), libgit2-1.7 (Ubuntu 24.04) or libgit2-1.9 (Debian 13)"
 #define SG_LOAD sg_git2_load
 #include "lazy_library.def"
 

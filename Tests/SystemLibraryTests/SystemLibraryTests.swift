@@ -48,25 +48,40 @@ import Testing
         #expect(text.nulTerminatedString == commit)
     }
 
+    /// `sg_lazy_load` on C strings that live for the call: the sonames to try and the symbols.
+    static func lazyLoad(_ sonames: [String], package: String, symbols: [String], error: inout [CChar]) -> (Int32, [UnsafeMutableRawPointer?]) {
+        let sonameCopies = sonames.map { strdup($0) }
+        let symbolCopies = symbols.map { strdup($0) }
+        defer { (sonameCopies + symbolCopies).forEach { free($0) } }
+        let list: [UnsafePointer<CChar>?] = sonameCopies.map { UnsafePointer($0) } + [nil]
+        let names: [UnsafePointer<CChar>?] = symbolCopies.map { UnsafePointer($0) }
+        var slots = [UnsafeMutableRawPointer?](repeating: nil, count: symbols.count)
+        let status = sg_lazy_load(list, package, names, &slots, symbols.count, &error, error.count)
+        return (status, slots)
+    }
+
     @Test func aMissingLibraryIsReportedWithTheRemedy() {
-        let names: [UnsafePointer<CChar>?] = []
-        var slots: [UnsafeMutableRawPointer?] = []
         var error = [CChar](repeating: 0, count: 256)
-        let status = sg_lazy_load("libstepguard-absent.so.9", "libstepguard-absent9", names, &slots, 0, &error, error.count)
+        let (status, _) = Self.lazyLoad(["libstepguard-absent.so.9", "libstepguard-absent.so.8"], package: "libstepguard-absent9",
+                                        symbols: [], error: &error)
         #expect(status == -1)
         let message = error.nulTerminatedString
-        #expect(message.hasPrefix("cannot load libstepguard-absent.so.9"))
+        #expect(message.hasPrefix("cannot load libstepguard-absent.so.9, libstepguard-absent.so.8 ("), "\(message)")
         #expect(message.hasSuffix("install it with: apt-get install libstepguard-absent9"))
     }
 
-    @Test func aMissingSymbolIsReported() {
-        let name = strdup("sg_no_such_function")
-        defer { free(name) }
-        let names: [UnsafePointer<CChar>?] = [UnsafePointer(name)]
-        var slots: [UnsafeMutableRawPointer?] = [nil]
+    @Test func theFirstLibraryOfTheListThatExistsIsLoaded() {
         var error = [CChar](repeating: 0, count: 256)
-        #expect(sg_lazy_load("libc.so.6", "libc6", names, &slots, 1, &error, error.count) == -1)
-        #expect(error.nulTerminatedString == "libc.so.6 has no symbol sg_no_such_function; install the version stepguard was built with (libc6)")
+        let (status, slots) = Self.lazyLoad(["libstepguard-absent.so.9", "libc.so.6"], package: "libc6", symbols: ["getpid"], error: &error)
+        #expect(status == 0, "\(error.nulTerminatedString)")
+        #expect(slots.first.flatMap { $0 } != nil)
+    }
+
+    @Test func aMissingSymbolIsReported() {
+        var error = [CChar](repeating: 0, count: 256)
+        let (status, _) = Self.lazyLoad(["libc.so.6"], package: "libc6", symbols: ["sg_no_such_function"], error: &error)
+        #expect(status == -1)
+        #expect(error.nulTerminatedString == "libc.so.6 has no symbol sg_no_such_function; install a version stepguard supports (libc6)")
     }
 
     @Test func vectorscanAndPCRE2Match() throws {

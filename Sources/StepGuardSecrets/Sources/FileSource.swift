@@ -162,7 +162,7 @@ public enum Git {
         try initialize()
         var (major, minor, revision): (Int32, Int32, Int32) = (0, 0, 0)
         git_libgit2_version(&major, &minor, &revision)
-        return "libgit2.so.\(LIBGIT2_SOVERSION), version \(major).\(minor).\(revision)"
+        return "libgit2.so.\(major).\(minor), version \(major).\(minor).\(revision)"
     }
 
     /// The last libgit2 error message, for error reports.

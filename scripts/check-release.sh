@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs a release archive's binary on minimal Debian root filesystems (debootstrap --variant=minbase:
+# none of the -dev packages, no libcurl, no libgit2): --version, policy check, an isolated run,
+# identity verify with a token file, scan of a directory, then scan --staged in a git repository
+# after installing only that release's runtime libgit2 package (and git, to make the repository).
+# Usage (as root): scripts/check-release.sh dist/stepguard-VERSION-linux-ARCH.tar.gz [SUITE...]
+#   SUITEs default to bookworm (Debian 12) and trixie (Debian 13). Root filesystems are cached in
+#   $STEPGUARD_ROOTFS_CACHE (default /var/cache/stepguard-rootfs); the first run downloads them.
+# Prints one line per check ("ok"/"FAIL") and exits non-zero if any failed.
+set -uo pipefail
+archive=${1:?usage: scripts/check-release.sh dist/stepguard-VERSION-linux-ARCH.tar.gz [SUITE...]}
+shift
+suites=("$@"); ((${#suites[@]})) || suites=(bookworm trixie)
+[[ $(id -u) -eq 0 ]] || { echo "check-release.sh: run as root (debootstrap and chroot)" >&2; exit 64; }
+root_dir=$(cd "$(dirname "$0")/.." && pwd)
+cache=${STEPGUARD_ROOTFS_CACHE:-/var/cache/stepguard-rootfs}
+command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+failures=0
+check() {  # check SUITE DESCRIPTION COMMAND... (run in the chroot)
+  local suite=$1 what=$2; shift 2
+  if output=$(chroot "$cache/$suite" /bin/sh -c "$*" 2>&1); then
+    printf 'ok    %-9s %s\n' "$suite" "$what"
+  else
+    printf 'FAIL  %-9s %s\n%s\n' "$suite" "$what" "$(sed 's/^/        /' <<<"$output" | tail -5)"
+    failures=$((failures + 1))
+  fi
+}
+
+for suite in "${suites[@]}"; do
+  fs="$cache/$suite"
+  if [[ ! -x $fs/bin/sh ]]; then
+    echo "== debootstrap --variant=minbase $suite (first run only)" >&2
+    rm -rf "$fs.partial"
+    debootstrap --variant=minbase "$suite" "$fs.partial" http://deb.debian.org/debian >/dev/null || { echo "debootstrap $suite failed" >&2; exit 69; }
+    mv "$fs.partial" "$fs"
+  fi
+  mkdir -p "$fs/opt/stepguard" "$fs/proc" "$fs/dev"
+  tar -xzf "$archive" -C "$fs/opt/stepguard" stepguard
+  rm -rf "$fs/work"; mkdir -p "$fs/work/tree"
+  mount -t proc proc "$fs/proc"; mount --bind /dev "$fs/dev"
+  cp /etc/resolv.conf "$fs/etc/resolv.conf"
+  python3 "$root_dir/fixtures/identity/demo_issuer.py" "$fs/work/issuer" >/dev/null
+  printf 'version: 1\nisolation: required\n' > "$fs/work/isolated.yaml"
+  # A key-shaped value built here, so that no secret literal is committed.
+  printf 'aws_access_key_id = AKIA%s\n' "$(head -c 64 /dev/urandom | tr -dc 'A-Z2-7' | head -c 16)" > "$fs/work/tree/config.ini"
+  sg=/opt/stepguard/stepguard
+  check "$suite" "--version" "$sg --version"
+  check "$suite" "policy check" "$sg policy check /work/isolated.yaml"
+  check "$suite" "run, isolated (PID namespace, own /proc)" "$sg run --policy /work/isolated.yaml -- sh -c 'test \$\$ -eq 2'"
+  check "$suite" "identity verify --token-file" "$sg identity verify --policy /work/issuer/policy.yaml --token-file /work/issuer/allowed.jwt"
+  check "$suite" "scan of a directory finds the key (exit 1)" "$sg scan /work/tree; test \$? -eq 1"
+  libgit2=$(chroot "$fs" /bin/sh -c "apt-cache search --names-only '^libgit2-1\.[0-9]+\$' 2>/dev/null" | awk '{print $1}' | sort -V | tail -1)
+  [[ -n $libgit2 ]] || { chroot "$fs" apt-get update -qq >/dev/null 2>&1; libgit2=$(chroot "$fs" /bin/sh -c "apt-cache search --names-only '^libgit2-1\.[0-9]+\$'" | awk '{print $1}' | sort -V | tail -1); }
+  check "$suite" "install only the runtime libgit2 ($libgit2) and git" \
+    "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $libgit2 git >/dev/null"
+  check "$suite" "scan --staged finds the staged key (exit 1)" \
+    "cd /work/tree && git init -q . && git add config.ini && $sg scan --staged; test \$? -eq 1"
+  umount "$fs/dev" "$fs/proc"
+done
+echo "$failures check(s) failed"
+exit $((failures > 0))

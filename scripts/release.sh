@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Builds the release archives of stepguard for this machine's architecture:
+#   dist/stepguard-VERSION-linux-ARCH.tar.gz        the binary, stripped; the Swift runtime, vectorscan and
+#                                                   PCRE2 linked statically (libcurl and libgit2 are opened
+#                                                   at run time, only by the commands that need them)
+#   dist/stepguard-VERSION-linux-ARCH-debug.tar.gz  its debug information (stepguard.debug, found by
+#                                                   gdb through the binary's .gnu_debuglink)
+#   dist/SHA256SUMS                                 "HASH  FILE" lines, the format actions/setup reads
+# Usage: scripts/release.sh VERSION    (e.g. 0.2.0; builds in .build-release, apart from .build)
+set -euo pipefail
+version=${1:?usage: scripts/release.sh VERSION (e.g. 0.2.0)}
+[[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+([-.][0-9A-Za-z.]+)?$ ]] || { echo "release.sh: '$version' is not a version like 0.2.0" >&2; exit 64; }
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+case "$(uname -m)" in x86_64|amd64) arch=x86_64 ;; aarch64|arm64) arch=aarch64 ;; *) echo "release.sh: unsupported architecture $(uname -m)" >&2; exit 69 ;; esac
+
+# Static vectorscan and PCRE2: pkg-config files that name the archives Debian ships (libhs.a,
+# libpcre2-8.a) instead of the shared libraries; SwiftPM links what pkg-config says.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for pc in libhs libpcre2-8; do
+  libdir=$(pkg-config --variable=libdir "$pc")
+  archive="$libdir/${pc}.a"
+  [[ -f $archive ]] || { echo "release.sh: $archive is missing (it comes with the -dev package of $pc)" >&2; exit 69; }
+  extra=""; [[ $pc == libhs ]] && extra=" -lstdc++ -lm"  # vectorscan is C++
+  sed "s|^Libs: .*|Libs: -l:${pc}.a${extra}|" "$(pkg-config --variable=pcfiledir "$pc")/$pc.pc" > "$work/$pc.pc"
+done
+PKG_CONFIG_PATH="$work" swift build -c release --static-swift-stdlib --product stepguard --scratch-path .build-release >&2
+binary=.build-release/release/stepguard
+if ldd "$binary" | grep -E 'libhs|libpcre2|libswift|libFoundation' >&2; then
+  echo "release.sh: the binary still needs the shared libraries above; it would not start on a stock runner" >&2
+  exit 70
+fi
+
+mkdir -p dist "$work/stage"
+objcopy --only-keep-debug "$binary" "$work/stage/stepguard.debug"
+objcopy --strip-debug --strip-unneeded --add-gnu-debuglink="$work/stage/stepguard.debug" "$binary" "$work/stage/stepguard"
+"$work/stage/stepguard" --version >/dev/null
+name="stepguard-$version-linux-$arch"
+tar -czf "dist/$name.tar.gz" -C "$work/stage" stepguard
+tar -czf "dist/$name-debug.tar.gz" -C "$work/stage" stepguard.debug
+# SHA256SUMS keeps the lines of other architectures' archives already in dist/.
+touch dist/SHA256SUMS
+grep -v -E "  ($name\.tar\.gz|$name-debug\.tar\.gz)$" dist/SHA256SUMS > "$work/sums" || true
+(cd dist && sha256sum "$name.tar.gz" "$name-debug.tar.gz") >> "$work/sums"
+sort -k2 "$work/sums" > dist/SHA256SUMS
+for file in "dist/$name.tar.gz" "dist/$name-debug.tar.gz"; do
+  printf '%s\t%s MB\n' "$file" "$(awk "BEGIN { printf \"%.1f\", $(stat -c %s "$file") / 1048576 }")"
+done
+printf 'binary (stripped)\t%s MB; needs: %s\n' "$(awk "BEGIN { printf \"%.1f\", $(stat -c %s "$work/stage/stepguard") / 1048576 }")" \
+  "$(ldd "$work/stage/stepguard" | awk '/=>/ { print $1 }' | tr '\n' ' ')"
