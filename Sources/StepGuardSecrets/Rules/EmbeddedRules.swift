@@ -420,30 +420,69 @@ rules:
 """##),
         ("keys.yaml", ##"""
 rules:
+  # The key rules find a block however its lines are carried: raw, `\n`-escaped (JSON, YAML), or
+  # with a prefix or suffix on every line (Kotlin trimMargin `|`, comments ` * ` `#` `//`, quoted
+  # string literals joined with `+`, Markdown table rows `| … |`). The END line must name the same
+  # type as the BEGIN line, and a block without one 40-character base64 run (a body line) is
+  # documentation, not a key (the allow regex).
   - id: private-key-pem
     description: PEM private key (PKCS#1, PKCS#8, EC, DSA, encrypted)
-    regex: '(-----BEGIN (?:RSA |EC |DSA |ENCRYPTED )?PRIVATE KEY-----[A-Za-z0-9+/=\s\\:,-]{64,}?-----END (?:RSA |EC |DSA |ENCRYPTED )?PRIVATE KEY-----)'
+    regex: '(-----BEGIN ((?:RSA |EC |DSA |ENCRYPTED )?PRIVATE KEY)-----[A-Za-z0-9+/=\s\\:,|*#"''-]{64,}?-----END \2-----)'
     keywords: ['private key-----']
+    allow:
+      regexes: ['^(?![\s\S]*[A-Za-z0-9+/]{40})']  # no base64 body line: a header and footer in prose
     severity: critical
     examples:
-      match: ['-----BEGIN RSA PRIVATE {cut}KEY-----{nl}{b64:64}{nl}{b64:64}{nl}{b64:20}{nl}-----END RSA PRIVATE KEY-----', '"private_key": "-----BEGIN PRIVATE {cut}KEY-----\n{b64:64}\n{b64:30}\n-----END PRIVATE KEY-----\n"']
-      no_match: ['-----BEGIN PUBLIC KEY-----{nl}{b64:64}{nl}-----END PUBLIC KEY-----', '-----BEGIN PRIVATE KEY-----{nl}...{nl}-----END PRIVATE KEY-----']
+      match:
+        - '-----BEGIN RSA PRIVATE {cut}KEY-----{nl}{b64:64}{nl}{b64:64}{nl}{b64:20}{nl}-----END RSA PRIVATE KEY-----'
+        - '"private_key": "-----BEGIN PRIVATE {cut}KEY-----\n{b64:64}\n{b64:30}\n-----END PRIVATE KEY-----\n"'
+        - 'val pem = """{nl}    |-----BEGIN RSA PRIVATE {cut}KEY-----{nl}    |{b64:64}{nl}    |{b64:64}{nl}    |{b64:24}{nl}    |-----END RSA PRIVATE KEY-----{nl}    """.trimMargin()'
+        - '/**{nl} * Test key:{nl} * -----BEGIN EC PRIVATE {cut}KEY-----{nl} * {b64:64}{nl} * {b64:64}{nl} * {b64:32}{nl} * -----END EC PRIVATE KEY-----{nl} */'
+        - '# -----BEGIN PRIVATE {cut}KEY-----{nl}# {b64:64}{nl}# {b64:64}{nl}# -----END PRIVATE KEY-----'
+        - '// -----BEGIN ENCRYPTED PRIVATE {cut}KEY-----{nl}// {b64:64}{nl}// {b64:48}{nl}// -----END ENCRYPTED PRIVATE KEY-----'
+        - 'String pem = "-----BEGIN PRIVATE {cut}KEY-----\n" +{nl}    "{b64:64}\n" +{nl}    "{b64:64}\n" +{nl}    "-----END PRIVATE KEY-----";'
+        - 'const pem = ''-----BEGIN RSA PRIVATE {cut}KEY-----'' +{nl}  ''{b64:64}'' +{nl}  ''{b64:64}'' +{nl}  ''-----END RSA PRIVATE KEY-----'';'
+        - '| Field | Value |{nl}|---|---|{nl}| key | `-----BEGIN EC PRIVATE {cut}KEY-----\n{b64:64}\n{b64:56}\n-----END EC PRIVATE KEY-----` |'
+        - '| -----BEGIN DSA PRIVATE {cut}KEY----- |{nl}| {b64:64} |{nl}| {b64:64} |{nl}| -----END DSA PRIVATE KEY----- |'
+        - 'TLS_KEY: "-----BEGIN RSA PRIVATE {cut}KEY-----\r\nProc-Type: 4,ENCRYPTED\r\nDEK-Info: AES-128-CBC,{HEX:32}\r\n\r\n{b64:64}\r\n{b64:64}\r\n-----END RSA PRIVATE KEY-----"'
+      no_match:
+        - '-----BEGIN PUBLIC KEY-----{nl}{b64:64}{nl}-----END PUBLIC KEY-----'
+        - '-----BEGIN PRIVATE KEY-----{nl}...{nl}-----END PRIVATE KEY-----'
+        - '# Paste your key, from -----BEGIN RSA PRIVATE KEY-----{nl}# to the line -----END RSA PRIVATE KEY-----, into the field named TLS key'
+        - 'const header = "-----BEGIN RSA PRIVATE KEY-----"{nl}const note = "the lines between the header and the footer are base64"{nl}const footer = "-----END RSA PRIVATE KEY-----"'
+        - ' * -----BEGIN RSA PRIVATE KEY-----{nl} * {b64:64}{nl} * {b64:64}{nl} * -----END EC PRIVATE KEY-----'
+        - '| -----BEGIN PRIVATE KEY----- | the PKCS 8 header line, the key follows it in base64 lines of 64 characters each |{nl}| -----END PRIVATE KEY----- | the footer |'
   - id: openssh-private-key
     description: OpenSSH private key
-    regex: '(-----BEGIN OPENSSH PRIVATE KEY-----[A-Za-z0-9+/=\s\\]{64,}?-----END OPENSSH PRIVATE KEY-----)'
+    regex: '(-----BEGIN OPENSSH PRIVATE KEY-----[A-Za-z0-9+/=\s\\|*#"''-]{64,}?-----END OPENSSH PRIVATE KEY-----)'
     keywords: ['openssh private key']
+    allow:
+      regexes: ['^(?![\s\S]*[A-Za-z0-9+/]{40})']  # no base64 body line: a header and footer in prose
     severity: critical
     examples:
-      match: ['-----BEGIN OPENSSH PRIVATE {cut}KEY-----{nl}b3BlbnNzaC1rZXktdjEAAAAA{b64:40}{nl}{b64:70}{nl}-----END OPENSSH PRIVATE KEY-----']
-      no_match: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{b64:43} me@host']
+      match:
+        - '-----BEGIN OPENSSH PRIVATE {cut}KEY-----{nl}b3BlbnNzaC1rZXktdjEAAAAA{b64:40}{nl}{b64:70}{nl}-----END OPENSSH PRIVATE KEY-----'
+        - 'val key = """{nl}  |-----BEGIN OPENSSH PRIVATE {cut}KEY-----{nl}  |b3BlbnNzaC1rZXktdjEAAAAA{b64:46}{nl}  |{b64:70}{nl}  |-----END OPENSSH PRIVATE KEY-----{nl}  """.trimMargin()'
+        - '# -----BEGIN OPENSSH PRIVATE {cut}KEY-----{nl}# b3BlbnNzaC1rZXktdjEAAAAA{b64:46}{nl}# {b64:70}{nl}# -----END OPENSSH PRIVATE KEY-----'
+        - 'key = ("-----BEGIN OPENSSH PRIVATE {cut}KEY-----\n"{nl}       "b3BlbnNzaC1rZXktdjEAAAAA{b64:46}\n"{nl}       "-----END OPENSSH PRIVATE KEY-----\n")'
+      no_match:
+        - 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{b64:43} me@host'
+        - '# A key file starts with -----BEGIN OPENSSH PRIVATE KEY-----{nl}# then has base64 lines, then the line -----END OPENSSH PRIVATE KEY-----'
   - id: pgp-private-key-block
     description: PGP / GnuPG private key block
-    regex: '(-----BEGIN PGP PRIVATE KEY BLOCK-----[A-Za-z0-9+/=\s\\:.,()-]{64,}?-----END PGP PRIVATE KEY BLOCK-----)'
+    regex: '(-----BEGIN PGP PRIVATE KEY BLOCK-----[A-Za-z0-9+/=\s\\:.,()|*#"''-]{64,}?-----END PGP PRIVATE KEY BLOCK-----)'
     keywords: ['pgp private key block']
+    allow:
+      regexes: ['^(?![\s\S]*[A-Za-z0-9+/]{40})']  # no base64 body line: a header and footer in prose
     severity: critical
     examples:
-      match: ['-----BEGIN PGP PRIVATE {cut}KEY BLOCK-----{nl}{nl}lQOYBG{b64:58}{nl}{b64:64}{nl}-----END PGP PRIVATE KEY BLOCK-----']
-      no_match: ['-----BEGIN PGP PUBLIC KEY BLOCK-----{nl}{b64:64}{nl}-----END PGP PUBLIC KEY BLOCK-----']
+      match:
+        - '-----BEGIN PGP PRIVATE {cut}KEY BLOCK-----{nl}{nl}lQOYBG{b64:58}{nl}{b64:64}{nl}-----END PGP PRIVATE KEY BLOCK-----'
+        - ' * -----BEGIN PGP PRIVATE {cut}KEY BLOCK-----{nl} * Version: GnuPG v2{nl} *{nl} * lQOYBG{b64:58}{nl} * {b64:64}{nl} * ={b64:4}{nl} * -----END PGP PRIVATE KEY BLOCK-----'
+        - '"-----BEGIN PGP PRIVATE {cut}KEY BLOCK-----\n\nlQOYBG{b64:58}\n{b64:64}\n-----END PGP PRIVATE KEY BLOCK-----\n"'
+      no_match:
+        - '-----BEGIN PGP PUBLIC KEY BLOCK-----{nl}{b64:64}{nl}-----END PGP PUBLIC KEY BLOCK-----'
+        - '# Export it with gpg --export-secret-keys, the file begins with{nl}# -----BEGIN PGP PRIVATE KEY BLOCK----- and ends with -----END PGP PRIVATE KEY BLOCK-----'
   - id: putty-private-key
     description: PuTTY private key file
     regex: '(PuTTY-User-Key-File-\d: [a-z0-9-]+\s+Encryption: [a-z0-9-]+(?s:.){0,400}?Private-Lines: \d+\s+[A-Za-z0-9+/=\s]{40,})'
@@ -1090,9 +1129,9 @@ rules:
         SecretRuleFile(name: "keys.yaml",
                        allow: nil,
                        rules: [
-                           SecretRule(id: "private-key-pem", description: "PEM private key (PKCS#1, PKCS#8, EC, DSA, encrypted)", regex: "(-----BEGIN (?:RSA |EC |DSA |ENCRYPTED )?PRIVATE KEY-----[A-Za-z0-9+/=\\s\\\\:,-]{64,}?-----END (?:RSA |EC |DSA |ENCRYPTED )?PRIVATE KEY-----)", keywords: ["private key-----"], severity: .critical, examples: SecretRuleExamples(match: ["-----BEGIN RSA PRIVATE {cut}KEY-----{nl}{b64:64}{nl}{b64:64}{nl}{b64:20}{nl}-----END RSA PRIVATE KEY-----", "\"private_key\": \"-----BEGIN PRIVATE {cut}KEY-----\\n{b64:64}\\n{b64:30}\\n-----END PRIVATE KEY-----\\n\""], noMatch: ["-----BEGIN PUBLIC KEY-----{nl}{b64:64}{nl}-----END PUBLIC KEY-----", "-----BEGIN PRIVATE KEY-----{nl}...{nl}-----END PRIVATE KEY-----"])),
-                           SecretRule(id: "openssh-private-key", description: "OpenSSH private key", regex: "(-----BEGIN OPENSSH PRIVATE KEY-----[A-Za-z0-9+/=\\s\\\\]{64,}?-----END OPENSSH PRIVATE KEY-----)", keywords: ["openssh private key"], severity: .critical, examples: SecretRuleExamples(match: ["-----BEGIN OPENSSH PRIVATE {cut}KEY-----{nl}b3BlbnNzaC1rZXktdjEAAAAA{b64:40}{nl}{b64:70}{nl}-----END OPENSSH PRIVATE KEY-----"], noMatch: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{b64:43} me@host"])),
-                           SecretRule(id: "pgp-private-key-block", description: "PGP / GnuPG private key block", regex: "(-----BEGIN PGP PRIVATE KEY BLOCK-----[A-Za-z0-9+/=\\s\\\\:.,()-]{64,}?-----END PGP PRIVATE KEY BLOCK-----)", keywords: ["pgp private key block"], severity: .critical, examples: SecretRuleExamples(match: ["-----BEGIN PGP PRIVATE {cut}KEY BLOCK-----{nl}{nl}lQOYBG{b64:58}{nl}{b64:64}{nl}-----END PGP PRIVATE KEY BLOCK-----"], noMatch: ["-----BEGIN PGP PUBLIC KEY BLOCK-----{nl}{b64:64}{nl}-----END PGP PUBLIC KEY BLOCK-----"])),
+                           SecretRule(id: "private-key-pem", description: "PEM private key (PKCS#1, PKCS#8, EC, DSA, encrypted)", regex: "(-----BEGIN ((?:RSA |EC |DSA |ENCRYPTED )?PRIVATE KEY)-----[A-Za-z0-9+/=\\s\\\\:,|*#\"'-]{64,}?-----END \\2-----)", keywords: ["private key-----"], allow: SecretAllowList(regexes: ["^(?![\\s\\S]*[A-Za-z0-9+/]{40})"], paths: [], stopwords: []), severity: .critical, examples: SecretRuleExamples(match: ["-----BEGIN RSA PRIVATE {cut}KEY-----{nl}{b64:64}{nl}{b64:64}{nl}{b64:20}{nl}-----END RSA PRIVATE KEY-----", "\"private_key\": \"-----BEGIN PRIVATE {cut}KEY-----\\n{b64:64}\\n{b64:30}\\n-----END PRIVATE KEY-----\\n\"", "val pem = \"\"\"{nl}    |-----BEGIN RSA PRIVATE {cut}KEY-----{nl}    |{b64:64}{nl}    |{b64:64}{nl}    |{b64:24}{nl}    |-----END RSA PRIVATE KEY-----{nl}    \"\"\".trimMargin()", "/**{nl} * Test key:{nl} * -----BEGIN EC PRIVATE {cut}KEY-----{nl} * {b64:64}{nl} * {b64:64}{nl} * {b64:32}{nl} * -----END EC PRIVATE KEY-----{nl} */", "# -----BEGIN PRIVATE {cut}KEY-----{nl}# {b64:64}{nl}# {b64:64}{nl}# -----END PRIVATE KEY-----", "// -----BEGIN ENCRYPTED PRIVATE {cut}KEY-----{nl}// {b64:64}{nl}// {b64:48}{nl}// -----END ENCRYPTED PRIVATE KEY-----", "String pem = \"-----BEGIN PRIVATE {cut}KEY-----\\n\" +{nl}    \"{b64:64}\\n\" +{nl}    \"{b64:64}\\n\" +{nl}    \"-----END PRIVATE KEY-----\";", "const pem = '-----BEGIN RSA PRIVATE {cut}KEY-----' +{nl}  '{b64:64}' +{nl}  '{b64:64}' +{nl}  '-----END RSA PRIVATE KEY-----';", "| Field | Value |{nl}|---|---|{nl}| key | `-----BEGIN EC PRIVATE {cut}KEY-----\\n{b64:64}\\n{b64:56}\\n-----END EC PRIVATE KEY-----` |", "| -----BEGIN DSA PRIVATE {cut}KEY----- |{nl}| {b64:64} |{nl}| {b64:64} |{nl}| -----END DSA PRIVATE KEY----- |", "TLS_KEY: \"-----BEGIN RSA PRIVATE {cut}KEY-----\\r\\nProc-Type: 4,ENCRYPTED\\r\\nDEK-Info: AES-128-CBC,{HEX:32}\\r\\n\\r\\n{b64:64}\\r\\n{b64:64}\\r\\n-----END RSA PRIVATE KEY-----\""], noMatch: ["-----BEGIN PUBLIC KEY-----{nl}{b64:64}{nl}-----END PUBLIC KEY-----", "-----BEGIN PRIVATE KEY-----{nl}...{nl}-----END PRIVATE KEY-----", "# Paste your key, from -----BEGIN RSA PRIVATE KEY-----{nl}# to the line -----END RSA PRIVATE KEY-----, into the field named TLS key", "const header = \"-----BEGIN RSA PRIVATE KEY-----\"{nl}const note = \"the lines between the header and the footer are base64\"{nl}const footer = \"-----END RSA PRIVATE KEY-----\"", " * -----BEGIN RSA PRIVATE KEY-----{nl} * {b64:64}{nl} * {b64:64}{nl} * -----END EC PRIVATE KEY-----", "| -----BEGIN PRIVATE KEY----- | the PKCS 8 header line, the key follows it in base64 lines of 64 characters each |{nl}| -----END PRIVATE KEY----- | the footer |"])),
+                           SecretRule(id: "openssh-private-key", description: "OpenSSH private key", regex: "(-----BEGIN OPENSSH PRIVATE KEY-----[A-Za-z0-9+/=\\s\\\\|*#\"'-]{64,}?-----END OPENSSH PRIVATE KEY-----)", keywords: ["openssh private key"], allow: SecretAllowList(regexes: ["^(?![\\s\\S]*[A-Za-z0-9+/]{40})"], paths: [], stopwords: []), severity: .critical, examples: SecretRuleExamples(match: ["-----BEGIN OPENSSH PRIVATE {cut}KEY-----{nl}b3BlbnNzaC1rZXktdjEAAAAA{b64:40}{nl}{b64:70}{nl}-----END OPENSSH PRIVATE KEY-----", "val key = \"\"\"{nl}  |-----BEGIN OPENSSH PRIVATE {cut}KEY-----{nl}  |b3BlbnNzaC1rZXktdjEAAAAA{b64:46}{nl}  |{b64:70}{nl}  |-----END OPENSSH PRIVATE KEY-----{nl}  \"\"\".trimMargin()", "# -----BEGIN OPENSSH PRIVATE {cut}KEY-----{nl}# b3BlbnNzaC1rZXktdjEAAAAA{b64:46}{nl}# {b64:70}{nl}# -----END OPENSSH PRIVATE KEY-----", "key = (\"-----BEGIN OPENSSH PRIVATE {cut}KEY-----\\n\"{nl}       \"b3BlbnNzaC1rZXktdjEAAAAA{b64:46}\\n\"{nl}       \"-----END OPENSSH PRIVATE KEY-----\\n\")"], noMatch: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{b64:43} me@host", "# A key file starts with -----BEGIN OPENSSH PRIVATE KEY-----{nl}# then has base64 lines, then the line -----END OPENSSH PRIVATE KEY-----"])),
+                           SecretRule(id: "pgp-private-key-block", description: "PGP / GnuPG private key block", regex: "(-----BEGIN PGP PRIVATE KEY BLOCK-----[A-Za-z0-9+/=\\s\\\\:.,()|*#\"'-]{64,}?-----END PGP PRIVATE KEY BLOCK-----)", keywords: ["pgp private key block"], allow: SecretAllowList(regexes: ["^(?![\\s\\S]*[A-Za-z0-9+/]{40})"], paths: [], stopwords: []), severity: .critical, examples: SecretRuleExamples(match: ["-----BEGIN PGP PRIVATE {cut}KEY BLOCK-----{nl}{nl}lQOYBG{b64:58}{nl}{b64:64}{nl}-----END PGP PRIVATE KEY BLOCK-----", " * -----BEGIN PGP PRIVATE {cut}KEY BLOCK-----{nl} * Version: GnuPG v2{nl} *{nl} * lQOYBG{b64:58}{nl} * {b64:64}{nl} * ={b64:4}{nl} * -----END PGP PRIVATE KEY BLOCK-----", "\"-----BEGIN PGP PRIVATE {cut}KEY BLOCK-----\\n\\nlQOYBG{b64:58}\\n{b64:64}\\n-----END PGP PRIVATE KEY BLOCK-----\\n\""], noMatch: ["-----BEGIN PGP PUBLIC KEY BLOCK-----{nl}{b64:64}{nl}-----END PGP PUBLIC KEY BLOCK-----", "# Export it with gpg --export-secret-keys, the file begins with{nl}# -----BEGIN PGP PRIVATE KEY BLOCK----- and ends with -----END PGP PRIVATE KEY BLOCK-----"])),
                            SecretRule(id: "putty-private-key", description: "PuTTY private key file", regex: "(PuTTY-User-Key-File-\\d: [a-z0-9-]+\\s+Encryption: [a-z0-9-]+(?s:.){0,400}?Private-Lines: \\d+\\s+[A-Za-z0-9+/=\\s]{40,})", keywords: ["putty-user-key-file"], severity: .critical, examples: SecretRuleExamples(match: ["PuTTY-User-Key-{cut}File-3: ssh-ed25519{nl}Encryption: none{nl}Comment: me{nl}Public-Lines: 2{nl}{b64:64}{nl}Private-Lines: 1{nl}{b64:44}{nl}"], noMatch: ["PuTTY-User-Key-File-3: ssh-ed25519"])),
                            SecretRule(id: "pkcs12-base64", description: "PKCS#12 / PFX keystore (certificate with private key) encoded in base64", regex: "\\b(MII[A-Za-z0-9+/]{3}IBAzCC[A-Za-z0-9+/]{200,}={0,2})", keywords: ["ibazcc"], severity: .critical, examples: SecretRuleExamples(match: ["SIGNING_CERT_P12=MIIK{cut}GwIBAzCC{b64:400}=="], noMatch: ["MIIKGwIBAzCC{b64:20}"])),
                            SecretRule(id: "jwt", description: "JSON Web Token (signed, bearer credential)", regex: "\\b(eyJ[A-Za-z0-9_-]{10,}\\.eyJ[A-Za-z0-9_-]{10,}\\.[A-Za-z0-9_-]{20,})(?![A-Za-z0-9_-])", keywords: ["eyj"], severity: .medium, lifetime: .shortLived, examples: SecretRuleExamples(match: ["Authorization: Bearer ey{cut}JhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJ{b64url:60}.{b64url:86}"], noMatch: ["eyJhbGciOiJub25lIn0.eyJ{b64url:20}.", "eyJhbGciOiJIUzI1NiJ9"])),

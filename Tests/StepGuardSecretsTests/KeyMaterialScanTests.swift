@@ -1,0 +1,124 @@
+import Foundation
+import Testing
+@testable import StepGuardSecrets
+
+/// Issue #22's misses, in the shapes real code carries them, scanned by the built binary: private
+/// keys whose lines carry a prefix or are escaped or concatenated — and, beside them, the
+/// documentation that must stay quiet.
+@Suite struct KeyMaterialScanTests {
+    /// A PEM/OpenSSH/PGP armour line (`-----BEGIN RSA PRIVATE KEY-----`), assembled at run time so
+    /// that this file never holds one.
+    static func armour(_ edge: String, _ kind: String) -> String {
+        "-----\(edge) \(kind)" + "-----"
+    }
+
+    /// `count` base64 body lines of `width` characters, different for every `seed`.
+    static func body(_ count: Int, width: Int = 64, seed: UInt64) -> [String] {
+        (0..<count).map { ExampleTemplate.expand("{b64:\(width)}", seed: seed &* 100 &+ UInt64($0)) }
+    }
+
+    /// A block of `kind` with every line wrapped by `line` (prefix, suffix) and joined by `separator`.
+    static func block(_ kind: String, seed: UInt64, lines: Int = 3, width: Int = 64,
+                      separator: String = "\n", _ line: (String) -> String) -> String {
+        ([armour("BEGIN", kind)] + body(lines, width: width, seed: seed) + [armour("END", kind)]).map(line).joined(separator: separator)
+    }
+
+    struct Finding: Hashable, CustomStringConvertible {
+        var rule: String
+        var path: String
+        var line: Int
+        var description: String { "\(path):\(line) \(rule)" }
+    }
+
+    /// Scans `dir` with `--format json`; the findings, and the raw output for secret checks.
+    func scan(_ dir: TempDir) throws -> (findings: Set<Finding>, output: String, status: Int32) {
+        let r = try run(stepguardBinary, ["scan", "--format", "json", "."], cwd: dir.url)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stderr)")
+        let findings = try #require(json["findings"] as? [[String: Any]])
+        let set = Set(findings.compactMap { f -> Finding? in
+            guard let rule = f["rule_id"] as? String, let path = f["path"] as? String, let line = f["line"] as? Int else { return nil }
+            return Finding(rule: rule, path: path, line: line)
+        })
+        return (set, r.stdout + r.stderr, r.status)
+    }
+
+    @Test func privateKeysWithLinePrefixesEscapesAndConcatenationAreFound() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        var written: [String] = []
+        func write(_ path: String, _ text: String) throws {
+            try dir.write(path, text)
+            written.append(text)
+        }
+        let rsa = "RSA PRIVATE KEY", pkcs8 = "PRIVATE KEY", ec = "EC PRIVATE KEY"
+        let openssh = "OPENSSH PRIVATE KEY", pgp = "PGP PRIVATE KEY BLOCK"
+        // Kotlin raw string with trimMargin.
+        try write("src/Keys.kt", "object Keys {\n    val pem = \"\"\"\n"
+            + Self.block(rsa, seed: 1) { "        |\($0)" } + "\n        \"\"\".trimMargin()\n}\n")
+        // Javadoc comment.
+        try write("src/Signer.java", "/**\n * Test signer.\n"
+            + Self.block(ec, seed: 2) { " * \($0)" } + "\n */\nclass Signer {}\n")
+        // Java string literals joined with +, one per line.
+        try write("src/KeyFixture.java", "class KeyFixture {\n    static final String PEM =\n"
+            + Self.block(pkcs8, seed: 3, separator: " +\n") { "        \"\($0)\\n\"" } + ";\n}\n")
+        // JavaScript single-quoted literals joined with +.
+        try write("lib/fixture.js", "const pem =\n"
+            + Self.block(rsa, seed: 4, separator: " +\n") { "  '\($0)\\n'" } + ";\n")
+        // Shell comment, OpenSSH key (70-character lines).
+        try write("deploy.sh", "#!/bin/sh\n"
+            + Self.block(openssh, seed: 5, width: 70) { "# \($0)" } + "\necho deploy\n")
+        // Go line comment.
+        try write("pkg/sign.go", "package sign\n\n"
+            + Self.block(pkcs8, seed: 6) { "// \($0)" } + "\nfunc Sign() {}\n")
+        // JSON value with \n escapes, PGP block with a blank line after the armour.
+        let pgpLines = [Self.armour("BEGIN", pgp), ""] + Self.body(3, seed: 7) + [Self.armour("END", pgp)]
+        try write("config/signing.json", "{\n  \"gpg_key\": \"" + pgpLines.joined(separator: "\\n") + "\\n\"\n}\n")
+        // Markdown table: one key line per row.
+        try write("docs/KEYS.md", "# Test keys\n\n| Line |\n|---|\n" + Self.block(ec, seed: 8) { "| \($0) |" } + "\n")
+
+        let expected: Set<Finding> = [
+            Finding(rule: "private-key-pem", path: "src/Keys.kt", line: 3),
+            Finding(rule: "private-key-pem", path: "src/Signer.java", line: 3),
+            Finding(rule: "private-key-pem", path: "src/KeyFixture.java", line: 3),
+            Finding(rule: "private-key-pem", path: "lib/fixture.js", line: 2),
+            Finding(rule: "openssh-private-key", path: "deploy.sh", line: 2),
+            Finding(rule: "private-key-pem", path: "pkg/sign.go", line: 3),
+            Finding(rule: "pgp-private-key-block", path: "config/signing.json", line: 2),
+            Finding(rule: "private-key-pem", path: "docs/KEYS.md", line: 5),
+        ]
+        let result = try scan(dir)
+        #expect(result.status == 1, "\(result.output)")
+        #expect(result.findings == expected, "missing: \(expected.subtracting(result.findings)), unexpected: \(result.findings.subtracting(expected))")
+        for text in written {
+            for bodyLine in text.split(separator: "\n") where bodyLine.count > 60 {
+                // No body line of a key appears in the output (the findings are redacted).
+                let run = bodyLine.split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "+" || $0 == "/") }).max { $0.count < $1.count } ?? ""
+                if run.count >= 40 { #expect(!result.output.contains(run)) }
+            }
+        }
+    }
+
+    @Test func armourLinesWithoutAKeyAndMismatchedBlocksStayQuiet() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let rsa = "RSA PRIVATE KEY"
+        // Documentation that names the armour lines, with prose (all in the key alphabet) between.
+        try dir.write("docs/tls.md", """
+        # Configuring TLS
+
+        # Paste the key, from the line \(Self.armour("BEGIN", rsa)) through
+        # the base64 lines of the body, down to the final line
+        # \(Self.armour("END", rsa)), into the field named TLS key
+        """)
+        // Code that holds the armour lines as constants.
+        try dir.write("pem.go", "const header = \"\(Self.armour("BEGIN", rsa))\"\n"
+            + "const note = \"the lines between the header and the footer are base64\"\n"
+            + "const footer = \"\(Self.armour("END", rsa))\"\n")
+        // A BEGIN of one type closed by an END of another is not a key block.
+        try dir.write("broken.txt", ([Self.armour("BEGIN", rsa)] + Self.body(3, seed: 9) + [Self.armour("END", "EC PRIVATE KEY")])
+            .map { " * \($0)" }.joined(separator: "\n") + "\n")
+        // A public key in the same shapes.
+        try dir.write("Pub.kt", Self.block("PUBLIC KEY", seed: 10) { "    |\($0)" } + "\n")
+        let result = try scan(dir)
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.findings.isEmpty, "\(result.findings)")
+    }
+}
