@@ -3,8 +3,8 @@ import Testing
 @testable import StepGuardSecrets
 
 /// Issue #22's misses, in the shapes real code carries them, scanned by the built binary: private
-/// keys whose lines carry a prefix or are escaped or concatenated — and, beside them, the
-/// documentation that must stay quiet.
+/// keys whose lines carry a prefix or are escaped or concatenated and compose-style `- KEY=value`
+/// environment lists — and, beside each, the documentation and placeholders that must stay quiet.
 @Suite struct KeyMaterialScanTests {
     /// A PEM/OpenSSH/PGP armour line (`-----BEGIN RSA PRIVATE KEY-----`), assembled at run time so
     /// that this file never holds one.
@@ -120,5 +120,46 @@ import Testing
         let result = try scan(dir)
         #expect(result.status == 0, "\(result.output)")
         #expect(result.findings.isEmpty, "\(result.findings)")
+    }
+
+    @Test func composeEnvironmentListsAreClassifiedLikeMappings() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let password = ExampleTemplate.expand("{alnum:24}", seed: 11)
+        let jwtSecret = ExampleTemplate.expand("{alnum:32}", seed: 12)
+        let token = ExampleTemplate.expand("{alnum:28}", seed: 13)
+        try dir.write("docker-compose.yml", """
+        services:
+          db:
+            image: postgres:16
+            environment:
+              - POSTGRES_USER=app
+              - POSTGRES_PASSWORD=\(password)
+              - POSTGRES_DB=app
+          api:
+            environment:
+              - "JWT_SECRET=\(jwtSecret)"
+              - 'API_TOKEN=\(token)'
+              - DATABASE_PASSWORD=${POSTGRES_PASSWORD}
+              - "REDIS_PASSWORD=$REDIS_PASSWORD"
+              - TOKEN_TTL=3600
+              - SECRET_NAME=prod-db-credentials
+        """)
+        // The mapping form was found before; the list form must give the same verdicts.
+        try dir.write("compose-mapping.yml", """
+        services:
+          db:
+            environment:
+              POSTGRES_PASSWORD: \(password)
+              DATABASE_PASSWORD: ${POSTGRES_PASSWORD}
+        """)
+        let result = try scan(dir)
+        let expected: Set<Finding> = [
+            Finding(rule: "generic-env-secret", path: "docker-compose.yml", line: 6),
+            Finding(rule: "generic-env-secret", path: "docker-compose.yml", line: 10),
+            Finding(rule: "generic-env-secret", path: "docker-compose.yml", line: 11),
+            Finding(rule: "generic-env-secret", path: "compose-mapping.yml", line: 4),
+        ]
+        #expect(result.findings == expected, "missing: \(expected.subtracting(result.findings)), unexpected: \(result.findings.subtracting(expected))")
+        for secret in [password, jwtSecret, token] { #expect(!result.output.contains(secret)) }
     }
 }
