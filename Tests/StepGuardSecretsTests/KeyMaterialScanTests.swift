@@ -3,8 +3,9 @@ import Testing
 @testable import StepGuardSecrets
 
 /// Issue #22's misses, in the shapes real code carries them, scanned by the built binary: private
-/// keys whose lines carry a prefix or are escaped or concatenated and compose-style `- KEY=value`
-/// environment lists — and, beside each, the documentation and placeholders that must stay quiet.
+/// keys whose lines carry a prefix or are escaped or concatenated, compose-style `- KEY=value`
+/// environment lists, and a default user:password pair in a URL — and, beside each, the
+/// documentation and placeholders that must stay quiet.
 @Suite struct KeyMaterialScanTests {
     /// A PEM/OpenSSH/PGP armour line (`-----BEGIN RSA PRIVATE KEY-----`), assembled at run time so
     /// that this file never holds one.
@@ -161,5 +162,27 @@ import Testing
         ]
         #expect(result.findings == expected, "missing: \(expected.subtracting(result.findings)), unexpected: \(result.findings.subtracting(expected))")
         for secret in [password, jwtSecret, token] { #expect(!result.output.contains(secret)) }
+    }
+
+    @Test func defaultPasswordPairsInURLsAreWeakCredentialsButPlaceholdersAreNot() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        // user:password pairs assembled at run time.
+        func pair(_ user: String, _ password: String) -> String { user + ":" + password }
+        try dir.write("ci.env", """
+        JENKINS_URL=https://\(pair("admin", "admin"))@ci.acme-builds.net/job/release
+        ROUTER=http://\(pair("root", "toor"))@10.20.0.1:8080/cgi-bin
+        """)
+        try dir.write("README.md", """
+        Clone with https://\(pair("user", "password"))@git.acme-builds.net/repo.git or
+        https://${USER}:${PASS}@git.acme-builds.net/repo.git; the local console is
+        http://\(pair("admin", "admin"))@localhost:3000/ and http://\(pair("admin", "admin"))@127.0.0.1:15672/,
+        the docs use http://\(pair("admin", "admin"))@grafana.test/ and http://\(pair("admin", "admin"))@example.com/.
+        """)
+        let result = try scan(dir)
+        let expected: Set<Finding> = [
+            Finding(rule: "url-default-credentials", path: "ci.env", line: 1),
+            Finding(rule: "url-default-credentials", path: "ci.env", line: 2),
+        ]
+        #expect(result.findings == expected, "missing: \(expected.subtracting(result.findings)), unexpected: \(result.findings.subtracting(expected))")
     }
 }
