@@ -98,6 +98,20 @@ import Testing
         }
     }
 
+    /// An armour line without its END followed by a large base64 blob (a truncated key, a test
+    /// vector) used to exhaust the regex match limit, and the scan then stopped quietly for the
+    /// rest of the file: the key after it was not reported.
+    @Test func aKeyAfterAnUnclosedArmourLineAndALargeBlobIsFound() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let rsa = "RSA PRIVATE KEY"
+        let blob = Self.body(16_000, width: 76, seed: 20)  // 1.2 MB of base64 lines
+        try dir.write("vectors.txt", "# truncated: \(Self.armour("BEGIN", rsa))\n" + blob.joined(separator: "\n")
+            + "\n\nthe key:\n" + Self.block(rsa, seed: 21) { $0 } + "\n")
+        let result = try scan(dir)
+        #expect(result.status == 1, "\(result.output)")
+        #expect(result.findings == [Finding(rule: "private-key-pem", path: "vectors.txt", line: 16_004)], "\(result.findings)")
+    }
+
     @Test func armourLinesWithoutAKeyAndMismatchedBlocksStayQuiet() throws {
         let dir = try TempDir(); defer { dir.cleanup() }
         let rsa = "RSA PRIVATE KEY"
