@@ -3,9 +3,9 @@ import Testing
 @testable import StepGuardSecrets
 
 /// Issue #22's misses, in the shapes real code carries them, scanned by the built binary: private
-/// keys whose lines carry a prefix or are escaped or concatenated, compose-style `- KEY=value`
-/// environment lists, and a default user:password pair in a URL — and, beside each, the
-/// documentation and placeholders that must stay quiet.
+/// keys whose lines carry a prefix or are escaped or concatenated, compose-style `- KEY=value` and
+/// Kubernetes `- name:`/`value:` environment lists, and a default user:password pair in a URL — and,
+/// beside each, the documentation and placeholders that must stay quiet.
 @Suite struct KeyMaterialScanTests {
     /// A PEM/OpenSSH/PGP armour line (`-----BEGIN RSA PRIVATE KEY-----`), assembled at run time so
     /// that this file never holds one.
@@ -167,15 +167,35 @@ import Testing
               POSTGRES_PASSWORD: \(password)
               DATABASE_PASSWORD: ${POSTGRES_PASSWORD}
         """)
+        // Kubernetes: name and value on two lines.
+        let apiKey = ExampleTemplate.expand("{alnum:32}", seed: 14)
+        try dir.write("k8s/deployment.yaml", """
+        spec:
+          containers:
+            - name: api
+              env:
+                - name: LOG_LEVEL
+                  value: debug
+                - name: STRIPE_API_KEY
+                  value: "\(apiKey)"
+                - name: DB_PASSWORD
+                  valueFrom:
+                    secretKeyRef: {name: db, key: password}
+                - name: SESSION_SECRET
+                  value: ${SESSION_SECRET}
+                - name: TOKEN_TTL
+                  value: "3600"
+        """)
         let result = try scan(dir)
         let expected: Set<Finding> = [
+            Finding(rule: "generic-env-list-secret", path: "k8s/deployment.yaml", line: 8),
             Finding(rule: "generic-env-secret", path: "docker-compose.yml", line: 6),
             Finding(rule: "generic-env-secret", path: "docker-compose.yml", line: 10),
             Finding(rule: "generic-env-secret", path: "docker-compose.yml", line: 11),
             Finding(rule: "generic-env-secret", path: "compose-mapping.yml", line: 4),
         ]
         #expect(result.findings == expected, "missing: \(expected.subtracting(result.findings)), unexpected: \(result.findings.subtracting(expected))")
-        for secret in [password, jwtSecret, token] { #expect(!result.output.contains(secret)) }
+        for secret in [password, jwtSecret, token, apiKey] { #expect(!result.output.contains(secret)) }
     }
 
     @Test func defaultPasswordPairsInURLsAreWeakCredentialsButPlaceholdersAreNot() throws {
