@@ -43,6 +43,12 @@ import Testing
         return (set, r.stdout + r.stderr, r.status)
     }
 
+    /// Expects exactly `expected`, naming what is missing and what is unexpected.
+    func expectFindings(_ found: Set<Finding>, _ expected: Set<Finding>, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(found == expected, "missing: \(expected.subtracting(found)), unexpected: \(found.subtracting(expected))",
+                sourceLocation: sourceLocation)
+    }
+
     @Test func privateKeysWithLinePrefixesEscapesAndConcatenationAreFound() throws {
         let dir = try TempDir(); defer { dir.cleanup() }
         var written: [String] = []
@@ -88,7 +94,7 @@ import Testing
         ]
         let result = try scan(dir)
         #expect(result.status == 1, "\(result.output)")
-        #expect(result.findings == expected, "missing: \(expected.subtracting(result.findings)), unexpected: \(result.findings.subtracting(expected))")
+        expectFindings(result.findings, expected)
         for text in written {
             for bodyLine in text.split(separator: "\n") where bodyLine.count > 60 {
                 // No body line of a key appears in the output (the findings are redacted).
@@ -194,7 +200,7 @@ import Testing
             Finding(rule: "generic-env-secret", path: "docker-compose.yml", line: 11),
             Finding(rule: "generic-env-secret", path: "compose-mapping.yml", line: 4),
         ]
-        #expect(result.findings == expected, "missing: \(expected.subtracting(result.findings)), unexpected: \(result.findings.subtracting(expected))")
+        expectFindings(result.findings, expected)
         for secret in [password, jwtSecret, token, apiKey] { #expect(!result.output.contains(secret)) }
     }
 
@@ -217,6 +223,6 @@ import Testing
             Finding(rule: "url-default-credentials", path: "ci.env", line: 1),
             Finding(rule: "url-default-credentials", path: "ci.env", line: 2),
         ]
-        #expect(result.findings == expected, "missing: \(expected.subtracting(result.findings)), unexpected: \(result.findings.subtracting(expected))")
+        expectFindings(result.findings, expected)
     }
 }
