@@ -72,8 +72,10 @@ func run(_ executable: String, _ args: [String], cwd: URL, stdin: String? = nil,
     return RunResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
 }
 
-/// The built `stepguard` binary (`swift build` first).
-let stepguardBinary = packageRoot.appendingPathComponent(".build/debug/stepguard").path
+/// The built `stepguard` binary (`swift build` first), or `$STEPGUARD_BINARY` (to run these tests
+/// against another build, e.g. the one before a change).
+let stepguardBinary = ProcessInfo.processInfo.environment["STEPGUARD_BINARY"]
+    ?? packageRoot.appendingPathComponent(".build/debug/stepguard").path
 
 /// Fake credentials in real formats, generated at run time (never committed).
 enum Fake {
