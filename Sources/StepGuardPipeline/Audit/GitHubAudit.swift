@@ -93,8 +93,8 @@ struct GitHubAudit {
         if let uses = job.value("uses"), let reference = uses.text {
             consumer = true
             if privileged, !reference.hasPrefix("./"), !Catalog.isPinned(reference) {
-                report(.unpinnedAction, uses, "reusable workflow '\(reference)' is not pinned to a full commit SHA in job '\(jobName)', which holds \(what)",
-                       remedy: "pin it to a full 40-character commit SHA (keep the tag in a comment)")
+                let (message, remedy) = Self.unpinnedDescription(reference, jobName: jobName, what: what)
+                report(.unpinnedAction, uses, message, remedy: remedy)
             }
         }
 
@@ -108,8 +108,8 @@ struct GitHubAudit {
                 let lower = uses.lowercased()
                 if Catalog.isOIDCAction(uses) { consumer = true }
                 if privileged, !Catalog.isFirstPartyOrLocal(uses), !Catalog.isPinned(uses) {
-                    report(.unpinnedAction, usesNode, "third-party action '\(uses)' is not pinned to a full commit SHA in job '\(jobName)', which holds \(what)",
-                           remedy: "pin it to a full 40-character commit SHA (keep the tag in a comment)")
+                    let (message, remedy) = Self.unpinnedDescription(uses, jobName: jobName, what: what)
+                    report(.unpinnedAction, usesNode, message, remedy: remedy)
                 }
                 if lower.hasPrefix("actions/checkout@") {
                     checkouts.append((usesNode, step))
@@ -173,6 +173,28 @@ struct GitHubAudit {
             report(.longLivedCredential, value, needle: "secrets", "\(kind.name) passed from secrets.\(secrets[0]) to '\(name)'; the provider supports OIDC",
                    remedy: "use \(kind.github) and delete the stored secret")
         }
+    }
+
+    /// What an unpinned `uses:` reference runs and how to pin it: a Docker image is pinned by an
+    /// `@sha256:` digest, an action or a reusable workflow of another (or this) repository by a commit SHA.
+    static func unpinnedDescription(_ reference: String, jobName: String, what: String) -> (message: String, remedy: String) {
+        if reference.lowercased().hasPrefix("docker://") {
+            return ("Docker image '\(reference)' is not pinned to a digest in job '\(jobName)', which holds \(what): the tag can be moved to another image",
+                    "pin the image by digest: `docker://IMAGE@sha256:DIGEST` (keep the tag in a comment)")
+        }
+        let at = reference.lastIndex(of: "@")
+        let path = at.map { String(reference[..<$0]) } ?? reference
+        let ref = at.map { String(reference[reference.index(after: $0)...]) } ?? ""
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        if parts.count > 4, parts[2] == ".github", parts[3] == "workflows" {
+            let repository = parts[0...1].joined(separator: "/")
+            let file = parts[2...].joined(separator: "/")
+            return ("reusable workflow '\(file)' of \(repository) is called at '\(ref)' (a branch or tag, which can move), not at a commit, in job '\(jobName)', which holds \(what)",
+                    "pin it to a full 40-character commit SHA (keep the tag in a comment); if \(repository) is this repository, call `./\(file)` to run it from the caller's own commit")
+        }
+        let state = ref.isEmpty ? "has no ref (`@…`)" : "is not pinned to a full commit SHA (ref '\(ref)' can move)"
+        return ("third-party action '\(reference)' \(state) in job '\(jobName)', which holds \(what)",
+                "pin it to a full 40-character commit SHA (keep the tag in a comment)")
     }
 
     /// Whether a checkout `ref:`/`repository:` names the pull request's head.
