@@ -79,3 +79,57 @@ import Testing
         #expect(finding.message.contains("ref 'v2' can move"))
     }
 }
+
+@Suite struct PermissionsMissingTests {
+    @Test func everyJobDeclaringItsOwnPermissionsIsEnough() throws {
+        let text = """
+        on: push
+        jobs:
+          a:
+            runs-on: x
+            permissions: {contents: read}
+            steps:
+              - run: make
+          b:
+            runs-on: x
+            permissions: {}
+            steps:
+              - run: make test
+        """
+        #expect(try check(text).isEmpty)
+    }
+
+    @Test func oneJobWithoutPermissionsStillGetsTheDefault() throws {
+        let text = """
+        on: push
+        jobs:
+          a:
+            runs-on: x
+            permissions: {contents: read}
+            steps:
+              - run: make
+          b:
+            runs-on: x
+            steps:
+              - run: make test
+        """
+        #expect(compact(try check(text)) == ["permissions-missing@1:1"])
+    }
+
+    @Test func reusableWorkflowRunsWithTheCallersToken() throws {
+        let callee = """
+        on:
+          workflow_call:
+            inputs: {version: {type: string}}
+        jobs:
+          a:
+            runs-on: x
+            steps:
+              - run: make
+        """
+        #expect(try check(callee).isEmpty)
+        // Also triggered on its own: it then runs with the repository's default token.
+        let both = callee.replacingOccurrences(of: "  workflow_call:", with: "  push:\n  workflow_call:")
+        #expect(compact(try check(both)) == ["permissions-missing@1:1"])
+    }
+}

@@ -39,7 +39,12 @@ struct GitHubAudit {
 
         // Top-level permissions.
         let topPermissions = root.value("permissions")
-        if topPermissions == nil, let first = root.pairs.first?.key {
+        let jobs = (root.value("jobs")?.pairs ?? []).map(\.value)
+        // Every job declares its own permissions: the top-level default never applies.
+        let everyJobDeclares = !jobs.isEmpty && jobs.allSatisfy { $0.isMapping && $0.value("permissions") != nil }
+        // Called only as a reusable workflow: it runs with the caller's token, whose permissions the caller sets.
+        let reusableOnly = events == ["workflow_call"]
+        if topPermissions == nil, !everyJobDeclares, !reusableOnly, let first = root.pairs.first?.key {
             report(.permissionsMissing, first, "no top-level permissions: every job gets the repository's default GITHUB_TOKEN permissions",
                    remedy: "add `permissions: {contents: read}` at the top level and grant more per job only where needed")
         }
