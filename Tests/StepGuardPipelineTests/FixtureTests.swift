@@ -30,7 +30,6 @@ import Testing
     @Test func pypiPublishWithTokens() throws {
         let findings = try WorkflowChecker.check(file: fixture("pypi-publish.yml"))
         #expect(compact(findings) == [
-            "checkout-persist-credentials@13:15",
             "unpinned-action@34:15",
             "long-lived-credential@36:25",
             "id-token-unused@42:7",
@@ -88,7 +87,7 @@ import Testing
         let report = WorkflowChecker.check(paths: [fixturesDirectory])
         #expect(report.errors.isEmpty)
         #expect(report.files.count == 7)
-        #expect(report.findings.count == 5 + 3 + 6 + 7 + 8 + 0 + 3)
+        #expect(report.findings.count == 5 + 3 + 5 + 7 + 8 + 0 + 3)
         #expect(report.exitCode == 1)
     }
 }

@@ -133,3 +133,51 @@ import Testing
         #expect(compact(try check(both)) == ["permissions-missing@1:1"])
     }
 }
+
+@Suite struct PersistCredentialsTests {
+    /// A job that checks out with `checkout` (a `uses:` line) and uploads `path`.
+    func workflow(checkout: String, checkoutPath: String? = nil, upload: String) -> String {
+        let with = checkoutPath.map { "\n        with: {path: \($0)}" } ?? ""
+        return """
+        on: push
+        permissions: {contents: read}
+        jobs:
+          build:
+            runs-on: x
+            steps:
+              - uses: \(checkout)\(with)
+              - run: make
+              - uses: actions/upload-artifact@v4
+                with:
+                  path: \(upload)
+        """
+    }
+
+    @Test func oldCheckoutUploadingTheWorkspaceIsReported() throws {
+        #expect(compact(try check(workflow(checkout: "actions/checkout@v4", upload: "."))) == ["checkout-persist-credentials@7:15"])
+        #expect(compact(try check(workflow(checkout: "actions/checkout@v5.0.0", upload: "'**/*.log'"))) == ["checkout-persist-credentials@7:15"])
+        // The checkout went into the uploaded directory.
+        #expect(compact(try check(workflow(checkout: "actions/checkout@v4", checkoutPath: "src", upload: "src/"))) == ["checkout-persist-credentials@7:15"])
+    }
+
+    @Test func checkoutV6KeepsTheCredentialOutsideGitConfig() throws {
+        let sha = String(repeating: "0123456789", count: 4)
+        #expect(try check(workflow(checkout: "actions/checkout@v6", upload: ".")).isEmpty)
+        #expect(try check(workflow(checkout: "actions/checkout@v6.0.1", upload: ".")).isEmpty)
+        #expect(try check(workflow(checkout: "actions/checkout@\(sha) # v6.0.0", upload: ".")).isEmpty)
+        // A SHA without a version comment, or commented with an older version, is still reported.
+        #expect(compact(try check(workflow(checkout: "actions/checkout@\(sha)", upload: "."))) == ["checkout-persist-credentials@7:15"])
+        #expect(compact(try check(workflow(checkout: "actions/checkout@\(sha) # v4.2.2", upload: "."))) == ["checkout-persist-credentials@7:15"])
+        #expect(compact(try check(workflow(checkout: "actions/checkout@v60x", upload: "."))) == ["checkout-persist-credentials@7:15"])
+    }
+
+    @Test func uploadsThatExcludeGitAreNotReported() throws {
+        #expect(try check(workflow(checkout: "actions/checkout@v4", upload: "dist/")).isEmpty)
+        #expect(try check(workflow(checkout: "actions/checkout@v4", upload: "|\n            build/out\n            ./reports")).isEmpty)
+        #expect(try check(workflow(checkout: "actions/checkout@v4", upload: "|\n            .\n            !.git")).isEmpty)
+        // Checked out into src/, the workspace's dist/ holds no .git.
+        #expect(try check(workflow(checkout: "actions/checkout@v4", checkoutPath: "src", upload: "dist")).isEmpty)
+        // An uploaded list with one path that holds .git is reported.
+        #expect(compact(try check(workflow(checkout: "actions/checkout@v4", upload: "|\n            dist\n            .git/config"))) == ["checkout-persist-credentials@7:15"])
+    }
+}

@@ -105,7 +105,7 @@ struct GitHubAudit {
 
         let shell = job.value("defaults")?.value("run")?.value("shell")?.text ?? workflowShell
         var checkouts: [(uses: Node, step: Node)] = []
-        var uploads = false
+        var uploadedPaths: [[String]] = []
         var headCheckout: Node?
 
         for step in job.value("steps")?.items ?? [] where step.isMapping {
@@ -122,7 +122,11 @@ struct GitHubAudit {
                         if let ref = step.value("with")?.value(key), Self.isPullRequestHead(ref.text ?? "") { headCheckout = ref }
                     }
                 }
-                if lower.hasPrefix("actions/upload-artifact@") || lower.hasPrefix("actions/upload-pages-artifact@") { uploads = true }
+                if lower.hasPrefix("actions/upload-artifact@") || lower.hasPrefix("actions/upload-pages-artifact@") {
+                    let defaultPath = lower.hasPrefix("actions/upload-pages-artifact@") ? "_site/" : ""
+                    let path = step.value("with")?.value("path")?.text ?? defaultPath
+                    uploadedPaths.append(path.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+                }
                 if let with = step.value("with") { checkCredentials(env: with, action: lower) }
                 if Catalog.isStepGuardRunAction(uses) { continue }
             }
@@ -145,11 +149,13 @@ struct GitHubAudit {
             report(.idTokenUnused, node, "job '\(jobName)' has id-token: write but no step uses an OIDC consumer",
                    remedy: "remove `id-token: write` from this job, or give the token to the step that needs it")
         }
-        if uploads {
-            for checkout in checkouts where checkout.step.value("with")?.value("persist-credentials")?.text?.lowercased() != "false" {
-                report(.persistCredentials, checkout.uses, "actions/checkout keeps the GITHUB_TOKEN in .git/config in job '\(jobName)', which uploads artifacts",
-                       remedy: "add `with: {persist-credentials: false}` to this checkout")
-            }
+        for checkout in checkouts where checkout.step.value("with")?.value("persist-credentials")?.text?.lowercased() != "false" {
+            // actions/checkout v6+ stores the credential outside .git/config: an upload does not carry it.
+            if let major = checkoutMajorVersion(checkout.uses), major >= 6 { continue }
+            let directory = checkout.step.value("with")?.value("path")?.text ?? ""
+            guard uploadedPaths.contains(where: { Self.uploadMayInclude(gitDirectoryOf: directory, paths: $0) }) else { continue }
+            report(.persistCredentials, checkout.uses, "actions/checkout keeps the GITHUB_TOKEN in .git/config in job '\(jobName)', which uploads artifacts that may include that .git",
+                   remedy: "add `with: {persist-credentials: false}` to this checkout (or use actions/checkout v6 or later)")
         }
         if privilegedTrigger, privileged, let head = headCheckout {
             report(.untrustedCheckout, head, "job '\(jobName)' runs on a privileged trigger (pull_request_target/workflow_run), checks out the pull request's head and holds \(what)",
@@ -200,6 +206,55 @@ struct GitHubAudit {
         let state = ref.isEmpty ? "has no ref (`@…`)" : "is not pinned to a full commit SHA (ref '\(ref)' can move)"
         return ("third-party action '\(reference)' \(state) in job '\(jobName)', which holds \(what)",
                 "pin it to a full 40-character commit SHA (keep the tag in a comment)")
+    }
+
+    /// The major version of an `actions/checkout@…` reference: from a `vN…` tag, or for a commit SHA from
+    /// a `# vN…` comment after it on the same line; nil when unknown (treated as an old version).
+    func checkoutMajorVersion(_ uses: Node) -> Int? {
+        guard let reference = uses.text, let at = reference.lastIndex(of: "@") else { return nil }
+        let ref = String(reference[reference.index(after: at)...])
+        if let major = Self.majorVersion(ref) { return major }
+        guard Catalog.isPinned(reference), let mark = uses.mark else { return nil }
+        let line = source.line(mark.line)
+        guard let end = line.range(of: reference)?.upperBound else { return nil }
+        let after = line[end...]
+        guard let hash = after.firstIndex(of: "#") else { return nil }
+        let comment = after[after.index(after: hash)...].trimmingCharacters(in: .whitespaces)
+        let word: String = comment.split(separator: " ").first.map(String.init) ?? ""
+        return Self.majorVersion(word)
+    }
+
+    /// `6` for `v6`, `v6.0.1`; nil for anything else.
+    static func majorVersion(_ tag: String) -> Int? {
+        guard tag.hasPrefix("v") || tag.hasPrefix("V") else { return nil }
+        let digits = tag.dropFirst().prefix { $0.isNumber }
+        let rest = tag.dropFirst(1 + digits.count)
+        guard !digits.isEmpty, rest.isEmpty || rest.hasPrefix(".") else { return nil }
+        return Int(digits)
+    }
+
+    /// Whether an upload of `paths` (an upload step's `path:` lines) may contain the `.git` directory of a
+    /// checkout into `directory` (the checkout's `path:`, empty for the workspace). Unknown shapes
+    /// (globs, expressions, absolute or parent paths) count as including it, unless `.git` is excluded.
+    static func uploadMayInclude(gitDirectoryOf directory: String, paths: [String]) -> Bool {
+        func normalized(_ path: String) -> String {
+            var path = path
+            while path.hasPrefix("./") { path.removeFirst(2) }
+            while path.hasSuffix("/") { path.removeLast() }
+            return path == "." ? "" : path
+        }
+        let checkout = normalized(directory)
+        let git = checkout.isEmpty ? ".git" : checkout + "/.git"
+        let included = paths.filter { !$0.hasPrefix("!") }.map(normalized)
+        let excluded = paths.filter { $0.hasPrefix("!") }.map { normalized(String($0.dropFirst())) }
+        if excluded.contains(where: { [git, git + "/**", "**/.git", "**/.git/**"].contains($0) }) { return false }
+        if included.isEmpty { return true }
+        return included.contains { path in
+            if path.isEmpty || path.hasPrefix("/") || path.hasPrefix("~") || path.contains("..") || path.contains("$")
+                || path.contains("*") || path.contains("?") || path.contains("[") { return true }
+            // The upload holds .git when it is .git, inside it, or one of its ancestors.
+            return path == git || path.hasPrefix(git + "/") || git.hasPrefix(path + "/")
+        }
     }
 
     /// Whether a checkout `ref:`/`repository:` names the pull request's head.
