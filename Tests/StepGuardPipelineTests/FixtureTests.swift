@@ -62,6 +62,7 @@ import Testing
             "unpinned-action@22:15",
             "long-lived-credential@24:34",
             "long-lived-credential@25:38",
+            "long-lived-credential@40:25",
             "unguarded-service-call@40:25",
             "long-lived-credential@43:34",
             "long-lived-credential@44:38",
@@ -87,7 +88,7 @@ import Testing
         let report = WorkflowChecker.check(paths: [fixturesDirectory])
         #expect(report.errors.isEmpty)
         #expect(report.files.count == 7)
-        #expect(report.findings.count == 5 + 3 + 5 + 7 + 8 + 0 + 3)
+        #expect(report.findings.count == 5 + 3 + 5 + 7 + 9 + 0 + 3)
         #expect(report.exitCode == 1)
     }
 }

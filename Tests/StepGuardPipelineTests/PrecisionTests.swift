@@ -181,3 +181,73 @@ import Testing
         #expect(compact(try check(workflow(checkout: "actions/checkout@v4", upload: "|\n            dist\n            .git/config"))) == ["checkout-persist-credentials@7:15"])
     }
 }
+
+@Suite struct SecretNameTests {
+    @Test func userNamesAreNotPasswords() throws {
+        let text = """
+        on: push
+        permissions: {contents: read}
+        jobs:
+          push:
+            runs-on: x
+            env:
+              DOCKERHUB_USER: ${{ secrets.DOCKERHUB_USER }}
+              REGISTRY_USERNAME: ${{ secrets.DOCKERHUB_USERNAME }}
+              DOCKERHUB_PASSWORD: ${{ secrets.DOCKERHUB_PASSWORD }}
+            steps:
+              - run: make
+        """
+        let findings = try check(text)
+        #expect(compact(findings) == ["long-lived-credential@9:31"])
+        #expect(findings.first?.message.contains("secrets.DOCKERHUB_PASSWORD") == true)
+        #expect(!CredentialKind.isUserName("DOCKERHUB_TOKEN") && CredentialKind.isUserName("NPM_USER"))
+        let gitlab = "publish:\n  script:\n    - docker login -u \"$DOCKERHUB_USERNAME\" -p \"$DOCKERHUB_TOKEN\"\n"
+        #expect(compact(try check(gitlab, path: ".gitlab-ci.yml")) == ["long-lived-credential@3:49"])
+    }
+
+    @Test func pnPublishIsFoundLikeNpmPublish() throws {
+        let text = """
+        on: push
+        permissions: {contents: read}
+        jobs:
+          release:
+            runs-on: x
+            steps:
+              - run: pn publish --no-git-checks
+                env: {NPM_TOKEN: "${{ secrets.NPM_TOKEN }}"}
+              - run: pnpm publish
+              - run: echo 'pn publish'
+        """
+        #expect(compact(try check(text)) == ["unguarded-service-call@7:14", "long-lived-credential@8:31", "unguarded-service-call@9:14"])
+    }
+
+    @Test func passwordsFetchedAtRunTimeAreHeldCredentials() throws {
+        let text = """
+        on: push
+        permissions: {contents: read}
+        jobs:
+          deploy:
+            runs-on: x
+            steps:
+              - uses: some/deployer@v1
+              - run: |
+                  DB=$(aws ssm get-parameter --name /db/pw --with-decryption --query Parameter.Value)
+                  aws ssm get-parameter --name /app/region
+                  KEY=$(aws --region eu-west-1 secretsmanager get-secret-value --secret-id deploy)
+                  stepguard run -- aws secretsmanager get-secret-value --secret-id guarded
+        """
+        let findings = try check(text)
+        #expect(compact(findings) == [
+            "unpinned-action@7:15",
+            "long-lived-credential@9:16",
+            "long-lived-credential@11:17",
+            "unguarded-service-call@11:17",
+        ])
+        #expect(findings.contains { $0.message.contains("`aws ssm get-parameter --with-decryption` fetches a stored secret from AWS SSM Parameter Store") })
+        // The same job without the fetches holds nothing: the unpinned action is not reported.
+        let plain = text.components(separatedBy: "\n").prefix(8).joined(separator: "\n") + "\n          aws ssm get-parameter --name /app/region\n"
+        #expect(try check(plain).isEmpty)
+        let gitlab = "deploy:\n  script:\n    - export PW=$(aws ssm get-parameters --names pw --with-decryption)\n"
+        #expect(compact(try check(gitlab, path: ".gitlab-ci.yml")) == ["long-lived-credential@3:19"])
+    }
+}

@@ -82,7 +82,11 @@ struct GitHubAudit {
         let jobGrant = Self.idTokenGrant(permissions)
         let idToken = permissions == nil ? topIdToken : jobGrant.granted
         let inherits = job.value("secrets")?.text == "inherit"
-        let holdsSecrets = workflowHoldsSecrets || inherits
+        let steps = job.value("steps")?.items ?? []
+        let fetchesSecrets = steps.contains { step in
+            step.value("run").map { !ShellScan.secretFetches(in: source.contentLines(of: $0)).isEmpty } ?? false
+        }
+        let holdsSecrets = workflowHoldsSecrets || inherits || fetchesSecrets
             || job.scalars.contains { !Expression.secretNames(in: $0.text ?? "").isEmpty }
         let privileged = holdsSecrets || idToken
         let what = [holdsSecrets ? "secrets" : nil, idToken ? "id-token: write" : nil].compactMap { $0 }.joined(separator: " and ")
@@ -108,7 +112,7 @@ struct GitHubAudit {
         var uploadedPaths: [[String]] = []
         var headCheckout: Node?
 
-        for step in job.value("steps")?.items ?? [] where step.isMapping {
+        for step in steps where step.isMapping {
             if let usesNode = step.value("uses"), let uses = usesNode.text {
                 let lower = uses.lowercased()
                 if Catalog.isOIDCAction(uses) { consumer = true }
@@ -138,6 +142,11 @@ struct GitHubAudit {
             let stepShell = step.value("shell")?.text ?? shell
             let shellGuarded = stepShell.map(ShellScan.mentionsStepGuardRun) ?? false
             if shellGuarded { consumer = true }
+            for fetch in ShellScan.secretFetches(in: source.contentLines(of: run)) where !fetch.guarded && !shellGuarded {
+                findings.append(Finding(.longLivedCredential, at: source.location(line: fetch.line, column: fetch.column),
+                                        "`\(fetch.command)` fetches a stored secret from \(fetch.service) in job '\(jobName)': the job holds a long-lived credential",
+                                        remedy: "replace it with the consumer's OIDC federation where there is one; else fetch it only inside `stepguard run` (the step that needs it)"))
+            }
             for call in ShellScan.serviceCalls(in: source.contentLines(of: run)) where !call.guarded && !shellGuarded {
                 findings.append(Finding(.unguardedServiceCall, at: source.location(line: call.line, column: call.column),
                                         "`\(call.command)` calls \(call.service) in job '\(jobName)' without stepguard run",
