@@ -251,3 +251,35 @@ import Testing
         #expect(compact(try check(gitlab, path: ".gitlab-ci.yml")) == ["long-lived-credential@3:19"])
     }
 }
+
+@Suite struct WriteTokenTests {
+    func workflow(top: String, job: String?) -> String {
+        let jobPermissions = job.map { "\n    permissions: \($0)" } ?? ""
+        return """
+        on: pull_request
+        permissions: \(top)
+        jobs:
+          label:
+            runs-on: x\(jobPermissions)
+            steps:
+              - uses: some/labeler@v1
+              - uses: actions/labeler@v5
+        """
+    }
+
+    @Test func writeScopedTokenIsAHeldCredential() throws {
+        let jobWrite = try check(workflow(top: "{contents: read}", job: "{pull-requests: write}"))
+        #expect(compact(jobWrite) == ["unpinned-action@8:15"])
+        #expect(jobWrite.first?.message.contains("which holds a write-scoped GITHUB_TOKEN") == true)
+        #expect(compact(try check(workflow(top: "{contents: write}", job: nil))) == ["unpinned-action@7:15"])
+        // write-all also grants id-token: write, reported at the top level.
+        #expect(compact(try check(workflow(top: "write-all", job: nil))) == ["id-token-workflow-level@2:14", "unpinned-action@7:15"])
+    }
+
+    @Test func readOnlyTokenHoldsNothing() throws {
+        #expect(try check(workflow(top: "{contents: read}", job: "{pull-requests: read}")).isEmpty)
+        // The job's own read-only permissions replace the workflow's write scopes.
+        #expect(try check(workflow(top: "{contents: write}", job: "{contents: read}")).isEmpty)
+        #expect(try check(workflow(top: "read-all", job: nil)).isEmpty)
+    }
+}

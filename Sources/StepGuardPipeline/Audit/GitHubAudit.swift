@@ -33,6 +33,14 @@ struct GitHubAudit {
         return (false, nil)
     }
 
+    /// Whether a permissions node gives the GITHUB_TOKEN a write scope (`write-all`, or any scope but
+    /// `id-token` set to `write`). Absent permissions (the repository default) are not counted here.
+    static func grantsWriteToken(_ permissions: Node?) -> Bool {
+        guard let permissions else { return false }
+        if permissions.text == "write-all" { return true }
+        return permissions.pairs.contains { $0.key.text != "id-token" && $0.value.text == "write" }
+    }
+
     mutating func run() -> [Finding] {
         let events = Self.events(root.value("on") ?? root.value("true"))
         let privilegedTrigger = events.contains("pull_request_target") || events.contains("workflow_run")
@@ -68,14 +76,14 @@ struct GitHubAudit {
         let workflowShell = root.value("defaults")?.value("run")?.value("shell")?.text
 
         for (jobKey, job) in root.value("jobs")?.pairs ?? [] where job.isMapping {
-            auditJob(jobKey, job, topIdToken: top.granted, privilegedTrigger: privilegedTrigger,
+            auditJob(jobKey, job, topPermissions: topPermissions, topIdToken: top.granted, privilegedTrigger: privilegedTrigger,
                      workflowHoldsSecrets: workflowHoldsSecrets, workflowShell: workflowShell)
         }
         let source = self.source
         return findings.filter { !source.isIgnored($0) }.sorted { ($0.location.line, $0.location.column) < ($1.location.line, $1.location.column) }
     }
 
-    private mutating func auditJob(_ jobKey: Node, _ job: Node, topIdToken: Bool, privilegedTrigger: Bool,
+    private mutating func auditJob(_ jobKey: Node, _ job: Node, topPermissions: Node?, topIdToken: Bool, privilegedTrigger: Bool,
                                    workflowHoldsSecrets: Bool, workflowShell: String?) {
         let jobName = jobKey.text ?? "?"
         let permissions = job.value("permissions")
@@ -88,8 +96,11 @@ struct GitHubAudit {
         }
         let holdsSecrets = workflowHoldsSecrets || inherits || fetchesSecrets
             || job.scalars.contains { !Expression.secretNames(in: $0.text ?? "").isEmpty }
-        let privileged = holdsSecrets || idToken
-        let what = [holdsSecrets ? "secrets" : nil, idToken ? "id-token: write" : nil].compactMap { $0 }.joined(separator: " and ")
+        // A write-scoped GITHUB_TOKEN is a credential too: every action in the job can read `github.token`.
+        let writeToken = Self.grantsWriteToken(permissions ?? topPermissions)
+        let privileged = holdsSecrets || idToken || writeToken
+        let what = [holdsSecrets ? "secrets" : nil, writeToken ? "a write-scoped GITHUB_TOKEN" : nil, idToken ? "id-token: write" : nil]
+            .compactMap { $0 }.joined(separator: " and ")
 
         if inherits, let value = job.value("secrets") {
             report(.secretsInherit, value, "job '\(jobName)' passes every secret of the repository to the called workflow",
