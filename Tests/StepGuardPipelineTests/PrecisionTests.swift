@@ -283,3 +283,64 @@ import Testing
         #expect(try check(workflow(top: "read-all", job: nil)).isEmpty)
     }
 }
+
+@Suite struct ParsingTests {
+    func gitlab(merges: String, own: String = "") -> String {
+        """
+        .quiet: &quiet
+          image: alpine
+          before_script: [echo quiet]
+        .publish: &publish
+          image: node
+          before_script: [npm publish]
+        job:
+        \(merges)\(own)
+          script: [make]
+        """
+    }
+
+    @Test func repeatedMergeKeysAreAcceptedAndTheLastWins() throws {
+        #expect(compact(try check(gitlab(merges: "  <<: *quiet\n  <<: *publish"), path: ".gitlab-ci.yml")) == ["unguarded-service-call@6:19"])
+        #expect(try check(gitlab(merges: "  <<: *publish\n  <<: *quiet"), path: ".gitlab-ci.yml").isEmpty)
+        // Three merge keys, and a merge list (whose earlier entry wins).
+        #expect(compact(try check(gitlab(merges: "  <<: *quiet\n  <<: *quiet\n  <<: *publish"), path: ".gitlab-ci.yml")) == ["unguarded-service-call@6:19"])
+        #expect(compact(try check(gitlab(merges: "  <<: [*publish, *quiet]"), path: ".gitlab-ci.yml")) == ["unguarded-service-call@6:19"])
+        // A single merge key is resolved too (before, the merged script was never read).
+        #expect(compact(try check(gitlab(merges: "  <<: *publish"), path: ".gitlab-ci.yml")) == ["unguarded-service-call@6:19"])
+        // The job's own key wins over every merge.
+        #expect(try check(gitlab(merges: "  <<: *quiet\n  <<: *publish", own: "\n  before_script: [echo own]"), path: ".gitlab-ci.yml").isEmpty)
+    }
+
+    @Test func otherDuplicateKeysStillFailWithTheirLocation() throws {
+        let twice = gitlab(merges: "  <<: *quiet\n  <<: *publish", own: "\n  script: [echo one]")
+        #expect {
+            try check(twice, path: ".gitlab-ci.yml")
+        } throws: { error in
+            guard let error = error as? PipelineError else { return false }
+            return error.exitCode == 78 && error.location.line == 10 && error.location.column == 3
+                && error.description.contains("'script' appear twice") && !error.description.contains("\n")
+                && error.description.contains("near `script: [echo one]`")
+        }
+        // A quoted "<<" is an ordinary key: two of them are duplicates.
+        #expect(throws: PipelineError.self) { try check("job:\n  \"<<\": 1\n  \"<<\": 2\n  script: [x]\n", path: ".gitlab-ci.yml") }
+    }
+
+    @Test func parseErrorsCarryTheRealPositionAndOneLine() throws {
+        let padding = (1...30).map { "      - run: echo step \($0)" }.joined(separator: "\n")
+        let text = "on: push\njobs:\n  a:\n    steps:\n\(padding)\n      - run: [unclosed\n\(padding)\n"
+        #expect {
+            try check(text, path: "long.yml")
+        } throws: { error in
+            guard let error = error as? PipelineError else { return false }
+            return error.location.line > 30 && error.location.column > 1 && !error.description.contains("\n")
+                && !error.description.contains("echo step 2") && error.description.count < 300
+        }
+        let token = "tok" + String(repeating: "x7", count: 12)
+        #expect {
+            try check("on: push\njobs: {a: [\(token)\n", path: "secret.yml")
+        } throws: { error in
+            guard let error = error as? PipelineError else { return false }
+            return !error.description.contains(token) && !error.description.contains("\n")
+        }
+    }
+}

@@ -1,10 +1,32 @@
 import Yams
 
 extension Node {
-    /// Key/value pairs of a mapping, in file order; empty for other nodes.
+    /// Key/value pairs of a mapping, with `<<:` merge keys resolved as YAML 1.1 parsers do: the
+    /// mapping's own keys first (they win), then the merged mappings' keys not already present — the
+    /// last `<<:` of the mapping first, and in `<<: [*a, *b]` the earlier one first. Empty for other nodes.
     var pairs: [(key: Node, value: Node)] {
         guard case let .mapping(mapping) = self else { return [] }
-        return Array(mapping)
+        let own = Array(mapping)
+        guard own.contains(where: { $0.key.isMergeKey }) else { return own }
+        var result = own.filter { !$0.key.isMergeKey }
+        var present = Set(result.compactMap { $0.key.text })
+        for merge in own.filter({ $0.key.isMergeKey }).reversed() {
+            for source in merge.value.isSequence ? merge.value.items : [merge.value] {
+                for pair in source.pairs {
+                    guard let key = pair.key.text else { result.append(pair); continue }
+                    if present.insert(key).inserted { result.append(pair) }
+                }
+            }
+        }
+        return result
+    }
+
+    /// Whether this is a `<<` merge key (plain `<<`, or the stand-in the checker gives a repeated one).
+    var isMergeKey: Bool {
+        guard case let .scalar(scalar) = self else { return false }
+        if scalar.tag.rawValue == Tag.Name.merge.rawValue { return true }
+        let scalars = Array(scalar.string.unicodeScalars)
+        return scalars.count == 2 && scalars[0].value == WorkflowChecker.mergeStandIn && scalars[1].value > WorkflowChecker.mergeStandIn
     }
 
     /// Items of a sequence; empty for other nodes.
