@@ -307,8 +307,10 @@ import Testing
         #expect(compact(try check(gitlab(merges: "  <<: [*publish, *quiet]"), path: ".gitlab-ci.yml")) == ["unguarded-service-call@6:19"])
         // A single merge key is resolved too (before, the merged script was never read).
         #expect(compact(try check(gitlab(merges: "  <<: *publish"), path: ".gitlab-ci.yml")) == ["unguarded-service-call@6:19"])
-        // The job's own key wins over every merge.
+        // As in GitLab (Ruby Psych), keys are applied in file order: an own key after the merges wins,
+        // a merge after an own key wins over it (a script hidden that way is still read).
         #expect(try check(gitlab(merges: "  <<: *quiet\n  <<: *publish", own: "\n  before_script: [echo own]"), path: ".gitlab-ci.yml").isEmpty)
+        #expect(compact(try check(gitlab(merges: "  before_script: [echo own]\n  <<: *publish"), path: ".gitlab-ci.yml")) == ["unguarded-service-call@6:19"])
     }
 
     @Test func otherDuplicateKeysStillFailWithTheirLocation() throws {

@@ -1,22 +1,29 @@
 import Yams
 
 extension Node {
-    /// Key/value pairs of a mapping, with `<<:` merge keys resolved as YAML 1.1 parsers do: the
-    /// mapping's own keys first (they win), then the merged mappings' keys not already present — the
-    /// last `<<:` of the mapping first, and in `<<: [*a, *b]` the earlier one first. Empty for other nodes.
+    /// Key/value pairs of a mapping, with `<<:` merge keys resolved as GitLab's parser (Ruby Psych)
+    /// does: in file order, each own key or merged mapping overwrites the keys already there, so the
+    /// last `<<:` wins over earlier ones, and a `<<:` written after an own key wins over it too; in
+    /// `<<: [*a, *b]` the earlier entry wins. Empty for other nodes.
     var pairs: [(key: Node, value: Node)] {
         guard case let .mapping(mapping) = self else { return [] }
         let own = Array(mapping)
         guard own.contains(where: { $0.key.isMergeKey }) else { return own }
-        var result = own.filter { !$0.key.isMergeKey }
-        var present = Set(result.compactMap { $0.key.text })
-        for merge in own.filter({ $0.key.isMergeKey }).reversed() {
-            for source in merge.value.isSequence ? merge.value.items : [merge.value] {
-                for pair in source.pairs {
-                    guard let key = pair.key.text else { result.append(pair); continue }
-                    if present.insert(key).inserted { result.append(pair) }
-                }
+        var result: [(key: Node, value: Node)] = []
+        var position: [String: Int] = [:]
+        func put(_ pair: (key: Node, value: Node)) {
+            guard let key = pair.key.text else { result.append(pair); return }
+            if let index = position[key] { result[index] = pair } else { position[key] = result.count; result.append(pair) }
+        }
+        for pair in own {
+            guard pair.key.isMergeKey else { put(pair); continue }
+            let sources = pair.value.isSequence ? pair.value.items : [pair.value]
+            var merged: [(key: Node, value: Node)] = []
+            var seen: Set<String> = []
+            for source in sources {
+                for entry in source.pairs where entry.key.text.map({ seen.insert($0).inserted }) ?? true { merged.append(entry) }
             }
+            merged.forEach(put)
         }
         return result
     }
