@@ -154,9 +154,7 @@ struct GitHubAudit {
             let shellGuarded = stepShell.map(ShellScan.mentionsStepGuardRun) ?? false
             if shellGuarded { consumer = true }
             for fetch in ShellScan.secretFetches(in: source.contentLines(of: run)) where !fetch.guarded && !shellGuarded {
-                findings.append(Finding(.longLivedCredential, at: source.location(line: fetch.line, column: fetch.column),
-                                        "`\(fetch.command)` fetches a stored secret from \(fetch.service) in job '\(jobName)': the job holds a long-lived credential",
-                                        remedy: "replace it with the consumer's OIDC federation where there is one; else fetch it only inside `stepguard run` (the step that needs it)"))
+                findings.append(.secretFetch(fetch, job: jobName, at: source.location(line: fetch.line, column: fetch.column), federation: "the consumer's OIDC federation"))
             }
             for call in ShellScan.serviceCalls(in: source.contentLines(of: run)) where !call.guarded && !shellGuarded {
                 findings.append(Finding(.unguardedServiceCall, at: source.location(line: call.line, column: call.column),

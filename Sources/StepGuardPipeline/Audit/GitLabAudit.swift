@@ -46,9 +46,7 @@ struct GitLabAudit {
                                         remedy: "run it as `stepguard run [--policy FILE] -- \(call.command) …` or include the stepguard component"))
             }
             for fetch in ShellScan.secretFetches(in: source.contentLines(of: script)) where !fetch.guarded {
-                findings.append(Finding(.longLivedCredential, at: source.location(line: fetch.line, column: fetch.column),
-                                        "`\(fetch.command)` fetches a stored secret from \(fetch.service) in job '\(name)': the job holds a long-lived credential",
-                                        remedy: "replace it with the consumer's OIDC federation (id_tokens:) where there is one; else fetch it only inside `stepguard run`"))
+                findings.append(.secretFetch(fetch, job: name, at: source.location(line: fetch.line, column: fetch.column), federation: "the consumer's OIDC federation (id_tokens:)"))
             }
             checkVariableUse(script)
         }

@@ -1,3 +1,5 @@
+import StepGuardPolicy
+
 /// A call to a signing or secret service found in a shell script line.
 struct ServiceCall: Equatable {
     /// The service, e.g. "Sigstore signing (cosign)".
@@ -166,5 +168,14 @@ enum ShellScan {
             }
         }
         return calls
+    }
+}
+
+extension Finding {
+    /// The `long-lived-credential` finding for a secret a job fetches at run time (``ShellScan/secretFetches(in:)``).
+    static func secretFetch(_ fetch: ServiceCall, job: String, at location: SourceLocation, federation: String) -> Finding {
+        Finding(.longLivedCredential, at: location,
+                "`\(fetch.command)` fetches a stored secret from \(fetch.service) in job '\(job)': the job holds a long-lived credential",
+                remedy: "replace it with \(federation) where there is one; else fetch it only inside `stepguard run` (the step that needs it)")
     }
 }
