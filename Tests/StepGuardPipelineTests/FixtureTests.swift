@@ -30,7 +30,6 @@ import Testing
     @Test func pypiPublishWithTokens() throws {
         let findings = try WorkflowChecker.check(file: fixture("pypi-publish.yml"))
         #expect(compact(findings) == [
-            "checkout-persist-credentials@13:15",
             "unpinned-action@34:15",
             "long-lived-credential@36:25",
             "id-token-unused@42:7",
@@ -63,6 +62,7 @@ import Testing
             "unpinned-action@22:15",
             "long-lived-credential@24:34",
             "long-lived-credential@25:38",
+            "long-lived-credential@40:25",
             "unguarded-service-call@40:25",
             "long-lived-credential@43:34",
             "long-lived-credential@44:38",
@@ -88,7 +88,7 @@ import Testing
         let report = WorkflowChecker.check(paths: [fixturesDirectory])
         #expect(report.errors.isEmpty)
         #expect(report.files.count == 7)
-        #expect(report.findings.count == 5 + 3 + 6 + 7 + 8 + 0 + 3)
+        #expect(report.findings.count == 5 + 3 + 5 + 7 + 9 + 0 + 3)
         #expect(report.exitCode == 1)
     }
 }

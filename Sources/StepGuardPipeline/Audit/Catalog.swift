@@ -15,7 +15,13 @@ struct CredentialKind {
 
     func matches(_ raw: String) -> Bool {
         let name = raw.uppercased().replacingOccurrences(of: "-", with: "_")
+        if Self.isUserName(name) { return false }
         return names.contains(name) || fragments.contains { name.contains($0) }
+    }
+
+    /// Whether a normalized name is an account name (`DOCKERHUB_USERNAME`, `REGISTRY_USER`), not a password.
+    static func isUserName(_ name: String) -> Bool {
+        ["USER", "USERNAME", "USER_NAME"].contains { name == $0 || name.hasSuffix("_" + $0) }
     }
 }
 

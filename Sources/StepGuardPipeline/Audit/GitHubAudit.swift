@@ -33,13 +33,26 @@ struct GitHubAudit {
         return (false, nil)
     }
 
+    /// Whether a permissions node gives the GITHUB_TOKEN a write scope (`write-all`, or any scope but
+    /// `id-token` set to `write`). Absent permissions (the repository default) are not counted here.
+    static func grantsWriteToken(_ permissions: Node?) -> Bool {
+        guard let permissions else { return false }
+        if permissions.text == "write-all" { return true }
+        return permissions.pairs.contains { $0.key.text != "id-token" && $0.value.text == "write" }
+    }
+
     mutating func run() -> [Finding] {
         let events = Self.events(root.value("on") ?? root.value("true"))
         let privilegedTrigger = events.contains("pull_request_target") || events.contains("workflow_run")
 
         // Top-level permissions.
         let topPermissions = root.value("permissions")
-        if topPermissions == nil, let first = root.pairs.first?.key {
+        let jobs = (root.value("jobs")?.pairs ?? []).map(\.value)
+        // Every job declares its own permissions: the top-level default never applies.
+        let everyJobDeclares = !jobs.isEmpty && jobs.allSatisfy { $0.isMapping && $0.value("permissions") != nil }
+        // Called only as a reusable workflow: it runs with the caller's token, whose permissions the caller sets.
+        let reusableOnly = events == ["workflow_call"]
+        if topPermissions == nil, !everyJobDeclares, !reusableOnly, let first = root.pairs.first?.key {
             report(.permissionsMissing, first, "no top-level permissions: every job gets the repository's default GITHUB_TOKEN permissions",
                    remedy: "add `permissions: {contents: read}` at the top level and grant more per job only where needed")
         }
@@ -63,24 +76,31 @@ struct GitHubAudit {
         let workflowShell = root.value("defaults")?.value("run")?.value("shell")?.text
 
         for (jobKey, job) in root.value("jobs")?.pairs ?? [] where job.isMapping {
-            auditJob(jobKey, job, topIdToken: top.granted, privilegedTrigger: privilegedTrigger,
+            auditJob(jobKey, job, topPermissions: topPermissions, topIdToken: top.granted, privilegedTrigger: privilegedTrigger,
                      workflowHoldsSecrets: workflowHoldsSecrets, workflowShell: workflowShell)
         }
         let source = self.source
         return findings.filter { !source.isIgnored($0) }.sorted { ($0.location.line, $0.location.column) < ($1.location.line, $1.location.column) }
     }
 
-    private mutating func auditJob(_ jobKey: Node, _ job: Node, topIdToken: Bool, privilegedTrigger: Bool,
+    private mutating func auditJob(_ jobKey: Node, _ job: Node, topPermissions: Node?, topIdToken: Bool, privilegedTrigger: Bool,
                                    workflowHoldsSecrets: Bool, workflowShell: String?) {
         let jobName = jobKey.text ?? "?"
         let permissions = job.value("permissions")
         let jobGrant = Self.idTokenGrant(permissions)
         let idToken = permissions == nil ? topIdToken : jobGrant.granted
         let inherits = job.value("secrets")?.text == "inherit"
-        let holdsSecrets = workflowHoldsSecrets || inherits
+        let steps = job.value("steps")?.items ?? []
+        let fetchesSecrets = steps.contains { step in
+            step.value("run").map { !ShellScan.secretFetches(in: source.contentLines(of: $0)).isEmpty } ?? false
+        }
+        let holdsSecrets = workflowHoldsSecrets || inherits || fetchesSecrets
             || job.scalars.contains { !Expression.secretNames(in: $0.text ?? "").isEmpty }
-        let privileged = holdsSecrets || idToken
-        let what = [holdsSecrets ? "secrets" : nil, idToken ? "id-token: write" : nil].compactMap { $0 }.joined(separator: " and ")
+        // A write-scoped GITHUB_TOKEN is a credential too: every action in the job can read `github.token`.
+        let writeToken = Self.grantsWriteToken(permissions ?? topPermissions)
+        let privileged = holdsSecrets || idToken || writeToken
+        let what = [holdsSecrets ? "secrets" : nil, writeToken ? "a write-scoped GITHUB_TOKEN" : nil, idToken ? "id-token: write" : nil]
+            .compactMap { $0 }.joined(separator: " and ")
 
         if inherits, let value = job.value("secrets") {
             report(.secretsInherit, value, "job '\(jobName)' passes every secret of the repository to the called workflow",
@@ -93,23 +113,23 @@ struct GitHubAudit {
         if let uses = job.value("uses"), let reference = uses.text {
             consumer = true
             if privileged, !reference.hasPrefix("./"), !Catalog.isPinned(reference) {
-                report(.unpinnedAction, uses, "reusable workflow '\(reference)' is not pinned to a full commit SHA in job '\(jobName)', which holds \(what)",
-                       remedy: "pin it to a full 40-character commit SHA (keep the tag in a comment)")
+                let (message, remedy) = Self.unpinnedDescription(reference, jobName: jobName, what: what)
+                report(.unpinnedAction, uses, message, remedy: remedy)
             }
         }
 
         let shell = job.value("defaults")?.value("run")?.value("shell")?.text ?? workflowShell
         var checkouts: [(uses: Node, step: Node)] = []
-        var uploads = false
+        var uploadedPaths: [[String]] = []
         var headCheckout: Node?
 
-        for step in job.value("steps")?.items ?? [] where step.isMapping {
+        for step in steps where step.isMapping {
             if let usesNode = step.value("uses"), let uses = usesNode.text {
                 let lower = uses.lowercased()
                 if Catalog.isOIDCAction(uses) { consumer = true }
                 if privileged, !Catalog.isFirstPartyOrLocal(uses), !Catalog.isPinned(uses) {
-                    report(.unpinnedAction, usesNode, "third-party action '\(uses)' is not pinned to a full commit SHA in job '\(jobName)', which holds \(what)",
-                           remedy: "pin it to a full 40-character commit SHA (keep the tag in a comment)")
+                    let (message, remedy) = Self.unpinnedDescription(uses, jobName: jobName, what: what)
+                    report(.unpinnedAction, usesNode, message, remedy: remedy)
                 }
                 if lower.hasPrefix("actions/checkout@") {
                     checkouts.append((usesNode, step))
@@ -117,7 +137,11 @@ struct GitHubAudit {
                         if let ref = step.value("with")?.value(key), Self.isPullRequestHead(ref.text ?? "") { headCheckout = ref }
                     }
                 }
-                if lower.hasPrefix("actions/upload-artifact@") || lower.hasPrefix("actions/upload-pages-artifact@") { uploads = true }
+                if lower.hasPrefix("actions/upload-artifact@") || lower.hasPrefix("actions/upload-pages-artifact@") {
+                    let defaultPath = lower.hasPrefix("actions/upload-pages-artifact@") ? "_site/" : ""
+                    let path = step.value("with")?.value("path")?.text ?? defaultPath
+                    uploadedPaths.append(path.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+                }
                 if let with = step.value("with") { checkCredentials(env: with, action: lower) }
                 if Catalog.isStepGuardRunAction(uses) { continue }
             }
@@ -129,6 +153,9 @@ struct GitHubAudit {
             let stepShell = step.value("shell")?.text ?? shell
             let shellGuarded = stepShell.map(ShellScan.mentionsStepGuardRun) ?? false
             if shellGuarded { consumer = true }
+            for fetch in ShellScan.secretFetches(in: source.contentLines(of: run)) where !fetch.guarded && !shellGuarded {
+                findings.append(.secretFetch(fetch, job: jobName, at: source.location(line: fetch.line, column: fetch.column), federation: "the consumer's OIDC federation"))
+            }
             for call in ShellScan.serviceCalls(in: source.contentLines(of: run)) where !call.guarded && !shellGuarded {
                 findings.append(Finding(.unguardedServiceCall, at: source.location(line: call.line, column: call.column),
                                         "`\(call.command)` calls \(call.service) in job '\(jobName)' without stepguard run",
@@ -140,11 +167,13 @@ struct GitHubAudit {
             report(.idTokenUnused, node, "job '\(jobName)' has id-token: write but no step uses an OIDC consumer",
                    remedy: "remove `id-token: write` from this job, or give the token to the step that needs it")
         }
-        if uploads {
-            for checkout in checkouts where checkout.step.value("with")?.value("persist-credentials")?.text?.lowercased() != "false" {
-                report(.persistCredentials, checkout.uses, "actions/checkout keeps the GITHUB_TOKEN in .git/config in job '\(jobName)', which uploads artifacts",
-                       remedy: "add `with: {persist-credentials: false}` to this checkout")
-            }
+        for checkout in checkouts where checkout.step.value("with")?.value("persist-credentials")?.text?.lowercased() != "false" {
+            // actions/checkout v6+ stores the credential outside .git/config: an upload does not carry it.
+            if let major = checkoutMajorVersion(checkout.uses), major >= 6 { continue }
+            let directory = checkout.step.value("with")?.value("path")?.text ?? ""
+            guard uploadedPaths.contains(where: { Self.uploadMayInclude(gitDirectoryOf: directory, paths: $0) }) else { continue }
+            report(.persistCredentials, checkout.uses, "actions/checkout keeps the GITHUB_TOKEN in .git/config in job '\(jobName)', which uploads artifacts that may include that .git",
+                   remedy: "add `with: {persist-credentials: false}` to this checkout (or use actions/checkout v6 or later)")
         }
         if privilegedTrigger, privileged, let head = headCheckout {
             report(.untrustedCheckout, head, "job '\(jobName)' runs on a privileged trigger (pull_request_target/workflow_run), checks out the pull request's head and holds \(what)",
@@ -172,6 +201,77 @@ struct GitHubAudit {
             guard let kind = Catalog.credential(named: names) else { continue }
             report(.longLivedCredential, value, needle: "secrets", "\(kind.name) passed from secrets.\(secrets[0]) to '\(name)'; the provider supports OIDC",
                    remedy: "use \(kind.github) and delete the stored secret")
+        }
+    }
+
+    /// What an unpinned `uses:` reference runs and how to pin it: a Docker image is pinned by an
+    /// `@sha256:` digest, an action or a reusable workflow of another (or this) repository by a commit SHA.
+    static func unpinnedDescription(_ reference: String, jobName: String, what: String) -> (message: String, remedy: String) {
+        if reference.lowercased().hasPrefix("docker://") {
+            return ("Docker image '\(reference)' is not pinned to a digest in job '\(jobName)', which holds \(what): the tag can be moved to another image",
+                    "pin the image by digest: `docker://IMAGE@sha256:DIGEST` (keep the tag in a comment)")
+        }
+        let at = reference.lastIndex(of: "@")
+        let path = at.map { String(reference[..<$0]) } ?? reference
+        let ref = at.map { String(reference[reference.index(after: $0)...]) } ?? ""
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        if parts.count > 4, parts[2] == ".github", parts[3] == "workflows" {
+            let repository = parts[0...1].joined(separator: "/")
+            let file = parts[2...].joined(separator: "/")
+            return ("reusable workflow '\(file)' of \(repository) is called at '\(ref)' (a branch or tag, which can move), not at a commit, in job '\(jobName)', which holds \(what)",
+                    "pin it to a full 40-character commit SHA (keep the tag in a comment); if \(repository) is this repository, call `./\(file)` to run it from the caller's own commit")
+        }
+        let state = ref.isEmpty ? "has no ref (`@…`)" : "is not pinned to a full commit SHA (ref '\(ref)' can move)"
+        return ("third-party action '\(reference)' \(state) in job '\(jobName)', which holds \(what)",
+                "pin it to a full 40-character commit SHA (keep the tag in a comment)")
+    }
+
+    /// The major version of an `actions/checkout@…` reference: from a `vN…` tag, or for a commit SHA from
+    /// a `# vN…` comment after it on the same line; nil when unknown (treated as an old version).
+    func checkoutMajorVersion(_ uses: Node) -> Int? {
+        guard let reference = uses.text, let at = reference.lastIndex(of: "@") else { return nil }
+        let ref = String(reference[reference.index(after: at)...])
+        if let major = Self.majorVersion(ref) { return major }
+        guard Catalog.isPinned(reference), let mark = uses.mark else { return nil }
+        let line = source.line(mark.line)
+        guard let end = line.range(of: reference)?.upperBound else { return nil }
+        let after = line[end...]
+        guard let hash = after.firstIndex(of: "#") else { return nil }
+        let comment = after[after.index(after: hash)...].trimmingCharacters(in: .whitespaces)
+        let word: String = comment.split(separator: " ").first.map(String.init) ?? ""
+        return Self.majorVersion(word)
+    }
+
+    /// `6` for `v6`, `v6.0.1`; nil for anything else.
+    static func majorVersion(_ tag: String) -> Int? {
+        guard tag.hasPrefix("v") || tag.hasPrefix("V") else { return nil }
+        let digits = tag.dropFirst().prefix { $0.isNumber }
+        let rest = tag.dropFirst(1 + digits.count)
+        guard !digits.isEmpty, rest.isEmpty || rest.hasPrefix(".") else { return nil }
+        return Int(digits)
+    }
+
+    /// Whether an upload of `paths` (an upload step's `path:` lines) may contain the `.git` directory of a
+    /// checkout into `directory` (the checkout's `path:`, empty for the workspace). Unknown shapes
+    /// (globs, expressions, absolute or parent paths) count as including it, unless `.git` is excluded.
+    static func uploadMayInclude(gitDirectoryOf directory: String, paths: [String]) -> Bool {
+        func normalized(_ path: String) -> String {
+            var path = path
+            while path.hasPrefix("./") { path.removeFirst(2) }
+            while path.hasSuffix("/") { path.removeLast() }
+            return path == "." ? "" : path
+        }
+        let checkout = normalized(directory)
+        let git = checkout.isEmpty ? ".git" : checkout + "/.git"
+        let included = paths.filter { !$0.hasPrefix("!") }.map(normalized)
+        let excluded = paths.filter { $0.hasPrefix("!") }.map { normalized(String($0.dropFirst())) }
+        if excluded.contains(where: { [git, git + "/**", "**/.git", "**/.git/**"].contains($0) }) { return false }
+        if included.isEmpty { return true }
+        return included.contains { path in
+            if path.isEmpty || path.hasPrefix("/") || path.hasPrefix("~") || path.contains("..") || path.contains("$")
+                || path.contains("*") || path.contains("?") || path.contains("[") { return true }
+            // The upload holds .git when it is .git, inside it, or one of its ancestors.
+            return path == git || path.hasPrefix(git + "/") || git.hasPrefix(path + "/")
         }
     }
 

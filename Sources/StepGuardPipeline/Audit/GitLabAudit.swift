@@ -45,6 +45,9 @@ struct GitLabAudit {
                                         "`\(call.command)` calls \(call.service) in job '\(name)' without stepguard run",
                                         remedy: "run it as `stepguard run [--policy FILE] -- \(call.command) …` or include the stepguard component"))
             }
+            for fetch in ShellScan.secretFetches(in: source.contentLines(of: script)) where !fetch.guarded {
+                findings.append(.secretFetch(fetch, job: name, at: source.location(line: fetch.line, column: fetch.column), federation: "the consumer's OIDC federation (id_tokens:)"))
+            }
             checkVariableUse(script)
         }
     }

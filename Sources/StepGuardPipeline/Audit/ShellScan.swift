@@ -1,3 +1,5 @@
+import StepGuardPolicy
+
 /// A call to a signing or secret service found in a shell script line.
 struct ServiceCall: Equatable {
     /// The service, e.g. "Sigstore signing (cosign)".
@@ -19,6 +21,38 @@ enum ShellScan {
     /// Service calls in the content lines of one script (from ``SourceText/contentLines(of:)``).
     static func serviceCalls(in lines: [(text: String, line: Int, column: Int)]) -> [ServiceCall] {
         var calls: [ServiceCall] = []
+        forEachLogicalLine(lines) { calls.append(contentsOf: scan($0)) }
+        return calls
+    }
+
+    /// Commands that fetch a stored secret into the job at run time (`aws ssm get-parameter
+    /// --with-decryption`, `aws secretsmanager get-secret-value`): the job then holds a long-lived credential.
+    /// `service` names the store, `command` the full subcommand.
+    static func secretFetches(in lines: [(text: String, line: Int, column: Int)]) -> [ServiceCall] {
+        var fetches: [ServiceCall] = []
+        forEachLogicalLine(lines) { words in
+            for (index, word) in words.enumerated() where !word.isOperator && basename(word.text) == "aws" {
+                let before = words[..<index].map(\.text)
+                let guarded = zip(before, before.dropFirst()).contains { basename($0) == "stepguard" && $1 == "run" }
+                let args = arguments(words, after: index)
+                let positional = args.filter { !$0.hasPrefix("-") }
+                if let ssm = positional.prefix(3).firstIndex(of: "ssm"), let sub = positional.dropFirst(ssm + 1).first,
+                   sub.hasPrefix("get-parameter"), args.contains("--with-decryption") {
+                    fetches.append(ServiceCall(service: "AWS SSM Parameter Store", command: "aws ssm \(sub) --with-decryption",
+                                               line: word.line, column: word.column, guarded: guarded))
+                }
+                if let manager = positional.prefix(3).firstIndex(of: "secretsmanager"), let sub = positional.dropFirst(manager + 1).first,
+                   sub == "get-secret-value" || sub == "batch-get-secret-value" {
+                    fetches.append(ServiceCall(service: "AWS Secrets Manager", command: "aws secretsmanager \(sub)",
+                                               line: word.line, column: word.column, guarded: guarded))
+                }
+            }
+        }
+        return fetches
+    }
+
+    /// Calls `body` with the words of each logical line (lines joined at a trailing backslash).
+    private static func forEachLogicalLine(_ lines: [(text: String, line: Int, column: Int)], _ body: ([Word]) -> Void) {
         var logical: [Word] = []
         for (text, line, column) in lines {
             var words = tokenize(text, line: line, column: column)
@@ -26,12 +60,11 @@ enum ShellScan {
             if words.last?.text == "\\" { words.removeLast() }
             logical.append(contentsOf: words)
             if !continued {
-                calls.append(contentsOf: scan(logical))
+                body(logical)
                 logical.removeAll()
             }
         }
-        calls.append(contentsOf: scan(logical))
-        return calls
+        if !logical.isEmpty { body(logical) }
     }
 
     /// Whether a script line (or a `shell:` value) runs its command under `stepguard run`.
@@ -113,7 +146,7 @@ enum ShellScan {
                 service = "AWS Secrets Manager"; command += " secretsmanager"
             case "vault" where ["kv", "read", "write", "login", "token", "secrets", "transit", "list"].contains(first):
                 service = "HashiCorp Vault"; command += " " + first
-            case "npm" where first == "publish", "pnpm" where first == "publish":
+            case "npm" where first == "publish", "pnpm" where first == "publish", "pn" where first == "publish":
                 service = "npm registry publish"; command += " publish"
             case "yarn" where first == "publish" || (first == "npm" && positional.dropFirst().first == "publish"):
                 service = "npm registry publish"; command += first == "npm" ? " npm publish" : " publish"
@@ -135,5 +168,14 @@ enum ShellScan {
             }
         }
         return calls
+    }
+}
+
+extension Finding {
+    /// The `long-lived-credential` finding for a secret a job fetches at run time (``ShellScan/secretFetches(in:)``).
+    static func secretFetch(_ fetch: ServiceCall, job: String, at location: SourceLocation, federation: String) -> Finding {
+        Finding(.longLivedCredential, at: location,
+                "`\(fetch.command)` fetches a stored secret from \(fetch.service) in job '\(job)': the job holds a long-lived credential",
+                remedy: "replace it with \(federation) where there is one; else fetch it only inside `stepguard run` (the step that needs it)")
     }
 }

@@ -80,10 +80,7 @@ public enum WorkflowChecker {
         let source = SourceText(path: path, text: text)
         var root: Node?
         do {
-            // Parser.nextRoot() throws; Yams.compose_all's sequence would drop a parse error silently.
-            let parser = try Parser(yaml: text)
-            var documents: [Node] = []
-            while let document = try parser.nextRoot() { documents.append(document) }
+            let documents = try composeAllowingRepeatedMergeKeys(text)
             // A GitLab CI component: a `spec:` header document, then the jobs.
             if documents.count == 2, documents[0].value("spec") != nil {
                 return (source, documents[1], .gitlab)
@@ -97,10 +94,11 @@ public enum WorkflowChecker {
         } catch let error as PipelineError {
             throw error
         } catch let error as YamlError {
-            throw PipelineError(.invalidYAML, at: yamlErrorLocation(error, path: path), "invalid YAML: \(yamlErrorSummary(error))",
+            let location = yamlErrorLocation(error, path: path, text: text)
+            throw PipelineError(.invalidYAML, at: location, "invalid YAML: \(yamlErrorSummary(error))\(excerpt(source, line: location.line))",
                                 remedy: "fix the YAML syntax; nothing was checked in this file")
         } catch {
-            throw PipelineError(.invalidYAML, at: SourceLocation(file: path, line: 1, column: 1), "invalid YAML: \(error)",
+            throw PipelineError(.invalidYAML, at: SourceLocation(file: path, line: 1, column: 1), "invalid YAML: the parser failed (\(type(of: error)))",
                                 remedy: "fix the YAML syntax; nothing was checked in this file")
         }
         guard let root, root.isMapping else {
@@ -117,22 +115,90 @@ public enum WorkflowChecker {
                             remedy: "name a workflow under .github/workflows/ or a .gitlab-ci.yml")
     }
 
-    static func yamlErrorLocation(_ error: YamlError, path: String) -> SourceLocation {
+    /// The first private-use scalar of the stand-ins for repeated `<<` keys (see ``composeAllowingRepeatedMergeKeys(_:)``).
+    static let mergeStandIn: UInt32 = 0xE000
+
+    /// Parses every document of `text`. Yams refuses a mapping with two `<<:` merge keys (a YAML 1.1
+    /// idiom GitLab accepts); each repeated `<<` the parser points at is replaced by a unique two-scalar
+    /// stand-in of the same width (positions do not move) and parsing is retried. The stand-ins are
+    /// read back as merge keys by ``Node/pairs``, where the last merge wins. Any other duplicate key
+    /// (reported once the repeated `<<` are replaced), or a file that already holds stand-in scalars, still fails.
+    static func composeAllowingRepeatedMergeKeys(_ text: String) throws -> [Node] {
+        var scalars = Array(text.unicodeScalars)
+        let hasStandIns = scalars.contains { (mergeStandIn...0xF8FF).contains($0.value) }
+        var next: UInt32 = 1
+        while true {
+            do {
+                // Parser.nextRoot() throws; Yams.compose_all's sequence would drop a parse error silently.
+                let parser = try Parser(yaml: String(String.UnicodeScalarView(scalars)))
+                var documents: [Node] = []
+                while let document = try parser.nextRoot() { documents.append(document) }
+                return documents
+            } catch let YamlError.duplicatedKeysInMapping(duplicates, context) where duplicates.contains("<<") && !hasStandIns {
+                let offset = lineStart(of: context.mark.line, in: scalars).map { $0 + context.mark.column - 1 }
+                guard let offset, offset + 1 < scalars.count, scalars[offset] == "<", scalars[offset + 1] == "<",
+                      next < 0xF8FF - mergeStandIn, let first = Unicode.Scalar(mergeStandIn), let second = Unicode.Scalar(mergeStandIn + next)
+                else { throw YamlError.duplicatedKeysInMapping(duplicates: duplicates, context: context) }
+                scalars[offset] = first
+                scalars[offset + 1] = second
+                next += 1
+            }
+        }
+    }
+
+    /// The index of the first scalar of 1-based `line`.
+    static func lineStart(of line: Int, in scalars: [Unicode.Scalar]) -> Int? {
+        guard line >= 1 else { return nil }
+        var current = 1
+        for (index, scalar) in scalars.enumerated() where current < line && scalar == "\n" {
+            current += 1
+            if current == line { return index + 1 }
+        }
+        return current == line ? 0 : nil
+    }
+
+    static func yamlErrorLocation(_ error: YamlError, path: String, text: String) -> SourceLocation {
         switch error {
         case let .scanner(_, _, mark, _), let .parser(_, _, mark, _), let .composer(_, _, mark, _):
             return SourceLocation(file: path, line: mark.line, column: mark.column)
+        case let .duplicatedKeysInMapping(_, context):
+            return SourceLocation(file: path, line: context.mark.line, column: context.mark.column)
+        case let .reader(_, offset?, _, _):
+            // A byte offset into the UTF-8 text.
+            let prefix = String(decoding: text.utf8.prefix(offset), as: UTF8.self)
+            let lines = prefix.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false)
+            return SourceLocation(file: path, line: lines.count, column: (lines.last?.count ?? 0) + 1)
         default:
             return SourceLocation(file: path, line: 1, column: 1)
         }
     }
 
+    /// What the parser said, without the copy of the whole file some YamlError descriptions carry.
     static func yamlErrorSummary(_ error: YamlError) -> String {
         switch error {
         case let .scanner(context, problem, _, _), let .parser(context, problem, _, _), let .composer(context, problem, _, _):
             return [context?.text, problem].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
+        case let .duplicatedKeysInMapping(duplicates, _):
+            return "the key(s) \(duplicates.map { "'\($0)'" }.joined(separator: ", ")) appear twice in one mapping"
+        case let .reader(problem, _, _, _):
+            return problem
+        case .dataCouldNotBeDecoded:
+            return "the text could not be decoded"
         default:
-            return "\(error)"
+            return "the YAML parser failed"
         }
+    }
+
+    /// ` near `LINE`` for a parse error: the line, trimmed, cut to 60 characters, with long token-like
+    /// words (which could be secrets) cut to their first 4 characters; empty for a blank line.
+    static func excerpt(_ source: SourceText, line: Int) -> String {
+        let text = source.line(line).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !text.isEmpty else { return "" }
+        let masked = text.split(separator: " ", omittingEmptySubsequences: false).map { word in
+            word.count >= 20 ? String(word.prefix(4)) + "…" : String(word)
+        }.joined(separator: " ")
+        let cut = masked.count > 60 ? String(masked.prefix(60)) + "…" : masked
+        return " near `\(cut)`"
     }
 
     /// The workflow files a path stands for.

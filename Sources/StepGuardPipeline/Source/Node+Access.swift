@@ -1,10 +1,39 @@
 import Yams
 
 extension Node {
-    /// Key/value pairs of a mapping, in file order; empty for other nodes.
+    /// Key/value pairs of a mapping, with `<<:` merge keys resolved as GitLab's parser (Ruby Psych)
+    /// does: in file order, each own key or merged mapping overwrites the keys already there, so the
+    /// last `<<:` wins over earlier ones, and a `<<:` written after an own key wins over it too; in
+    /// `<<: [*a, *b]` the earlier entry wins. Empty for other nodes.
     var pairs: [(key: Node, value: Node)] {
         guard case let .mapping(mapping) = self else { return [] }
-        return Array(mapping)
+        let own = Array(mapping)
+        guard own.contains(where: { $0.key.isMergeKey }) else { return own }
+        var result: [(key: Node, value: Node)] = []
+        var position: [String: Int] = [:]
+        func put(_ pair: (key: Node, value: Node)) {
+            guard let key = pair.key.text else { result.append(pair); return }
+            if let index = position[key] { result[index] = pair } else { position[key] = result.count; result.append(pair) }
+        }
+        for pair in own {
+            guard pair.key.isMergeKey else { put(pair); continue }
+            let sources = pair.value.isSequence ? pair.value.items : [pair.value]
+            var merged: [(key: Node, value: Node)] = []
+            var seen: Set<String> = []
+            for source in sources {
+                for entry in source.pairs where entry.key.text.map({ seen.insert($0).inserted }) ?? true { merged.append(entry) }
+            }
+            merged.forEach(put)
+        }
+        return result
+    }
+
+    /// Whether this is a `<<` merge key (plain `<<`, or the stand-in the checker gives a repeated one).
+    var isMergeKey: Bool {
+        guard case let .scalar(scalar) = self else { return false }
+        if scalar.tag.rawValue == Tag.Name.merge.rawValue { return true }
+        let scalars = Array(scalar.string.unicodeScalars)
+        return scalars.count == 2 && scalars[0].value == WorkflowChecker.mergeStandIn && scalars[1].value > WorkflowChecker.mergeStandIn
     }
 
     /// Items of a sequence; empty for other nodes.
