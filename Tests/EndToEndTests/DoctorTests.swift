@@ -80,3 +80,28 @@ import Testing
         #expect(run.stderr.contains("limits.processes: 32 cannot be met"))
     }
 }
+
+/// libgit2 is opened only by what needs it: on a machine without it (here: a mount namespace where
+/// every libgit2 soname is /dev/null), scanning a directory outside any repository works, and a
+/// repository's scan fails with the packages to install — never a crash.
+@Suite struct WithoutLibgit2Tests {
+    @Test(.enabled(if: getuid() == 0, "needs root to cover the library"))
+    func aDirectoryScanNeedsNoLibgit2AndARepositoryScanSaysWhatToInstall() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        try directory.write("plain/config.env", "DEPLOY_TOKEN=\(RandomSecret.githubPAT())\n")
+        try directory.write("repo/config.env", "DEPLOY_TOKEN=\(RandomSecret.githubPAT())\n")
+        let git = try ProgramRun.start("/usr/bin/git", ["-C", directory.path("repo"), "init", "-q"]).wait()
+        try #require(git.status == 0)
+        let script = """
+            for library in $(/sbin/ldconfig -p | awk '/libgit2\\.so\\./{print $NF}'); do mount --bind /dev/null "$library"; done
+            "$0" scan "$1"; echo "plain:$?"
+            "$0" scan "$2"; echo "repo:$?"
+            """
+        let run = try ProgramRun.start("/usr/bin/unshare", ["-m", "/bin/sh", "-c", script, StepGuardBinary.path,
+                                                            directory.path("plain"), directory.path("repo")]).wait()
+        #expect(run.stdout.contains("plain:1"), "\(run.stdout) \(run.stderr)")
+        #expect(run.stdout.contains("repo:2"), "\(run.stdout) \(run.stderr)")
+        #expect(run.stderr.contains("install it with: apt-get install libgit2-1.5 (Debian 12), libgit2-1.7 (Ubuntu 24.04) or libgit2-1.9 (Debian 13)"))
+    }
+}

@@ -105,8 +105,10 @@ final class GitIgnoreChecker {
     /// Path of the scanned directory relative to the work tree root ("" or "sub/dir/").
     private let base: String
 
-    /// Nil when `directory` is not inside a git work tree; throws when libgit2 cannot be loaded.
+    /// Nil when `directory` is not inside a git work tree (then libgit2 is not needed, nor loaded);
+    /// throws when it is and libgit2 cannot be loaded.
     init?(directory: String) throws(SecretsError) {
+        guard Self.hasGitAbove(directory) else { return nil }
         try Git.initialize()
         var repo: OpaquePointer?
         guard git_repository_open_ext(&repo, directory, 0, nil) == 0, let repo else { return nil }
@@ -130,6 +132,17 @@ final class GitIgnoreChecker {
     }
 
     deinit { git_repository_free(repo) }
+
+    /// Whether `directory` or one of its parents holds `.git` (a directory, or a file as in
+    /// worktrees and submodules): the only case where there are ignore rules to ask libgit2 about.
+    static func hasGitAbove(_ directory: String) -> Bool {
+        var path = directory
+        while true {
+            if access(path + "/.git", F_OK) == 0 { return true }
+            guard let slash = path.lastIndex(of: "/"), path != "/" else { return false }
+            path = slash == path.startIndex ? "/" : String(path[..<slash])
+        }
+    }
 
     func isIgnored(_ relative: String, directory: Bool) -> Bool {
         var ignored: Int32 = 0
