@@ -4,21 +4,33 @@
 # identity verify with a token file, scan of a directory, then scan --staged in a git repository
 # after installing only that release's runtime libgit2 package (and git, to make the repository).
 # Usage (as root): scripts/check-release.sh dist/stepguard-VERSION-linux-ARCH.tar.gz [SUITE...]
-#   SUITEs default to bookworm (Debian 12) and trixie (Debian 13). Root filesystems are cached in
-#   $STEPGUARD_ROOTFS_CACHE (default /var/cache/stepguard-rootfs); the first run downloads them.
+#   SUITEs default to bookworm (Debian 12) and trixie (Debian 13). Pristine root filesystems are
+#   cached in $STEPGUARD_ROOTFS_CACHE (default /var/cache/stepguard-rootfs; the first run downloads
+#   them); each run works on a copy, so what it installs never reaches the cache.
 # Prints one line per check ("ok"/"FAIL") and exits non-zero if any failed.
 set -uo pipefail
 archive=${1:?usage: scripts/check-release.sh dist/stepguard-VERSION-linux-ARCH.tar.gz [SUITE...]}
 shift
 suites=("$@"); ((${#suites[@]})) || suites=(bookworm trixie)
-[[ $(id -u) -eq 0 ]] || { echo "check-release.sh: run as root (debootstrap and chroot)" >&2; exit 64; }
+[[ $(id -u) -eq 0 ]] || { echo "check-release.sh: run as root (debootstrap, mount namespaces)" >&2; exit 64; }
 root_dir=$(cd "$(dirname "$0")/.." && pwd)
 cache=${STEPGUARD_ROOTFS_CACHE:-/var/cache/stepguard-rootfs}
 command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
 failures=0
-check() {  # check SUITE DESCRIPTION COMMAND... (run in the chroot)
+work_root=$(mktemp -d /var/tmp/stepguard-check-XXXXXX)
+trap 'rm -rf "$work_root"' EXIT
+# Runs COMMAND with the root filesystem of SUITE as / — by pivot_root in a mount namespace of its own,
+# not chroot: the kernel refuses a chrooted process a user namespace, which isolation needs.
+in_root() {  # in_root SUITE COMMAND
+  unshare -m --propagation private /bin/sh -c '
+    fs=$0; mount --bind "$fs" "$fs" && mount -t proc proc "$fs/proc" && mount --rbind /dev "$fs/dev" || exit 70
+    cd "$fs" && mkdir -p .oldroot && pivot_root . .oldroot && cd / || exit 70
+    umount -l /.oldroot 2>/dev/null
+    exec /bin/sh -c "$1"' "$work_root/$1" "$2"
+}
+check() {  # check SUITE DESCRIPTION COMMAND... (run in the root filesystem)
   local suite=$1 what=$2; shift 2
-  if output=$(chroot "$cache/$suite" /bin/sh -c "$*" 2>&1); then
+  if output=$(in_root "$suite" "$*" 2>&1); then
     printf 'ok    %-9s %s\n' "$suite" "$what"
   else
     printf 'FAIL  %-9s %s\n%s\n' "$suite" "$what" "$(sed 's/^/        /' <<<"$output" | tail -5)"
@@ -34,15 +46,17 @@ for suite in "${suites[@]}"; do
     debootstrap --variant=minbase "$suite" "$fs.partial" http://deb.debian.org/debian >/dev/null || { echo "debootstrap $suite failed" >&2; exit 69; }
     mv "$fs.partial" "$fs"
   fi
+  copy="$work_root/$suite"
+  cp -a "$fs" "$copy"
+  fs=$copy
   mkdir -p "$fs/opt/stepguard" "$fs/proc" "$fs/dev"
   tar -xzf "$archive" -C "$fs/opt/stepguard" stepguard
   rm -rf "$fs/work"; mkdir -p "$fs/work/tree"
-  mount -t proc proc "$fs/proc"; mount --bind /dev "$fs/dev"
   cp /etc/resolv.conf "$fs/etc/resolv.conf"
   python3 "$root_dir/fixtures/identity/demo_issuer.py" "$fs/work/issuer" >/dev/null
   printf 'version: 1\nisolation: required\n' > "$fs/work/isolated.yaml"
-  # A key-shaped value built here, so that no secret literal is committed.
-  printf 'aws_access_key_id = AKIA%s\n' "$(head -c 64 /dev/urandom | tr -dc 'A-Z2-7' | head -c 16)" > "$fs/work/tree/config.ini"
+  # A token-shaped value built here, so that no secret literal is committed.
+  printf 'DEPLOY_TOKEN=gh%s_%s\n' p "$(head -c 300 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 36)" > "$fs/work/tree/config.env"
   sg=/opt/stepguard/stepguard
   check "$suite" "--version" "$sg --version"
   check "$suite" "policy check" "$sg policy check /work/isolated.yaml"
@@ -54,8 +68,7 @@ for suite in "${suites[@]}"; do
   check "$suite" "install only the runtime libgit2 ($libgit2) and git" \
     "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $libgit2 git >/dev/null"
   check "$suite" "scan --staged finds the staged key (exit 1)" \
-    "cd /work/tree && git init -q . && git add config.ini && $sg scan --staged; test \$? -eq 1"
-  umount "$fs/dev" "$fs/proc"
+    "cd /work/tree && git init -q . && git add config.env && $sg scan --staged; test \$? -eq 1"
 done
 echo "$failures check(s) failed"
 exit $((failures > 0))
