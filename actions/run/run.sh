@@ -5,7 +5,8 @@
 # private copy, only when that copy's SHA-256 matches STEPGUARD_INPUT_SHA256 or STEPGUARD_SETUP_SHA256.
 # No STEPGUARD_* variable but the token reaches stepguard: a previous step may have planted one
 # (STEPGUARD_STEP…) through $GITHUB_ENV. Requests the OIDC token (audience stepguard) when the job has id-token: write and
-# hands it to stepguard as STEPGUARD_ID_TOKEN. The verdict comes from stepguard's exit status and the
+# hands it to stepguard as STEPGUARD_ID_TOKEN. Once per job it prints `stepguard doctor` into the log
+# and stops there (69) when the policy requires what the runner cannot give. The verdict comes from stepguard's exit status and the
 # record it writes to descriptor 3 after the step ended (the step never holds that descriptor),
 # never from the audit log; it goes to $GITHUB_OUTPUT and a line of $GITHUB_STEP_SUMMARY. Exits
 # with stepguard's status.
@@ -42,6 +43,20 @@ if [[ -n "$expected" ]]; then
   [[ "${actual,,}" == "${expected,,}" ]] || fail "$binary does not match the SHA-256 recorded at setup (expected $expected, got $actual): it was replaced since; nothing was run" 77
 else
   echo "::warning title=stepguard::cannot verify $binary: no SHA-256 from actions/setup or the stepguard-sha256 input" >&2
+fi
+
+# What this runner gives stepguard (isolation, process limits, libraries), once per job: a policy that
+# requires what the runner cannot give fails here, with the reason and its remedy, before anything runs.
+doctor_mark="$work/stepguard-doctor-${GITHUB_RUN_ID:-run}-${GITHUB_JOB:-job}"
+if [[ ! -e "$doctor_mark" ]]; then
+  : > "$doctor_mark"
+  doctor_args=(doctor)
+  [[ -n "${STEPGUARD_INPUT_POLICY:-}" ]] && doctor_args+=(--policy "$STEPGUARD_INPUT_POLICY")
+  echo "::group::stepguard doctor: what this runner gives stepguard"
+  "$private/stepguard" "${doctor_args[@]}"
+  doctor_status=$?
+  echo "::endgroup::"
+  [[ $doctor_status -eq 69 ]] && fail "this runner cannot give what the policy requires (stepguard doctor above says what and how to enable it); nothing was run" 69
 fi
 
 # The job's OIDC token, audience stepguard (only present with `permissions: id-token: write`).

@@ -100,6 +100,7 @@ cat > "$tmp/stub/stepguard" <<'STUB'
 # Stub stepguard: records its arguments, the token and the STEPGUARD_* names it was given, runs the
 # step without descriptor 3, exits $STUB_EXIT if set, and writes a verdict record to --verdict-fd
 # (with $STUB_VIOLATIONS violations) the way stepguard does.
+if [ "$1" = doctor ]; then echo "stub doctor $*"; exit "${STUB_DOCTOR_EXIT:-0}"; fi
 printf '%s\n' "$@" > "$STUB_ARGS"; printf '%s' "${STEPGUARD_ID_TOKEN:-}" > "$STUB_TOKEN"
 compgen -e | grep '^STEPGUARD_' > "$STUB_ARGS.env"
 fd=""; prev=""
@@ -178,6 +179,12 @@ run_action "$e" "$tmp/stub" STEPGUARD_SETUP_PATH="$tmp/stub/stepguard" STEPGUARD
 status=$?
 check "  ...and the stepguard-sha256 input takes precedence over what GITHUB_ENV says" bash -c "[ $status -eq 77 ] && [ ! -e '$e/ran' ]"
 
+e="$tmp/r15"; github_env "$e"
+run_action "$e" "$tmp/stub" STUB_DOCTOR_EXIT=69 STEPGUARD_INPUT_RUN="touch $e/ran" STEPGUARD_INPUT_POLICY=rules/policies/release.yaml
+status=$?
+check "run stops (69) before anything runs when doctor says the runner cannot give what the policy requires" \
+  bash -c "[ $status -eq 69 ] && [ ! -e '$e/ran' ] && grep -q 'stub doctor doctor --policy rules/policies/release.yaml' '$e/log' && grep -q 'cannot give what the policy requires' '$e/log'"
+
 e="$tmp/r11"; github_env "$e"
 run_action "$e" "$tmp/stub" STUB_VIOLATIONS=2 STEPGUARD_INPUT_RUN="echo '{\"decision\":\"deny\"}' >> \"\$RUNNER_TEMP/stepguard-publish.jsonl\"; true"
 check "the summary counts the violations stepguard reports, not lines the step wrote to the audit log" grep -q '^| `publish` | allowed | 0 | 2 |' "$e/summary"
@@ -191,6 +198,10 @@ if [[ -x "$binary" ]]; then
   check "real stepguard: the step runs and its exit status (3) comes back" bash -c "[ $status -eq 3 ] && grep -q real-step-ran '$e/log'"
   check "real stepguard: verdict=failed for the step's own failure" grep -qx "verdict=failed" "$e/output"
   check "real stepguard: an audit log was written" test -s "$e/temp/stepguard-publish.jsonl"
+  check "real stepguard: the job log shows stepguard doctor (what the runner gives) in a group" \
+    bash -c "grep -q '::group::stepguard doctor' '$e/log' && grep -q 'user namespaces (isolation)' '$e/log'"
+  run_action "$e" "$tmp/real" STEPGUARD_INPUT_RUN='true'
+  check "  ...once per job: the next step of the job does not print it again" bash -c "! grep -q 'stepguard doctor' '$e/log'"
   e="$tmp/r6"; github_env "$e"
   printf 'version: 1\nbogus: true\n' > "$tmp/bad-policy.yaml"
   run_action "$e" "$tmp/real" STEPGUARD_INPUT_RUN="touch $e/ran" STEPGUARD_INPUT_POLICY="$tmp/bad-policy.yaml"
