@@ -47,6 +47,8 @@ def allow_list(allow):
 
 def rule(r):
     args = [f"id: {string(r['id'])}", f"description: {string(r['description'])}", f"regex: {string(r['regex'])}"]
+    if "prefilter" in r:
+        args.append(f"prefilter: {string(r['prefilter'])}")
     if "secret_group" in r:
         args.append(f"secretGroup: {int(r['secret_group'])}")
     if r.get("keywords"):

@@ -71,7 +71,7 @@ final class SecretEngine: Sendable {
             ))
         }
         rules = compiled
-        database = prefilter == .vectorscan ? try VectorscanDatabase(patterns: compiled.map(\.rule.regex)) : nil
+        database = prefilter == .vectorscan ? try VectorscanDatabase(patterns: compiled.map { $0.rule.prefilter ?? $0.rule.regex }) : nil
         keywordPrefiltered = database.map { $0.unsupported.sorted() } ?? Array(compiled.indices)
         allowRegexes = try ruleSet.allow.regexes.map { try PCRE2Regex($0, context: "global allow.regexes") }
         allowPaths = try ruleSet.allow.paths.map { try PCRE2Regex($0, context: "global allow.paths") }

@@ -72,6 +72,10 @@ public struct SecretRule: Sendable, Codable, Equatable {
     public var description: String
     /// PCRE2 regex; the secret is capture group ``secretGroup`` (1 by default, 0 = whole match).
     public var regex: String
+    /// What vectorscan prefilters with instead of ``regex``, when the exact pattern is slow to
+    /// prefilter (a large bounded repeat such as `{64,32768}` makes every byte of a scan dearer). It
+    /// must match wherever ``regex`` does; PCRE2 still confirms every candidate with ``regex``.
+    public var prefilter: String?
     /// Which capture group holds the secret.
     public var secretGroup: Int
     /// Literal words that appear near or in every match (lower-case), used when vectorscan
@@ -91,12 +95,13 @@ public struct SecretRule: Sendable, Codable, Equatable {
     public var examples: SecretRuleExamples?
 
     /// Creates a rule; the defaults are those of a rules file that leaves the field out.
-    public init(id: String, description: String, regex: String, secretGroup: Int = 1, keywords: [String] = [],
+    public init(id: String, description: String, regex: String, prefilter: String? = nil, secretGroup: Int = 1, keywords: [String] = [],
                 entropy: Double? = nil, allow: SecretAllowList = SecretAllowList(), severity: SecretSeverity = .high,
                 lifetime: CredentialLifetime = .longLived, checksum: String? = nil, examples: SecretRuleExamples? = nil) {
         self.id = id
         self.description = description
         self.regex = regex
+        self.prefilter = prefilter
         self.secretGroup = secretGroup
         self.keywords = keywords
         self.entropy = entropy
@@ -108,7 +113,7 @@ public struct SecretRule: Sendable, Codable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, description, regex, secretGroup = "secret_group", keywords, entropy, allow, severity, lifetime, checksum, examples
+        case id, description, regex, prefilter, secretGroup = "secret_group", keywords, entropy, allow, severity, lifetime, checksum, examples
     }
 
     public init(from decoder: any Decoder) throws {
@@ -116,6 +121,7 @@ public struct SecretRule: Sendable, Codable, Equatable {
         id = try c.decode(String.self, forKey: .id)
         description = try c.decode(String.self, forKey: .description)
         regex = try c.decode(String.self, forKey: .regex)
+        prefilter = try c.decodeIfPresent(String.self, forKey: .prefilter)
         secretGroup = try c.decodeIfPresent(Int.self, forKey: .secretGroup) ?? 1
         keywords = try c.decodeIfPresent([String].self, forKey: .keywords) ?? []
         entropy = try c.decodeIfPresent(Double.self, forKey: .entropy)
