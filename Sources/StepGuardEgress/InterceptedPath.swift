@@ -27,7 +27,7 @@ enum InterceptedPath {
             switch byte {
             case UInt8(ascii: "%"):
                 guard index + 2 < pathEnd,
-                      let high = hexValue(bytes[index + 1]), let low = hexValue(bytes[index + 2]) else {
+                      let high = bytes[index + 1].hexDigitValue, let low = bytes[index + 2].hexDigitValue else {
                     throw refusal("the path has an invalid percent-escape at byte \(index)")
                 }
                 let value = high << 4 | low
@@ -38,7 +38,7 @@ enum InterceptedPath {
                     throw refusal("the path has an encoded '\(Character(Unicode.Scalar(value)))' (%\(hex(value))); a server may read it as a separator")
                 case 0..<0x20, 0x7F:
                     throw refusal("the path has an encoded control character (%\(hex(value)))")
-                case UInt8(ascii: "%") where index + 4 < pathEnd && hexValue(bytes[index + 3]) != nil && hexValue(bytes[index + 4]) != nil:
+                case UInt8(ascii: "%") where index + 4 < pathEnd && bytes[index + 3].hexDigitValue != nil && bytes[index + 4].hexDigitValue != nil:
                     throw refusal("the path has a double-encoded escape (%25\(String(decoding: bytes[index + 3...index + 4], as: UTF8.self)))")
                 default:
                     break
@@ -115,15 +115,6 @@ enum InterceptedPath {
         case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
              UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"): true
         default: false
-        }
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
         }
     }
 

@@ -193,7 +193,7 @@ struct BodyFraming {
                 let byte = bytes[index]
                 switch chunk {
                 case .size(let value, let digits):
-                    if let digit = Self.hexValue(byte) {
+                    if let digit = byte.hexDigitValue.map(Int.init) {
                         guard digits < 15 else { return nil }
                         chunk = .size(value << 4 | digit, digits: digits + 1)
                     } else if digits > 0, byte == 13 {
@@ -246,11 +246,16 @@ struct BodyFraming {
         }
     }
 
-    private static func hexValue(_ byte: UInt8) -> Int? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): Int(byte - UInt8(ascii: "0"))
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): Int(byte - UInt8(ascii: "a") + 10)
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): Int(byte - UInt8(ascii: "A") + 10)
+}
+
+extension UInt8 {
+    /// The value of this byte as a hexadecimal digit (`0`–`9`, `a`–`f`, `A`–`F`), or nil: chunk
+    /// sizes and percent-escapes.
+    var hexDigitValue: UInt8? {
+        switch self {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): self - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): self - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): self - UInt8(ascii: "A") + 10
         default: nil
         }
     }
