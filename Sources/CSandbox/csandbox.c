@@ -353,7 +353,6 @@ static void init_main(const child_arguments *arguments) {
     const sg_spawn_options *options = arguments->options;
     int report = arguments->report;
     close(arguments->lifeline_write);
-    close(arguments->status_read);
     // The kernel refuses a new /proc where the current one is partly covered (a container that
     // masks /proc/kcore and the like): the step then keeps that /proc, and stepguard says so.
     int proc_error = mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0 ? 0 : errno;
