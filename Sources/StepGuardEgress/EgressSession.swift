@@ -226,7 +226,7 @@ public final class EgressSession: Sendable {
             resolverPool: groundwork.resolverPool, eventLoops: Array(groundwork.group.makeIterator()))
         state.startSweeps()
         // The services' addresses are known before the step runs: it cannot reach one by address first.
-        if let lookups = state.serviceAddresses.resolve(services, on: groundwork.resolverPool, eventLoop: groundwork.group.next()) {
+        if let lookups = state.decider.serviceAddresses.resolve(services, on: groundwork.resolverPool, eventLoop: groundwork.group.next()) {
             try? await lookups.get()
         }
 

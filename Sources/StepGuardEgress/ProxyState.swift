@@ -59,13 +59,11 @@ struct Route: Sendable {
 
 /// Everything the proxy's handlers share; one per session.
 final class ProxyState: Sendable {
-    let egress: EgressPolicy
+    /// Every egress decision (see ``EgressDecider``).
+    let decider: EgressDecider
+    /// What decides each request to an intercepted service.
+    let serviceContext: ServiceContext
     let resolveOverrides: [HostPort: HostPort]
-    let services: [BoundService]
-    /// Where the services are reached: a connection there by another name or by address is refused.
-    let serviceAddresses: ServiceAddresses
-    let identity: JobIdentity?
-    let inspector: CredentialInspector
     /// Tokens read from the responses of allowed token exchanges (see ``MintOperation``).
     let minted: MintedCredentials
     let trail: AuditTrail
@@ -87,12 +85,9 @@ final class ProxyState: Sendable {
          inspector: CredentialInspector, minted: MintedCredentials, trail: AuditTrail, auditOnly: Bool, onViolation: ViolationAction,
          stopStep: @escaping @Sendable () -> Void, authority: CertificateAuthority, upstreamTLS: UpstreamTLS?,
          stepStarted: Date, limits: ProxyLimits, resolverPool: NIOThreadPool, eventLoops: [EventLoop]) {
-        self.egress = egress
+        self.decider = EgressDecider(egress: egress, services: services, resolveOverrides: resolveOverrides)
+        self.serviceContext = ServiceContext(inspector: inspector, identity: identity, stepStarted: stepStarted)
         self.resolveOverrides = resolveOverrides
-        self.services = services
-        self.serviceAddresses = ServiceAddresses(services: services, resolveOverrides: resolveOverrides)
-        self.identity = identity
-        self.inspector = inspector
         self.minted = minted
         self.trail = trail
         self.auditOnly = auditOnly
@@ -135,11 +130,8 @@ final class ProxyState: Sendable {
         }
     }
 
-    /// The policy-named service whose hosts include `host`, if any.
-    func service(for host: HostName.Normalised) -> BoundService? {
-        guard case .name(let name) = host else { return nil }
-        return services.first { $0.matches(host: name) }
-    }
+    /// The services the policy names.
+    var services: [BoundService] { decider.services }
 
     // MARK: Resolution
 
@@ -155,13 +147,13 @@ final class ProxyState: Sendable {
     }
 
     /// Resolves `host` (or applies `network.resolve`), off the event loop.
-    func route(host: HostName.Normalised, port: UInt16, method: String, path: String, on eventLoop: EventLoop) -> EventLoopFuture<Route> {
+    func route(host: HostName.Normalised, port: UInt16, _ ask: Ask, on eventLoop: EventLoop) -> EventLoopFuture<Route> {
         do {
             if let known = try knownRoute(host: host, port: port) { return eventLoop.makeSucceededFuture(known) }
         } catch {
             return eventLoop.makeFailedFuture(error)
         }
-        if let denial = denyBeforeResolving(host: host, port: port, method: method, path: path) { return eventLoop.makeFailedFuture(denial) }
+        if let denial = denyBeforeResolving(host: host, port: port, ask) { return eventLoop.makeFailedFuture(denial) }
         return resolverPool.runIfActive(eventLoop: eventLoop) { try Self.resolvedRoute(host: host, port: port) }
     }
 
@@ -173,16 +165,13 @@ final class ProxyState: Sendable {
     }
 
     /// Denies (and records) a connection to a name the policy denies whatever it resolves to,
-    /// before any lookup (see ``EgressPolicy/decideBeforeResolving(host:port:)``): a name no rule
-    /// allows by name is never sent to the resolver unless the policy sets
-    /// `egress.resolve_names_for_address_rules`. Nil when the name may be resolved, and in audit
-    /// mode, where the request goes ahead (and its name is resolved) whatever the verdict.
-    func denyBeforeResolving(host: HostName.Normalised, port: UInt16, method: String, path: String) -> ProxyFailure? {
-        guard !auditOnly, case .name = host, let verdict = egress.decideBeforeResolving(host: host.text, port: port) else { return nil }
-        if serviceAllowedDespite(verdict, host: host) != nil { return nil }
-        _ = record(.egress, allowed: false, rule: verdict.rule, reason: verdict.reason,
-                   subject: Self.subject(host: host, port: port, addresses: [], method: method, path: path, service: service(for: host)))
-        return ProxyFailure(status: .forbidden, reason: verdict.reason, decision: "deny", rule: verdict.rule)
+    /// before any lookup (``EgressDecider/decideBeforeResolving(host:port:_:)``). Nil when the name
+    /// may be resolved, and in audit mode, where the request goes ahead (and its name is resolved)
+    /// whatever the verdict.
+    func denyBeforeResolving(host: HostName.Normalised, port: UInt16, _ ask: Ask) -> ProxyFailure? {
+        guard !auditOnly, let record = decider.decideBeforeResolving(host: host, port: port, ask) else { return nil }
+        _ = enforce(record)
+        return record.denial
     }
 
     static func socketAddress(_ address: IPAddress, port: UInt16) throws -> SocketAddress {
@@ -225,69 +214,28 @@ final class ProxyState: Sendable {
         return unique
     }
 
-    // MARK: Decisions
+    // MARK: Enforcement
 
-    /// The egress decision for a connection; a host named in `services:` is allowed unless a deny
-    /// rule (or the metadata rule) names it.
-    /// The service named in `services:` that allows `host` although `egress` denies it by default
-    /// (a named service needs no `egress.allow` entry); nil when the verdict stands.
-    private func serviceAllowedDespite(_ verdict: EgressVerdict, host: HostName.Normalised) -> BoundService? {
-        guard !verdict.allowed, verdict.rule == EgressPolicy.defaultDenyRule else { return nil }
-        return service(for: host)
-    }
-
-    func decideConnection(_ route: Route) -> ConnectionVerdict {
-        let verdict = egress.decide(host: route.host.text, port: route.port, addresses: route.addresses, addressesFromPolicy: route.fromPolicy)
-        if let service = service(for: route.host) {
-            serviceAddresses.learn(route, service: service.definition.name)
-        } else if verdict.allowed, let refusal = serviceAddressRefusal(route) {
-            return refusal
-        }
-        if let service = serviceAllowedDespite(verdict, host: route.host) {
-            return ConnectionVerdict(allowed: true, rule: "services: \(service.definition.name)",
-                                     reason: "\(route.host.text):\(route.port) is the service \(service.definition.name) named in services:; its requests are inspected")
-        }
-        return ConnectionVerdict(allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason)
-    }
-
-    /// The refusal of a connection to `route` that is not by a service's name but goes to a
-    /// service's address: allowed as plain egress (an address rule, a CIDR, `default: allow`), it
-    /// would reach the service uninspected. Nil when `route` is no such connection.
-    func serviceAddressRefusal(_ route: Route) -> ConnectionVerdict? {
-        guard !services.isEmpty, service(for: route.host) == nil, let service = serviceAddresses.service(at: route) else { return nil }
-        return ConnectionVerdict(allowed: false, rule: Self.serviceAddressRule,
-                                 reason: "\(route.described) is an address of the service \(service) named in services:; connect to the service by its name so that its requests are inspected")
-    }
-
-    /// The rule of a connection refused because it goes to a service's address under another name.
-    static let serviceAddressRule = "built-in: services are reached by name"
-
-    /// Records a decision and applies `on_violation`. Returns true when the action must be blocked.
-    /// The subject is built only when the event is kept, logged or printed.
-    func record(_ type: AuditEventType, allowed: Bool, rule: String, reason: String, subject: @autoclosure () -> [String: AuditValue]) -> Bool {
-        if allowed, !trail.wantsAllowedRequestEvents {
+    /// Records `record` and, when it denies, applies `on_violation`. Returns true when the action
+    /// must be blocked (a deny outside `mode: audit`). The subject is built only when the event is
+    /// kept, logged or printed.
+    func enforce(_ record: DecisionRecord) -> Bool {
+        if record.allowed, !trail.wantsAllowedRequestEvents {
             trail.countAllowedRequest()
             return false
         }
-        trail.record(AuditEvent(type: type, decision: allowed ? .allow : .deny, reason: reason, rule: rule, subject: subject()))
-        guard !allowed, !auditOnly else { return false }
+        trail.record(AuditEvent(type: record.type, decision: record.allowed ? .allow : .deny, reason: record.reason, rule: record.rule,
+                                subject: record.subject))
+        guard !record.allowed, !auditOnly else { return false }
         if onViolation == .kill { stopStep() }
         return true
     }
 
-    /// The audit subject of a request or tunnel.
-    static func subject(route: Route, method: String, path: String, service: BoundService? = nil) -> [String: AuditValue] {
-        subject(host: route.host, port: route.port, addresses: route.addresses, method: method, path: path, service: service)
-    }
-
-    /// The audit subject of a request or tunnel to `host`, resolved to `addresses` (none: denied unresolved).
-    static func subject(host: HostName.Normalised, port: UInt16, addresses: [IPAddress], method: String, path: String,
-                        service: BoundService? = nil) -> [String: AuditValue] {
-        var subject: [String: AuditValue] = ["host": .string(host.text), "port": .int(Int(port)), "method": .string(method),
-                                             "address": .string(addresses.map(\.description).joined(separator: ","))]
-        if !path.isEmpty { subject["path"] = .string(String(path.prefix(512))) }
-        if let service { subject["service"] = .string(service.definition.name) }
-        return subject
+    /// Records `decision` (see ``enforce(_:)-(DecisionRecord)``); what to do with the connection:
+    /// a blocked decision becomes its `403`.
+    func enforce(_ decision: ConnectionDecision) -> ConnectionDecision.Action {
+        if let record = decision.record, enforce(record) { return .refuse(record.denial) }
+        return decision.action
     }
 
     // MARK: Certificates
@@ -311,60 +259,5 @@ final class ProxyState: Sendable {
         let context = try NIOSSLContext(configuration: configuration)
         leafContexts.withLock { $0[host] = context }
         return context
-    }
-}
-
-/// The decision on a connection (CONNECT or an absolute-form request's host).
-struct ConnectionVerdict: Sendable {
-    let allowed: Bool
-    let rule: String
-    let reason: String
-}
-
-/// An error that becomes an HTTP error response.
-struct ProxyFailure: Error, Sendable, CustomStringConvertible {
-    let status: HTTPResponseStatusCode
-    let reason: String
-    /// `X-StepGuard-Decision`: `error`, or `deny` for a policy decision.
-    var decision = "error"
-    var rule = "upstream"
-    var description: String { reason }
-
-    enum HTTPResponseStatusCode: Int, Sendable {
-        case badRequest = 400, forbidden = 403, requestTimeout = 408, payloadTooLarge = 413
-        case headersTooLarge = 431, badGateway = 502, gatewayTimeout = 504
-    }
-}
-
-/// The proxy's own answer to a request it does not forward, a deny or an error: `X-StepGuard-Decision`
-/// and a JSON body naming the rule and the reason. Both fronts send it, the socket front as bytes,
-/// the NIO pipeline as response parts.
-struct ProxyAnswer {
-    let status: ProxyFailure.HTTPResponseStatusCode
-    let body: String
-    /// The header fields, in order.
-    let fields: [(name: String, value: String)]
-
-    init(_ status: ProxyFailure.HTTPResponseStatusCode, decision: String, rule: String, reason: String, close: Bool) {
-        self.status = status
-        let object: [String: Any] = [
-            "stepguard": decision == "deny" ? "blocked by policy — do not retry" : "request failed in the stepguard proxy",
-            "decision": decision, "status": status.rawValue, "rule": rule, "reason": reason,
-        ]
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        body = String(decoding: data, as: UTF8.self) + "\n"
-        fields = [("Content-Type", "application/json"), ("Content-Length", String(body.utf8.count)), ("X-StepGuard-Decision", decision)]
-            + (close ? [("Connection", "close")] : [])
-    }
-
-    /// The response head for NIO's HTTP encoder.
-    func head(version: HTTPVersion) -> HTTPResponseHead {
-        HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status.rawValue), headers: HTTPHeaders(fields.map { ($0.name, $0.value) }))
-    }
-
-    /// The whole HTTP/1.1 response.
-    var wireBytes: String {
-        let phrase = HTTPResponseStatus(statusCode: status.rawValue).reasonPhrase
-        return "HTTP/1.1 \(status.rawValue) \(phrase)\r\n" + fields.map { "\($0.name): \($0.value)\r\n" }.joined() + "\r\n" + body
     }
 }

@@ -42,8 +42,8 @@ import Testing
         return bytes
     }
 
-    static func scan(_ bytes: [UInt8]) -> InterceptedSNIGuard.ClientHelloScan {
-        bytes.withUnsafeBytes { InterceptedSNIGuard.scanClientHello($0) }
+    static func scan(_ bytes: [UInt8]) -> ClientHello.ClientHelloScan {
+        bytes.withUnsafeBytes { ClientHello.scanClientHello($0) }
     }
 
     static let typical = clientHelloBody(extensions: [(10, [0, 2, 0, 29]), serverNameExtension("vault.example.test"), (43, [2, 3, 4])])
@@ -100,10 +100,10 @@ import Testing
         let padded = Self.clientHelloBody(extensions: [(21, [UInt8](repeating: 0, count: 20000)), Self.serverNameExtension("fulcio.sigstore.dev")])
         let bytes = Self.records(padded)
         #expect(Self.scan(bytes) == .malformed)
-        let reassembled = bytes.withUnsafeBytes { InterceptedSNIGuard.reassembledClientHello($0, maxLength: TunnelSNIInspector.maxClientHello) }
+        let reassembled = bytes.withUnsafeBytes { ClientHello.reassembledClientHello($0, maxLength: TunnelStart.maxClientHello) }
         guard case .complete(let message) = reassembled else { Issue.record("\(reassembled)"); return }
         #expect(message.count == 4 + padded.count)
-        #expect(TunnelSNIInspector.serverName(inClientHello: message) == "fulcio.sigstore.dev")
+        #expect(ClientHello.lenientServerName(message) == "fulcio.sigstore.dev")
     }
 
     /// What the strict reader refuses, the tunnel inspector still reads leniently: the first name,
@@ -123,7 +123,7 @@ import Testing
         ]
         for (name, body) in lenient {
             #expect(Self.scan(Self.records(body)) == .malformed, "\(name): the strict reader must refuse it")
-            #expect(TunnelSNIInspector.serverName(inClientHello: message(body)) == "fulcio.sigstore.dev", "\(name)")
+            #expect(ClientHello.lenientServerName(message(body)) == "fulcio.sigstore.dev", "\(name)")
         }
         // Nothing to read: no extension starts within the block, or a name runs past the message's end.
         let unreadable: [String: [UInt8]] = [
@@ -133,7 +133,7 @@ import Testing
         ]
         for (name, bytes) in unreadable {
             let whole = name == "not a ClientHello" ? bytes : message(bytes)
-            #expect(TunnelSNIInspector.serverName(inClientHello: whole) == nil, "\(name)")
+            #expect(ClientHello.lenientServerName(whole) == nil, "\(name)")
         }
     }
 

@@ -6,136 +6,6 @@ import NIOSSL
 import StepGuardAudit
 import StepGuardPolicy
 
-/// Counts open client connections (for leak checks); stays first in every client pipeline.
-final class ConnectionCounter: ChannelInboundHandler {
-    typealias InboundIn = NIOAny
-    let state: ProxyState
-    init(state: ProxyState) { self.state = state }
-
-    func channelActive(context: ChannelHandlerContext) {
-        state.openConnections.add(1, ordering: .relaxed)
-        context.fireChannelActive()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        state.openConnections.subtract(1, ordering: .relaxed)
-        context.fireChannelInactive()
-    }
-}
-
-/// An upstream connection a front connection forwards requests over. It goes back to the event
-/// loop's ``UpstreamPool`` after each complete exchange, plain `http://` and TLS to intercepted
-/// services alike: every request on it was decided on its own.
-final class UpstreamLink {
-    let key: String
-    let channel: Channel
-    let handler: UpstreamHandler
-    var reusable = true
-    /// Reading from the upstream is paused (the client could not take more).
-    var readsPaused = false
-    /// Taken from the pool: the upstream may have closed it while it was idle.
-    var reused = false
-    /// The pool holding it while idle.
-    var idleIn: UpstreamPool?
-
-    init(key: String, channel: Channel, handler: UpstreamHandler) {
-        self.key = key
-        self.channel = channel
-        self.handler = handler
-    }
-}
-
-/// Relays an upstream's response parts to the front connection that owns it. While its link is
-/// idle in the pool there is no front: anything the upstream sends then makes the link unusable.
-final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    weak var front: FrontHandler?
-    weak var link: UpstreamLink?
-
-    init(front: FrontHandler) { self.front = front }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let front else {
-            // An unsolicited response on an idle connection: never hand it to a later request.
-            context.close(promise: nil)
-            return
-        }
-        front.upstreamRead(unwrapInboundIn(data), from: context.channel)
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) { front?.upstreamReadComplete() }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        // Idle in the pool, the pool's own sweep looks after the connection.
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .all { front?.upstreamStalled(context.channel) }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { front?.upstreamWritable() }
-        context.fireChannelWritabilityChanged()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        if let link, let pool = link.idleIn { pool.remove(link) }
-        front?.upstreamClosed(context.channel, error: nil)
-        front = nil
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        front?.upstreamClosed(context.channel, error: error)
-        context.close(promise: nil)
-    }
-}
-
-/// What the handlers of one event loop share: the upstream pool, the fronts waiting for a request
-/// head and the open tunnels (deadlines checked by one periodic sweep instead of a timer per
-/// connection). Only used on its loop.
-final class LoopResources {
-    let pool = UpstreamPool()
-    let tunnelIdleTimeout: TimeAmount
-    private var waiting: [ObjectIdentifier: FrontHandler] = [:]
-    private var tunnels: [ObjectIdentifier: Tunnel] = [:]
-
-    init(tunnelIdleTimeout: TimeAmount) { self.tunnelIdleTimeout = tunnelIdleTimeout }
-
-    /// `tunnel` is closed when no data went through it for `tunnelIdleTimeout`.
-    func watch(_ tunnel: Tunnel) { tunnels[ObjectIdentifier(tunnel)] = tunnel }
-    func unwatch(_ tunnel: Tunnel) { tunnels.removeValue(forKey: ObjectIdentifier(tunnel)) }
-
-    /// `front` waits for a request head until its deadline.
-    func watch(_ front: FrontHandler) { waiting[ObjectIdentifier(front)] = front }
-    func unwatch(_ front: FrontHandler) { waiting.removeValue(forKey: ObjectIdentifier(front)) }
-
-    /// Closes fronts whose request head is late, idle tunnels and upstream connections idle too long.
-    func sweep(now: NIODeadline = .now()) {
-        pool.sweep(now: now)
-        let late = waiting.values.filter { $0.headDeadline <= now }
-        for front in late {
-            unwatch(front)
-            front.headTimedOut()
-        }
-        let idle = tunnels.values.filter { now - $0.lastActivity >= tunnelIdleTimeout }
-        for tunnel in idle {
-            unwatch(tunnel)
-            tunnel.close()
-        }
-    }
-}
-
-/// Where an absolute-form or origin-form request goes.
-struct RequestTarget {
-    let host: HostName.Normalised
-    let port: UInt16
-    /// `/path?query` as sent upstream.
-    let originForm: String
-    /// The path without the query (what is decided and recorded: queries may hold secrets).
-    var path: String { String(originForm.prefix { $0 != "?" }) }
-    var query: [(String, String)] { InspectedRequest.formItems(originForm.split(separator: "?", maxSplits: 1).dropFirst().first.map(String.init) ?? "") }
-    /// The Host header sent upstream.
-    let authority: String
-}
-
 /// One client connection: the proxy front door (CONNECT and absolute-form `http://`), or, after an
 /// intercepted CONNECT, the decrypted HTTP/1.1 stream to a catalog service.
 final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
@@ -307,27 +177,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: Requests
 
     private func start(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
-        if head.headers.count > state.limits.maxHeaderCount {
-            return reject(context, .headersTooLarge, decision: "error", rule: "built-in: header limits",
-                          reason: "the request has \(head.headers.count) header fields; at most \(state.limits.maxHeaderCount) are accepted")
-        }
-        let headerBytes = head.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
-        if headerBytes > state.limits.maxHeaderBytes {
-            return reject(context, .headersTooLarge, decision: "error", rule: "built-in: header limits",
-                          reason: "the request headers are \(headerBytes) bytes; at most \(state.limits.maxHeaderBytes) are accepted")
-        }
-        let transferEncoding = head.headers["transfer-encoding"]
-        let contentLength = head.headers["content-length"]
-        if !transferEncoding.isEmpty, !contentLength.isEmpty {
-            return reject(context, .badRequest, decision: "error", rule: "built-in: message framing",
-                          reason: "the request has both Content-Length and Transfer-Encoding (request smuggling); send one")
-        }
-        if Set(contentLength.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }).count > 1 {
-            return reject(context, .badRequest, decision: "error", rule: "built-in: message framing", reason: "the request has conflicting Content-Length values")
-        }
-        if let last = transferEncoding.last, last.lowercased().split(separator: ",").last?.trimmingCharacters(in: .whitespaces) != "chunked" {
-            return reject(context, .badRequest, decision: "error", rule: "built-in: message framing", reason: "Transfer-Encoding must end with chunked")
-        }
+        if let refusal = RequestFraming.refusal(head.headers, limits: state.limits) { return reject(context, refusal) }
         if head.method == .CONNECT {
             guard case .proxy = mode else {
                 return reject(context, .badRequest, decision: "error", rule: "built-in: no nested CONNECT", reason: "CONNECT inside an intercepted connection is not allowed")
@@ -337,71 +187,51 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch mode {
         case .proxy:
             let target: RequestTarget
-            do { target = try Self.absoluteTarget(head.uri) } catch {
-                return reject(context, .badRequest, decision: "error", rule: "built-in: request target", reason: error.reason)
-            }
+            do { target = try RequestTarget.absolute(head.uri) } catch { return reject(context, error) }
             let generation = self.generation
-            let routed = state.route(host: target.host, port: target.port, method: head.method.rawValue, path: target.path, on: context.eventLoop)
-            routed.assumeIsolated().whenComplete { [self] result in
+            let ask = Ask.request(method: head.method.rawValue, path: target.path)
+            state.route(host: target.host, port: target.port, ask, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
                 guard self.generation == generation, phase == .deciding, let context = self.context else { return }
                 switch result {
                 case .failure(let error):
                     routeFailed(context, error)
                 case .success(let route):
-                    let verdict = state.decideConnection(route)
-                    let service = state.service(for: route.host)
-                    if service == nil || !verdict.allowed {
-                        if recordEgress(context, verdict, subject: ProxyState.subject(route: route, method: head.method.rawValue, path: target.path)) { return }
-                    }
-                    if let service {
-                        decideService(context, head: head, target: target, route: route, service: service, tls: false)
-                    } else {
-                        forward(context, head: head, target: target, route: route, tls: false)
+                    switch state.enforce(state.decider.decide(route, ask)) {
+                    case .refuse(let failure): reject(context, failure)
+                    case .inspect(let service): decideService(context, head: head, target: target, route: route, service: service, tls: false)
+                    case .forward, .tunnel, .intercept: forward(context, head: head, target: target, route: route, tls: false)
                     }
                 }
             }
         case .intercept(let route, let service):
             let target: RequestTarget
-            do { target = try interceptedTarget(head, route: route) } catch {
-                let blocked = state.record(.service, allowed: false, rule: "built-in: Host must equal the CONNECT target", reason: error.reason,
-                                           subject: ProxyState.subject(route: route, method: head.method.rawValue, path: String(head.uri.prefix { $0 != "?" }), service: service))
-                if blocked || error.status != .forbidden { return reject(context, error.status, decision: "deny", rule: "built-in: Host must equal the CONNECT target", reason: error.reason) }
-                return reject(context, .badRequest, decision: "error", rule: "built-in: request target", reason: error.reason)
+            do { target = try RequestTarget.intercepted(head.uri, hostFields: head.headers["host"], route: route) } catch {
+                let path = String(head.uri.prefix { $0 != "?" })
+                let blocked = state.enforce(DecisionRecord(.service, refusing: error, route: route, method: head.method.rawValue, path: path, service: service))
+                // In audit mode a request to another host than the one decided is still not forwarded.
+                return reject(context, blocked ? error : ProxyFailure(status: .badRequest, reason: error.reason, rule: "built-in: request target"))
             }
             decideService(context, head: head, target: target, route: route, service: service, tls: true)
         }
     }
 
+    /// Decides a request to `service` once its body is read (when the service carries credentials
+    /// in bodies), then forwards it or answers `403`.
     private func decideService(_ context: ChannelHandlerContext, head: HTTPRequestHead, target requested: RequestTarget, route: Route, service: BoundService, tls: Bool) {
         dropTrailers = true
         // The path is decided, and forwarded, in its normal form: what a server would resolve it to.
         let target: RequestTarget
         do { target = try requested.normalisedForService(encodedSlashes: service.definition.encodedSlashes) } catch {
-            let blocked = state.record(.service, allowed: false, rule: error.rule, reason: error.reason,
-                                       subject: ProxyState.subject(route: route, method: head.method.rawValue, path: requested.path, service: service))
-            if blocked { return reject(context, error.status, decision: "deny", rule: error.rule, reason: error.reason) }
+            if state.enforce(DecisionRecord(.service, refusing: error, route: route, method: head.method.rawValue, path: requested.path, service: service)) {
+                return reject(context, error)
+            }
             target = requested  // audit mode: recorded, not enforced
         }
         let decide: (ChannelHandlerContext, [UInt8]?) -> Void = { [self] context, body in
-            let inspected = InspectedRequest(method: head.method.rawValue, target: target.originForm,
-                                             headers: head.headers.map { ($0.name, $0.value) }, body: body,
-                                             locations: service.definition.credentials, service: service.definition.name)
-            let now = Date()
-            let finding = state.inspector.inspect(inspected, now: now)
-            let verdict = service.decide(ServiceRequest(method: head.method.rawValue, path: target.path, query: target.query, credential: finding),
-                                         identity: state.identity, stepStarted: state.stepStarted, now: now)
-            var details = ProxyState.subject(route: route, method: head.method.rawValue, path: target.path, service: service)
-            details["credential"] = .string(finding.credentialClass.rawValue)
-            if finding.credentialClass != .none {
-                details["credential_kind"] = .string(finding.kind)
-                details["credential_id"] = .string(finding.redacted)
-            }
-            details["sensitive"] = .bool(verdict.sensitive)
-            let blocked = state.record(.service, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason, subject: details)
-            if blocked { return reject(context, .forbidden, decision: "deny", rule: verdict.rule, reason: verdict.reason) }
-            if verdict.allowed, let mint = service.definition.mint(method: head.method.rawValue, path: target.path) {
-                mintCapture = (service.definition.name, mint.field, [])
-            }
+            let decision = state.serviceContext.decide(method: head.method.rawValue, target: target, headers: head.headers.map { ($0.name, $0.value) },
+                                                       body: body, route: route, service: service, now: Date())
+            if state.enforce(decision.record) { return reject(context, decision.record.denial) }
+            if let field = decision.mintedTokenField { mintCapture = (service.definition.name, field, []) }
             forward(context, head: head, target: target, route: route, tls: tls)
         }
         let hasBody = !head.headers["transfer-encoding"].isEmpty || (Int(head.headers.first(name: "content-length") ?? "0") ?? 0) > 0
@@ -419,33 +249,11 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: Forwarding
 
-    /// ASCII case-insensitive equality with `lower`, which is lower case; no allocation.
-    static func equalsIgnoringCase(_ name: String, _ lower: String) -> Bool {
-        name.utf8.elementsEqual(lower.utf8) { ($0 >= 65 && $0 <= 90 ? $0 + 32 : $0) == $1 }
-    }
-
-
     /// `headers` without hop-by-hop fields and the fields the Connection header names. Headers that
     /// have none (most requests) are returned as they are, without a copy.
     static func filtered(_ headers: HTTPHeaders) -> HTTPHeaders {
-        var listed: [String] = []
-        var found = false
-        for (name, value) in headers where HopByHop.isHopByHop(name) {
-            found = true
-            if equalsIgnoringCase(name, "connection") {
-                for token in value.utf8.split(separator: UInt8(ascii: ",")) {
-                    let trimmed = token.drop { $0 == 32 || $0 == 9 }.reversed().drop { $0 == 32 || $0 == 9 }.reversed()
-                    if !trimmed.isEmpty { listed.append(String(decoding: trimmed, as: UTF8.self).lowercased()) }
-                }
-            }
-        }
-        guard found else { return headers }
-        var result = HTTPHeaders()
-        for (name, value) in headers {
-            if HopByHop.isHopByHop(name) || listed.contains(where: { equalsIgnoringCase(name, $0) }) { continue }
-            result.add(name: name, value: value)
-        }
-        return result
+        guard let forwarded = HopByHop.forwarded(headers) else { return headers }
+        return HTTPHeaders(forwarded.map { ($0.name, $0.value) })
     }
 
     private func forward(_ context: ChannelHandlerContext, head: HTTPRequestHead, target: RequestTarget, route: Route, tls: Bool, fresh: Bool = false) {
@@ -483,16 +291,12 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    /// Only requests without a body whose method is safe are sent again after a pooled connection
-    /// turns out closed (RFC 9110 §9.2.2): they cannot have had an effect the client did not ask for twice.
+    /// Whether `head` may be sent again on a fresh connection (see ``RequestRetry``).
     static func retryable(_ head: HTTPRequestHead) -> Bool {
-        guard retryable(method: head.method.rawValue) else { return false }
+        guard RequestRetry.allowed(method: head.method.rawValue) else { return false }
         guard head.headers["transfer-encoding"].isEmpty else { return false }
         return head.headers["content-length"].allSatisfy { $0.trimmingCharacters(in: .whitespaces) == "0" }
     }
-
-    /// Whether a bodiless request with `method` may be sent again (see ``retryable(_:)``).
-    static func retryable(method: String) -> Bool { method == "GET" || method == "HEAD" || method == "OPTIONS" }
 
     private func upstreamLink(_ context: ChannelHandlerContext, route: Route, tls: Bool, fresh: Bool) -> EventLoopFuture<UpstreamLink>.Isolated {
         let key = "\(tls ? "https" : "http")://\(route.host.text):\(route.port)@\(route.connectAddress)"
@@ -654,12 +458,16 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// The destination could not be routed: denied by name before resolving, or not resolvable.
     private func routeFailed(_ context: ChannelHandlerContext, _ error: Error) {
-        let failure = error as? ProxyFailure ?? ProxyFailure(status: .badGateway, reason: "\(error)")
+        reject(context, error as? ProxyFailure ?? ProxyFailure(status: .badGateway, reason: "\(error)"))
+    }
+
+    /// Answers the current request with `failure`.
+    func reject(_ context: ChannelHandlerContext, _ failure: ProxyFailure) {
         reject(context, failure.status, decision: failure.decision, rule: failure.rule, reason: failure.reason)
     }
 
     /// Answers the current request with an error or deny response (JSON body naming the rule and reason).
-    func reject(_ context: ChannelHandlerContext, _ status: ProxyFailure.HTTPResponseStatusCode, decision: String, rule: String, reason: String) {
+    func reject(_ context: ChannelHandlerContext, _ status: AnswerStatus, decision: String, rule: String, reason: String) {
         guard !responseStarted, phase != .closed else { context.close(promise: nil); return }
         responseStarted = true
         pendingDecision = nil
@@ -676,42 +484,33 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: CONNECT
 
     private func connect(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
-        guard let split = Self.splitAuthority(head.uri, defaultPort: nil), let host = HostName.normalise(split.0) else {
-            return reject(context, .badRequest, decision: "error", rule: "built-in: request target",
-                          reason: "CONNECT needs host:port, not '\(head.uri.prefix(200))'")
-        }
+        let destination: (host: HostName.Normalised, port: UInt16)
+        do { destination = try RequestTarget.connect(head.uri) } catch { return reject(context, error) }
         phase = .tunnel
         let generation = self.generation
         // Start on the next loop tick: the pipeline is rebuilt below, which must not happen while the
         // HTTP decoder is still delivering this CONNECT request.
         context.eventLoop.assumeIsolated().execute { [self] in
             guard self.generation == generation, phase == .tunnel, let context = self.context else { return }
-            connectRoute(context, host: host, port: split.1, generation: generation)
+            connectRoute(context, host: destination.host, port: destination.port, generation: generation)
         }
     }
 
-    /// Records the egress decision about a connection; when it blocks, answers 403 and returns true.
-    private func recordEgress(_ context: ChannelHandlerContext, _ verdict: ConnectionVerdict, subject: [String: AuditValue]) -> Bool {
-        guard state.record(.egress, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason, subject: subject) else { return false }
-        reject(context, .forbidden, decision: "deny", rule: verdict.rule, reason: verdict.reason)
-        return true
-    }
-
     private func connectRoute(_ context: ChannelHandlerContext, host: HostName.Normalised, port: UInt16, generation: Int) {
-        state.route(host: host, port: port, method: "CONNECT", path: "", on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+        state.route(host: host, port: port, .connect, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
             guard self.generation == generation, phase == .tunnel, let context = self.context else { return }
             phase = .deciding
             switch result {
             case .failure(let error):
                 routeFailed(context, error)
             case .success(let route):
-                let verdict = state.decideConnection(route)
-                let service = state.service(for: route.host)
-                if recordEgress(context, verdict, subject: ProxyState.subject(route: route, method: "CONNECT", path: "", service: service)) { return }
-                phase = .tunnel
-                if let service {
-                    intercept(context, route: route, service: service)
-                } else {
+                switch state.enforce(state.decider.decide(route, .connect)) {
+                case .refuse(let failure): reject(context, failure)
+                case .intercept(let service, let name):
+                    phase = .tunnel
+                    intercept(context, route: route, service: service, name: name)
+                case .tunnel, .forward, .inspect:
+                    phase = .tunnel
                     tunnel(context, route: route)
                 }
             }
@@ -764,7 +563,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                 case .success(let peer):
                     do {
                         try removeHTTPHandlers(context)
-                        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: Self.established)), promise: nil)
+                        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: ProxyAnswer.connectionEstablished)), promise: nil)
                         let (local, remote) = GlueHandler.matchedPair(loop: loop)
                         try peer.pipeline.syncOperations.addHandler(remote)
                         _ = context.channel.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
@@ -784,14 +583,11 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
     }
 
-    private func intercept(_ context: ChannelHandlerContext, route: Route, service: BoundService) {
-        guard case .name(let name) = route.host else {
-            return reject(context, .forbidden, decision: "deny", rule: "services: \(service.definition.name)", reason: "services are intercepted by name, not by address")
-        }
+    private func intercept(_ context: ChannelHandlerContext, route: Route, service: BoundService, name: String) {
         do {
             _ = try state.leafContext(for: name)  // made (or found) before the client is told the tunnel is open
             try removeHTTPHandlers(context)
-            context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: Self.established)), promise: nil)
+            context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: ProxyAnswer.connectionEstablished)), promise: nil)
             try Self.addInterceptHandlers(context.pipeline.syncOperations, name: name, route: route, service: service, state: state, loop: loop)
             try removeDecoderAndSelf(context)
         } catch {
@@ -808,81 +604,6 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         try sync.addHandler(NIOSSLServerHandler(context: try state.leafContext(for: name)))
         try sync.addProxyServerHandlers(limits: state.decoderLimits)
         try sync.addHandler(FrontHandler(state: state, mode: .intercept(route: route, service: service), loop: loop))
-    }
-
-    // MARK: Targets
-
-    /// Splits `host:port` / `[v6]:port`; the port is required unless `defaultPort` is given.
-    static func splitAuthority(_ authority: String, defaultPort: UInt16?) -> (String, UInt16)? {
-        var host = authority
-        var portText: Substring?
-        if authority.hasPrefix("[") {
-            guard let close = authority.firstIndex(of: "]") else { return nil }
-            host = String(authority[...close])
-            let rest = authority[authority.index(after: close)...]
-            if !rest.isEmpty {
-                guard rest.hasPrefix(":") else { return nil }
-                portText = rest.dropFirst()
-            }
-        } else if let colon = authority.lastIndex(of: ":") {
-            guard authority.firstIndex(of: ":") == colon else { return nil }
-            host = String(authority[..<colon])
-            portText = authority[authority.index(after: colon)...]
-        }
-        guard !host.isEmpty else { return nil }
-        if let portText {
-            guard !portText.isEmpty, portText.allSatisfy(\.isNumber), let port = UInt16(portText), port > 0 else { return nil }
-            return (host, port)
-        }
-        guard let defaultPort else { return nil }
-        return (host, defaultPort)
-    }
-
-    static func absoluteTarget(_ uri: String) throws(ProxyFailure) -> RequestTarget {
-        let lower = uri.lowercased()
-        if lower.hasPrefix("https://") {
-            throw ProxyFailure(status: .badRequest, reason: "send https:// requests through CONNECT, not as absolute-form requests")
-        }
-        guard lower.hasPrefix("http://") else {
-            throw ProxyFailure(status: .badRequest, reason: "this is stepguard's forward proxy: send CONNECT host:port or an absolute-form http:// request, not '\(uri.prefix(100))'")
-        }
-        let rest = uri.dropFirst(7)
-        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
-        let authority = String(rest[..<authorityEnd])
-        guard !authority.contains("@") else {
-            throw ProxyFailure(status: .badRequest, reason: "user information in the request URL is not accepted")
-        }
-        var origin = String(rest[authorityEnd...].prefix { $0 != "#" })
-        if origin.isEmpty { origin = "/" } else if origin.hasPrefix("?") { origin = "/" + origin }
-        guard let split = splitAuthority(authority, defaultPort: 80), let host = HostName.normalise(split.0) else {
-            throw ProxyFailure(status: .badRequest, reason: "'\(authority.prefix(100))' is not a valid host[:port]")
-        }
-        return RequestTarget(host: host, port: split.1, originForm: origin, authority: authority)
-    }
-
-    private func interceptedTarget(_ head: HTTPRequestHead, route: Route) throws(ProxyFailure) -> RequestTarget {
-        var origin = head.uri
-        var hostHeaders = head.headers["host"]
-        if head.uri.lowercased().hasPrefix("https://") {
-            let rest = head.uri.dropFirst(8)
-            let end = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
-            hostHeaders.append(String(rest[..<end]))
-            origin = String(rest[end...])
-            if origin.isEmpty { origin = "/" }
-        }
-        guard origin.hasPrefix("/") else {
-            throw ProxyFailure(status: .badRequest, reason: "request target '\(head.uri.prefix(100))' is not origin-form")
-        }
-        guard !hostHeaders.isEmpty else {
-            throw ProxyFailure(status: .forbidden, reason: "the request has no Host header; it must name \(route.host.text)")
-        }
-        for value in hostHeaders {
-            guard let split = Self.splitAuthority(value, defaultPort: route.port), HostName.normalise(split.0) == route.host, split.1 == route.port else {
-                throw ProxyFailure(status: .forbidden, reason: "Host '\(value.prefix(100))' differs from the CONNECT target \(route.host.text):\(route.port)")
-            }
-        }
-        let authority = route.port == 443 ? route.host.text : "\(route.host.text):\(route.port)"
-        return RequestTarget(host: route.host, port: route.port, originForm: String(origin.prefix { $0 != "#" }), authority: authority)
     }
 }
 

@@ -120,26 +120,6 @@ extension UnsafeRawBufferPointer {
     }
 }
 
-/// Header fields that concern one connection only (RFC 9110 §7.6.1) and are not forwarded.
-enum HopByHop {
-    /// Whether the field named by `range` is hop-by-hop, or named in `listed` (lower case, from Connection).
-    static func drops(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, listed: [String]) -> Bool {
-        if lengths.contains(range.count), names.contains(where: { bytes.equalsIgnoringCase(range, $0) }) { return true }
-        guard !listed.isEmpty else { return false }
-        return listed.contains { bytes.equalsIgnoringCase(range, $0) }
-    }
-
-    /// Whether `name` is hop-by-hop (the NIO pipeline's check).
-    static func isHopByHop(_ name: String) -> Bool {
-        lengths.contains(name.utf8.count) && names.contains { FrontHandler.equalsIgnoringCase(name, $0) }
-    }
-
-    /// Lower case.
-    static let names = ["connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
-                        "te", "trailer", "upgrade", "expect"]
-    private static let lengths = Set(names.map(\.utf8.count))
-}
-
 /// Where an HTTP/1.1 message body ends (RFC 9112 §6.3), tracked while the bytes are relayed unchanged.
 struct BodyFraming {
     enum Kind: Equatable {

@@ -1,6 +1,5 @@
 import CLinuxIO
 import NIOCore
-import StepGuardAudit
 
 #if canImport(Glibc)
 import Glibc
@@ -13,8 +12,6 @@ struct Destination {
     let verdict: ConnectionVerdict
     /// The upstream pool key: decided host, port and the checked address.
     let key: String
-    /// The service named in `services:` whose host this is (its connections are intercepted).
-    let service: BoundService?
 }
 
 /// One client connection of the socket front (see ``SocketFront``): reads a request head, serves
@@ -195,9 +192,9 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
             input.consume(headLength)
             return decided(known)
         }
-        guard let split = FrontHandler.splitAuthority(authority, defaultPort: nil), let host = HostName.normalise(split.0) else { return handOff() }
+        guard let split = RequestTarget.splitAuthority(authority, defaultPort: nil), let host = HostName.normalise(split.host) else { return handOff() }
         input.consume(headLength)
-        route(host, split.1, authority: authority)
+        route(host, split.port, authority: authority)
     }
 
     private func dispatchRequest(_ head: RawHead, _ bytes: UnsafeRawBufferPointer) {
@@ -217,8 +214,8 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         case .destination(let destination): known = destination
         case nil:
             // Validated by the same parser as the NIO pipeline's; what it refuses is answered there.
-            guard let parsed = try? FrontHandler.absoluteTarget(bytes.string(target)) else { return handOff() }
-            guard state.service(for: parsed.host) == nil else {
+            guard let parsed = try? RequestTarget.absolute(bytes.string(target)) else { return handOff() }
+            guard state.decider.service(for: parsed.host) == nil else {
                 loop.rememberIntercepted(authority)
                 return handOff()
             }
@@ -257,9 +254,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         } catch {
             return reject(.badGateway, decision: "error", rule: "upstream", reason: "\(error)")
         }
-        if let denial = state.denyBeforeResolving(host: host, port: port, method: method, path: path) {
-            return reject(denial.status, decision: denial.decision, rule: denial.rule, reason: denial.reason)
-        }
+        if let denial = state.denyBeforeResolving(host: host, port: port, ask) { return reject(denial) }
         // A name to look up: resolved each time, on the resolver threads (no cache, no rebinding gap).
         let loop = self.loop
         state.resolverPool.submit { [self] _ in
@@ -276,15 +271,20 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         }
     }
 
+    /// What the request line asks: a tunnel, or a plain request.
+    private var ask: Ask { isTunnel ? .connect : .request(method: method, path: path) }
+
     private func decided(_ destination: Destination) {
         let route = destination.route
         self.route = route
-        // A remembered decision may predate addresses of a service learned since (see ``ServiceAddresses``).
-        let verdict = destination.verdict.allowed ? state.serviceAddressRefusal(route) ?? destination.verdict : destination.verdict
-        let blocked = state.record(.egress, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason,
-                                   subject: ProxyState.subject(route: route, method: method, path: path, service: destination.service))
-        if blocked { return reject(.forbidden, decision: "deny", rule: verdict.rule, reason: verdict.reason) }
-        if isTunnel, let service = destination.service { return intercept(route, service) }
+        switch state.enforce(state.decider.decide(route, ask, remembered: destination.verdict)) {
+        case .refuse(let failure):
+            return reject(failure)
+        case .intercept(let service, let name):
+            return intercept(route, service, name: name)
+        case .tunnel, .forward, .inspect:
+            break
+        }
         key = destination.key
         if !isTunnel, let idle = loop.takeIdle(key) {
             reused = true
@@ -349,7 +349,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private func upstreamFailed(reason: String) {
         loop.epoll.close(upstream)
         upstream = -1
-        if !responseStarted, reused, let route, FrontHandler.retryable(method: method) {
+        if !responseStarted, reused, let route, RequestRetry.allowed(method: method) {
             // A pooled connection the upstream closed while it was idle: the request got no answer, send it once more.
             reused = false
             sent = 0
@@ -516,7 +516,11 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
 
     /// Answers with an error or deny response (the same JSON body as the NIO pipeline's), then
     /// closes unless the client keeps the connection and the request was a plain one.
-    private func reject(_ status: ProxyFailure.HTTPResponseStatusCode, decision: String, rule: String, reason: String) {
+    private func reject(_ failure: ProxyFailure) {
+        reject(failure.status, decision: failure.decision, rule: failure.rule, reason: failure.reason)
+    }
+
+    private func reject(_ status: AnswerStatus, decision: String, rule: String, reason: String) {
         if upstream >= 0 { loop.epoll.close(upstream); upstream = -1 }
         if isTunnel { closeAfterResponse = true }
         responseStarted = false
@@ -528,7 +532,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
 
     /// Tells the client its CONNECT was allowed; false (the connection must close) when it cannot take those few bytes.
     private func answerEstablished() -> Bool {
-        output.append(FrontHandler.established)
+        output.append(ProxyAnswer.connectionEstablished)
         return output.flush(to: fd) && output.isEmpty
     }
 
@@ -546,11 +550,10 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
 
     private func checkTunnelStart() {
         guard let route else { return close() }
-        switch TunnelSNIInspector.inspect(input.bytes, route: route, state: state) {
+        switch TunnelStart.decide(input.bytes, route: route, decider: state.decider) {
         case .needMore: return
         case .pass: break
-        case .deny(let reason, let subject):
-            if state.record(.service, allowed: false, rule: TunnelSNIInspector.rule, reason: reason, subject: subject) { return close() }
+        case .deny(let record): if state.enforce(record) { return close() }
         }
         spliceTunnel()
     }
@@ -568,10 +571,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
 
     /// A CONNECT to a service the policy names: answered here, then the connection goes to the NIO
     /// pipeline that terminates its TLS and decides each request (``HandOver/intercept``).
-    private func intercept(_ route: Route, _ service: BoundService) {
-        guard case .name(let name) = route.host else {
-            return reject(.forbidden, decision: "deny", rule: "services: \(service.definition.name)", reason: "services are intercepted by name, not by address")
-        }
+    private func intercept(_ route: Route, _ service: BoundService, name: String) {
         guard (try? state.leafContext(for: name)) != nil, answerEstablished() else { return close() }
         handOff(.intercept(route: route, service: service, name: name))
     }

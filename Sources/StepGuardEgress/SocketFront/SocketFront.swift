@@ -150,8 +150,7 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
 
     /// The destination of `route`, decided.
     func destination(_ route: Route) -> Destination {
-        Destination(route: route, verdict: state.decideConnection(route), key: "http://\(route.host.text):\(route.port)@\(route.connectAddress)",
-                    service: state.service(for: route.host))
+        Destination(route: route, verdict: state.decider.verdict(for: route), key: "http://\(route.host.text):\(route.port)@\(route.connectAddress)")
     }
 
     /// Decides `route` and remembers it for `authority` (a route that needed no name lookup).

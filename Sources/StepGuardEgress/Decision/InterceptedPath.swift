@@ -123,10 +123,3 @@ enum InterceptedPath {
         return String(decoding: [digits[Int(byte >> 4)], digits[Int(byte & 0xF)]], as: UTF8.self)
     }
 }
-
-extension RequestTarget {
-    /// This target with its path normalised (see ``InterceptedPath``): what is decided and forwarded.
-    func normalisedForService(encodedSlashes: Bool) throws(ProxyFailure) -> RequestTarget {
-        RequestTarget(host: host, port: port, originForm: try InterceptedPath.normalise(originForm, encodedSlashes: encodedSlashes), authority: authority)
-    }
-}

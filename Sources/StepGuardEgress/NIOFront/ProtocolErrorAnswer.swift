@@ -67,3 +67,10 @@ extension ChannelPipeline.SynchronousOperations {
         try addHandler(ProtocolErrorAnswer())
     }
 }
+
+extension ProxyAnswer {
+    /// The response head for NIO's HTTP encoder.
+    func head(version: HTTPVersion) -> HTTPResponseHead {
+        HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status.rawValue), headers: HTTPHeaders(fields.map { ($0.name, $0.value) }))
+    }
+}

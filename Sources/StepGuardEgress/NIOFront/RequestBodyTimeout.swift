@@ -130,7 +130,7 @@ final class RequestBodyTimeoutHandler: ChannelInboundHandler, RemovableChannelHa
             subject["port"] = .int(Int(intercepted.route.port))
             subject["service"] = .string(intercepted.service.definition.name)
             subject["path"] = .string(String(head.uri.prefix { $0 != "?" }.prefix(512)))
-        } else if let target = try? FrontHandler.absoluteTarget(head.uri) {
+        } else if let target = try? RequestTarget.absolute(head.uri) {
             subject["host"] = .string(target.host.text)
             subject["port"] = .int(Int(target.port))
             subject["path"] = .string(String(target.path.prefix(512)))
