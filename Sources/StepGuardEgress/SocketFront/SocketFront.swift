@@ -98,8 +98,8 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
     var connections: [ObjectIdentifier: ClientConnection] = [:]
     var tunnels: [ObjectIdentifier: SpliceTunnel] = [:]
     private var acceptors: [Acceptor] = []
-    /// Idle keep-alive upstream sockets by key (see ``UpstreamPool``), most recent last.
-    private var idle: [String: [(fd: Int32, since: UInt64)]] = [:]
+    /// Idle keep-alive upstream sockets.
+    private var idle = IdlePool<Int32>()
     private lazy var idleWatcher = IdleUpstreamWatcher(loop: self)
     /// Decided destinations by the authority of absolute-form requests (or that it names a service)
     /// and of CONNECTs.
@@ -175,17 +175,9 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
 
     // MARK: Upstream pool
 
-    static let maxIdlePerKey = UpstreamPool.maxIdlePerKey
-    static let maxIdleAge = UInt64(UpstreamPool.maxIdleAge.nanoseconds)
-
     /// An idle upstream socket for `key` that is still open and quiet.
     func takeIdle(_ key: String) -> Int32? {
-        while let entry = idle[key]?.popLast() {
-            if idle[key]?.isEmpty == true { idle[key] = nil }
-            if epoll.now - entry.since < Self.maxIdleAge, Self.isQuiet(entry.fd) { return entry.fd }
-            epoll.close(entry.fd)
-        }
-        return nil
+        idle.take(key, now: epoll.now, usable: Self.isQuiet, close: epoll.close)
     }
 
     /// Whether idle `fd` has neither data nor an end of stream waiting (a peek that would block).
@@ -196,35 +188,20 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
 
     /// Keeps `fd` (registered edge-triggered) for reuse; while idle, any event on it closes it.
     func putIdle(_ fd: Int32, key: String) {
-        guard idle[key, default: []].count < Self.maxIdlePerKey else {
-            epoll.close(fd)
-            return
-        }
+        guard idle.put(fd, key: key, now: epoll.now) else { return epoll.close(fd) }
         epoll.setHandler(fd, idleWatcher)
-        idle[key, default: []].append((fd, epoll.now))
     }
 
     /// The upstream closed (or wrote to) idle `fd`: it is not reused.
     func dropIdle(_ fd: Int32) {
-        for (key, list) in idle {
-            guard let index = list.firstIndex(where: { $0.fd == fd }) else { continue }
-            var list = list
-            list.remove(at: index)
-            idle[key] = list.isEmpty ? nil : list
-            break
-        }
+        idle.remove { $0 == fd }
         epoll.close(fd)
     }
 
     // MARK: Deadlines
 
     private func sweep(now: UInt64) {
-        for (key, list) in idle {
-            let fresh = list.filter { now - $0.since < Self.maxIdleAge }
-            guard fresh.count != list.count else { continue }
-            for entry in list where now - entry.since >= Self.maxIdleAge { epoll.close(entry.fd) }
-            idle[key] = fresh.isEmpty ? nil : fresh
-        }
+        idle.sweep(now: now, close: epoll.close)
         for connection in connections.values where connection.deadline <= now { connection.deadlinePassed() }
         let idleTunnel = UInt64(state.limits.tunnelIdleTimeout.nanoseconds)
         for tunnel in tunnels.values where now - tunnel.lastActivity >= idleTunnel { tunnel.close() }
@@ -235,8 +212,7 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
     func closeAll() {
         for connection in connections.values { connection.close() }
         for tunnel in tunnels.values { tunnel.close() }
-        for list in idle.values { for entry in list { epoll.close(entry.fd) } }
-        idle = [:]
+        idle.removeAll(close: epoll.close)
         for pipe in pipes { Glibc.close(pipe.read); Glibc.close(pipe.write) }
         pipes = []
         for acceptor in acceptors { acceptor.stop() }
