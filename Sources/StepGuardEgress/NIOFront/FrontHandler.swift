@@ -21,33 +21,46 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     let state: ProxyState
     let mode: Mode
-    private var phase: Phase = .idle
-    private var queue: [HTTPServerRequestPart] = []
-    private var bodyBytes = 0
-    private var needsBody = false
-    private var requestEnded = false
-    private var responseStarted = false
-    private var closeAfterResponse = false
-    private var requestHead: HTTPRequestHead?
-    /// The current request goes to an intercepted service: its trailer fields (which no decision
-    /// read) are not forwarded.
-    private var dropTrailers = false
-    private var pendingDecision: ((ChannelHandlerContext, [UInt8]?) -> Void)?
-    /// The response of an allowed token exchange being read for the token it mints.
-    private var mintCapture: (service: String, field: String, body: [UInt8])?
+    var phase: Phase = .idle
+    /// The request being served; a new one with each request head.
+    private var exchange = Exchange()
     private var upstream: UpstreamLink?
     /// When the request head must have arrived (while ``phase`` is idle); checked by the loop's sweep.
     private(set) var headDeadline = NIODeadline.distantFuture
-    /// The request to send again on a fresh connection when a pooled one turns out closed before
-    /// any response: only bodiless GET/HEAD/OPTIONS requests.
-    private var retry: (head: HTTPRequestHead, target: RequestTarget, route: Route, tls: Bool)?
     let loop: LoopResources
-    private var context: ChannelHandlerContext?
-    private var generation = 0
+    private(set) var context: ChannelHandlerContext?
+    private(set) var generation = 0
     private var readsPaused = false
     /// The last response part written to the client: closing must wait for it, or data still
     /// queued behind back-pressure would be dropped.
     private var lastResponseWrite: EventLoopFuture<Void>?
+
+    /// One request and its response, as far as they have come.
+    struct Exchange {
+        var head: HTTPRequestHead?
+        /// Parts read while the request is decided (or its upstream connected); sent once it is.
+        var queue: [HTTPServerRequestPart] = []
+        var bodyBytes = 0
+        /// The decision waits for the whole body (the service carries credentials in bodies).
+        var needsBody = false
+        var pendingDecision: ((ChannelHandlerContext, [UInt8]?) -> Void)?
+        var ended = false
+        var responseStarted = false
+        var closeAfterResponse = false
+        /// The request goes to an intercepted service: its trailer fields (which no decision read)
+        /// are not forwarded.
+        var dropTrailers = false
+        /// The response of an allowed token exchange being read for the token it mints.
+        var mintCapture: (service: String, field: String, body: [UInt8])?
+        /// The request to send again on a fresh connection when a pooled one turns out closed
+        /// before any response: only bodiless GET/HEAD/OPTIONS requests.
+        var retry: (head: HTTPRequestHead, target: RequestTarget, route: Route, tls: Bool)?
+
+        init(head: HTTPRequestHead? = nil) {
+            self.head = head
+            closeAfterResponse = head.map { !$0.isKeepAlive } ?? false
+        }
+    }
 
     init(state: ProxyState, mode: Mode, loop: LoopResources) {
         self.state = state
@@ -116,30 +129,20 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             guard phase == .idle else { context.close(promise: nil); return }
             loop.unwatch(self)
             generation += 1
-            requestHead = head
-            requestEnded = false
-            responseStarted = false
-            queue = []
-            bodyBytes = 0
-            needsBody = false
-            pendingDecision = nil
-            mintCapture = nil
-            retry = nil
-            dropTrailers = false
-            closeAfterResponse = !head.isKeepAlive
+            exchange = Exchange(head: head)
             phase = .deciding
             start(context, head)
         case .body(let buffer):
-            bodyBytes += buffer.readableBytes
+            exchange.bodyBytes += buffer.readableBytes
             switch phase {
             case .deciding:
-                if needsBody, bodyBytes > state.limits.maxInspectedBody {
+                if exchange.needsBody, exchange.bodyBytes > state.limits.maxInspectedBody {
                     reject(context, .payloadTooLarge, decision: "error", rule: "built-in: inspected body limit",
                            reason: "the request body exceeds \(state.limits.maxInspectedBody) bytes, the most stepguard reads to find a credential")
                     return
                 }
-                queue.append(part)
-                if !needsBody, bodyBytes > state.limits.maxInspectedBody, !readsPaused {
+                exchange.queue.append(part)
+                if !exchange.needsBody, exchange.bodyBytes > state.limits.maxInspectedBody, !readsPaused {
                     // The upstream is not connected yet: stop reading until it is (bounded memory).
                     readsPaused = true
                     context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
@@ -156,18 +159,18 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                 break
             }
         case .end(let trailers):
-            requestEnded = true
+            exchange.ended = true
             switch phase {
             case .deciding:
-                queue.append(part)
-                if needsBody, let decision = pendingDecision {
-                    pendingDecision = nil
+                exchange.queue.append(part)
+                if exchange.needsBody, let decision = exchange.pendingDecision {
+                    exchange.pendingDecision = nil
                     var body: [UInt8] = []
-                    for case .body(var buffer) in queue { body += buffer.readBytes(length: buffer.readableBytes) ?? [] }
+                    for case .body(var buffer) in exchange.queue { body += buffer.readBytes(length: buffer.readableBytes) ?? [] }
                     decision(context, body)
                 }
             case .forwarding:
-                upstream?.channel.writeAndFlush(HTTPClientRequestPart.end(dropTrailers ? nil : trailers), promise: nil)
+                upstream?.channel.writeAndFlush(HTTPClientRequestPart.end(exchange.dropTrailers ? nil : trailers), promise: nil)
             default:
                 break
             }
@@ -218,7 +221,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Decides a request to `service` once its body is read (when the service carries credentials
     /// in bodies), then forwards it or answers `403`.
     private func decideService(_ context: ChannelHandlerContext, head: HTTPRequestHead, target requested: RequestTarget, route: Route, service: BoundService, tls: Bool) {
-        dropTrailers = true
+        exchange.dropTrailers = true
         // The path is decided, and forwarded, in its normal form: what a server would resolve it to.
         let target: RequestTarget
         do { target = try requested.normalisedForService(encodedSlashes: service.definition.encodedSlashes) } catch {
@@ -231,16 +234,16 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             let decision = state.serviceContext.decide(method: head.method.rawValue, target: target, headers: head.headers.map { ($0.name, $0.value) },
                                                        body: body, route: route, service: service, now: Date())
             if state.enforce(decision.record) { return reject(context, decision.record.denial) }
-            if let field = decision.mintedTokenField { mintCapture = (service.definition.name, field, []) }
+            if let field = decision.mintedTokenField { exchange.mintCapture = (service.definition.name, field, []) }
             forward(context, head: head, target: target, route: route, tls: tls)
         }
         let hasBody = !head.headers["transfer-encoding"].isEmpty || (Int(head.headers.first(name: "content-length") ?? "0") ?? 0) > 0
-        if service.definition.credentialInBody, hasBody, !requestEnded {
-            needsBody = true
-            pendingDecision = decide
+        if service.definition.credentialInBody, hasBody, !exchange.ended {
+            exchange.needsBody = true
+            exchange.pendingDecision = decide
         } else if service.definition.credentialInBody, hasBody {
             var body: [UInt8] = []
-            for case .body(var buffer) in queue { body += buffer.readBytes(length: buffer.readableBytes) ?? [] }
+            for case .body(var buffer) in exchange.queue { body += buffer.readBytes(length: buffer.readableBytes) ?? [] }
             decide(context, body)
         } else {
             decide(context, nil)
@@ -269,22 +272,22 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
                        reason: "cannot connect to \(route.described): \(error)")
             case .success(let link):
                 upstream = link
-                retry = link.reused && Self.retryable(head) ? (head, target, route, tls) : nil
+                exchange.retry = link.reused && Self.retryable(head) ? (head, target, route, tls) : nil
                 var headers = Self.filtered(head.headers)
                 headers.replaceOrAdd(name: "Host", value: target.authority)
                 // The minted token is read from the response: it must not come compressed.
-                if mintCapture != nil { headers.replaceOrAdd(name: "Accept-Encoding", value: "identity") }
+                if exchange.mintCapture != nil { headers.replaceOrAdd(name: "Accept-Encoding", value: "identity") }
                 let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.originForm, headers: headers)
                 link.channel.write(HTTPClientRequestPart.head(upstreamHead), promise: nil)
-                for part in queue {
+                for part in exchange.queue {
                     switch part {
                     case .body(let buffer): link.channel.write(HTTPClientRequestPart.body(.byteBuffer(buffer)), promise: nil)
-                    case .end(let trailers): link.channel.write(HTTPClientRequestPart.end(dropTrailers ? nil : trailers), promise: nil)
+                    case .end(let trailers): link.channel.write(HTTPClientRequestPart.end(exchange.dropTrailers ? nil : trailers), promise: nil)
                     case .head: break
                     }
                 }
                 link.channel.flush()
-                queue = []
+                exchange.queue = []
                 phase = .forwarding
                 resumeReads(context)
             }
@@ -348,23 +351,23 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let context, let link = upstream, link.channel === channel, phase == .forwarding else { return }
         switch part {
         case .head(let head):
-            responseStarted = true
-            retry = nil
+            exchange.responseStarted = true
+            exchange.retry = nil
             if !head.isKeepAlive { link.reusable = false }
-            if !(200..<300).contains(head.status.code) { mintCapture = nil }
+            if !(200..<300).contains(head.status.code) { exchange.mintCapture = nil }
             var headers = Self.filtered(head.headers)
-            if closeAfterResponse { headers.replaceOrAdd(name: "Connection", value: "close") }
-            let version = requestHead?.version ?? .http1_1
+            if exchange.closeAfterResponse { headers.replaceOrAdd(name: "Connection", value: "close") }
+            let version = exchange.head?.version ?? .http1_1
             lastResponseWrite = context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: head.status, headers: headers))))
         case .body(let buffer):
-            if mintCapture != nil { readMintedToken(buffer) }
+            if exchange.mintCapture != nil { readMintedToken(buffer) }
             lastResponseWrite = context.write(wrapOutboundOut(.body(.byteBuffer(buffer))))
             if !context.channel.isWritable, !link.readsPaused {
                 link.readsPaused = true
                 link.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
             }
         case .end(let trailers):
-            if !requestEnded { link.reusable = false; closeAfterResponse = true }
+            if !exchange.ended { link.reusable = false; exchange.closeAfterResponse = true }
             if !link.reusable {
                 link.channel.close(promise: nil)
                 upstream = nil
@@ -380,14 +383,14 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Adds a part of a token exchange's response to what was read of it; once it is a whole JSON
     /// document, remembers the minted token — before the client has the part that completes it.
     private func readMintedToken(_ buffer: ByteBuffer) {
-        guard var capture = mintCapture else { return }
+        guard var capture = exchange.mintCapture else { return }
         capture.body += buffer.readableBytesView
-        guard capture.body.count <= state.limits.maxInspectedBody else { mintCapture = nil; return }
+        guard capture.body.count <= state.limits.maxInspectedBody else { exchange.mintCapture = nil; return }
         if let token = BuiltInCredentialInspector.jsonString(at: capture.field, in: capture.body) {
             state.minted.remember(token, service: capture.service, now: Date())
-            mintCapture = nil
+            exchange.mintCapture = nil
         } else {
-            mintCapture = capture
+            exchange.mintCapture = capture
         }
     }
 
@@ -408,15 +411,15 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let link = upstream, link.channel === channel else { return }
         upstream = nil
         guard let context, phase == .forwarding || phase == .deciding else { return }
-        if !responseStarted, let retry {
+        if !exchange.responseStarted, let retry = exchange.retry {
             // The pooled connection was closed by the upstream while idle; the request got no answer.
-            self.retry = nil
+            exchange.retry = nil
             channel.close(promise: nil)
             phase = .deciding
-            queue = requestEnded ? [.end(nil)] : []
+            exchange.queue = exchange.ended ? [.end(nil)] : []
             return forward(context, head: retry.head, target: retry.target, route: retry.route, tls: retry.tls, fresh: true)
         }
-        if responseStarted {
+        if exchange.responseStarted {
             closeAfterRelayed(context)
         } else {
             let reason = error.map { "the upstream \(link.key) failed: \($0)" } ?? "the upstream \(link.key) closed the connection before responding"
@@ -430,7 +433,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let link = upstream, link.channel === channel, phase == .forwarding, let context else { return }
         upstream = nil
         channel.close(promise: nil)
-        guard !responseStarted else { return closeAfterRelayed(context) }
+        guard !exchange.responseStarted else { return closeAfterRelayed(context) }
         reject(context, .gatewayTimeout, decision: "error", rule: "upstream",
                reason: "the upstream \(link.key) sent no response for \(ProxyLimits.describe(state.limits.responseIdleTimeout))")
     }
@@ -447,7 +450,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func finishResponse(_ context: ChannelHandlerContext, _ written: EventLoopFuture<Void>) {
-        if closeAfterResponse {
+        if exchange.closeAfterResponse {
             phase = .closed
             written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         } else {
@@ -457,7 +460,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// The destination could not be routed: denied by name before resolving, or not resolvable.
-    private func routeFailed(_ context: ChannelHandlerContext, _ error: Error) {
+    func routeFailed(_ context: ChannelHandlerContext, _ error: Error) {
         reject(context, error as? ProxyFailure ?? ProxyFailure(status: .badGateway, reason: "\(error)"))
     }
 
@@ -468,142 +471,17 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Answers the current request with an error or deny response (JSON body naming the rule and reason).
     func reject(_ context: ChannelHandlerContext, _ status: AnswerStatus, decision: String, rule: String, reason: String) {
-        guard !responseStarted, phase != .closed else { context.close(promise: nil); return }
-        responseStarted = true
-        pendingDecision = nil
-        queue = []
-        if !requestEnded { closeAfterResponse = true }
+        guard !exchange.responseStarted, phase != .closed else { context.close(promise: nil); return }
+        exchange.responseStarted = true
+        exchange.pendingDecision = nil
+        exchange.queue = []
+        if !exchange.ended { exchange.closeAfterResponse = true }
         phase = .rejecting
         resumeReads(context)
-        let answer = ProxyAnswer(status, decision: decision, rule: rule, reason: reason, close: closeAfterResponse)
-        context.write(wrapOutboundOut(.head(answer.head(version: requestHead?.version ?? .http1_1))), promise: nil)
+        let answer = ProxyAnswer(status, decision: decision, rule: rule, reason: reason, close: exchange.closeAfterResponse)
+        context.write(wrapOutboundOut(.head(answer.head(version: exchange.head?.version ?? .http1_1))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: answer.body)))), promise: nil)
         finishResponse(context, context.writeAndFlush(wrapOutboundOut(.end(nil))))
-    }
-
-    // MARK: CONNECT
-
-    private func connect(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
-        let destination: (host: HostName.Normalised, port: UInt16)
-        do { destination = try RequestTarget.connect(head.uri) } catch { return reject(context, error) }
-        phase = .tunnel
-        let generation = self.generation
-        // Start on the next loop tick: the pipeline is rebuilt below, which must not happen while the
-        // HTTP decoder is still delivering this CONNECT request.
-        context.eventLoop.assumeIsolated().execute { [self] in
-            guard self.generation == generation, phase == .tunnel, let context = self.context else { return }
-            connectRoute(context, host: destination.host, port: destination.port, generation: generation)
-        }
-    }
-
-    private func connectRoute(_ context: ChannelHandlerContext, host: HostName.Normalised, port: UInt16, generation: Int) {
-        state.route(host: host, port: port, .connect, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
-            guard self.generation == generation, phase == .tunnel, let context = self.context else { return }
-            phase = .deciding
-            switch result {
-            case .failure(let error):
-                routeFailed(context, error)
-            case .success(let route):
-                switch state.enforce(state.decider.decide(route, .connect)) {
-                case .refuse(let failure): reject(context, failure)
-                case .intercept(let service, let name):
-                    phase = .tunnel
-                    intercept(context, route: route, service: service, name: name)
-                case .tunnel, .forward, .inspect:
-                    phase = .tunnel
-                    tunnel(context, route: route)
-                }
-            }
-        }
-    }
-
-    private func removeHTTPHandlers(_ context: ChannelHandlerContext) throws {
-        // Removals without a promise: nothing waits for them (they complete at once), so no future is made.
-        let sync = context.pipeline.syncOperations
-        Self.removeRequestBodyTimeout(sync)
-        sync.removeHandler(try sync.handler(type: HTTPResponseEncoder.self), promise: nil)
-        if let pipelining = try? sync.handler(type: HTTPServerPipelineHandler.self) { sync.removeHandler(pipelining, promise: nil) }
-        if let errors = try? sync.handler(type: ProtocolErrorAnswer.self) { sync.removeHandler(errors, promise: nil) }
-        if let validator = try? sync.handler(type: NIOHTTPResponseHeadersValidator.self) { sync.removeHandler(validator, promise: nil) }
-    }
-
-    private func removeDecoderAndSelf(_ context: ChannelHandlerContext) throws {
-        let sync = context.pipeline.syncOperations
-        sync.removeHandler(try sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self), promise: nil)
-        sync.removeHandler(context: context, promise: nil)
-    }
-
-    /// The answer to an allowed CONNECT; the tunnel starts after it.
-    static let established = "HTTP/1.1 200 Connection Established\r\n\r\n"
-
-    /// Reads of a tunnel start small (1,000 idle tunnels stay cheap) and grow up to 1 MiB while data
-    /// streams, so bulk transfers take few system calls. Back-pressure is unchanged: a side reads
-    /// only while its partner is writable, so at most one read is queued per direction.
-    private static let tunnelReads = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: 1024 * 1024)
-
-    private func tunnel(_ context: ChannelHandlerContext, route: Route) {
-        let state = self.state
-        ClientBootstrap(group: context.eventLoop)
-            .connectTimeout(state.limits.connectTimeout)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelOption(.recvAllocator, value: Self.tunnelReads)
-            .connect(to: route.connectAddress)
-            .assumeIsolated()
-            .whenComplete { [self] result in
-                guard phase == .tunnel, self.context != nil, context.channel.isActive else {
-                    if case .success(let peer) = result { peer.close(promise: nil) }
-                    return
-                }
-                switch result {
-                case .failure(let error):
-                    phase = .deciding
-                    reject(context, .badGateway, decision: "error", rule: "upstream",
-                           reason: "cannot connect to \(route.described): \(error)")
-                case .success(let peer):
-                    do {
-                        try removeHTTPHandlers(context)
-                        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: ProxyAnswer.connectionEstablished)), promise: nil)
-                        let (local, remote) = GlueHandler.matchedPair(loop: loop)
-                        try peer.pipeline.syncOperations.addHandler(remote)
-                        _ = context.channel.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-                        _ = context.channel.setOption(ChannelOptions.recvAllocator, value: Self.tunnelReads)
-                        var handlers: [ChannelHandler] = []
-                        if !state.services.isEmpty {
-                            handlers.append(TunnelSNIInspector(state: state, route: route))
-                        }
-                        handlers.append(local)
-                        try context.pipeline.syncOperations.addHandlers(handlers)
-                        try removeDecoderAndSelf(context)
-                    } catch {
-                        peer.close(promise: nil)
-                        context.close(promise: nil)
-                    }
-                }
-            }
-    }
-
-    private func intercept(_ context: ChannelHandlerContext, route: Route, service: BoundService, name: String) {
-        do {
-            _ = try state.leafContext(for: name)  // made (or found) before the client is told the tunnel is open
-            try removeHTTPHandlers(context)
-            context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: ProxyAnswer.connectionEstablished)), promise: nil)
-            try Self.addInterceptHandlers(context.pipeline.syncOperations, name: name, route: route, service: service, state: state, loop: loop)
-            try removeDecoderAndSelf(context)
-        } catch {
-            context.close(promise: nil)
-        }
-    }
-
-    /// What serves an intercepted connection once its CONNECT was answered: the SNI check, TLS with
-    /// a leaf certificate for `name`, the HTTP server pipeline, and a front handler deciding every
-    /// request to `service`.
-    static func addInterceptHandlers(_ sync: ChannelPipeline.SynchronousOperations, name: String, route: Route, service: BoundService,
-                                     state: ProxyState, loop: LoopResources) throws {
-        try sync.addHandler(InterceptedSNIGuard(host: name, trail: state.trail))
-        try sync.addHandler(NIOSSLServerHandler(context: try state.leafContext(for: name)))
-        try sync.addProxyServerHandlers(limits: state.decoderLimits)
-        try sync.addHandler(FrontHandler(state: state, mode: .intercept(route: route, service: service), loop: loop))
     }
 }
 

@@ -14,6 +14,12 @@ struct Destination {
     let key: String
 }
 
+// Longer than 500 lines on purpose: this is one state machine (head → routing → connecting →
+// exchanging / inspecting → done) over one set of buffers and sockets, and each phase's I/O must
+// see every field. Split across files, its fields would have to lose `private`, and the phases
+// would be read apart. What it decides lives in Decision/ (EgressDecider, RequestTarget,
+// TunnelStart); what remains here moves bytes.
+
 /// One client connection of the socket front (see ``SocketFront``): reads a request head, serves
 /// bodiless `http://` requests over pooled upstream sockets, opens splice tunnels for CONNECT (or,
 /// to a named service, hands the answered CONNECT to NIO's intercept pipeline), or hands the
