@@ -30,11 +30,14 @@ let package = Package(
         .systemLibrary(name: "CPCRE2", pkgConfig: "libpcre2-8", providers: [.apt(["libpcre2-dev"])]),
 
         // MARK: Domain libraries
+        // Vocabulary and strict readers that several domains share (JSON, JWT parts, base64url,
+        // credential lifetimes, redaction and the detector seam, edit distance, entropy).
+        .target(name: "StepGuardCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(
             name: "StepGuardPolicy",
-            dependencies: [.product(name: "Yams", package: "Yams")]
+            dependencies: ["StepGuardCore", .product(name: "Yams", package: "Yams")]
         ),
-        .target(name: "StepGuardAudit"),
+        .target(name: "StepGuardAudit", dependencies: ["StepGuardCore"]),
         .target(name: "CSandbox"),
         // epoll, eventfd, splice and accept4 for the egress proxy's socket front.
         .target(name: "CLinuxIO"),
@@ -42,7 +45,7 @@ let package = Package(
         .target(
             name: "StepGuardSecrets",
             dependencies: [
-                "CVectorscan", "CPCRE2", "CGit2",
+                "StepGuardCore", "CVectorscan", "CPCRE2", "CGit2",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -50,7 +53,7 @@ let package = Package(
         .target(
             name: "StepGuardIdentity",
             dependencies: [
-                "StepGuardPolicy", "StepGuardSecrets", "StepGuardAudit", "CCurl",
+                "StepGuardCore", "StepGuardPolicy", "CCurl",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
@@ -58,7 +61,7 @@ let package = Package(
         .target(
             name: "StepGuardEgress",
             dependencies: [
-                "StepGuardPolicy", "StepGuardIdentity", "StepGuardAudit", "StepGuardSecrets", "CLinuxIO",
+                "StepGuardCore", "StepGuardPolicy", "StepGuardAudit", "CLinuxIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -79,7 +82,7 @@ let package = Package(
         .executableTarget(
             name: "stepguard",
             dependencies: [
-                "StepGuardPolicy", "StepGuardAudit", "StepGuardSandbox", "StepGuardSecrets",
+                "StepGuardCore", "StepGuardPolicy", "StepGuardAudit", "StepGuardSandbox", "StepGuardSecrets",
                 "StepGuardIdentity", "StepGuardEgress", "StepGuardPipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -100,18 +103,18 @@ let package = Package(
             ]
         ),
         .testTarget(name: "StepGuardPolicyTests", dependencies: ["StepGuardPolicy"]),
-        .testTarget(name: "StepGuardAuditTests", dependencies: ["StepGuardAudit"]),
+        .testTarget(name: "StepGuardAuditTests", dependencies: ["StepGuardAudit", "StepGuardCore"]),
         .testTarget(name: "StepGuardSandboxTests", dependencies: ["StepGuardSandbox", "StepGuardTestSupport"], exclude: ["Harness"]),
-        .testTarget(name: "StepGuardSecretsTests", dependencies: ["StepGuardSecrets", "StepGuardTestSupport"]),
+        .testTarget(name: "StepGuardSecretsTests", dependencies: ["StepGuardSecrets", "StepGuardCore", "StepGuardTestSupport"]),
         .testTarget(
             name: "StepGuardIdentityTests",
             dependencies: [
-                "StepGuardIdentity", "StepGuardTestSupport", "StepGuardEgress",
+                "StepGuardIdentity", "StepGuardCore", "StepGuardSecrets", "StepGuardTestSupport", "StepGuardEgress",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
-        .testTarget(name: "StepGuardEgressTests", dependencies: ["StepGuardEgress", "StepGuardTestSupport"]),
+        .testTarget(name: "StepGuardEgressTests", dependencies: ["StepGuardEgress", "StepGuardCore", "StepGuardSecrets", "StepGuardTestSupport"]),
         .testTarget(name: "StepGuardPipelineTests", dependencies: ["StepGuardPipeline"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CLazyLoad", "CCurl", "CGit2", "CVectorscan", "CPCRE2", "StepGuardTestSupport"]),
         .testTarget(name: "StepGuardCommandLineTests", dependencies: ["stepguard"]),

@@ -1,6 +1,5 @@
 import Foundation
-import StepGuardIdentity
-import StepGuardSecrets
+import StepGuardCore
 import StepGuardPolicy
 
 /// How much a credential seen in flight can be trusted, from best to worst.
@@ -172,9 +171,9 @@ public struct BuiltInCredentialInspector: CredentialInspector {
     /// Tokens the session saw minted by services' token exchanges; short-lived for those services.
     public var minted: MintedCredentials?
 
+    /// - Parameter detector: the detection rules; the composition root passes the secret scanner's.
     public init(verifier: WorkloadTokenVerifier?, identity: JobIdentity?, maxShortLivedTTL: TimeInterval = 3600,
-                minted: MintedCredentials? = nil,
-                detector: (any CredentialDetector)? = try? SecretDetector.builtIn(prefilter: .keywords)) {
+                minted: MintedCredentials? = nil, detector: (any CredentialDetector)?) {
         self.verifier = verifier
         self.detector = detector
         self.identity = identity
@@ -277,7 +276,7 @@ public struct BuiltInCredentialInspector: CredentialInspector {
     /// The class of `value` when it looks like a credential (a JWT, a token minted in this run, or
     /// one a secret rule knows); nil for any other text.
     func classifyIfCredential(_ value: String, location: String, request: InspectedRequest, now: Date) -> CredentialFinding? {
-        let looksLikeOne = Self.jwtClaims(value) != nil
+        let looksLikeOne = Self.jwt(value) != nil
             || (request.service.map { minted?.wasMinted(value, by: $0, now: now) ?? false } ?? false)
             || !(detector?.credentials(in: value) ?? []).isEmpty
         return looksLikeOne ? classifyToken(value, location: location, request: request, now: now) : nil
@@ -339,8 +338,15 @@ public struct BuiltInCredentialInspector: CredentialInspector {
             return CredentialFinding(credentialClass: .shortLived, kind: "token minted in this run", location: location, redacted: redacted,
                                      detail: "minted in this run by an allowed \(service) token exchange; short-lived for \(Int(minted.lifetime))s after it")
         }
-        if let claims = Self.jwtClaims(token) {
+        switch Self.jwt(token) {
+        case .decoded(let claims)?:
             return classifyJWT(token, claims: claims, location: location, redacted: redacted, now: now)
+        case .malformed(let reason)?:
+            // A server may read what the strict reader refuses; stepguard cannot tell its lifetime or issuer.
+            return CredentialFinding(credentialClass: .invalid, kind: "bearer JWT", location: location, redacted: redacted,
+                                     detail: "a JWT-shaped token that is not strictly encoded (\(reason)); it is not trusted")
+        case nil:
+            break
         }
         let matches = detector?.credentials(in: token) ?? []
         if let longLived = matches.first(where: { $0.lifetime == .longLived }) {
@@ -358,21 +364,21 @@ public struct BuiltInCredentialInspector: CredentialInspector {
     /// A JWT counts as short-lived (or workload) only once its signature is verified with the keys
     /// of the job's issuer: the claims of an unverified one (its `exp`, its `iat`) may be forged, so
     /// it never ranks above `any`.
-    private func classifyJWT(_ token: String, claims: [String: Any], location: String, redacted: String, now: Date) -> CredentialFinding {
+    private func classifyJWT(_ token: String, claims: [String: JSONValue], location: String, redacted: String, now: Date) -> CredentialFinding {
         func finding(_ cls: CredentialClass, _ detail: String) -> CredentialFinding {
             CredentialFinding(credentialClass: cls, kind: "bearer JWT", location: location, redacted: redacted, detail: detail)
         }
-        guard let exp = (claims["exp"] as? NSNumber)?.doubleValue else { return finding(.longLived, "JWT without exp never expires") }
+        guard let exp = claims["exp"]?.doubleValue else { return finding(.longLived, "JWT without exp never expires") }
         if exp < now.timeIntervalSince1970 { return finding(.invalid, "JWT expired at \(Date(timeIntervalSince1970: exp))") }
-        let issued = (claims["iat"] as? NSNumber)?.doubleValue ?? now.timeIntervalSince1970
+        let issued = claims["iat"]?.doubleValue ?? now.timeIntervalSince1970
         let ttl = exp - issued
         guard ttl <= maxShortLivedTTL else { return finding(.longLived, "JWT lifetime \(Int(ttl))s exceeds \(Int(maxShortLivedTTL))s") }
         let unverifiable = "its signature cannot be verified, so its lifetime claims cannot be trusted and it counts as long-lived"
         guard let verifier, let identity else {
             return finding(.longLived, "JWT not verified: the policy has no identity: section whose issuer's keys could verify it; \(unverifiable)")
         }
-        guard let issuer = claims["iss"] as? String, issuer == identity.issuer else {
-            let named = (claims["iss"] as? String).map { "issuer \($0.prefix(100))" } ?? "no issuer"
+        guard let issuer = claims["iss"]?.stringValue, issuer == identity.issuer else {
+            let named = claims["iss"]?.stringValue.map { "issuer \($0.prefix(100))" } ?? "no issuer"
             return finding(.longLived, "JWT from \(named), not the job's issuer \(identity.issuer); \(unverifiable)")
         }
         switch verifier.check(token: token, now: now) {
@@ -386,28 +392,56 @@ public struct BuiltInCredentialInspector: CredentialInspector {
         }
     }
 
-    /// The non-empty string at the dotted JSON path `path` (`credentials.oidcIdentityToken`) of `body`.
+    /// The non-empty string at the dotted JSON path `path` (`credentials.oidcIdentityToken`) of
+    /// `body`, read strictly (a duplicate key could hide the token a client reads).
     static func jsonString(at path: String, in body: [UInt8]) -> String? {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) else { return nil }
-        var node: Any? = object
-        for key in path.split(separator: ".") { node = (node as? [String: Any])?[String(key)] }
-        guard let value = node as? String, !value.isEmpty else { return nil }
+        guard var node = try? StrictJSON.parse(body) else { return nil }
+        for key in path.split(separator: ".") {
+            guard let next = node.objectValue?[String(key)] else { return nil }
+            node = next
+        }
+        guard let value = node.stringValue, !value.isEmpty else { return nil }
         return value
     }
 
-    /// The payload of a compact JWS whose header names an algorithm, or nil when `token` is not JWT-shaped.
-    static func jwtClaims(_ token: String) -> [String: Any]? {
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty }),
-              let header = base64URLDecode(parts[0]).flatMap({ try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }),
-              header["alg"] is String,
-              let payload = base64URLDecode(parts[1]).flatMap({ try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }) else { return nil }
-        return payload
+    /// What a token that looks like a compact JWS holds.
+    enum JWTReading: Equatable {
+        /// Decoded strictly (``CompactJWT``), its header naming an algorithm: the claims.
+        case decoded([String: JSONValue])
+        /// Shaped like one (three base64 parts, the first a JSON object's start) but not strictly encoded.
+        case malformed(String)
     }
 
-    static func base64URLDecode(_ text: Substring) -> Data? {
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+    /// The reading of `token` as a JWT; nil when it is not shaped like one.
+    static func jwt(_ token: String) -> JWTReading? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty && $0.utf8.allSatisfy(isBase64Byte) }), enclosedLikeJSONObject(parts[0]) else { return nil }
+        do {
+            let jwt = try CompactJWT(token)
+            guard jwt.header["alg"]?.stringValue != nil else { return .malformed("its header names no alg") }
+            return .decoded(jwt.claims)
+        } catch {
+            return .malformed(error.reason)
+        }
+    }
+
+    /// Whether `part`, decoded as leniently as a server might (base64 or base64url, padded or not),
+    /// is enclosed in `{` `}`: the shape of a JWS header, without reading it as JSON.
+    private static func enclosedLikeJSONObject(_ part: Substring) -> Bool {
+        var base64 = part.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 = String(base64.prefix { $0 != "=" })
         while base64.count % 4 != 0 { base64 += "=" }
-        return Data(base64Encoded: base64)
+        guard let decoded = Data(base64Encoded: base64) else { return false }
+        let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
+        return decoded.first(where: { !isSpace($0) }) == UInt8(ascii: "{") && decoded.last(where: { !isSpace($0) }) == UInt8(ascii: "}")
+    }
+
+    /// Bytes of base64 and base64url, padding included (what a lenient server might decode).
+    private static func isBase64Byte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "+"), UInt8(ascii: "/"), UInt8(ascii: "="): true
+        default: false
+        }
     }
 }

@@ -1,3 +1,4 @@
+import StepGuardCore
 import StepGuardAudit
 import StepGuardPolicy
 
@@ -45,8 +46,7 @@ public struct EgressError: Error, Sendable, CustomStringConvertible, Equatable {
         switch kind {
         case .unknownService(let name, let location, let known):
             let place = location.map { "\($0): error: " } ?? "error: "
-            let suggestion = known.min { editDistance($0, name) < editDistance($1, name) }
-                .flatMap { editDistance($0, name) <= 3 ? " Did you mean '\($0)'?" : nil } ?? ""
+            let suggestion = nearest(to: name, in: known).map { " Did you mean '\($0)'?" } ?? ""
             return "\(place)unknown service '\(name)' in services.\(suggestion) Known services (rules/services): \(known.joined(separator: ", "))"
         case .serviceNeedsHosts(let name, let location):
             let place = location.map { "\($0): error: " } ?? "error: "
@@ -65,21 +65,6 @@ public struct EgressError: Error, Sendable, CustomStringConvertible, Equatable {
             return "the egress proxy failed: \(reason); the step was stopped (fail closed)"
         }
     }
-}
-
-func editDistance(_ a: String, _ b: String) -> Int {
-    let a = Array(a), b = Array(b)
-    if a.isEmpty { return b.count }
-    if b.isEmpty { return a.count }
-    var previous = Array(0...b.count)
-    for i in 1...a.count {
-        var current = [i] + Array(repeating: 0, count: b.count)
-        for j in 1...b.count {
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-        }
-        previous = current
-    }
-    return previous[b.count]
 }
 
 extension EgressError {

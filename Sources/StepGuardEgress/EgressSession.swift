@@ -4,6 +4,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import StepGuardAudit
+import StepGuardCore
 import StepGuardPolicy
 import Synchronization
 
@@ -171,7 +172,9 @@ public final class EgressSession: Sendable {
     ///   - catalog: the service catalog (default: the built-in copy of `rules/services`, parsed only when the policy names a service).
     ///   - verifier: verifies JWTs seen in flight against the job's identity (`credential: workload`);
     ///     without one, no credential is ever classified `workload`.
-    ///   - inspector: classifies credentials; default ``BuiltInCredentialInspector``.
+    ///   - detector: the detection rules that classify tokens in flight (the secret scanner's, from
+    ///     the composition root); nil: only JWTs, SigV4 and basic auth are recognised.
+    ///   - inspector: classifies credentials; default ``BuiltInCredentialInspector`` with `detector`.
     ///   - limits: limits and timeouts.
     ///   - stepStarted: the reference time of `window:`.
     ///   - groundwork: the proxy's threads, CA, bundle and socket, if made ahead (see ``EgressGroundwork``);
@@ -181,7 +184,7 @@ public final class EgressSession: Sendable {
     ///   `network.upstream_ca`, or a proxy that cannot start. The step must not run then.
     public static func start(policy: Policy, identity: JobIdentity?, trail: AuditTrail,
                              catalog: ServiceCatalog? = nil, verifier: WorkloadTokenVerifier? = nil,
-                             inspector: CredentialInspector? = nil, limits: ProxyLimits = ProxyLimits(),
+                             detector: (any CredentialDetector)?, inspector: CredentialInspector? = nil, limits: ProxyLimits = ProxyLimits(),
                              stepStarted: Date = Date(), groundwork: EgressGroundwork? = nil,
                              stopStep: @escaping @Sendable () -> Void) async throws(EgressError) -> EgressSession {
         let groundwork = if let groundwork { groundwork } else { try EgressGroundwork() }
@@ -220,7 +223,8 @@ public final class EgressSession: Sendable {
         let minted = MintedCredentials(lifetime: maxShortLivedTTL)
         let state = ProxyState(
             egress: policy.egress, resolveOverrides: policy.network.resolve, services: services, identity: identity,
-            inspector: inspector ?? BuiltInCredentialInspector(verifier: verifier, identity: identity, maxShortLivedTTL: maxShortLivedTTL, minted: minted),
+            inspector: inspector ?? BuiltInCredentialInspector(verifier: verifier, identity: identity, maxShortLivedTTL: maxShortLivedTTL, minted: minted,
+                                                             detector: detector),
             minted: minted, trail: trail, auditOnly: policy.mode == .audit, onViolation: policy.onViolation, stopStep: stopStep,
             authority: authority, upstreamTLS: upstreamTLS, stepStarted: stepStarted, limits: limits,
             resolverPool: groundwork.resolverPool, eventLoops: Array(groundwork.group.makeIterator()))

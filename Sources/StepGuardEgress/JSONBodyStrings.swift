@@ -1,4 +1,4 @@
-import StepGuardIdentity
+import StepGuardCore
 
 /// The string values of a JSON request body that may carry credentials, read with Identity's
 /// strict parser (RFC 8259 in UTF-8 and nothing else: no trailing bytes, no lone surrogates, no

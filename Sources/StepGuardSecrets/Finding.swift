@@ -1,3 +1,4 @@
+import StepGuardCore
 /// One secret found by a scan, with where it was found.
 public struct Finding: Sendable, Codable, Equatable {
     /// The rule that matched.

@@ -1,3 +1,4 @@
+import StepGuardCore
 /// One credential found in a value by ``SecretDetector/detect(in:)``.
 public struct SecretDetection: Sendable {
     /// The rule that matched, e.g. `aws-access-key-id`.
@@ -65,5 +66,12 @@ public struct SecretDetector: Sendable {
             let rule = engine.rules[m.ruleIndex].rule
             return SecretDetection(ruleID: rule.id, description: rule.description, lifetime: rule.lifetime, secret: m.secret)
         }
+    }
+}
+
+extension SecretDetector: CredentialDetector {
+    /// The secret scanner's detections, without the secret itself.
+    public func credentials(in value: String) -> [CredentialMatch] {
+        detect(in: value).map { CredentialMatch(ruleID: $0.ruleID, description: $0.description, lifetime: $0.lifetime) }
     }
 }

@@ -10,7 +10,7 @@ import Testing
 @Suite struct CredentialDecoyTests {
     static let issuer = TestIssuer()
     static let job = issuer.identity(subject: "repo:acme/app:ref:refs/heads/main")
-    static let inspector = BuiltInCredentialInspector(verifier: issuer.verifier(for: job), identity: job)
+    static let inspector = BuiltInCredentialInspector(verifier: issuer.verifier(for: job), identity: job, detector: Egress.detector)
     static let vault: [CredentialLocation] = [CredentialLocation(place: .header, name: "X-Vault-Token"), CredentialLocation(place: .json, name: "jwt")]
 
     static var good: String { issuer.token(subject: job.subject) }
@@ -86,7 +86,7 @@ import Testing
 
     @Test func anUnverifiableJWTNeverRanksAboveAny() {
         let token = Self.issuer.token(subject: Self.job.subject)
-        let noIdentity = BuiltInCredentialInspector(verifier: nil, identity: nil)
+        let noIdentity = BuiltInCredentialInspector(verifier: nil, identity: nil, detector: Egress.detector)
         let unverified = Self.classOf([("Authorization", "Bearer \(token)")], inspector: noIdentity)
         #expect(unverified.credentialClass == .longLived, "\(unverified.detail)")
         #expect(unverified.credentialClass.satisfies(.any) && !unverified.credentialClass.satisfies(.shortLived))

@@ -30,7 +30,7 @@ import Testing
         let minted = MintedCredentials(lifetime: 60)
         let now = Date()
         minted.remember(Self.npmToken, service: "npm-publish", now: now)
-        var inspector = BuiltInCredentialInspector(verifier: nil, identity: nil)
+        var inspector = BuiltInCredentialInspector(verifier: nil, identity: nil, detector: Egress.detector)
         inspector.minted = minted
         func finding(_ service: String, at time: Date) -> CredentialFinding {
             inspector.inspect(InspectedRequest(method: "PUT", target: "/pkg", headers: [("Authorization", "Bearer \(Self.npmToken)")], service: service), now: time)

@@ -16,7 +16,7 @@ import Glibc
         let trail = try Egress.trail()
         let (stopCalls, stopStep) = AsyncStream.makeStream(of: Void.self)
         let session = try await EgressSession.start(policy: try Egress.policy("version: 1\negress: { default: deny }\n"), identity: nil,
-                                                    trail: trail, verifier: nil, limits: ProxyLimits(), stopStep: { stopStep.yield() })
+                                                    trail: trail, verifier: nil, detector: nil, limits: ProxyLimits(), stopStep: { stopStep.yield() })
         defer { session.stop() }
         let loop = try #require(session.front.loops.first)
         let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)

@@ -30,7 +30,7 @@ import Testing
         // `{jwt}` tokens verify with the issuer's keys but are another job's than the run's: short-lived
         // (an unverifiable JWT is long-lived).
         let job = issuer.identity(subject: "repo:acme/other:ref:refs/heads/main")
-        let inspector = BuiltInCredentialInspector(verifier: issuer.verifier(for: job), identity: job)
+        let inspector = BuiltInCredentialInspector(verifier: issuer.verifier(for: job), identity: job, detector: Egress.detector)
         for (index, example) in examples.enumerated() {
             let label = "\(name) examples[\(index)] \(example.method) \(example.url)"
             let request = try Self.expanded(example, issuer: issuer)

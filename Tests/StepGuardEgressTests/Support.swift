@@ -1,8 +1,10 @@
 import Crypto
 import Foundation
 import StepGuardAudit
+import StepGuardCore
 import StepGuardEgress
 import StepGuardPolicy
+import StepGuardSecrets
 import StepGuardTestSupport
 import Synchronization
 #if canImport(Glibc)
@@ -14,6 +16,9 @@ enum Egress {
     static func policy(_ yaml: String, in directory: TemporaryDirectory? = nil) throws -> Policy {
         try PolicyLoader.load(yaml: yaml, source: "test-policy.yaml", baseDirectory: directory?.path("."))
     }
+
+    /// The secret scanner's built-in rules, which classify tokens in flight in production.
+    static let detector: (any CredentialDetector)? = try? SecretDetector.builtIn(prefilter: .keywords)
 
     static func trail(log: String? = nil, auditOnly: Bool = false) throws -> AuditTrail {
         try AuditTrail(context: .init(policy: "test", step: nil, auditOnly: auditOnly, command: "test"), logPath: log,
@@ -29,7 +34,7 @@ enum Egress {
 
     static func session(_ policy: Policy, trail: AuditTrail, verifier: WorkloadTokenVerifier? = nil, identity: JobIdentity? = nil,
                         limits: ProxyLimits = ProxyLimits(), stop: StopCounter = StopCounter()) async throws -> EgressSession {
-        try await EgressSession.start(policy: policy, identity: identity, trail: trail, verifier: verifier, limits: limits, stopStep: stop.closure)
+        try await EgressSession.start(policy: policy, identity: identity, trail: trail, verifier: verifier, detector: detector, limits: limits, stopStep: stop.closure)
     }
 
     /// Runs curl through the session's proxy; returns (status line code, body, stderr).

@@ -1,3 +1,4 @@
+import StepGuardCore
 import Foundation
 @testable import StepGuardEgress
 import StepGuardPolicy
@@ -108,7 +109,7 @@ import Testing
 }
 
 @Suite struct CredentialClassificationTests {
-    let inspector = BuiltInCredentialInspector(verifier: nil, identity: nil)
+    let inspector = BuiltInCredentialInspector(verifier: nil, identity: nil, detector: Egress.detector)
 
     func classify(_ headers: [(String, String)], target: String = "/", body: String? = nil, locations: [CredentialLocation] = []) -> CredentialFinding {
         inspector.inspect(InspectedRequest(method: "POST", target: target, headers: headers.map { (name: $0.0, value: $0.1) },
@@ -151,7 +152,7 @@ import Testing
     @Test func jwtsAreJudgedByLifetimeAndIdentity() throws {
         let issuer = TestIssuer()
         let job = issuer.identity(subject: "repo:acme/app:ref:refs/heads/main")
-        let withVerifier = BuiltInCredentialInspector(verifier: issuer.verifier(for: job), identity: job)
+        let withVerifier = BuiltInCredentialInspector(verifier: issuer.verifier(for: job), identity: job, detector: Egress.detector)
         func classOf(_ token: String, _ inspector: BuiltInCredentialInspector) -> CredentialClass {
             inspector.inspect(InspectedRequest(method: "GET", target: "/", headers: [(name: "Authorization", value: "Bearer \(token)")]), now: Date()).credentialClass
         }
@@ -163,8 +164,29 @@ import Testing
         #expect(classOf(issuer.token(subject: job.subject, key: .init()), withVerifier) == .invalid)
         var expiredJob = job
         expiredJob.expiresAt = Date().addingTimeInterval(-1)
-        let afterExpiry = BuiltInCredentialInspector(verifier: issuer.verifier(for: expiredJob), identity: expiredJob)
+        let afterExpiry = BuiltInCredentialInspector(verifier: issuer.verifier(for: expiredJob), identity: expiredJob, detector: Egress.detector)
         #expect(classOf(issuer.token(subject: job.subject), afterExpiry) == .shortLived)
+    }
+
+    /// JWTs are read by one strict reader (StepGuardCore's CompactJWT). A token shaped like a JWT that
+    /// it refuses — padded, standard base64, duplicate claims — may still be read by a lenient
+    /// server, so it is never trusted (`invalid`); dotted text that is no JWT is no credential.
+    @Test func jwtShapedTokensTheStrictReaderRefusesAreInvalid() throws {
+        let issuer = TestIssuer()
+        let token = issuer.token(subject: "repo:acme/app:ref:refs/heads/main")
+        let parts = token.split(separator: ".").map(String.init)
+        let padded = parts[0] + String(repeating: "=", count: (4 - parts[0].count % 4) % 4 == 0 ? 2 : (4 - parts[0].count % 4) % 4) + "." + parts[1] + "." + parts[2]
+        let jsonBody = [CredentialLocation(place: .json, name: "jwt")]  // the body is read as JSON
+        let duplicate = "eyJhbGciOiJSUzI1NiJ9." + Base64URL.encode(Array(#"{"exp":1,"exp":9999999999}"#.utf8)) + "." + parts[2]
+        for (name, value) in [("padded header", padded), ("duplicate claim", duplicate)] {
+            let header = classify([("Authorization", "Bearer \(value)")])
+            #expect(header.credentialClass == .invalid && header.detail.contains("not strictly encoded"), "\(name): \(header.detail)")
+            let inBody = classify([], body: #"{"note":"\#(value)"}"#, locations: jsonBody)
+            #expect(inBody.credentialClass == .invalid, "\(name) in an unnamed body field: \(inBody.detail)")
+        }
+        for text in ["registry.npmjs.org", "example.com.au", "v1.2.3", "eyJ.a.b"] {
+            #expect(classify([], body: #"{"note":"\#(text)"}"#, locations: jsonBody).credentialClass == .none, "\(text)")
+        }
     }
 
     @Test func credentialsInBodiesAreFound() {

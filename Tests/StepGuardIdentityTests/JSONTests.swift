@@ -1,3 +1,4 @@
+import StepGuardCore
 import Testing
 @testable import StepGuardIdentity
 

@@ -74,7 +74,7 @@ struct PolicyIntegrationTests {
             version: 1
             credentials: { long_lived: deny, allow_vars: ["LEGACY_*"] }
             """, in: dir)
-        let classifier = try CredentialClassifier(policy: policy)
+        let classifier = CredentialClassifier(policy: policy, detector: try SecretDetector.builtIn(prefilter: .keywords))
         let pat = "ghp_" + "Xk29Qv7LmN3pR8sT1wY6zA4bC5dE0fG2hJ9k"
         let akia = "AKIA" + "Q7XW3ZK5RT2NBV6M"
         let ghs = "ghs_" + "Lm4Nq8Rt2Vx6Zb0Cd3Fg7Hj1Kp5Sw9Ty2Ua6"
@@ -105,6 +105,6 @@ struct ExamplePolicyTests {
         let verifier = try IdentityVerifier(policy: identity, keyStoreOptions: KeyStoreOptions(cacheDirectory: nil))
         #expect(verifier.rules.algorithms == [.RS256])
         #expect(!verifier.pinnedClaims.isEmpty)
-        _ = try CredentialClassifier(policy: policy)
+        _ = CredentialClassifier(policy: policy, detector: try SecretDetector.builtIn(prefilter: .keywords))
     }
 }

@@ -1,3 +1,4 @@
+import StepGuardCore
 import Foundation
 #if canImport(FoundationXML)
 import FoundationXML

@@ -1,40 +1,9 @@
 import Foundation
 import StepGuardPolicy
-import StepGuardSecrets
-
-/// One credential found in a value by a detector. Carries no part of the value.
-public struct CredentialMatch: Sendable, Hashable {
-    /// The detection rule's id (e.g. `github-pat`).
-    public var ruleID: String
-    /// What the rule detects, for humans.
-    public var description: String
-    /// Long- or short-lived.
-    public var lifetime: CredentialLifetime
-
-    /// Creates a match.
-    public init(ruleID: String, description: String, lifetime: CredentialLifetime) {
-        self.ruleID = ruleID
-        self.description = description
-        self.lifetime = lifetime
-    }
-}
-
-/// The seam between the credential classifier and the secret scanner's detection rules, so one
-/// set of rules classifies both commits and step environments.
-public protocol CredentialDetector: Sendable {
-    /// Credentials found in `value`.
-    func credentials(in value: String) -> [CredentialMatch]
-}
-
-extension SecretDetector: CredentialDetector {
-    /// The secret scanner's detections, without the secret itself.
-    public func credentials(in value: String) -> [CredentialMatch] {
-        detect(in: value).map { CredentialMatch(ruleID: $0.ruleID, description: $0.description, lifetime: $0.lifetime) }
-    }
-}
+import StepGuardCore
 
 /// A variable of the step's environment that holds a credential. Names the variable, never its value.
-public struct CredentialFinding: Sendable, Hashable {
+public struct CredentialVariable: Sendable, Hashable {
     /// The environment variable's name.
     public var variable: String
     /// The strongest classification among the matches (long-lived wins).
@@ -58,13 +27,13 @@ public struct CredentialVerdict: Sendable {
     /// The decision.
     public var decision: Decision
     /// Every variable holding a credential, sorted by name.
-    public var findings: [CredentialFinding]
+    public var findings: [CredentialVariable]
     /// Variables removed (action `strip`), sorted.
     public var stripped: [String]
     /// The environment the step should get (without stripped variables).
     public var environment: [String: String]
     /// Non-exempt long-lived findings (those the action applies to).
-    public var longLived: [CredentialFinding] { findings.filter { $0.lifetime == .longLived && !$0.exempted } }
+    public var longLived: [CredentialVariable] { findings.filter { $0.lifetime == .longLived && !$0.exempted } }
 
     /// A summary naming variables, never values.
     public var summary: String {
@@ -96,12 +65,12 @@ public struct CredentialClassifier: Sendable {
         self.maxJWTLifetime = maxJWTLifetime
     }
 
-    /// A classifier for the policy's `credentials:` section with the secret scanner's built-in
-    /// rules. JWTs count as short-lived when `exp − iat` is within `identity.lifetime.max_ttl`
-    /// (1 hour when the policy sets none).
-    public init(policy: Policy) throws {
+    /// A classifier for the policy's `credentials:` section with `detector` (the secret scanner's
+    /// built-in rules, passed by the composition root). JWTs count as short-lived when `exp − iat`
+    /// is within `identity.lifetime.max_ttl` (1 hour when the policy sets none).
+    public init(policy: Policy, detector: any CredentialDetector) {
         let maxTTL = policy.identity?.lifetime.maxTTL.map { TimeInterval($0.milliseconds) / 1000 } ?? 3600
-        self.init(detector: try SecretDetector.builtIn(prefilter: .keywords), allowVariables: policy.credentials.allowVars, maxJWTLifetime: maxTTL)
+        self.init(detector: detector, allowVariables: policy.credentials.allowVars, maxJWTLifetime: maxTTL)
     }
 
     /// Classifies every variable of `environment` and applies `action` (`credentials.long_lived`).
@@ -146,7 +115,7 @@ public struct CredentialClassifier: Sendable {
         }
 
         let findings = byName.keys.sorted().map { name in
-            CredentialFinding(variable: name, lifetime: lifetimes[name]!, matches: byName[name]!, exempted: exempted.contains(name))
+            CredentialVariable(variable: name, lifetime: lifetimes[name]!, matches: byName[name]!, exempted: exempted.contains(name))
         }
         let offending = findings.filter { $0.lifetime == .longLived && !$0.exempted }.map(\.variable)
         var result = environment

@@ -1,4 +1,4 @@
-import StepGuardSecrets
+import StepGuardCore
 
 /// What the name of an environment variable says about its value: a secret by name
 /// (`*_PASSWORD`, `*_SECRET*`, `*_TOKEN`…), a job-scoped CI token, half of a credential pair, or a
@@ -56,7 +56,7 @@ enum CredentialNames {
         let text = value.trimmingASCIISpaces
         guard !looksLikeReference(text) else { return nil }
         let count = text.utf8.count
-        let isSecret = (isPasswordNamed && count >= 8) || (isTokenNamed && count >= 16 && SecretDetector.entropy(of: text) >= 3.0)
+        let isSecret = (isPasswordNamed && count >= 8) || (isTokenNamed && count >= 16 && Entropy.shannon(Array(text.utf8)) >= 3.0)
         guard isSecret else { return nil }
         return CredentialMatch(ruleID: secretNameRule, description: "a secret by its variable's name", lifetime: .longLived)
     }

@@ -1,6 +1,7 @@
 import Crypto
 import _CryptoExtras
 import Foundation
+import StepGuardCore
 
 /// A compact-serialized JWS (`header.payload.signature`) decoded strictly but not yet verified.
 public struct CompactJWS: Sendable {
@@ -52,50 +53,16 @@ public struct CompactJWS: Sendable {
         guard !bytes.isEmpty else {
             throw IdentityError(.tokenFormat, "the token is empty", remedy: "check the token source")
         }
-        var dots: [Int] = []
-        for (i, b) in bytes.enumerated() where b == UInt8(ascii: ".") {
-            dots.append(i)
-            if dots.count > 2 { break }
-        }
-        guard dots.count == 2 else {
-            let parts = bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).count
-            throw IdentityError(.tokenFormat,
-                                parts == 5 ? "the token has 5 parts (an encrypted JWE), not a signed JWS"
-                                           : "the token has \(parts) dot-separated parts; a compact JWS has 3",
-                                remedy: "pass the compact JWT exactly as the CI provider issued it")
-        }
-        let headerPart = bytes[0..<dots[0]]
-        let payloadPart = bytes[(dots[0] + 1)..<dots[1]]
-        let signaturePart = bytes[(dots[1] + 1)...]
-        func decode(_ part: ArraySlice<UInt8>, _ name: String) throws(IdentityError) -> [UInt8] {
-            guard let decoded = Base64URL.decode(part) else {
-                throw IdentityError(.tokenFormat, "the token \(name) is not strict base64url (no padding, alphabet A-Z a-z 0-9 - _)",
-                                    remedy: "pass the compact JWT exactly as the CI provider issued it")
-            }
-            return decoded
-        }
-        func object(_ part: [UInt8], _ name: String) throws(IdentityError) -> [String: JSONValue] {
-            let json: JSONValue
-            do {
-                json = try StrictJSON.parse(part)
-            } catch {
-                throw IdentityError(.tokenFormat, "the token \(name) is not valid JSON: \(error)",
-                                    remedy: "the token is malformed or forged; do not use it")
-            }
-            guard let object = json.objectValue else {
-                throw IdentityError(.tokenFormat, "the token \(name) is a JSON \(json.typeName), not an object",
-                                    remedy: "the token is malformed or forged; do not use it")
-            }
-            return object
-        }
-        self.header = try object(try decode(headerPart, "header"), "header")
-        self.claims = try object(try decode(payloadPart, "payload"), "payload")
-        let signature = try decode(signaturePart, "signature")
+        let parts: CompactJWT
+        do { parts = try CompactJWT(token) } catch { throw IdentityError(.tokenFormat, error.reason, remedy: error.remedy) }
+        self.header = parts.header
+        self.claims = parts.claims
+        let signature = parts.signature
         guard !signature.isEmpty else {
             throw IdentityError(.signature, "the token has an empty signature", remedy: "unsigned tokens are never accepted")
         }
         self.signature = signature
-        self.signingInput = bytes[0..<dots[1]]
+        self.signingInput = parts.signingInput
         if let crit = header["crit"] {
             throw IdentityError(.critical, "the token header has crit \(crit.jsonText); no JWS extension is supported",
                                 remedy: "stepguard rejects tokens that require extensions it does not implement")

@@ -1,3 +1,4 @@
+import StepGuardCore
 import Foundation
 
 /// The identity of a job proven by a verified token: kept for the decisions made while the step

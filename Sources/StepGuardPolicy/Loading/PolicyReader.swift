@@ -1,3 +1,4 @@
+import StepGuardCore
 import Yams
 
 /// Walks a YAML node tree and collects diagnostics instead of stopping at the first problem.

@@ -1,3 +1,4 @@
+import StepGuardCore
 extension Policy {
     /// The policy for `step` after its overrides: scalars replace, rule lists add to the base.
     ///

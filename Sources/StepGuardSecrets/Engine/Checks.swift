@@ -1,23 +1,8 @@
+import StepGuardCore
 /// Small, pure checks applied to a candidate secret.
 enum SecretChecks {
     /// Shannon entropy in bits per byte.
-    static func entropy<C: Collection>(_ bytes: C) -> Double where C.Element == UInt8 {
-        guard !bytes.isEmpty else { return 0 }
-        var counts = [Int](repeating: 0, count: 256)
-        for b in bytes { counts[Int(b)] += 1 }
-        let n = Double(bytes.count)
-        var h = 0.0
-        for c in counts where c > 0 {
-            let p = Double(c) / n
-            h -= p * log2(p)
-        }
-        return h
-    }
-
-    private static func log2(_ x: Double) -> Double {
-        // Foundation-free log2 via the natural log series is overkill; use the C library.
-        _log2(x)
-    }
+    static func entropy<C: Collection>(_ bytes: C) -> Double where C.Element == UInt8 { Entropy.shannon(bytes) }
 
     static let crcTable: [UInt32] = (0..<256).map { i -> UInt32 in
         var c = UInt32(i)
@@ -71,10 +56,3 @@ enum SecretChecks {
     static let knownChecksums: Set<String> = ["github-crc32"]
 }
 
-#if canImport(Glibc)
-import Glibc
-private func _log2(_ x: Double) -> Double { Glibc.log2(x) }
-#elseif canImport(Darwin)
-import Darwin
-private func _log2(_ x: Double) -> Double { Darwin.log2(x) }
-#endif

@@ -1,13 +1,6 @@
 import Foundation
+import StepGuardCore
 import Yams
-
-/// How long a credential stays valid once issued.
-public enum CredentialLifetime: String, Sendable, Codable {
-    /// A static credential that lives until someone revokes it (API keys, PATs, private keys).
-    case longLived = "long-lived"
-    /// A credential that expires by itself within hours (installation tokens, STS keys, JWTs).
-    case shortLived = "short-lived"
-}
 
 /// How bad a leak of this kind of credential is.
 public enum SecretSeverity: String, Sendable, Codable, Comparable {

@@ -1,3 +1,4 @@
+import StepGuardCore
 import ArgumentParser
 import Foundation
 import StepGuardAudit

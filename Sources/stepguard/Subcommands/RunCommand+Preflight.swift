@@ -1,3 +1,5 @@
+import StepGuardCore
+import StepGuardSecrets
 import Foundation
 import StepGuardAudit
 import StepGuardIdentity
@@ -46,7 +48,7 @@ struct Preflight {
     /// Classifies the step's environment; returns the environment to give the step (long-lived
     /// credentials removed under `strip`), or nil when the step must not start.
     func checkCredentials(environment: [String: String]) throws -> [String: String]? {
-        let classifier = try CredentialClassifier(policy: policy)
+        let classifier = CredentialClassifier(policy: policy, detector: try SecretDetector.builtIn(prefilter: .keywords))
         let verdict = classifier.classify(environment: environment, action: policy.credentials.longLived)
         for finding in verdict.findings where finding.lifetime == .longLived {
             let stripped = verdict.stripped.contains(finding.variable)

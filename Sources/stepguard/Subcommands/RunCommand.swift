@@ -6,6 +6,7 @@ import StepGuardIdentity
 import StepGuardPipeline
 import StepGuardPolicy
 import StepGuardSandbox
+import StepGuardSecrets
 import Synchronization
 
 /// `stepguard run [options] -- COMMAND [ARGS...]`: wiring only; the decisions live in the libraries.
@@ -150,7 +151,7 @@ extension RunInvocation {
                 return .success(try await EgressSession.start(
                     policy: policy, identity: job.map { JobIdentity($0.identity) }, trail: trail,
                     verifier: job.map { IdentityWorkloadVerifier(verifier: $0.verifier, job: $0.identity) },
-                    groundwork: prepared, stopStep: { supervisor.stop() }))
+                    detector: try? SecretDetector.builtIn(prefilter: .keywords), groundwork: prepared, stopStep: { supervisor.stop() }))
             } catch {
                 return .failure(error)
             }

@@ -1,18 +1,19 @@
 import Foundation
+import StepGuardEgress
 import StepGuardIdentity
 
 /// Checks bearer JWTs seen in flight against the job's verified identity, with the same keys and
 /// rules that verified the job's own token (`credential: workload`).
-public struct IdentityWorkloadVerifier: WorkloadTokenVerifier {
+struct IdentityWorkloadVerifier: WorkloadTokenVerifier {
     let verifier: IdentityVerifier
     let job: VerifiedIdentity
 
-    public init(verifier: IdentityVerifier, job: VerifiedIdentity) {
+    init(verifier: IdentityVerifier, job: VerifiedIdentity) {
         self.verifier = verifier
         self.job = job
     }
 
-    public func check(token: String, now: Date) -> WorkloadTokenCheck {
+    func check(token: String, now: Date) -> WorkloadTokenCheck {
         do {
             // Tokens for other relying parties (Sigstore, Vault, a cloud) carry their own audience.
             let other = try verifier.verify(token: token, audience: .any)
@@ -28,7 +29,7 @@ public struct IdentityWorkloadVerifier: WorkloadTokenVerifier {
 
 extension JobIdentity {
     /// The job identity the proxy compares credentials with, from the verified token.
-    public init(_ verified: VerifiedIdentity) {
+    init(_ verified: VerifiedIdentity) {
         var claims: [String: ClaimValue] = [:]
         for (name, value) in verified.claims {
             switch value {

@@ -1,5 +1,5 @@
 import Foundation
-import StepGuardAudit
+
 
 /// A JSON value parsed strictly: objects keep their keys (duplicates are rejected at parse time),
 /// numbers keep their literal text so integers of any size compare exactly.
