@@ -90,10 +90,13 @@ let package = Package(
         ),
 
         // MARK: Test support and tests
+        // Test support without networking (temporary directories, the binary runner, a test OIDC
+        // issuer), and the loopback servers with TLS from a test CA, which need NIO and Egress's CA.
+        .target(name: "StepGuardTestSupport", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(
-            name: "StepGuardTestSupport",
+            name: "StepGuardServerTestSupport",
             dependencies: [
-                "StepGuardEgress",
+                "StepGuardTestSupport", "StepGuardEgress",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -109,15 +112,15 @@ let package = Package(
         .testTarget(
             name: "StepGuardIdentityTests",
             dependencies: [
-                "StepGuardIdentity", "StepGuardCore", "StepGuardSecrets", "StepGuardTestSupport", "StepGuardEgress",
+                "StepGuardIdentity", "StepGuardCore", "StepGuardSecrets", "StepGuardTestSupport", "StepGuardServerTestSupport", "StepGuardEgress",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
-        .testTarget(name: "StepGuardEgressTests", dependencies: ["StepGuardEgress", "StepGuardCore", "StepGuardSecrets", "StepGuardTestSupport"]),
+        .testTarget(name: "StepGuardEgressTests", dependencies: ["StepGuardEgress", "StepGuardCore", "StepGuardSecrets", "StepGuardTestSupport", "StepGuardServerTestSupport"]),
         .testTarget(name: "StepGuardPipelineTests", dependencies: ["StepGuardPipeline"]),
-        .testTarget(name: "SystemLibraryTests", dependencies: ["CLazyLoad", "CCurl", "CGit2", "CVectorscan", "CPCRE2", "StepGuardTestSupport"]),
+        .testTarget(name: "SystemLibraryTests", dependencies: ["CLazyLoad", "CCurl", "CGit2", "CVectorscan", "CPCRE2", "StepGuardTestSupport", "StepGuardServerTestSupport"]),
         .testTarget(name: "StepGuardCommandLineTests", dependencies: ["stepguard"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["StepGuardTestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["StepGuardTestSupport", "StepGuardServerTestSupport"]),
     ]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import StepGuardServerTestSupport
 import StepGuardTestSupport
 import Testing
 
@@ -179,7 +180,7 @@ import Testing
             allow: { methods: [POST], credential: any }
         \(fulcio.network)
         """
-        let jwt = TestIssuer().token(subject: "repo:acme/app:ref:refs/tags/v1")
+        let jwt = TestOIDCIssuer().token(subject: "repo:acme/app:ref:refs/tags/v1")
         let post = "\(Self.code) -X POST --data '{}' https://fulcio.sigstore.dev/api/v2/signingCert -H 'Authorization: Bearer \(jwt)'"
         let script = """
         \(post)

@@ -1,4 +1,5 @@
 import Foundation
+import StepGuardServerTestSupport
 import StepGuardTestSupport
 import Testing
 @testable import StepGuardEgress
@@ -8,7 +9,7 @@ import Testing
 /// service may read a credential from must be readable (not encoded, well-formed); an unverified
 /// JWT never ranks above `any`.
 @Suite struct CredentialDecoyTests {
-    static let issuer = TestIssuer()
+    static let issuer = TestOIDCIssuer()
     static let job = issuer.identity(subject: "repo:acme/app:ref:refs/heads/main")
     static let inspector = BuiltInCredentialInspector(verifier: issuer.verifier(for: job), identity: job, detector: Egress.detector)
     static let vault: [CredentialLocation] = [CredentialLocation(place: .header, name: "X-Vault-Token"), CredentialLocation(place: .json, name: "jwt")]

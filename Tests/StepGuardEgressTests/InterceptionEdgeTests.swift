@@ -1,5 +1,6 @@
 import Foundation
 import StepGuardEgress
+import StepGuardServerTestSupport
 import StepGuardTestSupport
 import Testing
 

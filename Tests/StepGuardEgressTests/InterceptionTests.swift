@@ -2,6 +2,7 @@ import Foundation
 import StepGuardAudit
 import StepGuardEgress
 import StepGuardPolicy
+import StepGuardServerTestSupport
 import StepGuardTestSupport
 import Testing
 
@@ -14,7 +15,7 @@ import Testing
         let directory: TemporaryDirectory
         let ca: TestCertificateAuthority
         let server: LocalHTTPServer
-        let issuer = TestIssuer()
+        let issuer = TestOIDCIssuer()
         let log: String
 
         /// A server at `host` (loopback) with a certificate for `names`, `localhost`, `127.0.0.1` and `::1`;

@@ -3,6 +3,7 @@ import NIOCore
 import StepGuardAudit
 import StepGuardEgress
 import StepGuardPolicy
+import StepGuardServerTestSupport
 import StepGuardTestSupport
 import Testing
 #if canImport(Glibc)

@@ -26,7 +26,7 @@ import Testing
             #expect(shown.contains("\(location.place.rawValue) \(location.name)"),
                     "\(name): no example finds the credential in \(location.place.rawValue) \(location.name)")
         }
-        let issuer = TestIssuer()
+        let issuer = TestOIDCIssuer()
         // `{jwt}` tokens verify with the issuer's keys but are another job's than the run's: short-lived
         // (an unverifiable JWT is long-lived).
         let job = issuer.identity(subject: "repo:acme/other:ref:refs/heads/main")
@@ -79,7 +79,7 @@ import Testing
 
     /// `{jwt}` (valid for 10 minutes), `{jwt:long}` (30 days) and `{jwt:expired}` are JWTs from
     /// `issuer`; the rest of each template is expanded by ``ExampleTemplate``.
-    static func expand(_ template: String, issuer: TestIssuer) -> String {
+    static func expand(_ template: String, issuer: TestOIDCIssuer) -> String {
         let now = Date()
         let text = template
             .replacingOccurrences(of: "{jwt}", with: issuer.token(subject: "repo:acme/app:ref:refs/tags/v1"))
@@ -88,7 +88,7 @@ import Testing
         return ExampleTemplate.expand(text)
     }
 
-    static func expanded(_ example: ServiceExample, issuer: TestIssuer) throws -> ExpandedRequest {
+    static func expanded(_ example: ServiceExample, issuer: TestOIDCIssuer) throws -> ExpandedRequest {
         let url = expand(example.url, issuer: issuer)
         let afterScheme = try #require(url.split(separator: "://", maxSplits: 1).last.map(String.init))
         let authority = String(afterScheme.prefix { $0 != "/" && $0 != "?" })

@@ -76,23 +76,14 @@ enum Egress {
     }
 }
 
-/// A test OIDC issuer: an ES256 key that signs JWTs, and a verifier that checks them against the job's identity.
-struct TestIssuer: Sendable {
-    let key = P256.Signing.PrivateKey()
-    let issuer = "https://issuer.stepguard.test"
-
-    func token(subject: String, claims: [String: Any] = [:], lifetime: TimeInterval = 600, issuedAt: Date = Date(), key: P256.Signing.PrivateKey? = nil) -> String {
-        var payload: [String: Any] = ["iss": issuer, "sub": subject, "aud": "stepguard",
-                                      "iat": Int(issuedAt.timeIntervalSince1970), "exp": Int(issuedAt.timeIntervalSince1970 + lifetime)]
-        payload.merge(claims) { $1 }
-        let header = Self.b64(try! JSONSerialization.data(withJSONObject: ["alg": "ES256", "typ": "JWT"], options: [.sortedKeys]))
-        let body = Self.b64(try! JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys]))
-        let signature = try! (key ?? self.key).signature(for: Data("\(header).\(body)".utf8))
-        return "\(header).\(body).\(Self.b64(signature.rawRepresentation))"
-    }
-
-    static func b64(_ data: Data) -> String {
-        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+/// The test issuer as the proxy's tests use it: the job identity its tokens name, and a verifier
+/// that checks them as `IdentityWorkloadVerifier` does in production (signature, issuer, expiry,
+/// `sub`, pinned claims).
+extension TestOIDCIssuer {
+    /// A token for `subject` (audience `stepguard`), signed with `key` when given (a forgery).
+    func token(subject: String, claims: [String: Any] = [:], lifetime: TimeInterval = 600, issuedAt: Date = Date(),
+               key: P256.Signing.PrivateKey? = nil) -> String {
+        token(subject: subject, audience: "stepguard", claims: claims, issuedAt: issuedAt, lifetime: lifetime, notBefore: false, signingKey: key)
     }
 
     func identity(subject: String, claims: [String: ClaimValue] = [:]) -> JobIdentity {
@@ -128,6 +119,6 @@ struct TestIssuer: Sendable {
     }
 
     func verifier(for identity: JobIdentity, pinned: [String] = []) -> Verifier {
-        Verifier(publicKey: key.publicKey, identity: identity, pinned: pinned)
+        Verifier(publicKey: publicKey, identity: identity, pinned: pinned)
     }
 }

@@ -150,7 +150,7 @@ import Testing
     }
 
     @Test func jwtsAreJudgedByLifetimeAndIdentity() throws {
-        let issuer = TestIssuer()
+        let issuer = TestOIDCIssuer()
         let job = issuer.identity(subject: "repo:acme/app:ref:refs/heads/main")
         let withVerifier = BuiltInCredentialInspector(verifier: issuer.verifier(for: job), identity: job, detector: Egress.detector)
         func classOf(_ token: String, _ inspector: BuiltInCredentialInspector) -> CredentialClass {
@@ -172,7 +172,7 @@ import Testing
     /// it refuses — padded, standard base64, duplicate claims — may still be read by a lenient
     /// server, so it is never trusted (`invalid`); dotted text that is no JWT is no credential.
     @Test func jwtShapedTokensTheStrictReaderRefusesAreInvalid() throws {
-        let issuer = TestIssuer()
+        let issuer = TestOIDCIssuer()
         let token = issuer.token(subject: "repo:acme/app:ref:refs/heads/main")
         let parts = token.split(separator: ".").map(String.init)
         let padded = parts[0] + String(repeating: "=", count: (4 - parts[0].count % 4) % 4 == 0 ? 2 : (4 - parts[0].count % 4) % 4) + "." + parts[1] + "." + parts[2]

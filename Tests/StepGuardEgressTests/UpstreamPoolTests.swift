@@ -2,6 +2,7 @@ import Foundation
 import StepGuardAudit
 import StepGuardEgress
 import StepGuardPolicy
+import StepGuardServerTestSupport
 import StepGuardTestSupport
 import Synchronization
 import Testing

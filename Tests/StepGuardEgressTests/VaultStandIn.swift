@@ -1,4 +1,5 @@
 import Foundation
+import StepGuardServerTestSupport
 import StepGuardTestSupport
 
 /// A Vault stand-in at `vault.example.test:8200` and the policy naming it, shared by the binary

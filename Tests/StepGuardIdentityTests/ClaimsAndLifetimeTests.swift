@@ -6,9 +6,9 @@ import Testing
 
 @Suite("Claims and lifetime")
 struct ClaimsAndLifetimeTests {
-    let issuer = TestIssuer.shared
+    let issuer = JOSEFixture.shared
 
-    func verify(claims: [String: JSONValue] = TestIssuer.claims(), rules: IdentityRules, offset: Double = 0) throws -> VerifiedIdentity {
+    func verify(claims: [String: JSONValue] = JOSEFixture.claims(), rules: IdentityRules, offset: Double = 0) throws -> VerifiedIdentity {
         try makeVerifier(rules: rules, offset: offset).verify(token: issuer.token(claims: claims))
     }
 
@@ -21,18 +21,18 @@ struct ClaimsAndLifetimeTests {
             "repository_id": [.glob(try! Glob("957014466"))],
         ])
         _ = try verify(rules: rules)
-        _ = try verify(claims: TestIssuer.claims(["ref": "refs/tags/v1.2.3"]), rules: rules)
-        let error = expectRejected(.claim) { _ = try verify(claims: TestIssuer.claims(["ref": "refs/heads/feature"]), rules: rules) }
+        _ = try verify(claims: JOSEFixture.claims(["ref": "refs/tags/v1.2.3"]), rules: rules)
+        let error = expectRejected(.claim) { _ = try verify(claims: JOSEFixture.claims(["ref": "refs/heads/feature"]), rules: rules) }
         #expect(error?.detail.contains("claim ref is \"refs/heads/feature\"") == true)
         #expect(error?.detail.contains("any of [\"refs/heads/main\", \"refs/tags/v*\"]") == true)
     }
 
     @Test func stringPatternNeverMatchesArrayOrObject() {
         let rules = defaultRules(claims: ["ref": [.glob(try! Glob("*"))]])
-        let error = expectRejected(.claim) { _ = try verify(claims: TestIssuer.claims(["ref": ["refs/heads/main"]]), rules: rules) }
+        let error = expectRejected(.claim) { _ = try verify(claims: JOSEFixture.claims(["ref": ["refs/heads/main"]]), rules: rules) }
         #expect(error?.detail.contains("a JSON array") == true)
-        expectRejected(.claim) { _ = try verify(claims: TestIssuer.claims(["ref": ["x": "refs/heads/main"]]), rules: rules) }
-        expectRejected(.claim) { _ = try verify(claims: TestIssuer.claims(["ref": 5]), rules: rules) }
+        expectRejected(.claim) { _ = try verify(claims: JOSEFixture.claims(["ref": ["x": "refs/heads/main"]]), rules: rules) }
+        expectRejected(.claim) { _ = try verify(claims: JOSEFixture.claims(["ref": 5]), rules: rules) }
     }
 
     @Test func numbersAndBooleansCompareByExactValue() throws {
@@ -41,10 +41,10 @@ struct ClaimsAndLifetimeTests {
             "ref_protected": [.bool(true)],
         ])
         _ = try verify(rules: rules)
-        expectRejected(.claim) { _ = try verify(claims: TestIssuer.claims(["run_attempt": 2]), rules: rules) }
-        expectRejected(.claim) { _ = try verify(claims: TestIssuer.claims(["run_attempt": "1"]), rules: rules) }
-        expectRejected(.claim) { _ = try verify(claims: TestIssuer.claims(["ref_protected": false]), rules: rules) }
-        expectRejected(.claim) { _ = try verify(claims: TestIssuer.claims(["ref_protected": "true"]), rules: rules) }
+        expectRejected(.claim) { _ = try verify(claims: JOSEFixture.claims(["run_attempt": 2]), rules: rules) }
+        expectRejected(.claim) { _ = try verify(claims: JOSEFixture.claims(["run_attempt": "1"]), rules: rules) }
+        expectRejected(.claim) { _ = try verify(claims: JOSEFixture.claims(["ref_protected": false]), rules: rules) }
+        expectRejected(.claim) { _ = try verify(claims: JOSEFixture.claims(["ref_protected": "true"]), rules: rules) }
     }
 
     @Test func missingPinnedClaimIsRejected() {
@@ -77,14 +77,14 @@ struct ClaimsAndLifetimeTests {
     }
 
     @Test func notBeforeWithLeeway() throws {
-        let claims = TestIssuer.claims(["nbf": .number(JSONNumber(TestIssuer.now + 20)), "iat": .number(JSONNumber(TestIssuer.now - 1))])
+        let claims = JOSEFixture.claims(["nbf": .number(JSONNumber(JOSEFixture.now + 20)), "iat": .number(JSONNumber(JOSEFixture.now - 1))])
         _ = try verify(claims: claims, rules: defaultRules(lifetime: LifetimeRules(leeway: 30)))
         let error = expectRejected(.notBefore) { _ = try verify(claims: claims, rules: defaultRules(lifetime: LifetimeRules(leeway: 10))) }
         #expect(error?.detail.contains("leeway 10s") == true)
     }
 
     @Test func issuedInTheFutureWithLeeway() throws {
-        let claims = TestIssuer.claims(["iat": .number(JSONNumber(TestIssuer.now + 20)), "nbf": nil])
+        let claims = JOSEFixture.claims(["iat": .number(JSONNumber(JOSEFixture.now + 20)), "nbf": nil])
         _ = try verify(claims: claims, rules: defaultRules(lifetime: LifetimeRules(leeway: 30)))
         expectRejected(.issuedAt) { _ = try verify(claims: claims, rules: defaultRules(lifetime: LifetimeRules(leeway: 10))) }
     }
@@ -96,7 +96,7 @@ struct ClaimsAndLifetimeTests {
     }
 
     @Test func iatRequiredWhenAgeLimitsAreSet() {
-        let claims = TestIssuer.claims(["iat": nil])
+        let claims = JOSEFixture.claims(["iat": nil])
         expectRejected(.issuedAt) { _ = try verify(claims: claims, rules: defaultRules(lifetime: LifetimeRules(maxAge: 600))) }
     }
 
@@ -107,17 +107,17 @@ struct ClaimsAndLifetimeTests {
         let verifier = makeVerifier(rules: rules)
         let job = try verifier.verify(token: issuer.token())
         // A token minted for another audience (e.g. Sigstore) by the same job.
-        let inFlight = try verifier.verify(token: issuer.token(alg: .ES256, claims: TestIssuer.claims(["aud": "sigstore"])), audience: .required("sigstore"))
+        let inFlight = try verifier.verify(token: issuer.token(alg: .ES256, claims: JOSEFixture.claims(["aud": "sigstore"])), audience: .required("sigstore"))
         #expect(job.isSameWorkload(inFlight, pinnedClaims: verifier.pinnedClaims))
 
-        let otherRef = try verifier.verify(token: issuer.token(claims: TestIssuer.claims(["sub": "repo:acme/app:ref:refs/heads/dev"])))
+        let otherRef = try verifier.verify(token: issuer.token(claims: JOSEFixture.claims(["sub": "repo:acme/app:ref:refs/heads/dev"])))
         #expect(job.compareWorkload(otherRef, pinnedClaims: verifier.pinnedClaims)
                 == .different(reason: "sub \"repo:acme/app:ref:refs/heads/dev\" differs from the job's sub \"repo:acme/app:ref:refs/heads/main\""))
 
         let loose = makeVerifier(rules: defaultRules())
-        let otherRepo = try loose.verify(token: issuer.token(claims: TestIssuer.claims(["repository_id": "1"])))
+        let otherRepo = try loose.verify(token: issuer.token(claims: JOSEFixture.claims(["repository_id": "1"])))
         #expect(!job.isSameWorkload(otherRepo, pinnedClaims: ["repository_id"]))
-        let noClaim = try loose.verify(token: issuer.token(claims: TestIssuer.claims(["repository_id": nil])))
+        let noClaim = try loose.verify(token: issuer.token(claims: JOSEFixture.claims(["repository_id": nil])))
         #expect(job.compareWorkload(noClaim, pinnedClaims: ["repository_id"]) == .different(reason: "pinned claim repository_id is missing from the presented token"))
     }
 }

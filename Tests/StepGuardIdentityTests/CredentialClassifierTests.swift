@@ -57,10 +57,10 @@ struct CredentialClassifierTests {
     }
 
     @Test func jwtLifetimeDecidesItsClass() {
-        let issuer = TestIssuer.shared
+        let issuer = JOSEFixture.shared
         let short = issuer.token()
-        let long = issuer.token(claims: TestIssuer.claims(["exp": .number(JSONNumber(TestIssuer.now + 90 * 86400))]))
-        let forever = issuer.token(claims: TestIssuer.claims(["exp": nil]))
+        let long = issuer.token(claims: JOSEFixture.claims(["exp": .number(JSONNumber(JOSEFixture.now + 90 * 86400))]))
+        let forever = issuer.token(claims: JOSEFixture.claims(["exp": nil]))
         let verdict = CredentialClassifier(detector: PrefixDetector(), maxJWTLifetime: 3600)
             .classify(environment: ["ID_TOKEN": short, "SERVICE_JWT": long, "NO_EXP": forever], action: .deny)
         #expect(verdict.findings.first { $0.variable == "ID_TOKEN" }?.lifetime == .shortLived)

@@ -12,7 +12,7 @@ struct IdentityBenchmark {
     static let rounds = Int(ProcessInfo.processInfo.environment["STEPGUARD_BENCH_ROUNDS"] ?? "") ?? 5
 
     func measure(_ alg: JWSAlgorithm) throws {
-        let issuer = TestIssuer.shared
+        let issuer = JOSEFixture.shared
         let rules = defaultRules(algorithms: [alg], claims: [
             "repository": [.glob(try! Glob("acme/*"))], "ref": [.glob(try! Glob("refs/heads/main")), .glob(try! Glob("refs/tags/v*"))],
         ], lifetime: LifetimeRules(maxTTL: 900, maxAge: 600, leeway: 30, minRemaining: 60))

@@ -7,7 +7,7 @@ import Testing
 /// `stepguard identity verify`, run as the real binary.
 @Suite("stepguard identity verify")
 struct IdentityCommandTests {
-    let issuer = TestIssuer.shared
+    let issuer = JOSEFixture.shared
 
     /// A policy directory with a JWKS file and tokens minted at the real current time.
     func setUp(extraPolicy: String = "") -> ScratchDirectory {
@@ -16,7 +16,7 @@ struct IdentityCommandTests {
         dir.write("policy.yaml", """
             version: 1
             identity:
-              issuer: \(TestIssuer.issuer)
+              issuer: \(JOSEFixture.issuer)
               audience: stepguard
               jwks: jwks.json
               claims: { repository: "acme/*", ref: ["refs/heads/main", "refs/tags/v*"] }
@@ -31,7 +31,7 @@ struct IdentityCommandTests {
     @Test func verifiedTokenExitsZeroAndPrintsClaims() throws {
         let dir = setUp()
         defer { dir.remove() }
-        dir.write("token.jwt", issuer.token(alg: .ES256, claims: TestIssuer.claims(at: now)) + "\n")
+        dir.write("token.jwt", issuer.token(alg: .ES256, claims: JOSEFixture.claims(at: now)) + "\n")
         let result = try StepGuardBinary.run(["identity", "verify", "--policy", dir.path + "/policy.yaml", "--token-file", dir.path + "/token.jwt"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("identity verified"))
@@ -48,7 +48,7 @@ struct IdentityCommandTests {
     @Test func rejectedTokenExits77WithTheReasonAndNoToken() throws {
         let dir = setUp()
         defer { dir.remove() }
-        let token = issuer.token(claims: TestIssuer.claims(["ref": "refs/heads/evil"], at: now))
+        let token = issuer.token(claims: JOSEFixture.claims(["ref": "refs/heads/evil"], at: now))
         var environment = ProcessInfo.processInfo.environment
         environment["CANDIDATE_TOKEN"] = token
         let result = try StepGuardBinary.run(["identity", "verify", "--policy", dir.path + "/policy.yaml", "--token-env", "CANDIDATE_TOKEN"],
@@ -58,7 +58,7 @@ struct IdentityCommandTests {
         #expect(!result.stderr.contains(token) && !result.stdout.contains(token))
         #expect(!result.stderr.contains(String(token.split(separator: ".")[2])))
 
-        let expired = issuer.token(claims: TestIssuer.claims(at: now - 3600))
+        let expired = issuer.token(claims: JOSEFixture.claims(at: now - 3600))
         dir.write("expired.jwt", expired)
         let json = try StepGuardBinary.run(["identity", "verify", "--policy", dir.path + "/policy.yaml", "--token-file", dir.path + "/expired.jwt", "--format", "json"])
         #expect(json.status == 77)

@@ -1,3 +1,4 @@
+import StepGuardServerTestSupport
 import StepGuardCore
 import Foundation
 import Testing
@@ -6,13 +7,13 @@ import Testing
 /// JWKS over loopback HTTPS from a local issuer made by the test.
 @Suite("JWKS fetch, cache and discovery", .serialized)
 struct KeyStoreTests {
-    let issuer = TestIssuer.shared
+    let issuer = JOSEFixture.shared
 
     func verifier(_ server: LocalHTTPSServer, location: JWKSLocation, cache: String?, refetchInterval: TimeInterval = 60,
-                  issuerName: String = TestIssuer.issuer, clock: @escaping @Sendable () -> Date = { Date(timeIntervalSince1970: TestIssuer.now) }) -> IdentityVerifier {
+                  issuerName: String = JOSEFixture.issuer, clock: @escaping @Sendable () -> Date = { Date(timeIntervalSince1970: JOSEFixture.now) }) -> IdentityVerifier {
         let store = KeyStore(location: location, transport: server.transport,
                              options: KeyStoreOptions(cacheDirectory: cache, cacheTTL: 600, refetchInterval: refetchInterval), now: clock)
-        return IdentityVerifier(rules: IdentityRules(issuer: issuerName, audience: TestIssuer.audience), keyStore: store, now: clock)
+        return IdentityVerifier(rules: IdentityRules(issuer: issuerName, audience: JOSEFixture.audience), keyStore: store, now: clock)
     }
 
     @Test func fetchesJWKSOverHTTPSAndCachesItOnDisk() throws {
@@ -43,8 +44,8 @@ struct KeyStoreTests {
         #expect(second.keyStore.fetchCount == 0)
 
         // ...and fetches again once the TTL has passed.
-        let later = verifier(server, location: .url(url), cache: cacheDir, clock: { Date(timeIntervalSince1970: TestIssuer.now + 601) })
-        let laterToken = issuer.token(claims: TestIssuer.claims(["exp": .number(JSONNumber(TestIssuer.now + 1200))]))
+        let later = verifier(server, location: .url(url), cache: cacheDir, clock: { Date(timeIntervalSince1970: JOSEFixture.now + 601) })
+        let laterToken = issuer.token(claims: JOSEFixture.claims(["exp": .number(JSONNumber(JOSEFixture.now + 1200))]))
         _ = try later.verify(token: laterToken)
         #expect(try server.count("/jwks.json") == 2)
     }
@@ -65,7 +66,7 @@ struct KeyStoreTests {
         defer { server.stop() }
         // The issuer starts with only its EC key; then rotates in the RSA key.
         server.write("jwks.json", issuer.jwks([issuer.ecJWK]))
-        let clock = MutableClock(TestIssuer.now)
+        let clock = MutableClock(JOSEFixture.now)
         let v = verifier(server, location: .url(server.baseURL + "/jwks.json"), cache: nil, refetchInterval: 30, clock: clock.read)
         _ = try v.verify(token: issuer.token(alg: .ES256))
         #expect(try server.count("/jwks.json") == 1)
@@ -95,7 +96,7 @@ struct KeyStoreTests {
                      JSONValue.object(["issuer": .string(issuerURL), "jwks_uri": .string(server.baseURL + "/keys")]).jsonText)
         server.write("keys", issuer.jwks())
         let v = verifier(server, location: JWKSLocation.resolve(nil, issuer: issuerURL, policyDirectory: "/x"), cache: nil, issuerName: issuerURL)
-        let identity = try v.verify(token: issuer.token(claims: TestIssuer.claims(["iss": .string(issuerURL)])))
+        let identity = try v.verify(token: issuer.token(claims: JOSEFixture.claims(["iss": .string(issuerURL)])))
         #expect(identity.issuer == issuerURL)
         #expect(try server.count("/issuer/.well-known/openid-configuration") == 1)
         #expect(try server.count("/keys") == 1)
@@ -108,7 +109,7 @@ struct KeyStoreTests {
         server.write("issuer/.well-known/openid-configuration",
                      JSONValue.object(["issuer": "https://evil.example", "jwks_uri": .string(server.baseURL + "/keys")]).jsonText)
         let v = verifier(server, location: .discovery(issuer: issuerURL), cache: nil, issuerName: issuerURL)
-        let error = expectRejected(.jwks) { _ = try v.verify(token: issuer.token(claims: TestIssuer.claims(["iss": .string(issuerURL)]))) }
+        let error = expectRejected(.jwks) { _ = try v.verify(token: issuer.token(claims: JOSEFixture.claims(["iss": .string(issuerURL)]))) }
         #expect(error?.detail.contains("https://evil.example") == true)
     }
 
@@ -159,10 +160,10 @@ struct KeyStoreTests {
         let dir = ScratchDirectory()
         defer { dir.remove() }
         dir.write("keys/jwks.json", issuer.jwks())
-        let location = JWKSLocation.resolve("keys/jwks.json", issuer: TestIssuer.issuer, policyDirectory: dir.path)
+        let location = JWKSLocation.resolve("keys/jwks.json", issuer: JOSEFixture.issuer, policyDirectory: dir.path)
         #expect(location == .file(dir.path + "/keys/jwks.json"))
         let store = KeyStore(location: location, options: KeyStoreOptions(cacheDirectory: nil))
-        let v = IdentityVerifier(rules: defaultRules(), keyStore: store, now: { Date(timeIntervalSince1970: TestIssuer.now) })
+        let v = IdentityVerifier(rules: defaultRules(), keyStore: store, now: { Date(timeIntervalSince1970: JOSEFixture.now) })
         _ = try v.verify(token: issuer.token())
         let missing = KeyStore(location: .file(dir.path + "/nope.json"), options: KeyStoreOptions(cacheDirectory: nil))
         let error = expectRejected(.jwks) { _ = try missing.keys() }

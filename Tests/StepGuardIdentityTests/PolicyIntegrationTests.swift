@@ -1,3 +1,4 @@
+import StepGuardServerTestSupport
 import Foundation
 import StepGuardPolicy
 import StepGuardSecrets
@@ -6,7 +7,7 @@ import Testing
 
 @Suite("Identity and credentials from a loaded policy")
 struct PolicyIntegrationTests {
-    let issuer = TestIssuer.shared
+    let issuer = JOSEFixture.shared
 
     func load(_ yaml: String, in directory: ScratchDirectory) throws -> Policy {
         directory.write("policy.yaml", yaml)
@@ -21,7 +22,7 @@ struct PolicyIntegrationTests {
             version: 1
             identity:
               token: env:MY_TOKEN
-              issuer: \(TestIssuer.issuer)
+              issuer: \(JOSEFixture.issuer)
               audience: stepguard
               jwks: keys/jwks.json
               algorithms: [ES256]
@@ -34,7 +35,7 @@ struct PolicyIntegrationTests {
             """, in: dir)
         let identity = try #require(policy.identity)
         let verifier = try IdentityVerifier(policy: identity, keyStoreOptions: KeyStoreOptions(cacheDirectory: nil),
-                                            now: { Date(timeIntervalSince1970: TestIssuer.now) })
+                                            now: { Date(timeIntervalSince1970: JOSEFixture.now) })
         #expect(verifier.rules.algorithms == [.ES256])
         #expect(verifier.rules.lifetime == LifetimeRules(maxTTL: 900, maxAge: 600, leeway: 30, minRemaining: 60))
         #expect(verifier.tokenSource == .environment("MY_TOKEN"))
@@ -43,7 +44,7 @@ struct PolicyIntegrationTests {
         // RS256 is not in this policy's algorithms.
         expectRejected(.algorithm) { _ = try verifier.verify(token: issuer.token(alg: .RS256)) }
         // A ref outside the pinned list.
-        let feature = issuer.token(alg: .ES256, claims: TestIssuer.claims(["ref": "refs/heads/feature"]))
+        let feature = issuer.token(alg: .ES256, claims: JOSEFixture.claims(["ref": "refs/heads/feature"]))
         let error = expectRejected(.claim) { _ = try verifier.verify(token: feature) }
         #expect(error?.detail == "claim ref is \"refs/heads/feature\"; the policy requires any of [\"refs/heads/main\", \"refs/tags/v*\"]")
     }
@@ -55,16 +56,16 @@ struct PolicyIntegrationTests {
         let policy = try load("""
             version: 1
             identity:
-              issuer: \(TestIssuer.issuer)
+              issuer: \(JOSEFixture.issuer)
               audience: stepguard
               jwks: jwks.json
               claims: { repository_id: "957014466", run_attempt: 1 }
             """, in: dir)
         let verifier = try IdentityVerifier(policy: try #require(policy.identity), keyStoreOptions: KeyStoreOptions(cacheDirectory: nil),
-                                            now: { Date(timeIntervalSince1970: TestIssuer.now) })
+                                            now: { Date(timeIntervalSince1970: JOSEFixture.now) })
         _ = try verifier.verify(token: issuer.token())
-        expectRejected(.claim) { _ = try verifier.verify(token: issuer.token(claims: TestIssuer.claims(["repository_id": 957014466]))) }
-        expectRejected(.claim) { _ = try verifier.verify(token: issuer.token(claims: TestIssuer.claims(["run_attempt": "1"]))) }
+        expectRejected(.claim) { _ = try verifier.verify(token: issuer.token(claims: JOSEFixture.claims(["repository_id": 957014466]))) }
+        expectRejected(.claim) { _ = try verifier.verify(token: issuer.token(claims: JOSEFixture.claims(["run_attempt": "1"]))) }
     }
 
     @Test func classifierWithTheSecretScannersRules() throws {

@@ -1,3 +1,4 @@
+import StepGuardServerTestSupport
 import Foundation
 import StepGuardPolicy
 import Testing
@@ -5,7 +6,7 @@ import Testing
 
 @Suite("CI token sources", .serialized)
 struct TokenSourceTests {
-    let issuer = TestIssuer.shared
+    let issuer = JOSEFixture.shared
 
     @Test func detectsTheProvider() {
         #expect(TokenSource.detect(environment: ["GITHUB_ACTIONS": "true"]) == .github)
@@ -141,7 +142,7 @@ struct TokenSourceTests {
         let store = KeyStore(location: .url(server.baseURL + "/jwks.json"), transport: server.transport, options: KeyStoreOptions(cacheDirectory: nil))
         let verifier = IdentityVerifier(rules: defaultRules(claims: ["repository": [.glob(try! Glob("acme/*"))]]), keyStore: store,
                                         tokenSource: .github, acquisition: TokenAcquisitionOptions(transport: server.transport),
-                                        now: { Date(timeIntervalSince1970: TestIssuer.now) })
+                                        now: { Date(timeIntervalSince1970: JOSEFixture.now) })
         let environment = ["ACTIONS_ID_TOKEN_REQUEST_URL": server.baseURL + "/github/token", "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "rt"]
         let identity = try await verifier.acquireAndVerify(environment: environment)
         #expect(identity?.claims["repository"] == "acme/app")
@@ -152,10 +153,10 @@ struct TokenSourceTests {
         let optional = IdentityVerifier(rules: defaultRules(), keyStore: store, tokenSource: .github, required: false)
         #expect(try await optional.acquireAndVerify(environment: [:]) == nil)
         // A token that is there but invalid is rejected even when not required.
-        server.write("github-token", issuer.token(claims: TestIssuer.claims(["aud": "other"])))
+        server.write("github-token", issuer.token(claims: JOSEFixture.claims(["aud": "other"])))
         let optionalWithToken = IdentityVerifier(rules: defaultRules(), keyStore: store, tokenSource: .github, required: false,
                                                  acquisition: TokenAcquisitionOptions(transport: server.transport),
-                                                 now: { Date(timeIntervalSince1970: TestIssuer.now) })
+                                                 now: { Date(timeIntervalSince1970: JOSEFixture.now) })
         await expectRejectedAsync(.audience) { _ = try await optionalWithToken.acquireAndVerify(environment: environment) }
     }
 }

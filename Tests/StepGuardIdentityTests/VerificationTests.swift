@@ -7,20 +7,20 @@ import Testing
 
 @Suite("Strict JWS verification")
 struct VerificationTests {
-    let issuer = TestIssuer.shared
+    let issuer = JOSEFixture.shared
 
     // MARK: accepted tokens
 
     @Test func acceptsRS256() throws {
         let identity = try makeVerifier().verify(token: issuer.token(alg: .RS256))
-        #expect(identity.issuer == TestIssuer.issuer)
+        #expect(identity.issuer == JOSEFixture.issuer)
         #expect(identity.subject == "repo:acme/app:ref:refs/heads/main")
         #expect(identity.audiences == ["stepguard"])
         #expect(identity.algorithm == .RS256)
         #expect(identity.keyID == "rsa-1")
         #expect(identity.claims["repository"] == "acme/app")
-        #expect(identity.expiresAt == Date(timeIntervalSince1970: TestIssuer.now + 540))
-        #expect(identity.issuedAt == Date(timeIntervalSince1970: TestIssuer.now - 60))
+        #expect(identity.expiresAt == Date(timeIntervalSince1970: JOSEFixture.now + 540))
+        #expect(identity.issuedAt == Date(timeIntervalSince1970: JOSEFixture.now - 60))
     }
 
     @Test func acceptsES256() throws {
@@ -31,7 +31,7 @@ struct VerificationTests {
 
     @Test(arguments: [JWSAlgorithm.RS384, .RS512, .PS256, .PS384, .PS512, .ES384])
     func acceptsOtherAlgorithmsWhenAllowed(alg: JWSAlgorithm) throws {
-        let jwks = issuer.jwks([TestIssuer.rsaJWK(issuer.rsa.publicKey, kid: "rsa-1"), issuer.ec384JWK])
+        let jwks = issuer.jwks([JOSEFixture.rsaJWK(issuer.rsa.publicKey, kid: "rsa-1"), issuer.ec384JWK])
         let verifier = makeVerifier(jwks: jwks, rules: defaultRules(algorithms: [alg]))
         #expect(try verifier.verify(token: issuer.token(alg: alg)).algorithm == alg)
     }
@@ -55,14 +55,14 @@ struct VerificationTests {
     }
 
     @Test func duplicateKidInJWKSIsRejected() {
-        let jwks = issuer.jwks([issuer.rsaJWK, TestIssuer.rsaJWK(issuer.rsa.publicKey, kid: "rsa-1")])
+        let jwks = issuer.jwks([issuer.rsaJWK, JOSEFixture.rsaJWK(issuer.rsa.publicKey, kid: "rsa-1")])
         expectRejected(.keyID) { _ = try makeVerifier(jwks: jwks).verify(token: issuer.token()) }
     }
 
     // MARK: algorithms
 
     @Test func algorithmOutsideAllowListIsRejected() {
-        let jwks = issuer.jwks([TestIssuer.rsaJWK(issuer.rsa.publicKey, kid: "rsa-1")])
+        let jwks = issuer.jwks([JOSEFixture.rsaJWK(issuer.rsa.publicKey, kid: "rsa-1")])
         let error = expectRejected(.algorithm) { _ = try makeVerifier(jwks: jwks).verify(token: issuer.token(alg: .RS384)) }
         #expect(error?.detail.contains("RS384") == true)
     }
@@ -75,7 +75,7 @@ struct VerificationTests {
     }
 
     @Test func algorithmMustAgreeWithJWKAlg() {
-        let jwks = issuer.jwks([TestIssuer.rsaJWK(issuer.rsa.publicKey, kid: "rsa-1", alg: "PS256")])
+        let jwks = issuer.jwks([JOSEFixture.rsaJWK(issuer.rsa.publicKey, kid: "rsa-1", alg: "PS256")])
         let verifier = makeVerifier(jwks: jwks, rules: defaultRules(algorithms: [.RS256, .PS256]))
         let error = expectRejected(.algorithm) { _ = try verifier.verify(token: issuer.token(alg: .RS256)) }
         #expect(error?.detail.contains("PS256") == true)
@@ -89,7 +89,7 @@ struct VerificationTests {
     }
 
     @Test func noneIsAlwaysRejected() {
-        let token = issuer.sign(headerJSON: #"{"alg":"none","kid":"rsa-1"}"#, payloadJSON: TestIssuer.claims().jsonTextObject, with: .raw([0]))
+        let token = issuer.sign(headerJSON: #"{"alg":"none","kid":"rsa-1"}"#, payloadJSON: JOSEFixture.claims().jsonTextObject, with: .raw([0]))
         let error = expectRejected(.algorithm) { _ = try makeVerifier().verify(token: token) }
         #expect(error?.detail.contains("unsigned") == true)
         #expect(throws: IdentityError.self) { try JWSAlgorithm.parse("none") }
@@ -100,7 +100,7 @@ struct VerificationTests {
         // The classic algorithm-confusion forgery: HS256 keyed with the issuer's public key.
         let publicDER = issuer.rsa.publicKey.derRepresentation
         let header = #"{"alg":"HS256","kid":"rsa-1"}"#
-        let input = Base64URL.encode(Array(header.utf8)) + "." + Base64URL.encode(Array(TestIssuer.claims().jsonTextObject.utf8))
+        let input = Base64URL.encode(Array(header.utf8)) + "." + Base64URL.encode(Array(JOSEFixture.claims().jsonTextObject.utf8))
         let mac = HMAC<SHA256>.authenticationCode(for: Array(input.utf8), using: SymmetricKey(data: publicDER))
         let token = input + "." + Base64URL.encode(Array(mac))
         let jwks = issuer.jwks([issuer.rsaJWK, .object(["kty": "oct", "kid": "hmac", "k": "c2VjcmV0"])])
@@ -111,9 +111,9 @@ struct VerificationTests {
 
     @Test func rsaKeysShorterThan2048BitsAreRejected() throws {
         let weak = try _RSA.Signing.PrivateKey(unsafeKeySize: .init(bitCount: 1024))
-        let jwks = issuer.jwks([TestIssuer.rsaJWK(weak.publicKey, kid: "weak")])
+        let jwks = issuer.jwks([JOSEFixture.rsaJWK(weak.publicKey, kid: "weak")])
         let header = #"{"alg":"RS256","kid":"weak"}"#
-        let input = Base64URL.encode(Array(header.utf8)) + "." + Base64URL.encode(Array(TestIssuer.claims().jsonTextObject.utf8))
+        let input = Base64URL.encode(Array(header.utf8)) + "." + Base64URL.encode(Array(JOSEFixture.claims().jsonTextObject.utf8))
         let signature = try weak.signature(for: SHA256.hash(data: Array(input.utf8)), padding: .insecurePKCS1v1_5)
         let token = input + "." + Base64URL.encode(Array(signature.rawRepresentation))
         let error = expectRejected(.key) { _ = try makeVerifier(jwks: jwks).verify(token: token) }
@@ -145,7 +145,7 @@ struct VerificationTests {
     @Test func tamperedPayloadFailsTheSignature() {
         let token = issuer.token(alg: .RS256)
         let parts = token.split(separator: ".").map(String.init)
-        let forged = Base64URL.encode(Array(TestIssuer.claims(["ref": "refs/heads/evil"]).jsonTextObject.utf8))
+        let forged = Base64URL.encode(Array(JOSEFixture.claims(["ref": "refs/heads/evil"]).jsonTextObject.utf8))
         let error = expectRejected(.signature) { _ = try makeVerifier().verify(token: parts[0] + "." + forged + "." + parts[2]) }
         #expect(error?.description.contains(parts[2]) == false)
     }
@@ -164,7 +164,7 @@ struct VerificationTests {
     @Test(arguments: ["jwk", "jku", "x5u", "x5c"])
     func headerKeySourcesAreIgnored(member: String) throws {
         let attacker = P256.Signing.PrivateKey()
-        let attackerJWK = TestIssuer.ecJWK(attacker.publicKey.rawRepresentation, crv: "P-256", kid: "ec-1")
+        let attackerJWK = JOSEFixture.ecJWK(attacker.publicKey.rawRepresentation, crv: "P-256", kid: "ec-1")
         let value: JSONValue
         switch member {
         case "jwk": value = attackerJWK
@@ -173,7 +173,7 @@ struct VerificationTests {
         }
         // Signed by the attacker, advertising the attacker's key in the header: rejected.
         let header = JSONValue.object(["alg": "ES256", "kid": "ec-1", .init(stringLiteral: member): value]).jsonText
-        let input = Base64URL.encode(Array(header.utf8)) + "." + Base64URL.encode(Array(TestIssuer.claims().jsonTextObject.utf8))
+        let input = Base64URL.encode(Array(header.utf8)) + "." + Base64URL.encode(Array(JOSEFixture.claims().jsonTextObject.utf8))
         let forged = input + "." + Base64URL.encode(Array(try attacker.signature(for: Array(input.utf8)).rawRepresentation))
         expectRejected(.signature) { _ = try makeVerifier().verify(token: forged) }
         // Signed by the issuer with the same header member: accepted, the member is never fetched.
@@ -208,20 +208,20 @@ struct VerificationTests {
     }
 
     @Test func oversizedTokenIsRejected() {
-        let token = issuer.token(alg: .RS256, claims: TestIssuer.claims(["padding": .string(String(repeating: "x", count: 20_000))]))
+        let token = issuer.token(alg: .RS256, claims: JOSEFixture.claims(["padding": .string(String(repeating: "x", count: 20_000))]))
         let error = expectRejected(.tokenSize) { _ = try makeVerifier().verify(token: token) }
         #expect(error?.detail.contains("16384") == true)
     }
 
     @Test func duplicateKeysInHeaderAreRejected() {
         let token = issuer.sign(headerJSON: #"{"alg":"RS256","kid":"rsa-1","kid":"ec-1"}"#,
-                                payloadJSON: TestIssuer.claims().jsonTextObject, with: .rsa(.RS256))
+                                payloadJSON: JOSEFixture.claims().jsonTextObject, with: .rsa(.RS256))
         let error = expectRejected(.tokenFormat) { _ = try makeVerifier().verify(token: token) }
         #expect(error?.detail.contains("duplicate key \"kid\"") == true)
     }
 
     @Test func duplicateKeysInPayloadAreRejected() {
-        var payload = TestIssuer.claims().jsonTextObject
+        var payload = JOSEFixture.claims().jsonTextObject
         payload.removeLast()
         payload += #","sub":"repo:acme/other:ref:refs/heads/main"}"#
         let token = issuer.sign(headerJSON: #"{"alg":"RS256","kid":"rsa-1"}"#, payloadJSON: payload, with: .rsa(.RS256))
@@ -238,62 +238,62 @@ struct VerificationTests {
 
     @Test(arguments: [("exp", IdentityError.Check.expiry), ("nbf", .notBefore), ("iat", .issuedAt)])
     func timeClaimsMustBeNumbers(name: String, check: IdentityError.Check) {
-        let claims = TestIssuer.claims([name: .string(String(Int(TestIssuer.now)))])
+        let claims = JOSEFixture.claims([name: .string(String(Int(JOSEFixture.now)))])
         let error = expectRejected(check) { _ = try makeVerifier().verify(token: issuer.token(claims: claims)) }
         #expect(error?.detail.contains("must be a number") == true)
-        let boolean = TestIssuer.claims([name: true])
+        let boolean = JOSEFixture.claims([name: true])
         expectRejected(check) { _ = try makeVerifier().verify(token: issuer.token(claims: boolean)) }
     }
 
     @Test func expIsRequired() {
-        expectRejected(.expiry) { _ = try makeVerifier().verify(token: issuer.token(claims: TestIssuer.claims(["exp": nil]))) }
+        expectRejected(.expiry) { _ = try makeVerifier().verify(token: issuer.token(claims: JOSEFixture.claims(["exp": nil]))) }
     }
 
     @Test func audienceMayBeAnArrayContainingThePolicyAudience() throws {
-        let token = issuer.token(claims: TestIssuer.claims(["aud": ["sigstore", "stepguard"]]))
+        let token = issuer.token(claims: JOSEFixture.claims(["aud": ["sigstore", "stepguard"]]))
         #expect(try makeVerifier().verify(token: token).audiences == ["sigstore", "stepguard"])
     }
 
     @Test func emptyAudienceArrayIsRejected() {
-        let error = expectRejected(.audience) { _ = try makeVerifier().verify(token: issuer.token(claims: TestIssuer.claims(["aud": []]))) }
+        let error = expectRejected(.audience) { _ = try makeVerifier().verify(token: issuer.token(claims: JOSEFixture.claims(["aud": []]))) }
         #expect(error?.detail.contains("empty array") == true)
     }
 
     @Test(arguments: [JSONValue.array([1]), .array(["stepguard", 2]), .number(JSONNumber(1)), .object(["a": "stepguard"]), .null])
     func malformedAudienceIsRejected(aud: JSONValue) {
-        expectRejected(.audience) { _ = try makeVerifier().verify(token: issuer.token(claims: TestIssuer.claims(["aud": aud]))) }
+        expectRejected(.audience) { _ = try makeVerifier().verify(token: issuer.token(claims: JOSEFixture.claims(["aud": aud]))) }
     }
 
     @Test func otherAudienceIsRejected() {
-        let error = expectRejected(.audience) { _ = try makeVerifier().verify(token: issuer.token(claims: TestIssuer.claims(["aud": "sigstore"]))) }
+        let error = expectRejected(.audience) { _ = try makeVerifier().verify(token: issuer.token(claims: JOSEFixture.claims(["aud": "sigstore"]))) }
         #expect(error?.detail.contains("\"sigstore\"") == true)
         #expect(error?.detail.contains("\"stepguard\"") == true)
     }
 
     @Test func explicitAudienceCheckForTokensInFlight() throws {
-        let token = issuer.token(claims: TestIssuer.claims(["aud": "sigstore"]))
+        let token = issuer.token(claims: JOSEFixture.claims(["aud": "sigstore"]))
         #expect(try makeVerifier().verify(token: token, audience: .required("sigstore")).audiences == ["sigstore"])
         expectRejected(.audience) { _ = try makeVerifier().verify(token: token, audience: .required("vault")) }
     }
 
     @Test func issuerIsComparedExactly() {
         let error = expectRejected(.issuer) {
-            _ = try makeVerifier().verify(token: issuer.token(claims: TestIssuer.claims(["iss": .string(TestIssuer.issuer + "/")])))
+            _ = try makeVerifier().verify(token: issuer.token(claims: JOSEFixture.claims(["iss": .string(JOSEFixture.issuer + "/")])))
         }
         #expect(error?.detail.contains("https://token.test.local/\"") == true)
-        expectRejected(.issuer) { _ = try makeVerifier().verify(token: issuer.token(claims: TestIssuer.claims(["iss": nil]))) }
-        expectRejected(.issuer) { _ = try makeVerifier().verify(token: issuer.token(claims: TestIssuer.claims(["iss": ["https://token.test.local"]]))) }
+        expectRejected(.issuer) { _ = try makeVerifier().verify(token: issuer.token(claims: JOSEFixture.claims(["iss": nil]))) }
+        expectRejected(.issuer) { _ = try makeVerifier().verify(token: issuer.token(claims: JOSEFixture.claims(["iss": ["https://token.test.local"]]))) }
     }
 
     @Test func subjectMustBeAString() {
-        expectRejected(.subject) { _ = try makeVerifier().verify(token: issuer.token(claims: TestIssuer.claims(["sub": nil]))) }
-        expectRejected(.subject) { _ = try makeVerifier().verify(token: issuer.token(claims: TestIssuer.claims(["sub": 5]))) }
+        expectRejected(.subject) { _ = try makeVerifier().verify(token: issuer.token(claims: JOSEFixture.claims(["sub": nil]))) }
+        expectRejected(.subject) { _ = try makeVerifier().verify(token: issuer.token(claims: JOSEFixture.claims(["sub": 5]))) }
     }
 
     // MARK: errors
 
     @Test func errorsNeverContainTheTokenOrSignature() {
-        let token = issuer.token(alg: .RS256, claims: TestIssuer.claims(["aud": "other"]))
+        let token = issuer.token(alg: .RS256, claims: JOSEFixture.claims(["aud": "other"]))
         let parts = token.split(separator: ".").map(String.init)
         let error = expectRejected(.audience) { _ = try makeVerifier().verify(token: token) }
         let text = error.map(String.init(describing:)) ?? ""

@@ -4,6 +4,7 @@ import CLazyLoad
 import CPCRE2
 import CVectorscan
 import Foundation
+import StepGuardServerTestSupport
 import StepGuardTestSupport
 import Testing
 

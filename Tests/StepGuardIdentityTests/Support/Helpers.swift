@@ -3,20 +3,20 @@ import StepGuardPolicy
 import Testing
 @testable import StepGuardIdentity
 
-/// A verifier over a JWKS file, with the clock fixed at `TestIssuer.now` (+ `offset`).
+/// A verifier over a JWKS file, with the clock fixed at `JOSEFixture.now` (+ `offset`).
 func makeVerifier(jwks: String? = nil, rules: IdentityRules = defaultRules(), offset: Double = 0) -> IdentityVerifier {
     let directory = ScratchDirectory()
-    directory.write("jwks.json", jwks ?? TestIssuer.shared.jwks())
+    directory.write("jwks.json", jwks ?? JOSEFixture.shared.jwks())
     let store = KeyStore(location: .file(directory.path + "/jwks.json"), options: KeyStoreOptions(cacheDirectory: nil))
     _ = try? store.keys()
     directory.remove()
-    let now = TestIssuer.now + offset
+    let now = JOSEFixture.now + offset
     return IdentityVerifier(rules: rules, keyStore: store, now: { Date(timeIntervalSince1970: now) })
 }
 
 func defaultRules(algorithms: Set<JWSAlgorithm> = [.RS256, .ES256], claims: [String: [ClaimMatcher]] = [:],
                   lifetime: LifetimeRules = LifetimeRules()) -> IdentityRules {
-    IdentityRules(issuer: TestIssuer.issuer, audience: TestIssuer.audience, algorithms: algorithms, claims: claims, lifetime: lifetime)
+    IdentityRules(issuer: JOSEFixture.issuer, audience: JOSEFixture.audience, algorithms: algorithms, claims: claims, lifetime: lifetime)
 }
 
 /// Expects `body` to throw an ``IdentityError`` for `check`; returns it for further assertions.

@@ -1,3 +1,4 @@
+import StepGuardServerTestSupport
 import Foundation
 import StepGuardEgress
 

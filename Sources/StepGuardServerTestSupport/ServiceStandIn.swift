@@ -1,3 +1,4 @@
+import StepGuardTestSupport
 /// A local HTTPS server standing in for a real service host (Fulcio, STS, Vault…): its certificate
 /// names `host` and comes from a CA the test makes, and ``network`` is the policy block that routes
 /// `host:port` to the server and trusts that CA for upstream TLS. Nothing leaves loopback.

@@ -4,9 +4,9 @@ import _CryptoExtras
 import Foundation
 @testable import StepGuardIdentity
 
-/// A local OIDC issuer made by the tests: RSA-2048 and P-256 signing keys, a JWKS, and a minting
+/// The verification tests' JOSE fixture: RSA-2048, P-256 and P-384 signing keys, a JWKS, and a minting
 /// function that can produce both well-formed and deliberately malformed tokens.
-struct TestIssuer: Sendable {
+struct JOSEFixture: Sendable {
     static let issuer = "https://token.test.local"
     static let audience = "stepguard"
     /// A fixed "now" for deterministic time checks.
@@ -20,7 +20,7 @@ struct TestIssuer: Sendable {
     let ec384Kid = "ec384-1"
 
     /// Shared keys: RSA generation is slow in debug builds, so the tests reuse one issuer.
-    static let shared = TestIssuer()
+    static let shared = JOSEFixture()
 
     init() {
         rsa = try! _RSA.Signing.PrivateKey(keySize: .bits2048)
@@ -66,8 +66,8 @@ struct TestIssuer: Sendable {
         JSONValue.object(["keys": .array(keys ?? [rsaJWK, ecJWK, ec384JWK])]).jsonText
     }
 
-    /// Standard valid claims at `TestIssuer.now`.
-    static func claims(_ overrides: [String: JSONValue?] = [:], at now: Double = TestIssuer.now) -> [String: JSONValue] {
+    /// Standard valid claims at `JOSEFixture.now`.
+    static func claims(_ overrides: [String: JSONValue?] = [:], at now: Double = JOSEFixture.now) -> [String: JSONValue] {
         var claims: [String: JSONValue] = [
             "iss": .string(issuer), "aud": .string(audience), "sub": "repo:acme/app:ref:refs/heads/main",
             "iat": .number(JSONNumber(now - 60)), "nbf": .number(JSONNumber(now - 60)), "exp": .number(JSONNumber(now + 540)),
@@ -109,7 +109,7 @@ struct TestIssuer: Sendable {
     }
 
     /// Mints a token with a header built from `alg`/`kid` (+ `extraHeader`) and the given claims.
-    func token(alg: JWSAlgorithm = .RS256, kid: String?? = .none, claims: [String: JSONValue] = TestIssuer.claims(),
+    func token(alg: JWSAlgorithm = .RS256, kid: String?? = .none, claims: [String: JSONValue] = JOSEFixture.claims(),
                extraHeader: [String: JSONValue] = [:], signer: Signer? = nil) -> String {
         var header: [String: JSONValue] = ["alg": .string(alg.rawValue), "typ": "JWT"]
         let defaultKid: String?

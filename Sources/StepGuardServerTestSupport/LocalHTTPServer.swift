@@ -1,3 +1,4 @@
+import StepGuardTestSupport
 import Foundation
 import NIOCore
 import NIOHTTP1
