@@ -72,9 +72,8 @@ import Testing
         let log = directory.path("audit.jsonl")
         let result = try StepGuardBinary.run(["run", "--audit-log", log, "--", "/bin/sh", "-c", "exit 5"])
         #expect(result.status == 5)
-        let lines = try directory.read("audit.jsonl").split(separator: "\n")
-        #expect(lines.count == 3)
-        let events = try lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let events = try AuditLogFile.events(log)
+        #expect(events.count == 3)
         #expect(events.map { $0["type"] as? String } == ["isolation", "process", "exit"])
         for event in events {
             #expect(event["time"] is String && event["decision"] as? String == "allow" && event["reason"] is String)

@@ -14,7 +14,7 @@ import Testing
         let log = directory.path("audit.jsonl")
         try? FileManager.default.removeItem(atPath: log)
         let result = try StepGuardBinary.run(["run", "--policy", file, "--audit-log", log, "--", "/bin/sh", "-c", script], timeout: timeout)
-        let events = FileManager.default.fileExists(atPath: log) ? try Egress.jsonEvents(log) : []
+        let events = try AuditLogFile.events(log)
         return (result, events)
     }
 

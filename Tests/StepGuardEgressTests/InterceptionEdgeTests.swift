@@ -70,7 +70,7 @@ import Testing
         #expect(stop.value == 0, "on_violation: kill does not apply in audit mode")
 
         #expect(try !String(contentsOfFile: stand.log, encoding: .utf8).contains(Self.pat))
-        let events = try Egress.jsonEvents(stand.log)
+        let events = try AuditLogFile.events(stand.log)
         #expect(events.allSatisfy { $0["mode"] as? String == "audit" && $0["enforced"] as? Bool == false })
         let service = events.filter { $0["type"] as? String == "service" }
         #expect(service.count == 1)
@@ -156,7 +156,7 @@ import Testing
         #expect(bundleOnly.status == 60, "curl: SSL certificate problem: \(bundleOnly.stderr)")
         #expect(stand.server.requests.count == 1)
 
-        let events = try Egress.jsonEvents(stand.log)
+        let events = try AuditLogFile.events(stand.log)
         #expect(!events.contains { $0["type"] as? String == "service" })
         #expect(events.count == 2)
         #expect(events.allSatisfy {

@@ -52,7 +52,7 @@ import Testing
         }
 
         /// The audit log's `service` events so far.
-        func serviceEvents() throws -> [[String: Any]] { try Egress.jsonEvents(log).filter { $0["type"] as? String == "service" } }
+        func serviceEvents() throws -> [[String: Any]] { try AuditLogFile.events(log).filter { $0["type"] as? String == "service" } }
 
         deinit {
             server.shutdown()
@@ -158,7 +158,7 @@ import Testing
         let result = try ProgramRun.start("/usr/bin/env", ["python3", "-c", script], environment: TestEnvironment.base).wait(timeout: 20)
         #expect(result.stdout == "HTTP/1.1 200 Connection Established\nhandshake failed\n", "\(result.stderr)")
         #expect(stand.server.requests.isEmpty)
-        let events = try Egress.jsonEvents(stand.log).filter { $0["sni"] != nil }
+        let events = try AuditLogFile.events(stand.log).filter { $0["sni"] != nil }
         #expect(events.count == 1)
         #expect(events.first?["type"] as? String == "service")
         #expect(events.first?["decision"] as? String == "deny")
@@ -240,7 +240,7 @@ import Testing
             let expected = allowed ? "handshake ok HTTP/1.1 403 Forbidden" : "handshake failed"
             #expect(result.stdout == "HTTP/1.1 200 Connection Established\n\(expected)\n", "\(sni) in records of \(fragment ?? 0): \(result.stderr)")
         }
-        let denied = try Egress.jsonEvents(stand.log).filter { $0["rule"] as? String == "built-in: SNI must equal the CONNECT host" }
+        let denied = try AuditLogFile.events(stand.log).filter { $0["rule"] as? String == "built-in: SNI must equal the CONNECT host" }
         #expect(denied.map { $0["sni"] as? String } == ["evil.example", "evil.example", "fulcio.sigstore.dev.evil.example"])
         #expect(stand.server.requests.isEmpty)
     }
@@ -277,7 +277,7 @@ import Testing
         let result = try ProgramRun.start("/usr/bin/env", ["python3", "-c", script], environment: TestEnvironment.base).wait(timeout: 20)
         #expect(result.stdout == "HTTP/1.1 200 Connection Established\nhandshake failed\n", "\(result.stderr)")
         #expect(stand.server.requests.isEmpty && mirror.requests.isEmpty)
-        let events = try Egress.jsonEvents(stand.log)
+        let events = try AuditLogFile.events(stand.log)
         #expect(events.contains { $0["decision"] as? String == "deny" && $0["sni"] as? String == "fulcio.sigstore.dev" })
     }
 
@@ -298,7 +298,7 @@ import Testing
             #expect(result.stdout == "HTTP/1.1 200 Connection Established\nhandshake failed\n", "records of \(fragment ?? 0): \(result.stderr)")
         }
         #expect(stand.server.requests.isEmpty && mirror.requests.isEmpty)
-        let denied = try Egress.jsonEvents(stand.log).filter { $0["sni"] as? String == "fulcio.sigstore.dev" && $0["decision"] as? String == "deny" }
+        let denied = try AuditLogFile.events(stand.log).filter { $0["sni"] as? String == "fulcio.sigstore.dev" && $0["decision"] as? String == "deny" }
         #expect(denied.count == 3)
     }
 

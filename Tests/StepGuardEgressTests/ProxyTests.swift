@@ -36,7 +36,7 @@ import Testing
         #expect((json["reason"] as? String)?.contains("denied") == true)
         #expect(stop.value == 1, "on_violation defaults to kill")
 
-        let events = try Egress.jsonEvents(log)
+        let events = try AuditLogFile.events(log)
         #expect(events.count == 2)
         #expect(events[0]["decision"] as? String == "allow" && events[0]["host"] as? String == "127.0.0.1" && events[0]["path"] as? String == "/ok")
         #expect(events[1]["decision"] as? String == "deny" && events[1]["type"] as? String == "egress")

@@ -56,7 +56,7 @@ import Glibc
         #expect(server.requests.isEmpty, "the upstream never got a complete request")
 
         // Recorded and printed as an error — not a denial: the step's exit code stays its own, nothing is stopped.
-        let events = try Egress.jsonEvents(log).filter { $0["rule"] as? String == "built-in: request body timeout" }
+        let events = try AuditLogFile.events(log).filter { $0["rule"] as? String == "built-in: request body timeout" }
         #expect(events.count == 1)
         #expect(events.first?["decision"] as? String == "error" && events.first?["type"] as? String == "egress")
         #expect(events.first?["host"] as? String == "127.0.0.1" && events.first?["path"] as? String == "/upload")
@@ -181,7 +181,7 @@ import Glibc
         let result = try ProgramRun.start("/usr/bin/python3", ["-c", script]).wait(timeout: 30)
         #expect(result.stdout.hasPrefix("HTTP/1.1 408"), "\(result.stdout) \(result.stderr)")
         #expect(fulcio.requests.isEmpty)
-        let events = try Egress.jsonEvents(log).filter { $0["rule"] as? String == "built-in: request body timeout" }
+        let events = try AuditLogFile.events(log).filter { $0["rule"] as? String == "built-in: request body timeout" }
         #expect(events.count == 1)
         #expect(events.first?["type"] as? String == "service" && events.first?["service"] as? String == "sigstore-fulcio")
         #expect(events.first?["decision"] as? String == "error" && events.first?["path"] as? String == "/api/v2/signingCert")

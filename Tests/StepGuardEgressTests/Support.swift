@@ -68,12 +68,6 @@ enum Egress {
         guard response.hasPrefix("HTTP/1.") else { return nil }
         return Int(response.split(separator: " ").dropFirst().first ?? "")
     }
-
-    static func jsonEvents(_ path: String) throws -> [[String: Any]] {
-        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map {
-            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
-        }
-    }
 }
 
 /// The test issuer as the proxy's tests use it: the job identity its tokens name, and a verifier

@@ -1,5 +1,5 @@
 import Foundation
-import StepGuardEgress
+import StepGuardServerTestSupport
 import StepGuardTestSupport
 import Synchronization
 import Testing
