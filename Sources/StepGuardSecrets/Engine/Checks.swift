@@ -78,3 +78,86 @@ private func _log2(_ x: Double) -> Double { Glibc.log2(x) }
 import Darwin
 private func _log2(_ x: Double) -> Double { Darwin.log2(x) }
 #endif
+
+extension SecretChecks {
+    static let base64Alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    /// `bytes` in standard base64 with padding.
+    static func base64<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
+        let input = Array(bytes)
+        var out: [UInt8] = []
+        out.reserveCapacity((input.count + 2) / 3 * 4)
+        var i = 0
+        while i < input.count {
+            let n = min(3, input.count - i)
+            let chunk = UInt32(input[i]) << 16 | (n > 1 ? UInt32(input[i + 1]) << 8 : 0) | (n > 2 ? UInt32(input[i + 2]) : 0)
+            for k in 0..<4 {
+                out.append(k <= n ? base64Alphabet[Int((chunk >> (18 - 6 * UInt32(k))) & 63)] : UInt8(ascii: "="))
+            }
+            i += 3
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Decodes base64 or base64url (padding optional); nil when `text` is not base64.
+    static func decodeBase64<C: Collection>(_ text: C) -> [UInt8]? where C.Element == UInt8 {
+        var body = Array(text)
+        while body.last == UInt8(ascii: "=") { body.removeLast() }
+        guard body.count % 4 != 1 else { return nil }
+        var out: [UInt8] = []
+        var buffer: UInt32 = 0
+        var bits = 0
+        for c in body {
+            let v: UInt32
+            switch c {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): v = UInt32(c - UInt8(ascii: "A"))
+            case UInt8(ascii: "a")...UInt8(ascii: "z"): v = UInt32(c - UInt8(ascii: "a")) + 26
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = UInt32(c - UInt8(ascii: "0")) + 52
+            case UInt8(ascii: "+"), UInt8(ascii: "-"): v = 62
+            case UInt8(ascii: "/"), UInt8(ascii: "_"): v = 63
+            default: return nil
+            }
+            buffer = buffer << 6 | v
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8((buffer >> UInt32(bits)) & 0xFF))
+            }
+        }
+        return out
+    }
+
+    /// Whether `secret` is the base64 of readable text rather than of random bytes or a random
+    /// password: the decoded bytes are printable ASCII and are prose or JSON (a space, a leading
+    /// `{` `[` `<`), words (`username:password`, `decoded-secret-value`), low in entropy, or hold
+    /// one of `stopwords` (lower-case).
+    static func isBase64OfText(_ secret: UnsafeRawBufferPointer, stopwords: [[UInt8]]) -> Bool {
+        guard secret.count >= 12, let decoded = decodeBase64(secret), decoded.count >= 8 else { return false }
+        guard decoded.allSatisfy({ ($0 >= 0x20 && $0 < 0x7F) || $0 == 9 || $0 == 10 || $0 == 13 }) else { return false }
+        if decoded.contains(0x20) || [UInt8(ascii: "{"), UInt8(ascii: "["), UInt8(ascii: "<")].contains(decoded[0]) { return true }
+        if entropy(decoded) < 3.0 || isWords(decoded) { return true }
+        let lowered = decoded.map { ($0 >= 65 && $0 <= 90) ? $0 + 32 : $0 }
+        return stopwords.contains { SecretEngine.contains(lowered, $0) }
+    }
+
+    /// Letters in runs of two or more, joined by `-_.:/@=` (and optional trailing digits):
+    /// `username:password`, `longer-encoded-secret-test`, `decoded-secret-value00`.
+    static func isWords(_ text: [UInt8]) -> Bool {
+        var i = 0
+        var words = 0
+        func isLetter(_ c: UInt8) -> Bool { (c >= 65 && c <= 90) || (c >= 97 && c <= 122) }
+        while i < text.count {
+            let start = i
+            while i < text.count && isLetter(text[i]) { i += 1 }
+            guard i - start >= 2 else { break }
+            words += 1
+            if i == text.count { return true }
+            let separators = Array("-_.:/@=".utf8)
+            guard separators.contains(text[i]) else { break }
+            while i < text.count && separators.contains(text[i]) { i += 1 }
+        }
+        // trailing digits after the last word: value00
+        guard words >= 1, i < text.count, text[i...].count <= 4, text[i...].allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return false }
+        return true
+    }
+}
