@@ -28,6 +28,8 @@ allow:
     - "1234567890"
     - abcdefg
     - "123456"
+    - abc123
+    - mnopqrs
     - replace_me
     - replaceme
     - insert_
@@ -70,7 +72,7 @@ rules:
     severity: critical
     examples:
       match: ['ANTHROPIC_API_KEY=sk-an{cut}t-api03-{b64url:93}AA']
-      no_match: ['sk-ant-api03-{alnum:20}']
+      no_match: ['sk-ant-api03-{alnum:20}', 'sk-an{cut}t-api03-abc123xyz-456def789ghij-klmnopqrstuvwx-3456yza789bcde-1234fghijklmnopby56aaaogaopaaaabc123xyzAA']
   - id: huggingface-token
     description: Hugging Face access token
     regex: '\b(hf_[A-Za-z]{34})\b'
@@ -183,9 +185,10 @@ rules:
     description: Google API key (GCP, Firebase, Maps, Gemini)
     regex: '\b(AIza[0-9A-Za-z_-]{35})(?![0-9A-Za-z_-])'
     keywords: [aiza]
+    entropy: 3.5                      # AIzaaaaa…: a placeholder, not a key
     examples:
       match: ['const key = "AI{cut}za{b64url:35}";']
-      no_match: ['AI{cut}za{alnum:20}']
+      no_match: ['AI{cut}za{alnum:20}', 'apiKey: "AI{cut}zaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"']
   - id: gcp-oauth-client-secret
     description: Google OAuth client secret
     regex: '\b(GOCSPX-[A-Za-z0-9_-]{28})(?![A-Za-z0-9_-])'
@@ -1153,14 +1156,14 @@ rules:
     /// The same files as values, in the same order (built at start-up without parsing).
     static let ruleFiles: [SecretRuleFile] = [
         SecretRuleFile(name: "00-global.yaml",
-                       allow: SecretAllowList(regexes: ["^\\$[A-Za-z_][A-Za-z0-9_]*$", "^%\\([A-Za-z_]+\\)s$", "^(.)\\1+$", "^(?:[A-Za-z]+\\.)+[A-Za-z_]+(?:\\(\\))?$", "\\{(?:cut|nl|gh:[a-z]+|base64:[^{}]*|[A-Za-z0-9]+:[0-9]+)\\}"], paths: ["(^|/)\\.git/", "(^|/)\\.stepguard-ignore\\.yaml$"], stopwords: ["example", "xxxx", "****", "your_", "your-", "yourtoken", "placeholder", "changeme", "change_me", "dummy", "redacted", "${", "{{", "<", "sample", "0000000000", "1234567890", "abcdefg", "123456", "replace_me", "replaceme", "insert_", "notreal", "not_real", "mf_9.b5f-4.1jqm", "2yotnfzfejr1zcsicmwpaa", "tgzv3jokf0xg5qx2tlkwia", "splxlobezqqybys6wxsbia", "czzcagrsa3f0mzpnwdfmqmf0m2jw", "45ghiukldjahdnhzdauz", "sflkxwrjsmekkf2qt4fwpmejf36pok6yjv_adqssw5c", "4twft5niznn84awoo1d7ko1t_yoc0z6xopovswacpzg"]),
+                       allow: SecretAllowList(regexes: ["^\\$[A-Za-z_][A-Za-z0-9_]*$", "^%\\([A-Za-z_]+\\)s$", "^(.)\\1+$", "^(?:[A-Za-z]+\\.)+[A-Za-z_]+(?:\\(\\))?$", "\\{(?:cut|nl|gh:[a-z]+|base64:[^{}]*|[A-Za-z0-9]+:[0-9]+)\\}"], paths: ["(^|/)\\.git/", "(^|/)\\.stepguard-ignore\\.yaml$"], stopwords: ["example", "xxxx", "****", "your_", "your-", "yourtoken", "placeholder", "changeme", "change_me", "dummy", "redacted", "${", "{{", "<", "sample", "0000000000", "1234567890", "abcdefg", "123456", "abc123", "mnopqrs", "replace_me", "replaceme", "insert_", "notreal", "not_real", "mf_9.b5f-4.1jqm", "2yotnfzfejr1zcsicmwpaa", "tgzv3jokf0xg5qx2tlkwia", "splxlobezqqybys6wxsbia", "czzcagrsa3f0mzpnwdfmqmf0m2jw", "45ghiukldjahdnhzdauz", "sflkxwrjsmekkf2qt4fwpmejf36pok6yjv_adqssw5c", "4twft5niznn84awoo1d7ko1t_yoc0z6xopovswacpzg"]),
                        rules: [
                        ]),
         SecretRuleFile(name: "ai.yaml",
                        allow: nil,
                        rules: [
                            SecretRule(id: "openai-api-key", description: "OpenAI API key (project, service account, admin or legacy user key)", regex: "\\b(sk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,})(?![A-Za-z0-9_-])", keywords: ["t3blbkfj"], severity: .critical, examples: SecretRuleExamples(match: ["OPENAI_API_KEY=sk-proj-{alnum:58}T3Blbk{cut}FJ{alnum:58}", "sk-{alnum:20}T3Blbk{cut}FJ{alnum:20}"], noMatch: ["sk-proj-{alnum:10}"])),
-                           SecretRule(id: "anthropic-api-key", description: "Anthropic API key", regex: "\\b(sk-ant-(?:api03|admin01)-[A-Za-z0-9_-]{93}AA)(?![A-Za-z0-9_-])", keywords: ["sk-ant-"], severity: .critical, examples: SecretRuleExamples(match: ["ANTHROPIC_API_KEY=sk-an{cut}t-api03-{b64url:93}AA"], noMatch: ["sk-ant-api03-{alnum:20}"])),
+                           SecretRule(id: "anthropic-api-key", description: "Anthropic API key", regex: "\\b(sk-ant-(?:api03|admin01)-[A-Za-z0-9_-]{93}AA)(?![A-Za-z0-9_-])", keywords: ["sk-ant-"], severity: .critical, examples: SecretRuleExamples(match: ["ANTHROPIC_API_KEY=sk-an{cut}t-api03-{b64url:93}AA"], noMatch: ["sk-ant-api03-{alnum:20}", "sk-an{cut}t-api03-abc123xyz-456def789ghij-klmnopqrstuvwx-3456yza789bcde-1234fghijklmnopby56aaaogaopaaaabc123xyzAA"])),
                            SecretRule(id: "huggingface-token", description: "Hugging Face access token", regex: "\\b(hf_[A-Za-z]{34})\\b", keywords: ["hf_"], entropy: 3.5, examples: SecretRuleExamples(match: ["HF_TOKEN=h{cut}f_{upper:17}{lower:17}"], noMatch: ["hf_{lower:10}"])),
                            SecretRule(id: "huggingface-org-token", description: "Hugging Face organization API token", regex: "\\b(api_org_[A-Za-z]{34})\\b", keywords: ["api_org_"], entropy: 3.5, examples: SecretRuleExamples(match: ["api_{cut}org_{upper:17}{lower:17}"], noMatch: ["api_org_{lower:10}"])),
                            SecretRule(id: "groq-api-key", description: "Groq API key", regex: "\\b(gsk_[A-Za-z0-9]{52})\\b", keywords: ["gsk_"], examples: SecretRuleExamples(match: ["GROQ_API_KEY=gs{cut}k_{alnum:52}"], noMatch: ["gsk_{alnum:8}"])),
@@ -1178,7 +1181,7 @@ rules:
                            SecretRule(id: "aws-session-token", description: "AWS session token (STS)", regex: "(?i)aws.{0,10}?session.{0,10}?token['\"]?\\s*(?::|=|:=|=>)\\s*['\"]?([A-Za-z0-9/+=]{100,})", keywords: ["session"], entropy: 4.0, severity: .high, lifetime: .shortLived, examples: SecretRuleExamples(match: ["AWS_SESSION_TOKEN={b64:120}"], noMatch: ["AWS_SESSION_TOKEN=${{ secrets.TOKEN }}"])),
                            SecretRule(id: "aws-mws-key", description: "Amazon Marketplace Web Service auth token", regex: "\\b(amzn\\.mws\\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\\b", keywords: ["amzn.mws"], examples: SecretRuleExamples(match: ["token: amzn.{cut}mws.{hex:8}-{hex:4}-{hex:4}-{hex:4}-{hex:12}"], noMatch: ["amzn.mws.{hex:8}"])),
                            SecretRule(id: "gcp-service-account-key", description: "Google Cloud service account key file (private_key_id of a service_account JSON)", regex: "(?s)\"type\"\\s*:\\s*\"service_account\".{0,400}?\"private_key_id\"\\s*:\\s*\"([0-9a-f]{40})\"", keywords: ["service_account"], severity: .critical, examples: SecretRuleExamples(match: ["{\"type\": \"service_account\", \"project_id\": \"demo-{lower:6}\", \"private_key_id\": \"{hex:40}\"}"], noMatch: ["{\"type\": \"authorized_user\", \"private_key_id\": \"{hex:40}\"}"])),
-                           SecretRule(id: "gcp-api-key", description: "Google API key (GCP, Firebase, Maps, Gemini)", regex: "\\b(AIza[0-9A-Za-z_-]{35})(?![0-9A-Za-z_-])", keywords: ["aiza"], examples: SecretRuleExamples(match: ["const key = \"AI{cut}za{b64url:35}\";"], noMatch: ["AI{cut}za{alnum:20}"])),
+                           SecretRule(id: "gcp-api-key", description: "Google API key (GCP, Firebase, Maps, Gemini)", regex: "\\b(AIza[0-9A-Za-z_-]{35})(?![0-9A-Za-z_-])", keywords: ["aiza"], entropy: 3.5, examples: SecretRuleExamples(match: ["const key = \"AI{cut}za{b64url:35}\";"], noMatch: ["AI{cut}za{alnum:20}", "apiKey: \"AI{cut}zaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\""])),
                            SecretRule(id: "gcp-oauth-client-secret", description: "Google OAuth client secret", regex: "\\b(GOCSPX-[A-Za-z0-9_-]{28})(?![A-Za-z0-9_-])", keywords: ["gocspx"], examples: SecretRuleExamples(match: ["client_secret: GO{cut}CSPX-{alnum:28}"], noMatch: ["GO{cut}CSPX-{alnum:10}"])),
                            SecretRule(id: "gcp-oauth-access-token", description: "Google OAuth 2.0 access token", regex: "\\b(ya29\\.[0-9A-Za-z_-]{50,})", keywords: ["ya29."], lifetime: .shortLived, examples: SecretRuleExamples(match: ["Authorization: Bearer ya{cut}29.{b64url:80}"], noMatch: ["ya29.{alnum:10}"])),
                            SecretRule(id: "azure-storage-account-key", description: "Azure Storage account key in a connection string", regex: "(?i)AccountKey=([A-Za-z0-9+/]{86}==)", keywords: ["accountkey"], severity: .critical, examples: SecretRuleExamples(match: ["DefaultEndpointsProtocol=https;AccountName=demo;Account{cut}Key={b64:86}==;EndpointSuffix=core.windows.net"], noMatch: ["AccountKey=<your key>", "AccountKey={b64:40}=="])),
