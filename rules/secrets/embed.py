@@ -43,7 +43,7 @@ def allow_list(allow):
     allow = allow or {}
     return (f"SecretAllowList(regexes: {strings(allow.get('regexes'))}, paths: {strings(allow.get('paths'))}, "
             f"stopwords: {strings(allow.get('stopwords'))}"
-            + (", base64Text: true" if allow.get("base64_text") else "") + ")")
+            + (", encodedText: true" if allow.get("encoded_text") else "") + ")")
 
 
 def rule(r):

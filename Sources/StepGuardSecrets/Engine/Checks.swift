@@ -1,3 +1,5 @@
+import Foundation
+
 /// Small, pure checks applied to a candidate secret.
 enum SecretChecks {
     /// Shannon entropy in bits per byte.
@@ -80,64 +82,62 @@ private func _log2(_ x: Double) -> Double { Darwin.log2(x) }
 #endif
 
 extension SecretChecks {
-    static let base64Alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-
     /// `bytes` in standard base64 with padding.
     static func base64<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
-        let input = Array(bytes)
-        var out: [UInt8] = []
-        out.reserveCapacity((input.count + 2) / 3 * 4)
-        var i = 0
-        while i < input.count {
-            let n = min(3, input.count - i)
-            let chunk = UInt32(input[i]) << 16 | (n > 1 ? UInt32(input[i + 1]) << 8 : 0) | (n > 2 ? UInt32(input[i + 2]) : 0)
-            for k in 0..<4 {
-                out.append(k <= n ? base64Alphabet[Int((chunk >> (18 - 6 * UInt32(k))) & 63)] : UInt8(ascii: "="))
-            }
-            i += 3
-        }
-        return String(decoding: out, as: UTF8.self)
+        Data(bytes).base64EncodedString()
     }
 
     /// Decodes base64 or base64url (padding optional); nil when `text` is not base64.
     static func decodeBase64<C: Collection>(_ text: C) -> [UInt8]? where C.Element == UInt8 {
-        var body = Array(text)
-        while body.last == UInt8(ascii: "=") { body.removeLast() }
-        guard body.count % 4 != 1 else { return nil }
-        var out: [UInt8] = []
-        var buffer: UInt32 = 0
-        var bits = 0
-        for c in body {
-            let v: UInt32
-            switch c {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"): v = UInt32(c - UInt8(ascii: "A"))
-            case UInt8(ascii: "a")...UInt8(ascii: "z"): v = UInt32(c - UInt8(ascii: "a")) + 26
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = UInt32(c - UInt8(ascii: "0")) + 52
-            case UInt8(ascii: "+"), UInt8(ascii: "-"): v = 62
-            case UInt8(ascii: "/"), UInt8(ascii: "_"): v = 63
-            default: return nil
-            }
-            buffer = buffer << 6 | v
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8((buffer >> UInt32(bits)) & 0xFF))
-            }
+        var symbols = text.filter { $0 != UInt8(ascii: "=") }.map { c -> UInt8 in
+            c == UInt8(ascii: "-") ? UInt8(ascii: "+") : c == UInt8(ascii: "_") ? UInt8(ascii: "/") : c
         }
-        return out
+        guard symbols.count % 4 != 1 else { return nil }
+        symbols += [UInt8](repeating: UInt8(ascii: "="), count: (4 - symbols.count % 4) % 4)
+        return Data(base64Encoded: Data(symbols)).map { Array($0) }
     }
 
-    /// Whether `secret` is the base64 of readable text rather than of random bytes or a random
-    /// password: the decoded bytes are printable ASCII and are prose or JSON (a space, a leading
-    /// `{` `[` `<`), words (`username:password`, `decoded-secret-value`), low in entropy, or hold
-    /// one of `stopwords` (lower-case).
-    static func isBase64OfText(_ secret: UnsafeRawBufferPointer, stopwords: [[UInt8]]) -> Bool {
-        guard secret.count >= 12, let decoded = decodeBase64(secret), decoded.count >= 8 else { return false }
-        guard decoded.allSatisfy({ ($0 >= 0x20 && $0 < 0x7F) || $0 == 9 || $0 == 10 || $0 == 13 }) else { return false }
+    /// Whether `secret` is readable text in an encoding — base64 (or base64url), percent-encoding,
+    /// or these nested, as gitleaks' and AWS's fixtures nest them — rather than random bytes or a
+    /// random password: see ``isReadable(_:stopwords:)``.
+    static func isEncodedText(_ secret: UnsafeRawBufferPointer, stopwords: [[UInt8]]) -> Bool {
+        var value = Array(secret)
+        for _ in 0..<4 {
+            if value.count >= 12, let decoded = decodeBase64(value), decoded.count >= 8, isReadable(decoded, stopwords: stopwords) { return true }
+            guard let next = percentDecode(value) else { return false }
+            if isReadable(next, stopwords: stopwords) { return true }
+            value = next
+        }
+        return false
+    }
+
+    /// Printable ASCII that is prose or JSON (a space, a leading `{` `[` `<`), words
+    /// (`username:password`, `decoded-secret-value`), low in entropy, or holds a stop-word.
+    static func isReadable(_ decoded: [UInt8], stopwords: [[UInt8]]) -> Bool {
+        guard !decoded.isEmpty, decoded.allSatisfy({ ($0 >= 0x20 && $0 < 0x7F) || $0 == 9 || $0 == 10 || $0 == 13 }) else { return false }
         if decoded.contains(0x20) || [UInt8(ascii: "{"), UInt8(ascii: "["), UInt8(ascii: "<")].contains(decoded[0]) { return true }
         if entropy(decoded) < 3.0 || isWords(decoded) { return true }
         let lowered = decoded.map { ($0 >= 65 && $0 <= 90) ? $0 + 32 : $0 }
         return stopwords.contains { SecretEngine.contains(lowered, $0) }
+    }
+
+    /// `text` with its `%XX` escapes decoded, or nil when it has none.
+    static func percentDecode(_ text: [UInt8]) -> [UInt8]? {
+        var out: [UInt8] = []
+        var escaped = false
+        var i = 0
+        while i < text.count {
+            if text[i] == UInt8(ascii: "%"), i + 2 < text.count,
+               let high = UInt8(String(UnicodeScalar(text[i + 1])), radix: 16), let low = UInt8(String(UnicodeScalar(text[i + 2])), radix: 16) {
+                out.append(UInt8(high << 4 | low))
+                escaped = true
+                i += 3
+            } else {
+                out.append(text[i])
+                i += 1
+            }
+        }
+        return escaped ? out : nil
     }
 
     /// Letters in runs of two or more, joined by `-_.:/@=` (and optional trailing digits):

@@ -179,7 +179,7 @@ final class SecretEngine: Sendable {
         let lowered = secret.map { ($0 >= 65 && $0 <= 90) ? $0 + 32 : $0 }
         for word in rule.stopwords where Self.contains(lowered, word) { return false }
         for word in stopwords where Self.contains(lowered, word) { return false }
-        if rule.rule.allow.base64Text, SecretChecks.isBase64OfText(secret, stopwords: rule.stopwords + stopwords) { return false }
+        if rule.rule.allow.encodedText, SecretChecks.isEncodedText(secret, stopwords: rule.stopwords + stopwords) { return false }
         for r in rule.allowRegexes + allowRegexes {
             var hit = false
             r.forEachMatch(in: secret) { _ in hit = true; return false }

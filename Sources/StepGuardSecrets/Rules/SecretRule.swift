@@ -25,26 +25,26 @@ public struct SecretAllowList: Sendable, Codable, Equatable {
     public var paths: [String]
     /// Case-insensitive substrings; a secret containing one is a placeholder.
     public var stopwords: [String]
-    /// Drop a candidate that is the base64 of readable text (`base64_text: true`): prose, JSON,
-    /// words such as `username:password`, or text holding a stop-word. The base64 of random bytes,
-    /// or of a random password, stays a finding.
-    public var base64Text: Bool
+    /// Drop a candidate that is readable text in base64 or percent-encoding (`encoded_text: true`):
+    /// prose, JSON, words such as `username:password`, or text holding a stop-word. The base64 of
+    /// random bytes, or of a random password, stays a finding.
+    public var encodedText: Bool
 
-    public init(regexes: [String] = [], paths: [String] = [], stopwords: [String] = [], base64Text: Bool = false) {
+    public init(regexes: [String] = [], paths: [String] = [], stopwords: [String] = [], encodedText: Bool = false) {
         self.regexes = regexes
         self.paths = paths
         self.stopwords = stopwords
-        self.base64Text = base64Text
+        self.encodedText = encodedText
     }
 
-    enum CodingKeys: String, CodingKey { case regexes, paths, stopwords, base64Text = "base64_text" }
+    enum CodingKeys: String, CodingKey { case regexes, paths, stopwords, encodedText = "encoded_text" }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         regexes = try c.decodeIfPresent([String].self, forKey: .regexes) ?? []
         paths = try c.decodeIfPresent([String].self, forKey: .paths) ?? []
         stopwords = try c.decodeIfPresent([String].self, forKey: .stopwords) ?? []
-        base64Text = try c.decodeIfPresent(Bool.self, forKey: .base64Text) ?? false
+        encodedText = try c.decodeIfPresent(Bool.self, forKey: .encodedText) ?? false
     }
 }
 
