@@ -97,18 +97,24 @@ extension SecretChecks {
         return Data(base64Encoded: Data(symbols)).map { Array($0) }
     }
 
-    /// Whether `secret` is readable text in an encoding — base64 (or base64url), percent-encoding,
-    /// or these nested, as gitleaks' and AWS's fixtures nest them — rather than random bytes or a
-    /// random password: see ``isReadable(_:stopwords:)``.
-    static func isEncodedText(_ secret: UnsafeRawBufferPointer, stopwords: [[UInt8]]) -> Bool {
-        var value = Array(secret)
-        for _ in 0..<4 {
-            if value.count >= 12, let decoded = decodeBase64(value), decoded.count >= 8, isReadable(decoded, stopwords: stopwords) { return true }
-            guard let next = percentDecode(value) else { return false }
-            if isReadable(next, stopwords: stopwords) { return true }
-            value = next
+    /// The readable text `secret` encodes — in base64 (or base64url), percent-encoding, or these
+    /// nested, as gitleaks' and AWS's fixtures nest them — or nil when it is random bytes or a
+    /// random password rather than text (see ``isReadable(_:stopwords:)``).
+    static func encodedText(_ secret: UnsafeRawBufferPointer, stopwords: [[UInt8]]) -> [UInt8]? {
+        var level = [Array(secret)]
+        for _ in 0..<4 {  // each level decodes every form of the one before, both ways (at most 2⁴ forms)
+            var next: [[UInt8]] = []
+            for value in level {
+                let base64 = value.count >= 12 ? decodeBase64(value).flatMap { $0.count >= 8 ? $0 : nil } : nil
+                for decoded in [base64, percentDecode(value)].compactMap({ $0 }) {
+                    if isReadable(decoded, stopwords: stopwords) { return decoded }
+                    next.append(decoded)
+                }
+            }
+            if next.isEmpty { return nil }
+            level = next
         }
-        return false
+        return nil
     }
 
     /// Printable ASCII that is prose or JSON (a space, a leading `{` `[` `<`), words

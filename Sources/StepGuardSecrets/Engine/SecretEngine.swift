@@ -179,7 +179,11 @@ final class SecretEngine: Sendable {
         let lowered = secret.map { ($0 >= 65 && $0 <= 90) ? $0 + 32 : $0 }
         for word in rule.stopwords where Self.contains(lowered, word) { return false }
         for word in stopwords where Self.contains(lowered, word) { return false }
-        if rule.rule.allow.encodedText, SecretChecks.isEncodedText(secret, stopwords: rule.stopwords + stopwords) { return false }
+        if rule.rule.allow.encodedText, let text = SecretChecks.encodedText(secret, stopwords: rule.stopwords + stopwords) {
+            // Readable text is a placeholder unless a rule finds a secret in it (JSON with a password).
+            let holdsSecret = text.withUnsafeBytes { !search($0, path: nil, options: options).matches.isEmpty }
+            if !holdsSecret { return false }
+        }
         for r in rule.allowRegexes + allowRegexes {
             var hit = false
             r.forEachMatch(in: secret) { _ in hit = true; return false }
