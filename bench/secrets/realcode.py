@@ -16,9 +16,11 @@ value hash (a judged value is judged wherever it appears, for every tool) or els
 and line. Prints one table of per-rule counts for every tool (findings, distinct values, true,
 false, debatable, unjudged) and each tool's precision by distinct value, true / (true + false)
 over its judged values. --to-judge writes stepguard's unjudged distinct values as TSV rows to
-fill in. Writes WORK/realcode.json.
+fill in (with --sample-peers N, also N values of each peer drawn at random, so that the peers'
+precision rests on a random sample and not only on the values stepguard shares with them).
+Writes WORK/realcode.json.
 """
-import argparse, collections, csv, hashlib, json, os, shutil, subprocess, sys, time
+import argparse, collections, csv, hashlib, json, os, random, shutil, subprocess, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -96,6 +98,7 @@ def main():
     ap.add_argument("--timeout", type=int, default=900, help="seconds per tool and tree")
     ap.add_argument("--judged", default=os.path.join(HERE, "judged-realcode.tsv"))
     ap.add_argument("--to-judge", help="write stepguard's unjudged distinct values here (TSV)")
+    ap.add_argument("--sample-peers", type=int, default=0, help="with --to-judge: also N unjudged values of each peer, drawn at random")
     a = ap.parse_args()
     built = [p for p in (os.path.join(ROOT, ".build/release/stepguard"), os.path.join(ROOT, ".build/debug/stepguard")) if os.path.exists(p)]
     stepguard = a.stepguard or max(built, key=os.path.getmtime, default=None)  # the newer build
@@ -156,18 +159,41 @@ def main():
         print(f"| {tool} | {entry['findings']} | {len(entry['values'])} | {c['true']} | {c['false']} | {c['debatable']} | {c['unjudged']} | {precision} | {seconds[tool]:.1f} |")
         results["tools"][tool] = {"findings": entry["findings"], "values": len(entry["values"]), "precision": precision,
                                   "seconds": round(seconds[tool], 2), **c}
+    # Recall beside the peers: judged-true values a peer found that stepguard did not (each value
+    # once, under the first peer rule that found it).
+    ours = set(totals["stepguard"]["values"]) if "stepguard" in ts else set()
+    missed = {}
+    for f in findings:
+        if f[0] != "stepguard" and verdict(f) == "true" and f[5] not in ours:
+            missed.setdefault(f[5], f[4].split(".")[-1])
+    by_rule = collections.Counter(missed.values())
+    if "stepguard" in ts:
+        print()
+        print(f"True values a peer found and stepguard did not: {len(missed)} ("
+              + ", ".join(f"{rule} {n}" for rule, n in sorted(by_rule.items())) + ")")
+    results["missed_true_values"] = dict(by_rule)
     json.dump(results, open(os.path.join(a.work, "realcode.json"), "w"), indent=1)
 
     if a.to_judge:
-        seen = set()
+        # stepguard's unjudged values, then a seeded random sample of each peer's.
+        unjudged = collections.defaultdict(dict)
+        for f in findings:
+            if verdict(f) == "unjudged":
+                unjudged[f[0]].setdefault(f[5], f)
+        rows = list(unjudged["stepguard"].values())
+        seen = set(unjudged["stepguard"])
+        for tool in ts:
+            if tool == "stepguard" or not a.sample_peers:
+                continue
+            pool = sorted((f for h, f in unjudged[tool].items() if h not in seen), key=lambda f: f[5])
+            for f in random.Random(22).sample(pool, min(a.sample_peers, len(pool))):
+                seen.add(f[5])
+                rows.append(f)
         with open(a.to_judge, "w", newline="") as out:
             w = csv.writer(out, delimiter="\t", lineterminator="\n")
-            w.writerow(FIELDS)
-            for f in findings:
-                if f[0] != "stepguard" or f[5] in seen or verdict(f) != "unjudged":
-                    continue
-                seen.add(f[5])
-                w.writerow([f[1], f[2], f[3], f[4], "", "", redact(f[6])])
+            w.writerow(FIELDS + ["tool"])
+            for f in rows:
+                w.writerow([f[1], f[2], f[3], f[4], "", "", redact(f[6]), f[0]])
 
 
 if __name__ == "__main__":

@@ -307,6 +307,22 @@ rules:
     examples:
       match: ['FLY_API_TOKEN=fo{cut}1_{alnum:43}']
       no_match: ['fo1_{alnum:5}']
+  - id: cloudflare-origin-ca-key
+    description: Cloudflare Origin CA key
+    regex: '\b(v1\.0-[a-f0-9]{24}-[a-f0-9]{146})(?![A-Za-z0-9])'
+    keywords: ['v1.0-']
+    severity: high
+    examples:
+      match: ['CLOUDFLARE_ORIGIN_CA: v1{cut}.0-{hex:24}-{hex:146}']
+      no_match: ['v1.0-{hex:24}-{hex:20}']
+  - id: fly-io-macaroon
+    description: Fly.io macaroon token (FlyV1 fm1/fm2)
+    regex: '\b((?:FlyV1 )?fm(?:1[ar]|2)_[A-Za-z0-9+/]{100,}={0,3})'
+    keywords: [fm1a_, fm1r_, fm2_]
+    severity: high
+    examples:
+      match: ['FLY_API_TOKEN="Fly{cut}V1 fm2_{b64:200}"', 'fm{cut}1r_{b64:120}==']
+      no_match: ['fm2_{b64:20}']
 """##),
         ("generic.yaml", ##"""
 rules:
@@ -461,6 +477,17 @@ rules:
     examples:
       match: ['Authorization: Basic {b64:32}']
       no_match: ['Authorization: Basic $CREDS']
+  - id: generic-curl-user-password
+    description: A password in a curl command line (-u / --user user:password)
+    regex: '\bcurl\b(?:\\\r?\n|[^\n]){0,300}?\s(?:-u|--user)(?:[ \t]+|=)?["'']?[^\s"'':@$]{1,64}:["'']?([^\s"''$]{8,128})'
+    keywords: [curl]
+    entropy: 3.0
+    allow:
+      stopwords: [password, passwd, "test", "{"]
+    severity: medium
+    examples:
+      match: ['curl -u deploy:{alnum:20} https://api.{lower:8}.net/v1/items', 'curl -s -v --user "j.smith:{alnum:14}" "https://api.{lower:6}.org/user/me"', 'curl --user kevin:''{alnum:16}'' -iX PATCH https://x.{lower:5}.io', "curl -k -X POST https://cache.{lower:6}.net/rest \\{nl}  -d 'world' \\{nl}  -u developer:{alnum:16}"]
+      no_match: ['curl -u $USER:$PASS https://api.{lower:8}.net', 'curl -u admin:password https://api.{lower:8}.net', 'curl -u "elastic:" https://localhost:9200', 'curl -u ci:${CI_TOKEN} https://api.{lower:8}.net', 'curl -u user:{lower:4} https://x', 'curl -u "$(cat creds)" https://x']
   - id: htpasswd-hash
     description: htpasswd / crypt password hash with a user name
     regex: '(?m)^[A-Za-z0-9_.-]{1,32}:(\$(?:apr1|2[aby]|5|6)\$[./A-Za-z0-9$]{20,})$'
@@ -723,10 +750,10 @@ rules:
       no_match: ['xapp-1-{uppernum:4}']
   - id: slack-config-token
     description: Slack configuration access or refresh token
-    regex: '\b(xoxe(?:\.xox[bp])?-\d-[A-Z0-9]{146,166})\b'
+    regex: '\b(xoxe(?:\.xox[bp])?-\d-[A-Za-z0-9]{146,170})\b'
     keywords: [xoxe]
     examples:
-      match: ['xo{cut}xe.xoxp-1-{uppernum:150}']
+      match: ['xo{cut}xe.xoxp-1-{uppernum:150}', '"access_token": "xo{cut}xe.xoxb-1-{alnum:163}"']
       no_match: ['xoxe.xoxp-1-{uppernum:10}']
   - id: slack-webhook-url
     description: Slack incoming webhook URL
@@ -948,6 +975,23 @@ rules:
     examples:
       match: ['FB_TOKEN=EA{cut}AB{alnum:100}']
       no_match: ['EAAB{alnum:20}']
+  - id: onepassword-service-account-token
+    description: 1Password service account token
+    regex: '\b(ops_eyJ[A-Za-z0-9+/]{250,}={0,3})'
+    keywords: [ops_eyj]
+    severity: critical
+    examples:
+      match: ['OP_SERVICE_ACCOUNT_TOKEN=op{cut}s_eyJ{b64:300}']
+      no_match: ['ops_eyJ{b64:40}']
+  - id: onepassword-secret-key
+    description: 1Password account secret key
+    regex: '\b(A3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5})\b'
+    keywords: [a3-]
+    entropy: 3.0
+    severity: critical
+    examples:
+      match: ['secret key: A{cut}3-{uppernum:6}-{uppernum:11}-{uppernum:5}-{uppernum:5}-{uppernum:5}']
+      no_match: ['A3-{uppernum:6}-{uppernum:4}', 'A3-AAAAAA-AAAAAAAAAAA-AAAAA-AAAAA-AAAAA']
 """##),
         ("vcs-ci.yaml", ##"""
 rules:
@@ -1198,6 +1242,8 @@ rules:
                            SecretRule(id: "databricks-token", description: "Databricks personal access token", regex: "\\b(dapi[a-f0-9]{32}(?:-\\d)?)\\b", keywords: ["dapi"], examples: SecretRuleExamples(match: ["DATABRICKS_TOKEN=da{cut}pi{hex:32}"], noMatch: ["dapi{hex:8}"])),
                            SecretRule(id: "ibm-cloud-api-key", description: "IBM Cloud API key", regex: "(?i)ibm.{0,20}?(?:api)?.?key['\"]?\\s*(?::|=|:=|=>)\\s*['\"]?([A-Za-z0-9_-]{44})(?![A-Za-z0-9_-])", keywords: ["ibm"], entropy: 3.5, examples: SecretRuleExamples(match: ["IBMCLOUD_API_KEY={alnum:44}"], noMatch: ["IBMCLOUD_API_KEY={alnum:12}"])),
                            SecretRule(id: "fly-io-token", description: "Fly.io access token", regex: "\\b(fo1_[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])", keywords: ["fo1_"], examples: SecretRuleExamples(match: ["FLY_API_TOKEN=fo{cut}1_{alnum:43}"], noMatch: ["fo1_{alnum:5}"])),
+                           SecretRule(id: "cloudflare-origin-ca-key", description: "Cloudflare Origin CA key", regex: "\\b(v1\\.0-[a-f0-9]{24}-[a-f0-9]{146})(?![A-Za-z0-9])", keywords: ["v1.0-"], severity: .high, examples: SecretRuleExamples(match: ["CLOUDFLARE_ORIGIN_CA: v1{cut}.0-{hex:24}-{hex:146}"], noMatch: ["v1.0-{hex:24}-{hex:20}"])),
+                           SecretRule(id: "fly-io-macaroon", description: "Fly.io macaroon token (FlyV1 fm1/fm2)", regex: "\\b((?:FlyV1 )?fm(?:1[ar]|2)_[A-Za-z0-9+/]{100,}={0,3})", keywords: ["fm1a_", "fm1r_", "fm2_"], severity: .high, examples: SecretRuleExamples(match: ["FLY_API_TOKEN=\"Fly{cut}V1 fm2_{b64:200}\"", "fm{cut}1r_{b64:120}=="], noMatch: ["fm2_{b64:20}"])),
                        ]),
         SecretRuleFile(name: "generic.yaml",
                        allow: nil,
@@ -1211,6 +1257,7 @@ rules:
                            SecretRule(id: "generic-xml-secret", description: "A high-entropy value in an XML element named like a password, secret, token or key", regex: "(?i)<(?![a-z0-9_.:-]*(?:next|continuation|pagination|page|verification|device)[_.-]?token)[a-z0-9_.:-]*(?:password|passwd|secret|token|api[_.-]?key|apikey|access[_.-]?key)[a-z0-9_.:-]*>([^<\\s]{12,120})</", keywords: ["password", "passwd", "secret", "token", "apikey", "api_key", "access_key"], entropy: 3.7, allow: SecretAllowList(regexes: ["^[a-z]+(?:[_.-][a-z]+)*$", "^[a-z0-9_.-]+(?:/[a-z0-9_.-]+)+/?$", "^https?://"], paths: [], stopwords: ["test", "fake", "mock"], encodedText: true), severity: .medium, examples: SecretRuleExamples(match: ["<db_password>{alnum:24}</db_password>", "<passwordData>{b64:108}</passwordData>"], noMatch: ["<db_password>${DB_PASSWORD}</db_password>", "<token_url>https://auth.local/token</token_url>", "<nextToken>{b64:43}=</nextToken>", "<NextPageToken>{b64:64}</NextPageToken>", "<passwordData>{base64:Linux version 2.6.16-xenU (builder@patchbat.amazonsa) (gcc}</passwordData>", "<VerificationToken>{b64:43}=</VerificationToken>"])),
                            SecretRule(id: "generic-bearer-token", description: "A high-entropy bearer token in an Authorization header", regex: "(?i)authorization[\"']?\\s*[:=]\\s*[\"']?bearer\\s+([A-Za-z0-9_~+/.-]{20,}=*)", keywords: ["bearer"], entropy: 3.7, allow: SecretAllowList(regexes: [], paths: [], stopwords: [], encodedText: true), severity: .medium, examples: SecretRuleExamples(match: ["curl -H \"Authorization: Bearer {alnum:40}\" https://api.internal", "\"Authorization\": \"Bearer {b64:44}=\""], noMatch: ["curl -H \"Authorization: Bearer $TOKEN\" https://api.internal", "\"Authorization\": \"Bearer {base64:you are not supposed to decode this!}\""])),
                            SecretRule(id: "generic-basic-auth-header", description: "HTTP Basic credentials in an Authorization header", regex: "(?i)authorization[\"']?\\s*[:=]\\s*[\"']?basic\\s+([A-Za-z0-9+/]{16,}={0,2})", keywords: ["basic"], entropy: 3.3, severity: .medium, examples: SecretRuleExamples(match: ["Authorization: Basic {b64:32}"], noMatch: ["Authorization: Basic $CREDS"])),
+                           SecretRule(id: "generic-curl-user-password", description: "A password in a curl command line (-u / --user user:password)", regex: "\\bcurl\\b(?:\\\\\\r?\\n|[^\\n]){0,300}?\\s(?:-u|--user)(?:[ \\t]+|=)?[\"']?[^\\s\"':@$]{1,64}:[\"']?([^\\s\"'$]{8,128})", keywords: ["curl"], entropy: 3.0, allow: SecretAllowList(regexes: [], paths: [], stopwords: ["password", "passwd", "test", "{"]), severity: .medium, examples: SecretRuleExamples(match: ["curl -u deploy:{alnum:20} https://api.{lower:8}.net/v1/items", "curl -s -v --user \"j.smith:{alnum:14}\" \"https://api.{lower:6}.org/user/me\"", "curl --user kevin:'{alnum:16}' -iX PATCH https://x.{lower:5}.io", "curl -k -X POST https://cache.{lower:6}.net/rest \\{nl}  -d 'world' \\{nl}  -u developer:{alnum:16}"], noMatch: ["curl -u $USER:$PASS https://api.{lower:8}.net", "curl -u admin:password https://api.{lower:8}.net", "curl -u \"elastic:\" https://localhost:9200", "curl -u ci:${CI_TOKEN} https://api.{lower:8}.net", "curl -u user:{lower:4} https://x", "curl -u \"$(cat creds)\" https://x"])),
                            SecretRule(id: "htpasswd-hash", description: "htpasswd / crypt password hash with a user name", regex: "(?m)^[A-Za-z0-9_.-]{1,32}:(\\$(?:apr1|2[aby]|5|6)\\$[./A-Za-z0-9$]{20,})$", keywords: ["$apr1$", "$2y$", "$6$"], severity: .low, examples: SecretRuleExamples(match: ["deploy:$ap{cut}r1${alnum:8}${alnum:22}"], noMatch: ["deploy:$apr1$short"])),
                            SecretRule(id: "kubernetes-secret-data", description: "Base64 data value of a Kubernetes Secret manifest (password, token or key field)", regex: "(?s)kind:\\s*Secret\\b.{0,600}?\\n\\s+[A-Za-z0-9_.-]*(?:password|token|secret|key)[A-Za-z0-9_.-]*:\\s*[\"']?([A-Za-z0-9+/]{16,}={0,2})[\"']?(?=\\s|$)", keywords: ["kind: secret"], entropy: 3.5, severity: .high, examples: SecretRuleExamples(match: ["apiVersion: v1{nl}kind: Secret{nl}data:{nl}  db-password: {b64:32}"], noMatch: ["apiVersion: v1{nl}kind: ConfigMap{nl}data:{nl}  db-password: {b64:32}"])),
                        ]),
@@ -1250,7 +1297,7 @@ rules:
                            SecretRule(id: "slack-bot-token", description: "Slack bot token", regex: "\\b(xoxb-[0-9]{10,13}-[0-9]{10,13}-[A-Za-z0-9]{24})\\b", keywords: ["xoxb-"], severity: .high, examples: SecretRuleExamples(match: ["SLACK_BOT_TOKEN=xo{cut}xb-{digits:12}-{digits:13}-{alnum:24}"], noMatch: ["xoxb-{digits:4}"])),
                            SecretRule(id: "slack-user-token", description: "Slack user or workspace token", regex: "\\b(xox[pears]-[0-9]{10,13}-[0-9]{10,13}-[0-9]{10,13}-[a-f0-9]{32})\\b", keywords: ["xoxp-", "xoxe-", "xoxa-", "xoxr-", "xoxs-"], examples: SecretRuleExamples(match: ["token: xo{cut}xp-{digits:12}-{digits:12}-{digits:13}-{hex:32}"], noMatch: ["xoxp-{digits:4}-{hex:8}"])),
                            SecretRule(id: "slack-app-token", description: "Slack app-level token", regex: "\\b(xapp-\\d-[A-Z0-9]{9,11}-\\d{10,13}-[a-f0-9]{64})\\b", keywords: ["xapp-"], examples: SecretRuleExamples(match: ["SLACK_APP_TOKEN=xa{cut}pp-1-A{uppernum:10}-{digits:13}-{hex:64}"], noMatch: ["xapp-1-{uppernum:4}"])),
-                           SecretRule(id: "slack-config-token", description: "Slack configuration access or refresh token", regex: "\\b(xoxe(?:\\.xox[bp])?-\\d-[A-Z0-9]{146,166})\\b", keywords: ["xoxe"], examples: SecretRuleExamples(match: ["xo{cut}xe.xoxp-1-{uppernum:150}"], noMatch: ["xoxe.xoxp-1-{uppernum:10}"])),
+                           SecretRule(id: "slack-config-token", description: "Slack configuration access or refresh token", regex: "\\b(xoxe(?:\\.xox[bp])?-\\d-[A-Za-z0-9]{146,170})\\b", keywords: ["xoxe"], examples: SecretRuleExamples(match: ["xo{cut}xe.xoxp-1-{uppernum:150}", "\"access_token\": \"xo{cut}xe.xoxb-1-{alnum:163}\""], noMatch: ["xoxe.xoxp-1-{uppernum:10}"])),
                            SecretRule(id: "slack-webhook-url", description: "Slack incoming webhook URL", regex: "(https://hooks\\.slack\\.com/(?:services|workflows|triggers)/T[A-Z0-9]{8,12}/[A-Z0-9]{8,12}/[A-Za-z0-9]{24,})", keywords: ["hooks.slack.com"], examples: SecretRuleExamples(match: ["url: https://hooks.sl{cut}ack.com/services/T{uppernum:9}/B{uppernum:9}/{alnum:24}"], noMatch: ["https://hooks.slack.com/services/T000/B000/short"])),
                            SecretRule(id: "discord-webhook-url", description: "Discord webhook URL", regex: "https://(?:ptb\\.|canary\\.)?discord(?:app)?\\.com/api/webhooks/\\d{17,20}/([A-Za-z0-9_-]{60,68})(?![A-Za-z0-9_-])", keywords: ["discord"], examples: SecretRuleExamples(match: ["https://discord.com/api/web{cut}hooks/{digits:18}/{b64url:68}"], noMatch: ["https://discord.com/api/webhooks/{digits:18}/short"])),
                            SecretRule(id: "telegram-bot-token", description: "Telegram bot API token", regex: "\\b(\\d{8,10}:AA[A-Za-z0-9_-]{33})(?![A-Za-z0-9_-])", keywords: [":aa"], examples: SecretRuleExamples(match: ["TELEGRAM_TOKEN=123{digits:6}:A{cut}A{alnum:33}"], noMatch: ["time 12345678:AAbc"])),
@@ -1281,6 +1328,8 @@ rules:
                            SecretRule(id: "okta-api-token", description: "Okta API token", regex: "(?i)okta.{0,20}?(?:token|key)['\"]?\\s*(?::|=|:=|=>)\\s*['\"]?(00[A-Za-z0-9_-]{40})(?![A-Za-z0-9_-])", keywords: ["okta"], examples: SecretRuleExamples(match: ["OKTA_API_TOKEN=00{alnum:40}"], noMatch: ["OKTA_ORG_URL=https://dev.okta.com"])),
                            SecretRule(id: "age-secret-key", description: "age encryption secret key", regex: "\\b(AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58})\\b", keywords: ["age-secret-key-1"], severity: .critical, examples: SecretRuleExamples(match: ["AGE-SECRET{cut}-KEY-1{bech32:58}"], noMatch: ["AGE-SECRET-KEY-1{uppernum:20}"])),
                            SecretRule(id: "twitch-or-facebook-token", description: "Facebook / Meta access token", regex: "\\b(EAA[BCDG][A-Za-z0-9]{80,})\\b", keywords: ["eaab", "eaac", "eaad", "eaag"], entropy: 3.5, examples: SecretRuleExamples(match: ["FB_TOKEN=EA{cut}AB{alnum:100}"], noMatch: ["EAAB{alnum:20}"])),
+                           SecretRule(id: "onepassword-service-account-token", description: "1Password service account token", regex: "\\b(ops_eyJ[A-Za-z0-9+/]{250,}={0,3})", keywords: ["ops_eyj"], severity: .critical, examples: SecretRuleExamples(match: ["OP_SERVICE_ACCOUNT_TOKEN=op{cut}s_eyJ{b64:300}"], noMatch: ["ops_eyJ{b64:40}"])),
+                           SecretRule(id: "onepassword-secret-key", description: "1Password account secret key", regex: "\\b(A3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5})\\b", keywords: ["a3-"], entropy: 3.0, severity: .critical, examples: SecretRuleExamples(match: ["secret key: A{cut}3-{uppernum:6}-{uppernum:11}-{uppernum:5}-{uppernum:5}-{uppernum:5}"], noMatch: ["A3-{uppernum:6}-{uppernum:4}", "A3-AAAAAA-AAAAAAAAAAA-AAAAA-AAAAA-AAAAA"])),
                        ]),
         SecretRuleFile(name: "vcs-ci.yaml",
                        allow: nil,
