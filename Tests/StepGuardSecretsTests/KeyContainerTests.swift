@@ -128,6 +128,23 @@ import Testing
         #expect(history.found == expected, "missing \(expected.subtracting(history.found)), unexpected \(history.found.subtracting(expected))")
     }
 
+    /// A keystore that replaces an earlier version of the same file: libgit2 marks the change
+    /// binary and GitSource skips binary deltas, so `--staged` misses it (a known hole, documented
+    /// in the README; the fix belongs in GitSource: scan binary deltas with the container rules).
+    @Test func aKeystoreReplacingAnEarlierVersionIsFoundStaged() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        try dir.initRepo()
+        try dir.write("app.p12", bytes: Self.pfx(bag: 2, seed: 30))
+        try dir.git("add", ".")
+        try dir.git("commit", "-qm", "first keystore")
+        try dir.write("app.p12", bytes: Self.pfx(bag: 2, seed: 31))
+        try dir.git("add", ".")
+        let staged = try scan(dir, ["--staged"])
+        withKnownIssue("GitSource skips deltas libgit2 marks binary") {
+            #expect(staged.found == [Found(rule: "pkcs12-keystore", path: "app.p12")])
+        }
+    }
+
     /// Real tools: an openssl PKCS#12 with a key (its certificates encrypted, as openssl does by
     /// default), a certificate-only PKCS#12 in the clear, a DER key, and keytool's JKS, JCEKS and
     /// PKCS12 keystores with a key pair, and a JKS truststore.

@@ -161,10 +161,13 @@ def main():
                                   "seconds": round(seconds[tool], 2), **c}
     # Recall beside the peers: judged-true values a peer found that stepguard did not (each value
     # once, under the first peer rule that found it).
+    # A value counts as found when stepguard reported it, or reported a finding on its line (the
+    # tools cut values differently: user:password or the password alone).
     ours = set(totals["stepguard"]["values"]) if "stepguard" in ts else set()
+    our_lines = {(f[1], f[2], f[3]) for f in findings if f[0] == "stepguard"}
     missed = {}
     for f in findings:
-        if f[0] != "stepguard" and verdict(f) == "true" and f[5] not in ours:
+        if f[0] != "stepguard" and verdict(f) == "true" and f[5] not in ours and (f[1], f[2], f[3]) not in our_lines:
             missed.setdefault(f[5], f[4].split(".")[-1])
     by_rule = collections.Counter(missed.values())
     if "stepguard" in ts:
