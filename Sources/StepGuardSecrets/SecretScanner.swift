@@ -24,6 +24,9 @@ public struct SecretScanner: Sendable {
     public let detector: SecretDetector
     /// Options.
     public var options: ScanOptions
+    /// Rules that gave up on a file in this scanner's scans (a PCRE2 limit): when not empty, the
+    /// scan is incomplete and the caller must fail (`stepguard scan` exits 2).
+    public let incomplete = IncompleteScanLog()
 
     public init(detector: SecretDetector, options: ScanOptions = ScanOptions()) {
         self.detector = detector
@@ -31,13 +34,14 @@ public struct SecretScanner: Sendable {
     }
 
     var bufferScanner: BufferScanner {
-        BufferScanner(engine: detector.engine, options: MatchOptions(verifyChecksums: options.verifyChecksums))
+        BufferScanner(engine: detector.engine, options: MatchOptions(verifyChecksums: options.verifyChecksums), incomplete: incomplete)
     }
 
-    /// Whether the first 8000 bytes contain a NUL byte (git's heuristic for binary content).
+    /// Whether the content is binary and skipped: a NUL byte in the first 8000 bytes (git's
+    /// heuristic), unless it may be a binary key container (PKCS#12, Java keystore, DER key),
+    /// which the container rules check by structure.
     static func looksBinary(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard let base = bytes.baseAddress else { return false }
-        return memchr(base, 0, min(bytes.count, 8000)) != nil
+        SecretEngine.isBinary(bytes) && !KeyContainer.mayStart(bytes)
     }
 
     /// Scans files and directories.

@@ -16,6 +16,8 @@ public struct SecretsError: Error, CustomStringConvertible, Sendable, Equatable 
         case invalidConfig
         /// An internal engine failure (vectorscan, PCRE2).
         case engine
+        /// A rule could not search a whole file (a PCRE2 limit): the scan is incomplete.
+        case incompleteScan
     }
 
     /// The kind of failure.

@@ -42,7 +42,8 @@ def strings(values):
 def allow_list(allow):
     allow = allow or {}
     return (f"SecretAllowList(regexes: {strings(allow.get('regexes'))}, paths: {strings(allow.get('paths'))}, "
-            f"stopwords: {strings(allow.get('stopwords'))})")
+            f"stopwords: {strings(allow.get('stopwords'))}"
+            + (", encodedText: true" if allow.get("encoded_text") else "") + ")")
 
 
 def rule(r):
@@ -63,6 +64,8 @@ def rule(r):
         args.append("lifetime: " + {"long-lived": ".longLived", "short-lived": ".shortLived"}[r["lifetime"]])
     if "checksum" in r:
         args.append(f"checksum: {string(r['checksum'])}")
+    if "container" in r:
+        args.append(f"container: {string(r['container'])}")
     if "examples" in r:
         ex = r["examples"] or {}
         args.append(f"examples: SecretRuleExamples(match: {strings(ex.get('match'))}, noMatch: {strings(ex.get('no_match'))})")

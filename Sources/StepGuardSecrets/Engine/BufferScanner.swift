@@ -6,6 +6,8 @@ import Glibc
 struct BufferScanner: Sendable {
     let engine: SecretEngine
     let options: MatchOptions
+    /// Where rules that could not search a whole buffer are recorded (nil: not recorded).
+    var incomplete: IncompleteScanLog? = nil
 
     static let inlineAllowMarkers: [[UInt8]] = [Array("stepguard:allow".utf8), Array("gitleaks:allow".utf8)]
     /// How far (bytes) around a secret an allow marker is looked for on very long lines.
@@ -41,7 +43,11 @@ struct BufferScanner: Sendable {
     /// carries an allow marker). Work per finding is bounded, so minified or single-line files
     /// of many megabytes stay linear.
     func scan(_ bytes: UnsafeRawBufferPointer, path: String) -> [Located] {
-        let matches = engine.matches(in: bytes, path: path, options: options)
+        let result = engine.search(bytes, path: path, options: options)
+        for (rule, code) in result.incomplete {
+            incomplete?.record(rule: engine.rules[rule].rule.id, path: path, reason: PCRE2Regex.message(code))
+        }
+        let matches = result.matches
         guard !matches.isEmpty else { return [] }
         var out: [Located] = []
         var line = 1

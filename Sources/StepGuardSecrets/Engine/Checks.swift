@@ -1,4 +1,6 @@
+import Foundation
 import StepGuardCore
+
 /// Small, pure checks applied to a candidate secret.
 enum SecretChecks {
     /// Shannon entropy in bits per byte.
@@ -56,3 +58,89 @@ enum SecretChecks {
     static let knownChecksums: Set<String> = ["github-crc32"]
 }
 
+extension SecretChecks {
+    /// `bytes` in standard base64 with padding.
+    static func base64<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
+        Data(bytes).base64EncodedString()
+    }
+
+    /// Decodes base64 or base64url (padding optional); nil when `text` is not base64.
+    static func decodeBase64<C: Collection>(_ text: C) -> [UInt8]? where C.Element == UInt8 {
+        var symbols = text.filter { $0 != UInt8(ascii: "=") }.map { c -> UInt8 in
+            c == UInt8(ascii: "-") ? UInt8(ascii: "+") : c == UInt8(ascii: "_") ? UInt8(ascii: "/") : c
+        }
+        guard symbols.count % 4 != 1 else { return nil }
+        symbols += [UInt8](repeating: UInt8(ascii: "="), count: (4 - symbols.count % 4) % 4)
+        return Data(base64Encoded: Data(symbols)).map { Array($0) }
+    }
+
+    /// The readable text `secret` encodes — in base64 (or base64url), percent-encoding, or these
+    /// nested, as gitleaks' and AWS's fixtures nest them — or nil when it is random bytes or a
+    /// random password rather than text (see ``isReadable(_:stopwords:)``).
+    static func encodedText(_ secret: UnsafeRawBufferPointer, stopwords: [[UInt8]]) -> [UInt8]? {
+        var level = [Array(secret)]
+        for _ in 0..<4 {  // each level decodes every form of the one before, both ways (at most 2⁴ forms)
+            var next: [[UInt8]] = []
+            for value in level {
+                let base64 = value.count >= 12 ? decodeBase64(value).flatMap { $0.count >= 8 ? $0 : nil } : nil
+                for decoded in [base64, percentDecode(value)].compactMap({ $0 }) {
+                    if isReadable(decoded, stopwords: stopwords) { return decoded }
+                    next.append(decoded)
+                }
+            }
+            if next.isEmpty { return nil }
+            level = next
+        }
+        return nil
+    }
+
+    /// Printable ASCII that is prose or JSON (a space, a leading `{` `[` `<`), words
+    /// (`username:password`, `decoded-secret-value`), low in entropy, or holds a stop-word.
+    static func isReadable(_ decoded: [UInt8], stopwords: [[UInt8]]) -> Bool {
+        guard !decoded.isEmpty, decoded.allSatisfy({ ($0 >= 0x20 && $0 < 0x7F) || $0 == 9 || $0 == 10 || $0 == 13 }) else { return false }
+        if decoded.contains(0x20) || [UInt8(ascii: "{"), UInt8(ascii: "["), UInt8(ascii: "<")].contains(decoded[0]) { return true }
+        if entropy(decoded) < 3.0 || isWords(decoded) { return true }
+        let lowered = decoded.map { ($0 >= 65 && $0 <= 90) ? $0 + 32 : $0 }
+        return stopwords.contains { SecretEngine.contains(lowered, $0) }
+    }
+
+    /// `text` with its `%XX` escapes decoded, or nil when it has none.
+    static func percentDecode(_ text: [UInt8]) -> [UInt8]? {
+        var out: [UInt8] = []
+        var escaped = false
+        var i = 0
+        while i < text.count {
+            if text[i] == UInt8(ascii: "%"), i + 2 < text.count,
+               let high = UInt8(String(UnicodeScalar(text[i + 1])), radix: 16), let low = UInt8(String(UnicodeScalar(text[i + 2])), radix: 16) {
+                out.append(UInt8(high << 4 | low))
+                escaped = true
+                i += 3
+            } else {
+                out.append(text[i])
+                i += 1
+            }
+        }
+        return escaped ? out : nil
+    }
+
+    /// Letters in runs of two or more, joined by `-_.:/@=` (and optional trailing digits):
+    /// `username:password`, `longer-encoded-secret-test`, `decoded-secret-value00`.
+    static func isWords(_ text: [UInt8]) -> Bool {
+        var i = 0
+        var words = 0
+        func isLetter(_ c: UInt8) -> Bool { (c >= 65 && c <= 90) || (c >= 97 && c <= 122) }
+        while i < text.count {
+            let start = i
+            while i < text.count && isLetter(text[i]) { i += 1 }
+            guard i - start >= 2 else { break }
+            words += 1
+            if i == text.count { return true }
+            let separators = Array("-_.:/@=".utf8)
+            guard separators.contains(text[i]) else { break }
+            while i < text.count && separators.contains(text[i]) { i += 1 }
+        }
+        // trailing digits after the last word: value00
+        guard words >= 1, i < text.count, text[i...].count <= 4, text[i...].allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return false }
+        return true
+    }
+}

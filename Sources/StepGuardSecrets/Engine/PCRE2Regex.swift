@@ -23,10 +23,7 @@ final class PCRE2Regex: @unchecked Sendable {
             pcre2_compile_8(UnsafeRawPointer(ptr).assumingMemoryBound(to: UInt8.self), pattern.utf8.count, 0, &errorCode, &errorOffset, nil)
         }
         guard let compiled else {
-            var buffer = [UInt8](repeating: 0, count: 256)
-            _ = pcre2_get_error_message_8(errorCode, &buffer, buffer.count)
-            let text = String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
-            throw SecretsError(.invalidRegex, "\(context): regex does not compile at offset \(errorOffset): \(text); fix the rule's `regex`")
+            throw SecretsError(.invalidRegex, "\(context): regex does not compile at offset \(errorOffset): \(Self.message(errorCode)); fix the rule's `regex`")
         }
         code = compiled
         var count: UInt32 = 0
@@ -52,21 +49,33 @@ final class PCRE2Regex: @unchecked Sendable {
         var groups: [Range<Int>?]
     }
 
+    /// How a pass over a buffer ended.
+    enum Outcome: Equatable {
+        /// Every match was reported (or `body` asked to stop).
+        case complete
+        /// PCRE2 gave up (match, depth or heap limit, JIT stack, memory) with this error code:
+        /// the rest of the buffer was not searched.
+        case limitHit(Int32)
+    }
+
     /// Every non-overlapping match in `bytes`, calling `body` for each; `body` returns false to stop.
-    func forEachMatch(in bytes: UnsafeRawBufferPointer, _ body: (Match) -> Bool) {
-        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+    /// Returns `.limitHit` when PCRE2 stopped before the end of the buffer.
+    @discardableResult
+    func forEachMatch(in bytes: UnsafeRawBufferPointer, _ body: (Match) -> Bool) -> Outcome {
+        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return .complete }
         jitCompiled.withLock { compiled in
             guard !compiled else { return }
             _ = pcre2_jit_compile_8(code, PCRE2_JIT_COMPLETE)  // falls back to the interpreter if JIT is unavailable
             compiled = true
         }
-        guard let matchData = pcre2_match_data_create_from_pattern_8(code, nil) else { return }
+        guard let matchData = pcre2_match_data_create_from_pattern_8(code, nil) else { return .limitHit(PCRE2_ERROR_NOMEMORY) }
         defer { pcre2_match_data_free_8(matchData) }
         let length = bytes.count
         var start = 0
         while start <= length {
             let rc = pcre2_match_8(code, base, length, start, 0, matchData, matchContext)
-            if rc < 0 { return }  // no match, or a limit was hit: stop quietly on this buffer
+            if rc == PCRE2_ERROR_NOMATCH { return .complete }
+            if rc < 0 { return .limitHit(rc) }
             let ovector = pcre2_get_ovector_pointer_8(matchData)!
             let pairs = Int(pcre2_get_ovector_count_8(matchData))
             let s = ovector[0], e = ovector[1]
@@ -80,9 +89,17 @@ final class PCRE2Regex: @unchecked Sendable {
                     }
                 }
             }
-            guard e >= s else { return }
-            if !body(Match(whole: s..<e, groups: groups)) { return }
+            guard e >= s else { return .complete }
+            if !body(Match(whole: s..<e, groups: groups)) { return .complete }
             start = e > s ? e : e + 1
         }
+        return .complete
+    }
+
+    /// PCRE2's message for an error code.
+    static func message(_ code: Int32) -> String {
+        var buffer = [UInt8](repeating: 0, count: 256)
+        _ = pcre2_get_error_message_8(code, &buffer, buffer.count)
+        return String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
     }
 }

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A candidate secret found in a buffer, before line numbers and suppression.
 struct RawMatch: Sendable {
     /// Index of the rule in ``SecretEngine/rules``.
@@ -6,6 +10,14 @@ struct RawMatch: Sendable {
     var range: Range<Int>
     /// The secret (invalid UTF-8 replaced).
     var secret: String
+}
+
+/// What one pass over a buffer found, and which rules could not finish it.
+struct EngineResult: Sendable {
+    var matches: [RawMatch] = []
+    /// Indices of the rules whose regex hit a PCRE2 limit on this buffer (the rest of the buffer
+    /// was not searched by them), with PCRE2's error code.
+    var incomplete: [(rule: Int, code: Int32)] = []
 }
 
 /// Options of one pass over a buffer.
@@ -23,6 +35,8 @@ struct CompiledRule: Sendable {
     let stopwords: [[UInt8]]
     let keywords: [[UInt8]]
     let isGeneric: Bool
+    /// The binary key container the rule finds by structure, if it is a container rule.
+    let container: KeyContainer?
 }
 
 /// How a ``SecretEngine`` finds the rules that may match a buffer before PCRE2 confirms them.
@@ -57,6 +71,13 @@ final class SecretEngine: Sendable {
             guard rule.secretGroup >= 0, rule.secretGroup <= regex.captureCount else {
                 throw SecretsError(.invalidRules, "\(where_): secret_group \(rule.secretGroup) but the regex has \(regex.captureCount) capture groups; put the secret in a group")
             }
+            var container: KeyContainer?
+            if let name = rule.container {
+                guard let kind = KeyContainer(rawValue: name) else {
+                    throw SecretsError(.invalidRules, "\(where_): unknown container `\(name)`; known: \(KeyContainer.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                container = kind
+            }
             if let name = rule.checksum, !SecretChecks.knownChecksums.contains(name) {
                 throw SecretsError(.invalidRules, "\(where_): unknown checksum `\(name)`; known: \(SecretChecks.knownChecksums.sorted().joined(separator: ", "))")
             }
@@ -67,7 +88,8 @@ final class SecretEngine: Sendable {
                 allowPaths: try rule.allow.paths.map { try PCRE2Regex($0, context: "\(where_) allow.paths") },
                 stopwords: rule.allow.stopwords.map { Array($0.lowercased().utf8) },
                 keywords: rule.keywords.map { Array($0.lowercased().utf8) },
-                isGeneric: rule.id.hasPrefix("generic") || rule.id == "connection-string-password" || rule.id == "url-basic-auth"
+                isGeneric: rule.id.hasPrefix("generic") || rule.id == "connection-string-password" || rule.id == "url-basic-auth",
+                container: container
             ))
         }
         rules = compiled
@@ -97,9 +119,23 @@ final class SecretEngine: Sendable {
         }
     }
 
+    /// Whether the first 8000 bytes contain a NUL byte (git's heuristic for binary content).
+    static func isBinary(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let base = bytes.baseAddress else { return false }
+        return memchr(base, 0, min(bytes.count, 8000)) != nil
+    }
+
     /// Candidate secrets in `bytes`, filtered by entropy, stop-words, allow lists and checksums.
     func matches(in bytes: UnsafeRawBufferPointer, path: String?, options: MatchOptions) -> [RawMatch] {
-        guard !bytes.isEmpty else { return [] }
+        search(bytes, path: path, options: options).matches
+    }
+
+    /// Candidate secrets in `bytes` and the rules that could not search all of it. In a binary
+    /// buffer only the container rules run.
+    func search(_ bytes: UnsafeRawBufferPointer, path: String?, options: MatchOptions) -> EngineResult {
+        var result = EngineResult()
+        guard !bytes.isEmpty else { return result }
+        let binary = Self.isBinary(bytes)
         var hits = [Bool](repeating: false, count: rules.count)
         if let database, !database.scan(bytes, hits: &hits) {
             hits = [Bool](repeating: true, count: rules.count)
@@ -114,8 +150,15 @@ final class SecretEngine: Sendable {
         var out: [RawMatch] = []
         for index in hits.indices where hits[index] {
             let compiled = rules[index]
+            if binary && compiled.container == nil { continue }
             if let path, Self.anyMatch(compiled.allowPaths, path) { continue }
-            compiled.regex.forEachMatch(in: bytes) { match in
+            let outcome = compiled.regex.forEachMatch(in: bytes) { match in
+                if let container = compiled.container {
+                    // The regex found a header; the container is what its structure spans.
+                    guard let range = container.extent(bytes, at: match.whole.lowerBound) else { return true }
+                    out.append(RawMatch(ruleIndex: index, range: range, secret: SecretChecks.base64(UnsafeRawBufferPointer(rebasing: bytes[range]))))
+                    return false
+                }
                 let group = compiled.rule.secretGroup
                 let range: Range<Int>? = group == 0 ? match.whole : match.groups[group - 1]
                 guard let range, !range.isEmpty else { return true }
@@ -125,8 +168,10 @@ final class SecretEngine: Sendable {
                 }
                 return true
             }
+            if case .limitHit(let code) = outcome { result.incomplete.append((index, code)) }
         }
-        return Self.dropOverlappingGeneric(out, rules: rules)
+        result.matches = Self.dropOverlappingGeneric(out, rules: rules)
+        return result
     }
 
     private func accept(_ secret: UnsafeRawBufferPointer, rule: CompiledRule, options: MatchOptions) -> Bool {
@@ -134,6 +179,11 @@ final class SecretEngine: Sendable {
         let lowered = secret.map { ($0 >= 65 && $0 <= 90) ? $0 + 32 : $0 }
         for word in rule.stopwords where Self.contains(lowered, word) { return false }
         for word in stopwords where Self.contains(lowered, word) { return false }
+        if rule.rule.allow.encodedText, let text = SecretChecks.encodedText(secret, stopwords: rule.stopwords + stopwords) {
+            // Readable text is a placeholder unless a rule finds a secret in it (JSON with a password).
+            let holdsSecret = text.withUnsafeBytes { !search($0, path: nil, options: options).matches.isEmpty }
+            if !holdsSecret { return false }
+        }
         for r in rule.allowRegexes + allowRegexes {
             var hit = false
             r.forEachMatch(in: secret) { _ in hit = true; return false }

@@ -26,18 +26,30 @@ allow:
     - sample
     - "0000000000"
     - "1234567890"
-    - abcdefgh
+    - abcdefg
+    - "123456"
+    - abc123
+    - mnopqrs
     - replace_me
     - replaceme
     - insert_
     - notreal
     - not_real
+    # Well-known values from specifications and documentation, not anyone's credential:
+    - mf_9.b5f-4.1jqm                             # RFC 6750 bearer token
+    - 2yotnfzfejr1zcsicmwpaa                      # RFC 6749 access token
+    - tgzv3jokf0xg5qx2tlkwia                      # RFC 6749 refresh token
+    - splxlobezqqybys6wxsbia                      # RFC 6749 authorization code
+    - czzcagrsa3f0mzpnwdfmqmf0m2jw                # RFC 6749 client credentials s6BhdRkqt3:gX1fBat3bV
+    - 45ghiukldjahdnhzdauz                        # RFC 7009 token
+    - sflkxwrjsmekkf2qt4fwpmejf36pok6yjv_adqssw5c # jwt.io's example signature
+    - 4twft5niznn84awoo1d7ko1t_yoc0z6xopovswacpzg # PyJWT's documented example signature
   regexes:
     - '^\$[A-Za-z_][A-Za-z0-9_]*$'          # $VAR
     - '^%\([A-Za-z_]+\)s$'                  # %(name)s
     - '^(.)\1+$'                            # aaaaaa, 000000
     - '^(?:[A-Za-z]+\.)+[A-Za-z_]+(?:\(\))?$'  # settings.api_key, os.environ
-    - '\{(?:cut|nl|gh:[a-z]+|[A-Za-z0-9]+:[0-9]+)\}'  # stepguard's example templates: {cut}, {alnum:20}
+    - '\{(?:cut|nl|gh:[a-z]+|base64:[^{}]*|[A-Za-z0-9]+:[0-9]+)\}'  # stepguard's example templates: {cut}, {alnum:20}, {base64:text}
   paths:
     - '(^|/)\.git/'
     - '(^|/)\.stepguard-ignore\.yaml$'
@@ -60,7 +72,7 @@ rules:
     severity: critical
     examples:
       match: ['ANTHROPIC_API_KEY=sk-an{cut}t-api03-{b64url:93}AA']
-      no_match: ['sk-ant-api03-{alnum:20}']
+      no_match: ['sk-ant-api03-{alnum:20}', 'sk-an{cut}t-api03-abc123xyz-456def789ghij-klmnopqrstuvwx-3456yza789bcde-1234fghijklmnopby56aaaogaopaaaabc123xyzAA']
   - id: huggingface-token
     description: Hugging Face access token
     regex: '\b(hf_[A-Za-z]{34})\b'
@@ -173,9 +185,10 @@ rules:
     description: Google API key (GCP, Firebase, Maps, Gemini)
     regex: '\b(AIza[0-9A-Za-z_-]{35})(?![0-9A-Za-z_-])'
     keywords: [aiza]
+    entropy: 3.5                      # AIzaaaaa…: a placeholder, not a key
     examples:
       match: ['const key = "AI{cut}za{b64url:35}";']
-      no_match: ['AI{cut}za{alnum:20}']
+      no_match: ['AI{cut}za{alnum:20}', 'apiKey: "AI{cut}zaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"']
   - id: gcp-oauth-client-secret
     description: Google OAuth client secret
     regex: '\b(GOCSPX-[A-Za-z0-9_-]{28})(?![A-Za-z0-9_-])'
@@ -294,6 +307,22 @@ rules:
     examples:
       match: ['FLY_API_TOKEN=fo{cut}1_{alnum:43}']
       no_match: ['fo1_{alnum:5}']
+  - id: cloudflare-origin-ca-key
+    description: Cloudflare Origin CA key
+    regex: '\b(v1\.0-[a-f0-9]{24}-[a-f0-9]{146})(?![A-Za-z0-9])'
+    keywords: ['v1.0-']
+    severity: high
+    examples:
+      match: ['CLOUDFLARE_ORIGIN_CA: v1{cut}.0-{hex:24}-{hex:146}']
+      no_match: ['v1.0-{hex:24}-{hex:20}']
+  - id: fly-io-macaroon
+    description: Fly.io macaroon token (FlyV1 fm1/fm2)
+    regex: '\b((?:FlyV1 )?fm(?:1[ar]|2)_[A-Za-z0-9+/]{100,}={0,3})'
+    keywords: [fm1a_, fm1r_, fm2_]
+    severity: high
+    examples:
+      match: ['FLY_API_TOKEN="Fly{cut}V1 fm2_{b64:200}"', 'fm{cut}1r_{b64:120}==']
+      no_match: ['fm2_{b64:20}']
 """##),
         ("generic.yaml", ##"""
 rules:
@@ -337,7 +366,10 @@ rules:
       no_match: ['https://user:password@example.com', 'https://${USER}:${PASS}@git.{lower:6}.com/repo.git', 'http://admin:admin@localhost:3000/', 'http://admin:admin@127.0.0.1:15672/', 'https://admin:admin@grafana.test/', 'http://admin:admin@example.com/', 'https://admin:admin12@ci.{lower:8}.net/', 'https://admin:{alnum:12}@ci.{lower:8}.net/']
   - id: generic-secret-assignment
     description: A high-entropy value assigned to a password, secret, token or key variable
-    regex: '(?i)(?:password|passwd|pwd|secret|(?<!next)(?<!next_)(?<!continuation)(?<!continuation_)(?<!pagination)(?<!page)(?<!page_)token|api[_.-]?key|apikey|access[_.-]?key|auth[_.-]?key|client[_.-]?secret|private[_.-]?key|credentials?)[a-z0-9_.-]{0,20}[''"]?\s*(?::|=|:=|=>|\?=)\s*[''"`]([^\s''"`]{12,120})[''"`]'
+    # Not secrets by their name: pagination and continuation tokens, verification tokens (a public
+    # DNS value), device and public tokens, cache keys, hashes and digests, files, paths, URLs,
+    # names and types, and identifiers (`access_key_id`, `tokenId`: the provider rules find real key ids).
+    regex: '(?i)(?<!cache)(?<!cache_)(?<!cached)(?<!cached_)(?:password|passwd|pwd|secret|(?<!next)(?<!next_)(?<!continuation)(?<!continuation_)(?<!pagination)(?<!page)(?<!page_)(?<!verification)(?<!verification_)(?<!device)(?<!device_)(?<!public)(?<!public_)token|api[_.-]?key|apikey|access[_.-]?key|auth[_.-]?key|client[_.-]?secret|private[_.-]?key|credentials?)(?![a-z0-9_.-]{0,20}?(?:cache|hash|digest|checksum|fingerprint))(?![a-z0-9_.-]{0,20}?(?:file|path|url|uri|name|type)s?[''"]?\s*(?::|=))(?!(?:[a-z0-9_.-]{0,17}?[_.-])?id[''"]?\s*(?::|=))[a-z0-9_.-]{0,20}[''"]?\s*(?::|=|:=|=>|\?=)\s*[''"`]([^\s''"`]{12,120})[''"`]'
     keywords: [password, passwd, pwd, secret, token, key, credential]
     entropy: 3.7
     allow:
@@ -352,19 +384,26 @@ rules:
         - '^\$[A-Za-z_][A-Za-z0-9_.-]*$'                       # variables and expressions: $request.header.x-api-key
         - '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'  # UUIDs
         - '^(?:sha(?:1|256|384|512)|md5)[-:]'                  # digests
-        - '^[A-Za-z_][A-Za-z0-9_.]*\(.*$'                      # function calls: makeKey(…), Certificate.PrivateKey(…)
+        - '^[+.]?[A-Za-z_][A-Za-z0-9_.]*\(.*$'                 # function calls: makeKey(…), Certificate.PrivateKey(…), `+newSecret(`
+        - '\[[^\]]*(?:[A-Za-z0-9]-[A-Za-z0-9]|\\[dwsDWS])[^\]]*\](?:[*+?]|\{[0-9])'  # regular expressions: ntn_[0-9]{11}
         - '^https?://'                                         # URLs (credentials in URLs: url-basic-auth)
         - '^(?:\.{0,2}/|~/|[A-Za-z]:\\)'                        # file paths
         - '^[a-z0-9_.-]+(?:/[a-z0-9_.-]+)+/?$'                  # relative paths and secret names: prod/db/credentials
         - '^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:'                 # URNs: urn:ietf:params:oauth:token-type:jwt
+        - '^_{0,2}(?:[A-Z]+[a-z]{2,})+(?:Id|ID|[A-Z]*)$'       # names ending in an id or with a leading _: ExclusiveStartShardId, _EllipticCurvePrivateKey
+        - '^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\[-?[0-9]+\](?:\.[A-Za-z_][A-Za-z0-9_]*(?:\[-?[0-9]+\])?)*$'  # JMESPath: Shards[-1].ShardId
+        - '^[a-z]+(?:[_.=-]+(?:[a-z]+|[0-9]{1,6}))+$'           # readable placeholders: valid_refresh_token_456, secret_key_with_equals=b
+        - '^\$(?:2[abxy]?|5|6|7|y|apr1|argon2(?:id|i|d)|pbkdf2(?:-sha(?:1|256|512))?|scrypt|sha1|gy)\$'  # password hashes: bcrypt, crypt, argon2 (not the password)
+        - '^\{(?:bcrypt|pbkdf2|scrypt|argon2|sha256|SHA|SSHA|SSHA256|SSHA512|MD5|SMD5|CRYPT)\}'        # Spring / LDAP hash prefixes ({noop} is plain text: kept)
+      encoded_text: true                                       # base64 or %-encoding of username:password, ["foo", "bar"], prose
     severity: medium
     examples:
-      match: ['db_password = "{alnum:20}"', 'API_KEY: ''{alnum:32}''', 'clientSecret: "{b64url:30}"']
-      no_match: ['password = "hunter2"', 'token = "${{ secrets.TOKEN }}"', 'api_key = "your_api_key_here"', 'secret_name = "database_password_prod"', 'token: "{hex:8}-{hex:4}-{hex:4}-{hex:4}-{hex:12}"', '"subject_token_type": "urn:ietf:params:oauth:token-type:jwt"', 'authKey = "\(keyPrefix)\(keyBody)"', 'ID_TOKEN_REQUEST_URL="http://127.0.0.1:$port/token?api-version=2.0"', 'ENV_VAR_AUTH_TOKEN_FILE = ''AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE''', 'ClientRequestToken=''{self.client_request_token}''', '"kms:EncryptionContext:SecretARN":"arn:aws:secretsmanager:*:*:secret:amazon-bedrock*"', '"PurchaseToken": "eyJ2IjoiMSIsInMiOjEsImMiOi..."', '"NextToken": "eyJOZXh0VG9rZW4iOiBudWxsLCAiYm90b190cnVuY2F0ZV9hbW91bnQiOiAyfQ=="', 'next_page_token = "CAEQARoVCgdwcm9qZWN0EgpwMDAwMDAwMDE"', 'continuationToken: "1w41l63U0xa8q7smH50vCxyTQqdxo69O3EmK28Bi5PcROI4wI"', '"input_token": "ExclusiveStartBackupArn"', 'ALLOW_CREDENTIALS = "Access-Control-Allow-Credentials"', '"ApiKeySelectionExpression": "$request.header.x-api-key"']
+      match: ['db_password = "{alnum:20}"', 'API_KEY: ''{alnum:32}''', 'clientSecret: "{b64url:30}"', 'client_secret = "{hex:40}"', 'password = "{base64:admin:S3cr{cut}3tP4ss9!}"', 'api_key = "{b64:44}="', 'auth_token = "prod_{hex:24}"', 'password: "{noop}{alnum:16}"', 'TOKEN_VALID = "{alnum:24}"']
+      no_match: ['password = "hunter2"', 'token = "${{ secrets.TOKEN }}"', 'api_key = "your_api_key_here"', 'secret_name = "database_password_prod"', 'token: "{hex:8}-{hex:4}-{hex:4}-{hex:4}-{hex:12}"', '"subject_token_type": "urn:ietf:params:oauth:token-type:jwt"', 'authKey = "\(keyPrefix)\(keyBody)"', 'ID_TOKEN_REQUEST_URL="http://127.0.0.1:$port/token?api-version=2.0"', 'ENV_VAR_AUTH_TOKEN_FILE = ''AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE''', 'ClientRequestToken=''{self.client_request_token}''', '"kms:EncryptionContext:SecretARN":"arn:aws:secretsmanager:*:*:secret:amazon-bedrock*"', '"PurchaseToken": "eyJ2IjoiMSIsInMiOjEsImMiOi..."', '"NextToken": "eyJOZXh0VG9rZW4iOiBudWxsLCAiYm90b190cnVuY2F0ZV9hbW91bnQiOiAyfQ=="', 'next_page_token = "CAEQARoVCgdwcm9qZWN0EgpwMDAwMDAwMDE"', 'continuationToken: "1w41l63U0xa8q7smH50vCxyTQqdxo69O3EmK28Bi5PcROI4wI"', '"input_token": "ExclusiveStartBackupArn"', 'ALLOW_CREDENTIALS = "Access-Control-Allow-Credentials"', '"ApiKeySelectionExpression": "$request.header.x-api-key"', 'token_cache_key = ''{hex:40}''', 'self.cached_token_key = ''{hex:40}''', 'self.access_key_id = ''AS{cut}IA{upper:13}''', 'tokenId: "{alnum:24}"', '"VerificationToken": "{b64:43}="', 'device_token = "{hex:64}"', 'password_hash = "{hex:64}"', '"output_token": "StreamDescription.Shards[-1].ShardId"', '"input_token": "ExclusiveStartShardId"', 'private_key: "_EllipticCurvePrivateKey", data: bytes', '"refreshToken": "valid_refresh_token_{digits:3}"', '''AWSSecretKey'': ''secret_key_with_equals=b''', 'password = "$2{cut}b$12${b64:53}"', 'password: "{bcrypt}$2a$10${b64:53}"', 'token = ''{base64:["foo", "bar"]}''', 'BASE_64_CREDENTIALS = "{base64:username:password}"', '"token": "{base64:you are not supposed to decode this!}"', 'secret = "{base64:decoded-secret-value00}"', '"token": "mF_9.B5f-4.1JqM"', 'secretRegex := `nt{cut}n_[0-9]{11}[A-Za-z0-9]{32}`', 'private-key: `+newPlausibleSecret(`[a-zA-Z0-9\-_.=]{100}`)', 'TokenFile="RTL_INST_CODE.cer"', 'publicToken = "{alnum:43}"', 'password_file = "{alnum:6}/{alnum:10}"', '"access_token":"2YotnFZFE{cut}jr1zCsicMWpAA"']
   - id: generic-env-secret
     description: A high-entropy value assigned to a password, secret, token or API key setting (dotenv, shell, properties, YAML)
     # `- NAME=value` and `- "NAME=value"`: the list items of compose `environment:` and of `args:`
-    regex: '(?im)^\s*(?:-[ \t]+(?:["''](?=[^"''\n]*["''][ \t]*$))?)?(?:export\s+)?[a-z0-9_.-]*(?:password|passwd|secret|token|api[_.-]?key|apikey|access[_.-]?key|private[_.-]?key)[a-z0-9_.-]*[ \t]*[=:][ \t]*([^\s"''`#$]{12,120})["'']?\s*$'
+    regex: '(?im)^\s*(?:-[ \t]+(?:["''](?=[^"''\n]*["''][ \t]*$))?)?(?:export\s+)?(?![a-z0-9_.-]*(?:verification|device|cache)[_.-]?token)(?![a-z0-9_.-]*(?:password|passwd|secret|token|api[_.-]?key|apikey|access[_.-]?key|private[_.-]?key)[a-z0-9_.-]*(?:hash|digest|checksum|fingerprint|[_.-]id)[ \t]*[=:])[a-z0-9_.-]*(?:password|passwd|secret|token|api[_.-]?key|apikey|access[_.-]?key|private[_.-]?key)[a-z0-9_.-]*[ \t]*[=:][ \t]*([^\s"''`#$]{12,120})["'']?\s*$'
     keywords: [password, passwd, secret, token, api_key, apikey, access_key, private_key]
     entropy: 3.7
     allow: &env-value-allow                # also generic-env-list-secret's
@@ -380,10 +419,15 @@ rules:
         - '^[a-z0-9_.-]+(?:/[a-z0-9_.-]+)+/?$'
         - '^https?://'
         - '^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:'
+        - '^_*[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+[,;)]?$'                                      # constants: _ALLOWED_PRIVATE_KEY_TYPES,
+        - '^_{0,2}(?:[A-Z]+[a-z]{2,})+(?:Id|ID|[A-Z]*)[?!]?[,;)]?$'                      # type names: _EllipticCurvePrivateKey
+        - '^[a-z]+(?:[_.=-]+(?:[a-z]+|[0-9]{1,6}))+$'                                     # readable placeholders: valid_refresh_token_456
+        - '^\$(?:2[abxy]?|5|6|7|y|apr1|argon2(?:id|i|d)|pbkdf2(?:-sha(?:1|256|512))?|scrypt|sha1|gy)\$'  # password hashes
+      encoded_text: true
     severity: medium
     examples:
-      match: ['SESSION_SECRET={alnum:32}', 'export REDIS_PASSWORD={alnum:16}', 'db.password={alnum:24}', 'api_token: {alnum:30}', 'services:{nl}  db:{nl}    environment:{nl}      - POSTGRES_USER=app{nl}      - POSTGRES_PASSWORD={alnum:28}{nl}', '    environment:{nl}      - "JWT_SECRET={alnum:32}"{nl}', "    environment:{nl}      - 'API_TOKEN={alnum:24}'", '  env:{nl}    - api_key: {alnum:28}']
-      no_match: ['SESSION_SECRET=${SESSION_SECRET}', '    environment:{nl}      - POSTGRES_PASSWORD=${POSTGRES_PASSWORD}{nl}      - "REDIS_PASSWORD=$REDIS_PASSWORD"{nl}      - TOKEN_TTL=3600{nl}      - SECRET_NAME=prod-db-credentials', '      - name: DB_PASSWORD{nl}        valueFrom:{nl}          secretKeyRef: {name: db, key: password}', '    - "ACCESS_TOKEN_LIFETIME=86400"', 'TOKEN_TTL=3600', 'SECRET_NAME=prod-db-credentials', 'SECRET_NAME=prod/{lower:8}/credentials', 'token_url: https://auth.example.org/oauth/token', 'SUBJECT_TOKEN_TYPE=urn:ietf:params:oauth:token-type:id_token', 'id_tokens:{nl}  STEPGUARD_ID_TOKEN:{nl}    aud: https://gitlab.com/acme', '    token: file:\(jobToken)', '    issuerPrivateKey: Certificate.PrivateKey(privateKey)', '    privateKey: .init(Self.p256Key),', '    callbackToken: WriteResult.CallbackToken,', '    psk_secret = imported->ipskx;', '    privateKey: NIOSSLPrivateKeySource?,', '    issuerPrivateKey: Self.ed25519CertKey', '    secret_key = creds[self.SECRET_KEY]', '    tokens: Iterable[_TokenT],', '    next_token = reservations_resp[-1].id', '        api_key_selection_expression=api_key_selection_expression,']
+      match: ['SESSION_SECRET={alnum:32}', 'export REDIS_PASSWORD={alnum:16}', 'db.password={alnum:24}', 'DB_PASSWORD=p%40{alnum:14}%21', 'api_token: {alnum:30}', 'services:{nl}  db:{nl}    environment:{nl}      - POSTGRES_USER=app{nl}      - POSTGRES_PASSWORD={alnum:28}{nl}', '    environment:{nl}      - "JWT_SECRET={alnum:32}"{nl}', "    environment:{nl}      - 'API_TOKEN={alnum:24}'", '  env:{nl}    - api_key: {alnum:28}']
+      no_match: ['SESSION_SECRET=${SESSION_SECRET}', '    environment:{nl}      - POSTGRES_PASSWORD=${POSTGRES_PASSWORD}{nl}      - "REDIS_PASSWORD=$REDIS_PASSWORD"{nl}      - TOKEN_TTL=3600{nl}      - SECRET_NAME=prod-db-credentials', '      - name: DB_PASSWORD{nl}        valueFrom:{nl}          secretKeyRef: {name: db, key: password}', '    - "ACCESS_TOKEN_LIFETIME=86400"', 'TOKEN_TTL=3600', 'SECRET_NAME=prod-db-credentials', 'SECRET_NAME=prod/{lower:8}/credentials', 'token_url: https://auth.example.org/oauth/token', 'SUBJECT_TOKEN_TYPE=urn:ietf:params:oauth:token-type:id_token', 'id_tokens:{nl}  STEPGUARD_ID_TOKEN:{nl}    aud: https://gitlab.com/acme', '    token: file:\(jobToken)', '    issuerPrivateKey: Certificate.PrivateKey(privateKey)', '    privateKey: .init(Self.p256Key),', '    callbackToken: WriteResult.CallbackToken,', '    psk_secret = imported->ipskx;', '    privateKey: NIOSSLPrivateKeySource?,', '    issuerPrivateKey: Self.ed25519CertKey', '    secret_key = creds[self.SECRET_KEY]', '    tokens: Iterable[_TokenT],', '    next_token = reservations_resp[-1].id', '        api_key_selection_expression=api_key_selection_expression,', '    private_key: _ALLOWED_PRIVATE_KEY_TYPES,', 'secret={base64:decoded-secret-value00}', 'secret=decoded-%73%65%63%72%65%74-value{digits:2}', 'secret=%25%35%61%25%34%37%25%35%36jb2RlZC1zZWNyZXQtdmFsdWU%25%32%35%25%33%33%25%36%34', 'VERIFICATION_TOKEN={b64:43}=', 'API_KEY_HASH={hex:64}']
   - id: generic-env-list-secret
     description: A high-entropy value of a password, secret, token or API key variable in a Kubernetes-style env list (- name / value)
     # The `- name: NAME` item and its `value:` on the next line, indented under it (containers' env:,
@@ -399,7 +443,7 @@ rules:
       no_match: ['env:{nl}  - name: DB_PASSWORD{nl}    valueFrom:{nl}      secretKeyRef: {name: db, key: password}', 'env:{nl}  - name: DB_PASSWORD{nl}    value: ${DB_PASSWORD}', '  - name: TOKEN_TTL{nl}    value: "3600"', '  - name: LOG_LEVEL{nl}    value: {alnum:28}', '  - name: SECRET_NAME{nl}    value: prod-db-credentials', '- name: API_TOKEN{nl}value: {alnum:28}']
   - id: generic-xml-secret
     description: A high-entropy value in an XML element named like a password, secret, token or key
-    regex: '(?i)<[a-z0-9_.:-]*(?:password|passwd|secret|token|api[_.-]?key|apikey|access[_.-]?key)[a-z0-9_.:-]*>([^<\s]{12,120})</'
+    regex: '(?i)<(?![a-z0-9_.:-]*(?:next|continuation|pagination|page|verification|device)[_.-]?token)[a-z0-9_.:-]*(?:password|passwd|secret|token|api[_.-]?key|apikey|access[_.-]?key)[a-z0-9_.:-]*>([^<\s]{12,120})</'
     keywords: [password, passwd, secret, token, apikey, api_key, access_key]
     entropy: 3.7
     allow:
@@ -408,19 +452,22 @@ rules:
         - '^[a-z]+(?:[_.-][a-z]+)*$'
         - '^[a-z0-9_.-]+(?:/[a-z0-9_.-]+)+/?$'
         - '^https?://'
+      encoded_text: true
     severity: medium
     examples:
-      match: ['<db_password>{alnum:24}</db_password>']
-      no_match: ['<db_password>${DB_PASSWORD}</db_password>', '<token_url>https://auth.local/token</token_url>']
+      match: ['<db_password>{alnum:24}</db_password>', '<passwordData>{b64:108}</passwordData>']
+      no_match: ['<db_password>${DB_PASSWORD}</db_password>', '<token_url>https://auth.local/token</token_url>', '<nextToken>{b64:43}=</nextToken>', '<NextPageToken>{b64:64}</NextPageToken>', '<passwordData>{base64:Linux version 2.6.16-xenU (builder@patchbat.amazonsa) (gcc}</passwordData>', '<VerificationToken>{b64:43}=</VerificationToken>']
   - id: generic-bearer-token
     description: A high-entropy bearer token in an Authorization header
     regex: '(?i)authorization["'']?\s*[:=]\s*["'']?bearer\s+([A-Za-z0-9_~+/.-]{20,}=*)'
     keywords: [bearer]
     entropy: 3.7
+    allow:
+      encoded_text: true
     severity: medium
     examples:
-      match: ['curl -H "Authorization: Bearer {alnum:40}" https://api.internal']
-      no_match: ['curl -H "Authorization: Bearer $TOKEN" https://api.internal']
+      match: ['curl -H "Authorization: Bearer {alnum:40}" https://api.internal', '"Authorization": "Bearer {b64:44}="']
+      no_match: ['curl -H "Authorization: Bearer $TOKEN" https://api.internal', '"Authorization": "Bearer {base64:you are not supposed to decode this!}"']
   - id: generic-basic-auth-header
     description: HTTP Basic credentials in an Authorization header
     regex: '(?i)authorization["'']?\s*[:=]\s*["'']?basic\s+([A-Za-z0-9+/]{16,}={0,2})'
@@ -430,6 +477,17 @@ rules:
     examples:
       match: ['Authorization: Basic {b64:32}']
       no_match: ['Authorization: Basic $CREDS']
+  - id: generic-curl-user-password
+    description: A password in a curl command line (-u / --user user:password)
+    regex: '\bcurl\b(?:\\\r?\n|[^\n]){0,300}?\s(?:-u|--user)(?:[ \t]+|=)?["'']?[^\s"'':@$]{1,64}:["'']?([^\s"''$]{8,128})'
+    keywords: [curl]
+    entropy: 3.0
+    allow:
+      stopwords: [password, passwd, "test", "{"]
+    severity: medium
+    examples:
+      match: ['curl -u deploy:{alnum:20} https://api.{lower:8}.net/v1/items', 'curl -s -v --user "j.smith:{alnum:14}" "https://api.{lower:6}.org/user/me"', 'curl --user kevin:''{alnum:16}'' -iX PATCH https://x.{lower:5}.io', "curl -k -X POST https://cache.{lower:6}.net/rest \\{nl}  -d 'world' \\{nl}  -u developer:{alnum:16}"]
+      no_match: ['curl -u $USER:$PASS https://api.{lower:8}.net', 'curl -u admin:password https://api.{lower:8}.net', 'curl -u "elastic:" https://localhost:9200', 'curl -u ci:${CI_TOKEN} https://api.{lower:8}.net', 'curl -u user:{lower:4} https://x', 'curl -u "$(cat creds)" https://x']
   - id: htpasswd-hash
     description: htpasswd / crypt password hash with a user name
     regex: '(?m)^[A-Za-z0-9_.-]{1,32}:(\$(?:apr1|2[aby]|5|6)\$[./A-Za-z0-9$]{20,})$'
@@ -535,6 +593,25 @@ rules:
     examples:
       match: ['SIGNING_CERT_P12=MIIK{cut}GwIBAzCC{b64:400}==']
       no_match: ['MIIKGwIBAzCC{b64:20}']
+  # Binary key containers, found by structure: the regex finds the header at the start of the
+  # file, the engine checks the structure behind it (`container:`), and the secret is the file in
+  # base64. Only these rules run on binary content. Their examples are built at run time
+  # (Tests/StepGuardSecretsTests/KeyContainerTests.swift): binary bytes have no YAML form.
+  - id: pkcs12-keystore
+    description: PKCS#12 / PFX keystore (a private key, or encrypted contents that may hold one), binary
+    regex: '\A(\x30(?:[\x00-\x7f]|\x80|\x81[\x00-\xff]|\x82[\x00-\xff]{2}|\x83[\x00-\xff]{3}|\x84[\x00-\xff]{4})\x02\x01\x03\x30)'
+    container: pkcs12
+    severity: critical
+  - id: java-keystore
+    description: Java keystore (JKS or JCEKS) with a private or secret key entry, binary
+    regex: '\A((?:\xfe\xed\xfe\xed|\xce\xce\xce\xce)\x00\x00\x00[\x01\x02])'
+    container: jks
+    severity: critical
+  - id: private-key-der
+    description: DER-encoded private key file (PKCS#8, SEC1 EC, PKCS#1 RSA, DSA), binary
+    regex: '\A(\x30(?:[\x00-\x7f]|\x81[\x00-\xff]|\x82[\x00-\xff]{2})\x02\x01[\x00\x01][\x30\x04\x02])'
+    container: der-key
+    severity: critical
   - id: jwt
     description: JSON Web Token (signed, bearer credential)
     regex: '\b(eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{20,})(?![A-Za-z0-9_-])'
@@ -673,10 +750,10 @@ rules:
       no_match: ['xapp-1-{uppernum:4}']
   - id: slack-config-token
     description: Slack configuration access or refresh token
-    regex: '\b(xoxe(?:\.xox[bp])?-\d-[A-Z0-9]{146,166})\b'
+    regex: '\b(xoxe(?:\.xox[bp])?-\d-[A-Za-z0-9]{146,170})\b'
     keywords: [xoxe]
     examples:
-      match: ['xo{cut}xe.xoxp-1-{uppernum:150}']
+      match: ['xo{cut}xe.xoxp-1-{uppernum:150}', '"access_token": "xo{cut}xe.xoxb-1-{alnum:163}"']
       no_match: ['xoxe.xoxp-1-{uppernum:10}']
   - id: slack-webhook-url
     description: Slack incoming webhook URL
@@ -898,6 +975,23 @@ rules:
     examples:
       match: ['FB_TOKEN=EA{cut}AB{alnum:100}']
       no_match: ['EAAB{alnum:20}']
+  - id: onepassword-service-account-token
+    description: 1Password service account token
+    regex: '\b(ops_eyJ[A-Za-z0-9+/]{250,}={0,3})'
+    keywords: [ops_eyj]
+    severity: critical
+    examples:
+      match: ['OP_SERVICE_ACCOUNT_TOKEN=op{cut}s_eyJ{b64:300}']
+      no_match: ['ops_eyJ{b64:40}']
+  - id: onepassword-secret-key
+    description: 1Password account secret key
+    regex: '\b(A3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5})\b'
+    keywords: [a3-]
+    entropy: 3.0
+    severity: critical
+    examples:
+      match: ['secret key: A{cut}3-{uppernum:6}-{uppernum:11}-{uppernum:5}-{uppernum:5}-{uppernum:5}']
+      no_match: ['A3-{uppernum:6}-{uppernum:4}', 'A3-AAAAAA-AAAAAAAAAAA-AAAAA-AAAAA-AAAAA']
 """##),
         ("vcs-ci.yaml", ##"""
 rules:
@@ -1106,14 +1200,14 @@ rules:
     /// The same files as values, in the same order (built at start-up without parsing).
     static let ruleFiles: [SecretRuleFile] = [
         SecretRuleFile(name: "00-global.yaml",
-                       allow: SecretAllowList(regexes: ["^\\$[A-Za-z_][A-Za-z0-9_]*$", "^%\\([A-Za-z_]+\\)s$", "^(.)\\1+$", "^(?:[A-Za-z]+\\.)+[A-Za-z_]+(?:\\(\\))?$", "\\{(?:cut|nl|gh:[a-z]+|[A-Za-z0-9]+:[0-9]+)\\}"], paths: ["(^|/)\\.git/", "(^|/)\\.stepguard-ignore\\.yaml$"], stopwords: ["example", "xxxx", "****", "your_", "your-", "yourtoken", "placeholder", "changeme", "change_me", "dummy", "redacted", "${", "{{", "<", "sample", "0000000000", "1234567890", "abcdefgh", "replace_me", "replaceme", "insert_", "notreal", "not_real"]),
+                       allow: SecretAllowList(regexes: ["^\\$[A-Za-z_][A-Za-z0-9_]*$", "^%\\([A-Za-z_]+\\)s$", "^(.)\\1+$", "^(?:[A-Za-z]+\\.)+[A-Za-z_]+(?:\\(\\))?$", "\\{(?:cut|nl|gh:[a-z]+|base64:[^{}]*|[A-Za-z0-9]+:[0-9]+)\\}"], paths: ["(^|/)\\.git/", "(^|/)\\.stepguard-ignore\\.yaml$"], stopwords: ["example", "xxxx", "****", "your_", "your-", "yourtoken", "placeholder", "changeme", "change_me", "dummy", "redacted", "${", "{{", "<", "sample", "0000000000", "1234567890", "abcdefg", "123456", "abc123", "mnopqrs", "replace_me", "replaceme", "insert_", "notreal", "not_real", "mf_9.b5f-4.1jqm", "2yotnfzfejr1zcsicmwpaa", "tgzv3jokf0xg5qx2tlkwia", "splxlobezqqybys6wxsbia", "czzcagrsa3f0mzpnwdfmqmf0m2jw", "45ghiukldjahdnhzdauz", "sflkxwrjsmekkf2qt4fwpmejf36pok6yjv_adqssw5c", "4twft5niznn84awoo1d7ko1t_yoc0z6xopovswacpzg"]),
                        rules: [
                        ]),
         SecretRuleFile(name: "ai.yaml",
                        allow: nil,
                        rules: [
                            SecretRule(id: "openai-api-key", description: "OpenAI API key (project, service account, admin or legacy user key)", regex: "\\b(sk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,})(?![A-Za-z0-9_-])", keywords: ["t3blbkfj"], severity: .critical, examples: SecretRuleExamples(match: ["OPENAI_API_KEY=sk-proj-{alnum:58}T3Blbk{cut}FJ{alnum:58}", "sk-{alnum:20}T3Blbk{cut}FJ{alnum:20}"], noMatch: ["sk-proj-{alnum:10}"])),
-                           SecretRule(id: "anthropic-api-key", description: "Anthropic API key", regex: "\\b(sk-ant-(?:api03|admin01)-[A-Za-z0-9_-]{93}AA)(?![A-Za-z0-9_-])", keywords: ["sk-ant-"], severity: .critical, examples: SecretRuleExamples(match: ["ANTHROPIC_API_KEY=sk-an{cut}t-api03-{b64url:93}AA"], noMatch: ["sk-ant-api03-{alnum:20}"])),
+                           SecretRule(id: "anthropic-api-key", description: "Anthropic API key", regex: "\\b(sk-ant-(?:api03|admin01)-[A-Za-z0-9_-]{93}AA)(?![A-Za-z0-9_-])", keywords: ["sk-ant-"], severity: .critical, examples: SecretRuleExamples(match: ["ANTHROPIC_API_KEY=sk-an{cut}t-api03-{b64url:93}AA"], noMatch: ["sk-ant-api03-{alnum:20}", "sk-an{cut}t-api03-abc123xyz-456def789ghij-klmnopqrstuvwx-3456yza789bcde-1234fghijklmnopby56aaaogaopaaaabc123xyzAA"])),
                            SecretRule(id: "huggingface-token", description: "Hugging Face access token", regex: "\\b(hf_[A-Za-z]{34})\\b", keywords: ["hf_"], entropy: 3.5, examples: SecretRuleExamples(match: ["HF_TOKEN=h{cut}f_{upper:17}{lower:17}"], noMatch: ["hf_{lower:10}"])),
                            SecretRule(id: "huggingface-org-token", description: "Hugging Face organization API token", regex: "\\b(api_org_[A-Za-z]{34})\\b", keywords: ["api_org_"], entropy: 3.5, examples: SecretRuleExamples(match: ["api_{cut}org_{upper:17}{lower:17}"], noMatch: ["api_org_{lower:10}"])),
                            SecretRule(id: "groq-api-key", description: "Groq API key", regex: "\\b(gsk_[A-Za-z0-9]{52})\\b", keywords: ["gsk_"], examples: SecretRuleExamples(match: ["GROQ_API_KEY=gs{cut}k_{alnum:52}"], noMatch: ["gsk_{alnum:8}"])),
@@ -1131,7 +1225,7 @@ rules:
                            SecretRule(id: "aws-session-token", description: "AWS session token (STS)", regex: "(?i)aws.{0,10}?session.{0,10}?token['\"]?\\s*(?::|=|:=|=>)\\s*['\"]?([A-Za-z0-9/+=]{100,})", keywords: ["session"], entropy: 4.0, severity: .high, lifetime: .shortLived, examples: SecretRuleExamples(match: ["AWS_SESSION_TOKEN={b64:120}"], noMatch: ["AWS_SESSION_TOKEN=${{ secrets.TOKEN }}"])),
                            SecretRule(id: "aws-mws-key", description: "Amazon Marketplace Web Service auth token", regex: "\\b(amzn\\.mws\\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\\b", keywords: ["amzn.mws"], examples: SecretRuleExamples(match: ["token: amzn.{cut}mws.{hex:8}-{hex:4}-{hex:4}-{hex:4}-{hex:12}"], noMatch: ["amzn.mws.{hex:8}"])),
                            SecretRule(id: "gcp-service-account-key", description: "Google Cloud service account key file (private_key_id of a service_account JSON)", regex: "(?s)\"type\"\\s*:\\s*\"service_account\".{0,400}?\"private_key_id\"\\s*:\\s*\"([0-9a-f]{40})\"", keywords: ["service_account"], severity: .critical, examples: SecretRuleExamples(match: ["{\"type\": \"service_account\", \"project_id\": \"demo-{lower:6}\", \"private_key_id\": \"{hex:40}\"}"], noMatch: ["{\"type\": \"authorized_user\", \"private_key_id\": \"{hex:40}\"}"])),
-                           SecretRule(id: "gcp-api-key", description: "Google API key (GCP, Firebase, Maps, Gemini)", regex: "\\b(AIza[0-9A-Za-z_-]{35})(?![0-9A-Za-z_-])", keywords: ["aiza"], examples: SecretRuleExamples(match: ["const key = \"AI{cut}za{b64url:35}\";"], noMatch: ["AI{cut}za{alnum:20}"])),
+                           SecretRule(id: "gcp-api-key", description: "Google API key (GCP, Firebase, Maps, Gemini)", regex: "\\b(AIza[0-9A-Za-z_-]{35})(?![0-9A-Za-z_-])", keywords: ["aiza"], entropy: 3.5, examples: SecretRuleExamples(match: ["const key = \"AI{cut}za{b64url:35}\";"], noMatch: ["AI{cut}za{alnum:20}", "apiKey: \"AI{cut}zaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\""])),
                            SecretRule(id: "gcp-oauth-client-secret", description: "Google OAuth client secret", regex: "\\b(GOCSPX-[A-Za-z0-9_-]{28})(?![A-Za-z0-9_-])", keywords: ["gocspx"], examples: SecretRuleExamples(match: ["client_secret: GO{cut}CSPX-{alnum:28}"], noMatch: ["GO{cut}CSPX-{alnum:10}"])),
                            SecretRule(id: "gcp-oauth-access-token", description: "Google OAuth 2.0 access token", regex: "\\b(ya29\\.[0-9A-Za-z_-]{50,})", keywords: ["ya29."], lifetime: .shortLived, examples: SecretRuleExamples(match: ["Authorization: Bearer ya{cut}29.{b64url:80}"], noMatch: ["ya29.{alnum:10}"])),
                            SecretRule(id: "azure-storage-account-key", description: "Azure Storage account key in a connection string", regex: "(?i)AccountKey=([A-Za-z0-9+/]{86}==)", keywords: ["accountkey"], severity: .critical, examples: SecretRuleExamples(match: ["DefaultEndpointsProtocol=https;AccountName=demo;Account{cut}Key={b64:86}==;EndpointSuffix=core.windows.net"], noMatch: ["AccountKey=<your key>", "AccountKey={b64:40}=="])),
@@ -1148,6 +1242,8 @@ rules:
                            SecretRule(id: "databricks-token", description: "Databricks personal access token", regex: "\\b(dapi[a-f0-9]{32}(?:-\\d)?)\\b", keywords: ["dapi"], examples: SecretRuleExamples(match: ["DATABRICKS_TOKEN=da{cut}pi{hex:32}"], noMatch: ["dapi{hex:8}"])),
                            SecretRule(id: "ibm-cloud-api-key", description: "IBM Cloud API key", regex: "(?i)ibm.{0,20}?(?:api)?.?key['\"]?\\s*(?::|=|:=|=>)\\s*['\"]?([A-Za-z0-9_-]{44})(?![A-Za-z0-9_-])", keywords: ["ibm"], entropy: 3.5, examples: SecretRuleExamples(match: ["IBMCLOUD_API_KEY={alnum:44}"], noMatch: ["IBMCLOUD_API_KEY={alnum:12}"])),
                            SecretRule(id: "fly-io-token", description: "Fly.io access token", regex: "\\b(fo1_[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])", keywords: ["fo1_"], examples: SecretRuleExamples(match: ["FLY_API_TOKEN=fo{cut}1_{alnum:43}"], noMatch: ["fo1_{alnum:5}"])),
+                           SecretRule(id: "cloudflare-origin-ca-key", description: "Cloudflare Origin CA key", regex: "\\b(v1\\.0-[a-f0-9]{24}-[a-f0-9]{146})(?![A-Za-z0-9])", keywords: ["v1.0-"], severity: .high, examples: SecretRuleExamples(match: ["CLOUDFLARE_ORIGIN_CA: v1{cut}.0-{hex:24}-{hex:146}"], noMatch: ["v1.0-{hex:24}-{hex:20}"])),
+                           SecretRule(id: "fly-io-macaroon", description: "Fly.io macaroon token (FlyV1 fm1/fm2)", regex: "\\b((?:FlyV1 )?fm(?:1[ar]|2)_[A-Za-z0-9+/]{100,}={0,3})", keywords: ["fm1a_", "fm1r_", "fm2_"], severity: .high, examples: SecretRuleExamples(match: ["FLY_API_TOKEN=\"Fly{cut}V1 fm2_{b64:200}\"", "fm{cut}1r_{b64:120}=="], noMatch: ["fm2_{b64:20}"])),
                        ]),
         SecretRuleFile(name: "generic.yaml",
                        allow: nil,
@@ -1155,12 +1251,13 @@ rules:
                            SecretRule(id: "connection-string-password", description: "Password in a database or broker connection URL", regex: "\\b(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\\+srv)?|rediss?|amqps?|mssql|sqlserver|clickhouse|cockroachdb)://[^\\s:/@\"'<>]+:([^\\s@/\"'<>]{4,})@[^\\s\"'/]+", keywords: ["://"], entropy: 2.9, allow: SecretAllowList(regexes: [], paths: [], stopwords: ["password", "passwd", "secret", "postgres", "mysql", "root", "admin", "guest", "test", "localhost"]), severity: .high, examples: SecretRuleExamples(match: ["DATABASE_URL=postgres://app:{alnum:20}@db.internal:5432/app", "mongodb+srv://svc:{alnum:16}@cluster0.mongodb.net/db"], noMatch: ["postgres://postgres:postgres@localhost/db", "postgres://app:${DB_PASSWORD}@db/app", "mysql://user:password@host/db"])),
                            SecretRule(id: "url-basic-auth", description: "Credentials embedded in an HTTP(S) or FTP URL", regex: "\\b(?:https?|ftps?)://[^\\s:/@\"'<>]{1,64}:([^\\s@/\"'<>]{6,})@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}", keywords: ["://"], entropy: 3.2, allow: SecretAllowList(regexes: [], paths: [], stopwords: ["password", "passwd", "token", "secret"]), severity: .high, examples: SecretRuleExamples(match: ["git remote add origin https://deploy:{alnum:24}@git.internal.net/app.git"], noMatch: ["https://user:password@example.com", "https://user:${TOKEN}@git.host.com"])),
                            SecretRule(id: "url-default-credentials", description: "A well-known default user and password pair in an HTTP(S) or FTP URL on a real host (a weak credential)", regex: "\\b(?:https?|ftps?)://((?:admin:(?:admin|admin123|1234|12345|123456)|administrator:administrator|root:(?:root|toor|1234|123456)|guest:guest|tomcat:(?:tomcat|s3cret)|jenkins:jenkins|manager:manager|pi:raspberry|ubnt:ubnt|minioadmin:minioadmin|rabbitmq:rabbitmq|elastic:elastic|sonar:sonar|nexus:nexus)@(?:(?:[A-Za-z0-9-]+\\.)+[A-Za-z]{2,}|[0-9]{1,3}(?:\\.[0-9]{1,3}){3}))(?![A-Za-z0-9.-])", keywords: ["://"], allow: SecretAllowList(regexes: ["@(?:127\\.|0\\.0\\.0\\.0$)", "\\.(?:test|example|invalid|localhost)$"], paths: [], stopwords: []), severity: .medium, examples: SecretRuleExamples(match: ["JENKINS_URL=https://ad{cut}min:admin@ci.{lower:8}.net/job/build", "curl -u x http://ro{cut}ot:toor@10.{digits:1}.0.{digits:2}:8080/api", "url: \"ftp://gu{cut}est:guest@files.{lower:6}.org/pub\""], noMatch: ["https://user:password@example.com", "https://${USER}:${PASS}@git.{lower:6}.com/repo.git", "http://admin:admin@localhost:3000/", "http://admin:admin@127.0.0.1:15672/", "https://admin:admin@grafana.test/", "http://admin:admin@example.com/", "https://admin:admin12@ci.{lower:8}.net/", "https://admin:{alnum:12}@ci.{lower:8}.net/"])),
-                           SecretRule(id: "generic-secret-assignment", description: "A high-entropy value assigned to a password, secret, token or key variable", regex: "(?i)(?:password|passwd|pwd|secret|(?<!next)(?<!next_)(?<!continuation)(?<!continuation_)(?<!pagination)(?<!page)(?<!page_)token|api[_.-]?key|apikey|access[_.-]?key|auth[_.-]?key|client[_.-]?secret|private[_.-]?key|credentials?)[a-z0-9_.-]{0,20}['\"]?\\s*(?::|=|:=|=>|\\?=)\\s*['\"`]([^\\s'\"`]{12,120})['\"`]", keywords: ["password", "passwd", "pwd", "secret", "token", "key", "credential"], entropy: 3.7, allow: SecretAllowList(regexes: ["^[a-z]+(?:[_.-][a-z]+)*$", "^[A-Z]+(?:_[A-Z]+)+$", "^\\{[A-Za-z_][^{}]*\\}$", "^arn:", "^(?:[A-Z]+[a-z]{2,})+[A-Z]*$", "^[A-Z][a-z]+(?:-[A-Z][a-z]+)+$", "^\\$[A-Za-z_][A-Za-z0-9_.-]*$", "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", "^(?:sha(?:1|256|384|512)|md5)[-:]", "^[A-Za-z_][A-Za-z0-9_.]*\\(.*$", "^https?://", "^(?:\\.{0,2}/|~/|[A-Za-z]:\\\\)", "^[a-z0-9_.-]+(?:/[a-z0-9_.-]+)+/?$", "^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:"], paths: [], stopwords: ["process.env", "os.environ", "getenv", "secrets.", "env(", "vault:", "null", "none", "true", "false", "test", "fake", "mock", "secretref", "keyref", "password", "::", "\\(", "..."]), severity: .medium, examples: SecretRuleExamples(match: ["db_password = \"{alnum:20}\"", "API_KEY: '{alnum:32}'", "clientSecret: \"{b64url:30}\""], noMatch: ["password = \"hunter2\"", "token = \"${{ secrets.TOKEN }}\"", "api_key = \"your_api_key_here\"", "secret_name = \"database_password_prod\"", "token: \"{hex:8}-{hex:4}-{hex:4}-{hex:4}-{hex:12}\"", "\"subject_token_type\": \"urn:ietf:params:oauth:token-type:jwt\"", "authKey = \"\\(keyPrefix)\\(keyBody)\"", "ID_TOKEN_REQUEST_URL=\"http://127.0.0.1:$port/token?api-version=2.0\"", "ENV_VAR_AUTH_TOKEN_FILE = 'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE'", "ClientRequestToken='{self.client_request_token}'", "\"kms:EncryptionContext:SecretARN\":\"arn:aws:secretsmanager:*:*:secret:amazon-bedrock*\"", "\"PurchaseToken\": \"eyJ2IjoiMSIsInMiOjEsImMiOi...\"", "\"NextToken\": \"eyJOZXh0VG9rZW4iOiBudWxsLCAiYm90b190cnVuY2F0ZV9hbW91bnQiOiAyfQ==\"", "next_page_token = \"CAEQARoVCgdwcm9qZWN0EgpwMDAwMDAwMDE\"", "continuationToken: \"1w41l63U0xa8q7smH50vCxyTQqdxo69O3EmK28Bi5PcROI4wI\"", "\"input_token\": \"ExclusiveStartBackupArn\"", "ALLOW_CREDENTIALS = \"Access-Control-Allow-Credentials\"", "\"ApiKeySelectionExpression\": \"$request.header.x-api-key\""])),
-                           SecretRule(id: "generic-env-secret", description: "A high-entropy value assigned to a password, secret, token or API key setting (dotenv, shell, properties, YAML)", regex: "(?im)^\\s*(?:-[ \\t]+(?:[\"'](?=[^\"'\\n]*[\"'][ \\t]*$))?)?(?:export\\s+)?[a-z0-9_.-]*(?:password|passwd|secret|token|api[_.-]?key|apikey|access[_.-]?key|private[_.-]?key)[a-z0-9_.-]*[ \\t]*[=:][ \\t]*([^\\s\"'`#$]{12,120})[\"']?\\s*$", keywords: ["password", "passwd", "secret", "token", "api_key", "apikey", "access_key", "private_key"], entropy: 3.7, allow: SecretAllowList(regexes: ["^[a-z]+(?:[_.-][a-z]+)*[,;)]?$", "^\\.?[A-Za-z_][A-Za-z0-9_.]*\\(.*$", "^[A-Za-z_][A-Za-z0-9_.]*\\[.*$", "^[A-Za-z_][A-Za-z0-9_]*(?:(?:\\.|->|::)[A-Za-z_][A-Za-z0-9_]*)+[?!]?[,;)]?$", "^(?:[A-Z]+[a-z]{2,})+[A-Z]*[?!]?[,;)]?$", "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", "^(?:\\.{0,2}/|~/|[A-Za-z]:\\\\)", "^[a-z0-9_.-]+(?:/[a-z0-9_.-]+)+/?$", "^https?://", "^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:"], paths: [], stopwords: ["test", "fake", "mock", "::", "\\("]), severity: .medium, examples: SecretRuleExamples(match: ["SESSION_SECRET={alnum:32}", "export REDIS_PASSWORD={alnum:16}", "db.password={alnum:24}", "api_token: {alnum:30}", "services:{nl}  db:{nl}    environment:{nl}      - POSTGRES_USER=app{nl}      - POSTGRES_PASSWORD={alnum:28}{nl}", "    environment:{nl}      - \"JWT_SECRET={alnum:32}\"{nl}", "    environment:{nl}      - 'API_TOKEN={alnum:24}'", "  env:{nl}    - api_key: {alnum:28}"], noMatch: ["SESSION_SECRET=${SESSION_SECRET}", "    environment:{nl}      - POSTGRES_PASSWORD=${POSTGRES_PASSWORD}{nl}      - \"REDIS_PASSWORD=$REDIS_PASSWORD\"{nl}      - TOKEN_TTL=3600{nl}      - SECRET_NAME=prod-db-credentials", "      - name: DB_PASSWORD{nl}        valueFrom:{nl}          secretKeyRef: {name: db, key: password}", "    - \"ACCESS_TOKEN_LIFETIME=86400\"", "TOKEN_TTL=3600", "SECRET_NAME=prod-db-credentials", "SECRET_NAME=prod/{lower:8}/credentials", "token_url: https://auth.example.org/oauth/token", "SUBJECT_TOKEN_TYPE=urn:ietf:params:oauth:token-type:id_token", "id_tokens:{nl}  STEPGUARD_ID_TOKEN:{nl}    aud: https://gitlab.com/acme", "    token: file:\\(jobToken)", "    issuerPrivateKey: Certificate.PrivateKey(privateKey)", "    privateKey: .init(Self.p256Key),", "    callbackToken: WriteResult.CallbackToken,", "    psk_secret = imported->ipskx;", "    privateKey: NIOSSLPrivateKeySource?,", "    issuerPrivateKey: Self.ed25519CertKey", "    secret_key = creds[self.SECRET_KEY]", "    tokens: Iterable[_TokenT],", "    next_token = reservations_resp[-1].id", "        api_key_selection_expression=api_key_selection_expression,"])),
-                           SecretRule(id: "generic-env-list-secret", description: "A high-entropy value of a password, secret, token or API key variable in a Kubernetes-style env list (- name / value)", regex: "(?im)^([ \\t]*)-[ \\t]+name:[ \\t]*[\"']?[a-z0-9_.-]*(?:password|passwd|secret|token|api[_.-]?key|apikey|access[_.-]?key|private[_.-]?key)[a-z0-9_.-]*[\"']?[ \\t]*\\r?\\n\\1[ \\t]+value:[ \\t]*([\"']?)([^\\s\"'`#$]{12,120})\\2[ \\t]*\\r?$", secretGroup: 3, keywords: ["password", "passwd", "secret", "token", "api_key", "apikey", "access_key", "private_key"], entropy: 3.7, allow: SecretAllowList(regexes: ["^[a-z]+(?:[_.-][a-z]+)*[,;)]?$", "^\\.?[A-Za-z_][A-Za-z0-9_.]*\\(.*$", "^[A-Za-z_][A-Za-z0-9_.]*\\[.*$", "^[A-Za-z_][A-Za-z0-9_]*(?:(?:\\.|->|::)[A-Za-z_][A-Za-z0-9_]*)+[?!]?[,;)]?$", "^(?:[A-Z]+[a-z]{2,})+[A-Z]*[?!]?[,;)]?$", "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", "^(?:\\.{0,2}/|~/|[A-Za-z]:\\\\)", "^[a-z0-9_.-]+(?:/[a-z0-9_.-]+)+/?$", "^https?://", "^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:"], paths: [], stopwords: ["test", "fake", "mock", "::", "\\("]), severity: .medium, examples: SecretRuleExamples(match: ["env:{nl}  - name: DB_PASSWORD{nl}    value: {alnum:28}", "containers:{nl}  - name: api{nl}    env:{nl}      - name: \"STRIPE_API_KEY\"{nl}        value: \"{alnum:32}\"", "  - name: jwt_secret{nl}    value: '{b64url:40}'{nl}  - name: LOG_LEVEL{nl}    value: debug"], noMatch: ["env:{nl}  - name: DB_PASSWORD{nl}    valueFrom:{nl}      secretKeyRef: {name: db, key: password}", "env:{nl}  - name: DB_PASSWORD{nl}    value: ${DB_PASSWORD}", "  - name: TOKEN_TTL{nl}    value: \"3600\"", "  - name: LOG_LEVEL{nl}    value: {alnum:28}", "  - name: SECRET_NAME{nl}    value: prod-db-credentials", "- name: API_TOKEN{nl}value: {alnum:28}"])),
-                           SecretRule(id: "generic-xml-secret", description: "A high-entropy value in an XML element named like a password, secret, token or key", regex: "(?i)<[a-z0-9_.:-]*(?:password|passwd|secret|token|api[_.-]?key|apikey|access[_.-]?key)[a-z0-9_.:-]*>([^<\\s]{12,120})</", keywords: ["password", "passwd", "secret", "token", "apikey", "api_key", "access_key"], entropy: 3.7, allow: SecretAllowList(regexes: ["^[a-z]+(?:[_.-][a-z]+)*$", "^[a-z0-9_.-]+(?:/[a-z0-9_.-]+)+/?$", "^https?://"], paths: [], stopwords: ["test", "fake", "mock"]), severity: .medium, examples: SecretRuleExamples(match: ["<db_password>{alnum:24}</db_password>"], noMatch: ["<db_password>${DB_PASSWORD}</db_password>", "<token_url>https://auth.local/token</token_url>"])),
-                           SecretRule(id: "generic-bearer-token", description: "A high-entropy bearer token in an Authorization header", regex: "(?i)authorization[\"']?\\s*[:=]\\s*[\"']?bearer\\s+([A-Za-z0-9_~+/.-]{20,}=*)", keywords: ["bearer"], entropy: 3.7, severity: .medium, examples: SecretRuleExamples(match: ["curl -H \"Authorization: Bearer {alnum:40}\" https://api.internal"], noMatch: ["curl -H \"Authorization: Bearer $TOKEN\" https://api.internal"])),
+                           SecretRule(id: "generic-secret-assignment", description: "A high-entropy value assigned to a password, secret, token or key variable", regex: "(?i)(?<!cache)(?<!cache_)(?<!cached)(?<!cached_)(?:password|passwd|pwd|secret|(?<!next)(?<!next_)(?<!continuation)(?<!continuation_)(?<!pagination)(?<!page)(?<!page_)(?<!verification)(?<!verification_)(?<!device)(?<!device_)(?<!public)(?<!public_)token|api[_.-]?key|apikey|access[_.-]?key|auth[_.-]?key|client[_.-]?secret|private[_.-]?key|credentials?)(?![a-z0-9_.-]{0,20}?(?:cache|hash|digest|checksum|fingerprint))(?![a-z0-9_.-]{0,20}?(?:file|path|url|uri|name|type)s?['\"]?\\s*(?::|=))(?!(?:[a-z0-9_.-]{0,17}?[_.-])?id['\"]?\\s*(?::|=))[a-z0-9_.-]{0,20}['\"]?\\s*(?::|=|:=|=>|\\?=)\\s*['\"`]([^\\s'\"`]{12,120})['\"`]", keywords: ["password", "passwd", "pwd", "secret", "token", "key", "credential"], entropy: 3.7, allow: SecretAllowList(regexes: ["^[a-z]+(?:[_.-][a-z]+)*$", "^[A-Z]+(?:_[A-Z]+)+$", "^\\{[A-Za-z_][^{}]*\\}$", "^arn:", "^(?:[A-Z]+[a-z]{2,})+[A-Z]*$", "^[A-Z][a-z]+(?:-[A-Z][a-z]+)+$", "^\\$[A-Za-z_][A-Za-z0-9_.-]*$", "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", "^(?:sha(?:1|256|384|512)|md5)[-:]", "^[+.]?[A-Za-z_][A-Za-z0-9_.]*\\(.*$", "\\[[^\\]]*(?:[A-Za-z0-9]-[A-Za-z0-9]|\\\\[dwsDWS])[^\\]]*\\](?:[*+?]|\\{[0-9])", "^https?://", "^(?:\\.{0,2}/|~/|[A-Za-z]:\\\\)", "^[a-z0-9_.-]+(?:/[a-z0-9_.-]+)+/?$", "^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:", "^_{0,2}(?:[A-Z]+[a-z]{2,})+(?:Id|ID|[A-Z]*)$", "^[A-Za-z_][A-Za-z0-9_]*(?:\\.[A-Za-z_][A-Za-z0-9_]*)*\\[-?[0-9]+\\](?:\\.[A-Za-z_][A-Za-z0-9_]*(?:\\[-?[0-9]+\\])?)*$", "^[a-z]+(?:[_.=-]+(?:[a-z]+|[0-9]{1,6}))+$", "^\\$(?:2[abxy]?|5|6|7|y|apr1|argon2(?:id|i|d)|pbkdf2(?:-sha(?:1|256|512))?|scrypt|sha1|gy)\\$", "^\\{(?:bcrypt|pbkdf2|scrypt|argon2|sha256|SHA|SSHA|SSHA256|SSHA512|MD5|SMD5|CRYPT)\\}"], paths: [], stopwords: ["process.env", "os.environ", "getenv", "secrets.", "env(", "vault:", "null", "none", "true", "false", "test", "fake", "mock", "secretref", "keyref", "password", "::", "\\(", "..."], encodedText: true), severity: .medium, examples: SecretRuleExamples(match: ["db_password = \"{alnum:20}\"", "API_KEY: '{alnum:32}'", "clientSecret: \"{b64url:30}\"", "client_secret = \"{hex:40}\"", "password = \"{base64:admin:S3cr{cut}3tP4ss9!}\"", "api_key = \"{b64:44}=\"", "auth_token = \"prod_{hex:24}\"", "password: \"{noop}{alnum:16}\"", "TOKEN_VALID = \"{alnum:24}\""], noMatch: ["password = \"hunter2\"", "token = \"${{ secrets.TOKEN }}\"", "api_key = \"your_api_key_here\"", "secret_name = \"database_password_prod\"", "token: \"{hex:8}-{hex:4}-{hex:4}-{hex:4}-{hex:12}\"", "\"subject_token_type\": \"urn:ietf:params:oauth:token-type:jwt\"", "authKey = \"\\(keyPrefix)\\(keyBody)\"", "ID_TOKEN_REQUEST_URL=\"http://127.0.0.1:$port/token?api-version=2.0\"", "ENV_VAR_AUTH_TOKEN_FILE = 'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE'", "ClientRequestToken='{self.client_request_token}'", "\"kms:EncryptionContext:SecretARN\":\"arn:aws:secretsmanager:*:*:secret:amazon-bedrock*\"", "\"PurchaseToken\": \"eyJ2IjoiMSIsInMiOjEsImMiOi...\"", "\"NextToken\": \"eyJOZXh0VG9rZW4iOiBudWxsLCAiYm90b190cnVuY2F0ZV9hbW91bnQiOiAyfQ==\"", "next_page_token = \"CAEQARoVCgdwcm9qZWN0EgpwMDAwMDAwMDE\"", "continuationToken: \"1w41l63U0xa8q7smH50vCxyTQqdxo69O3EmK28Bi5PcROI4wI\"", "\"input_token\": \"ExclusiveStartBackupArn\"", "ALLOW_CREDENTIALS = \"Access-Control-Allow-Credentials\"", "\"ApiKeySelectionExpression\": \"$request.header.x-api-key\"", "token_cache_key = '{hex:40}'", "self.cached_token_key = '{hex:40}'", "self.access_key_id = 'AS{cut}IA{upper:13}'", "tokenId: \"{alnum:24}\"", "\"VerificationToken\": \"{b64:43}=\"", "device_token = \"{hex:64}\"", "password_hash = \"{hex:64}\"", "\"output_token\": \"StreamDescription.Shards[-1].ShardId\"", "\"input_token\": \"ExclusiveStartShardId\"", "private_key: \"_EllipticCurvePrivateKey\", data: bytes", "\"refreshToken\": \"valid_refresh_token_{digits:3}\"", "'AWSSecretKey': 'secret_key_with_equals=b'", "password = \"$2{cut}b$12${b64:53}\"", "password: \"{bcrypt}$2a$10${b64:53}\"", "token = '{base64:[\"foo\", \"bar\"]}'", "BASE_64_CREDENTIALS = \"{base64:username:password}\"", "\"token\": \"{base64:you are not supposed to decode this!}\"", "secret = \"{base64:decoded-secret-value00}\"", "\"token\": \"mF_9.B5f-4.1JqM\"", "secretRegex := `nt{cut}n_[0-9]{11}[A-Za-z0-9]{32}`", "private-key: `+newPlausibleSecret(`[a-zA-Z0-9\\-_.=]{100}`)", "TokenFile=\"RTL_INST_CODE.cer\"", "publicToken = \"{alnum:43}\"", "password_file = \"{alnum:6}/{alnum:10}\"", "\"access_token\":\"2YotnFZFE{cut}jr1zCsicMWpAA\""])),
+                           SecretRule(id: "generic-env-secret", description: "A high-entropy value assigned to a password, secret, token or API key setting (dotenv, shell, properties, YAML)", regex: "(?im)^\\s*(?:-[ \\t]+(?:[\"'](?=[^\"'\\n]*[\"'][ \\t]*$))?)?(?:export\\s+)?(?![a-z0-9_.-]*(?:verification|device|cache)[_.-]?token)(?![a-z0-9_.-]*(?:password|passwd|secret|token|api[_.-]?key|apikey|access[_.-]?key|private[_.-]?key)[a-z0-9_.-]*(?:hash|digest|checksum|fingerprint|[_.-]id)[ \\t]*[=:])[a-z0-9_.-]*(?:password|passwd|secret|token|api[_.-]?key|apikey|access[_.-]?key|private[_.-]?key)[a-z0-9_.-]*[ \\t]*[=:][ \\t]*([^\\s\"'`#$]{12,120})[\"']?\\s*$", keywords: ["password", "passwd", "secret", "token", "api_key", "apikey", "access_key", "private_key"], entropy: 3.7, allow: SecretAllowList(regexes: ["^[a-z]+(?:[_.-][a-z]+)*[,;)]?$", "^\\.?[A-Za-z_][A-Za-z0-9_.]*\\(.*$", "^[A-Za-z_][A-Za-z0-9_.]*\\[.*$", "^[A-Za-z_][A-Za-z0-9_]*(?:(?:\\.|->|::)[A-Za-z_][A-Za-z0-9_]*)+[?!]?[,;)]?$", "^(?:[A-Z]+[a-z]{2,})+[A-Z]*[?!]?[,;)]?$", "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", "^(?:\\.{0,2}/|~/|[A-Za-z]:\\\\)", "^[a-z0-9_.-]+(?:/[a-z0-9_.-]+)+/?$", "^https?://", "^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:", "^_*[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+[,;)]?$", "^_{0,2}(?:[A-Z]+[a-z]{2,})+(?:Id|ID|[A-Z]*)[?!]?[,;)]?$", "^[a-z]+(?:[_.=-]+(?:[a-z]+|[0-9]{1,6}))+$", "^\\$(?:2[abxy]?|5|6|7|y|apr1|argon2(?:id|i|d)|pbkdf2(?:-sha(?:1|256|512))?|scrypt|sha1|gy)\\$"], paths: [], stopwords: ["test", "fake", "mock", "::", "\\("], encodedText: true), severity: .medium, examples: SecretRuleExamples(match: ["SESSION_SECRET={alnum:32}", "export REDIS_PASSWORD={alnum:16}", "db.password={alnum:24}", "DB_PASSWORD=p%40{alnum:14}%21", "api_token: {alnum:30}", "services:{nl}  db:{nl}    environment:{nl}      - POSTGRES_USER=app{nl}      - POSTGRES_PASSWORD={alnum:28}{nl}", "    environment:{nl}      - \"JWT_SECRET={alnum:32}\"{nl}", "    environment:{nl}      - 'API_TOKEN={alnum:24}'", "  env:{nl}    - api_key: {alnum:28}"], noMatch: ["SESSION_SECRET=${SESSION_SECRET}", "    environment:{nl}      - POSTGRES_PASSWORD=${POSTGRES_PASSWORD}{nl}      - \"REDIS_PASSWORD=$REDIS_PASSWORD\"{nl}      - TOKEN_TTL=3600{nl}      - SECRET_NAME=prod-db-credentials", "      - name: DB_PASSWORD{nl}        valueFrom:{nl}          secretKeyRef: {name: db, key: password}", "    - \"ACCESS_TOKEN_LIFETIME=86400\"", "TOKEN_TTL=3600", "SECRET_NAME=prod-db-credentials", "SECRET_NAME=prod/{lower:8}/credentials", "token_url: https://auth.example.org/oauth/token", "SUBJECT_TOKEN_TYPE=urn:ietf:params:oauth:token-type:id_token", "id_tokens:{nl}  STEPGUARD_ID_TOKEN:{nl}    aud: https://gitlab.com/acme", "    token: file:\\(jobToken)", "    issuerPrivateKey: Certificate.PrivateKey(privateKey)", "    privateKey: .init(Self.p256Key),", "    callbackToken: WriteResult.CallbackToken,", "    psk_secret = imported->ipskx;", "    privateKey: NIOSSLPrivateKeySource?,", "    issuerPrivateKey: Self.ed25519CertKey", "    secret_key = creds[self.SECRET_KEY]", "    tokens: Iterable[_TokenT],", "    next_token = reservations_resp[-1].id", "        api_key_selection_expression=api_key_selection_expression,", "    private_key: _ALLOWED_PRIVATE_KEY_TYPES,", "secret={base64:decoded-secret-value00}", "secret=decoded-%73%65%63%72%65%74-value{digits:2}", "secret=%25%35%61%25%34%37%25%35%36jb2RlZC1zZWNyZXQtdmFsdWU%25%32%35%25%33%33%25%36%34", "VERIFICATION_TOKEN={b64:43}=", "API_KEY_HASH={hex:64}"])),
+                           SecretRule(id: "generic-env-list-secret", description: "A high-entropy value of a password, secret, token or API key variable in a Kubernetes-style env list (- name / value)", regex: "(?im)^([ \\t]*)-[ \\t]+name:[ \\t]*[\"']?[a-z0-9_.-]*(?:password|passwd|secret|token|api[_.-]?key|apikey|access[_.-]?key|private[_.-]?key)[a-z0-9_.-]*[\"']?[ \\t]*\\r?\\n\\1[ \\t]+value:[ \\t]*([\"']?)([^\\s\"'`#$]{12,120})\\2[ \\t]*\\r?$", secretGroup: 3, keywords: ["password", "passwd", "secret", "token", "api_key", "apikey", "access_key", "private_key"], entropy: 3.7, allow: SecretAllowList(regexes: ["^[a-z]+(?:[_.-][a-z]+)*[,;)]?$", "^\\.?[A-Za-z_][A-Za-z0-9_.]*\\(.*$", "^[A-Za-z_][A-Za-z0-9_.]*\\[.*$", "^[A-Za-z_][A-Za-z0-9_]*(?:(?:\\.|->|::)[A-Za-z_][A-Za-z0-9_]*)+[?!]?[,;)]?$", "^(?:[A-Z]+[a-z]{2,})+[A-Z]*[?!]?[,;)]?$", "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", "^(?:\\.{0,2}/|~/|[A-Za-z]:\\\\)", "^[a-z0-9_.-]+(?:/[a-z0-9_.-]+)+/?$", "^https?://", "^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:", "^_*[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+[,;)]?$", "^_{0,2}(?:[A-Z]+[a-z]{2,})+(?:Id|ID|[A-Z]*)[?!]?[,;)]?$", "^[a-z]+(?:[_.=-]+(?:[a-z]+|[0-9]{1,6}))+$", "^\\$(?:2[abxy]?|5|6|7|y|apr1|argon2(?:id|i|d)|pbkdf2(?:-sha(?:1|256|512))?|scrypt|sha1|gy)\\$"], paths: [], stopwords: ["test", "fake", "mock", "::", "\\("], encodedText: true), severity: .medium, examples: SecretRuleExamples(match: ["env:{nl}  - name: DB_PASSWORD{nl}    value: {alnum:28}", "containers:{nl}  - name: api{nl}    env:{nl}      - name: \"STRIPE_API_KEY\"{nl}        value: \"{alnum:32}\"", "  - name: jwt_secret{nl}    value: '{b64url:40}'{nl}  - name: LOG_LEVEL{nl}    value: debug"], noMatch: ["env:{nl}  - name: DB_PASSWORD{nl}    valueFrom:{nl}      secretKeyRef: {name: db, key: password}", "env:{nl}  - name: DB_PASSWORD{nl}    value: ${DB_PASSWORD}", "  - name: TOKEN_TTL{nl}    value: \"3600\"", "  - name: LOG_LEVEL{nl}    value: {alnum:28}", "  - name: SECRET_NAME{nl}    value: prod-db-credentials", "- name: API_TOKEN{nl}value: {alnum:28}"])),
+                           SecretRule(id: "generic-xml-secret", description: "A high-entropy value in an XML element named like a password, secret, token or key", regex: "(?i)<(?![a-z0-9_.:-]*(?:next|continuation|pagination|page|verification|device)[_.-]?token)[a-z0-9_.:-]*(?:password|passwd|secret|token|api[_.-]?key|apikey|access[_.-]?key)[a-z0-9_.:-]*>([^<\\s]{12,120})</", keywords: ["password", "passwd", "secret", "token", "apikey", "api_key", "access_key"], entropy: 3.7, allow: SecretAllowList(regexes: ["^[a-z]+(?:[_.-][a-z]+)*$", "^[a-z0-9_.-]+(?:/[a-z0-9_.-]+)+/?$", "^https?://"], paths: [], stopwords: ["test", "fake", "mock"], encodedText: true), severity: .medium, examples: SecretRuleExamples(match: ["<db_password>{alnum:24}</db_password>", "<passwordData>{b64:108}</passwordData>"], noMatch: ["<db_password>${DB_PASSWORD}</db_password>", "<token_url>https://auth.local/token</token_url>", "<nextToken>{b64:43}=</nextToken>", "<NextPageToken>{b64:64}</NextPageToken>", "<passwordData>{base64:Linux version 2.6.16-xenU (builder@patchbat.amazonsa) (gcc}</passwordData>", "<VerificationToken>{b64:43}=</VerificationToken>"])),
+                           SecretRule(id: "generic-bearer-token", description: "A high-entropy bearer token in an Authorization header", regex: "(?i)authorization[\"']?\\s*[:=]\\s*[\"']?bearer\\s+([A-Za-z0-9_~+/.-]{20,}=*)", keywords: ["bearer"], entropy: 3.7, allow: SecretAllowList(regexes: [], paths: [], stopwords: [], encodedText: true), severity: .medium, examples: SecretRuleExamples(match: ["curl -H \"Authorization: Bearer {alnum:40}\" https://api.internal", "\"Authorization\": \"Bearer {b64:44}=\""], noMatch: ["curl -H \"Authorization: Bearer $TOKEN\" https://api.internal", "\"Authorization\": \"Bearer {base64:you are not supposed to decode this!}\""])),
                            SecretRule(id: "generic-basic-auth-header", description: "HTTP Basic credentials in an Authorization header", regex: "(?i)authorization[\"']?\\s*[:=]\\s*[\"']?basic\\s+([A-Za-z0-9+/]{16,}={0,2})", keywords: ["basic"], entropy: 3.3, severity: .medium, examples: SecretRuleExamples(match: ["Authorization: Basic {b64:32}"], noMatch: ["Authorization: Basic $CREDS"])),
+                           SecretRule(id: "generic-curl-user-password", description: "A password in a curl command line (-u / --user user:password)", regex: "\\bcurl\\b(?:\\\\\\r?\\n|[^\\n]){0,300}?\\s(?:-u|--user)(?:[ \\t]+|=)?[\"']?[^\\s\"':@$]{1,64}:[\"']?([^\\s\"'$]{8,128})", keywords: ["curl"], entropy: 3.0, allow: SecretAllowList(regexes: [], paths: [], stopwords: ["password", "passwd", "test", "{"]), severity: .medium, examples: SecretRuleExamples(match: ["curl -u deploy:{alnum:20} https://api.{lower:8}.net/v1/items", "curl -s -v --user \"j.smith:{alnum:14}\" \"https://api.{lower:6}.org/user/me\"", "curl --user kevin:'{alnum:16}' -iX PATCH https://x.{lower:5}.io", "curl -k -X POST https://cache.{lower:6}.net/rest \\{nl}  -d 'world' \\{nl}  -u developer:{alnum:16}"], noMatch: ["curl -u $USER:$PASS https://api.{lower:8}.net", "curl -u admin:password https://api.{lower:8}.net", "curl -u \"elastic:\" https://localhost:9200", "curl -u ci:${CI_TOKEN} https://api.{lower:8}.net", "curl -u user:{lower:4} https://x", "curl -u \"$(cat creds)\" https://x"])),
                            SecretRule(id: "htpasswd-hash", description: "htpasswd / crypt password hash with a user name", regex: "(?m)^[A-Za-z0-9_.-]{1,32}:(\\$(?:apr1|2[aby]|5|6)\\$[./A-Za-z0-9$]{20,})$", keywords: ["$apr1$", "$2y$", "$6$"], severity: .low, examples: SecretRuleExamples(match: ["deploy:$ap{cut}r1${alnum:8}${alnum:22}"], noMatch: ["deploy:$apr1$short"])),
                            SecretRule(id: "kubernetes-secret-data", description: "Base64 data value of a Kubernetes Secret manifest (password, token or key field)", regex: "(?s)kind:\\s*Secret\\b.{0,600}?\\n\\s+[A-Za-z0-9_.-]*(?:password|token|secret|key)[A-Za-z0-9_.-]*:\\s*[\"']?([A-Za-z0-9+/]{16,}={0,2})[\"']?(?=\\s|$)", keywords: ["kind: secret"], entropy: 3.5, severity: .high, examples: SecretRuleExamples(match: ["apiVersion: v1{nl}kind: Secret{nl}data:{nl}  db-password: {b64:32}"], noMatch: ["apiVersion: v1{nl}kind: ConfigMap{nl}data:{nl}  db-password: {b64:32}"])),
                        ]),
@@ -1172,6 +1269,9 @@ rules:
                            SecretRule(id: "pgp-private-key-block", description: "PGP / GnuPG private key block", regex: "(-----BEGIN PGP PRIVATE KEY BLOCK-----[A-Za-z0-9+/=\\s\\\\:.,()|*#\"'-]{64,65535}?-----END PGP PRIVATE KEY BLOCK-----)", prefilter: "(-----BEGIN PGP PRIVATE KEY BLOCK-----[A-Za-z0-9+/=\\s\\\\:.,()|*#\"'-]{64,}?-----END PGP PRIVATE KEY BLOCK-----)", keywords: ["pgp private key block"], allow: SecretAllowList(regexes: ["^(?![\\s\\S]*[A-Za-z0-9+/]{40})"], paths: [], stopwords: []), severity: .critical, examples: SecretRuleExamples(match: ["-----BEGIN PGP PRIVATE {cut}KEY BLOCK-----{nl}{nl}lQOYBG{b64:58}{nl}{b64:64}{nl}-----END PGP PRIVATE KEY BLOCK-----", " * -----BEGIN PGP PRIVATE {cut}KEY BLOCK-----{nl} * Version: GnuPG v2{nl} *{nl} * lQOYBG{b64:58}{nl} * {b64:64}{nl} * ={b64:4}{nl} * -----END PGP PRIVATE KEY BLOCK-----", "\"-----BEGIN PGP PRIVATE {cut}KEY BLOCK-----\\n\\nlQOYBG{b64:58}\\n{b64:64}\\n-----END PGP PRIVATE KEY BLOCK-----\\n\""], noMatch: ["-----BEGIN PGP PUBLIC KEY BLOCK-----{nl}{b64:64}{nl}-----END PGP PUBLIC KEY BLOCK-----", "# Export it with gpg --export-secret-keys, the file begins with{nl}# -----BEGIN PGP PRIVATE KEY BLOCK----- and ends with -----END PGP PRIVATE KEY BLOCK-----"])),
                            SecretRule(id: "putty-private-key", description: "PuTTY private key file", regex: "(PuTTY-User-Key-File-\\d: [a-z0-9-]+\\s+Encryption: [a-z0-9-]+(?s:.){0,400}?Private-Lines: \\d+\\s+[A-Za-z0-9+/=\\s]{40,})", keywords: ["putty-user-key-file"], severity: .critical, examples: SecretRuleExamples(match: ["PuTTY-User-Key-{cut}File-3: ssh-ed25519{nl}Encryption: none{nl}Comment: me{nl}Public-Lines: 2{nl}{b64:64}{nl}Private-Lines: 1{nl}{b64:44}{nl}"], noMatch: ["PuTTY-User-Key-File-3: ssh-ed25519"])),
                            SecretRule(id: "pkcs12-base64", description: "PKCS#12 / PFX keystore (certificate with private key) encoded in base64", regex: "\\b(MII[A-Za-z0-9+/]{3}IBAzCC[A-Za-z0-9+/]{200,}={0,2})", keywords: ["ibazcc"], severity: .critical, examples: SecretRuleExamples(match: ["SIGNING_CERT_P12=MIIK{cut}GwIBAzCC{b64:400}=="], noMatch: ["MIIKGwIBAzCC{b64:20}"])),
+                           SecretRule(id: "pkcs12-keystore", description: "PKCS#12 / PFX keystore (a private key, or encrypted contents that may hold one), binary", regex: "\\A(\\x30(?:[\\x00-\\x7f]|\\x80|\\x81[\\x00-\\xff]|\\x82[\\x00-\\xff]{2}|\\x83[\\x00-\\xff]{3}|\\x84[\\x00-\\xff]{4})\\x02\\x01\\x03\\x30)", severity: .critical, container: "pkcs12"),
+                           SecretRule(id: "java-keystore", description: "Java keystore (JKS or JCEKS) with a private or secret key entry, binary", regex: "\\A((?:\\xfe\\xed\\xfe\\xed|\\xce\\xce\\xce\\xce)\\x00\\x00\\x00[\\x01\\x02])", severity: .critical, container: "jks"),
+                           SecretRule(id: "private-key-der", description: "DER-encoded private key file (PKCS#8, SEC1 EC, PKCS#1 RSA, DSA), binary", regex: "\\A(\\x30(?:[\\x00-\\x7f]|\\x81[\\x00-\\xff]|\\x82[\\x00-\\xff]{2})\\x02\\x01[\\x00\\x01][\\x30\\x04\\x02])", severity: .critical, container: "der-key"),
                            SecretRule(id: "jwt", description: "JSON Web Token (signed, bearer credential)", regex: "\\b(eyJ[A-Za-z0-9_-]{10,}\\.eyJ[A-Za-z0-9_-]{10,}\\.[A-Za-z0-9_-]{20,})(?![A-Za-z0-9_-])", keywords: ["eyj"], severity: .medium, lifetime: .shortLived, examples: SecretRuleExamples(match: ["Authorization: Bearer ey{cut}JhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJ{b64url:60}.{b64url:86}"], noMatch: ["eyJhbGciOiJub25lIn0.eyJ{b64url:20}.", "eyJhbGciOiJIUzI1NiJ9"])),
                            SecretRule(id: "jwt-base64-encoded", description: "JSON Web Token, base64-encoded inside a config value", regex: "\\b(ZXlK[A-Za-z0-9+/]{20,}LmV5S[A-Za-z0-9+/]{20,}={0,2})", keywords: ["zxlk"], severity: .medium, lifetime: .shortLived, examples: SecretRuleExamples(match: ["token: ZXlK{cut}{b64:40}LmV5S{b64:60}"], noMatch: ["ZXlK{b64:8}"])),
                        ]),
@@ -1197,7 +1297,7 @@ rules:
                            SecretRule(id: "slack-bot-token", description: "Slack bot token", regex: "\\b(xoxb-[0-9]{10,13}-[0-9]{10,13}-[A-Za-z0-9]{24})\\b", keywords: ["xoxb-"], severity: .high, examples: SecretRuleExamples(match: ["SLACK_BOT_TOKEN=xo{cut}xb-{digits:12}-{digits:13}-{alnum:24}"], noMatch: ["xoxb-{digits:4}"])),
                            SecretRule(id: "slack-user-token", description: "Slack user or workspace token", regex: "\\b(xox[pears]-[0-9]{10,13}-[0-9]{10,13}-[0-9]{10,13}-[a-f0-9]{32})\\b", keywords: ["xoxp-", "xoxe-", "xoxa-", "xoxr-", "xoxs-"], examples: SecretRuleExamples(match: ["token: xo{cut}xp-{digits:12}-{digits:12}-{digits:13}-{hex:32}"], noMatch: ["xoxp-{digits:4}-{hex:8}"])),
                            SecretRule(id: "slack-app-token", description: "Slack app-level token", regex: "\\b(xapp-\\d-[A-Z0-9]{9,11}-\\d{10,13}-[a-f0-9]{64})\\b", keywords: ["xapp-"], examples: SecretRuleExamples(match: ["SLACK_APP_TOKEN=xa{cut}pp-1-A{uppernum:10}-{digits:13}-{hex:64}"], noMatch: ["xapp-1-{uppernum:4}"])),
-                           SecretRule(id: "slack-config-token", description: "Slack configuration access or refresh token", regex: "\\b(xoxe(?:\\.xox[bp])?-\\d-[A-Z0-9]{146,166})\\b", keywords: ["xoxe"], examples: SecretRuleExamples(match: ["xo{cut}xe.xoxp-1-{uppernum:150}"], noMatch: ["xoxe.xoxp-1-{uppernum:10}"])),
+                           SecretRule(id: "slack-config-token", description: "Slack configuration access or refresh token", regex: "\\b(xoxe(?:\\.xox[bp])?-\\d-[A-Za-z0-9]{146,170})\\b", keywords: ["xoxe"], examples: SecretRuleExamples(match: ["xo{cut}xe.xoxp-1-{uppernum:150}", "\"access_token\": \"xo{cut}xe.xoxb-1-{alnum:163}\""], noMatch: ["xoxe.xoxp-1-{uppernum:10}"])),
                            SecretRule(id: "slack-webhook-url", description: "Slack incoming webhook URL", regex: "(https://hooks\\.slack\\.com/(?:services|workflows|triggers)/T[A-Z0-9]{8,12}/[A-Z0-9]{8,12}/[A-Za-z0-9]{24,})", keywords: ["hooks.slack.com"], examples: SecretRuleExamples(match: ["url: https://hooks.sl{cut}ack.com/services/T{uppernum:9}/B{uppernum:9}/{alnum:24}"], noMatch: ["https://hooks.slack.com/services/T000/B000/short"])),
                            SecretRule(id: "discord-webhook-url", description: "Discord webhook URL", regex: "https://(?:ptb\\.|canary\\.)?discord(?:app)?\\.com/api/webhooks/\\d{17,20}/([A-Za-z0-9_-]{60,68})(?![A-Za-z0-9_-])", keywords: ["discord"], examples: SecretRuleExamples(match: ["https://discord.com/api/web{cut}hooks/{digits:18}/{b64url:68}"], noMatch: ["https://discord.com/api/webhooks/{digits:18}/short"])),
                            SecretRule(id: "telegram-bot-token", description: "Telegram bot API token", regex: "\\b(\\d{8,10}:AA[A-Za-z0-9_-]{33})(?![A-Za-z0-9_-])", keywords: [":aa"], examples: SecretRuleExamples(match: ["TELEGRAM_TOKEN=123{digits:6}:A{cut}A{alnum:33}"], noMatch: ["time 12345678:AAbc"])),
@@ -1228,6 +1328,8 @@ rules:
                            SecretRule(id: "okta-api-token", description: "Okta API token", regex: "(?i)okta.{0,20}?(?:token|key)['\"]?\\s*(?::|=|:=|=>)\\s*['\"]?(00[A-Za-z0-9_-]{40})(?![A-Za-z0-9_-])", keywords: ["okta"], examples: SecretRuleExamples(match: ["OKTA_API_TOKEN=00{alnum:40}"], noMatch: ["OKTA_ORG_URL=https://dev.okta.com"])),
                            SecretRule(id: "age-secret-key", description: "age encryption secret key", regex: "\\b(AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58})\\b", keywords: ["age-secret-key-1"], severity: .critical, examples: SecretRuleExamples(match: ["AGE-SECRET{cut}-KEY-1{bech32:58}"], noMatch: ["AGE-SECRET-KEY-1{uppernum:20}"])),
                            SecretRule(id: "twitch-or-facebook-token", description: "Facebook / Meta access token", regex: "\\b(EAA[BCDG][A-Za-z0-9]{80,})\\b", keywords: ["eaab", "eaac", "eaad", "eaag"], entropy: 3.5, examples: SecretRuleExamples(match: ["FB_TOKEN=EA{cut}AB{alnum:100}"], noMatch: ["EAAB{alnum:20}"])),
+                           SecretRule(id: "onepassword-service-account-token", description: "1Password service account token", regex: "\\b(ops_eyJ[A-Za-z0-9+/]{250,}={0,3})", keywords: ["ops_eyj"], severity: .critical, examples: SecretRuleExamples(match: ["OP_SERVICE_ACCOUNT_TOKEN=op{cut}s_eyJ{b64:300}"], noMatch: ["ops_eyJ{b64:40}"])),
+                           SecretRule(id: "onepassword-secret-key", description: "1Password account secret key", regex: "\\b(A3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5})\\b", keywords: ["a3-"], entropy: 3.0, severity: .critical, examples: SecretRuleExamples(match: ["secret key: A{cut}3-{uppernum:6}-{uppernum:11}-{uppernum:5}-{uppernum:5}-{uppernum:5}"], noMatch: ["A3-{uppernum:6}-{uppernum:4}", "A3-AAAAAA-AAAAAAAAAAA-AAAAA-AAAAA-AAAAA"])),
                        ]),
         SecretRuleFile(name: "vcs-ci.yaml",
                        allow: nil,

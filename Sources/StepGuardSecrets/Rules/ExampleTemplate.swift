@@ -6,7 +6,8 @@
 /// `{alnum:N}`, `{hex:N}`, `{HEX:N}`, `{upper:N}`, `{lower:N}`, `{digits:N}`, `{b32:N}` (A-Z2-7), `{bech32:N}`,
 /// `{lowernum:N}`, `{uppernum:N}`, `{b64:N}`, `{b64url:N}` — N pseudo-random characters from that
 /// alphabet, deterministic for a given template and seed — and `{gh:PREFIX}`, a GitHub-format token
-/// `PREFIX_` + 30 random characters + the 6-character CRC-32 checksum.
+/// `PREFIX_` + 30 random characters + the 6-character CRC-32 checksum, and `{base64:TEXT}`, TEXT
+/// in base64 (placeholders that are encoded text: `{base64:username:password}`).
 public enum ExampleTemplate {
     static let alphabets: [String: [UInt8]] = [
         "alnum": Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".utf8),
@@ -56,6 +57,10 @@ public enum ExampleTemplate {
                     let body = random(alphabets["alnum"]!, 30)
                     let check = SecretChecks.base62(SecretChecks.crc32(body))
                     out += Array(parts[1].utf8) + [UInt8(ascii: "_")] + body + Array(check.utf8)
+                    i = close + 1
+                    continue
+                } else if parts.count == 2, parts[0] == "base64" {
+                    out += Array(SecretChecks.base64(Array(parts[1].utf8)).utf8)
                     i = close + 1
                     continue
                 } else if parts.count == 2, let alphabet = alphabets[parts[0]], let n = Int(parts[1]) {

@@ -18,20 +18,26 @@ public struct SecretAllowList: Sendable, Codable, Equatable {
     public var paths: [String]
     /// Case-insensitive substrings; a secret containing one is a placeholder.
     public var stopwords: [String]
+    /// Drop a candidate that is readable text in base64 or percent-encoding (`encoded_text: true`):
+    /// prose, JSON, words such as `username:password`, or text holding a stop-word. The base64 of
+    /// random bytes, or of a random password, stays a finding.
+    public var encodedText: Bool
 
-    public init(regexes: [String] = [], paths: [String] = [], stopwords: [String] = []) {
+    public init(regexes: [String] = [], paths: [String] = [], stopwords: [String] = [], encodedText: Bool = false) {
         self.regexes = regexes
         self.paths = paths
         self.stopwords = stopwords
+        self.encodedText = encodedText
     }
 
-    enum CodingKeys: String, CodingKey { case regexes, paths, stopwords }
+    enum CodingKeys: String, CodingKey { case regexes, paths, stopwords, encodedText = "encoded_text" }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         regexes = try c.decodeIfPresent([String].self, forKey: .regexes) ?? []
         paths = try c.decodeIfPresent([String].self, forKey: .paths) ?? []
         stopwords = try c.decodeIfPresent([String].self, forKey: .stopwords) ?? []
+        encodedText = try c.decodeIfPresent(Bool.self, forKey: .encodedText) ?? false
     }
 }
 
@@ -84,13 +90,18 @@ public struct SecretRule: Sendable, Codable, Equatable {
     public var lifetime: CredentialLifetime
     /// A named checksum the secret must satisfy in scans (`github-crc32`).
     public var checksum: String?
+    /// A binary key container the rule finds by structure (`pkcs12`, `jks`, `pkcs8-der`): its
+    /// regex finds the container's header, the engine checks the structure behind it, and the
+    /// secret is the container in base64. Only such rules run on binary content.
+    public var container: String?
     /// Examples the test suite checks.
     public var examples: SecretRuleExamples?
 
     /// Creates a rule; the defaults are those of a rules file that leaves the field out.
     public init(id: String, description: String, regex: String, prefilter: String? = nil, secretGroup: Int = 1, keywords: [String] = [],
                 entropy: Double? = nil, allow: SecretAllowList = SecretAllowList(), severity: SecretSeverity = .high,
-                lifetime: CredentialLifetime = .longLived, checksum: String? = nil, examples: SecretRuleExamples? = nil) {
+                lifetime: CredentialLifetime = .longLived, checksum: String? = nil, container: String? = nil,
+                examples: SecretRuleExamples? = nil) {
         self.id = id
         self.description = description
         self.regex = regex
@@ -102,11 +113,12 @@ public struct SecretRule: Sendable, Codable, Equatable {
         self.severity = severity
         self.lifetime = lifetime
         self.checksum = checksum
+        self.container = container
         self.examples = examples
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, description, regex, prefilter, secretGroup = "secret_group", keywords, entropy, allow, severity, lifetime, checksum, examples
+        case id, description, regex, prefilter, secretGroup = "secret_group", keywords, entropy, allow, severity, lifetime, checksum, container, examples
     }
 
     public init(from decoder: any Decoder) throws {
@@ -122,6 +134,7 @@ public struct SecretRule: Sendable, Codable, Equatable {
         severity = try c.decodeIfPresent(SecretSeverity.self, forKey: .severity) ?? .high
         lifetime = try c.decodeIfPresent(CredentialLifetime.self, forKey: .lifetime) ?? .longLived
         checksum = try c.decodeIfPresent(String.self, forKey: .checksum)
+        container = try c.decodeIfPresent(String.self, forKey: .container)
         examples = try c.decodeIfPresent(SecretRuleExamples.self, forKey: .examples)
     }
 }

@@ -165,6 +165,7 @@ struct ScanCommand: ParsableCommand {
             FileHandle.standardError.write(Data("stepguard scan: \(note)\n".utf8))
         }
         FileHandle.standardError.write(Data((Reporter.summary(report) + "\n").utf8))
+        if let incomplete = scanner.incomplete.error() { throw incomplete }  // exit 2 after the report
         return report.findings.isEmpty ? 0 : 1
     }
 
