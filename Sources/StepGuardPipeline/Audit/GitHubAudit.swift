@@ -5,16 +5,42 @@ import Yams
 struct GitHubAudit {
     let source: SourceText
     let root: Node
-    private(set) var findings: [Finding] = []
+    /// The checkout the workflow was read from (local actions and scripts), when there is one.
+    let repository: RepositoryFiles
+    /// The events that trigger the workflow.
+    let events: Set<String>
+    var findings: [Finding] = []
 
     init(source: SourceText, root: Node) {
         self.source = source
         self.root = root
+        self.repository = RepositoryFiles(workflowPath: source.path)
+        self.events = Self.events(root.value("on") ?? root.value("true"))
     }
 
-    private mutating func report(_ rule: RuleID, _ location: Node, needle: String? = nil, _ message: String, remedy: String) {
+    mutating func report(_ rule: RuleID, _ location: Node, needle: String? = nil, _ message: String, remedy: String, severity: Severity? = nil) {
         let place = needle.map { source.location(of: $0, in: location) } ?? source.location(of: location)
-        findings.append(Finding(rule, at: place, message, remedy: remedy))
+        findings.append(Finding(rule, at: place, message, remedy: remedy, severity: severity))
+    }
+
+    /// What a job holds that an attacker would want: secrets, a write-scoped or default token, the OIDC token.
+    struct Privilege {
+        var secrets = false
+        var writeToken = false
+        /// No `permissions:` anywhere: the repository's default token, write unless the repository restricts it.
+        var defaultToken = false
+        var idToken = false
+
+        /// Secrets, a write token or the OIDC token (the default token is not assumed to be write).
+        var privileged: Bool { secrets || writeToken || idToken }
+        /// Any credential, the default token included.
+        var anyCredential: Bool { privileged || defaultToken }
+
+        var description: String {
+            [secrets ? "secrets" : nil, writeToken ? "a write-scoped GITHUB_TOKEN" : nil,
+             defaultToken && !writeToken ? "the repository's default GITHUB_TOKEN (write unless the repository's settings restrict it)" : nil,
+             idToken ? "id-token: write" : nil].compactMap { $0 }.joined(separator: " and ")
+        }
     }
 
     /// Event names from `on:` (a string, a list, or a mapping).
@@ -42,7 +68,6 @@ struct GitHubAudit {
     }
 
     mutating func run() -> [Finding] {
-        let events = Self.events(root.value("on") ?? root.value("true"))
         let privilegedTrigger = events.contains("pull_request_target") || events.contains("workflow_run")
 
         // Top-level permissions.
@@ -75,6 +100,7 @@ struct GitHubAudit {
         if let workflowEnv { checkCredentials(env: workflowEnv, action: nil) }
         let workflowShell = root.value("defaults")?.value("run")?.value("shell")?.text
 
+        checkBroadPermissions(topPermissions: topPermissions)
         for (jobKey, job) in root.value("jobs")?.pairs ?? [] where job.isMapping {
             auditJob(jobKey, job, topPermissions: topPermissions, topIdToken: top.granted, privilegedTrigger: privilegedTrigger,
                      workflowHoldsSecrets: workflowHoldsSecrets, workflowShell: workflowShell)
@@ -101,6 +127,7 @@ struct GitHubAudit {
         let privileged = holdsSecrets || idToken || writeToken
         let what = [holdsSecrets ? "secrets" : nil, writeToken ? "a write-scoped GITHUB_TOKEN" : nil, idToken ? "id-token: write" : nil]
             .compactMap { $0 }.joined(separator: " and ")
+        let privilege = Privilege(secrets: holdsSecrets, writeToken: writeToken, defaultToken: permissions == nil && topPermissions == nil, idToken: idToken)
 
         if inherits, let value = job.value("secrets") {
             report(.secretsInherit, value, "job '\(jobName)' passes every secret of the repository to the called workflow",
@@ -126,7 +153,7 @@ struct GitHubAudit {
         for step in steps where step.isMapping {
             if let usesNode = step.value("uses"), let uses = usesNode.text {
                 let lower = uses.lowercased()
-                if Catalog.isOIDCAction(uses) { consumer = true }
+                if !consumer, jobGrant.granted, OIDCConsumers(repository: repository).step(step) { consumer = true }
                 if privileged, !Catalog.isFirstPartyOrLocal(uses), !Catalog.isPinned(uses) {
                     let (message, remedy) = Self.unpinnedDescription(uses, jobName: jobName, what: what)
                     report(.unpinnedAction, usesNode, message, remedy: remedy)
@@ -148,7 +175,7 @@ struct GitHubAudit {
             if let env = step.value("env") { checkCredentials(env: env, action: nil) }
             guard let run = step.value("run") else { continue }
             let script = run.text ?? ""
-            if Catalog.isOIDCShell(script) { consumer = true }
+            if !consumer, jobGrant.granted, OIDCConsumers(repository: repository).step(step) { consumer = true }
             if Self.isPullRequestHeadShell(script) { headCheckout = headCheckout ?? run }
             let stepShell = step.value("shell")?.text ?? shell
             let shellGuarded = stepShell.map(ShellScan.mentionsStepGuardRun) ?? false
@@ -175,10 +202,11 @@ struct GitHubAudit {
             report(.persistCredentials, checkout.uses, "actions/checkout keeps the GITHUB_TOKEN in .git/config in job '\(jobName)', which uploads artifacts that may include that .git",
                    remedy: "add `with: {persist-credentials: false}` to this checkout (or use actions/checkout v6 or later)")
         }
-        if privilegedTrigger, privileged, let head = headCheckout {
-            report(.untrustedCheckout, head, "job '\(jobName)' runs on a privileged trigger (pull_request_target/workflow_run), checks out the pull request's head and holds \(what)",
-                   remedy: "check out the head only in an unprivileged `pull_request` workflow, or drop secrets and id-token from this job")
+        if privilegedTrigger, privilege.anyCredential, let head = headCheckout {
+            report(.untrustedCheckout, head, "job '\(jobName)' runs on a privileged trigger (pull_request_target/workflow_run), checks out the pull request's head and holds \(privilege.description)",
+                   remedy: "check out the head only in an unprivileged `pull_request` workflow, or drop secrets and id-token from this job and set `permissions: {}` (or read-only scopes)")
         }
+        auditUntrustedInput(jobName: jobName, job: job, steps: steps, privilege: privilege, untrustedHead: privilegedTrigger && headCheckout != nil)
     }
 
     /// Flags long-lived credentials passed from `secrets.*` in an env or `with:` mapping.

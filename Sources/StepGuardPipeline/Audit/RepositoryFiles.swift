@@ -1,0 +1,50 @@
+import Foundation
+import Yams
+
+/// The repository a workflow belongs to, when the checker has its checkout: the workflow's path is
+/// `ROOT/.github/workflows/NAME` (GitLab: `ROOT/.gitlab-ci.yml`). Local actions, scripts, Makefiles
+/// and `package.json` scripts a step runs are read from there, never from outside `ROOT`.
+struct RepositoryFiles {
+    /// The checkout's root, or nil when the workflow was not read from a checkout.
+    let root: String?
+
+    /// Files larger than this are not read (a script that large is judged unknown).
+    static let maximumSize = 1 << 20
+
+    init(workflowPath: String) {
+        let absolute = URL(fileURLWithPath: workflowPath).standardizedFileURL.path
+        if let range = absolute.range(of: "/.github/workflows/") {
+            root = String(absolute[..<range.lowerBound])
+        } else if (absolute as NSString).lastPathComponent.hasSuffix("gitlab-ci.yml") {
+            root = (absolute as NSString).deletingLastPathComponent
+        } else {
+            root = nil
+        }
+    }
+
+    /// The text of a file at `relative` (to the root, or to `directory` inside it), nil when there is no
+    /// checkout, the path leaves the root, or the file is missing, too large or not UTF-8.
+    func text(_ relative: String, in directory: String = "") -> String? {
+        guard let root, !relative.isEmpty, !relative.hasPrefix("/"), !relative.contains("$") else { return nil }
+        let joined = ((root as NSString).appendingPathComponent(directory) as NSString).appendingPathComponent(relative)
+        let path = URL(fileURLWithPath: joined).standardizedFileURL.resolvingSymlinksInPath().path
+        let realRoot = URL(fileURLWithPath: root).standardizedFileURL.resolvingSymlinksInPath().path
+        guard path.hasPrefix(realRoot + "/") else { return nil }
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+              (attributes[.type] as? FileAttributeType) == .typeRegular,
+              let size = attributes[.size] as? Int, size <= Self.maximumSize,
+              let data = FileManager.default.contents(atPath: path) else { return nil }
+        return String(data: data, encoding: .utf8)
+    }
+
+    /// The parsed `action.yml` (or `action.yaml`) of a local action `./PATH`, nil when it cannot be read.
+    func localAction(_ uses: String) -> Node? {
+        let path = String(uses.dropFirst(2)).split(separator: "@").first.map(String.init) ?? ""
+        for name in ["action.yml", "action.yaml"] {
+            if let text = text((path as NSString).appendingPathComponent(name)), let node = try? Yams.compose(yaml: text), node.isMapping {
+                return node
+            }
+        }
+        return nil
+    }
+}
