@@ -54,7 +54,11 @@ func idTokenJob(_ steps: String) -> String {
         #expect(unused(try check(idTokenJob("      - uses: actions/checkout@v6\n      - run: make test"))))
         // Verifying needs no token.
         #expect(unused(try check(idTokenJob("      - run: gh attestation verify dist/x --owner o"))))
-        #expect(unused(try check(idTokenJob("      - uses: some/action@0123456789012345678901234567890123456789\n        with: {use_oidc: false}"))))
+        #expect(unused(try check(idTokenJob("      - uses: codecov/codecov-action@v5\n        with: {use_oidc: false}"))))
+        #expect(!unused(try check(idTokenJob("      - uses: codecov/codecov-action@v5\n        with: {use_oidc: true}"))))
+        #expect(!unused(try check(idTokenJob("      - uses: hynek/build-and-inspect-python-package@v2\n        with: {attest-build-provenance-github: 'true'}"))))
+        // Any other third-party action may request the token itself: not judged.
+        #expect(!unused(try check(idTokenJob("      - uses: some/pr-push@0123456789012345678901234567890123456789"))))
     }
 
     @Test func scriptsThatSignOrPublishKeylessly() throws {
@@ -67,21 +71,33 @@ func idTokenJob(_ steps: String) -> String {
     }
 
     @Test func repositoryScriptsMakefilesAndPackageScriptsAreRead() throws {
-        let checkout = try Checkout([
-            "Makefile": "sign:\n\tcurl -H \"Authorization: bearer $$ACTIONS_ID_TOKEN_REQUEST_TOKEN\" \"$$ACTIONS_ID_TOKEN_REQUEST_URL\"\ntest:\n\tgo test ./...\n",
-            "tools/Makefile": "test:\n\tgo test ./...\n",
+        let consumers = try Checkout([
+            "Makefile": "sign:\n\tcurl -H \"Authorization: bearer $$ACTIONS_ID_TOKEN_REQUEST_TOKEN\" \"$$ACTIONS_ID_TOKEN_REQUEST_URL\"\n",
             "scripts/vault-login.sh": "#!/bin/sh\nvault write auth/jwt/login role=ci jwt=\"$VAULT_ID_TOKEN\"\n",
-            "scripts/build.sh": "#!/bin/sh\ngo build ./...\n",
-            "package.json": #"{"scripts": {"release": "npm publish --provenance", "build": "tsc"}}"#,
+            "package.json": #"{"scripts": {"release": "npm publish --provenance"}}"#,
         ])
-        #expect(!unused(try checkout.check(idTokenJob("      - run: make sign"))))
-        #expect(unused(try checkout.check(idTokenJob("      - run: make -C tools test"))))
-        #expect(!unused(try checkout.check(idTokenJob("      - run: ./scripts/vault-login.sh"))))
-        #expect(unused(try checkout.check(idTokenJob("      - run: bash scripts/build.sh"))))
-        #expect(!unused(try checkout.check(idTokenJob("      - run: npm run release"))))
-        #expect(unused(try checkout.check(idTokenJob("      - run: npm run build"))))
+        #expect(!unused(try consumers.check(idTokenJob("      - run: make sign"))))
+        #expect(!unused(try consumers.check(idTokenJob("      - run: ./scripts/vault-login.sh"))))
+        #expect(!unused(try consumers.check(idTokenJob("      - run: npm run release"))))
+        let others = try Checkout([
+            "tools/Makefile": "test:\n\tgo test ./...\n",
+            "scripts/build.sh": "#!/bin/sh\ngo build ./...\n",
+            "package.json": #"{"scripts": {"build": "tsc"}}"#,
+        ])
+        #expect(unused(try others.check(idTokenJob("      - run: make -C tools test"))))
+        #expect(unused(try others.check(idTokenJob("      - run: bash scripts/build.sh"))))
+        #expect(unused(try others.check(idTokenJob("      - run: npm run build"))))
         // A path that leaves the checkout is not read.
-        #expect(unused(try checkout.check(idTokenJob("      - run: sh ../../etc/profile.sh"))))
+        #expect(unused(try others.check(idTokenJob("      - run: sh ../../etc/profile.sh"))))
+    }
+
+    @Test func repositoryCodeThatRequestsTheTokenMakesItsTestsConsumers() throws {
+        let library = try Checkout(["src/ambient.py": "import os\nURL = os.environ['ACTIONS_ID_TOKEN_REQUEST_URL']\n"])
+        #expect(!unused(try library.check(idTokenJob("      - run: python -m pytest"))))
+        // Steps that run none of the repository's code still do not use it.
+        #expect(unused(try library.check(idTokenJob("      - run: echo done"))))
+        let plain = try Checkout(["src/app.py": "print('hi')\n"])
+        #expect(unused(try plain.check(idTokenJob("      - run: python -m pytest"))))
     }
 
     @Test func localActionsAreReadWhenTheCheckoutIsThere() throws {
@@ -301,12 +317,18 @@ func idTokenJob(_ steps: String) -> String {
           comment:
             runs-on: x
             steps:
+              - uses: actions/checkout@v4
               - uses: actions/download-artifact@v4
                 with: {run-id: "${{ github.event.workflow_run.id }}", github-token: "${{ secrets.PAT }}"}
-              - run: cat report.txt
+              - run: npm ci && npm run comment
         """
         let forks = try Checkout([".github/workflows/ci.yml": "name: CI\non: [push, pull_request]\njobs: {a: {runs-on: x, steps: [{run: make}]}}\n"])
-        #expect(compact(try forks.check(publish).filter { $0.rule == .artifactPoisoning }) == ["artifact-poisoning@10:15"])
+        #expect(compact(try forks.check(publish).filter { $0.rule == .artifactPoisoning }) == ["artifact-poisoning@11:15"])
+        // Downloaded outside the workspace and only read as data: not reported.
+        let apart = publish.replacingOccurrences(of: "github-token: \"${{ secrets.PAT }}\"}", with: "github-token: \"${{ secrets.PAT }}\", path: \"${{ runner.temp }}/report\"}")
+            .replacingOccurrences(of: "npm ci && npm run comment", with: "gh pr comment 1 --body-file \"$RUNNER_TEMP/report/comment.md\"")
+        #expect(apart != publish)
+        #expect(!(try forks.check(apart)).contains { $0.rule == .artifactPoisoning })
         // The only workflow that triggers it runs on push: its artifacts are the repository's own.
         let pushOnly = try Checkout([".github/workflows/ci.yml": "name: CI\non: push\njobs: {a: {runs-on: x, steps: [{run: make}]}}\n"])
         #expect(!(try pushOnly.check(publish)).contains { $0.rule == .artifactPoisoning })

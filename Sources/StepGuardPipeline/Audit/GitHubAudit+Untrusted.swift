@@ -46,10 +46,15 @@ extension GitHubAudit {
                        remedy: "do not save caches in jobs that run untrusted code (use actions/cache/restore only, or drop the cache input here)")
             }
         }
-        if events.contains("workflow_run"), privilege.anyCredential, let download = artifactSteps.first, triggeringWorkflowsMayRunForks() {
-            report(.artifactPoisoning, download.value("uses") ?? download.value("run") ?? download,
-                   "job '\(jobName)' downloads the artifacts of the run that triggered it (which a pull request from a fork can produce) and holds \(privilege.description)",
-                   remedy: "treat the artifact as untrusted data: never execute it or write it to GITHUB_ENV/GITHUB_PATH; unpack it outside the workspace and validate it, or produce it in this workflow")
+        if events.contains("workflow_run"), privilege.anyCredential, triggeringWorkflowsMayRunForks() {
+            for index in steps.indices where Self.downloadsTriggeringRunArtifacts(steps[index]) {
+                let download = steps[index]
+                guard let how = Self.artifactReachesCode(steps, downloadIndex: index) else { continue }
+                report(.artifactPoisoning, download.value("uses") ?? download.value("run") ?? download,
+                       "job '\(jobName)' downloads the artifacts of the run that triggered it (which a pull request from a fork can produce) \(how), and holds \(privilege.description)",
+                       remedy: "treat the artifact as untrusted data: download it outside the workspace (e.g. ${{ runner.temp }}), validate it, and never execute it")
+                break
+            }
         }
     }
 
@@ -152,6 +157,33 @@ extension GitHubAudit {
         if uses.hasPrefix("actions/github-script@") { return text.contains("listworkflowrunartifacts") && text.contains("workflow_run") }
         if step.value("run") != nil { return text.contains("ghrundownload") && text.contains("workflow_run") }
         return false
+    }
+
+    /// Words of a script that run code from the workspace (a repository script, a build, a package
+    /// manager reading the workspace's manifests and lifecycle scripts).
+    static let workspaceCodeMarkers = ["./", "make", "npm ", "yarn", "pnpm", "npx ", "uv run", "uv sync", "pip install .", "pip install -e",
+                                       "python ", "python3 ", "bash ", "sh ", "source ", "go run", "go build", "go test", "cargo ",
+                                       "gradle", "mvn", "node ", "bundle ", "rake"]
+
+    /// How a downloaded artifact (the step at `downloadIndex`) reaches code the job runs, nil when it does not:
+    /// extracted into the workspace root (where it can replace the scripts and manifests later steps run), or
+    /// executed or unpacked by a later step from its own directory.
+    static func artifactReachesCode(_ steps: [Node], downloadIndex: Int) -> String? {
+        let download = steps[downloadIndex]
+        let uses = download.value("uses")?.text?.lowercased() ?? ""
+        // github-script and `gh run download` write where the script says: the workspace, as a rule.
+        let path = uses.hasPrefix("actions/download-artifact@") || uses.hasPrefix("dawidd6/action-download-artifact@")
+            ? (download.value("with")?.value("path")?.text ?? "").trimmingCharacters(in: .whitespaces) : ""
+        let root = ["", ".", "./", "${{ github.workspace }}", "${{github.workspace}}"].contains(path)
+        for later in steps[(downloadIndex + 1)...] {
+            if root, later.value("uses")?.text?.hasPrefix("./") == true { return "into the workspace, where a later local action runs from" }
+            guard let run = later.value("run")?.text else { continue }
+            if root, workspaceCodeMarkers.contains(where: run.contains) { return "into the workspace, where later steps run its scripts and manifests" }
+            if !root, run.contains(path), ["bash", "sh ", "source", "python", "node", "chmod", "unzip", "tar ", "./" + path].contains(where: run.contains) {
+                return "and a later step executes or unpacks it (\(path))"
+            }
+        }
+        return nil
     }
 
     /// Whether a workflow that triggers this one (`on.workflow_run.workflows`) may run for a pull request:

@@ -190,6 +190,12 @@ struct GitHubAudit {
             }
         }
 
+        // Repository code that requests the token itself (a test suite or library using ambient credentials)
+        // makes every step that runs repository code a possible consumer.
+        if jobGrant.granted, !consumer, steps.contains(where: { ($0.value("run")?.text).map { run in Self.workspaceCodeMarkers.contains(where: run.contains) } ?? false }),
+           repository.codeRequestsToken() {
+            consumer = true
+        }
         if jobGrant.granted, !consumer, let node = jobGrant.node {
             report(.idTokenUnused, node, "job '\(jobName)' has id-token: write but no step uses an OIDC consumer",
                    remedy: "remove `id-token: write` from this job, or give the token to the step that needs it")

@@ -32,12 +32,23 @@ struct OIDCConsumers {
         let lower = uses.lowercased()
         if lower.hasPrefix("changesets/action"), with?.value("publish") != nil { return true }
         if lower.hasPrefix("goreleaser/goreleaser-action") { return goReleaserSigns(directory: with?.value("workdir")?.text ?? "") }
-        guard lower.hasPrefix("./") else { return false }
+        // Any other action may request the token (it only needs ACTIONS_ID_TOKEN_REQUEST_*): only the
+        // ones known not to count as non-consumers.
+        if Self.knownNonConsumers.contains(where: lower.hasPrefix) { return false }
+        guard lower.hasPrefix("./") else { return true }
         // A local action: read it when the checkout is here; a composite action is judged by its steps.
         guard depth < Self.maximumDepth, let action = repository.localAction(uses),
               action.value("runs")?.value("using")?.text == "composite" else { return true }
         return (action.value("runs")?.value("steps")?.items ?? []).contains { step($0, depth: depth + 1) }
     }
+
+    /// Actions known not to request the OIDC token (set-up, caches, artifacts, first-party helpers, builds).
+    /// Those that do (``Catalog/oidcActions``, or OIDC inputs) are checked first.
+    static let knownNonConsumers = GitHubAudit.tokenFreeActions + [
+        "actions/", "github/codeql-action/", "docker/", "softprops/action-gh-release@", "peter-evans/", "codecov/codecov-action@",
+        "golangci/golangci-lint-action@", "goto-bus-stop/setup-zig@", "mlugg/setup-zig@", "msys2/setup-msys2@", "ilammy/msvc-dev-cmd@",
+        "jdx/mise-action@", "extractions/setup-just@", "arduino/setup-protoc@", "bufbuild/buf-setup-action@", "mxschmitt/action-tmate@",
+    ]
 
     /// Whether a script consumes the token itself, or runs a repository script, Makefile, `package.json`
     /// script or GoReleaser config that does (`directory`: the step's `working-directory`).
@@ -111,6 +122,7 @@ struct OIDCConsumers {
         if value == "false" || value.isEmpty { return false }
         if value.contains("actions-id-token") || value.contains("actions_id_token") { return true }
         return key.contains("oidc") || key.contains("id-token") || key.contains("identity-token") || key == "npm-config-provenance"
+            || key.contains("attest")
             || ["audience", "role-to-assume", "workload-identity-provider", "exchange-url", "trusted-publishing"].contains(key)
     }
 }

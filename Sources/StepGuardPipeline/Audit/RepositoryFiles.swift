@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Yams
 
 /// The repository a workflow belongs to, when the checker has its checkout: the workflow's path is
@@ -46,5 +47,43 @@ struct RepositoryFiles {
             }
         }
         return nil
+    }
+
+    /// Whether the repository's own code requests the job's OIDC token (`ACTIONS_ID_TOKEN_REQUEST_URL`,
+    /// `getIDToken(`, sigstore's `detect_credential`): a bounded walk of the checkout (at most
+    /// ``maximumScannedFiles`` files of at most ``maximumSize``; `.git` and `node_modules` skipped), cached per root.
+    func codeRequestsToken() -> Bool {
+        guard let root else { return false }
+        return Self.cache.value(for: root) {
+            let markers = ["ACTIONS_ID_TOKEN_REQUEST", "getIDToken(", "detect_credential"]
+            guard let walker = FileManager.default.enumerator(atPath: root) else { return false }
+            var seen = 0
+            while let relative = walker.nextObject() as? String, seen < Self.maximumScannedFiles {
+                let name = (relative as NSString).lastPathComponent
+                if name == ".git" || name == "node_modules" || name == "dist" || name == "vendor" { walker.skipDescendants(); continue }
+                if relative.hasPrefix(".github/workflows/") { continue }
+                guard let text = text(relative) else { continue }
+                seen += 1
+                if markers.contains(where: text.contains) { return true }
+            }
+            return false
+        }
+    }
+
+    /// At most this many files are read by ``codeRequestsToken()``.
+    static let maximumScannedFiles = 20_000
+
+    private static let cache = ScanCache()
+}
+
+/// Results of ``RepositoryFiles/codeRequestsToken()`` per checkout root (one walk per root per process).
+private final class ScanCache: Sendable {
+    private let results = Mutex<[String: Bool]>([:])
+
+    func value(for root: String, compute: () -> Bool) -> Bool {
+        if let known = results.withLock({ $0[root] }) { return known }
+        let value = compute()
+        results.withLock { $0[root] = value }
+        return value
     }
 }
