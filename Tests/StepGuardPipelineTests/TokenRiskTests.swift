@@ -349,3 +349,81 @@ func idTokenJob(_ steps: String) -> String {
         #expect(compact(findings) == ["id-token-audience@6:12", "id-token-audience@8:12"])
     }
 }
+
+/// Issue #21, second slice: false positives the hand-labelled sample of real workflows showed.
+@Suite struct SampleFindingTests {
+    @Test func sameCommitReusableWorkflowIsNotUnpinned() throws {
+        let text = """
+        on: push
+        permissions: {contents: read}
+        jobs:
+          build:
+            uses: $/.github/workflows/build.yml
+            secrets: {token: "${{ secrets.API_TOKEN }}"}
+          other:
+            uses: octo/repo/.github/workflows/build.yml@v1
+            secrets: {token: "${{ secrets.API_TOKEN }}"}
+        """
+        #expect(compact(try check(text)) == ["unpinned-action@8:11"])
+    }
+
+    func upload(_ path: String, checkoutPath: String? = nil) -> String {
+        let with = checkoutPath.map { "\n        with: {path: \($0)}" } ?? ""
+        return """
+        on: push
+        permissions: {contents: read}
+        jobs:
+          build:
+            runs-on: x
+            steps:
+              - uses: actions/checkout@v4\(with)
+              - uses: actions/upload-artifact@v4
+                with:
+                  path: \(path)
+        """
+    }
+
+    @Test func globsAndExpressionsThatCannotReachGitConfig() throws {
+        #expect(try check(upload("|\n            dist/*.tar.gz\n            dist/*.rpm")).isEmpty)
+        #expect(try check(upload("${{ matrix.action }}/dist/")).isEmpty)
+        #expect(try check(upload("build/results_*.xml", checkoutPath: "source")).isEmpty)
+        // Ones that can are still reported.
+        #expect(compact(try check(upload("${{ matrix.dir }}"))) == ["checkout-persist-credentials@7:15"])
+        #expect(compact(try check(upload("${{ matrix.dir }}/config"))) == ["checkout-persist-credentials@7:15"])
+        #expect(compact(try check(upload("source/*", checkoutPath: "source"))) == ["checkout-persist-credentials@7:15"])
+    }
+
+    @Test func s3CompatibleStoresAndOptionalCallerSecrets() throws {
+        let r2 = """
+        on: push
+        permissions: {contents: read}
+        jobs:
+          mirror:
+            runs-on: x
+            steps:
+              - run: aws s3 sync dist s3://bucket
+                env:
+                  AWS_ACCESS_KEY_ID: ${{ secrets.R2_KEY_ID }}
+                  AWS_ENDPOINT_URL: https://account.r2.cloudflarestorage.com
+        """
+        #expect(try check(r2).isEmpty)
+        #expect(compact(try check(r2.replacingOccurrences(of: "account.r2.cloudflarestorage.com", with: "s3.eu-west-1.amazonaws.com")))
+                == ["long-lived-credential@9:34"])
+        let callee = """
+        on:
+          workflow_call:
+            secrets:
+              registry-password: {description: optional}
+              pypi-token: {required: true}
+        jobs:
+          push:
+            runs-on: x
+            steps:
+              - run: ./push.sh
+                env:
+                  REGISTRY_PASSWORD: ${{ secrets.registry-password }}
+                  TWINE_PASSWORD: ${{ secrets.pypi-token }}
+        """
+        #expect(compact(try check(callee)) == ["long-lived-credential@13:31"])
+    }
+}

@@ -42,7 +42,7 @@ enum Catalog {
                        gitlab: "PyPI trusted publishing for GitLab (id_tokens: PYPI_ID_TOKEN with aud pypi)"),
         CredentialKind(name: "Docker Hub password",
                        names: ["DOCKERHUB_PASSWORD", "DOCKERHUB_TOKEN", "DOCKER_PASSWORD", "DOCKER_HUB_PASSWORD", "DOCKER_HUB_TOKEN", "DOCKER_TOKEN", "REGISTRY_PASSWORD"], fragments: ["DOCKERHUB_", "DOCKER_HUB_"],
-                       github: "a registry with OIDC federation: ghcr.io with GITHUB_TOKEN, Amazon ECR via role-to-assume, or Artifact Registry via workload identity federation",
+                       github: "a Docker Hub OIDC connection (docker/login-action with DOCKERHUB_OIDC_CONNECTIONID, no password, and id-token: write; Team/Business plans), or a registry with OIDC federation: ghcr.io with GITHUB_TOKEN, Amazon ECR via role-to-assume, Artifact Registry via workload identity federation",
                        gitlab: "the GitLab container registry with CI_JOB_TOKEN, or a cloud registry through id_tokens federation"),
         CredentialKind(name: "Google service account key",
                        names: ["GCP_SA_KEY", "GOOGLE_CREDENTIALS", "GCP_CREDENTIALS", "CREDENTIALS_JSON", "GOOGLE_APPLICATION_CREDENTIALS", "GCLOUD_SERVICE_KEY"], fragments: ["SA_KEY", "SERVICE_ACCOUNT_KEY"],
@@ -132,7 +132,13 @@ enum Catalog {
     /// Whether an action reference is first-party (`actions/*`, `github/*`), local or a Docker image pinned by digest.
     static func isFirstPartyOrLocal(_ uses: String) -> Bool {
         let lower = uses.lowercased()
-        return lower.hasPrefix("./") || lower.hasPrefix("actions/") || lower.hasPrefix("github/")
+        return isSameRepository(uses) || lower.hasPrefix("actions/") || lower.hasPrefix("github/")
+    }
+
+    /// Whether `uses:` names an action or workflow of the same repository at the caller's own commit
+    /// (`./path`, or GitHub's `$/path`): nothing to pin.
+    static func isSameRepository(_ uses: String) -> Bool {
+        uses.hasPrefix("./") || uses.hasPrefix("$/")
     }
 
     /// Whether a reference is pinned to a full 40-hex commit SHA (or a Docker digest).

@@ -176,7 +176,7 @@ extension GitHubAudit {
             ? (download.value("with")?.value("path")?.text ?? "").trimmingCharacters(in: .whitespaces) : ""
         let root = ["", ".", "./", "${{ github.workspace }}", "${{github.workspace}}"].contains(path)
         for later in steps[(downloadIndex + 1)...] {
-            if root, later.value("uses")?.text?.hasPrefix("./") == true { return "into the workspace, where a later local action runs from" }
+            if root, later.value("uses")?.text.map(Catalog.isSameRepository) == true { return "into the workspace, where a later local action runs from" }
             guard let run = later.value("run")?.text else { continue }
             if root, workspaceCodeMarkers.contains(where: run.contains) { return "into the workspace, where later steps run its scripts and manifests" }
             if !root, run.contains(path), ["bash", "sh ", "source", "python", "node", "chmod", "unzip", "tar ", "./" + path].contains(where: run.contains) {

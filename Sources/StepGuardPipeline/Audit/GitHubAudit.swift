@@ -139,7 +139,7 @@ struct GitHubAudit {
         var consumer = false
         if let uses = job.value("uses"), let reference = uses.text {
             consumer = true
-            if privileged, !reference.hasPrefix("./"), !Catalog.isPinned(reference) {
+            if privileged, !Catalog.isSameRepository(reference), !Catalog.isPinned(reference) {
                 let (message, remedy) = Self.unpinnedDescription(reference, jobName: jobName, what: what)
                 report(.unpinnedAction, uses, message, remedy: remedy)
             }
@@ -233,9 +233,22 @@ struct GitHubAudit {
                 if action.hasPrefix("azure/login"), name == "creds" { names.append("AZURE_CREDENTIALS") }
             }
             guard let kind = Catalog.credential(named: names) else { continue }
+            // AWS_* keys of an S3-compatible store that is not AWS (Cloudflare R2, MinIO…): no AWS federation applies.
+            if kind.name == "AWS access key", let endpoint = env.pairs.first(where: { ($0.key.text ?? "").uppercased().hasPrefix("AWS_ENDPOINT_URL") })?.value.text,
+               !endpoint.contains("amazonaws.com") { continue }
+            // A reusable workflow's optional secret: the caller decides whether to pass a password or use OIDC.
+            if secrets.allSatisfy(isOptionalCallerSecret) { continue }
             report(.longLivedCredential, value, needle: "secrets", "\(kind.name) passed from secrets.\(secrets[0]) to '\(name)'; the provider supports OIDC",
                    remedy: "use \(kind.github) and delete the stored secret")
         }
+    }
+
+    /// Whether `name` is a secret the workflow declares under `on.workflow_call.secrets` without `required: true`.
+    func isOptionalCallerSecret(_ name: String) -> Bool {
+        guard let declared = (root.value("on") ?? root.value("true"))?.value("workflow_call")?.value("secrets")?.pairs.first(where: { $0.key.text == name }) else {
+            return false
+        }
+        return declared.value.value("required")?.text != "true"
     }
 
     /// What an unpinned `uses:` reference runs and how to pin it: a Docker image is pinned by an
@@ -287,7 +300,8 @@ struct GitHubAudit {
 
     /// Whether an upload of `paths` (an upload step's `path:` lines) may contain the `.git` directory of a
     /// checkout into `directory` (the checkout's `path:`, empty for the workspace). Unknown shapes
-    /// (globs, expressions, absolute or parent paths) count as including it, unless `.git` is excluded.
+    /// (absolute or parent paths, globs and expressions that can expand to `.git`, its `config` or an ancestor)
+    /// count as including it, unless `.git` is excluded.
     static func uploadMayInclude(gitDirectoryOf directory: String, paths: [String]) -> Bool {
         func normalized(_ path: String) -> String {
             var path = path
@@ -301,11 +315,24 @@ struct GitHubAudit {
         let excluded = paths.filter { $0.hasPrefix("!") }.map { normalized(String($0.dropFirst())) }
         if excluded.contains(where: { [git, git + "/**", "**/.git", "**/.git/**"].contains($0) }) { return false }
         if included.isEmpty { return true }
+        let checkoutComponents = Set(checkout.split(separator: "/").map(String.init))
         return included.contains { path in
-            if path.isEmpty || path.hasPrefix("/") || path.hasPrefix("~") || path.contains("..") || path.contains("$")
-                || path.contains("*") || path.contains("?") || path.contains("[") { return true }
-            // The upload holds .git when it is .git, inside it, or one of its ancestors.
-            return path == git || path.hasPrefix(git + "/") || git.hasPrefix(path + "/")
+            if path.isEmpty || path.hasPrefix("/") || path.hasPrefix("~") || path.contains("..") { return true }
+            let unknown = path.contains("$") || path.contains("*") || path.contains("?") || path.contains("[")
+            guard unknown else {
+                // The upload holds .git when it is .git, inside it, or one of its ancestors.
+                return path == git || path.hasPrefix(git + "/") || git.hasPrefix(path + "/")
+            }
+            // A glob or expression can hold `.git/config` only if its last component can be `.git`,
+            // `config` or a directory of the checkout path, and its literal leading directories lead there.
+            let components = path.split(separator: "/").map(String.init)
+            if let last = components.last, !last.contains("$"), !last.contains("*"), !last.contains("?"), !last.contains("["),
+               ![".git", "config", "."].contains(last), !checkoutComponents.contains(last) {
+                return false
+            }
+            let literal = components.prefix { !$0.contains("$") && !$0.contains("*") && !$0.contains("?") && !$0.contains("[") }.joined(separator: "/")
+            if !literal.isEmpty, !(literal == git || literal.hasPrefix(git + "/") || git.hasPrefix(literal + "/")) { return false }
+            return true
         }
     }
 

@@ -35,7 +35,7 @@ struct OIDCConsumers {
         // Any other action may request the token (it only needs ACTIONS_ID_TOKEN_REQUEST_*): only the
         // ones known not to count as non-consumers.
         if Self.knownNonConsumers.contains(where: lower.hasPrefix) { return false }
-        guard lower.hasPrefix("./") else { return true }
+        guard Catalog.isSameRepository(lower) else { return true }
         // A local action: read it when the checkout is here; a composite action is judged by its steps.
         guard depth < Self.maximumDepth, let action = repository.localAction(uses),
               action.value("runs")?.value("using")?.text == "composite" else { return true }
