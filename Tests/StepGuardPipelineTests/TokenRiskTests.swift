@@ -426,4 +426,24 @@ func idTokenJob(_ steps: String) -> String {
         """
         #expect(compact(try check(callee)) == ["long-lived-credential@13:31"])
     }
+
+    @Test func registryPasswordsOfOtherRegistriesAreNotDockerHub() throws {
+        func login(_ registry: String?) -> String {
+            let line = registry.map { "\n          registry: \($0)" } ?? ""
+            return """
+            on: push
+            permissions: {contents: read}
+            jobs:
+              push:
+                runs-on: x
+                steps:
+                  - uses: docker/login-action@0123456789012345678901234567890123456789
+                    with:\(line)
+                      password: ${{ secrets.REGISTRY_PASSWORD }}
+            """
+        }
+        #expect(compact(try check(login(nil))) == ["long-lived-credential@9:25"])
+        #expect(compact(try check(login("docker.io"))) == ["long-lived-credential@10:25"])
+        #expect(try check(login("harbor.example.com")).isEmpty)
+    }
 }

@@ -228,6 +228,9 @@ struct GitHubAudit {
                 if action.hasPrefix("docker/login-action"), name == "password" {
                     let registry = env.value("registry")?.text ?? "docker.io"
                     if registry.contains("docker.io") || registry.isEmpty { names.append("DOCKERHUB_PASSWORD") }
+                    // Another registry (Harbor, Quay, a cloud one) decides its own credentials: a
+                    // `DOCKER_PASSWORD`/`REGISTRY_PASSWORD` name says nothing about Docker Hub there.
+                    else if Catalog.credential(named: names)?.name == "Docker Hub password" { continue }
                 }
                 if action.hasPrefix("google-github-actions/auth"), name == "credentials_json" { names.append("GCP_SA_KEY") }
                 if action.hasPrefix("azure/login"), name == "creds" { names.append("AZURE_CREDENTIALS") }

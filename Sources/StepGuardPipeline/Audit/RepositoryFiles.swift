@@ -51,7 +51,7 @@ struct RepositoryFiles {
 
     /// Whether the repository's own code requests the job's OIDC token (`ACTIONS_ID_TOKEN_REQUEST_URL`,
     /// `getIDToken(`, sigstore's `detect_credential`): a bounded walk of the checkout (at most
-    /// ``maximumScannedFiles`` files of at most ``maximumSize``; `.git` and `node_modules` skipped), cached per root.
+    /// ``maximumScannedFiles`` entries, files of at most ``maximumSize``; `.git` and `node_modules` skipped), cached per root.
     func codeRequestsToken() -> Bool {
         guard let root else { return false }
         return Self.cache.value(for: root) {
@@ -59,18 +59,18 @@ struct RepositoryFiles {
             guard let walker = FileManager.default.enumerator(atPath: root) else { return false }
             var seen = 0
             while let relative = walker.nextObject() as? String, seen < Self.maximumScannedFiles {
+                seen += 1
                 let name = (relative as NSString).lastPathComponent
                 if name == ".git" || name == "node_modules" || name == "dist" || name == "vendor" { walker.skipDescendants(); continue }
                 if relative.hasPrefix(".github/workflows/") { continue }
                 guard let text = text(relative) else { continue }
-                seen += 1
                 if markers.contains(where: text.contains) { return true }
             }
             return false
         }
     }
 
-    /// At most this many files are read by ``codeRequestsToken()``.
+    /// At most this many directory entries are visited by ``codeRequestsToken()``.
     static let maximumScannedFiles = 20_000
 
     private static let cache = ScanCache()
