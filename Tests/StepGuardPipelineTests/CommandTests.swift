@@ -76,7 +76,7 @@ import Testing
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build stepguard first: \(Self.binary)")
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("sg-wrap-\(UUID().uuidString).yml").path
         defer { try? FileManager.default.removeItem(atPath: file) }
-        let unplaceable = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      -\n        uses: actions/checkout@v4\n      - run: make\n"
+        let unplaceable = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - &checkout\n        uses: actions/checkout@v4\n      - run: make\n"
         try unplaceable.write(toFile: file, atomically: true, encoding: .utf8)
         let failed = try run(["workflow", "wrap", "--write", file])
         #expect(failed.status == 2)

@@ -188,8 +188,17 @@ import Testing
 /// `id-token: write` only for services that need the job's token, and pins the setup step with `--ref`.
 @Suite struct WrapSafetyTests {
     @Test func unplaceableSetupStepChangesNothing() throws {
-        let text = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      -\n        uses: actions/checkout@v4\n      - run: make\n"
+        // The first step is an anchored mapping: there is no `- ` to put a new item before.
+        let text = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - &checkout\n        uses: actions/checkout@v4\n      - run: make\n"
         #expect(throws: PipelineError.self) { try WorkflowWrapper.wrap(text: text, path: "w.yml") }
+    }
+
+    @Test func dashOnItsOwnLineTakesTheSetupStepAbove() throws {
+        let text = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      -\n        name: Checkout\n        uses: actions/checkout@v4\n      -\n        run: make\n"
+        let result = try WorkflowWrapper.wrap(text: text, path: "w.yml")
+        #expect(result.wrapped.contains("    steps:\n      - name: Set up stepguard\n        uses: stepguard/stepguard/actions/setup@v0.1.0\n      -\n        name: Checkout\n"))
+        #expect(result.wrappedSteps == ["a/a-2"])
+        _ = try WorkflowChecker.check(text: result.wrapped, path: "w.yml")
     }
 
     @Test func windowsAndMacOSJobsAreLeftAlone() throws {

@@ -14,13 +14,14 @@ struct RepositoryFiles {
 
     init(workflowPath: String) {
         let absolute = URL(fileURLWithPath: workflowPath).standardizedFileURL.path
-        if let range = absolute.range(of: "/.github/workflows/") {
-            root = String(absolute[..<range.lowerBound])
+        var found: String?
+        if let range = absolute.range(of: "/.github/workflows/", options: .backwards) {
+            found = String(absolute[..<range.lowerBound])
         } else if (absolute as NSString).lastPathComponent.hasSuffix("gitlab-ci.yml") {
-            root = (absolute as NSString).deletingLastPathComponent
-        } else {
-            root = nil
+            found = (absolute as NSString).deletingLastPathComponent
         }
+        // A checkout at the file system's root is not read (its "repository" would be the whole machine).
+        root = found.flatMap { $0.isEmpty || $0 == "/" ? nil : $0 }
     }
 
     /// The text of a file at `relative` (to the root, or to `directory` inside it), nil when there is no

@@ -323,9 +323,21 @@ public enum WorkflowWrapper {
                      remedy: "add `- uses: \(options.setupUses)` as the job's first step by hand")
                 return
             }
-            let (line, column) = mark(firstKey)
+            var line = mark(firstKey).line
+            let column = mark(firstKey).column
             let scalars = Array(source.line(line).unicodeScalars)
-            guard let dash = scalars[..<(column - 1)].lastIndex(of: "-"), scalars[..<dash].allSatisfy({ $0 == " " }) else {
+            var dash = scalars[..<(column - 1)].lastIndex(of: "-").flatMap { index in scalars[..<index].allSatisfy { $0 == " " } ? index : nil }
+            // The item's dash alone on the line above (`-` then the keys indented below it), a common style.
+            if dash == nil, scalars[..<(column - 1)].allSatisfy({ $0 == " " }), line > 1 {
+                let above = source.line(line - 1).trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
+                let indent = SourceText.indentation(above)
+                let rest = above.dropFirst(indent)
+                if rest.hasPrefix("-"), rest.dropFirst().allSatisfy({ $0 == " " }) || rest.dropFirst().trimmingCharacters(in: .whitespaces).hasPrefix("#") {
+                    dash = indent
+                    line -= 1
+                }
+            }
+            guard let dash else {
                 fail(step, "cannot place the setup step before this step (it is not a block-style `- key:` item); nothing was changed",
                      remedy: "add `- uses: \(options.setupUses)` as the job's first step by hand, or write the steps in block style")
                 return
