@@ -281,8 +281,13 @@ func idTokenJob(_ steps: String) -> String {
             runs-on: x
             steps:
               - run: gh pr merge --auto "$PR"
+          either:
+            if: github.event.pull_request.user.login == 'dependabot[bot]' || github.actor == 'dependabot[bot]'
+            runs-on: x
+            steps:
+              - run: gh pr merge --auto "$PR"
         """
-        #expect(compact(try check(text).filter { $0.rule == .spoofableBotCheck }) == ["spoofable-bot-check@5:9"])
+        #expect(compact(try check(text).filter { $0.rule == .spoofableBotCheck }) == ["spoofable-bot-check@5:9", "spoofable-bot-check@15:70"])
         let onPush = text.replacingOccurrences(of: "on: pull_request_target", with: "on: push")
         #expect(!(try check(onPush)).contains { $0.rule == .spoofableBotCheck })
     }
@@ -367,20 +372,9 @@ func idTokenJob(_ steps: String) -> String {
         #expect(compact(try check(text)) == ["unpinned-action@8:11"])
     }
 
+    /// A job that checks out with actions/checkout v4 and uploads `path` (PersistCredentialsTests' workflow).
     func upload(_ path: String, checkoutPath: String? = nil) -> String {
-        let with = checkoutPath.map { "\n        with: {path: \($0)}" } ?? ""
-        return """
-        on: push
-        permissions: {contents: read}
-        jobs:
-          build:
-            runs-on: x
-            steps:
-              - uses: actions/checkout@v4\(with)
-              - uses: actions/upload-artifact@v4
-                with:
-                  path: \(path)
-        """
+        PersistCredentialsTests().workflow(checkout: "actions/checkout@v4", checkoutPath: checkoutPath, upload: path)
     }
 
     @Test func globsAndExpressionsThatCannotReachGitConfig() throws {

@@ -128,8 +128,8 @@ extension GitHubAudit {
         let squeezed = text.lowercased().filter { !$0.isWhitespace }
         let actor = ["github.actor", "github.triggering_actor", "github.event.sender.login"].first { squeezed.contains($0) }
         guard let actor, squeezed.contains("[bot]") else { return }
-        // Comparing the pull request's author is not spoofable this way.
-        if squeezed.contains("github.event.pull_request.user.login") { return }
+        // Requiring the pull request's author as well is not spoofable this way (unless `||` makes it optional).
+        if squeezed.contains("github.event.pull_request.user.login"), !squeezed.contains("||") { return }
         report(.spoofableBotCheck, condition, needle: text.contains(actor) ? actor : nil,
                "`\(actor)` compared with a bot guards \(what), which holds \(privilege.description): on \(events.intersection(Untrusted.privilegedEvents).sorted().joined(separator: "/")) the actor is whoever caused the last event, which an outsider can make a bot",
                remedy: "check the pull request's author instead (`github.event.pull_request.user.login == 'dependabot[bot]'`), or run the privileged part on `pull_request` from a trusted branch")
