@@ -139,6 +139,11 @@ func idTokenJob(_ steps: String) -> String {
         """
         let findings = try check(text).filter { $0.rule == .templateInjection }
         #expect(compact(findings) == ["template-injection@7:20", "template-injection@10:32", "template-injection@16:23"])
+        // Index notation reads the same fields.
+        for spelling in ["github.event['issue']['title']", "github.event[\"issue\"].title", "toJSON(github.event.issue)", "github.event.commits[0].message"] {
+            let variant = "on: [issues, push]\npermissions: {}\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo ${{ \(spelling) }}\n"
+            #expect(try check(variant).contains { $0.rule == .templateInjection }, "\(spelling)")
+        }
         #expect(findings.map(\.severity) == [.high, .high, .critical])
         #expect(findings[2].message.contains("github.event.pull_request.head.ref"))
     }

@@ -73,17 +73,25 @@ enum Untrusted {
         return found
     }
 
-    /// Dotted context paths in an expression body (`github.event.issue.title`), with `[0]`, `['x']`
-    /// and `[*]` read as a `*` segment; string literals are skipped.
+    /// Dotted context paths in an expression body (`github.event.issue.title`): `['title']` reads as the
+    /// segment `title`, `[0]`, `[*]` or any other index as `*`; other string literals are skipped.
     static func contextPaths(in body: String) -> [[Substring]] {
         var flat = ""
         var quote: Character?
-        var inBracket = false
+        var bracket: String?
         for c in body {
-            if inBracket { if c == "]" { inBracket = false; flat += ".*" }; continue }
+            if let content = bracket {
+                guard c == "]" else { bracket = content + String(c); continue }
+                let trimmed = content.trimmingCharacters(in: .whitespaces)
+                let quoted = trimmed.count >= 2 && (trimmed.first == "'" || trimmed.first == "\"") && trimmed.last == trimmed.first
+                let key = quoted ? String(trimmed.dropFirst().dropLast()) : ""
+                flat += "." + (!key.isEmpty && key.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" } ? key : "*")
+                bracket = nil
+                continue
+            }
             if let q = quote { if c == q { quote = nil }; continue }
             if c == "'" || c == "\"" { quote = c; flat += " "; continue }
-            if c == "[" { inBracket = true; continue }
+            if c == "[" { bracket = ""; continue }
             flat.append(c)
         }
         let tokens = flat.split { !($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." || $0 == "*") }
