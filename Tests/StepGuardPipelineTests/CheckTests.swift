@@ -28,7 +28,7 @@ import Testing
 
     @Test func writeAllAtTopLevelGrantsIdToken() throws {
         let text = "on: push\npermissions: write-all\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo\n"
-        #expect(compact(try check(text)) == ["id-token-workflow-level@2:14"])
+        #expect(compact(try check(text)) == ["id-token-workflow-level@2:14", "permissions-broad@2:14"])
     }
 
     @Test func workflowRunCheckoutOfHeadWithIdToken() throws {

@@ -71,4 +71,25 @@ import Testing
         #expect(!after.stdout.contains("unguarded-service-call"))
         #expect(try run(["workflow", "wrap", copy]).stdout.isEmpty)
     }
+
+    @Test func wrapFailsWithoutChangesAndPinsWithRef() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build stepguard first: \(Self.binary)")
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("sg-wrap-\(UUID().uuidString).yml").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let unplaceable = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - &checkout\n        uses: actions/checkout@v4\n      - run: make\n"
+        try unplaceable.write(toFile: file, atomically: true, encoding: .utf8)
+        let failed = try run(["workflow", "wrap", "--write", file])
+        #expect(failed.status == 2)
+        #expect(failed.stderr.contains("cannot place the setup step"))
+        #expect(try String(contentsOfFile: file, encoding: .utf8) == unplaceable)
+
+        try "on: push\npermissions: {contents: read}\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: make\n".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(try run(["workflow", "wrap", "--ref", "v1.0.0", file]).status == 64)
+        let placeholder = try run(["workflow", "wrap", file])
+        #expect(placeholder.stderr.contains("a placeholder; pin it with --ref"))
+        let sha = String(repeating: "89abcdef01", count: 4)
+        let pinned = try run(["workflow", "wrap", "--write", "--ref", sha, file])
+        #expect(pinned.status == 0)
+        #expect(try String(contentsOfFile: file, encoding: .utf8).contains("uses: stepguard/stepguard/actions/setup@\(sha)\n"))
+    }
 }

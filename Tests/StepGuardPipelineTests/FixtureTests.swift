@@ -57,6 +57,7 @@ import Testing
     @Test func terraformWithStaticAWSKeys() throws {
         let findings = try WorkflowChecker.check(file: fixture("terraform-aws.yml"))
         #expect(compact(findings) == [
+            "permissions-broad@12:3",
             "untrusted-checkout@20:16",
             "unpinned-action@21:15",
             "unpinned-action@22:15",
@@ -88,7 +89,7 @@ import Testing
         let report = WorkflowChecker.check(paths: [fixturesDirectory])
         #expect(report.errors.isEmpty)
         #expect(report.files.count == 7)
-        #expect(report.findings.count == 5 + 3 + 5 + 7 + 9 + 0 + 3)
+        #expect(report.findings.count == 5 + 3 + 5 + 7 + 10 + 0 + 3)
         #expect(report.exitCode == 1)
     }
 }

@@ -273,14 +273,15 @@ import Testing
         #expect(jobWrite.first?.message.contains("which holds a write-scoped GITHUB_TOKEN") == true)
         #expect(compact(try check(workflow(top: "{contents: write}", job: nil))) == ["unpinned-action@7:15"])
         // write-all also grants id-token: write, reported at the top level.
-        #expect(compact(try check(workflow(top: "write-all", job: nil))) == ["id-token-workflow-level@2:14", "unpinned-action@7:15"])
+        #expect(compact(try check(workflow(top: "write-all", job: nil))) == ["id-token-workflow-level@2:14", "permissions-broad@2:14", "unpinned-action@7:15"])
     }
 
     @Test func readOnlyTokenHoldsNothing() throws {
         #expect(try check(workflow(top: "{contents: read}", job: "{pull-requests: read}")).isEmpty)
         // The job's own read-only permissions replace the workflow's write scopes.
         #expect(try check(workflow(top: "{contents: write}", job: "{contents: read}")).isEmpty)
-        #expect(try check(workflow(top: "read-all", job: nil)).isEmpty)
+        // read-all is only reported as broad (low): it holds no write scope.
+        #expect(try check(workflow(top: "read-all", job: nil)).map(\.rule) == [.permissionsBroad])
     }
 }
 

@@ -143,7 +143,7 @@ import Testing
     }
 
     @Test func unsupportedShellsAreSkippedWithAReason() throws {
-        let text = "on: push\njobs:\n  a:\n    runs-on: windows-latest\n    steps:\n      - run: Write-Host hi\n        shell: pwsh\n"
+        let text = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: Write-Host hi\n        shell: pwsh\n"
         let result = try WorkflowWrapper.wrap(text: text, path: "w.yml")
         #expect(result.wrapped == text)
         #expect(result.skipped.count == 1)
@@ -181,5 +181,84 @@ import Testing
         #expect(!result.wrapped.replacingOccurrences(of: "\r\n", with: "").contains("\n"))
         #expect(result.wrapped.contains("        shell: stepguard run -- bash --noprofile --norc -eo pipefail {0}\r\n        run: docker push x\r\n"))
         #expect(!(try WorkflowChecker.check(text: result.wrapped, path: "w.yml")).contains { $0.rule == .unguardedServiceCall })
+    }
+}
+
+/// Issue #21: `wrap` changes nothing when it cannot finish, leaves non-Linux jobs alone, grants
+/// `id-token: write` only for services that need the job's token, and pins the setup step with `--ref`.
+@Suite struct WrapSafetyTests {
+    @Test func unplaceableSetupStepChangesNothing() throws {
+        // The first step is an anchored mapping: there is no `- ` to put a new item before.
+        let text = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - &checkout\n        uses: actions/checkout@v4\n      - run: make\n"
+        #expect(throws: PipelineError.self) { try WorkflowWrapper.wrap(text: text, path: "w.yml") }
+    }
+
+    @Test func dashOnItsOwnLineTakesTheSetupStepAbove() throws {
+        let text = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      -\n        name: Checkout\n        uses: actions/checkout@v4\n      -\n        run: make\n"
+        let result = try WorkflowWrapper.wrap(text: text, path: "w.yml")
+        #expect(result.wrapped.contains("    steps:\n      - name: Set up stepguard\n        uses: stepguard/stepguard/actions/setup@v0.1.0\n      -\n        name: Checkout\n"))
+        #expect(result.wrappedSteps == ["a/a-2"])
+        _ = try WorkflowChecker.check(text: result.wrapped, path: "w.yml")
+    }
+
+    @Test func windowsAndMacOSJobsAreLeftAlone() throws {
+        let text = """
+        on: push
+        permissions: {contents: read}
+        jobs:
+          win:
+            runs-on: windows-latest
+            steps:
+              - run: make
+          mac:
+            runs-on: [self-hosted, macOS]
+            steps:
+              - run: make
+          matrix:
+            runs-on: ${{ matrix.os }}
+            strategy:
+              matrix:
+                os: [ubuntu-latest, windows-latest]
+            steps:
+              - run: make
+          linux:
+            runs-on: ${{ matrix.os }}
+            strategy:
+              matrix:
+                os: [ubuntu-22.04, ubuntu-24.04]
+            steps:
+              - run: make
+        """
+        let result = try WorkflowWrapper.wrap(text: text, path: "w.yml")
+        #expect(result.wrappedSteps == ["linux/linux-1"])
+        #expect(result.skipped.count == 3)
+        #expect(result.skipped.allSatisfy { $0.contains("needs a Linux runner") })
+        #expect(result.skipped[2].contains("`windows-latest`"))
+    }
+
+    @Test func idTokenOnlyForServicesThatNeedTheJobsToken() throws {
+        func grants(_ run: String, env: String = "") throws -> Bool {
+            let text = "on: push\npermissions: {contents: read}\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: \(run)\n\(env)"
+            return !(try WorkflowWrapper.wrap(text: text, path: "w.yml")).idTokenJobs.isEmpty
+        }
+        #expect(try grants("cosign sign --yes img"))
+        #expect(try grants("npm publish"))
+        #expect(!(try grants("cosign sign --key env://KEY img")))
+        #expect(!(try grants("npm publish", env: "        env: {NODE_AUTH_TOKEN: \"${{ secrets.NPM }}\"}\n")))
+        #expect(!(try grants("gh attestation verify x --owner o")))
+        #expect(!(try grants("vault kv get -address=http://127.0.0.1:8200 secret/x")))
+        #expect(!(try grants("aws --endpoint-url http://localhost:4566 secretsmanager get-secret-value --secret-id x")))
+    }
+
+    @Test func refPinsTheSetupStep() throws {
+        let sha = String(repeating: "0123456789", count: 4)
+        #expect(WrapOptions.pinned(WrapOptions.defaultSetupUses, to: sha) == "stepguard/stepguard/actions/setup@\(sha)")
+        #expect(WrapOptions.pinned(WrapOptions.defaultSetupUses, to: "v1") == nil)
+        let text = "on: push\npermissions: {contents: read}\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: cosign sign --yes img\n"
+        let options = WrapOptions(setupUses: WrapOptions.pinned(WrapOptions.defaultSetupUses, to: sha)!)
+        let pinned = try WorkflowWrapper.wrap(text: text, path: "w.yml", options: options)
+        #expect(!(try WorkflowChecker.check(text: pinned.wrapped, path: "w.yml")).contains { $0.rule == .unpinnedAction })
+        let placeholder = try WorkflowWrapper.wrap(text: text, path: "w.yml")
+        #expect((try WorkflowChecker.check(text: placeholder.wrapped, path: "w.yml")).contains { $0.rule == .unpinnedAction })
     }
 }

@@ -19,19 +19,8 @@ from collections import defaultdict
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FIXTURES = os.path.join(ROOT, "fixtures", "workflows")
 
-# stepguard rule -> zizmor audits that look for the same risk.
-OVERLAP = {
-    "unpinned-action": ["unpinned-uses"],
-    "checkout-persist-credentials": ["artipacked"],
-    "secrets-inherit": ["secrets-inherit"],
-    "secrets-tojson": ["overprovisioned-secrets"],
-    "untrusted-checkout": ["dangerous-triggers"],
-    "permissions-missing": ["excessive-permissions"],
-    "id-token-workflow-level": ["excessive-permissions"],
-    "id-token-unused": ["excessive-permissions"],
-    "long-lived-credential": ["use-trusted-publishing"],
-    "unguarded-service-call": [],
-}
+# stepguard rule -> zizmor audits that look for the same risk (one map, shared with evaluate.py).
+from evaluate import OVERLAP  # noqa: E402
 
 
 NEAR = 2

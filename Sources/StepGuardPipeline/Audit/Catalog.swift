@@ -42,7 +42,7 @@ enum Catalog {
                        gitlab: "PyPI trusted publishing for GitLab (id_tokens: PYPI_ID_TOKEN with aud pypi)"),
         CredentialKind(name: "Docker Hub password",
                        names: ["DOCKERHUB_PASSWORD", "DOCKERHUB_TOKEN", "DOCKER_PASSWORD", "DOCKER_HUB_PASSWORD", "DOCKER_HUB_TOKEN", "DOCKER_TOKEN", "REGISTRY_PASSWORD"], fragments: ["DOCKERHUB_", "DOCKER_HUB_"],
-                       github: "a registry with OIDC federation: ghcr.io with GITHUB_TOKEN, Amazon ECR via role-to-assume, or Artifact Registry via workload identity federation",
+                       github: "a Docker Hub OIDC connection (docker/login-action with DOCKERHUB_OIDC_CONNECTIONID, no password, and id-token: write; Team/Business plans), or a registry with OIDC federation: ghcr.io with GITHUB_TOKEN, Amazon ECR via role-to-assume, Artifact Registry via workload identity federation",
                        gitlab: "the GitLab container registry with CI_JOB_TOKEN, or a cloud registry through id_tokens federation"),
         CredentialKind(name: "Google service account key",
                        names: ["GCP_SA_KEY", "GOOGLE_CREDENTIALS", "GCP_CREDENTIALS", "CREDENTIALS_JSON", "GOOGLE_APPLICATION_CREDENTIALS", "GCLOUD_SERVICE_KEY"], fragments: ["SA_KEY", "SERVICE_ACCOUNT_KEY"],
@@ -74,6 +74,8 @@ enum Catalog {
         "actions/attest", "actions/attest-build-provenance", "actions/attest-sbom", "actions/deploy-pages",
         "hashicorp/vault-action", "slsa-framework/", "rust-lang/crates-io-auth-action", "octo-sts/action",
         "chainguard-dev/setup-chainctl", "ossf/scorecard-action", "docker/github-builder", "step-security/",
+        "actions/publish-immutable-action", "codspeedhq/action", "js-devtools/npm-publish", "pulumi/auth-actions",
+        "depot/", "namespacelabs/nscloud", "sigstore/sigstore-conformance",
     ]
 
     /// Whether a `uses:` reference is an action known to consume the OIDC token (including stepguard's own).
@@ -94,20 +96,49 @@ enum Catalog {
         return path.lowercased().contains("stepguard") && path.hasSuffix("actions/setup") || path == "./actions/setup"
     }
 
-    /// Shell text that shows an OIDC consumer (a direct token request, keyless signing, trusted publishing).
+    /// Shell text that shows an OIDC consumer: a direct token request, keyless signing (cosign, the
+    /// sigstore CLI), npm trusted publishing or provenance, a JWT login, a web-identity role. Verifying
+    /// (`gh attestation verify`, `cosign verify`) needs no token and is not one.
     static func isOIDCShell(_ text: String) -> Bool {
         let lower = text.lowercased()
-        if lower.contains("actions_id_token_request") || lower.contains("getidtoken") { return true }
+        if ["actions_id_token_request", "getidtoken", "vault_id_token", "--provenance", "npm_config_provenance",
+            "assume-role-with-web-identity", "-method=jwt", "changeset publish", "lerna publish", "semantic-release"].contains(where: lower.contains) {
+            return true
+        }
         if ShellScan.mentionsStepGuardRun(text) || lower.contains("stepguard run") { return true }
         let calls = ShellScan.serviceCalls(in: text.split(separator: "\n", omittingEmptySubsequences: false).map { (String($0), 1, 1) })
         return calls.contains { $0.service.hasPrefix("Sigstore") || $0.service.hasPrefix("npm") || $0.service.contains("uv publish") }
-            || lower.contains("gh attestation") || lower.contains("assume-role-with-web-identity") || lower.contains("-method=jwt")
+    }
+
+    /// Whether a script calls a service that needs the job's own OIDC token (what `workflow wrap` grants
+    /// `id-token: write` for): a direct token request, keyless signing (cosign without `--key`, the sigstore
+    /// CLI), npm or uv publishing without a token in `envNames` (trusted publishing), a JWT or web-identity
+    /// login. A service reached with a stored credential (Vault with `VAULT_TOKEN`, AWS KMS, a registry
+    /// push, a local service container) does not.
+    static func needsJobToken(_ text: String, envNames: Set<String>) -> Bool {
+        let lower = text.lowercased()
+        if ["actions_id_token_request", "getidtoken", "assume-role-with-web-identity", "-method=jwt", "--provenance",
+            "npm_config_provenance"].contains(where: lower.contains) { return true }
+        let upperEnv = Set(envNames.map { $0.uppercased() })
+        let calls = ShellScan.serviceCalls(in: text.split(separator: "\n", omittingEmptySubsequences: false).map { (String($0), 1, 1) })
+        return calls.contains { call in
+            if call.service.hasPrefix("Sigstore") { return !call.arguments.contains { $0 == "--key" || $0.hasPrefix("--key=") } }
+            if call.service.hasPrefix("npm") { return upperEnv.isDisjoint(with: ["NODE_AUTH_TOKEN", "NPM_TOKEN", "NPM_AUTH_TOKEN"]) && !lower.contains("_authtoken") }
+            if call.service.contains("uv publish") { return !upperEnv.contains("UV_PUBLISH_TOKEN") && !call.arguments.contains { $0.hasPrefix("--token") || $0 == "-t" } }
+            return false
+        }
     }
 
     /// Whether an action reference is first-party (`actions/*`, `github/*`), local or a Docker image pinned by digest.
     static func isFirstPartyOrLocal(_ uses: String) -> Bool {
         let lower = uses.lowercased()
-        return lower.hasPrefix("./") || lower.hasPrefix("actions/") || lower.hasPrefix("github/")
+        return isSameRepository(uses) || lower.hasPrefix("actions/") || lower.hasPrefix("github/")
+    }
+
+    /// Whether `uses:` names an action or workflow of the same repository at the caller's own commit
+    /// (`./path`, or GitHub's `$/path`): nothing to pin.
+    static func isSameRepository(_ uses: String) -> Bool {
+        uses.hasPrefix("./") || uses.hasPrefix("$/")
     }
 
     /// Whether a reference is pinned to a full 40-hex commit SHA (or a Docker digest).

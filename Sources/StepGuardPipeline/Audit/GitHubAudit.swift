@@ -5,16 +5,42 @@ import Yams
 struct GitHubAudit {
     let source: SourceText
     let root: Node
-    private(set) var findings: [Finding] = []
+    /// The checkout the workflow was read from (local actions and scripts), when there is one.
+    let repository: RepositoryFiles
+    /// The events that trigger the workflow.
+    let events: Set<String>
+    var findings: [Finding] = []
 
     init(source: SourceText, root: Node) {
         self.source = source
         self.root = root
+        self.repository = RepositoryFiles(workflowPath: source.path)
+        self.events = Self.events(root.value("on") ?? root.value("true"))
     }
 
-    private mutating func report(_ rule: RuleID, _ location: Node, needle: String? = nil, _ message: String, remedy: String) {
+    mutating func report(_ rule: RuleID, _ location: Node, needle: String? = nil, _ message: String, remedy: String, severity: Severity? = nil) {
         let place = needle.map { source.location(of: $0, in: location) } ?? source.location(of: location)
-        findings.append(Finding(rule, at: place, message, remedy: remedy))
+        findings.append(Finding(rule, at: place, message, remedy: remedy, severity: severity))
+    }
+
+    /// What a job holds that an attacker would want: secrets, a write-scoped or default token, the OIDC token.
+    struct Privilege {
+        var secrets = false
+        var writeToken = false
+        /// No `permissions:` anywhere: the repository's default token, write unless the repository restricts it.
+        var defaultToken = false
+        var idToken = false
+
+        /// Secrets, a write token or the OIDC token (the default token is not assumed to be write).
+        var privileged: Bool { secrets || writeToken || idToken }
+        /// Any credential, the default token included.
+        var anyCredential: Bool { privileged || defaultToken }
+
+        var description: String {
+            [secrets ? "secrets" : nil, writeToken ? "a write-scoped GITHUB_TOKEN" : nil,
+             defaultToken && !writeToken ? "the repository's default GITHUB_TOKEN (write unless the repository's settings restrict it)" : nil,
+             idToken ? "id-token: write" : nil].compactMap { $0 }.joined(separator: " and ")
+        }
     }
 
     /// Event names from `on:` (a string, a list, or a mapping).
@@ -42,7 +68,6 @@ struct GitHubAudit {
     }
 
     mutating func run() -> [Finding] {
-        let events = Self.events(root.value("on") ?? root.value("true"))
         let privilegedTrigger = events.contains("pull_request_target") || events.contains("workflow_run")
 
         // Top-level permissions.
@@ -75,6 +100,7 @@ struct GitHubAudit {
         if let workflowEnv { checkCredentials(env: workflowEnv, action: nil) }
         let workflowShell = root.value("defaults")?.value("run")?.value("shell")?.text
 
+        checkBroadPermissions(topPermissions: topPermissions)
         for (jobKey, job) in root.value("jobs")?.pairs ?? [] where job.isMapping {
             auditJob(jobKey, job, topPermissions: topPermissions, topIdToken: top.granted, privilegedTrigger: privilegedTrigger,
                      workflowHoldsSecrets: workflowHoldsSecrets, workflowShell: workflowShell)
@@ -101,6 +127,7 @@ struct GitHubAudit {
         let privileged = holdsSecrets || idToken || writeToken
         let what = [holdsSecrets ? "secrets" : nil, writeToken ? "a write-scoped GITHUB_TOKEN" : nil, idToken ? "id-token: write" : nil]
             .compactMap { $0 }.joined(separator: " and ")
+        let privilege = Privilege(secrets: holdsSecrets, writeToken: writeToken, defaultToken: permissions == nil && topPermissions == nil, idToken: idToken)
 
         if inherits, let value = job.value("secrets") {
             report(.secretsInherit, value, "job '\(jobName)' passes every secret of the repository to the called workflow",
@@ -112,7 +139,7 @@ struct GitHubAudit {
         var consumer = false
         if let uses = job.value("uses"), let reference = uses.text {
             consumer = true
-            if privileged, !reference.hasPrefix("./"), !Catalog.isPinned(reference) {
+            if privileged, !Catalog.isSameRepository(reference), !Catalog.isPinned(reference) {
                 let (message, remedy) = Self.unpinnedDescription(reference, jobName: jobName, what: what)
                 report(.unpinnedAction, uses, message, remedy: remedy)
             }
@@ -126,7 +153,7 @@ struct GitHubAudit {
         for step in steps where step.isMapping {
             if let usesNode = step.value("uses"), let uses = usesNode.text {
                 let lower = uses.lowercased()
-                if Catalog.isOIDCAction(uses) { consumer = true }
+                if !consumer, jobGrant.granted, OIDCConsumers(repository: repository).step(step) { consumer = true }
                 if privileged, !Catalog.isFirstPartyOrLocal(uses), !Catalog.isPinned(uses) {
                     let (message, remedy) = Self.unpinnedDescription(uses, jobName: jobName, what: what)
                     report(.unpinnedAction, usesNode, message, remedy: remedy)
@@ -148,7 +175,7 @@ struct GitHubAudit {
             if let env = step.value("env") { checkCredentials(env: env, action: nil) }
             guard let run = step.value("run") else { continue }
             let script = run.text ?? ""
-            if Catalog.isOIDCShell(script) { consumer = true }
+            if !consumer, jobGrant.granted, OIDCConsumers(repository: repository).step(step) { consumer = true }
             if Self.isPullRequestHeadShell(script) { headCheckout = headCheckout ?? run }
             let stepShell = step.value("shell")?.text ?? shell
             let shellGuarded = stepShell.map(ShellScan.mentionsStepGuardRun) ?? false
@@ -163,6 +190,12 @@ struct GitHubAudit {
             }
         }
 
+        // Repository code that requests the token itself (a test suite or library using ambient credentials)
+        // makes every step that runs repository code a possible consumer.
+        if jobGrant.granted, !consumer, steps.contains(where: { ($0.value("run")?.text).map { run in Self.workspaceCodeMarkers.contains(where: run.contains) } ?? false }),
+           repository.codeRequestsToken() {
+            consumer = true
+        }
         if jobGrant.granted, !consumer, let node = jobGrant.node {
             report(.idTokenUnused, node, "job '\(jobName)' has id-token: write but no step uses an OIDC consumer",
                    remedy: "remove `id-token: write` from this job, or give the token to the step that needs it")
@@ -175,10 +208,11 @@ struct GitHubAudit {
             report(.persistCredentials, checkout.uses, "actions/checkout keeps the GITHUB_TOKEN in .git/config in job '\(jobName)', which uploads artifacts that may include that .git",
                    remedy: "add `with: {persist-credentials: false}` to this checkout (or use actions/checkout v6 or later)")
         }
-        if privilegedTrigger, privileged, let head = headCheckout {
-            report(.untrustedCheckout, head, "job '\(jobName)' runs on a privileged trigger (pull_request_target/workflow_run), checks out the pull request's head and holds \(what)",
-                   remedy: "check out the head only in an unprivileged `pull_request` workflow, or drop secrets and id-token from this job")
+        if privilegedTrigger, privilege.anyCredential, let head = headCheckout {
+            report(.untrustedCheckout, head, "job '\(jobName)' runs on a privileged trigger (pull_request_target/workflow_run), checks out the pull request's head and holds \(privilege.description)",
+                   remedy: "check out the head only in an unprivileged `pull_request` workflow, or drop secrets and id-token from this job and set `permissions: {}` (or read-only scopes)")
         }
+        auditUntrustedInput(jobName: jobName, job: job, steps: steps, privilege: privilege, untrustedHead: privilegedTrigger && headCheckout != nil)
     }
 
     /// Flags long-lived credentials passed from `secrets.*` in an env or `with:` mapping.
@@ -194,14 +228,30 @@ struct GitHubAudit {
                 if action.hasPrefix("docker/login-action"), name == "password" {
                     let registry = env.value("registry")?.text ?? "docker.io"
                     if registry.contains("docker.io") || registry.isEmpty { names.append("DOCKERHUB_PASSWORD") }
+                    // Another registry (Harbor, Quay, a cloud one) decides its own credentials: a
+                    // `DOCKER_PASSWORD`/`REGISTRY_PASSWORD` name says nothing about Docker Hub there.
+                    else if Catalog.credential(named: names)?.name == "Docker Hub password" { continue }
                 }
                 if action.hasPrefix("google-github-actions/auth"), name == "credentials_json" { names.append("GCP_SA_KEY") }
                 if action.hasPrefix("azure/login"), name == "creds" { names.append("AZURE_CREDENTIALS") }
             }
             guard let kind = Catalog.credential(named: names) else { continue }
+            // AWS_* keys of an S3-compatible store that is not AWS (Cloudflare R2, MinIO…): no AWS federation applies.
+            if kind.name == "AWS access key", let endpoint = env.pairs.first(where: { ($0.key.text ?? "").uppercased().hasPrefix("AWS_ENDPOINT_URL") })?.value.text,
+               !endpoint.contains("amazonaws.com") { continue }
+            // A reusable workflow's optional secret: the caller decides whether to pass a password or use OIDC.
+            if secrets.allSatisfy(isOptionalCallerSecret) { continue }
             report(.longLivedCredential, value, needle: "secrets", "\(kind.name) passed from secrets.\(secrets[0]) to '\(name)'; the provider supports OIDC",
                    remedy: "use \(kind.github) and delete the stored secret")
         }
+    }
+
+    /// Whether `name` is a secret the workflow declares under `on.workflow_call.secrets` without `required: true`.
+    func isOptionalCallerSecret(_ name: String) -> Bool {
+        guard let declared = (root.value("on") ?? root.value("true"))?.value("workflow_call")?.value("secrets")?.pairs.first(where: { $0.key.text == name }) else {
+            return false
+        }
+        return declared.value.value("required")?.text != "true"
     }
 
     /// What an unpinned `uses:` reference runs and how to pin it: a Docker image is pinned by an
@@ -253,7 +303,8 @@ struct GitHubAudit {
 
     /// Whether an upload of `paths` (an upload step's `path:` lines) may contain the `.git` directory of a
     /// checkout into `directory` (the checkout's `path:`, empty for the workspace). Unknown shapes
-    /// (globs, expressions, absolute or parent paths) count as including it, unless `.git` is excluded.
+    /// (absolute or parent paths, globs and expressions that can expand to `.git`, its `config` or an ancestor)
+    /// count as including it, unless `.git` is excluded.
     static func uploadMayInclude(gitDirectoryOf directory: String, paths: [String]) -> Bool {
         func normalized(_ path: String) -> String {
             var path = path
@@ -267,11 +318,24 @@ struct GitHubAudit {
         let excluded = paths.filter { $0.hasPrefix("!") }.map { normalized(String($0.dropFirst())) }
         if excluded.contains(where: { [git, git + "/**", "**/.git", "**/.git/**"].contains($0) }) { return false }
         if included.isEmpty { return true }
+        let checkoutComponents = Set(checkout.split(separator: "/").map(String.init))
         return included.contains { path in
-            if path.isEmpty || path.hasPrefix("/") || path.hasPrefix("~") || path.contains("..") || path.contains("$")
-                || path.contains("*") || path.contains("?") || path.contains("[") { return true }
-            // The upload holds .git when it is .git, inside it, or one of its ancestors.
-            return path == git || path.hasPrefix(git + "/") || git.hasPrefix(path + "/")
+            if path.isEmpty || path.hasPrefix("/") || path.hasPrefix("~") || path.contains("..") { return true }
+            let unknown = path.contains("$") || path.contains("*") || path.contains("?") || path.contains("[")
+            guard unknown else {
+                // The upload holds .git when it is .git, inside it, or one of its ancestors.
+                return path == git || path.hasPrefix(git + "/") || git.hasPrefix(path + "/")
+            }
+            // A glob or expression can hold `.git/config` only if its last component can be `.git`,
+            // `config` or a directory of the checkout path, and its literal leading directories lead there.
+            let components = path.split(separator: "/").map(String.init)
+            if let last = components.last, !last.contains("$"), !last.contains("*"), !last.contains("?"), !last.contains("["),
+               ![".git", "config", "."].contains(last), !checkoutComponents.contains(last) {
+                return false
+            }
+            let literal = components.prefix { !$0.contains("$") && !$0.contains("*") && !$0.contains("?") && !$0.contains("[") }.joined(separator: "/")
+            if !literal.isEmpty, !(literal == git || literal.hasPrefix(git + "/") || git.hasPrefix(literal + "/")) { return false }
+            return true
         }
     }
 

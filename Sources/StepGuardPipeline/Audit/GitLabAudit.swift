@@ -49,6 +49,53 @@ struct GitLabAudit {
                 findings.append(.secretFetch(fetch, job: name, at: source.location(line: fetch.line, column: fetch.column), federation: "the consumer's OIDC federation (id_tokens:)"))
             }
             checkVariableUse(script)
+            checkInjection(script, job: name)
+        }
+    }
+
+    /// Attacker-chosen predefined variables (`$CI_MERGE_REQUEST_TITLE`, `$CI_COMMIT_BRANCH`…) re-read as
+    /// code: under `eval`, `sh -c`/`bash -c` or `source <(…)`. (Plain `"$VAR"` in a script is data: the
+    /// shell does not re-parse it.)
+    private mutating func checkInjection(_ script: Node, job: String) {
+        for line in source.contentLines(of: script) {
+            let words = ShellScan.tokenize(line.text, line: line.line, column: line.column).map(\.text)
+            let reparses = words.contains("eval") || zip(words, words.dropFirst()).contains { ["sh", "bash", "zsh", "dash"].contains(ShellScan.basename($0)) && $1 == "-c" }
+            guard reparses else { continue }
+            let scalars = Array(line.text.unicodeScalars)
+            for variable in Untrusted.gitlabVariables {
+                let candidates = ["${" + variable + "}", "$" + variable].compactMap { needle -> (offset: Int, end: Int)? in
+                    let pattern = Array(needle.unicodeScalars)
+                    return SourceText.find(pattern, in: scalars, from: 0).map { ($0, $0 + pattern.count) }
+                }
+                guard let match = candidates.first(where: { $0.end >= scalars.count || !Expression.isIdentifier(scalars[$0.end]) }) else { continue }
+                let column = line.column + match.offset
+                findings.append(Finding(.templateInjection, at: source.location(line: line.line, column: column),
+                                        "$\(variable), which the author of a merge request, branch or commit chooses, is re-parsed as shell code (eval / sh -c) in job '\(job)'",
+                                        remedy: "use it only as data (\"$\(variable)\" as an argument), never in eval or sh -c"))
+            }
+        }
+    }
+
+    /// `id_tokens:` audiences: missing, the GitLab instance itself (accepted by any service set up with
+    /// defaults), or several in one token (a token leaked to one service is replayed to the others).
+    private mutating func checkAudiences(_ tokens: Node, job: String) {
+        for (key, value) in tokens.pairs {
+            guard let name = key.text else { continue }
+            guard let aud = value.value("aud") else {
+                findings.append(Finding(.idTokenAudience, at: source.location(of: key), "the OIDC token \(name) of job '\(job)' has no aud:",
+                                        remedy: "set `aud:` to the one service that accepts this token (e.g. `aud: sts.amazonaws.com`)"))
+                continue
+            }
+            if aud.isSequence, aud.items.count > 1 {
+                findings.append(Finding(.idTokenAudience, at: source.location(of: aud),
+                                        "the OIDC token \(name) of job '\(job)' is valid for \(aud.items.count) audiences: any of those services can replay it to the others",
+                                        remedy: "request one token per service, each with a single aud:"))
+            } else if let text = aud.text?.trimmingCharacters(in: .whitespaces),
+                      ["$CI_SERVER_URL", "${CI_SERVER_URL}", "https://gitlab.com", "https://gitlab.com/"].contains(text) {
+                findings.append(Finding(.idTokenAudience, at: source.location(of: aud),
+                                        "the OIDC token \(name) of job '\(job)' has the GitLab instance as audience (\(text)), which every relying party set up with defaults accepts",
+                                        remedy: "set `aud:` to the one service that accepts this token, and require that audience there"))
+            }
         }
     }
 
@@ -57,6 +104,7 @@ struct GitLabAudit {
         if let variables = job.value("variables") { checkVariables(variables) }
         let scripts = Self.scripts(job) + (defaults.map(Self.scripts) ?? [])
         let text = scripts.compactMap(\.text).joined(separator: "\n")
+        if let tokens = job.value("id_tokens") { checkAudiences(tokens, job: name) }
         for (tokenKey, _) in job.value("id_tokens")?.pairs ?? [] {
             guard let token = tokenKey.text else { continue }
             let used = text.contains("$" + token) || text.contains("${" + token + "}") || Catalog.isOIDCShell(text)

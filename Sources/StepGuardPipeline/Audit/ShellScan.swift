@@ -11,6 +11,8 @@ struct ServiceCall: Equatable {
     let column: Int
     /// True when the same logical command line runs it under `stepguard run`.
     let guarded: Bool
+    /// The words after the command, up to the next operator (flags included).
+    var arguments: [String] = []
 }
 
 /// Finds calls to signing and secret services in shell scripts (`run:`, `script:`), word by word,
@@ -140,6 +142,8 @@ enum ShellScan {
             switch name {
             case "cosign" where ["sign", "sign-blob", "attest", "attest-blob"].contains(first):
                 service = "Sigstore signing (cosign \(first))"; command += " " + first
+            case "sigstore" where ["sign", "attest"].contains(first):
+                service = "Sigstore signing (sigstore \(first))"; command += " " + first
             case "aws" where positional.prefix(3).contains("kms"):
                 service = "AWS KMS"; command += " kms"
             case "aws" where positional.prefix(3).contains("secretsmanager"):
@@ -164,7 +168,7 @@ enum ShellScan {
                 break
             }
             if let service {
-                calls.append(ServiceCall(service: service, command: command, line: word.line, column: word.column, guarded: guarded))
+                calls.append(ServiceCall(service: service, command: command, line: word.line, column: word.column, guarded: guarded, arguments: args))
             }
         }
         return calls

@@ -38,13 +38,29 @@ public enum RuleID: String, Sendable, Codable, CaseIterable {
     case persistCredentials = "checkout-persist-credentials"
     /// A step calls a signing or secret service without `stepguard run`.
     case unguardedServiceCall = "unguarded-service-call"
+    /// An attacker-controlled value (`${{ github.event.issue.title }}`, `github.head_ref`…) expanded into a
+    /// script (`run:`, github-script `script:`; GitLab: `$CI_MERGE_REQUEST_TITLE`… under `eval`/`sh -c`).
+    case templateInjection = "template-injection"
+    /// `write-all`/`read-all`, workflow-level write scopes several jobs inherit, or write scopes a job cannot use.
+    case permissionsBroad = "permissions-broad"
+    /// Attacker-controlled data written to `$GITHUB_ENV`, `$GITHUB_PATH` or `$GITHUB_OUTPUT` in a privileged job.
+    case untrustedEnvWrite = "untrusted-env-write"
+    /// `github.actor == '…[bot]'` guarding a privileged job or step on a trigger where the actor can be spoofed.
+    case spoofableBotCheck = "spoofable-bot-check"
+    /// A job on a privileged trigger runs the untrusted head and writes the cache of the default branch.
+    case cachePoisoning = "cache-poisoning"
+    /// A privileged `workflow_run` job downloads artifacts of the run that triggered it (possibly a fork's).
+    case artifactPoisoning = "artifact-poisoning"
+    /// GitLab `id_tokens:` with no audience, a generic one (the GitLab instance) or several.
+    case idTokenAudience = "id-token-audience"
 
     /// How serious findings of this rule are.
     public var severity: Severity {
         switch self {
         case .untrustedCheckout: .critical
-        case .idTokenWorkflowLevel, .longLivedCredential, .secretsInherit, .secretsToJSON, .unpinnedAction, .unguardedServiceCall: .high
-        case .idTokenUnused, .permissionsMissing, .persistCredentials: .medium
+        case .idTokenWorkflowLevel, .longLivedCredential, .secretsInherit, .secretsToJSON, .unpinnedAction, .unguardedServiceCall,
+             .templateInjection, .untrustedEnvWrite, .spoofableBotCheck, .cachePoisoning, .artifactPoisoning: .high
+        case .idTokenUnused, .permissionsMissing, .persistCredentials, .permissionsBroad, .idTokenAudience: .medium
         }
     }
 
@@ -61,6 +77,13 @@ public enum RuleID: String, Sendable, Codable, CaseIterable {
         case .unpinnedAction: "third-party action not pinned to a full commit SHA in a job holding secrets or id-token"
         case .persistCredentials: "actions/checkout persists the token in .git/config in a job that uploads artifacts"
         case .unguardedServiceCall: "signing or secret service called outside stepguard run"
+        case .templateInjection: "attacker-controlled value expanded into a script"
+        case .permissionsBroad: "token permissions broader than the jobs use"
+        case .untrustedEnvWrite: "attacker-controlled data written to GITHUB_ENV, GITHUB_PATH or GITHUB_OUTPUT in a privileged job"
+        case .spoofableBotCheck: "spoofable github.actor bot check guards a privileged job or step"
+        case .cachePoisoning: "untrusted code writes the default branch's cache that release jobs restore"
+        case .artifactPoisoning: "privileged workflow_run job uses artifacts of the (possibly forked) run that triggered it"
+        case .idTokenAudience: "GitLab id_tokens: audience missing, generic or shared by several services"
         }
     }
 }
@@ -69,8 +92,8 @@ public enum RuleID: String, Sendable, Codable, CaseIterable {
 public struct Finding: Sendable, Equatable, Codable, CustomStringConvertible {
     /// The audit that found it.
     public let rule: RuleID
-    /// Severity (from the rule).
-    public var severity: Severity { rule.severity }
+    /// Severity: the rule's, or higher where the finding says why (e.g. an injection into a job holding secrets).
+    public let severity: Severity
     /// Exact position in the workflow file (from the YAML parser's marks).
     public let location: SourceLocation
     /// What is wrong here.
@@ -78,9 +101,10 @@ public struct Finding: Sendable, Equatable, Codable, CustomStringConvertible {
     /// What to do, in one line.
     public let remedy: String
 
-    /// Creates a finding.
-    public init(_ rule: RuleID, at location: SourceLocation, _ message: String, remedy: String) {
+    /// Creates a finding; `severity` defaults to the rule's.
+    public init(_ rule: RuleID, at location: SourceLocation, _ message: String, remedy: String, severity: Severity? = nil) {
         self.rule = rule
+        self.severity = severity ?? rule.severity
         self.location = location
         self.message = message
         self.remedy = remedy
@@ -106,6 +130,7 @@ public struct Finding: Sendable, Equatable, Codable, CustomStringConvertible {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         rule = try c.decode(RuleID.self, forKey: .id)
+        severity = try c.decodeIfPresent(Severity.self, forKey: .severity) ?? rule.severity
         location = SourceLocation(file: try c.decode(String.self, forKey: .file),
                                   line: try c.decode(Int.self, forKey: .line),
                                   column: try c.decode(Int.self, forKey: .column))

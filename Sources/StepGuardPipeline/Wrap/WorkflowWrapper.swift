@@ -33,8 +33,16 @@ public struct WrapOptions: Sendable {
         self.policySteps = policySteps
     }
 
-    /// The setup action used when none is given.
+    /// The setup action used when none is given: a placeholder tag to replace with a commit SHA
+    /// (``pinned(_:to:)``, `workflow wrap --ref SHA`); `workflow check` reports a tag as unpinned.
     public static let defaultSetupUses = "stepguard/stepguard/actions/setup@v0.1.0"
+
+    /// `setupUses` with its ref replaced by `ref`, which must be a full 40-character commit SHA; nil otherwise.
+    public static func pinned(_ setupUses: String, to ref: String) -> String? {
+        guard ref.count == 40, ref.allSatisfy(\.isHexDigit) else { return nil }
+        let path = setupUses.split(separator: "@", maxSplits: 1).first.map(String.init) ?? setupUses
+        return path + "@" + ref.lowercased()
+    }
 
     /// What `wrap` needs to know of a policy file: whether it has an `identity:` section, and the
     /// names under `steps:` (nothing when it cannot be read; `stepguard run` reports that itself).
@@ -92,6 +100,8 @@ public enum WorkflowWrapper {
         }
         var builder = Builder(source: source, root: root, options: options)
         builder.run()
+        // Half a wrap is worse than none: a wrapped step without its setup step (or id-token) fails.
+        if let failure = builder.failure { throw failure }
         let edits = builder.edits.sorted { $0.offset < $1.offset }
         var bytes = Array(text.utf8)
         for edit in edits.reversed() {
@@ -116,6 +126,35 @@ public enum WorkflowWrapper {
             custom
         default: nil
         }
+    }
+
+    /// Why a job's runner is not (or may not be) Linux, nil when it is Linux: `runs-on` naming Windows or
+    /// macOS, directly, in a label list or `group:`/`labels:`, or through `${{ matrix.KEY }}` values
+    /// (`strategy.matrix.KEY` and `include:` entries); any other expression cannot be told.
+    static func nonLinuxRunner(_ job: Node) -> String? {
+        guard let runsOn = job.value("runs-on") else { return nil }
+        var labels: [String] = []
+        for scalar in runsOn.scalars {
+            let text = scalar.text ?? ""
+            let expressions = Untrusted.expressions(in: text)
+            guard !expressions.isEmpty else { labels.append(text); continue }
+            for (raw, body) in expressions {
+                let key = body.trimmingCharacters(in: .whitespaces)
+                guard key.hasPrefix("matrix."), key.dropFirst(7).allSatisfy({ Expression.isIdentifier($0.unicodeScalars.first!) || $0 == "-" }) else {
+                    return "runs on `\(raw)`, which wrap cannot resolve to an operating system"
+                }
+                let name = String(key.dropFirst(7))
+                let matrix = job.value("strategy")?.value("matrix")
+                var values = (matrix?.value(name)?.items ?? []).compactMap(\.text) + (matrix?.value(name)?.text.map { [$0] } ?? [])
+                values += (matrix?.value("include")?.items ?? []).compactMap { $0.value(name)?.text }
+                guard !values.isEmpty, values.allSatisfy({ !$0.contains("${{") }) else {
+                    return "runs on `\(raw)`, which wrap cannot resolve to an operating system"
+                }
+                labels += values
+            }
+        }
+        let foreign = labels.filter { let lower = $0.lowercased(); return lower.contains("windows") || lower.contains("macos") || lower.hasPrefix("mac") }
+        return foreign.isEmpty ? nil : "runs on \(foreign.map { "`\($0)`" }.joined(separator: ", "))"
     }
 
     /// A step name usable with `--step`: letters, digits, `-`, `_`, `.`.
@@ -146,6 +185,8 @@ public enum WorkflowWrapper {
         var wrapped: [String] = []
         var idTokenJobs: [String] = []
         var skipped: [String] = []
+        /// Why the workflow cannot be wrapped (nothing is changed then).
+        var failure: PipelineError?
         let lineOffsets: [Int]
         /// The file's line ending, used for inserted lines (`\r\n` files stay `\r\n`).
         let newline: String
@@ -177,6 +218,11 @@ public enum WorkflowWrapper {
 
         mutating func skip(_ node: Node, _ reason: String) { skipped.append("\(source.location(of: node)): \(reason)") }
 
+        /// Records the first reason the workflow cannot be wrapped; `wrap` then throws it and changes nothing.
+        mutating func fail(_ node: Node, _ message: String, remedy: String) {
+            if failure == nil { failure = PipelineError(.unsupported, at: source.location(of: node), message, remedy: remedy) }
+        }
+
         mutating func run() {
             let workflowShell = root.value("defaults")?.value("run")?.value("shell")?.text
             let topGrant = GitHubAudit.idTokenGrant(root.value("permissions")).granted
@@ -188,6 +234,11 @@ public enum WorkflowWrapper {
         mutating func wrapJob(_ jobKey: Node, _ job: Node, workflowShell: String?, topGrant: Bool) {
             let jobName = jobKey.text ?? "job"
             guard let steps = job.value("steps"), steps.isSequence else { return }
+            if let reason = WorkflowWrapper.nonLinuxRunner(job) {
+                skip(jobKey, "job '\(jobName)' \(reason): stepguard run needs a Linux runner; the job was left as it is")
+                return
+            }
+            let outerEnv = Set((root.value("env")?.pairs ?? []).compactMap(\.key.text) + (job.value("env")?.pairs ?? []).compactMap(\.key.text))
             let baseShell = job.value("defaults")?.value("run")?.value("shell")?.text ?? workflowShell ?? "bash"
             var wrappedHere = 0
             var callsServices = false
@@ -230,7 +281,8 @@ public enum WorkflowWrapper {
                 }
                 wrappedHere += 1
                 wrapped.append("\(jobName)/\(stepName)")
-                if !ShellScan.serviceCalls(in: source.contentLines(of: run)).isEmpty || Catalog.isOIDCShell(run.text ?? "") { callsServices = true }
+                let stepEnv = outerEnv.union((step.value("env")?.pairs ?? []).compactMap(\.key.text))
+                if Catalog.needsJobToken(run.text ?? "", envNames: stepEnv) { callsServices = true }
             }
             guard wrappedHere > 0 else { return }
             if !hasSetup, let first = steps.items.first { insertSetup(before: first) }
@@ -266,11 +318,28 @@ public enum WorkflowWrapper {
         }
 
         mutating func insertSetup(before step: Node) {
-            guard let firstKey = step.pairs.first?.key else { return }
-            let (line, column) = mark(firstKey)
+            guard let firstKey = step.pairs.first?.key else {
+                fail(step, "cannot place the setup step before this step (it is not a mapping); nothing was changed",
+                     remedy: "add `- uses: \(options.setupUses)` as the job's first step by hand")
+                return
+            }
+            var line = mark(firstKey).line
+            let column = mark(firstKey).column
             let scalars = Array(source.line(line).unicodeScalars)
-            guard let dash = scalars[..<(column - 1)].lastIndex(of: "-"), scalars[..<dash].allSatisfy({ $0 == " " }) else {
-                skip(step, "cannot place the setup step here; add `- uses: \(options.setupUses)` to this job by hand")
+            var dash = scalars[..<(column - 1)].lastIndex(of: "-").flatMap { index in scalars[..<index].allSatisfy { $0 == " " } ? index : nil }
+            // The item's dash alone on the line above (`-` then the keys indented below it), a common style.
+            if dash == nil, scalars[..<(column - 1)].allSatisfy({ $0 == " " }), line > 1 {
+                let above = source.line(line - 1).trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
+                let indent = SourceText.indentation(above)
+                let rest = above.dropFirst(indent)
+                if rest.hasPrefix("-"), rest.dropFirst().allSatisfy({ $0 == " " }) || rest.dropFirst().trimmingCharacters(in: .whitespaces).hasPrefix("#") {
+                    dash = indent
+                    line -= 1
+                }
+            }
+            guard let dash else {
+                fail(step, "cannot place the setup step before this step (it is not a block-style `- key:` item); nothing was changed",
+                     remedy: "add `- uses: \(options.setupUses)` as the job's first step by hand, or write the steps in block style")
                 return
             }
             var text = indentString(dash) + "- name: Set up stepguard" + newline + indentString(column - 1) + "uses: " + options.setupUses + newline
@@ -290,7 +359,8 @@ public enum WorkflowWrapper {
                     let (line, column) = mark(first)
                     edits.append(TextEdit(offset: offset(line: line, column: 1), length: 0, text: indentString(column - 1) + "id-token: write" + newline))
                 } else {
-                    skip(permissions, "job '\(jobName)' needs `id-token: write`; add it to these permissions by hand")
+                    fail(permissions, "job '\(jobName)' needs `id-token: write` but these permissions cannot be edited in place; nothing was changed",
+                         remedy: "add `id-token: write` to them by hand (block style), then wrap again")
                     return
                 }
                 idTokenJobs.append(jobName)
@@ -298,7 +368,8 @@ public enum WorkflowWrapper {
             }
             if topGrant { return }
             guard let firstKey = job.pairs.first?.key, mark(firstKey).line > mark(jobKey).line else {
-                skip(job, "job '\(jobName)' needs `id-token: write`; add it by hand")
+                fail(job, "job '\(jobName)' needs `id-token: write` but it is written in flow style; nothing was changed",
+                     remedy: "add `permissions: {id-token: write}` to the job by hand, then wrap again")
                 return
             }
             let (line, column) = mark(firstKey)

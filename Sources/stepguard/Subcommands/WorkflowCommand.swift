@@ -61,10 +61,15 @@ struct WorkflowCommand: ParsableCommand {
             Each wrapped step gets a custom `shell: stepguard run [--step NAME] -- bash … {0}` (its run: text is not \
             touched; --step is given when the policy has an override of that name: the step's id, else its name \
             as a slug, else JOB-N), each job with a wrapped step gets a setup step, and jobs that need the OIDC token (the policy \
-            has identity:, or the step signs or publishes) get id-token: write. Every other byte stays as it was. \
-            Without --write, prints a unified diff.
+            has identity:, or a step signs keylessly, publishes by trusted publishing or requests the token itself) get \
+            id-token: write. Jobs on Windows or macOS runners (or a runs-on that cannot be resolved) are left alone and listed. \
+            Every other byte stays as it was. Without --write, prints a unified diff.
 
-            Exit status: 0 done (or nothing to wrap); 78 unreadable or invalid YAML; 2 not a GitHub workflow.
+            The setup step's default ref (\(WrapOptions.defaultSetupUses)) is a placeholder: pass --ref with the full \
+            commit SHA of the stepguard release you trust, so that the step is pinned.
+
+            Exit status: 0 done (or nothing to wrap); 78 unreadable or invalid YAML; 2 not a GitHub workflow, or a \
+            setup step or id-token: write that cannot be placed (then nothing is changed).
 
             Examples:
               stepguard workflow wrap .github/workflows/release.yml
@@ -87,6 +92,9 @@ struct WorkflowCommand: ParsableCommand {
         @Option(help: ArgumentHelp("uses: of the setup step (pin it to a commit SHA).", valueName: "ref"))
         var setupUses: String = WrapOptions.defaultSetupUses
 
+        @Option(help: ArgumentHelp("Full 40-character commit SHA to pin the setup step to (replaces the ref of --setup-uses).", valueName: "sha"))
+        var ref: String?
+
         @Option(help: ArgumentHelp("version input of the setup step (a release to download with its checksum verified).", valueName: "version"))
         var setupVersion: String?
 
@@ -95,10 +103,14 @@ struct WorkflowCommand: ParsableCommand {
 
         func validate() throws {
             if let mode, mode != "enforce", mode != "audit" { throw ValidationError("--mode must be 'enforce' or 'audit', not '\(mode)'") }
+            if let ref, WrapOptions.pinned(setupUses, to: ref) == nil {
+                throw ValidationError("--ref must be a full 40-character commit SHA, not '\(ref)' (a tag or branch can be moved)")
+            }
         }
 
         func run() throws {
-            var options = WrapOptions(setupUses: setupUses, setupVersion: setupVersion, policy: policy, mode: mode)
+            let uses = ref.flatMap { WrapOptions.pinned(setupUses, to: $0) } ?? setupUses
+            var options = WrapOptions(setupUses: uses, setupVersion: setupVersion, policy: policy, mode: mode)
             if let only {
                 do { options.only = try Glob(only) } catch { throw ValidationError("--only: \(error.description)") }
             }
@@ -109,6 +121,9 @@ struct WorkflowCommand: ParsableCommand {
                 throw ExitCode(error.exitCode)
             }
             for note in result.skipped { printErr("\(note)") }
+            if !result.wrappedSteps.isEmpty, ref == nil, uses == WrapOptions.defaultSetupUses {
+                printErr("\(file): note: the setup step uses \(uses), a placeholder; pin it with --ref COMMIT-SHA")
+            }
             if write {
                 if result.wrapped != result.original {
                     do { try Data(result.wrapped.utf8).write(to: URL(fileURLWithPath: file)) } catch {
