@@ -18,6 +18,7 @@ struct ScanCommand: ParsableCommand {
           stepguard scan --history --since v1.0.0      # every commit after v1.0.0
           git diff | stepguard scan --stdin
           stepguard scan --format sarif --output results.sarif .
+          stepguard scan --verify .                    # ask issuers which secrets are live
         """
     )
 
@@ -66,6 +67,19 @@ struct ScanCommand: ParsableCommand {
     @Option(help: "Write the report to this file instead of standard output.")
     var output: String?
 
+    @Flag(help: ArgumentHelp("Ask each secret's issuer whether it is live (GitHub, GitLab.com, Slack, npm, Stripe, OpenAI, Anthropic).",
+                             discussion: "Sends each distinct secret once, over HTTPS, to its issuer's read-only identity endpoint only; off by default."))
+    var verify = false
+
+    @Option(help: "With --verify: time limit for all requests together, in seconds.")
+    var verifyTimeout: Double = 30
+
+    @Option(help: ArgumentHelp("With --verify: connect to ADDRESS:PORT for issuer HOST:443 (TLS still checks HOST). Repeatable.", valueName: "HOST:443=ADDRESS:PORT"))
+    var verifyResolve: [String] = []
+
+    @Option(help: ArgumentHelp("With --verify: trust the CA certificates in this PEM file instead of the system's.", valueName: "FILE"))
+    var verifyCA: String?
+
     func validate() throws {
         if [staged, history, stdin].filter({ $0 }).count > 1 {
             throw ValidationError("choose one of --staged, --history, --stdin")
@@ -84,6 +98,16 @@ struct ScanCommand: ParsableCommand {
         }
         if history && paths.count > 1 {
             throw ValidationError("--history takes at most one revision range")
+        }
+        if !verify && (!verifyResolve.isEmpty || verifyCA != nil) {
+            throw ValidationError("--verify-resolve and --verify-ca only apply with --verify")
+        }
+        if !(verifyTimeout > 0 && verifyTimeout <= 600) {
+            throw ValidationError("--verify-timeout \(verifyTimeout): give seconds between 0 and 600")
+        }
+        for mapping in verifyResolve { _ = try Self.connectTo(mapping) }
+        if let verifyCA, !FileManager.default.isReadableFile(atPath: verifyCA) {
+            throw ValidationError("--verify-ca \(verifyCA): no readable file there; give a PEM file of CA certificates")
         }
     }
 
@@ -150,8 +174,12 @@ struct ScanCommand: ParsableCommand {
         if let baseline {
             try Baseline(path: baseline).apply(to: &report)
         }
-        let reporter = Reporter(format: ReportFormat(rawValue: format)!, redaction: RedactionMode(rawValue: redact)!,
+        var reporter = Reporter(format: ReportFormat(rawValue: format)!, redaction: RedactionMode(rawValue: redact)!,
                                 color: output == nil && isatty(1) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil)
+        if verify {
+            // Only findings that survived the ignore file and the baseline are sent.
+            reporter.verification = try self.verify(report)
+        }
         let rendered = reporter.render(report, rules: detector.rules)
         if let output {
             guard FileManager.default.createFile(atPath: output, contents: Data(rendered.utf8)) else {
@@ -163,7 +191,11 @@ struct ScanCommand: ParsableCommand {
         for note in report.expiredIgnores {
             FileHandle.standardError.write(Data("stepguard scan: \(note)\n".utf8))
         }
-        FileHandle.standardError.write(Data((Reporter.summary(report) + "\n").utf8))
+        var summary = Reporter.summary(report)
+        if let verification = reporter.verification, !verification.isEmpty {
+            summary += "; verified: " + verification.verificationSummary
+        }
+        FileHandle.standardError.write(Data((summary + "\n").utf8))
         return report.findings.isEmpty ? 0 : 1
     }
 
