@@ -43,12 +43,12 @@ import Testing
         let runs = (try JSONSerialization.jsonObject(with: Data(sarif.stdout.utf8)) as? [String: Any])?["runs"] as? [[String: Any]]
         let results = try #require(runs?.first?["results"] as? [[String: Any]])
         #expect(results.count == 2)
-        let pat = try #require(results.first { $0["ruleId"] as? String == "github-pat-classic" })
-        let uris = (pat["locations"] as? [[String: Any]] ?? []).compactMap {
+        let patResult = try #require(results.first { $0["ruleId"] as? String == "github-pat-classic" })
+        let uris = (patResult["locations"] as? [[String: Any]] ?? []).compactMap {
             (($0["physicalLocation"] as? [String: Any])?["artifactLocation"] as? [String: Any])?["uri"] as? String
         }
         #expect(uris.sorted() == ["a.env", "a.env", "b.env"])
-        #expect(((pat["properties"] as? [String: Any])?["fingerprints"] as? [String])?.count == 2)
+        #expect(((patResult["properties"] as? [String: Any])?["fingerprints"] as? [String])?.count == 2)
 
         let github = try run(stepguardBinary, ["scan", "--format", "github", "."], cwd: dir.url)
         let annotations = github.stdout.split(separator: "\n").filter { $0.hasPrefix("::error ") }
