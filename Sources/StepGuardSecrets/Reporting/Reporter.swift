@@ -114,8 +114,7 @@ public struct Reporter: Sendable {
     }
 
     func serialize(_ object: Any) -> String {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self) + "\n"
+        JSONWriter.write(object)
     }
 
     func json(_ report: ScanReport) -> String {
