@@ -103,3 +103,26 @@ import Testing
         #expect(r.stderr.contains("1 secret found (2 locations)"), "\(r.stderr)")
     }
 }
+
+/// `--output` writes into the named file as a shell's `>` does, never replacing it.
+@Suite struct ReportOutputTests {
+    @Test func outputFollowsALinkAndKeepsADeviceADevice() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        try dir.write("leak.env", "T=\(Fake.githubPAT(64))\n")
+        try dir.write("reports/real.json", "old\n")
+        try FileManager.default.createSymbolicLink(atPath: dir.path + "/link.json", withDestinationPath: "reports/real.json")
+        let r = try run(stepguardBinary, ["scan", "--format", "json", "--output", "link.json", "leak.env"], cwd: dir.url)
+        #expect(r.status == 1, "\(r.stderr)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: dir.path + "/link.json") == "reports/real.json", "the link was replaced")
+        #expect(try String(contentsOfFile: dir.path + "/reports/real.json", encoding: .utf8).contains("\"github-pat-classic\""))
+
+        // A character device like /dev/null (made here, as root, in the test's own directory).
+        guard getuid() == 0 else { return }
+        let device = dir.path + "/null"
+        #expect(mknod(device, S_IFCHR | 0o666, dev_t(1 << 8 | 3)) == 0, "mknod: \(errno)")  // makedev(1, 3)
+        let d = try run(stepguardBinary, ["scan", "--format", "json", "--output", device, "leak.env"], cwd: dir.url)
+        #expect(d.status == 1)
+        var st = stat()
+        #expect(stat(device, &st) == 0 && (st.st_mode & S_IFMT) == S_IFCHR, "the device became a regular file")
+    }
+}

@@ -13,7 +13,7 @@ import Testing
             "nested": ["b": ["z": 1, "a": [["x": "y"]]] as [String: Any]] as [String: Any],
         ]
         let text = JSONWriter.write(value)
-        #expect(text.hasSuffix("}\n") && text.contains("\"slash / newline") && text.contains("\\u0007"))
+        #expect(text.hasSuffix("}\n") && text.contains("slash / newline \\n tab \\t") && text.contains("\\u0007"))
         let back = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? NSDictionary)
         #expect(back == (value as NSDictionary), "\(text)")
         // Sorted keys: "double" before "empty" before "nested".

@@ -57,6 +57,8 @@ struct GitDelta: @unchecked Sendable {  // git_oid is a plain 20-byte value
     /// History mode: the added lines are still to be computed (a modified file, or a new file
     /// that may be a renamed one); ``addedLines`` is meaningless until then.
     var pending = false
+    /// History mode: the blob this one replaces at the same path (a modified file).
+    var oldBlob: git_oid? = nil
 
     /// Whether any line of `first...last` was added.
     func adds(_ first: Int, _ last: Int) -> Bool {
@@ -104,7 +106,9 @@ enum GitDiff {
             }
             if delta.pointee.old_file.id.key == newFile.id.key { continue }  // a pure rename or mode change adds nothing
             guard patches else {
-                out.append(GitDelta(path: path, blob: newFile.id, addedLines: [], binary: false, pending: true))
+                let sameFile = status == GIT_DELTA_MODIFIED
+                out.append(GitDelta(path: path, blob: newFile.id, addedLines: [], binary: false, pending: true,
+                                    oldBlob: sameFile ? delta.pointee.old_file.id : nil))
                 continue
             }
             guard let (added, binary) = addedLines(diff, i) else { continue }
@@ -119,6 +123,27 @@ enum GitDiff {
         var patch: OpaquePointer?
         guard git_patch_from_diff(&patch, diff, index) == 0, let patch else { return nil }
         defer { git_patch_free(patch) }
+        return addedLines(patch)
+    }
+
+    /// The added line ranges (new side) from blob `old` to blob `new` of `path`, and whether git
+    /// sees them as binary.
+    static func addedLines(_ repo: GitRepository, from old: git_oid, to new: git_oid, path: String) -> ([ClosedRange<Int>], Bool)? {
+        var oldID = old, newID = new
+        var oldBlob: OpaquePointer?, newBlob: OpaquePointer?
+        guard git_blob_lookup(&oldBlob, repo.pointer, &oldID) == 0, let oldBlob else { return nil }
+        defer { git_blob_free(oldBlob) }
+        guard git_blob_lookup(&newBlob, repo.pointer, &newID) == 0, let newBlob else { return nil }
+        defer { git_blob_free(newBlob) }
+        var opts = options()
+        var patch: OpaquePointer?
+        guard git_patch_from_blobs(&patch, oldBlob, path, newBlob, path, &opts) == 0, let patch else { return nil }
+        defer { git_patch_free(patch) }
+        return addedLines(patch)
+    }
+
+    /// The added line ranges (new side) of `patch`, and whether git sees it as binary.
+    static func addedLines(_ patch: OpaquePointer) -> ([ClosedRange<Int>], Bool) {
         let binary = (git_patch_get_delta(patch).pointee.flags & UInt32(GIT_DIFF_FLAG_BINARY.rawValue)) != 0
         // With zero context lines, the new side of every hunk consists of added lines only.
         var added: [ClosedRange<Int>] = []
@@ -252,13 +277,19 @@ extension SecretScanner {
         let next = Atomic<Int>(0)
         let commitList = UnsafeSendableBox(commits)
         let workers = max(1, min(options.workers, commits.count))
+        // Runs of consecutive commits per worker: a commit's parent is usually the next one, whose
+        // tree the worker then has in its cache.
+        let commitRun = max(1, min(64, commits.count / (4 * workers)))
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
             guard let local = try? GitRepository(path: gitDir) else { return }
+            let cache = TreeCache()
             var results: [Int: CommitDeltas] = [:]
             while true {
-                let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                if i >= commitList.value.count { break }
-                if let d = Self.commitDeltas(local, commitList.value[i]) { results[i] = CommitDeltas(info: d.0, deltas: d.1) }
+                let first = next.wrappingAdd(commitRun, ordering: .relaxed).oldValue
+                if first >= commitList.value.count { break }
+                for i in first..<min(first + commitRun, commitList.value.count) {
+                    if let d = Self.commitDeltas(local, commitList.value[i], cache: cache) { results[i] = CommitDeltas(info: d.0, deltas: d.1) }
+                }
             }
             perCommit.withLock { $0.merge(results) { a, _ in a } }
         }
@@ -311,9 +342,10 @@ extension SecretScanner {
         }
         let blobFindings = scanned.withLock { $0 }
 
-        // Phase 3: added lines, only for the files whose new blob has findings: their commit is
-        // diffed again, now with rename detection, and just their patches are built. A new file
-        // found to be a renamed one then counts only for the lines the rename changed.
+        // Phase 3: added lines, only for the files whose new blob has findings. A modified file:
+        // the patch between its two blobs. A new file in a commit that deletes files: the commit is
+        // diffed again with rename detection, and a renamed file counts only for the lines the
+        // rename changed.
         var pending: [(commit: Int, deltas: [Int])] = []
         for (i, c) in diffs {
             let positions = c.deltas.indices.filter { c.deltas[$0].pending && blobFindings[c.deltas[$0].blob.key] != nil }
@@ -329,6 +361,16 @@ extension SecretScanner {
                 let p = nextPending.wrappingAdd(1, ordering: .relaxed).oldValue
                 if p >= pendingList.value.count { break }
                 let (i, positions, deltas) = pendingList.value[p]
+                var renamable: [Int] = []
+                for k in positions {
+                    let d = deltas[k]
+                    guard let old = d.oldBlob else { renamable.append(k); continue }
+                    if let (added, binary) = GitDiff.addedLines(local, from: old, to: d.blob, path: d.path) {
+                        // git calls it binary (an attribute, or the old side): the text blob counts whole.
+                        results[i, default: [:]][k] = .some(binary ? nil : added)
+                    }
+                }
+                if renamable.isEmpty { continue }
                 _ = Self.withCommitDiff(local, commitList.value[i], renames: true) { _, diff in
                     // The same file (new path and blob) in the diff with renames.
                     var byFile: [String: Int] = [:]
@@ -336,7 +378,7 @@ extension SecretScanner {
                         guard let delta = git_diff_get_delta(diff, index), let path = delta.pointee.new_file.path else { continue }
                         byFile[String(cString: path) + "\u{0}" + delta.pointee.new_file.id.hex] = index
                     }
-                    for k in positions {
+                    for k in renamable {
                         let d = deltas[k]
                         guard let index = byFile[d.path + "\u{0}" + d.blob.hex], let delta = git_diff_get_delta(diff, index) else { continue }
                         if delta.pointee.status == GIT_DELTA_ADDED {
@@ -344,7 +386,6 @@ extension SecretScanner {
                         } else if delta.pointee.old_file.id.key == d.blob.key {
                             results[i, default: [:]][k] = .some([])  // renamed unchanged: nothing added
                         } else if let (added, binary) = GitDiff.addedLines(diff, index) {
-                            // git calls it binary (an attribute, or the old side): the text blob counts whole.
                             results[i, default: [:]][k] = .some(binary ? nil : added)
                         }
                     }
@@ -424,19 +465,40 @@ extension SecretScanner {
         return body(commit, diff)
     }
 
-    /// The commit's metadata and its changed files, without rename detection (added lines pending).
-    static func commitDeltas(_ repo: GitRepository, _ id: git_oid) -> (CommitInfo, [GitDelta])? {
-        withCommitDiff(repo, id, renames: false) { commit, diff in
-            let deltas = GitDiff.deltas(diff, patches: false)
-            let sig = git_commit_author(commit)!.pointee
-            let info = CommitInfo(
-                id: id.hex,
-                author: sig.name.map { String(cString: $0) } ?? "",
-                email: sig.email.map { String(cString: $0) } ?? "",
-                date: isoDate(Int(sig.when.time))
-            )
-            return (info, deltas)
+    /// The commit's metadata and its changed files, without rename detection (added lines pending):
+    /// ``TreeDiff``, or libgit2's diff when a tree cannot be read that way.
+    static func commitDeltas(_ repo: GitRepository, _ id: git_oid, cache: TreeCache) -> (CommitInfo, [GitDelta])? {
+        var id = id
+        var commit: OpaquePointer?
+        guard git_commit_lookup(&commit, repo.pointer, &id) == 0, let commit else { return nil }
+        defer { git_commit_free(commit) }
+        let parents = git_commit_parentcount(commit)
+        if parents > 1 { return nil }  // merges: as in withCommitDiff
+        var parentTree: git_oid?
+        if parents == 1 {
+            var parent: OpaquePointer?
+            guard git_commit_parent(&parent, commit, 0) == 0, let parent else { return nil }
+            parentTree = git_commit_tree_id(parent).pointee
+            git_commit_free(parent)
         }
+        var differ = TreeDiff(repo: repo, cache: cache)
+        var deltas: [GitDelta]
+        if differ.compare(parentTree, git_commit_tree_id(commit).pointee) {
+            deltas = differ.deltas
+            // New files in a commit that deletes some may be renames: phase 3 decides.
+            if differ.deletes { for k in deltas.indices where deltas[k].addedLines == nil { deltas[k].pending = true } }
+        } else {
+            guard let fallback = withCommitDiff(repo, id, renames: false, { _, diff in GitDiff.deltas(diff, patches: false) }) else { return nil }
+            deltas = fallback
+        }
+        let sig = git_commit_author(commit)!.pointee
+        let info = CommitInfo(
+            id: id.hex,
+            author: sig.name.map { String(cString: $0) } ?? "",
+            email: sig.email.map { String(cString: $0) } ?? "",
+            date: isoDate(Int(sig.when.time))
+        )
+        return (info, deltas)
     }
 
     static func isoDate(_ seconds: Int) -> String {

@@ -182,9 +182,7 @@ struct ScanCommand: ParsableCommand {
         }
         let rendered = reporter.render(report, rules: detector.rules)
         if let output {
-            guard FileManager.default.createFile(atPath: output, contents: Data(rendered.utf8)) else {
-                throw SecretsError(.unreadable, "\(output): cannot write the report; check the directory exists and is writable")
-            }
+            try Self.write(rendered, to: output)
         } else {
             FileHandle.standardOutput.write(Data(rendered.utf8))
         }
@@ -197,6 +195,26 @@ struct ScanCommand: ParsableCommand {
         }
         FileHandle.standardError.write(Data((summary + "\n").utf8))
         return report.findings.isEmpty ? 0 : 1
+    }
+
+    /// Writes the report into `path` as a shell's `>` does: opened (following a symbolic link),
+    /// truncated and written in place. Never replaced by a new file: `--output /dev/null` run as
+    /// root must not turn the device into a regular file, nor a link into a copy.
+    static func write(_ text: String, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw SecretsError(.unreadable, "\(path): cannot write the report (\(String(cString: strerror(errno)))); check the directory exists and is writable")
+        }
+        defer { close(fd) }
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                throw SecretsError(.unreadable, "\(path): cannot write the report (\(String(cString: strerror(errno)))); check the disk has space")
+            }
+            bytes = bytes.dropFirst(n)
+        }
     }
 
     static func workTreeRoot(_ path: String) -> String? {
