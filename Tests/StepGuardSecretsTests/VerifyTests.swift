@@ -214,6 +214,45 @@ struct IssuerStandIn {
         #expect(details.contains { ($0["detail"] as? String ?? "").contains("time budget (2 s) was spent") }, "\(r.stdout)")
     }
 
+    /// An issuer (or whoever answers for it) that redirects is not followed: the secret is sent
+    /// once, to the documented URL, and the answer is unknown.
+    @Test func aRedirectIsNotFollowed() throws {
+        let secret = Fake.githubPAT(71)
+        let directory = try TemporaryDirectory(prefix: "stepguard-verify"); defer { directory.remove() }
+        let authority = try TestCertificateAuthority(directory: directory)
+        let server = try LocalHTTPServer.start(tls: authority, tlsNames: ["api.github.com"]) { request in
+            request.uri == "/user"
+                ? ServerResponse(status: 307, headers: [("Location", "https://api.github.com/stolen")], body: "")
+                : .json(#"{"login":"someone"}"#)
+        }
+        defer { server.shutdown() }
+        let dir = try TempDir(); defer { dir.cleanup() }
+        try dir.write("leak.env", "T=\(secret)\n")
+        let r = try run(stepguardBinary, ["scan", "--format", "json"] + IssuerStandIn.arguments(port: server.port, caFile: authority.certificateFile) + ["leak.env"], cwd: dir.url)
+        #expect(r.status == 1)
+        #expect(server.requests.map(\.uri) == ["/user"])
+        let verification = try findings(r.stdout).first?["verification"] as? [String: Any]
+        #expect(verification?["status"] as? String == "unknown" && (verification?["detail"] as? String ?? "").contains("answered 307"), "\(r.stdout)")
+    }
+
+    /// Proxy variables in the environment are not used: the request goes to the issuer (here its
+    /// stand-in) directly, and a proxy that would see the secret gets nothing.
+    @Test func proxyVariablesAreIgnored() throws {
+        let secret = Fake.githubPAT(72)
+        let standIn = try IssuerStandIn.start(live: [secret]); defer { standIn.shutdown() }
+        let proxy = try LocalHTTPServer.start { _ in ServerResponse(status: 502, body: "proxy") }
+        defer { proxy.shutdown() }
+        let dir = try TempDir(); defer { dir.cleanup() }
+        try dir.write("leak.env", "T=\(secret)\n")
+        let url = "http://127.0.0.1:\(proxy.port)"
+        let r = try run(stepguardBinary, ["scan", "--format", "json"] + standIn.arguments() + ["leak.env"], cwd: dir.url,
+                        environment: ["HTTPS_PROXY": url, "https_proxy": url, "ALL_PROXY": url, "all_proxy": url])
+        #expect(r.status == 1)
+        #expect(proxy.requests.isEmpty && proxy.acceptedConnections == 0, "the proxy was used")
+        let status = (try findings(r.stdout).first?["verification"] as? [String: Any])?["status"] as? String
+        #expect(status == "live", "\(r.stdout)")
+    }
+
     @Test func verificationIsOptInAndItsOptionsAreChecked() throws {
         let hooks = try String(contentsOf: packageRoot.appendingPathComponent(".pre-commit-hooks.yaml"), encoding: .utf8)
         #expect(hooks.contains("stepguard scan --staged") && !hooks.contains("--verify"))
