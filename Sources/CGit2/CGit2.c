@@ -32,6 +32,7 @@
                                    const git_diff_options *opts), (diff, repo, old_tree, new_tree, opts)) \
     F(int, git_ignore_path_is_ignored, (int *ignored, git_repository *repo, const char *path), (ignored, repo, path)) \
     V(git_index_free, (git_index *index), (index)) \
+    F(int, git_index_open, (git_index **out, const char *index_path), (out, index_path)) \
     V(git_object_free, (git_object *object), (object)) \
     F(const git_oid *, git_object_id, (const git_object *obj), (obj)) \
     F(char *, git_oid_tostr, (char *out, size_t n, const git_oid *id), (out, n, id)) \

@@ -1,3 +1,4 @@
+import Foundation
 import CGit2
 import Dispatch
 import Synchronization
@@ -182,12 +183,24 @@ extension SecretScanner {
 
     /// Scans exactly what `git commit` would record: the index compared with HEAD (or with an
     /// empty tree before the first commit), renames detected; only added or changed lines count.
-    public func scanStaged(repository path: String) throws -> ScanReport {
+    ///
+    /// When git runs the hook with `GIT_INDEX_FILE` set — `git commit -a`, `git commit FILE…`
+    /// (`--only`, `--include`) record a temporary index, not `.git/index` — that index is read:
+    /// libgit2 ignores the variable, and `.git/index` then lacks what is being committed. A
+    /// `GIT_INDEX_FILE` that names no readable file is an error, never a fallback.
+    public func scanStaged(repository path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ScanReport {
         let repo = try GitRepository(path: path)
         var index: OpaquePointer?
-        guard git_repository_index(&index, repo.pointer) == 0, let index else {
-            throw SecretsError(.git, "\(path): cannot read the git index (\(Git.lastError())); is the repository corrupt or locked?")
+        if let indexFile = environment["GIT_INDEX_FILE"], !indexFile.isEmpty {
+            guard FileManager.default.isReadableFile(atPath: indexFile), git_index_open(&index, indexFile) == 0, index != nil else {
+                throw SecretsError(.git, "\(indexFile): cannot read the index GIT_INDEX_FILE names (\(Git.lastError())); run the scan from the hook git starts, or unset GIT_INDEX_FILE to scan .git/index")
+            }
+        } else {
+            guard git_repository_index(&index, repo.pointer) == 0, index != nil else {
+                throw SecretsError(.git, "\(path): cannot read the git index (\(Git.lastError())); is the repository corrupt or locked?")
+            }
         }
+        guard let index else { throw SecretsError(.git, "\(path): no git index") }
         defer { git_index_free(index) }
         var headTree: OpaquePointer?
         var object: OpaquePointer?
