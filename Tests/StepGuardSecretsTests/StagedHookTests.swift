@@ -39,4 +39,24 @@ import Testing
         #expect(r.status == 2, "\(r.stdout) \(r.stderr)")
         #expect(r.stderr.contains("GIT_INDEX_FILE"))
     }
+
+    /// `git --git-dir=REPO --work-tree=DIR commit`: the hook runs in DIR, which has no .git; git
+    /// names the repository in GIT_DIR.
+    @Test func aSeparateGitDirectoryIsFollowed() throws {
+        let top = try TempDir(); defer { top.cleanup() }
+        let gitDir = top.path + "/cfg.git"
+        try top.git("init", "-q", "--bare", gitDir)
+        try top.write("wt/.keep", "")
+        let git = ["git", "--git-dir=" + gitDir, "--work-tree=" + top.path + "/wt", "-c", "user.name=T", "-c", "user.email=t@test.invalid"]
+        #expect(try run("/usr/bin/env", git + ["commit", "-q", "--allow-empty", "-m", "init"], cwd: top.url).status == 0)
+        try top.write("cfg.git/hooks/pre-commit", "#!/bin/sh\nexec '\(stepguardBinary)' scan --staged\n")
+        chmod(gitDir + "/hooks/pre-commit", 0o755)
+        let secret = Fake.githubPAT(92)
+        try top.write("wt/app.env", "TOKEN=\(secret)\n")
+        #expect(try run("/usr/bin/env", git + ["add", "app.env"], cwd: top.url).status == 0)
+        let result = try run("/usr/bin/env", git + ["commit", "-m", "leak"], cwd: top.url)
+        #expect(result.status != 0, "the commit went through: \(result.stdout) \(result.stderr)")
+        #expect((result.stdout + result.stderr).contains("github-pat-classic"), "\(result.stdout) \(result.stderr)")
+        #expect(!(result.stdout + result.stderr).contains(secret))
+    }
 }

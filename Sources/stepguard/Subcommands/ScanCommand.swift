@@ -147,7 +147,11 @@ struct ScanCommand: ParsableCommand {
         var report: ScanReport
         var root = repo
         if staged {
-            report = try scanner.scanStaged(repository: repo)
+            // In a hook of `git --git-dir=… --work-tree=… commit` (a bare repository with a work
+            // tree elsewhere), git names the repository in GIT_DIR and the work tree has no .git.
+            let environment = ProcessInfo.processInfo.environment
+            let gitDir = environment["GIT_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+            report = try scanner.scanStaged(repository: repo == "." ? (gitDir ?? repo) : repo)
         } else if history {
             report = try scanner.scanHistory(repository: repo, range: paths.first, since: since)
         } else if stdin {
