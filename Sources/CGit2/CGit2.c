@@ -32,11 +32,15 @@
                                    const git_diff_options *opts), (diff, repo, old_tree, new_tree, opts)) \
     F(int, git_ignore_path_is_ignored, (int *ignored, git_repository *repo, const char *path), (ignored, repo, path)) \
     V(git_index_free, (git_index *index), (index)) \
+    F(int, git_index_open, (git_index **out, const char *index_path), (out, index_path)) \
     V(git_object_free, (git_object *object), (object)) \
     F(const git_oid *, git_object_id, (const git_object *obj), (obj)) \
     F(char *, git_oid_tostr, (char *out, size_t n, const git_oid *id), (out, n, id)) \
     V(git_patch_free, (git_patch *patch), (patch)) \
     F(int, git_patch_from_diff, (git_patch **out, git_diff *diff, size_t idx), (out, diff, idx)) \
+    F(int, git_patch_from_blobs, (git_patch **out, const git_blob *old_blob, const char *old_as_path, \
+                                  const git_blob *new_blob, const char *new_as_path, const git_diff_options *opts), \
+      (out, old_blob, old_as_path, new_blob, new_as_path, opts)) \
     F(const git_diff_delta *, git_patch_get_delta, (const git_patch *patch), (patch)) \
     F(int, git_patch_get_hunk, (const git_diff_hunk **out, size_t *lines_in_hunk, git_patch *patch, size_t hunk_idx), \
       (out, lines_in_hunk, patch, hunk_idx)) \
@@ -57,6 +61,14 @@
     F(int, git_revwalk_push_head, (git_revwalk *walk), (walk)) \
     F(int, git_revwalk_push_range, (git_revwalk *walk, const char *range), (walk, range)) \
     V(git_tree_free, (git_tree *tree), (tree)) \
+    F(int, git_tree_lookup, (git_tree **out, git_repository *repo, const git_oid *id), (out, repo, id)) \
+    F(size_t, git_tree_entrycount, (const git_tree *tree), (tree)) \
+    F(const git_tree_entry *, git_tree_entry_byindex, (const git_tree *tree, size_t idx), (tree, idx)) \
+    F(const char *, git_tree_entry_name, (const git_tree_entry *entry), (entry)) \
+    F(const git_oid *, git_tree_entry_id, (const git_tree_entry *entry), (entry)) \
+    F(git_filemode_t, git_tree_entry_filemode, (const git_tree_entry *entry), (entry)) \
+    F(const git_oid *, git_commit_tree_id, (const git_commit *commit), (commit)) \
+    F(const git_oid *, git_commit_parent_id, (const git_commit *commit, unsigned int n), (commit, n)) \
     N(git_libgit2_opts)
 
 // The version built against first, then the other sonames whose ABI the calls above are compatible

@@ -12,6 +12,9 @@ public struct CurlTransport: HTTPTransport {
     public var caFile: String?
     /// Maximum response body size in bytes.
     public var maximumResponseSize: Int
+    /// Connection overrides, libcurl `CONNECT_TO` entries `HOST:PORT:ADDRESS:PORT`: the request
+    /// still names (SNI, Host, certificate check) the URL's host (for tests and mirrors).
+    public var connectTo: [String] = []
 
     /// Creates a transport.
     public init(timeout: TimeInterval = 10, connectTimeout: TimeInterval = 5, caFile: String? = nil, maximumResponseSize: Int = 1 << 20) {
@@ -65,6 +68,8 @@ public struct CurlTransport: HTTPTransport {
         var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
         var headerList: UnsafeMutablePointer<curl_slist>?
         defer { curl_slist_free_all(headerList) }
+        var connectList: UnsafeMutablePointer<curl_slist>?
+        defer { curl_slist_free_all(connectList) }
 
         let code: CURLcode = errorBuffer.withUnsafeMutableBufferPointer { errorPointer in
             var rc = CURLE_OK
@@ -107,6 +112,8 @@ public struct CurlTransport: HTTPTransport {
                 set(body.withUnsafeMutableBufferPointer { sg_curl_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, $0.baseAddress) })
             }
             if let headerList { set(sg_curl_setopt_pointer(handle, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headerList))) }
+            for entry in connectTo { connectList = curl_slist_append(connectList, entry) }
+            if let connectList { set(sg_curl_setopt_pointer(handle, CURLOPT_CONNECT_TO, UnsafeMutableRawPointer(connectList))) }
             guard rc == CURLE_OK else { return rc }
             return curl_easy_perform(handle)
         }

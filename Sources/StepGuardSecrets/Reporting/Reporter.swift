@@ -7,6 +7,9 @@ public enum ReportFormat: String, Sendable, CaseIterable {
 }
 
 /// Renders a ``ScanReport``. Secrets only ever appear through ``redact(_:mode:)``.
+///
+/// Text, SARIF, GitHub and JUnit list one entry per secret (``SecretGroup``: same rule, same value)
+/// with every location; JSON keeps one entry per location and names its group.
 public struct Reporter: Sendable {
     public var format: ReportFormat
     public var redaction: RedactionMode
@@ -14,6 +17,8 @@ public struct Reporter: Sendable {
     public var color: Bool
     /// Tool version written in SARIF.
     public var version = "0.1.0"
+    /// Results of `--verify` by group key (``SecretGroup/key``); nil when not asked for.
+    public var verification: [String: VerificationResult]?
 
     public init(format: ReportFormat, redaction: RedactionMode = .partial, color: Bool = false) {
         self.format = format
@@ -34,7 +39,9 @@ public struct Reporter: Sendable {
 
     /// One-line summary for stderr: what was scanned, found, skipped and suppressed.
     public static func summary(_ report: ScanReport) -> String {
-        var parts = ["\(report.findings.count) secret\(report.findings.count == 1 ? "" : "s") found",
+        let secrets = report.secretGroups.count, locations = report.findings.count
+        var parts = ["\(secrets) secret\(secrets == 1 ? "" : "s") found"
+                        + (locations == secrets ? "" : " (\(locations) locations)"),
                      "\(report.scannedFiles) file\(report.scannedFiles == 1 ? "" : "s") (\(report.scannedBytes) bytes) scanned"]
         if report.commits > 0 { parts.append("\(report.commits) commits") }
         var skipped: [String] = []
@@ -47,21 +54,51 @@ public struct Reporter: Sendable {
         return "stepguard scan: " + parts.joined(separator: "; ")
     }
 
+    /// The verification of `group` (nil without `--verify`).
+    func verified(_ group: SecretGroup) -> VerificationResult? {
+        guard let verification else { return nil }
+        return verification[group.key] ?? VerificationResult(.unknown, "not verified")
+    }
+
+    /// `path:line:col` of a location, with its commit in history mode.
+    static func place(_ f: Finding) -> String {
+        "\(f.path.isEmpty ? "-" : f.path):\(f.line):\(f.column)" + (f.commit.map { " in commit \($0.prefix(12))" } ?? "")
+    }
+
+    /// The other locations of `group`, for one-line messages (at most 10, then a count).
+    static func otherPlaces(_ group: SecretGroup) -> String {
+        let others = group.locations.dropFirst()
+        guard !others.isEmpty else { return "" }
+        let shown = others.prefix(10).map(place).joined(separator: ", ")
+        return "; also at \(shown)" + (others.count > 10 ? " and \(others.count - 10) more" : "")
+    }
+
     func text(_ report: ScanReport) -> String {
         let red = color ? "\u{1B}[31m" : "", bold = color ? "\u{1B}[1m" : "", reset = color ? "\u{1B}[0m" : ""
         var out = ""
-        for f in report.findings {
-            out += "\(bold)\(f.path):\(f.line):\(f.column)\(reset): \(red)\(f.ruleID)\(reset) \(f.description) [\(f.severity.rawValue), \(f.lifetime.rawValue)] secret=\(redact(f.secret, mode: redaction))\n"
+        for group in report.secretGroups {
+            let f = group.first
+            let count = group.locations.count
+            out += "\(bold)\(f.path):\(f.line):\(f.column)\(reset): \(red)\(f.ruleID)\(reset) \(f.description) [\(f.severity.rawValue), \(f.lifetime.rawValue)] secret=\(redact(f.secret, mode: redaction))"
+                + (count > 1 ? " (\(count) locations)" : "") + "\n"
             if let commit = f.commit {
                 out += "    commit \(commit) by \(f.author ?? "") <\(f.email ?? "")> on \(f.date ?? "")\n"
             }
             out += "    fingerprint: \(f.fingerprint)\n"
+            for other in group.locations.dropFirst() {
+                out += "    also at \(Self.place(other))" + (other.fingerprint == f.fingerprint ? "" : ", fingerprint: \(other.fingerprint)") + "\n"
+            }
+            if let v = verified(group) {
+                out += "    verified: \(v.status.rawValue) — \(v.detail)\n"
+            }
         }
         return out
     }
 
     func findingObject(_ f: Finding) -> [String: Any] {
+        let key = SecretGroup.key(of: f)
         var o: [String: Any] = [
+            "group": key,
             "rule_id": f.ruleID, "description": f.description, "severity": f.severity.rawValue,
             "lifetime": f.lifetime.rawValue, "path": f.path, "line": f.line, "column": f.column,
             "end_line": f.endLine, "secret": redact(f.secret, mode: redaction), "fingerprint": f.fingerprint,
@@ -70,12 +107,15 @@ public struct Reporter: Sendable {
         if let a = f.author { o["author"] = a }
         if let e = f.email { o["email"] = e }
         if let d = f.date { o["date"] = d }
+        if let verification {
+            let v = verification[key] ?? VerificationResult(.unknown, "not verified")
+            o["verification"] = ["status": v.status.rawValue, "detail": v.detail]
+        }
         return o
     }
 
     func serialize(_ object: Any) -> String {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self) + "\n"
+        JSONWriter.write(object)
     }
 
     func json(_ report: ScanReport) -> String {
@@ -84,7 +124,7 @@ public struct Reporter: Sendable {
             "tool": "stepguard",
             "findings": report.findings.map(findingObject),
             "summary": [
-                "findings": report.findings.count, "suppressed": report.suppressed,
+                "findings": report.findings.count, "secrets": report.secretGroups.count, "suppressed": report.suppressed,
                 "scanned_files": report.scannedFiles, "scanned_bytes": report.scannedBytes,
                 "skipped_binary": report.skippedBinary, "skipped_large": report.skippedLarge,
                 "skipped_symlinks": report.skippedSymlinks, "commits": report.commits,
@@ -125,23 +165,34 @@ public struct Reporter: Sendable {
                 "properties": ["tags": ["security", "secret"], "security-severity": Self.securitySeverity(r.severity)] as [String: Any],
             ]
         }
-        let results: [[String: Any]] = report.findings.map { f in
+        let results: [[String: Any]] = report.secretGroups.map { group in
+            let f = group.first
+            let v = verified(group)
+            var text = "\(f.description): \(redact(f.secret, mode: redaction))"
+            if group.locations.count > 1 { text += " in \(group.locations.count) locations" + Self.otherPlaces(group) }
+            if let v { text += ". Verified \(v.status.rawValue): \(v.detail)" }
             var result: [String: Any] = [
                 "ruleId": f.ruleID,
                 "level": Self.sarifLevel(f.severity),
-                "message": ["text": "\(f.description): \(redact(f.secret, mode: redaction))"],
-                "locations": [[
-                    "physicalLocation": [
-                        "artifactLocation": ["uri": f.path.isEmpty ? "-" : f.path],
-                        "region": ["startLine": f.line, "startColumn": f.column, "endLine": max(f.line, f.endLine)],
-                    ] as [String: Any],
-                ]],
+                "message": ["text": text],
+                "locations": group.locations.map { l in
+                    [
+                        "physicalLocation": [
+                            "artifactLocation": ["uri": l.path.isEmpty ? "-" : l.path],
+                            "region": ["startLine": l.line, "startColumn": l.column, "endLine": max(l.line, l.endLine)],
+                        ] as [String: Any],
+                    ]
+                },
                 "partialFingerprints": ["stepguardFingerprint/v1": f.fingerprint],
             ]
             if let i = index[f.ruleID] { result["ruleIndex"] = i }
+            var properties: [String: Any] = ["group": group.key, "fingerprints": Self.unique(group.locations.map(\.fingerprint))]
             if let c = f.commit {
-                result["properties"] = ["commit": c, "author": f.author ?? "", "email": f.email ?? "", "date": f.date ?? ""]
+                properties.merge(["commit": c, "author": f.author ?? "", "email": f.email ?? "", "date": f.date ?? ""]) { a, _ in a }
+                properties["commits"] = Self.unique(group.locations.compactMap(\.commit))
             }
+            if let v { properties["verification"] = v.status.rawValue; properties["verificationDetail"] = v.detail }
+            result["properties"] = properties
             return result
         }
         return serialize([
@@ -160,21 +211,30 @@ public struct Reporter: Sendable {
     }
 
     func junit(_ report: ScanReport) -> String {
+        let groups = report.secretGroups
         var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-        let tests = max(1, report.findings.count)
-        out += "<testsuites name=\"stepguard scan\" tests=\"\(tests)\" failures=\"\(report.findings.count)\">\n"
-        out += "  <testsuite name=\"secrets\" tests=\"\(tests)\" failures=\"\(report.findings.count)\" errors=\"0\" skipped=\"0\">\n"
-        if report.findings.isEmpty {
+        let tests = max(1, groups.count)
+        out += "<testsuites name=\"stepguard scan\" tests=\"\(tests)\" failures=\"\(groups.count)\">\n"
+        out += "  <testsuite name=\"secrets\" tests=\"\(tests)\" failures=\"\(groups.count)\" errors=\"0\" skipped=\"0\">\n"
+        if groups.isEmpty {
             out += "    <testcase classname=\"stepguard.secrets\" name=\"no secrets found\"/>\n"
         }
-        for f in report.findings {
+        for group in groups {
+            let f = group.first
             let x = Self.xml
+            let v = verified(group).map { " verified \($0.status.rawValue): \($0.detail)" } ?? ""
             out += "    <testcase classname=\"\(x(f.path))\" name=\"\(x(f.ruleID)) at \(x(f.path)):\(f.line)\">\n"
-            out += "      <failure type=\"\(x(f.ruleID))\" message=\"\(x(f.description))\">\(x(f.path)):\(f.line):\(f.column) \(x(redact(f.secret, mode: redaction)))\(f.commit.map { " commit \($0)" } ?? "") fingerprint \(x(f.fingerprint))</failure>\n"
+            out += "      <failure type=\"\(x(f.ruleID))\" message=\"\(x(f.description))\">\(x(f.path)):\(f.line):\(f.column) \(x(redact(f.secret, mode: redaction)))\(f.commit.map { " commit \($0)" } ?? "") fingerprint \(x(f.fingerprint))\(x(Self.otherPlaces(group)))\(x(v))</failure>\n"
             out += "    </testcase>\n"
         }
         out += "  </testsuite>\n</testsuites>\n"
         return out
+    }
+
+    /// `items` without repeats, in first-seen order.
+    static func unique(_ items: [String]) -> [String] {
+        var seen = Set<String>()
+        return items.filter { seen.insert($0).inserted }
     }
 
     static func escapeData(_ s: String) -> String {
@@ -186,10 +246,14 @@ public struct Reporter: Sendable {
     }
 
     func github(_ report: ScanReport) -> String {
-        report.findings.map { f in
+        report.secretGroups.map { group in
+            let f = group.first
             let p = Self.escapeProperty
-            return "::error file=\(p(f.path)),line=\(f.line),col=\(f.column),endLine=\(max(f.line, f.endLine)),title=\(p("stepguard: " + f.ruleID))::"
-                + Self.escapeData("\(f.description) (\(f.lifetime.rawValue)): \(redact(f.secret, mode: redaction))\(f.commit.map { " in commit \($0)" } ?? ""). Revoke and rotate it.") + "\n"
+            let v = verified(group)
+            let title = "stepguard: " + f.ruleID + (v.map { " (\($0.status.rawValue))" } ?? "")
+            let verifiedText = v.map { " Verified \($0.status.rawValue): \($0.detail)." } ?? ""
+            return "::error file=\(p(f.path)),line=\(f.line),col=\(f.column),endLine=\(max(f.line, f.endLine)),title=\(p(title))::"
+                + Self.escapeData("\(f.description) (\(f.lifetime.rawValue)): \(redact(f.secret, mode: redaction))\(f.commit.map { " in commit \($0)" } ?? "")\(Self.otherPlaces(group)). Revoke and rotate it.\(verifiedText)") + "\n"
         }.joined()
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import CGit2
 import Dispatch
 import Synchronization
@@ -54,6 +55,11 @@ struct GitDelta: @unchecked Sendable {  // git_oid is a plain 20-byte value
     /// Ranges of added lines (new side); nil when the whole file is new.
     var addedLines: [ClosedRange<Int>]?
     var binary: Bool
+    /// History mode: the added lines are still to be computed (a modified file, or a new file
+    /// that may be a renamed one); ``addedLines`` is meaningless until then.
+    var pending = false
+    /// History mode: the blob this one replaces at the same path (a modified file).
+    var oldBlob: git_oid? = nil
 
     /// Whether any line of `first...last` was added.
     func adds(_ first: Int, _ last: Int) -> Bool {
@@ -76,10 +82,15 @@ extension git_oid {
 }
 
 enum GitDiff {
-    /// Deltas of `diff` that add content, with their added line numbers (new side).
-    static func deltas(_ diff: OpaquePointer) -> [GitDelta] {
+    /// Deltas of `diff` that add content, with their added line numbers (new side). Without
+    /// `patches` (history mode, diffs without rename detection), every delta is ``GitDelta/pending``
+    /// except new files in commits that delete none (they cannot be renames): building a patch and
+    /// finding renames read and compare blobs, which history mode only needs for the few blobs with
+    /// findings.
+    static func deltas(_ diff: OpaquePointer, patches: Bool = true) -> [GitDelta] {
         var out: [GitDelta] = []
         let count = git_diff_num_deltas(diff)
+        let deletes = (0..<count).contains { git_diff_get_delta(diff, $0)?.pointee.status == GIT_DELTA_DELETED }
         for i in 0..<count {
             guard let delta = git_diff_get_delta(diff, i) else { continue }
             let status = delta.pointee.status
@@ -89,27 +100,62 @@ enum GitDiff {
             if newFile.mode == UInt16(GIT_FILEMODE_COMMIT.rawValue) || newFile.mode == UInt16(GIT_FILEMODE_LINK.rawValue) { continue }
             let path = newFile.path.map { String(cString: $0) } ?? ""
             if status == GIT_DELTA_ADDED {
-                // A new file: every line is added, no need to build its patch.
-                out.append(GitDelta(path: path, blob: newFile.id, addedLines: nil, binary: false))
+                // A new file: every line is added, no need to build its patch (unless, in a diff
+                // without rename detection, it may be the new name of a deleted file).
+                out.append(GitDelta(path: path, blob: newFile.id, addedLines: nil, binary: false, pending: !patches && deletes))
                 continue
             }
-            var patch: OpaquePointer?
-            guard git_patch_from_diff(&patch, diff, i) == 0, let patch else { continue }
-            defer { git_patch_free(patch) }
-            let binary = (git_patch_get_delta(patch).pointee.flags & UInt32(GIT_DIFF_FLAG_BINARY.rawValue)) != 0
-            // With zero context lines, the new side of every hunk consists of added lines only.
-            var added: [ClosedRange<Int>] = []
-            let hunks = git_patch_num_hunks(patch)
-            for h in 0..<hunks {
-                var hunk: UnsafePointer<git_diff_hunk>?
-                guard git_patch_get_hunk(&hunk, nil, patch, h) == 0, let hunk else { continue }
-                let start = Int(hunk.pointee.new_start), count = Int(hunk.pointee.new_lines)
-                if count > 0 { added.append(start...(start + count - 1)) }
+            if delta.pointee.old_file.id.key == newFile.id.key { continue }  // a pure rename or mode change adds nothing
+            guard patches else {
+                let sameFile = status == GIT_DELTA_MODIFIED
+                out.append(GitDelta(path: path, blob: newFile.id, addedLines: [], binary: false, pending: true,
+                                    oldBlob: sameFile ? delta.pointee.old_file.id : nil))
+                continue
             }
+            guard let (added, binary) = addedLines(diff, i) else { continue }
             if added.isEmpty && !binary { continue }
             out.append(GitDelta(path: path, blob: newFile.id, addedLines: added, binary: binary))
         }
         return out
+    }
+
+    /// The added line ranges (new side) of delta `index` of `diff`, and whether git sees it as binary.
+    static func addedLines(_ diff: OpaquePointer, _ index: Int) -> ([ClosedRange<Int>], Bool)? {
+        var patch: OpaquePointer?
+        guard git_patch_from_diff(&patch, diff, index) == 0, let patch else { return nil }
+        defer { git_patch_free(patch) }
+        return addedLines(patch)
+    }
+
+    /// The added line ranges (new side) from blob `old` to blob `new` of `path`, and whether git
+    /// sees them as binary.
+    static func addedLines(_ repo: GitRepository, from old: git_oid, to new: git_oid, path: String) -> ([ClosedRange<Int>], Bool)? {
+        var oldID = old, newID = new
+        var oldBlob: OpaquePointer?, newBlob: OpaquePointer?
+        guard git_blob_lookup(&oldBlob, repo.pointer, &oldID) == 0, let oldBlob else { return nil }
+        defer { git_blob_free(oldBlob) }
+        guard git_blob_lookup(&newBlob, repo.pointer, &newID) == 0, let newBlob else { return nil }
+        defer { git_blob_free(newBlob) }
+        var opts = options()
+        var patch: OpaquePointer?
+        guard git_patch_from_blobs(&patch, oldBlob, path, newBlob, path, &opts) == 0, let patch else { return nil }
+        defer { git_patch_free(patch) }
+        return addedLines(patch)
+    }
+
+    /// The added line ranges (new side) of `patch`, and whether git sees it as binary.
+    static func addedLines(_ patch: OpaquePointer) -> ([ClosedRange<Int>], Bool) {
+        let binary = (git_patch_get_delta(patch).pointee.flags & UInt32(GIT_DIFF_FLAG_BINARY.rawValue)) != 0
+        // With zero context lines, the new side of every hunk consists of added lines only.
+        var added: [ClosedRange<Int>] = []
+        let hunks = git_patch_num_hunks(patch)
+        for h in 0..<hunks {
+            var hunk: UnsafePointer<git_diff_hunk>?
+            guard git_patch_get_hunk(&hunk, nil, patch, h) == 0, let hunk else { continue }
+            let start = Int(hunk.pointee.new_start), count = Int(hunk.pointee.new_lines)
+            if count > 0 { added.append(start...(start + count - 1)) }
+        }
+        return (added, binary)
     }
 
     static func options() -> git_diff_options {
@@ -137,12 +183,24 @@ extension SecretScanner {
 
     /// Scans exactly what `git commit` would record: the index compared with HEAD (or with an
     /// empty tree before the first commit), renames detected; only added or changed lines count.
-    public func scanStaged(repository path: String) throws -> ScanReport {
+    ///
+    /// When git runs the hook with `GIT_INDEX_FILE` set — `git commit -a`, `git commit FILE…`
+    /// (`--only`, `--include`) record a temporary index, not `.git/index` — that index is read:
+    /// libgit2 ignores the variable, and `.git/index` then lacks what is being committed. A
+    /// `GIT_INDEX_FILE` that names no readable file is an error, never a fallback.
+    public func scanStaged(repository path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ScanReport {
         let repo = try GitRepository(path: path)
         var index: OpaquePointer?
-        guard git_repository_index(&index, repo.pointer) == 0, let index else {
-            throw SecretsError(.git, "\(path): cannot read the git index (\(Git.lastError())); is the repository corrupt or locked?")
+        if let indexFile = environment["GIT_INDEX_FILE"], !indexFile.isEmpty {
+            guard FileManager.default.isReadableFile(atPath: indexFile), git_index_open(&index, indexFile) == 0, index != nil else {
+                throw SecretsError(.git, "\(indexFile): cannot read the index GIT_INDEX_FILE names (\(Git.lastError())); run the scan from the hook git starts, or unset GIT_INDEX_FILE to scan .git/index")
+            }
+        } else {
+            guard git_repository_index(&index, repo.pointer) == 0, index != nil else {
+                throw SecretsError(.git, "\(path): cannot read the git index (\(Git.lastError())); is the repository corrupt or locked?")
+            }
         }
+        guard let index else { throw SecretsError(.git, "\(path): no git index") }
         defer { git_index_free(index) }
         var headTree: OpaquePointer?
         var object: OpaquePointer?
@@ -225,49 +283,66 @@ extension SecretScanner {
         var oid = git_oid()
         while git_revwalk_next(&oid, walk) == 0 { commits.append(oid) }
 
-        // Phase 1: diff every commit against its first parent (workers each open the repository).
+        // Phase 1: each commit's changed files against its first parent — tree comparisons only,
+        // no rename detection, no patches (workers each open the repository).
         struct CommitDeltas: @unchecked Sendable { var info: CommitInfo; var deltas: [GitDelta] }
         let perCommit = Mutex<[Int: CommitDeltas]>([:])
         let next = Atomic<Int>(0)
         let commitList = UnsafeSendableBox(commits)
         let workers = max(1, min(options.workers, commits.count))
+        // Runs of consecutive commits per worker: a commit's parent is usually the next one, whose
+        // tree the worker then has in its cache.
+        let commitRun = max(1, min(64, commits.count / (4 * workers)))
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
             guard let local = try? GitRepository(path: gitDir) else { return }
+            let cache = TreeCache()
             var results: [Int: CommitDeltas] = [:]
             while true {
-                let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                if i >= commitList.value.count { break }
-                if let d = Self.commitDeltas(local, commitList.value[i]) { results[i] = CommitDeltas(info: d.0, deltas: d.1) }
+                let first = next.wrappingAdd(commitRun, ordering: .relaxed).oldValue
+                if first >= commitList.value.count { break }
+                for i in first..<min(first + commitRun, commitList.value.count) {
+                    if let d = Self.commitDeltas(local, commitList.value[i], cache: cache) { results[i] = CommitDeltas(info: d.0, deltas: d.1) }
+                }
             }
             perCommit.withLock { $0.merge(results) { a, _ in a } }
         }
-        let diffs = perCommit.withLock { $0 }
+        var diffs = perCommit.withLock { $0 }
 
-        // Phase 2: scan each distinct blob once.
-        var blobs: [[UInt8]: git_oid] = [:]
-        for (_, c) in diffs { for d in c.deltas where !d.binary { blobs[d.blob.key] = d.blob } }
-        let blobList = UnsafeSendableBox(Array(blobs.values))
+        // Phase 2: scan each distinct blob once, whole. The versions of one path are read one after
+        // the other, in runs handed to one worker, so that libgit2's delta-base cache serves the
+        // next version from the one it just inflated.
+        var firstSeen = Set<[UInt8]>()
+        var ordered: [(path: String, commit: Int, blob: git_oid)] = []
+        for i in diffs.keys.sorted() {
+            for d in diffs[i]!.deltas where !d.binary && firstSeen.insert(d.blob.key).inserted {
+                ordered.append((d.path, i, d.blob))
+            }
+        }
+        ordered.sort { ($0.path, $0.commit) < ($1.path, $1.commit) }
+        let blobList = UnsafeSendableBox(ordered.map(\.blob))
+        let runLength = max(1, min(256, blobList.value.count / (8 * max(1, options.workers))))
         let scanned = Mutex<[[UInt8]: [BufferScanner.Located]]>([:])
         let stats = Mutex(ScanReport())
         let scanner = bufferScanner
         let engine = detector.engine
         let maxSize = options.maxFileSize
-        let nextBlob = Atomic<Int>(0)
+        let nextRun = Atomic<Int>(0)
         DispatchQueue.concurrentPerform(iterations: max(1, min(options.workers, blobList.value.count))) { _ in
             guard let local = try? GitRepository(path: gitDir) else { return }
             var results: [[UInt8]: [BufferScanner.Located]] = [:]
             var partial = ScanReport()
             while true {
-                let i = nextBlob.wrappingAdd(1, ordering: .relaxed).oldValue
-                if i >= blobList.value.count { break }
-                let blob = blobList.value[i]
-                _ = local.withBlob(blob) { raw in
-                    if raw.count > maxSize { partial.skippedLarge += 1; return }
-                    if Self.looksBinary(raw) { partial.skippedBinary += 1; return }
-                    partial.scannedFiles += 1
-                    partial.scannedBytes += raw.count
-                    let found = scanner.scan(raw, path: "")
-                    if !found.isEmpty { results[blob.key] = found }
+                let first = nextRun.wrappingAdd(runLength, ordering: .relaxed).oldValue
+                if first >= blobList.value.count { break }
+                for blob in blobList.value[first..<min(first + runLength, blobList.value.count)] {
+                    _ = local.withBlob(blob) { raw in
+                        if raw.count > maxSize { partial.skippedLarge += 1; return }
+                        if Self.looksBinary(raw) { partial.skippedBinary += 1; return }
+                        partial.scannedFiles += 1
+                        partial.scannedBytes += raw.count
+                        let found = scanner.scan(raw, path: "")
+                        if !found.isEmpty { results[blob.key] = found }
+                    }
                 }
             }
             scanned.withLock { $0.merge(results) { a, _ in a } }
@@ -280,13 +355,73 @@ extension SecretScanner {
         }
         let blobFindings = scanned.withLock { $0 }
 
-        // Phase 3: attribute each blob's findings to the commits that added those lines.
+        // Phase 3: added lines, only for the files whose new blob has findings. A modified file:
+        // the patch between its two blobs. A new file in a commit that deletes files: the commit is
+        // diffed again with rename detection, and a renamed file counts only for the lines the
+        // rename changed.
+        var pending: [(commit: Int, deltas: [Int])] = []
+        for (i, c) in diffs {
+            let positions = c.deltas.indices.filter { c.deltas[$0].pending && blobFindings[c.deltas[$0].blob.key] != nil }
+            if !positions.isEmpty { pending.append((i, positions)) }
+        }
+        let pendingList = UnsafeSendableBox(pending.map { ($0.commit, $0.deltas, diffs[$0.commit]!.deltas) })
+        let resolved = Mutex<[Int: [Int: [ClosedRange<Int>]?]]>([:])
+        let nextPending = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: max(1, min(options.workers, pendingList.value.count))) { _ in
+            guard let local = try? GitRepository(path: gitDir) else { return }
+            var results: [Int: [Int: [ClosedRange<Int>]?]] = [:]
+            while true {
+                let p = nextPending.wrappingAdd(1, ordering: .relaxed).oldValue
+                if p >= pendingList.value.count { break }
+                let (i, positions, deltas) = pendingList.value[p]
+                var renamable: [Int] = []
+                for k in positions {
+                    let d = deltas[k]
+                    guard let old = d.oldBlob else { renamable.append(k); continue }
+                    if let (added, binary) = GitDiff.addedLines(local, from: old, to: d.blob, path: d.path) {
+                        // git calls it binary (an attribute, or the old side): the text blob counts whole.
+                        results[i, default: [:]][k] = .some(binary ? nil : added)
+                    }
+                }
+                if renamable.isEmpty { continue }
+                _ = Self.withCommitDiff(local, commitList.value[i], renames: true) { _, diff in
+                    // The same file (new path and blob) in the diff with renames.
+                    var byFile: [String: Int] = [:]
+                    for index in 0..<git_diff_num_deltas(diff) {
+                        guard let delta = git_diff_get_delta(diff, index), let path = delta.pointee.new_file.path else { continue }
+                        byFile[String(cString: path) + "\u{0}" + delta.pointee.new_file.id.hex] = index
+                    }
+                    for k in renamable {
+                        let d = deltas[k]
+                        guard let index = byFile[d.path + "\u{0}" + d.blob.hex], let delta = git_diff_get_delta(diff, index) else { continue }
+                        if delta.pointee.status == GIT_DELTA_ADDED {
+                            results[i, default: [:]][k] = .some(nil)  // a new file after all: every line
+                        } else if delta.pointee.old_file.id.key == d.blob.key {
+                            results[i, default: [:]][k] = .some([])  // renamed unchanged: nothing added
+                        } else if let (added, binary) = GitDiff.addedLines(diff, index) {
+                            results[i, default: [:]][k] = .some(binary ? nil : added)
+                        }
+                    }
+                }
+            }
+            resolved.withLock { $0.merge(results) { a, _ in a } }
+        }
+        for (i, byDelta) in resolved.withLock({ $0 }) {
+            for (k, added) in byDelta {
+                diffs[i]!.deltas[k].addedLines = added
+                diffs[i]!.deltas[k].pending = false
+            }
+        }
+
+        // Phase 4: attribute each blob's findings to the commits that added those lines. A delta
+        // whose added lines could not be computed counts whole (fail closed: more, not fewer).
         var report = stats.withLock { $0 }
         report.commits = commits.count
         for i in diffs.keys.sorted() {
             let c = diffs[i]!
-            for d in c.deltas where !d.binary {
+            for var d in c.deltas where !d.binary {
                 guard let found = blobFindings[d.blob.key] else { continue }
+                if d.pending { d.addedLines = nil }
                 if engine.pathAllowed(d.path) { continue }
                 for l in Self.onAddedLines(found, d) {
                     var f = l.finding
@@ -314,7 +449,9 @@ extension SecretScanner {
         return git_revwalk_push(walk, &oid)
     }
 
-    static func commitDeltas(_ repo: GitRepository, _ id: git_oid) -> (CommitInfo, [GitDelta])? {
+    /// Runs `body` with commit `id` and its diff against its first parent (with `renames`, renamed
+    /// files are found); nil for merges and unreadable commits.
+    static func withCommitDiff<T>(_ repo: GitRepository, _ id: git_oid, renames: Bool, _ body: (OpaquePointer, OpaquePointer) -> T) -> T? {
         var id = id
         var commit: OpaquePointer?
         guard git_commit_lookup(&commit, repo.pointer, &id) == 0, let commit else { return nil }
@@ -337,8 +474,36 @@ extension SecretScanner {
         var diff: OpaquePointer?
         guard git_diff_tree_to_tree(&diff, repo.pointer, parentTree, tree, &opts) == 0, let diff else { return nil }
         defer { git_diff_free(diff) }
-        GitDiff.findRenames(diff)
-        let deltas = GitDiff.deltas(diff)
+        if renames { GitDiff.findRenames(diff) }
+        return body(commit, diff)
+    }
+
+    /// The commit's metadata and its changed files, without rename detection (added lines pending):
+    /// ``TreeDiff``, or libgit2's diff when a tree cannot be read that way.
+    static func commitDeltas(_ repo: GitRepository, _ id: git_oid, cache: TreeCache) -> (CommitInfo, [GitDelta])? {
+        var id = id
+        var commit: OpaquePointer?
+        guard git_commit_lookup(&commit, repo.pointer, &id) == 0, let commit else { return nil }
+        defer { git_commit_free(commit) }
+        let parents = git_commit_parentcount(commit)
+        if parents > 1 { return nil }  // merges: as in withCommitDiff
+        var parentTree: git_oid?
+        if parents == 1 {
+            var parent: OpaquePointer?
+            guard git_commit_parent(&parent, commit, 0) == 0, let parent else { return nil }
+            parentTree = git_commit_tree_id(parent).pointee
+            git_commit_free(parent)
+        }
+        var differ = TreeDiff(repo: repo, cache: cache)
+        var deltas: [GitDelta]
+        if differ.compare(parentTree, git_commit_tree_id(commit).pointee) {
+            deltas = differ.deltas
+            // New files in a commit that deletes some may be renames: phase 3 decides.
+            if differ.deletes { for k in deltas.indices where deltas[k].addedLines == nil { deltas[k].pending = true } }
+        } else {
+            guard let fallback = withCommitDiff(repo, id, renames: false, { _, diff in GitDiff.deltas(diff, patches: false) }) else { return nil }
+            deltas = fallback
+        }
         let sig = git_commit_author(commit)!.pointee
         let info = CommitInfo(
             id: id.hex,

@@ -19,6 +19,7 @@ struct ScanCommand: ParsableCommand {
           stepguard scan --history --since v1.0.0      # every commit after v1.0.0
           git diff | stepguard scan --stdin
           stepguard scan --format sarif --output results.sarif .
+          stepguard scan --verify .                    # ask issuers which secrets are live
         """
     )
 
@@ -67,6 +68,19 @@ struct ScanCommand: ParsableCommand {
     @Option(help: "Write the report to this file instead of standard output.")
     var output: String?
 
+    @Flag(help: ArgumentHelp("Ask each secret's issuer whether it is live (GitHub, GitLab.com, Slack, npm, Stripe, OpenAI, Anthropic).",
+                             discussion: "Sends each distinct secret once, over HTTPS, to its issuer's read-only identity endpoint only; off by default."))
+    var verify = false
+
+    @Option(help: "With --verify: time limit for all requests together, in seconds.")
+    var verifyTimeout: Double = 30
+
+    @Option(help: ArgumentHelp("With --verify: connect to ADDRESS:PORT for issuer HOST:443 (TLS still checks HOST). Repeatable.", valueName: "HOST:443=ADDRESS:PORT"))
+    var verifyResolve: [String] = []
+
+    @Option(help: ArgumentHelp("With --verify: trust the CA certificates in this PEM file instead of the system's.", valueName: "FILE"))
+    var verifyCA: String?
+
     func validate() throws {
         if [staged, history, stdin].filter({ $0 }).count > 1 {
             throw ValidationError("choose one of --staged, --history, --stdin")
@@ -85,6 +99,16 @@ struct ScanCommand: ParsableCommand {
         }
         if history && paths.count > 1 {
             throw ValidationError("--history takes at most one revision range")
+        }
+        if !verify && (!verifyResolve.isEmpty || verifyCA != nil) {
+            throw ValidationError("--verify-resolve and --verify-ca only apply with --verify")
+        }
+        if !(verifyTimeout > 0 && verifyTimeout <= 600) {
+            throw ValidationError("--verify-timeout \(verifyTimeout): give seconds between 0 and 600")
+        }
+        for mapping in verifyResolve { _ = try Self.connectTo(mapping) }
+        if let verifyCA, !FileManager.default.isReadableFile(atPath: verifyCA) {
+            throw ValidationError("--verify-ca \(verifyCA): no readable file there; give a PEM file of CA certificates")
         }
     }
 
@@ -124,7 +148,11 @@ struct ScanCommand: ParsableCommand {
         var report: ScanReport
         var root = repo
         if staged {
-            report = try scanner.scanStaged(repository: repo)
+            // In a hook of `git --git-dir=… --work-tree=… commit` (a bare repository with a work
+            // tree elsewhere), git names the repository in GIT_DIR and the work tree has no .git.
+            let environment = ProcessInfo.processInfo.environment
+            let gitDir = environment["GIT_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+            report = try scanner.scanStaged(repository: repo == "." ? (gitDir ?? repo) : repo)
         } else if history {
             report = try scanner.scanHistory(repository: repo, range: paths.first, since: since)
         } else if stdin {
@@ -151,22 +179,48 @@ struct ScanCommand: ParsableCommand {
         if let baseline {
             try Baseline(path: baseline).apply(to: &report)
         }
-        let reporter = Reporter(format: ReportFormat(rawValue: format)!, redaction: RedactionMode(rawValue: redact)!,
+        var reporter = Reporter(format: ReportFormat(rawValue: format)!, redaction: RedactionMode(rawValue: redact)!,
                                 color: output == nil && isatty(1) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil)
+        if verify {
+            // Only findings that survived the ignore file and the baseline are sent.
+            reporter.verification = try self.verify(report)
+        }
         let rendered = reporter.render(report, rules: detector.rules)
         if let output {
-            guard FileManager.default.createFile(atPath: output, contents: Data(rendered.utf8)) else {
-                throw SecretsError(.unreadable, "\(output): cannot write the report; check the directory exists and is writable")
-            }
+            try Self.write(rendered, to: output)
         } else {
             FileHandle.standardOutput.write(Data(rendered.utf8))
         }
         for note in report.expiredIgnores {
             FileHandle.standardError.write(Data("stepguard scan: \(note)\n".utf8))
         }
-        FileHandle.standardError.write(Data((Reporter.summary(report) + "\n").utf8))
+        var summary = Reporter.summary(report)
+        if let verification = reporter.verification, !verification.isEmpty {
+            summary += "; verified: " + verification.verificationSummary
+        }
+        FileHandle.standardError.write(Data((summary + "\n").utf8))
         if let incomplete = scanner.incomplete.error() { throw incomplete }  // exit 2 after the report
         return report.findings.isEmpty ? 0 : 1
+    }
+
+    /// Writes the report into `path` as a shell's `>` does: opened (following a symbolic link),
+    /// truncated and written in place. Never replaced by a new file: `--output /dev/null` run as
+    /// root must not turn the device into a regular file, nor a link into a copy.
+    static func write(_ text: String, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw SecretsError(.unreadable, "\(path): cannot write the report (\(String(cString: strerror(errno)))); check the directory exists and is writable")
+        }
+        defer { close(fd) }
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                throw SecretsError(.unreadable, "\(path): cannot write the report (\(String(cString: strerror(errno)))); check the disk has space")
+            }
+            bytes = bytes.dropFirst(n)
+        }
     }
 
     static func workTreeRoot(_ path: String) -> String? {
