@@ -1,3 +1,4 @@
+import StepGuardCore
 /// Writes the reports' JSON (dictionaries, arrays, strings, integers, doubles, booleans) with
 /// sorted keys, two-space indentation and unescaped slashes — the layout JSONSerialization's
 /// `[.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]` gives, at a fraction of its cost
@@ -50,20 +51,6 @@ enum JSONWriter {
     }
 
     private static func appendString(_ string: String, to out: inout String) {
-        out += "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
+        out += JSONText.quoted(string)
     }
 }
