@@ -17,6 +17,7 @@ public struct Policy: Sendable, Equatable {
     public var network = NetworkPolicy()
     public var isolation: IsolationMode = .auto
     public var filesystem = FilesystemPolicy()
+    public var tripwires: TripwireMode = .on
     public var limits = LimitsPolicy()
     /// Named step overrides (`steps:`), applied by ``effective(forStep:)``.
     public var steps: [String: StepOverride] = [:]
@@ -32,6 +33,10 @@ public enum ViolationAction: String, Sendable, CaseIterable { case kill, fail }
 
 /// `isolation:` — whether the step runs in its own user, network and mount namespaces.
 public enum IsolationMode: String, Sendable, CaseIterable { case required, auto, off }
+
+/// `tripwires:` — whether the step's touching a hidden path (`filesystem.hide`) is a violation:
+/// `on` (under isolation; the step is stopped per `on_violation`) or `off`.
+public enum TripwireMode: String, Sendable, CaseIterable { case on, off }
 
 /// `identity:` — the OIDC token the job must present and what it must say.
 public struct IdentityPolicy: Sendable, Equatable {
@@ -197,6 +202,7 @@ public struct StepOverride: Sendable, Equatable {
     public var services: [ServiceRule] = []
     public var identityClaims: [String: [ClaimMatcher]] = [:]
     public var isolation: IsolationMode?
+    public var tripwires: TripwireMode?
     public init() {}
 }
 
