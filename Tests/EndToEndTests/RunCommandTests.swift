@@ -73,15 +73,15 @@ import Testing
         let result = try StepGuardBinary.run(["run", "--audit-log", log, "--", "/bin/sh", "-c", "exit 5"])
         #expect(result.status == 5)
         let lines = try directory.read("audit.jsonl").split(separator: "\n")
-        #expect(lines.count == 3)
+        #expect(lines.count == 4)
         let events = try lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
-        #expect(events.map { $0["type"] as? String } == ["isolation", "process", "exit"])
+        #expect(events.map { $0["type"] as? String } == ["isolation", "tripwire", "process", "exit"])
         for event in events {
             #expect(event["time"] is String && event["decision"] as? String == "allow" && event["reason"] is String)
             #expect(event["mode"] as? String == "enforce")
         }
-        #expect(events[2]["exit_code"] as? Int == 5)
-        #expect(events[1]["program"] as? String == "/bin/sh")
+        #expect(events[3]["exit_code"] as? Int == 5)
+        #expect(events[2]["program"] as? String == "/bin/sh")
         let attributes = try FileManager.default.attributesOfItem(atPath: log)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
     }

@@ -167,9 +167,15 @@ import Testing
     @Test func withoutIsolationTheVerdictSaysTripwiresAreNotEnforced() throws {
         defer { directory.remove() }
         let log = directory.path("audit.jsonl")
-        let result = try #require(try run(["--policy", try policy("isolation: off\n"), "--audit-log", log, "--",
-                                           "sh", "-c", "cat ~/.aws/credentials >/dev/null; echo finished"]))
+        let summary = directory.path("summary.md")
+        var environment = TestEnvironment.base
+        environment["HOME"] = home
+        environment["GITHUB_ACTIONS"] = "true"
+        environment["GITHUB_STEP_SUMMARY"] = summary
+        let result = try StepGuardBinary.run(["run", "--policy", try policy("isolation: off\n"), "--audit-log", log, "--",
+                                              "sh", "-c", "cat ~/.aws/credentials >/dev/null; echo finished"], environment: environment)
         #expect(result.status == 0)
+        #expect(try String(contentsOfFile: summary, encoding: .utf8).contains("| allow | tripwire | enforced=false | tripwires are not enforced"))
         #expect(result.stderr.contains("not isolated (isolation: off), tripwires not enforced"), "\(result.stderr)")
         let events = try tripwireEvents(log)
         #expect(events.count == 1)
