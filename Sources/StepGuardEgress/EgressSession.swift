@@ -144,6 +144,9 @@ public final class EgressSession: Sendable {
     private let state: ProxyState
     private let stopping = Atomic<Bool>(false)
 
+    /// Tokens the step obtained through an allowed exchange (`mints:`), for revocation.
+    public var minted: MintedCredentials { state.minted }
+
     /// Event loop threads serving the proxy; each keeps its own pool of idle upstream connections.
     public var threads: Int { state.threads }
 

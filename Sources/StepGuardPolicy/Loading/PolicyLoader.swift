@@ -5,7 +5,7 @@ import Yams
 public enum PolicyLoader {
     static let topLevelKeys = [
         "version", "mode", "on_violation", "grace_period", "identity", "credentials", "egress",
-        "services", "network", "isolation", "filesystem", "tripwires", "limits", "steps",
+        "services", "network", "isolation", "filesystem", "tripwires", "revoke", "limits", "steps",
     ]
 
     /// Reads and validates the policy at `path`. Relative paths inside it resolve against its directory.
@@ -89,6 +89,7 @@ struct PolicyBuilder {
         if let node = entries["isolation"]?.value, let value = reader.choice(node, "isolation", as: IsolationMode.self) { policy.isolation = value }
         if let node = entries["filesystem"]?.value { policy.filesystem = filesystem(node) }
         if let node = entries["tripwires"]?.value, let value = reader.choice(node, "tripwires", as: TripwireMode.self) { policy.tripwires = value }
+        if let node = entries["revoke"]?.value, let value = reader.choice(node, "revoke", as: RevokeMode.self) { policy.revoke = value }
         if let node = entries["limits"]?.value { policy.limits = limits(node) }
         if let node = entries["steps"]?.value { policy.steps = steps(node, hasIdentity: policy.identity != nil) }
         return policy

@@ -229,6 +229,7 @@ extension RunInvocation {
         preflight.recordLaterStepChanges(laterSteps)
         trail.record(AuditEvent(type: .exit, decision: .allow, reason: "step \(termination)",
                                 subject: ["exit_code": .int(Int(termination.exitCode))]))
+        RevocationAfterViolation.run(policy: policy, trail: trail, stepEnvironment: stepEnvironment, egress: egress)
         let verdict = Verdict(stepExitCode: termination.exitCode, outcome: termination.description,
                               events: trail.recorded, auditOnly: policy.mode == .audit, isolation: containment.summary)
         trail.finish(verdict)

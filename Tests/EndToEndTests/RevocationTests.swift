@@ -1,0 +1,137 @@
+import Foundation
+import StepGuardTestSupport
+import Testing
+
+/// `revoke: auto` through the built binary: after a violation, the GitHub installation token and the
+/// Vault token the step held are revoked at loopback HTTPS stand-ins for the GitHub API and Vault,
+/// reached through the policy's `network.resolve` and trusted through its `network.upstream_ca`.
+@Suite struct RevocationTests {
+    let directory: TemporaryDirectory
+    let authority: TestCertificateAuthority
+    let home: String
+    let githubToken: String
+    let vaultToken: String
+
+    init() throws {
+        directory = try TemporaryDirectory()
+        authority = try TestCertificateAuthority(directory: directory)
+        home = directory.path("home")
+        try directory.write("home/.aws/credentials", "[default]\n", mode: 0o644)
+        try directory.write("home/workspace/notes.txt", "ordinary\n", mode: 0o644)
+        githubToken = "gh" + "s_" + RandomSecret.alnum(36)
+        vaultToken = "hv" + "s." + RandomSecret.alnum(90)
+    }
+
+    /// A stand-in that answers `status` to the revocation request carrying `header: value`, and 401
+    /// to anything else.
+    func standIn(name: String, header: String, value: String, status: Int = 204) throws -> LocalHTTPServer {
+        try LocalHTTPServer.start(tls: authority, tlsNames: [name]) { request in
+            let carries = request.headers.contains { $0.name.lowercased() == header.lowercased() && $0.value == value }
+            return ServerResponse(status: carries ? status : 401, body: "")
+        }
+    }
+
+    func policy(github: Int, vault: Int, _ extra: String = "") throws -> String {
+        try directory.write("policy-\(UUID().uuidString.prefix(6)).yaml", """
+            version: 1
+            isolation: required
+            credentials: { allow_vars: [VAULT_TOKEN] }
+            network:
+              resolve: { "api.github.test:443": "127.0.0.1:\(github)", "vault.test:8200": "127.0.0.1:\(vault)" }
+              upstream_ca: \(authority.certificateFile)
+            \(extra)
+            """)
+    }
+
+    func run(_ policy: String, _ step: String, log: String) throws -> (ProgramResult, TimeInterval) {
+        var environment = TestEnvironment.base
+        environment["HOME"] = home
+        environment["GITHUB_TOKEN"] = githubToken
+        environment["GITHUB_API_URL"] = "https://api.github.test"
+        environment["VAULT_ADDR"] = "https://vault.test:8200"
+        environment["VAULT_TOKEN"] = vaultToken
+        let started = Date()
+        let result = try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", log, "--", "sh", "-c", step], environment: environment)
+        return (result, Date().timeIntervalSince(started))
+    }
+
+    func revocationEvents(_ log: String) throws -> [[String: Any]] {
+        try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").compactMap { line in
+            try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        }.filter { $0["type"] as? String == "revocation" }
+    }
+
+    /// A tripwire (the step opens a hidden ~/.aws/credentials) and an egress denial (a request to a
+    /// host the policy does not allow) both revoke what the step held.
+    @Test(arguments: [("cat ~/.aws/credentials; sleep 30", "tripwire"),
+                      ("curl -s -o /dev/null http://denied.invalid/; sleep 30", "egress")])
+    func aViolationRevokesTheStepsGitHubAndVaultTokens(step: String, violation: String) throws {
+        defer { directory.remove() }
+        let github = try standIn(name: "api.github.test", header: "Authorization", value: "Bearer \(githubToken)")
+        defer { github.shutdown() }
+        let vault = try standIn(name: "vault.test", header: "X-Vault-Token", value: vaultToken)
+        defer { vault.shutdown() }
+        let log = directory.path("audit.jsonl")
+        let (result, _) = try run(try policy(github: github.port, vault: vault.port, "egress: { default: deny }"), step, log: log)
+        #expect(result.status == 77, "\(result.stderr)")
+        #expect(result.stderr.contains("BLOCKED — \(violation):"), "\(result.stderr)")
+        #expect(github.requests.map { "\($0.method) \($0.uri)" } == ["DELETE /installation/token"])
+        #expect(github.requests.first?.headers.contains { $0.name.lowercased() == "x-github-api-version" } == true)
+        #expect(vault.requests.map { "\($0.method) \($0.uri)" } == ["POST /v1/auth/token/revoke-self"])
+        #expect(result.stderr.contains("; 2 credentials revoked (exit 77)"), "\(result.stderr)")
+        let events = try revocationEvents(log)
+        #expect(Set(events.compactMap { $0["origin"] as? String }) == ["environment: GITHUB_TOKEN", "environment: VAULT_TOKEN"])
+        #expect(events.allSatisfy { $0["outcome"] as? String == "revoked" && $0["status"] as? Int == 204 }, "\(events)")
+        #expect(events.allSatisfy { ($0["why"] as? String) == "after a \(violation) violation" }, "\(events)")
+        let written = try String(contentsOfFile: log, encoding: .utf8) + result.stderr + result.stdout
+        #expect(!written.contains(githubToken) && !written.contains(vaultToken), "a token was written in full")
+    }
+
+    /// An issuer that accepts the connection and never answers does not hold the run longer than
+    /// the bound (5 s for all revocations together).
+    @Test func aRevocationEndpointThatHangsDoesNotHoldTheRun() throws {
+        defer { directory.remove() }
+        let (hanging, port) = try LoopbackSocket.listen()  // connections wait in the backlog, unanswered
+        defer { close(hanging) }
+        let vault = try standIn(name: "vault.test", header: "X-Vault-Token", value: vaultToken)
+        defer { vault.shutdown() }
+        let log = directory.path("audit.jsonl")
+        let (result, seconds) = try run(try policy(github: port, vault: vault.port), "cat ~/.aws/credentials; sleep 30", log: log)
+        #expect(result.status == 77)
+        #expect(seconds < 9, "the run took \(seconds) s")
+        #expect(vault.requests.count == 1, "the other revocation went ahead in parallel")
+        #expect(result.stderr.contains("1 credential revoked, 1 revocation failed"), "\(result.stderr)")
+        let failed = try revocationEvents(log).filter { $0["outcome"] as? String == "failed" }
+        #expect(failed.first?["kind"] as? String == "GitHub installation token")
+        #expect((failed.first?["milliseconds"] as? Int ?? 0) <= 5600, "\(failed)")
+    }
+
+    @Test func auditModeRecordsWhatItWouldRevokeAndRevokesNothing() throws {
+        defer { directory.remove() }
+        let github = try standIn(name: "api.github.test", header: "Authorization", value: "Bearer \(githubToken)")
+        defer { github.shutdown() }
+        let vault = try standIn(name: "vault.test", header: "X-Vault-Token", value: vaultToken)
+        defer { vault.shutdown() }
+        let log = directory.path("audit.jsonl")
+        let (result, _) = try run(try policy(github: github.port, vault: vault.port, "mode: audit"), "cat ~/.aws/credentials", log: log)
+        #expect(result.status == 0)
+        #expect(github.requests.isEmpty && vault.requests.isEmpty)
+        #expect(result.stderr.contains("2 credentials would be revoked"), "\(result.stderr)")
+        #expect(try revocationEvents(log).allSatisfy { $0["outcome"] as? String == "would revoke" })
+    }
+
+    /// No violation, or `revoke: off`: nothing is revoked.
+    @Test(arguments: [("cat ~/workspace/notes.txt", ""), ("cat ~/.aws/credentials", "revoke: off")])
+    func withoutAViolationOrWithRevokeOffNothingIsRevoked(step: String, extra: String) throws {
+        defer { directory.remove() }
+        let github = try standIn(name: "api.github.test", header: "Authorization", value: "Bearer \(githubToken)")
+        defer { github.shutdown() }
+        let vault = try standIn(name: "vault.test", header: "X-Vault-Token", value: vaultToken)
+        defer { vault.shutdown() }
+        let log = directory.path("audit.jsonl")
+        let (result, _) = try run(try policy(github: github.port, vault: vault.port, extra), step, log: log)
+        #expect(result.status == (extra.isEmpty ? 0 : 77), "\(result.stderr)")
+        #expect(github.requests.isEmpty && vault.requests.isEmpty)
+        #expect(try revocationEvents(log).isEmpty)
+    }
+}
