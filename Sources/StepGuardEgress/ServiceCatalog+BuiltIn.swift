@@ -141,6 +141,10 @@ let builtInServiceYAML: [String: String] = [
       - { in: header, name: X-Vault-Token }
       - { in: header, name: Authorization }
       - { in: json, name: jwt }
+    # A login returns a token minted for the job (auth.client_token): revocable after a violation
+    # or when the service's window closes (revoke-self at VAULT_ADDR).
+    mints:
+      - { methods: [POST, PUT], paths: ["/v1/auth/*/login", "/v1/auth/*/login/*"], json: auth.client_token }
     """#,
     "npm-publish": #"""
     # npm registry publishing (PUT of a package document) and trusted-publishing token exchange:

@@ -134,4 +134,56 @@ import Testing
         #expect(github.requests.isEmpty && vault.requests.isEmpty)
         #expect(try revocationEvents(log).isEmpty)
     }
+
+    /// Drift: a Vault token minted by a login the proxy intercepted is revoked when the service's
+    /// window closes, while the step still sleeps — not only denied on its next use.
+    @Test func aMintedVaultTokenIsRevokedWhenItsWindowCloses() throws {
+        defer { directory.remove() }
+        let minted = "hv" + "s." + RandomSecret.alnum(90)
+        let vault = try LocalHTTPServer.start(tls: authority, tlsNames: ["vault.test"]) { request in
+            if request.uri == "/v1/auth/jwt/login" { return .json(#"{"auth": {"client_token": "\#(minted)", "lease_duration": 3600}}"#) }
+            let carries = request.headers.contains { $0.name.lowercased() == "x-vault-token" && $0.value == minted }
+            return ServerResponse(status: request.uri == "/v1/auth/token/revoke-self" && carries ? 204 : 401, body: "")
+        }
+        defer { vault.shutdown() }
+        let policy = try directory.write("drift.yaml", """
+            version: 1
+            isolation: required
+            services:
+              - service: hashicorp-vault
+                hosts: [vault.test]
+                allow: { credential: none, window: 2s }
+            network:
+              resolve: { "vault.test:8200": "127.0.0.1:\(vault.port)" }
+              upstream_ca: \(authority.certificateFile)
+            """)
+        let log = directory.path("audit.jsonl")
+        var environment = TestEnvironment.base
+        environment["HOME"] = home
+        environment["VAULT_ADDR"] = "https://vault.test:8200"
+        let step = """
+            curl -sS --fail -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"role":"ci"}' https://vault.test:8200/v1/auth/jwt/login \
+              && echo logged-in; sleep 4; echo done
+            """
+        let result = try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", log, "--", "sh", "-c", step], environment: environment)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == "logged-in\ndone\n")
+        #expect(vault.requests.map(\.uri) == ["/v1/auth/jwt/login", "/v1/auth/token/revoke-self"])
+        #expect(result.stderr.contains("; 1 credential revoked (exit 0)"), "\(result.stderr)")
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").compactMap {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        let revocation = try #require(lines.first { $0["type"] as? String == "revocation" })
+        #expect(revocation["why"] as? String == "window closed")
+        #expect(revocation["outcome"] as? String == "revoked")
+        #expect(revocation["origin"] as? String == "minted by hashicorp-vault (login)")
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let revoked = try #require((revocation["time"] as? String).flatMap { formatter.date(from: $0) })
+        let exitTime = lines.first { $0["type"] as? String == "exit" }?["time"] as? String
+        let exited = try #require(exitTime.flatMap { formatter.date(from: $0) })
+        #expect(exited.timeIntervalSince(revoked) > 1, "revoked while the step slept, not at its end")
+        let written = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(!written.contains(minted))
+    }
 }

@@ -38,6 +38,8 @@ public struct HeldCredential: Sendable {
 /// - Vault service tokens (`VAULT_TOKEN`): `POST /v1/auth/token/revoke-self` with `X-Vault-Token`
 ///   (and `X-Vault-Namespace` from `VAULT_NAMESPACE`) at `VAULT_ADDR`; 204 = revoked (the token and
 ///   its children). Batch tokens (`hvb.…`) cannot be revoked.
+/// - Vault tokens minted by a login the proxy intercepted (`hashicorp-vault`'s `mints:`): the same
+///   call, at `VAULT_ADDR`.
 /// - npm and PyPI trusted-publishing tokens (the catalog's `mints:`): no documented revocation call
 ///   for these; reported as not revocable with their lifetime.
 public enum CredentialRevocation {
@@ -45,7 +47,7 @@ public enum CredentialRevocation {
     public static let bound: TimeInterval = 5
 
     /// The credentials of `environment` (the step's) and of `minted` that revocation concerns,
-    /// each token once.
+    /// each token once (`VAULT_ADDR`, `VAULT_NAMESPACE` and `GITHUB_API_URL` come from `environment`).
     public static func held(environment: [String: String], minted: [MintedCredentials.Held]) -> [HeldCredential] {
         var found: [HeldCredential] = []
         var seen: Set<String> = []
@@ -59,11 +61,13 @@ public enum CredentialRevocation {
                 found.append(vault(value, origin: "environment: \(name)", environment: environment))
             }
         }
-        for mint in minted where !seen.contains(mint.token) {
-            seen.insert(mint.token)
-            found.append(mintedCredential(mint))
-        }
-        return found
+        return found + self.minted(minted.filter { !seen.contains($0.token) }, environment: environment)
+    }
+
+    /// The credentials of `minted` (tokens obtained through an exchange the proxy intercepted).
+    public static func minted(_ minted: [MintedCredentials.Held], environment: [String: String]) -> [HeldCredential] {
+        var seen: Set<String> = []
+        return minted.filter { seen.insert($0.token).inserted }.map { mintedCredential($0, environment: environment) }
     }
 
     static func github(_ token: String, origin: String, environment: [String: String]) -> HeldCredential {
@@ -90,7 +94,8 @@ public enum CredentialRevocation {
         return HeldCredential(kind: "Vault token", origin: origin, request: request, revokedStatuses: [204], notRevocable: nil, token: token)
     }
 
-    static func mintedCredential(_ mint: MintedCredentials.Held) -> HeldCredential {
+    static func mintedCredential(_ mint: MintedCredentials.Held, environment: [String: String]) -> HeldCredential {
+        if mint.service == "hashicorp-vault" { return vault(mint.token, origin: "minted by hashicorp-vault (login)", environment: environment) }
         let minted = ISO8601DateFormatter().string(from: mint.minted)
         let lifetime: String = switch mint.service {
         case "pypi-upload": "PyPI has no revocation call for trusted-publishing tokens; it expires 15 minutes after it was minted (\(minted))"

@@ -189,6 +189,8 @@ extension RunInvocation {
         let options = spawnOptions(policy, home: environment["HOME"], proxyPort: UInt16(egress.port), keeping: keepFDs,
                                    protecting: auditLog.map { [URL(fileURLWithPath: $0).standardizedFileURL.path] } ?? [])
         let containment = Containment()
+        let revocation = RevocationGuard(policy: policy, trail: trail, stepEnvironment: stepEnvironment, egress: egress,
+                                         identityExpiry: job?.identity.expiresAt)
         let termination: StepTermination
         do {
             termination = try await runOnDedicatedThread { [policy] in
@@ -229,7 +231,7 @@ extension RunInvocation {
         preflight.recordLaterStepChanges(laterSteps)
         trail.record(AuditEvent(type: .exit, decision: .allow, reason: "step \(termination)",
                                 subject: ["exit_code": .int(Int(termination.exitCode))]))
-        RevocationAfterViolation.run(policy: policy, trail: trail, stepEnvironment: stepEnvironment, egress: egress)
+        revocation.stepEnded()
         let verdict = Verdict(stepExitCode: termination.exitCode, outcome: termination.description,
                               events: trail.recorded, auditOnly: policy.mode == .audit, isolation: containment.summary)
         trail.finish(verdict)
