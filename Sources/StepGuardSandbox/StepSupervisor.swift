@@ -161,13 +161,17 @@ public final class StepSupervisor: Sendable {
         }
         var tripwires: TripwireWatch?
         if !tripwirePlan.watches.isEmpty {
-            guard result.tripwire_fd >= 0 else {
-                // The step runs, but the watch it was started under is missing: stop it (fail closed).
+            do throws(SandboxError) {
+                guard result.tripwire_fd >= 0 else {
+                    throw SandboxError.spawnFailed("receiving the tripwire watch from the step's namespace", errno: EIO)
+                }
+                tripwires = try TripwireWatch(fd: result.tripwire_fd, plan: tripwirePlan, watchDescriptors: watchDescriptors, root: result.pid)
+            } catch {
+                // The step has started, but without the watch it was to run under: stop it (fail closed).
                 Glibc.kill(-result.group, SIGKILL)
                 if result.pid != result.group { Glibc.kill(result.pid, SIGKILL) }
-                throw SandboxError.spawnFailed("receiving the tripwire watch from the step's namespace", errno: EIO)
+                throw error
             }
-            tripwires = try TripwireWatch(fd: result.tripwire_fd, plan: tripwirePlan, watchDescriptors: watchDescriptors, root: result.pid)
         }
         return StartedStep(pid: result.pid, processGroup: result.group, proxyListener: result.listener >= 0 ? result.listener : nil,
                            hidden: options.isolation == nil ? [] : plan.reported, isolated: options.isolation != nil,
