@@ -186,4 +186,45 @@ import Testing
         let written = try String(contentsOfFile: log, encoding: .utf8)
         #expect(!written.contains(minted))
     }
+
+    /// A Google OAuth access token the step obtained through the workload identity federation
+    /// exchange (gcp-sts, intercepted) is revoked at Google's OAuth revocation endpoint after a violation.
+    @Test func aGoogleTokenMintedThroughTheSTSExchangeIsRevoked() throws {
+        defer { directory.remove() }
+        let minted = "ya" + "29." + RandomSecret.alnum(120)
+        let google = try LocalHTTPServer.start(tls: authority, tlsNames: ["sts.googleapis.com", "oauth2.googleapis.com"]) { request in
+            if request.uri == "/v1/token" {
+                return .json(#"{"access_token": "\#(minted)", "issued_token_type": "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer", "expires_in": 3600}"#)
+            }
+            let revokes = request.uri == "/revoke" && String(decoding: request.body, as: UTF8.self) == "token=\(minted)"
+            return ServerResponse(status: revokes ? 200 : 400, body: "")
+        }
+        defer { google.shutdown() }
+        let policy = try directory.write("google.yaml", """
+            version: 1
+            isolation: required
+            services:
+              - service: gcp-sts
+                allow: { credential: none }
+            network:
+              resolve: { "sts.googleapis.com:443": "127.0.0.1:\(google.port)", "oauth2.googleapis.com:443": "127.0.0.1:\(google.port)" }
+              upstream_ca: \(authority.certificateFile)
+            """)
+        let log = directory.path("audit.jsonl")
+        var environment = TestEnvironment.base
+        environment["HOME"] = home
+        let step = """
+            curl -sS --fail -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"grantType":"token-exchange"}' \
+              https://sts.googleapis.com/v1/token && echo exchanged; cat ~/.aws/credentials; sleep 30
+            """
+        let result = try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", log, "--", "sh", "-c", step], environment: environment)
+        #expect(result.status == 77, "\(result.stderr)")
+        #expect(result.stdout == "exchanged\n")
+        #expect(google.requests.map { "\($0.method) \($0.uri)" } == ["POST /v1/token", "POST /revoke"])
+        #expect(google.requests.last?.headers.contains { $0.name.lowercased() == "content-type" && $0.value == "application/x-www-form-urlencoded" } == true)
+        #expect(result.stderr.contains("; 1 credential revoked (exit 77)"), "\(result.stderr)")
+        let written = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(written.contains(#""origin":"minted by gcp-sts""#) && written.contains(#""outcome":"revoked""#))
+        #expect(!written.contains(minted) && !result.stderr.contains(minted))
+    }
 }

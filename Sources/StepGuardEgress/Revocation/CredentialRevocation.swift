@@ -40,6 +40,9 @@ public struct HeldCredential: Sendable {
 ///   its children). Batch tokens (`hvb.…`) cannot be revoked.
 /// - Vault tokens minted by a login the proxy intercepted (`hashicorp-vault`'s `mints:`): the same
 ///   call, at `VAULT_ADDR`.
+/// - Google OAuth access tokens minted through `gcp-sts` (workload identity federation) or
+///   `gcp-iamcredentials` (`generateAccessToken`): `POST https://oauth2.googleapis.com/revoke` with
+///   `token=` in a form body; 200 = revoked.
 /// - npm and PyPI trusted-publishing tokens (the catalog's `mints:`): no documented revocation call
 ///   for these; reported as not revocable with their lifetime.
 public enum CredentialRevocation {
@@ -94,8 +97,22 @@ public enum CredentialRevocation {
         return HeldCredential(kind: "Vault token", origin: origin, request: request, revokedStatuses: [204], notRevocable: nil, token: token)
     }
 
+    /// Google's OAuth 2.0 revocation endpoint (RFC 7009 style): the token in a form body; 200 = revoked.
+    static let googleRevocationURL = "https://oauth2.googleapis.com/revoke"
+
+    static func google(_ token: String, origin: String) -> HeldCredential {
+        var body = URLComponents()
+        body.queryItems = [URLQueryItem(name: "token", value: token)]
+        let form = (body.percentEncodedQuery ?? "").replacingOccurrences(of: "+", with: "%2B")
+        let request = HTTPRequest(method: .post, url: googleRevocationURL,
+                                  headers: [("Content-Type", "application/x-www-form-urlencoded")], body: Array(form.utf8))
+        return HeldCredential(kind: "Google OAuth access token", origin: origin, request: request, revokedStatuses: [200],
+                              notRevocable: nil, token: token)
+    }
+
     static func mintedCredential(_ mint: MintedCredentials.Held, environment: [String: String]) -> HeldCredential {
         if mint.service == "hashicorp-vault" { return vault(mint.token, origin: "minted by hashicorp-vault (login)", environment: environment) }
+        if mint.service == "gcp-sts" || mint.service == "gcp-iamcredentials" { return google(mint.token, origin: "minted by \(mint.service)") }
         let minted = ISO8601DateFormatter().string(from: mint.minted)
         let lifetime: String = switch mint.service {
         case "pypi-upload": "PyPI has no revocation call for trusted-publishing tokens; it expires 15 minutes after it was minted (\(minted))"
