@@ -43,6 +43,8 @@ public struct HeldCredential: Sendable {
 /// - Google OAuth access tokens minted through `gcp-sts` (workload identity federation) or
 ///   `gcp-iamcredentials` (`generateAccessToken`): `POST https://oauth2.googleapis.com/revoke` with
 ///   `token=` in a form body; 200 = revoked.
+/// - AWS STS session credentials (`AWS_SESSION_TOKEN`) and OIDC ID tokens (a JWT in any variable):
+///   no revocation call; reported as not revocable with their expiry.
 /// - npm and PyPI trusted-publishing tokens (the catalog's `mints:`): no documented revocation call
 ///   for these; reported as not revocable with their lifetime.
 public enum CredentialRevocation {
@@ -62,6 +64,15 @@ public enum CredentialRevocation {
             } else if name == "VAULT_TOKEN" {
                 seen.insert(value)
                 found.append(vault(value, origin: "environment: \(name)", environment: environment))
+            } else if name == "AWS_SESSION_TOKEN" {
+                seen.insert(value)
+                let expiry = environment["AWS_CREDENTIAL_EXPIRATION"].map { "expires at \($0)" } ?? "expires with its session (at most 12 hours)"
+                found.append(HeldCredential(kind: "AWS STS session credentials", origin: "environment: \(name)", request: nil, revokedStatuses: [],
+                                            notRevocable: "AWS has no call that revokes STS session credentials; \(expiry)", token: value))
+            } else if let expiry = jwtExpiry(value) {
+                seen.insert(value)
+                found.append(HeldCredential(kind: "JWT (an OIDC ID token or the like)", origin: "environment: \(name)", request: nil, revokedStatuses: [],
+                                            notRevocable: "an OIDC ID token has no revocation call; expires at \(expiry)", token: value))
             }
         }
         return found + self.minted(minted.filter { !seen.contains($0.token) }, environment: environment)
@@ -121,6 +132,16 @@ public enum CredentialRevocation {
         }
         return HeldCredential(kind: "\(mint.service) token", origin: "minted by \(mint.service)", request: nil, revokedStatuses: [],
                               notRevocable: lifetime, token: mint.token)
+    }
+
+    /// The `exp` of a value shaped like a JWT (three base64url parts, a JSON payload), as ISO 8601;
+    /// nil for anything else. Not verified: it only says when the token stops being accepted.
+    static func jwtExpiry(_ value: String) -> String? {
+        let parts = value.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, value.hasPrefix("eyJ"), let payload = Base64URL.decode(String(parts[1])),
+              let claims = try? JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any],
+              let exp = claims["exp"] as? Double else { return nil }
+        return ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: exp))
     }
 
     private static func trimmed(_ url: String) -> String {
