@@ -36,6 +36,7 @@ import Testing
             version: 1
             isolation: required
             credentials: { allow_vars: [VAULT_TOKEN] }
+            egress: { allow: [api.github.test, vault.test] }
             network:
               resolve: { "api.github.test:443": "127.0.0.1:\(github)", "vault.test:8200": "127.0.0.1:\(vault)" }
               upstream_ca: \(authority.certificateFile)
@@ -72,7 +73,7 @@ import Testing
         let vault = try standIn(name: "vault.test", header: "X-Vault-Token", value: vaultToken)
         defer { vault.shutdown() }
         let log = directory.path("audit.jsonl")
-        let (result, _) = try run(try policy(github: github.port, vault: vault.port, "egress: { default: deny }"), step, log: log)
+        let (result, _) = try run(try policy(github: github.port, vault: vault.port), step, log: log)
         #expect(result.status == 77, "\(result.stderr)")
         #expect(result.stderr.contains("BLOCKED — \(violation):"), "\(result.stderr)")
         #expect(github.requests.map { "\($0.method) \($0.uri)" } == ["DELETE /installation/token"])
@@ -226,5 +227,29 @@ import Testing
         let written = try String(contentsOfFile: log, encoding: .utf8)
         #expect(written.contains(#""origin":"minted by gcp-sts""#) && written.contains(#""outcome":"revoked""#))
         #expect(!written.contains(minted) && !result.stderr.contains(minted))
+    }
+
+    /// GITHUB_API_URL and VAULT_ADDR come from the job's environment, which an earlier step may have
+    /// written: a token is not sent to a host the policy does not let the step reach.
+    @Test func aTokenIsNotSentToAnIssuerAddressThePolicyDoesNotAllow() throws {
+        defer { directory.remove() }
+        let github = try standIn(name: "api.github.test", header: "Authorization", value: "Bearer \(githubToken)")
+        defer { github.shutdown() }
+        let vault = try standIn(name: "vault.test", header: "X-Vault-Token", value: vaultToken)
+        defer { vault.shutdown() }
+        let policy = try directory.write("unlisted.yaml", """
+            version: 1
+            isolation: required
+            credentials: { allow_vars: [VAULT_TOKEN] }
+            network:
+              resolve: { "api.github.test:443": "127.0.0.1:\(github.port)", "vault.test:8200": "127.0.0.1:\(vault.port)" }
+              upstream_ca: \(authority.certificateFile)
+            """)
+        let log = directory.path("audit.jsonl")
+        let (result, _) = try run(policy, "cat ~/.aws/credentials", log: log)
+        #expect(result.status == 77)
+        #expect(github.requests.isEmpty && vault.requests.isEmpty)
+        #expect(result.stderr.contains("2 revocations failed"), "\(result.stderr)")
+        #expect(try revocationEvents(log).allSatisfy { ($0["reason"] as? String)?.contains("a token is only sent where the step itself could send it") == true })
     }
 }

@@ -161,8 +161,11 @@ public enum CredentialRevocation {
     }
 
     /// Revokes `credentials` (in `mode: audit` only records what it would revoke), in parallel and
-    /// all within ``bound``; records one `revocation` event each, saying `why`.
-    public static func revoke(_ credentials: [HeldCredential], why: String, network: NetworkPolicy, auditOnly: Bool, trail: AuditTrail) {
+    /// all within ``bound``, each only where ``RevocationTargets`` permits; records one `revocation`
+    /// event each, saying `why`.
+    public static func revoke(_ credentials: [HeldCredential], why: String, policy: Policy, trail: AuditTrail) {
+        let auditOnly = policy.mode == .audit
+        let targets = RevocationTargets(policy: policy)
         let started = Date()
         let group = DispatchGroup()
         let recorded = RecordedOnce()
@@ -180,10 +183,14 @@ public enum CredentialRevocation {
                                     reason: "\(credential.kind) from \(credential.origin) (\(why)): \(detail)",
                                     rule: "revoke: auto", subject: subject))
         }
-        let transport = transport(network, timeout: bound)
+        let transport = transport(policy.network, timeout: bound)
         for (index, credential) in credentials.enumerated() {
             guard let request = credential.request else {
                 record(index, outcome: "not revocable", detail: credential.notRevocable ?? "no revocation call")
+                continue
+            }
+            if let refusal = targets.refusal(for: request.url) {
+                record(index, outcome: "failed", detail: "\(refusal); the credential may still be valid")
                 continue
             }
             if auditOnly {

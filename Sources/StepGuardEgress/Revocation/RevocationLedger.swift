@@ -8,13 +8,11 @@ import Synchronization
 /// violation asks first. Tokens are kept in memory only.
 public final class RevocationLedger: Sendable {
     private let handled = Mutex<Set<String>>([])
-    private let network: NetworkPolicy
-    private let auditOnly: Bool
+    private let policy: Policy
     private let trail: AuditTrail
 
-    public init(network: NetworkPolicy, auditOnly: Bool, trail: AuditTrail) {
-        self.network = network
-        self.auditOnly = auditOnly
+    public init(policy: Policy, trail: AuditTrail) {
+        self.policy = policy
         self.trail = trail
     }
 
@@ -22,7 +20,7 @@ public final class RevocationLedger: Sendable {
     public func revoke(_ credentials: [HeldCredential], why: String) {
         let fresh = handled.withLock { handled in credentials.filter { handled.insert($0.token).inserted } }
         guard !fresh.isEmpty else { return }
-        CredentialRevocation.revoke(fresh, why: why, network: network, auditOnly: auditOnly, trail: trail)
+        CredentialRevocation.revoke(fresh, why: why, policy: policy, trail: trail)
     }
 }
 

@@ -20,7 +20,7 @@ final class RevocationGuard: Sendable {
         self.trail = trail
         self.stepEnvironment = stepEnvironment
         self.egress = egress
-        ledger = RevocationLedger(network: policy.network, auditOnly: policy.mode == .audit, trail: trail)
+        ledger = RevocationLedger(policy: policy, trail: trail)
         drift = policy.revoke == .off ? nil
             : DriftRevocation(services: policy.services, egress: egress, identityExpiry: identityExpiry,
                               environment: stepEnvironment, ledger: ledger)
