@@ -252,4 +252,52 @@ import Testing
         #expect(result.stderr.contains("2 revocations failed"), "\(result.stderr)")
         #expect(try revocationEvents(log).allSatisfy { ($0["reason"] as? String)?.contains("a token is only sent where the step itself could send it") == true })
     }
+
+    /// Drift: when the job's workload token expires while the step still runs, every token minted
+    /// in the run (here a Vault login's) is revoked at that moment.
+    @Test func mintedTokensAreRevokedWhenTheJobsIdentityExpires() throws {
+        defer { directory.remove() }
+        let issuer = TestOIDCIssuer()
+        try directory.write("jwks.json", issuer.jwks)
+        try directory.write("token.jwt", try issuer.token(subject: "repo:octo-org/app:ref:refs/heads/main", audience: "stepguard", age: 1, ttl: 4))
+        let minted = "hv" + "s." + RandomSecret.alnum(90)
+        let vault = try LocalHTTPServer.start(tls: authority, tlsNames: ["vault.test"]) { request in
+            if request.uri == "/v1/auth/jwt/login" { return .json(#"{"auth": {"client_token": "\#(minted)"}}"#) }
+            let carries = request.headers.contains { $0.name.lowercased() == "x-vault-token" && $0.value == minted }
+            return ServerResponse(status: request.uri == "/v1/auth/token/revoke-self" && carries ? 204 : 401, body: "")
+        }
+        defer { vault.shutdown() }
+        let policy = try directory.write("expiry.yaml", """
+            version: 1
+            isolation: required
+            identity:
+              token: file:token.jwt
+              issuer: \(issuer.issuer)
+              audience: stepguard
+              jwks: jwks.json
+              algorithms: [ES256]
+            services:
+              - service: hashicorp-vault
+                hosts: [vault.test]
+                allow: { credential: none }
+            network:
+              resolve: { "vault.test:8200": "127.0.0.1:\(vault.port)" }
+              upstream_ca: \(authority.certificateFile)
+            """)
+        let log = directory.path("audit.jsonl")
+        var environment = TestEnvironment.base
+        environment["HOME"] = home
+        environment["VAULT_ADDR"] = "https://vault.test:8200"
+        let step = """
+            curl -sS --fail -o /dev/null -X POST -d '{"role":"ci"}' https://vault.test:8200/v1/auth/jwt/login && echo logged-in; sleep 6; echo done
+            """
+        let result = try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", log, "--", "sh", "-c", step],
+                                             environment: environment, currentDirectory: directory.path)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == "logged-in\ndone\n")
+        #expect(vault.requests.map(\.uri) == ["/v1/auth/jwt/login", "/v1/auth/token/revoke-self"])
+        let written = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(written.contains(#""why":"identity expired""#) && written.contains(#""outcome":"revoked""#), "\(written)")
+        #expect(!written.contains(minted))
+    }
 }
