@@ -85,6 +85,8 @@ public struct StartedStep: Sendable {
     /// The watch on the hidden paths when tripwires were asked for and the step is isolated; start
     /// it in `onStart`. ``StepSupervisor`` finishes it once the step has ended.
     public let tripwires: TripwireWatch?
+    /// Why tripwires were asked for but the step runs isolated without them, or nil.
+    public internal(set) var tripwireFallback: String?
 }
 
 /// The two pipes between stepguard and an isolated step's init: the init writes the step's wait
@@ -167,10 +169,12 @@ extension SandboxError {
         case SG_STAGE_LOCK:
             return .isolationUnavailable("locking the step's mounts (a nested user namespace) failed: \(reason)")
         case SG_STAGE_DECOY:
-            return .isolationUnavailable("making the decoy '\(path ?? "?")' in a hidden directory failed: \(reason)")
+            return .tripwiresUnavailable("making the decoy '\(path ?? "?")' in a hidden directory failed: \(reason)")
         case SG_STAGE_TRIPWIRE:
-            let limit = code == ENOSPC ? " (fs.inotify.max_user_watches or max_user_instances is exhausted; raise it, or set tripwires: off)" : ""
-            return .isolationUnavailable("watching '\(path ?? "the hidden paths")' for tripwires failed: \(reason)\(limit)")
+            let limit = code == ENOSPC || code == EMFILE
+                ? " (fs.inotify.max_user_watches or max_user_instances is exhausted; raise it, or set tripwires: off)" : ""
+            let what = path.map { "watching '\($0)'" } ?? "making an inotify instance"
+            return .tripwiresUnavailable("\(what) failed: \(reason)\(limit)")
         case SG_STAGE_LIMITS:
             return .limitUnavailable("applying limits.processes to the step failed: \(reason)")
         case SG_STAGE_DESCRIPTORS:

@@ -43,12 +43,13 @@ public final class StepSupervisor: Sendable {
         defer { if case .cgroup(let group)? = limit { group.remove() } }
         var started: StartedStep
         do {
-            started = try spawn(executable: executable, command: command, options: options, limit: limit, takeTerminal: takeTerminal)
-        } catch .isolationUnavailable(let reason) where options.fallBackWithoutIsolation {
-            var plain = options
-            plain.isolation = nil
-            started = try spawn(executable: executable, command: command, options: plain, limit: limit, takeTerminal: takeTerminal)
-            started.isolationFallback = reason
+            started = try spawnFallingBack(executable: executable, command: command, options: options, limit: limit, takeTerminal: takeTerminal)
+        } catch .tripwiresUnavailable(let reason) {
+            // Tripwires are detection; hiding and isolation hold without them: never drop those for them.
+            var unwatched = options
+            unwatched.isolation?.tripwires = false
+            started = try spawnFallingBack(executable: executable, command: command, options: unwatched, limit: limit, takeTerminal: takeTerminal)
+            started.tripwireFallback = reason
         }
         started.processLimit = limit?.summary
         let group = started.processGroup
@@ -93,6 +94,21 @@ public final class StepSupervisor: Sendable {
     }
 
     // MARK: - Spawning
+
+    /// Spawns the step; when isolation is impossible and the options allow it, spawns it without
+    /// (and says why in ``StartedStep/isolationFallback``).
+    private func spawnFallingBack(executable: String, command: StepCommand, options: SpawnOptions, limit: ProcessLimit?,
+                                  takeTerminal: Bool) throws(SandboxError) -> StartedStep {
+        do {
+            return try spawn(executable: executable, command: command, options: options, limit: limit, takeTerminal: takeTerminal)
+        } catch .isolationUnavailable(let reason) where options.fallBackWithoutIsolation {
+            var plain = options
+            plain.isolation = nil
+            var started = try spawn(executable: executable, command: command, options: plain, limit: limit, takeTerminal: takeTerminal)
+            started.isolationFallback = reason
+            return started
+        }
+    }
 
     private func spawn(executable: String, command: StepCommand, options: SpawnOptions, limit: ProcessLimit?,
                        takeTerminal: Bool) throws(SandboxError) -> StartedStep {

@@ -193,4 +193,23 @@ import Testing
         #expect(result.stderr.contains("NOT isolated (isolation: auto fell back to proxy variables only), tripwires not enforced"),
                 "\(result.stderr)")
     }
+
+    /// When the kernel refuses the watches (here: no inotify instance allowed in the user namespace
+    /// stepguard runs in), the step still runs isolated with its stores hidden — tripwires never
+    /// cost the isolation — and the verdict and the audit log say tripwires are not enforced.
+    @Test func whenWatchesAreRefusedTheStepStaysIsolatedAndTheVerdictSaysSo() throws {
+        defer { directory.remove() }
+        let required = try policy("isolation: required\n")
+        for file in [directory.path, required] { chmod(file, 0o755) }
+        let log = directory.path("audit.jsonl")
+        let script = "echo 0 > /proc/sys/user/max_inotify_instances && HOME=\"$3\" exec \"$0\" run --policy \"$1\" --audit-log \"$2\" -- sh -c 'cat ~/.aws/credentials; echo finished'"
+        let result = try ProgramRun.start("/usr/bin/unshare", ["-U", "--map-current-user", "/bin/sh", "-c", script,
+                                                               StepGuardBinary.path, required, log, home]).wait()
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == "finished\n", "hidden all the same: \(result.stdout)")
+        #expect(result.stderr.contains("; isolated, tripwires not enforced (exit 0)"), "\(result.stderr)")
+        let events = try tripwireEvents(log)
+        #expect(events.first?["enforced"] as? Bool == false)
+        #expect((events.first?["reason"] as? String)?.contains("max_user_watches or max_user_instances") == true, "\(events)")
+    }
 }

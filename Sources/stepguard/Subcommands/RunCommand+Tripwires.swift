@@ -11,6 +11,12 @@ enum TripwireGuard {
     static func arm(_ started: StartedStep, policy: Policy, trail: AuditTrail, supervisor: StepSupervisor) -> String? {
         guard policy.tripwires == .on else { return nil }
         guard let watch = started.tripwires else {
+            if let reason = started.tripwireFallback {
+                trail.record(AuditEvent(type: .tripwire, decision: .allow,
+                                        reason: "tripwires are not enforced: \(reason); the paths stay hidden", rule: "tripwires: on",
+                                        subject: ["enforced": .bool(false)]))
+                return "tripwires not enforced"
+            }
             if started.isIsolated {
                 trail.record(AuditEvent(type: .tripwire, decision: .allow,
                                         reason: "no filesystem.hide path exists on this machine: there is nothing to watch", rule: "tripwires: on"))
