@@ -31,6 +31,12 @@ import Testing
         }
     }
 
+    /// The stand-ins for the GitHub API and Vault, each accepting only the step's own token.
+    func standIns() throws -> (github: LocalHTTPServer, vault: LocalHTTPServer) {
+        (try standIn(name: "api.github.test", header: "Authorization", value: "Bearer \(githubToken)"),
+         try standIn(name: "vault.test", header: "X-Vault-Token", value: vaultToken))
+    }
+
     func policy(github: Int, vault: Int, _ extra: String = "") throws -> String {
         try directory.write("policy-\(UUID().uuidString.prefix(6)).yaml", """
             version: 1
@@ -68,10 +74,8 @@ import Testing
                       ("curl -s -o /dev/null http://denied.invalid/; sleep 30", "egress")])
     func aViolationRevokesTheStepsGitHubAndVaultTokens(step: String, violation: String) throws {
         defer { directory.remove() }
-        let github = try standIn(name: "api.github.test", header: "Authorization", value: "Bearer \(githubToken)")
-        defer { github.shutdown() }
-        let vault = try standIn(name: "vault.test", header: "X-Vault-Token", value: vaultToken)
-        defer { vault.shutdown() }
+        let (github, vault) = try standIns()
+        defer { github.shutdown(); vault.shutdown() }
         let log = directory.path("audit.jsonl")
         let (result, _) = try run(try policy(github: github.port, vault: vault.port), step, log: log)
         #expect(result.status == 77, "\(result.stderr)")
@@ -109,10 +113,8 @@ import Testing
 
     @Test func auditModeRecordsWhatItWouldRevokeAndRevokesNothing() throws {
         defer { directory.remove() }
-        let github = try standIn(name: "api.github.test", header: "Authorization", value: "Bearer \(githubToken)")
-        defer { github.shutdown() }
-        let vault = try standIn(name: "vault.test", header: "X-Vault-Token", value: vaultToken)
-        defer { vault.shutdown() }
+        let (github, vault) = try standIns()
+        defer { github.shutdown(); vault.shutdown() }
         let log = directory.path("audit.jsonl")
         let (result, _) = try run(try policy(github: github.port, vault: vault.port, "mode: audit"), "cat ~/.aws/credentials", log: log)
         #expect(result.status == 0)
@@ -125,10 +127,8 @@ import Testing
     @Test(arguments: [("cat ~/workspace/notes.txt", ""), ("cat ~/.aws/credentials", "revoke: off")])
     func withoutAViolationOrWithRevokeOffNothingIsRevoked(step: String, extra: String) throws {
         defer { directory.remove() }
-        let github = try standIn(name: "api.github.test", header: "Authorization", value: "Bearer \(githubToken)")
-        defer { github.shutdown() }
-        let vault = try standIn(name: "vault.test", header: "X-Vault-Token", value: vaultToken)
-        defer { vault.shutdown() }
+        let (github, vault) = try standIns()
+        defer { github.shutdown(); vault.shutdown() }
         let log = directory.path("audit.jsonl")
         let (result, _) = try run(try policy(github: github.port, vault: vault.port, extra), step, log: log)
         #expect(result.status == (extra.isEmpty ? 0 : 77), "\(result.stderr)")
@@ -136,37 +136,52 @@ import Testing
         #expect(try revocationEvents(log).isEmpty)
     }
 
+    /// A Vault stand-in whose JWT login mints `minted` and whose revoke-self accepts only it.
+    func vaultLogin(minting minted: String) throws -> LocalHTTPServer {
+        try LocalHTTPServer.start(tls: authority, tlsNames: ["vault.test"]) { request in
+            if request.uri == "/v1/auth/jwt/login" { return .json(#"{"auth": {"client_token": "\#(minted)", "lease_duration": 3600}}"#) }
+            let carries = request.headers.contains { $0.name.lowercased() == "x-vault-token" && $0.value == minted }
+            return ServerResponse(status: request.uri == "/v1/auth/token/revoke-self" && carries ? 204 : 401, body: "")
+        }
+    }
+
+    /// A policy that intercepts the Vault stand-in (`allow` for hashicorp-vault), after `head`.
+    func vaultPolicy(_ name: String, vault: LocalHTTPServer, allow: String, head: String = "") throws -> String {
+        try directory.write(name, """
+            version: 1
+            isolation: required
+            \(head)services:
+              - service: hashicorp-vault
+                hosts: [vault.test]
+                allow: \(allow)
+            network:
+              resolve: { "vault.test:8200": "127.0.0.1:\(vault.port)" }
+              upstream_ca: \(authority.certificateFile)
+            """)
+    }
+
+    /// Runs a step that logs in to the Vault stand-in through the proxy, then sleeps `seconds`.
+    func logInAndSleep(_ seconds: Int, policy: String, log: String) throws -> ProgramResult {
+        var environment = TestEnvironment.base
+        environment["HOME"] = home
+        environment["VAULT_ADDR"] = "https://vault.test:8200"
+        let step = """
+            curl -sS --fail -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"role":"ci"}' https://vault.test:8200/v1/auth/jwt/login \\
+              && echo logged-in; sleep \(seconds); echo done
+            """
+        return try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", log, "--", "sh", "-c", step],
+                                       environment: environment, currentDirectory: directory.path)
+    }
+
     /// Drift: a Vault token minted by a login the proxy intercepted is revoked when the service's
     /// window closes, while the step still sleeps — not only denied on its next use.
     @Test func aMintedVaultTokenIsRevokedWhenItsWindowCloses() throws {
         defer { directory.remove() }
         let minted = "hv" + "s." + RandomSecret.alnum(90)
-        let vault = try LocalHTTPServer.start(tls: authority, tlsNames: ["vault.test"]) { request in
-            if request.uri == "/v1/auth/jwt/login" { return .json(#"{"auth": {"client_token": "\#(minted)", "lease_duration": 3600}}"#) }
-            let carries = request.headers.contains { $0.name.lowercased() == "x-vault-token" && $0.value == minted }
-            return ServerResponse(status: request.uri == "/v1/auth/token/revoke-self" && carries ? 204 : 401, body: "")
-        }
+        let vault = try vaultLogin(minting: minted)
         defer { vault.shutdown() }
-        let policy = try directory.write("drift.yaml", """
-            version: 1
-            isolation: required
-            services:
-              - service: hashicorp-vault
-                hosts: [vault.test]
-                allow: { credential: none, window: 2s }
-            network:
-              resolve: { "vault.test:8200": "127.0.0.1:\(vault.port)" }
-              upstream_ca: \(authority.certificateFile)
-            """)
         let log = directory.path("audit.jsonl")
-        var environment = TestEnvironment.base
-        environment["HOME"] = home
-        environment["VAULT_ADDR"] = "https://vault.test:8200"
-        let step = """
-            curl -sS --fail -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"role":"ci"}' https://vault.test:8200/v1/auth/jwt/login \
-              && echo logged-in; sleep 4; echo done
-            """
-        let result = try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", log, "--", "sh", "-c", step], environment: environment)
+        let result = try logInAndSleep(4, policy: try vaultPolicy("drift.yaml", vault: vault, allow: "{ credential: none, window: 2s }"), log: log)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout == "logged-in\ndone\n")
         #expect(vault.requests.map(\.uri) == ["/v1/auth/jwt/login", "/v1/auth/token/revoke-self"])
@@ -233,10 +248,8 @@ import Testing
     /// written: a token is not sent to a host the policy does not let the step reach.
     @Test func aTokenIsNotSentToAnIssuerAddressThePolicyDoesNotAllow() throws {
         defer { directory.remove() }
-        let github = try standIn(name: "api.github.test", header: "Authorization", value: "Bearer \(githubToken)")
-        defer { github.shutdown() }
-        let vault = try standIn(name: "vault.test", header: "X-Vault-Token", value: vaultToken)
-        defer { vault.shutdown() }
+        let (github, vault) = try standIns()
+        defer { github.shutdown(); vault.shutdown() }
         let policy = try directory.write("unlisted.yaml", """
             version: 1
             isolation: required
@@ -261,38 +274,19 @@ import Testing
         try directory.write("jwks.json", issuer.jwks)
         try directory.write("token.jwt", try issuer.token(subject: "repo:octo-org/app:ref:refs/heads/main", audience: "stepguard", age: 1, ttl: 4))
         let minted = "hv" + "s." + RandomSecret.alnum(90)
-        let vault = try LocalHTTPServer.start(tls: authority, tlsNames: ["vault.test"]) { request in
-            if request.uri == "/v1/auth/jwt/login" { return .json(#"{"auth": {"client_token": "\#(minted)"}}"#) }
-            let carries = request.headers.contains { $0.name.lowercased() == "x-vault-token" && $0.value == minted }
-            return ServerResponse(status: request.uri == "/v1/auth/token/revoke-self" && carries ? 204 : 401, body: "")
-        }
+        let vault = try vaultLogin(minting: minted)
         defer { vault.shutdown() }
-        let policy = try directory.write("expiry.yaml", """
-            version: 1
-            isolation: required
+        let identity = """
             identity:
               token: file:token.jwt
               issuer: \(issuer.issuer)
               audience: stepguard
               jwks: jwks.json
               algorithms: [ES256]
-            services:
-              - service: hashicorp-vault
-                hosts: [vault.test]
-                allow: { credential: none }
-            network:
-              resolve: { "vault.test:8200": "127.0.0.1:\(vault.port)" }
-              upstream_ca: \(authority.certificateFile)
-            """)
-        let log = directory.path("audit.jsonl")
-        var environment = TestEnvironment.base
-        environment["HOME"] = home
-        environment["VAULT_ADDR"] = "https://vault.test:8200"
-        let step = """
-            curl -sS --fail -o /dev/null -X POST -d '{"role":"ci"}' https://vault.test:8200/v1/auth/jwt/login && echo logged-in; sleep 6; echo done
+
             """
-        let result = try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", log, "--", "sh", "-c", step],
-                                             environment: environment, currentDirectory: directory.path)
+        let log = directory.path("audit.jsonl")
+        let result = try logInAndSleep(6, policy: try vaultPolicy("expiry.yaml", vault: vault, allow: "{ credential: none }", head: identity), log: log)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout == "logged-in\ndone\n")
         #expect(vault.requests.map(\.uri) == ["/v1/auth/jwt/login", "/v1/auth/token/revoke-self"])
