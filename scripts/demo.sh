@@ -76,6 +76,7 @@ version: 1
 on_violation: kill
 tripwires: on
 revoke: auto
+egress: { allow: [api.github.test] }  # a token is only sent for revocation where the step could send it
 network:
   resolve: { "api.github.test:443": "127.0.0.1:$(cat "$work/github/port")" }
   upstream_ca: github/ca.pem
