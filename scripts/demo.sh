@@ -57,13 +57,38 @@ scenario "Stopped: SIGTERM reaches the step; its background children are reaped 
 # Credential stores: a fake ~/.aws/credentials in a home made for the demo. The step is root in its
 # namespaces when stepguard runs as root (as in CI); stepguard's mounts are locked all the same.
 mkdir -p "$work/home/.aws" && printf '[default]\naws_secret_access_key = demo-only-%s\n' "$RANDOM" > "$work/home/.aws/credentials"
-scenario "Hidden: the step tries to un-hide ~/.aws (umount, remount, a nested namespace) and read it — it stays empty" 0 \
+# (stat looks at the decoy that stands in for the file without opening it: opening it trips, below.)
+scenario "Hidden: the step tries to un-hide ~/.aws (umount, remount, a nested namespace) — ~/.aws/credentials stays an empty decoy" 0 \
   env HOME="$work/home" "$stepguard" run --policy "$policy" --step build -- sh -c '
     umount ~/.aws 2>/dev/null || echo "umount ~/.aws: refused"
     mount -o remount,rw ~/.aws 2>/dev/null || echo "remount: refused"
     unshare -Urm sh -c "umount ~/.aws" 2>/dev/null || echo "umount from a nested namespace: refused"
-    if grep -q demo-only ~/.aws/credentials 2>/dev/null; then echo "READ THE SECRET"; exit 1; fi
-    echo "~/.aws looks empty: $(ls -A ~/.aws | wc -l) entries"; echo "processes visible: $(ls /proc | grep -cE "^[0-9]+$")"'
+    echo "~/.aws/credentials: $(stat -c %s ~/.aws/credentials) bytes"; echo "processes visible: $(ls /proc | grep -cE "^[0-9]+$")"'
+
+# Halt and revoke: a step that reads a credential store is killed at the open (tripwire), and the
+# GitHub token it held is revoked at a stand-in for the GitHub API (fixtures/services/github_api_standin.py),
+# reached through network.resolve and trusted through network.upstream_ca, like the real one would be.
+python3 "$root/fixtures/services/github_api_standin.py" "$work/github" api.github.test & github=$!
+trap 'kill $github 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do [ -s "$work/github/port" ] && break; sleep 0.05; done
+cat > "$work/revoke.yaml" <<POLICY
+version: 1
+on_violation: kill
+tripwires: on
+revoke: auto
+egress: { allow: [api.github.test] }  # a token is only sent for revocation where the step could send it
+network:
+  resolve: { "api.github.test:443": "127.0.0.1:$(cat "$work/github/port")" }
+  upstream_ca: github/ca.pem
+POLICY
+scenario "Halted and revoked: the step opens ~/.aws/credentials — killed at once, and its GITHUB_TOKEN is revoked at the GitHub API stand-in" 77 \
+  env HOME="$work/home" GITHUB_API_URL=https://api.github.test \
+  GITHUB_TOKEN="gh""s_$(head -c 96 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 36)" \
+  "$stepguard" run --policy "$work/revoke.yaml" -- sh -c 'echo "building…"; cat ~/.aws/credentials; sleep 5; echo "still running (never printed)"'
+printf '%scalls that reached the GitHub API stand-in:%s\n' "$dim" "$reset"; cat "$work/github/requests.log" 2>/dev/null || true
+if ! grep -q '^DELETE /installation/token (bearer ghs_' "$work/github/requests.log" 2>/dev/null; then
+  printf '%s✘ expected the token to be revoked at the stand-in%s\n' "$red" "$reset"; failures=$((failures + 1))
+fi
 
 # Workload identity: a local OIDC issuer (fixtures/identity/demo_issuer.py) mints a JWKS and tokens.
 python3 "$root/fixtures/identity/demo_issuer.py" "$work/issuer" >/dev/null
@@ -100,7 +125,7 @@ scenario "Allowed, stripped: the publish step's policy removes long-lived tokens
   env NPM_DEPLOY_TOKEN="$fake_pat" "$stepguard" run --policy "$policy" --step publish -v -- sh -c 'echo "token visible to the step: ${NPM_DEPLOY_TOKEN:-no}"'
 
 python3 -m http.server 18777 --bind 127.0.0.1 >/dev/null 2>&1 & server=$!
-trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $server $github 2>/dev/null; rm -rf "$work"' EXIT
 python3 - <<'WAIT'
 import socket, time
 for _ in range(100):
@@ -121,7 +146,7 @@ scenario "Blocked: a host egress.allow does not name (127.0.0.3) — 403 from th
 # opens its TLS (per-run CA) and checks the credential of every call against the job's verified
 # identity; network.resolve and network.upstream_ca lead it to the stand-in and make it trust it.
 python3 "$root/fixtures/services/fulcio_standin.py" "$work/fulcio" & fulcio=$!
-trap 'kill $server $fulcio 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $server $fulcio $github 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do [ -s "$work/fulcio/port" ] && break; sleep 0.05; done
 cat > "$work/signing.yaml" <<POLICY
 version: 1

@@ -13,7 +13,9 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -77,6 +79,25 @@ static int bring_up_loopback(void) {
     return error;
 }
 
+/// Sends descriptor `fd` to the parent over `channel` (one byte with SCM_RIGHTS).
+static int send_descriptor(int fd, int channel) {
+    char byte = 'D';
+    struct iovec vector = { &byte, 1 };
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr message = { 0 };
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    message.msg_control = control.space;
+    message.msg_controllen = sizeof control.space;
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(header), &fd, sizeof fd);
+    return sendmsg(channel, &message, MSG_NOSIGNAL) == 1 ? 0 : errno;
+}
+
 /// Listens on 127.0.0.1:port and sends the socket to the parent over `channel`.
 static int hand_over_listener(uint16_t port, int channel) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -93,21 +114,7 @@ static int hand_over_listener(uint16_t port, int channel) {
         close(fd);
         return error;
     }
-    char byte = 'L';
-    struct iovec vector = { &byte, 1 };
-    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control;
-    memset(&control, 0, sizeof control);
-    struct msghdr message = { 0 };
-    message.msg_iov = &vector;
-    message.msg_iovlen = 1;
-    message.msg_control = control.space;
-    message.msg_controllen = sizeof control.space;
-    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
-    header->cmsg_level = SOL_SOCKET;
-    header->cmsg_type = SCM_RIGHTS;
-    header->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(header), &fd, sizeof fd);
-    int error = sendmsg(channel, &message, MSG_NOSIGNAL) == 1 ? 0 : errno;
+    int error = send_descriptor(fd, channel);
     close(fd);
     return error;
 }
@@ -143,6 +150,31 @@ static int map_ids(uid_t uid, gid_t gid) {
     return write_file("/proc/self/gid_map", line);
 }
 
+/// Makes the decoys inside the freshly covered directories, then watches the tripwire paths with
+/// inotify and sends the instance to the parent. The watches are made here, before the step exists,
+/// and the instance lives only in stepguard: nothing in the step's namespaces holds it.
+static void set_tripwires(const sg_spawn_options *options, int report, int channel) {
+    int index = 0;
+    for (const char *const *dir = options->decoy_directories; dir && *dir; dir++, index++)
+        if (mkdir(*dir, 0700) != 0) child_fail(report, SG_STAGE_DECOY, errno, index);
+    for (const char *const *file = options->decoy_files; file && *file; file++, index++) {
+        int fd = open(*file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0) child_fail(report, SG_STAGE_DECOY, errno, index);
+        close(fd);
+    }
+    if (options->tripwire_count <= 0) return;
+    int watcher = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (watcher < 0) child_fail(report, SG_STAGE_TRIPWIRE, errno, -1);
+    for (int i = 0; i < options->tripwire_count; i++) {
+        int watch = inotify_add_watch(watcher, options->tripwire_paths[i], options->tripwire_masks[i] | IN_DONT_FOLLOW);
+        if (watch < 0) child_fail(report, SG_STAGE_TRIPWIRE, errno, i);
+        options->tripwire_watches[i] = watch;
+    }
+    int error = send_descriptor(watcher, channel);
+    close(watcher);
+    if (error) child_fail(report, SG_STAGE_TRIPWIRE, error, -1);
+}
+
 /// The outer namespaces: user, network, mount and PID (the PID namespace takes the child's next
 /// child, the init). Brings up loopback, hands the proxy's listener over and hides paths.
 static void isolate_child(const sg_spawn_options *options, int report, int channel) {
@@ -159,11 +191,14 @@ static void isolate_child(const sg_spawn_options *options, int report, int chann
         if (mount("stepguard-hidden", *dir, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0700") != 0)
             child_fail(report, SG_STAGE_HIDE, errno, index);
     }
-    for (const char *const *file = options->hide_files; file && *file; file++, index++) {
-        if (mount(options->empty_file, *file, NULL, MS_BIND, NULL) != 0
+    int file_index = 0;
+    for (const char *const *file = options->hide_files; file && *file; file++, index++, file_index++) {
+        const char *source = options->hide_file_sources ? options->hide_file_sources[file_index] : options->empty_file;
+        if (mount(source, *file, NULL, MS_BIND, NULL) != 0
             || mount(NULL, *file, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
             child_fail(report, SG_STAGE_HIDE, errno, index);
     }
+    set_tripwires(options, report, channel);
 }
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -486,7 +521,7 @@ static void reap(pid_t pid) {
 }
 
 sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[], const sg_spawn_options *options) {
-    sg_spawn_result result = { -1, -1, -1, -1, -1, 0, 0, SG_STAGE_NONE, -1 };
+    sg_spawn_result result = { -1, -1, -1, -1, -1, 0, 0, SG_STAGE_NONE, -1, -1 };
     int report[2] = { -1, -1 };
     int channel[2] = { -1, -1 };
     int lifeline[2] = { -1, -1 };
@@ -524,6 +559,8 @@ sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[
     if (lifeline[0] >= 0) close(lifeline[0]);
     if (status[1] >= 0) close(status[1]);
     if (options->isolate && options->proxy_port) result.listener = receive_listener(channel[0]);
+    if (options->isolate && options->tripwire_count > 0 && (!options->proxy_port || result.listener >= 0))
+        result.tripwire_fd = receive_listener(channel[0]);
     if (channel[0] >= 0) close(channel[0]);
     child_report child = { 0, 0, -1 };
     ssize_t got;
@@ -535,9 +572,11 @@ sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[
         if (arguments.init_pid > 0) reap(arguments.init_pid);
         reap(pid);
         if (result.listener >= 0) close(result.listener);
+        if (result.tripwire_fd >= 0) close(result.tripwire_fd);
         if (lifeline[1] >= 0) close(lifeline[1]);
         if (status[0] >= 0) close(status[0]);
         result.listener = -1;
+        result.tripwire_fd = -1;
         result.error = child.error;
         result.stage = (sg_stage)child.stage;
         result.failed_path = child.failed_path;

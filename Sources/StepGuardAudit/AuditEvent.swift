@@ -5,6 +5,11 @@ public enum AuditEventType: String, Sendable, CaseIterable, Codable {
     case identity, credential, egress, service, isolation, process, exit
     /// The step changed how later steps of the job run ($GITHUB_ENV, $GITHUB_PATH, $STEPGUARD_STEP).
     case persistence
+    /// The step touched a hidden path (`tripwires:`), or the tripwires' state at the start.
+    case tripwire
+    /// After a violation, a credential the step held was revoked at its issuer (or could not be,
+    /// or would be in audit mode). Not a violation itself: the verdict counts these apart.
+    case revocation
 }
 
 /// What was decided.

@@ -26,7 +26,7 @@ struct GitHubReporter {
         }
         lines.append("Policy `\(markdown(context.policy))` · command `\(markdown(context.command))` · \(markdown(verdict.outcome)) · exit \(verdict.exitCode) · \(allowedRequests) request\(allowedRequests == 1 ? "" : "s") allowed")
         lines.append("")
-        let shown = events.filter { $0.decision != .allow || [.identity, .isolation, .exit].contains($0.type) }
+        let shown = events.filter { $0.decision != .allow || [.identity, .isolation, .tripwire, .exit].contains($0.type) }
         if !shown.isEmpty {
             lines.append("| decision | type | subject | reason |")
             lines.append("|---|---|---|---|")

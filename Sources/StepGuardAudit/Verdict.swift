@@ -24,13 +24,16 @@ public struct Verdict: Sendable, Equatable {
     public let auditOnly: Bool
     /// How the step was contained, e.g. "isolated" or "not isolated: …" (shown on the verdict line).
     public let isolation: String?
+    /// What revocation did, e.g. "2 credentials revoked, 1 not revocable" (nil when nothing was tried).
+    public let revocations: String?
 
     /// Decides the exit code: the step's own code when nothing was denied (or in audit mode, where
     /// nothing is enforced); 77 when the policy denied anything in enforce mode, whether or not the
     /// step went on.
     public init(stepExitCode: Int32?, outcome: String, events: [AuditEvent], auditOnly: Bool, isolation: String? = nil) {
         self.isolation = isolation
-        let violations = events.filter { $0.decision == .deny }
+        let violations = events.filter { $0.decision == .deny && $0.type != .revocation }
+        self.revocations = Self.countRevocations(events.filter { $0.type == .revocation })
         self.violations = violations
         self.auditOnly = auditOnly
         self.outcome = outcome
@@ -42,10 +45,25 @@ public struct Verdict: Sendable, Equatable {
         }
     }
 
+    /// "2 credentials revoked, 1 not revocable, 1 revocation failed" from `revocation` events (their
+    /// `outcome`: `revoked`, `failed`, `not revocable`, `would revoke`), or nil without any.
+    static func countRevocations(_ events: [AuditEvent]) -> String? {
+        guard !events.isEmpty else { return nil }
+        let outcomes = events.map { $0.subject["outcome"]?.description ?? "failed" }
+        func count(_ outcome: String) -> Int { outcomes.filter { $0 == outcome }.count }
+        func credentials(_ number: Int) -> String { "\(number) credential\(number == 1 ? "" : "s")" }
+        var parts: [String] = []
+        if count("revoked") > 0 { parts.append("\(credentials(count("revoked"))) revoked") }
+        if count("would revoke") > 0 { parts.append("\(credentials(count("would revoke"))) would be revoked") }
+        if count("failed") > 0 { parts.append("\(count("failed")) revocation\(count("failed") == 1 ? "" : "s") failed") }
+        if count("not revocable") > 0 { parts.append("\(count("not revocable")) not revocable") }
+        return parts.joined(separator: ", ")
+    }
+
     /// The one-line verdict printed on stderr at the end of `run`.
     public var line: String {
         let prefix = auditOnly ? "stepguard [audit mode, nothing enforced]: verdict:" : "stepguard: verdict:"
-        let contained = isolation.map { "; \($0)" } ?? ""
+        let contained = (isolation.map { "; \($0)" } ?? "") + (revocations.map { "; \($0)" } ?? "")
         if violations.isEmpty {
             return "\(prefix) allowed — step \(outcome); no policy violation\(contained) (exit \(exitCode))"
         }

@@ -145,6 +145,12 @@ public final class EgressSession: Sendable {
     private let state: ProxyState
     private let stopping = Atomic<Bool>(false)
 
+    /// Tokens the step obtained through an allowed exchange (`mints:`), for revocation.
+    public var minted: MintedCredentials { state.minted }
+
+    /// The reference time of the services' `window:`.
+    public var stepStarted: Date { state.stepStarted }
+
     /// Event loop threads serving the proxy; each keeps its own pool of idle upstream connections.
     public var threads: Int { state.threads }
 

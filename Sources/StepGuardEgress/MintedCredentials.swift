@@ -8,9 +8,18 @@ import Synchronization
 /// token from its response, so it knows better: a token it saw minted is `short-lived` — for the
 /// service that minted it, and for at most `lifetime` after the exchange.
 ///
-/// Only SHA-256 digests are kept, never the tokens.
+/// They are looked up by SHA-256 digest. The tokens themselves are kept in memory only (never
+/// written or printed), so that they can be revoked after a violation (``held``).
 public final class MintedCredentials: Sendable {
-    struct Mint { let service: String; let until: Date }
+    struct Mint { let service: String; let until: Date; let token: String; let minted: Date }
+
+    /// A token minted in this run: which service minted it and when.
+    public struct Held: Sendable {
+        public let service: String
+        public let minted: Date
+        /// The token itself: never print or log it (redact it).
+        public let token: String
+    }
 
     /// How long after its exchange a minted token counts as short-lived.
     public let lifetime: TimeInterval
@@ -23,7 +32,15 @@ public final class MintedCredentials: Sendable {
         let digest = SHA256.hash(data: Data(token.utf8))
         mints.withLock { mints in
             mints = mints.filter { $0.value.until > now }
-            mints[digest] = Mint(service: service, until: now.addingTimeInterval(lifetime))
+            mints[digest] = Mint(service: service, until: now.addingTimeInterval(lifetime), token: token, minted: now)
+        }
+    }
+
+    /// Every token minted in this run and still within its lifetime, oldest first.
+    public func held(now: Date = Date()) -> [Held] {
+        mints.withLock { mints in
+            mints.values.filter { $0.until > now }.sorted { $0.minted < $1.minted }
+                .map { Held(service: $0.service, minted: $0.minted, token: $0.token) }
         }
     }
 

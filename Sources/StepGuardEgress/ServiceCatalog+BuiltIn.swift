@@ -75,6 +75,9 @@ let builtInServiceYAML: [String: String] = [
       - { methods: [POST], paths: ["/v1/projects/*"] }
     credentials:
       - { in: header, name: Authorization }
+    # generateAccessToken mints an OAuth access token (revocable at oauth2.googleapis.com/revoke).
+    mints:
+      - { methods: [POST], paths: ["/v1/projects/*:generateAccessToken"], json: accessToken }
     """#,
     "gcp-kms": #"""
     # Google Cloud KMS.
@@ -107,6 +110,9 @@ let builtInServiceYAML: [String: String] = [
       - { in: header, name: Authorization }
       - { in: form, name: subject_token }
       - { in: json, name: subjectToken }
+    # The exchange mints an OAuth access token (revocable at oauth2.googleapis.com/revoke).
+    mints:
+      - { methods: [POST], paths: ["/v1/token", "/v1beta/token"], json: access_token }
     """#,
     "github-actions-secrets": #"""
     # GitHub REST API endpoints that read or write Actions secrets and variables.
@@ -141,6 +147,10 @@ let builtInServiceYAML: [String: String] = [
       - { in: header, name: X-Vault-Token }
       - { in: header, name: Authorization }
       - { in: json, name: jwt }
+    # A login returns a token minted for the job (auth.client_token): revocable after a violation
+    # or when the service's window closes (revoke-self at VAULT_ADDR).
+    mints:
+      - { methods: [POST, PUT], paths: ["/v1/auth/*/login", "/v1/auth/*/login/*"], json: auth.client_token }
     """#,
     "npm-publish": #"""
     # npm registry publishing (PUT of a package document) and trusted-publishing token exchange:

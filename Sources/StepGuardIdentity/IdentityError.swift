@@ -54,6 +54,8 @@ public struct IdentityError: Error, Sendable, CustomStringConvertible, Equatable
         public static let tokenUnavailable = Check("token.unavailable")
         /// The identity policy itself is unusable (bad `token:` value, bad `algorithms:`...).
         public static let policy = Check("policy")
+        /// Revoking a credential the step held at its issuer failed (transport or TLS).
+        public static let revocation = Check("revocation")
     }
 
     /// Which check failed.

@@ -11,11 +11,15 @@ public struct IsolationRequest: Sendable, Equatable {
     /// stepguard's own files the step must not reach (the audit log): covered like hidden files,
     /// read-only, but not listed among the hidden paths.
     public var protectedFiles: [String]
+    /// Watch the hidden paths (`tripwires:`): the step's touching one is reported through
+    /// ``StartedStep/tripwires``. Hidden directories get decoys named like their real entries.
+    public var tripwires: Bool
 
-    public init(proxyPort: UInt16?, hiddenPaths: [String], protectedFiles: [String] = []) {
+    public init(proxyPort: UInt16?, hiddenPaths: [String], protectedFiles: [String] = [], tripwires: Bool = false) {
         self.proxyPort = proxyPort
         self.hiddenPaths = hiddenPaths
         self.protectedFiles = protectedFiles
+        self.tripwires = tripwires
     }
 
     /// Expands `~` in `filesystem.hide` entries against `home`.
@@ -78,6 +82,11 @@ public struct StartedStep: Sendable {
     /// Why an isolated step could not get a /proc of its own (it then sees the /proc of stepguard's
     /// namespace: other processes' command lines, though it still cannot signal them), or nil.
     public let ownProcUnavailable: String?
+    /// The watch on the hidden paths when tripwires were asked for and the step is isolated; start
+    /// it in `onStart`. ``StepSupervisor`` finishes it once the step has ended.
+    public let tripwires: TripwireWatch?
+    /// Why tripwires were asked for but the step runs isolated without them, or nil.
+    public internal(set) var tripwireFallback: String?
 }
 
 /// The two pipes between stepguard and an isolated step's init: the init writes the step's wait
@@ -104,7 +113,10 @@ struct StepStatusChannel: Sendable {
 /// The hidden paths sorted into what the kernel is asked to do with them.
 struct HidePlan {
     var directories: [String] = []
+    /// The hidden files, then the protected ones.
     var files: [String] = []
+    /// How many of `files` are protected (the last ones).
+    var protectedCount = 0
     /// The hidden paths that exist, as reported (protected files are not listed).
     var reported: [String] = []
 
@@ -124,7 +136,11 @@ struct HidePlan {
             if !isProtected { reported.append(path) }
         }
         files += protectedFiles
+        protectedCount = protectedFiles.count
     }
+
+    /// The hidden files, without stepguard's protected ones.
+    var hiddenFiles: ArraySlice<String> { files.dropLast(protectedCount) }
 
     /// Every covered path, in the order the kernel is asked to cover them (directories, then files).
     var all: [String] { directories + files }
@@ -152,6 +168,13 @@ extension SandboxError {
             return .isolationUnavailable("mounting the step's own /proc in its PID namespace failed: \(reason)")
         case SG_STAGE_LOCK:
             return .isolationUnavailable("locking the step's mounts (a nested user namespace) failed: \(reason)")
+        case SG_STAGE_DECOY:
+            return .tripwiresUnavailable("making the decoy '\(path ?? "?")' in a hidden directory failed: \(reason)")
+        case SG_STAGE_TRIPWIRE:
+            let limit = code == ENOSPC || code == EMFILE
+                ? " (fs.inotify.max_user_watches or max_user_instances is exhausted; raise it, or set tripwires: off)" : ""
+            let what = path.map { "watching '\($0)'" } ?? "making an inotify instance"
+            return .tripwiresUnavailable("\(what) failed: \(reason)\(limit)")
         case SG_STAGE_LIMITS:
             return .limitUnavailable("applying limits.processes to the step failed: \(reason)")
         case SG_STAGE_DESCRIPTORS:

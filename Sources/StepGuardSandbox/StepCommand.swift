@@ -77,6 +77,9 @@ public enum SandboxError: Error, Sendable, Equatable, CustomStringConvertible {
     case isolationUnavailable(String)
     /// `limits.processes` cannot be enforced on this machine.
     case limitUnavailable(String)
+    /// The hidden paths could not be watched (decoys or inotify watches refused); the step is then
+    /// started isolated without tripwires (see ``StartedStep/tripwireFallback``).
+    case tripwiresUnavailable(String)
 
     /// The exit code stepguard uses for this error (126/127 as shells do; 70 for internal failures).
     public var exitCode: Int32 {
@@ -85,7 +88,7 @@ public enum SandboxError: Error, Sendable, Equatable, CustomStringConvertible {
         case .commandNotFound: 127
         case .notExecutable: 126
         case .spawnFailed: 70
-        case .isolationUnavailable, .limitUnavailable: 69
+        case .isolationUnavailable, .limitUnavailable, .tripwiresUnavailable: 69
         }
     }
 
@@ -107,6 +110,8 @@ public enum SandboxError: Error, Sendable, Equatable, CustomStringConvertible {
             sysctl kernel.apparmor_restrict_unprivileged_userns=0), or set isolation: auto to fall back \
             to proxy variables only
             """
+        case .tripwiresUnavailable(let what):
+            "cannot set tripwires on the hidden paths: \(what)"
         case .limitUnavailable(let what):
             """
             \(what). Run stepguard as an unprivileged user (RLIMIT_NPROC then applies), give it a pids cgroup \

@@ -43,12 +43,13 @@ public final class StepSupervisor: Sendable {
         defer { if case .cgroup(let group)? = limit { group.remove() } }
         var started: StartedStep
         do {
-            started = try spawn(executable: executable, command: command, options: options, limit: limit, takeTerminal: takeTerminal)
-        } catch .isolationUnavailable(let reason) where options.fallBackWithoutIsolation {
-            var plain = options
-            plain.isolation = nil
-            started = try spawn(executable: executable, command: command, options: plain, limit: limit, takeTerminal: takeTerminal)
-            started.isolationFallback = reason
+            started = try spawnFallingBack(executable: executable, command: command, options: options, limit: limit, takeTerminal: takeTerminal)
+        } catch .tripwiresUnavailable(let reason) {
+            // Tripwires are detection; hiding and isolation hold without them: never drop those for them.
+            var unwatched = options
+            unwatched.isolation?.tripwires = false
+            started = try spawnFallingBack(executable: executable, command: command, options: unwatched, limit: limit, takeTerminal: takeTerminal)
+            started.tripwireFallback = reason
         }
         started.processLimit = limit?.summary
         let group = started.processGroup
@@ -57,6 +58,7 @@ public final class StepSupervisor: Sendable {
         onStart(started)
 
         let termination = reapAll(mainPid: started.pid, group: group, stepStatus: started.stepStatus)
+        started.tripwires?.finish()
         if takeTerminal {
             signal(SIGTTOU, SIG_IGN)
             tcsetpgrp(STDIN_FILENO, getpgrp())
@@ -78,59 +80,141 @@ public final class StepSupervisor: Sendable {
         scheduleKill(group: group)
     }
 
+    /// Kills the running step at once: SIGKILL to its process group and every child of stepguard
+    /// (for an isolated step its init, whose end ends the whole PID namespace). No grace period:
+    /// used when the step has shown it is hostile (a tripwire). Safe to call from any thread.
+    public func killAtOnce() {
+        let group: pid_t? = state.withLock { state in
+            guard !state.finished, let group = state.processGroup else { return nil }
+            state.stopping = true
+            return group
+        }
+        guard let group else { return }
+        terminateTree(group: group, signal: SIGKILL)
+    }
+
     // MARK: - Spawning
+
+    /// Spawns the step; when isolation is impossible and the options allow it, spawns it without
+    /// (and says why in ``StartedStep/isolationFallback``).
+    private func spawnFallingBack(executable: String, command: StepCommand, options: SpawnOptions, limit: ProcessLimit?,
+                                  takeTerminal: Bool) throws(SandboxError) -> StartedStep {
+        do {
+            return try spawn(executable: executable, command: command, options: options, limit: limit, takeTerminal: takeTerminal)
+        } catch .isolationUnavailable(let reason) where options.fallBackWithoutIsolation {
+            var plain = options
+            plain.isolation = nil
+            var started = try spawn(executable: executable, command: command, options: plain, limit: limit, takeTerminal: takeTerminal)
+            started.isolationFallback = reason
+            return started
+        }
+    }
 
     private func spawn(executable: String, command: StepCommand, options: SpawnOptions, limit: ProcessLimit?,
                        takeTerminal: Bool) throws(SandboxError) -> StartedStep {
         let plan = HidePlan(options.isolation?.hiddenPaths ?? [], protected: options.isolation?.protectedFiles ?? [])
-        let emptyFile = try options.isolation == nil ? nil : Self.makeEmptyFile()
-        defer { emptyFile.map { try? FileManager.default.removeItem(atPath: ($0 as NSString).deletingLastPathComponent) } }
+        let tripwirePlan = options.isolation?.tripwires == true ? TripwirePlan(plan) : TripwirePlan(HidePlan([]))
+        let emptyFiles = try options.isolation == nil ? nil : Self.makeEmptyFiles(count: max(plan.files.count, 1))
+        defer { emptyFiles.map { try? FileManager.default.removeItem(atPath: $0.directory) } }
         let argv = CStringArray(command.arguments)
         let envp = CStringArray(command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
         let directories = CStringArray(plan.directories)
         let files = CStringArray(plan.files)
+        let sources = CStringArray(emptyFiles?.files ?? [])
+        let decoyDirectories = CStringArray(tripwirePlan.decoyDirectories)
+        let decoyFiles = CStringArray(tripwirePlan.decoyFiles)
+        let watchPaths = CStringArray(tripwirePlan.watches.map(\.path))
+        let watchMasks = tripwirePlan.watches.map(\.mask)
+        var watchDescriptors = [Int32](repeating: -1, count: tripwirePlan.watches.count)
         let kept = Set(options.keptDescriptors.filter { $0 > STDERR_FILENO }).sorted()
         for fd in kept where fcntl(fd, F_GETFD) < 0 {
             throw SandboxError.spawnFailed("keeping descriptor \(fd) for the step (it is not open)", errno: errno)
         }
+        let emptyFile: String? = emptyFiles?.files.first
         let result = emptyFile.withOptionalCString { emptyPath in
             directories.withPointers { hideDirectories in
                 files.withPointers { hideFiles in
-                    kept.withUnsafeBufferPointer { keep in
-                        var spawnOptions = sg_spawn_options(
-                            take_terminal: takeTerminal ? 1 : 0, isolate: options.isolation == nil ? 0 : 1,
-                            proxy_port: options.isolation?.proxyPort ?? 0,
-                            hide_directories: hideDirectories, hide_files: hideFiles, empty_file: emptyPath,
-                            max_processes: limit?.rlimitMaximum ?? 0, cgroup_procs: limit?.cgroupProcs ?? -1,
-                            keep_fds: keep.baseAddress, keep_fd_count: Int32(keep.count),
-                            grace_milliseconds: Int(gracePeriod.components.seconds * 1000 + gracePeriod.components.attoseconds / 1_000_000_000_000_000))
-                        return argv.withMutablePointers { args in
-                            envp.withMutablePointers { env in sg_spawn(executable, args, env, &spawnOptions) }
+                    sources.withPointers { hideSources in
+                        decoyDirectories.withPointers { decoyDirectoryPointers in
+                            decoyFiles.withPointers { decoyFilePointers in
+                                watchPaths.withPointers { watchPathPointers in
+                                    watchMasks.withUnsafeBufferPointer { masks in
+                                        watchDescriptors.withUnsafeMutableBufferPointer { watches in
+                                            kept.withUnsafeBufferPointer { keep in
+                                                var spawnOptions = sg_spawn_options(
+                                                    take_terminal: takeTerminal ? 1 : 0, isolate: options.isolation == nil ? 0 : 1,
+                                                    proxy_port: options.isolation?.proxyPort ?? 0,
+                                                    hide_directories: hideDirectories, hide_files: hideFiles, empty_file: emptyPath,
+                                                    hide_file_sources: emptyFiles == nil ? nil : hideSources,
+                                                    decoy_directories: decoyDirectoryPointers, decoy_files: decoyFilePointers,
+                                                    tripwire_paths: watchPathPointers, tripwire_masks: masks.baseAddress,
+                                                    tripwire_watches: watches.baseAddress, tripwire_count: Int32(masks.count),
+                                                    max_processes: limit?.rlimitMaximum ?? 0, cgroup_procs: limit?.cgroupProcs ?? -1,
+                                                    keep_fds: keep.baseAddress, keep_fd_count: Int32(keep.count),
+                                                    grace_milliseconds: Int(gracePeriod.components.seconds * 1000 + gracePeriod.components.attoseconds / 1_000_000_000_000_000))
+                                                return argv.withMutablePointers { args in
+                                                    envp.withMutablePointers { env in sg_spawn(executable, args, env, &spawnOptions) }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
             }
         }
         guard result.error == 0 else {
-            let failedPath = result.failed_path >= 0 && Int(result.failed_path) < plan.all.count ? plan.all[Int(result.failed_path)] : executable
+            let named: [String] = switch result.stage {
+            case SG_STAGE_DECOY: tripwirePlan.decoyDirectories + tripwirePlan.decoyFiles
+            case SG_STAGE_TRIPWIRE: tripwirePlan.watches.map(\.path)
+            default: plan.all
+            }
+            let failedPath = result.failed_path >= 0 && Int(result.failed_path) < named.count ? named[Int(result.failed_path)]
+                : result.stage == SG_STAGE_TRIPWIRE ? nil : executable
             throw SandboxError.from(stage: result.stage, errno: result.error, path: failedPath)
+        }
+        var tripwires: TripwireWatch?
+        if !tripwirePlan.watches.isEmpty {
+            do throws(SandboxError) {
+                guard result.tripwire_fd >= 0 else {
+                    throw SandboxError.spawnFailed("receiving the tripwire watch from the step's namespace", errno: EIO)
+                }
+                tripwires = try TripwireWatch(fd: result.tripwire_fd, plan: tripwirePlan, watchDescriptors: watchDescriptors, root: result.pid)
+            } catch {
+                // The step has started, but without the watch it was to run under: stop it (fail closed).
+                Glibc.kill(-result.group, SIGKILL)
+                if result.pid != result.group { Glibc.kill(result.pid, SIGKILL) }
+                throw error
+            }
         }
         return StartedStep(pid: result.pid, processGroup: result.group, proxyListener: result.listener >= 0 ? result.listener : nil,
                            hidden: options.isolation == nil ? [] : plan.reported, isolated: options.isolation != nil,
                            stepStatus: result.status_fd >= 0 ? StepStatusChannel(status: result.status_fd, lifeline: result.lifeline_fd) : nil,
-                           ownProcUnavailable: result.proc_error == 0 ? nil : String(cString: strerror(result.proc_error)))
+                           ownProcUnavailable: result.proc_error == 0 ? nil : String(cString: strerror(result.proc_error)),
+                           tripwires: tripwires)
     }
 
-    /// An empty, read-only file in a private directory, bind-mounted over hidden files.
-    private static func makeEmptyFile() throws(SandboxError) -> String {
+    /// `count` empty, read-only files in a private directory, bind-mounted over hidden files (one
+    /// each, so that a tripwire knows which hidden file was opened).
+    private static func makeEmptyFiles(count: Int) throws(SandboxError) -> (directory: String, files: [String]) {
         var template = Array((NSTemporaryDirectory() + "/stepguard-hide-XXXXXX").utf8CString)
-        guard let directory = mkdtemp(&template) else { throw SandboxError.spawnFailed("creating a private directory", errno: errno) }
-        let path = String(cString: directory) + "/empty"
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
-        guard fd >= 0 else { throw SandboxError.spawnFailed("creating \(path)", errno: errno) }
-        close(fd)
-        chmod(String(cString: directory), 0o755)
-        return path
+        guard let created = mkdtemp(&template) else { throw SandboxError.spawnFailed("creating a private directory", errno: errno) }
+        let directory = String(cString: created)
+        var files: [String] = []
+        for index in 0..<count {
+            let path = directory + "/empty-\(index)"
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
+            guard fd >= 0 else {
+                try? FileManager.default.removeItem(atPath: directory)
+                throw SandboxError.spawnFailed("creating \(path)", errno: errno)
+            }
+            close(fd)
+            files.append(path)
+        }
+        chmod(directory, 0o755)
+        return (directory, files)
     }
 
     // MARK: - Reaping

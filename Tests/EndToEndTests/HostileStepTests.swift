@@ -58,7 +58,9 @@ import Testing
         guard !asNobody || getuid() == 0 else { return }
         let extra = "filesystem: { hide: [\"~/.aws\", \"~/.npmrc\"] }\n"
         let isolated = try run(["--policy", try policy("required", extra), "-v", "--", "/bin/sh", "-c", Self.unhideAttempts], asNobody: asNobody)
-        #expect(isolated.status == 0, "\(isolated.stderr)")
+        // The attempts that reach a covered store trip its tripwire (on_violation: fail lets the rest run).
+        #expect(isolated.status == 77, "\(isolated.stderr)")
+        #expect(isolated.stderr.contains("DENY tripwire [operation=open path=\(home)/.aws/credentials"), "\(isolated.stderr)")
         #expect(!isolated.stdout.contains(marker) && !isolated.stderr.contains(marker),
                 "a hidden store was read: \(isolated.stdout) \(isolated.stderr)")
         #expect(isolated.stderr.contains("hidden: \(home)/.aws, \(home)/.npmrc"))
@@ -120,7 +122,7 @@ import Testing
         defer { directory.remove() }
         let script = """
             mount -t tmpfs -o noatime,mode=1777 tmpfs "$0" && mkdir -m 755 "$0/home" && echo "$1" > "$0/home/.npmrc" && chmod 644 "$0/home/.npmrc" \
-              && printf 'version: 1\nisolation: required\n' > "$0/p.yaml" \
+              && printf 'version: 1\nisolation: required\ntripwires: off\n' > "$0/p.yaml" \
               && exec setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME="$0/home" TMPDIR="$0" "$2" run --policy "$0/p.yaml" -- \
                  sh -c 'cat ~/.npmrc; echo written > ~/.npmrc || echo refused'
             """

@@ -80,7 +80,9 @@ import Testing
         var environment = TestEnvironment.base
         environment["HOME"] = home
         let step = ["/bin/sh", "-c", "cat ~/.aws/credentials ~/.ssh/id_ed25519 ~/.npmrc 2>&1; ls -A ~/.aws ~/.ssh; cat ~/workspace/notes.txt; echo built > ~/workspace/out.txt"]
-        let isolated = try StepGuardBinary.run(["run", "--policy", required, "-v", "--"] + step, environment: environment)
+        // What the step sees, not whether it trips (TripwireTests): the tripwires are off here.
+        let untripped = try directory.write("untripped.yaml", "version: 1\nisolation: required\ntripwires: off\n")
+        let isolated = try StepGuardBinary.run(["run", "--policy", untripped, "-v", "--"] + step, environment: environment)
         #expect(isolated.status == 0)
         #expect(!isolated.stdout.contains("test-only"))
         #expect(isolated.stdout.contains("No such file or directory"))

@@ -73,14 +73,14 @@ import Testing
         let result = try StepGuardBinary.run(["run", "--audit-log", log, "--", "/bin/sh", "-c", "exit 5"])
         #expect(result.status == 5)
         let events = try AuditLogFile.events(log)
-        #expect(events.count == 3)
-        #expect(events.map { $0["type"] as? String } == ["isolation", "process", "exit"])
+        #expect(events.count == 4)
+        #expect(events.map { $0["type"] as? String } == ["isolation", "tripwire", "process", "exit"])
         for event in events {
             #expect(event["time"] is String && event["decision"] as? String == "allow" && event["reason"] is String)
             #expect(event["mode"] as? String == "enforce")
         }
-        #expect(events[2]["exit_code"] as? Int == 5)
-        #expect(events[1]["program"] as? String == "/bin/sh")
+        #expect(events[3]["exit_code"] as? Int == 5)
+        #expect(events[2]["program"] as? String == "/bin/sh")
         let attributes = try FileManager.default.attributesOfItem(atPath: log)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
     }

@@ -1,7 +1,29 @@
 #ifndef CSANDBOX_H
 #define CSANDBOX_H
 #include <stdint.h>
+#include <sys/inotify.h>
 #include <sys/types.h>
+
+/// What a tripwire watches for (inotify masks), and the event bits stepguard reads back.
+enum {
+    /// A hidden file (a read-only bind mount): opening it. Its attributes cannot change (read-only
+    /// mount) and the empty file behind it is unlinked by stepguard once mounted, which must not trip.
+    SG_TRIPWIRE_HIDDEN_FILE = IN_OPEN,
+    /// A decoy file in a hidden directory: opening it, or changing, removing or renaming it.
+    SG_TRIPWIRE_DECOY_FILE = IN_OPEN | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF,
+    /// A hidden directory or a decoy directory: listing it (opening it), or creating, removing or
+    /// renaming an entry in it, or changing its attributes.
+    SG_TRIPWIRE_DIRECTORY = IN_OPEN | IN_ATTRIB | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF,
+    SG_INOTIFY_OPEN = IN_OPEN,
+    SG_INOTIFY_ATTRIB = IN_ATTRIB,
+    SG_INOTIFY_CREATE = IN_CREATE,
+    SG_INOTIFY_DELETE = IN_DELETE,
+    SG_INOTIFY_MOVED_FROM = IN_MOVED_FROM,
+    SG_INOTIFY_MOVED_TO = IN_MOVED_TO,
+    SG_INOTIFY_DELETE_SELF = IN_DELETE_SELF,
+    SG_INOTIFY_MOVE_SELF = IN_MOVE_SELF,
+    SG_INOTIFY_OVERFLOW = IN_Q_OVERFLOW,
+};
 
 /// How sg_spawn prepares the child between fork and exec.
 typedef struct {
@@ -18,6 +40,22 @@ typedef struct {
     const char *const *hide_directories;
     const char *const *hide_files;
     const char *empty_file;
+    /// With `isolate`: one empty file per entry of `hide_files` to cover it with instead of
+    /// `empty_file` (so that a tripwire on one hidden file is told apart from another), or NULL.
+    const char *const *hide_file_sources;
+    /// With `isolate`: decoys made inside the hidden directories once they are covered, named like
+    /// the real entries they stand for: NULL-terminated lists of directories (parents first) and of
+    /// empty files (mode 0600), so that opening e.g. ~/.aws/credentials opens something.
+    const char *const *decoy_directories;
+    const char *const *decoy_files;
+    /// With `isolate`: paths watched with inotify once hidden (`tripwire_count` of them, each with
+    /// its `tripwire_masks` entry). The child writes each watch descriptor to `tripwire_watches`
+    /// (memory of the caller: the child shares it) and sends the inotify descriptor to the parent,
+    /// which reads it from sg_spawn_result.tripwire_fd. 0 paths: no inotify instance.
+    const char *const *tripwire_paths;
+    const uint32_t *tripwire_masks;
+    int *tripwire_watches;
+    int tripwire_count;
     /// RLIMIT_NPROC for the child, or 0 for no limit.
     long max_processes;
     /// An open `cgroup.procs` file the child joins (writes "0" to) before anything else, or -1.
@@ -49,6 +87,8 @@ typedef enum {
     SG_STAGE_EXEC,
     SG_STAGE_PROC,
     SG_STAGE_LOCK,
+    SG_STAGE_DECOY,
+    SG_STAGE_TRIPWIRE,
 } sg_stage;
 
 /// The outcome of sg_spawn: on success `error` is 0, `pid` is the process to wait for, `group` the
@@ -60,7 +100,8 @@ typedef enum {
 /// without isolation. `proc_error` is 0 when the step has its own /proc, else the errno of
 /// mounting it (the step then sees the /proc stepguard sees). On failure `stage` says where and
 /// `error` is the errno; `failed_path` indexes the hide entry (directories first, then files)
-/// that failed.
+/// that failed (for SG_STAGE_DECOY it indexes decoy_directories then decoy_files, for
+/// SG_STAGE_TRIPWIRE tripwire_paths).
 typedef struct {
     pid_t pid;
     pid_t group;
@@ -71,6 +112,8 @@ typedef struct {
     int error;
     sg_stage stage;
     int failed_path;
+    /// The inotify instance watching `tripwire_paths` (with `isolate` and tripwires), else -1.
+    int tripwire_fd;
 } sg_spawn_result;
 
 /// Starts `path` (clone + exec, sharing memory until the exec) in a new process group, with default

@@ -10,6 +10,12 @@ public struct CurlTransport: HTTPTransport {
     public var connectTimeout: TimeInterval
     /// A PEM bundle of CA certificates to trust instead of the system's (for tests and private CAs).
     public var caFile: String?
+    /// A directory of CA certificates trusted too (with `caFile`: the system's, so that a private
+    /// CA is trusted in addition to them rather than instead).
+    public var caPath: String?
+    /// Where to connect instead: `host:port:other-host:other-port` (libcurl's CONNECT_TO), e.g. the
+    /// policy's `network.resolve`. The certificate is still checked against the URL's host.
+    public var connectTo: [String]
     /// Maximum response body size in bytes.
     public var maximumResponseSize: Int
     /// Connection overrides, libcurl `CONNECT_TO` entries `HOST:PORT:ADDRESS:PORT`: the request
@@ -17,10 +23,13 @@ public struct CurlTransport: HTTPTransport {
     public var connectTo: [String] = []
 
     /// Creates a transport.
-    public init(timeout: TimeInterval = 10, connectTimeout: TimeInterval = 5, caFile: String? = nil, maximumResponseSize: Int = 1 << 20) {
+    public init(timeout: TimeInterval = 10, connectTimeout: TimeInterval = 5, caFile: String? = nil, caPath: String? = nil,
+                connectTo: [String] = [], maximumResponseSize: Int = 1 << 20) {
         self.timeout = timeout
         self.connectTimeout = connectTimeout
         self.caFile = caFile
+        self.caPath = caPath
+        self.connectTo = connectTo
         self.maximumResponseSize = maximumResponseSize
     }
 
@@ -85,6 +94,9 @@ public struct CurlTransport: HTTPTransport {
             set(sg_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(connectTimeout * 1000)))
             set(sg_curl_setopt_string(handle, CURLOPT_USERAGENT, "stepguard"))
             if let caFile { set(sg_curl_setopt_string(handle, CURLOPT_CAINFO, caFile)) }
+            if let caPath { set(sg_curl_setopt_string(handle, CURLOPT_CAPATH, caPath)) }
+            for entry in connectTo { connectList = curl_slist_append(connectList, entry) }
+            if let connectList { set(sg_curl_setopt_pointer(handle, CURLOPT_CONNECT_TO, UnsafeMutableRawPointer(connectList))) }
             set(sg_curl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorPointer.baseAddress))
             set(sg_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, sinkPointer))
             set(sg_curl_setopt_write_function(handle) { data, size, count, context in
@@ -103,6 +115,7 @@ public struct CurlTransport: HTTPTransport {
             for (name, value) in request.headers {
                 headerList = curl_slist_append(headerList, "\(name): \(value)")
             }
+            if request.method == .delete { set(sg_curl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, "DELETE")) }
             if request.method == .post {
                 set(sg_curl_setopt_long(handle, CURLOPT_POST, 1))
                 set(sg_curl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, request.body.count))

@@ -2,8 +2,8 @@ import Foundation
 
 /// An HTTP request made by the identity module (JWKS, discovery, CI token endpoints).
 public struct HTTPRequest: Sendable {
-    /// `GET` or `POST`.
-    public enum Method: String, Sendable { case get = "GET", post = "POST" }
+    /// `GET`, `POST` or `DELETE`.
+    public enum Method: String, Sendable { case get = "GET", post = "POST", delete = "DELETE" }
     /// The method.
     public var method: Method
     /// The absolute URL.

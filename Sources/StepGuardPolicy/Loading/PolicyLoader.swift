@@ -6,7 +6,7 @@ import Yams
 public enum PolicyLoader {
     static let topLevelKeys = [
         "version", "mode", "on_violation", "grace_period", "identity", "credentials", "egress",
-        "services", "network", "isolation", "filesystem", "limits", "steps",
+        "services", "network", "isolation", "filesystem", "tripwires", "revoke", "limits", "steps",
     ]
 
     /// Reads and validates the policy at `path`. Relative paths inside it resolve against its directory.
@@ -89,6 +89,8 @@ struct PolicyBuilder {
         if let node = entries["network"]?.value { policy.network = network(node) }
         if let node = entries["isolation"]?.value, let value = reader.choice(node, "isolation", as: IsolationMode.self) { policy.isolation = value }
         if let node = entries["filesystem"]?.value { policy.filesystem = filesystem(node) }
+        if let node = entries["tripwires"]?.value, let value = reader.choice(node, "tripwires", as: TripwireMode.self) { policy.tripwires = value }
+        if let node = entries["revoke"]?.value, let value = reader.choice(node, "revoke", as: RevokeMode.self) { policy.revoke = value }
         if let node = entries["limits"]?.value { policy.limits = limits(node) }
         if let node = entries["steps"]?.value { policy.steps = steps(node, hasIdentity: policy.identity != nil) }
         return policy
@@ -330,7 +332,7 @@ struct PolicyBuilder {
 
     func steps(_ node: Node, hasIdentity: Bool) -> [String: StepOverride] {
         var steps: [String: StepOverride] = [:]
-        let keys = ["mode", "on_violation", "grace_period", "egress", "credentials", "services", "identity", "isolation"]
+        let keys = ["mode", "on_violation", "grace_period", "egress", "credentials", "services", "identity", "isolation", "tripwires"]
         for (name, _, value) in reader.freeMapping(node, "steps", expected: "step-name: { overrides }") {
             let context = "steps.\(name)"
             var step = StepOverride()
@@ -350,6 +352,7 @@ struct PolicyBuilder {
             if let node = entries["credentials"]?.value { step.credentials = credentials(node, "\(context).credentials") }
             if let node = entries["services"]?.value { step.services = services(node, "\(context).services") }
             if let node = entries["isolation"]?.value { step.isolation = reader.choice(node, "\(context).isolation", as: IsolationMode.self) }
+            if let node = entries["tripwires"]?.value { step.tripwires = reader.choice(node, "\(context).tripwires", as: TripwireMode.self) }
             if let node = entries["identity"]?.value {
                 if !hasIdentity {
                     reader.error(node, "\(context).identity adds claims, but the policy has no identity section", expected: "a top-level identity: section")

@@ -70,6 +70,8 @@ extension Policy {
         out.append("isolation: \(isolation.rawValue)")
         out.append("filesystem:")
         out.append("  hide: [\(filesystem.hide.map(quoted).joined(separator: ", "))]")
+        out.append("tripwires: \(tripwires.rawValue)  # opening, listing or changing a hidden path stops the step (isolated steps only)")
+        out.append("revoke: \(revoke.rawValue)  # after a violation, the step's GitHub and Vault tokens are revoked at their issuers")
         out.append("limits:")
         out.append("  processes: \(limits.processes.map(String.init) ?? "unlimited")")
         if !steps.isEmpty { out.append("steps: [\(steps.keys.sorted().joined(separator: ", "))]  # use --step NAME to apply one") }

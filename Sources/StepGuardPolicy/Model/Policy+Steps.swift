@@ -24,6 +24,7 @@ extension Policy {
         if let credentials = override.credentials { result.credentials = credentials }
         result.services += override.services
         if let isolation = override.isolation { result.isolation = isolation }
+        if let tripwires = override.tripwires { result.tripwires = tripwires }
         if !override.identityClaims.isEmpty {
             result.identity?.claims.merge(override.identityClaims) { _, stepValue in stepValue }
         }

@@ -17,6 +17,8 @@ public struct Policy: Sendable, Equatable {
     public var network = NetworkPolicy()
     public var isolation: IsolationMode = .auto
     public var filesystem = FilesystemPolicy()
+    public var tripwires: TripwireMode = .on
+    public var revoke: RevokeMode = .auto
     public var limits = LimitsPolicy()
     /// Named step overrides (`steps:`), applied by ``effective(forStep:)``.
     public var steps: [String: StepOverride] = [:]
@@ -32,6 +34,14 @@ public enum ViolationAction: String, Sendable, CaseIterable { case kill, fail }
 
 /// `isolation:` — whether the step runs in its own user, network and mount namespaces.
 public enum IsolationMode: String, Sendable, CaseIterable { case required, auto, off }
+
+/// `tripwires:` — whether the step's touching a hidden path (`filesystem.hide`) is a violation:
+/// `on` (under isolation; the step is stopped per `on_violation`) or `off`.
+public enum TripwireMode: String, Sendable, CaseIterable { case on, off }
+
+/// `revoke:` — after a violation, revoke at their issuers the credentials the step held (`auto`),
+/// or not (`off`). `mode: audit` records what would be revoked and revokes nothing.
+public enum RevokeMode: String, Sendable, CaseIterable { case auto, off }
 
 /// `identity:` — the OIDC token the job must present and what it must say.
 public struct IdentityPolicy: Sendable, Equatable {
@@ -197,6 +207,7 @@ public struct StepOverride: Sendable, Equatable {
     public var services: [ServiceRule] = []
     public var identityClaims: [String: [ClaimMatcher]] = [:]
     public var isolation: IsolationMode?
+    public var tripwires: TripwireMode?
     public init() {}
 }
 

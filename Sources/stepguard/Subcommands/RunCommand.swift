@@ -190,9 +190,11 @@ extension RunInvocation {
         let options = spawnOptions(policy, home: environment["HOME"], proxyPort: UInt16(egress.port), keeping: keepFDs,
                                    protecting: auditLog.map { [URL(fileURLWithPath: $0).standardizedFileURL.path] } ?? [])
         let containment = Containment()
+        let revocation = RevocationGuard(policy: policy, trail: trail, stepEnvironment: stepEnvironment, egress: egress,
+                                         identityExpiry: job?.identity.expiresAt)
         let termination: StepTermination
         do {
-            termination = try await runOnDedicatedThread {
+            termination = try await runOnDedicatedThread { [policy] in
                 try supervisor.run(step, options: options) { started in
                     if let listener = started.proxyListener {
                         do {
@@ -204,6 +206,7 @@ extension RunInvocation {
                         }
                     }
                     containment.record(started, request: options.isolation, trail: trail)
+                    TripwireGuard.arm(started, policy: policy, trail: trail, supervisor: supervisor).map(containment.note)
                     var subject: [String: AuditValue] = ["pid": .int(Int(started.pid)), "program": .string(step.arguments[0]),
                                                         "arguments": .int(step.arguments.count - 1)]
                     if let limit = started.processLimit { subject["process_limit"] = .string(limit) }
@@ -229,6 +232,7 @@ extension RunInvocation {
         preflight.recordLaterStepChanges(laterSteps)
         trail.record(AuditEvent(type: .exit, decision: .allow, reason: "step \(termination)",
                                 subject: ["exit_code": .int(Int(termination.exitCode))]))
+        revocation.stepEnded()
         let verdict = Verdict(stepExitCode: termination.exitCode, outcome: termination.description,
                               events: trail.recorded, auditOnly: policy.mode == .audit, isolation: containment.summary)
         trail.finish(verdict)
@@ -243,7 +247,7 @@ func spawnOptions(_ policy: Policy, home: String?, proxyPort: UInt16?, keeping d
                   protecting protected: [String] = []) -> SpawnOptions {
     let isolation = policy.isolation == .off ? nil
         : IsolationRequest(proxyPort: proxyPort, hiddenPaths: IsolationRequest.expand(policy.filesystem.hide, home: home),
-                           protectedFiles: protected)
+                           protectedFiles: protected, tripwires: policy.tripwires == .on)
     return SpawnOptions(isolation: isolation, fallBackWithoutIsolation: policy.isolation == .auto, maxProcesses: policy.limits.processes,
                         keptDescriptors: descriptors)
 }
@@ -253,6 +257,11 @@ final class Containment: Sendable {
     private let text = Mutex<String?>(nil)
 
     var summary: String? { text.withLock { $0 } }
+
+    /// Adds a caveat to the summary (e.g. "tripwires not enforced").
+    func note(_ caveat: String) {
+        text.withLock { $0 = $0.map { "\($0), \(caveat)" } ?? caveat }
+    }
 
     func record(_ started: StartedStep, request: IsolationRequest?, trail: AuditTrail) {
         let summary: String

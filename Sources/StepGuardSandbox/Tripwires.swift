@@ -1,0 +1,223 @@
+import CSandbox
+import Foundation
+import Synchronization
+
+/// One touch of a hidden path by the step: which path, what was done to it, and the step's
+/// processes at that moment (inotify does not say which process did it).
+public struct Trip: Sendable, Equatable {
+    /// The path as the step sees it, e.g. `/home/runner/.aws/credentials`.
+    public let path: String
+    /// `open`, `list`, `create`, `delete`, `rename`, `change attributes`, or `events lost`.
+    public let operation: String
+    /// The hidden entry (`filesystem.hide`, `~` expanded) the path belongs to.
+    public let hiddenEntry: String
+    /// The step's processes when the trip was read, as `pid program` (pids as stepguard sees them),
+    /// in tree order from the step's main process; at most ``TripwireWatch/processLimit``.
+    public let processes: [String]
+}
+
+/// Where the decoys go and which paths are watched: every covered directory, a decoy named like
+/// each real entry inside it (directories as empty directories, anything else as an empty file),
+/// and every covered file.
+struct TripwirePlan {
+    struct Watch {
+        let path: String
+        let mask: UInt32
+        let hiddenEntry: String
+    }
+
+    /// How deep decoys mirror a hidden directory, and how many decoys there are at most in all.
+    static let maximumDepth = 4
+    static let maximumDecoys = 1024
+
+    var decoyDirectories: [String] = []
+    var decoyFiles: [String] = []
+    var watches: [Watch] = []
+
+    init(_ hide: HidePlan) {
+        var budget = Self.maximumDecoys
+        for directory in hide.directories {
+            watches.append(Watch(path: directory, mask: UInt32(truncatingIfNeeded: SG_TRIPWIRE_DIRECTORY), hiddenEntry: directory))
+            mirror(directory, entry: directory, depth: 1, budget: &budget)
+        }
+        for file in hide.hiddenFiles {
+            watches.append(Watch(path: file, mask: UInt32(truncatingIfNeeded: SG_TRIPWIRE_HIDDEN_FILE), hiddenEntry: file))
+        }
+    }
+
+    /// Lists the real `directory` (before it is covered) and plans a decoy for each entry.
+    private mutating func mirror(_ directory: String, entry: String, depth: Int, budget: inout Int) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for name in names.sorted() where budget > 0 {
+            let path = directory + "/" + name
+            var info = stat()
+            guard lstat(path, &info) == 0 else { continue }
+            budget -= 1
+            if (info.st_mode & S_IFMT) == S_IFDIR {
+                decoyDirectories.append(path)
+                watches.append(Watch(path: path, mask: UInt32(truncatingIfNeeded: SG_TRIPWIRE_DIRECTORY), hiddenEntry: entry))
+                if depth < Self.maximumDepth { mirror(path, entry: entry, depth: depth + 1, budget: &budget) }
+            } else {
+                decoyFiles.append(path)
+                watches.append(Watch(path: path, mask: UInt32(truncatingIfNeeded: SG_TRIPWIRE_DECOY_FILE), hiddenEntry: entry))
+            }
+        }
+    }
+}
+
+/// The inotify instance watching an isolated step's hidden paths. It lives in stepguard only (the
+/// step's namespaces hold no descriptor of it, and stepguard is outside the step's PID namespace),
+/// so the step can neither close it nor kill its reader.
+///
+/// ``start(onTrip:)`` reads events on a thread of its own and calls `onTrip` for each trip, at
+/// once; ``finish()`` (called by ``StepSupervisor`` once the step has ended) reads what is left.
+public final class TripwireWatch: Sendable {
+    /// The most processes a ``Trip`` lists.
+    public static let processLimit = 16
+
+    private struct Watched: Sendable {
+        let path: String
+        let hiddenEntry: String
+    }
+
+    private struct State {
+        var onTrip: (@Sendable (Trip) -> Void)?
+        var finished = false
+        var readerStarted = false
+    }
+
+    private let fd: Int32
+    private let watched: [Int32: Watched]
+    /// Written to end the reader thread.
+    private let wake: (read: Int32, write: Int32)
+    /// The process whose descendants are the step (its init when isolated).
+    private let root: pid_t
+    private let state = Mutex(State())
+    /// Serialises reading the descriptor (the thread and ``finish()``).
+    private let reading = Mutex(())
+    private let readerDone = DispatchSemaphore(value: 0)
+
+    /// How many paths are watched.
+    public var count: Int { watched.count }
+
+    init(fd: Int32, plan: TripwirePlan, watchDescriptors: [Int32], root: pid_t) throws(SandboxError) {
+        var pipeEnds: [Int32] = [0, 0]
+        guard pipe(&pipeEnds) == 0, pipeEnds.allSatisfy({ fcntl($0, F_SETFD, FD_CLOEXEC) == 0 && fcntl($0, F_SETFL, O_NONBLOCK) == 0 }) else {
+            close(fd)
+            throw SandboxError.spawnFailed("making the tripwire reader's wake-up pipe", errno: errno)
+        }
+        self.fd = fd
+        self.wake = (pipeEnds[0], pipeEnds[1])
+        self.root = root
+        var watched: [Int32: Watched] = [:]
+        for (watch, descriptor) in zip(plan.watches, watchDescriptors) where watched[descriptor] == nil {
+            watched[descriptor] = Watched(path: watch.path, hiddenEntry: watch.hiddenEntry)
+        }
+        self.watched = watched
+    }
+
+    /// Starts reading events; `onTrip` is called on the reader thread for every trip.
+    public func start(onTrip: @escaping @Sendable (Trip) -> Void) {
+        let thread = Thread { [self] in
+            defer { readerDone.signal() }
+            while !state.withLock({ $0.finished }) {
+                var waits = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
+                let ready = poll(&waits, 2, -1)
+                if ready < 0 && errno == EINTR { continue }
+                if ready < 0 || waits[1].revents != 0 { return }
+                readAvailable()
+            }
+        }
+        thread.stackSize = 1 << 18
+        thread.name = "stepguard-tripwires"
+        state.withLock { state in
+            state.onTrip = onTrip
+            state.readerStarted = true
+        }
+        thread.start()
+    }
+
+    /// Stops the reader, handles the events still queued (a trip just before the step ended), and
+    /// closes the descriptors. Safe to call more than once.
+    func finish() {
+        let started = state.withLock { state -> Bool? in
+            guard !state.finished else { return nil }
+            state.finished = true
+            return state.readerStarted
+        }
+        guard let started else { return }
+        var byte: UInt8 = 1
+        _ = write(wake.write, &byte, 1)
+        if started { readerDone.wait() }
+        readAvailable()
+        close(fd)
+        close(wake.read)
+        close(wake.write)
+    }
+
+    /// Reads and handles every queued event (the descriptor is non-blocking).
+    private func readAvailable() {
+        reading.withLock { _ in
+            let size = 64 * 1024
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
+            defer { buffer.deallocate() }
+            while true {
+                let count = read(fd, buffer, size)
+                if count < 0 && errno == EINTR { continue }
+                guard count > 0 else { return }
+                var offset = 0
+                while offset + 16 <= count {
+                    let descriptor = buffer.loadUnaligned(fromByteOffset: offset, as: Int32.self)
+                    let mask = buffer.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)
+                    let length = Int(buffer.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
+                    let nameBytes = UnsafeRawBufferPointer(start: buffer + offset + 16, count: min(length, count - offset - 16))
+                    let name = String(decoding: nameBytes.prefix { $0 != 0 }, as: UTF8.self)
+                    offset += 16 + length
+                    if let trip = trip(descriptor: descriptor, mask: mask, name: name) { deliver(trip) }
+                }
+            }
+        }
+    }
+
+    private func deliver(_ trip: Trip) {
+        let onTrip = state.withLock { $0.onTrip }
+        onTrip?(trip)
+    }
+
+    /// The trip an event stands for, or nil for the bookkeeping events (a watch removed when the
+    /// namespace's mounts go away at the step's end).
+    private func trip(descriptor: Int32, mask: UInt32, name: String) -> Trip? {
+        if mask & UInt32(truncatingIfNeeded: SG_INOTIFY_OVERFLOW) != 0 {
+            // Events were dropped: whatever they were, fail closed.
+            return Trip(path: "(unknown)", operation: "events lost (the kernel's queue overflowed)", hiddenEntry: "(unknown)",
+                        processes: processes())
+        }
+        guard let watched = watched[descriptor] else { return nil }
+        let operations: [(Int, String)] = [
+            (SG_INOTIFY_OPEN, "open"), (SG_INOTIFY_CREATE, "create"), (SG_INOTIFY_DELETE, "delete"),
+            (SG_INOTIFY_MOVED_FROM, "rename"), (SG_INOTIFY_MOVED_TO, "rename"),
+            (SG_INOTIFY_ATTRIB, "change attributes"), (SG_INOTIFY_DELETE_SELF, "delete"),
+            (SG_INOTIFY_MOVE_SELF, "rename"),
+        ]
+        guard var operation = operations.first(where: { mask & UInt32(truncatingIfNeeded: $0.0) != 0 })?.1 else { return nil }
+        let isDirectory = mask & 0x4000_0000 != 0  // IN_ISDIR
+        if operation == "open" && isDirectory { operation = "list" }
+        let path = name.isEmpty ? watched.path : watched.path + "/" + name
+        return Trip(path: path, operation: operation, hiddenEntry: watched.hiddenEntry, processes: processes())
+    }
+
+    /// The step's processes, from its root down (at most ``processLimit``), as `pid program`.
+    private func processes() -> [String] {
+        var found: [String] = []
+        var queue: [pid_t] = [root]
+        while let pid = queue.first, found.count < Self.processLimit {
+            queue.removeFirst()
+            let program = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            found.append("\(pid) \(program)")
+            let children = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
+            queue += children.split(separator: " ").compactMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        return found
+    }
+}

@@ -1,0 +1,215 @@
+import Foundation
+import StepGuardTestSupport
+import Testing
+
+/// `tripwires:` through the built binary: a step that reaches for a hidden credential store is
+/// killed at once (or fails, or is only recorded in audit mode), whatever it finds there; a step
+/// that works in its workspace and reads ordinary files under $HOME trips nothing. Run as this
+/// process's user and, when that is root, as nobody.
+@Suite struct TripwireTests {
+    let directory: TemporaryDirectory
+    let home: String
+    /// A value only the hidden files hold: if it is printed, a store was read.
+    let marker: String
+
+    init() throws {
+        directory = try TemporaryDirectory()
+        chmod(directory.path, 0o777)  // nobody writes its audit log here
+        home = directory.path("home")
+        marker = "hidden-marker-\(UUID().uuidString.prefix(8))"
+        try directory.write("home/.aws/credentials", "[default]\n\(marker)\n", mode: 0o644)
+        try directory.write("home/.aws/config", "[default]\n", mode: 0o644)
+        try directory.write("home/.ssh/keys/deploy", "\(marker)\n", mode: 0o644)
+        try directory.write("home/.npmrc", "\(marker)\n", mode: 0o644)
+        try directory.write("home/notes.txt", "ordinary\n", mode: 0o644)
+        try directory.write("home/workspace/src/main.c", "int main(void) { return 0; }\n", mode: 0o644)
+        for path in ["home", "home/.aws", "home/.ssh", "home/.ssh/keys", "home/workspace", "home/workspace/src"] {
+            chmod(directory.path(path), 0o755)
+        }
+    }
+
+    func policy(_ body: String) throws -> String {
+        try directory.write("policy-\(UUID().uuidString.prefix(6)).yaml", "version: 1\n\(body)", mode: 0o644)
+    }
+
+    /// Runs `stepguard run` with HOME at the test's home, as this user or as nobody (nil when
+    /// nobody is asked for but the tests do not run as root).
+    func run(_ arguments: [String], asNobody: Bool = false) throws -> ProgramResult? {
+        var environment = TestEnvironment.base
+        environment["HOME"] = home
+        if asNobody {
+            guard getuid() == 0 else { return nil }
+            return try ProgramRun.start("/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+                                                             StepGuardBinary.path, "run"] + arguments,
+                                        environment: environment).wait()
+        }
+        return try StepGuardBinary.run(["run"] + arguments, environment: environment)
+    }
+
+    /// The audit log's events of type `tripwire`.
+    func tripwireEvents(_ log: String) throws -> [[String: Any]] {
+        try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").compactMap { line in
+            try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        }.filter { $0["type"] as? String == "tripwire" }
+    }
+
+    /// The step opens ~/.aws/credentials, then reports every 5 ms how long it has been alive since:
+    /// its last report bounds the time from the open to the kill.
+    @Test(arguments: [false, true])
+    func openingAHiddenCredentialFileKillsTheStepWithin100ms(asNobody: Bool) throws {
+        defer { directory.remove() }
+        let log = directory.path("audit-\(asNobody).jsonl")
+        let step = """
+            import os, sys, time
+            start = time.monotonic()
+            try:
+                print(open(os.path.expanduser("~/.aws/credentials")).read(), flush=True)
+            except OSError as error:
+                print("refused", error, flush=True)
+            while True:
+                print(f"alive {time.monotonic() - start:.4f}", flush=True)
+                time.sleep(0.005)
+            """
+        let arguments = ["--policy", try policy("isolation: required\n"), "--audit-log", log, "--", "python3", "-c", step]
+        guard let result = try run(arguments, asNobody: asNobody) else { return }
+        #expect(result.status == 77, "\(result.stderr)")
+        #expect(!result.stdout.contains(marker))
+        let alive = result.stdout.split(separator: "\n").compactMap { $0.hasPrefix("alive ") ? Double($0.dropFirst(6)) : nil }
+        #expect((alive.last ?? 0) < 0.1, "the step lived \(alive.last ?? 0) s after the open")
+        #expect(result.stderr.contains("verdict: BLOCKED — tripwire: the step tried to open \(home)/.aws/credentials"), "\(result.stderr)")
+        #expect(result.stderr.contains("step killed by signal 9"))
+        let denied = try tripwireEvents(log).filter { $0["decision"] as? String == "deny" }
+        #expect(denied.first?["path"] as? String == "\(home)/.aws/credentials")
+        #expect(denied.first?["operation"] as? String == "open")
+        #expect(denied.first?["rule"] as? String == "tripwires: \(home)/.aws")
+        #expect((denied.first?["processes"] as? String)?.contains("python3") == true, "\(denied)")
+    }
+
+    /// Every way of touching a store trips: listing it, opening a name only the host has (a decoy
+    /// stands in for it), a hidden file, a nested directory, through a symbolic link, changing it.
+    @Test(arguments: [
+        ("ls ~/.aws", "list", "/.aws"),
+        ("cat ~/.npmrc", "open", "/.npmrc"),
+        ("ls ~/.ssh/keys", "list", "/.ssh/keys"),
+        ("cat ~/.ssh/keys/deploy", "open", "/.ssh/keys/deploy"),
+        ("link=$(mktemp -u) && ln -s ~/.aws/config $link && cat $link; rm -f $link", "open", "/.aws/config"),
+        ("rm -f ~/.aws/config", "change attributes", "/.aws/config"),
+        ("touch ~/.aws/new", "create", "/.aws/new"),
+    ])
+    func touchingAStoreInAnyWayTrips(command: String, operation: String, path: String) throws {
+        defer { directory.remove() }
+        let log = directory.path("audit.jsonl")
+        let result = try #require(try run(["--policy", try policy("isolation: required\non_violation: fail\n"), "--audit-log", log,
+                                           "--", "sh", "-c", command]))
+        #expect(result.status == 77, "\(command): \(result.stderr)")
+        let denied = try tripwireEvents(log).filter { $0["decision"] as? String == "deny" }
+        #expect(denied.first?["operation"] as? String == operation, "\(command): \(denied)")
+        #expect(denied.first?["path"] as? String == home + path, "\(command): \(denied)")
+        #expect(!result.stdout.contains(marker))
+    }
+
+    /// Listing the workspace and $HOME, reading ordinary files, looking at a store's name without
+    /// opening it: nothing trips.
+    @Test(arguments: [false, true])
+    func aStepThatWorksInItsWorkspaceTripsNothing(asNobody: Bool) throws {
+        defer { directory.remove() }
+        let log = directory.path("audit-\(asNobody).jsonl")
+        let step = "ls -la ~ ~/workspace >/dev/null; find ~/workspace -type f | xargs cat; cat ~/notes.txt; test -e ~/.aws && echo exists"
+        guard let result = try run(["--policy", try policy("isolation: required\n"), "--audit-log", log, "--", "sh", "-c", step],
+                                   asNobody: asNobody) else { return }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == "int main(void) { return 0; }\nordinary\nexists\n")
+        let events = try tripwireEvents(log)
+        #expect(events.count == 1)
+        #expect(events.first?["decision"] as? String == "allow")
+        #expect(events.first?["enforced"] as? Bool == true)
+    }
+
+    @Test func onViolationFailLetsTheStepFinishAndExits77() throws {
+        defer { directory.remove() }
+        let result = try #require(try run(["--policy", try policy("isolation: required\non_violation: fail\n"), "--",
+                                           "sh", "-c", "cat ~/.aws/credentials; echo finished"]))
+        #expect(result.status == 77)
+        #expect(result.stdout == "finished\n")
+        #expect(result.stderr.contains("the step will fail (on_violation: fail)"))
+    }
+
+    @Test func auditModeRecordsTheTripAndStopsNothing() throws {
+        defer { directory.remove() }
+        let result = try #require(try run(["--policy", try policy("isolation: required\nmode: audit\n"), "--",
+                                           "sh", "-c", "cat ~/.aws/credentials; sleep 0.3; echo finished"]))
+        #expect(result.status == 0)
+        #expect(result.stdout == "finished\n")
+        #expect(result.stderr.contains("would block — tripwire: the step tried to open \(home)/.aws/credentials"), "\(result.stderr)")
+    }
+
+    @Test func tripwiresOffTripsNothing() throws {
+        defer { directory.remove() }
+        let result = try #require(try run(["--policy", try policy("isolation: required\ntripwires: off\n"), "--",
+                                           "sh", "-c", "cat ~/.aws/credentials; ls -A ~/.aws; echo finished"]))
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == "finished\n", "no decoys either")
+    }
+
+    /// The step holds no descriptor of the watch, and cannot see the process that reads it.
+    @Test func theWatchIsOutOfTheStepsReach() throws {
+        defer { directory.remove() }
+        let step = "ls -l /proc/[0-9]*/fd/ 2>/dev/null | grep -c inotify; ls /proc | grep -cE '^[0-9]+$'"
+        let result = try #require(try run(["--policy", try policy("isolation: required\n"), "--", "sh", "-c", step]))
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n")
+        #expect(lines.first == "0", "\(result.stdout)")
+        #expect(Int(lines.last ?? "") ?? 99 <= 5, "only the step's own processes and stepguard's init: \(result.stdout)")
+    }
+
+    /// Without isolation the tripwires cannot be enforced: the verdict, the audit log and (in
+    /// GitHub Actions) the summary say so, as they say the step is not isolated.
+    @Test func withoutIsolationTheVerdictSaysTripwiresAreNotEnforced() throws {
+        defer { directory.remove() }
+        let log = directory.path("audit.jsonl")
+        let summary = directory.path("summary.md")
+        var environment = TestEnvironment.base
+        environment["HOME"] = home
+        environment["GITHUB_ACTIONS"] = "true"
+        environment["GITHUB_STEP_SUMMARY"] = summary
+        let result = try StepGuardBinary.run(["run", "--policy", try policy("isolation: off\n"), "--audit-log", log, "--",
+                                              "sh", "-c", "cat ~/.aws/credentials >/dev/null; echo finished"], environment: environment)
+        #expect(result.status == 0)
+        #expect(try String(contentsOfFile: summary, encoding: .utf8).contains("| allow | tripwire | enforced=false | tripwires are not enforced"))
+        #expect(result.stderr.contains("not isolated (isolation: off), tripwires not enforced"), "\(result.stderr)")
+        let events = try tripwireEvents(log)
+        #expect(events.count == 1)
+        #expect(events.first?["enforced"] as? Bool == false)
+        #expect((events.first?["reason"] as? String)?.hasPrefix("tripwires are not enforced: the step is not isolated") == true)
+    }
+
+    @Test func whenIsolationFallsBackTheVerdictSaysTripwiresAreNotEnforced() throws {
+        defer { directory.remove() }
+        let auto = try policy("isolation: auto\n")
+        let script = "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" run --policy \"$1\" -- true"
+        let result = try ProgramRun.start("/usr/bin/unshare", ["-U", "--map-current-user", "/bin/sh", "-c", script,
+                                                               StepGuardBinary.path, auto]).wait()
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("NOT isolated (isolation: auto fell back to proxy variables only), tripwires not enforced"),
+                "\(result.stderr)")
+    }
+
+    /// When the kernel refuses the watches (here: no inotify instance allowed in the user namespace
+    /// stepguard runs in), the step still runs isolated with its stores hidden — tripwires never
+    /// cost the isolation — and the verdict and the audit log say tripwires are not enforced.
+    @Test func whenWatchesAreRefusedTheStepStaysIsolatedAndTheVerdictSaysSo() throws {
+        defer { directory.remove() }
+        let required = try policy("isolation: required\n")
+        for file in [directory.path, required] { chmod(file, 0o755) }
+        let log = directory.path("audit.jsonl")
+        let script = "echo 0 > /proc/sys/user/max_inotify_instances && HOME=\"$3\" exec \"$0\" run --policy \"$1\" --audit-log \"$2\" -- sh -c 'cat ~/.aws/credentials; echo finished'"
+        let result = try ProgramRun.start("/usr/bin/unshare", ["-U", "--map-current-user", "/bin/sh", "-c", script,
+                                                               StepGuardBinary.path, required, log, home]).wait()
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == "finished\n", "hidden all the same: \(result.stdout)")
+        #expect(result.stderr.contains("; isolated, tripwires not enforced (exit 0)"), "\(result.stderr)")
+        let events = try tripwireEvents(log)
+        #expect(events.first?["enforced"] as? Bool == false)
+        #expect((events.first?["reason"] as? String)?.contains("max_user_watches or max_user_instances") == true, "\(events)")
+    }
+}
