@@ -73,6 +73,9 @@ let package = Package(
             ]
         ),
 
+        // Halt and revoke: the credentials a step held, revoked at their issuers after a violation
+        // or on drift (the HTTP client comes from the composition root).
+        .target(name: "StepGuardRevocation", dependencies: ["StepGuardCore", "StepGuardPolicy", "StepGuardAudit", "StepGuardEgress"]),
         .target(
             name: "StepGuardPipeline",
             dependencies: ["StepGuardPolicy", .product(name: "Yams", package: "Yams")]
@@ -83,7 +86,7 @@ let package = Package(
             name: "stepguard",
             dependencies: [
                 "StepGuardCore", "StepGuardPolicy", "StepGuardAudit", "StepGuardSandbox", "StepGuardSecrets",
-                "StepGuardIdentity", "StepGuardEgress", "StepGuardPipeline",
+                "StepGuardIdentity", "StepGuardEgress", "StepGuardRevocation", "StepGuardPipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic"])]
@@ -108,7 +111,7 @@ let package = Package(
         .testTarget(name: "StepGuardPolicyTests", dependencies: ["StepGuardPolicy"]),
         .testTarget(name: "StepGuardAuditTests", dependencies: ["StepGuardAudit", "StepGuardCore"]),
         .testTarget(name: "StepGuardSandboxTests", dependencies: ["StepGuardSandbox", "StepGuardTestSupport"], exclude: ["Harness"]),
-        .testTarget(name: "StepGuardSecretsTests", dependencies: ["StepGuardSecrets", "StepGuardCore", "StepGuardTestSupport"]),
+        .testTarget(name: "StepGuardSecretsTests", dependencies: ["StepGuardSecrets", "StepGuardCore", "StepGuardTestSupport", "StepGuardServerTestSupport"]),
         .testTarget(
             name: "StepGuardIdentityTests",
             dependencies: [
@@ -118,6 +121,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "StepGuardEgressTests", dependencies: ["StepGuardEgress", "StepGuardCore", "StepGuardSecrets", "StepGuardTestSupport", "StepGuardServerTestSupport"]),
+        .testTarget(name: "StepGuardRevocationTests", dependencies: ["StepGuardRevocation", "StepGuardEgress", "StepGuardCore"]),
         .testTarget(name: "StepGuardPipelineTests", dependencies: ["StepGuardPipeline"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CLazyLoad", "CCurl", "CGit2", "CVectorscan", "CPCRE2", "StepGuardTestSupport", "StepGuardServerTestSupport"]),
         .testTarget(name: "StepGuardCommandLineTests", dependencies: ["stepguard"]),

@@ -1,3 +1,4 @@
+import StepGuardCore
 import Foundation
 import Testing
 @testable import StepGuardSecrets

@@ -1,4 +1,5 @@
 import Foundation
+import StepGuardServerTestSupport
 import StepGuardTestSupport
 import Testing
 @testable import StepGuardSecrets

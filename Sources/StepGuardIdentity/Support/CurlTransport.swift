@@ -18,9 +18,6 @@ public struct CurlTransport: HTTPTransport {
     public var connectTo: [String]
     /// Maximum response body size in bytes.
     public var maximumResponseSize: Int
-    /// Connection overrides, libcurl `CONNECT_TO` entries `HOST:PORT:ADDRESS:PORT`: the request
-    /// still names (SNI, Host, certificate check) the URL's host (for tests and mirrors).
-    public var connectTo: [String] = []
 
     /// Creates a transport.
     public init(timeout: TimeInterval = 10, connectTimeout: TimeInterval = 5, caFile: String? = nil, caPath: String? = nil,

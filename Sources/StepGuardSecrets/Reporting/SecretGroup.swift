@@ -1,3 +1,4 @@
+import StepGuardCore
 /// One secret — the same rule matching the same value — with every place it was found.
 ///
 /// The text, SARIF, GitHub and JUnit reports list one entry per group; `--format json` keeps one

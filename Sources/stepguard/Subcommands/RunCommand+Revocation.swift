@@ -2,6 +2,7 @@ import Foundation
 import StepGuardAudit
 import StepGuardEgress
 import StepGuardPolicy
+import StepGuardRevocation
 
 /// `revoke: auto` in `run`: credentials minted through a service are revoked when its window
 /// closes or the job's identity expires while the step runs; once a step that violated the policy
@@ -20,7 +21,7 @@ final class RevocationGuard: Sendable {
         self.trail = trail
         self.stepEnvironment = stepEnvironment
         self.egress = egress
-        ledger = RevocationLedger(policy: policy, trail: trail)
+        ledger = RevocationLedger(policy: policy, trail: trail, transport: CurlRevocationTransport(network: policy.network))
         drift = policy.revoke == .off ? nil
             : DriftRevocation(services: policy.services, egress: egress, identityExpiry: identityExpiry,
                               environment: stepEnvironment, ledger: ledger)

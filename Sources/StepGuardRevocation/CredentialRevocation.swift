@@ -1,9 +1,9 @@
 import Dispatch
 import Foundation
 import StepGuardAudit
-import StepGuardIdentity
+import StepGuardCore
+import StepGuardEgress
 import StepGuardPolicy
-import StepGuardSecrets
 import Synchronization
 
 /// A credential the step held — from its environment, or minted through an exchange the proxy
@@ -14,7 +14,7 @@ public struct HeldCredential: Sendable {
     /// Where the step got it, e.g. `environment: GITHUB_TOKEN` or `minted by pypi-upload`.
     public let origin: String
     /// The request that revokes it, or nil when its issuer has no revocation call.
-    let request: HTTPRequest?
+    let request: RevocationRequest?
     /// The statuses that mean "revoked".
     let revokedStatuses: Set<Int>
     /// For one that cannot be revoked: why, and when it expires.
@@ -86,7 +86,7 @@ public enum CredentialRevocation {
 
     static func github(_ token: String, origin: String, environment: [String: String]) -> HeldCredential {
         let api = (environment["GITHUB_API_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? "https://api.github.com")
-        let request = HTTPRequest(method: .delete, url: trimmed(api) + "/installation/token",
+        let request = RevocationRequest(method: .delete, url: trimmed(api) + "/installation/token",
                                   headers: [("Authorization", "Bearer \(token)"), ("Accept", "application/vnd.github+json"),
                                             ("X-GitHub-Api-Version", "2022-11-28")])
         return HeldCredential(kind: "GitHub installation token", origin: origin, request: request, revokedStatuses: [204],
@@ -104,7 +104,7 @@ public enum CredentialRevocation {
         }
         var headers = [("X-Vault-Token", token)]
         if let namespace = environment["VAULT_NAMESPACE"], !namespace.isEmpty { headers.append(("X-Vault-Namespace", namespace)) }
-        let request = HTTPRequest(method: .post, url: trimmed(address) + "/v1/auth/token/revoke-self", headers: headers)
+        let request = RevocationRequest(method: .post, url: trimmed(address) + "/v1/auth/token/revoke-self", headers: headers)
         return HeldCredential(kind: "Vault token", origin: origin, request: request, revokedStatuses: [204], notRevocable: nil, token: token)
     }
 
@@ -115,7 +115,7 @@ public enum CredentialRevocation {
         var body = URLComponents()
         body.queryItems = [URLQueryItem(name: "token", value: token)]
         let form = (body.percentEncodedQuery ?? "").replacingOccurrences(of: "+", with: "%2B")
-        let request = HTTPRequest(method: .post, url: googleRevocationURL,
+        let request = RevocationRequest(method: .post, url: googleRevocationURL,
                                   headers: [("Content-Type", "application/x-www-form-urlencoded")], body: Array(form.utf8))
         return HeldCredential(kind: "Google OAuth access token", origin: origin, request: request, revokedStatuses: [200],
                               notRevocable: nil, token: token)
@@ -137,10 +137,7 @@ public enum CredentialRevocation {
     /// The `exp` of a value shaped like a JWT (three base64url parts, a JSON payload), as ISO 8601;
     /// nil for anything else. Not verified: it only says when the token stops being accepted.
     static func jwtExpiry(_ value: String) -> String? {
-        let parts = value.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, value.hasPrefix("eyJ"), let payload = Base64URL.decode(String(parts[1])),
-              let claims = try? JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any],
-              let exp = claims["exp"] as? Double else { return nil }
+        guard let exp = (try? CompactJWT(value))?.claims["exp"]?.doubleValue else { return nil }
         return ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: exp))
     }
 
@@ -148,22 +145,10 @@ public enum CredentialRevocation {
         url.hasSuffix("/") ? String(url.dropLast()) : url
     }
 
-    /// The transport revocations use: the proxy's upstream trust (the system's CAs, plus
-    /// `network.upstream_ca`) and its `network.resolve` overrides, bounded by `timeout`.
-    static func transport(_ network: NetworkPolicy, timeout: TimeInterval) -> CurlTransport {
-        let connectTo = network.resolve.map { from, to in
-            "\(from.host):\(from.port):\(to.host.contains(":") ? "[\(to.host)]" : to.host):\(to.port)"
-        }
-        let systemCertificates = ["/etc/ssl/certs", "/etc/pki/tls/certs"].first { FileManager.default.fileExists(atPath: $0) }
-        return CurlTransport(timeout: timeout, connectTimeout: timeout, caFile: network.upstreamCA,
-                             caPath: network.upstreamCA == nil ? nil : systemCertificates, connectTo: connectTo.sorted(),
-                             maximumResponseSize: 64 * 1024)
-    }
-
     /// Revokes `credentials` (in `mode: audit` only records what it would revoke), in parallel and
     /// all within ``bound``, each only where ``RevocationTargets`` permits; records one `revocation`
     /// event each, saying `why`.
-    public static func revoke(_ credentials: [HeldCredential], why: String, policy: Policy, trail: AuditTrail) {
+    public static func revoke(_ credentials: [HeldCredential], why: String, policy: Policy, trail: AuditTrail, transport: any RevocationTransport) {
         let auditOnly = policy.mode == .audit
         let targets = RevocationTargets(policy: policy)
         let started = Date()
@@ -183,7 +168,6 @@ public enum CredentialRevocation {
                                     reason: "\(credential.kind) from \(credential.origin) (\(why)): \(detail)",
                                     rule: "revoke: auto", subject: subject))
         }
-        let transport = transport(policy.network, timeout: bound)
         for (index, credential) in credentials.enumerated() {
             guard let request = credential.request else {
                 record(index, outcome: "not revocable", detail: credential.notRevocable ?? "no revocation call")
@@ -200,16 +184,16 @@ public enum CredentialRevocation {
             group.enter()
             Thread.detachNewThread {
                 defer { group.leave() }
-                do throws(IdentityError) {
-                    let response = try transport.perform(request, purpose: .revocation)
-                    if credential.revokedStatuses.contains(response.status) {
-                        record(index, outcome: "revoked", detail: "revoked at \(request.url)", status: response.status)
+                do {
+                    let status = try transport.send(request, timeout: bound)
+                    if credential.revokedStatuses.contains(status) {
+                        record(index, outcome: "revoked", detail: "revoked at \(request.url)", status: status)
                     } else {
-                        record(index, outcome: "failed", detail: "\(request.url) answered \(response.status); the credential may still be valid",
-                               status: response.status)
+                        record(index, outcome: "failed", detail: "\(request.url) answered \(status); the credential may still be valid",
+                               status: status)
                     }
                 } catch {
-                    record(index, outcome: "failed", detail: "\(error.detail); the credential may still be valid")
+                    record(index, outcome: "failed", detail: "\(error); the credential may still be valid")
                 }
             }
         }

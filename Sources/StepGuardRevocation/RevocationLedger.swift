@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import StepGuardAudit
+import StepGuardEgress
 import StepGuardPolicy
 import Synchronization
 
@@ -10,17 +11,19 @@ public final class RevocationLedger: Sendable {
     private let handled = Mutex<Set<String>>([])
     private let policy: Policy
     private let trail: AuditTrail
+    private let transport: any RevocationTransport
 
-    public init(policy: Policy, trail: AuditTrail) {
+    public init(policy: Policy, trail: AuditTrail, transport: any RevocationTransport) {
         self.policy = policy
         self.trail = trail
+        self.transport = transport
     }
 
     /// Revokes those of `credentials` that no earlier call handled, saying `why`.
     public func revoke(_ credentials: [HeldCredential], why: String) {
         let fresh = handled.withLock { handled in credentials.filter { handled.insert($0.token).inserted } }
         guard !fresh.isEmpty else { return }
-        CredentialRevocation.revoke(fresh, why: why, policy: policy, trail: trail)
+        CredentialRevocation.revoke(fresh, why: why, policy: policy, trail: trail, transport: transport)
     }
 }
 

@@ -1,6 +1,7 @@
+import StepGuardCore
 import Foundation
-@testable import StepGuardEgress
-import StepGuardIdentity
+import StepGuardEgress
+@testable import StepGuardRevocation
 import Testing
 
 /// Which of the credentials a step held revocation concerns, and how each would be revoked.
