@@ -12,6 +12,14 @@ import Testing
         return EgressDecider(egress: policy.egress, services: try ServiceCatalog.builtIn.bind(policy.services), resolveOverrides: policy.network.resolve)
     }
 
+    /// `services:` naming Vault at vault.example, any credential allowed.
+    static let vaultService = """
+    services:
+      - service: hashicorp-vault
+        hosts: [vault.example]
+        allow: { credential: any }
+    """
+
     func route(_ host: String, _ port: UInt16, _ address: String) throws -> Route {
         let normalised = try #require(HostName.normalise(host))
         let ip = try #require(IPAddress(address))
@@ -93,13 +101,7 @@ import Testing
     // MARK: Connections
 
     @Test func aConnectionDecisionCarriesItsActionAndRecord() throws {
-        let decider = try decider("""
-        egress: { default: deny, allow: [allowed.example] }
-        services:
-          - service: hashicorp-vault
-            hosts: [vault.example]
-            allow: { credential: any }
-        """)
+        let decider = try decider("egress: { default: deny, allow: [allowed.example] }\n" + Self.vaultService)
         // Documentation addresses (RFC 5737): values only, nothing connects to them.
         let allowed = try route("allowed.example", 443, "192.0.2.1")
         let tunnel = decider.decide(allowed, .connect)
@@ -119,13 +121,7 @@ import Testing
     }
 
     @Test func aServiceAddressReachedByAnotherNameIsRefusedEvenWhenRemembered() throws {
-        let decider = try decider("""
-        egress: { default: allow }
-        services:
-          - service: hashicorp-vault
-            hosts: [vault.example]
-            allow: { credential: any }
-        """)
+        let decider = try decider("egress: { default: allow }\n" + Self.vaultService)
         let alias = try route("alias.example", 8200, "192.0.2.3")
         let remembered = decider.verdict(for: alias)
         #expect(remembered.allowed, "nothing learned yet")
@@ -143,13 +139,7 @@ import Testing
     }
 
     @Test func aTunnelWhoseClientHelloNamesAnotherHostIsDenied() throws {
-        let decider = try decider("""
-        egress: { default: allow }
-        services:
-          - service: hashicorp-vault
-            hosts: [vault.example]
-            allow: { credential: any }
-        """)
+        let decider = try decider("egress: { default: allow }\n" + Self.vaultService)
         let tunnel = try route("cdn.example", 443, "192.0.2.4")
         func decide(_ sni: String?) -> TunnelStart.Verdict {
             let body = InterceptedSNIGuardTests.clientHelloBody(extensions: sni.map { [InterceptedSNIGuardTests.serverNameExtension($0)] } ?? [])
