@@ -1,21 +1,11 @@
 /// Exit codes of `stepguard run` (sysexits.h conventions).
-public enum StepGuardExitCode {
-    /// Blocked by policy: identity, lifetime, credential, egress, service, isolation or persistence.
-    public static let blocked: Int32 = 77
-    /// Usage error (bad flags or arguments).
-    public static let usage: Int32 = 64
-    /// Invalid policy or configuration; nothing was run.
-    public static let config: Int32 = 78
-    /// A required facility is unavailable (e.g. isolation required but impossible).
-    public static let unavailable: Int32 = 69
-    /// Internal error.
-    public static let software: Int32 = 70
-}
-
 /// The outcome of a guarded step: what stepguard exits with and the line that says why.
 public struct Verdict: Sendable, Equatable {
     /// True when the policy blocked something and the mode enforces it.
     public let blocked: Bool
+    /// The step's own exit status (128+N when killed by signal N), or nil when it was not started.
+    public let stepStatus: Int32?
+    /// What stepguard exits with, chosen by the executable's exit-status table.
     public let exitCode: Int32
     /// How the step ended ("exited with status 0"), or why it did not start.
     public let outcome: String
@@ -27,10 +17,11 @@ public struct Verdict: Sendable, Equatable {
     /// What revocation did, e.g. "2 credentials revoked, 1 not revocable" (nil when nothing was tried).
     public let revocations: String?
 
-    /// Decides the exit code: the step's own code when nothing was denied (or in audit mode, where
-    /// nothing is enforced); 77 when the policy denied anything in enforce mode, whether or not the
-    /// step went on.
-    public init(stepExitCode: Int32?, outcome: String, events: [AuditEvent], auditOnly: Bool, isolation: String? = nil) {
+    /// A verdict on `events`: blocked when the policy denied anything in enforce mode, whether or
+    /// not the step went on (in audit mode nothing is enforced). `exitCode` chooses the status
+    /// stepguard exits with (the executable's table: the step's own unless blocked).
+    public init(stepExitCode: Int32?, outcome: String, events: [AuditEvent], auditOnly: Bool, isolation: String? = nil,
+                exitCode: (Verdict.Facts) -> Int32) {
         self.isolation = isolation
         let violations = events.filter { $0.decision == .deny && $0.type != .revocation }
         self.revocations = Self.countRevocations(events.filter { $0.type == .revocation })
@@ -38,10 +29,17 @@ public struct Verdict: Sendable, Equatable {
         self.auditOnly = auditOnly
         self.outcome = outcome
         self.blocked = !auditOnly && !violations.isEmpty
-        if blocked {
-            self.exitCode = StepGuardExitCode.blocked
-        } else {
-            self.exitCode = stepExitCode ?? StepGuardExitCode.blocked
+        self.stepStatus = stepExitCode
+        self.exitCode = exitCode(Facts(blocked: blocked, stepStatus: stepExitCode))
+    }
+
+    /// What the exit status is chosen from.
+    public struct Facts: Sendable {
+        public let blocked: Bool
+        public let stepStatus: Int32?
+        public init(blocked: Bool, stepStatus: Int32?) {
+            self.blocked = blocked
+            self.stepStatus = stepStatus
         }
     }
 

@@ -68,13 +68,22 @@ public struct EgressError: Error, Sendable, CustomStringConvertible, Equatable {
 }
 
 extension EgressError {
-    /// The exit code `stepguard run` uses when the proxy cannot start: 78 for policy or catalog
-    /// problems, 69 when a facility (port, temporary directory) is unavailable, 70 otherwise.
-    public var exitCode: Int32 {
+    /// What kind of failure keeps the proxy from starting (the executable maps it to an exit status).
+    public enum Category: Sendable {
+        /// The policy or the service catalog is wrong (an unknown service, an unusable `network.upstream_ca`).
+        case configuration
+        /// A facility is missing (no port to listen on, no place for the trust bundle).
+        case unavailable
+        /// stepguard itself failed.
+        case internalFailure
+    }
+
+    /// What kind of failure this is.
+    public var category: Category {
         switch kind {
-        case .unknownService, .serviceNeedsHosts, .invalidCatalog, .upstreamCA: StepGuardExitCode.config
-        case .cannotListen, .cannotWriteTrustBundle: StepGuardExitCode.unavailable
-        case .certificateAuthority, .proxyFailed: StepGuardExitCode.software
+        case .unknownService, .serviceNeedsHosts, .invalidCatalog, .upstreamCA: .configuration
+        case .cannotListen, .cannotWriteTrustBundle: .unavailable
+        case .certificateAuthority, .proxyFailed: .internalFailure
         }
     }
 }

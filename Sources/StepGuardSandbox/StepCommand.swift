@@ -81,17 +81,6 @@ public enum SandboxError: Error, Sendable, Equatable, CustomStringConvertible {
     /// started isolated without tripwires (see ``StartedStep/tripwireFallback``).
     case tripwiresUnavailable(String)
 
-    /// The exit code stepguard uses for this error (126/127 as shells do; 70 for internal failures).
-    public var exitCode: Int32 {
-        switch self {
-        case .noCommand: 64
-        case .commandNotFound: 127
-        case .notExecutable: 126
-        case .spawnFailed: 70
-        case .isolationUnavailable, .limitUnavailable, .tripwiresUnavailable: 69
-        }
-    }
-
     public var description: String {
         switch self {
         case .noCommand:

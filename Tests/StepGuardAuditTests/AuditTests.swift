@@ -7,28 +7,32 @@ import Testing
 @Suite struct VerdictTests {
     let deny = AuditEvent(type: .egress, decision: .deny, reason: "evil.test:443 is not in egress.allow", subject: ["host": .string("evil.test")])
     let allow = AuditEvent(type: .process, decision: .allow, reason: "step started")
+    /// Stands in for the executable's exit-status table: distinct numbers show which fact chose the code.
+    let exitCode: (Verdict.Facts) -> Int32 = { $0.blocked ? 99 : $0.stepStatus ?? 98 }
 
     @Test func stepCodeWhenNothingDenied() {
-        let verdict = Verdict(stepExitCode: 3, outcome: "exited with status 3", events: [allow], auditOnly: false)
-        #expect(verdict.exitCode == 3 && !verdict.blocked)
+        let verdict = Verdict(stepExitCode: 3, outcome: "exited with status 3", events: [allow], auditOnly: false, exitCode: exitCode)
+        #expect(verdict.exitCode == 3 && verdict.stepStatus == 3 && !verdict.blocked)
         #expect(verdict.line.hasPrefix("stepguard: verdict: allowed"))
     }
 
-    @Test func anyDenialExits77EvenWhenTheStepSucceeded() {
-        let verdict = Verdict(stepExitCode: 0, outcome: "exited with status 0", events: [allow, deny, deny], auditOnly: false)
-        #expect(verdict.exitCode == 77 && verdict.blocked)
+    @Test func anyDenialBlocksEvenWhenTheStepSucceeded() {
+        let verdict = Verdict(stepExitCode: 0, outcome: "exited with status 0", events: [allow, deny, deny], auditOnly: false, exitCode: exitCode)
+        #expect(verdict.exitCode == 99 && verdict.blocked)
         #expect(verdict.line.contains("BLOCKED — egress: evil.test:443 is not in egress.allow (+1 more)"))
     }
 
     @Test func auditModeNeverBlocks() {
-        let verdict = Verdict(stepExitCode: 0, outcome: "exited with status 0", events: [deny], auditOnly: true)
+        let verdict = Verdict(stepExitCode: 0, outcome: "exited with status 0", events: [deny], auditOnly: true, exitCode: exitCode)
         #expect(verdict.exitCode == 0 && !verdict.blocked)
         #expect(verdict.line.contains("audit mode, nothing enforced") && verdict.line.contains("would block"))
     }
 
     @Test func stepThatNeverStartedIsBlocked() {
-        let verdict = Verdict(stepExitCode: nil, outcome: "was not started", events: [deny], auditOnly: false)
-        #expect(verdict.exitCode == 77)
+        let verdict = Verdict(stepExitCode: nil, outcome: "was not started", events: [deny], auditOnly: false, exitCode: exitCode)
+        #expect(verdict.exitCode == 99 && verdict.stepStatus == nil && verdict.blocked)
+        let unstarted = Verdict(stepExitCode: nil, outcome: "was not started", events: [], auditOnly: false, exitCode: exitCode)
+        #expect(unstarted.exitCode == 98 && !unstarted.blocked, "the table decides what a step that never ran exits with")
     }
 }
 
@@ -68,7 +72,7 @@ import Testing
                                    annotationPrinter: { line in printed.withLock { $0.append(line) } })
         trail.record(AuditEvent(type: .process, decision: .allow, reason: "step started"))
         trail.record(AuditEvent(type: .egress, decision: .deny, reason: "evil.test:443 is not in egress.allow", subject: ["host": .string("evil.test")]))
-        let verdict = Verdict(stepExitCode: 0, outcome: "exited with status 0", events: trail.recorded, auditOnly: false)
+        let verdict = Verdict(stepExitCode: 0, outcome: "exited with status 0", events: trail.recorded, auditOnly: false, exitCode: { _ in 77 })
         trail.finish(verdict, environment: ["GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": summary])
         let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
         #expect(lines.count == 2 && lines.allSatisfy { $0.contains("\"step\":\"publish\"") })

@@ -10,7 +10,7 @@ import Testing
                              rule: "built-in: request body timeout", subject: ["host": .string("registry.test")])
 
     @Test func anErrorDoesNotBlock() {
-        let verdict = Verdict(stepExitCode: 0, outcome: "exited with status 0", events: [timeout], auditOnly: false)
+        let verdict = Verdict(stepExitCode: 0, outcome: "exited with status 0", events: [timeout], auditOnly: false, exitCode: { $0.stepStatus ?? 98 })
         #expect(verdict.exitCode == 0 && !verdict.blocked && verdict.violations.isEmpty)
     }
 

@@ -63,7 +63,7 @@ import Glibc
         #expect(events.first?["received_bytes"] as? Int == 10 && events.first?["content_length"] as? Int == 100)
         #expect(!(try directory.read("audit.jsonl")).contains("s3cr3t"), "queries are never recorded")
         #expect(trail.textLine(AuditEvent(type: .egress, decision: .error, reason: "r")).contains("ERROR egress"))
-        #expect(!Verdict(stepExitCode: 0, outcome: "exited", events: trail.recorded, auditOnly: false).blocked)
+        #expect(!Verdict(stepExitCode: 0, outcome: "exited", events: trail.recorded, auditOnly: false, exitCode: { _ in 0 }).blocked)
         #expect(stop.value == 0)
         try await Task.sleep(for: .milliseconds(200))
         #expect(session.openConnections == 0)

@@ -231,7 +231,7 @@ import Testing
         } catch {
             #expect(error.description.hasPrefix("test-policy.yaml:3:14: error: unknown service 'sigstore-fulcoi'"))
             #expect(error.description.contains("Did you mean 'sigstore-fulcio'?"))
-            #expect(error.exitCode == 78)
+            #expect(error.category == .configuration)
         }
     }
 

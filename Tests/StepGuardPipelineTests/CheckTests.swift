@@ -118,7 +118,7 @@ import Testing
             try WorkflowChecker.check(text: text, path: "bad.yml")
         } throws: { error in
             guard let error = error as? PipelineError else { return false }
-            return error.exitCode == 78 && error.location.file == "bad.yml" && error.location.line > 1
+            return error.isInvalidInput && error.location.file == "bad.yml" && error.location.line > 1
                 && error.description.contains("invalid YAML") && error.description.contains("fix the YAML")
         }
     }
@@ -128,18 +128,21 @@ import Testing
         #expect(throws: PipelineError.self) { try WorkflowChecker.check(text: "", path: "empty.yml") }
     }
 
-    @Test func reportExitCodes() throws {
+    /// What the report says about the check (the executable's ExitStatus turns it into 0, 1, 2 or 78).
+    @Test func reportOutcomes() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sg-pipeline-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        #expect(WorkflowChecker.check(paths: [directory]).exitCode == 2)
-        #expect(WorkflowChecker.check(paths: [directory + "/missing.yml"]).exitCode == 78)
+        let empty = WorkflowChecker.check(paths: [directory])
+        #expect(empty.errors.count == 1 && empty.errors[0].kind == .noWorkflows && !empty.errors[0].isInvalidInput)
+        #expect(WorkflowChecker.check(paths: [directory + "/missing.yml"]).errors.map(\.isInvalidInput) == [true])
         let bad = directory + "/bad.yml"
         try "on: [".write(toFile: bad, atomically: true, encoding: .utf8)
         let report = WorkflowChecker.check(paths: [bad, fixture("npm-publish.yml")])
-        #expect(report.exitCode == 78)
+        #expect(report.errors.map(\.isInvalidInput) == [true])
         #expect(report.findings.count == 3)
-        #expect(WorkflowChecker.check(paths: [fixture("guarded-release.yml")]).exitCode == 0)
+        let guarded = WorkflowChecker.check(paths: [fixture("guarded-release.yml")])
+        #expect(guarded.errors.isEmpty && guarded.findings.isEmpty)
     }
 }
 

@@ -320,7 +320,7 @@ import Testing
             try check(twice, path: ".gitlab-ci.yml")
         } throws: { error in
             guard let error = error as? PipelineError else { return false }
-            return error.exitCode == 78 && error.location.line == 10 && error.location.column == 3
+            return error.isInvalidInput && error.location.line == 10 && error.location.column == 3
                 && error.description.contains("'script' appear twice") && !error.description.contains("\n")
                 && error.description.contains("near `script: [echo one]`")
         }

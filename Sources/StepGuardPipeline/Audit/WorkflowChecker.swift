@@ -18,12 +18,6 @@ public struct CheckReport: Sendable {
     public var findings: [Finding] = []
     /// Files that could not be read, parsed or recognized (the check fails closed on them).
     public var errors: [PipelineError] = []
-
-    /// The exit status for `workflow check`: errors first, then findings, else clean.
-    public var exitCode: Int32 {
-        if let worst = errors.map(\.exitCode).max() { return worst }
-        return findings.isEmpty ? StepGuardPipeline.exitClean : StepGuardPipeline.exitFindings
-    }
 }
 
 /// Reads GitHub Actions workflows and GitLab CI files and reports identity and token risks.

@@ -33,11 +33,8 @@ public struct PipelineError: Error, Sendable, Equatable, CustomStringConvertible
         self.remedy = remedy
     }
 
-    /// True when the error is about unreadable or invalid input (exit 78), false for other errors (exit 2).
+    /// True when the error is about unreadable or invalid input, false for other errors (no workflow found…).
     public var isInvalidInput: Bool { kind == .unreadable || kind == .invalidYAML || kind == .notAWorkflow }
-
-    /// The exit status `stepguard workflow` uses for this error.
-    public var exitCode: Int32 { isInvalidInput ? StepGuardPipeline.exitInvalid : StepGuardPipeline.exitError }
 
     public var description: String { "\(location): error: \(message); \(remedy)" }
 }

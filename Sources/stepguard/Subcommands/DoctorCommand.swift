@@ -65,7 +65,7 @@ struct DoctorCommand: ParsableCommand {
             printOut(Self.json(checks, policy: self.policy, refusals: refusals))
         }
         for refusal in refusals { printErr("stepguard: \(refusal)") }
-        if !refusals.isEmpty { throw ExitCode(StepGuardExitCode.unavailable) }
+        if !refusals.isEmpty { throw ExitCode(ExitStatus.unavailable) }
     }
 
     static func libgit2() -> MachineCheck {

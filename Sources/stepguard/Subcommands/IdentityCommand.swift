@@ -61,7 +61,7 @@ struct IdentityCommand: AsyncParsableCommand {
             let policy = try loadPolicy(file: self.policy, step: step)
             guard let identityPolicy = policy.identity else {
                 printErr("stepguard: \(policy.source) has no identity: section; nothing to verify. Add identity: with issuer and audience.")
-                throw ExitCode(StepGuardExitCode.config)
+                throw ExitCode(ExitStatus.config)
             }
             let environment = ProcessInfo.processInfo.environment
             do {
@@ -83,7 +83,7 @@ struct IdentityCommand: AsyncParsableCommand {
                 report(.object(["decision": "allow", "identity": identity.jsonValue]),
                        text: "stepguard: identity verified\n" + identity.textReport)
             } catch {
-                let code = error.isConfigurationError ? StepGuardExitCode.config : StepGuardExitCode.blocked
+                let code = error.isConfigurationError ? ExitStatus.config : ExitStatus.blocked
                 if format == .json {
                     printOut(JSONValue.object(["decision": "deny", "check": .string(error.check.name),
                                                "reason": .string(error.detail), "remedy": .string(error.remedy)]).jsonText)

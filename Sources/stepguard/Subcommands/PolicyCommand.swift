@@ -50,7 +50,7 @@ struct PolicyCommand: ParsableCommand {
                     printErr("\(file): \(error.diagnostics.count) error\(error.diagnostics.count == 1 ? "" : "s")")
                 }
             }
-            if failed { throw ExitCode(StepGuardExitCode.config) }
+            if failed { throw ExitCode(ExitStatus.config) }
         }
 
         /// What `stepguard run` would refuse the policy or any of its steps for. Steps only add
@@ -97,6 +97,6 @@ func loadPolicy(file: String?, step: String?) throws -> Policy {
     } catch {
         printErr(error.description)
         printErr("stepguard: the policy is invalid; nothing was run. Fix the errors above (stepguard policy check FILE lists them all).")
-        throw ExitCode(StepGuardExitCode.config)
+        throw ExitCode(ExitStatus.config)
     }
 }

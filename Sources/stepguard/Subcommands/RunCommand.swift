@@ -127,7 +127,7 @@ extension RunInvocation {
                 logPath: auditLog, verbose: verbose)
         } catch {
             printErr("stepguard: \(error.description)")
-            throw ExitCode(StepGuardExitCode.config)
+            throw ExitCode(ExitStatus.config)
         }
 
         let preflight = Preflight(policy: policy, trail: trail)
@@ -138,7 +138,7 @@ extension RunInvocation {
             (identityPassed, job) = try await preflight.verifyIdentity(environment: environment)
         } catch {
             printErr("stepguard: \(error.description); nothing was run")
-            throw ExitCode(StepGuardExitCode.config)
+            throw ExitCode(ExitStatus.config)
         }
         let supervisor = StepSupervisor(gracePeriod: .milliseconds(policy.gracePeriod.milliseconds))
         // Egress proxy: started before the step, stopped after it; the step gets its proxy and
@@ -165,11 +165,12 @@ extension RunInvocation {
         } catch {
             await stopEgress()
             printErr("stepguard: cannot load the credential rules: \(error)")
-            throw ExitCode(StepGuardExitCode.software)
+            throw ExitCode(ExitStatus.software)
         }
         guard identityPassed, stepSourcePassed, let stepEnvironment, let egressStart else {
             await stopEgress()
-            let verdict = Verdict(stepExitCode: nil, outcome: "was not started", events: trail.recorded, auditOnly: policy.mode == .audit)
+            let verdict = Verdict(stepExitCode: nil, outcome: "was not started", events: trail.recorded, auditOnly: policy.mode == .audit,
+                                  exitCode: ExitStatus.run)
             trail.finish(verdict)
             writeRecord(of: verdict)
             throw ExitCode(verdict.exitCode)
@@ -180,7 +181,7 @@ extension RunInvocation {
             egress = session
         case .failure(let error):
             printErr("stepguard: \(error.description); nothing was run")
-            throw ExitCode(error.exitCode)
+            throw ExitCode(ExitStatus.of(error))
         }
         defer { egress.stop(processExits: true) }  // stepguard exits right after the step
         // What the step must not have leaves stepguard's own environment block too (/proc/PID/environ).
@@ -222,7 +223,7 @@ extension RunInvocation {
             default:
                 printErr("stepguard: \(error.description)")
             }
-            throw ExitCode(error.exitCode)
+            throw ExitCode(ExitStatus.of(error))
         }
 
         if let tampering = trail.logTampering() {
@@ -234,7 +235,8 @@ extension RunInvocation {
                                 subject: ["exit_code": .int(Int(termination.exitCode))]))
         revocation.stepEnded()
         let verdict = Verdict(stepExitCode: termination.exitCode, outcome: termination.description,
-                              events: trail.recorded, auditOnly: policy.mode == .audit, isolation: containment.summary)
+                              events: trail.recorded, auditOnly: policy.mode == .audit, isolation: containment.summary,
+                              exitCode: ExitStatus.run)
         trail.finish(verdict)
         writeRecord(of: verdict)
         if verdict.exitCode != 0 { throw ExitCode(verdict.exitCode) }

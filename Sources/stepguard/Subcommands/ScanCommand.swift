@@ -126,7 +126,7 @@ struct ScanCommand: ParsableCommand {
             throw ExitCode(code)
         } catch let error as SecretsError {
             FileHandle.standardError.write(Data("stepguard scan: error: \(error.message)\n".utf8))
-            throw ExitCode(2)
+            throw ExitCode(ExitStatus.failed)
         }
     }
 

@@ -48,7 +48,7 @@ struct WorkflowCommand: ParsableCommand {
             let rendered = FindingFormat(rawValue: format)!.render(report)
             printOut(rendered, terminator: "")
             if format != "text" { for error in report.errors { printErr(error.description) } }
-            let code = report.exitCode
+            let code = ExitStatus.of(report)
             if code != 0 { throw ExitCode(code) }
         }
     }
@@ -118,7 +118,7 @@ struct WorkflowCommand: ParsableCommand {
             let result: WrapResult
             do { result = try WorkflowWrapper.wrap(file: file, options: options) } catch {
                 printErr(error.description)
-                throw ExitCode(error.exitCode)
+                throw ExitCode(ExitStatus.of(error))
             }
             for note in result.skipped { printErr("\(note)") }
             if !result.wrappedSteps.isEmpty, ref == nil, uses == WrapOptions.defaultSetupUses {
@@ -128,7 +128,7 @@ struct WorkflowCommand: ParsableCommand {
                 if result.wrapped != result.original {
                     do { try Data(result.wrapped.utf8).write(to: URL(fileURLWithPath: file)) } catch {
                         printErr("\(file): error: cannot write the file: \(error.localizedDescription); check its permissions")
-                        throw ExitCode(StepGuardPipeline.exitError)
+                        throw ExitCode(ExitStatus.failed)
                     }
                 }
                 printErr("\(file): wrapped \(result.wrappedSteps.count) step\(result.wrappedSteps.count == 1 ? "" : "s")"
