@@ -14,7 +14,7 @@ public struct HeldCredential: Sendable {
     /// Where the step got it, e.g. `environment: GITHUB_TOKEN` or `minted by pypi-upload`.
     public let origin: String
     /// The request that revokes it, or nil when its issuer has no revocation call.
-    let request: RevocationRequest?
+    let request: HTTPRequest?
     /// The statuses that mean "revoked".
     let revokedStatuses: Set<Int>
     /// For one that cannot be revoked: why, and when it expires.
@@ -86,7 +86,7 @@ public enum CredentialRevocation {
 
     static func github(_ token: String, origin: String, environment: [String: String]) -> HeldCredential {
         let api = (environment["GITHUB_API_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? "https://api.github.com")
-        let request = RevocationRequest(method: .delete, url: trimmed(api) + "/installation/token",
+        let request = HTTPRequest(method: .delete, url: trimmed(api) + "/installation/token",
                                   headers: [("Authorization", "Bearer \(token)"), ("Accept", "application/vnd.github+json"),
                                             ("X-GitHub-Api-Version", "2022-11-28")])
         return HeldCredential(kind: "GitHub installation token", origin: origin, request: request, revokedStatuses: [204],
@@ -104,7 +104,7 @@ public enum CredentialRevocation {
         }
         var headers = [("X-Vault-Token", token)]
         if let namespace = environment["VAULT_NAMESPACE"], !namespace.isEmpty { headers.append(("X-Vault-Namespace", namespace)) }
-        let request = RevocationRequest(method: .post, url: trimmed(address) + "/v1/auth/token/revoke-self", headers: headers)
+        let request = HTTPRequest(method: .post, url: trimmed(address) + "/v1/auth/token/revoke-self", headers: headers)
         return HeldCredential(kind: "Vault token", origin: origin, request: request, revokedStatuses: [204], notRevocable: nil, token: token)
     }
 
@@ -115,7 +115,7 @@ public enum CredentialRevocation {
         var body = URLComponents()
         body.queryItems = [URLQueryItem(name: "token", value: token)]
         let form = (body.percentEncodedQuery ?? "").replacingOccurrences(of: "+", with: "%2B")
-        let request = RevocationRequest(method: .post, url: googleRevocationURL,
+        let request = HTTPRequest(method: .post, url: googleRevocationURL,
                                   headers: [("Content-Type", "application/x-www-form-urlencoded")], body: Array(form.utf8))
         return HeldCredential(kind: "Google OAuth access token", origin: origin, request: request, revokedStatuses: [200],
                               notRevocable: nil, token: token)
@@ -148,7 +148,7 @@ public enum CredentialRevocation {
     /// Revokes `credentials` (in `mode: audit` only records what it would revoke), in parallel and
     /// all within ``bound``, each only where ``RevocationTargets`` permits; records one `revocation`
     /// event each, saying `why`.
-    public static func revoke(_ credentials: [HeldCredential], why: String, policy: Policy, trail: AuditTrail, transport: any RevocationTransport) {
+    public static func revoke(_ credentials: [HeldCredential], why: String, policy: Policy, trail: AuditTrail, transport: any HTTPClient) {
         let auditOnly = policy.mode == .audit
         let targets = RevocationTargets(policy: policy)
         let started = Date()
@@ -185,7 +185,7 @@ public enum CredentialRevocation {
             Thread.detachNewThread {
                 defer { group.leave() }
                 do {
-                    let status = try transport.send(request, timeout: bound)
+                    let status = try transport.send(request, timeout: bound).status
                     if credential.revokedStatuses.contains(status) {
                         record(index, outcome: "revoked", detail: "revoked at \(request.url)", status: status)
                     } else {

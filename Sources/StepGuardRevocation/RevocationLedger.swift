@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import StepGuardAudit
+import StepGuardCore
 import StepGuardEgress
 import StepGuardPolicy
 import Synchronization
@@ -11,9 +12,9 @@ public final class RevocationLedger: Sendable {
     private let handled = Mutex<Set<String>>([])
     private let policy: Policy
     private let trail: AuditTrail
-    private let transport: any RevocationTransport
+    private let transport: any HTTPClient
 
-    public init(policy: Policy, trail: AuditTrail, transport: any RevocationTransport) {
+    public init(policy: Policy, trail: AuditTrail, transport: any HTTPClient) {
         self.policy = policy
         self.trail = trail
         self.transport = transport

@@ -1,3 +1,4 @@
+import StepGuardCore
 import CCurl
 import Foundation
 

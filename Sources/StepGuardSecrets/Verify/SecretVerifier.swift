@@ -1,3 +1,4 @@
+import StepGuardCore
 import Foundation
 
 /// What the issuer said about a secret.
@@ -33,7 +34,7 @@ public struct VerificationResult: Sendable, Equatable {
 /// comes from the network and the secret is in the code either way.
 public struct SecretVerifier: Sendable {
     /// The HTTP client.
-    public var transport: any VerificationTransport
+    public var transport: any HTTPClient
     /// Time limit of one request, in seconds.
     public var requestTimeout: Double = 5
     /// Time limit of all requests together, in seconds; secrets not asked by then are unknown.
@@ -44,7 +45,7 @@ public struct SecretVerifier: Sendable {
     public var minimumInterval: Double = 0.25
 
     /// Creates a verifier over `transport`.
-    public init(transport: any VerificationTransport) {
+    public init(transport: any HTTPClient) {
         self.transport = transport
     }
 
@@ -100,9 +101,9 @@ public struct SecretVerifier: Sendable {
         case .header(let name): headers.append((name, secret))
         }
         let asked = "\(call.issuer) (\(call.method) \(call.url))"
-        let response: VerificationResponse
+        let response: HTTPResponse
         do {
-            response = try transport.send(VerificationRequest(method: call.method, url: call.url, headers: headers, timeout: timeout))
+            response = try transport.send(HTTPRequest(method: call.method == "POST" ? .post : .get, url: call.url, headers: headers), timeout: timeout)
         } catch {
             return VerificationResult(.unknown, "\(asked) did not answer: \(error)")
         }
@@ -110,7 +111,7 @@ public struct SecretVerifier: Sendable {
     }
 
     /// Reads an answer of `call`.
-    static func read(_ response: VerificationResponse, from call: IssuerCall, asked: String) -> VerificationResult {
+    static func read(_ response: HTTPResponse, from call: IssuerCall, asked: String) -> VerificationResult {
         let status = response.status
         switch call.answer {
         case .slack:

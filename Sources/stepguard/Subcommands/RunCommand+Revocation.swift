@@ -21,7 +21,7 @@ final class RevocationGuard: Sendable {
         self.trail = trail
         self.stepEnvironment = stepEnvironment
         self.egress = egress
-        ledger = RevocationLedger(policy: policy, trail: trail, transport: CurlRevocationTransport(network: policy.network))
+        ledger = RevocationLedger(policy: policy, trail: trail, transport: CurlHTTPClient.upstream(policy.network, purpose: .revocation))
         drift = policy.revoke == .off ? nil
             : DriftRevocation(services: policy.services, egress: egress, identityExpiry: identityExpiry,
                               environment: stepEnvironment, ledger: ledger)

@@ -3,33 +3,6 @@ import Foundation
 import StepGuardIdentity
 import StepGuardSecrets
 
-/// `scan --verify` wiring: the verifier (StepGuardSecrets) over the identity module's libcurl client.
-struct CurlVerificationTransport: VerificationTransport {
-    /// `CONNECT_TO` entries from `--verify-resolve`.
-    var connectTo: [String]
-    /// `--verify-ca`: a PEM bundle trusted instead of the system's.
-    var caFile: String?
-
-    func send(_ request: VerificationRequest) throws -> VerificationResponse {
-        var curl = CurlTransport(timeout: request.timeout, connectTimeout: min(request.timeout, 3), caFile: caFile,
-                                 maximumResponseSize: 256 * 1024)
-        curl.connectTo = connectTo
-        let method: HTTPRequest.Method = request.method == "POST" ? .post : .get
-        do {
-            let response = try curl.perform(HTTPRequest(method: method, url: request.url, headers: request.headers), purpose: .tokenSource)
-            return VerificationResponse(status: response.status, body: response.body)
-        } catch {
-            // The detail names the URL and the transport error, never a header.
-            throw TransportFailure(description: error.detail)
-        }
-    }
-
-    /// Why no answer came (the verifier puts it in the finding's detail).
-    struct TransportFailure: Error, CustomStringConvertible {
-        var description: String
-    }
-}
-
 extension ScanCommand {
     /// `--verify-resolve HOST:443=ADDRESS:PORT` as a libcurl `CONNECT_TO` entry; HOST must be an
     /// issuer host stepguard asks, ADDRESS an IP literal (IPv6 in brackets).
@@ -55,7 +28,8 @@ extension ScanCommand {
 
     /// Asks the issuers about the secrets of `report` (`--verify`).
     func verify(_ report: ScanReport) throws -> [String: VerificationResult] {
-        let transport = CurlVerificationTransport(connectTo: try verifyResolve.map(Self.connectTo), caFile: verifyCA)
+        let transport = CurlHTTPClient(caFile: verifyCA, connectTo: try verifyResolve.map(Self.connectTo), maximumResponseSize: 256 * 1024,
+                                       purpose: .tokenSource)
         var verifier = SecretVerifier(transport: transport)
         verifier.totalTimeout = verifyTimeout
         return verifier.verify(report)

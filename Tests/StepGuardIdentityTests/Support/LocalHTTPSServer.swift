@@ -1,3 +1,4 @@
+import StepGuardCore
 import StepGuardServerTestSupport
 import Foundation
 import StepGuardEgress
