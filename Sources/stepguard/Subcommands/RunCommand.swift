@@ -2,11 +2,8 @@ import ArgumentParser
 import Foundation
 import StepGuardAudit
 import StepGuardEgress
-import StepGuardIdentity
-import StepGuardPipeline
 import StepGuardPolicy
 import StepGuardSandbox
-import StepGuardSecrets
 import Synchronization
 
 /// `stepguard run [options] -- COMMAND [ARGS...]`: wiring only; the decisions live in the libraries.
@@ -92,7 +89,7 @@ struct RunCommand: AsyncParsableCommand {
 }
 
 extension RunInvocation {
-    /// Runs the step under policy; throws ``ExitCode`` with the verdict's exit status.
+    /// Runs the step under policy (``RunPipeline``); throws ``ExitCode`` with the exit status.
     func run() async throws {
         if let verdictFD { _ = fcntl(verdictFD, F_SETFD, FD_CLOEXEC) }  // no program stepguard starts inherits it
         // The policy-independent part of the egress proxy (threads, per-run CA, trust bundle,
@@ -101,145 +98,9 @@ extension RunInvocation {
         let groundwork = Task.detached { () -> Result<EgressGroundwork, EgressError> in
             do throws(EgressError) { return .success(try EgressGroundwork()) } catch { return .failure(error) }
         }
-        let outcome: Result<Void, any Error>
-        do {
-            try await run(groundwork: groundwork)
-            outcome = .success(())
-        } catch {
-            outcome = .failure(error)
-        }
+        let ending = await RunPipeline(invocation: self, environment: ProcessInfo.processInfo.environment).run(groundwork: groundwork)
         if case .success(let unused) = await groundwork.value { unused.discard() }
-        try outcome.get()
-    }
-
-    private func run(groundwork: Task<Result<EgressGroundwork, EgressError>, Never>) async throws {
-        let environment = ProcessInfo.processInfo.environment
-        let stepName = step ?? environment["STEPGUARD_STEP"].flatMap { $0.isEmpty ? nil : $0 }
-        var policy = try loadPolicy(file: self.policy, step: stepName)
-        if let mode { policy.mode = EnforcementMode(rawValue: mode)! }
-        let looserStep: [String]
-        (policy, looserStep) = try Preflight.looserStepFromEnvironment(policy, file: self.policy, step: stepName, explicit: step != nil, mode: mode)
-
-        let trail: AuditTrail
-        do {
-            trail = try AuditTrail(
-                context: .init(policy: policy.source, step: stepName, auditOnly: policy.mode == .audit, command: command[0]),
-                logPath: auditLog, verbose: verbose)
-        } catch {
-            printErr("stepguard: \(error.description)")
-            throw ExitCode(ExitStatus.config)
-        }
-
-        let preflight = Preflight(policy: policy, trail: trail)
-        let stepSourcePassed = preflight.checkStepFromEnvironment(stepName, loosenings: looserStep)
-        let identityPassed: Bool
-        let job: VerifiedJob?
-        do {
-            (identityPassed, job) = try await preflight.verifyIdentity(environment: environment)
-        } catch {
-            printErr("stepguard: \(error.description); nothing was run")
-            throw ExitCode(ExitStatus.config)
-        }
-        let supervisor = StepSupervisor(gracePeriod: .milliseconds(policy.gracePeriod.milliseconds))
-        // Egress proxy: started before the step, stopped after it; the step gets its proxy and
-        // CA-bundle variables. A violation with on_violation: kill, or a proxy failure, stops the step.
-        // It starts while the environment is classified (the two are independent); the step starts
-        // only once both are done.
-        let egressStart = !identityPassed ? nil : Task { () -> Result<EgressSession, EgressError> in
-            do throws(EgressError) {
-                let prepared = try await groundwork.value.get()
-                return .success(try await EgressSession.start(
-                    policy: policy, identity: job.map { JobIdentity($0.identity) }, trail: trail,
-                    verifier: job.map { IdentityWorkloadVerifier(verifier: $0.verifier, job: $0.identity) },
-                    detector: try? SecretDetector.builtIn(prefilter: .keywords), groundwork: prepared, stopStep: { supervisor.stop() }))
-            } catch {
-                return .failure(error)
-            }
-        }
-        func stopEgress() async {
-            if case .success(let session)? = await egressStart?.value { session.stop() }
-        }
-        let stepEnvironment: [String: String]?
-        do {
-            stepEnvironment = try preflight.checkCredentials(environment: environment)
-        } catch {
-            await stopEgress()
-            printErr("stepguard: cannot load the credential rules: \(error)")
-            throw ExitCode(ExitStatus.software)
-        }
-        guard identityPassed, stepSourcePassed, let stepEnvironment, let egressStart else {
-            await stopEgress()
-            let verdict = Verdict(stepExitCode: nil, outcome: "was not started", events: trail.recorded, auditOnly: policy.mode == .audit,
-                                  exitCode: ExitStatus.run)
-            trail.finish(verdict)
-            writeRecord(of: verdict)
-            throw ExitCode(verdict.exitCode)
-        }
-        let egress: EgressSession
-        switch await egressStart.value {
-        case .success(let session):
-            egress = session
-        case .failure(let error):
-            printErr("stepguard: \(error.description); nothing was run")
-            throw ExitCode(ExitStatus.of(error))
-        }
-        defer { egress.stop(processExits: true) }  // stepguard exits right after the step
-        // What the step must not have leaves stepguard's own environment block too (/proc/PID/environ).
-        ProcessEnvironment.wipe(Set(environment.keys).subtracting(stepEnvironment.keys))
-        let laterSteps = LaterStepFiles(environment: environment, dotenvReports: dotenvReports)  // where $GITHUB_ENV/$GITHUB_PATH stand before the step
-        let step = StepCommand(arguments: command, environment: stepEnvironment.merging(egress.environment) { _, proxy in proxy })
-        let options = spawnOptions(policy, home: environment["HOME"], proxyPort: UInt16(egress.port), keeping: keepFDs,
-                                   protecting: auditLog.map { [URL(fileURLWithPath: $0).standardizedFileURL.path] } ?? [])
-        let containment = Containment()
-        let revocation = RevocationGuard(policy: policy, trail: trail, stepEnvironment: stepEnvironment, egress: egress,
-                                         identityExpiry: job?.identity.expiresAt)
-        let termination: StepTermination
-        do {
-            termination = try await runOnDedicatedThread { [policy] in
-                try supervisor.run(step, options: options) { started in
-                    if let listener = started.proxyListener {
-                        do {
-                            try egress.serve(listeningSocket: listener)
-                        } catch {
-                            trail.record(AuditEvent(type: .isolation, decision: .deny, reason: "\(error); the step is stopped (fail closed)",
-                                                    rule: "built-in: fail closed"))
-                            supervisor.stop()
-                        }
-                    }
-                    containment.record(started, request: options.isolation, trail: trail)
-                    TripwireGuard.arm(started, policy: policy, trail: trail, supervisor: supervisor).map(containment.note)
-                    var subject: [String: AuditValue] = ["pid": .int(Int(started.pid)), "program": .string(step.arguments[0]),
-                                                        "arguments": .int(step.arguments.count - 1)]
-                    if let limit = started.processLimit { subject["process_limit"] = .string(limit) }
-                    trail.record(AuditEvent(type: .process, decision: .allow, reason: "step started", subject: subject))
-                }
-            }
-        } catch let error as SandboxError {
-            switch error {
-            case .isolationUnavailable:
-                trail.record(AuditEvent(type: .isolation, decision: .deny, reason: error.description, rule: "isolation: required"))
-            case .limitUnavailable:
-                trail.record(AuditEvent(type: .isolation, decision: .deny, reason: error.description, rule: "limits.processes"))
-            default:
-                printErr("stepguard: \(error.description)")
-            }
-            throw ExitCode(ExitStatus.of(error))
-        }
-
-        if let tampering = trail.logTampering() {
-            trail.record(AuditEvent(type: .isolation, decision: .deny, reason: "\(tampering); the step must not touch stepguard's audit log",
-                                    rule: "built-in: audit log integrity"))
-        }
-        preflight.recordLaterStepChanges(laterSteps)
-        trail.record(AuditEvent(type: .exit, decision: .allow, reason: "step \(termination)",
-                                subject: ["exit_code": .int(Int(termination.exitCode))]))
-        revocation.stepEnded()
-        let verdict = Verdict(stepExitCode: termination.exitCode, outcome: termination.description,
-                              events: trail.recorded, auditOnly: policy.mode == .audit, isolation: containment.summary,
-                              exitCode: ExitStatus.run)
-        trail.finish(verdict)
-        writeRecord(of: verdict)
-        if verdict.exitCode != 0 { throw ExitCode(verdict.exitCode) }
+        try ending.conclude()
     }
 }
 
