@@ -596,20 +596,37 @@ sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[
 }
 
 static const int forwarded_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+// Read and written by the handler (on whichever thread takes the signal) and by the supervising
+// thread at once: atomics, so that a signal arriving while the group is being set is neither lost
+// nor forwarded twice.
 static volatile sig_atomic_t forward_group = 0;
 static volatile sig_atomic_t held_signals = 0;
 
+/// Forwards what is held to `group` (the held bits are taken once, by whoever gets there first).
+static void forward_held(pid_t group) {
+    int held = __atomic_exchange_n(&held_signals, 0, __ATOMIC_SEQ_CST);
+    for (unsigned i = 0; i < sizeof forwarded_signals / sizeof *forwarded_signals; i++)
+        if (held & (1 << forwarded_signals[i])) kill(-group, forwarded_signals[i]);
+}
+
 static void forward_signal(int sig) {
     int saved = errno;
-    pid_t group = forward_group;
-    if (group > 0) kill(-group, sig);
-    else held_signals |= 1 << sig;
+    pid_t group = __atomic_load_n(&forward_group, __ATOMIC_SEQ_CST);
+    if (group > 0) {
+        kill(-group, sig);
+    } else if (group == 0) {
+        __atomic_fetch_or(&held_signals, 1 << sig, __ATOMIC_SEQ_CST);
+        // The group may have been set meanwhile, after the setter took what was held.
+        group = __atomic_load_n(&forward_group, __ATOMIC_SEQ_CST);
+        if (group > 0) forward_held(group);
+    }
     errno = saved;
 }
 
 void sg_forward_signals(pid_t group) {
     if (group == 0) {
-        held_signals = 0;
+        __atomic_store_n(&held_signals, 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&forward_group, 0, __ATOMIC_SEQ_CST);
         struct sigaction action;
         memset(&action, 0, sizeof action);
         action.sa_handler = forward_signal;
@@ -626,15 +643,12 @@ void sg_forward_signals(pid_t group) {
         pthread_sigmask(SIG_UNBLOCK, &forwarded, NULL);
         return;
     }
-    forward_group = group;
-    sig_atomic_t held = held_signals;
-    held_signals = 0;
-    for (unsigned i = 0; i < sizeof forwarded_signals / sizeof *forwarded_signals; i++)
-        if (held & (1 << forwarded_signals[i])) kill(-group, forwarded_signals[i]);
+    __atomic_store_n(&forward_group, group, __ATOMIC_SEQ_CST);
+    forward_held(group);
 }
 
 void sg_forward_signals_stop(void) {
-    forward_group = -1;
+    __atomic_store_n(&forward_group, -1, __ATOMIC_SEQ_CST);
     for (unsigned i = 0; i < sizeof forwarded_signals / sizeof *forwarded_signals; i++)
         signal(forwarded_signals[i], SIG_DFL);
 }
