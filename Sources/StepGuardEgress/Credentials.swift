@@ -428,10 +428,7 @@ public struct BuiltInCredentialInspector: CredentialInspector {
     /// Whether `part`, decoded as leniently as a server might (base64 or base64url, padded or not),
     /// is enclosed in `{` `}`: the shape of a JWS header, without reading it as JSON.
     private static func enclosedLikeJSONObject(_ part: Substring) -> Bool {
-        var base64 = part.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        base64 = String(base64.prefix { $0 != "=" })
-        while base64.count % 4 != 0 { base64 += "=" }
-        guard let decoded = Data(base64Encoded: base64) else { return false }
+        guard let decoded = Base64URL.decodeLeniently(part.utf8) else { return false }
         let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
         return decoded.first(where: { !isSpace($0) }) == UInt8(ascii: "{") && decoded.last(where: { !isSpace($0) }) == UInt8(ascii: "}")
     }

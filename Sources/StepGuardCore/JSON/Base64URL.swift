@@ -1,3 +1,5 @@
+import Foundation
+
 /// Strict base64url (RFC 4648 §5) as JOSE requires it (RFC 7515 §2): alphabet `A–Z a–z 0–9 - _`,
 /// no padding, no whitespace, and the unused low bits of the last character must be zero
 /// (so every byte string has exactly one encoding).
@@ -39,6 +41,30 @@ public enum Base64URL {
     /// Decodes strict base64url from a string.
     public static func decode(_ text: String) -> [UInt8]? {
         decode(Array(text.utf8))
+    }
+
+    /// Decodes base64 or base64url as leniently as servers and tools read it: either alphabet,
+    /// padding optional (wherever it stands), and with `ignoringWhitespace` spaces and line breaks
+    /// too; nil for any other byte or an impossible length. For recognising encoded values, never
+    /// for JOSE (``decode(_:)-(Bytes)`` is the strict reader).
+    public static func decodeLeniently<Bytes: Collection>(_ input: Bytes, ignoringWhitespace: Bool = false) -> [UInt8]? where Bytes.Element == UInt8 {
+        var symbols: [UInt8] = []
+        symbols.reserveCapacity(input.count + 3)
+        for byte in input {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "+"), UInt8(ascii: "/"): symbols.append(byte)
+            case UInt8(ascii: "-"): symbols.append(UInt8(ascii: "+"))
+            case UInt8(ascii: "_"): symbols.append(UInt8(ascii: "/"))
+            case UInt8(ascii: "="): continue
+            case 0x20, 0x09, 0x0A, 0x0D:
+                guard ignoringWhitespace else { return nil }
+            default: return nil
+            }
+        }
+        guard symbols.count % 4 != 1 else { return nil }
+        symbols.append(contentsOf: [UInt8](repeating: UInt8(ascii: "="), count: (4 - symbols.count % 4) % 4))
+        return Data(base64Encoded: Data(symbols)).map { Array($0) }
     }
 
     /// Encodes bytes as base64url without padding.

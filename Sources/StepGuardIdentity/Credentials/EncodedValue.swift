@@ -1,4 +1,5 @@
 import Foundation
+import StepGuardCore
 
 /// The forms in which a value may hide a credential from the detection rules: the value itself;
 /// its percent-decoding;
@@ -50,21 +51,9 @@ enum EncodedValue {
     /// The text `value` decodes to as base64 (either alphabet, padding and line breaks optional),
     /// or nil when it is not base64 or does not decode to text.
     static func base64Text(_ value: String) -> String? {
-        var symbols: [UInt8] = []
-        for byte in value.utf8 {
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "+"), UInt8(ascii: "/"): symbols.append(byte)
-            case UInt8(ascii: "-"): symbols.append(UInt8(ascii: "+"))
-            case UInt8(ascii: "_"): symbols.append(UInt8(ascii: "/"))
-            case UInt8(ascii: "="), 0x20, 0x09, 0x0A, 0x0D: continue
-            default: return nil
-            }
-        }
-        guard symbols.count >= minimumEncodedLength, symbols.count % 4 != 1 else { return nil }
-        symbols.append(contentsOf: [UInt8](repeating: UInt8(ascii: "="), count: (4 - symbols.count % 4) % 4))
-        guard let data = Data(base64Encoded: Data(symbols)) else { return nil }
-        return readableText(Array(data))
+        let symbols = value.utf8.filter { ![UInt8(ascii: "="), 0x20, 0x09, 0x0A, 0x0D].contains($0) }.count
+        guard symbols >= minimumEncodedLength, let bytes = Base64URL.decodeLeniently(value.utf8, ignoringWhitespace: true) else { return nil }
+        return readableText(bytes)
     }
 
     /// The text `value` decodes to as hex (either case), or nil.

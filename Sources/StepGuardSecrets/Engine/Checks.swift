@@ -66,12 +66,7 @@ extension SecretChecks {
 
     /// Decodes base64 or base64url (padding optional); nil when `text` is not base64.
     static func decodeBase64<C: Collection>(_ text: C) -> [UInt8]? where C.Element == UInt8 {
-        var symbols = text.filter { $0 != UInt8(ascii: "=") }.map { c -> UInt8 in
-            c == UInt8(ascii: "-") ? UInt8(ascii: "+") : c == UInt8(ascii: "_") ? UInt8(ascii: "/") : c
-        }
-        guard symbols.count % 4 != 1 else { return nil }
-        symbols += [UInt8](repeating: UInt8(ascii: "="), count: (4 - symbols.count % 4) % 4)
-        return Data(base64Encoded: Data(symbols)).map { Array($0) }
+        Base64URL.decodeLeniently(text)
     }
 
     /// The readable text `secret` encodes — in base64 (or base64url), percent-encoding, or these
