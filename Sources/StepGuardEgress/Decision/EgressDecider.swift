@@ -123,21 +123,28 @@ struct EgressDecider: Sendable {
     /// `egress.resolve_names_for_address_rules`. Nil when the name may be resolved.
     func decideBeforeResolving(host: HostName.Normalised, port: UInt16, _ ask: Ask) -> DecisionRecord? {
         guard case .name = host, let verdict = egress.decideBeforeResolving(host: host.text, port: port) else { return nil }
-        if serviceAllowedDespite(verdict, host: host) != nil { return nil }
+        let service = service(for: host)
+        if service != nil, Self.isDefaultDeny(verdict) { return nil }
         return DecisionRecord(.egress, allowed: false, rule: verdict.rule, reason: verdict.reason, host: host, port: port, addresses: [],
-                              method: ask.method, path: ask.path, service: service(for: host))
+                              method: ask.method, path: ask.path, service: service)
     }
 
     /// The egress verdict on `route`; a host named in `services:` is allowed unless a deny rule
     /// (or the metadata rule) names it. Learns the addresses of services.
     func verdict(for route: Route) -> ConnectionVerdict {
+        verdict(for: route, service: service(for: route.host))
+    }
+
+    /// ``verdict(for:)`` with the route's service already looked up.
+    private func verdict(for route: Route, service: BoundService?) -> ConnectionVerdict {
         let verdict = egress.decide(host: route.host.text, port: route.port, addresses: route.addresses, addressesFromPolicy: route.fromPolicy)
-        if let service = service(for: route.host) {
+        if let service {
             serviceAddresses.learn(route, service: service.definition.name)
         } else if verdict.allowed, let refusal = serviceAddressRefusal(route) {
             return refusal
         }
-        if let service = serviceAllowedDespite(verdict, host: route.host) {
+        // A named service needs no egress.allow entry: the default deny does not apply to it.
+        if let service, Self.isDefaultDeny(verdict) {
             return ConnectionVerdict(allowed: true, rule: "services: \(service.definition.name)",
                                      reason: "\(route.host.text):\(route.port) is the service \(service.definition.name) named in services:; its requests are inspected")
         }
@@ -149,7 +156,7 @@ struct EgressDecider: Sendable {
     /// again against the service addresses learned since.
     func decide(_ route: Route, _ ask: Ask, remembered: ConnectionVerdict? = nil) -> ConnectionDecision {
         let service = service(for: route.host)
-        let verdict = remembered.map { $0.allowed ? serviceAddressRefusal(route) ?? $0 : $0 } ?? verdict(for: route)
+        let verdict = remembered.map { $0.allowed && service == nil ? serviceAddressRefusal(route) ?? $0 : $0 } ?? verdict(for: route, service: service)
         let record = DecisionRecord(.egress, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason, route: route,
                                     method: ask.method, path: ask.path, service: service)
         switch (ask, service) {
@@ -170,18 +177,16 @@ struct EgressDecider: Sendable {
         }
     }
 
-    /// The service named in `services:` that allows `host` although `egress` denies it by default
-    /// (a named service needs no `egress.allow` entry); nil when the verdict stands.
-    private func serviceAllowedDespite(_ verdict: EgressVerdict, host: HostName.Normalised) -> BoundService? {
-        guard !verdict.allowed, verdict.rule == EgressPolicy.defaultDenyRule else { return nil }
-        return service(for: host)
+    /// Whether `verdict` is `egress.default: deny` (which a service named in `services:` overrides).
+    private static func isDefaultDeny(_ verdict: EgressVerdict) -> Bool {
+        !verdict.allowed && verdict.rule == EgressPolicy.defaultDenyRule
     }
 
-    /// The refusal of a connection to `route` that is not by a service's name but goes to a
+    /// The refusal of a connection to `route`, whose host names no service, that goes to a
     /// service's address: allowed as plain egress (an address rule, a CIDR, `default: allow`), it
     /// would reach the service uninspected. Nil when `route` is no such connection.
-    func serviceAddressRefusal(_ route: Route) -> ConnectionVerdict? {
-        guard !services.isEmpty, service(for: route.host) == nil, let service = serviceAddresses.service(at: route) else { return nil }
+    private func serviceAddressRefusal(_ route: Route) -> ConnectionVerdict? {
+        guard !services.isEmpty, let service = serviceAddresses.service(at: route) else { return nil }
         return ConnectionVerdict(allowed: false, rule: Self.serviceAddressRule,
                                  reason: "\(route.described) is an address of the service \(service) named in services:; connect to the service by its name so that its requests are inspected")
     }
