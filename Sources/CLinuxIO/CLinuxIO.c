@@ -1,4 +1,6 @@
 #define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -19,6 +21,28 @@ int sg_pipe(int fds[2], int size) {
 
 int sg_accept(int listener) {
     return accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+int sg_original_destination(int fd, int *family, unsigned char address[16], unsigned short *port) {
+    struct sockaddr_storage local;
+    socklen_t length = sizeof local;
+    if (getsockname(fd, (struct sockaddr *)&local, &length) != 0) return errno;
+    struct sockaddr_storage original;
+    length = sizeof original;
+    if (local.ss_family == AF_INET6) {
+        if (getsockopt(fd, SOL_IPV6, 80 /* IP6T_SO_ORIGINAL_DST */, &original, &length) != 0) return errno;
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&original;
+        *family = AF_INET6;
+        memcpy(address, &in6->sin6_addr, 16);
+        *port = ntohs(in6->sin6_port);
+        return 0;
+    }
+    if (getsockopt(fd, SOL_IP, 80 /* SO_ORIGINAL_DST */, &original, &length) != 0) return errno;
+    const struct sockaddr_in *in = (const struct sockaddr_in *)&original;
+    *family = AF_INET;
+    memcpy(address, &in->sin_addr, 4);
+    *port = ntohs(in->sin_port);
+    return 0;
 }
 
 const void *sg_memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length) {

@@ -5,6 +5,7 @@
 // runs with every signal blocked until its handlers are reset to the defaults.
 #define _GNU_SOURCE
 #include "csandbox.h"
+#include "capture.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -79,23 +80,30 @@ static int bring_up_loopback(void) {
     return error;
 }
 
-/// Sends descriptor `fd` to the parent over `channel` (one byte with SCM_RIGHTS).
-static int send_descriptor(int fd, int channel) {
-    char byte = 'D';
-    struct iovec vector = { &byte, 1 };
-    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control;
+/// Sends `count` descriptors (none is fine) with `payload` to the parent over `channel` in one message.
+static int send_descriptors(const int *fds, int count, const void *payload, size_t size, int channel) {
+    struct iovec vector = { (void *)payload, size };
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int) * SG_CAPTURE_SOCKETS)]; } control;
     memset(&control, 0, sizeof control);
     struct msghdr message = { 0 };
     message.msg_iov = &vector;
     message.msg_iovlen = 1;
-    message.msg_control = control.space;
-    message.msg_controllen = sizeof control.space;
-    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
-    header->cmsg_level = SOL_SOCKET;
-    header->cmsg_type = SCM_RIGHTS;
-    header->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(header), &fd, sizeof fd);
-    return sendmsg(channel, &message, MSG_NOSIGNAL) == 1 ? 0 : errno;
+    if (count > 0) {
+        message.msg_control = control.space;
+        message.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)count);
+        struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+        header->cmsg_level = SOL_SOCKET;
+        header->cmsg_type = SCM_RIGHTS;
+        header->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)count);
+        memcpy(CMSG_DATA(header), fds, sizeof(int) * (size_t)count);
+    }
+    return sendmsg(channel, &message, MSG_NOSIGNAL) == (ssize_t)size ? 0 : errno;
+}
+
+/// Sends descriptor `fd` to the parent over `channel` (one byte with SCM_RIGHTS).
+static int send_descriptor(int fd, int channel) {
+    char byte = 'D';
+    return send_descriptors(&fd, 1, &byte, 1, channel);
 }
 
 /// Listens on 127.0.0.1:port and sends the socket to the parent over `channel`.
@@ -119,10 +127,11 @@ static int hand_over_listener(uint16_t port, int channel) {
     return error;
 }
 
-static int receive_listener(int channel) {
-    char byte;
-    struct iovec vector = { &byte, 1 };
-    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control;
+/// Receives one message of send_descriptors: `size` bytes into `payload` and up to `max` descriptors
+/// into `fds`. Returns how many descriptors came, or -1.
+static int receive_descriptors(int channel, void *payload, size_t size, int *fds, int max) {
+    struct iovec vector = { payload, size };
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int) * SG_CAPTURE_SOCKETS)]; } control;
     struct msghdr message = { 0 };
     message.msg_iov = &vector;
     message.msg_iovlen = 1;
@@ -130,12 +139,71 @@ static int receive_listener(int channel) {
     message.msg_controllen = sizeof control.space;
     ssize_t got;
     do { got = recvmsg(channel, &message, MSG_CMSG_CLOEXEC); } while (got < 0 && errno == EINTR);
-    if (got != 1) return -1;
+    if (got != (ssize_t)size) return -1;
     struct cmsghdr *header = CMSG_FIRSTHDR(&message);
-    if (!header || header->cmsg_type != SCM_RIGHTS) return -1;
-    int fd;
-    memcpy(&fd, CMSG_DATA(header), sizeof fd);
-    return fd;
+    if (!header) return 0;
+    if (header->cmsg_type != SCM_RIGHTS) return -1;
+    int count = (int)((header->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+    if (count > max) return -1;
+    memcpy(fds, CMSG_DATA(header), sizeof(int) * (size_t)count);
+    return count;
+}
+
+static int receive_listener(int channel) {
+    char byte;
+    int fd = -1;
+    return receive_descriptors(channel, &byte, 1, &fd, 1) == 1 ? fd : -1;
+}
+
+/// What the child tells the parent about capture, with the sockets that exist (`present` bits by index).
+typedef struct { int stage; int error; int present; } capture_report;
+
+/// Sets up capture (resolv.conf, routes, nf_tables, sockets) and sends its report and sockets to
+/// the parent. Failing is not fatal: the report says where.
+static void hand_over_capture(const sg_spawn_options *options, int channel) {
+    capture_report report = { SG_CAPTURE_NONE, 0, 0 };
+    int fds[SG_CAPTURE_SOCKETS];
+    for (int i = 0; i < SG_CAPTURE_SOCKETS; i++) fds[i] = -1;
+    // First the resolver the step is told about: search domains of the host's file would turn every
+    // short name into a query for a name under them.
+    if (options->resolv_conf && (mount(options->resolv_conf, "/etc/resolv.conf", NULL, MS_BIND, NULL) != 0
+                                 || mount(NULL, "/etc/resolv.conf", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+        && errno != ENOENT) {
+        report.stage = SG_CAPTURE_RESOLV_CONF;
+        report.error = errno;
+    }
+    if (report.stage == SG_CAPTURE_NONE) report.stage = sg_capture_setup(SG_CAPTURE_PORT, &report.error);
+    if (report.stage == SG_CAPTURE_NONE && (report.error = sg_capture_sockets(fds)))
+        report.stage = SG_CAPTURE_SOCKETS_STAGE;
+    int present[SG_CAPTURE_SOCKETS];
+    int count = 0;
+    for (int i = 0; i < SG_CAPTURE_SOCKETS; i++) {
+        if (fds[i] < 0) continue;
+        if (report.stage == SG_CAPTURE_NONE) {
+            report.present |= 1 << i;
+            present[count++] = fds[i];
+        }
+    }
+    (void)!send_descriptors(present, count, &report, sizeof report, channel);
+    for (int i = 0; i < SG_CAPTURE_SOCKETS; i++) if (fds[i] >= 0) close(fds[i]);
+}
+
+/// Receives what hand_over_capture sent into `result`.
+static void receive_capture(int channel, sg_spawn_result *result) {
+    capture_report report = { SG_CAPTURE_SOCKETS_STAGE, EIO, 0 };
+    int fds[SG_CAPTURE_SOCKETS];
+    int count = receive_descriptors(channel, &report, sizeof report, fds, SG_CAPTURE_SOCKETS);
+    if (count < 0) {
+        report.stage = SG_CAPTURE_SOCKETS_STAGE;
+        report.error = EIO;
+        count = 0;
+    }
+    int next = 0;
+    for (int i = 0; i < SG_CAPTURE_SOCKETS; i++)
+        result->capture_fds[i] = (report.present & (1 << i)) && next < count ? fds[next++] : -1;
+    while (next < count) close(fds[next++]);
+    result->capture_stage = (sg_capture_stage)report.stage;
+    result->capture_error = report.error;
 }
 
 /// Writes the single-line uid and gid maps of a new user namespace: `uid` and `gid` (the ids the
@@ -186,6 +254,7 @@ static void isolate_child(const sg_spawn_options *options, int report, int chann
     if ((error = bring_up_loopback())) child_fail(report, SG_STAGE_LOOPBACK, error, -1);
     if (options->proxy_port && (error = hand_over_listener(options->proxy_port, channel))) child_fail(report, SG_STAGE_LISTENER, error, -1);
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) child_fail(report, SG_STAGE_MOUNT_PRIVATE, errno, -1);
+    if (options->capture && options->proxy_port) hand_over_capture(options, channel);
     int index = 0;
     for (const char *const *dir = options->hide_directories; dir && *dir; dir++, index++) {
         if (mount("stepguard-hidden", *dir, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0700") != 0)
@@ -521,7 +590,7 @@ static void reap(pid_t pid) {
 }
 
 sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[], const sg_spawn_options *options) {
-    sg_spawn_result result = { -1, -1, -1, -1, -1, 0, 0, SG_STAGE_NONE, -1, -1 };
+    sg_spawn_result result = { -1, -1, -1, -1, -1, 0, 0, SG_STAGE_NONE, -1, -1, SG_CAPTURE_NONE, 0, { -1, -1, -1, -1, -1, -1, -1 } };
     int report[2] = { -1, -1 };
     int channel[2] = { -1, -1 };
     int lifeline[2] = { -1, -1 };
@@ -559,6 +628,7 @@ sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[
     if (lifeline[0] >= 0) close(lifeline[0]);
     if (status[1] >= 0) close(status[1]);
     if (options->isolate && options->proxy_port) result.listener = receive_listener(channel[0]);
+    if (options->isolate && options->proxy_port && options->capture && result.listener >= 0) receive_capture(channel[0], &result);
     if (options->isolate && options->tripwire_count > 0 && (!options->proxy_port || result.listener >= 0))
         result.tripwire_fd = receive_listener(channel[0]);
     if (channel[0] >= 0) close(channel[0]);
@@ -573,6 +643,10 @@ sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[
         reap(pid);
         if (result.listener >= 0) close(result.listener);
         if (result.tripwire_fd >= 0) close(result.tripwire_fd);
+        for (int i = 0; i < SG_CAPTURE_SOCKETS; i++) {
+            if (result.capture_fds[i] >= 0) close(result.capture_fds[i]);
+            result.capture_fds[i] = -1;
+        }
         if (lifeline[1] >= 0) close(lifeline[1]);
         if (status[0] >= 0) close(status[0]);
         result.listener = -1;

@@ -326,6 +326,13 @@ public final class EgressSession: Sendable {
         front.serve(listener: listeningSocket)
     }
 
+    /// Serves an isolated step's captured connections: `listeners` are the capture listeners of its
+    /// network namespace, where every TCP connection it opens to a non-loopback address arrives
+    /// (see ``FrontLoop/acceptCaptured(_:)``). The session owns them from now on.
+    public func serveCapture(listeners: [Int32]) {
+        for listener in listeners { front.serve(listener: listener, captured: true) }
+    }
+
     /// Stops the proxy, closes every connection, and removes the trust bundle directory. Safe to call more than once.
     ///
     /// With `processExits`, only the bundle directory is removed and the proxy stops recording:

@@ -77,6 +77,8 @@ final class ProxyState: Sendable {
     let limits: ProxyLimits
     let resolverPool: NIOThreadPool
     let openConnections = Atomic<Int>(0)
+    /// The step's resolver under transparent capture (names behind captured addresses).
+    let capture = CaptureLink()
     let leafContexts = Mutex<[String: NIOSSLContext]>([:])
     /// Per event loop: the upstream pool and the fronts waiting for a request head.
     private let loops: [ObjectIdentifier: NIOLoopBoundBox<LoopResources>]

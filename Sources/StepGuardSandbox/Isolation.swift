@@ -14,13 +14,30 @@ public struct IsolationRequest: Sendable, Equatable {
     /// Watch the hidden paths (`tripwires:`): the step's touching one is reported through
     /// ``StartedStep/tripwires``. Hidden directories get decoys named like their real entries.
     public var tripwires: Bool
+    /// Capture transparently (with `proxyPort`): every TCP connection the step opens to a
+    /// non-loopback address goes to the proxy's port, every address is local, the step's
+    /// `/etc/resolv.conf` names stepguard's resolver, and the sockets of ``CapturedNetwork`` are
+    /// handed to stepguard. The host's resolver sockets (``resolverSockets``) are hidden.
+    public var capture: Bool
 
-    public init(proxyPort: UInt16?, hiddenPaths: [String], protectedFiles: [String] = [], tripwires: Bool = false) {
+    public init(proxyPort: UInt16?, hiddenPaths: [String], protectedFiles: [String] = [], tripwires: Bool = false, capture: Bool = false) {
         self.proxyPort = proxyPort
         self.hiddenPaths = hiddenPaths
         self.protectedFiles = protectedFiles
         self.tripwires = tripwires
+        self.capture = capture
     }
+
+    /// Local resolver daemons a step could ask for names through the filesystem, around the
+    /// resolver stepguard gives it (systemd-resolved's varlink sockets, nscd): hidden under capture.
+    public static let resolverSockets = [
+        "/run/systemd/resolve/io.systemd.Resolve", "/run/systemd/resolve/io.systemd.Resolve.Monitor",
+        "/run/nscd/socket", "/var/run/nscd/socket",
+    ]
+
+    /// The step's `/etc/resolv.conf` under capture: stepguard's resolver only, no search domains
+    /// (they would turn a short name into queries for names under them).
+    static let resolverConfiguration = "# stepguard: names are resolved by stepguard's resolver, which the policy decides\nnameserver 127.0.0.53\noptions edns0\n"
 
     /// Expands `~` in `filesystem.hide` entries against `home`.
     public static func expand(_ paths: [String], home: String?) -> [String] {
@@ -87,6 +104,51 @@ public struct StartedStep: Sendable {
     public let tripwires: TripwireWatch?
     /// Why tripwires were asked for but the step runs isolated without them, or nil.
     public internal(set) var tripwireFallback: String?
+    /// The sockets of the captured namespace, when capture was asked for and is on.
+    public let capture: CapturedNetwork?
+    /// Why capture was asked for but is off (clients that ignore the proxy variables then reach
+    /// nothing, as without capture), or nil.
+    public let captureFallback: String?
+}
+
+/// The sockets made inside a captured step's network namespace, which stepguard serves (each
+/// owned by whoever takes it; nil when it could not be made: the IPv6 ones are optional).
+public struct CapturedNetwork: Sendable {
+    /// Listening on 127.0.0.1 and [::1] at a privileged port: the step's redirected TCP
+    /// connections, whose original destination the proxy reads (SO_ORIGINAL_DST).
+    public let listener4: Int32?
+    public let listener6: Int32?
+    /// UDP on 0.0.0.0:53 and [::]:53: every DNS query the step sends, to whichever server.
+    public let dnsUDP4: Int32?
+    public let dnsUDP6: Int32?
+    /// Listening on 127.0.0.53:53 for DNS over TCP.
+    public let dnsTCP: Int32?
+    /// Raw UDP sockets that see a copy of every datagram the step sends.
+    public let rawUDP4: Int32?
+    public let rawUDP6: Int32?
+
+    init(_ fds: [Int32]) {
+        func at(_ index: Int32) -> Int32? { fds[Int(index)] >= 0 ? fds[Int(index)] : nil }
+        listener4 = at(Int32(SG_CAPTURE_LISTENER4))
+        listener6 = at(Int32(SG_CAPTURE_LISTENER6))
+        dnsUDP4 = at(Int32(SG_CAPTURE_DNS_UDP4))
+        dnsUDP6 = at(Int32(SG_CAPTURE_DNS_UDP6))
+        dnsTCP = at(Int32(SG_CAPTURE_DNS_TCP))
+        rawUDP4 = at(Int32(SG_CAPTURE_RAW_UDP4))
+        rawUDP6 = at(Int32(SG_CAPTURE_RAW_UDP6))
+    }
+
+    /// Every socket, for closing them when nothing serves them.
+    public var all: [Int32] { [listener4, listener6, dnsUDP4, dnsUDP6, dnsTCP, rawUDP4, rawUDP6].compactMap { $0 } }
+
+    /// Why setting capture up failed at `stage` with `code`.
+    static func failure(stage: sg_capture_stage, errno code: Int32) -> String {
+        let what = [SG_CAPTURE_ROUTE: "adding a local default route in the step's network namespace",
+                    SG_CAPTURE_RULES: "adding the nftables redirect in the step's network namespace (needs nf_tables and nf_nat in the kernel)",
+                    SG_CAPTURE_SOCKETS_STAGE: "making the resolver's sockets in the step's network namespace",
+                    SG_CAPTURE_RESOLV_CONF: "covering /etc/resolv.conf"][stage] ?? "setting up capture"
+        return "\(what) failed: \(String(cString: strerror(code)))"
+    }
 }
 
 /// The two pipes between stepguard and an isolated step's init: the init writes the step's wait

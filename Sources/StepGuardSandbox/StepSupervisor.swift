@@ -114,7 +114,9 @@ public final class StepSupervisor: Sendable {
                        takeTerminal: Bool) throws(SandboxError) -> StartedStep {
         let plan = HidePlan(options.isolation?.hiddenPaths ?? [], protected: options.isolation?.protectedFiles ?? [])
         let tripwirePlan = options.isolation?.tripwires == true ? TripwirePlan(plan) : TripwirePlan(HidePlan([]))
-        let emptyFiles = try options.isolation == nil ? nil : Self.makeEmptyFiles(count: max(plan.files.count, 1))
+        let capture = options.isolation.map { $0.capture && $0.proxyPort != nil } ?? false
+        let emptyFiles = try options.isolation == nil ? nil : Self.makeEmptyFiles(count: max(plan.files.count, 1),
+                                                                                   resolverConfiguration: capture ? IsolationRequest.resolverConfiguration : nil)
         defer { emptyFiles.map { try? FileManager.default.removeItem(atPath: $0.directory) } }
         let argv = CStringArray(command.arguments)
         let envp = CStringArray(command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
@@ -131,7 +133,8 @@ public final class StepSupervisor: Sendable {
             throw SandboxError.spawnFailed("keeping descriptor \(fd) for the step (it is not open)", errno: errno)
         }
         let emptyFile: String? = emptyFiles?.files.first
-        let result = emptyFile.withOptionalCString { emptyPath in
+        let resolverConfiguration: String? = emptyFiles?.resolverConfiguration
+        let result = emptyFile.withOptionalCString { emptyPath in resolverConfiguration.withOptionalCString { resolvConf in
             directories.withPointers { hideDirectories in
                 files.withPointers { hideFiles in
                     sources.withPointers { hideSources in
@@ -144,6 +147,7 @@ public final class StepSupervisor: Sendable {
                                                 var spawnOptions = sg_spawn_options(
                                                     take_terminal: takeTerminal ? 1 : 0, isolate: options.isolation == nil ? 0 : 1,
                                                     proxy_port: options.isolation?.proxyPort ?? 0,
+                                                    capture: capture ? 1 : 0, resolv_conf: resolvConf,
                                                     hide_directories: hideDirectories, hide_files: hideFiles, empty_file: emptyPath,
                                                     hide_file_sources: emptyFiles == nil ? nil : hideSources,
                                                     decoy_directories: decoyDirectoryPointers, decoy_files: decoyFilePointers,
@@ -164,7 +168,7 @@ public final class StepSupervisor: Sendable {
                     }
                 }
             }
-        }
+        } }
         guard result.error == 0 else {
             let named: [String] = switch result.stage {
             case SG_STAGE_DECOY: tripwirePlan.decoyDirectories + tripwirePlan.decoyFiles
@@ -193,12 +197,21 @@ public final class StepSupervisor: Sendable {
                            hidden: options.isolation == nil ? [] : plan.reported, isolated: options.isolation != nil,
                            stepStatus: result.status_fd >= 0 ? StepStatusChannel(status: result.status_fd, lifeline: result.lifeline_fd) : nil,
                            ownProcUnavailable: result.proc_error == 0 ? nil : String(cString: strerror(result.proc_error)),
-                           tripwires: tripwires)
+                           tripwires: tripwires, capture: capture && result.capture_stage == SG_CAPTURE_NONE ? CapturedNetwork(capturedDescriptors(result)) : nil,
+                           captureFallback: capture && result.capture_stage != SG_CAPTURE_NONE
+                               ? CapturedNetwork.failure(stage: result.capture_stage, errno: result.capture_error) : nil)
+    }
+
+    /// The descriptors of sg_spawn_result.capture_fds (a C array: a tuple in Swift).
+    private func capturedDescriptors(_ result: sg_spawn_result) -> [Int32] {
+        withUnsafeBytes(of: result.capture_fds) { Array($0.bindMemory(to: Int32.self)) }
     }
 
     /// `count` empty, read-only files in a private directory, bind-mounted over hidden files (one
     /// each, so that a tripwire knows which hidden file was opened).
-    private static func makeEmptyFiles(count: Int) throws(SandboxError) -> (directory: String, files: [String]) {
+    /// With `resolverConfiguration`, also writes it to a file the step's `/etc/resolv.conf` is covered with.
+    private static func makeEmptyFiles(count: Int, resolverConfiguration: String?) throws(SandboxError)
+        -> (directory: String, files: [String], resolverConfiguration: String?) {
         var template = Array((NSTemporaryDirectory() + "/stepguard-hide-XXXXXX").utf8CString)
         guard let created = mkdtemp(&template) else { throw SandboxError.spawnFailed("creating a private directory", errno: errno) }
         let directory = String(cString: created)
@@ -213,8 +226,17 @@ public final class StepSupervisor: Sendable {
             close(fd)
             files.append(path)
         }
+        var resolverPath: String?
+        if let resolverConfiguration {
+            let path = directory + "/resolv.conf"
+            guard FileManager.default.createFile(atPath: path, contents: Data(resolverConfiguration.utf8), attributes: [.posixPermissions: 0o444]) else {
+                try? FileManager.default.removeItem(atPath: directory)
+                throw SandboxError.spawnFailed("creating \(path)", errno: errno)
+            }
+            resolverPath = path
+        }
         chmod(directory, 0o755)
-        return (directory, files)
+        return (directory, files, resolverPath)
     }
 
     // MARK: - Reaping

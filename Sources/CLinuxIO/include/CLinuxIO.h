@@ -16,6 +16,11 @@ ssize_t sg_splice(int from, int to, size_t length);
 int sg_pipe(int fds[2], int size);
 /// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC.
 int sg_accept(int listener);
+/// The destination a connection accepted from `fd` was opened to before an nf_tables redirect sent
+/// it here (SO_ORIGINAL_DST, or IP6T_SO_ORIGINAL_DST for IPv6): the address family, the address in
+/// network byte order (4 or 16 bytes of `address`) and the port. Returns 0, or an errno (ENOENT: the
+/// connection was not redirected).
+int sg_original_destination(int fd, int *family, unsigned char address[16], unsigned short *port);
 /// memmem(3).
 const void *sg_memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length);
 #endif

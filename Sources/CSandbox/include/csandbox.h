@@ -25,6 +25,42 @@ enum {
     SG_INOTIFY_OVERFLOW = IN_Q_OVERFLOW,
 };
 
+/// Where setting up transparent capture inside the step's network namespace failed.
+typedef enum {
+    SG_CAPTURE_NONE = 0,
+    /// Adding the `local` default route (rtnetlink).
+    SG_CAPTURE_ROUTE,
+    /// Adding the nf_tables redirect (nfnetlink).
+    SG_CAPTURE_RULES,
+    /// Making the sockets stepguard serves (DNS, raw UDP, the IPv6 proxy listener).
+    SG_CAPTURE_SOCKETS_STAGE,
+    /// Covering /etc/resolv.conf.
+    SG_CAPTURE_RESOLV_CONF,
+} sg_capture_stage;
+
+/// The sockets made inside a captured namespace, by index in sg_spawn_result.capture_fds.
+enum {
+    /// TCP, listening on 127.0.0.1 and [::1] at SG_CAPTURE_PORT: the redirected connections.
+    SG_CAPTURE_LISTENER4 = 0,
+    SG_CAPTURE_LISTENER6,
+    /// UDP bound to 0.0.0.0:53 and [::]:53: every DNS query of the step, whatever server it names.
+    SG_CAPTURE_DNS_UDP4,
+    SG_CAPTURE_DNS_UDP6,
+    /// TCP listening on the resolver's address (SG_CAPTURE_RESOLVER):53.
+    SG_CAPTURE_DNS_TCP,
+    /// Raw UDP sockets: a copy of every datagram the step sends (to tell what was dropped).
+    SG_CAPTURE_RAW_UDP4,
+    SG_CAPTURE_RAW_UDP6,
+    SG_CAPTURE_SOCKETS,
+};
+
+/// Where captured connections are redirected inside the namespace: a privileged port, which the
+/// step (whose capabilities belong to a nested user namespace) cannot bind itself.
+#define SG_CAPTURE_PORT 1023
+
+/// The resolver address written to the step's /etc/resolv.conf: 127.0.0.53 (host byte order).
+#define SG_CAPTURE_RESOLVER 0x7f000035u
+
 /// How sg_spawn prepares the child between fork and exec.
 typedef struct {
     /// Give the child the controlling terminal (stdin is a TTY and we are in the foreground).
@@ -35,6 +71,12 @@ typedef struct {
     /// With `isolate`: listen on 127.0.0.1:proxy_port inside the namespace and hand the listening
     /// socket back to the parent (0: no listener).
     uint16_t proxy_port;
+    /// With `isolate` and `proxy_port`: redirect every TCP connection to a non-loopback address to
+    /// SG_CAPTURE_PORT, make every address local, cover /etc/resolv.conf with `resolv_conf`, and hand
+    /// over the sockets of SG_CAPTURE_SOCKETS.
+    int capture;
+    /// With `capture`: a file bind-mounted over /etc/resolv.conf (when that exists), or NULL.
+    const char *resolv_conf;
     /// With `isolate`: NULL-terminated lists of directories to cover with an empty tmpfs, and of
     /// files (or sockets) to cover with `empty_file`.
     const char *const *hide_directories;
@@ -114,6 +156,13 @@ typedef struct {
     int failed_path;
     /// The inotify instance watching `tripwire_paths` (with `isolate` and tripwires), else -1.
     int tripwire_fd;
+    /// With `capture`: where setting it up failed (SG_CAPTURE_NONE: it is on) and the errno. A
+    /// failed capture does not stop the step: clients that ignore the proxy variables then reach
+    /// nothing, as without capture.
+    sg_capture_stage capture_stage;
+    int capture_error;
+    /// With `capture` on: the sockets by SG_CAPTURE_* index (-1 for one that could not be made).
+    int capture_fds[SG_CAPTURE_SOCKETS];
 } sg_spawn_result;
 
 /// Starts `path` (clone + exec, sharing memory until the exec) in a new process group, with default

@@ -5,19 +5,23 @@ import StepGuardPolicy
 enum Ask: Sendable {
     /// `CONNECT host:port`: a tunnel.
     case connect
+    /// A TCP connection the step opened to an address, captured (under isolation) and relayed
+    /// like a tunnel: no request line, its destination is where it was going.
+    case capture
     /// An absolute-form `http://` request.
     case request(method: String, path: String)
 
     var method: String {
         switch self {
         case .connect: "CONNECT"
+        case .capture: "TCP"
         case .request(let method, _): method
         }
     }
 
     var path: String {
         switch self {
-        case .connect: ""
+        case .connect, .capture: ""
         case .request(_, let path): path
         }
     }
@@ -160,9 +164,9 @@ struct EgressDecider: Sendable {
         let record = DecisionRecord(.egress, allowed: verdict.allowed, rule: verdict.rule, reason: verdict.reason, route: route,
                                     method: ask.method, path: ask.path, service: service)
         switch (ask, service) {
-        case (.connect, nil):
+        case (.connect, nil), (.capture, nil):
             return ConnectionDecision(action: .tunnel, record: record)
-        case (.connect, let service?):
+        case (.connect, let service?), (.capture, let service?):
             guard case .name(let name) = route.host else {
                 let failure = ProxyFailure(status: .forbidden, reason: "services are intercepted by name, not by address", decision: "deny",
                                            rule: "services: \(service.definition.name)")

@@ -43,6 +43,10 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private var method = ""
     private var path = ""
     private var isTunnel = false
+    /// A connection the step opened to an address and its namespace redirected here (transparent
+    /// capture): there is no request line, it is relayed like a CONNECT to where it was going, and
+    /// a refusal resets it (its client does not speak to a proxy).
+    private var captured = false
     private var route: Route?
     private var key = ""
     private var upstream: Int32 = -1
@@ -67,6 +71,17 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     func start() {
         loop.connections[ObjectIdentifier(self)] = self
         waitForHead()
+    }
+
+    /// Starts a captured connection (see ``captured``) to `host:port`.
+    func startCaptured(host: HostName.Normalised, port: UInt16) {
+        loop.connections[ObjectIdentifier(self)] = self
+        captured = true
+        isTunnel = true
+        method = "TCP"
+        let authority = captureAuthority(host, port: port)
+        if let known = loop.tunnelTargets[authority] { return decided(known) }
+        route(host, port, authority: authority)
     }
 
     /// Puts the client socket in the epoll set (edge-triggered: an event already due is reported at once).
@@ -278,7 +293,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     }
 
     /// What the request line asks: a tunnel, or a plain request.
-    private var ask: Ask { isTunnel ? .connect : .request(method: method, path: path) }
+    private var ask: Ask { captured ? .capture : isTunnel ? .connect : .request(method: method, path: path) }
 
     private func decided(_ destination: Destination) {
         let route = destination.route
@@ -528,6 +543,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
 
     private func reject(_ status: AnswerStatus, decision: String, rule: String, reason: String) {
         if upstream >= 0 { loop.epoll.close(upstream); upstream = -1 }
+        if captured { return reset() }
         if isTunnel { closeAfterResponse = true }
         responseStarted = false
         output.append(ProxyAnswer(status, decision: decision, rule: rule, reason: reason, close: closeAfterResponse).wireBytes)
@@ -538,6 +554,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
 
     /// Tells the client its CONNECT was allowed; false (the connection must close) when it cannot take those few bytes.
     private func answerEstablished() -> Bool {
+        if captured { return true }  // nothing to answer: the client thinks it is connected already
         output.append(ProxyAnswer.connectionEstablished)
         return output.flush(to: fd) && output.isEmpty
     }
@@ -590,6 +607,13 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         if watched { loop.epoll.unregister(fd) }
         release()
         loop.handOff(fd, prefix, handOver)
+    }
+
+    /// Ends a captured connection with a TCP reset.
+    private func reset() {
+        guard phase != .done else { return }
+        resetOnClose(fd)
+        close()
     }
 
     func close() {

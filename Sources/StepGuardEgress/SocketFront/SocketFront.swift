@@ -49,16 +49,18 @@ final class SocketFront: Sendable {
     }
 
     /// Accepts connections on `listener` (a listening socket; the front owns it from now on).
-    func serve(listener: Int32) {
+    /// `captured`: it is a capture listener of the step's namespace (``FrontLoop/acceptCaptured(_:)``).
+    func serve(listener: Int32, captured: Bool = false) {
         let flags = fcntl(listener, F_GETFL)
         _ = fcntl(listener, F_SETFL, flags | O_NONBLOCK)
         // A connection is accepted once its first bytes are there: the first read finds the request.
+        // Not for captured ones: in protocols where the server speaks first, the client waits.
         var seconds: Int32 = 5
-        setsockopt(listener, Int32(IPPROTO_TCP), TCP_DEFER_ACCEPT, &seconds, socklen_t(MemoryLayout<Int32>.size))
+        if !captured { setsockopt(listener, Int32(IPPROTO_TCP), TCP_DEFER_ACCEPT, &seconds, socklen_t(MemoryLayout<Int32>.size)) }
         // Accepted sockets inherit TCP_NODELAY from the listener: one call instead of one per connection.
         var one: Int32 = 1
         setsockopt(listener, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        let shared = SharedListener(fd: listener, users: loops.count)
+        let shared = SharedListener(fd: listener, users: loops.count, captured: captured)
         for loop in loops {
             loop.epoll.execute { loop.listen(shared) }
         }
@@ -76,10 +78,13 @@ final class SocketFront: Sendable {
 /// A listening socket shared by the loops; closed by the last one that stops using it.
 final class SharedListener: Sendable {
     let fd: Int32
+    /// Whether its connections are the step's captured ones.
+    let captured: Bool
     private let users: Atomic<Int>
 
-    init(fd: Int32, users: Int) {
+    init(fd: Int32, users: Int, captured: Bool = false) {
         self.fd = fd
+        self.captured = captured
         self.users = Atomic(users)
     }
 
@@ -255,6 +260,10 @@ final class Acceptor: EpollHandler {
                     enabled = false
                 }
                 return
+            }
+            if listener.captured {
+                loop.acceptCaptured(client)
+                continue
             }
             loop.state.openConnections.add(1, ordering: .relaxed)
             ClientConnection(loop: loop, fd: client).start()

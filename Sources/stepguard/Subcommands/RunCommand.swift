@@ -108,9 +108,11 @@ extension RunInvocation {
 /// log), out of an isolated step's reach.
 func spawnOptions(_ policy: Policy, home: String?, proxyPort: UInt16?, keeping descriptors: [Int32] = [],
                   protecting protected: [String] = []) -> SpawnOptions {
+    // Under capture the host's resolver daemons are hidden too: they would answer names the policy denies.
+    let hidden = IsolationRequest.expand(policy.filesystem.hide, home: home) + IsolationRequest.resolverSockets
     let isolation = policy.isolation == .off ? nil
-        : IsolationRequest(proxyPort: proxyPort, hiddenPaths: IsolationRequest.expand(policy.filesystem.hide, home: home),
-                           protectedFiles: protected, tripwires: policy.tripwires == .on)
+        : IsolationRequest(proxyPort: proxyPort, hiddenPaths: hidden, protectedFiles: protected, tripwires: policy.tripwires == .on,
+                           capture: proxyPort != nil)
     return SpawnOptions(isolation: isolation, fallBackWithoutIsolation: policy.isolation == .auto, maxProcesses: policy.limits.processes,
                         keptDescriptors: descriptors)
 }
@@ -139,7 +141,10 @@ final class Containment: Sendable {
             let procNote = started.ownProcUnavailable.map {
                 "; the step sees the host's /proc (other processes' command lines) because mounting its own failed: \($0)"
             } ?? ""
-            reason = "step runs in its own user, network, mount and PID namespaces; only the proxy is reachable; \(hidden)\(socketNote)\(procNote)"
+            let capture = started.capture != nil
+                ? "every TCP connection is captured and decided by the proxy, names are resolved by stepguard"
+                : "only the proxy is reachable" + (started.captureFallback.map { " (transparent capture is off: \($0))" } ?? "")
+            reason = "step runs in its own user, network, mount and PID namespaces; \(capture); \(hidden)\(socketNote)\(procNote)"
         } else if let fallback = started.isolationFallback {
             summary = "NOT isolated (isolation: auto fell back to proxy variables only)"
             reason = "isolation unavailable, falling back to proxy variables only (isolation: auto): \(fallback)"

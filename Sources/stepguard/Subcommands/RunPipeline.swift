@@ -236,6 +236,10 @@ final class StepProxyLink: Sendable {
         guard let listener = started.proxyListener else { return }
         do {
             try egress.serve(listeningSocket: listener)
+            if let capture = started.capture {
+                egress.serveCapture(listeners: [capture.listener4, capture.listener6].compactMap { $0 })
+                for fd in [capture.dnsUDP4, capture.dnsUDP6, capture.dnsTCP, capture.rawUDP4, capture.rawUDP6].compactMap({ $0 }) { close(fd) }
+            }
         } catch {
             trail.record(AuditEvent(type: .isolation, decision: .deny, reason: "\(error); the step is stopped (fail closed)",
                                     rule: "built-in: fail closed"))

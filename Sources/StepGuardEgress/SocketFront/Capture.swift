@@ -1,0 +1,77 @@
+import CLinuxIO
+import StepGuardPolicy
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What transparent capture asks of the step's resolver: the name behind an address it answered
+/// with, and DNS over TCP to port 53 of any address.
+protocol CaptureResolver: AnyObject, Sendable {
+    /// The name `address` stands for, when the resolver answered a query for that name with it.
+    func name(for address: IPAddress) -> String?
+    /// Serves a DNS-over-TCP connection (the resolver owns `fd` from now on).
+    func serveTCP(connection fd: Int32)
+}
+
+/// The resolver of a session's captured step, set once the step's namespace exists.
+final class CaptureLink: Sendable {
+    private let resolver = Mutex<(any CaptureResolver)?>(nil)
+
+    func attach(_ resolver: any CaptureResolver) { self.resolver.withLock { $0 = resolver } }
+
+    var current: (any CaptureResolver)? { resolver.withLock { $0 } }
+
+    /// The host a captured connection to `address` is decided as: the name the step resolved
+    /// through stepguard's resolver to get that address, or the address itself.
+    func host(for address: IPAddress) -> HostName.Normalised {
+        guard let name = current?.name(for: address), let host = HostName.normalise(name) else { return .address(address.unmapped) }
+        return host
+    }
+}
+
+/// Where a redirected connection was going (SO_ORIGINAL_DST), or nil when it was not redirected.
+func originalDestination(of fd: Int32) -> (address: IPAddress, port: UInt16)? {
+    var family: Int32 = 0
+    var bytes = [UInt8](repeating: 0, count: 16)
+    var port: UInt16 = 0
+    guard sg_original_destination(fd, &family, &bytes, &port) == 0 else { return nil }
+    if family == AF_INET {
+        return (.v4(UInt32(bytes[0]) << 24 | UInt32(bytes[1]) << 16 | UInt32(bytes[2]) << 8 | UInt32(bytes[3])), port)
+    }
+    return (IPAddress.v6(bytes).unmapped, port)
+}
+
+/// Makes closing `fd` send a TCP reset (SO_LINGER 0): a refused captured connection ends at once.
+func resetOnClose(_ fd: Int32) {
+    var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+}
+
+/// Closes `fd` with a TCP reset.
+func resetConnection(_ fd: Int32) {
+    resetOnClose(fd)
+    Glibc.close(fd)
+}
+
+/// `host:port` as a CONNECT names it (an IPv6 address in brackets).
+func captureAuthority(_ host: HostName.Normalised, port: UInt16) -> String {
+    if case .address(.v6) = host { return "[\(host.text)]:\(port)" }
+    return "\(host.text):\(port)"
+}
+
+extension FrontLoop {
+    /// A connection accepted on a capture listener: decided like a CONNECT to where it was going;
+    /// DNS over TCP goes to the resolver; one that was not redirected (the step connected to the
+    /// listener itself) is reset.
+    func acceptCaptured(_ client: Int32) {
+        guard let original = originalDestination(of: client) else { return resetConnection(client) }
+        if original.port == 53 {
+            guard let resolver = state.capture.current else { return resetConnection(client) }
+            return resolver.serveTCP(connection: client)
+        }
+        state.openConnections.add(1, ordering: .relaxed)
+        ClientConnection(loop: self, fd: client).startCaptured(host: state.capture.host(for: original.address), port: original.port)
+    }
+}
