@@ -32,6 +32,9 @@ int sg_original_destination(int fd, int *family, unsigned char address[16], unsi
     if (local.ss_family == AF_INET6) {
         if (getsockopt(fd, SOL_IPV6, 80 /* IP6T_SO_ORIGINAL_DST */, &original, &length) != 0) return errno;
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&original;
+        const struct sockaddr_in6 *here6 = (const struct sockaddr_in6 *)&local;
+        // Conntrack knows every connection: one that was not redirected "was going" here.
+        if (in6->sin6_port == here6->sin6_port && memcmp(&in6->sin6_addr, &here6->sin6_addr, 16) == 0) return ENOENT;
         *family = AF_INET6;
         memcpy(address, &in6->sin6_addr, 16);
         *port = ntohs(in6->sin6_port);
@@ -39,6 +42,8 @@ int sg_original_destination(int fd, int *family, unsigned char address[16], unsi
     }
     if (getsockopt(fd, SOL_IP, 80 /* SO_ORIGINAL_DST */, &original, &length) != 0) return errno;
     const struct sockaddr_in *in = (const struct sockaddr_in *)&original;
+    const struct sockaddr_in *here = (const struct sockaddr_in *)&local;
+    if (in->sin_port == here->sin_port && in->sin_addr.s_addr == here->sin_addr.s_addr) return ENOENT;
     *family = AF_INET;
     memcpy(address, &in->sin_addr, 4);
     *port = ntohs(in->sin_port);

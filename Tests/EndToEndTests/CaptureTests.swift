@@ -1,0 +1,169 @@
+import Foundation
+import StepGuardServerTestSupport
+import StepGuardTestSupport
+import Synchronization
+import Testing
+
+/// Transparent capture under isolation: clients that ignore the proxy variables. The step connects
+/// to documentation addresses (192.0.2.0/24) that exist only inside its own network namespace, where
+/// every TCP connection is redirected to stepguard; `network.resolve` sends the allowed ones to
+/// servers on the host's loopback. Nothing leaves loopback.
+@Suite struct CaptureTests {
+    /// A TCP server on 127.0.0.1 that answers each line with `echo:` and the line, and counts connections.
+    final class EchoServer: Sendable {
+        let fd: Int32
+        let port: Int
+        private let accepted = Atomic<Int>(0)
+        var connections: Int { accepted.load(ordering: .relaxed) }
+
+        init() throws {
+            (fd, port) = try LoopbackSocket.listen()
+            let thread = Thread { [self] in
+                while true {
+                    let client = accept(fd, nil, nil)
+                    if client < 0 { return }
+                    accepted.add(1, ordering: .relaxed)
+                    var buffer = [UInt8](repeating: 0, count: 256)
+                    let count = read(client, &buffer, buffer.count)
+                    if count > 0 {
+                        let reply = Array("echo:".utf8) + buffer[0..<count]
+                        _ = write(client, reply, reply.count)
+                    }
+                    close(client)
+                }
+            }
+            thread.start()
+        }
+
+        func stop() { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
+    }
+
+    /// A python3 step that talks to each `host:port` without any proxy and prints one line per
+    /// attempt: `HOST:PORT echo:ping`, or the error and how long it took to come.
+    static func talker(_ targets: [(String, Int)]) -> [String] {
+        let list = targets.map { "(\"\($0.0)\", \($0.1))" }.joined(separator: ", ")
+        let script = """
+            import socket, time
+            for host, port in [\(list)]:
+                start = time.monotonic()
+                try:
+                    s = socket.create_connection((host, port), timeout=5)
+                    s.sendall(b"ping")
+                    data = s.recv(100)
+                    print(f"{host}:{port} {data.decode() or 'closed'}", flush=True)
+                    s.close()
+                except OSError as error:
+                    print(f"{host}:{port} {type(error).__name__} after {time.monotonic() - start:.2f}s", flush=True)
+            """
+        return ["python3", "-c", script]
+    }
+
+    static func policy(echoPort: Int, onViolation: String = "fail") -> String {
+        """
+        version: 1
+        isolation: required
+        on_violation: \(onViolation)
+        tripwires: off
+        egress:
+          default: deny
+          allow: ["192.0.2.10:7000"]
+        network:
+          resolve: { "192.0.2.10:7000": "127.0.0.1:\(echoPort)", "192.0.2.10:7001": "127.0.0.1:\(echoPort)" }
+        """
+    }
+
+    @Test func aClientIgnoringProxyVariablesReachesAnAllowedAddressAndIsResetElsewhere() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let echo = try EchoServer()
+        defer { echo.stop() }
+        let policy = try directory.write("policy.yaml", Self.policy(echoPort: echo.port))
+        let audit = directory.path("audit.jsonl")
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", audit, "--"]
+                                          + Self.talker([("192.0.2.10", 7000), ("192.0.2.10", 7001)]))
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "192.0.2.10:7000 echo:ping", "\(run.stdout) \(run.stderr)")
+        // The port the policy does not allow is reset at once (not a hang, not a timeout).
+        #expect(lines.count == 2 && lines[1].hasPrefix("192.0.2.10:7001 ConnectionResetError after 0."), "\(run.stdout)")
+        #expect(echo.connections == 1, "only the allowed connection reached the server")
+        #expect(run.status == 77, "a denied captured connection is a violation: \(run.stderr)")
+        let events = try AuditLogFile.events(audit)
+        let egress = events.filter { $0["type"] as? String == "egress" }
+        #expect(egress.contains { $0["decision"] as? String == "allow" && $0["port"] as? Int == 7000 && $0["method"] as? String == "TCP" })
+        #expect(egress.contains { $0["decision"] as? String == "deny" && $0["port"] as? Int == 7001 && $0["host"] as? String == "192.0.2.10" })
+        let isolation = events.first { $0["type"] as? String == "isolation" }?["reason"] as? String ?? ""
+        #expect(isolation.contains("every TCP connection is captured"), "\(isolation)")
+    }
+
+    @Test func onViolationKillStopsTheStepAtTheFirstDeniedConnection() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let echo = try EchoServer()
+        defer { echo.stop() }
+        let policy = try directory.write("policy.yaml", Self.policy(echoPort: echo.port, onViolation: "kill"))
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--"]
+                                          + Self.talker([("192.0.2.10", 7001), ("192.0.2.10", 7000)]))
+        #expect(run.status == 77, "\(run.stderr)")
+        #expect(!run.stdout.contains("echo:ping"), "the step was stopped before its next connection: \(run.stdout)")
+        #expect(echo.connections == 0)
+    }
+
+    /// Root inside its namespaces, the step tries to undo capture: drop the routes and the
+    /// redirect, open raw sockets, and connect to the capture listener itself. None of it works,
+    /// and its connections are still decided.
+    @Test func aHostileStepCannotUndoCapture() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let echo = try EchoServer()
+        defer { echo.stop() }
+        let policy = try directory.write("policy.yaml", Self.policy(echoPort: echo.port))
+        let attack = """
+            import socket, subprocess
+            for command in (["ip", "route", "del", "local", "default", "table", "local"],
+                            ["ip", "-6", "route", "del", "local", "default", "table", "local"],
+                            ["ip", "link", "set", "lo", "down"]):
+                result = subprocess.run(command, capture_output=True)
+                print("ip refused" if result.returncode != 0 else "ip changed", flush=True)
+            for kind in (socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_RAW):
+                try:
+                    socket.socket(socket.AF_INET, socket.SOCK_RAW, kind)
+                    print("raw socket opened", flush=True)
+                except PermissionError:
+                    print("raw refused", flush=True)
+            # The capture listener itself, reached without a redirect: reset, it leads nowhere.
+            try:
+                s = socket.create_connection(("127.0.0.1", 1023), timeout=5)
+                s.sendall(b"CONNECT 127.0.0.1:\(echo.port) HTTP/1.1\\r\\n\\r\\n")
+                print("listener", s.recv(100) or b"closed", flush=True)
+            except OSError as error:
+                print("listener", type(error).__name__, flush=True)
+            """
+        let attackScript = try directory.write("attack.py", attack)
+        let talk = Self.talker([("192.0.2.10", 7000)])
+        let talkScript = try directory.write("talk.py", talk[2])
+        // Run as root (CI does): the step is root in its own namespaces.
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "sh", "-c", "python3 \(attackScript); python3 \(talkScript)"])
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.filter { $0 == "ip refused" }.count == 3, "every route and link change is refused: \(run.stdout) \(run.stderr)")
+        #expect(lines.filter { $0 == "raw refused" }.count == 3, "\(run.stdout)")
+        #expect(lines.contains { $0.hasPrefix("listener") && !$0.contains("200") }, "\(run.stdout)")
+        #expect(lines.last == "192.0.2.10:7000 echo:ping", "capture still holds: \(run.stdout) \(run.stderr)")
+        #expect(echo.connections == 1)
+        #expect(run.status == 0, "nothing was denied: the listener's own connection was reset, not decided: \(run.stderr)")
+    }
+
+    @Test func captureWorksForAnUnprivilegedUser() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let echo = try EchoServer()
+        defer { echo.stop() }
+        let policy = try directory.write("policy.yaml", Self.policy(echoPort: echo.port))
+        chmod(policy, 0o644)
+        guard let run = try UnprivilegedTests.runAsNobody(["--policy", policy, "--"] + Self.talker([("192.0.2.10", 7000), ("192.0.2.10", 7001)]),
+                                                          in: directory) else { return }
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "192.0.2.10:7000 echo:ping", "\(run.stdout) \(run.stderr)")
+        #expect(lines.last?.contains("ConnectionResetError") == true, "\(run.stdout)")
+        #expect(run.status == 77)
+    }
+}
