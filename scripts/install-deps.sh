@@ -7,6 +7,8 @@ packages=(
   pkg-config git curl ca-certificates python3 python3-venv
   libgit2-dev libcurl4-openssl-dev libvectorscan-dev libpcre2-dev
   hyperfine
+  # Real clients and servers of the transparent-capture tests (issue #18).
+  openssh-server openssh-client iproute2
 )
 missing=()
 for package in "${packages[@]}"; do
