@@ -95,6 +95,30 @@ import Testing
         #expect(isolation.contains("every TCP connection is captured"), "\(isolation)")
     }
 
+    @Test func ipv6ConnectionsAreCapturedToo() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let echo = try EchoServer()
+        defer { echo.stop() }
+        let policy = try directory.write("policy.yaml", """
+            version: 1
+            isolation: required
+            on_violation: fail
+            tripwires: off
+            egress:
+              default: deny
+              allow: ["[2001:db8::10]:7000"]
+            network:
+              resolve: { "[2001:db8::10]:7000": "127.0.0.1:\(echo.port)" }
+            """)
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--"] + Self.talker([("2001:db8::10", 7000), ("2001:db8::11", 7000)]))
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "2001:db8::10:7000 echo:ping", "\(run.stdout) \(run.stderr)")
+        #expect(lines.last?.hasPrefix("2001:db8::11:7000 ConnectionResetError") == true, "\(run.stdout)")
+        #expect(echo.connections == 1)
+        #expect(run.status == 77)
+    }
+
     @Test func onViolationKillStopsTheStepAtTheFirstDeniedConnection() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
