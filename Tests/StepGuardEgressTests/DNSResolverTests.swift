@@ -81,6 +81,19 @@ import Glibc
         #expect(first.reason.contains(".attacker.example") && first.reason.contains("not resolved"))
     }
 
+    @Test func aStepInventingDeniedNamesCannotGrowTheAuditLogWithoutBound() throws {
+        var limits = StepResolver.Limits()
+        limits.recordedDeniedNames = 3
+        let session = try Session("egress: { default: deny }\nnetwork: { dns: '127.0.0.1:9' }\n", limits: limits)
+        defer { session.stop() }
+        for index in 0..<10 {
+            #expect(try session.ask("n\(index).attacker.example").0.code == DNSRCode.nameError.rawValue)
+        }
+        let denials = session.denials
+        #expect(denials.count == 4, "\(denials.map(\.reason))")
+        #expect(denials.last?.reason.contains("further denied names are refused without an event each") == true)
+    }
+
     @Test func auditModeResolvesADeniedNameAndRecordsTheDeny() throws {
         let upstream = try DNSStandIn(records: ["denied.example": [.a("192.0.2.11")]])
         defer { upstream.stop() }

@@ -45,6 +45,9 @@ final class StepResolver: Sendable {
         var tcpConnections = 64
         /// Seconds a DNS-over-TCP connection may stay idle.
         var tcpIdleSeconds = 10
+        /// Most denied names recorded one by one; beyond, one more event says so and later ones are
+        /// refused without a record (a step inventing names cannot grow the audit log without bound).
+        var recordedDeniedNames = 4096
         /// How often (nanoseconds) a dropped-UDP destination is reported at most.
         var dropReportInterval: UInt64 = 60 * 1_000_000_000
 
@@ -137,14 +140,23 @@ final class StepResolver: Sendable {
 
     /// Records the denial of `name` (once per name) and says whether its query is refused (not in `mode: audit`).
     private func block(_ name: String, _ verdict: EgressVerdict, type: UInt16) -> Bool {
-        let first = recordedNames.withLock { $0.insert(name).inserted }
+        let (first, full) = recordedNames.withLock { names -> (Bool, Bool) in
+            guard names.count < limits.recordedDeniedNames else { return (false, false) }
+            let inserted = names.insert(name).inserted
+            return (inserted, inserted && names.count == limits.recordedDeniedNames)
+        }
         guard first else { return !auditOnly }
         let shown = Self.shown(name)
         let record = DecisionRecord(.egress, allowed: false, rule: verdict.rule,
                                     reason: "DNS query for " + verdict.reason.replacingOccurrences(of: name, with: shown),
                                     host: .name(shown), port: 53, addresses: [], method: "DNS", path: "", service: nil,
                                     details: ["query_type": .string(Self.typeName(type))])
-        return enforce(record)
+        let blocked = enforce(record)
+        if full {
+            trail.record(AuditEvent(type: .egress, decision: .deny, reason: "the step asked for \(limits.recordedDeniedNames) denied names; further denied names are refused without an event each",
+                                    rule: verdict.rule, subject: ["method": .string("DNS"), "port": .int(53)]))
+        }
+        return blocked
     }
 
     /// `name` for output: a label long enough to carry data (`<hex of a secret>.attacker.example`)
