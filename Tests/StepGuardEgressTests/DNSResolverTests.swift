@@ -191,7 +191,7 @@ import Glibc
         #expect(try lookup.addresses(of: "mirror.example").map(\.description) == ["192.0.2.40", "2001:db8::40"])
         #expect(throws: ProxyFailure.self) { try lookup.addresses(of: "nothing.example") }
         #expect(throws: ProxyFailure.self) { try lookup.addresses(of: "x.invalid") }
-        #expect(upstream.queries.map(\.name) == ["mirror.example", "mirror.example", "nothing.example", "nothing.example"])
+        #expect(upstream.queries.map(\.name) == ["mirror.example", "mirror.example", "nothing.example"], "NXDOMAIN ends the lookup")
     }
 
     // MARK: Transports
@@ -207,6 +207,20 @@ import Glibc
         }
         let (refused, from) = try session.ask("other.example", server: "127.0.0.9")
         #expect(from == "127.0.0.9" && refused.code == DNSRCode.nameError.rawValue)
+    }
+
+    @Test func anIPv6SocketAnswersFromTheQuerysDestinationToo() throws {
+        let upstream = try DNSStandIn(records: ["allowed.example": [.aaaa("2001:db8::55")]])
+        defer { upstream.stop() }
+        let session = try Session("egress: { default: deny, allow: [allowed.example] }\nnetwork: { dns: '127.0.0.1:\(upstream.port)' }\n")
+        defer { session.stop() }
+        let (fd, port) = try UDP.bound("::")
+        try session.resolver.serveUDP(fd)
+        let query = DNSCodec.query(id: 77, name: try #require(DNSName("allowed.example")), type: DNSType.aaaa)
+        let (bytes, from) = try UDP.exchange(query, server: "::1", port: port)
+        let response = try DNSCodec.readResponse(bytes)
+        #expect(from == "::1" && response.id == 77 && response.code == 0)
+        #expect(addresses(response).first.flatMap(session.resolver.name(for:)) == "allowed.example")
     }
 
     @Test func dnsOverTCPFramesEachMessage() throws {
@@ -274,8 +288,10 @@ import Glibc
 enum UDP {
     /// A UDP socket bound to `address` at an ephemeral port.
     static func bound(_ address: String) throws -> (Int32, UInt16) {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         let endpoint = DNSEndpoint(address: try #require(IPAddress(address)), port: 0)
+        let fd = socket(endpoint.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var one: Int32 = 1
+        if endpoint.family == AF_INET6 { setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size)) }
         guard fd >= 0, endpoint.withSocketAddress({ bind(fd, $0, $1) }) == 0 else { throw POSIXError(.EADDRINUSE) }
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
@@ -286,11 +302,11 @@ enum UDP {
 
     /// Sends `query` to `server`:`port` and waits (5 s) for one datagram: its bytes and source address.
     static func exchange(_ query: [UInt8], server: String, port: UInt16) throws -> ([UInt8], String) {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let target = DNSEndpoint(address: try #require(IPAddress(server)), port: port)
+        let fd = socket(target.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         defer { close(fd) }
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let target = DNSEndpoint(address: try #require(IPAddress(server)), port: port)
         guard target.withSocketAddress({ sendto(fd, query, query.count, 0, $0, $1) }) == query.count else { throw POSIXError(.EIO) }
         var buffer = [UInt8](repeating: 0, count: 65536)
         var storage = sockaddr_storage()

@@ -89,6 +89,7 @@ final class NameLookup: Sendable {
                 }
             case DNSRCode.nameError.rawValue:
                 nonexistent = true
+                if addresses.isEmpty { return .nonexistent }  // the name does not exist for any type: no second query
             default:
                 return .failed("the DNS server \(upstream!) answered with response code \(response.code)")
             }

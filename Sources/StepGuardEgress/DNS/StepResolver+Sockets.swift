@@ -59,7 +59,8 @@ extension StepResolver {
     }
 
     /// Stops answering: closes every socket handed over, ends the threads (a lookup under way
-    /// finishes, its answer is not sent). Returns once the resolver's loop has stopped.
+    /// finishes, its answer is not sent). Returns once the resolver's loop has stopped; call it
+    /// from any thread but the resolver's own.
     func stop() {
         io.stop()
     }
