@@ -272,15 +272,16 @@ import Glibc
         let raw = try RawSocketsInNamespace.open()
         try session.resolver.watchDroppedUDP(raw: raw.v4, ipv6: false)
         try session.resolver.watchDroppedUDP(raw: raw.v6, ipv6: true)
+        // Each raw socket is read in order on one thread: once both last datagrams are reported, every earlier one was seen.
+        func hosts() -> [String] { session.denials.map { "\($0.subject["host"]?.description ?? ""):\($0.subject["port"]?.description ?? "")" }.sorted() }
         let deadline = Date().addingTimeInterval(10)
-        while session.denials.count < 3, Date() < deadline { usleep(10_000) }
+        while !(hosts().contains("192.0.2.1:9999") && hosts().contains("2001:db8::1:9999")), Date() < deadline { usleep(5_000) }
         let denials = session.denials
-        let hosts = denials.map { "\($0.subject["host"]?.description ?? ""):\($0.subject["port"]?.description ?? "")" }.sorted()
-        #expect(hosts == ["192.0.2.1:4433", "2001:db8::1:4433", "allowed.example:443"], "\(hosts)")
+        #expect(hosts() == ["192.0.2.1:4433", "192.0.2.1:9999", "2001:db8::1:4433", "2001:db8::1:9999", "allowed.example:443"], "\(hosts())")
         #expect(denials.allSatisfy { $0.rule == "built-in: UDP is not relayed" && $0.subject["method"] == .string("UDP") && $0.reason.contains("QUIC") })
         let quic = try #require(denials.first { $0.subject["host"] == .string("allowed.example") })
         #expect(quic.subject["violation"] == .bool(false) && quic.subject["address"] == .string("198.18.0.1"))
-        #expect(denials.filter { $0.subject["violation"] == .bool(true) }.count == 2)
+        #expect(denials.filter { $0.subject["violation"] == .bool(true) }.count == 4)
     }
 }
 
@@ -453,7 +454,7 @@ final class DNSStandIn: Sendable {
 
 /// Raw UDP sockets opened in a network namespace made for the test (root only), after which the
 /// helper that made them sends UDP datagrams there: to 192.0.2.1:4433 (twice), 198.18.0.1:443,
-/// [2001:db8::1]:4433, and ones that are not reported: to port 53, and to 127.0.0.1.
+/// [2001:db8::1]:4433, ones that are not reported (to port 53, and to 127.0.0.1), and last to port 9999 of each.
 enum RawSocketsInNamespace {
     static let helper = """
     import os, socket, subprocess, sys
@@ -472,6 +473,8 @@ enum RawSocketsInNamespace {
     for target in (("192.0.2.1", 4433), ("192.0.2.1", 4433), ("198.18.0.1", 443), ("192.0.2.1", 53), ("127.0.0.1", 4433)):
         sender4.sendto(b"quic?", target)
     sender6.sendto(b"quic?", ("2001:db8::1", 4433))
+    sender4.sendto(b"last", ("192.0.2.1", 9999))
+    sender6.sendto(b"last", ("2001:db8::1", 9999))
     """
 
     /// The two raw sockets (IPv4, IPv6), with the helper's datagrams already queued on them.
