@@ -28,7 +28,8 @@ struct DNSUpstream: Sendable {
     private func socketFor(_ kind: Int32, deadline: UInt64) throws(DNSUpstreamError) -> Int32 {
         let fd = socket(server.family, kind | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw DNSUpstreamError(description: "cannot open a socket to \(server): \(String(cString: strerror(errno)))") }
-        let remaining = deadline > EpollLoop.monotonicNow() ? deadline - EpollLoop.monotonicNow() : 1_000_000
+        let now = EpollLoop.monotonicNow()
+        let remaining = deadline > now ? deadline - now : 1_000_000
         var time = timeval(tv_sec: Int(remaining / 1_000_000_000), tv_usec: Int(remaining % 1_000_000_000 / 1000) + 1)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))

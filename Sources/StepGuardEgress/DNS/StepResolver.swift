@@ -245,8 +245,9 @@ final class StepResolver: Sendable {
         guard port != 53, !address.isLoopback else { return }
         let key = "\(address)|\(port)"
         let due = dropReports.withLock { reports in
-            if let last = reports[key], now - last < limits.dropReportInterval { return false }
-            if reports.count >= 4096 { reports = reports.filter { now - $0.value < limits.dropReportInterval } }
+            func recent(_ time: UInt64) -> Bool { now < time || now - time < limits.dropReportInterval }
+            if let last = reports[key], recent(last) { return false }
+            if reports.count >= 4096 { reports = reports.filter { recent($0.value) } }
             reports[key] = now
             return true
         }
