@@ -180,40 +180,10 @@ final class ProxyState: Sendable {
         try SocketAddress(ipAddress: address.unmapped.description, port: Int(port))
     }
 
-    /// getaddrinfo, every address (IPv4-mapped IPv6 unwrapped), in the resolver's order.
+    /// Every address of `name` (IPv4-mapped IPv6 unwrapped), from the session's ``NameLookup``:
+    /// the policy's `network.dns` server when set, else getaddrinfo.
     static func resolve(_ name: String) throws -> [IPAddress] {
-        if name == "invalid" || name.hasSuffix(".invalid") {
-            throw ProxyFailure(status: .badGateway, reason: "cannot resolve \(name): names under .invalid never resolve (RFC 6761); not looked up")
-        }
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var result: UnsafeMutablePointer<addrinfo>?
-        let status = getaddrinfo(name, nil, &hints, &result)
-        guard status == 0, let first = result else {
-            throw ProxyFailure(status: .badGateway, reason: "cannot resolve \(name): \(String(cString: gai_strerror(status)))")
-        }
-        defer { freeaddrinfo(first) }
-        var addresses: [IPAddress] = []
-        var node: UnsafeMutablePointer<addrinfo>? = first
-        while let current = node {
-            if let sockaddr = current.pointee.ai_addr {
-                if current.pointee.ai_family == AF_INET {
-                    let value = sockaddr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt32(bigEndian: $0.pointee.sin_addr.s_addr) }
-                    addresses.append(.v4(value))
-                } else if current.pointee.ai_family == AF_INET6 {
-                    let bytes = sockaddr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in
-                        withUnsafeBytes(of: pointer.pointee.sin6_addr) { Array($0) }
-                    }
-                    addresses.append(IPAddress.v6(bytes).unmapped)
-                }
-            }
-            node = current.pointee.ai_next
-        }
-        var unique: [IPAddress] = []
-        for address in addresses where !unique.contains(address) { unique.append(address) }
-        guard !unique.isEmpty else { throw ProxyFailure(status: .badGateway, reason: "\(name) resolved to no address") }
-        return unique
+        try NameLookup.session.addresses(of: name)
     }
 
     // MARK: Enforcement

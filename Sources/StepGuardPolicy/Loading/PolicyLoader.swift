@@ -283,7 +283,7 @@ struct PolicyBuilder {
 
     func network(_ node: Node) -> NetworkPolicy {
         var network = NetworkPolicy()
-        guard let entries = reader.mapping(node, "network", keys: ["resolve", "upstream_ca"]) else { return network }
+        guard let entries = reader.mapping(node, "network", keys: ["resolve", "upstream_ca", "dns"]) else { return network }
         if let node = entries["resolve"]?.value {
             for (key, keyNode, value) in reader.freeMapping(node, "network.resolve", expected: "\"host:port\": \"ip:port\"") {
                 guard let from = reader.parse(keyNode, "network.resolve key", { () throws(MatcherError) in try HostPort(key) }),
@@ -302,6 +302,16 @@ struct PolicyBuilder {
                 reader.error(node, "network.upstream_ca file '\(resolved)' does not exist", expected: "a PEM file relative to the policy")
             }
             network.upstreamCA = resolved
+        }
+        if let node = entries["dns"]?.value, let text = reader.string(node, "network.dns", expected: "host:port of a DNS server, e.g. 10.0.0.2:53") {
+            let expected = "host:port of a DNS server, e.g. 10.0.0.2:53 or dns.internal:53"
+            if let server = reader.parse(node, "network.dns", { () throws(MatcherError) in try HostPort(text) }) {
+                if IPAddress(server.host) == nil, !server.host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-._".contains($0)) }) {
+                    reader.error(node, "network.dns '\(text)' is neither an IP address nor a host name", expected: expected)
+                } else {
+                    network.dns = server
+                }
+            }
         }
         return network
     }

@@ -57,7 +57,7 @@ extension Policy {
                 }
             }
         }
-        if !network.resolve.isEmpty || network.upstreamCA != nil {
+        if !network.resolve.isEmpty || network.upstreamCA != nil || network.dns != nil {
             out.append("network:")
             if !network.resolve.isEmpty {
                 out.append("  resolve:")
@@ -66,6 +66,7 @@ extension Policy {
                 }
             }
             if let ca = network.upstreamCA { out.append("  upstream_ca: \(quoted(ca))") }
+            if let dns = network.dns { out.append("  dns: \(quoted(dns.description))  # names are resolved here, not by the host's resolver") }
         }
         out.append("isolation: \(isolation.rawValue)")
         out.append("filesystem:")

@@ -212,6 +212,9 @@ public struct NetworkPolicy: Sendable, Equatable {
     public var resolve: [HostPort: HostPort] = [:]
     /// A CA file (resolved against the policy's directory) trusted for upstream TLS.
     public var upstreamCA: String?
+    /// `dns:` — the DNS server (`address:port` or `name:port`) that resolves the names the step and
+    /// the proxy look up; nil: the host's resolver.
+    public var dns: HostPort?
     /// No overrides, the system's trust only.
     public init() {}
 }
