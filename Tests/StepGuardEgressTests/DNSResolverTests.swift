@@ -293,7 +293,7 @@ enum UDP {
         let fd = socket(endpoint.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var one: Int32 = 1
         if endpoint.family == AF_INET6 { setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size)) }
-        guard fd >= 0, endpoint.withSocketAddress({ bind(fd, $0, $1) }) == 0 else { throw POSIXError(.EADDRINUSE) }
+        guard fd >= 0, endpoint.withSocketAddress({ bind(fd, $0, $1) }) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         _ = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
@@ -353,13 +353,23 @@ final class DNSStandIn: Sendable {
 
     init(records: [String: [Record]], silent: Bool = false, truncateOverUDP: Bool = false) throws {
         (self.records, self.silent, self.truncateOverUDP) = (records, silent, truncateOverUDP)
-        (udp, port) = try UDP.bound("127.0.0.1")
-        tcp = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var one: Int32 = 1
-        setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        let endpoint = DNSEndpoint(address: .v4(0x7F00_0001), port: port)
-        guard endpoint.withSocketAddress({ bind(tcp, $0, $1) }) == 0, listen(tcp, 16) == 0 else { throw POSIXError(.EADDRINUSE) }
+        (udp, tcp, port) = try Self.sockets()
         Thread { [self] in serve() }.start()
+    }
+
+    /// A TCP listener at an ephemeral port of 127.0.0.1 and a UDP socket at the same port (tried
+    /// again when that port is taken for UDP: the machine's other tests use many ports).
+    private static func sockets() throws -> (udp: Int32, tcp: Int32, port: UInt16) {
+        for _ in 0..<50 {
+            let listener = try LoopbackSocket.listen(backlog: 16)
+            let udp = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            if DNSEndpoint(address: .v4(0x7F00_0001), port: UInt16(listener.port)).withSocketAddress({ bind(udp, $0, $1) }) == 0 {
+                return (udp, listener.fd, UInt16(listener.port))
+            }
+            close(udp)
+            close(listener.fd)
+        }
+        throw POSIXError(.EADDRINUSE)
     }
 
     func stop() {
@@ -464,12 +474,31 @@ enum RawSocketsInNamespace {
     raw4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
     raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_UDP)
     raw6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+    sender4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    # A fresh namespace sometimes drops the very first datagram to a new address: probe each path
+    # until a copy arrives, then take every probe off the raw socket before handing it over.
+    for raw, sender, target in ((raw4, sender4, ("192.0.2.1", 9)), (raw6, sender6, ("2001:db8::1", 9))):
+        raw.settimeout(0.2)
+        for attempt in range(50):
+            sender.sendto(b"probe", target)
+            try:
+                raw.recv(65535)
+                break
+            except socket.timeout:
+                pass
+        else:
+            sys.exit(f"no copy of a datagram to {target} reached the raw socket")
+        raw.setblocking(False)
+        try:
+            while True:
+                raw.recv(65535)
+        except BlockingIOError:
+            pass
     channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     channel.connect(sys.argv[1])
     socket.send_fds(channel, [b"fds"], [raw4.fileno(), raw6.fileno()])
     channel.recv(1)
-    sender4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sender6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     for target in (("192.0.2.1", 4433), ("192.0.2.1", 4433), ("198.18.0.1", 443), ("192.0.2.1", 53), ("127.0.0.1", 4433)):
         sender4.sendto(b"quic?", target)
     sender6.sendto(b"quic?", ("2001:db8::1", 4433))
