@@ -144,6 +144,10 @@ public final class EgressSession: Sendable {
     let front: SocketFront
     private let state: ProxyState
     private let stopping = Atomic<Bool>(false)
+    /// `network.dns`: the upstream of the step's resolver under capture.
+    private let dnsUpstream: HostPort?
+    /// The step's resolver, once ``serveResolver(udp:tcp:raw4:raw6:)`` has started it.
+    private let resolver = Mutex<StepResolver?>(nil)
 
     /// Tokens the step obtained through an allowed exchange (`mints:`), for revocation.
     public var minted: MintedCredentials { state.minted }
@@ -158,7 +162,8 @@ public final class EgressSession: Sendable {
     public var openConnections: Int { state.openConnections.load(ordering: .relaxed) }
 
     private init(port: Int, environment: [String: String], groundwork: EgressGroundwork, caPEM: String,
-                 front: SocketFront, state: ProxyState) {
+                 front: SocketFront, state: ProxyState, dnsUpstream: HostPort?) {
+        self.dnsUpstream = dnsUpstream
         self.port = port
         self.environment = environment
         self.trustBundlePath = groundwork.bundlePath
@@ -225,6 +230,8 @@ public final class EgressSession: Sendable {
             try rewriteTrustBundle(groundwork.bundlePath, caPEM: caPEM)
         }
 
+        // The proxy's own lookups (and the step's resolver's) go to network.dns when the policy sets it.
+        NameLookup.configure(upstream: policy.network.dns)
         let maxShortLivedTTL = policy.identity?.lifetime.maxTTL?.seconds ?? 3600
         let minted = MintedCredentials(lifetime: maxShortLivedTTL)
         let state = ProxyState(
@@ -261,7 +268,7 @@ public final class EgressSession: Sendable {
             environment[name] = groundwork.bundlePath
         }
         let session = EgressSession(port: port, environment: environment, groundwork: groundwork, caPEM: caPEM,
-                                    front: front, state: state)
+                                    front: front, state: state, dnsUpstream: policy.network.dns)
         @Sendable func failClosed(_ what: String) {
             guard !session.stopping.load(ordering: .relaxed) else { return }
             trail.record(AuditEvent(type: .egress, decision: .deny, reason: "\(what); the step is stopped (fail closed)",
@@ -333,6 +340,21 @@ public final class EgressSession: Sendable {
         for listener in listeners { front.serve(listener: listener, captured: true) }
     }
 
+    /// Answers an isolated step's DNS (``StepResolver``): `udp` are its sockets on port 53 of every
+    /// address, `tcp` its DNS-over-TCP listener, `raw4`/`raw6` the raw sockets that see the UDP it
+    /// sends (every datagram that is not DNS is dropped and reported). Captured connections to
+    /// addresses it answered with are decided by the names they stand for. The session owns the
+    /// sockets from now on; a socket that cannot be served throws (the step must be stopped).
+    public func serveResolver(udp: [Int32], tcp: Int32?, raw4: Int32?, raw6: Int32?) throws(EgressError) {
+        let resolver = try StepResolver(state: state, dns: dnsUpstream)
+        self.resolver.withLock { $0 = resolver }
+        state.capture.attach(resolver)
+        for fd in udp { try resolver.serveUDP(fd) }
+        if let tcp { try resolver.serveTCP(listener: tcp) }
+        if let raw4 { try resolver.watchDroppedUDP(raw: raw4, ipv6: false) }
+        if let raw6 { try resolver.watchDroppedUDP(raw: raw6, ipv6: true) }
+    }
+
     /// Stops the proxy, closes every connection, and removes the trust bundle directory. Safe to call more than once.
     ///
     /// With `processExits`, only the bundle directory is removed and the proxy stops recording:
@@ -341,6 +363,7 @@ public final class EgressSession: Sendable {
     public func stop(processExits: Bool = false) {
         guard !stopping.exchange(true, ordering: .relaxed) else { return }
         if processExits { return groundwork.removeBundle() }
+        resolver.withLock { $0 }?.stop()
         front.stop()
         groundwork.release(closingListener: false)  // the front owns the listener now
     }

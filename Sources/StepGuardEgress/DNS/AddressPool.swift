@@ -42,6 +42,14 @@ struct AddressPool: Sendable {
         return number > 0 && Int(number) < names.count ? names[Int(number)] : nil
     }
 
+    /// Whether `address` lies in either pool range (given out or not).
+    static func contains(_ address: IPAddress) -> Bool {
+        switch address.unmapped {
+        case .v4(let value): value >> 17 == base4 >> 17
+        case .v6(let bytes): Array(bytes[0..<8]) == prefix6
+        }
+    }
+
     static func addresses(_ number: UInt32) -> (v4: IPAddress, v6: IPAddress) {
         (.v4(base4 + number), .v6(prefix6 + [0, 0, 0, 0] + withUnsafeBytes(of: number.bigEndian) { Array($0) }))
     }

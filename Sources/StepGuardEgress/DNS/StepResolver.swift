@@ -22,7 +22,7 @@ import Synchronization
 ///
 /// Its sockets are served on its own threads (one epoll loop, a few lookup threads, a thread per
 /// TCP connection), not on the proxy's event loops. See StepResolver+Sockets.swift.
-final class StepResolver: Sendable {
+final class StepResolver: CaptureResolver {
     /// Sizes and times (the defaults suit CI steps; tests shorten them).
     struct Limits: Sendable {
         /// TTL of the answers (a pool address never changes; short so that nothing outlives the session).

@@ -24,10 +24,11 @@ final class CaptureLink: Sendable {
     var current: (any CaptureResolver)? { resolver.withLock { $0 } }
 
     /// The host a captured connection to `address` is decided as: the name the step resolved
-    /// through stepguard's resolver to get that address, or the address itself.
-    func host(for address: IPAddress) -> HostName.Normalised {
-        guard let name = current?.name(for: address), let host = HostName.normalise(name) else { return .address(address.unmapped) }
-        return host
+    /// through stepguard's resolver to get that address, or the address itself. Nil for an address
+    /// of the resolver's pool that stands for no name (it must not be decided, or reached, as an address).
+    func host(for address: IPAddress) -> HostName.Normalised? {
+        if let name = current?.name(for: address) { return HostName.normalise(name) }
+        return AddressPool.contains(address) ? nil : .address(address.unmapped)
     }
 }
 
@@ -71,7 +72,8 @@ extension FrontLoop {
             guard let resolver = state.capture.current else { return resetConnection(client) }
             return resolver.serveTCP(connection: client)
         }
+        guard let host = state.capture.host(for: original.address) else { return resetConnection(client) }
         state.openConnections.add(1, ordering: .relaxed)
-        ClientConnection(loop: self, fd: client).startCaptured(host: state.capture.host(for: original.address), port: original.port)
+        ClientConnection(loop: self, fd: client).startCaptured(host: host, port: original.port)
     }
 }

@@ -237,8 +237,9 @@ final class StepProxyLink: Sendable {
         do {
             try egress.serve(listeningSocket: listener)
             if let capture = started.capture {
+                try egress.serveResolver(udp: [capture.dnsUDP4, capture.dnsUDP6].compactMap { $0 }, tcp: capture.dnsTCP,
+                                         raw4: capture.rawUDP4, raw6: capture.rawUDP6)
                 egress.serveCapture(listeners: [capture.listener4, capture.listener6].compactMap { $0 })
-                for fd in [capture.dnsUDP4, capture.dnsUDP6, capture.dnsTCP, capture.rawUDP4, capture.rawUDP6].compactMap({ $0 }) { close(fd) }
             }
         } catch {
             trail.record(AuditEvent(type: .isolation, decision: .deny, reason: "\(error); the step is stopped (fail closed)",
