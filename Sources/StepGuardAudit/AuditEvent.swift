@@ -62,4 +62,11 @@ public struct AuditEvent: Sendable, Equatable {
     public var subjectSummary: String {
         subject.keys.sorted().map { "\($0)=\(subject[$0]!)" }.joined(separator: " ")
     }
+
+    /// Whether this decision blocks the step's verdict: a denial, other than a revocation's outcome
+    /// or a denial recorded with `violation: false` in its subject (a dropped UDP datagram to a
+    /// destination whose TCP is allowed: a QUIC client falling back, not an attempt to get out).
+    public var isViolation: Bool {
+        decision == .deny && type != .revocation && subject["violation"] != .bool(false)
+    }
 }

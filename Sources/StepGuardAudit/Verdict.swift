@@ -9,7 +9,7 @@ public struct Verdict: Sendable, Equatable {
     public let exitCode: Int32
     /// How the step ended ("exited with status 0"), or why it did not start.
     public let outcome: String
-    /// The deny decisions, in order.
+    /// The deny decisions that are violations (``AuditEvent/isViolation``), in order.
     public let violations: [AuditEvent]
     public let auditOnly: Bool
     /// How the step was contained, e.g. "isolated" or "not isolated: …" (shown on the verdict line).
@@ -23,7 +23,7 @@ public struct Verdict: Sendable, Equatable {
     public init(stepExitCode: Int32?, outcome: String, events: [AuditEvent], auditOnly: Bool, isolation: String? = nil,
                 exitCode: (Verdict.Facts) -> Int32) {
         self.isolation = isolation
-        let violations = events.filter { $0.decision == .deny && $0.type != .revocation }
+        let violations = events.filter(\.isViolation)
         self.revocations = Self.countRevocations(events.filter { $0.type == .revocation })
         self.violations = violations
         self.auditOnly = auditOnly

@@ -95,6 +95,36 @@ import Testing
         #expect(isolation.contains("every TCP connection is captured"), "\(isolation)")
     }
 
+    /// UDP other than DNS goes nowhere: the sender is refused at once (ICMP port unreachable) and
+    /// each destination is recorded; a violation only where a TCP connection would be denied too
+    /// (a QUIC attempt to an allowed host falls back to TCP and does not stop the build).
+    @Test(arguments: [(7000, false), (4433, true)])
+    func udpOtherThanDNSIsDroppedAndRecorded(port: Int, violation: Bool) throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let echo = try EchoServer()
+        defer { echo.stop() }
+        let policy = try directory.write("policy.yaml", Self.policy(echoPort: echo.port))
+        let audit = directory.path("audit.jsonl")
+        let send = """
+            import socket
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(5)
+            s.connect(("192.0.2.10", \(port)))
+            s.send(b"quic initial?")
+            try:
+                s.recv(100)
+                print("answered")
+            except ConnectionRefusedError:
+                print("refused")
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", audit, "--", "python3", "-c", send])
+        #expect(run.stdout == "refused\n", "\(run.stdout) \(run.stderr)")
+        #expect(run.status == (violation ? 77 : 0), "\(run.stderr)")
+        let drops = try AuditLogFile.events(audit).filter { $0["type"] as? String == "egress" && $0["decision"] as? String == "deny" }
+        #expect(drops.contains { $0["host"] as? String == "192.0.2.10" && $0["port"] as? Int == port }, "\(drops)")
+    }
+
     @Test func ipv6ConnectionsAreCapturedToo() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }

@@ -22,6 +22,15 @@ import Testing
         #expect(verdict.line.contains("BLOCKED — egress: evil.test:443 is not in egress.allow (+1 more)"))
     }
 
+    @Test func aDenialMarkedAsNoViolationIsRecordedButDoesNotBlock() {
+        let drop = AuditEvent(type: .egress, decision: .deny, reason: "a UDP datagram was dropped; TCP there is allowed",
+                              subject: ["host": .string("mirror.test"), "violation": .bool(false)])
+        let verdict = Verdict(stepExitCode: 0, outcome: "exited with status 0", events: [allow, drop], auditOnly: false, exitCode: exitCode)
+        #expect(!verdict.blocked && verdict.exitCode == 0 && verdict.violations.isEmpty)
+        let both = Verdict(stepExitCode: 0, outcome: "exited with status 0", events: [drop, deny], auditOnly: false, exitCode: exitCode)
+        #expect(both.blocked && both.violations == [deny])
+    }
+
     @Test func auditModeNeverBlocks() {
         let verdict = Verdict(stepExitCode: 0, outcome: "exited with status 0", events: [deny], auditOnly: true, exitCode: exitCode)
         #expect(verdict.exitCode == 0 && !verdict.blocked)
