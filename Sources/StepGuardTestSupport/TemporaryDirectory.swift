@@ -21,6 +21,29 @@ public struct TemporaryDirectory: Sendable {
         return file.path
     }
 
+    /// Writes `bytes` to `relativePath`, creating parent directories.
+    public func write(_ relativePath: String, bytes: [UInt8]) throws {
+        let file = url.appendingPathComponent(relativePath)
+        try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(bytes).write(to: file)
+    }
+
+    /// Runs `git` in this directory with a fixed identity, no signing and no system or user
+    /// configuration; throws with its stderr when it fails. Returns stdout.
+    @discardableResult
+    public func git(_ arguments: String...) throws -> String {
+        let fixed = ["git", "-c", "user.name=Test Author", "-c", "user.email=author@test.invalid",
+                     "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main"]
+        let result = try ProgramRun.run("/usr/bin/env", fixed + arguments, in: url)
+        guard result.status == 0 else { throw TestSupportError.commandFailed("git \(arguments.joined(separator: " "))", result) }
+        return result.stdout
+    }
+
+    /// `git init` in this directory (see ``git(_:)`` for the configuration it runs with).
+    public func initRepo() throws {
+        try git("init", "-q")
+    }
+
     /// Reads a file under the directory as text.
     public func read(_ relativePath: String) throws -> String {
         try String(contentsOf: url.appendingPathComponent(relativePath), encoding: .utf8)

@@ -1,4 +1,5 @@
 import Foundation
+import StepGuardSecretsTestSupport
 import Testing
 @testable import StepGuardSecrets
 

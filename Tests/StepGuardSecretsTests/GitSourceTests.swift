@@ -1,10 +1,12 @@
 import Foundation
+import StepGuardTestSupport
+import StepGuardSecretsTestSupport
 import Testing
 @testable import StepGuardSecrets
 
 @Suite struct StagedTests {
     @Test func firstCommitWithoutHEADScansNewFiles() throws {
-        let repo = try TempDir(); defer { repo.cleanup() }
+        let repo = try TemporaryDirectory(); defer { repo.remove() }
         try repo.initRepo()
         try repo.write("config/app.env", "NAME=demo\nGITHUB_TOKEN=\(Fake.githubPAT())\n")
         try repo.git("add", ".")
@@ -16,7 +18,7 @@ import Testing
     }
 
     @Test func onlyAddedLinesAreReported() throws {
-        let repo = try TempDir(); defer { repo.cleanup() }
+        let repo = try TemporaryDirectory(); defer { repo.remove() }
         try repo.initRepo()
         try repo.write("a.txt", "old=\(Fake.awsKeyID(1))\n")
         try repo.git("add", ".")
@@ -29,7 +31,7 @@ import Testing
     }
 
     @Test func partiallyStagedFileIsReadFromTheIndexNotTheWorkTree() throws {
-        let repo = try TempDir(); defer { repo.cleanup() }
+        let repo = try TemporaryDirectory(); defer { repo.remove() }
         try repo.initRepo()
         try repo.write("app.py", "print('hi')\n")
         try repo.git("add", ".")
@@ -44,7 +46,7 @@ import Testing
     }
 
     @Test func pureRenameReportsNothingAndRenameWithNewSecretReportsNewPath() throws {
-        let repo = try TempDir(); defer { repo.cleanup() }
+        let repo = try TemporaryDirectory(); defer { repo.remove() }
         try repo.initRepo()
         let body = (1...20).map { "line \($0) of ordinary text" }.joined(separator: "\n")
         try repo.write("old.txt", body + "\ntoken=\(Fake.githubPAT(5))\n")
@@ -61,7 +63,7 @@ import Testing
     }
 
     @Test func cleanIndexAndInlineAllowAreQuiet() throws {
-        let repo = try TempDir(); defer { repo.cleanup() }
+        let repo = try TemporaryDirectory(); defer { repo.remove() }
         try repo.initRepo()
         try repo.write("a.md", "Use AKIAIOSFODNN7EXAMPLE in docs.\nkey=\(Fake.awsKeyID(7)) # stepguard:allow\nk2=\(Fake.awsKeyID(8)) // gitleaks:allow\n")
         try repo.git("add", ".")
@@ -71,7 +73,7 @@ import Testing
     }
 
     @Test func notARepositorySaysSo() throws {
-        let dir = try TempDir(); defer { dir.cleanup() }
+        let dir = try TemporaryDirectory(); defer { dir.remove() }
         do {
             _ = try scanner().scanStaged(repository: dir.path)
             Issue.record("expected an error outside a repository")
@@ -85,7 +87,7 @@ import Testing
 
 @Suite struct HistoryTests {
     @Test func secretAddedThenRemovedIsFoundWithCommitMetadata() throws {
-        let repo = try TempDir(); defer { repo.cleanup() }
+        let repo = try TemporaryDirectory(); defer { repo.remove() }
         try repo.initRepo()
         try repo.write("README", "hello\n")
         try repo.git("add", ".")
@@ -110,7 +112,7 @@ import Testing
     }
 
     @Test func sameBlobInManyCommitsIsScannedOnceAndReportedPerCommit() throws {
-        let repo = try TempDir(); defer { repo.cleanup() }
+        let repo = try TemporaryDirectory(); defer { repo.remove() }
         try repo.initRepo()
         let content = "key=\(Fake.awsKeyID(10))\n"
         try repo.write("secret.txt", content)
@@ -132,7 +134,7 @@ import Testing
     }
 
     @Test func sinceAndRangeLimitTheWalk() throws {
-        let repo = try TempDir(); defer { repo.cleanup() }
+        let repo = try TemporaryDirectory(); defer { repo.remove() }
         try repo.initRepo()
         try repo.write("a.txt", "a=\(Fake.awsKeyID(11))\n")
         try repo.git("add", ".")

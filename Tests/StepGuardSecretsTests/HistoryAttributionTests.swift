@@ -1,4 +1,6 @@
 import Foundation
+import StepGuardTestSupport
+import StepGuardSecretsTestSupport
 import Testing
 @testable import StepGuardSecrets
 
@@ -7,7 +9,7 @@ import Testing
 /// commit that added it, through renames, edits beside it and replaced files.
 @Suite struct HistoryAttributionTests {
     @Test func renamesAndEditsReportEachSecretOnceWhereItWasAdded() throws {
-        let repo = try TempDir(); defer { repo.cleanup() }
+        let repo = try TemporaryDirectory(); defer { repo.remove() }
         try repo.initRepo()
         let a = Fake.githubPAT(81), b = Fake.stripe(82), c = Fake.slack(83)
         let filler = (1...30).map { "setting_\($0) = value number \($0)" }.joined(separator: "\n")
@@ -42,7 +44,7 @@ import Testing
 
     /// A file that replaces a deleted one under a new name with different content is new: all of it counts.
     @Test func aNewFileInACommitThatDeletesAnotherCountsWhole() throws {
-        let repo = try TempDir(); defer { repo.cleanup() }
+        let repo = try TemporaryDirectory(); defer { repo.remove() }
         try repo.initRepo()
         try repo.write("old.txt", (1...20).map { "old line \($0)" }.joined(separator: "\n") + "\n")
         try repo.git("add", ".")
