@@ -10,7 +10,7 @@ import Testing
         try repo.initRepo()
         try repo.write("config/app.env", "NAME=demo\nGITHUB_TOKEN=\(Fake.githubPAT())\n")
         try repo.git("add", ".")
-        let report = try scanner().scanStaged(repository: repo.path)
+        let report = try scanner().scanStaged(repository: repo.path, environment: [:])
         #expect(report.findings.map(\.ruleID) == ["github-pat-classic"])
         #expect(report.findings.first?.path == "config/app.env")
         #expect(report.findings.first?.line == 2)
@@ -25,7 +25,7 @@ import Testing
         try repo.git("commit", "-qm", "old secret, already committed")
         try repo.write("a.txt", "old=\(Fake.awsKeyID(1))\nnew=\(Fake.stripe(2))\n")
         try repo.git("add", ".")
-        let report = try scanner().scanStaged(repository: repo.path)
+        let report = try scanner().scanStaged(repository: repo.path, environment: [:])
         #expect(report.findings.map(\.ruleID) == ["stripe-secret-key"])
         #expect(report.findings.first?.line == 2)
     }
@@ -40,7 +40,7 @@ import Testing
         try repo.write("app.py", "print('hi')\nKEY = '\(Fake.stripe(3))'\n")
         try repo.git("add", "app.py")
         try repo.write("app.py", "print('hi')\nSLACK = '\(Fake.slack(4))'\n")
-        let report = try scanner().scanStaged(repository: repo.path)
+        let report = try scanner().scanStaged(repository: repo.path, environment: [:])
         #expect(report.findings.map(\.ruleID) == ["stripe-secret-key"])
         #expect(report.findings.first?.secret == Fake.stripe(3))
     }
@@ -53,10 +53,10 @@ import Testing
         try repo.git("add", ".")
         try repo.git("commit", "-qm", "existing")
         try repo.git("mv", "old.txt", "new.txt")
-        #expect(try scanner().scanStaged(repository: repo.path).findings.isEmpty)
+        #expect(try scanner().scanStaged(repository: repo.path, environment: [:]).findings.isEmpty)
         try repo.write("new.txt", body + "\ntoken=\(Fake.githubPAT(5))\nkey=\(Fake.awsKeyID(6))\n")
         try repo.git("add", "new.txt")
-        let report = try scanner().scanStaged(repository: repo.path)
+        let report = try scanner().scanStaged(repository: repo.path, environment: [:])
         #expect(report.findings.map(\.ruleID) == ["aws-access-key-id"])
         #expect(report.findings.first?.path == "new.txt")
         #expect(report.findings.first?.line == 22)
@@ -67,7 +67,7 @@ import Testing
         try repo.initRepo()
         try repo.write("a.md", "Use AKIAIOSFODNN7EXAMPLE in docs.\nkey=\(Fake.awsKeyID(7)) # stepguard:allow\nk2=\(Fake.awsKeyID(8)) // gitleaks:allow\n")
         try repo.git("add", ".")
-        let report = try scanner().scanStaged(repository: repo.path)
+        let report = try scanner().scanStaged(repository: repo.path, environment: [:])
         #expect(report.findings.isEmpty)
         #expect(report.suppressed == 2)
     }
@@ -75,7 +75,7 @@ import Testing
     @Test func notARepositorySaysSo() throws {
         let dir = try TemporaryDirectory(); defer { dir.remove() }
         do {
-            _ = try scanner().scanStaged(repository: dir.path)
+            _ = try scanner().scanStaged(repository: dir.path, environment: [:])
             Issue.record("expected an error outside a repository")
         } catch let error as SecretsError {
             #expect(error.kind == .git)

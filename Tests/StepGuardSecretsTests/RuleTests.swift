@@ -12,7 +12,7 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
     let keywordDetector: SecretDetector
 
     init() throws {
-        detector = try SecretDetector.builtIn()
+        detector = try SecretDetector.builtIn(prefilter: vectorscan)
         keywordDetector = try SecretDetector.builtIn(prefilter: .keywords)
     }
 
@@ -79,7 +79,7 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
         let directory = packageRoot.appendingPathComponent("rules/secrets")
         var set = SecretRuleSet()
         try set.add(directory: directory)
-        let engine = try SecretEngine(ruleSet: set)
+        let engine = try SecretEngine(ruleSet: set, prefilter: vectorscan)
         for (index, rule) in set.rules.enumerated() where !engine.rules[index].isGeneric {
             for template in rule.examples?.match ?? [] {
                 var raw = template
@@ -93,7 +93,7 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
     /// trips stepguard's own scanner, generic rules included: a template (`{cut}`, `{alnum:20}`)
     /// is never a credential, nor is a URN such as `urn:ietf:params:oauth:token-type:jwt`.
     @Test func theRulesDirectoryScansClean() throws {
-        let engine = try SecretEngine(ruleSet: SecretRuleSet.builtIn())
+        let engine = try SecretEngine(ruleSet: SecretRuleSet.builtIn(), prefilter: vectorscan)
         let root = packageRoot.appendingPathComponent("rules")
         let files = try #require(FileManager.default.enumerator(atPath: root.path)).compactMap { $0 as? String }
             .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".md") }
@@ -202,7 +202,7 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
             #expect(error.message.contains("description"))
         }
         try set.add(yaml: "rules:\n  - {id: bad, description: d, regex: '(unclosed'}\n", source: "bad.yaml")
-        #expect(throws: SecretsError.self) { _ = try SecretEngine(ruleSet: set) }
+        #expect(throws: SecretsError.self) { _ = try SecretEngine(ruleSet: set, prefilter: vectorscan) }
     }
 
     func scan(_ text: String, with detector: SecretDetector? = nil) -> [RawMatch] {

@@ -40,7 +40,7 @@ struct DoctorCommand: ParsableCommand {
 
     func run() throws {
         let policy = try self.policy.map { try loadPolicy(file: $0, step: nil) }
-        let (isolation, isolationError) = MachineProbe.isolation()
+        let (isolation, isolationError) = MachineProbe.isolation(environment: ProcessInfo.processInfo.environment)
         let processLimit = MachineProbe.processLimit()
         let checks = [isolation, processLimit, MachineProbe.landlock(), Self.libgit2(), Self.libcurl(), Self.trustStore()]
         var refusals: [String] = []

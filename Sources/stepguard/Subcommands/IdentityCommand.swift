@@ -65,7 +65,8 @@ struct IdentityCommand: AsyncParsableCommand {
             }
             let environment = ProcessInfo.processInfo.environment
             do {
-                let verifier = try IdentityVerifier(policy: identityPolicy, caFile: caFile ?? policy.network.upstreamCA)
+                let keyStore = KeyStoreOptions(cacheDirectory: KeyStoreOptions.defaultCacheDirectory(environment: environment))
+                let verifier = try IdentityVerifier(policy: identityPolicy, caFile: caFile ?? policy.network.upstreamCA, keyStoreOptions: keyStore)
                 let override: TokenSource? = tokenFile.map { .file($0) } ?? tokenEnv.map { .environment($0) }
                 let identity: VerifiedIdentity?
                 if let override {
