@@ -99,8 +99,7 @@ import StepGuardSecrets
         let hooks = try TemporaryDirectory(); defer { hooks.remove() }
         try hooks.initRepo()
         try hooks.write(".pre-commit-hooks.yaml", try String(contentsOf: StepGuardBinary.packageRoot.appendingPathComponent(".pre-commit-hooks.yaml"), encoding: .utf8))
-        try hooks.git("add", ".")
-        try hooks.git("commit", "-qm", "hooks")
+        try hooks.commitAll("hooks")
         let rev = try hooks.git("rev-parse", "HEAD").trimmingCharacters(in: .whitespacesAndNewlines)
 
         let repo = try TemporaryDirectory(); defer { repo.remove() }

@@ -70,8 +70,7 @@ import StepGuardSecrets
         let dir = try TemporaryDirectory(); defer { dir.remove() }
         try dir.initRepo()
         try dir.write("README.md", "notes\n")
-        try dir.git("add", ".")
-        try dir.git("commit", "-qm", "start")
+        try dir.commitAll("start")
         let (expected, _) = try writeByteBuilt(dir)
         try dir.git("add", ".")
         let staged = try scan(dir, ["--staged"])
@@ -90,8 +89,7 @@ import StepGuardSecrets
         let dir = try TemporaryDirectory(); defer { dir.remove() }
         try dir.initRepo()
         try dir.write("app.p12", bytes: KeyContainerBytes.pfx(bag: 2, seed: 30))
-        try dir.git("add", ".")
-        try dir.git("commit", "-qm", "first keystore")
+        try dir.commitAll("first keystore")
         try dir.write("app.p12", bytes: KeyContainerBytes.pfx(bag: 2, seed: 31))
         try dir.git("add", ".")
         let staged = try scan(dir, ["--staged"])

@@ -12,8 +12,7 @@ import StepGuardSecrets
         let repo = try TemporaryDirectory()
         try repo.initRepo()
         try repo.write("app.env", "MODE=clean\n")
-        try repo.git("add", ".")
-        try repo.git("commit", "-qm", "clean")
+        try repo.commitAll("clean")
         try repo.write(".git/hooks/pre-commit", "#!/bin/sh\nexec '\(StepGuardBinary.path)' scan --staged\n")
         chmod(repo.path + "/.git/hooks/pre-commit", 0o755)
         return repo
