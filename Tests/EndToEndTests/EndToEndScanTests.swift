@@ -40,6 +40,18 @@ import StepGuardSecrets
     /// stepguard's own repository — Swift, YAML, shell, Markdown, test fixtures — scans clean with
     /// the built-in rules: its test credentials are made from templates at run time, and the
     /// generic rules stay quiet on its code (the false alarms this found are `no_match` examples now).
+    /// An empty STEPGUARD_CACHE_DIR is unset: the compiled rules are cached under $HOME, not
+    /// written to the root directory (`"" + "/rules-….hsdb"`), which the parent build did as root.
+    @Test func anEmptyCacheDirectoryVariableFallsBackToHome() throws {
+        let dir = try TemporaryDirectory(); defer { dir.remove() }
+        try dir.write("src/clean.txt", "nothing to see\n")
+        let environment = ["STEPGUARD_CACHE_DIR": "", "XDG_CACHE_HOME": "", "HOME": dir.path("home")]
+        let result = try ProgramRun.run(StepGuardBinary.path, ["scan", "src"], in: dir.url, environment: environment)
+        #expect(result.status == 0, "\(result.stderr)")
+        let cached = (try? FileManager.default.contentsOfDirectory(atPath: dir.path("home/.cache/stepguard"))) ?? []
+        #expect(cached.contains { $0.hasPrefix("rules-") && $0.hasSuffix(".hsdb") }, "\(cached)")
+    }
+
     @Test func thisRepositoryScansClean() throws {
         let result = try ProgramRun.run(StepGuardBinary.path, ["scan", "."], in: StepGuardBinary.packageRoot)
         #expect(result.status == 0, "\(result.stdout)")

@@ -12,5 +12,7 @@ import Testing
         #expect(SecretPrefilter.cacheDirectory(environment: ["STEPGUARD_CACHE_DIR": "/c", "XDG_CACHE_HOME": "/xdg"]) == "/c")
         #expect(SecretPrefilter.cacheDirectory(environment: home.merging(["STEPGUARD_CACHE_DIR": "off"]) { $1 }) == nil)
         #expect(SecretPrefilter.cacheDirectory(environment: [:]) == nil)
+        // Empty is unset: the database file is never put at `/rules-….hsdb`.
+        #expect(SecretPrefilter.cacheDirectory(environment: home.merging(["STEPGUARD_CACHE_DIR": ""]) { $1 }) == "/home/ci/.cache/stepguard")
     }
 }

@@ -51,10 +51,10 @@ public enum SecretPrefilter: Sendable, Hashable {
 
     /// Where the compiled vectorscan database is cached, given the process environment:
     /// `$STEPGUARD_CACHE_DIR` (`off`: no cache), else `$XDG_CACHE_HOME/stepguard`, else
-    /// `$HOME/.cache/stepguard`; nil when none is set.
+    /// `$HOME/.cache/stepguard`; nil when none is set. An empty variable counts as unset.
     public static func cacheDirectory(environment: [String: String]) -> String? {
         if environment["STEPGUARD_CACHE_DIR"] == "off" { return nil }
-        if let directory = environment["STEPGUARD_CACHE_DIR"] { return directory }
+        if let directory = environment["STEPGUARD_CACHE_DIR"], !directory.isEmpty { return directory }
         if let xdg = environment["XDG_CACHE_HOME"], !xdg.isEmpty { return xdg + "/stepguard" }
         if let home = environment["HOME"], !home.isEmpty { return home + "/.cache/stepguard" }
         return nil
