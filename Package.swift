@@ -108,10 +108,12 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // Fake credentials and key containers for the scanner's tests, made from the rules' templates.
+        .target(name: "StepGuardSecretsTestSupport", dependencies: ["StepGuardSecrets"]),
         .testTarget(name: "StepGuardPolicyTests", dependencies: ["StepGuardPolicy"]),
         .testTarget(name: "StepGuardAuditTests", dependencies: ["StepGuardAudit", "StepGuardCore"]),
         .testTarget(name: "StepGuardSandboxTests", dependencies: ["StepGuardSandbox", "StepGuardTestSupport"], exclude: ["Harness"]),
-        .testTarget(name: "StepGuardSecretsTests", dependencies: ["StepGuardSecrets", "StepGuardCore", "StepGuardTestSupport", "StepGuardServerTestSupport"]),
+        .testTarget(name: "StepGuardSecretsTests", dependencies: ["StepGuardSecrets", "StepGuardCore", "StepGuardTestSupport", "StepGuardSecretsTestSupport"]),
         .testTarget(
             name: "StepGuardIdentityTests",
             dependencies: [
@@ -125,6 +127,8 @@ let package = Package(
         .testTarget(name: "StepGuardPipelineTests", dependencies: ["StepGuardPipeline"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CLazyLoad", "CCurl", "CGit2", "CVectorscan", "CPCRE2", "StepGuardTestSupport", "StepGuardServerTestSupport"]),
         .testTarget(name: "StepGuardCommandLineTests", dependencies: ["stepguard"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["StepGuardTestSupport", "StepGuardServerTestSupport"]),
+        // Suites that drive the built binary; Core and Secrets only for redaction hashes and the
+        // templates of fake credentials.
+        .testTarget(name: "EndToEndTests", dependencies: ["StepGuardTestSupport", "StepGuardServerTestSupport", "StepGuardCore", "StepGuardSecrets", "StepGuardSecretsTestSupport"]),
     ]
 )

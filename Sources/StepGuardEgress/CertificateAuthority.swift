@@ -124,7 +124,9 @@ public struct CertificateAuthority: Sendable {
 
 /// A certificate issued by a ``CertificateAuthority`` with its private key.
 public struct IssuedCertificate: Sendable {
+    /// The issued certificate.
     public let certificate: Certificate
+    /// The certificate's private key (in memory only).
     public let privateKey: P256.Signing.PrivateKey
 
     /// DER bytes of the certificate.

@@ -39,6 +39,7 @@ public enum CredentialClass: String, Sendable, CaseIterable {
 
 /// What was found about the credential of one request. Never holds the credential itself.
 public struct CredentialFinding: Sendable, Equatable {
+    /// How far the credential can be trusted (none … workload); the service's rules compare it.
     public var credentialClass: CredentialClass
     /// What kind of credential: `bearer JWT`, `AWS SigV4 (AKIA)`, `GitHub token (ghp_)`…
     public var kind: String
@@ -49,6 +50,7 @@ public struct CredentialFinding: Sendable, Equatable {
     /// Why it got its class.
     public var detail: String
 
+    /// A finding; `redacted` must already be redacted (never the credential itself).
     public init(credentialClass: CredentialClass, kind: String, location: String, redacted: String, detail: String) {
         self.credentialClass = credentialClass
         self.kind = kind
@@ -63,9 +65,11 @@ public struct CredentialFinding: Sendable, Equatable {
 
 /// The parts of a request the credential inspector looks at.
 public struct InspectedRequest: Sendable {
+    /// The request method (`GET`, `POST`…).
     public var method: String
     /// The request target in origin form (`/path?query`).
     public var target: String
+    /// The header fields in the order received, names as sent.
     public var headers: [(name: String, value: String)]
     /// The body when the service may carry a credential in it (read up to a limit), else nil.
     public var body: [UInt8]?
@@ -74,6 +78,7 @@ public struct InspectedRequest: Sendable {
     /// The catalog service the request goes to (a token it minted in this run is short-lived there).
     public var service: String?
 
+    /// The parts of one request; `locations` and `service` come from the catalog entry it goes to.
     public init(method: String, target: String, headers: [(name: String, value: String)], body: [UInt8]? = nil,
                 locations: [CredentialLocation] = [], service: String? = nil) {
         self.method = method
@@ -102,12 +107,16 @@ public struct InspectedRequest: Sendable {
 /// The job's verified identity, as the egress proxy needs it (filled from the identity module's
 /// `VerifiedIdentity` by `run`).
 public struct JobIdentity: Sendable, Equatable {
+    /// The token issuer (`iss`).
     public var issuer: String
+    /// The job's subject (`sub`), e.g. `repo:acme/app:ref:refs/heads/main`.
     public var subject: String
     /// Claim values as JSON scalars: strings, numbers and booleans.
     public var claims: [String: ClaimValue]
+    /// When the job's token expires; nil when unknown.
     public var expiresAt: Date?
 
+    /// An identity with its issuer, subject, claims and expiry.
     public init(issuer: String, subject: String, claims: [String: ClaimValue] = [:], expiresAt: Date? = nil) {
         self.issuer = issuer
         self.subject = subject
@@ -161,6 +170,7 @@ public protocol CredentialInspector: Sendable {
 /// commits, step environments and credentials in flight). A token no rule knows is long-lived:
 /// its lifetime cannot be shown to be short.
 public struct BuiltInCredentialInspector: CredentialInspector {
+    /// Checks bearer JWTs against the job's identity; nil: no JWT is ever `workload`.
     public var verifier: WorkloadTokenVerifier?
     /// The detection rules (the secret scanner's built-in rules unless a test substitutes its own).
     public var detector: (any CredentialDetector)?
@@ -181,6 +191,7 @@ public struct BuiltInCredentialInspector: CredentialInspector {
         self.minted = minted
     }
 
+    /// The least trusted credential the request carries, or ``CredentialFinding/absent``.
     public func inspect(_ request: InspectedRequest, now: Date) -> CredentialFinding {
         var findings: [CredentialFinding] = []
         var headerNames = ["Authorization"]

@@ -15,7 +15,9 @@ public final class MintedCredentials: Sendable {
 
     /// A token minted in this run: which service minted it and when.
     public struct Held: Sendable {
+        /// The catalog service that minted the token.
         public let service: String
+        /// When the exchange that minted it was decided.
         public let minted: Date
         /// The token itself: never print or log it (redact it).
         public let token: String
@@ -25,6 +27,7 @@ public final class MintedCredentials: Sendable {
     public let lifetime: TimeInterval
     private let mints = Mutex<[SHA256.Digest: Mint]>([:])
 
+    /// An empty record; minted tokens count as short-lived for `lifetime` after their exchange.
     public init(lifetime: TimeInterval) { self.lifetime = lifetime }
 
     /// Remembers `token`, read from the response of `service`'s allowed exchange at `now`.

@@ -4,11 +4,14 @@ import Yams
 
 /// Where a service carries the credential on the wire.
 public struct CredentialLocation: Sendable, Equatable {
+    /// The part of the request: a header, a query parameter, a form field or a JSON body field.
     public enum Place: String, Sendable { case header, query, form, json }
+    /// Where in the request the credential is.
     public let place: Place
     /// Header name, query/form parameter, or dotted JSON path (`credentials.oidcIdentityToken`).
     public let name: String
 
+    /// The credential at `name` in `place`.
     public init(place: Place, name: String) {
         self.place = place
         self.name = name
@@ -17,7 +20,9 @@ public struct CredentialLocation: Sendable, Equatable {
 
 /// A request shape the catalog calls sensitive (signing, minting, reading secrets).
 public struct SensitiveOperation: Sendable, Equatable {
+    /// The methods of the operation; empty: any method.
     public let methods: [String]
+    /// The path globs of the operation; empty: any path.
     public let paths: [Glob]
 
     func matches(method: String, path: String) -> Bool {
@@ -29,6 +34,7 @@ public struct SensitiveOperation: Sendable, Equatable {
 /// publishing): after an allowed request of this shape, the token in the response's JSON `field`
 /// is known to stepguard as short-lived and minted in this run (see ``MintedCredentials``).
 public struct MintOperation: Sendable, Equatable {
+    /// The request shape of the exchange.
     public let operation: SensitiveOperation
     /// Dotted JSON path of the minted token in the response body (`token`).
     public let field: String
@@ -37,12 +43,17 @@ public struct MintOperation: Sendable, Equatable {
 /// One catalog entry (`rules/services/NAME.yaml`): a signing or secret service that stepguard
 /// intercepts when a policy names it in `services:`.
 public struct ServiceDefinition: Sendable, Equatable {
+    /// The service's name, as policies write it in `services[].service` (`sigstore-fulcio`).
     public let name: String
+    /// One line saying what the service is.
     public let description: String
+    /// The hosts the service answers on (empty when they come from the policy).
     public let hosts: [HostPattern]
     /// True when the host is site-specific and must come from the policy (`services[].hosts`).
     public let hostsFromPolicy: Bool
+    /// The requests the catalog calls sensitive (signing, minting, reading secrets).
     public let sensitive: [SensitiveOperation]
+    /// Where the service's requests carry credentials, besides `Authorization`.
     public let credentials: [CredentialLocation]
     /// The query parameter that names the audience of a token request (token endpoints).
     public let audienceParameter: String?
@@ -77,6 +88,7 @@ public struct ServiceCatalog: Sendable {
     }
     private let storage: Storage
 
+    /// A catalog of `services` (the first of two with the same name wins).
     public init(services: [ServiceDefinition]) {
         storage = .parsed(Dictionary(services.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first }))
     }
@@ -202,8 +214,11 @@ public struct ServiceCatalog: Sendable {
 
 /// A catalog service as a policy names it: the definition, the policy's rule, and the hosts to intercept.
 public struct BoundService: Sendable {
+    /// The catalog entry.
     public let definition: ServiceDefinition
+    /// The policy's `services:` entry for it.
     public let rule: ServiceRule
+    /// The hosts intercepted for it: the catalog's, or the policy's `hosts`.
     public let hosts: [HostPattern]
 
     func matches(host: String) -> Bool { hosts.contains { $0.matches(host) } }

@@ -3,9 +3,11 @@ import StepGuardPolicy
 
 /// The outcome of deciding one request to an intercepted service.
 public struct ServiceVerdict: Sendable, Equatable {
+    /// Whether the request may go on.
     public let allowed: Bool
     /// `services.NAME.allow[0]`, or `services.NAME` when nothing allowed it.
     public let rule: String
+    /// Why, in words for the audit log and the deny response.
     public let reason: String
     /// Whether the catalog calls the request sensitive.
     public let sensitive: Bool
@@ -13,11 +15,16 @@ public struct ServiceVerdict: Sendable, Equatable {
 
 /// One request to a service, as the decision needs it.
 public struct ServiceRequest: Sendable {
+    /// The request method.
     public var method: String
+    /// The normalised path, without the query.
     public var path: String
+    /// The decoded query parameters, in order.
     public var query: [(String, String)]
+    /// What was found about the request's credential.
     public var credential: CredentialFinding
 
+    /// A request with its method, normalised path, query and credential finding.
     public init(method: String, path: String, query: [(String, String)], credential: CredentialFinding) {
         self.method = method
         self.path = path

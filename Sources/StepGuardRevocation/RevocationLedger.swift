@@ -14,6 +14,7 @@ public final class RevocationLedger: Sendable {
     private let trail: AuditTrail
     private let transport: any HTTPClient
 
+    /// A ledger for one run: `policy` bounds where tokens may be sent, `trail` records each revocation, `transport` sends the calls.
     public init(policy: Policy, trail: AuditTrail, transport: any HTTPClient) {
         self.policy = policy
         self.trail = trail

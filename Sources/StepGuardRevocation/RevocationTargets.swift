@@ -14,6 +14,7 @@ public struct RevocationTargets: Sendable {
     let resolve: [HostPort: HostPort]
     let serviceHosts: [HostPattern]
 
+    /// The issuer addresses `policy` allows a token to be sent to.
     public init(policy: Policy) {
         egress = policy.egress
         resolve = policy.network.resolve

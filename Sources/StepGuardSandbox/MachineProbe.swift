@@ -33,8 +33,9 @@ public struct MachineCheck: Sendable, Equatable {
 public enum MachineProbe {
     /// Starts `true` isolated, exactly as `run` isolates a step (user, network, mount and PID
     /// namespaces, locked mounts, its own /proc). Returns the check and, when isolation is
-    /// impossible, the error `run` gives with `isolation: required`.
-    public static func isolation(environment: [String: String] = ProcessInfo.processInfo.environment) -> (MachineCheck, SandboxError?) {
+    /// impossible, the error `run` gives with `isolation: required`. The probe step's PATH is
+    /// `environment`'s.
+    public static func isolation(environment: [String: String]) -> (MachineCheck, SandboxError?) {
         let name = "user namespaces (isolation)"
         let supervisor = StepSupervisor(gracePeriod: .seconds(1))
         let step = StepCommand(arguments: ["true"], environment: ["PATH": environment["PATH"] ?? "/usr/bin:/bin"])

@@ -1,4 +1,5 @@
 import StepGuardCore
+import Synchronization
 /// One credential found in a value by ``SecretDetector/detect(in:)``.
 public struct SecretDetection: Sendable {
     /// The rule that matched, e.g. `aws-access-key-id`.
@@ -17,7 +18,7 @@ public struct SecretDetector: Sendable {
     let engine: SecretEngine
 
     /// Compiles `ruleSet`.
-    public init(ruleSet: SecretRuleSet, prefilter: SecretPrefilter = .vectorscan) throws {
+    public init(ruleSet: SecretRuleSet, prefilter: SecretPrefilter) throws {
         engine = try SecretEngine(ruleSet: ruleSet, prefilter: prefilter)
     }
 
@@ -30,13 +31,18 @@ public struct SecretDetector: Sendable {
             return .failure(SecretsError(.engine, "built-in rules failed to load: \(error)"))
         }
     }
-    private static let builtInScanEngine = makeBuiltIn(.vectorscan)
-    private static let builtInValueEngine = makeBuiltIn(.keywords)
+    private static let builtInEngines = Mutex<[SecretPrefilter: Result<SecretEngine, SecretsError>]>([:])
 
-    /// The rules embedded in the binary, compiled once per process: with the vectorscan prefilter
-    /// for scanning files, with the keyword prefilter for classifying short values.
-    public static func builtIn(prefilter: SecretPrefilter = .vectorscan) throws -> SecretDetector {
-        switch prefilter == .vectorscan ? builtInScanEngine : builtInValueEngine {
+    /// The rules embedded in the binary, compiled once per process and prefilter: with the
+    /// vectorscan prefilter for scanning files, with the keyword prefilter for classifying short values.
+    public static func builtIn(prefilter: SecretPrefilter) throws -> SecretDetector {
+        let built = builtInEngines.withLock { engines in
+            if let engine = engines[prefilter] { return engine }
+            let engine = makeBuiltIn(prefilter)
+            engines[prefilter] = engine
+            return engine
+        }
+        switch built {
         case .success(let engine): return SecretDetector(engine: engine)
         case .failure(let error): throw error
         }

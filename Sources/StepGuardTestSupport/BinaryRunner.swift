@@ -73,6 +73,17 @@ public final class ProgramRun: @unchecked Sendable {
         return run
     }
 
+    /// Runs `executable` in `directory` to its end with the test's own environment plus
+    /// `environment`, git's system and global configuration switched off.
+    public static func run(_ executable: String, _ arguments: [String], in directory: URL, stdin: String? = nil,
+                           environment: [String: String] = [:], timeout: TimeInterval = 600) throws -> ProgramResult {
+        var merged = ProcessInfo.processInfo.environment
+        merged["GIT_CONFIG_NOSYSTEM"] = "1"
+        merged["GIT_CONFIG_GLOBAL"] = "/dev/null"
+        merged.merge(environment) { $1 }
+        return try start(executable, arguments, environment: merged, stdin: stdin, currentDirectory: directory.path).wait(timeout: timeout)
+    }
+
     private func drain(_ pipe: Pipe, into store: @escaping @Sendable (Data) -> Void) {
         group.enter()
         let handle = pipe.fileHandleForReading

@@ -21,6 +21,41 @@ public struct TemporaryDirectory: Sendable {
         return file.path
     }
 
+    /// Writes `bytes` to `relativePath`, creating parent directories.
+    public func write(_ relativePath: String, bytes: [UInt8]) throws {
+        let file = url.appendingPathComponent(relativePath)
+        try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(bytes).write(to: file)
+    }
+
+    /// Runs `git` in this directory with a fixed identity, no signing and no system or user
+    /// configuration; throws with its stderr when it fails. Returns stdout.
+    @discardableResult
+    public func git(_ arguments: String...) throws -> String {
+        try git(arguments)
+    }
+
+    /// ``git(_:)-(String...)`` with the arguments in an array.
+    @discardableResult
+    public func git(_ arguments: [String]) throws -> String {
+        let fixed = ["git", "-c", "user.name=Test Author", "-c", "user.email=author@test.invalid",
+                     "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main"]
+        let result = try ProgramRun.run("/usr/bin/env", fixed + arguments, in: url)
+        guard result.status == 0 else { throw TestSupportError.commandFailed("git \(arguments.joined(separator: " "))", result) }
+        return result.stdout
+    }
+
+    /// `git init` in this directory (see ``git(_:)`` for the configuration it runs with).
+    public func initRepo() throws {
+        try git("init", "-q")
+    }
+
+    /// Stages everything in the work tree and commits it with `message`.
+    public func commitAll(_ message: String) throws {
+        try git("add", ".")
+        try git("commit", "-qm", message)
+    }
+
     /// Reads a file under the directory as text.
     public func read(_ relativePath: String) throws -> String {
         try String(contentsOf: url.appendingPathComponent(relativePath), encoding: .utf8)
@@ -37,21 +72,17 @@ public struct GitRepository: Sendable {
     public let directory: TemporaryDirectory
     public var path: String { directory.path }
 
-    /// `git init` in a new temporary directory, with a local identity and no signing.
+    /// `git init` in a new temporary directory (see ``TemporaryDirectory/git(_:)-(String...)``
+    /// for the identity and configuration git runs with).
     public init() throws {
         directory = try TemporaryDirectory(prefix: "stepguard-repo")
-        try git("init", "-q", "-b", "main")
-        try git("config", "user.name", "Test Author")
-        try git("config", "user.email", "author@example.test")
-        try git("config", "commit.gpgsign", "false")
+        try directory.initRepo()
     }
 
     /// Runs `git` in the repository; throws with its stderr when it fails. Returns stdout.
     @discardableResult
     public func git(_ arguments: String...) throws -> String {
-        let result = try ProgramRun.start("/usr/bin/git", arguments, currentDirectory: path).wait(timeout: 60)
-        guard result.status == 0 else { throw TestSupportError.commandFailed("git \(arguments.joined(separator: " "))", result) }
-        return result.stdout
+        try directory.git(arguments)
     }
 
     /// Writes a file in the work tree.

@@ -50,6 +50,14 @@ public struct TestOIDCIssuer: Sendable {
         return token(subject: subject, audience: audience, claims: claims, issuedAt: Date().addingTimeInterval(-age), lifetime: ttl)
     }
 
+    /// A policy's `identity:` section that trusts this issuer: the job's token read from
+    /// `token` (a file), its keys from `jwks`, audience `stepguard`, ES256, then `more` lines
+    /// (`claims: …`, `lifetime: …`) in the section.
+    public func identitySection(token: String = "token.jwt", jwks: String = "jwks.json", _ more: String...) -> String {
+        (["identity:", "  token: file:\(token)", "  issuer: \(issuer)", "  audience: stepguard", "  jwks: \(jwks)", "  algorithms: [ES256]"]
+            + more.map { "  " + $0 }).joined(separator: "\n")
+    }
+
     /// base64url without padding.
     public static func base64URL(_ data: some DataProtocol) -> String {
         Data(data).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")

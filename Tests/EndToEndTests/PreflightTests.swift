@@ -16,14 +16,7 @@ import Testing
         try directory.write("policy.yaml", """
         version: 1
         isolation: off
-        identity:
-          token: file:token.jwt
-          issuer: \(issuer.issuer)
-          audience: stepguard
-          jwks: jwks.json
-          algorithms: [ES256]
-          claims: \(claims)
-          lifetime: { max_ttl: 15m, max_age: 10m, min_remaining: 1m }
+        \(issuer.identitySection("claims: \(claims)", "lifetime: { max_ttl: 15m, max_age: 10m, min_remaining: 1m }"))
         """)
     }
 

@@ -277,15 +277,7 @@ import Testing
         let minted = "hv" + "s." + RandomSecret.alnum(90)
         let vault = try vaultLogin(minting: minted)
         defer { vault.shutdown() }
-        let identity = """
-            identity:
-              token: file:token.jwt
-              issuer: \(issuer.issuer)
-              audience: stepguard
-              jwks: jwks.json
-              algorithms: [ES256]
-
-            """
+        let identity = issuer.identitySection() + "\n"
         let log = directory.path("audit.jsonl")
         let result = try logInAndSleep(6, policy: try vaultPolicy("expiry.yaml", vault: vault, allow: "{ credential: none }", head: identity), log: log)
         #expect(result.status == 0, "\(result.stderr)")

@@ -21,13 +21,7 @@ import Testing
         version: 1
         on_violation: fail
         isolation: required
-        identity:
-          token: file:token.jwt
-          issuer: \(issuer.issuer)
-          audience: stepguard
-          jwks: jwks.json
-          algorithms: [ES256]
-          claims: { repository: "octo-org/app" }
+        \(issuer.identitySection(#"claims: { repository: "octo-org/app" }"#))
         egress: { default: deny }
         services:
           - service: sigstore-fulcio

@@ -1,6 +1,7 @@
 import StepGuardServerTestSupport
 import StepGuardCore
 import Foundation
+import StepGuardTestSupport
 import Testing
 @testable import StepGuardIdentity
 
@@ -20,7 +21,7 @@ struct KeyStoreTests {
         let server = try LocalHTTPSServer()
         defer { server.stop() }
         server.write("jwks.json", issuer.jwks())
-        let cache = ScratchDirectory()
+        let cache = try TemporaryDirectory(prefix: "stepguard-identity")
         defer { cache.remove() }
         let cacheDir = cache.path + "/jwks"
         let url = server.baseURL + "/jwks.json"
@@ -54,7 +55,7 @@ struct KeyStoreTests {
         let server = try LocalHTTPSServer()
         defer { server.stop() }
         server.write("jwks.json", issuer.jwks())
-        let cache = ScratchDirectory()
+        let cache = try TemporaryDirectory(prefix: "stepguard-identity")
         defer { cache.remove() }
         chmod(cache.path, 0o777)
         _ = try verifier(server, location: .url(server.baseURL + "/jwks.json"), cache: cache.path).verify(token: issuer.token())
@@ -157,9 +158,9 @@ struct KeyStoreTests {
     }
 
     @Test func jwksFileRelativeToThePolicy() throws {
-        let dir = ScratchDirectory()
+        let dir = try TemporaryDirectory(prefix: "stepguard-identity")
         defer { dir.remove() }
-        dir.write("keys/jwks.json", issuer.jwks())
+        try dir.write("keys/jwks.json", issuer.jwks())
         let location = JWKSLocation.resolve("keys/jwks.json", issuer: JOSEFixture.issuer, policyDirectory: dir.path)
         #expect(location == .file(dir.path + "/keys/jwks.json"))
         let store = KeyStore(location: location, options: KeyStoreOptions(cacheDirectory: nil))

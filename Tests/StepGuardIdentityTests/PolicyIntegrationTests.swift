@@ -2,6 +2,7 @@ import StepGuardServerTestSupport
 import Foundation
 import StepGuardPolicy
 import StepGuardSecrets
+import StepGuardTestSupport
 import Testing
 @testable import StepGuardIdentity
 
@@ -9,15 +10,15 @@ import Testing
 struct PolicyIntegrationTests {
     let issuer = JOSEFixture.shared
 
-    func load(_ yaml: String, in directory: ScratchDirectory) throws -> Policy {
-        directory.write("policy.yaml", yaml)
+    func load(_ yaml: String, in directory: TemporaryDirectory) throws -> Policy {
+        try directory.write("policy.yaml", yaml)
         return try PolicyLoader.load(file: directory.path + "/policy.yaml")
     }
 
     @Test func verifierFromPolicyWithJWKSFileRelativeToThePolicy() throws {
-        let dir = ScratchDirectory()
+        let dir = try TemporaryDirectory(prefix: "stepguard-identity")
         defer { dir.remove() }
-        dir.write("keys/jwks.json", issuer.jwks())
+        try dir.write("keys/jwks.json", issuer.jwks())
         let policy = try load("""
             version: 1
             identity:
@@ -50,9 +51,9 @@ struct PolicyIntegrationTests {
     }
 
     @Test func policyNumberMatchesOnlyJSONNumbers() throws {
-        let dir = ScratchDirectory()
+        let dir = try TemporaryDirectory(prefix: "stepguard-identity")
         defer { dir.remove() }
-        dir.write("jwks.json", issuer.jwks())
+        try dir.write("jwks.json", issuer.jwks())
         let policy = try load("""
             version: 1
             identity:
@@ -69,7 +70,7 @@ struct PolicyIntegrationTests {
     }
 
     @Test func classifierWithTheSecretScannersRules() throws {
-        let dir = ScratchDirectory()
+        let dir = try TemporaryDirectory(prefix: "stepguard-identity")
         defer { dir.remove() }
         let policy = try load("""
             version: 1

@@ -1,6 +1,7 @@
 import StepGuardServerTestSupport
 import Foundation
 import StepGuardPolicy
+import StepGuardTestSupport
 import Testing
 @testable import StepGuardIdentity
 
@@ -90,10 +91,10 @@ struct TokenSourceTests {
     }
 
     @Test func fileSource() async throws {
-        let dir = ScratchDirectory()
+        let dir = try TemporaryDirectory(prefix: "stepguard-identity")
         defer { dir.remove() }
         let token = issuer.token()
-        dir.write("token", token + "\n")
+        try dir.write("token", token + "\n")
         let acquirer = TokenAcquirer()
         #expect(try await acquirer.acquire(source: .file(dir.path + "/token"), audience: "a", environment: [:]) == token)
         await expectRejectedAsync(.tokenUnavailable) { _ = try await acquirer.acquire(source: .file(dir.path + "/none"), audience: "a", environment: [:]) }
@@ -101,15 +102,15 @@ struct TokenSourceTests {
     }
 
     /// A fake `buildkite-agent` on PATH.
-    func fakeAgent(_ script: String) -> ScratchDirectory {
-        let dir = ScratchDirectory()
-        dir.write("buildkite-agent", "#!/bin/sh\n" + script, mode: 0o755)
+    func fakeAgent(_ script: String) throws -> TemporaryDirectory {
+        let dir = try TemporaryDirectory(prefix: "stepguard-identity")
+        try dir.write("buildkite-agent", "#!/bin/sh\n" + script, mode: 0o755)
         return dir
     }
 
     @Test func buildkite() async throws {
         let token = issuer.token()
-        let dir = fakeAgent("""
+        let dir = try fakeAgent("""
             [ "$1 $2 $3 $4" = "oidc request-token --audience stepguard" ] || { echo "bad args: $*" >&2; exit 2; }
             echo '\(token)'
             """)
@@ -121,7 +122,7 @@ struct TokenSourceTests {
     }
 
     @Test func buildkiteTimeoutAndMissingAgent() async throws {
-        let dir = fakeAgent("sleep 30\n")
+        let dir = try fakeAgent("sleep 30\n")
         defer { dir.remove() }
         let acquirer = TokenAcquirer(options: TokenAcquisitionOptions(commandTimeout: 0.5))
         let started = Date()

@@ -1,10 +1,12 @@
 import Foundation
+import StepGuardTestSupport
+import StepGuardSecretsTestSupport
 import Testing
 @testable import StepGuardSecrets
 
 @Suite struct FileSourceTests {
     @Test func gitignoreIsHonouredUnlessDisabled() throws {
-        let dir = try TempDir(); defer { dir.cleanup() }
+        let dir = try TemporaryDirectory(); defer { dir.remove() }
         try dir.initRepo()
         try dir.write(".gitignore", "ignored.env\nbuild/\n")
         try dir.write("ignored.env", "k=\(Fake.awsKeyID(20))\n")
@@ -19,9 +21,9 @@ import Testing
     }
 
     @Test func symlinksOutOfTheTreeBinariesAndLargeFilesAreSkippedAndCounted() throws {
-        let outside = try TempDir(); defer { outside.cleanup() }
+        let outside = try TemporaryDirectory(); defer { outside.remove() }
         try outside.write("secret.txt", "k=\(Fake.awsKeyID(23))\n")
-        let dir = try TempDir(); defer { dir.cleanup() }
+        let dir = try TemporaryDirectory(); defer { dir.remove() }
         try dir.write("inside.txt", "k=\(Fake.stripe(24))\n")
         try FileManager.default.createSymbolicLink(atPath: dir.path + "/escape.txt", withDestinationPath: outside.path + "/secret.txt")
         try FileManager.default.createSymbolicLink(atPath: dir.path + "/alias.txt", withDestinationPath: dir.path + "/inside.txt")
@@ -39,7 +41,7 @@ import Testing
     }
 
     @Test func placeholdersAndLookAlikesStayQuiet() throws {
-        let dir = try TempDir(); defer { dir.cleanup() }
+        let dir = try TemporaryDirectory(); defer { dir.remove() }
         try dir.write("docs.md", """
         aws_access_key_id = AKIAIOSFODNN7EXAMPLE
         aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY

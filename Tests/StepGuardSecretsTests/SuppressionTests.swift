@@ -3,6 +3,8 @@ import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
+import StepGuardTestSupport
+import StepGuardSecretsTestSupport
 import Testing
 @testable import StepGuardSecrets
 
@@ -59,7 +61,7 @@ import Testing
     }
 
     @Test func baselineReportsOnlyNewFindings() throws {
-        let dir = try TempDir(); defer { dir.cleanup() }
+        let dir = try TemporaryDirectory(); defer { dir.remove() }
         let old = try report(with: [("a.txt", Fake.awsKeyID(33))])
         try dir.write("baseline.json", Reporter(format: .json).render(old, rules: []))
         var now = try report(with: [("a.txt", Fake.awsKeyID(33)), ("b.txt", Fake.stripe(34))])
@@ -83,7 +85,7 @@ import Testing
     @Test(arguments: ReportFormat.allCases)
     func noFormatPrintsASecretInFull(_ format: ReportFormat) throws {
         let (r, secrets) = try sample()
-        let rules = try SecretDetector.builtIn().rules
+        let rules = try SecretDetector.builtIn(prefilter: vectorscan).rules
         for mode in [RedactionMode.partial, .full] {
             let out = Reporter(format: format, redaction: mode).render(r, rules: rules)
             for s in secrets { #expect(!out.contains(s)) }
@@ -114,11 +116,11 @@ import Testing
 
     @Test func sarifValidatesAgainstTheSARIF210Schema() throws {
         let (r, _) = try sample()
-        let sarif = Reporter(format: .sarif).render(r, rules: try SecretDetector.builtIn().rules)
-        let dir = try TempDir(); defer { dir.cleanup() }
+        let sarif = Reporter(format: .sarif).render(r, rules: try SecretDetector.builtIn(prefilter: vectorscan).rules)
+        let dir = try TemporaryDirectory(); defer { dir.remove() }
         try dir.write("out.sarif", sarif)
         // pydantic-sarif: models generated from the official sarif-schema-2.1.0.json, extra keys forbidden.
-        let check = try run("/usr/bin/env", ["python3", "-c", """
+        let check = try ProgramRun.run("/usr/bin/env", ["python3", "-c", """
         import sys
         try:
             from pydantic_sarif.model import StaticAnalysisResultsFormatSarifVersion210JsonSchema as Log
@@ -127,7 +129,7 @@ import Testing
         log = Log.model_validate_json(open(sys.argv[1]).read())
         assert len(log.runs[0].results) == 2, len(log.runs[0].results)
         print("valid")
-        """, dir.path + "/out.sarif"], cwd: dir.url)
+        """, dir.path + "/out.sarif"], in: dir.url)
         #expect(check.status == 0, "\(check.stderr)")
         #expect(check.stdout.contains("valid"))
         let object = try JSONSerialization.jsonObject(with: Data(sarif.utf8)) as! [String: Any]

@@ -14,7 +14,9 @@ public struct CompactJWT: Sendable {
 
     /// Why a token could not be decoded, and what to do.
     public struct FormatError: Error, Sendable, CustomStringConvertible {
+        /// What is wrong with the token.
         public let reason: String
+        /// What to do about it.
         public let remedy: String
         public var description: String { reason }
     }

@@ -40,13 +40,25 @@ struct CompiledRule: Sendable {
 }
 
 /// How a ``SecretEngine`` finds the rules that may match a buffer before PCRE2 confirms them.
-public enum SecretPrefilter: Sendable {
+public enum SecretPrefilter: Sendable, Hashable {
     /// A vectorscan database of every rule's pattern: fastest on files and repositories, but it is
-    /// compiled (about half a second) or loaded from the on-disk cache (a millisecond) first.
-    case vectorscan
+    /// compiled (about half a second) or loaded from the on-disk cache in `cacheDirectory` (a
+    /// millisecond) first; nil keeps no cache.
+    case vectorscan(cacheDirectory: String?)
     /// Each rule's keywords (every match contains one): nothing to build, and fast enough for short
     /// values — the step's environment, a request's headers. Used before every step.
     case keywords
+
+    /// Where the compiled vectorscan database is cached, given the process environment:
+    /// `$STEPGUARD_CACHE_DIR` (`off`: no cache), else `$XDG_CACHE_HOME/stepguard`, else
+    /// `$HOME/.cache/stepguard`; nil when none is set. An empty variable counts as unset.
+    public static func cacheDirectory(environment: [String: String]) -> String? {
+        if environment["STEPGUARD_CACHE_DIR"] == "off" { return nil }
+        if let directory = environment["STEPGUARD_CACHE_DIR"], !directory.isEmpty { return directory }
+        if let xdg = environment["XDG_CACHE_HOME"], !xdg.isEmpty { return xdg + "/stepguard" }
+        if let home = environment["HOME"], !home.isEmpty { return home + "/.cache/stepguard" }
+        return nil
+    }
 }
 
 /// Every rule compiled once: a prefilter for the first pass (vectorscan or keywords), PCRE2 (JIT)
@@ -61,7 +73,7 @@ final class SecretEngine: Sendable {
     let allowPaths: [PCRE2Regex]
     let stopwords: [[UInt8]]
 
-    init(ruleSet: SecretRuleSet, prefilter: SecretPrefilter = .vectorscan) throws {
+    init(ruleSet: SecretRuleSet, prefilter: SecretPrefilter) throws {
         var seen = Set<String>()
         var compiled: [CompiledRule] = []
         for rule in ruleSet.rules {
@@ -93,7 +105,11 @@ final class SecretEngine: Sendable {
             ))
         }
         rules = compiled
-        database = prefilter == .vectorscan ? try VectorscanDatabase(patterns: compiled.map { $0.rule.prefilter ?? $0.rule.regex }) : nil
+        if case .vectorscan(let cacheDirectory) = prefilter {
+            database = try VectorscanDatabase(patterns: compiled.map { $0.rule.prefilter ?? $0.rule.regex }, cacheDirectory: cacheDirectory)
+        } else {
+            database = nil
+        }
         keywordPrefiltered = database.map { $0.unsupported.sorted() } ?? Array(compiled.indices)
         allowRegexes = try ruleSet.allow.regexes.map { try PCRE2Regex($0, context: "global allow.regexes") }
         allowPaths = try ruleSet.allow.paths.map { try PCRE2Regex($0, context: "global allow.paths") }

@@ -24,11 +24,12 @@ final class VectorscanDatabase: @unchecked Sendable {
     /// Number of rule slots (the ids reported by a scan are below this).
     let count: Int
 
-    /// Compiles `patterns` (one per rule, id = index). Patterns vectorscan rejects are left out
-    /// and listed in `unsupported`.
-    init(patterns: [String]) throws {
+    /// Compiles `patterns` (one per rule, id = index), or loads them from the cache in
+    /// `cacheDirectory` (nil: no cache). Patterns vectorscan rejects are left out and listed in
+    /// `unsupported`.
+    init(patterns: [String], cacheDirectory: String?) throws {
         count = patterns.count
-        let cacheFile = Self.cacheFile(for: patterns)
+        let cacheFile = cacheDirectory.map { Self.cacheFile(for: patterns, in: $0) }
         if let cacheFile, let (cached, rejected) = Self.loadCache(cacheFile) {
             database = cached
             unsupported = rejected
@@ -86,21 +87,9 @@ final class VectorscanDatabase: @unchecked Sendable {
     // Compiling ~120 patterns takes about a second; deserializing takes well under a millisecond.
     // The cache key covers the vectorscan version, the flags and every pattern, so a changed rule
     // set or library compiles afresh; a database built for another CPU fails to deserialize and is
-    // recompiled. Set STEPGUARD_CACHE_DIR=off to disable.
+    // recompiled. The directory comes from the caller (``SecretPrefilter/cacheDirectory(environment:)``).
 
-    static func cacheFile(for patterns: [String]) -> String? {
-        let env = ProcessInfo.processInfo.environment
-        if env["STEPGUARD_CACHE_DIR"] == "off" { return nil }
-        let dir: String
-        if let d = env["STEPGUARD_CACHE_DIR"] {
-            dir = d
-        } else if let x = env["XDG_CACHE_HOME"], !x.isEmpty {
-            dir = x + "/stepguard"
-        } else if let h = env["HOME"], !h.isEmpty {
-            dir = h + "/.cache/stepguard"
-        } else {
-            return nil
-        }
+    static func cacheFile(for patterns: [String], in dir: String) -> String {
         var hasher = SHA256()
         hasher.update(data: Array(String(cString: hs_version()).utf8))
         hasher.update(data: Array("flags:\(HS_FLAG_PREFILTER | HS_FLAG_SINGLEMATCH)".utf8))

@@ -166,15 +166,6 @@ public struct SecretRuleSet: Sendable {
         return set
     }
 
-    /// The built-in rules parsed from their YAML text (the source of truth the JSON is made from).
-    static func builtInFromYAML() throws -> SecretRuleSet {
-        var set = SecretRuleSet()
-        for (name, text) in EmbeddedRules.files {
-            try set.add(yaml: text, source: "<built-in>/rules/secrets/\(name)")
-        }
-        return set
-    }
-
     /// Adds (or overrides by id) the rules in one YAML document; `source` names it in errors.
     public mutating func add(yaml text: String, source: String) throws {
         let file: SecretRuleFile

@@ -187,8 +187,9 @@ extension SecretScanner {
     /// When git runs the hook with `GIT_INDEX_FILE` set — `git commit -a`, `git commit FILE…`
     /// (`--only`, `--include`) record a temporary index, not `.git/index` — that index is read:
     /// libgit2 ignores the variable, and `.git/index` then lacks what is being committed. A
-    /// `GIT_INDEX_FILE` that names no readable file is an error, never a fallback.
-    public func scanStaged(repository path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ScanReport {
+    /// `GIT_INDEX_FILE` that names no readable file is an error, never a fallback. `environment`
+    /// is the one git gave the hook (the executable passes its own).
+    public func scanStaged(repository path: String, environment: [String: String]) throws -> ScanReport {
         let repo = try GitRepository(path: path)
         var index: OpaquePointer?
         if let indexFile = environment["GIT_INDEX_FILE"], !indexFile.isEmpty {

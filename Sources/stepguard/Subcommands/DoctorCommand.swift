@@ -33,14 +33,11 @@ struct DoctorCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Also check that this policy's requirements can be met here.", valueName: "file"))
     var policy: String?
 
-    @Option(name: .long, help: ArgumentHelp("Output format: text or json.", valueName: "format"))
-    var format: OutputFormat = .text
-
-    enum OutputFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
+    @OptionGroup var output: TextOrJSONOption
 
     func run() throws {
         let policy = try self.policy.map { try loadPolicy(file: $0, step: nil) }
-        let (isolation, isolationError) = MachineProbe.isolation()
+        let (isolation, isolationError) = MachineProbe.isolation(environment: ProcessInfo.processInfo.environment)
         let processLimit = MachineProbe.processLimit()
         let checks = [isolation, processLimit, MachineProbe.landlock(), Self.libgit2(), Self.libcurl(), Self.trustStore()]
         var refusals: [String] = []
@@ -52,7 +49,7 @@ struct DoctorCommand: ParsableCommand {
                 refusals.append("limits.processes: \(maximum) cannot be met: \(processLimit.detail)")
             }
         }
-        switch format {
+        switch output.format {
         case .text:
             for check in checks {
                 printOut("\(check.status.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(check.name): \(check.detail)")

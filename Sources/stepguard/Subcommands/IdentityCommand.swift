@@ -13,8 +13,6 @@ struct IdentityCommand: AsyncParsableCommand {
         subcommands: [Verify.self]
     )
 
-    enum Format: String, ExpressibleByArgument, CaseIterable { case text, json }
-
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "verify",
@@ -33,11 +31,8 @@ struct IdentityCommand: AsyncParsableCommand {
             """
         )
 
-        @Option(name: .long, help: ArgumentHelp("Policy file with an identity: section.", valueName: "file"))
-        var policy: String?
-
-        @Option(name: .long, help: ArgumentHelp("Apply this step's overrides (identity.claims) from the policy.", valueName: "name"))
-        var step: String?
+        /// The policy whose identity: section is verified against, with a step's identity.claims overrides.
+        @OptionGroup var policyOptions: PolicyOptions
 
         @Option(name: .long, help: ArgumentHelp("Read the token from this file instead of the CI provider.", valueName: "file"))
         var tokenFile: String?
@@ -48,8 +43,7 @@ struct IdentityCommand: AsyncParsableCommand {
         @Option(name: .long, help: ArgumentHelp("CA bundle (PEM) trusted for the JWKS, discovery and token endpoints (default: network.upstream_ca, else the system's).", valueName: "file"))
         var caFile: String?
 
-        @Option(name: .long, help: "Output format: text or json.")
-        var format: Format = .text
+        @OptionGroup var output: TextOrJSONOption
 
         func validate() throws {
             if tokenFile != nil, tokenEnv != nil {
@@ -58,14 +52,15 @@ struct IdentityCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let policy = try loadPolicy(file: self.policy, step: step)
+            let policy = try policyOptions.load()
             guard let identityPolicy = policy.identity else {
                 printErr("stepguard: \(policy.source) has no identity: section; nothing to verify. Add identity: with issuer and audience.")
                 throw ExitCode(ExitStatus.config)
             }
             let environment = ProcessInfo.processInfo.environment
             do {
-                let verifier = try IdentityVerifier(policy: identityPolicy, caFile: caFile ?? policy.network.upstreamCA)
+                let keyStore = KeyStoreOptions(cacheDirectory: KeyStoreOptions.defaultCacheDirectory(environment: environment))
+                let verifier = try IdentityVerifier(policy: identityPolicy, caFile: caFile ?? policy.network.upstreamCA, keyStoreOptions: keyStore)
                 let override: TokenSource? = tokenFile.map { .file($0) } ?? tokenEnv.map { .environment($0) }
                 let identity: VerifiedIdentity?
                 if let override {
@@ -84,7 +79,7 @@ struct IdentityCommand: AsyncParsableCommand {
                        text: "stepguard: identity verified\n" + identity.textReport)
             } catch {
                 let code = error.isConfigurationError ? ExitStatus.config : ExitStatus.blocked
-                if format == .json {
+                if output.json {
                     printOut(JSONValue.object(["decision": "deny", "check": .string(error.check.name),
                                                "reason": .string(error.detail), "remedy": .string(error.remedy)]).jsonText)
                 }
@@ -94,7 +89,7 @@ struct IdentityCommand: AsyncParsableCommand {
         }
 
         private func report(_ json: JSONValue, text: String) {
-            printOut(format == .json ? json.jsonText : text)
+            printOut(output.json ? json.jsonText : text)
         }
     }
 }

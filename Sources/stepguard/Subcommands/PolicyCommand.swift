@@ -76,14 +76,13 @@ struct PolicyCommand: ParsableCommand {
             """
         )
 
-        @Option(help: "Apply this step's overrides (from the policy's steps: section).")
-        var step: String?
+        @OptionGroup var stepOption: StepOption
 
         @Argument(help: "The policy file (default: the built-in policy).")
         var file: String?
 
         func run() throws {
-            let policy = try loadPolicy(file: file, step: step)
+            let policy = try loadPolicy(file: file, step: stepOption.step)
             printOut(policy.renderedYAML(), terminator: "")
         }
     }

@@ -131,13 +131,15 @@ struct ScanCommand: ParsableCommand {
     }
 
     func scan() throws -> Int32 {
+        let environment = ProcessInfo.processInfo.environment
+        let prefilter = SecretPrefilter.vectorscan(cacheDirectory: SecretPrefilter.cacheDirectory(environment: environment))
         let detector: SecretDetector
         if rulesDirectories.isEmpty {
-            detector = try SecretDetector.builtIn()
+            detector = try SecretDetector.builtIn(prefilter: prefilter)
         } else {
             var set = SecretRuleSet.builtIn()
             for dir in rulesDirectories { try set.add(directory: URL(fileURLWithPath: dir)) }
-            detector = try SecretDetector(ruleSet: set)
+            detector = try SecretDetector(ruleSet: set, prefilter: prefilter)
         }
         var options = ScanOptions()
         options.respectGitignore = !noIgnore
@@ -150,9 +152,8 @@ struct ScanCommand: ParsableCommand {
         if staged {
             // In a hook of `git --git-dir=… --work-tree=… commit` (a bare repository with a work
             // tree elsewhere), git names the repository in GIT_DIR and the work tree has no .git.
-            let environment = ProcessInfo.processInfo.environment
             let gitDir = environment["GIT_DIR"].flatMap { $0.isEmpty ? nil : $0 }
-            report = try scanner.scanStaged(repository: repo == "." ? (gitDir ?? repo) : repo)
+            report = try scanner.scanStaged(repository: repo == "." ? (gitDir ?? repo) : repo, environment: environment)
         } else if history {
             report = try scanner.scanHistory(repository: repo, range: paths.first, since: since)
         } else if stdin {
@@ -180,7 +181,7 @@ struct ScanCommand: ParsableCommand {
             try Baseline(path: baseline).apply(to: &report)
         }
         var reporter = Reporter(format: ReportFormat(rawValue: format)!, redaction: RedactionMode(rawValue: redact)!,
-                                color: output == nil && isatty(1) != 0 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil)
+                                color: output == nil && isatty(1) != 0 && environment["NO_COLOR"] == nil)
         if verify {
             // Only findings that survived the ignore file and the baseline are sent.
             reporter.verification = try self.verify(report)

@@ -1,12 +1,13 @@
 import Foundation
 import StepGuardPolicy
+import StepGuardTestSupport
 import Testing
 @testable import StepGuardIdentity
 
 /// A verifier over a JWKS file, with the clock fixed at `JOSEFixture.now` (+ `offset`).
 func makeVerifier(jwks: String? = nil, rules: IdentityRules = defaultRules(), offset: Double = 0) -> IdentityVerifier {
-    let directory = ScratchDirectory()
-    directory.write("jwks.json", jwks ?? JOSEFixture.shared.jwks())
+    let directory = try! TemporaryDirectory(prefix: "stepguard-identity")
+    _ = try? directory.write("jwks.json", jwks ?? JOSEFixture.shared.jwks())
     let store = KeyStore(location: .file(directory.path + "/jwks.json"), options: KeyStoreOptions(cacheDirectory: nil))
     _ = try? store.keys()
     directory.remove()

@@ -134,22 +134,3 @@ struct JOSEFixture: Sendable {
         return sign(headerJSON: JSONValue.object(header).jsonText, payloadJSON: JSONValue.object(claims).jsonText, with: chosenSigner)
     }
 }
-
-/// A private temporary directory (mode 0700), removed by `remove()`.
-struct ScratchDirectory {
-    let path: String
-    init() {
-        var base = NSTemporaryDirectory()
-        while base.hasSuffix("/") { base.removeLast() }
-        var template = Array((base + "/stepguard-identity-XXXXXX").utf8CString)
-        let result = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        precondition(result != nil, "mkdtemp failed")
-        path = String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-    func write(_ name: String, _ text: String, mode: Int = 0o600) {
-        let file = path + "/" + name
-        try? FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        _ = FileManager.default.createFile(atPath: file, contents: Data(text.utf8), attributes: [.posixPermissions: mode])
-    }
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
-}

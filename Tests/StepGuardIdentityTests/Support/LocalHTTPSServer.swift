@@ -1,5 +1,6 @@
 import StepGuardCore
 import StepGuardServerTestSupport
+import StepGuardTestSupport
 import Foundation
 import StepGuardEgress
 
@@ -10,7 +11,7 @@ import StepGuardEgress
 /// per-test `CertificateAuthority`. Serves files from `root` and fake CI token endpoints.
 final class LocalHTTPSServer: @unchecked Sendable {
     // @unchecked: immutable after init except `process`, which is only touched by `stop()`.
-    let root: ScratchDirectory
+    let root: TemporaryDirectory
     let port: Int
     let caFile: String
     private let process: Process
@@ -23,15 +24,15 @@ final class LocalHTTPSServer: @unchecked Sendable {
     }
 
     init() throws {
-        root = ScratchDirectory()
-        let tls = ScratchDirectory()
+        root = try TemporaryDirectory(prefix: "stepguard-identity")
+        let tls = try TemporaryDirectory(prefix: "stepguard-identity")
         let ca = try CertificateAuthority(commonName: "stepguard identity test CA")
         let leaf = try ca.issueServerCertificate(for: "127.0.0.1")
         let der = try leaf.certificateDER
         let pem = "-----BEGIN CERTIFICATE-----\n" + Data(der).base64EncodedString(options: [.lineLength64Characters, .endLineWithLineFeed]) + "\n-----END CERTIFICATE-----\n"
-        tls.write("ca.pem", try ca.certificatePEM)
-        tls.write("server.pem", pem)
-        tls.write("server.key", leaf.privateKeyPEM)
+        try tls.write("ca.pem", try ca.certificatePEM)
+        try tls.write("server.pem", pem)
+        try tls.write("server.key", leaf.privateKeyPEM, mode: 0o600)
         caFile = tls.path + "/ca.pem"
 
         let process = Process()
@@ -54,7 +55,7 @@ final class LocalHTTPSServer: @unchecked Sendable {
         self.port = port
     }
 
-    func write(_ name: String, _ text: String) { root.write(name, text) }
+    func write(_ name: String, _ text: String) { _ = try? root.write(name, text) }
 
     func read(_ name: String) -> String? {
         FileManager.default.contents(atPath: root.path + "/" + name).map { String(decoding: $0, as: UTF8.self) }

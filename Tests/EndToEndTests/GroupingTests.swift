@@ -1,14 +1,16 @@
 import StepGuardCore
 import Foundation
+import StepGuardTestSupport
+import StepGuardSecretsTestSupport
 import Testing
-@testable import StepGuardSecrets
+import StepGuardSecrets
 
 /// One finding per secret: a value repeated across lines, files or commits is one entry in the
 /// text, SARIF, GitHub and JUnit reports with every location; JSON keeps one entry per location.
 @Suite struct GroupingTests {
     /// `S` three times (twice in a.env, once in b.env), `T` once.
-    func tree() throws -> (TempDir, String, String) {
-        let dir = try TempDir()
+    func tree() throws -> (TemporaryDirectory, String, String) {
+        let dir = try TemporaryDirectory()
         let s = Fake.githubPAT(61), t = Fake.stripe(62)
         try dir.write("a.env", "A=\(s)\nX=1\nB=\(s)\n")
         try dir.write("b.env", "C=\(s)\n")
@@ -17,9 +19,9 @@ import Testing
     }
 
     @Test func aRepeatedValueIsOneFindingWithEveryLocation() throws {
-        let (dir, s, t) = try tree(); defer { dir.cleanup() }
+        let (dir, s, t) = try tree(); defer { dir.remove() }
 
-        let text = try run(stepguardBinary, ["scan", "."], cwd: dir.url)
+        let text = try ProgramRun.run(StepGuardBinary.path, ["scan", "."], in: dir.url)
         #expect(text.status == 1)
         // The walk decides which file comes first; within a file, lines are in order.
         let heads = text.stdout.split(separator: "\n").filter { !$0.hasPrefix(" ") }
@@ -32,7 +34,7 @@ import Testing
         #expect(pat.hasPrefix("b.env:1:3:") || text.stdout.contains("    also at b.env:1:3, fingerprint: \(inB)\n"), "\(text.stdout)")
         #expect(text.stderr.contains("2 secrets found (4 locations)"), "\(text.stderr)")
 
-        let json = try run(stepguardBinary, ["scan", "--format", "json", "."], cwd: dir.url)
+        let json = try ProgramRun.run(StepGuardBinary.path, ["scan", "--format", "json", "."], in: dir.url)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
         let findings = try #require(object["findings"] as? [[String: Any]])
         #expect(findings.count == 4)
@@ -40,7 +42,7 @@ import Testing
         #expect(groups == ["github-pat-classic:\(secretHash(s))", "stripe-secret-key:\(secretHash(t))"])
         #expect((object["summary"] as? [String: Any])?["secrets"] as? Int == 2)
 
-        let sarif = try run(stepguardBinary, ["scan", "--format", "sarif", "."], cwd: dir.url)
+        let sarif = try ProgramRun.run(StepGuardBinary.path, ["scan", "--format", "sarif", "."], in: dir.url)
         let runs = (try JSONSerialization.jsonObject(with: Data(sarif.stdout.utf8)) as? [String: Any])?["runs"] as? [[String: Any]]
         let results = try #require(runs?.first?["results"] as? [[String: Any]])
         #expect(results.count == 2)
@@ -51,12 +53,12 @@ import Testing
         #expect(uris.sorted() == ["a.env", "a.env", "b.env"])
         #expect(((patResult["properties"] as? [String: Any])?["fingerprints"] as? [String])?.count == 2)
 
-        let github = try run(stepguardBinary, ["scan", "--format", "github", "."], cwd: dir.url)
+        let github = try ProgramRun.run(StepGuardBinary.path, ["scan", "--format", "github", "."], in: dir.url)
         let annotations = github.stdout.split(separator: "\n").filter { $0.hasPrefix("::error ") }
         #expect(annotations.count == 2, "\(github.stdout)")
         #expect(annotations.contains { $0.contains("also at a.env:3:3, b.env:1:3") || $0.contains("also at a.env:1:3, a.env:3:3") }, "\(github.stdout)")
 
-        let junit = try run(stepguardBinary, ["scan", "--format", "junit", "."], cwd: dir.url)
+        let junit = try ProgramRun.run(StepGuardBinary.path, ["scan", "--format", "junit", "."], in: dir.url)
         #expect(junit.stdout.components(separatedBy: "<testcase ").count - 1 == 2, "\(junit.stdout)")
 
         for output in [text, json, sarif, github, junit] {
@@ -67,37 +69,35 @@ import Testing
     /// Ignore entries and baselines act on locations (by fingerprint, which names the path), before
     /// grouping: ignoring a.env's fingerprint leaves the b.env location of the same secret.
     @Test func ignoreFilesAndBaselinesStillWorkPerLocation() throws {
-        let (dir, s, _) = try tree(); defer { dir.cleanup() }
+        let (dir, s, _) = try tree(); defer { dir.remove() }
         let inA = Finding.fingerprint(ruleID: "github-pat-classic", path: "a.env", secret: s)
         try dir.write(".stepguard-ignore.yaml", "ignore:\n  - fingerprint: \"\(inA)\"\n    reason: fixture\n")
-        let ignored = try run(stepguardBinary, ["scan", "."], cwd: dir.url)
+        let ignored = try ProgramRun.run(StepGuardBinary.path, ["scan", "."], in: dir.url)
         #expect(ignored.status == 1)
         #expect(ignored.stdout.contains("b.env:1:3: github-pat-classic") && !ignored.stdout.contains("a.env"), "\(ignored.stdout)")
         #expect(!ignored.stdout.contains("locations)"))
         #expect(ignored.stderr.contains("2 secrets found") && ignored.stderr.contains("2 suppressed"), "\(ignored.stderr)")
 
         // The baseline lives outside the scanned tree.
-        let elsewhere = try TempDir(); defer { elsewhere.cleanup() }
+        let elsewhere = try TemporaryDirectory(); defer { elsewhere.remove() }
         let baseline = elsewhere.url.appendingPathComponent("baseline.json").path
-        let report = try run(stepguardBinary, ["scan", "--format", "json", "--output", baseline, "."], cwd: dir.url)
+        let report = try ProgramRun.run(StepGuardBinary.path, ["scan", "--format", "json", "--output", baseline, "."], in: dir.url)
         #expect(report.status == 1)
-        let again = try run(stepguardBinary, ["scan", "--baseline", baseline, "."], cwd: dir.url)
+        let again = try ProgramRun.run(StepGuardBinary.path, ["scan", "--baseline", baseline, "."], in: dir.url)
         #expect(again.status == 0, "\(again.stdout)")
         #expect(again.stderr.contains("0 secrets found"))
     }
 
     /// In history, the same secret added in two commits (and two files) is one finding listing both.
     @Test func historyGroupsOneSecretAcrossCommits() throws {
-        let repo = try TempDir(); defer { repo.cleanup() }
+        let repo = try TemporaryDirectory(); defer { repo.remove() }
         try repo.initRepo()
         let s = Fake.githubPAT(63)
         try repo.write("one.env", "T=\(s)\n")
-        try repo.git("add", ".")
-        try repo.git("commit", "-qm", "one")
+        try repo.commitAll("one")
         try repo.write("two.env", "U=\(s)\n")
-        try repo.git("add", ".")
-        try repo.git("commit", "-qm", "two")
-        let r = try run(stepguardBinary, ["scan", "--history"], cwd: repo.url)
+        try repo.commitAll("two")
+        let r = try ProgramRun.run(StepGuardBinary.path, ["scan", "--history"], in: repo.url)
         #expect(r.status == 1)
         #expect(r.stdout.split(separator: "\n").filter { !$0.hasPrefix(" ") }.count == 1, "\(r.stdout)")
         #expect(r.stdout.contains("(2 locations)") && r.stdout.contains("    also at ") && r.stdout.contains(" in commit "))
@@ -108,11 +108,11 @@ import Testing
 /// `--output` writes into the named file as a shell's `>` does, never replacing it.
 @Suite struct ReportOutputTests {
     @Test func outputFollowsALinkAndKeepsADeviceADevice() throws {
-        let dir = try TempDir(); defer { dir.cleanup() }
+        let dir = try TemporaryDirectory(); defer { dir.remove() }
         try dir.write("leak.env", "T=\(Fake.githubPAT(64))\n")
         try dir.write("reports/real.json", "old\n")
         try FileManager.default.createSymbolicLink(atPath: dir.path + "/link.json", withDestinationPath: "reports/real.json")
-        let r = try run(stepguardBinary, ["scan", "--format", "json", "--output", "link.json", "leak.env"], cwd: dir.url)
+        let r = try ProgramRun.run(StepGuardBinary.path, ["scan", "--format", "json", "--output", "link.json", "leak.env"], in: dir.url)
         #expect(r.status == 1, "\(r.stderr)")
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: dir.path + "/link.json") == "reports/real.json", "the link was replaced")
         #expect(try String(contentsOfFile: dir.path + "/reports/real.json", encoding: .utf8).contains("\"github-pat-classic\""))
@@ -121,7 +121,7 @@ import Testing
         guard getuid() == 0 else { return }
         let device = dir.path + "/null"
         #expect(mknod(device, S_IFCHR | 0o666, dev_t(1 << 8 | 3)) == 0, "mknod: \(errno)")  // makedev(1, 3)
-        let d = try run(stepguardBinary, ["scan", "--format", "json", "--output", device, "leak.env"], cwd: dir.url)
+        let d = try ProgramRun.run(StepGuardBinary.path, ["scan", "--format", "json", "--output", device, "leak.env"], in: dir.url)
         #expect(d.status == 1)
         var st = stat()
         #expect(stat(device, &st) == 0 && (st.st_mode & S_IFMT) == S_IFCHR, "the device became a regular file")

@@ -46,15 +46,7 @@ struct WorkloadJob {
     init(in directory: TemporaryDirectory) throws {
         try directory.write("jwks.json", issuer.jwks)
         let tokenFile = try directory.write("job.jwt", try issuer.token(subject: subject, audience: "stepguard", extraClaims: claims))
-        identity = """
-        identity:
-          token: file:\(tokenFile)
-          issuer: \(issuer.issuer)
-          audience: stepguard
-          jwks: \(directory.path("jwks.json"))
-          algorithms: [ES256]
-          claims: { repository: "octo-org/app" }
-        """
+        identity = issuer.identitySection(token: tokenFile, jwks: directory.path("jwks.json"), #"claims: { repository: "octo-org/app" }"#)
     }
 
     /// A token of this job's workload for `audience`.

@@ -1,6 +1,7 @@
 import Foundation
+import StepGuardTestSupport
 import Testing
-@testable import StepGuardSecrets
+import StepGuardSecrets
 
 /// Issue #22's misses, in the shapes real code carries them, scanned by the built binary: private
 /// keys whose lines carry a prefix or are escaped or concatenated, compose-style `- KEY=value` and
@@ -32,8 +33,8 @@ import Testing
     }
 
     /// Scans `dir` with `--format json`; the findings, and the raw output for secret checks.
-    func scan(_ dir: TempDir) throws -> (findings: Set<Finding>, output: String, status: Int32) {
-        let r = try run(stepguardBinary, ["scan", "--format", "json", "."], cwd: dir.url)
+    func scan(_ dir: TemporaryDirectory) throws -> (findings: Set<Finding>, output: String, status: Int32) {
+        let r = try ProgramRun.run(StepGuardBinary.path, ["scan", "--format", "json", "."], in: dir.url)
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stderr)")
         let findings = try #require(json["findings"] as? [[String: Any]])
         let set = Set(findings.compactMap { f -> Finding? in
@@ -50,7 +51,7 @@ import Testing
     }
 
     @Test func privateKeysWithLinePrefixesEscapesAndConcatenationAreFound() throws {
-        let dir = try TempDir(); defer { dir.cleanup() }
+        let dir = try TemporaryDirectory(); defer { dir.remove() }
         var written: [String] = []
         func write(_ path: String, _ text: String) throws {
             try dir.write(path, text)
@@ -108,7 +109,7 @@ import Testing
     /// vector) used to exhaust the regex match limit, and the scan then stopped quietly for the
     /// rest of the file: the key after it was not reported.
     @Test func aKeyAfterAnUnclosedArmourLineAndALargeBlobIsFound() throws {
-        let dir = try TempDir(); defer { dir.cleanup() }
+        let dir = try TemporaryDirectory(); defer { dir.remove() }
         let rsa = "RSA PRIVATE KEY"
         let blob = Self.body(16_000, width: 76, seed: 20)  // 1.2 MB of base64 lines
         try dir.write("vectors.txt", "# truncated: \(Self.armour("BEGIN", rsa))\n" + blob.joined(separator: "\n")
@@ -119,7 +120,7 @@ import Testing
     }
 
     @Test func armourLinesWithoutAKeyAndMismatchedBlocksStayQuiet() throws {
-        let dir = try TempDir(); defer { dir.cleanup() }
+        let dir = try TemporaryDirectory(); defer { dir.remove() }
         let rsa = "RSA PRIVATE KEY"
         // Documentation that names the armour lines, with prose (all in the key alphabet) between.
         try dir.write("docs/tls.md", """
@@ -144,7 +145,7 @@ import Testing
     }
 
     @Test func composeEnvironmentListsAreClassifiedLikeMappings() throws {
-        let dir = try TempDir(); defer { dir.cleanup() }
+        let dir = try TemporaryDirectory(); defer { dir.remove() }
         let password = ExampleTemplate.expand("{alnum:24}", seed: 11)
         let jwtSecret = ExampleTemplate.expand("{alnum:32}", seed: 12)
         let token = ExampleTemplate.expand("{alnum:28}", seed: 13)
@@ -205,7 +206,7 @@ import Testing
     }
 
     @Test func defaultPasswordPairsInURLsAreWeakCredentialsButPlaceholdersAreNot() throws {
-        let dir = try TempDir(); defer { dir.cleanup() }
+        let dir = try TemporaryDirectory(); defer { dir.remove() }
         // user:password pairs assembled at run time.
         func pair(_ user: String, _ password: String) -> String { user + ":" + password }
         try dir.write("ci.env", """

@@ -18,6 +18,20 @@ import Testing
         return (result, events)
     }
 
+    /// A policy (`on_violation: fail`, other egress denied) that intercepts `fulcio`, a stand-in
+    /// for fulcio.sigstore.dev, as `sigstore-fulcio` allowed by `allow`.
+    static func fulcioPolicy(_ fulcio: ServiceStandIn, allow: String) -> String {
+        """
+        version: 1
+        on_violation: fail
+        egress: { default: deny }
+        services:
+          - service: sigstore-fulcio
+            allow: \(allow)
+        \(fulcio.network)
+        """
+    }
+
     @Test func allowedHostPassesAndDeniedHostKillsTheStep() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
@@ -76,15 +90,7 @@ import Testing
         defer { directory.remove() }
         let fulcio = try ServiceStandIn.start("fulcio.sigstore.dev", directory: directory) { _ in .json(#"{"signed":true}"#) }
         defer { fulcio.shutdown() }
-        let policy = """
-        version: 1
-        on_violation: fail
-        egress: { default: deny }
-        services:
-          - service: sigstore-fulcio
-            allow: { methods: [POST], credential: short-lived, window: 3s }
-        \(fulcio.network)
-        """
+        let policy = Self.fulcioPolicy(fulcio, allow: "{ methods: [POST], credential: short-lived, window: 3s }")
         // A GitHub installation token is short-lived (a JWT would need an identity: section to be verified).
         let installation = "gh" + "s_" + String(repeating: "Ab3d", count: 9)
         let post = "curl -s -o /dev/null -w '%{http_code}\\n' -X POST --data '{}' https://fulcio.sigstore.dev/api/v2/signingCert -H"

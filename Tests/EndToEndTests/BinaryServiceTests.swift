@@ -171,15 +171,7 @@ import Testing
         defer { directory.remove() }
         let fulcio = try ServiceStandIn.start("fulcio.sigstore.dev", directory: directory, handler: Self.echoJSON)
         defer { fulcio.shutdown() }
-        let policy = """
-        version: 1
-        on_violation: fail
-        egress: { default: deny }
-        services:
-          - service: sigstore-fulcio
-            allow: { methods: [POST], credential: any }
-        \(fulcio.network)
-        """
+        let policy = RunEgressTests.fulcioPolicy(fulcio, allow: "{ methods: [POST], credential: any }")
         let jwt = TestOIDCIssuer().token(subject: "repo:acme/app:ref:refs/tags/v1")
         let post = "\(Self.code) -X POST --data '{}' https://fulcio.sigstore.dev/api/v2/signingCert -H 'Authorization: Bearer \(jwt)'"
         let script = """
