@@ -141,6 +141,27 @@ scenario "Allowed: through stepguard's proxy, the step reaches a host egress.all
 scenario "Blocked: a host egress.allow does not name (127.0.0.3) — 403 from the proxy, the step is stopped" 77 \
   "$stepguard" run --policy "$policy" --step build -- sh -c 'curl -sS -w "HTTP %{http_code}\n" -o /dev/null http://127.0.0.3:18777/; sleep 30; echo "this never prints"'
 
+# Transparent capture: a client that ignores proxy variables (Node's built-in fetch) under
+# isolation. Its connection is captured in the step's network namespace and decided like a CONNECT;
+# the name is resolved by stepguard's own resolver, which never looks up a name the policy denies.
+cat > "$work/capture.yaml" <<POLICY
+version: 1
+isolation: required
+on_violation: fail
+egress: { default: deny, allow: ["artifacts.demo.example:18777"] }
+network:
+  resolve: { "artifacts.demo.example:18777": "127.0.0.1:18777" }
+POLICY
+if command -v node >/dev/null; then
+  fetch='for (const url of process.argv.slice(1)) { try { const r = await fetch(url); console.log(`${url} → HTTP ${r.status}`) } catch (e) { console.log(`${url} → ${e.cause?.code ?? e.message}`) } }'
+  scenario "Captured: Node's fetch ignores proxy variables; under isolation its connection is captured, the name resolved by stepguard, and allowed" 0 \
+    "$stepguard" run --policy "$work/capture.yaml" -v -- node --input-type=module -e "$fetch" http://artifacts.demo.example:18777/
+  scenario "Blocked: the same client asks for a name the policy does not allow — no answer (no DNS query for it leaves), exit 77" 77 \
+    "$stepguard" run --policy "$work/capture.yaml" -- node --input-type=module -e "$fetch" http://exfil.demo.example:18777/
+else
+  printf '%s(node is not installed: the transparent-capture scenarios are skipped)%s\n' "$dim" "$reset"
+fi
+
 # Signing service: a local HTTPS server stands in for Sigstore Fulcio, with a certificate from a CA
 # made just now (fixtures/services/fulcio_standin.py). The policy names the service, so stepguard
 # opens its TLS (per-run CA) and checks the credential of every call against the job's verified
