@@ -118,7 +118,7 @@ public final class AuditTrail: Sendable {
 
     /// Writes the final verdict: the stderr line, and the GitHub job summary and annotations when
     /// running in GitHub Actions (`GITHUB_ACTIONS=true`).
-    public func finish(_ verdict: Verdict, environment: [String: String] = ProcessInfo.processInfo.environment) {
+    public func finish(_ verdict: Verdict, environment: [String: String]) {
         printer(verdict.line)
         guard environment["GITHUB_ACTIONS"] == "true" else { return }
         let reporter = GitHubReporter(context: context)

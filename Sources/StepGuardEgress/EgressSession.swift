@@ -31,7 +31,9 @@ public final class EgressGroundwork: Sendable {
 
     /// Makes the CA, writes the trust bundle, opens the listening socket and starts the threads;
     /// blocks until the threads run, so call it off the event loops.
-    public init() throws(EgressError) {
+    /// - Parameter temporaryDirectory: where the per-run trust bundle's private directory is made
+    ///   (the caller's `$TMPDIR`, or `/tmp`).
+    public init(temporaryDirectory: String = "/tmp") throws(EgressError) {
         // The event loops come up on a thread of their own (each new loop thread is waited for)
         // while this one makes the CA and the bundle.
         let loops = EventLoopsStarting()
@@ -49,7 +51,7 @@ public final class EgressGroundwork: Sendable {
         } catch {
             throw .certificateAuthority("\(error)")
         }
-        (bundleDirectory, bundlePath) = try EgressSession.writeTrustBundle(caPEM: caPEM)
+        (bundleDirectory, bundlePath) = try EgressSession.writeTrustBundle(caPEM: caPEM, in: temporaryDirectory)
         do {
             (listener, port) = try Self.listen()
         } catch {
@@ -426,8 +428,7 @@ public final class EgressSession: Sendable {
     }
 
     /// Writes system CAs + the per-run CA into a fresh 0700 directory; returns (directory, bundle path).
-    static func writeTrustBundle(caPEM: String) throws(EgressError) -> (String, String) {
-        let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+    static func writeTrustBundle(caPEM: String, in base: String) throws(EgressError) -> (String, String) {
         var template = Array("\(base)/stepguard-egress-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else {
             throw .cannotWriteTrustBundle(path: base, reason: String(cString: strerror(errno)))

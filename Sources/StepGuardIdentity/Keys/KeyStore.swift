@@ -41,14 +41,15 @@ public struct KeyStoreOptions: Sendable {
     public var refetchInterval: TimeInterval
 
     /// The default cache directory: `$XDG_CACHE_HOME/stepguard/jwks` or `~/.cache/stepguard/jwks`.
-    public static func defaultCacheDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+    public static func defaultCacheDirectory(environment: [String: String]) -> String? {
         if let xdg = environment["XDG_CACHE_HOME"], xdg.hasPrefix("/") { return xdg + "/stepguard/jwks" }
         if let home = environment["HOME"], home.hasPrefix("/") { return home + "/.cache/stepguard/jwks" }
         return nil
     }
 
-    /// Creates options (defaults: the default cache directory, 10 min TTL, 60 s refetch interval).
-    public init(cacheDirectory: String? = KeyStoreOptions.defaultCacheDirectory(), cacheTTL: TimeInterval = 600, refetchInterval: TimeInterval = 60) {
+    /// Creates options (defaults: 10 min TTL, 60 s refetch interval); `cacheDirectory` nil: no disk
+    /// cache (``defaultCacheDirectory(environment:)`` gives the usual one).
+    public init(cacheDirectory: String?, cacheTTL: TimeInterval = 600, refetchInterval: TimeInterval = 60) {
         self.cacheDirectory = cacheDirectory
         self.cacheTTL = cacheTTL
         self.refetchInterval = refetchInterval
@@ -83,9 +84,9 @@ public final class KeyStore: @unchecked Sendable {
         return fetches
     }
 
-    /// Creates a store.
+    /// Creates a store (without a disk cache unless `options` names one).
     public init(location: JWKSLocation, transport: any HTTPTransport = CurlTransport(),
-                options: KeyStoreOptions = KeyStoreOptions(), now: @escaping @Sendable () -> Date = Date.init) {
+                options: KeyStoreOptions = KeyStoreOptions(cacheDirectory: nil), now: @escaping @Sendable () -> Date = Date.init) {
         self.location = location
         self.transport = transport
         self.options = options

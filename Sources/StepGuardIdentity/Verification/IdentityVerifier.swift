@@ -39,7 +39,7 @@ public struct IdentityVerifier: Sendable {
     ///     system's (tests, private issuers); `stepguard` passes `network.upstream_ca` when set.
     ///   - keyStoreOptions: cache directory, TTL and refetch rate limit.
     ///   - timeout: time limit for each HTTP request and for `buildkite-agent`.
-    public init(policy: IdentityPolicy, caFile: String? = nil, keyStoreOptions: KeyStoreOptions = KeyStoreOptions(),
+    public init(policy: IdentityPolicy, caFile: String? = nil, keyStoreOptions: KeyStoreOptions,
                 timeout: TimeInterval = 10, now: @escaping @Sendable () -> Date = Date.init) throws(IdentityError) {
         let transport = CurlTransport(timeout: timeout, connectTimeout: min(timeout, 5), caFile: caFile)
         let location = JWKSLocation.resolve(policy.jwks, issuer: policy.issuer, policyDirectory: nil)

@@ -24,7 +24,8 @@ struct Preflight {
     func verifyIdentity(environment: [String: String]) async throws(IdentityError) -> (passed: Bool, identity: VerifiedJob?) {
         guard let identityPolicy = policy.identity else { return (true, nil) }
         do {
-            let verifier = try IdentityVerifier(policy: identityPolicy, caFile: policy.network.upstreamCA)
+            let keyStore = KeyStoreOptions(cacheDirectory: KeyStoreOptions.defaultCacheDirectory(environment: environment))
+            let verifier = try IdentityVerifier(policy: identityPolicy, caFile: policy.network.upstreamCA, keyStoreOptions: keyStore)
             guard let identity = try await verifier.acquireAndVerify(environment: environment) else {
                 trail.record(AuditEvent(type: .identity, decision: .allow,
                                         reason: "no workload token available; identity.required is false, so the step runs without one",

@@ -96,7 +96,8 @@ extension RunInvocation {
         // listening socket) is made first, on another thread, while the policy loads and the step's
         // environment is checked. Whatever the outcome, what no session took over is released.
         let groundwork = Task.detached { () -> Result<EgressGroundwork, EgressError> in
-            do throws(EgressError) { return .success(try EgressGroundwork()) } catch { return .failure(error) }
+            let temporary = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+            do throws(EgressError) { return .success(try EgressGroundwork(temporaryDirectory: temporary)) } catch { return .failure(error) }
         }
         let ending = await RunPipeline(invocation: self, environment: ProcessInfo.processInfo.environment).run(groundwork: groundwork)
         if case .success(let unused) = await groundwork.value { unused.discard() }

@@ -163,7 +163,7 @@ struct RunPipeline {
     private func finish(_ loaded: Loaded, stepStatus: Int32?, outcome: String, isolation: String?) -> Verdict {
         let verdict = Verdict(stepExitCode: stepStatus, outcome: outcome, events: loaded.trail.recorded,
                               auditOnly: loaded.policy.mode == .audit, isolation: isolation, exitCode: ExitStatus.run)
-        loaded.trail.finish(verdict)
+        loaded.trail.finish(verdict, environment: environment)
         invocation.writeRecord(of: verdict)
         return verdict
     }
