@@ -119,6 +119,36 @@ import Testing
         #expect(run.stderr.contains("exfil.capture.example"))
     }
 
+    /// A client that resolved a name elsewhere (here curl's `--resolve`) and connects to a bare
+    /// address the policy does not name: TLS is decided by its SNI, plain HTTP by its Host, and the
+    /// connection goes where the allowed name resolves — not to the address the client chose.
+    @Test func aConnectionToABareAddressIsDecidedByItsSNIOrHost() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let authority = try TestCertificateAuthority(directory: directory, name: "upstream CA")
+        let tls = try LocalHTTPServer.start(tls: authority, tlsNames: ["builds.capture.example"]) { request in ServerResponse(body: "tls \(request.uri)") }
+        defer { tls.shutdown() }
+        let plain = try LocalHTTPServer.start { request in ServerResponse(body: "plain \(request.uri)") }
+        defer { plain.shutdown() }
+        let policy = try directory.write("policy.yaml", Self.policy(
+            allow: ["builds.capture.example:443", "builds.capture.example:80"],
+            resolve: ["builds.capture.example:443": tls.port, "builds.capture.example:80": plain.port]))
+        let curl = "\(Self.withoutProxyVariables) curl -sS --cacert \(authority.certificateFile)"
+        let step = """
+            \(curl) --resolve builds.capture.example:443:192.0.2.99 https://builds.capture.example/by-sni; echo
+            \(curl) --resolve builds.capture.example:80:192.0.2.99 http://builds.capture.example/by-host; echo
+            \(curl) -k --resolve evil.capture.example:443:192.0.2.99 https://evil.capture.example/steal; echo " exit $?"
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "sh", "-c", step])
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "tls /by-sni", "\(run.stdout) \(run.stderr)")
+        #expect(lines.dropFirst().first == "plain /by-host", "\(run.stdout)")
+        #expect(lines.last == " exit 35", "a name the policy denies is reset during the TLS handshake: \(run.stdout)")
+        #expect(tls.requests.map(\.uri) == ["/by-sni"] && plain.requests.map(\.uri) == ["/by-host"])
+        #expect(run.status == 77)
+        #expect(run.stderr.contains("evil.capture.example:443"), "the denial names the SNI: \(run.stderr)")
+    }
+
     /// Java 17's `java.net.http.HttpClient` without proxy settings (a single-file program).
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/java"), "needs java"))
     func javaHttpClientReachesAnAllowedHost() throws {

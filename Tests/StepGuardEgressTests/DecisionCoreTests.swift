@@ -28,6 +28,28 @@ import Testing
 
     // MARK: Request targets
 
+    /// A captured connection to a bare address names its host in its first bytes: TLS by its SNI,
+    /// HTTP by its one Host; anything else, or an address, names none.
+    @Test func capturedConnectionsNameTheirHostByTheirSNIOrHost() {
+        func find(_ bytes: [UInt8]) -> CapturedName.Outcome { bytes.withUnsafeBytes { CapturedName.find(in: $0, maxFields: 100) } }
+        let hello = InterceptedSNIGuardTests.records(InterceptedSNIGuardTests.clientHelloBody(
+            extensions: [InterceptedSNIGuardTests.serverNameExtension("Builds.Example.TEST.")]), fragment: 60)
+        #expect(find(hello) == .named(.name("builds.example.test")))
+        #expect(find(Array(hello.prefix(70))) == .needMore, "a ClientHello spread over records is read whole")
+        let noName = InterceptedSNIGuardTests.records(InterceptedSNIGuardTests.clientHelloBody(extensions: [(10, [0, 2, 0, 29])]))
+        #expect(find(noName) == .unnamed)
+        let byAddress = InterceptedSNIGuardTests.records(InterceptedSNIGuardTests.clientHelloBody(
+            extensions: [InterceptedSNIGuardTests.serverNameExtension("192.0.2.7")]))
+        #expect(find(byAddress) == .unnamed, "an address in the SNI names no host")
+        #expect(find(Array("GET /x HTTP/1.1\r\nHost: mirror.example.test:8080\r\nAccept: */*\r\n\r\n".utf8)) == .named(.name("mirror.example.test")))
+        #expect(find(Array("GET /x HTTP/1.1\r\nHost: mirror.example.test\r\n".utf8)) == .needMore)
+        #expect(find(Array("GET /x HTTP/1.1\r\nHost: a.example.test\r\nHost: b.example.test\r\n\r\n".utf8)) == .unnamed, "two Hosts name none")
+        #expect(find(Array("GET /x HTTP/1.1\r\n\r\n".utf8)) == .unnamed)
+        #expect(find(Array("SSH-2.0-OpenSSH_9.2\r\n".utf8)) == .needMore, "not yet a head")
+        #expect(find([UInt8](repeating: 0x41, count: CapturedName.maxBuffered + 1)) == .unnamed, "bounded")
+        #expect(CapturedName.clientSpeaksFirst(port: 443) && !CapturedName.clientSpeaksFirst(port: 22))
+    }
+
     @Test func absoluteFormTargetsAreParsedOrRefusedWithTheirReason() throws {
         let target = try RequestTarget.absolute("http://Example.COM:8080/a/b?token=x#frag")
         #expect(target.host.text == "example.com" && target.port == 8080)

@@ -2,6 +2,15 @@
 /// say about the server it names, read strictly (as BoringSSL reads it, for intercepted
 /// connections) or leniently (as any server might, for plain tunnels).
 enum ClientHello {
+    /// The server name a whole ClientHello message (`reassembledClientHello`) asks for: read as
+    /// BoringSSL reads it; what that refuses, as leniently as before (the first name). Nil: none.
+    static func requestedServerName(_ message: [UInt8]) -> String? {
+        switch message.withUnsafeBytes({ serverName(inClientHelloBody: .init($0, from: 4, to: $0.count)) }) {
+        case .serverName(let name): name
+        default: lenientServerName(message)
+        }
+    }
+
     /// What the first bytes of a TLS connection say about its ClientHello.
     enum ClientHelloScan: Equatable {
         /// More bytes are needed.

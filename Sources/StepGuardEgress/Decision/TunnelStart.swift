@@ -38,11 +38,7 @@ enum TunnelStart {
         case .malformed: return .pass  // not TLS, or not a ClientHello a server would take
         case .complete(let complete): message = complete
         }
-        // Read as BoringSSL reads it; what that refuses, as leniently as before (the first name).
-        let name: String? = switch message.withUnsafeBytes({ ClientHello.serverName(inClientHelloBody: .init($0, from: 4, to: $0.count)) }) {
-        case .serverName(let name): name
-        default: ClientHello.lenientServerName(message)
-        }
+        let name = ClientHello.requestedServerName(message)
         let target = "\(route.host.text):\(route.port)"
         // A server picks its virtual host by the SNI (or its default one when there is none): a
         // tunnel whose ClientHello does not name its own host could reach a service uninspected.

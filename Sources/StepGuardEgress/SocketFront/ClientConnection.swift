@@ -28,7 +28,7 @@ struct Destination {
 /// Its sockets are registered edge-triggered once (``EpollLoop/edgeEvents``): each event, and each
 /// change of phase, does the I/O the phase needs until it would block.
 final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined to its loop's thread; only sent back to it
-    private enum Phase { case head, routing, connecting, exchanging, inspecting, done }
+    private enum Phase { case head, routing, connecting, exchanging, inspecting, naming, done }
 
     private let loop: FrontLoop
     private var state: ProxyState { loop.state }
@@ -47,6 +47,9 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     /// capture): there is no request line, it is relayed like a CONNECT to where it was going, and
     /// a refusal resets it (its client does not speak to a proxy).
     private var captured = false
+    /// A captured connection to a bare address the policy denies, waiting for its first bytes to
+    /// name a host (``CapturedName``): the denial, enforced if they name none.
+    private var pendingDenial: ConnectionDecision?
     private var route: Route?
     private var key = ""
     private var upstream: Int32 = -1
@@ -100,6 +103,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     func deadlinePassed() {
         switch phase {
         case .head, .inspecting: close()
+        case .naming: refusePendingDenial()
         case .connecting:
             reject(.gatewayTimeout, decision: "error", rule: "upstream",
                    reason: "connecting to \(route?.described ?? "the upstream") timed out")
@@ -127,6 +131,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
             switch phase {
             case .head: readHead()
             case .inspecting: inspectTunnelStart()
+            case .naming: readClient(while: .naming) { checkCapturedName() }
             case .done: break
             default: if failed { close() }
             }
@@ -298,7 +303,12 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private func decided(_ destination: Destination) {
         let route = destination.route
         self.route = route
-        switch state.enforce(state.decider.decide(route, ask, remembered: destination.verdict)) {
+        let decision = state.decider.decide(route, ask, remembered: destination.verdict)
+        if captured, pendingDenial == nil, case .address = route.host, decision.record?.allowed == false,
+           CapturedName.clientSpeaksFirst(port: route.port) {
+            return waitForCapturedName(denial: decision)
+        }
+        switch state.enforce(decision) {
         case .refuse(let failure):
             return reject(failure)
         case .intercept(let service, let name):
@@ -607,6 +617,39 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         if watched { loop.epoll.unregister(fd) }
         release()
         loop.handOff(fd, prefix, handOver)
+    }
+
+    // MARK: Captured connections to bare addresses
+
+    /// A captured connection to an address the policy denies, on a port where the client speaks
+    /// first (TLS, HTTP): its first bytes may name an allowed host, which then decides it.
+    private func waitForCapturedName(denial: ConnectionDecision) {
+        pendingDenial = denial
+        phase = .naming
+        deadline = loop.epoll.now + UInt64(state.limits.requestHeadTimeout.nanoseconds)
+        checkCapturedName()
+        if phase == .naming { readClient(while: .naming) { checkCapturedName() } }
+    }
+
+    private func checkCapturedName() {
+        guard let route else { return close() }
+        switch CapturedName.find(in: input.bytes, maxFields: state.limits.maxHeaderCount) {
+        case .needMore: return
+        case .unnamed: refusePendingDenial()
+        case .named(let host):
+            // Decided again as a CONNECT to the name would be; the connection goes where the name resolves.
+            deadline = .max
+            self.route(host, route.port, authority: captureAuthority(host, port: route.port))
+        }
+    }
+
+    /// The address's denial, enforced: recorded, `on_violation` applied, the connection reset.
+    private func refusePendingDenial() {
+        guard let denial = pendingDenial else { return close() }
+        if case .refuse(let failure) = state.enforce(denial) { return reject(failure) }
+        // mode: audit — recorded, not enforced: relayed to the address as asked.
+        guard let route else { return close() }
+        connect(route)
     }
 
     /// Ends a captured connection with a TCP reset.
