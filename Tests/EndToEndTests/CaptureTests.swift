@@ -184,6 +184,15 @@ import Testing
                     print("raw socket opened", flush=True)
                 except PermissionError:
                     print("raw refused", flush=True)
+            # Taking over the resolver's or the capture listener's ports: refused (privileged ports,
+            # and ours are bound; the step's capabilities do not cover the namespace).
+            for kind, address in ((socket.SOCK_DGRAM, ("0.0.0.0", 53)), (socket.SOCK_STREAM, ("127.0.0.53", 53)),
+                                  (socket.SOCK_STREAM, ("127.0.0.1", 1023)), (socket.SOCK_STREAM, ("0.0.0.0", 1023))):
+                try:
+                    socket.socket(socket.AF_INET, kind).bind(address)
+                    print("bound", address, flush=True)
+                except OSError:
+                    print("bind refused", flush=True)
             # The capture listener itself, reached without a redirect: reset, it leads nowhere.
             try:
                 s = socket.create_connection(("127.0.0.1", 1023), timeout=5)
@@ -200,6 +209,7 @@ import Testing
         let lines = run.stdout.split(separator: "\n").map(String.init)
         #expect(lines.filter { $0 == "ip refused" }.count == 3, "every route and link change is refused: \(run.stdout) \(run.stderr)")
         #expect(lines.filter { $0 == "raw refused" }.count == 3, "\(run.stdout)")
+        #expect(lines.filter { $0 == "bind refused" }.count == 4, "\(run.stdout)")
         #expect(lines.contains { $0.hasPrefix("listener") && !$0.contains("200") }, "\(run.stdout)")
         #expect(lines.last == "192.0.2.10:7000 echo:ping", "capture still holds: \(run.stdout) \(run.stderr)")
         #expect(echo.connections == 1)
