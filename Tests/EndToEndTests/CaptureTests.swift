@@ -8,7 +8,21 @@ import Testing
 /// to documentation addresses (192.0.2.0/24) that exist only inside its own network namespace, where
 /// every TCP connection is redirected to stepguard; `network.resolve` sends the allowed ones to
 /// servers on the host's loopback. Nothing leaves loopback.
-@Suite struct CaptureTests {
+@Suite final class CaptureTests {
+    /// Each test's own directory and echo server (a fresh suite instance per test).
+    let directory: TemporaryDirectory
+    let echo: EchoServer
+
+    init() throws {
+        directory = try TemporaryDirectory()
+        echo = try EchoServer()
+    }
+
+    deinit {
+        echo.stop()
+        directory.remove()
+    }
+
     /// A TCP server on 127.0.0.1 that answers each line with `echo:` and the line, and counts connections.
     final class EchoServer: Sendable {
         let fd: Int32
@@ -58,25 +72,30 @@ import Testing
         return ["python3", "-c", script]
     }
 
+    /// A policy under isolation (tripwires off) that allows `allow` (host:port entries), routes
+    /// `resolve` (host:port → that port on 127.0.0.1) and, with `dns`, names a DNS upstream on 127.0.0.1.
+    static func capturePolicy(allow: [String], resolve: [String: Int] = [:], dns: Int? = nil, onViolation: String = "fail") -> String {
+        let routes = resolve.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \"127.0.0.1:\($0.value)\"" }.joined(separator: ", ")
+        return """
+            version: 1
+            isolation: required
+            on_violation: \(onViolation)
+            tripwires: off
+            egress:
+              default: deny
+              allow: [\(allow.map { "\"\($0)\"" }.joined(separator: ", "))]
+            network:
+              resolve: { \(routes) }
+            \(dns.map { "  dns: 127.0.0.1:\($0)" } ?? "")
+            """
+    }
+
+    /// 192.0.2.10:7000 allowed, 192.0.2.10:7001 routed but not allowed; both to the echo server.
     static func policy(echoPort: Int, onViolation: String = "fail") -> String {
-        """
-        version: 1
-        isolation: required
-        on_violation: \(onViolation)
-        tripwires: off
-        egress:
-          default: deny
-          allow: ["192.0.2.10:7000"]
-        network:
-          resolve: { "192.0.2.10:7000": "127.0.0.1:\(echoPort)", "192.0.2.10:7001": "127.0.0.1:\(echoPort)" }
-        """
+        capturePolicy(allow: ["192.0.2.10:7000"], resolve: ["192.0.2.10:7000": echoPort, "192.0.2.10:7001": echoPort], onViolation: onViolation)
     }
 
     @Test func aClientIgnoringProxyVariablesReachesAnAllowedAddressAndIsResetElsewhere() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let echo = try EchoServer()
-        defer { echo.stop() }
         let policy = try directory.write("policy.yaml", Self.policy(echoPort: echo.port))
         let audit = directory.path("audit.jsonl")
         let run = try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", audit, "--"]
@@ -100,10 +119,6 @@ import Testing
     /// (a QUIC attempt to an allowed host falls back to TCP and does not stop the build).
     @Test(arguments: [(7000, false), (4433, true)])
     func udpOtherThanDNSIsDroppedAndRecorded(port: Int, violation: Bool) throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let echo = try EchoServer()
-        defer { echo.stop() }
         let policy = try directory.write("policy.yaml", Self.policy(echoPort: echo.port))
         let audit = directory.path("audit.jsonl")
         let send = """
@@ -126,21 +141,7 @@ import Testing
     }
 
     @Test func ipv6ConnectionsAreCapturedToo() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let echo = try EchoServer()
-        defer { echo.stop() }
-        let policy = try directory.write("policy.yaml", """
-            version: 1
-            isolation: required
-            on_violation: fail
-            tripwires: off
-            egress:
-              default: deny
-              allow: ["[2001:db8::10]:7000"]
-            network:
-              resolve: { "[2001:db8::10]:7000": "127.0.0.1:\(echo.port)" }
-            """)
+        let policy = try directory.write("policy.yaml", Self.capturePolicy(allow: ["[2001:db8::10]:7000"], resolve: ["[2001:db8::10]:7000": echo.port]))
         let run = try StepGuardBinary.run(["run", "--policy", policy, "--"] + Self.talker([("2001:db8::10", 7000), ("2001:db8::11", 7000)]))
         let lines = run.stdout.split(separator: "\n").map(String.init)
         #expect(lines.first == "2001:db8::10:7000 echo:ping", "\(run.stdout) \(run.stderr)")
@@ -150,10 +151,6 @@ import Testing
     }
 
     @Test func onViolationKillStopsTheStepAtTheFirstDeniedConnection() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let echo = try EchoServer()
-        defer { echo.stop() }
         let policy = try directory.write("policy.yaml", Self.policy(echoPort: echo.port, onViolation: "kill"))
         let run = try StepGuardBinary.run(["run", "--policy", policy, "--"]
                                           + Self.talker([("192.0.2.10", 7001), ("192.0.2.10", 7000)]))
@@ -166,10 +163,6 @@ import Testing
     /// redirect, open raw sockets, and connect to the capture listener itself. None of it works,
     /// and its connections are still decided.
     @Test func aHostileStepCannotUndoCapture() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let echo = try EchoServer()
-        defer { echo.stop() }
         let policy = try directory.write("policy.yaml", Self.policy(echoPort: echo.port))
         let attack = """
             import socket, subprocess
@@ -217,10 +210,6 @@ import Testing
     }
 
     @Test func captureWorksForAnUnprivilegedUser() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let echo = try EchoServer()
-        defer { echo.stop() }
         let policy = try directory.write("policy.yaml", Self.policy(echoPort: echo.port))
         chmod(policy, 0o644)
         guard let run = try UnprivilegedTests.runAsNobody(["--policy", policy, "--"] + Self.talker([("192.0.2.10", 7000), ("192.0.2.10", 7001)]),
