@@ -150,6 +150,20 @@ import Testing
         #expect(run.status == 77)
     }
 
+    /// `mode: audit` decides and records captured connections and names like requests, blocks none.
+    @Test func auditModeRecordsDeniedConnectionsAndNamesAndBlocksNothing() throws {
+        let policy = try directory.write("policy.yaml", Self.policy(echoPort: echo.port).replacingOccurrences(of: "version: 1", with: "version: 1\nmode: audit"))
+        let audit = directory.path("audit.jsonl")
+        let talk = try directory.write("talk.py", Self.talker([("192.0.2.10", 7001)])[2])
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", audit, "--", "sh", "-c",
+                                           "getent hosts unlisted.capture.example >/dev/null; echo \"getent $?\"; python3 \(talk)"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("192.0.2.10:7001 echo:ping"), "relayed in audit mode: \(run.stdout)")
+        let denials = try AuditLogFile.events(audit).filter { $0["decision"] as? String == "deny" }
+        #expect(denials.contains { $0["port"] as? Int == 7001 && $0["method"] as? String == "TCP" }, "\(denials)")
+        #expect(denials.contains { $0["host"] as? String == "unlisted.capture.example" && $0["method"] as? String == "DNS" }, "\(denials)")
+    }
+
     @Test func onViolationKillStopsTheStepAtTheFirstDeniedConnection() throws {
         let policy = try directory.write("policy.yaml", Self.policy(echoPort: echo.port, onViolation: "kill"))
         let run = try StepGuardBinary.run(["run", "--policy", policy, "--"]
