@@ -188,7 +188,18 @@ extension SecretScanner {
     /// (`--only`, `--include`) record a temporary index, not `.git/index` — that index is read:
     /// libgit2 ignores the variable, and `.git/index` then lacks what is being committed. A
     /// `GIT_INDEX_FILE` that names no readable file is an error, never a fallback.
+    ///
+    /// The common case is read from git's files directly (``scanStagedDirectly``), without
+    /// loading libgit2; anything that reader does not handle goes through libgit2, with the same
+    /// findings.
     public func scanStaged(repository path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ScanReport {
+        if case .scanned(let report) = scanStagedDirectly(repository: path, environment: environment) { return report }
+        return try scanStagedWithLibgit2(repository: path, environment: environment)
+    }
+
+    /// ``scanStaged(repository:environment:)`` through libgit2: every repository format it reads,
+    /// renames detected, added lines from patches.
+    func scanStagedWithLibgit2(repository path: String, environment: [String: String]) throws -> ScanReport {
         let repo = try GitRepository(path: path)
         var index: OpaquePointer?
         if let indexFile = environment["GIT_INDEX_FILE"], !indexFile.isEmpty {
@@ -217,8 +228,10 @@ extension SecretScanner {
         GitDiff.findRenames(diff)
         var report = ScanReport()
         let scanner = bufferScanner
-        for delta in GitDiff.deltas(diff) {
-            if delta.binary { report.skippedBinary += 1; continue }
+        for var delta in GitDiff.deltas(diff) {
+            // git calls the change binary (an attribute such as `-diff`, or a binary old version):
+            // a text blob then counts whole, as in history mode, instead of not at all.
+            if delta.binary { delta.addedLines = nil }
             if detector.engine.pathAllowed(delta.path) { report.skippedAllowedPaths += 1; continue }
             let found: [BufferScanner.Located]?? = repo.withBlob(delta.blob) { raw in
                 if raw.count > options.maxFileSize { return nil }

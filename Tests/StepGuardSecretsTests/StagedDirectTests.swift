@@ -1,0 +1,313 @@
+import Foundation
+import Testing
+@testable import StepGuardSecrets
+
+/// `scan --staged` read from git's files directly (``SecretScanner/scanStagedDirectly``) against
+/// the libgit2 path, over repositories made up for each shape: the findings must be the same, and
+/// whatever the direct reader does not handle must go to libgit2.
+@Suite struct StagedDirectTests {
+    /// Scans `repo` staged both ways and compares; `direct` says whether the direct reader is
+    /// expected to answer (true), to hand over to libgit2 (false), or either (nil). Returns the findings.
+    @discardableResult
+    func bothPaths(_ repo: TempDir, at path: String? = nil, environment: [String: String] = [:], direct: Bool?,
+                   sourceLocation: SourceLocation = #_sourceLocation) throws -> [Finding] {
+        let s = try scanner()
+        let at = path ?? repo.path
+        let viaLibgit2 = try s.scanStagedWithLibgit2(repository: at, environment: environment)
+        switch s.scanStagedDirectly(repository: at, environment: environment) {
+        case .scanned(let report):
+            #expect(direct != false, "read directly where libgit2 was expected", sourceLocation: sourceLocation)
+            #expect(report.findings == viaLibgit2.findings, sourceLocation: sourceLocation)
+            #expect(report.suppressed == viaLibgit2.suppressed, sourceLocation: sourceLocation)
+        case .unsupported(let reason):
+            #expect(direct != true, "handed to libgit2: \(reason)", sourceLocation: sourceLocation)
+        }
+        let combined = try s.scanStaged(repository: at, environment: environment)
+        #expect(combined.findings == viaLibgit2.findings, sourceLocation: sourceLocation)
+        #expect(s.incomplete.all.isEmpty, sourceLocation: sourceLocation)
+        return viaLibgit2.findings
+    }
+
+    /// A repository with a committed tree of `files` ordinary files in nested directories.
+    func committed(_ files: Int = 30) throws -> TempDir {
+        let repo = try TempDir()
+        try repo.initRepo()
+        for i in 0..<files {
+            try repo.write("src/m\(i % 3)/d\(i % 5)/f\(i).txt", "ordinary line \(i)\nsecond line\n")
+        }
+        try repo.write("top.txt", "top\n")
+        try repo.git("add", ".")
+        try repo.git("commit", "-qm", "base")
+        return repo
+    }
+
+    @Test func newFilesInAnUnbornBranchAreReadDirectly() throws {
+        let repo = try TempDir(); defer { repo.cleanup() }
+        try repo.initRepo()
+        try repo.write("a/b/app.env", "TOKEN=\(Fake.githubPAT(101))\n")
+        try repo.write("clean.txt", "nothing\n")
+        try repo.git("add", ".")
+        #expect(try bothPaths(repo, direct: true).map(\.ruleID) == ["github-pat-classic"])
+    }
+
+    @Test(arguments: [false, true])
+    func aNewFileWithASecretLooseOrPacked(_ packed: Bool) throws {
+        let repo = try committed(); defer { repo.cleanup() }
+        if packed { try repo.git("gc", "-q", "--aggressive") }
+        try repo.write("src/m1/d2/new.env", "KEY=\(Fake.awsKeyID(102))\n")
+        try repo.write("src/m2/d0/f0.txt", "ordinary line 0\nsecond line\nthird line\n")  // modified, clean
+        try repo.git("add", ".")
+        let findings = try bothPaths(repo, direct: true)
+        #expect(findings.map(\.path) == ["src/m1/d2/new.env"])
+    }
+
+    @Test func deltifiedTreesInAPackAreResolved() throws {
+        // Many versions of the same directories, packed with deltas.
+        let repo = try committed(60); defer { repo.cleanup() }
+        for n in 0..<12 {
+            try repo.write("src/m\(n % 3)/d\(n % 5)/f\(n).txt", "version \(n)\n")
+            try repo.git("commit", "-qam", "edit \(n)")
+        }
+        try repo.git("repack", "-adfq", "--depth=50", "--window=50")
+        try repo.write("src/m0/d0/leak.py", "k = '\(Fake.stripe(103))'\n")
+        try repo.git("add", ".")
+        #expect(try bothPaths(repo, direct: true).map(\.ruleID) == ["stripe-secret-key"])
+    }
+
+    @Test func aModifiedFileWithANewSecretGoesThroughLibgit2ForItsAddedLines() throws {
+        let repo = try committed(); defer { repo.cleanup() }
+        try repo.write("top.txt", "top\nold=\(Fake.awsKeyID(104))\n")
+        try repo.git("commit", "-qam", "old secret")
+        try repo.write("top.txt", "top\nold=\(Fake.awsKeyID(104))\nnew=\(Fake.slack(105))\n")
+        try repo.git("add", ".")
+        #expect(try bothPaths(repo, direct: false).map(\.ruleID) == ["slack-bot-token"])
+    }
+
+    @Test func renamesAndDeletions() throws {
+        let repo = try committed(); defer { repo.cleanup() }
+        try repo.write("keys.txt", (1...20).map { "line \($0)" }.joined(separator: "\n") + "\nk=\(Fake.githubPAT(106))\n")
+        try repo.git("add", ".")
+        try repo.git("commit", "-qm", "keys")
+        try repo.git("mv", "keys.txt", "src/moved.txt")
+        #expect(try bothPaths(repo, direct: false).isEmpty, "a pure rename adds nothing")
+        try repo.git("rm", "-q", "src/m0/d0/f0.txt")
+        try repo.write("src/brand-new.txt", "clean\n")
+        try repo.git("add", ".")
+        try bothPaths(repo, direct: false)
+        try repo.git("reset", "-q", "--hard")
+        try repo.git("rm", "-q", "top.txt")
+        try repo.write("other.env", "T=\(Fake.slack(107))\n")
+        try repo.git("add", ".")
+        #expect(try bothPaths(repo, direct: false).map(\.ruleID) == ["slack-bot-token"])
+    }
+
+    @Test func modeChangesLinksAndSubmodules() throws {
+        let repo = try committed(); defer { repo.cleanup() }
+        chmod(repo.path + "/top.txt", 0o755)
+        #expect(symlink(Fake.githubPAT(108), repo.path + "/link") == 0)
+        try repo.git("add", ".")
+        let head = try repo.git("rev-parse", "HEAD").trimmingCharacters(in: .whitespacesAndNewlines)
+        try repo.git("update-index", "--add", "--cacheinfo", "160000,\(head),vendor/sub")
+        #expect(try bothPaths(repo, direct: true).isEmpty)
+        try repo.git("commit", "-qm", "link and submodule")
+        // A link replaced by a file: a deletion and an addition for libgit2.
+        try FileManager.default.removeItem(atPath: repo.path + "/link")
+        try repo.write("link", "T=\(Fake.githubPAT(109))\n")
+        try repo.git("add", ".")
+        #expect(try bothPaths(repo, direct: false).map(\.path) == ["link"])
+    }
+
+    @Test func stagedContentCountsNotTheWorkTree() throws {
+        let repo = try committed(); defer { repo.cleanup() }
+        try repo.write("cfg/a.env", "A=\(Fake.stripe(110))\n")
+        try repo.git("add", ".")
+        try repo.write("cfg/a.env", "A=clean\nB=\(Fake.slack(111))\n")
+        let findings = try bothPaths(repo, direct: true)
+        #expect(findings.map(\.secret) == [Fake.stripe(110)])
+    }
+
+    @Test(arguments: [2, 3, 4])
+    func indexVersions(_ version: Int) throws {
+        let repo = try committed(); defer { repo.cleanup() }
+        try repo.write("src/m0/deep/er/new.txt", "T=\(Fake.githubPAT(112))\n")
+        try repo.git("add", ".")
+        try repo.git("update-index", "--index-version", String(version))
+        if version == 3 { try repo.git("update-index", "--skip-worktree", "top.txt") }  // extended flags
+        #expect(try bothPaths(repo, direct: true).map(\.path) == ["src/m0/deep/er/new.txt"])
+    }
+
+    @Test func intentToAddSplitAndSparseIndexesGoThroughLibgit2() throws {
+        let repo = try committed(); defer { repo.cleanup() }
+        try repo.write("later.env", "T=\(Fake.githubPAT(113))\n")
+        try repo.git("add", "-N", "later.env")
+        try bothPaths(repo, direct: false)
+        try repo.git("reset", "-q")
+        try repo.write("new.env", "T=\(Fake.githubPAT(114))\n")
+        try repo.git("add", "new.env")
+        try repo.git("update-index", "--split-index")
+        // libgit2 1.5 cannot read a split index: an error (exit 2), never a clean scan.
+        let s = try scanner()
+        if case .scanned = s.scanStagedDirectly(repository: repo.path, environment: [:]) {
+            Issue.record("a split index was read directly")
+        }
+        #expect(throws: SecretsError.self) { try s.scanStaged(repository: repo.path, environment: [:]) }
+        try repo.git("update-index", "--no-split-index")
+        try repo.git("sparse-checkout", "set", "--cone", "--sparse-index", "src/m0")
+        try repo.git("add", "new.env")
+        // libgit2 may not read a sparse index at all; whatever it says, the direct reader defers.
+        if case .scanned = s.scanStagedDirectly(repository: repo.path, environment: [:]) {
+            Issue.record("a sparse index was read directly")
+        }
+    }
+
+    @Test func gitIndexFileGitDirAndWorktrees() throws {
+        let repo = try committed(); defer { repo.cleanup() }
+        // A temporary index, as `git commit -a` gives its hook.
+        let temporary = repo.path + "/.git/tmp-index"
+        try FileManager.default.copyItem(atPath: repo.path + "/.git/index", toPath: temporary)
+        try repo.write("top.txt", "top\n")
+        try repo.write("tmp.env", "T=\(Fake.githubPAT(115))\n")
+        let add = try run("/usr/bin/env", ["GIT_INDEX_FILE=" + temporary, "git", "add", "tmp.env"], cwd: repo.url)
+        #expect(add.status == 0, "\(add.stderr)")
+        #expect(try bothPaths(repo, direct: true).isEmpty, ".git/index stages nothing")
+        #expect(try bothPaths(repo, environment: ["GIT_INDEX_FILE": temporary], direct: true).map(\.path) == ["tmp.env"])
+        // The git directory itself, as `--repo` or GIT_DIR names it.
+        try repo.git("add", "tmp.env")
+        #expect(try bothPaths(repo, at: repo.path + "/.git", direct: true).map(\.path) == ["tmp.env"])
+        // A subdirectory of the work tree.
+        #expect(try bothPaths(repo, at: repo.path + "/src/m1", direct: true).map(\.path) == ["tmp.env"])
+        // A linked worktree: its own HEAD and index, the main repository's objects.
+        try repo.git("reset", "-q")
+        try repo.git("worktree", "add", "-q", "-b", "side", repo.path + "/wt")
+        try repo.write("wt/side.env", "S=\(Fake.stripe(116))\n")
+        let wt = TempDir(existing: URL(fileURLWithPath: repo.path + "/wt"))
+        try wt.git("add", "side.env")
+        #expect(try bothPaths(repo, at: repo.path + "/wt", direct: true).map(\.path) == ["side.env"])
+        #expect(try bothPaths(repo, direct: true).isEmpty, "the main work tree stages nothing")
+    }
+
+    /// Made-up repositories with random histories and staged changes (seeded, so a failure repeats).
+    @Test func randomRepositoriesGiveTheSameFindingsBothWays() throws {
+        var rng = SeededRandom(seed: 22)
+        var directCount = 0
+        for round in 0..<24 {
+            let repo = try TempDir(); defer { repo.cleanup() }
+            try repo.initRepo()
+            var files: [String] = []
+            func content(_ n: Int) -> String {
+                var lines = (0..<rng.next(8)).map { "line \($0) of \(n)" }
+                switch rng.next(6) {
+                case 0: lines.append("GITHUB_TOKEN=\(Fake.githubPAT(UInt64(1000 + n)))")
+                case 1: lines.append("aws = \(Fake.awsKeyID(UInt64(2000 + n)))  # stepguard:allow")
+                default: break
+                }
+                return lines.joined(separator: "\n") + "\n"
+            }
+            let dirs = ["", "a/", "a/b/", "a/b-c/", "a.d/", "z/y/x/"]
+            for i in 0..<(5 + rng.next(20)) {
+                let path = dirs[rng.next(dirs.count)] + "f\(i)" + [".txt", ".env", "", "-x"][rng.next(4)]
+                try repo.write(path, content(round * 100 + i))
+                files.append(path)
+            }
+            let commits = rng.next(3)
+            try repo.git("add", ".")
+            if commits > 0 {
+                try repo.git("commit", "-qm", "base")
+                for c in 1..<commits {
+                    try repo.write(files[rng.next(files.count)], content(round * 100 + 50 + c))
+                    try repo.git("commit", "-qam", "c\(c)")
+                }
+                if rng.next(2) == 0 { try repo.git("gc", "-q") }
+            }
+            for k in 0..<(1 + rng.next(4)) {
+                let path = files[rng.next(files.count)]
+                switch rng.next(6) {
+                case 0: try repo.write(dirs[rng.next(dirs.count)] + "n\(k).cfg", content(round * 100 + 80 + k))
+                case 1: try repo.write(path, content(round * 100 + 90 + k))
+                case 2: _ = try? repo.git("rm", "-q", "--cached", path)
+                case 3: _ = try? repo.git("mv", path, dirs[rng.next(dirs.count)] + "moved\(k)")
+                case 4: chmod(repo.path + "/" + path, 0o755)
+                default: try repo.write(path, "")
+                }
+            }
+            try repo.git("add", "-A")
+            if rng.next(3) == 0 { try repo.git("update-index", "--index-version", "4") }
+            if case .scanned = try scanner().scanStagedDirectly(repository: repo.path, environment: [:]) { directCount += 1 }
+            try bothPaths(repo, direct: nil)
+        }
+        #expect(directCount >= 8, "the direct reader answered only \(directCount) of 24")
+    }
+
+    // MARK: Fail closed, through the built binary
+
+    /// A committed repository with a secret staged, for the binary.
+    func leaking() throws -> TempDir {
+        let repo = try committed()
+        try repo.write("leak.env", "T=\(Fake.githubPAT(120))\n")
+        try repo.git("add", ".")
+        return repo
+    }
+
+    @Test(arguments: ["flip", "truncate", "mandatory-extension", "empty"])
+    func anIndexThatCannotBeReadIsAnErrorNeverClean(_ damage: String) throws {
+        let repo = try leaking(); defer { repo.cleanup() }
+        let indexPath = repo.path + "/.git/index"
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: indexPath)))
+        switch damage {
+        case "flip": bytes[40] ^= 0x55  // inside the first entry: the checksum no longer matches
+        case "truncate": bytes.removeLast(bytes.count / 2)
+        case "empty": bytes = []
+        default:
+            // A required extension (lower-case signature) neither reader knows, with a valid checksum.
+            bytes.removeLast(20)
+            bytes += Array("zzzz".utf8) + [0, 0, 0, 0]
+            let tmp = repo.path + "/.git/index.body"
+            try Data(bytes).write(to: URL(fileURLWithPath: tmp))
+            let sum = try run("/usr/bin/env", ["python3", "-c", "import hashlib; print(hashlib.sha1(open('\(tmp)','rb').read()).hexdigest())"], cwd: repo.url)
+            bytes += GitObjectStore.id(hex: sum.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? []
+        }
+        try Data(bytes).write(to: URL(fileURLWithPath: indexPath))
+        let r = try run(stepguardBinary, ["scan", "--staged"], cwd: repo.url)
+        #expect(r.status == 2, "\(damage): \(r.status) \(r.stdout) \(r.stderr)")
+    }
+
+    /// A text file replacing a binary one (git's patch calls the change binary), and a text file
+    /// git is told to diff as binary: the new content counts whole, it is not skipped.
+    @Test(arguments: ["binary-before", "attribute"])
+    func aChangeGitCallsBinaryIsStillScanned(_ how: String) throws {
+        let repo = try committed(); defer { repo.cleanup() }
+        if how == "attribute" {
+            try repo.write(".gitattributes", "*.env -diff\n")
+            try repo.write("app.env", "MODE=one\n")
+        } else {
+            try repo.write("app.env", bytes: [0x4d, 0x00, 0x01, 0x02, 0x0a])
+        }
+        try repo.git("add", ".")
+        try repo.git("commit", "-qm", "before")
+        try repo.write("app.env", "MODE=two\nTOKEN=\(Fake.githubPAT(121))\n")
+        try repo.git("add", ".")
+        #expect(try bothPaths(repo, direct: false).map(\.ruleID) == ["github-pat-classic"])
+        let r = try run(stepguardBinary, ["scan", "--staged"], cwd: repo.url)
+        #expect(r.status == 1, "\(how): \(r.status) \(r.stdout) \(r.stderr)")
+        #expect(r.stdout.contains("github-pat-classic"), "\(r.stdout)")
+    }
+}
+
+extension TempDir {
+    /// An existing directory used like a ``TempDir`` (not removed unless `cleanup` is called).
+    init(existing url: URL) { self.url = url }
+}
+
+/// A small deterministic generator (SplitMix64) for made-up repositories.
+struct SeededRandom {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    /// A number in `0..<bound`.
+    mutating func next(_ bound: Int) -> Int {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return Int((z ^ (z >> 31)) % UInt64(max(1, bound)))
+    }
+}
