@@ -271,6 +271,24 @@ import Testing
         #expect(r.status == 2, "\(damage): \(r.status) \(r.stdout) \(r.stderr)")
     }
 
+    /// A staged blob whose object is damaged (a size no content backs, or garbage): the direct
+    /// reader hands over without allocating what the header claims, and the scan is an error.
+    @Test(arguments: ["huge-size", "garbage"])
+    func aDamagedStagedObjectIsAnErrorNeverClean(_ damage: String) throws {
+        let repo = try leaking(); defer { repo.cleanup() }
+        let id = try repo.git("rev-parse", ":leak.env").trimmingCharacters(in: .whitespacesAndNewlines)
+        let object = repo.path + "/.git/objects/" + id.prefix(2) + "/" + id.dropFirst(2)
+        let payload = damage == "huge-size" ? "zlib.compress(b'blob 99999999999\\x00T=x\\n')" : "b'not zlib at all'"
+        let w = try run("/usr/bin/env", ["python3", "-c", "import os, zlib; os.chmod('\(object)', 0o644); open('\(object)', 'wb').write(\(payload))"], cwd: repo.url)
+        #expect(w.status == 0, "\(w.stderr)")
+        if case .scanned = try scanner().scanStagedDirectly(repository: repo.path, environment: [:]) {
+            Issue.record("a damaged object was read directly")
+        }
+        let r = try run(stepguardBinary, ["scan", "--staged"], cwd: repo.url)
+        #expect(r.status == 2, "\(damage): \(r.status) \(r.stdout) \(r.stderr)")
+        #expect(r.stderr.contains("leak.env"), "\(r.stderr)")
+    }
+
     /// A text file replacing a binary one (git's patch calls the change binary), and a text file
     /// git is told to diff as binary: the new content counts whole, it is not skipped.
     @Test(arguments: ["binary-before", "attribute"])

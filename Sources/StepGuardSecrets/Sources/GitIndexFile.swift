@@ -103,6 +103,8 @@ struct GitIndexFile {
                 p = start + ((nul - start + 8) & ~7)
                 guard p <= end, b[nul..<p].allSatisfy({ $0 == 0 }) else { throw GitDirectUnsupported("bad index entry padding") }
             }
+            // The name length in the flags (0xFFF: that long or longer) must agree with the path.
+            guard Int(flags & 0xfff) == min(paths.count - pathStart, 0xfff) else { throw GitDirectUnsupported("an index entry's name length disagrees with its path") }
             let entry = Entry(pathStart: pathStart, pathCount: paths.count - pathStart, mode: mode, idStart: idStart)
             guard entry.pathCount > 0 else { throw GitDirectUnsupported("an empty path in the index") }
             if let last = entries.last, !Self.less(paths, last, entry) {

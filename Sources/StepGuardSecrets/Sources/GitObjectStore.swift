@@ -25,10 +25,17 @@ struct GitLayout {
         guard let resolved = realpath(path, nil) else { throw GitDirectUnsupported("\(path) cannot be resolved") }
         var directory = String(cString: resolved)
         free(resolved)
+        var device: dev_t?
+        // Like libgit2 without GIT_REPOSITORY_OPEN_CROSS_FS: the search stays on one filesystem.
+        func sameDevice(_ info: stat) -> Bool {
+            if device == nil { device = info.st_dev }
+            return device == info.st_dev
+        }
         while true {
             let dotGit = directory == "/" ? "/.git" : directory + "/.git"
             var info = stat()
-            if lstat(dotGit, &info) == 0 {
+            if stat(dotGit, &info) == 0 {
+                guard sameDevice(info) else { throw GitDirectUnsupported("\(dotGit) is on another filesystem") }
                 if info.st_mode & S_IFMT == S_IFDIR, isGitDirectory(dotGit) {
                     return try layout(dotGit, workTree: directory)
                 }
@@ -42,6 +49,7 @@ struct GitLayout {
                     return try layout(target, workTree: directory)
                 }
             }
+            if stat(directory, &info) == 0, !sameDevice(info) { throw GitDirectUnsupported("\(directory) is on another filesystem") }
             if isGitDirectory(directory) { return try layout(directory, workTree: nil) }
             guard directory != "/", let slash = directory.lastIndex(of: "/") else {
                 throw GitDirectUnsupported("no repository above \(path)")
@@ -200,7 +208,8 @@ final class GitObjectStore {
             guard rc == Z_OK || rc == Z_STREAM_END else { return nil }
             let produced = 32 - Int(stream.avail_out)
             guard let nul = header[..<produced].firstIndex(of: 0), let space = header[..<nul].firstIndex(of: UInt8(ascii: " ")),
-                  let size = Int(String(decoding: header[(space + 1)..<nul], as: UTF8.self)), size >= 0 else { return nil }
+                  let size = Int(String(decoding: header[(space + 1)..<nul], as: UTF8.self)), size >= 0,
+                  size <= maximumInflated(input.count) else { return nil }
             let type: ObjectType
             switch String(decoding: header[..<space], as: UTF8.self) {
             case "commit": type = .commit
@@ -241,6 +250,7 @@ final class GitObjectStore {
 
     /// Inflates a zlib stream that must produce exactly `size` bytes.
     static func inflateExactly(_ input: UnsafeRawBufferPointer, size: Int) -> [UInt8]? {
+        guard size <= maximumInflated(input.count) else { return nil }
         var stream = z_stream()
         guard inflateInit_(&stream, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return nil }
         defer { inflateEnd(&stream) }
@@ -258,6 +268,11 @@ final class GitObjectStore {
         return data
     }
 
+    /// The most bytes `count` bytes of zlib can inflate to (deflate's limit is 1032:1), and at most
+    /// 256 MiB: a size announced beyond it is a damaged object, or one left to libgit2, not a
+    /// reason to allocate that much.
+    static func maximumInflated(_ count: Int) -> Int { min(1 << 28, count < Int.max / 2048 ? count * 1032 + 64 : Int.max) }
+
     /// Applies a git delta to `base`; nil when it is malformed.
     static func applyDelta(_ delta: [UInt8], to base: [UInt8]) -> [UInt8]? {
         var p = 0
@@ -272,7 +287,7 @@ final class GitObjectStore {
             }
             return nil
         }
-        guard let sourceSize = size(), sourceSize == base.count, let targetSize = size() else { return nil }
+        guard let sourceSize = size(), sourceSize == base.count, let targetSize = size(), targetSize <= 1 << 28 else { return nil }
         var out: [UInt8] = []
         out.reserveCapacity(targetSize)
         while p < delta.count {
