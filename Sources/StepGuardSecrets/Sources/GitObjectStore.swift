@@ -64,7 +64,8 @@ struct GitLayout {
         return access(path + "/HEAD", R_OK) == 0 && access(common + "/objects", X_OK) == 0 && access(common + "/refs", X_OK) == 0
     }
 
-    private static func commonDirectory(of gitDirectory: String) -> String {
+    /// The common directory of `gitDirectory`: the one its `commondir` file names, or itself.
+    static func commonDirectory(of gitDirectory: String) -> String {
         guard let bytes = readFile(gitDirectory + "/commondir") else { return gitDirectory }
         let named = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: ["\n", "\r"])
         return named.hasPrefix("/") ? named : gitDirectory + "/" + named
@@ -122,12 +123,35 @@ struct GitLayout {
     }
 
     private func packedRef(_ name: String) throws(GitDirectUnsupported) -> String? {
-        guard let bytes = readFile(commonDirectory + "/packed-refs") else { return nil }
-        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") && !line.hasPrefix("^") {
+        Self.packedRefs(commonDirectory).first { $0.name == name }.map { String($0.id) }
+    }
+
+    /// The refs listed in `packed-refs` of common directory `common` (peeled `^` lines left out).
+    static func packedRefs(_ common: String) -> [(name: Substring, id: Substring)] {
+        guard let bytes = readFile(common + "/packed-refs") else { return [] }
+        return String(decoding: bytes, as: UTF8.self).split(separator: "\n").compactMap { line in
+            guard !line.hasPrefix("#"), !line.hasPrefix("^") else { return nil }
             let parts = line.split(separator: " ", maxSplits: 1)
-            if parts.count == 2, parts[1] == name { return String(parts[0]) }
+            return parts.count == 2 ? (parts[1], parts[0]) : nil
         }
-        return nil
+    }
+
+    /// The names of every branch and tag (loose files and `packed-refs`) of common directory `common`.
+    static func branchesAndTags(_ common: String) -> [String] {
+        var names: [String] = []
+        for top in ["refs/heads", "refs/tags"] {
+            guard let files = FileManager.default.enumerator(atPath: common + "/" + top) else { continue }
+            for case let file as String in files {
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: common + "/" + top + "/" + file, isDirectory: &isDirectory), !isDirectory.boolValue {
+                    names.append(top + "/" + file)
+                }
+            }
+        }
+        for ref in packedRefs(common) where ref.name.hasPrefix("refs/heads/") || ref.name.hasPrefix("refs/tags/") {
+            names.append(String(ref.name))
+        }
+        return names
     }
 }
 

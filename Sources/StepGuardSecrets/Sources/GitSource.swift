@@ -492,24 +492,7 @@ extension SecretScanner {
     /// Every commit reachable from HEAD, the branches and the tags whose object is present,
     /// newest first: the walk stops at missing parents (a shallow clone's boundary).
     static func reachableCommits(_ repo: GitRepository) throws -> [git_oid] {
-        let common = (try? GitLayout.discover(repo.gitDirectory).commonDirectory) ?? repo.gitDirectory
-        var names = ["HEAD"]
-        for top in ["refs/heads", "refs/tags"] {
-            if let files = FileManager.default.enumerator(atPath: common + "/" + top) {
-                for case let file as String in files {
-                    var isDirectory: ObjCBool = false
-                    if FileManager.default.fileExists(atPath: common + "/" + top + "/" + file, isDirectory: &isDirectory), !isDirectory.boolValue {
-                        names.append(top + "/" + file)
-                    }
-                }
-            }
-        }
-        if let packed = readFile(common + "/packed-refs") {
-            for line in String(decoding: packed, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") && !line.hasPrefix("^") {
-                let parts = line.split(separator: " ", maxSplits: 1)
-                if parts.count == 2, parts[1].hasPrefix("refs/heads/") || parts[1].hasPrefix("refs/tags/") { names.append(String(parts[1])) }
-            }
-        }
+        let names = ["HEAD"] + GitLayout.branchesAndTags(GitLayout.commonDirectory(of: repo.gitDirectory))
         var seen = Set<[UInt8]>()
         var stack: [git_oid] = []
         for name in names {
