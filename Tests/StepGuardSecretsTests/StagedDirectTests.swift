@@ -160,6 +160,15 @@ import Testing
         }
     }
 
+    /// core.ignoreCase changes how libgit2 pairs paths: the direct reader defers.
+    @Test func caseInsensitiveRepositoriesGoThroughLibgit2() throws {
+        let repo = try committed(); defer { repo.cleanup() }
+        try repo.git("config", "core.ignoreCase", "true")
+        try repo.write("New.env", "T=\(Fake.githubPAT(117))\n")
+        try repo.git("add", ".")
+        #expect(try bothPaths(repo, direct: false).map(\.path) == ["New.env"])
+    }
+
     @Test func gitIndexFileGitDirAndWorktrees() throws {
         let repo = try committed(); defer { repo.cleanup() }
         // A temporary index, as `git commit -a` gives its hook.

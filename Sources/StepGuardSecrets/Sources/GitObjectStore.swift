@@ -87,6 +87,17 @@ struct GitLayout {
             throw GitDirectUnsupported("the repository's config uses extensions or includes")
         }
         if access(gitDirectory + "/config.worktree", F_OK) == 0 { throw GitDirectUnsupported("per-worktree config") }
+        // Case-insensitive path comparison (at any configuration level libgit2 reads) changes how
+        // its diff pairs and orders paths.
+        let environment = ProcessInfo.processInfo.environment
+        let home = environment["HOME"] ?? ""
+        let xdg = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? home + "/.config"
+        for file in [common + "/config", home + "/.gitconfig", xdg + "/git/config", "/etc/gitconfig"] {
+            guard let text = readFile(file).map({ String(decoding: $0, as: UTF8.self).lowercased() }) else { continue }
+            if text.contains("ignorecase") || text.contains("precomposeunicode") {
+                throw GitDirectUnsupported("\(file) sets core.ignoreCase or core.precomposeUnicode")
+            }
+        }
         return GitLayout(gitDirectory: gitDirectory, commonDirectory: common)
     }
 
