@@ -6,15 +6,16 @@ import Glibc
 /// git's index file (`.git/index`, or the one `GIT_INDEX_FILE` names) read directly: versions 2,
 /// 3 and 4, its SHA-1 trailer verified, and the cache-tree (`TREE` extension) that says which
 /// directories still match a tree object. Whatever it does not understand is unsupported (the
-/// caller then asks libgit2): split indexes (`link`), sparse indexes (`sdir`, directory entries),
-/// unmerged entries, intent-to-add entries, unknown flags, unknown required extensions.
+/// caller then asks libgit2): split indexes (`link`), unmerged entries, intent-to-add entries,
+/// unknown flags, unknown required extensions. A sparse index (`sdir`) is read: its directory
+/// entries (outside the sparse-checkout cone) name a tree each.
 struct GitIndexFile {
     /// One stage-0 entry: its path in ``paths``, mode and blob id.
     struct Entry {
         var pathStart: Int
         var pathCount: Int
         var mode: UInt32
-        /// Where its 20-byte blob id starts in ``ids``.
+        /// Where its 20-byte blob id (a tree id for a sparse directory) starts in ``ids``.
         var idStart: Int
     }
 
@@ -34,6 +35,8 @@ struct GitIndexFile {
     var entries: [Entry] = []
     /// The root of the cache-tree, if the index has one.
     var cacheTree: CacheTree?
+    /// How many entries are sparse directories.
+    private(set) var sparseDirectories = 0
 
     /// Parses `bytes`, the whole index file.
     init(_ bytes: [UInt8]) throws(GitDirectUnsupported) {
@@ -78,8 +81,9 @@ struct GitIndexFile {
                 p += 2
             }
             guard flags & 0x3000 == 0 else { throw GitDirectUnsupported("an unmerged entry (a conflict)") }
-            guard mode == 0o100644 || mode == 0o100755 || mode == 0o120000 || mode == 0o160000 else {
-                throw GitDirectUnsupported("index entry mode \(String(mode, radix: 8))")  // 040000: a sparse directory
+            // 040000: a sparse directory, `dir/` (checked below with its path and the `sdir` extension).
+            guard mode == 0o100644 || mode == 0o100755 || mode == 0o120000 || mode == 0o160000 || mode == 0o040000 else {
+                throw GitDirectUnsupported("index entry mode \(String(mode, radix: 8))")
             }
             let pathStart = paths.count
             if version == 4 {
@@ -110,10 +114,15 @@ struct GitIndexFile {
             if let last = entries.last, !Self.less(paths, last, entry) {
                 throw GitDirectUnsupported("index entries out of order")
             }
+            if mode == 0o040000 {
+                guard paths.last == UInt8(ascii: "/") else { throw GitDirectUnsupported("a directory entry without a trailing slash") }
+                sparseDirectories += 1
+            }
             previous = pathStart..<paths.count
             entries.append(entry)
         }
         // Extensions: a 4-byte signature, a 4-byte size, the data.
+        var sparse = false
         while p < end {
             guard p + 8 <= end else { throw GitDirectUnsupported("a truncated index extension") }
             let signature = String(decoding: b[p..<(p + 4)], as: UTF8.self)
@@ -122,16 +131,19 @@ struct GitIndexFile {
             guard size <= end - p else { throw GitDirectUnsupported("index extension \(signature) runs past the end") }
             let body = UnsafeRawBufferPointer(rebasing: b[p..<(p + size)])
             p += size
-            if signature == "TREE" {
+            if signature == "sdir" {
+                sparse = true  // a sparse index: directory entries allowed
+            } else if signature == "TREE" {
                 var q = 0
                 cacheTree = try Self.cacheTree(body, &q)
                 guard q == body.count else { throw GitDirectUnsupported("bad cache-tree extension") }
             } else if let first = signature.utf8.first, first >= UInt8(ascii: "A"), first <= UInt8(ascii: "Z") {
                 continue  // optional (REUC, UNTR, FSMN, EOIE, IEOT…): git itself may ignore them
             } else {
-                throw GitDirectUnsupported("index extension `\(signature)`")  // `link` (split index), `sdir` (sparse index)
+                throw GitDirectUnsupported("index extension `\(signature)`")  // `link`: a split index
             }
         }
+        guard sparse || sparseDirectories == 0 else { throw GitDirectUnsupported("directory entries in an index that is not sparse") }
     }
 
     /// Entry `e`'s blob id.

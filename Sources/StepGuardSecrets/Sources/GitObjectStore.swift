@@ -81,18 +81,27 @@ struct GitLayout {
         }
         // Repository extensions (SHA-256 objects, reftable, per-worktree config, partial clones)
         // and included configuration files: libgit2 decides.
+        // Only `extensions.worktreeConfig` (which a sparse index sets) is understood: the reader
+        // needs no configuration but what is checked below.
         guard let config = readFile(common + "/config") else { throw GitDirectUnsupported("no readable \(common)/config") }
-        let lowered = String(decoding: config, as: UTF8.self).lowercased()
-        if lowered.contains("extensions") || lowered.contains("[include") {
-            throw GitDirectUnsupported("the repository's config uses extensions or includes")
+        var section = ""
+        for line in String(decoding: config, as: UTF8.self).lowercased().split(whereSeparator: \.isNewline) {
+            let text = line.trimmingCharacters(in: .whitespaces)
+            if text.hasPrefix("[") {
+                section = text
+                if section.hasPrefix("[include") { throw GitDirectUnsupported("the repository's config includes other files") }
+            } else if section.hasPrefix("[extensions"), !text.isEmpty, !text.hasPrefix("#"), !text.hasPrefix(";") {
+                let key = text.split(separator: "=", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? text
+                guard key == "worktreeconfig" else { throw GitDirectUnsupported("the repository uses extensions.\(key)") }
+            }
         }
-        if access(gitDirectory + "/config.worktree", F_OK) == 0 { throw GitDirectUnsupported("per-worktree config") }
         // Case-insensitive path comparison (at any configuration level libgit2 reads) changes how
         // its diff pairs and orders paths.
         let environment = ProcessInfo.processInfo.environment
         let home = environment["HOME"] ?? ""
         let xdg = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? home + "/.config"
-        for file in [common + "/config", home + "/.gitconfig", xdg + "/git/config", "/etc/gitconfig"] {
+        let worktreeConfigs = [gitDirectory + "/config.worktree", common + "/config.worktree"]
+        for file in [common + "/config", home + "/.gitconfig", xdg + "/git/config", "/etc/gitconfig"] + worktreeConfigs {
             guard let text = readFile(file).map({ String(decoding: $0, as: UTF8.self).lowercased() }) else { continue }
             if text.contains("ignorecase") || text.contains("precomposeunicode") {
                 throw GitDirectUnsupported("\(file) sets core.ignoreCase or core.precomposeUnicode")

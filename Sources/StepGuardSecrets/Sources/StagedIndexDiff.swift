@@ -67,7 +67,14 @@ struct StagedIndexDiff {
                 old = before[h]
                 h += 1
             }
-            if let slash {
+            if let slash, entry.mode == 0o040000 {
+                // A sparse directory (outside the sparse-checkout cone): one entry naming its tree.
+                guard next == i + 1, slash + 1 == entry.pathStart + entry.pathCount else {
+                    throw GitDirectUnsupported("a sparse directory with entries under it")
+                }
+                // Unchanged unless it names another tree than HEAD's: that diff is left to libgit2.
+                guard let old, old.id == index.id(entry) else { throw GitDirectUnsupported("a sparse directory that differs from HEAD") }
+            } else if let slash {
                 try compare(prefix: slash + 1 - entry.pathStart, i..<next, head: old?.id, cacheTree: cacheTree?.children[nameBytes])
             } else {
                 if let o = old, o.mode & 0o170000 != entry.mode & 0o170000 {
@@ -125,8 +132,8 @@ extension SecretScanner {
     /// and mbedTLS reading the CA bundle): the index, HEAD's trees and the staged blobs, loose or
     /// packed. Unsupported — the caller then runs ``scanStagedWithLibgit2`` — whenever anything is
     /// outside what this reader understands (see ``GitLayout``, ``GitIndexFile``,
-    /// ``GitObjectStore``: an unreadable or missing index, a split or sparse index, conflicts,
-    /// intent-to-add entries, extensions, alternates), and whenever a staged blob has findings
+    /// ``GitObjectStore``: an unreadable or missing index, a split index, a sparse directory that
+    /// differs from HEAD, conflicts, intent-to-add entries, extensions, alternates), and whenever a staged blob has findings
     /// that need a patch or rename detection: a modified file, or a new one while files are
     /// deleted. The findings are then exactly libgit2's: a whole new file where nothing is
     /// deleted is all added lines, and a blob without findings has none on its added lines.
