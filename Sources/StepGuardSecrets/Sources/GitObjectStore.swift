@@ -84,8 +84,9 @@ struct GitLayout {
         // Only `extensions.worktreeConfig` (which a sparse index sets) is understood: the reader
         // needs no configuration but what is checked below.
         guard let config = readFile(common + "/config") else { throw GitDirectUnsupported("no readable \(common)/config") }
+        let repositoryConfig = String(decoding: config, as: UTF8.self).lowercased()
         var section = ""
-        for line in String(decoding: config, as: UTF8.self).lowercased().split(whereSeparator: \.isNewline) {
+        for line in repositoryConfig.split(whereSeparator: \.isNewline) {
             let text = line.trimmingCharacters(in: .whitespaces)
             if text.hasPrefix("[") {
                 section = text
@@ -100,9 +101,10 @@ struct GitLayout {
         let environment = ProcessInfo.processInfo.environment
         let home = environment["HOME"] ?? ""
         let xdg = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? home + "/.config"
-        let worktreeConfigs = [gitDirectory + "/config.worktree", common + "/config.worktree"]
+        let worktreeConfigs = gitDirectory == common ? [common + "/config.worktree"] : [gitDirectory + "/config.worktree", common + "/config.worktree"]
         for file in [common + "/config", home + "/.gitconfig", xdg + "/git/config", "/etc/gitconfig"] + worktreeConfigs {
-            guard let text = readFile(file).map({ String(decoding: $0, as: UTF8.self).lowercased() }) else { continue }
+            guard let text = file == common + "/config" ? repositoryConfig
+                    : readFile(file).map({ String(decoding: $0, as: UTF8.self).lowercased() }) else { continue }
             if text.contains("ignorecase") || text.contains("precomposeunicode") {
                 throw GitDirectUnsupported("\(file) sets core.ignoreCase or core.precomposeUnicode")
             }
