@@ -136,20 +136,46 @@ import Testing
         #expect(try bothPaths(repo, direct: true).map(\.path) == ["src/m0/deep/er/new.txt"])
     }
 
-    @Test func intentToAddAndSplitIndexesGoThroughLibgit2() throws {
+    @Test func intentToAddEntriesGoThroughLibgit2() throws {
         let repo = try committed(); defer { repo.cleanup() }
         try repo.write("later.env", "T=\(Fake.githubPAT(113))\n")
         try repo.git("add", "-N", "later.env")
         try bothPaths(repo, direct: false)
-        try repo.git("reset", "-q")
-        try repo.write("new.env", "T=\(Fake.githubPAT(114))\n")
-        try repo.git("add", "new.env")
+    }
+
+    /// A split index (libgit2 1.5 cannot read one): its entries over the shared index's are those
+    /// of the same index unsplit, and the findings are libgit2's on that one; a finding that needs
+    /// libgit2 is an error.
+    @Test func aSplitIndexIsReadDirectly() throws {
+        let repo = try committed(); defer { repo.cleanup() }
         try repo.git("update-index", "--split-index")
-        // libgit2 1.5 cannot read a split index: an error (exit 2), never a clean scan.
-        let s = try scanner()
-        if case .scanned = s.scanStagedDirectly(repository: repo.path, environment: [:]) {
-            Issue.record("a split index was read directly")
+        try repo.write("new.env", "T=\(Fake.githubPAT(114))\n")  // added
+        try repo.write("src/m1/d1/f1.txt", "changed\n")  // replaced
+        try repo.git("add", "new.env", "src/m1/d1/f1.txt")
+        func entries() throws -> [String] {
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: repo.path + "/.git/index")))
+            let index = try GitIndexFile(bytes) { name in
+                (try? Data(contentsOf: URL(fileURLWithPath: repo.path + "/.git/sharedindex." + name))).map { [UInt8]($0) }
+            }
+            return index.entries.map { e in
+                String(decoding: index.paths[e.pathStart..<(e.pathStart + e.pathCount)], as: UTF8.self) + " \(e.mode) " + GitObjectStore.hex(index.id(e))
+            }
         }
+        let s = try scanner()
+        let outcome = s.scanStagedDirectly(repository: repo.path, environment: [:])
+        guard case .scanned(let report) = outcome else { Issue.record("the split index was not read directly: \(outcome)"); return }
+        #expect(report.findings.map(\.path) == ["new.env"])
+        // Deletions too: the merged entries equal the unsplit index's.
+        try repo.git("rm", "-q", "--cached", "src/m2/d2/f2.txt", "top.txt")
+        let split = try entries()
+        #expect(split.count == 30)
+        try repo.git("update-index", "--no-split-index")
+        #expect(try entries() == split)
+        try repo.git("reset", "-q", "--", "src/m2/d2/f2.txt", "top.txt")
+        #expect(try s.scanStagedWithLibgit2(repository: repo.path, environment: [:]).findings == report.findings)
+        try repo.git("update-index", "--split-index")
+        try repo.write("src/m1/d1/f1.txt", "changed\nU=\(Fake.stripe(119))\n")
+        try repo.git("add", "src/m1/d1/f1.txt")
         #expect(throws: SecretsError.self) { try s.scanStaged(repository: repo.path, environment: [:]) }
     }
 

@@ -6,9 +6,10 @@ import Glibc
 /// git's index file (`.git/index`, or the one `GIT_INDEX_FILE` names) read directly: versions 2,
 /// 3 and 4, its SHA-1 trailer verified, and the cache-tree (`TREE` extension) that says which
 /// directories still match a tree object. Whatever it does not understand is unsupported (the
-/// caller then asks libgit2): split indexes (`link`), unmerged entries, intent-to-add entries,
-/// unknown flags, unknown required extensions. A sparse index (`sdir`) is read: its directory
-/// entries (outside the sparse-checkout cone) name a tree each.
+/// caller then asks libgit2): unmerged entries, intent-to-add entries, unknown flags, unknown
+/// required extensions. A sparse index (`sdir`) is read: its directory entries (outside the
+/// sparse-checkout cone) name a tree each; so is a split index (`link`): its entries over those
+/// of `sharedindex.<id>`.
 struct GitIndexFile {
     /// One stage-0 entry: its path in ``paths``, mode and blob id.
     struct Entry {
@@ -38,20 +39,113 @@ struct GitIndexFile {
     /// How many entries are sparse directories.
     private(set) var sparseDirectories = 0
 
-    /// Parses `bytes`, the whole index file.
-    init(_ bytes: [UInt8]) throws(GitDirectUnsupported) {
+    /// Parses `bytes`, the whole index file; `sharedIndex` reads `sharedindex.<hex id>` of the git
+    /// directory for a split index (nil: not there).
+    init(_ bytes: [UInt8], sharedIndex: (String) -> [UInt8]? = { _ in nil }) throws(GitDirectUnsupported) {
+        try self.init(bytes, shared: false)
+        guard let (sharedID, deleted, replaced) = link else {
+            try checkOrder()
+            return
+        }
+        var shared = GitIndexFile()  // an all-zero id: no shared index
+        if !sharedID.allSatisfy({ $0 == 0 }) {
+            let name = GitObjectStore.hex(sharedID)
+            guard let bytes = sharedIndex(name) else { throw GitDirectUnsupported("the shared index sharedindex.\(name) cannot be read") }
+            shared = try GitIndexFile(bytes, shared: true)
+        }
+        try merge(over: shared, deleted: deleted, replaced: replaced)
+        guard sparseDirectories == 0 else { throw GitDirectUnsupported("a split index that is also sparse") }
+        try checkOrder()
+    }
+
+    private init() {}
+
+    private init(_ bytes: [UInt8], shared: Bool) throws(GitDirectUnsupported) {
         var failure: GitDirectUnsupported?
         bytes.withUnsafeBytes { raw in
-            do throws(GitDirectUnsupported) { try parse(raw) } catch { failure = error }
+            do throws(GitDirectUnsupported) { try parse(raw, shared: shared) } catch { failure = error }
         }
         if let failure { throw failure }
+    }
+
+    /// The split index's `link` extension: the shared index's id, the positions of its entries
+    /// deleted and those replaced (in order) by this file's first entries.
+    private var link: (id: [UInt8], deleted: Set<Int>, replaced: [Int])?
+
+    /// Checks that paths are not empty and strictly increasing, as git writes them.
+    private func checkOrder() throws(GitDirectUnsupported) {
+        for k in entries.indices {
+            guard entries[k].pathCount > 0 else { throw GitDirectUnsupported("an empty path in the index") }
+            if entries[k].mode == 0o040000, paths[entries[k].pathStart + entries[k].pathCount - 1] != UInt8(ascii: "/") {
+                throw GitDirectUnsupported("a directory entry without a trailing slash")
+            }
+            if k > 0, !Self.less(paths, entries[k - 1], entries[k]) { throw GitDirectUnsupported("index entries out of order") }
+        }
+    }
+
+    /// This split index's entries over those of `shared`: replaced entries take their place
+    /// (keeping the shared path when theirs is empty), deleted ones go, the rest are added.
+    private mutating func merge(over shared: GitIndexFile, deleted: Set<Int>, replaced: [Int]) throws(GitDirectUnsupported) {
+        var items: [(path: ArraySlice<UInt8>, mode: UInt32, id: ArraySlice<UInt8>)] = []
+        func path(_ file: GitIndexFile, _ e: Entry) -> ArraySlice<UInt8> { file.paths[e.pathStart..<(e.pathStart + e.pathCount)] }
+        func id(_ file: GitIndexFile, _ e: Entry) -> ArraySlice<UInt8> { file.ids[e.idStart..<(e.idStart + 20)] }
+        guard replaced.count <= entries.count, replaced.allSatisfy({ $0 < shared.entries.count }), deleted.allSatisfy({ $0 < shared.entries.count }) else {
+            throw GitDirectUnsupported("a split index that does not match its shared index")
+        }
+        let replacing = Dictionary(uniqueKeysWithValues: replaced.enumerated().map { ($1, $0) })
+        for (k, e) in shared.entries.enumerated() {
+            var item = (path: path(shared, e), mode: e.mode, id: id(shared, e))
+            if let j = replacing[k] {
+                let r = entries[j]
+                guard r.pathCount == 0 || path(self, r) == item.path else { throw GitDirectUnsupported("a split index entry replaces another path") }
+                item = (item.path, r.mode, id(self, r))
+            }
+            if !deleted.contains(k) { items.append(item) }
+        }
+        for e in entries[replaced.count...] { items.append((path(self, e), e.mode, id(self, e))) }
+        items.sort { $0.path.lexicographicallyPrecedes($1.path) }
+        var newPaths: [UInt8] = [], newIDs: [UInt8] = [], newEntries: [Entry] = []
+        for item in items {
+            newEntries.append(Entry(pathStart: newPaths.count, pathCount: item.path.count, mode: item.mode, idStart: newIDs.count))
+            newPaths.append(contentsOf: item.path)
+            newIDs.append(contentsOf: item.id)
+        }
+        (paths, ids, entries) = (newPaths, newIDs, newEntries)
+        sparseDirectories = entries.filter { $0.mode == 0o040000 }.count
+    }
+
+    /// The set bits of an EWAH bitmap (git's `ewah/`: bit count, word count, words, last marker
+    /// position, big-endian), from `q`; `q` moves past it.
+    private static func ewah(_ b: UnsafeRawBufferPointer, _ q: inout Int) throws(GitDirectUnsupported) -> [Int] {
+        guard q + 8 <= b.count else { throw GitDirectUnsupported("a truncated split index bitmap") }
+        let bits = Int(be32(b, q)), words = Int(be32(b, q + 4))
+        q += 8
+        guard words <= (b.count - q) / 8, q + words * 8 + 4 <= b.count else { throw GitDirectUnsupported("a truncated split index bitmap") }
+        func word(_ i: Int) -> UInt64 { UInt64(be32(b, q + i * 8)) << 32 | UInt64(be32(b, q + i * 8 + 4)) }
+        var set: [Int] = []
+        var position = 0, i = 0
+        while i < words {
+            let marker = word(i)
+            let running = Int((marker >> 1) & 0xffff_ffff), literals = Int(marker >> 33)
+            if marker & 1 == 1, position < bits { set.append(contentsOf: position..<min(bits, position + running * 64)) }
+            position += running * 64
+            guard i + 1 + literals <= words else { throw GitDirectUnsupported("a malformed split index bitmap") }
+            for l in 0..<literals {
+                let w = word(i + 1 + l)
+                for bit in 0..<64 where w & (1 << UInt64(bit)) != 0 && position + bit < bits { set.append(position + bit) }
+                position += 64
+            }
+            i += 1 + literals
+        }
+        q += words * 8 + 4
+        return set
     }
 
     private static func be32(_ b: UnsafeRawBufferPointer, _ at: Int) -> UInt32 {
         UInt32(b[at]) << 24 | UInt32(b[at + 1]) << 16 | UInt32(b[at + 2]) << 8 | UInt32(b[at + 3])
     }
 
-    private mutating func parse(_ b: UnsafeRawBufferPointer) throws(GitDirectUnsupported) {
+    private mutating func parse(_ b: UnsafeRawBufferPointer, shared: Bool) throws(GitDirectUnsupported) {
         guard b.count >= 12 + 20, b.starts(with: Array("DIRC".utf8)) else { throw GitDirectUnsupported("not an index file") }
         let version = Self.be32(b, 4)
         guard (2...4).contains(version) else { throw GitDirectUnsupported("index version \(version)") }
@@ -110,14 +204,7 @@ struct GitIndexFile {
             // The name length in the flags (0xFFF: that long or longer) must agree with the path.
             guard Int(flags & 0xfff) == min(paths.count - pathStart, 0xfff) else { throw GitDirectUnsupported("an index entry's name length disagrees with its path") }
             let entry = Entry(pathStart: pathStart, pathCount: paths.count - pathStart, mode: mode, idStart: idStart)
-            guard entry.pathCount > 0 else { throw GitDirectUnsupported("an empty path in the index") }
-            if let last = entries.last, !Self.less(paths, last, entry) {
-                throw GitDirectUnsupported("index entries out of order")
-            }
-            if mode == 0o040000 {
-                guard paths.last == UInt8(ascii: "/") else { throw GitDirectUnsupported("a directory entry without a trailing slash") }
-                sparseDirectories += 1
-            }
+            if mode == 0o040000 { sparseDirectories += 1 }
             previous = pathStart..<paths.count
             entries.append(entry)
         }
@@ -131,7 +218,14 @@ struct GitIndexFile {
             guard size <= end - p else { throw GitDirectUnsupported("index extension \(signature) runs past the end") }
             let body = UnsafeRawBufferPointer(rebasing: b[p..<(p + size)])
             p += size
-            if signature == "sdir" {
+            if signature == "link" && !shared {
+                guard body.count >= 20 else { throw GitDirectUnsupported("a truncated split index link") }
+                var q = 20
+                let deleted = body.count > 20 ? try Self.ewah(body, &q) : []
+                let replaced = body.count > 20 ? try Self.ewah(body, &q) : []
+                guard q == body.count else { throw GitDirectUnsupported("a malformed split index link") }
+                link = (Array(body[0..<20]), Set(deleted), replaced)
+            } else if signature == "sdir" {
                 sparse = true  // a sparse index: directory entries allowed
             } else if signature == "TREE" {
                 var q = 0
@@ -140,7 +234,7 @@ struct GitIndexFile {
             } else if let first = signature.utf8.first, first >= UInt8(ascii: "A"), first <= UInt8(ascii: "Z") {
                 continue  // optional (REUC, UNTR, FSMN, EOIE, IEOT…): git itself may ignore them
             } else {
-                throw GitDirectUnsupported("index extension `\(signature)`")  // `link`: a split index
+                throw GitDirectUnsupported("index extension `\(signature)`")  // `link` in a shared index
             }
         }
         guard sparse || sparseDirectories == 0 else { throw GitDirectUnsupported("directory entries in an index that is not sparse") }

@@ -132,8 +132,7 @@ extension SecretScanner {
     /// and mbedTLS reading the CA bundle): the index, HEAD's trees and the staged blobs, loose or
     /// packed. Unsupported — the caller then runs ``scanStagedWithLibgit2`` — whenever anything is
     /// outside what this reader understands (see ``GitLayout``, ``GitIndexFile``,
-    /// ``GitObjectStore``: an unreadable or missing index, a split index, a sparse directory that
-    /// differs from HEAD, conflicts, intent-to-add entries, extensions, alternates), and whenever a staged blob has findings
+    /// ``GitObjectStore``: an unreadable or missing index, a sparse directory that differs from HEAD, conflicts, intent-to-add entries, extensions, alternates), and whenever a staged blob has findings
     /// that need a patch or rename detection: a modified file, or a new one while files are
     /// deleted. The findings are then exactly libgit2's: a whole new file where nothing is
     /// deleted is all added lines, and a blob without findings has none on its added lines.
@@ -142,7 +141,7 @@ extension SecretScanner {
             let layout = try GitLayout.discover(path)
             let indexPath = environment["GIT_INDEX_FILE"].flatMap { $0.isEmpty ? nil : $0 } ?? layout.gitDirectory + "/index"
             guard let bytes = readFile(indexPath) else { throw GitDirectUnsupported("\(indexPath) cannot be read") }
-            let index = try GitIndexFile(bytes)
+            let index = try GitIndexFile(bytes) { readFile(layout.gitDirectory + "/sharedindex." + $0) }
             let store = GitObjectStore(layout)
             let diff = try StagedIndexDiff(index: index, head: try layout.headTree(store), store: store)
             var report = ScanReport()
