@@ -120,6 +120,7 @@ struct GitIndexFile {
         guard q + 8 <= b.count else { throw GitDirectUnsupported("a truncated split index bitmap") }
         let bits = Int(be32(b, q)), words = Int(be32(b, q + 4))
         q += 8
+        guard bits <= 1 << 24 else { throw GitDirectUnsupported("a split index bitmap of \(bits) bits") }
         guard words <= (b.count - q) / 8, q + words * 8 + 4 <= b.count else { throw GitDirectUnsupported("a truncated split index bitmap") }
         func word(_ i: Int) -> UInt64 { UInt64(be32(b, q + i * 8)) << 32 | UInt64(be32(b, q + i * 8 + 4)) }
         var set: [Int] = []
