@@ -342,6 +342,22 @@ import Testing
         #expect(r.stderr.contains("leak.env"), "\(r.stderr)")
     }
 
+    /// As `nobody`: another user's repository is refused as libgit2 refuses it (safe.directory),
+    /// never read directly; the user's own repository is read and its secret found.
+    @Test func asAnotherUserTheRepositoryOwnerDecides() throws {
+        guard geteuid() == 0 else { return }  // already unprivileged: nothing to switch to
+        let repo = try leaking(); defer { repo.cleanup() }
+        chmod(repo.path, 0o755)
+        let asNobody = ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", "/usr/bin/env", "HOME=/nonexistent",
+                        stepguardBinary, "scan", "--staged", "--repo", repo.path]
+        let refused = try run("/usr/bin/setpriv", asNobody, cwd: repo.url)
+        #expect(refused.status == 2, "\(refused.status) \(refused.stdout) \(refused.stderr)")
+        #expect(try run("/usr/bin/chown", ["-R", "nobody:nogroup", repo.path], cwd: repo.url).status == 0)
+        let own = try run("/usr/bin/setpriv", asNobody, cwd: repo.url)
+        #expect(own.status == 1, "\(own.status) \(own.stdout) \(own.stderr)")
+        #expect(own.stdout.contains("github-pat-classic"), "\(own.stdout)")
+    }
+
     /// A text file replacing a binary one (git's patch calls the change binary), and a text file
     /// git is told to diff as binary: the new content counts whole, it is not skipped.
     @Test(arguments: ["binary-before", "attribute"])
