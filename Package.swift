@@ -20,7 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.0"),
     ],
     targets: [
-        // MARK: C libraries (Debian: libgit2-dev, libcurl4-openssl-dev, libvectorscan-dev, libpcre2-dev)
+        // MARK: C libraries (Debian: libgit2-dev, libcurl4-openssl-dev, libvectorscan-dev, libpcre2-dev, zlib1g-dev)
         // libgit2 and libcurl are opened at run time (dlopen) by small forwarding shims, so that
         // `stepguard run` does not load them and their dependencies on every start (see CLazyLoad).
         .target(name: "CLazyLoad"),
@@ -28,6 +28,8 @@ let package = Package(
         .target(name: "CCurl", dependencies: ["CLazyLoad"]),
         .systemLibrary(name: "CVectorscan", pkgConfig: "libhs", providers: [.apt(["libvectorscan-dev"])]),
         .systemLibrary(name: "CPCRE2", pkgConfig: "libpcre2-8", providers: [.apt(["libpcre2-dev"])]),
+        // zlib: `scan --staged` reads loose and packed git objects itself (see StagedIndexDiff).
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // MARK: Domain libraries
         // Vocabulary and strict readers that several domains share (JSON, JWT parts, base64url,
@@ -45,7 +47,7 @@ let package = Package(
         .target(
             name: "StepGuardSecrets",
             dependencies: [
-                "StepGuardCore", "CVectorscan", "CPCRE2", "CGit2",
+                "StepGuardCore", "CVectorscan", "CPCRE2", "CGit2", "CZlib",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -109,7 +111,7 @@ let package = Package(
             ]
         ),
         // Fake credentials and key containers for the scanner's tests, made from the rules' templates.
-        .target(name: "StepGuardSecretsTestSupport", dependencies: ["StepGuardSecrets"]),
+        .target(name: "StepGuardSecretsTestSupport", dependencies: ["StepGuardSecrets", "StepGuardTestSupport"]),
         .testTarget(name: "StepGuardPolicyTests", dependencies: ["StepGuardPolicy"]),
         .testTarget(name: "StepGuardAuditTests", dependencies: ["StepGuardAudit", "StepGuardCore"]),
         .testTarget(name: "StepGuardSandboxTests", dependencies: ["StepGuardSandbox", "StepGuardTestSupport"], exclude: ["Harness"]),

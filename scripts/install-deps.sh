@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   pkg-config git curl ca-certificates python3 python3-venv
-  libgit2-dev libcurl4-openssl-dev libvectorscan-dev libpcre2-dev
+  libgit2-dev libcurl4-openssl-dev libvectorscan-dev libpcre2-dev zlib1g-dev
   hyperfine
   # Real clients and servers of the transparent-capture tests (issue #18).
   openssh-server openssh-client iproute2

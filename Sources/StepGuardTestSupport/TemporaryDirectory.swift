@@ -11,6 +11,12 @@ public struct TemporaryDirectory: Sendable {
         url = URL(fileURLWithPath: String(cString: made), isDirectory: true).resolvingSymlinksInPath()
     }
 
+    /// An existing directory (e.g. a git worktree made inside another one), used with the same
+    /// helpers; ``remove()`` removes it.
+    public init(existing url: URL) {
+        self.url = url
+    }
+
     /// Writes `contents` to `relativePath`, creating parent directories, and returns the full path.
     @discardableResult
     public func write(_ relativePath: String, _ contents: String, mode: Int? = nil) throws -> String {

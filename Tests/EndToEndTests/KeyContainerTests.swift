@@ -83,8 +83,7 @@ import StepGuardSecrets
     }
 
     /// A keystore that replaces an earlier version of the same file: libgit2 marks the change
-    /// binary and GitSource skips binary deltas, so `--staged` misses it (a known hole, documented
-    /// in the README; the fix belongs in GitSource: scan binary deltas with the container rules).
+    /// binary; the new version is still scanned whole, staged and in history.
     @Test func aKeystoreReplacingAnEarlierVersionIsFoundStaged() throws {
         let dir = try TemporaryDirectory(); defer { dir.remove() }
         try dir.initRepo()
@@ -93,9 +92,10 @@ import StepGuardSecrets
         try dir.write("app.p12", bytes: KeyContainerBytes.pfx(bag: 2, seed: 31))
         try dir.git("add", ".")
         let staged = try scan(dir, ["--staged"])
-        withKnownIssue("GitSource skips deltas libgit2 marks binary") {
-            #expect(staged.found == [Found(rule: "pkcs12-keystore", path: "app.p12")])
-        }
+        #expect(staged.found == [Found(rule: "pkcs12-keystore", path: "app.p12")])
+        try dir.git("commit", "-qm", "second keystore")
+        let r = try ProgramRun.run(StepGuardBinary.path, ["scan", "--format", "json", "--history"], in: dir.url)
+        #expect(r.stdout.components(separatedBy: "\"pkcs12-keystore\"").count - 1 == 2, "both versions: \(r.stdout)")
     }
 
     /// Real tools: an openssl PKCS#12 with a key (its certificates encrypted, as openssl does by

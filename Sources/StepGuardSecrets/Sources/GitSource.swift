@@ -189,7 +189,18 @@ extension SecretScanner {
     /// libgit2 ignores the variable, and `.git/index` then lacks what is being committed. A
     /// `GIT_INDEX_FILE` that names no readable file is an error, never a fallback. `environment`
     /// is the one git gave the hook (the executable passes its own).
+    ///
+    /// The common case is read from git's files directly (``scanStagedDirectly``), without
+    /// loading libgit2; anything that reader does not handle goes through libgit2, with the same
+    /// findings.
     public func scanStaged(repository path: String, environment: [String: String]) throws -> ScanReport {
+        if case .scanned(let report) = scanStagedDirectly(repository: path, environment: environment) { return report }
+        return try scanStagedWithLibgit2(repository: path, environment: environment)
+    }
+
+    /// ``scanStaged(repository:environment:)`` through libgit2: every repository format it reads,
+    /// renames detected, added lines from patches.
+    func scanStagedWithLibgit2(repository path: String, environment: [String: String]) throws -> ScanReport {
         let repo = try GitRepository(path: path)
         var index: OpaquePointer?
         if let indexFile = environment["GIT_INDEX_FILE"], !indexFile.isEmpty {
@@ -218,8 +229,10 @@ extension SecretScanner {
         GitDiff.findRenames(diff)
         var report = ScanReport()
         let scanner = bufferScanner
-        for delta in GitDiff.deltas(diff) {
-            if delta.binary { report.skippedBinary += 1; continue }
+        for var delta in GitDiff.deltas(diff) {
+            // git calls the change binary (an attribute such as `-diff`, or a binary old version):
+            // a text blob then counts whole, as in history mode, instead of not at all.
+            if delta.binary { delta.addedLines = nil }
             if detector.engine.pathAllowed(delta.path) { report.skippedAllowedPaths += 1; continue }
             let found: [BufferScanner.Located]?? = repo.withBlob(delta.blob) { raw in
                 if raw.count > options.maxFileSize { return nil }
@@ -227,7 +240,10 @@ extension SecretScanner {
                 report.scannedBytes += raw.count
                 return scanner.scan(raw, path: delta.path)
             }
-            guard let found else { continue }
+            guard let found else {
+                // Fail closed: a staged file whose content cannot be read is an error, not a clean file.
+                throw SecretsError(.git, "\(path): cannot read the staged content of \(delta.path) (blob \(delta.blob.hex): \(Git.lastError())); is the repository corrupt or a partial clone? Run `git fsck`")
+            }
             guard let found else {
                 if (repo.blobSize(delta.blob) ?? 0) > options.maxFileSize { report.skippedLarge += 1 } else { report.skippedBinary += 1 }
                 continue
@@ -282,7 +298,23 @@ extension SecretScanner {
         }
         var commits: [git_oid] = []
         var oid = git_oid()
-        while git_revwalk_next(&oid, walk) == 0 { commits.append(oid) }
+        var walked: Int32 = 0
+        while true {
+            walked = git_revwalk_next(&oid, walk)
+            if walked != 0 { break }
+            commits.append(oid)
+        }
+        if walked != GIT_ITEROVER.rawValue {
+            // libgit2 1.5 stops at a commit whose parent is missing: the boundary of a shallow
+            // clone (CI checkouts), or damage. Never a silently shorter history.
+            let shallow = access(gitDir + "/shallow", F_OK) == 0
+            guard shallow, range == nil, since == nil else {
+                throw SecretsError(.git, "\(path): cannot walk the history (\(Git.lastError()))" + (shallow
+                    ? "; a range or --since in a shallow clone needs its history: run `git fetch --unshallow`, or scan without them"
+                    : "; is the repository corrupt? Run `git fsck`"))
+            }
+            commits = try Self.reachableCommits(repo)
+        }
 
         // Phase 1: each commit's changed files against its first parent — tree comparisons only,
         // no rename detection, no patches (workers each open the repository).
@@ -294,19 +326,28 @@ extension SecretScanner {
         // Runs of consecutive commits per worker: a commit's parent is usually the next one, whose
         // tree the worker then has in its cache.
         let commitRun = max(1, min(64, commits.count / (4 * workers)))
+        // Fail closed: a commit, tree or blob that cannot be read makes the scan an error, never
+        // a silently shorter one.
+        let failures = Mutex<[any Error]>([])
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            guard let local = try? GitRepository(path: gitDir) else { return }
+            let local: GitRepository
+            do { local = try GitRepository(path: gitDir) } catch { failures.withLock { $0.append(error) }; return }
             let cache = TreeCache()
             var results: [Int: CommitDeltas] = [:]
             while true {
                 let first = next.wrappingAdd(commitRun, ordering: .relaxed).oldValue
                 if first >= commitList.value.count { break }
                 for i in first..<min(first + commitRun, commitList.value.count) {
-                    if let d = Self.commitDeltas(local, commitList.value[i], cache: cache) { results[i] = CommitDeltas(info: d.0, deltas: d.1) }
+                    do {
+                        if let d = try Self.commitDeltas(local, commitList.value[i], cache: cache) { results[i] = CommitDeltas(info: d.0, deltas: d.1) }
+                    } catch {
+                        failures.withLock { $0.append(error) }
+                    }
                 }
             }
             perCommit.withLock { $0.merge(results) { a, _ in a } }
         }
+        if let failure = failures.withLock({ $0.first }) { throw failure }
         var diffs = perCommit.withLock { $0 }
 
         // Phase 2: scan each distinct blob once, whole. The versions of one path are read one after
@@ -329,20 +370,26 @@ extension SecretScanner {
         let maxSize = options.maxFileSize
         let nextRun = Atomic<Int>(0)
         DispatchQueue.concurrentPerform(iterations: max(1, min(options.workers, blobList.value.count))) { _ in
-            guard let local = try? GitRepository(path: gitDir) else { return }
+            let local: GitRepository
+            do { local = try GitRepository(path: gitDir) } catch { failures.withLock { $0.append(error) }; return }
             var results: [[UInt8]: [BufferScanner.Located]] = [:]
             var partial = ScanReport()
             while true {
                 let first = nextRun.wrappingAdd(runLength, ordering: .relaxed).oldValue
                 if first >= blobList.value.count { break }
                 for blob in blobList.value[first..<min(first + runLength, blobList.value.count)] {
-                    _ = local.withBlob(blob) { raw in
+                    let read: Void? = local.withBlob(blob) { raw in
                         if raw.count > maxSize { partial.skippedLarge += 1; return }
                         if Self.looksBinary(raw) { partial.skippedBinary += 1; return }
                         partial.scannedFiles += 1
                         partial.scannedBytes += raw.count
                         let found = scanner.scan(raw, path: "")
                         if !found.isEmpty { results[blob.key] = found }
+                    }
+                    if read == nil {
+                        failures.withLock {
+                            $0.append(SecretsError(.git, "\(path): cannot read blob \(blob.hex) (\(Git.lastError())); is the repository corrupt or a partial clone? Run `git fsck`"))
+                        }
                     }
                 }
             }
@@ -354,6 +401,7 @@ extension SecretScanner {
                 $0.skippedLarge += partial.skippedLarge
             }
         }
+        if let failure = failures.withLock({ $0.first }) { throw failure }
         let blobFindings = scanned.withLock { $0 }
 
         // Phase 3: added lines, only for the files whose new blob has findings. A modified file:
@@ -442,6 +490,35 @@ extension SecretScanner {
         return report
     }
 
+    /// Every commit reachable from HEAD, the branches and the tags whose object is present,
+    /// newest first: the walk stops at missing parents (a shallow clone's boundary).
+    static func reachableCommits(_ repo: GitRepository) throws -> [git_oid] {
+        let names = ["HEAD"] + GitLayout.branchesAndTags(GitLayout.commonDirectory(of: repo.gitDirectory))
+        var seen = Set<[UInt8]>()
+        var stack: [git_oid] = []
+        for name in names {
+            var object: OpaquePointer?
+            guard git_revparse_single(&object, repo.pointer, name + "^{commit}") == 0, let object else { continue }
+            stack.append(git_object_id(object).pointee)
+            git_object_free(object)
+        }
+        var found: [(time: Int64, id: git_oid)] = []
+        while var id = stack.popLast() {
+            guard seen.insert(id.key).inserted else { continue }
+            var commit: OpaquePointer?
+            guard git_commit_lookup(&commit, repo.pointer, &id) == 0, let commit else {
+                if found.isEmpty { throw SecretsError(.git, "cannot read commit \(id.hex) (\(Git.lastError()))") }
+                continue  // a parent beyond the shallow boundary
+            }
+            found.append((git_commit_author(commit)!.pointee.when.time, id))
+            for n in 0..<git_commit_parentcount(commit) {
+                if let parent = git_commit_parent_id(commit, n) { stack.append(parent.pointee) }
+            }
+            git_commit_free(commit)
+        }
+        return found.sorted { $0.time > $1.time }.map(\.id)
+    }
+
     static func pushRevision(_ walk: OpaquePointer, _ repo: GitRepository, _ rev: String) -> Int32 {
         var object: OpaquePointer?
         guard git_revparse_single(&object, repo.pointer, rev) == 0, let object else { return -1 }
@@ -480,20 +557,25 @@ extension SecretScanner {
     }
 
     /// The commit's metadata and its changed files, without rename detection (added lines pending):
-    /// ``TreeDiff``, or libgit2's diff when a tree cannot be read that way.
-    static func commitDeltas(_ repo: GitRepository, _ id: git_oid, cache: TreeCache) -> (CommitInfo, [GitDelta])? {
+    /// ``TreeDiff``, or libgit2's diff when a tree cannot be read that way; nil for merges. A
+    /// commit whose parent is not in the repository (the boundary of a shallow clone) counts as a
+    /// first commit, everything in it added, as `git log -p` shows it.
+    static func commitDeltas(_ repo: GitRepository, _ id: git_oid, cache: TreeCache) throws(SecretsError) -> (CommitInfo, [GitDelta])? {
         var id = id
         var commit: OpaquePointer?
-        guard git_commit_lookup(&commit, repo.pointer, &id) == 0, let commit else { return nil }
+        guard git_commit_lookup(&commit, repo.pointer, &id) == 0, let commit else {
+            throw SecretsError(.git, "cannot read commit \(id.hex) (\(Git.lastError())); is the repository corrupt? Run `git fsck`")
+        }
         defer { git_commit_free(commit) }
         let parents = git_commit_parentcount(commit)
         if parents > 1 { return nil }  // merges: as in withCommitDiff
         var parentTree: git_oid?
         if parents == 1 {
             var parent: OpaquePointer?
-            guard git_commit_parent(&parent, commit, 0) == 0, let parent else { return nil }
-            parentTree = git_commit_tree_id(parent).pointee
-            git_commit_free(parent)
+            if git_commit_parent(&parent, commit, 0) == 0, let parent {
+                parentTree = git_commit_tree_id(parent).pointee
+                git_commit_free(parent)
+            }  // else a shallow boundary: compared with the empty tree
         }
         var differ = TreeDiff(repo: repo, cache: cache)
         var deltas: [GitDelta]
@@ -502,7 +584,9 @@ extension SecretScanner {
             // New files in a commit that deletes some may be renames: phase 3 decides.
             if differ.deletes { for k in deltas.indices where deltas[k].addedLines == nil { deltas[k].pending = true } }
         } else {
-            guard let fallback = withCommitDiff(repo, id, renames: false, { _, diff in GitDiff.deltas(diff, patches: false) }) else { return nil }
+            guard let fallback = withCommitDiff(repo, id, renames: false, { _, diff in GitDiff.deltas(diff, patches: false) }) else {
+                throw SecretsError(.git, "cannot read the trees of commit \(id.hex) (\(Git.lastError())); is the repository corrupt? Run `git fsck`")
+            }
             deltas = fallback
         }
         let sig = git_commit_author(commit)!.pointee

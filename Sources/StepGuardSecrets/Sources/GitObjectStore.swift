@@ -1,0 +1,512 @@
+import CZlib
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why the direct reader of git's files gave up: the caller then uses libgit2, which reads more
+/// formats. Never a reason to scan less.
+struct GitDirectUnsupported: Error {
+    let reason: String
+    init(_ reason: String) { self.reason = reason }
+}
+
+/// The files of a repository as git lays them out: the git directory (HEAD, index; a worktree's
+/// own) and the common directory (objects, refs, config; the main repository's for a worktree).
+/// Found as `git_repository_open_ext(path, 0)` finds them; anything unusual is unsupported.
+struct GitLayout {
+    /// The git directory, without a trailing slash.
+    let gitDirectory: String
+    /// The directory with objects, refs and config (the git directory unless it names a `commondir`).
+    let commonDirectory: String
+
+    /// Finds the repository containing `path`, searching parent directories like libgit2.
+    static func discover(_ path: String) throws(GitDirectUnsupported) -> GitLayout {
+        guard let resolved = realpath(path, nil) else { throw GitDirectUnsupported("\(path) cannot be resolved") }
+        var directory = String(cString: resolved)
+        free(resolved)
+        var device: dev_t?
+        // Like libgit2 without GIT_REPOSITORY_OPEN_CROSS_FS: the search stays on one filesystem.
+        func sameDevice(_ info: stat) -> Bool {
+            if device == nil { device = info.st_dev }
+            return device == info.st_dev
+        }
+        while true {
+            let dotGit = directory == "/" ? "/.git" : directory + "/.git"
+            var info = stat()
+            if stat(dotGit, &info) == 0 {
+                guard sameDevice(info) else { throw GitDirectUnsupported("\(dotGit) is on another filesystem") }
+                if info.st_mode & S_IFMT == S_IFDIR, isGitDirectory(dotGit) {
+                    return try layout(dotGit, workTree: directory)
+                }
+                if info.st_mode & S_IFMT == S_IFREG {
+                    // A worktree or submodule: `.git` is a file naming the git directory.
+                    guard let text = readFile(dotGit).map({ String(decoding: $0, as: UTF8.self) }),
+                          text.hasPrefix("gitdir: ") else { throw GitDirectUnsupported("\(dotGit) is not a gitdir link") }
+                    var target = String(text.dropFirst(8)).trimmingCharacters(in: ["\n", "\r"])
+                    if !target.hasPrefix("/") { target = directory + "/" + target }
+                    guard isGitDirectory(target) else { throw GitDirectUnsupported("\(dotGit) names no git directory") }
+                    return try layout(target, workTree: directory)
+                }
+            }
+            if stat(directory, &info) == 0, !sameDevice(info) { throw GitDirectUnsupported("\(directory) is on another filesystem") }
+            if isGitDirectory(directory) { return try layout(directory, workTree: nil) }
+            guard directory != "/", let slash = directory.lastIndex(of: "/") else {
+                throw GitDirectUnsupported("no repository above \(path)")
+            }
+            directory = slash == directory.startIndex ? "/" : String(directory[..<slash])
+        }
+    }
+
+    /// Whether `path` holds HEAD, objects and refs (objects and refs through `commondir`).
+    private static func isGitDirectory(_ path: String) -> Bool {
+        let common = commonDirectory(of: path)
+        return access(path + "/HEAD", R_OK) == 0 && access(common + "/objects", X_OK) == 0 && access(common + "/refs", X_OK) == 0
+    }
+
+    /// The common directory of `gitDirectory`: the one its `commondir` file names, or itself.
+    static func commonDirectory(of gitDirectory: String) -> String {
+        guard let bytes = readFile(gitDirectory + "/commondir") else { return gitDirectory }
+        let named = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: ["\n", "\r"])
+        return named.hasPrefix("/") ? named : gitDirectory + "/" + named
+    }
+
+    private static func layout(_ gitDirectory: String, workTree: String?) throws(GitDirectUnsupported) -> GitLayout {
+        let common = commonDirectory(of: gitDirectory)
+        // libgit2 refuses repositories another user owns (safe.directory); so does this reader,
+        // leaving that decision to libgit2.
+        for owned in [gitDirectory, common] + (workTree.map { [$0] } ?? []) {
+            var info = stat()
+            guard stat(owned, &info) == 0, info.st_uid == geteuid() else { throw GitDirectUnsupported("\(owned) is not owned by this user") }
+        }
+        // Repository extensions (SHA-256 objects, reftable, per-worktree config, partial clones)
+        // and included configuration files: libgit2 decides.
+        // Only `extensions.worktreeConfig` (which a sparse index sets) is understood: the reader
+        // needs no configuration but what is checked below.
+        guard let config = readFile(common + "/config") else { throw GitDirectUnsupported("no readable \(common)/config") }
+        let repositoryConfig = String(decoding: config, as: UTF8.self).lowercased()
+        var section = ""
+        for line in repositoryConfig.split(whereSeparator: \.isNewline) {
+            let text = line.trimmingCharacters(in: .whitespaces)
+            if text.hasPrefix("[") {
+                section = text
+                if section.hasPrefix("[include") { throw GitDirectUnsupported("the repository's config includes other files") }
+            } else if section.hasPrefix("[extensions"), !text.isEmpty, !text.hasPrefix("#"), !text.hasPrefix(";") {
+                let key = text.split(separator: "=", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? text
+                guard key == "worktreeconfig" else { throw GitDirectUnsupported("the repository uses extensions.\(key)") }
+            }
+        }
+        // Case-insensitive path comparison (at any configuration level libgit2 reads) changes how
+        // its diff pairs and orders paths.
+        let environment = ProcessInfo.processInfo.environment
+        let home = environment["HOME"] ?? ""
+        let xdg = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? home + "/.config"
+        let worktreeConfigs = gitDirectory == common ? [common + "/config.worktree"] : [gitDirectory + "/config.worktree", common + "/config.worktree"]
+        for file in [common + "/config", home + "/.gitconfig", xdg + "/git/config", "/etc/gitconfig"] + worktreeConfigs {
+            guard let text = file == common + "/config" ? repositoryConfig
+                    : readFile(file).map({ String(decoding: $0, as: UTF8.self).lowercased() }) else { continue }
+            if text.contains("ignorecase") || text.contains("precomposeunicode") {
+                throw GitDirectUnsupported("\(file) sets core.ignoreCase or core.precomposeUnicode")
+            }
+        }
+        return GitLayout(gitDirectory: gitDirectory, commonDirectory: common)
+    }
+
+    /// The tree of the commit HEAD names; nil when HEAD's branch does not exist yet (an unborn branch).
+    func headTree(_ store: GitObjectStore) throws(GitDirectUnsupported) -> [UInt8]? {
+        var name = "HEAD"
+        for _ in 0..<8 {
+            let value: String
+            // HEAD and the per-worktree refs live in the git directory, the others in the common one.
+            let perWorktree = name == "HEAD" || ["refs/bisect/", "refs/worktree/", "refs/rewritten/"].contains { name.hasPrefix($0) }
+            if let bytes = readFile((perWorktree ? gitDirectory : commonDirectory) + "/" + name) {
+                value = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: ["\n", "\r", " "])
+            } else if name == "HEAD" {
+                throw GitDirectUnsupported("no HEAD")
+            } else if let packed = try packedRef(name) {
+                value = packed
+            } else {
+                return nil  // an unborn branch: the first commit
+            }
+            if value.hasPrefix("ref: ") {
+                name = String(value.dropFirst(5))
+                guard name.hasPrefix("refs/"), !name.contains("..") else { throw GitDirectUnsupported("HEAD names `\(name)`") }
+                continue
+            }
+            guard let commitID = GitObjectStore.id(hex: value) else { throw GitDirectUnsupported("\(name) holds `\(value.prefix(50))`") }
+            let commit = try store.read(commitID)
+            guard commit.type == .commit, commit.data.starts(with: Array("tree ".utf8)), commit.data.count >= 45,
+                  let tree = GitObjectStore.id(hex: String(decoding: commit.data[5..<45], as: UTF8.self)) else {
+                throw GitDirectUnsupported("HEAD is not a commit with a tree")
+            }
+            return tree
+        }
+        throw GitDirectUnsupported("HEAD's symbolic references nest too deep")
+    }
+
+    private func packedRef(_ name: String) throws(GitDirectUnsupported) -> String? {
+        Self.packedRefs(commonDirectory).first { $0.name == name }.map { String($0.id) }
+    }
+
+    /// The refs listed in `packed-refs` of common directory `common` (peeled `^` lines left out).
+    static func packedRefs(_ common: String) -> [(name: Substring, id: Substring)] {
+        guard let bytes = readFile(common + "/packed-refs") else { return [] }
+        return String(decoding: bytes, as: UTF8.self).split(separator: "\n").compactMap { line in
+            guard !line.hasPrefix("#"), !line.hasPrefix("^") else { return nil }
+            let parts = line.split(separator: " ", maxSplits: 1)
+            return parts.count == 2 ? (parts[1], parts[0]) : nil
+        }
+    }
+
+    /// The names of every branch and tag (loose files and `packed-refs`) of common directory `common`.
+    static func branchesAndTags(_ common: String) -> [String] {
+        var names: [String] = []
+        for top in ["refs/heads", "refs/tags"] {
+            guard let files = FileManager.default.enumerator(atPath: common + "/" + top) else { continue }
+            for case let file as String in files {
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: common + "/" + top + "/" + file, isDirectory: &isDirectory), !isDirectory.boolValue {
+                    names.append(top + "/" + file)
+                }
+            }
+        }
+        for ref in packedRefs(common) where ref.name.hasPrefix("refs/heads/") || ref.name.hasPrefix("refs/tags/") {
+            names.append(String(ref.name))
+        }
+        return names
+    }
+}
+
+/// Reads a whole file; nil when it cannot be opened or read.
+func readFile(_ path: String) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
+    let size = Int(info.st_size)
+    var bytes = [UInt8](repeating: 0, count: size)
+    var done = 0
+    let ok = bytes.withUnsafeMutableBytes { buffer -> Bool in
+        while done < size {
+            let n = read(fd, buffer.baseAddress! + done, size - done)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return false }
+            done += n
+        }
+        return true
+    }
+    return ok ? bytes : nil
+}
+
+/// Git's objects read directly: loose (zlib) and packed (`.idx` version 2, with offset and
+/// reference deltas). SHA-1 repositories only (``GitLayout`` refuses the others). Object ids are
+/// not re-hashed (like the libgit2 path, which turns strict hash verification off).
+final class GitObjectStore {
+    enum ObjectType: Int { case commit = 1, tree = 2, blob = 3, tag = 4 }
+
+    private let objects: String
+    private lazy var packs: [Pack] = loadPacks()
+
+    init(_ layout: GitLayout) {
+        objects = layout.commonDirectory + "/objects"
+    }
+
+    /// The object `id` (20 bytes); unsupported when it is in none of the loose objects and packs
+    /// (an alternate object store, a promisor remote) or cannot be decoded.
+    func read(_ id: [UInt8], depth: Int = 0) throws(GitDirectUnsupported) -> (type: ObjectType, data: [UInt8]) {
+        let hex = Self.hex(id)
+        if let compressed = readFile(objects + "/" + hex.prefix(2) + "/" + hex.dropFirst(2)) {
+            guard let object = Self.loose(compressed) else { throw GitDirectUnsupported("loose object \(hex) cannot be decoded") }
+            return object
+        }
+        for pack in packs {
+            if let offset = pack.offset(of: id) { return try pack.read(at: offset, store: self, depth: depth) }
+        }
+        throw GitDirectUnsupported("object \(hex) is not in this repository's objects")
+    }
+
+    private func loadPacks() -> [Pack] {
+        guard let dir = opendir(objects + "/pack") else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name.hasSuffix(".idx") { names.append(String(name.dropLast(4))) }
+        }
+        return names.sorted().compactMap { Pack(objects + "/pack/" + $0) }
+    }
+
+    /// A loose object: zlib over `type size\0content`.
+    private static func loose(_ compressed: [UInt8]) -> (type: ObjectType, data: [UInt8])? {
+        compressed.withUnsafeBytes { input -> (type: ObjectType, data: [UInt8])? in
+            var stream = z_stream()
+            guard inflateInit_(&stream, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return nil }
+            defer { inflateEnd(&stream) }
+            stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: UInt8.self))
+            stream.avail_in = UInt32(input.count)
+            var header = [UInt8](repeating: 0, count: 32)
+            let rc = header.withUnsafeMutableBufferPointer { out -> Int32 in
+                stream.next_out = out.baseAddress
+                stream.avail_out = UInt32(out.count)
+                return inflate(&stream, Z_NO_FLUSH)
+            }
+            guard rc == Z_OK || rc == Z_STREAM_END else { return nil }
+            let produced = 32 - Int(stream.avail_out)
+            guard let nul = header[..<produced].firstIndex(of: 0), let space = header[..<nul].firstIndex(of: UInt8(ascii: " ")),
+                  let size = Int(String(decoding: header[(space + 1)..<nul], as: UTF8.self)), size >= 0,
+                  size <= maximumInflated(input.count) else { return nil }
+            let type: ObjectType
+            switch String(decoding: header[..<space], as: UTF8.self) {
+            case "commit": type = .commit
+            case "tree": type = .tree
+            case "blob": type = .blob
+            case "tag": type = .tag
+            default: return nil
+            }
+            let already = produced - nul - 1
+            guard already <= size else { return nil }
+            var data = [UInt8](repeating: 0, count: size)
+            data.replaceSubrange(0..<already, with: header[(nul + 1)..<produced])
+            var ended = rc == Z_STREAM_END
+            if !ended && already < size {
+                let r = data.withUnsafeMutableBufferPointer { out -> Int32 in
+                    stream.next_out = out.baseAddress! + already
+                    stream.avail_out = UInt32(size - already)
+                    return inflate(&stream, Z_FINISH)
+                }
+                guard (r == Z_STREAM_END || r == Z_BUF_ERROR || r == Z_OK), stream.avail_out == 0 else { return nil }
+                ended = r == Z_STREAM_END
+            } else if already < size {
+                return nil  // the stream ended early
+            }
+            if !ended {
+                // The content is complete: the stream must end now, with no byte more.
+                var spare: UInt8 = 0
+                let r = withUnsafeMutablePointer(to: &spare) { out -> Int32 in
+                    stream.next_out = out
+                    stream.avail_out = 1
+                    return inflate(&stream, Z_FINISH)
+                }
+                guard r == Z_STREAM_END, stream.avail_out == 1 else { return nil }
+            }
+            return (type, data)
+        }
+    }
+
+    /// Inflates a zlib stream that must produce exactly `size` bytes.
+    static func inflateExactly(_ input: UnsafeRawBufferPointer, size: Int) -> [UInt8]? {
+        guard size <= maximumInflated(input.count) else { return nil }
+        var stream = z_stream()
+        guard inflateInit_(&stream, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return nil }
+        defer { inflateEnd(&stream) }
+        stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: UInt8.self))
+        stream.avail_in = UInt32(clamping: input.count)
+        // One spare byte: a stream longer than announced is an error, not a truncation.
+        var data = [UInt8](repeating: 0, count: size + 1)
+        let rc = data.withUnsafeMutableBufferPointer { out -> Int32 in
+            stream.next_out = out.baseAddress
+            stream.avail_out = UInt32(out.count)
+            return inflate(&stream, Z_FINISH)
+        }
+        guard rc == Z_STREAM_END, Int(stream.total_out) == size else { return nil }
+        data.removeLast()
+        return data
+    }
+
+    /// The most bytes `count` bytes of zlib can inflate to (deflate's limit is 1032:1), and at most
+    /// 256 MiB: a size announced beyond it is a damaged object, or one left to libgit2, not a
+    /// reason to allocate that much.
+    static func maximumInflated(_ count: Int) -> Int { min(1 << 28, count < Int.max / 2048 ? count * 1032 + 64 : Int.max) }
+
+    /// Applies a git delta to `base`; nil when it is malformed.
+    static func applyDelta(_ delta: [UInt8], to base: [UInt8]) -> [UInt8]? {
+        var p = 0
+        func size() -> Int? {
+            var value = 0, shift = 0
+            while p < delta.count {
+                let c = delta[p]; p += 1
+                value |= Int(c & 0x7f) << shift
+                shift += 7
+                if c & 0x80 == 0 { return value }
+                if shift > 56 { return nil }
+            }
+            return nil
+        }
+        guard let sourceSize = size(), sourceSize == base.count, let targetSize = size(), targetSize <= 1 << 28 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(targetSize)
+        while p < delta.count {
+            let command = delta[p]; p += 1
+            if command & 0x80 != 0 {
+                var offset = 0, length = 0
+                for bit in 0..<4 where command & (1 << bit) != 0 {
+                    guard p < delta.count else { return nil }
+                    offset |= Int(delta[p]) << (8 * bit); p += 1
+                }
+                for bit in 0..<3 where command & (0x10 << bit) != 0 {
+                    guard p < delta.count else { return nil }
+                    length |= Int(delta[p]) << (8 * bit); p += 1
+                }
+                if length == 0 { length = 0x10000 }
+                guard offset + length <= base.count, out.count + length <= targetSize else { return nil }
+                out.append(contentsOf: base[offset..<(offset + length)])
+            } else if command != 0 {
+                let length = Int(command)
+                guard p + length <= delta.count, out.count + length <= targetSize else { return nil }
+                out.append(contentsOf: delta[p..<(p + length)])
+                p += length
+            } else {
+                return nil  // reserved
+            }
+        }
+        return out.count == targetSize ? out : nil
+    }
+
+    static func hex(_ id: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(id.count * 2)
+        for b in id { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// A 40-digit lowercase hexadecimal id as 20 bytes; nil otherwise.
+    static func id<S: StringProtocol>(hex: S) -> [UInt8]? {
+        let chars = Array(hex.utf8)
+        guard chars.count == 40 else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+            default: return nil
+            }
+        }
+        var out = [UInt8]()
+        out.reserveCapacity(20)
+        for i in stride(from: 0, to: 40, by: 2) {
+            guard let hi = nibble(chars[i]), let lo = nibble(chars[i + 1]) else { return nil }
+            out.append(hi << 4 | lo)
+        }
+        return out
+    }
+}
+
+/// One pack: its `.idx` (version 2) and `.pack`, mapped read-only.
+private final class Pack {
+    let index: UnsafeRawBufferPointer
+    let pack: UnsafeRawBufferPointer
+    let count: Int
+
+    init?(_ base: String) {
+        guard let index = Self.map(base + ".idx"), let pack = Self.map(base + ".pack") else { return nil }
+        self.index = index
+        self.pack = pack
+        // Version 2: "\377tOc", version, fanout[256], ids, CRCs, 4-byte offsets, 8-byte offsets.
+        guard index.count >= 8 + 1024 + 40, index.starts(with: [0xff, 0x74, 0x4f, 0x63]), Self.be32(index, 4) == 2,
+              pack.count >= 32, pack.starts(with: Array("PACK".utf8)) else {
+            munmap(UnsafeMutableRawPointer(mutating: index.baseAddress), index.count)
+            munmap(UnsafeMutableRawPointer(mutating: pack.baseAddress), pack.count)
+            return nil
+        }
+        count = Int(Self.be32(index, 8 + 255 * 4))
+        guard index.count >= 8 + 1024 + count * 28 + 40 else {
+            munmap(UnsafeMutableRawPointer(mutating: index.baseAddress), index.count)
+            munmap(UnsafeMutableRawPointer(mutating: pack.baseAddress), pack.count)
+            return nil
+        }
+    }
+
+    deinit {
+        munmap(UnsafeMutableRawPointer(mutating: index.baseAddress), index.count)
+        munmap(UnsafeMutableRawPointer(mutating: pack.baseAddress), pack.count)
+    }
+
+    static func map(_ path: String) -> UnsafeRawBufferPointer? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_size > 0 else { return nil }
+        guard let base = mmap(nil, Int(info.st_size), PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else { return nil }
+        return UnsafeRawBufferPointer(start: base, count: Int(info.st_size))
+    }
+
+    static func be32(_ buffer: UnsafeRawBufferPointer, _ at: Int) -> UInt32 {
+        UInt32(buffer[at]) << 24 | UInt32(buffer[at + 1]) << 16 | UInt32(buffer[at + 2]) << 8 | UInt32(buffer[at + 3])
+    }
+
+    /// The offset of object `id` in the pack, by binary search in the fanout's range.
+    func offset(of id: [UInt8]) -> Int? {
+        let first = Int(id[0])
+        var low = first == 0 ? 0 : Int(Self.be32(index, 8 + (first - 1) * 4))
+        var high = Int(Self.be32(index, 8 + first * 4))
+        guard low <= high, high <= count else { return nil }
+        let ids = 8 + 1024
+        while low < high {
+            let mid = (low + high) / 2
+            var order = 0
+            for k in 0..<20 {
+                let a = index[ids + mid * 20 + k], b = id[k]
+                if a != b { order = a < b ? -1 : 1; break }
+            }
+            if order == 0 {
+                let small = Int(Self.be32(index, ids + count * 24 + mid * 4))
+                if small & 0x8000_0000 == 0 { return small }
+                let at = ids + count * 28 + (small & 0x7fff_ffff) * 8
+                guard at + 8 <= index.count - 40 else { return nil }
+                return Int(Self.be32(index, at)) << 32 | Int(Self.be32(index, at + 4))
+            }
+            if order < 0 { low = mid + 1 } else { high = mid }
+        }
+        return nil
+    }
+
+    /// The object at `offset`, its deltas resolved.
+    func read(at offset: Int, store: GitObjectStore, depth: Int) throws(GitDirectUnsupported) -> (type: GitObjectStore.ObjectType, data: [UInt8]) {
+        guard depth < 5_000, offset >= 12, offset < pack.count - 20 else { throw GitDirectUnsupported("bad pack offset or delta chain") }
+        var p = offset
+        var c = pack[p]; p += 1
+        let kind = Int(c >> 4) & 7
+        var size = Int(c & 15), shift = 4
+        while c & 0x80 != 0 {
+            guard p < pack.count, shift < 57 else { throw GitDirectUnsupported("bad pack object header") }
+            c = pack[p]; p += 1
+            size |= Int(c & 0x7f) << shift
+            shift += 7
+        }
+        switch kind {
+        case 1, 2, 3, 4:
+            guard let data = GitObjectStore.inflateExactly(UnsafeRawBufferPointer(rebasing: pack[p...]), size: size) else {
+                throw GitDirectUnsupported("pack object at \(offset) cannot be inflated")
+            }
+            return (GitObjectStore.ObjectType(rawValue: kind)!, data)
+        case 6, 7:
+            let base: (type: GitObjectStore.ObjectType, data: [UInt8])
+            if kind == 6 {
+                guard p < pack.count else { throw GitDirectUnsupported("bad delta offset") }
+                c = pack[p]; p += 1
+                var back = Int(c & 0x7f)
+                while c & 0x80 != 0 {
+                    guard p < pack.count, back < 1 << 48 else { throw GitDirectUnsupported("bad delta offset") }
+                    c = pack[p]; p += 1
+                    back = ((back + 1) << 7) | Int(c & 0x7f)
+                }
+                guard back > 0, back < offset else { throw GitDirectUnsupported("bad delta offset") }
+                base = try read(at: offset - back, store: store, depth: depth + 1)
+            } else {
+                guard p + 20 <= pack.count else { throw GitDirectUnsupported("bad delta base") }
+                let id = Array(pack[p..<(p + 20)])
+                p += 20
+                base = try store.read(id, depth: depth + 1)
+            }
+            guard let delta = GitObjectStore.inflateExactly(UnsafeRawBufferPointer(rebasing: pack[p...]), size: size),
+                  let data = GitObjectStore.applyDelta(delta, to: base.data) else {
+                throw GitDirectUnsupported("pack delta at \(offset) cannot be applied")
+            }
+            return (base.type, data)
+        default:
+            throw GitDirectUnsupported("pack object type \(kind) at \(offset)")
+        }
+    }
+}
