@@ -16,7 +16,7 @@ struct RunCommand: AsyncParsableCommand {
         COMMAND in its own process group with stdin, stdout and stderr passed through. SIGINT, SIGTERM, \
         SIGHUP and SIGQUIT are forwarded to the step; every descendant is reaped when it ends. The \
         step inherits no other open descriptor (no socket that would lead around the proxy) unless \
-        --keep-fd names it.
+        --keep-fd names it. Without --step, $STEPGUARD_STEP names the step whose overrides apply.
 
         Exit status: the step's own (128+N when killed by signal N) when nothing was denied; \
         77 when the policy blocked something; 64 usage error; 78 invalid policy; 69 a required \
@@ -29,11 +29,8 @@ struct RunCommand: AsyncParsableCommand {
         """
     )
 
-    @Option(name: .long, help: ArgumentHelp("Policy file (default: the built-in policy; see `stepguard policy show`).", valueName: "file"))
-    var policy: String?
-
-    @Option(name: .long, help: ArgumentHelp("Apply this step's overrides from the policy's steps: section (default: $STEPGUARD_STEP).", valueName: "name"))
-    var step: String?
+    /// `--policy` and `--step` (without `--step`, `$STEPGUARD_STEP` names the step; see the discussion).
+    @OptionGroup var policyOptions: PolicyOptions
 
     @Option(name: .long, help: ArgumentHelp("Override the policy's mode: enforce, or audit (decide and record, block nothing).", valueName: "mode"))
     var mode: String?
@@ -80,7 +77,7 @@ struct RunCommand: AsyncParsableCommand {
 
     /// The options as read by ArgumentParser.
     var invocation: RunInvocation {
-        RunInvocation(policy: policy, step: step, mode: mode, auditLog: auditLog, verbose: verbose, keepFDs: keepFDs, verdictFD: verdictFD, dotenvReports: dotenvReports, command: command)
+        RunInvocation(policy: policyOptions.policy, step: policyOptions.stepOption.step, mode: mode, auditLog: auditLog, verbose: verbose, keepFDs: keepFDs, verdictFD: verdictFD, dotenvReports: dotenvReports, command: command)
     }
 
     func run() async throws {
