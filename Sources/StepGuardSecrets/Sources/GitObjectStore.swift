@@ -20,8 +20,9 @@ struct GitLayout {
     /// The directory with objects, refs and config (the git directory unless it names a `commondir`).
     let commonDirectory: String
 
-    /// Finds the repository containing `path`, searching parent directories like libgit2.
-    static func discover(_ path: String) throws(GitDirectUnsupported) -> GitLayout {
+    /// Finds the repository containing `path`, searching parent directories like libgit2;
+    /// `environment` gives the user's configuration files (`HOME`, `XDG_CONFIG_HOME`).
+    static func discover(_ path: String, environment: [String: String]) throws(GitDirectUnsupported) -> GitLayout {
         guard let resolved = realpath(path, nil) else { throw GitDirectUnsupported("\(path) cannot be resolved") }
         var directory = String(cString: resolved)
         free(resolved)
@@ -37,7 +38,7 @@ struct GitLayout {
             if stat(dotGit, &info) == 0 {
                 guard sameDevice(info) else { throw GitDirectUnsupported("\(dotGit) is on another filesystem") }
                 if info.st_mode & S_IFMT == S_IFDIR, isGitDirectory(dotGit) {
-                    return try layout(dotGit, workTree: directory)
+                    return try layout(dotGit, workTree: directory, environment: environment)
                 }
                 if info.st_mode & S_IFMT == S_IFREG {
                     // A worktree or submodule: `.git` is a file naming the git directory.
@@ -46,11 +47,11 @@ struct GitLayout {
                     var target = String(text.dropFirst(8)).trimmingCharacters(in: ["\n", "\r"])
                     if !target.hasPrefix("/") { target = directory + "/" + target }
                     guard isGitDirectory(target) else { throw GitDirectUnsupported("\(dotGit) names no git directory") }
-                    return try layout(target, workTree: directory)
+                    return try layout(target, workTree: directory, environment: environment)
                 }
             }
             if stat(directory, &info) == 0, !sameDevice(info) { throw GitDirectUnsupported("\(directory) is on another filesystem") }
-            if isGitDirectory(directory) { return try layout(directory, workTree: nil) }
+            if isGitDirectory(directory) { return try layout(directory, workTree: nil, environment: environment) }
             guard directory != "/", let slash = directory.lastIndex(of: "/") else {
                 throw GitDirectUnsupported("no repository above \(path)")
             }
@@ -71,7 +72,7 @@ struct GitLayout {
         return named.hasPrefix("/") ? named : gitDirectory + "/" + named
     }
 
-    private static func layout(_ gitDirectory: String, workTree: String?) throws(GitDirectUnsupported) -> GitLayout {
+    private static func layout(_ gitDirectory: String, workTree: String?, environment: [String: String]) throws(GitDirectUnsupported) -> GitLayout {
         let common = commonDirectory(of: gitDirectory)
         // libgit2 refuses repositories another user owns (safe.directory); so does this reader,
         // leaving that decision to libgit2.
@@ -98,7 +99,6 @@ struct GitLayout {
         }
         // Case-insensitive path comparison (at any configuration level libgit2 reads) changes how
         // its diff pairs and orders paths.
-        let environment = ProcessInfo.processInfo.environment
         let home = environment["HOME"] ?? ""
         let xdg = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? home + "/.config"
         let worktreeConfigs = gitDirectory == common ? [common + "/config.worktree"] : [gitDirectory + "/config.worktree", common + "/config.worktree"]

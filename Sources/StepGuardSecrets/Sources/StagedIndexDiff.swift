@@ -138,7 +138,7 @@ extension SecretScanner {
     /// deleted is all added lines, and a blob without findings has none on its added lines.
     func scanStagedDirectly(repository path: String, environment: [String: String]) -> StagedDirectScan {
         do throws(GitDirectUnsupported) {
-            let layout = try GitLayout.discover(path)
+            let layout = try GitLayout.discover(path, environment: environment)
             let indexPath = environment["GIT_INDEX_FILE"].flatMap { $0.isEmpty ? nil : $0 } ?? layout.gitDirectory + "/index"
             guard let bytes = readFile(indexPath) else { throw GitDirectUnsupported("\(indexPath) cannot be read") }
             let index = try GitIndexFile(bytes) { readFile(layout.gitDirectory + "/sharedindex." + $0) }
