@@ -28,11 +28,14 @@ public struct IsolationRequest: Sendable, Equatable {
         self.capture = capture
     }
 
-    /// Local resolver daemons a step could ask for names through the filesystem, around the
-    /// resolver stepguard gives it (systemd-resolved's varlink sockets, nscd): hidden under capture.
+    /// Local daemons a step could ask for names through the filesystem, around the resolver
+    /// stepguard gives it: systemd-resolved's varlink sockets, nscd, and the D-Bus system bus
+    /// (systemd-resolved answers `ResolveHostname` there, and forwards the name upstream). Covered
+    /// under capture.
     public static let resolverSockets = [
         "/run/systemd/resolve/io.systemd.Resolve", "/run/systemd/resolve/io.systemd.Resolve.Monitor",
         "/run/nscd/socket", "/var/run/nscd/socket",
+        "/run/dbus/system_bus_socket", "/var/run/dbus/system_bus_socket",
     ]
 
     /// The step's `/etc/resolv.conf` under capture: stepguard's resolver only, no search domains

@@ -223,6 +223,29 @@ import Testing
         #expect(run.status == 0, "nothing was denied: the listener's own connection was reset, not decided: \(run.stderr)")
     }
 
+    /// A resolver daemon reached through the filesystem (here a stand-in listening at nscd's socket
+    /// path, made by the test) would answer names around stepguard's resolver: under capture its
+    /// socket is covered, without isolation it is reached.
+    @Test(.enabled(if: getuid() == 0 && !FileManager.default.fileExists(atPath: "/run/nscd"), "needs root and no real nscd"))
+    func resolverDaemonSocketsAreCoveredUnderCapture() throws {
+        try FileManager.default.createDirectory(atPath: "/run/nscd", withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: "/run/nscd") }
+        let server = try ProgramRun.start("/usr/bin/python3", ["-c", """
+            import socket
+            s = socket.socket(socket.AF_UNIX); s.bind("/run/nscd/socket"); s.listen(); print("ready", flush=True)
+            while True:
+                c, _ = s.accept(); c.sendall(b"answer"); c.close()
+            """])
+        defer { server.send(SIGKILL); _ = try? server.wait(timeout: 5) }
+        for _ in 0..<500 where !FileManager.default.fileExists(atPath: "/run/nscd/socket") { usleep(10_000) }
+        let ask = "import socket\ntry:\n    s = socket.socket(socket.AF_UNIX); s.connect('/run/nscd/socket'); print(s.recv(10).decode())\nexcept OSError as e:\n    print(type(e).__name__)"
+        let isolated = try StepGuardBinary.run(["run", "--policy", directory.write("on.yaml", Self.policy(echoPort: echo.port)), "--", "python3", "-c", ask])
+        #expect(isolated.stdout == "ConnectionRefusedError\n", "\(isolated.stdout) \(isolated.stderr)")
+        #expect(isolated.status == 0, "covering it is not a tripwire: \(isolated.stderr)")
+        let off = try StepGuardBinary.run(["run", "--policy", directory.write("off.yaml", "version: 1\nisolation: off\n"), "--", "python3", "-c", ask])
+        #expect(off.stdout == "answer\n", "control: without isolation the daemon answers (\(off.stderr))")
+    }
+
     @Test func captureWorksForAnUnprivilegedUser() throws {
         let policy = try directory.write("policy.yaml", Self.policy(echoPort: echo.port))
         chmod(policy, 0o644)

@@ -106,11 +106,12 @@ extension RunInvocation {
 /// log), out of an isolated step's reach.
 func spawnOptions(_ policy: Policy, home: String?, proxyPort: UInt16?, keeping descriptors: [Int32] = [],
                   protecting protected: [String] = []) -> SpawnOptions {
-    // Under capture the host's resolver daemons are hidden too: they would answer names the policy denies.
-    let hidden = IsolationRequest.expand(policy.filesystem.hide, home: home) + IsolationRequest.resolverSockets
+    // Under capture the host's resolver daemons are covered too (like stepguard's own files: not
+    // listed as hidden, no tripwire on them): they would answer names the policy denies.
     let isolation = policy.isolation == .off ? nil
-        : IsolationRequest(proxyPort: proxyPort, hiddenPaths: hidden, protectedFiles: protected, tripwires: policy.tripwires == .on,
-                           capture: proxyPort != nil)
+        : IsolationRequest(proxyPort: proxyPort, hiddenPaths: IsolationRequest.expand(policy.filesystem.hide, home: home),
+                           protectedFiles: protected + (proxyPort != nil ? IsolationRequest.resolverSockets : []),
+                           tripwires: policy.tripwires == .on, capture: proxyPort != nil)
     return SpawnOptions(isolation: isolation, fallBackWithoutIsolation: policy.isolation == .auto, maxProcesses: policy.limits.processes,
                         keptDescriptors: descriptors)
 }
