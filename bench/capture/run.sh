@@ -69,7 +69,7 @@ bulk() { # case, where
   local out
   case $2 in
     direct) out=$(sh -c "$script http://127.0.0.1:18080/bulk; done") ;;
-    captured) out=$(step sh -c "unset HTTP_PROXY http_proxy; $script http://192.0.2.80:18080/bulk; done") ;;
+    captured) out=$(step sh -c "$script --noproxy \"*\" http://192.0.2.80:18080/bulk; done") ;;
     connect) out=$(step sh -c "$script -p -x \$HTTP_PROXY http://127.0.0.1:18080/bulk; done") ;;
   esac
   record "$1" "{\"MBps\": $(python3 -c 'import statistics,sys; print(round(statistics.median(float(x) for x in sys.argv[1:]) / 1e6, 1))' $out)}"
