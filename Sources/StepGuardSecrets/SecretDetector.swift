@@ -63,15 +63,26 @@ public struct SecretDetector: Sendable {
     /// Classifies one value (an environment variable value, a header value): every credential
     /// found in it. Checksums are not enforced here, so a malformed-but-plausible token still
     /// counts as a credential (fail closed).
+    ///
+    /// Fails closed: a rule that could not search all of `value` (PCRE2 hit its match or depth
+    /// limit) counts as a detection of what that rule detects, with an empty `secret` — an
+    /// environment variable or a request is never judged free of credentials by a search that
+    /// gave up.
     public func detect(in value: String) -> [SecretDetection] {
         var value = value
-        let matches = value.withUTF8 { utf8 in
-            engine.matches(in: UnsafeRawBufferPointer(utf8), path: nil, options: MatchOptions(verifyChecksums: false))
+        let result = value.withUTF8 { utf8 in
+            engine.search(UnsafeRawBufferPointer(utf8), path: nil, options: MatchOptions(verifyChecksums: false))
         }
-        return matches.map { m in
+        let found = result.matches.map { m in
             let rule = engine.rules[m.ruleIndex].rule
             return SecretDetection(ruleID: rule.id, description: rule.description, lifetime: rule.lifetime, secret: m.secret)
         }
+        let unchecked = result.incomplete.map { rule, code in
+            let rule = engine.rules[rule].rule
+            return SecretDetection(ruleID: rule.id, description: "\(rule.description) (the value could not be searched in full: \(PCRE2Regex.message(code)))",
+                                   lifetime: rule.lifetime, secret: "")
+        }
+        return found + unchecked
     }
 }
 
