@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the release archives of stepguard for this machine's architecture:
+# Builds the release archives of stepguard for this machine's architecture (x86_64 or aarch64, from
+# `uname -m`; .github/workflows/release.yml runs it on a native runner of each):
 #   dist/stepguard-VERSION-linux-ARCH.tar.gz        the binary, stripped; the Swift runtime, vectorscan and
 #                                                   PCRE2 linked statically (libcurl and libgit2 are opened
 #                                                   at run time, only by the commands that need them)
@@ -11,7 +12,7 @@ set -euo pipefail
 version=${1:?usage: scripts/release.sh VERSION (e.g. 0.2.0)}
 [[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+([-.][0-9A-Za-z.]+)?$ ]] || { echo "release.sh: '$version' is not a version like 0.2.0" >&2; exit 64; }
 cd "$(dirname "$0")/.."
-./scripts/install-deps.sh
+./scripts/install-deps.sh --build
 case "$(uname -m)" in x86_64|amd64) arch=x86_64 ;; aarch64|arm64) arch=aarch64 ;; *) echo "release.sh: unsupported architecture $(uname -m)" >&2; exit 69 ;; esac
 
 # Static vectorscan and PCRE2: pkg-config files that name the archives Debian ships (libhs.a,
