@@ -11,8 +11,8 @@ cd "$(dirname "$0")/.."
 runs=${1:-300}
 ./scripts/install-deps.sh
 command -v bwrap >/dev/null || { echo "run-overhead.sh: bubblewrap is the yardstick: apt-get install bubblewrap" >&2; exit 69; }
-swift build -c release --static-swift-stdlib --product stepguard >&2
-stepguard="$(swift build -c release --static-swift-stdlib --show-bin-path)/stepguard"
+swift build -c release --static-swift-stdlib --disable-local-rpath --product stepguard >&2
+stepguard="$(swift build -c release --static-swift-stdlib --disable-local-rpath --show-bin-path)/stepguard"
 mkdir -p bench/out
 hyperfine -N --warmup 30 --runs "$runs" --export-json bench/out/overhead.json \
   -n bare '/bin/true' \

@@ -26,8 +26,15 @@ for pc in libhs libpcre2-8; do
   extra=""; [[ $pc == libhs ]] && extra=" -lstdc++ -lm"  # vectorscan is C++
   sed "s|^Libs: .*|Libs: -l:${pc}.a${extra}|" "$(pkg-config --variable=pcfiledir "$pc")/$pc.pc" > "$work/$pc.pc"
 done
-PKG_CONFIG_PATH="$work" swift build -c release --static-swift-stdlib --product stepguard --scratch-path .build-release >&2
+# --disable-local-rpath: no RUNPATH $ORIGIN. With it, the dynamic loader looked for libm, libc… in the
+# binary's own directory first, so a library planted beside an installed stepguard (a tool cache a
+# job can write to) ran inside it before main, past actions/run's SHA-256 check of the binary.
+PKG_CONFIG_PATH="$work" swift build -c release --static-swift-stdlib --disable-local-rpath --product stepguard --scratch-path .build-release >&2
 binary=.build-release/release/stepguard
+if readelf -d "$binary" | grep -E '\((RPATH|RUNPATH)\)' >&2; then
+  echo "release.sh: the binary has the search path above; a library planted beside it would be loaded" >&2
+  exit 70
+fi
 if ldd "$binary" | grep -E 'libhs|libpcre2|libswift|libFoundation' >&2; then
   echo "release.sh: the binary still needs the shared libraries above; it would not start on a stock runner" >&2
   exit 70
