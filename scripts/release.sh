@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the release archives of stepguard for this machine's architecture:
+# Builds the release archives of stepguard for this machine's architecture (x86_64 or aarch64, from
+# `uname -m`; .github/workflows/release.yml runs it on a native runner of each):
 #   dist/stepguard-VERSION-linux-ARCH.tar.gz        the binary, stripped; the Swift runtime, vectorscan and
 #                                                   PCRE2 linked statically (libcurl and libgit2 are opened
 #                                                   at run time, only by the commands that need them)
@@ -11,7 +12,7 @@ set -euo pipefail
 version=${1:?usage: scripts/release.sh VERSION (e.g. 0.2.0)}
 [[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+([-.][0-9A-Za-z.]+)?$ ]] || { echo "release.sh: '$version' is not a version like 0.2.0" >&2; exit 64; }
 cd "$(dirname "$0")/.."
-./scripts/install-deps.sh
+./scripts/install-deps.sh --build
 case "$(uname -m)" in x86_64|amd64) arch=x86_64 ;; aarch64|arm64) arch=aarch64 ;; *) echo "release.sh: unsupported architecture $(uname -m)" >&2; exit 69 ;; esac
 
 # Static vectorscan and PCRE2: pkg-config files that name the archives Debian ships (libhs.a,
@@ -25,8 +26,15 @@ for pc in libhs libpcre2-8; do
   extra=""; [[ $pc == libhs ]] && extra=" -lstdc++ -lm"  # vectorscan is C++
   sed "s|^Libs: .*|Libs: -l:${pc}.a${extra}|" "$(pkg-config --variable=pcfiledir "$pc")/$pc.pc" > "$work/$pc.pc"
 done
-PKG_CONFIG_PATH="$work" swift build -c release --static-swift-stdlib --product stepguard --scratch-path .build-release >&2
+# --disable-local-rpath: no RUNPATH $ORIGIN. With it, the dynamic loader looked for libm, libc… in the
+# binary's own directory first, so a library planted beside an installed stepguard (a tool cache a
+# job can write to) ran inside it before main, past actions/run's SHA-256 check of the binary.
+PKG_CONFIG_PATH="$work" swift build -c release --static-swift-stdlib --disable-local-rpath --product stepguard --scratch-path .build-release >&2
 binary=.build-release/release/stepguard
+if readelf -d "$binary" | grep -E '\((RPATH|RUNPATH)\)' >&2; then
+  echo "release.sh: the binary has the search path above; a library planted beside it would be loaded" >&2
+  exit 70
+fi
 if ldd "$binary" | grep -E 'libhs|libpcre2|libswift|libFoundation' >&2; then
   echo "release.sh: the binary still needs the shared libraries above; it would not start on a stock runner" >&2
   exit 70

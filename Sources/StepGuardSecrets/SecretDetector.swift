@@ -24,7 +24,7 @@ public struct SecretDetector: Sendable {
 
     private static func makeBuiltIn(_ prefilter: SecretPrefilter) -> Result<SecretEngine, SecretsError> {
         do {
-            return .success(try SecretEngine(ruleSet: SecretRuleSet.builtIn(), prefilter: prefilter))
+            return .success(try SecretEngine(ruleSet: SecretRuleSet.builtIn(), prefilter: prefilter, deferCompiling: true))
         } catch let error as SecretsError {
             return .failure(error)
         } catch {

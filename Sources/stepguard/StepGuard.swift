@@ -1,7 +1,7 @@
 import ArgumentParser
 
-/// The `stepguard` command line: a thin layer over the domain libraries.
-@main
+/// The `stepguard` command line: a thin layer over the domain libraries. Its entry point is
+/// main.swift (`--version` answered before the concurrency runtime starts).
 struct StepGuard: AsyncParsableCommand {
     static let version = "0.1.0"
 

@@ -12,6 +12,19 @@ import Testing
         #expect(help.stdout.contains("SUBCOMMANDS") && help.stdout.contains("run") && help.stdout.contains("Examples"))
     }
 
+    /// `--version` is answered before Swift concurrency starts (issue #17: start-up): it runs where no
+    /// thread can be created — as nobody with RLIMIT_NPROC 1 — and prints what ArgumentParser prints.
+    /// (Before, the runtime's first worker thread could not start and `--version` hung.)
+    @Test func versionStartsNoThreads() throws {
+        let limited = try ProgramRun.start("/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+                                                                "/usr/bin/prlimit", "--nproc=1", "--", StepGuardBinary.path, "--version"])
+            .wait(timeout: 20)
+        #expect(limited.status == 0)
+        let parsed = try StepGuardBinary.run(["--version", "--version"])
+        #expect(parsed.status == 0)
+        #expect(!limited.stdout.isEmpty && limited.stdout == parsed.stdout)
+    }
+
     @Test(arguments: [["help", "run"], ["run", "--help"], ["help", "policy", "check"], ["policy", "show", "--help"],
                       ["help", "scan"], ["identity", "verify", "--help"]])
     func everySubcommandHasHelpWithExamples(arguments: [String]) throws {

