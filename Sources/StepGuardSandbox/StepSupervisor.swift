@@ -228,10 +228,16 @@ public final class StepSupervisor: Sendable {
         }
         var resolverPath: String?
         if let resolverConfiguration {
+            // Written like the empty files beside it (no temporary file, no fsync: it lives for one spawn).
             let path = directory + "/resolv.conf"
-            guard FileManager.default.createFile(atPath: path, contents: Data(resolverConfiguration.utf8), attributes: [.posixPermissions: 0o444]) else {
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
+            let bytes = Array(resolverConfiguration.utf8)
+            let written = fd >= 0 ? write(fd, bytes, bytes.count) : -1
+            let error = errno
+            if fd >= 0 { close(fd) }
+            guard written == bytes.count else {
                 try? FileManager.default.removeItem(atPath: directory)
-                throw SandboxError.spawnFailed("creating \(path)", errno: errno)
+                throw SandboxError.spawnFailed("creating \(path)", errno: error)
             }
             resolverPath = path
         }
