@@ -58,10 +58,6 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: clone + "2/README"))
     }
 
-    static func policy(allow: [String], resolve: [String: Int]) -> String {
-        CaptureTests.capturePolicy(allow: allow, resolve: resolve)
-    }
-
     /// Node's built-in `fetch` ignores proxy variables: by name, through stepguard's resolver and capture.
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/node"), "needs node"))
     func nodeFetchReachesAnAllowedHTTPSHostAndFailsOnADeniedOne() throws {
@@ -72,7 +68,7 @@ import Testing
             ServerResponse(body: "artifact \(request.uri)")
         }
         defer { server.shutdown() }
-        let policy = try directory.write("policy.yaml", Self.policy(allow: ["builds.capture.example:\(server.port)"],
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(allow: ["builds.capture.example:\(server.port)"],
                                                                     resolve: ["builds.capture.example:\(server.port)": server.port]))
         let script = try directory.write("fetch.mjs", """
             for (const url of process.argv.slice(2)) {
@@ -107,7 +103,7 @@ import Testing
         defer { tls.shutdown() }
         let plain = try LocalHTTPServer.start { request in ServerResponse(body: "plain \(request.uri)") }
         defer { plain.shutdown() }
-        let policy = try directory.write("policy.yaml", Self.policy(
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(
             allow: ["builds.capture.example:443", "builds.capture.example:80"],
             resolve: ["builds.capture.example:443": tls.port, "builds.capture.example:80": plain.port]))
         let curl = "\(Self.withoutProxyVariables) curl -sS --cacert \(authority.certificateFile)"
@@ -133,7 +129,7 @@ import Testing
         defer { directory.remove() }
         let server = try LocalHTTPServer.start { request in ServerResponse(body: "maven metadata \(request.uri)") }
         defer { server.shutdown() }
-        let policy = try directory.write("policy.yaml", Self.policy(allow: ["repo.capture.example:\(server.port)"],
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(allow: ["repo.capture.example:\(server.port)"],
                                                                     resolve: ["repo.capture.example:\(server.port)": server.port]))
         let program = try directory.write("Fetch.java", """
             import java.net.URI;
