@@ -122,7 +122,22 @@ public final class StepSupervisor: Sendable {
         let envp = CStringArray(command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
         let directories = CStringArray(plan.directories)
         let files = CStringArray(plan.files)
-        let sources = CStringArray(emptyFiles?.files ?? [])
+        // Hidden sockets are covered with a trap of stepguard's when tripwires are on (SocketTrap).
+        var coverFiles = emptyFiles?.files ?? []
+        var traps: [SocketTrap] = []
+        do throws(SandboxError) {
+            for index in tripwirePlan.sockets where index < coverFiles.count {
+                let trap = try SocketTrap.make(at: "\(emptyFiles!.directory)/trap-\(index).sock", covering: plan.files[index])
+                traps.append(trap)
+                coverFiles[index] = "\(emptyFiles!.directory)/trap-\(index).sock"
+            }
+        } catch {
+            for trap in traps { close(trap.listener) }
+            throw error
+        }
+        // Until the tripwire watch takes them over (then `traps` is emptied), they are closed here.
+        defer { for trap in traps { close(trap.listener) } }
+        let sources = CStringArray(coverFiles)
         let decoyDirectories = CStringArray(tripwirePlan.decoyDirectories)
         let decoyFiles = CStringArray(tripwirePlan.decoyFiles)
         let watchPaths = CStringArray(tripwirePlan.watches.map(\.path))
@@ -185,7 +200,9 @@ public final class StepSupervisor: Sendable {
                 guard result.tripwire_fd >= 0 else {
                     throw SandboxError.spawnFailed("receiving the tripwire watch from the step's namespace", errno: EIO)
                 }
-                tripwires = try TripwireWatch(fd: result.tripwire_fd, plan: tripwirePlan, watchDescriptors: watchDescriptors, root: result.pid)
+                tripwires = try TripwireWatch(fd: result.tripwire_fd, plan: tripwirePlan, watchDescriptors: watchDescriptors, root: result.pid,
+                                              traps: traps)
+                traps = []
             } catch {
                 // The step has started, but without the watch it was to run under: stop it (fail closed).
                 Glibc.kill(-result.group, SIGKILL)

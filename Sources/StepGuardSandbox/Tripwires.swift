@@ -7,7 +7,7 @@ import Synchronization
 public struct Trip: Sendable, Equatable {
     /// The path as the step sees it, e.g. `/home/runner/.aws/credentials`.
     public let path: String
-    /// `open`, `list`, `create`, `delete`, `rename`, `change attributes`, or `events lost`.
+    /// `open`, `list`, `create`, `delete`, `rename`, `change attributes`, `connect to`, or `events lost`.
     public let operation: String
     /// The hidden entry (`filesystem.hide`, `~` expanded) the path belongs to.
     public let hiddenEntry: String
@@ -33,6 +33,10 @@ struct TripwirePlan {
     var decoyDirectories: [String] = []
     var decoyFiles: [String] = []
     var watches: [Watch] = []
+    /// Indexes (in ``HidePlan/files``) of the hidden files that are sockets (the Docker socket…):
+    /// they are covered with a listening socket of stepguard's (``SocketTrap``), so that the step's
+    /// `connect()` — which opens nothing, so inotify sees nothing — trips too.
+    var sockets: [Int] = []
 
     init(_ hide: HidePlan) {
         var budget = Self.maximumDecoys
@@ -40,8 +44,10 @@ struct TripwirePlan {
             watches.append(Watch(path: directory, mask: UInt32(truncatingIfNeeded: SG_TRIPWIRE_DIRECTORY), hiddenEntry: directory))
             mirror(directory, entry: directory, depth: 1, budget: &budget)
         }
-        for file in hide.hiddenFiles {
+        for (index, file) in hide.hiddenFiles.enumerated() {
             watches.append(Watch(path: file, mask: UInt32(truncatingIfNeeded: SG_TRIPWIRE_HIDDEN_FILE), hiddenEntry: file))
+            var info = stat()
+            if lstat(file, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK { sockets.append(index) }
         }
     }
 
@@ -62,6 +68,37 @@ struct TripwirePlan {
                 watches.append(Watch(path: path, mask: UInt32(truncatingIfNeeded: SG_TRIPWIRE_DECOY_FILE), hiddenEntry: entry))
             }
         }
+    }
+}
+
+/// A listening Unix socket of stepguard's that covers a hidden socket inside the step's mount
+/// namespace (bind-mounted over it): a step that connects reaches stepguard, which trips.
+struct SocketTrap: Sendable {
+    /// The hidden socket's path, as the step sees it.
+    let path: String
+    let listener: Int32
+
+    /// Listens at `socketPath` (in stepguard's private directory) for connections to `path`.
+    static func make(at socketPath: String, covering path: String) throws(SandboxError) -> SocketTrap {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { throw SandboxError.spawnFailed("making a socket to cover \(path)", errno: errno) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(socketPath.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            close(fd)
+            throw SandboxError.spawnFailed("covering \(path): the path \(socketPath) is too long for a socket", errno: ENAMETOOLONG)
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0, listen(fd, 16) == 0 else {
+            let error = errno
+            close(fd)
+            throw SandboxError.spawnFailed("listening on \(socketPath) to cover \(path)", errno: error)
+        }
+        return SocketTrap(path: path, listener: fd)
     }
 }
 
@@ -88,6 +125,8 @@ public final class TripwireWatch: Sendable {
 
     private let fd: Int32
     private let watched: [Int32: Watched]
+    /// The listening sockets covering hidden sockets: a connection to one is a trip.
+    private let traps: [SocketTrap]
     /// Written to end the reader thread.
     private let wake: (read: Int32, write: Int32)
     /// The process whose descendants are the step (its init when isolated).
@@ -100,13 +139,14 @@ public final class TripwireWatch: Sendable {
     /// How many paths are watched.
     public var count: Int { watched.count }
 
-    init(fd: Int32, plan: TripwirePlan, watchDescriptors: [Int32], root: pid_t) throws(SandboxError) {
+    init(fd: Int32, plan: TripwirePlan, watchDescriptors: [Int32], root: pid_t, traps: [SocketTrap] = []) throws(SandboxError) {
         var pipeEnds: [Int32] = [0, 0]
         guard pipe(&pipeEnds) == 0, pipeEnds.allSatisfy({ fcntl($0, F_SETFD, FD_CLOEXEC) == 0 && fcntl($0, F_SETFL, O_NONBLOCK) == 0 }) else {
-            close(fd)
+            close(fd)  // the traps stay the caller's on failure
             throw SandboxError.spawnFailed("making the tripwire reader's wake-up pipe", errno: errno)
         }
         self.fd = fd
+        self.traps = traps
         self.wake = (pipeEnds[0], pipeEnds[1])
         self.root = root
         var watched: [Int32: Watched] = [:]
@@ -122,10 +162,12 @@ public final class TripwireWatch: Sendable {
             defer { readerDone.signal() }
             while !state.withLock({ $0.finished }) {
                 var waits = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
-                let ready = poll(&waits, 2, -1)
+                    + traps.map { pollfd(fd: $0.listener, events: Int16(POLLIN), revents: 0) }
+                let ready = poll(&waits, nfds_t(waits.count), -1)
                 if ready < 0 && errno == EINTR { continue }
                 if ready < 0 || waits[1].revents != 0 { return }
                 readAvailable()
+                acceptConnections()
             }
         }
         thread.stackSize = 1 << 18
@@ -150,6 +192,8 @@ public final class TripwireWatch: Sendable {
         _ = write(wake.write, &byte, 1)
         if started { readerDone.wait() }
         readAvailable()
+        acceptConnections()
+        for trap in traps { close(trap.listener) }
         close(fd)
         close(wake.read)
         close(wake.write)
@@ -174,6 +218,24 @@ public final class TripwireWatch: Sendable {
                     let name = String(decoding: nameBytes.prefix { $0 != 0 }, as: UTF8.self)
                     offset += 16 + length
                     if let trip = trip(descriptor: descriptor, mask: mask, name: name) { deliver(trip) }
+                }
+            }
+        }
+    }
+
+    /// Accepts every connection waiting on a trap (the listeners are non-blocking): each is a
+    /// trip, and is closed at once — the step reaches nothing behind a hidden socket.
+    private func acceptConnections() {
+        reading.withLock { _ in
+            for trap in traps {
+                while true {
+                    let connection = accept(trap.listener, nil, nil)
+                    if connection < 0 {
+                        if errno == EINTR { continue }
+                        break
+                    }
+                    close(connection)
+                    deliver(Trip(path: trap.path, operation: "connect to", hiddenEntry: trap.path, processes: processes()))
                 }
             }
         }

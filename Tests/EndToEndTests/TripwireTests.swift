@@ -125,6 +125,50 @@ import Testing
         #expect(events.first?["enforced"] as? Bool == true)
     }
 
+    /// A hidden daemon socket (here a stand-in for the Docker socket, made by the test): connecting
+    /// opens nothing, so no inotify event comes; the socket stepguard covers it with trips instead,
+    /// and the step reaches nothing behind it. With tripwires off, the connection is only refused.
+    @Test(arguments: [false, true])
+    func connectingToAHiddenSocketKillsTheStep(asNobody: Bool) throws {
+        defer { directory.remove() }
+        let socketPath = directory.path("home/docker.sock")
+        let daemon = try ProgramRun.start("/usr/bin/python3", ["-c", """
+            import os, socket
+            s = socket.socket(socket.AF_UNIX); s.bind("\(socketPath)"); os.chmod("\(socketPath)", 0o777); s.listen()
+            while True:
+                c, _ = s.accept(); c.sendall(b"daemon"); c.close()
+            """])
+        defer { daemon.send(SIGKILL); _ = try? daemon.wait(timeout: 5) }
+        for _ in 0..<500 where !FileManager.default.fileExists(atPath: socketPath) { usleep(10_000) }
+        let step = """
+            import socket, time
+            start = time.monotonic()
+            try:
+                s = socket.socket(socket.AF_UNIX); s.connect("\(socketPath)"); print("got", s.recv(10), flush=True)
+            except OSError as error:
+                print("refused", type(error).__name__, flush=True)
+            while True:
+                print(f"alive {time.monotonic() - start:.4f}", flush=True)
+                time.sleep(0.005)
+            """
+        let log = directory.path("audit-socket-\(asNobody).jsonl")
+        let hide = "isolation: required\nfilesystem: { hide: [\"\(socketPath)\"] }\n"
+        guard let result = try run(["--policy", try policy(hide), "--audit-log", log, "--", "python3", "-c", step], asNobody: asNobody) else { return }
+        #expect(result.status == 77, "\(result.stderr)")
+        #expect(!result.stdout.contains("daemon"), "the daemon behind the hidden socket was not reached: \(result.stdout)")
+        let alive = result.stdout.split(separator: "\n").compactMap { $0.hasPrefix("alive ") ? Double($0.dropFirst(6)) : nil }
+        #expect((alive.last ?? 0) < 0.1, "the step lived \(alive.last ?? 0) s after the connect")
+        let denied = try tripwireEvents(log).filter { $0["decision"] as? String == "deny" }
+        #expect(denied.first?["operation"] as? String == "connect to", "\(denied)")
+        #expect(denied.first?["path"] as? String == socketPath)
+        #expect((denied.first?["processes"] as? String)?.contains("python3") == true, "\(denied)")
+        #expect(result.stderr.contains("the step tried to connect to \(socketPath)"), "\(result.stderr)")
+        // Control: tripwires off — the socket is covered all the same, the connection refused, nothing killed.
+        let off = try #require(try run(["--policy", try policy(hide + "tripwires: off\n"), "--", "sh", "-c",
+                                        "python3 -c 'import socket; s = socket.socket(socket.AF_UNIX); s.connect(\"\(socketPath)\")' 2>&1 | tail -1; echo finished"]))
+        #expect(off.status == 0 && off.stdout.contains("ConnectionRefusedError") && off.stdout.hasSuffix("finished\n"), "\(off.stdout) \(off.stderr)")
+    }
+
     @Test func onViolationFailLetsTheStepFinishAndExits77() throws {
         defer { directory.remove() }
         let result = try #require(try run(["--policy", try policy("isolation: required\non_violation: fail\n"), "--",
