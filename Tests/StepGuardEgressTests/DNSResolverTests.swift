@@ -58,6 +58,22 @@ import Glibc
 
     // MARK: Denied names never leave
 
+    /// `localhost`, its subdomains and the machine's own host name are answered with loopback,
+    /// locally: no event, nothing upstream, whatever the policy denies.
+    @Test func theMachinesOwnNamesAreAnsweredWithLoopback() throws {
+        let upstream = try DNSStandIn(records: [:])
+        defer { upstream.stop() }
+        let session = try Session("egress: { default: deny }\nnetwork: { dns: 127.0.0.1:\(upstream.port) }\n")
+        defer { session.stop() }
+        let own = try #require(StepResolver.machineNames().first)
+        for name in ["localhost", "build.localhost", own] {
+            #expect(addresses(try session.ask(name).0) == [.v4(0x7F00_0001)], "\(name)")
+            #expect(addresses(try session.ask(name, DNSType.aaaa).0) == [IPAddress("::1")!], "\(name)")
+        }
+        #expect(session.denials.isEmpty && upstream.queries.isEmpty)
+        #expect(!session.resolver.isLoopbackName("localhost.example") && !session.resolver.isLoopbackName("notlocalhost"))
+    }
+
     @Test func aDeniedNameGetsNXDOMAINOneDenyEventAndNoQueryUpstream() throws {
         let upstream = try DNSStandIn(records: ["allowed.example": [.a("192.0.2.10")]])
         defer { upstream.stop() }

@@ -67,6 +67,8 @@ final class StepResolver: CaptureResolver {
     let pool: Mutex<AddressPool>
     private let cache: Mutex<AnswerCache>
     private let recordedNames = Mutex<Set<String>>([])
+    /// The machine's own names (its host name, with and without its domain), answered with loopback.
+    let ownNames: Set<String>
     private let dropReports = Mutex<[String: UInt64]>([:])
     /// The sockets' threads (StepResolver+Sockets.swift).
     let io: ResolverIO
@@ -96,6 +98,24 @@ final class StepResolver: CaptureResolver {
         self.pool = Mutex(AddressPool(capacity: limits.poolCapacity))
         self.cache = Mutex(AnswerCache(capacity: limits.cacheEntries))
         self.io = try ResolverIO(limits: limits)
+        self.ownNames = Self.machineNames()
+    }
+
+    /// The host name (the step shares stepguard's UTS namespace), as nss-myhostname answers it.
+    static func machineNames() -> Set<String> {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count) == 0 else { return [] }
+        let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard case .name(let name)? = HostName.normalise(text) else { return [] }
+        return [name, String(name.prefix { $0 != "." })]
+    }
+
+    /// Names answered with loopback, locally: `localhost` and its subdomains (RFC 6761) and the
+    /// machine's own name. No query leaves and no event is recorded: a runtime asking for its own
+    /// host name (Java's `InetAddress.getLocalHost()`, when /etc/hosts lacks it) is not a step
+    /// reaching out, and a denied answer would stop the build.
+    func isLoopbackName(_ name: String) -> Bool {
+        name == "localhost" || name.hasSuffix(".localhost") || ownNames.contains(name)
     }
 
     /// The name a pool address stands for (an address this resolver answered with), else nil.
@@ -126,6 +146,14 @@ final class StepResolver: CaptureResolver {
         guard query.qclass == DNSType.internet, DNSType.answered.contains(query.type), let text = query.name.hostText,
               case .name(let name)? = HostName.normalise(text) else {
             return .reply(DNSCodec.answer(query, code: .refused, limit: limit))
+        }
+        if isLoopbackName(name) {
+            let loopback: [DNSAnswer] = switch query.type {
+            case DNSType.a: [.address(.v4(0x7F00_0001), ttl: limits.answerTTL)]
+            case DNSType.aaaa: [.address(.v6([UInt8](repeating: 0, count: 15) + [1]), ttl: limits.answerTTL)]
+            default: []
+            }
+            return .reply(DNSCodec.answer(query, code: .noError, answers: loopback, limit: limit))
         }
         let now = EpollLoop.monotonicNow()
         if let cached = cache.withLock({ $0.answer(name: name, type: query.type, now: now) }) {
