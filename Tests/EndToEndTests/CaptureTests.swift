@@ -140,6 +140,19 @@ import Testing
         #expect(drops.contains { $0["host"] as? String == "192.0.2.10" && $0["port"] as? Int == port }, "\(drops)")
     }
 
+    /// A connection to a denied address on a TLS or HTTP port waits for the host its first bytes
+    /// name; one that closes without naming any is still a recorded violation (no silent probing).
+    @Test func aDeniedAddressProbedWithoutAnyBytesIsStillAViolation() throws {
+        let policy = try directory.write("policy.yaml", Self.policy(echoPort: echo.port))
+        let audit = directory.path("audit.jsonl")
+        let probe = "import socket\ns = socket.create_connection((\"192.0.2.10\", 443), timeout=5)\ns.close()\nprint(\"probed\")"
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", audit, "--", "python3", "-c", probe])
+        #expect(run.stdout == "probed\n", "\(run.stderr)")
+        #expect(run.status == 77, "\(run.stderr)")
+        let denials = try AuditLogFile.events(audit).filter { $0["decision"] as? String == "deny" }
+        #expect(denials.contains { $0["host"] as? String == "192.0.2.10" && $0["port"] as? Int == 443 }, "\(denials)")
+    }
+
     @Test func ipv6ConnectionsAreCapturedToo() throws {
         let policy = try directory.write("policy.yaml", Self.capturePolicy(allow: ["[2001:db8::10]:7000"], resolve: ["[2001:db8::10]:7000": echo.port]))
         let run = try StepGuardBinary.run(["run", "--policy", policy, "--"] + Self.talker([("2001:db8::10", 7000), ("2001:db8::11", 7000)]))

@@ -131,7 +131,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
             switch phase {
             case .head: readHead()
             case .inspecting: inspectTunnelStart()
-            case .naming: readClient(while: .naming) { checkCapturedName() }
+            case .naming: readClient(while: .naming, ended: refusePendingDenial) { checkCapturedName() }
             case .done: break
             default: if failed { close() }
             }
@@ -155,13 +155,15 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private func readHead() { readClient(while: .head) { parseHead() } }
 
     /// Reads from the client while the phase stays `expected`, giving each read to `consume`;
-    /// waits for more when there is none, closes at the end of the stream or on an error.
-    private func readClient(while expected: Phase, _ consume: () -> Void) {
+    /// waits for more when there is none; at the end of the stream or on an error, calls `ended`
+    /// (default: closes).
+    private func readClient(while expected: Phase, ended: (() -> Void)? = nil, _ consume: () -> Void) {
         while phase == expected {
             let count = input.read(from: fd, chunk: 4096)
             if count > 0 { consume(); continue }
             if count < 0, errno == EAGAIN { return watch() ? () : close() }
             if count < 0, errno == EINTR { continue }
+            if let ended { return ended() }
             return close()
         }
     }
@@ -628,7 +630,8 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         phase = .naming
         deadline = loop.epoll.now + UInt64(state.limits.requestHeadTimeout.nanoseconds)
         checkCapturedName()
-        if phase == .naming { readClient(while: .naming) { checkCapturedName() } }
+        // A client that closes without naming a host is refused all the same (recorded, a violation).
+        if phase == .naming { readClient(while: .naming, ended: refusePendingDenial) { checkCapturedName() } }
     }
 
     private func checkCapturedName() {
