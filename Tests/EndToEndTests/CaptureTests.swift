@@ -165,7 +165,12 @@ import Testing
 
     /// `mode: audit` decides and records captured connections and names like requests, blocks none.
     @Test func auditModeRecordsDeniedConnectionsAndNamesAndBlocksNothing() throws {
-        let policy = try directory.write("policy.yaml", Self.policy(echoPort: echo.port).replacingOccurrences(of: "version: 1", with: "version: 1\nmode: audit"))
+        // In audit mode the denied name is looked up: by a stand-in on loopback (never the host's resolver).
+        let upstream = try CaptureClientTests.PythonDNSStandIn(directory: directory, answering: [:])
+        defer { upstream.stop() }
+        let policy = try directory.write("policy.yaml", Self.capturePolicy(
+            allow: ["192.0.2.10:7000"], resolve: ["192.0.2.10:7000": echo.port, "192.0.2.10:7001": echo.port], dns: upstream.port)
+            .replacingOccurrences(of: "version: 1", with: "version: 1\nmode: audit"))
         let audit = directory.path("audit.jsonl")
         let talk = try directory.write("talk.py", Self.talker([("192.0.2.10", 7001)])[2])
         let run = try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", audit, "--", "sh", "-c",
@@ -175,6 +180,7 @@ import Testing
         let denials = try AuditLogFile.events(audit).filter { $0["decision"] as? String == "deny" }
         #expect(denials.contains { $0["port"] as? Int == 7001 && $0["method"] as? String == "TCP" }, "\(denials)")
         #expect(denials.contains { $0["host"] as? String == "unlisted.capture.example" && $0["method"] as? String == "DNS" }, "\(denials)")
+        #expect(try upstream.queries().contains("unlisted.capture.example"), "audit mode looks the denied name up")
     }
 
     @Test func onViolationKillStopsTheStepAtTheFirstDeniedConnection() throws {
