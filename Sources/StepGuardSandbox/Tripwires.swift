@@ -14,6 +14,9 @@ public struct Trip: Sendable, Equatable {
     /// The step's processes when the trip was read, as `pid program` (pids as stepguard sees them),
     /// in tree order from the step's main process; at most ``TripwireWatch/processLimit``.
     public let processes: [String]
+    /// The process that did it, as `pid program`, when the kernel says (a connection to a hidden
+    /// socket carries its peer's credentials; inotify names nobody), else nil.
+    public var actor: String? = nil
 }
 
 /// Where the decoys go and which paths are watched: every covered directory, a decoy named like
@@ -234,11 +237,24 @@ public final class TripwireWatch: Sendable {
                         if errno == EINTR { continue }
                         break
                     }
+                    let actor = Self.peer(of: connection)
                     close(connection)
-                    deliver(Trip(path: trap.path, operation: "connect to", hiddenEntry: trap.path, processes: processes()))
+                    deliver(Trip(path: trap.path, operation: "connect to", hiddenEntry: trap.path, processes: processes(), actor: actor))
                 }
             }
         }
+    }
+
+    /// `pid program` of the process at the other end of the Unix socket `fd` (SO_PEERCRED: the
+    /// pid as stepguard's PID namespace sees it), or nil.
+    private static func peer(of fd: Int32) -> String? {
+        // struct ucred { pid_t pid; uid_t uid; gid_t gid; } (Glibc's module leaves it out: _GNU_SOURCE).
+        var credentials: (pid: Int32, uid: UInt32, gid: UInt32) = (0, 0, 0)
+        var length = socklen_t(MemoryLayout.size(ofValue: credentials))
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0, credentials.pid > 0 else { return nil }
+        let program = (try? String(contentsOfFile: "/proc/\(credentials.pid)/comm", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+        return "\(credentials.pid) \(program)"
     }
 
     private func deliver(_ trip: Trip) {

@@ -160,6 +160,7 @@ import Testing
         #expect((alive.last ?? 0) < 0.1, "the step lived \(alive.last ?? 0) s after the connect")
         let denied = try tripwireEvents(log).filter { $0["decision"] as? String == "deny" }
         #expect(denied.first?["operation"] as? String == "connect to", "\(denied)")
+        #expect((denied.first?["process"] as? String)?.hasSuffix(" python3") == true, "the connecting process is named: \(denied)")
         #expect(denied.first?["path"] as? String == socketPath)
         #expect((denied.first?["processes"] as? String)?.contains("python3") == true, "\(denied)")
         #expect(result.stderr.contains("the step tried to connect to \(socketPath)"), "\(result.stderr)")

@@ -40,7 +40,8 @@ enum TripwireGuard {
                                     reason: "the step tried to \(trip.operation) \(trip.path), a hidden credential store\(outcome)",
                                     rule: "tripwires: \(trip.hiddenEntry)",
                                     subject: ["path": .string(trip.path), "operation": .string(trip.operation),
-                                              "processes": .string(trip.processes.joined(separator: ", "))]))
+                                              "processes": .string(trip.processes.joined(separator: ", "))]
+                                        .merging(trip.actor.map { ["process": .string($0)] } ?? [:]) { $1 }))
         }
         return nil
     }
