@@ -23,30 +23,26 @@ int sg_accept(int listener) {
     return accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
 
-int sg_original_destination(int fd, int *family, unsigned char address[16], unsigned short *port) {
+int sg_original_destination(int fd, struct sockaddr_storage *original) {
     struct sockaddr_storage local;
     socklen_t length = sizeof local;
     if (getsockname(fd, (struct sockaddr *)&local, &length) != 0) return errno;
-    struct sockaddr_storage original;
-    length = sizeof original;
+    length = sizeof *original;
+    memset(original, 0, sizeof *original);
     if (local.ss_family == AF_INET6) {
-        if (getsockopt(fd, SOL_IPV6, 80 /* IP6T_SO_ORIGINAL_DST */, &original, &length) != 0) return errno;
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&original;
+        if (getsockopt(fd, SOL_IPV6, 80 /* IP6T_SO_ORIGINAL_DST */, original, &length) != 0) return errno;
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)original;
         const struct sockaddr_in6 *here6 = (const struct sockaddr_in6 *)&local;
         // Conntrack knows every connection: one that was not redirected "was going" here.
         if (in6->sin6_port == here6->sin6_port && memcmp(&in6->sin6_addr, &here6->sin6_addr, 16) == 0) return ENOENT;
-        *family = AF_INET6;
-        memcpy(address, &in6->sin6_addr, 16);
-        *port = ntohs(in6->sin6_port);
+        original->ss_family = AF_INET6;
         return 0;
     }
-    if (getsockopt(fd, SOL_IP, 80 /* SO_ORIGINAL_DST */, &original, &length) != 0) return errno;
-    const struct sockaddr_in *in = (const struct sockaddr_in *)&original;
+    if (getsockopt(fd, SOL_IP, 80 /* SO_ORIGINAL_DST */, original, &length) != 0) return errno;
+    const struct sockaddr_in *in = (const struct sockaddr_in *)original;
     const struct sockaddr_in *here = (const struct sockaddr_in *)&local;
     if (in->sin_port == here->sin_port && in->sin_addr.s_addr == here->sin_addr.s_addr) return ENOENT;
-    *family = AF_INET;
-    memcpy(address, &in->sin_addr, 4);
-    *port = ntohs(in->sin_port);
+    original->ss_family = AF_INET;
     return 0;
 }
 

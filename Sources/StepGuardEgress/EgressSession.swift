@@ -148,8 +148,6 @@ public final class EgressSession: Sendable {
     private let stopping = Atomic<Bool>(false)
     /// `network.dns`: the upstream of the step's resolver under capture.
     private let dnsUpstream: HostPort?
-    /// The step's resolver, once ``serveResolver(udp:tcp:raw4:raw6:)`` has started it.
-    private let resolver = Mutex<StepResolver?>(nil)
 
     /// Tokens the step obtained through an allowed exchange (`mints:`), for revocation.
     public var minted: MintedCredentials { state.minted }
@@ -349,7 +347,6 @@ public final class EgressSession: Sendable {
     /// sockets from now on; a socket that cannot be served throws (the step must be stopped).
     public func serveResolver(udp: [Int32], tcp: Int32?, raw4: Int32?, raw6: Int32?) throws(EgressError) {
         let resolver = try StepResolver(state: state, dns: dnsUpstream)
-        self.resolver.withLock { $0 = resolver }
         state.capture.attach(resolver)
         for fd in udp { try resolver.serveUDP(fd) }
         if let tcp { try resolver.serveTCP(listener: tcp) }
@@ -365,7 +362,7 @@ public final class EgressSession: Sendable {
     public func stop(processExits: Bool = false) {
         guard !stopping.exchange(true, ordering: .relaxed) else { return }
         if processExits { return groundwork.removeBundle() }
-        resolver.withLock { $0 }?.stop()
+        state.capture.current?.stop()
         front.stop()
         groundwork.release(closingListener: false)  // the front owns the listener now
     }

@@ -5,6 +5,7 @@
 #define CLINUXIO_H
 #include <stddef.h>
 #include <sys/types.h>
+#include <sys/socket.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 
@@ -17,10 +18,10 @@ int sg_pipe(int fds[2], int size);
 /// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC.
 int sg_accept(int listener);
 /// The destination a connection accepted from `fd` was opened to before an nf_tables redirect sent
-/// it here (SO_ORIGINAL_DST, or IP6T_SO_ORIGINAL_DST for IPv6): the address family, the address in
-/// network byte order (4 or 16 bytes of `address`) and the port. Returns 0, or an errno (ENOENT: the
-/// connection was not redirected: it was opened to the listener itself).
-int sg_original_destination(int fd, int *family, unsigned char address[16], unsigned short *port);
+/// it here (SO_ORIGINAL_DST, or IP6T_SO_ORIGINAL_DST for IPv6), as a `sockaddr_in` or
+/// `sockaddr_in6` in `original`. Returns 0, or an errno (ENOENT: the connection was not
+/// redirected: it was opened to the listener itself).
+int sg_original_destination(int fd, struct sockaddr_storage *original);
 /// memmem(3).
 const void *sg_memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length);
 #endif

@@ -13,6 +13,8 @@ protocol CaptureResolver: AnyObject, Sendable {
     func name(for address: IPAddress) -> String?
     /// Serves a DNS-over-TCP connection (the resolver owns `fd` from now on).
     func serveTCP(connection fd: Int32)
+    /// Stops answering and closes the sockets it was given.
+    func stop()
 }
 
 /// The resolver of a session's captured step, set once the step's namespace exists.
@@ -27,21 +29,17 @@ final class CaptureLink: Sendable {
     /// through stepguard's resolver to get that address, or the address itself. Nil for an address
     /// of the resolver's pool that stands for no name (it must not be decided, or reached, as an address).
     func host(for address: IPAddress) -> HostName.Normalised? {
-        if let name = current?.name(for: address) { return HostName.normalise(name) }
+        // The resolver keeps names as it normalised them to decide the query: not normalised again here.
+        if let name = current?.name(for: address) { return .name(name) }
         return AddressPool.contains(address) ? nil : .address(address.unmapped)
     }
 }
 
 /// Where a redirected connection was going (SO_ORIGINAL_DST), or nil when it was not redirected.
-func originalDestination(of fd: Int32) -> (address: IPAddress, port: UInt16)? {
-    var family: Int32 = 0
-    var bytes = [UInt8](repeating: 0, count: 16)
-    var port: UInt16 = 0
-    guard sg_original_destination(fd, &family, &bytes, &port) == 0 else { return nil }
-    if family == AF_INET {
-        return (.v4(UInt32(bytes[0]) << 24 | UInt32(bytes[1]) << 16 | UInt32(bytes[2]) << 8 | UInt32(bytes[3])), port)
-    }
-    return (IPAddress.v6(bytes).unmapped, port)
+func originalDestination(of fd: Int32) -> DNSEndpoint? {
+    var original = sockaddr_storage()
+    guard sg_original_destination(fd, &original) == 0 else { return nil }
+    return withUnsafeBytes(of: &original) { DNSEndpoint(socketAddress: $0.baseAddress!) }
 }
 
 /// Makes closing `fd` send a TCP reset (SO_LINGER 0): a refused captured connection ends at once.
