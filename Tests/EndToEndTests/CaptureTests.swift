@@ -243,26 +243,40 @@ import Testing
     }
 
     /// A resolver daemon reached through the filesystem (here a stand-in listening at nscd's socket
-    /// path, made by the test) would answer names around stepguard's resolver: under capture its
-    /// socket is covered, without isolation it is reached.
-    @Test(.enabled(if: getuid() == 0 && !FileManager.default.fileExists(atPath: "/run/nscd"), "needs root and no real nscd"))
+    /// path) would answer names around stepguard's resolver: under capture its socket is covered,
+    /// without isolation it is reached. The stand-in lives in a mount namespace of the test's own (a
+    /// tmpfs over /run), so tests running beside it never see the path appear or vanish.
+    @Test(.enabled(if: getuid() == 0, "needs root for a mount namespace of its own"))
     func resolverDaemonSocketsAreCoveredUnderCapture() throws {
-        try FileManager.default.createDirectory(atPath: "/run/nscd", withIntermediateDirectories: false)
-        defer { try? FileManager.default.removeItem(atPath: "/run/nscd") }
-        let server = try ProgramRun.start("/usr/bin/python3", ["-c", """
+        let ask = try directory.write("ask.py", """
             import socket
-            s = socket.socket(socket.AF_UNIX); s.bind("/run/nscd/socket"); s.listen(); print("ready", flush=True)
+            try:
+                s = socket.socket(socket.AF_UNIX); s.connect("/run/nscd/socket"); print(s.recv(10).decode())
+            except OSError as e:
+                print(type(e).__name__)
+            """)
+        let daemon = try directory.write("nscd.py", """
+            import os, socket
+            s = socket.socket(socket.AF_UNIX); s.bind("/run/nscd/socket.tmp"); s.listen()
+            os.rename("/run/nscd/socket.tmp", "/run/nscd/socket")
             while True:
                 c, _ = s.accept(); c.sendall(b"answer"); c.close()
-            """])
-        defer { server.send(SIGKILL); _ = try? server.wait(timeout: 5) }
-        for _ in 0..<500 where !FileManager.default.fileExists(atPath: "/run/nscd/socket") { usleep(10_000) }
-        let ask = "import socket\ntry:\n    s = socket.socket(socket.AF_UNIX); s.connect('/run/nscd/socket'); print(s.recv(10).decode())\nexcept OSError as e:\n    print(type(e).__name__)"
-        let isolated = try StepGuardBinary.run(["run", "--policy", directory.write("on.yaml", Self.policy(echoPort: echo.port)), "--", "python3", "-c", ask])
-        #expect(isolated.stdout == "ConnectionRefusedError\n", "\(isolated.stdout) \(isolated.stderr)")
-        #expect(isolated.status == 0, "covering it is not a tripwire: \(isolated.stderr)")
-        let off = try StepGuardBinary.run(["run", "--policy", directory.write("off.yaml", "version: 1\nisolation: off\n"), "--", "python3", "-c", ask])
-        #expect(off.stdout == "answer\n", "control: without isolation the daemon answers (\(off.stderr))")
+            """)
+        let on = try directory.write("on.yaml", Self.policy(echoPort: echo.port))
+        let off = try directory.write("off.yaml", "version: 1\nisolation: off\n")
+        let script = """
+            set -e
+            mount -t tmpfs stepguard-test-run /run && mkdir /run/nscd
+            python3 \(daemon) & daemon=$!
+            while [ ! -S /run/nscd/socket ]; do sleep 0.01; done
+            \(StepGuardBinary.path) run --policy \(on) -- python3 \(ask); echo "isolated exit $?"
+            \(StepGuardBinary.path) run --policy \(off) -- python3 \(ask)
+            kill $daemon
+            """
+        let run = try ProgramRun.start("/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", script]).wait()
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        #expect(lines == ["ConnectionRefusedError", "isolated exit 0", "answer"],
+                "covered under capture (and not a tripwire); without isolation the daemon answers: \(run.stdout) \(run.stderr)")
     }
 
     @Test func captureWorksForAnUnprivilegedUser() throws {
