@@ -262,16 +262,15 @@ import Testing
             while True:
                 c, _ = s.accept(); c.sendall(b"answer"); c.close()
             """)
-        let on = try directory.write("on.yaml", Self.policy(echoPort: echo.port))
+        let on = try directory.write("on.yaml", "version: 1\nisolation: required\n")
         let off = try directory.write("off.yaml", "version: 1\nisolation: off\n")
         let script = """
-            set -e
-            mount -t tmpfs stepguard-test-run /run && mkdir /run/nscd
-            python3 \(daemon) & daemon=$!
+            mount -t tmpfs stepguard-test-run /run && mkdir /run/nscd || exit 1
+            python3 \(daemon) </dev/null >/dev/null 2>&1 & daemon=$!
+            trap 'kill $daemon' EXIT
             while [ ! -S /run/nscd/socket ]; do sleep 0.01; done
             \(StepGuardBinary.path) run --policy \(on) -- python3 \(ask); echo "isolated exit $?"
             \(StepGuardBinary.path) run --policy \(off) -- python3 \(ask)
-            kill $daemon
             """
         let run = try ProgramRun.start("/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", script]).wait()
         let lines = run.stdout.split(separator: "\n").map(String.init)
