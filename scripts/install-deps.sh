@@ -20,11 +20,13 @@ missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
-# Clients the transparent-capture tests drive (Node's fetch, Java's HttpClient): installed only when
+# Clients the transparent-capture tests drive (Node's fetch, Java's HttpClient, psql and its server): installed only when
 # the command is missing, however it was installed.
 if ! $build_only; then
   command -v node >/dev/null || missing+=(nodejs)
   command -v java >/dev/null || missing+=(openjdk-17-jdk-headless)
+  command -v psql >/dev/null || missing+=(postgresql-client)
+  compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
 fi
 if ((${#missing[@]})); then
   echo "stepguard: installing ${missing[*]}" >&2

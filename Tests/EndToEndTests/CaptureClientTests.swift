@@ -31,13 +31,11 @@ import Testing
         chmod(directory.path, 0o755)
         let (probe, port) = try LoopbackSocket.listen()
         close(probe)
-        // Started detached (not a child of the test process: Foundation's reaper would block on it).
         let arguments = ["-D", "-e", "-f", "/dev/null", "-h", directory.path("host_key"),
                          "-o", "ListenAddress=127.0.0.1:\(port)", "-o", "AuthorizedKeysFile=\(directory.path("client_key.pub"))",
                          "-o", "PidFile=none", "-o", "UsePAM=no", "-o", "StrictModes=no", "-o", "PermitRootLogin=prohibit-password"]
-        let started = try ProgramRun.start("/bin/sh", ["-c", "/usr/sbin/sshd \(arguments.joined(separator: " ")) </dev/null >\(directory.path("sshd.log")) 2>&1 & echo $!"]).wait()
-        let sshd = try #require(pid_t(started.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "\(started.stderr)")
-        defer { kill(sshd, SIGTERM) }
+        let sshd = try DetachedServer.start("/usr/sbin/sshd \(arguments.joined(separator: " "))", log: directory.path("sshd.log"))
+        defer { sshd.stop() }
         try waitUntilListening(port: port)
 
         let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(allow: ["192.0.2.22:22"], resolve: ["192.0.2.22:22": port]))
@@ -57,6 +55,55 @@ import Testing
         #expect(refused.stderr.contains("192.0.2.23:22"))
         #expect(!FileManager.default.fileExists(atPath: clone + "2/README"))
     }
+
+    /// `psql` (libpq, a database protocol stepguard does not parse) reaches a PostgreSQL server by
+    /// name through stepguard's resolver and capture, allowed by `host:port`; the same name on a port
+    /// the policy does not name is refused at once and fails the run.
+    @Test(.enabled(if: Self.postgresDirectory != nil && FileManager.default.isExecutableFile(atPath: "/usr/bin/psql"), "needs postgresql and psql"))
+    func psqlReachesAnAllowedDatabaseByName() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let server = directory.path("db")
+        let bin = try #require(Self.postgresDirectory)
+        // PostgreSQL refuses to run as root: as root the server runs as nobody.
+        let asServerUser = getuid() == 0 ? "setpriv --reuid=nobody --regid=nogroup --clear-groups " : ""
+        chmod(directory.path, 0o755)
+        let (probe, port) = try LoopbackSocket.listen()
+        close(probe)
+        let setup = try ProgramRun.start("/bin/sh", ["-c", """
+            set -e
+            mkdir -m 700 \(server) && \(getuid() == 0 ? "chown nobody:nogroup \(server)" : "true")
+            \(asServerUser)\(bin)/initdb -D \(server) -U builder --auth=trust --no-sync >/dev/null
+            """]).wait()
+        try #require(setup.status == 0, "\(setup.stderr)")
+        // TCP on loopback only, no Unix socket; SIGQUIT is PostgreSQL's immediate shutdown.
+        let postgres = try DetachedServer.start("\(asServerUser)\(bin)/postgres -D \(server) -h 127.0.0.1 -p \(port) -k ''",
+                                                log: directory.path("postgres.log"))
+        defer { postgres.stop(SIGQUIT) }
+        try waitUntilListening(port: port)
+
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(allow: ["db.capture.example:5432"],
+                                                                                     resolve: ["db.capture.example:5432": port]))
+        func query(port: Int) -> String {
+            "\(Self.withoutProxyVariables) psql 'host=db.capture.example port=\(port) user=builder dbname=postgres sslmode=disable connect_timeout=5' -XtAc \"select 'reached as ' || current_user\""
+        }
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "sh", "-c", query(port: 5432)])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout == "reached as builder\n", "\(run.stdout) \(run.stderr)")
+
+        let refused = try StepGuardBinary.run(["run", "--policy", policy, "--", "sh", "-c", query(port: 5433)])
+        #expect(refused.status == 77, "\(refused.stderr)")
+        #expect(refused.stderr.contains("db.capture.example:5433"), "\(refused.stderr)")
+        #expect(!refused.stdout.contains("reached"))
+    }
+
+    /// Where Debian's PostgreSQL server programs are (`/usr/lib/postgresql/VERSION/bin`), if installed.
+    static let postgresDirectory: String? = {
+        let root = "/usr/lib/postgresql"
+        let versions = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        return versions.sorted().reversed().map { "\(root)/\($0)/bin" }
+            .first { FileManager.default.isExecutableFile(atPath: "\($0)/postgres") }
+    }()
 
     /// Node's built-in `fetch` ignores proxy variables: by name, through stepguard's resolver and capture.
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/node"), "needs node"))
