@@ -102,7 +102,9 @@ public final class ProgramRun: @unchecked Sendable {
     public func wait(timeout: TimeInterval = 60) throws -> ProgramResult {
         if exited.wait(timeout: .now() + timeout) == .timedOut {
             kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            // Bounded: Foundation reaps the child only once every process holding the socket it
+            // passed to the child has closed it, and a stray grandchild may hold it for ever.
+            _ = exited.wait(timeout: .now() + 10)
             throw TestSupportError.timedOut("\(process.executableURL?.lastPathComponent ?? "program") \(process.arguments ?? [])", timeout)
         }
         process.waitUntilExit()

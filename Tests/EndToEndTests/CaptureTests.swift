@@ -114,6 +114,42 @@ import Testing
         #expect(isolation.contains("every TCP connection is captured"), "\(isolation)")
     }
 
+    /// Every captured connection leaves a NAT entry in the namespace's connection-tracking table
+    /// after it ends; with the kernel's TIME_WAIT of 120 s a step opening thousands of connections a
+    /// second would fill the table and have its new connections dropped. The entries of ended
+    /// connections go within seconds.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/proc/net/nf_conntrack"), "needs the conntrack table in /proc"))
+    func connectionTrackingEntriesOfEndedConnectionsDoNotPileUp() throws {
+        let policy = try directory.write("policy.yaml", Self.policy(echoPort: echo.port))
+        let script = """
+            import socket, time
+            print("time_wait", open("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait").read().strip(), flush=True)
+            def tracked():  # listing the table also evicts its expired entries
+                return len(open("/proc/net/nf_conntrack").read().splitlines())
+            for _ in range(1000):
+                s = socket.create_connection(("192.0.2.10", 7000), timeout=5)
+                s.sendall(b"ping"); s.recv(100); s.close()
+            try:
+                print("after 1000 connections", tracked() >= 900, flush=True)
+            except PermissionError:  # the table is listed only with CAP_NET_ADMIN (root on the host)
+                raise SystemExit(0)
+            start = time.monotonic()
+            while tracked() > 100 and time.monotonic() - start < 20:
+                time.sleep(0.2)
+            print("tracked", tracked(), "after", round(time.monotonic() - start), "s", flush=True)
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "python3", "-c", script])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(echo.connections == 1000)
+        let lines = run.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        let timeWait = lines.first.flatMap { $0.count == 2 ? Int($0[1]) : nil }
+        #expect(timeWait.map { $0 <= 10 } == true, "TIME_WAIT in the step's namespace: \(run.stdout)")
+        guard getuid() == 0 else { return }
+        #expect(lines.dropFirst().first == ["after", "1000", "connections", "True"], "\(run.stdout)")
+        let seconds = lines.count == 3 ? Int(lines[2][3]) : nil
+        #expect(seconds.map { $0 < 15 } == true, "entries of ended connections still tracked: \(run.stdout)")
+    }
+
     /// UDP other than DNS goes nowhere: the sender is refused at once (ICMP port unreachable) and
     /// each destination is recorded; a violation only where a TCP connection would be denied too
     /// (a QUIC attempt to an allowed host falls back to TCP and does not stop the build).
