@@ -5,10 +5,7 @@ import Testing
 /// a minimal workflow that must be reported and one that must not.
 @Suite struct UnpinnedReferenceTests {
     @Test func sameRepositoryReferencesAreNotUnpinned() throws {
-        let text = """
-        on: push
-        permissions: {contents: read}
-        jobs:
+        let text = gitHubWorkflow(jobs: """
           build:
             runs-on: x
             steps:
@@ -17,24 +14,18 @@ import Testing
           call:
             uses: ./.github/workflows/release.yml
             secrets: {token: "${{ secrets.API_TOKEN }}"}
-        """
+        """)
         #expect(try check(text).isEmpty)
     }
 
     @Test func dockerImagesArePinnedByDigest() throws {
         let digest = String(repeating: "0123456789abcdef", count: 4)
-        let text = """
-        on: push
-        permissions: {contents: read}
-        jobs:
-          a:
-            runs-on: x
-            steps:
+        let text = singleJobWorkflow(steps: """
               - uses: docker://alpine:3.20
                 with: {token: "${{ secrets.API_TOKEN }}"}
               - uses: docker://alpine@sha256:\(digest)
                 with: {token: "${{ secrets.API_TOKEN }}"}
-        """
+        """)
         let findings = try check(text)
         #expect(compact(findings) == ["unpinned-action@7:15"])
         let finding = try #require(findings.first)
@@ -45,17 +36,14 @@ import Testing
 
     @Test func reusableWorkflowAtABranchIsDescribedAsSuch() throws {
         let sha = String(repeating: "0123456789", count: 4)
-        let text = """
-        on: push
-        permissions: {contents: read}
-        jobs:
+        let text = gitHubWorkflow(jobs: """
           moving:
             uses: octo/repo/.github/workflows/release.yml@main
             secrets: {token: "${{ secrets.API_TOKEN }}"}
           pinned:
             uses: octo/repo/.github/workflows/release.yml@\(sha)
             secrets: {token: "${{ secrets.API_TOKEN }}"}
-        """
+        """)
         let findings = try check(text)
         #expect(compact(findings) == ["unpinned-action@5:11"])
         let finding = try #require(findings.first)
@@ -64,16 +52,10 @@ import Testing
     }
 
     @Test func thirdPartyActionMessageNamesTheRef() throws {
-        let text = """
-        on: push
-        permissions: {contents: read}
-        jobs:
-          a:
-            runs-on: x
-            steps:
+        let text = singleJobWorkflow(steps: """
               - uses: some/action@v2
                 with: {token: "${{ secrets.API_TOKEN }}"}
-        """
+        """)
         let finding = try #require(try check(text).first)
         #expect(finding.rule == .unpinnedAction)
         #expect(finding.message.contains("ref 'v2' can move"))
@@ -81,39 +63,28 @@ import Testing
 }
 
 @Suite struct PermissionsMissingTests {
-    @Test func everyJobDeclaringItsOwnPermissionsIsEnough() throws {
-        let text = """
-        on: push
-        jobs:
+    /// No workflow-level permissions; job `a` declares read-only ones, job `b` declares `b` (nothing when nil).
+    func twoJobs(b: String?) -> String {
+        let permissions = b.map { "\n    permissions: \($0)" } ?? ""
+        return gitHubWorkflow(permissions: nil, jobs: """
           a:
             runs-on: x
             permissions: {contents: read}
             steps:
               - run: make
           b:
-            runs-on: x
-            permissions: {}
+            runs-on: x\(permissions)
             steps:
               - run: make test
-        """
-        #expect(try check(text).isEmpty)
+        """)
+    }
+
+    @Test func everyJobDeclaringItsOwnPermissionsIsEnough() throws {
+        #expect(try check(twoJobs(b: "{}")).isEmpty)
     }
 
     @Test func oneJobWithoutPermissionsStillGetsTheDefault() throws {
-        let text = """
-        on: push
-        jobs:
-          a:
-            runs-on: x
-            permissions: {contents: read}
-            steps:
-              - run: make
-          b:
-            runs-on: x
-            steps:
-              - run: make test
-        """
-        #expect(compact(try check(text)) == ["permissions-missing@1:1"])
+        #expect(compact(try check(twoJobs(b: nil))) == ["permissions-missing@1:1"])
     }
 
     @Test func reusableWorkflowRunsWithTheCallersToken() throws {
@@ -138,19 +109,13 @@ import Testing
     /// A job that checks out with `checkout` (a `uses:` line) and uploads `path`.
     func workflow(checkout: String, checkoutPath: String? = nil, upload: String) -> String {
         let with = checkoutPath.map { "\n        with: {path: \($0)}" } ?? ""
-        return """
-        on: push
-        permissions: {contents: read}
-        jobs:
-          build:
-            runs-on: x
-            steps:
+        return singleJobWorkflow(job: "build", steps: """
               - uses: \(checkout)\(with)
               - run: make
               - uses: actions/upload-artifact@v4
                 with:
                   path: \(upload)
-        """
+        """)
     }
 
     @Test func oldCheckoutUploadingTheWorkspaceIsReported() throws {
@@ -184,10 +149,7 @@ import Testing
 
 @Suite struct SecretNameTests {
     @Test func userNamesAreNotPasswords() throws {
-        let text = """
-        on: push
-        permissions: {contents: read}
-        jobs:
+        let text = gitHubWorkflow(jobs: """
           push:
             runs-on: x
             env:
@@ -196,7 +158,7 @@ import Testing
               DOCKERHUB_PASSWORD: ${{ secrets.DOCKERHUB_PASSWORD }}
             steps:
               - run: make
-        """
+        """)
         let findings = try check(text)
         #expect(compact(findings) == ["long-lived-credential@9:31"])
         #expect(findings.first?.message.contains("secrets.DOCKERHUB_PASSWORD") == true)
@@ -206,36 +168,24 @@ import Testing
     }
 
     @Test func pnPublishIsFoundLikeNpmPublish() throws {
-        let text = """
-        on: push
-        permissions: {contents: read}
-        jobs:
-          release:
-            runs-on: x
-            steps:
+        let text = singleJobWorkflow(job: "release", steps: """
               - run: pn publish --no-git-checks
                 env: {NPM_TOKEN: "${{ secrets.NPM_TOKEN }}"}
               - run: pnpm publish
               - run: echo 'pn publish'
-        """
+        """)
         #expect(compact(try check(text)) == ["unguarded-service-call@7:14", "long-lived-credential@8:31", "unguarded-service-call@9:14"])
     }
 
     @Test func passwordsFetchedAtRunTimeAreHeldCredentials() throws {
-        let text = """
-        on: push
-        permissions: {contents: read}
-        jobs:
-          deploy:
-            runs-on: x
-            steps:
+        let text = singleJobWorkflow(job: "deploy", steps: """
               - uses: some/deployer@v1
               - run: |
                   DB=$(aws ssm get-parameter --name /db/pw --with-decryption --query Parameter.Value)
                   aws ssm get-parameter --name /app/region
                   KEY=$(aws --region eu-west-1 secretsmanager get-secret-value --secret-id deploy)
                   stepguard run -- aws secretsmanager get-secret-value --secret-id guarded
-        """
+        """)
         let findings = try check(text)
         #expect(compact(findings) == [
             "unpinned-action@7:15",
