@@ -37,6 +37,15 @@ enum Egress {
         try await EgressSession.start(policy: policy, identity: identity, trail: trail, verifier: verifier, detector: detector, limits: limits, stopStep: stop.closure)
     }
 
+    /// A policy that allows every loopback address, where the tests' servers listen.
+    static let loopbackPolicy = "version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n"
+
+    /// A session with ``loopbackPolicy``, recording to `trail` (a fresh one that logs nowhere when nil).
+    static func loopbackSession(trail: AuditTrail? = nil, limits: ProxyLimits = ProxyLimits(),
+                                stop: StopCounter = StopCounter()) async throws -> EgressSession {
+        try await session(try policy(loopbackPolicy), trail: try trail ?? Egress.trail(), limits: limits, stop: stop)
+    }
+
     /// Runs curl through the session's proxy; returns (status line code, body, stderr).
     static func curl(_ session: EgressSession, _ arguments: [String], timeout: TimeInterval = 20) throws -> ProgramResult {
         var environment = TestEnvironment.base
