@@ -17,6 +17,15 @@ struct KeyStoreTests {
         return IdentityVerifier(rules: IdentityRules(issuer: issuerName, audience: JOSEFixture.audience), keyStore: store, now: clock)
     }
 
+    /// Publishes an OpenID discovery document on `server` for the issuer `server`/issuer, naming
+    /// `issuer` (that issuer URL when nil) and `server`/keys as its JWKS; returns the issuer URL.
+    func publishDiscovery(on server: LocalHTTPSServer, naming issuer: String? = nil) -> String {
+        let issuerURL = server.baseURL + "/issuer"
+        server.write("issuer/.well-known/openid-configuration",
+                     JSONValue.object(["issuer": .string(issuer ?? issuerURL), "jwks_uri": .string(server.baseURL + "/keys")]).jsonText)
+        return issuerURL
+    }
+
     @Test func fetchesJWKSOverHTTPSAndCachesItOnDisk() throws {
         let server = try LocalHTTPSServer()
         defer { server.stop() }
@@ -92,9 +101,7 @@ struct KeyStoreTests {
     @Test func discoveryFindsTheJWKS() throws {
         let server = try LocalHTTPSServer()
         defer { server.stop() }
-        let issuerURL = server.baseURL + "/issuer"
-        server.write("issuer/.well-known/openid-configuration",
-                     JSONValue.object(["issuer": .string(issuerURL), "jwks_uri": .string(server.baseURL + "/keys")]).jsonText)
+        let issuerURL = publishDiscovery(on: server)
         server.write("keys", issuer.jwks())
         let v = verifier(server, location: JWKSLocation.resolve(nil, issuer: issuerURL, policyDirectory: "/x"), cache: nil, issuerName: issuerURL)
         let identity = try v.verify(token: issuer.token(claims: JOSEFixture.claims(["iss": .string(issuerURL)])))
@@ -106,9 +113,7 @@ struct KeyStoreTests {
     @Test func discoveryWithAnotherIssuerIsRejected() throws {
         let server = try LocalHTTPSServer()
         defer { server.stop() }
-        let issuerURL = server.baseURL + "/issuer"
-        server.write("issuer/.well-known/openid-configuration",
-                     JSONValue.object(["issuer": "https://evil.example", "jwks_uri": .string(server.baseURL + "/keys")]).jsonText)
+        let issuerURL = publishDiscovery(on: server, naming: "https://evil.example")
         let v = verifier(server, location: .discovery(issuer: issuerURL), cache: nil, issuerName: issuerURL)
         let error = expectRejected(.jwks) { _ = try v.verify(token: issuer.token(claims: JOSEFixture.claims(["iss": .string(issuerURL)]))) }
         #expect(error?.detail.contains("https://evil.example") == true)
