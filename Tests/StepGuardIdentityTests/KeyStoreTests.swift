@@ -27,13 +27,12 @@ struct KeyStoreTests {
     }
 
     @Test func fetchesJWKSOverHTTPSAndCachesItOnDisk() throws {
-        let server = try LocalHTTPSServer()
+        let server = try LocalHTTPSServer(jwks: issuer.jwks())
         defer { server.stop() }
-        server.write("jwks.json", issuer.jwks())
         let cache = try TemporaryDirectory(prefix: "stepguard-identity")
         defer { cache.remove() }
         let cacheDir = cache.path + "/jwks"
-        let url = server.baseURL + "/jwks.json"
+        let url = server.jwksURL
 
         let first = verifier(server, location: .url(url), cache: cacheDir)
         _ = try first.verify(token: issuer.token(alg: .RS256))
@@ -61,23 +60,21 @@ struct KeyStoreTests {
     }
 
     @Test func cacheDirectoryThatIsNotPrivateIsIgnored() throws {
-        let server = try LocalHTTPSServer()
+        let server = try LocalHTTPSServer(jwks: issuer.jwks())
         defer { server.stop() }
-        server.write("jwks.json", issuer.jwks())
         let cache = try TemporaryDirectory(prefix: "stepguard-identity")
         defer { cache.remove() }
         chmod(cache.path, 0o777)
-        _ = try verifier(server, location: .url(server.baseURL + "/jwks.json"), cache: cache.path).verify(token: issuer.token())
+        _ = try verifier(server, location: .url(server.jwksURL), cache: cache.path).verify(token: issuer.token())
         #expect(try FileManager.default.contentsOfDirectory(atPath: cache.path).isEmpty)
     }
 
     @Test func unknownKidRefetchesOnceThenIsRateLimited() throws {
-        let server = try LocalHTTPSServer()
-        defer { server.stop() }
         // The issuer starts with only its EC key; then rotates in the RSA key.
-        server.write("jwks.json", issuer.jwks([issuer.ecJWK]))
+        let server = try LocalHTTPSServer(jwks: issuer.jwks([issuer.ecJWK]))
+        defer { server.stop() }
         let clock = MutableClock(JOSEFixture.now)
-        let v = verifier(server, location: .url(server.baseURL + "/jwks.json"), cache: nil, refetchInterval: 30, clock: clock.read)
+        let v = verifier(server, location: .url(server.jwksURL), cache: nil, refetchInterval: 30, clock: clock.read)
         _ = try v.verify(token: issuer.token(alg: .ES256))
         #expect(try server.count("/jwks.json") == 1)
 
@@ -121,7 +118,7 @@ struct KeyStoreTests {
 
     @Test func unreachableJWKSFailsClosedWithURLAndCurlError() throws {
         let server = try LocalHTTPSServer()
-        let url = server.baseURL + "/jwks.json"
+        let url = server.jwksURL
         server.stop()
         let v = verifier(server, location: .url(url), cache: nil)
         let error = expectRejected(.jwks) { _ = try v.verify(token: issuer.token()) }
@@ -130,14 +127,13 @@ struct KeyStoreTests {
     }
 
     @Test func untrustedCertificateFailsClosed() throws {
-        let server = try LocalHTTPSServer()
+        let server = try LocalHTTPSServer(jwks: issuer.jwks())
         defer { server.stop() }
-        server.write("jwks.json", issuer.jwks())
-        let store = KeyStore(location: .url(server.baseURL + "/jwks.json"), transport: CurlTransport(caFile: "/dev/null/none"),
+        let store = KeyStore(location: .url(server.jwksURL), transport: CurlTransport(caFile: "/dev/null/none"),
                              options: KeyStoreOptions(cacheDirectory: nil))
         let error = expectRejected(.jwks) { _ = try store.keys() }
         #expect(error?.detail.contains("curl error") == true)
-        let systemStore = KeyStore(location: .url(server.baseURL + "/jwks.json"), transport: CurlTransport(), options: KeyStoreOptions(cacheDirectory: nil))
+        let systemStore = KeyStore(location: .url(server.jwksURL), transport: CurlTransport(), options: KeyStoreOptions(cacheDirectory: nil))
         let systemError = expectRejected(.jwks) { _ = try systemStore.keys() }
         #expect(systemError?.detail.contains("curl error 60") == true)
     }
