@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 @testable import StepGuardPipeline
 
 /// The repository's fixtures/workflows folder.
@@ -17,6 +18,13 @@ func compact(_ findings: [Finding]) -> [String] {
 /// Checks inline workflow text.
 func check(_ text: String, path: String = "workflow.yml") throws -> [Finding] {
     try WorkflowChecker.check(text: text, path: path)
+}
+
+/// The one finding `check` reports on `text`, after expecting that it is `expected` (`rule@line:col`).
+func onlyFinding(_ text: String, is expected: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> Finding {
+    let findings = try check(text)
+    #expect(compact(findings) == [expected], sourceLocation: sourceLocation)
+    return try #require(findings.first, sourceLocation: sourceLocation)
 }
 
 /// A GitHub workflow: `on: trigger`, `permissions:` (left out when nil), `jobs:`, then `jobs` (YAML
