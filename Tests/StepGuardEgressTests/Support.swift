@@ -48,8 +48,7 @@ enum Egress {
 
     /// Runs curl through the session's proxy; returns (status line code, body, stderr).
     static func curl(_ session: EgressSession, _ arguments: [String], timeout: TimeInterval = 20) throws -> ProgramResult {
-        var environment = TestEnvironment.base
-        environment.merge(session.environment) { $1 }
+        let environment = TestEnvironment.with(session.environment)
         return try ProgramRun.start("/usr/bin/curl", ["-s", "-S", "--suppress-connect-headers", "--max-time", "15"] + arguments, environment: environment).wait(timeout: timeout)
     }
 
