@@ -21,34 +21,6 @@ import Testing
     /// A policy that allows loopback but denies 127.0.0.3 (`on_violation: fail`).
     static let loopbackButOneDenied = "version: 1\non_violation: fail\negress:\n  default: allow\n  allow: [127.0.0.0/8]\n  deny: [127.0.0.3]\n"
 
-    /// A test's directory and a loopback server at `host` answering with `handler`, both removed
-    /// when the stage's lifetime ends; ``run(_:_:timeout:)`` runs a step with the directory.
-    struct Stage: ~Copyable {
-        let directory: TemporaryDirectory
-        let server: LocalHTTPServer
-
-        init(host: String = "127.0.0.1", handler: @escaping LocalHTTPServer.Handler = RunEgressTests.echo) throws {
-            let directory = try TemporaryDirectory()
-            do {
-                server = try LocalHTTPServer.start(host: host, handler: handler)
-            } catch {
-                directory.remove()
-                throw error
-            }
-            self.directory = directory
-        }
-
-        deinit {
-            server.shutdown()
-            directory.remove()
-        }
-
-        /// ``RunEgressTests/run(_:_:directory:timeout:)`` in the stage's directory.
-        func run(_ policy: String, _ script: String, timeout: TimeInterval = 60) throws -> (ProgramResult, [[String: Any]]) {
-            try RunEgressTests.run(policy, script, directory: directory, timeout: timeout)
-        }
-    }
-
     /// A policy (`on_violation: fail`, other egress denied) that intercepts `fulcio`, a stand-in
     /// for fulcio.sigstore.dev, as `sigstore-fulcio` allowed by `allow`.
     static func fulcioPolicy(_ fulcio: ServiceStandIn, allow: String) -> String {
@@ -64,7 +36,7 @@ import Testing
     }
 
     @Test func allowedHostPassesAndDeniedHostKillsTheStep() throws {
-        let stage = try RunEgressTests.Stage()
+        let stage = try TestStage()
         let policy = "version: 1\non_violation: kill\negress:\n  default: deny\n  allow: [\"127.0.0.1:\(stage.server.port)\"]\n"
         let (allowed, _) = try stage.run(policy, "curl -sS http://127.0.0.1:\(stage.server.port)/ok")
         #expect(allowed.status == 0, "\(allowed.stderr)")
@@ -90,7 +62,7 @@ import Testing
     }
 
     @Test func everyIPSpellingIsDeniedForPythonClients() throws {
-        let stage = try RunEgressTests.Stage(host: "127.0.0.3")
+        let stage = try TestStage(host: "127.0.0.3")
         let policy = Self.loopbackButOneDenied
         let script = """
         python3 - <<'PY'
@@ -111,10 +83,8 @@ import Testing
     }
 
     @Test func interceptedServiceThroughTheBinary() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let fulcio = try ServiceStandIn.start("fulcio.sigstore.dev", directory: directory) { _ in .json(#"{"signed":true}"#) }
-        defer { fulcio.shutdown() }
+        let stage = try TestStage { try ServiceStandIn.start("fulcio.sigstore.dev", directory: $0) { _ in .json(#"{"signed":true}"#) } }
+        let fulcio = stage.server
         let policy = Self.fulcioPolicy(fulcio, allow: "{ methods: [POST], credential: short-lived, window: 3s }")
         // A GitHub installation token is short-lived (a JWT would need an identity: section to be verified).
         let installation = "gh" + "s_" + String(repeating: "Ab3d", count: 9)
@@ -125,13 +95,13 @@ import Testing
         sleep 4
         \(post) 'Authorization: Bearer \(installation)'
         """
-        let (result, events) = try Self.run(policy, script, directory: directory)
+        let (result, events) = try stage.run(policy, script)
         #expect(result.stdout == "200\n403\n403\n", "\(result.stderr)")
         #expect(result.status == 77)
         let services = events.filter { $0["type"] as? String == "service" }
         #expect(services.map { $0["decision"] as? String } == ["allow", "deny", "deny"])
         #expect((services[2]["reason"] as? String)?.contains("window") == true)
-        #expect(!(try String(contentsOfFile: directory.path("audit.jsonl"), encoding: .utf8)).contains("ghp_0123456789abcdefghij"))
+        #expect(!(try String(contentsOfFile: stage.directory.path("audit.jsonl"), encoding: .utf8)).contains("ghp_0123456789abcdefghij"))
     }
 
     @Test func unknownServiceRunsNothingAndExits78() throws {

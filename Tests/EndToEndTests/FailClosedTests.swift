@@ -33,7 +33,7 @@ import Testing
     }
 
     @Test func whenStepguardDiesEverythingTheStepStartedDies() throws {
-        let stage = try RunEgressTests.Stage { request in ServerResponse(body: "reached \(request.uri)") }
+        let stage = try TestStage(handler: { request in ServerResponse(body: "reached \(request.uri)") })
         let policy = try stage.directory.write("policy.yaml", """
         version: 1
         isolation: required

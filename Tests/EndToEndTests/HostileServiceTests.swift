@@ -112,7 +112,7 @@ import Testing
     /// and a CONNECT tunnel to its address carrying plain HTTP, are refused while an egress rule
     /// allows the address; a request by its name is decided as Vault's.
     @Test func aPlainHTTPServiceIsNotReachableByAddress() throws {
-        let stage = try RunEgressTests.Stage(handler: BinaryServiceTests.echoJSON)
+        let stage = try TestStage(handler: BinaryServiceTests.echoJSON)
         let vault = stage.server
         let policy = """
         version: 1
@@ -153,7 +153,7 @@ extension HostileServiceTests {
     /// A service host that is looked up (not mapped by `network.resolve`): every port of the addresses
     /// it resolves to is the service's. `localhost` stands in for a service name in DNS.
     @Test func everyPortOfAResolvedServiceAddressIsRefused() throws {
-        let stage = try RunEgressTests.Stage()
+        let stage = try TestStage()
         let other = stage.server
         let policy = """
         version: 1

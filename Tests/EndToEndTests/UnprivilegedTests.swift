@@ -17,7 +17,7 @@ import Testing
 
     @Test(arguments: ["off", "required"])
     func theProxyServesAndDeniesForAnUnprivilegedUser(isolation: String) throws {
-        let stage = try RunEgressTests.Stage { request in ServerResponse(body: "hello \(request.uri)") }
+        let stage = try TestStage(handler: { request in ServerResponse(body: "hello \(request.uri)") })
         let policy = try stage.directory.write("policy.yaml", """
             version: 1
             isolation: \(isolation)
