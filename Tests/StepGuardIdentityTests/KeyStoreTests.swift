@@ -176,6 +176,20 @@ struct KeyStoreTests {
         for text in [#"{"keys": [{"kty": "RSA"}], "keys": []}"#, #"{"nokeys": []}"#, #"{"keys": [1]}"#, "not json"] {
             #expect(throws: IdentityError.self) { try JWKSet(data: Array(text.utf8), origin: "test") }
         }
+        let error = expectRejected(.jwks) { _ = try JWKSet(data: Array("not json".utf8), origin: "test") }
+        #expect(error?.detail.hasPrefix("the JWKS from test is not valid JSON: ") == true, "\(error?.detail ?? "")")
+    }
+
+    @Test func discoveryDocumentThatIsNotJSONIsRejected() throws {
+        let server = try LocalHTTPSServer()
+        defer { server.stop() }
+        let issuerURL = server.baseURL + "/issuer"
+        server.write("issuer/.well-known/openid-configuration", "<html>")
+        let v = verifier(server, location: .discovery(issuer: issuerURL), cache: nil, issuerName: issuerURL)
+        let error = expectRejected(.jwks) { _ = try v.verify(token: issuer.token(claims: JOSEFixture.claims(["iss": .string(issuerURL)]))) }
+        #expect(error?.detail.hasPrefix("the OIDC discovery document at \(issuerURL)/.well-known/openid-configuration is not valid JSON: ") == true,
+                "\(error?.detail ?? "")")
+        #expect(error?.remedy == "set identity.jwks explicitly, or check identity.issuer")
     }
 }
 
