@@ -7,6 +7,7 @@ import StepGuardPolicy
 import StepGuardSecrets
 import StepGuardTestSupport
 import Synchronization
+import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -70,6 +71,12 @@ enum Egress {
             received += buffer[0..<n]
         }
         return String(decoding: received, as: UTF8.self)
+    }
+
+    /// The JSON object in the body of a raw HTTP `response` (stepguard's deny and error answers).
+    static func jsonBody(_ response: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws -> [String: Any] {
+        let body = try #require(response.components(separatedBy: "\r\n\r\n").last, sourceLocation: sourceLocation)
+        return try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any], "\(response)", sourceLocation: sourceLocation)
     }
 
     static func statusCode(_ response: String) -> Int? {
