@@ -27,6 +27,16 @@ public enum StepGuardBinary {
                            currentDirectory: String? = nil, timeout: TimeInterval = 60) throws -> ProgramResult {
         try ProgramRun.start(path, arguments, environment: environment, stdin: stdin, currentDirectory: currentDirectory).wait(timeout: timeout)
     }
+
+    /// `setpriv`'s arguments that run the command after them as `nobody:nogroup` without
+    /// supplementary groups (only a root test process may switch).
+    public static let asNobody = ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]
+
+    /// Runs `stepguard` with `arguments` as `nobody` (through `setpriv`, see ``asNobody``) and waits for it.
+    public static func runAsNobody(_ arguments: [String], environment: [String: String]? = nil,
+                                   timeout: TimeInterval = 60) throws -> ProgramResult {
+        try ProgramRun.start("/usr/bin/setpriv", asNobody + [path] + arguments, environment: environment).wait(timeout: timeout)
+    }
 }
 
 /// What a finished program did.
@@ -138,5 +148,10 @@ public enum TestEnvironment {
             environment.removeValue(forKey: key)
         }
         return environment
+    }
+
+    /// ``base`` with `variables` set.
+    public static func with(_ variables: [String: String]) -> [String: String] {
+        base.merging(variables) { $1 }
     }
 }

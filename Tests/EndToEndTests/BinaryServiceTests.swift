@@ -53,10 +53,8 @@ import Testing
 
     /// SigV4 to STS: an `ASIA…` key with a session token passes `credential: short-lived`, an `AKIA…` key gets 403; no key in the log.
     @Test func sigV4ToSTSAllowsTemporaryKeysAndDeniesLongLivedOnes() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let sts = try ServiceStandIn.start("sts.amazonaws.com", directory: directory, handler: Self.echoJSON)
-        defer { sts.shutdown() }
+        let stage = try TestStage { try ServiceStandIn.start("sts.amazonaws.com", directory: $0, handler: Self.echoJSON) }
+        let sts = stage.server
         let policy = """
         version: 1
         on_violation: fail
@@ -71,7 +69,7 @@ import Testing
         \(call) --user '\(Self.temporaryKey):\(Self.secretKey)' -H 'X-Amz-Security-Token: \(Self.sessionToken)'
         \(call) --user '\(Self.longLivedKey):\(Self.secretKey)'
         """
-        let (result, events) = try RunEgressTests.run(policy, script, directory: directory)
+        let (result, events) = try stage.run(policy, script)
         #expect(result.stdout == "200 \n403 deny\n", "\(result.stderr)")
         #expect(result.status == 77)
         #expect(sts.requests.count == 1)
@@ -81,7 +79,7 @@ import Testing
         #expect(services.map { $0["decision"] as? String } == ["allow", "deny"])
         #expect(services.map { $0["credential"] as? String } == ["short-lived", "long-lived"])
         #expect(services.allSatisfy { $0["host"] as? String == "sts.amazonaws.com" && $0["service"] as? String == "aws-sts" })
-        let log = try directory.read("audit.jsonl")
+        let log = try stage.directory.read("audit.jsonl")
         for secret in [Self.longLivedKey, Self.temporaryKey, Self.secretKey, Self.sessionToken] {
             #expect(!log.contains(secret) && !result.stderr.contains(secret), "\(secret) is written in full")
         }
@@ -142,35 +140,30 @@ import Testing
 
     /// Raw requests from the step: Content-Length with Transfer-Encoding gets 400, header blocks over the limit 431; each is a stepguard error answer and upstream sees none.
     @Test func smugglingAndOversizedHeadersAreRefusedBeforeUpstream() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let server = try LocalHTTPServer.start(handler: RunEgressTests.echo)
-        defer { server.shutdown() }
-        let policy = "version: 1\non_violation: fail\negress:\n  default: deny\n  allow: [\"127.0.0.1:\(server.port)\"]\n"
+        let stage = try TestStage()
+        let policy = "version: 1\non_violation: fail\negress:\n  default: deny\n  allow: [\"127.0.0.1:\(stage.server.port)\"]\n"
         // ProxyLimits.maxHeaderBytes is 32 KiB: a block just over it is refused by stepguard's own check,
         // one far over it (or over the 32 KiB field limit) by the HTTP parser; both answer 431.
         let script = Self.python("""
-        target = b"http://127.0.0.1:\(server.port)"
+        target = b"http://127.0.0.1:\(stage.server.port)"
         print(ask(b"GET " + target + b"/ok HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n"))
         print(ask(b"POST " + target + b"/both HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nContent-Length: 5\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n"
                   b"0\\r\\n\\r\\nGET /smuggled HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n\\r\\n"))
         print(ask(b"GET " + target + b"/over HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nX-A: " + b"a" * 16500 + b"\\r\\nX-B: " + b"b" * 16500 + b"\\r\\n\\r\\n"))
         print(ask(b"GET " + target + b"/huge HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nX-Big: " + b"a" * 40000 + b"\\r\\n\\r\\n"))
         """)
-        let (result, _) = try RunEgressTests.run(policy, script, directory: directory)
+        let (result, _) = try stage.run(policy, script)
         #expect(result.stdout == "200 -\n400 error\n431 error\n431 error\n", "\(result.stderr)")
         #expect(result.status == 0, "refused requests are errors, not policy violations")
-        #expect(server.requests.map(\.uri) == ["/ok"])
+        #expect(stage.server.requests.map(\.uri) == ["/ok"])
     }
 
     // MARK: Host header
 
     /// An intercepted request whose Host names another host than the CONNECT target gets 403; so does a TLS SNI that differs.
     @Test func hostHeaderOrSNIOtherThanTheConnectTargetIsDenied() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let fulcio = try ServiceStandIn.start("fulcio.sigstore.dev", directory: directory, handler: Self.echoJSON)
-        defer { fulcio.shutdown() }
+        let stage = try TestStage { try ServiceStandIn.start("fulcio.sigstore.dev", directory: $0, handler: Self.echoJSON) }
+        let fulcio = stage.server
         let policy = RunEgressTests.fulcioPolicy(fulcio, allow: "{ methods: [POST], credential: any }")
         let jwt = TestOIDCIssuer().token(subject: "repo:acme/app:ref:refs/tags/v1")
         let post = "\(Self.code) -X POST --data '{}' https://fulcio.sigstore.dev/api/v2/signingCert -H 'Authorization: Bearer \(jwt)'"
@@ -192,7 +185,7 @@ import Testing
             print("handshake failed")
         PY
         """
-        let (result, events) = try RunEgressTests.run(policy, script, directory: directory)
+        let (result, events) = try stage.run(policy, script)
         #expect(result.stdout == "200 \n403 deny\nHTTP/1.1 200 Connection Established\nhandshake failed\n", "\(result.stderr)")
         #expect(result.status == 77)
         #expect(fulcio.requests.count == 1)
@@ -208,16 +201,13 @@ import Testing
 
     /// `mode: audit`: a host the policy denies is reached anyway, the step exits 0, and the log records the would-be denial.
     @Test func auditModeReachesADeniedHostAndLogsTheWouldBeDenial() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let server = try LocalHTTPServer.start(handler: RunEgressTests.echo)
-        defer { server.shutdown() }
+        let stage = try TestStage()
         let policy = "version: 1\nmode: audit\non_violation: kill\negress:\n  default: deny\n"
-        let (result, events) = try RunEgressTests.run(policy, "curl -sS -w ' %{http_code}\\n' http://127.0.0.1:\(server.port)/x; echo after", directory: directory)
+        let (result, events) = try stage.run(policy, "curl -sS -w ' %{http_code}\\n' http://127.0.0.1:\(stage.server.port)/x; echo after")
         #expect(result.stdout == "hello /x 200\nafter\n", "\(result.stderr)")
         #expect(result.status == 0)
         #expect(result.stderr.contains("would deny egress"))
-        #expect(server.requests.map(\.uri) == ["/x"])
+        #expect(stage.server.requests.map(\.uri) == ["/x"])
         let deny = try #require(events.first { $0["type"] as? String == "egress" && $0["decision"] as? String == "deny" })
         #expect(deny["host"] as? String == "127.0.0.1" && deny["rule"] as? String == "built-in: protected 127.0.0.0/8")
         #expect(deny["mode"] as? String == "audit" && deny["enforced"] as? Bool == false)
@@ -228,20 +218,17 @@ import Testing
 
     /// CONNECT to every spelling of a denied address (decimal, hex, octal, IPv4-mapped IPv6) gets 403; its server is never connected to.
     @Test func connectToEveryIPSpellingOfADeniedAddressIsDenied() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let server = try LocalHTTPServer.start(host: "127.0.0.3", handler: RunEgressTests.echo)
-        defer { server.shutdown() }
-        let policy = "version: 1\non_violation: fail\negress:\n  default: allow\n  allow: [127.0.0.0/8]\n  deny: [127.0.0.3]\n"
+        let stage = try TestStage(host: "127.0.0.3")
+        let policy = RunEgressTests.loopbackButOneDenied
         let script = Self.python("""
         for host in ["2130706435", "0x7f000003", "0177.0.0.3", "[::ffff:127.0.0.3]"]:
-            authority = ("%s:\(server.port)" % host).encode()
+            authority = ("%s:\(stage.server.port)" % host).encode()
             print(host, ask(b"CONNECT " + authority + b" HTTP/1.1\\r\\nHost: " + authority + b"\\r\\n\\r\\n"))
         """)
-        let (result, events) = try RunEgressTests.run(policy, script, directory: directory)
+        let (result, events) = try stage.run(policy, script)
         #expect(result.stdout == "2130706435 403 deny\n0x7f000003 403 deny\n0177.0.0.3 403 deny\n[::ffff:127.0.0.3] 403 deny\n", "\(result.stderr)")
         #expect(result.status == 77)
-        #expect(server.acceptedConnections == 0)
+        #expect(stage.server.acceptedConnections == 0)
         let denials = events.filter { $0["decision"] as? String == "deny" }
         #expect(denials.count == 4)
         #expect(denials.allSatisfy { $0["host"] as? String == "127.0.0.3" && $0["method"] as? String == "CONNECT" }, "\(denials)")

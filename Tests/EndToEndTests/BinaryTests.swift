@@ -18,6 +18,9 @@ import Testing
         return (result, events)
     }
 
+    /// A policy that allows loopback but denies 127.0.0.3 (`on_violation: fail`).
+    static let loopbackButOneDenied = "version: 1\non_violation: fail\negress:\n  default: allow\n  allow: [127.0.0.0/8]\n  deny: [127.0.0.3]\n"
+
     /// A policy (`on_violation: fail`, other egress denied) that intercepts `fulcio`, a stand-in
     /// for fulcio.sigstore.dev, as `sigstore-fulcio` allowed by `allow`.
     static func fulcioPolicy(_ fulcio: ServiceStandIn, allow: String) -> String {
@@ -33,17 +36,14 @@ import Testing
     }
 
     @Test func allowedHostPassesAndDeniedHostKillsTheStep() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let server = try LocalHTTPServer.start(handler: Self.echo)
-        defer { server.shutdown() }
-        let policy = "version: 1\non_violation: kill\negress:\n  default: deny\n  allow: [\"127.0.0.1:\(server.port)\"]\n"
-        let (allowed, _) = try Self.run(policy, "curl -sS http://127.0.0.1:\(server.port)/ok", directory: directory)
+        let stage = try TestStage()
+        let policy = "version: 1\non_violation: kill\negress:\n  default: deny\n  allow: [\"127.0.0.1:\(stage.server.port)\"]\n"
+        let (allowed, _) = try stage.run(policy, "curl -sS http://127.0.0.1:\(stage.server.port)/ok")
         #expect(allowed.status == 0, "\(allowed.stderr)")
         #expect(allowed.stdout == "hello /ok")
 
         let started = Date()
-        let (killed, events) = try Self.run(policy, "curl -s http://127.0.0.3:\(server.port)/x; sleep 30; echo never", directory: directory)
+        let (killed, events) = try stage.run(policy, "curl -s http://127.0.0.3:\(stage.server.port)/x; sleep 30; echo never")
         #expect(killed.status == 77)
         #expect(Date().timeIntervalSince(started) < 20)
         #expect(!killed.stdout.contains("never"))
@@ -55,41 +55,36 @@ import Testing
     @Test func failLetsTheStepFinishThenExits77() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let policy = "version: 1\non_violation: fail\negress:\n  default: allow\n  allow: [127.0.0.0/8]\n  deny: [127.0.0.3]\n"
+        let policy = Self.loopbackButOneDenied
         let (result, _) = try Self.run(policy, "curl -s -o /dev/null -w '%{http_code}\\n' http://127.0.0.3:9/; echo continued", directory: directory)
         #expect(result.status == 77)
         #expect(result.stdout == "403\ncontinued\n")
     }
 
     @Test func everyIPSpellingIsDeniedForPythonClients() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let server = try LocalHTTPServer.start(host: "127.0.0.3", handler: Self.echo)
-        defer { server.shutdown() }
-        let policy = "version: 1\non_violation: fail\negress:\n  default: allow\n  allow: [127.0.0.0/8]\n  deny: [127.0.0.3]\n"
+        let stage = try TestStage(host: "127.0.0.3")
+        let policy = Self.loopbackButOneDenied
         let script = """
         python3 - <<'PY'
         import urllib.request, urllib.error
         for host in ["2130706435", "0x7f000003", "0177.0.0.3", "[::ffff:127.0.0.3]"]:
             try:
-                urllib.request.urlopen("http://%s:\(server.port)/" % host, timeout=10)
+                urllib.request.urlopen("http://%s:\(stage.server.port)/" % host, timeout=10)
                 print(host, "reached")
             except urllib.error.HTTPError as error:
                 print(host, error.code, error.headers.get("X-StepGuard-Decision"))
         PY
         """
-        let (result, events) = try Self.run(policy, script, directory: directory)
+        let (result, events) = try stage.run(policy, script)
         #expect(result.stdout == "2130706435 403 deny\n0x7f000003 403 deny\n0177.0.0.3 403 deny\n[::ffff:127.0.0.3] 403 deny\n", "\(result.stderr)")
         #expect(result.status == 77)
-        #expect(server.requests.isEmpty)
+        #expect(stage.server.requests.isEmpty)
         #expect(events.filter { $0["decision"] as? String == "deny" }.allSatisfy { $0["host"] as? String == "127.0.0.3" })
     }
 
     @Test func interceptedServiceThroughTheBinary() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let fulcio = try ServiceStandIn.start("fulcio.sigstore.dev", directory: directory) { _ in .json(#"{"signed":true}"#) }
-        defer { fulcio.shutdown() }
+        let stage = try TestStage { try ServiceStandIn.start("fulcio.sigstore.dev", directory: $0) { _ in .json(#"{"signed":true}"#) } }
+        let fulcio = stage.server
         let policy = Self.fulcioPolicy(fulcio, allow: "{ methods: [POST], credential: short-lived, window: 3s }")
         // A GitHub installation token is short-lived (a JWT would need an identity: section to be verified).
         let installation = "gh" + "s_" + String(repeating: "Ab3d", count: 9)
@@ -100,13 +95,13 @@ import Testing
         sleep 4
         \(post) 'Authorization: Bearer \(installation)'
         """
-        let (result, events) = try Self.run(policy, script, directory: directory)
+        let (result, events) = try stage.run(policy, script)
         #expect(result.stdout == "200\n403\n403\n", "\(result.stderr)")
         #expect(result.status == 77)
         let services = events.filter { $0["type"] as? String == "service" }
         #expect(services.map { $0["decision"] as? String } == ["allow", "deny", "deny"])
         #expect((services[2]["reason"] as? String)?.contains("window") == true)
-        #expect(!(try String(contentsOfFile: directory.path("audit.jsonl"), encoding: .utf8)).contains("ghp_0123456789abcdefghij"))
+        #expect(!(try String(contentsOfFile: stage.directory.path("audit.jsonl"), encoding: .utf8)).contains("ghp_0123456789abcdefghij"))
     }
 
     @Test func unknownServiceRunsNothingAndExits78() throws {

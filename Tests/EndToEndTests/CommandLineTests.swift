@@ -16,8 +16,7 @@ import Testing
     /// thread can be created — as nobody with RLIMIT_NPROC 1 — and prints what ArgumentParser prints.
     /// (Before, the runtime's first worker thread could not start and `--version` hung.)
     @Test func versionStartsNoThreads() throws {
-        let limited = try ProgramRun.start("/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
-                                                                "/usr/bin/prlimit", "--nproc=1", "--", StepGuardBinary.path, "--version"])
+        let limited = try ProgramRun.start("/usr/bin/setpriv", StepGuardBinary.asNobody + ["/usr/bin/prlimit", "--nproc=1", "--", StepGuardBinary.path, "--version"])
             .wait(timeout: 20)
         #expect(limited.status == 0)
         let parsed = try StepGuardBinary.run(["--version", "--version"])

@@ -25,8 +25,7 @@ import Glibc
     /// Runs one curl through the proxy with `urls` (each to /dev/null), `parallel` at a time; returns
     /// how often each "http_code http_connect" pair came back.
     static func curl(proxy: String, _ urls: [String], tunnel: Bool, parallel: Int = 24) throws -> ProgramRun {
-        var environment = TestEnvironment.base
-        environment["http_proxy"] = proxy
+        let environment = TestEnvironment.with(["http_proxy": proxy])
         let config = urls.map { "url = \"\($0)\"\noutput = \"/dev/null\"\n" }.joined()
         var arguments = ["-s", "--parallel", "--parallel-max", String(parallel), "--max-time", "30", "-H", "Connection: close",
                          "-w", "%{http_code} %{http_connect}\\n", "-K", "-"]

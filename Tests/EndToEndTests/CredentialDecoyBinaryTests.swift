@@ -8,8 +8,8 @@ import Testing
 /// decoy where stepguard used not to look (or could not read).
 @Suite(.serialized) struct CredentialDecoyBinaryTests {
     @Test func aDecoyBesideTheJobsTokenIsDenied() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
+        let vault = try VaultStandIn()
+        let directory = vault.stage.directory
         let job = try WorkloadJob(in: directory)
         let good = try job.token(audience: "vault")
         let decoy = try job.token(audience: "vault", ttl: 30 * 86_400)
@@ -18,8 +18,6 @@ import Testing
         try directory.write("trailing.json", body + "}")
         try directory.write("duplicate.json", #"{"role":"ci","jwt":"\#(decoy)","jwt":"\#(good)"}"#)
         try directory.write("plain.json", body)
-        let vault = try VaultStandIn(directory: directory)
-        defer { vault.shutdown() }
         let policy = vault.policy(allow: [#"{ methods: [POST], paths: ["/v1/auth/jwt/login"], credential: workload }"#], identity: job.identity)
         let url = "https://vault.example.test:8200/v1/auth/jwt/login"
         let login = "\(BinaryServiceTests.code) -H 'Authorization: Bearer \(good)' -H 'Content-Type: application/json'"
@@ -36,7 +34,7 @@ import Testing
         \(login) --data-binary @good.json -H 'Cookie: token=\(decoy)' \(url)
         \(login) --data-binary @good.json -H 'Transfer-Encoding: chunked' -H 'Authorization: Bearer \(decoy)' \(url)
         """
-        let (result, events) = try RunEgressTests.run(policy, script, directory: directory)
+        let (result, events) = try vault.stage.run(policy, script)
         #expect(result.stdout == "200 \n" + String(repeating: "403 deny\n", count: 7), "\(result.stderr)")
         #expect(result.status == 77)
         #expect(vault.requests.count == 1)
@@ -48,10 +46,7 @@ import Testing
 
     /// Trailer fields after a chunked body are read by no decision: they are not forwarded to a service.
     @Test func trailerFieldsAreNotForwardedToAService() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let vault = try VaultStandIn(directory: directory)
-        defer { vault.shutdown() }
+        let vault = try VaultStandIn()
         let policy = vault.policy(allow: [#"{ methods: [POST], paths: ["/v1/secret/data/ci/*"], credential: any }"#])
         let script = """
         python3 - <<'PY'
@@ -68,7 +63,7 @@ import Testing
         print(t.recv(4096).split(b"\\r\\n")[0].decode())
         PY
         """
-        let (result, _) = try RunEgressTests.run(policy, script, directory: directory)
+        let (result, _) = try vault.stage.run(policy, script)
         #expect(result.stdout == "HTTP/1.1 200 OK\n", "\(result.stderr)")
         let received = try #require(vault.requests.first)
         #expect(received.body == Array(#"{"data":{"k":"v"}}"#.utf8))
@@ -78,10 +73,8 @@ import Testing
     /// Without an `identity:` section nothing can verify a JWT: a forged one (any key, any claims)
     /// satisfies `credential: any`, never `short-lived`.
     @Test func anUnverifiableJWTDoesNotPassAsShortLived() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let fulcio = try ServiceStandIn.start("fulcio.sigstore.dev", directory: directory, handler: BinaryServiceTests.echoJSON)
-        defer { fulcio.shutdown() }
+        let stage = try TestStage { try ServiceStandIn.start("fulcio.sigstore.dev", directory: $0, handler: BinaryServiceTests.echoJSON) }
+        let fulcio = stage.server
         let forged = try TestOIDCIssuer(issuer: "https://token.actions.githubusercontent.com").token(subject: "repo:acme/app:ref:refs/tags/v1", audience: "sigstore")
         let policy = """
         version: 1
@@ -99,7 +92,7 @@ import Testing
         \(post) https://fulcio.sigstore.dev/api/v2/signingCert
         \(post) https://fulcio.sigstore.dev/api/v2/other
         """
-        let (result, events) = try RunEgressTests.run(policy, script, directory: directory)
+        let (result, events) = try stage.run(policy, script)
         #expect(result.stdout == "403 deny\n200 \n", "\(result.stderr)")
         #expect(result.status == 77)
         #expect(fulcio.requests.map(\.uri) == ["/api/v2/other"])

@@ -22,8 +22,7 @@ import Testing
         let result: ProgramResult
         if asNobody {
             environment["HOME"] = directory.path
-            result = try ProgramRun.start("/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", StepGuardBinary.path] + arguments,
-                                          environment: environment).wait()
+            result = try StepGuardBinary.runAsNobody(arguments, environment: environment)
         } else {
             result = try StepGuardBinary.run(arguments, environment: environment)
         }

@@ -33,29 +33,26 @@ import Testing
     }
 
     @Test func whenStepguardDiesEverythingTheStepStartedDies() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let server = try LocalHTTPServer.start { request in ServerResponse(body: "reached \(request.uri)") }
-        defer { server.shutdown() }
-        let policy = try directory.write("policy.yaml", """
+        let stage = try TestStage(handler: { request in ServerResponse(body: "reached \(request.uri)") })
+        let policy = try stage.directory.write("policy.yaml", """
         version: 1
         isolation: required
-        egress: { default: deny, allow: ["127.0.0.1:\(server.port)"] }
+        egress: { default: deny, allow: ["127.0.0.1:\(stage.server.port)"] }
         """)
-        let (ready, go, alive) = (directory.path("ready.fifo"), directory.path("go.fifo"), directory.path("alive.fifo"))
+        let (ready, go, alive) = (stage.directory.path("ready.fifo"), stage.directory.path("go.fifo"), stage.directory.path("alive.fifo"))
         for fifo in [ready, go, alive] { try #require(mkfifo(fifo, 0o600) == 0) }
         // The step and the job it detaches hold alive.fifo open for writing until they die: their end
         // is an event the test waits for.
         let aliveReader = open(alive, O_RDONLY | O_NONBLOCK)
         try #require(aliveReader >= 0)
         defer { close(aliveReader) }
-        let url = "http://127.0.0.1:\(server.port)"
+        let url = "http://127.0.0.1:\(stage.server.port)"
         // The step reaches the server through the proxy and leaves a job in a session of its own
         // (setsid: out of the step's process group) waiting for "go", which would then try again
         // through the proxy and around it.
         let script = """
         exec 9> \(alive)
-        curl -s -o /dev/null -w 'before:%{http_code}' \(url)/before > \(directory.path("before"))
+        curl -s -o /dev/null -w 'before:%{http_code}' \(url)/before > \(stage.directory.path("before"))
         setsid sh -c 'exec </dev/null >/dev/null 2>&1; read _ < \(go); curl -s -m 5 \(url)/after-proxy; curl -s -m 5 --noproxy "*" \(url)/after-direct' &
         echo $$ > \(ready)
         wait
@@ -69,7 +66,7 @@ import Testing
             return
         }
         #expect(pid_t(reported.trimmingCharacters(in: .whitespacesAndNewlines)) != nil, "\(reported)")
-        #expect(try directory.read("before") == "before:200")
+        #expect(try stage.directory.read("before") == "before:200")
 
         run.send(SIGKILL)
         let killed = try run.wait(timeout: 10)
@@ -84,6 +81,6 @@ import Testing
         try #require(release >= 0)
         defer { close(release) }
         #expect(write(release, "go\n", 3) == 3)
-        #expect(server.requests.map(\.uri) == ["/before"])
+        #expect(stage.server.requests.map(\.uri) == ["/before"])
     }
 }

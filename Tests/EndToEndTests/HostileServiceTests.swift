@@ -112,10 +112,8 @@ import Testing
     /// and a CONNECT tunnel to its address carrying plain HTTP, are refused while an egress rule
     /// allows the address; a request by its name is decided as Vault's.
     @Test func aPlainHTTPServiceIsNotReachableByAddress() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let vault = try LocalHTTPServer.start(handler: BinaryServiceTests.echoJSON)
-        defer { vault.shutdown() }
+        let stage = try TestStage(handler: BinaryServiceTests.echoJSON)
+        let vault = stage.server
         let policy = """
         version: 1
         on_violation: fail
@@ -124,7 +122,7 @@ import Testing
         network:
           resolve: { "vault.example.test:8200": "127.0.0.1:\(vault.port)" }
         """
-        let curl = "curl -s -o /dev/null -w '%{http_code} %header{x-stepguard-decision}\\n' -H 'X-Vault-Token: hvs.decoy'"
+        let curl = "\(BinaryServiceTests.code) -H 'X-Vault-Token: hvs.decoy'"
         let script = """
         \(curl) -H 'Host: vault.example.test:8200' http://127.0.0.1:\(vault.port)/v1/secret/data/prod/db
         \(curl) -H 'Host: vault.example.test:8200' http://localhost:\(vault.port)/v1/secret/data/prod/db
@@ -134,7 +132,7 @@ import Testing
         """ + Self.python("""
         tunnel("127.0.0.1:\(vault.port)", None, tls=False)
         """)
-        let (result, events) = try RunEgressTests.run(policy, script, directory: directory)
+        let (result, events) = try stage.run(policy, script)
         #expect(result.stdout == """
         403 deny
         403 deny
@@ -155,10 +153,8 @@ extension HostileServiceTests {
     /// A service host that is looked up (not mapped by `network.resolve`): every port of the addresses
     /// it resolves to is the service's. `localhost` stands in for a service name in DNS.
     @Test func everyPortOfAResolvedServiceAddressIsRefused() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let other = try LocalHTTPServer.start(handler: RunEgressTests.echo)
-        defer { other.shutdown() }
+        let stage = try TestStage()
+        let other = stage.server
         let policy = """
         version: 1
         on_violation: fail
@@ -166,12 +162,12 @@ extension HostileServiceTests {
         \(Self.vaultService.replacingOccurrences(of: "hosts: [vault.example.test]", with: "hosts: [localhost]"))
         """
         let script = """
-        curl -s -o /dev/null -w '%{http_code} %header{x-stepguard-decision}\\n' http://127.0.0.1:\(other.port)/
+        \(BinaryServiceTests.code) http://127.0.0.1:\(other.port)/
 
         """ + Self.python("""
         tunnel("127.0.0.1:\(other.port)", None, tls=False)
         """)
-        let (result, events) = try RunEgressTests.run(policy, script, directory: directory)
+        let (result, events) = try stage.run(policy, script)
         #expect(result.stdout == "403 deny\n127.0.0.1:\(other.port) None 403\n", "\(result.stderr)")
         #expect(other.requests.isEmpty)
         let refusals = events.filter { $0["rule"] as? String == "built-in: services are reached by name" }

@@ -30,12 +30,9 @@ import Testing
 
     /// Runs `stepguard run` as root (this process's user) or as nobody, with HOME set to the test's home.
     func run(_ arguments: [String], asNobody: Bool) throws -> ProgramResult {
-        var environment = TestEnvironment.base
-        environment["HOME"] = home
+        let environment = TestEnvironment.with(["HOME": home])
         if asNobody {
-            return try ProgramRun.start("/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
-                                                             StepGuardBinary.path, "run"] + arguments,
-                                        environment: environment).wait()
+            return try StepGuardBinary.runAsNobody(["run"] + arguments, environment: environment)
         }
         return try StepGuardBinary.run(["run"] + arguments, environment: environment)
     }
@@ -217,11 +214,9 @@ import Testing
         #expect(guarded.status == 0, "\(guarded.stderr)")
         #expect(guarded.stdout == "environ refused 13\nmem refused 13\nmaps refused 13\nptrace refused 1\n", "\(guarded.stdout)")
         // Control: the same step against an ordinary parent of the same user.
-        var environment = TestEnvironment.base
-        environment["HOME"] = home
+        let environment = TestEnvironment.with(["HOME": home])
         let readParent = "import os; open(f'/proc/{os.getppid()}/environ', 'rb').read(1); print('environ readable')"
-        let direct = try ProgramRun.start("/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
-                                                               "/bin/sh", "-c", "python3 -c \"$0\"; true", readParent],
+        let direct = try ProgramRun.start("/usr/bin/setpriv", StepGuardBinary.asNobody + ["/bin/sh", "-c", "python3 -c \"$0\"; true", readParent],
                                           environment: environment).wait()
         #expect(direct.stdout.hasPrefix("environ readable"), "\(direct.stdout) \(direct.stderr)")
     }

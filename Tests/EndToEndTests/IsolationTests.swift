@@ -77,8 +77,7 @@ import Testing
         try directory.write("home/.ssh/id_ed25519", "test-only private key material\n")
         try directory.write("home/.npmrc", "//registry.npmjs.org/:_authToken=test-only\n")
         try directory.write("home/workspace/notes.txt", "still visible\n")
-        var environment = TestEnvironment.base
-        environment["HOME"] = home
+        let environment = TestEnvironment.with(["HOME": home])
         let step = ["/bin/sh", "-c", "cat ~/.aws/credentials ~/.ssh/id_ed25519 ~/.npmrc 2>&1; ls -A ~/.aws ~/.ssh; cat ~/workspace/notes.txt; echo built > ~/workspace/out.txt"]
         // What the step sees, not whether it trips (TripwireTests): the tripwires are off here.
         let untripped = try directory.write("untripped.yaml", "version: 1\nisolation: required\ntripwires: off\n")

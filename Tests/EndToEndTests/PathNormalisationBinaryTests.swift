@@ -8,10 +8,7 @@ import Testing
 /// `/v1/secret/data/ci/*`.
 @Suite(.serialized) struct PathNormalisationBinaryTests {
     @Test func pathsOutsideTheAllowedGlobAreDeniedAndTheDecidedPathIsForwarded() throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let vault = try VaultStandIn(directory: directory)
-        defer { vault.shutdown() }
+        let vault = try VaultStandIn()
         let policy = vault.policy(allow: [#"{ methods: [GET], paths: ["/v1/secret/data/ci/*"], credential: any }"#])
         let denied = ["/v1/secret/data/ci/../prod/db", "/v1/secret/data/ci/%2e%2e/prod/db", "/v1/secret/data/ci/..%2f..%2fsys/raw",
                       "/v1/secret/data/ci/%2E%2E/prod/db", "/v1/secret/data/ci/..;/prod/db", "/v1/secret/data/ci/%c0%ae%c0%ae/prod/db",
@@ -33,7 +30,7 @@ import Testing
             connection.close()
         PY
         """
-        let (result, events) = try RunEgressTests.run(policy, script, directory: directory)
+        let (result, events) = try vault.stage.run(policy, script)
         let expected = String(repeating: "403 deny\n", count: denied.count) + String(repeating: "200 -\n", count: allowed.count)
         #expect(result.stdout == expected, "\(result.stderr)")
         #expect(result.status == 77)

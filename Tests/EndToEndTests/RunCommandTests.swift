@@ -22,8 +22,7 @@ import Testing
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         try directory.write("bin/hello-step", "#!/bin/sh\necho hello from PATH\n", mode: 0o755)
-        var environment = TestEnvironment.base
-        environment["PATH"] = directory.path("bin") + ":/usr/bin:/bin"
+        let environment = TestEnvironment.with(["PATH": directory.path("bin") + ":/usr/bin:/bin"])
         let result = try StepGuardBinary.run(["run", "--", "hello-step"], environment: environment)
         #expect(result.status == 0)
         #expect(result.stdout == "hello from PATH\n")
@@ -59,9 +58,7 @@ import Testing
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let policy = try directory.write("policy.yaml", "version: 1\nsteps:\n  publish: {}\n")
-        var environment = TestEnvironment.base
-        environment["STEPGUARD_STEP"] = "publsh"
-        let result = try StepGuardBinary.run(["run", "--policy", policy, "--", "true"], environment: environment)
+        let result = try StepGuardBinary.run(["run", "--policy", policy, "--", "true"], environment: TestEnvironment.with(["STEPGUARD_STEP": "publsh"]))
         #expect(result.status == 78)
         #expect(result.stderr.contains("did you mean 'publish'?"))
     }
@@ -101,10 +98,7 @@ import Testing
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let summary = try directory.write("summary.md", "")
-        var environment = TestEnvironment.base
-        environment["GITHUB_ACTIONS"] = "true"
-        environment["GITHUB_STEP_SUMMARY"] = summary
-        environment["STEPGUARD_STEP"] = "build"
+        let environment = TestEnvironment.with(["GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": summary, "STEPGUARD_STEP": "build"])
         let policy = try directory.write("policy.yaml", "version: 1\nsteps: { build: {} }\n")
         let result = try StepGuardBinary.run(["run", "--policy", policy, "--", "true"], environment: environment)
         #expect(result.status == 0)

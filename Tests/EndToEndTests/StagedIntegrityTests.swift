@@ -48,8 +48,7 @@ import Testing
     func asAnotherUserTheRepositoryOwnerDecides() throws {
         let repo = try StagedRepositories.leaking(); defer { repo.remove() }
         chmod(repo.path, 0o755)
-        let asNobody = ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", "/usr/bin/env", "HOME=/nonexistent",
-                        StepGuardBinary.path, "scan", "--staged", "--repo", repo.path]
+        let asNobody = StepGuardBinary.asNobody + ["/usr/bin/env", "HOME=/nonexistent", StepGuardBinary.path, "scan", "--staged", "--repo", repo.path]
         let refused = try ProgramRun.run("/usr/bin/setpriv", asNobody, in: repo.url)
         #expect(refused.status == 2, "\(refused.status) \(refused.stdout) \(refused.stderr)")
         #expect(try ProgramRun.run("/usr/bin/chown", ["-R", "nobody:nogroup", repo.path], in: repo.url).status == 0)

@@ -2,14 +2,14 @@ import Foundation
 import StepGuardServerTestSupport
 import StepGuardTestSupport
 
-/// A Vault stand-in at `vault.example.test:8200` and the policy naming it, shared by the binary
-/// tests of issue #16's egress holes.
-struct VaultStandIn {
-    let server: ServiceStandIn
+/// A Vault stand-in at `vault.example.test:8200` on a stage of its own (its CA in the stage's
+/// directory), and the policy naming it, shared by the binary tests of issue #16's egress holes.
+struct VaultStandIn: ~Copyable {
+    let stage: TestStage<ServiceStandIn>
 
-    /// Starts the stand-in (answering with ``BinaryServiceTests/echoJSON``); its CA goes to `directory`.
-    init(directory: TemporaryDirectory) throws {
-        server = try ServiceStandIn.start("vault.example.test", port: 8200, directory: directory, handler: BinaryServiceTests.echoJSON)
+    /// Starts the stand-in, answering with ``BinaryServiceTests/echoJSON``.
+    init() throws {
+        stage = try TestStage { try ServiceStandIn.start("vault.example.test", port: 8200, directory: $0, handler: BinaryServiceTests.echoJSON) }
     }
 
     /// A policy (`on_violation: fail`) naming the stand-in as `hashicorp-vault` with `allow` blocks
@@ -25,12 +25,11 @@ struct VaultStandIn {
             hosts: [vault.example.test]
             allow:
         \(allow.map { "      - \($0)" }.joined(separator: "\n"))
-        \(server.network)
+        \(stage.server.network)
         """
     }
 
-    var requests: [ReceivedRequest] { server.requests }
-    func shutdown() { server.shutdown() }
+    var requests: [ReceivedRequest] { stage.server.requests }
 }
 
 /// A job whose workload identity the binary verifies before the step starts: a test issuer, its

@@ -352,8 +352,7 @@ import Testing
         print(call("Bearer " + sys.argv[1]))
         print(call("Bearer ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"))
         """
-        var environment = TestEnvironment.base
-        environment.merge(session.environment) { $1 }
+        let environment = TestEnvironment.with(session.environment)
         let token = stand.issuer.token(subject: Self.job, claims: ["repository": "acme/app"])
         let result = try ProgramRun.start("/usr/bin/env", ["python3", "-c", script, token], environment: environment).wait(timeout: 30)
         #expect(result.stdout == "200\n403 deny\n", "\(result.stderr)")

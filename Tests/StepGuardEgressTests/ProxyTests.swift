@@ -30,8 +30,7 @@ import Testing
         let denied = try Egress.curl(session, ["-i", "http://127.0.0.3:\(server.port)/secret"])
         #expect(denied.stdout.hasPrefix("HTTP/1.1 403"))
         #expect(denied.stdout.lowercased().contains("x-stepguard-decision: deny"))
-        let body = try #require(denied.stdout.components(separatedBy: "\r\n\r\n").last)
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+        let json = try Egress.jsonBody(denied.stdout)
         #expect(json["rule"] as? String == "egress.deny: 127.0.0.3")
         #expect((json["reason"] as? String)?.contains("denied") == true)
         #expect(stop.value == 1, "on_violation defaults to kill")
@@ -88,8 +87,7 @@ import Testing
     @Test func keepAliveAndManyConcurrentConnections() async throws {
         let server = try LocalHTTPServer.start(handler: Self.echo)
         defer { server.shutdown() }
-        let policy = try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n")
-        let session = try await Egress.session(policy, trail: try Egress.trail())
+        let session = try await Egress.loopbackSession()
         defer { session.stop() }
         let urls = (0..<20).map { "http://127.0.0.1:\(server.port)/\($0)" }
         let sequential = try Egress.curl(session, urls)
@@ -105,8 +103,7 @@ import Testing
         defer { server.shutdown() }
         var limits = ProxyLimits()
         limits.requestHeadTimeout = .seconds(1)
-        let policy = try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n")
-        let session = try await Egress.session(policy, trail: try Egress.trail(), limits: limits)
+        let session = try await Egress.loopbackSession(limits: limits)
         defer { session.stop() }
         let target = "http://127.0.0.1:\(server.port)/"
         let both = Egress.raw(port: session.port, "POST \(target) HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n")
@@ -139,8 +136,7 @@ import Testing
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let file = try directory.write("upload.bin", payload)
-        let policy = try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n")
-        let session = try await Egress.session(policy, trail: try Egress.trail())
+        let session = try await Egress.loopbackSession()
         defer { session.stop() }
         let upload = try Egress.curl(session, ["--data-binary", "@\(file)", "-H", "Expect:", "http://127.0.0.1:\(server.port)/up"])
         #expect(upload.stdout == "received=\(payload.utf8.count) ", "\(upload.stderr)")
@@ -153,8 +149,7 @@ import Testing
         let server = try LocalHTTPServer.start(handler: Self.echo)
         let closedPort = server.port
         server.shutdown()
-        let policy = try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n")
-        let session = try await Egress.session(policy, trail: try Egress.trail())
+        let session = try await Egress.loopbackSession()
         defer { session.stop() }
         let response = try Egress.curl(session, ["-i", "http://127.0.0.1:\(closedPort)/"])
         #expect(response.stdout.hasPrefix("HTTP/1.1 502"))

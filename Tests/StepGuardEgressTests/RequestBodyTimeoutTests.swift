@@ -36,8 +36,7 @@ import Glibc
         let log = directory.path("audit.jsonl")
         let trail = try Egress.trail(log: log)
         let stop = Egress.StopCounter()
-        let session = try await Egress.session(try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n"), trail: trail,
-                                               limits: Self.limits(), stop: stop)
+        let session = try await Egress.loopbackSession(trail: trail, limits: Self.limits(), stop: stop)
         defer { session.stop() }
 
         let started = Date()
@@ -49,8 +48,7 @@ import Glibc
         #expect(elapsed >= 0.9 && elapsed < 8, "answered after \(elapsed) s")
         #expect(response.lowercased().contains("x-stepguard-decision: error"), "a timeout is not a policy decision")
         #expect(response.lowercased().contains("connection: close"))
-        let body = try #require(response.components(separatedBy: "\r\n\r\n").last)
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+        let json = try Egress.jsonBody(response)
         #expect(json["rule"] as? String == "built-in: request body timeout")
         #expect((json["reason"] as? String)?.contains("10 of 100 bytes") == true)
         #expect(server.requests.isEmpty, "the upstream never got a complete request")
@@ -72,8 +70,7 @@ import Glibc
     @Test func aChunkedBodyThatNeverEndsGets408() async throws {
         let server = try LocalHTTPServer.start(handler: Self.echo)
         defer { server.shutdown() }
-        let session = try await Egress.session(try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n"), trail: try Egress.trail(),
-                                               limits: Self.limits())
+        let session = try await Egress.loopbackSession(limits: Self.limits())
         defer { session.stop() }
         let request = "POST http://127.0.0.1:\(server.port)/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
         let response = Egress.raw(port: session.port, request, timeout: 10)
@@ -86,8 +83,7 @@ import Glibc
         defer { server.shutdown() }
         let trail = try Egress.trail()
         // A generous timeout: the test must not depend on how busy the machine is.
-        let session = try await Egress.session(try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n"), trail: trail,
-                                               limits: Self.limits(timeout: .seconds(3)))
+        let session = try await Egress.loopbackSession(trail: trail, limits: Self.limits(timeout: .seconds(3)))
         defer { session.stop() }
         let connection = try #require(RawConnection(port: session.port))
         let target = "http://127.0.0.1:\(server.port)/in-time"
@@ -110,8 +106,7 @@ import Glibc
         let server = try LocalHTTPServer.start(handler: Self.echo)
         defer { server.shutdown() }
         // 1 s, plus 1 s per 100 bytes received.
-        let session = try await Egress.session(try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n"), trail: try Egress.trail(),
-                                               limits: Self.limits(timeout: .seconds(1), minRate: 100))
+        let session = try await Egress.loopbackSession(limits: Self.limits(timeout: .seconds(1), minRate: 100))
         defer { session.stop() }
         let target = "http://127.0.0.1:\(server.port)/"
 

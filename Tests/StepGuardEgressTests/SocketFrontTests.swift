@@ -28,7 +28,7 @@ import Glibc
     ]
 
     /// An upstream answering by ``script`` and a proxy session with `policy`.
-    static func stand(_ policy: String = "version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n", limits: ProxyLimits = ProxyLimits(),
+    static func stand(_ policy: String = Egress.loopbackPolicy, limits: ProxyLimits = ProxyLimits(),
                       stop: Egress.StopCounter = Egress.StopCounter()) async throws -> (ScriptedUpstream, EgressSession) {
         let upstream = try ScriptedUpstream(script)
         do {
@@ -167,8 +167,7 @@ import Glibc
     @Test func tunnelsRelayEveryByteInOrderAndNeverMixStreams() async throws {
         let echo = try EchoServer()
         defer { echo.stop() }
-        let policy = try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n")
-        let session = try await Egress.session(policy, trail: try Egress.trail())
+        let session = try await Egress.loopbackSession()
         defer { session.stop() }
         // Four tunnels at once, each with its own 8 MiB stream: splice pipes are shared between
         // tunnels of a loop once empty, so a byte in the wrong stream or order would show here.

@@ -7,6 +7,7 @@ import StepGuardPolicy
 import StepGuardSecrets
 import StepGuardTestSupport
 import Synchronization
+import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,10 +38,18 @@ enum Egress {
         try await EgressSession.start(policy: policy, identity: identity, trail: trail, verifier: verifier, detector: detector, limits: limits, stopStep: stop.closure)
     }
 
+    /// A policy that allows every loopback address, where the tests' servers listen.
+    static let loopbackPolicy = "version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n"
+
+    /// A session with ``loopbackPolicy``, recording to `trail` (a fresh one that logs nowhere when nil).
+    static func loopbackSession(trail: AuditTrail? = nil, limits: ProxyLimits = ProxyLimits(),
+                                stop: StopCounter = StopCounter()) async throws -> EgressSession {
+        try await session(try policy(loopbackPolicy), trail: try trail ?? Egress.trail(), limits: limits, stop: stop)
+    }
+
     /// Runs curl through the session's proxy; returns (status line code, body, stderr).
     static func curl(_ session: EgressSession, _ arguments: [String], timeout: TimeInterval = 20) throws -> ProgramResult {
-        var environment = TestEnvironment.base
-        environment.merge(session.environment) { $1 }
+        let environment = TestEnvironment.with(session.environment)
         return try ProgramRun.start("/usr/bin/curl", ["-s", "-S", "--suppress-connect-headers", "--max-time", "15"] + arguments, environment: environment).wait(timeout: timeout)
     }
 
@@ -62,6 +71,12 @@ enum Egress {
             received += buffer[0..<n]
         }
         return String(decoding: received, as: UTF8.self)
+    }
+
+    /// The JSON object in the body of a raw HTTP `response` (stepguard's deny and error answers).
+    static func jsonBody(_ response: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws -> [String: Any] {
+        let body = try #require(response.components(separatedBy: "\r\n\r\n").last, sourceLocation: sourceLocation)
+        return try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any], "\(response)", sourceLocation: sourceLocation)
     }
 
     static func statusCode(_ response: String) -> Int? {

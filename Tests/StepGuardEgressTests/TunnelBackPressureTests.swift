@@ -15,8 +15,7 @@ import Glibc
         let total = 384 << 20
         let server = try StreamingServer(total: total)
         defer { server.stop() }
-        let policy = try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n")
-        let session = try await Egress.session(policy, trail: try Egress.trail())
+        let session = try await Egress.loopbackSession()
         defer { session.stop() }
 
         let fd = try TunnelClient.open(proxyPort: session.port, target: "127.0.0.1:\(server.port)")
@@ -44,8 +43,7 @@ import Glibc
         defer { server.shutdown() }
         var limits = ProxyLimits()
         limits.tunnelIdleTimeout = .seconds(2)
-        let policy = try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n")
-        let session = try await Egress.session(policy, trail: try Egress.trail(), limits: limits)
+        let session = try await Egress.loopbackSession(limits: limits)
         defer { session.stop() }
         let fd = try TunnelClient.open(proxyPort: session.port, target: "127.0.0.1:\(server.port)")
         defer { close(fd) }

@@ -77,8 +77,7 @@ import Glibc
     @Test func aPooledConnectionClosedByTheUpstreamIsRetriedOnlyForSafeRequests() async throws {
         let server = try OneRequestPerConnectionServer()
         defer { server.stop() }
-        let policy = try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n")
-        let session = try await Egress.session(policy, trail: try Egress.trail())
+        let session = try await Egress.loopbackSession()
         defer { session.stop() }
         let url = "http://127.0.0.1:\(server.port)/"
         // Every loop's pool ends up holding a connection the server will drop on its next request;
@@ -119,8 +118,7 @@ import Glibc
                                                          ("X-Upstream-Hop", "1"), ("X-Kept", "yes"), ("Trailer", "X-T")], body: names)
         }
         defer { server.shutdown() }
-        let policy = try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n")
-        let session = try await Egress.session(policy, trail: try Egress.trail())
+        let session = try await Egress.loopbackSession()
         defer { session.stop() }
         let response = Egress.raw(port: session.port, """
         GET http://127.0.0.1:\(server.port)/ HTTP/1.1\r
@@ -145,8 +143,7 @@ import Glibc
     @Test func idlePooledConnectionsAreClosed() async throws {
         let server = try LocalHTTPServer.start { _ in ServerResponse(status: 200, body: "ok") }
         defer { server.shutdown() }
-        let policy = try Egress.policy("version: 1\negress: { default: allow, allow: [127.0.0.0/8] }\n")
-        let session = try await Egress.session(policy, trail: try Egress.trail())
+        let session = try await Egress.loopbackSession()
         defer { session.stop() }
         let result = try Egress.curl(session, ["--parallel", "--parallel-max", "40", "-H", "Connection: close"]
                                      + (0..<200).map { "http://127.0.0.1:\(server.port)/\($0)" })

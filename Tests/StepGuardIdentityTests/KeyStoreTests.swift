@@ -17,14 +17,22 @@ struct KeyStoreTests {
         return IdentityVerifier(rules: IdentityRules(issuer: issuerName, audience: JOSEFixture.audience), keyStore: store, now: clock)
     }
 
+    /// Publishes an OpenID discovery document on `server` for the issuer `server`/issuer, naming
+    /// `issuer` (that issuer URL when nil) and `server`/keys as its JWKS; returns the issuer URL.
+    func publishDiscovery(on server: LocalHTTPSServer, naming issuer: String? = nil) -> String {
+        let issuerURL = server.baseURL + "/issuer"
+        server.write("issuer/.well-known/openid-configuration",
+                     JSONValue.object(["issuer": .string(issuer ?? issuerURL), "jwks_uri": .string(server.baseURL + "/keys")]).jsonText)
+        return issuerURL
+    }
+
     @Test func fetchesJWKSOverHTTPSAndCachesItOnDisk() throws {
-        let server = try LocalHTTPSServer()
+        let server = try LocalHTTPSServer(jwks: issuer.jwks())
         defer { server.stop() }
-        server.write("jwks.json", issuer.jwks())
         let cache = try TemporaryDirectory(prefix: "stepguard-identity")
         defer { cache.remove() }
         let cacheDir = cache.path + "/jwks"
-        let url = server.baseURL + "/jwks.json"
+        let url = server.jwksURL
 
         let first = verifier(server, location: .url(url), cache: cacheDir)
         _ = try first.verify(token: issuer.token(alg: .RS256))
@@ -52,23 +60,21 @@ struct KeyStoreTests {
     }
 
     @Test func cacheDirectoryThatIsNotPrivateIsIgnored() throws {
-        let server = try LocalHTTPSServer()
+        let server = try LocalHTTPSServer(jwks: issuer.jwks())
         defer { server.stop() }
-        server.write("jwks.json", issuer.jwks())
         let cache = try TemporaryDirectory(prefix: "stepguard-identity")
         defer { cache.remove() }
         chmod(cache.path, 0o777)
-        _ = try verifier(server, location: .url(server.baseURL + "/jwks.json"), cache: cache.path).verify(token: issuer.token())
+        _ = try verifier(server, location: .url(server.jwksURL), cache: cache.path).verify(token: issuer.token())
         #expect(try FileManager.default.contentsOfDirectory(atPath: cache.path).isEmpty)
     }
 
     @Test func unknownKidRefetchesOnceThenIsRateLimited() throws {
-        let server = try LocalHTTPSServer()
-        defer { server.stop() }
         // The issuer starts with only its EC key; then rotates in the RSA key.
-        server.write("jwks.json", issuer.jwks([issuer.ecJWK]))
+        let server = try LocalHTTPSServer(jwks: issuer.jwks([issuer.ecJWK]))
+        defer { server.stop() }
         let clock = MutableClock(JOSEFixture.now)
-        let v = verifier(server, location: .url(server.baseURL + "/jwks.json"), cache: nil, refetchInterval: 30, clock: clock.read)
+        let v = verifier(server, location: .url(server.jwksURL), cache: nil, refetchInterval: 30, clock: clock.read)
         _ = try v.verify(token: issuer.token(alg: .ES256))
         #expect(try server.count("/jwks.json") == 1)
 
@@ -92,9 +98,7 @@ struct KeyStoreTests {
     @Test func discoveryFindsTheJWKS() throws {
         let server = try LocalHTTPSServer()
         defer { server.stop() }
-        let issuerURL = server.baseURL + "/issuer"
-        server.write("issuer/.well-known/openid-configuration",
-                     JSONValue.object(["issuer": .string(issuerURL), "jwks_uri": .string(server.baseURL + "/keys")]).jsonText)
+        let issuerURL = publishDiscovery(on: server)
         server.write("keys", issuer.jwks())
         let v = verifier(server, location: JWKSLocation.resolve(nil, issuer: issuerURL, policyDirectory: "/x"), cache: nil, issuerName: issuerURL)
         let identity = try v.verify(token: issuer.token(claims: JOSEFixture.claims(["iss": .string(issuerURL)])))
@@ -106,9 +110,7 @@ struct KeyStoreTests {
     @Test func discoveryWithAnotherIssuerIsRejected() throws {
         let server = try LocalHTTPSServer()
         defer { server.stop() }
-        let issuerURL = server.baseURL + "/issuer"
-        server.write("issuer/.well-known/openid-configuration",
-                     JSONValue.object(["issuer": "https://evil.example", "jwks_uri": .string(server.baseURL + "/keys")]).jsonText)
+        let issuerURL = publishDiscovery(on: server, naming: "https://evil.example")
         let v = verifier(server, location: .discovery(issuer: issuerURL), cache: nil, issuerName: issuerURL)
         let error = expectRejected(.jwks) { _ = try v.verify(token: issuer.token(claims: JOSEFixture.claims(["iss": .string(issuerURL)]))) }
         #expect(error?.detail.contains("https://evil.example") == true)
@@ -116,7 +118,7 @@ struct KeyStoreTests {
 
     @Test func unreachableJWKSFailsClosedWithURLAndCurlError() throws {
         let server = try LocalHTTPSServer()
-        let url = server.baseURL + "/jwks.json"
+        let url = server.jwksURL
         server.stop()
         let v = verifier(server, location: .url(url), cache: nil)
         let error = expectRejected(.jwks) { _ = try v.verify(token: issuer.token()) }
@@ -125,14 +127,13 @@ struct KeyStoreTests {
     }
 
     @Test func untrustedCertificateFailsClosed() throws {
-        let server = try LocalHTTPSServer()
+        let server = try LocalHTTPSServer(jwks: issuer.jwks())
         defer { server.stop() }
-        server.write("jwks.json", issuer.jwks())
-        let store = KeyStore(location: .url(server.baseURL + "/jwks.json"), transport: CurlTransport(caFile: "/dev/null/none"),
+        let store = KeyStore(location: .url(server.jwksURL), transport: CurlTransport(caFile: "/dev/null/none"),
                              options: KeyStoreOptions(cacheDirectory: nil))
         let error = expectRejected(.jwks) { _ = try store.keys() }
         #expect(error?.detail.contains("curl error") == true)
-        let systemStore = KeyStore(location: .url(server.baseURL + "/jwks.json"), transport: CurlTransport(), options: KeyStoreOptions(cacheDirectory: nil))
+        let systemStore = KeyStore(location: .url(server.jwksURL), transport: CurlTransport(), options: KeyStoreOptions(cacheDirectory: nil))
         let systemError = expectRejected(.jwks) { _ = try systemStore.keys() }
         #expect(systemError?.detail.contains("curl error 60") == true)
     }
@@ -175,6 +176,20 @@ struct KeyStoreTests {
         for text in [#"{"keys": [{"kty": "RSA"}], "keys": []}"#, #"{"nokeys": []}"#, #"{"keys": [1]}"#, "not json"] {
             #expect(throws: IdentityError.self) { try JWKSet(data: Array(text.utf8), origin: "test") }
         }
+        let error = expectRejected(.jwks) { _ = try JWKSet(data: Array("not json".utf8), origin: "test") }
+        #expect(error?.detail.hasPrefix("the JWKS from test is not valid JSON: ") == true, "\(error?.detail ?? "")")
+    }
+
+    @Test func discoveryDocumentThatIsNotJSONIsRejected() throws {
+        let server = try LocalHTTPSServer()
+        defer { server.stop() }
+        let issuerURL = server.baseURL + "/issuer"
+        server.write("issuer/.well-known/openid-configuration", "<html>")
+        let v = verifier(server, location: .discovery(issuer: issuerURL), cache: nil, issuerName: issuerURL)
+        let error = expectRejected(.jwks) { _ = try v.verify(token: issuer.token(claims: JOSEFixture.claims(["iss": .string(issuerURL)]))) }
+        #expect(error?.detail.hasPrefix("the OIDC discovery document at \(issuerURL)/.well-known/openid-configuration is not valid JSON: ") == true,
+                "\(error?.detail ?? "")")
+        #expect(error?.remedy == "set identity.jwks explicitly, or check identity.issuer")
     }
 }
 

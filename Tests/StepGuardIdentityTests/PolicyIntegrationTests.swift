@@ -15,10 +15,22 @@ struct PolicyIntegrationTests {
         return try PolicyLoader.load(file: directory.path + "/policy.yaml")
     }
 
+    /// A fresh policy directory holding the fixture issuer's JWKS at `jwks` (relative), for the caller to remove.
+    func directory(jwks: String) throws -> TemporaryDirectory {
+        let directory = try TemporaryDirectory(prefix: "stepguard-identity")
+        try directory.write(jwks, issuer.jwks())
+        return directory
+    }
+
+    /// The verifier `policy`'s identity section makes, at the fixture's time, without a JWKS cache.
+    func identityVerifier(_ policy: Policy) throws -> IdentityVerifier {
+        try IdentityVerifier(policy: try #require(policy.identity), keyStoreOptions: KeyStoreOptions(cacheDirectory: nil),
+                             now: { Date(timeIntervalSince1970: JOSEFixture.now) })
+    }
+
     @Test func verifierFromPolicyWithJWKSFileRelativeToThePolicy() throws {
-        let dir = try TemporaryDirectory(prefix: "stepguard-identity")
+        let dir = try directory(jwks: "keys/jwks.json")
         defer { dir.remove() }
-        try dir.write("keys/jwks.json", issuer.jwks())
         let policy = try load("""
             version: 1
             identity:
@@ -34,9 +46,7 @@ struct PolicyIntegrationTests {
                 ref_protected: true
               lifetime: { max_ttl: 15m, max_age: 10m, leeway: 30s, min_remaining: 1m }
             """, in: dir)
-        let identity = try #require(policy.identity)
-        let verifier = try IdentityVerifier(policy: identity, keyStoreOptions: KeyStoreOptions(cacheDirectory: nil),
-                                            now: { Date(timeIntervalSince1970: JOSEFixture.now) })
+        let verifier = try identityVerifier(policy)
         #expect(verifier.rules.algorithms == [.ES256])
         #expect(verifier.rules.lifetime == LifetimeRules(maxTTL: 900, maxAge: 600, leeway: 30, minRemaining: 60))
         #expect(verifier.tokenSource == .environment("MY_TOKEN"))
@@ -51,9 +61,8 @@ struct PolicyIntegrationTests {
     }
 
     @Test func policyNumberMatchesOnlyJSONNumbers() throws {
-        let dir = try TemporaryDirectory(prefix: "stepguard-identity")
+        let dir = try directory(jwks: "jwks.json")
         defer { dir.remove() }
-        try dir.write("jwks.json", issuer.jwks())
         let policy = try load("""
             version: 1
             identity:
@@ -62,8 +71,7 @@ struct PolicyIntegrationTests {
               jwks: jwks.json
               claims: { repository_id: "957014466", run_attempt: 1 }
             """, in: dir)
-        let verifier = try IdentityVerifier(policy: try #require(policy.identity), keyStoreOptions: KeyStoreOptions(cacheDirectory: nil),
-                                            now: { Date(timeIntervalSince1970: JOSEFixture.now) })
+        let verifier = try identityVerifier(policy)
         _ = try verifier.verify(token: issuer.token())
         expectRejected(.claim) { _ = try verifier.verify(token: issuer.token(claims: JOSEFixture.claims(["repository_id": 957014466]))) }
         expectRejected(.claim) { _ = try verifier.verify(token: issuer.token(claims: JOSEFixture.claims(["run_attempt": "1"]))) }

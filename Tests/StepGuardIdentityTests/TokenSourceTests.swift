@@ -135,12 +135,11 @@ struct TokenSourceTests {
     }
 
     @Test func acquireAndVerifyEndToEnd() async throws {
-        let server = try LocalHTTPSServer()
+        let server = try LocalHTTPSServer(jwks: issuer.jwks())
         defer { server.stop() }
-        server.write("jwks.json", issuer.jwks())
         server.write("github-bearer", "rt")
         server.write("github-token", issuer.token())
-        let store = KeyStore(location: .url(server.baseURL + "/jwks.json"), transport: server.transport, options: KeyStoreOptions(cacheDirectory: nil))
+        let store = KeyStore(location: .url(server.jwksURL), transport: server.transport, options: KeyStoreOptions(cacheDirectory: nil))
         let verifier = IdentityVerifier(rules: defaultRules(claims: ["repository": [.glob(try! Glob("acme/*"))]]), keyStore: store,
                                         tokenSource: .github, acquisition: TokenAcquisitionOptions(transport: server.transport),
                                         now: { Date(timeIntervalSince1970: JOSEFixture.now) })

@@ -4,10 +4,7 @@ import Testing
 
 @Suite struct CheckRuleTests {
     @Test func jobLevelIdTokenWithConsumerIsFine() throws {
-        let text = """
-        on: push
-        permissions: {contents: read}
-        jobs:
+        let text = gitHubWorkflow(jobs: """
           deploy:
             runs-on: ubuntu-latest
             permissions:
@@ -22,12 +19,12 @@ import Testing
               id-token: write
             steps:
               - run: make lint
-        """
+        """)
         #expect(compact(try check(text)) == ["id-token-unused@15:7"])
     }
 
     @Test func writeAllAtTopLevelGrantsIdToken() throws {
-        let text = "on: push\npermissions: write-all\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo\n"
+        let text = singleJobWorkflow(permissions: "write-all", steps: "      - run: echo")
         #expect(compact(try check(text)) == ["id-token-workflow-level@2:14", "permissions-broad@2:14"])
     }
 
@@ -53,10 +50,7 @@ import Testing
     }
 
     @Test func pullRequestTargetWithoutSecretsIsNotFlagged() throws {
-        let text = """
-        on: pull_request_target
-        permissions: {}
-        jobs:
+        let text = gitHubWorkflow(on: "pull_request_target", permissions: "{}", jobs: """
           label:
             runs-on: ubuntu-latest
             steps:
@@ -64,15 +58,12 @@ import Testing
                 with:
                   ref: ${{ github.event.pull_request.head.sha }}
               - run: make check
-        """
+        """)
         #expect(try check(text).isEmpty)
     }
 
     @Test func unpinnedActionOnlyMattersWithSecretsOrIdToken() throws {
-        let text = """
-        on: push
-        permissions: {contents: read}
-        jobs:
+        let text = gitHubWorkflow(jobs: """
           plain:
             runs-on: x
             steps:
@@ -86,7 +77,7 @@ import Testing
                 with: {token: "${{ secrets.API_TOKEN }}"}
               - uses: docker://alpine:3
                 with: {token: "${{ secrets.API_TOKEN }}"}
-        """
+        """)
         #expect(compact(try check(text)) == ["unpinned-action@11:15", "unpinned-action@15:15"])
     }
 
@@ -108,7 +99,7 @@ import Testing
     }
 
     @Test func toJSONSecretsAnySpelling() throws {
-        let text = "on: push\npermissions: {}\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo \"${{ tojson( secrets ) }}\"\n"
+        let text = singleJobWorkflow(permissions: "{}", steps: "      - run: echo \"${{ tojson( secrets ) }}\"")
         #expect(compact(try check(text)) == ["secrets-tojson@7:24"])
     }
 

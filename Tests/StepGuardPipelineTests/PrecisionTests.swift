@@ -5,10 +5,7 @@ import Testing
 /// a minimal workflow that must be reported and one that must not.
 @Suite struct UnpinnedReferenceTests {
     @Test func sameRepositoryReferencesAreNotUnpinned() throws {
-        let text = """
-        on: push
-        permissions: {contents: read}
-        jobs:
+        let text = gitHubWorkflow(jobs: """
           build:
             runs-on: x
             steps:
@@ -17,27 +14,19 @@ import Testing
           call:
             uses: ./.github/workflows/release.yml
             secrets: {token: "${{ secrets.API_TOKEN }}"}
-        """
+        """)
         #expect(try check(text).isEmpty)
     }
 
     @Test func dockerImagesArePinnedByDigest() throws {
         let digest = String(repeating: "0123456789abcdef", count: 4)
-        let text = """
-        on: push
-        permissions: {contents: read}
-        jobs:
-          a:
-            runs-on: x
-            steps:
+        let text = singleJobWorkflow(steps: """
               - uses: docker://alpine:3.20
                 with: {token: "${{ secrets.API_TOKEN }}"}
               - uses: docker://alpine@sha256:\(digest)
                 with: {token: "${{ secrets.API_TOKEN }}"}
-        """
-        let findings = try check(text)
-        #expect(compact(findings) == ["unpinned-action@7:15"])
-        let finding = try #require(findings.first)
+        """)
+        let finding = try onlyFinding(text, is: "unpinned-action@7:15")
         #expect(finding.message.contains("not pinned to a digest"))
         #expect(finding.remedy.contains("@sha256:"))
         #expect(!finding.remedy.contains("commit SHA"))
@@ -45,75 +34,52 @@ import Testing
 
     @Test func reusableWorkflowAtABranchIsDescribedAsSuch() throws {
         let sha = String(repeating: "0123456789", count: 4)
-        let text = """
-        on: push
-        permissions: {contents: read}
-        jobs:
+        let text = gitHubWorkflow(jobs: """
           moving:
             uses: octo/repo/.github/workflows/release.yml@main
             secrets: {token: "${{ secrets.API_TOKEN }}"}
           pinned:
             uses: octo/repo/.github/workflows/release.yml@\(sha)
             secrets: {token: "${{ secrets.API_TOKEN }}"}
-        """
-        let findings = try check(text)
-        #expect(compact(findings) == ["unpinned-action@5:11"])
-        let finding = try #require(findings.first)
+        """)
+        let finding = try onlyFinding(text, is: "unpinned-action@5:11")
         #expect(finding.message.contains("reusable workflow '.github/workflows/release.yml' of octo/repo is called at 'main'"))
         #expect(finding.remedy.contains("`./.github/workflows/release.yml`"))
     }
 
     @Test func thirdPartyActionMessageNamesTheRef() throws {
-        let text = """
-        on: push
-        permissions: {contents: read}
-        jobs:
-          a:
-            runs-on: x
-            steps:
+        let text = singleJobWorkflow(steps: """
               - uses: some/action@v2
                 with: {token: "${{ secrets.API_TOKEN }}"}
-        """
-        let finding = try #require(try check(text).first)
-        #expect(finding.rule == .unpinnedAction)
+        """)
+        let finding = try onlyFinding(text, is: "unpinned-action@7:15")
         #expect(finding.message.contains("ref 'v2' can move"))
     }
 }
 
 @Suite struct PermissionsMissingTests {
-    @Test func everyJobDeclaringItsOwnPermissionsIsEnough() throws {
-        let text = """
-        on: push
-        jobs:
+    /// No workflow-level permissions; job `a` declares read-only ones, job `b` declares `b` (nothing when nil).
+    func twoJobs(b: String?) -> String {
+        let permissions = b.map { "\n    permissions: \($0)" } ?? ""
+        return gitHubWorkflow(permissions: nil, jobs: """
           a:
             runs-on: x
             permissions: {contents: read}
             steps:
               - run: make
           b:
-            runs-on: x
-            permissions: {}
+            runs-on: x\(permissions)
             steps:
               - run: make test
-        """
-        #expect(try check(text).isEmpty)
+        """)
+    }
+
+    @Test func everyJobDeclaringItsOwnPermissionsIsEnough() throws {
+        #expect(try check(twoJobs(b: "{}")).isEmpty)
     }
 
     @Test func oneJobWithoutPermissionsStillGetsTheDefault() throws {
-        let text = """
-        on: push
-        jobs:
-          a:
-            runs-on: x
-            permissions: {contents: read}
-            steps:
-              - run: make
-          b:
-            runs-on: x
-            steps:
-              - run: make test
-        """
-        #expect(compact(try check(text)) == ["permissions-missing@1:1"])
+        #expect(compact(try check(twoJobs(b: nil))) == ["permissions-missing@1:1"])
     }
 
     @Test func reusableWorkflowRunsWithTheCallersToken() throws {
@@ -138,19 +104,13 @@ import Testing
     /// A job that checks out with `checkout` (a `uses:` line) and uploads `path`.
     func workflow(checkout: String, checkoutPath: String? = nil, upload: String) -> String {
         let with = checkoutPath.map { "\n        with: {path: \($0)}" } ?? ""
-        return """
-        on: push
-        permissions: {contents: read}
-        jobs:
-          build:
-            runs-on: x
-            steps:
+        return singleJobWorkflow(job: "build", steps: """
               - uses: \(checkout)\(with)
               - run: make
               - uses: actions/upload-artifact@v4
                 with:
                   path: \(upload)
-        """
+        """)
     }
 
     @Test func oldCheckoutUploadingTheWorkspaceIsReported() throws {
@@ -184,10 +144,7 @@ import Testing
 
 @Suite struct SecretNameTests {
     @Test func userNamesAreNotPasswords() throws {
-        let text = """
-        on: push
-        permissions: {contents: read}
-        jobs:
+        let text = gitHubWorkflow(jobs: """
           push:
             runs-on: x
             env:
@@ -196,46 +153,32 @@ import Testing
               DOCKERHUB_PASSWORD: ${{ secrets.DOCKERHUB_PASSWORD }}
             steps:
               - run: make
-        """
-        let findings = try check(text)
-        #expect(compact(findings) == ["long-lived-credential@9:31"])
-        #expect(findings.first?.message.contains("secrets.DOCKERHUB_PASSWORD") == true)
+        """)
+        #expect(try onlyFinding(text, is: "long-lived-credential@9:31").message.contains("secrets.DOCKERHUB_PASSWORD"))
         #expect(!CredentialKind.isUserName("DOCKERHUB_TOKEN") && CredentialKind.isUserName("NPM_USER"))
         let gitlab = "publish:\n  script:\n    - docker login -u \"$DOCKERHUB_USERNAME\" -p \"$DOCKERHUB_TOKEN\"\n"
         #expect(compact(try check(gitlab, path: ".gitlab-ci.yml")) == ["long-lived-credential@3:49"])
     }
 
     @Test func pnPublishIsFoundLikeNpmPublish() throws {
-        let text = """
-        on: push
-        permissions: {contents: read}
-        jobs:
-          release:
-            runs-on: x
-            steps:
+        let text = singleJobWorkflow(job: "release", steps: """
               - run: pn publish --no-git-checks
                 env: {NPM_TOKEN: "${{ secrets.NPM_TOKEN }}"}
               - run: pnpm publish
               - run: echo 'pn publish'
-        """
+        """)
         #expect(compact(try check(text)) == ["unguarded-service-call@7:14", "long-lived-credential@8:31", "unguarded-service-call@9:14"])
     }
 
     @Test func passwordsFetchedAtRunTimeAreHeldCredentials() throws {
-        let text = """
-        on: push
-        permissions: {contents: read}
-        jobs:
-          deploy:
-            runs-on: x
-            steps:
+        let text = singleJobWorkflow(job: "deploy", steps: """
               - uses: some/deployer@v1
               - run: |
                   DB=$(aws ssm get-parameter --name /db/pw --with-decryption --query Parameter.Value)
                   aws ssm get-parameter --name /app/region
                   KEY=$(aws --region eu-west-1 secretsmanager get-secret-value --secret-id deploy)
                   stepguard run -- aws secretsmanager get-secret-value --secret-id guarded
-        """
+        """)
         let findings = try check(text)
         #expect(compact(findings) == [
             "unpinned-action@7:15",
@@ -268,9 +211,8 @@ import Testing
     }
 
     @Test func writeScopedTokenIsAHeldCredential() throws {
-        let jobWrite = try check(workflow(top: "{contents: read}", job: "{pull-requests: write}"))
-        #expect(compact(jobWrite) == ["unpinned-action@8:15"])
-        #expect(jobWrite.first?.message.contains("which holds a write-scoped GITHUB_TOKEN") == true)
+        let jobWrite = try onlyFinding(workflow(top: "{contents: read}", job: "{pull-requests: write}"), is: "unpinned-action@8:15")
+        #expect(jobWrite.message.contains("which holds a write-scoped GITHUB_TOKEN"))
         #expect(compact(try check(workflow(top: "{contents: write}", job: nil))) == ["unpinned-action@7:15"])
         // write-all also grants id-token: write, reported at the top level.
         #expect(compact(try check(workflow(top: "write-all", job: nil))) == ["id-token-workflow-level@2:14", "permissions-broad@2:14", "unpinned-action@7:15"])

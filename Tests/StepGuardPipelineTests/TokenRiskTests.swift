@@ -119,10 +119,7 @@ func idTokenJob(_ steps: String) -> String {
 
 @Suite struct TemplateInjectionTests {
     @Test func attackerControlledFieldsInScripts() throws {
-        let text = """
-        on: [issues, pull_request_target]
-        permissions: {contents: read}
-        jobs:
+        let text = gitHubWorkflow(on: "[issues, pull_request_target]", jobs: """
           triage:
             runs-on: x
             steps:
@@ -136,12 +133,12 @@ func idTokenJob(_ steps: String) -> String {
               - run: |
                   echo ok
                   git log -1 "${{ github.event.pull_request.head.ref }}" --token ${{ secrets.DEPLOY_TOKEN }}
-        """
+        """)
         let findings = try check(text).filter { $0.rule == .templateInjection }
         #expect(compact(findings) == ["template-injection@7:20", "template-injection@10:32", "template-injection@16:23"])
         // Index notation reads the same fields.
         for spelling in ["github.event['issue']['title']", "github.event[\"issue\"].title", "toJSON(github.event.issue)", "github.event.commits[0].message"] {
-            let variant = "on: [issues, push]\npermissions: {}\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo ${{ \(spelling) }}\n"
+            let variant = singleJobWorkflow(on: "[issues, push]", permissions: "{}", steps: "      - run: echo ${{ \(spelling) }}")
             #expect(try check(variant).contains { $0.rule == .templateInjection }, "\(spelling)")
         }
         #expect(findings.map(\.severity) == [.high, .high, .critical])
@@ -149,17 +146,11 @@ func idTokenJob(_ steps: String) -> String {
     }
 
     @Test func safeUsesAreNotReported() throws {
-        let text = """
-        on: [push, issues]
-        permissions: {contents: read}
-        jobs:
-          a:
-            runs-on: x
-            steps:
+        let text = singleJobWorkflow(on: "[push, issues]", steps: """
               - run: echo "$TITLE" "${{ github.event.issue.number }}" "${{ github.sha }}"
                 env: {TITLE: "${{ github.event.issue.title }}"}
               - run: echo "${{ github.event.pull_request.title }}"
-        """
+        """)
         // The second run reads a field no trigger of this workflow fills (no pull_request event).
         #expect(!(try check(text)).contains { $0.rule == .templateInjection })
     }
@@ -181,16 +172,11 @@ func idTokenJob(_ steps: String) -> String {
 
 @Suite struct TriggerAndScopeTests {
     @Test func privilegedTriggerWithTheDefaultTokenIsReported() throws {
-        let text = """
-        on: pull_request_target
-        jobs:
-          test:
-            runs-on: x
-            steps:
+        let text = singleJobWorkflow(on: "pull_request_target", permissions: nil, job: "test", steps: """
               - uses: actions/checkout@v4
                 with: {ref: "${{ github.event.pull_request.head.sha }}"}
               - run: make test
-        """
+        """)
         let finding = try #require(try check(text).first { $0.rule == .untrustedCheckout })
         #expect(finding.message.contains("default GITHUB_TOKEN"))
         #expect(!(try check(text.replacingOccurrences(of: "jobs:", with: "permissions: {}\njobs:"))).contains { $0.rule == .untrustedCheckout })
@@ -249,10 +235,7 @@ func idTokenJob(_ steps: String) -> String {
     }
 
     @Test func untrustedDataWrittenToTheEnvironmentFile() throws {
-        let text = """
-        on: issue_comment
-        permissions: {contents: read}
-        jobs:
+        let text = gitHubWorkflow(on: "issue_comment", jobs: """
           a:
             runs-on: x
             env: {BODY: "${{ github.event.comment.body }}", NUMBER: "${{ github.event.issue.number }}"}
@@ -261,7 +244,7 @@ func idTokenJob(_ steps: String) -> String {
                   echo "NUMBER=$NUMBER" >> "$GITHUB_ENV"
                   echo "COMMENT=$BODY" >> "$GITHUB_ENV"
                 env: {TOKEN: "${{ secrets.BOT_TOKEN }}"}
-        """
+        """)
         let findings = try check(text).filter { $0.rule == .untrustedEnvWrite }
         #expect(compact(findings) == ["untrusted-env-write@10:9"])
         #expect(findings.first?.message.contains("$BODY (set from github.event.comment.body)") == true)
@@ -272,10 +255,7 @@ func idTokenJob(_ steps: String) -> String {
     }
 
     @Test func spoofableBotChecks() throws {
-        let text = """
-        on: pull_request_target
-        permissions: {contents: write}
-        jobs:
+        let text = gitHubWorkflow(on: "pull_request_target", permissions: "{contents: write}", jobs: """
           merge:
             if: github.actor == 'dependabot[bot]'
             runs-on: x
@@ -291,26 +271,20 @@ func idTokenJob(_ steps: String) -> String {
             runs-on: x
             steps:
               - run: gh pr merge --auto "$PR"
-        """
+        """)
         #expect(compact(try check(text).filter { $0.rule == .spoofableBotCheck }) == ["spoofable-bot-check@5:9", "spoofable-bot-check@15:70"])
         let onPush = text.replacingOccurrences(of: "on: pull_request_target", with: "on: push")
         #expect(!(try check(onPush)).contains { $0.rule == .spoofableBotCheck })
     }
 
     @Test func cachePoisoningFromAPrivilegedTrigger() throws {
-        let text = """
-        on: pull_request_target
-        permissions: {}
-        jobs:
-          build:
-            runs-on: x
-            steps:
+        let text = singleJobWorkflow(on: "pull_request_target", permissions: "{}", job: "build", steps: """
               - uses: actions/checkout@v4
                 with: {ref: "${{ github.event.pull_request.head.sha }}"}
               - uses: actions/setup-node@v4
                 with: {cache: npm}
               - run: npm ci && npm test
-        """
+        """)
         #expect(compact(try check(text).filter { $0.rule == .cachePoisoning }) == ["cache-poisoning@9:15"])
         let base = text.replacingOccurrences(of: "        with: {ref: \"${{ github.event.pull_request.head.sha }}\"}\n", with: "")
         #expect(!(try check(base)).contains { $0.rule == .cachePoisoning })
@@ -363,17 +337,14 @@ func idTokenJob(_ steps: String) -> String {
 /// Issue #21, second slice: false positives the hand-labelled sample of real workflows showed.
 @Suite struct SampleFindingTests {
     @Test func sameCommitReusableWorkflowIsNotUnpinned() throws {
-        let text = """
-        on: push
-        permissions: {contents: read}
-        jobs:
+        let text = gitHubWorkflow(jobs: """
           build:
             uses: $/.github/workflows/build.yml
             secrets: {token: "${{ secrets.API_TOKEN }}"}
           other:
             uses: octo/repo/.github/workflows/build.yml@v1
             secrets: {token: "${{ secrets.API_TOKEN }}"}
-        """
+        """)
         #expect(compact(try check(text)) == ["unpinned-action@8:11"])
     }
 
@@ -393,18 +364,12 @@ func idTokenJob(_ steps: String) -> String {
     }
 
     @Test func s3CompatibleStoresAndOptionalCallerSecrets() throws {
-        let r2 = """
-        on: push
-        permissions: {contents: read}
-        jobs:
-          mirror:
-            runs-on: x
-            steps:
+        let r2 = singleJobWorkflow(job: "mirror", steps: """
               - run: aws s3 sync dist s3://bucket
                 env:
                   AWS_ACCESS_KEY_ID: ${{ secrets.R2_KEY_ID }}
                   AWS_ENDPOINT_URL: https://account.r2.cloudflarestorage.com
-        """
+        """)
         #expect(try check(r2).isEmpty)
         #expect(compact(try check(r2.replacingOccurrences(of: "account.r2.cloudflarestorage.com", with: "s3.eu-west-1.amazonaws.com")))
                 == ["long-lived-credential@9:34"])
@@ -429,17 +394,11 @@ func idTokenJob(_ steps: String) -> String {
     @Test func registryPasswordsOfOtherRegistriesAreNotDockerHub() throws {
         func login(_ registry: String?) -> String {
             let line = registry.map { "\n          registry: \($0)" } ?? ""
-            return """
-            on: push
-            permissions: {contents: read}
-            jobs:
-              push:
-                runs-on: x
-                steps:
+            return singleJobWorkflow(job: "push", steps: """
                   - uses: docker/login-action@0123456789012345678901234567890123456789
                     with:\(line)
                       password: ${{ secrets.REGISTRY_PASSWORD }}
-            """
+            """)
         }
         #expect(compact(try check(login(nil))) == ["long-lived-credential@9:25"])
         #expect(compact(try check(login("docker.io"))) == ["long-lived-credential@10:25"])

@@ -2,21 +2,23 @@ import Testing
 @testable import StepGuardPolicy
 
 @Suite struct GlobTests {
-    @Test func wildcards() throws {
-        let glob = try Glob("refs/tags/v*")
-        #expect(glob.matches("refs/tags/v1.2.3"))
-        #expect(glob.matches("refs/tags/v"))
-        #expect(!glob.matches("refs/heads/main"))
-        #expect(!glob.matches("xrefs/tags/v1"))
-        #expect(try Glob("a?c").matches("abc"))
-        #expect(try !Glob("a?c").matches("ac"))
-        #expect(try Glob("*a*b*").matches("xxaxxbxx"))
-        #expect(try !Glob("*a*b").matches("xxaxxbxx"))
+    /// Each pattern, texts it matches and texts it must not match.
+    static let cases: [(pattern: String, matches: [String], misses: [String])] = [
+        ("refs/tags/v*", ["refs/tags/v1.2.3", "refs/tags/v"], ["refs/heads/main", "xrefs/tags/v1"]),
+        ("a?c", ["abc"], ["ac"]),
+        ("*a*b*", ["xxaxxbxx"], []),
+        ("*a*b", [], ["xxaxxbxx"]),
+        ("a\\*b", ["a*b"], ["axb"]),
+    ]
+
+    @Test(arguments: cases)
+    func wildcardsAndEscapes(_ example: (pattern: String, matches: [String], misses: [String])) throws {
+        let glob = try Glob(example.pattern)
+        for text in example.matches { #expect(glob.matches(text), "\(text)") }
+        for text in example.misses { #expect(!glob.matches(text), "\(text)") }
     }
 
     @Test func escapesAndCase() throws {
-        #expect(try Glob("a\\*b").matches("a*b"))
-        #expect(try !Glob("a\\*b").matches("axb"))
         #expect(try Glob("ABC", caseInsensitive: true).matches("abc"))
         #expect(try !Glob("ABC").matches("abc"))
         #expect(throws: MatcherError.self) { try Glob("oops\\") }
@@ -29,19 +31,18 @@ import Testing
 }
 
 @Suite struct HostPatternTests {
-    @Test func caseAndTrailingDot() throws {
-        let pattern = try HostPattern("GitHub.com.")
-        #expect(pattern.matches("github.com"))
-        #expect(pattern.matches("GITHUB.COM."))
-        #expect(!pattern.matches("api.github.com"))
-    }
+    /// Each pattern, hosts it matches and hosts it must not match.
+    static let cases: [(pattern: String, matches: [String], misses: [String])] = [
+        ("GitHub.com.", ["github.com", "GITHUB.COM."], ["api.github.com"]),
+        ("*.githubusercontent.com", ["raw.githubusercontent.com", "a.b.githubusercontent.com"],
+         ["githubusercontent.com", "evilgithubusercontent.com"]),
+    ]
 
-    @Test func wildcardSubdomains() throws {
-        let pattern = try HostPattern("*.githubusercontent.com")
-        #expect(pattern.matches("raw.githubusercontent.com"))
-        #expect(pattern.matches("a.b.githubusercontent.com"))
-        #expect(!pattern.matches("githubusercontent.com"))
-        #expect(!pattern.matches("evilgithubusercontent.com"))
+    @Test(arguments: cases)
+    func caseTrailingDotAndWildcardSubdomains(_ example: (pattern: String, matches: [String], misses: [String])) throws {
+        let pattern = try HostPattern(example.pattern)
+        for host in example.matches { #expect(pattern.matches(host), "\(host)") }
+        for host in example.misses { #expect(!pattern.matches(host), "\(host)") }
     }
 
     @Test func rejectsBadHosts() {

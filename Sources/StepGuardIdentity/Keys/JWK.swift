@@ -191,13 +191,8 @@ public struct JWKSet: Sendable {
     /// Parses a JWKS document strictly (duplicate JSON keys, non-object entries and a missing
     /// `keys` array are errors).
     public init(data: some Collection<UInt8>, origin: String) throws(IdentityError) {
-        let json: JSONValue
-        do {
-            json = try StrictJSON.parse(data)
-        } catch {
-            throw IdentityError(.jwks, "the JWKS from \(origin) is not valid JSON: \(error)",
-                                remedy: "check that the jwks URL or file points at a JWK Set document")
-        }
+        let json = try keyDocument(data, "the JWKS from \(origin)",
+                                   remedy: "check that the jwks URL or file points at a JWK Set document")
         guard let keys = json.objectValue?["keys"]?.arrayValue else {
             throw IdentityError(.jwks, "the JWKS from \(origin) has no \"keys\" array",
                                 remedy: "check that the jwks URL or file points at a JWK Set document")
@@ -234,5 +229,16 @@ public struct JWKSet: Sendable {
             throw IdentityError(.keyID, "kid \"\(kid)\" names \(matching.count) keys in the JWKS from \(origin)",
                                 remedy: "the issuer's JWKS must give each key a distinct kid")
         }
+    }
+}
+
+/// `bytes` (a JWKS or an OIDC discovery document) parsed strictly as JSON; when they are not JSON,
+/// a ``IdentityError/Check/jwks`` error saying that `document` (e.g. "the JWKS from URL") is not
+/// valid JSON, with `remedy`.
+func keyDocument(_ bytes: some Collection<UInt8>, _ document: String, remedy: String) throws(IdentityError) -> JSONValue {
+    do {
+        return try StrictJSON.parse(bytes)
+    } catch {
+        throw IdentityError(.jwks, "\(document) is not valid JSON: \(error)", remedy: remedy)
     }
 }

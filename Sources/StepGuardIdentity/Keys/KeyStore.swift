@@ -183,13 +183,7 @@ public final class KeyStore: @unchecked Sendable {
             body = try fetch(url, what: "OIDC discovery document")
             writeCache(url: url, body: body)
         }
-        let json: JSONValue
-        do {
-            json = try StrictJSON.parse(body)
-        } catch {
-            throw IdentityError(.jwks, "the OIDC discovery document at \(url) is not valid JSON: \(error)",
-                                remedy: "set identity.jwks explicitly, or check identity.issuer")
-        }
+        let json = try keyDocument(body, "the OIDC discovery document at \(url)", remedy: "set identity.jwks explicitly, or check identity.issuer")
         guard let document = json.objectValue else {
             throw IdentityError(.jwks, "the OIDC discovery document at \(url) is not a JSON object", remedy: "set identity.jwks explicitly")
         }

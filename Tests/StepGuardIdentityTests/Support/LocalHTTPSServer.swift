@@ -55,6 +55,15 @@ final class LocalHTTPSServer: @unchecked Sendable {
         self.port = port
     }
 
+    /// A server that serves `jwks` as `jwks.json` (at ``jwksURL``) from the start.
+    convenience init(jwks: String) throws {
+        try self.init()
+        write("jwks.json", jwks)
+    }
+
+    /// The URL of `jwks.json`.
+    var jwksURL: String { baseURL + "/jwks.json" }
+
     func write(_ name: String, _ text: String) { _ = try? root.write(name, text) }
 
     func read(_ name: String) -> String? {
