@@ -179,70 +179,70 @@ static void put_data_value(nl_writer *writer, uint16_t type, const void *value, 
     nl_end_nest(writer, nest);
 }
 
+/// One expression of a rule: an element of the rule's expression list naming the expression, with
+/// its attributes nested in NFTA_EXPR_DATA. Begin returns the offsets expression_end closes.
+typedef struct { size_t element, data; } nft_expression;
+
+static nft_expression expression_begin(nl_writer *writer, const char *name) {
+    nft_expression expression;
+    expression.element = nl_begin_nest(writer, NFTA_LIST_ELEM);
+    nl_put_string(writer, NFTA_EXPR_NAME, name);
+    expression.data = nl_begin_nest(writer, NFTA_EXPR_DATA);
+    return expression;
+}
+
+static void expression_end(nl_writer *writer, nft_expression expression) {
+    nl_end_nest(writer, expression.data);
+    nl_end_nest(writer, expression.element);
+}
+
 static void expression_meta(nl_writer *writer, uint32_t key) {
-    size_t element = nl_begin_nest(writer, NFTA_LIST_ELEM);
-    nl_put_string(writer, NFTA_EXPR_NAME, "meta");
-    size_t data = nl_begin_nest(writer, NFTA_EXPR_DATA);
+    nft_expression expression = expression_begin(writer, "meta");
     nl_put_be32(writer, NFTA_META_KEY, key);
     nl_put_be32(writer, NFTA_META_DREG, NFT_REG_1);
-    nl_end_nest(writer, data);
-    nl_end_nest(writer, element);
+    expression_end(writer, expression);
 }
 
 static void expression_equal(nl_writer *writer, const void *value, size_t size) {
-    size_t element = nl_begin_nest(writer, NFTA_LIST_ELEM);
-    nl_put_string(writer, NFTA_EXPR_NAME, "cmp");
-    size_t data = nl_begin_nest(writer, NFTA_EXPR_DATA);
+    nft_expression expression = expression_begin(writer, "cmp");
     nl_put_be32(writer, NFTA_CMP_SREG, NFT_REG_1);
     nl_put_be32(writer, NFTA_CMP_OP, NFT_CMP_EQ);
     put_data_value(writer, NFTA_CMP_DATA, value, size);
-    nl_end_nest(writer, data);
-    nl_end_nest(writer, element);
+    expression_end(writer, expression);
 }
 
 static void expression_network_header(nl_writer *writer, uint32_t offset, uint32_t size) {
-    size_t element = nl_begin_nest(writer, NFTA_LIST_ELEM);
-    nl_put_string(writer, NFTA_EXPR_NAME, "payload");
-    size_t data = nl_begin_nest(writer, NFTA_EXPR_DATA);
+    nft_expression expression = expression_begin(writer, "payload");
     nl_put_be32(writer, NFTA_PAYLOAD_DREG, NFT_REG_1);
     nl_put_be32(writer, NFTA_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER);
     nl_put_be32(writer, NFTA_PAYLOAD_OFFSET, offset);
     nl_put_be32(writer, NFTA_PAYLOAD_LEN, size);
-    nl_end_nest(writer, data);
-    nl_end_nest(writer, element);
+    expression_end(writer, expression);
 }
 
 static void expression_return(nl_writer *writer) {
-    size_t element = nl_begin_nest(writer, NFTA_LIST_ELEM);
-    nl_put_string(writer, NFTA_EXPR_NAME, "immediate");
-    size_t data = nl_begin_nest(writer, NFTA_EXPR_DATA);
+    nft_expression expression = expression_begin(writer, "immediate");
     nl_put_be32(writer, NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
     size_t immediate = nl_begin_nest(writer, NFTA_IMMEDIATE_DATA);
     size_t verdict = nl_begin_nest(writer, NFTA_DATA_VERDICT);
     nl_put_be32(writer, NFTA_VERDICT_CODE, (uint32_t)NFT_RETURN);
     nl_end_nest(writer, verdict);
     nl_end_nest(writer, immediate);
-    nl_end_nest(writer, data);
-    nl_end_nest(writer, element);
+    expression_end(writer, expression);
 }
 
 static void expression_redirect(nl_writer *writer, uint16_t port) {
-    size_t element = nl_begin_nest(writer, NFTA_LIST_ELEM);
-    nl_put_string(writer, NFTA_EXPR_NAME, "immediate");
-    size_t data = nl_begin_nest(writer, NFTA_EXPR_DATA);
+    // The port goes into register 1, then redir takes its port from there.
+    nft_expression load = expression_begin(writer, "immediate");
     nl_put_be32(writer, NFTA_IMMEDIATE_DREG, NFT_REG_1);
     uint16_t big = htons(port);
     put_data_value(writer, NFTA_IMMEDIATE_DATA, &big, sizeof big);
-    nl_end_nest(writer, data);
-    nl_end_nest(writer, element);
+    expression_end(writer, load);
 
-    element = nl_begin_nest(writer, NFTA_LIST_ELEM);
-    nl_put_string(writer, NFTA_EXPR_NAME, "redir");
-    data = nl_begin_nest(writer, NFTA_EXPR_DATA);
+    nft_expression redirect = expression_begin(writer, "redir");
     nl_put_be32(writer, NFTA_REDIR_REG_PROTO_MIN, NFT_REG_1);
     nl_put_be32(writer, NFTA_REDIR_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED);
-    nl_end_nest(writer, data);
-    nl_end_nest(writer, element);
+    expression_end(writer, redirect);
 }
 
 /// Starts a rule of the capture chain; returns the offsets to close (message, expression list).
@@ -256,6 +256,20 @@ static void rule_begin(nl_writer *writer, uint32_t sequence, size_t *message, si
 static void rule_end(nl_writer *writer, size_t message, size_t list) {
     nl_end_nest(writer, list);
     nl_end_message(writer, message);
+}
+
+/// A rule that leaves the chain (accept, no redirect) for packets of `family` whose network
+/// header holds `value` (`size` bytes) at `offset`: the destination address or its first byte.
+static void add_return_rule(nl_writer *writer, uint32_t sequence, uint8_t family, uint32_t offset,
+                            const void *value, uint32_t size) {
+    size_t message, list;
+    rule_begin(writer, sequence, &message, &list);
+    expression_meta(writer, NFT_META_NFPROTO);
+    expression_equal(writer, &family, 1);
+    expression_network_header(writer, offset, size);
+    expression_equal(writer, value, size);
+    expression_return(writer);
+    rule_end(writer, message, list);
 }
 
 /// The nf_tables table and chain of the header comment, in one transaction.
@@ -280,25 +294,12 @@ static int add_capture_rules(uint16_t port) {
     nl_put_string(&writer, NFTA_CHAIN_TYPE, "nat");
     nl_end_message(&writer, message);
 
-    size_t list;
-    // ip daddr 127.0.0.0/8 return: the step's own loopback stays its own.
-    uint8_t ipv4 = NFPROTO_IPV4, ipv6 = NFPROTO_IPV6, tcp = IPPROTO_TCP, loopback_net = 127;
-    rule_begin(&writer, sequence++, &message, &list);
-    expression_meta(&writer, NFT_META_NFPROTO);
-    expression_equal(&writer, &ipv4, 1);
-    expression_network_header(&writer, 16, 1);
-    expression_equal(&writer, &loopback_net, 1);
-    expression_return(&writer);
-    rule_end(&writer, message, list);
-    // ip6 daddr ::1 return
+    // ip daddr 127.0.0.0/8 return; ip6 daddr ::1 return: the step's own loopback stays its own.
+    uint8_t loopback_net = 127, tcp = IPPROTO_TCP;
     struct in6_addr loopback6 = IN6ADDR_LOOPBACK_INIT;
-    rule_begin(&writer, sequence++, &message, &list);
-    expression_meta(&writer, NFT_META_NFPROTO);
-    expression_equal(&writer, &ipv6, 1);
-    expression_network_header(&writer, 24, 16);
-    expression_equal(&writer, &loopback6, 16);
-    expression_return(&writer);
-    rule_end(&writer, message, list);
+    add_return_rule(&writer, sequence++, NFPROTO_IPV4, 16, &loopback_net, 1);
+    add_return_rule(&writer, sequence++, NFPROTO_IPV6, 24, &loopback6, 16);
+    size_t list;
     // meta l4proto tcp redirect to :port
     rule_begin(&writer, sequence++, &message, &list);
     expression_meta(&writer, NFT_META_L4PROTO);

@@ -219,18 +219,14 @@ public enum StrictJSON {
             index += 1
             var object: [String: JSONValue] = [:]
             skipWhitespace()
-            if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
-                index += 1
-                return .object(object)
-            }
+            if take("}") { return .object(object) }
             while true {
                 skipWhitespace()
                 guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
                 let keyOffset = index
                 let key = try parseString()
                 skipWhitespace()
-                guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
-                index += 1
+                guard take(":") else { throw fail("expected ':'") }
                 skipWhitespace()
                 let value = try parseValue(depth: depth)
                 if object.updateValue(value, forKey: key) != nil {
@@ -238,8 +234,8 @@ public enum StrictJSON {
                 }
                 skipWhitespace()
                 guard index < bytes.count else { throw fail("unexpected end of JSON in object") }
-                if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-                if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(object) }
+                if take(",") { continue }
+                if take("}") { return .object(object) }
                 throw fail("expected ',' or '}'")
             }
         }
@@ -249,19 +245,23 @@ public enum StrictJSON {
             index += 1
             var array: [JSONValue] = []
             skipWhitespace()
-            if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
-                index += 1
-                return .array(array)
-            }
+            if take("]") { return .array(array) }
             while true {
                 skipWhitespace()
                 array.append(try parseValue(depth: depth))
                 skipWhitespace()
                 guard index < bytes.count else { throw fail("unexpected end of JSON in array") }
-                if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-                if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(array) }
+                if take(",") { continue }
+                if take("]") { return .array(array) }
                 throw fail("expected ',' or ']'")
             }
+        }
+
+        /// Consumes `character` when it is the next byte.
+        mutating func take(_ character: Unicode.Scalar) -> Bool {
+            guard index < bytes.count, bytes[index] == UInt8(ascii: character) else { return false }
+            index += 1
+            return true
         }
 
         mutating func parseNumber() throws(JSONSyntaxError) -> JSONNumber {
