@@ -150,6 +150,110 @@ import Testing
         #expect(seconds.map { $0 < 15 } == true, "entries of ended connections still tracked: \(run.stdout)")
     }
 
+    /// A TCP server on 127.0.0.1 that speaks first (like SSH, SMTP or MySQL): a greeting line, then
+    /// it answers what the client sends with `got:` and those bytes, and counts the bytes it received.
+    final class GreetingServer: Sendable {
+        let fd: Int32
+        let port: Int
+        private let bytesReceived = Atomic<Int>(0)
+        var received: Int { bytesReceived.load(ordering: .relaxed) }
+
+        init() throws {
+            (fd, port) = try LoopbackSocket.listen()
+            let thread = Thread { [self] in
+                while true {
+                    let client = accept(fd, nil, nil)
+                    if client < 0 { return }
+                    let greeting = Array("220 greeting from the server\n".utf8)
+                    _ = write(client, greeting, greeting.count)
+                    var buffer = [UInt8](repeating: 0, count: 4096)
+                    let count = read(client, &buffer, buffer.count)
+                    if count > 0 {
+                        bytesReceived.add(count, ordering: .relaxed)
+                        let reply = Array("got:".utf8) + buffer[0..<count]
+                        _ = write(client, reply, reply.count)
+                    }
+                    close(client)
+                }
+            }
+            thread.start()
+        }
+
+        func stop() { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
+    }
+
+    /// A policy that allows 192.0.2.10:7025 (to `port`) and names a service, so that tunnels and
+    /// captured connections are held until their first client bytes are inspected.
+    static func greetingPolicy(port: Int) -> String {
+        """
+        version: 1
+        isolation: required
+        on_violation: fail
+        tripwires: off
+        egress: { default: deny, allow: ["192.0.2.10:7025"] }
+        services:
+          - service: sigstore-fulcio
+            allow: { credential: none }
+        network:
+          resolve: { "192.0.2.10:7025": "127.0.0.1:\(port)" }
+        """
+    }
+
+    /// With `services:` in the policy a captured connection's first client bytes are inspected
+    /// before any goes upstream; a server that speaks first must still reach its client (the
+    /// client waits for the greeting) — before, the client waited until its own timeout.
+    @Test func aServerThatSpeaksFirstIsHeardWhileTheClientsFirstBytesAreInspected() throws {
+        let server = try GreetingServer()
+        defer { server.stop() }
+        let policy = try directory.write("policy.yaml", Self.greetingPolicy(port: server.port))
+        let script = """
+            import socket
+            s = socket.create_connection(("192.0.2.10", 7025), timeout=5)
+            greeting = s.makefile("rb").readline()
+            print(greeting.decode().strip(), flush=True)
+            s.sendall(b"HELO builder")
+            print(s.recv(100).decode(), flush=True)
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "python3", "-c", script])
+        #expect(run.stdout == "220 greeting from the server\ngot:HELO builder\n", "\(run.stdout) \(run.stderr)")
+        #expect(run.status == 0, "\(run.stderr)")
+    }
+
+    /// The sibling a hostile step tries: read the greeting, then send a TLS ClientHello naming a
+    /// service through that connection, to reach it uninspected. Still denied, and none of its
+    /// bytes reach the server.
+    @Test func aClientHelloForAServiceAfterAServerGreetingIsStillDenied() throws {
+        let server = try GreetingServer()
+        defer { server.stop() }
+        let policy = try directory.write("policy.yaml", Self.greetingPolicy(port: server.port))
+        let script = """
+            import socket, ssl
+            context = ssl.create_default_context()
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = context.wrap_bio(incoming, outgoing, server_hostname="fulcio.sigstore.dev")
+            try:
+                tls.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            s = socket.create_connection(("192.0.2.10", 7025), timeout=5)
+            print(s.makefile("rb").readline().decode().strip(), flush=True)
+            s.sendall(outgoing.read())
+            try:
+                print("answer", s.recv(100), flush=True)
+            except OSError as error:
+                print(type(error).__name__, flush=True)
+            """
+        let audit = directory.path("audit.jsonl")
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", audit, "--", "python3", "-c", script])
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "220 greeting from the server", "\(run.stdout) \(run.stderr)")
+        #expect(lines.last == "ConnectionResetError" || lines.last == "answer b''", "\(run.stdout)")
+        #expect(server.received == 0, "the ClientHello never reached the server")
+        #expect(run.status == 77, "\(run.stderr)")
+        let denials = try AuditLogFile.events(audit).filter { $0["decision"] as? String == "deny" }
+        #expect(denials.contains { ($0["reason"] as? String ?? "").contains("sigstore-fulcio") }, "\(denials)")
+    }
+
     /// UDP other than DNS goes nowhere: the sender is refused at once (ICMP port unreachable) and
     /// each destination is recorded; a violation only where a TCP connection would be denied too
     /// (a QUIC attempt to an allowed host falls back to TCP and does not stop the build).

@@ -141,7 +141,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
             case .exchanging:
                 if sent < request.count { sendRequest() }
                 if phase == .exchanging, upstream == fd, output.isEmpty { readResponse() }
-            case .inspecting: if failed { close() }
+            case .inspecting: relayServerGreeting()
             default: break
             }
         }
@@ -532,6 +532,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         let before = output.count
         guard output.flush(to: fd) else { return close() }
         if output.count < before { lastProgress = loop.epoll.now }
+        if output.isEmpty, phase == .inspecting { return relayServerGreeting() }
         guard output.isEmpty, phase == .exchanging else { return }
         if upstream >= 0 { readResponse() } else { endExchange() }
     }
@@ -579,6 +580,28 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         deadline = loop.epoll.now + UInt64(state.limits.requestHeadTimeout.nanoseconds)
         checkTunnelStart()
         if phase == .inspecting { inspectTunnelStart() }
+        // A greeting may have come while connecting (its edge is not reported again).
+        if phase == .inspecting { relayServerGreeting() }
+    }
+
+    /// While a tunnel's first client bytes are awaited, a server that speaks first (SSH, SMTP,
+    /// MySQL and FTP greet before the client says anything; a TLS server never does) has its bytes
+    /// relayed to the client, which would otherwise wait for a greeting the tunnel withholds. What
+    /// the client sends is still held, and inspected before any of it goes upstream; once the
+    /// server has spoken, the client may take its time (no request-head deadline).
+    private func relayServerGreeting() {
+        while phase == .inspecting, output.isEmpty {
+            let count = output.read(from: upstream, chunk: 16384)
+            if count < 0, errno == EINTR { continue }
+            if count < 0, errno == EAGAIN { return }
+            if count <= 0 {
+                _ = output.flush(to: fd)  // the server's last words (a refusal) reach the client
+                return close()
+            }
+            deadline = .max
+            guard output.flush(to: fd) else { return close() }
+            if !output.isEmpty, !watch() { return close() }
+        }
     }
 
     private func inspectTunnelStart() { readClient(while: .inspecting) { checkTunnelStart() } }
@@ -594,7 +617,9 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     }
 
     private func spliceTunnel() {
-        // Bytes the client sent before the tunnel was open go first.
+        // Bytes the client sent before the tunnel was open go first; a server greeting the client
+        // has not taken yet (it sent while not reading) ends the tunnel rather than being dropped.
+        guard output.flush(to: fd), output.isEmpty else { return close() }
         guard input.flush(to: upstream), input.isEmpty, watch() else { return close() }
         loop.connections.removeValue(forKey: ObjectIdentifier(self))
         phase = .done
