@@ -2,7 +2,8 @@
 # Runs a release archive's binary on minimal Debian root filesystems (debootstrap --variant=minbase:
 # none of the -dev packages, no libcurl, no libgit2): --version, policy check, an isolated run,
 # identity verify with a token file, scan of a directory, then scan --staged in a git repository
-# after installing only that release's runtime libgit2 package (and git, to make the repository).
+# after installing only that release's runtime libgit2 package (and git, to make the repository); from
+# Debian 13 on, actions/setup's AppArmor profile is parsed by Debian's apparmor_parser.
 # Usage (as root): scripts/check-release.sh dist/stepguard-VERSION-linux-ARCH.tar.gz [SUITE...]
 #   SUITEs default to bookworm (Debian 12) and trixie (Debian 13). Pristine root filesystems are
 #   cached in $STEPGUARD_ROOTFS_CACHE (default /var/cache/stepguard-rootfs; the first run downloads
@@ -71,6 +72,13 @@ for suite in "${suites[@]}"; do
     "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $libgit2 git >/dev/null"
   check "$suite" "scan --staged finds the staged key (exit 1)" \
     "cd /work/tree && git init -q . && git add config.env && $sg scan --staged; test \$? -eq 1"
+  # actions/setup's AppArmor profile, parsed (not loaded) by the release's own parser: Debian 13's
+  # apparmor 4 reads `userns` rules; Debian 12's 3.0.8 does not, so it is parsed there only from 13 on.
+  if [[ $suite != bookworm ]]; then
+    sed 's|@STEPGUARD_BINARY@|/opt/stepguard/stepguard|' "$root_dir/actions/setup/stepguard.apparmor" > "$fs/work/stepguard.apparmor"
+    check "$suite" "actions/setup's AppArmor profile parses (apparmor_parser --skip-kernel-load)" \
+      "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends apparmor >/dev/null && apparmor_parser --version | head -1 && apparmor_parser --skip-kernel-load --skip-cache /work/stepguard.apparmor"
+  fi
 done
 echo "$failures check(s) failed"
 exit $((failures > 0))

@@ -6,6 +6,9 @@
 #   STEPGUARD_RELEASE_URL  base URL (https:// or file://) of the releases
 #   STEPGUARD_SOURCE_DIR   source tree to build (default: two levels above this script)
 #   STEPGUARD_BUILD_DIR    SwiftPM scratch path, cached by the action (default: ~/.cache/stepguard/build)
+#   Where AppArmor restricts user namespaces (tests point these elsewhere): STEPGUARD_USERNS_RESTRICTION
+#   (default /proc/sys/kernel/apparmor_restrict_unprivileged_userns), STEPGUARD_SYSTEM_DIR (root-owned
+#   copies, default /opt/stepguard), STEPGUARD_APPARMOR_DIR (default /etc/apparmor.d).
 # Writes `path`, `version` and `sha256` to $GITHUB_OUTPUT, the binary's folder to $GITHUB_PATH, and
 # STEPGUARD_SETUP_PATH / STEPGUARD_SETUP_SHA256 to $GITHUB_ENV: actions/run runs that binary only
 # when its SHA-256 still matches (a guarded step that rewrites these entries is a violation, and
@@ -67,6 +70,36 @@ fi
 reported="$("$bin/stepguard" --version 2>/dev/null || true)"
 [[ -n "$reported" ]] || fail "$bin/stepguard does not run"
 digest="$(sha256 "$bin/stepguard")"
+
+# Isolation where AppArmor restricts unprivileged user namespaces (Ubuntu 23.10 and later, GitHub's
+# ubuntu-24.04): the profile in stepguard.apparmor grants them to one root-owned copy of the binary
+# (a copy the job's steps cannot replace), the way Ubuntu's own profiles do for bubblewrap; with
+# sudo that asks no password. Where that cannot be done, the log says why and what to do.
+warn() { echo "::warning title=stepguard setup::$*"; }
+grant_user_namespaces() {
+  local remedy="isolation: auto falls back to proxy variables only and isolation: required fails (exit 69); run 'sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0' before this action, or use a runner with passwordless sudo and apparmor_parser"
+  command -v apparmor_parser >/dev/null 2>&1 || { warn "AppArmor restricts user namespaces on this runner and apparmor_parser is not installed, so no profile can grant them to stepguard: $remedy"; return 1; }
+  sudo -n true >/dev/null 2>&1 || { warn "AppArmor restricts user namespaces on this runner and sudo asks for a password (or is missing), so no profile can be installed: $remedy"; return 1; }
+  local system_dir="${STEPGUARD_SYSTEM_DIR:-/opt/stepguard}/$digest"
+  local profile="${STEPGUARD_APPARMOR_DIR:-/etc/apparmor.d}/stepguard"
+  # The path is the profile's attachment: a glob or quote character in it would attach the profile elsewhere.
+  [[ "$system_dir/stepguard" =~ ^/[A-Za-z0-9._/+-]+$ ]] || { warn "cannot grant user namespaces to $system_dir/stepguard: the path has characters an AppArmor attachment would read as a pattern; $remedy"; return 1; }
+  local rendered; rendered="$(mktemp)"
+  sed "s|@STEPGUARD_BINARY@|$system_dir/stepguard|" "$here/stepguard.apparmor" > "$rendered"
+  sudo -n install -d -m 0755 -o root -g root "$system_dir" \
+    && sudo -n install -m 0755 -o root -g root "$bin/stepguard" "$system_dir/stepguard" \
+    && sudo -n install -D -m 0644 -o root -g root "$rendered" "$profile" \
+    || { rm -f "$rendered"; warn "installing the AppArmor profile with sudo failed (see above): $remedy"; return 1; }
+  rm -f "$rendered"
+  [[ "$(sha256 "$system_dir/stepguard")" == "$digest" ]] || fail "the root-owned copy $system_dir/stepguard differs from the binary that was checked; nothing was loaded"
+  sudo -n apparmor_parser --replace "$profile" || { warn "apparmor_parser could not load $profile (see above): $remedy"; return 1; }
+  echo "AppArmor restricts user namespaces on this runner: loaded the profile 'stepguard' ($profile), which grants them to $system_dir/stepguard (a root-owned copy), so steps can be isolated"
+  bin="$system_dir"
+}
+restriction="${STEPGUARD_USERNS_RESTRICTION:-/proc/sys/kernel/apparmor_restrict_unprivileged_userns}"
+if [[ "$(uname -s)" == Linux && "$(cat "$restriction" 2>/dev/null)" == 1 ]]; then
+  grant_user_namespaces || true
+fi
 echo "$bin" >> "$GITHUB_PATH"
 { echo "STEPGUARD_SETUP_PATH=$bin/stepguard"; echo "STEPGUARD_SETUP_SHA256=$digest"; } >> "$GITHUB_ENV"
 { echo "path=$bin/stepguard"; echo "version=$reported"; echo "sha256=$digest"; } >> "$GITHUB_OUTPUT"

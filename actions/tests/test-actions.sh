@@ -67,6 +67,74 @@ e="$tmp/e4"; github_env "$e"
 check "setup rejects a version that is not a release name" refuses run_setup "$e" 'STEPGUARD_VERSION=../../etc'
 check "  ...with a readable error" grep -q "is not a release name" "$e/log"
 
+# ---- setup: AppArmor profile where user namespaces are restricted (stand-ins for sudo and apparmor_parser)
+# The stand-ins record what they are asked; sudo runs the command as this user (without the root
+# ownership options when this user is not root), apparmor_parser checks the file it is given.
+mkdir -p "$tmp/aabin" "$tmp/aa-nosudo"
+cat > "$tmp/aabin/sudo" <<'SUDO'
+#!/bin/bash
+echo "sudo $*" >> "$AA_LOG"
+[ "$1" = "-n" ] && shift
+[ "$1" = "true" ] && exit "${AA_SUDO_STATUS:-0}"
+[ "${AA_SUDO_STATUS:-0}" = 0 ] || exit 1
+args=(); skip=0
+for a in "$@"; do
+  if [ "$(id -u)" != 0 ] && [ "$a" = "-o" -o "$a" = "-g" ]; then skip=1; continue; fi
+  [ $skip = 1 ] && { skip=0; continue; }
+  args+=("$a")
+done
+exec "${args[@]}"
+SUDO
+cat > "$tmp/aabin/apparmor_parser" <<'PARSER'
+#!/bin/sh
+echo "apparmor_parser $*" >> "$AA_LOG"
+for last; do :; done
+grep -q "^profile stepguard /" "$last"
+PARSER
+chmod +x "$tmp/aabin/sudo" "$tmp/aabin/apparmor_parser"
+cp "$tmp/aabin/sudo" "$tmp/aa-nosudo/sudo"   # a PATH with sudo but without apparmor_parser
+echo 1 > "$tmp/restricted"; echo 0 > "$tmp/unrestricted"
+run_aa_setup() {  # $1 = env dir, $2 = PATH prefix, rest = VAR=value
+  local dir="$1" prefix="$2"; shift 2
+  : > "$tmp/aa.log"
+  PATH="$prefix:$PATH" run_setup "$dir" STEPGUARD_VERSION=0.1.0 STEPGUARD_CHECKSUM="$(sha256sum "$release/$archive" | cut -d' ' -f1)" \
+    AA_LOG="$tmp/aa.log" STEPGUARD_SYSTEM_DIR="$dir/opt" STEPGUARD_APPARMOR_DIR="$dir/apparmor.d" "$@"
+}
+e="$tmp/aa1"; github_env "$e"
+check "setup with AppArmor restricting user namespaces and passwordless sudo succeeds" \
+  run_aa_setup "$e" "$tmp/aabin" STEPGUARD_USERNS_RESTRICTION="$tmp/restricted"
+aa_sha="$(sha256sum "$e/tools/stepguard/0.1.0/$arch/stepguard" | cut -d' ' -f1)"
+aa_copy="$e/opt/$aa_sha/stepguard"
+check "  ...copies the checked binary to a root-owned folder named by its SHA-256" \
+  bash -c "[ \"\$(sha256sum '$aa_copy' | cut -d' ' -f1)\" = '$aa_sha' ] && grep -q 'sudo -n install -m 0755 -o root -g root .* $aa_copy' '$tmp/aa.log'"
+check "  ...installs the repository's profile, attached to that copy only" \
+  bash -c "grep -qx 'profile stepguard $aa_copy flags=(attach_disconnected,mediate_deleted) {' '$e/apparmor.d/stepguard' \
+    && diff <(grep -v '^profile stepguard ' '$root/actions/setup/stepguard.apparmor') <(grep -v '^profile stepguard ' '$e/apparmor.d/stepguard' | sed 's|$aa_copy|@STEPGUARD_BINARY@|g')"
+check "  ...loads it with apparmor_parser --replace, through sudo" grep -qx "sudo -n apparmor_parser --replace $e/apparmor.d/stepguard" "$tmp/aa.log"
+check "  ...and puts the root-owned copy on PATH and in STEPGUARD_SETUP_PATH, saying so in the log" \
+  bash -c "grep -qx '$e/opt/$aa_sha' '$e/path' && grep -qx 'STEPGUARD_SETUP_PATH=$aa_copy' '$e/env' && grep -q 'loaded the profile' '$e/log'"
+e="$tmp/aa2"; github_env "$e"
+check "setup where sudo asks for a password still installs stepguard" \
+  run_aa_setup "$e" "$tmp/aabin" STEPGUARD_USERNS_RESTRICTION="$tmp/restricted" AA_SUDO_STATUS=1
+check "  ...warns that isolation is unavailable, why, and what to do; loads nothing" \
+  bash -c "grep -q '::warning.*sudo asks for a password.*apparmor_restrict_unprivileged_userns=0' '$e/log' \
+    && ! grep -q apparmor_parser '$tmp/aa.log' && [ ! -e '$e/apparmor.d/stepguard' ] && grep -qx '$e/tools/stepguard/0.1.0/$arch' '$e/path'"
+e="$tmp/aa3"; github_env "$e"
+check "setup without apparmor_parser warns and names it" bash -c "$(declare -f run_aa_setup run_setup); tmp='$tmp' release='$release' archive='$archive' root='$root' \
+  PATH='$tmp/aa-nosudo:/usr/bin:/bin' run_aa_setup '$e' '$tmp/aa-nosudo' STEPGUARD_USERNS_RESTRICTION='$tmp/restricted'; grep -q 'apparmor_parser is not installed' '$e/log'"
+e="$tmp/aa4"; github_env "$e"
+run_aa_setup "$e" "$tmp/aabin" STEPGUARD_USERNS_RESTRICTION="$tmp/unrestricted"
+check "setup where user namespaces are not restricted asks nothing of sudo" bash -c "[ ! -s '$tmp/aa.log' ] && grep -qx '$e/tools/stepguard/0.1.0/$arch' '$e/path'"
+# The profile itself, parsed by a real AppArmor 4 parser (Debian 13's) without loading it. Debian 12's
+# apparmor 3.0.8 cannot read `userns` rules; scripts/check-release.sh parses it in a Debian 13 root
+# filesystem, and this does where the machine's parser is version 4 or later.
+if command -v apparmor_parser >/dev/null 2>&1 && apparmor_parser --version | head -1 | grep -qE 'version ([4-9]|[1-9][0-9])\.'; then
+  sed 's|@STEPGUARD_BINARY@|/opt/stepguard/0/stepguard|' "$root/actions/setup/stepguard.apparmor" > "$tmp/stepguard.profile"
+  check "the AppArmor profile parses (apparmor_parser --skip-kernel-load)" apparmor_parser --skip-kernel-load --skip-cache "$tmp/stepguard.profile"
+else
+  echo "skip - no AppArmor 4 parser here (scripts/check-release.sh parses the profile with Debian 13's)"
+fi
+
 # ---- setup: build from source (a fake swift stands in for the toolchain) -------------------------
 mkdir -p "$tmp/fakebin" "$tmp/src"
 touch "$tmp/src/Package.swift"
