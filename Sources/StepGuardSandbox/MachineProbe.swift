@@ -68,7 +68,7 @@ public enum MachineProbe {
             (try? String(contentsOfFile: "\(root)/\(name)", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         if value("kernel/apparmor_restrict_unprivileged_userns") == "1" {
-            return "AppArmor restricts unprivileged user namespaces (Ubuntu 23.10+, GitHub's ubuntu-24.04): sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
+            return "AppArmor restricts unprivileged user namespaces (Ubuntu 23.10+, GitHub's ubuntu-24.04): load a profile that grants them to stepguard, as actions/setup does with sudo (actions/setup/stepguard.apparmor), or sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
         }
         if value("kernel/unprivileged_userns_clone") == "0" {
             return "unprivileged user namespaces are disabled: sudo sysctl -w kernel.unprivileged_userns_clone=1"
