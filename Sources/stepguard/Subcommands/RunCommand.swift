@@ -18,6 +18,15 @@ struct RunCommand: AsyncParsableCommand {
         step inherits no other open descriptor (no socket that would lead around the proxy) unless \
         --keep-fd names it. Without --step, $STEPGUARD_STEP names the step whose overrides apply.
 
+        Isolation (policy key isolation:, default auto: on where user namespaces work; \
+        `stepguard doctor` says whether they do here): the step runs in namespaces of its own, \
+        sees only its own processes, and finds filesystem.hide paths empty (opening one trips: \
+        tripwires:). Its only way out is stepguard: clients that use HTTP(S)_PROXY go through the \
+        proxy, and every other TCP connection is captured and decided by the same egress: and \
+        services: rules (TLS by its SNI, HTTP by its Host, anything else by host:port); DNS is \
+        answered by stepguard, which never forwards a name the policy denies; other UDP is dropped. \
+        Without isolation only proxy-variable clients are decided, and the verdict line says so.
+
         Exit status: the step's own (128+N when killed by signal N) when nothing was denied; \
         77 when the policy blocked something; 64 usage error; 78 invalid policy; 69 a required \
         facility is unavailable; 70 internal error; 126/127 the command is not executable / not found.
