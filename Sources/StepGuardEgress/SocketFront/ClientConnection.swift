@@ -588,7 +588,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     /// MySQL and FTP greet before the client says anything; a TLS server never does) has its bytes
     /// relayed to the client, which would otherwise wait for a greeting the tunnel withholds. What
     /// the client sends is still held, and inspected before any of it goes upstream; once the
-    /// server has spoken, the client may take its time (no request-head deadline).
+    /// server has spoken, the client may take as long as an idle tunnel (``ProxyLimits/tunnelIdleTimeout``).
     private func relayServerGreeting() {
         while phase == .inspecting, output.isEmpty {
             let count = output.read(from: upstream, chunk: 16384)
@@ -598,7 +598,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
                 _ = output.flush(to: fd)  // the server's last words (a refusal) reach the client
                 return close()
             }
-            deadline = .max
+            deadline = loop.epoll.now + UInt64(state.limits.tunnelIdleTimeout.nanoseconds)
             guard output.flush(to: fd) else { return close() }
             if !output.isEmpty, !watch() { return close() }
         }
