@@ -260,13 +260,24 @@ static void isolate_child(const sg_spawn_options *options, int report, int chann
         if (mount("stepguard-hidden", *dir, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0700") != 0)
             child_fail(report, SG_STAGE_HIDE, errno, index);
     }
+    // Writable covers (tripwires): failing to make them costs the tripwires, not the isolation.
+    if (options->cover_directory
+        && mount("stepguard-covers", options->cover_directory, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=1m,nr_inodes=4096,mode=0700") != 0)
+        child_fail(report, SG_STAGE_DECOY, errno, -1);
     int file_index = 0;
     for (const char *const *file = options->hide_files; file && *file; file++, index++, file_index++) {
         const char *source = options->hide_file_sources ? options->hide_file_sources[file_index] : options->empty_file;
-        if (mount(source, *file, NULL, MS_BIND, NULL) != 0
-            || mount(NULL, *file, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+        int writable = options->cover_directory && options->writable_covers && options->writable_covers[file_index];
+        if (writable) {
+            int fd = open(source, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+            if (fd < 0) child_fail(report, SG_STAGE_DECOY, errno, -1);
+            close(fd);
+        }
+        unsigned long flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC | (writable ? 0 : MS_RDONLY);
+        if (mount(source, *file, NULL, MS_BIND, NULL) != 0 || mount(NULL, *file, NULL, flags, NULL) != 0)
             child_fail(report, SG_STAGE_HIDE, errno, index);
     }
+    if (options->cover_directory && umount2(options->cover_directory, MNT_DETACH) != 0) child_fail(report, SG_STAGE_DECOY, errno, -1);
     set_tripwires(options, report, channel);
 }
 

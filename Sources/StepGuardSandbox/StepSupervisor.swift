@@ -137,6 +137,7 @@ public final class StepSupervisor: Sendable {
         }
         // Until the tripwire watch takes them over (then `traps` is emptied), they are closed here.
         defer { for trap in traps { close(trap.listener) } }
+        let writableCovers = try emptyFiles.flatMap { files throws(SandboxError) in try tripwirePlan.pointWritableCovers(into: files.directory, coverFiles: &coverFiles) }
         let sources = CStringArray(coverFiles)
         let decoyDirectories = CStringArray(tripwirePlan.decoyDirectories)
         let decoyFiles = CStringArray(tripwirePlan.decoyFiles)
@@ -149,7 +150,9 @@ public final class StepSupervisor: Sendable {
         }
         let emptyFile: String? = emptyFiles?.files.first
         let resolverConfiguration: String? = emptyFiles?.resolverConfiguration
+        let coverFlags = writableCovers?.flags ?? []
         let result = emptyFile.withOptionalCString { emptyPath in resolverConfiguration.withOptionalCString { resolvConf in
+            (writableCovers?.directory).withOptionalCString { coverDirectory in coverFlags.withUnsafeBufferPointer { coverFlagPointer in
             directories.withPointers { hideDirectories in
                 files.withPointers { hideFiles in
                     sources.withPointers { hideSources in
@@ -165,6 +168,7 @@ public final class StepSupervisor: Sendable {
                                                     capture: capture ? 1 : 0, resolv_conf: resolvConf,
                                                     hide_directories: hideDirectories, hide_files: hideFiles, empty_file: emptyPath,
                                                     hide_file_sources: emptyFiles == nil ? nil : hideSources,
+                                                    cover_directory: coverDirectory, writable_covers: coverFlagPointer.baseAddress,
                                                     decoy_directories: decoyDirectoryPointers, decoy_files: decoyFilePointers,
                                                     tripwire_paths: watchPathPointers, tripwire_masks: masks.baseAddress,
                                                     tripwire_watches: watches.baseAddress, tripwire_count: Int32(masks.count),
@@ -183,7 +187,7 @@ public final class StepSupervisor: Sendable {
                     }
                 }
             }
-        } }
+        } } } }
         guard result.error == 0 else {
             let named: [String] = switch result.stage {
             case SG_STAGE_DECOY: tripwirePlan.decoyDirectories + tripwirePlan.decoyFiles
@@ -191,7 +195,7 @@ public final class StepSupervisor: Sendable {
             default: plan.all
             }
             let failedPath = result.failed_path >= 0 && Int(result.failed_path) < named.count ? named[Int(result.failed_path)]
-                : result.stage == SG_STAGE_TRIPWIRE ? nil : executable
+                : result.stage == SG_STAGE_TRIPWIRE ? nil : result.stage == SG_STAGE_DECOY ? writableCovers.map { "\($0.directory) (the writable covers of hidden files)" } : executable
             throw SandboxError.from(stage: result.stage, errno: result.error, path: failedPath)
         }
         var tripwires: TripwireWatch?

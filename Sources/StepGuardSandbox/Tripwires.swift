@@ -7,7 +7,8 @@ import Synchronization
 public struct Trip: Sendable, Equatable {
     /// The path as the step sees it, e.g. `/home/runner/.aws/credentials`.
     public let path: String
-    /// `open`, `list`, `create`, `delete`, `rename`, `change attributes`, `connect to`, or `events lost`.
+    /// `open`, `list`, `write` (written, truncated, or closed after being opened for writing), `create`,
+    /// `delete`, `rename`, `change attributes`, `connect to`, or `events lost`.
     public let operation: String
     /// The hidden entry (`filesystem.hide`, `~` expanded) the path belongs to.
     public let hiddenEntry: String
@@ -40,6 +41,12 @@ struct TripwirePlan {
     /// they are covered with a listening socket of stepguard's (``SocketTrap``), so that the step's
     /// `connect()` — which opens nothing, so inotify sees nothing — trips too.
     var sockets: [Int] = []
+    /// Indexes (in ``HidePlan/files``) of the other hidden files: each is covered with an empty,
+    /// *writable* file of a private tmpfs (`sg_spawn_options.writable_covers`), so that opening one
+    /// for writing (`echo x > ~/.npmrc`, `touch`, `truncate`) reaches the cover and trips, where a
+    /// read-only cover would refuse it (EROFS) before inotify sees an open. What the step writes stays
+    /// in the cover; the hidden file is never reached.
+    var writableCovers: [Int] = []
 
     init(_ hide: HidePlan) {
         var budget = Self.maximumDecoys
@@ -48,10 +55,28 @@ struct TripwirePlan {
             mirror(directory, entry: directory, depth: 1, budget: &budget)
         }
         for (index, file) in hide.hiddenFiles.enumerated() {
-            watches.append(Watch(path: file, mask: UInt32(truncatingIfNeeded: SG_TRIPWIRE_HIDDEN_FILE), hiddenEntry: file))
             var info = stat()
-            if lstat(file, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK { sockets.append(index) }
+            let isSocket = lstat(file, &info) == 0 && (info.st_mode & S_IFMT) == S_IFSOCK
+            if isSocket { sockets.append(index) } else { writableCovers.append(index) }
+            let mask = isSocket ? SG_TRIPWIRE_HIDDEN_FILE : SG_TRIPWIRE_COVER_FILE
+            watches.append(Watch(path: file, mask: UInt32(truncatingIfNeeded: mask), hiddenEntry: file))
         }
+    }
+
+    /// Points the sources of the hidden files with ``writableCovers`` (`coverFiles`, indexed like
+    /// ``HidePlan/files``) into `directory/covers`, which it makes, and returns that directory and
+    /// one flag per file (`sg_spawn_options.cover_directory` and `writable_covers`); nil when no
+    /// hidden file gets a writable cover.
+    func pointWritableCovers(into directory: String, coverFiles: inout [String]) throws(SandboxError) -> (directory: String, flags: [Int32])? {
+        guard !writableCovers.isEmpty else { return nil }
+        let covers = directory + "/covers"
+        guard mkdir(covers, 0o700) == 0 else { throw SandboxError.spawnFailed("creating \(covers)", errno: errno) }
+        var flags = [Int32](repeating: 0, count: coverFiles.count)
+        for index in writableCovers where index < coverFiles.count {
+            coverFiles[index] = "\(covers)/\(index)"
+            flags[index] = 1
+        }
+        return (covers, flags)
     }
 
     /// Lists the real `directory` (before it is covered) and plans a decoy for each entry.
@@ -272,7 +297,7 @@ public final class TripwireWatch: Sendable {
         }
         guard let watched = watched[descriptor] else { return nil }
         let operations: [(Int, String)] = [
-            (SG_INOTIFY_OPEN, "open"), (SG_INOTIFY_CREATE, "create"), (SG_INOTIFY_DELETE, "delete"),
+            (SG_INOTIFY_OPEN, "open"), (SG_INOTIFY_MODIFY, "write"), (SG_INOTIFY_CLOSE_WRITE, "write"), (SG_INOTIFY_CREATE, "create"), (SG_INOTIFY_DELETE, "delete"),
             (SG_INOTIFY_MOVED_FROM, "rename"), (SG_INOTIFY_MOVED_TO, "rename"),
             (SG_INOTIFY_ATTRIB, "change attributes"), (SG_INOTIFY_DELETE_SELF, "delete"),
             (SG_INOTIFY_MOVE_SELF, "rename"),

@@ -108,6 +108,71 @@ import Testing
         #expect(!result.stdout.contains(marker))
     }
 
+    /// Writing to a hidden file (`echo x > ~/.npmrc`) used to fail on its read-only cover (EROFS)
+    /// before inotify saw an open: nothing tripped. The cover is now a writable empty file of a
+    /// private tmpfs, so the write-open trips and the step is killed at once, as root in its
+    /// namespace and as nobody; the hidden file is neither shown nor changed.
+    @Test(arguments: [false, true])
+    func writingToAHiddenFileKillsTheStepWithin100ms(asNobody: Bool) throws {
+        defer { directory.remove() }
+        let log = directory.path("audit-write-\(asNobody).jsonl")
+        let step = """
+            import os, sys, time
+            start = time.monotonic()
+            try:
+                with open(os.path.expanduser("~/.npmrc"), "w") as f:
+                    f.write("overwritten\\n")
+                print("wrote", flush=True)
+            except OSError as error:
+                print("refused", error, flush=True)
+            while True:
+                print(f"alive {time.monotonic() - start:.4f}", flush=True)
+                time.sleep(0.005)
+            """
+        let arguments = ["--policy", try policy("isolation: required\n"), "--audit-log", log, "--", "python3", "-c", step]
+        guard let result = try run(arguments, asNobody: asNobody) else { return }
+        #expect(result.status == 77, "\(result.stderr)")
+        #expect(!result.stdout.contains(marker))
+        let alive = result.stdout.split(separator: "\n").compactMap { $0.hasPrefix("alive ") ? Double($0.dropFirst(6)) : nil }
+        #expect((alive.last ?? 0) < 0.1, "the step lived \(alive.last ?? 0) s after the open")
+        #expect(result.stderr.contains("step killed by signal 9"), "\(result.stderr)")
+        let denied = try tripwireEvents(log).filter { $0["decision"] as? String == "deny" }
+        #expect(denied.first?["path"] as? String == "\(home)/.npmrc", "\(denied)")
+        #expect(denied.first?["operation"] as? String == "open", "\(denied)")
+        #expect(try String(contentsOfFile: "\(home)/.npmrc", encoding: .utf8) == "\(marker)\n", "the hidden file is unchanged")
+    }
+
+    /// Every way of writing to or changing a hidden file or a hidden directory trips, naming what was
+    /// done, as root in the namespace and as nobody; the hidden files stay as they were.
+    @Test(arguments: [
+        ("echo x > ~/.npmrc", "write", "/.npmrc"),
+        ("touch ~/.npmrc", "open", "/.npmrc"),
+        ("chmod 600 ~/.npmrc", "change attributes", "/.npmrc"),
+        ("python3 -c 'import os; os.truncate(os.path.expanduser(\"~/.npmrc\"), 0)'", "write", "/.npmrc"),
+        ("python3 -c 'import os; os.close(os.open(os.path.expanduser(\"~/.npmrc\"), os.O_WRONLY | os.O_CREAT))'", "write", "/.npmrc"),
+        ("link=$(mktemp -u) && ln -s ~/.npmrc $link && echo x > $link; rm -f $link", "write", "/.npmrc"),
+        ("echo x > ~/.aws/credentials", "write", "/.aws/credentials"),
+        ("python3 -c 'import os; os.truncate(os.path.expanduser(\"~/.aws/credentials\"), 0)'", "write", "/.aws/credentials"),
+        ("mkdir ~/.aws/x", "create", "/.aws/x"),
+        ("mv ~/.aws/config ~/.aws/moved", "rename", "/.aws/config"),
+        ("rm ~/.ssh/keys/deploy", "delete", "/.ssh/keys/deploy"),
+        ("ln ~/.aws/config ~/.aws/hard", "create", "/.aws/hard"),
+    ], [false, true])
+    func writingToAStoreInAnyWayTrips(attempt: (command: String, operation: String, path: String), asNobody: Bool) throws {
+        defer { directory.remove() }
+        let log = directory.path("audit-\(asNobody).jsonl")
+        guard let result = try run(["--policy", try policy("isolation: required\non_violation: fail\n"), "--audit-log", log,
+                                    "--", "sh", "-c", attempt.command], asNobody: asNobody) else { return }
+        #expect(result.status == 77, "\(attempt.command): \(result.stderr)")
+        let denied = try tripwireEvents(log).filter { $0["decision"] as? String == "deny" }
+        #expect(denied.contains { $0["operation"] as? String == attempt.operation && $0["path"] as? String == home + attempt.path },
+                "\(attempt.command): \(denied)")
+        #expect(!result.stdout.contains(marker))
+        #expect(try String(contentsOfFile: "\(home)/.npmrc", encoding: .utf8) == "\(marker)\n")
+        #expect(try String(contentsOfFile: "\(home)/.aws/credentials", encoding: .utf8) == "[default]\n\(marker)\n")
+        #expect(try String(contentsOfFile: "\(home)/.ssh/keys/deploy", encoding: .utf8) == "\(marker)\n")
+    }
+
     /// Listing the workspace and $HOME, reading ordinary files, looking at a store's name without
     /// opening it: nothing trips.
     @Test(arguments: [false, true])

@@ -9,12 +9,19 @@ enum {
     /// A hidden file (a read-only bind mount): opening it. Its attributes cannot change (read-only
     /// mount) and the empty file behind it is unlinked by stepguard once mounted, which must not trip.
     SG_TRIPWIRE_HIDDEN_FILE = IN_OPEN,
-    /// A decoy file in a hidden directory: opening it, or changing, removing or renaming it.
-    SG_TRIPWIRE_DECOY_FILE = IN_OPEN | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF,
+    /// A hidden file covered with a writable empty file of a private tmpfs (`writable_covers`): opening
+    /// it for reading or writing (a read-only cover would refuse a write-open with EROFS before
+    /// inotify sees it), writing or truncating it, changing its attributes.
+    SG_TRIPWIRE_COVER_FILE = IN_OPEN | IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB,
+    /// A decoy file in a hidden directory: opening it, writing or truncating it, or changing,
+    /// removing or renaming it.
+    SG_TRIPWIRE_DECOY_FILE = IN_OPEN | IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF,
     /// A hidden directory or a decoy directory: listing it (opening it), or creating, removing or
     /// renaming an entry in it, or changing its attributes.
     SG_TRIPWIRE_DIRECTORY = IN_OPEN | IN_ATTRIB | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF,
     SG_INOTIFY_OPEN = IN_OPEN,
+    SG_INOTIFY_MODIFY = IN_MODIFY,
+    SG_INOTIFY_CLOSE_WRITE = IN_CLOSE_WRITE,
     SG_INOTIFY_ATTRIB = IN_ATTRIB,
     SG_INOTIFY_CREATE = IN_CREATE,
     SG_INOTIFY_DELETE = IN_DELETE,
@@ -85,6 +92,13 @@ typedef struct {
     /// With `isolate`: one empty file per entry of `hide_files` to cover it with instead of
     /// `empty_file` (so that a tripwire on one hidden file is told apart from another), or NULL.
     const char *const *hide_file_sources;
+    /// With `isolate`: a directory on which the child mounts a private tmpfs for writable covers, or
+    /// NULL. Each `hide_files` entry whose `writable_covers` flag is 1 has its source (a path inside
+    /// this directory) made there as an empty file (mode 0600), bind-mounted over the hidden file
+    /// without being made read-only; then the tmpfs is detached from the directory (the covers keep
+    /// it alive; nothing else reaches it). What the step writes to a cover stays in that tmpfs.
+    const char *cover_directory;
+    const int *writable_covers;
     /// With `isolate`: decoys made inside the hidden directories once they are covered, named like
     /// the real entries they stand for: NULL-terminated lists of directories (parents first) and of
     /// empty files (mode 0600), so that opening e.g. ~/.aws/credentials opens something.
