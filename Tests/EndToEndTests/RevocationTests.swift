@@ -287,4 +287,115 @@ import Testing
         #expect(written.contains(#""why":"identity expired""#) && written.contains(#""outcome":"revoked""#), "\(written)")
         #expect(!written.contains(minted))
     }
+
+    /// A stand-in for the GitHub API (api.github.com, through `network.resolve`): the GitHub App
+    /// token exchange, `POST /app/installations/42/access_tokens` with the App's JWT, answers 201
+    /// with `minted` as GitHub does; `DELETE /installation/token` answers 204 to `minted` only.
+    func githubApp(minting minted: String, for appJWT: String) throws -> LocalHTTPServer {
+        try LocalHTTPServer.start(tls: authority, tlsNames: ["api.github.com"]) { request in
+            func bearer(_ token: String) -> Bool {
+                request.headers.contains { $0.name.lowercased() == "authorization" && $0.value == "Bearer \(token)" }
+            }
+            let call = "\(request.method) \(request.uri)"
+            if call == "POST /app/installations/42/access_tokens" && bearer(appJWT) {
+                return .json(#"{"token": "\#(minted)", "expires_at": "2030-01-01T00:00:00Z", "permissions": {"contents": "read"}, "repository_selection": "selected"}"#,
+                             status: 201)
+            }
+            return ServerResponse(status: call == "DELETE /installation/token" && bearer(minted) ? 204 : 401, body: "")
+        }
+    }
+
+    /// A value shaped like a GitHub App's JWT (RS256 header, `iss` the App's id, 10 minutes): the
+    /// stand-in accepts it; stepguard cannot verify it and counts it as long-lived.
+    func appJWT() -> String {
+        let now = Int(Date().timeIntervalSince1970)
+        func base64URL(_ data: Data) -> String {
+            data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                .replacingOccurrences(of: "=", with: "")
+        }
+        let signature = Data((0..<256).map { _ in UInt8.random(in: 0...255) })  // an RS256 signature's size
+        return base64URL(Data(#"{"alg":"RS256","typ":"JWT"}"#.utf8)) + "." + base64URL(Data(#"{"iat":\#(now - 60),"exp":\#(now + 540),"iss":"12345"}"#.utf8))
+            + "." + base64URL(signature)
+    }
+
+    /// Runs a step that exchanges `jwt` for an installation token at the GitHub stand-in, through
+    /// the proxy (`github-app-token` intercepted, allowed by `allow`), then runs `then`.
+    func mintAppToken(jwt: String, github: LocalHTTPServer, allow: String, then: String, log: String) throws -> ProgramResult {
+        try directory.write("app.jwt", jwt)
+        let policy = try directory.write("app-\(UUID().uuidString.prefix(6)).yaml", """
+            version: 1
+            isolation: required
+            services:
+              - service: github-app-token
+                allow: \(allow)
+            network:
+              resolve: { "api.github.com:443": "127.0.0.1:\(github.port)" }
+              upstream_ca: \(authority.certificateFile)
+            """)
+        var environment = TestEnvironment.base
+        environment["HOME"] = home
+        let step = """
+            curl -sS --fail -o /dev/null -X POST -H "Authorization: Bearer $(cat app.jwt)" -H 'Accept: application/vnd.github+json' \\
+              https://api.github.com/app/installations/42/access_tokens && echo minted; \(then)
+            """
+        return try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", log, "--", "sh", "-c", step],
+                                       environment: environment, currentDirectory: directory.path)
+    }
+
+    /// A GitHub App installation token the step minted (the exchange intercepted through
+    /// `github-app-token`) is revoked after a violation with `DELETE /installation/token`, like
+    /// GITHUB_TOKEN; the token is never written.
+    @Test func aGitHubAppTokenMintedDuringTheStepIsRevokedAfterAViolation() throws {
+        defer { directory.remove() }
+        let minted = "gh" + "s_" + RandomSecret.alnum(36)
+        let jwt = appJWT()
+        let github = try githubApp(minting: minted, for: jwt)
+        defer { github.shutdown() }
+        let log = directory.path("audit.jsonl")
+        let result = try mintAppToken(jwt: jwt, github: github, allow: "{ methods: [POST], credential: any }",
+                                      then: "cat ~/.aws/credentials; sleep 30", log: log)
+        #expect(result.status == 77, "\(result.stderr)")
+        #expect(result.stdout == "minted\n", "\(result.stderr)")
+        #expect(github.requests.map { "\($0.method) \($0.uri)" } == ["POST /app/installations/42/access_tokens", "DELETE /installation/token"])
+        #expect(result.stderr.contains("; 1 credential revoked (exit 77)"), "\(result.stderr)")
+        let events = try revocationEvents(log)
+        #expect(events.count == 1)
+        #expect(events.first?["origin"] as? String == "minted by github-app-token")
+        #expect(events.first?["kind"] as? String == "GitHub installation token")
+        #expect(events.first?["endpoint"] as? String == "https://api.github.com/installation/token")
+        #expect(events.first?["outcome"] as? String == "revoked" && events.first?["status"] as? Int == 204, "\(events)")
+        #expect(events.first?["why"] as? String == "after a tripwire violation", "\(events)")
+        let written = try String(contentsOfFile: log, encoding: .utf8) + result.stderr + result.stdout
+        #expect(!written.contains(minted) && !written.contains(jwt), "a token was written in full")
+    }
+
+    /// Drift: a GitHub App token minted through `github-app-token` is revoked when the service's
+    /// window closes while the step still sleeps.
+    @Test func aGitHubAppTokenIsRevokedWhenItsWindowCloses() throws {
+        defer { directory.remove() }
+        let minted = "gh" + "s_" + RandomSecret.alnum(36)
+        let jwt = appJWT()
+        let github = try githubApp(minting: minted, for: jwt)
+        defer { github.shutdown() }
+        let log = directory.path("audit.jsonl")
+        let result = try mintAppToken(jwt: jwt, github: github, allow: "{ methods: [POST], credential: any, window: 2s }",
+                                      then: "sleep 4; echo done", log: log)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == "minted\ndone\n")
+        #expect(github.requests.map { "\($0.method) \($0.uri)" } == ["POST /app/installations/42/access_tokens", "DELETE /installation/token"])
+        #expect(result.stderr.contains("; 1 credential revoked (exit 0)"), "\(result.stderr)")
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").compactMap {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        let revocation = try #require(lines.first { $0["type"] as? String == "revocation" })
+        #expect(revocation["why"] as? String == "window closed")
+        #expect(revocation["outcome"] as? String == "revoked")
+        #expect(revocation["origin"] as? String == "minted by github-app-token")
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let revoked = try #require((revocation["time"] as? String).flatMap { formatter.date(from: $0) })
+        let exited = try #require((lines.first { $0["type"] as? String == "exit" }?["time"] as? String).flatMap { formatter.date(from: $0) })
+        #expect(exited.timeIntervalSince(revoked) > 1, "revoked while the step slept, not at its end")
+        #expect(!(try String(contentsOfFile: log, encoding: .utf8)).contains(minted))
+    }
 }
