@@ -144,6 +144,7 @@ public final class StepSupervisor: Sendable {
         let watchPaths = CStringArray(tripwirePlan.watches.map(\.path))
         let watchMasks = tripwirePlan.watches.map(\.mask)
         var watchDescriptors = [Int32](repeating: -1, count: tripwirePlan.watches.count)
+        var watchIdentities = [UInt64](repeating: 0, count: 2 * tripwirePlan.watches.count)
         let kept = Set(options.keptDescriptors.filter { $0 > STDERR_FILENO }).sorted()
         for fd in kept where fcntl(fd, F_GETFD) < 0 {
             throw SandboxError.spawnFailed("keeping descriptor \(fd) for the step (it is not open)", errno: errno)
@@ -160,7 +161,7 @@ public final class StepSupervisor: Sendable {
                             decoyFiles.withPointers { decoyFilePointers in
                                 watchPaths.withPointers { watchPathPointers in
                                     watchMasks.withUnsafeBufferPointer { masks in
-                                        watchDescriptors.withUnsafeMutableBufferPointer { watches in
+                                        watchDescriptors.withUnsafeMutableBufferPointer { watches in watchIdentities.withUnsafeMutableBufferPointer { identities in
                                             kept.withUnsafeBufferPointer { keep in
                                                 var spawnOptions = sg_spawn_options(
                                                     take_terminal: takeTerminal ? 1 : 0, isolate: options.isolation == nil ? 0 : 1,
@@ -172,6 +173,7 @@ public final class StepSupervisor: Sendable {
                                                     decoy_directories: decoyDirectoryPointers, decoy_files: decoyFilePointers,
                                                     tripwire_paths: watchPathPointers, tripwire_masks: masks.baseAddress,
                                                     tripwire_watches: watches.baseAddress, tripwire_count: Int32(masks.count),
+                                                    tripwire_identities: identities.baseAddress,
                                                     max_processes: limit?.rlimitMaximum ?? 0, cgroup_procs: limit?.cgroupProcs ?? -1,
                                                     keep_fds: keep.baseAddress, keep_fd_count: Int32(keep.count),
                                                     grace_milliseconds: Int(gracePeriod.components.seconds * 1000 + gracePeriod.components.attoseconds / 1_000_000_000_000_000))
@@ -187,7 +189,7 @@ public final class StepSupervisor: Sendable {
                     }
                 }
             }
-        } } } }
+        } } } } }
         guard result.error == 0 else {
             let named: [String] = switch result.stage {
             case SG_STAGE_DECOY: tripwirePlan.decoyDirectories + tripwirePlan.decoyFiles
@@ -205,7 +207,8 @@ public final class StepSupervisor: Sendable {
                     throw SandboxError.spawnFailed("receiving the tripwire watch from the step's namespace", errno: EIO)
                 }
                 tripwires = try TripwireWatch(fd: result.tripwire_fd, plan: tripwirePlan, watchDescriptors: watchDescriptors, root: result.pid,
-                                              traps: traps)
+                                              traps: traps, names: result.names_fd, namesError: result.names_error,
+                                              identities: watchIdentities)
                 traps = []
             } catch {
                 // The step has started, but without the watch it was to run under: stop it (fail closed).

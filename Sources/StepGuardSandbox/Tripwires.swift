@@ -136,6 +136,8 @@ struct SocketTrap: Sendable {
 ///
 /// ``start(onTrip:)`` reads events on a thread of its own and calls `onTrip` for each trip, at
 /// once; ``finish()`` (called by ``StepSupervisor`` once the step has ended) reads what is left.
+/// It also answers the step's unlink, rename and link calls (``NameTripwire``): until it is
+/// started, those calls of the step wait.
 public final class TripwireWatch: Sendable {
     /// The most processes a ``Trip`` lists.
     public static let processLimit = 16
@@ -155,6 +157,11 @@ public final class TripwireWatch: Sendable {
     private let watched: [Int32: Watched]
     /// The listening sockets covering hidden sockets: a connection to one is a trip.
     private let traps: [SocketTrap]
+    /// The step's calls that remove, rename or link a name, or nil (see ``namesUnavailable``).
+    private let names: NameTripwire?
+    /// Why removing, renaming or linking a hidden path itself is not watched (the seccomp filter
+    /// could not be installed), or nil when it is.
+    public let namesUnavailable: String?
     /// Written to end the reader thread.
     private let wake: (read: Int32, write: Int32)
     /// The process whose descendants are the step (its init when isolated).
@@ -167,14 +174,18 @@ public final class TripwireWatch: Sendable {
     /// How many paths are watched.
     public var count: Int { watched.count }
 
-    init(fd: Int32, plan: TripwirePlan, watchDescriptors: [Int32], root: pid_t, traps: [SocketTrap] = []) throws(SandboxError) {
+    init(fd: Int32, plan: TripwirePlan, watchDescriptors: [Int32], root: pid_t, traps: [SocketTrap] = [],
+         names: Int32 = -1, namesError: Int32 = ENOSYS, identities: [UInt64] = []) throws(SandboxError) {
         var pipeEnds: [Int32] = [0, 0]
         guard pipe(&pipeEnds) == 0, pipeEnds.allSatisfy({ fcntl($0, F_SETFD, FD_CLOEXEC) == 0 && fcntl($0, F_SETFL, O_NONBLOCK) == 0 }) else {
             close(fd)  // the traps stay the caller's on failure
+            if names >= 0 { close(names) }
             throw SandboxError.spawnFailed("making the tripwire reader's wake-up pipe", errno: errno)
         }
         self.fd = fd
         self.traps = traps
+        self.names = names >= 0 ? NameTripwire(listener: names, plan: plan, identities: identities) : nil
+        self.namesUnavailable = names >= 0 ? nil : "the seccomp filter that shows them to stepguard could not be installed: \(String(cString: strerror(namesError)))"
         self.wake = (pipeEnds[0], pipeEnds[1])
         self.root = root
         var watched: [Int32: Watched] = [:]
@@ -188,14 +199,23 @@ public final class TripwireWatch: Sendable {
     public func start(onTrip: @escaping @Sendable (Trip) -> Void) {
         let thread = Thread { [self] in
             defer { readerDone.signal() }
+            // The names listener hangs up once no process of the step is left: then it is not polled.
+            var namesOpen = names != nil
             while !state.withLock({ $0.finished }) {
-                var waits = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
+                var waits = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0),
+                             pollfd(fd: namesOpen ? names!.listener : -1, events: Int16(POLLIN), revents: 0)]
                     + traps.map { pollfd(fd: $0.listener, events: Int16(POLLIN), revents: 0) }
                 let ready = poll(&waits, nfds_t(waits.count), -1)
                 if ready < 0 && errno == EINTR { continue }
                 if ready < 0 || waits[1].revents != 0 { return }
-                readAvailable()
-                acceptConnections()
+                if waits[2].revents & Int16(POLLIN) != 0 {
+                    if let trip = names?.next(processes: processes) { deliver(trip) }
+                } else if waits[2].revents != 0 {
+                    namesOpen = false
+                }
+                // Only what is ready: a wake-up for a name call costs no read or accept.
+                if waits[0].revents != 0 { readAvailable() }
+                if waits[3...].contains(where: { $0.revents != 0 }) { acceptConnections() }
             }
         }
         thread.stackSize = 1 << 18
@@ -222,6 +242,7 @@ public final class TripwireWatch: Sendable {
         readAvailable()
         acceptConnections()
         for trap in traps { close(trap.listener) }
+        names?.close()
         close(fd)
         close(wake.read)
         close(wake.write)

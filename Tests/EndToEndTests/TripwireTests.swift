@@ -53,17 +53,15 @@ import Testing
         }.filter { $0["type"] as? String == "tripwire" }
     }
 
-    /// The step opens ~/.aws/credentials, then reports every 5 ms how long it has been alive since:
-    /// its last report bounds the time from the open to the kill.
-    @Test(arguments: [false, true])
-    func openingAHiddenCredentialFileKillsTheStepWithin100ms(asNobody: Bool) throws {
-        defer { directory.remove() }
-        let log = directory.path("audit-\(asNobody).jsonl")
+    /// Runs a Python step that does `action` (a statement), then reports every 5 ms how long it
+    /// has been alive since: its last report bounds the time from the action to the kill. Returns
+    /// the run and that time, or nil when nobody is asked for but the tests do not run as root.
+    func killAfter(_ action: String, log: String, asNobody: Bool) throws -> (result: ProgramResult, lived: Double)? {
         let step = """
             import os, sys, time
             start = time.monotonic()
             try:
-                print(open(os.path.expanduser("~/.aws/credentials")).read(), flush=True)
+                \(action)
             except OSError as error:
                 print("refused", error, flush=True)
             while True:
@@ -71,11 +69,21 @@ import Testing
                 time.sleep(0.005)
             """
         let arguments = ["--policy", try policy("isolation: required\n"), "--audit-log", log, "--", "python3", "-c", step]
-        guard let result = try run(arguments, asNobody: asNobody) else { return }
+        guard let result = try run(arguments, asNobody: asNobody) else { return nil }
+        let alive = result.stdout.split(separator: "\n").compactMap { $0.hasPrefix("alive ") ? Double($0.dropFirst(6)) : nil }
+        return (result, alive.last ?? 0)
+    }
+
+    /// The step opens ~/.aws/credentials and is killed within 100 ms.
+    @Test(arguments: [false, true])
+    func openingAHiddenCredentialFileKillsTheStepWithin100ms(asNobody: Bool) throws {
+        defer { directory.remove() }
+        let log = directory.path("audit-\(asNobody).jsonl")
+        guard let (result, lived) = try killAfter(#"print(open(os.path.expanduser("~/.aws/credentials")).read(), flush=True)"#,
+                                                  log: log, asNobody: asNobody) else { return }
         #expect(result.status == 77, "\(result.stderr)")
         #expect(!result.stdout.contains(marker))
-        let alive = result.stdout.split(separator: "\n").compactMap { $0.hasPrefix("alive ") ? Double($0.dropFirst(6)) : nil }
-        #expect((alive.last ?? 0) < 0.1, "the step lived \(alive.last ?? 0) s after the open")
+        #expect(lived < 0.1, "the step lived \(lived) s after the open")
         #expect(result.stderr.contains("verdict: BLOCKED — tripwire: the step tried to open \(home)/.aws/credentials"), "\(result.stderr)")
         #expect(result.stderr.contains("step killed by signal 9"))
         let denied = try tripwireEvents(log).filter { $0["decision"] as? String == "deny" }
@@ -93,7 +101,7 @@ import Testing
         ("ls ~/.ssh/keys", "list", "/.ssh/keys"),
         ("cat ~/.ssh/keys/deploy", "open", "/.ssh/keys/deploy"),
         ("link=$(mktemp -u) && ln -s ~/.aws/config $link && cat $link; rm -f $link", "open", "/.aws/config"),
-        ("rm -f ~/.aws/config", "change attributes", "/.aws/config"),
+        ("rm -f ~/.aws/config", "delete", "/.aws/config"),  // the names filter sees the call before inotify the change
         ("touch ~/.aws/new", "create", "/.aws/new"),
     ])
     func touchingAStoreInAnyWayTrips(command: String, operation: String, path: String) throws {
@@ -109,36 +117,22 @@ import Testing
     }
 
     /// Writing to a hidden file (`echo x > ~/.npmrc`) used to fail on its read-only cover (EROFS)
-    /// before inotify saw an open: nothing tripped. The cover is now a writable empty file of a
-    /// private tmpfs, so the write-open trips and the step is killed at once, as root in its
-    /// namespace and as nobody; the hidden file is neither shown nor changed.
-    @Test(arguments: [false, true])
-    func writingToAHiddenFileKillsTheStepWithin100ms(asNobody: Bool) throws {
+    /// before inotify saw an open, and removing one on its mount point (EBUSY): nothing tripped.
+    /// Now the write-open reaches a writable cover and the removal the names filter: the step is
+    /// killed at once, as root in its namespace and as nobody; the hidden file is neither shown
+    /// nor changed.
+    @Test(arguments: [(#"open(os.path.expanduser("~/.npmrc"), "w").write("overwritten")"#, "open"),
+                      (#"os.unlink(os.path.expanduser("~/.npmrc"))"#, "delete")], [false, true])
+    func writingOrRemovingAHiddenFileKillsTheStepWithin100ms(attempt: (action: String, operation: String), asNobody: Bool) throws {
         defer { directory.remove() }
-        let log = directory.path("audit-write-\(asNobody).jsonl")
-        let step = """
-            import os, sys, time
-            start = time.monotonic()
-            try:
-                with open(os.path.expanduser("~/.npmrc"), "w") as f:
-                    f.write("overwritten\\n")
-                print("wrote", flush=True)
-            except OSError as error:
-                print("refused", error, flush=True)
-            while True:
-                print(f"alive {time.monotonic() - start:.4f}", flush=True)
-                time.sleep(0.005)
-            """
-        let arguments = ["--policy", try policy("isolation: required\n"), "--audit-log", log, "--", "python3", "-c", step]
-        guard let result = try run(arguments, asNobody: asNobody) else { return }
+        let log = directory.path("audit-\(attempt.operation)-\(asNobody).jsonl")
+        guard let (result, lived) = try killAfter(attempt.action, log: log, asNobody: asNobody) else { return }
         #expect(result.status == 77, "\(result.stderr)")
-        #expect(!result.stdout.contains(marker))
-        let alive = result.stdout.split(separator: "\n").compactMap { $0.hasPrefix("alive ") ? Double($0.dropFirst(6)) : nil }
-        #expect((alive.last ?? 0) < 0.1, "the step lived \(alive.last ?? 0) s after the open")
+        #expect(lived < 0.1, "the step lived \(lived) s after the \(attempt.operation)")
         #expect(result.stderr.contains("step killed by signal 9"), "\(result.stderr)")
         let denied = try tripwireEvents(log).filter { $0["decision"] as? String == "deny" }
         #expect(denied.first?["path"] as? String == "\(home)/.npmrc", "\(denied)")
-        #expect(denied.first?["operation"] as? String == "open", "\(denied)")
+        #expect(denied.first?["operation"] as? String == attempt.operation, "\(denied)")
         #expect(try String(contentsOfFile: "\(home)/.npmrc", encoding: .utf8) == "\(marker)\n", "the hidden file is unchanged")
     }
 
@@ -157,6 +151,20 @@ import Testing
         ("mv ~/.aws/config ~/.aws/moved", "rename", "/.aws/config"),
         ("rm ~/.ssh/keys/deploy", "delete", "/.ssh/keys/deploy"),
         ("ln ~/.aws/config ~/.aws/hard", "create", "/.aws/hard"),
+        // Refused by the kernel on the cover's mount point (EBUSY) or across mounts (EXDEV) before
+        // inotify sees anything: seen by the names filter.
+        ("rm -f ~/.npmrc", "delete", "/.npmrc"),
+        ("cd ~ && rm -f .npmrc", "delete", "/.npmrc"),
+        ("mv ~/.npmrc ~/moved", "rename", "/.npmrc"),
+        ("t=$(mktemp) && mv $t ~/.npmrc", "rename", "/.npmrc"),
+        ("ln ~/.npmrc ~/hard", "link", "/.npmrc"),
+        ("ln ~/.aws/credentials ~/hard", "link", "/.aws/credentials"),
+        ("t=$(mktemp) && ln $t ~/.aws/new", "link", "/.aws/new"),
+        ("rmdir ~/.aws", "delete", "/.aws"),
+        ("mv ~/.aws ~/aws", "rename", "/.aws"),
+        ("link=$(mktemp -u) && ln -s ~ $link && rm -f $link/.npmrc", "delete", "/.npmrc"),
+        ("cd ~ && rm -f /proc/self/cwd/.npmrc", "delete", "/.npmrc"),
+        ("cd ~/.aws && python3 -c 'import os; os.rename(\"credentials\", \"/tmp/stolen\")'", "rename", "/.aws/credentials"),
     ], [false, true])
     func writingToAStoreInAnyWayTrips(attempt: (command: String, operation: String, path: String), asNobody: Bool) throws {
         defer { directory.remove() }
@@ -179,7 +187,8 @@ import Testing
     func aStepThatWorksInItsWorkspaceTripsNothing(asNobody: Bool) throws {
         defer { directory.remove() }
         let log = directory.path("audit-\(asNobody).jsonl")
-        let step = "ls -la ~ ~/workspace >/dev/null; find ~/workspace -type f | xargs cat; cat ~/notes.txt; test -e ~/.aws && echo exists"
+        let step = "ls -la ~ ~/workspace >/dev/null; find ~/workspace -type f | xargs cat; cat ~/notes.txt; test -e ~/.aws && echo exists; "
+            + "t=$(mktemp -d) && touch $t/a && mv $t/a $t/b && ln $t/b $t/c && rm $t/b $t/c && rmdir $t"
         guard let result = try run(["--policy", try policy("isolation: required\n"), "--audit-log", log, "--", "sh", "-c", step],
                                    asNobody: asNobody) else { return }
         #expect(result.status == 0, "\(result.stderr)")

@@ -32,6 +32,36 @@ enum {
     SG_INOTIFY_OVERFLOW = IN_Q_OVERFLOW,
 };
 
+/// What a call sent by the names filter (sg_names_listen) does to its names.
+enum { SG_NAME_DELETE = 0, SG_NAME_RENAME = 1, SG_NAME_LINK = 2 };
+enum { SG_NAME_MAX = 4096 };
+
+/// One call of the step that removes, renames or links a name, as sg_names_next read it: its
+/// names (`count` of them; absolute when the directory a relative one is in could be told) and,
+/// for each, the device and inode it names in
+/// the step's mount namespace (`found` 1), or that of the directory it would be in when it does
+/// not exist (`found` 2), or neither (`found` 0).
+typedef struct {
+    uint64_t id;
+    pid_t pid;
+    int operation;
+    int count;
+    int found[2];
+    uint64_t device[2];
+    uint64_t inode[2];
+    char paths[2][SG_NAME_MAX];
+} sg_name_call;
+
+/// Installs, in the calling process and its future children, a seccomp filter that sends every
+/// unlink, rmdir, rename and link call (any of their forms, x86-64, x32 and i386) to a listener,
+/// and returns the listener (close-on-exec), or -1 with errno (ENOSYS where not x86-64).
+int sg_names_listen(void);
+/// Receives the next call from `listener` and reads its names; 0 or errno. Every call received
+/// must be answered with sg_names_continue.
+int sg_names_next(int listener, sg_name_call *call);
+/// Lets call `id` go ahead as the step made it; 0 or errno.
+int sg_names_continue(int listener, uint64_t id);
+
 /// Where setting up transparent capture inside the step's network namespace failed.
 typedef enum {
     SG_CAPTURE_NONE = 0,
@@ -112,6 +142,9 @@ typedef struct {
     const uint32_t *tripwire_masks;
     int *tripwire_watches;
     int tripwire_count;
+    /// With tripwires: the device and inode of each tripwire path once covered, as the step sees
+    /// it (2 × tripwire_count, written by the child like `tripwire_watches`; 0, 0 when not found).
+    uint64_t *tripwire_identities;
     /// RLIMIT_NPROC for the child, or 0 for no limit.
     long max_processes;
     /// An open `cgroup.procs` file the child joins (writes "0" to) before anything else, or -1.
@@ -170,6 +203,10 @@ typedef struct {
     int failed_path;
     /// The inotify instance watching `tripwire_paths` (with `isolate` and tripwires), else -1.
     int tripwire_fd;
+    /// With `tripwire_fd`: the listener of sg_names_listen the step runs under, or -1 and in
+    /// `names_error` why the filter could not be installed (the inotify watches work without it).
+    int names_fd;
+    int names_error;
     /// With `capture`: where setting it up failed (SG_CAPTURE_NONE: it is on) and the errno. A
     /// failed capture does not stop the step: clients that ignore the proxy variables then reach
     /// nothing, as without capture.
