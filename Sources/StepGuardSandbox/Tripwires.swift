@@ -8,7 +8,7 @@ public struct Trip: Sendable, Equatable {
     /// The path as the step sees it, e.g. `/home/runner/.aws/credentials`.
     public let path: String
     /// `open`, `list`, `write` (written, truncated, or closed after being opened for writing), `create`,
-    /// `delete`, `rename`, `change attributes`, `connect to`, or `events lost`.
+    /// `delete`, `rename`, `link`, `change attributes`, `connect to`, or `events lost`.
     public let operation: String
     /// The hidden entry (`filesystem.hide`, `~` expanded) the path belongs to.
     public let hiddenEntry: String
@@ -16,7 +16,7 @@ public struct Trip: Sendable, Equatable {
     /// in tree order from the step's main process; at most ``TripwireWatch/processLimit``.
     public let processes: [String]
     /// The process that did it, as `pid program`, when the kernel says (a connection to a hidden
-    /// socket carries its peer's credentials; inotify names nobody), else nil.
+    /// socket carries its peer's credentials, a name call its caller; inotify names nobody), else nil.
     public var actor: String? = nil
 }
 
