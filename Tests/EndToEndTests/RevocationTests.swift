@@ -187,20 +187,24 @@ import Testing
         #expect(result.stdout == "logged-in\ndone\n")
         #expect(vault.requests.map(\.uri) == ["/v1/auth/jwt/login", "/v1/auth/token/revoke-self"])
         #expect(result.stderr.contains("; 1 credential revoked (exit 0)"), "\(result.stderr)")
-        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").compactMap {
-            try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }
+        try expectRevokedWhenTheWindowClosed(log: log, origin: "minted by hashicorp-vault (login)", minted: minted)
+    }
+
+    /// The audit log `log` has a `revocation` event (`origin`) for a window that closed, revoked
+    /// more than a second before the step's `exit` event (while it slept), and never `minted` in full.
+    func expectRevokedWhenTheWindowClosed(log: String, origin: String, minted: String) throws {
+        let written = try String(contentsOfFile: log, encoding: .utf8)
+        let lines = try written.split(separator: "\n").compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         let revocation = try #require(lines.first { $0["type"] as? String == "revocation" })
         #expect(revocation["why"] as? String == "window closed")
         #expect(revocation["outcome"] as? String == "revoked")
-        #expect(revocation["origin"] as? String == "minted by hashicorp-vault (login)")
+        #expect(revocation["origin"] as? String == origin)
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         let revoked = try #require((revocation["time"] as? String).flatMap { formatter.date(from: $0) })
         let exitTime = lines.first { $0["type"] as? String == "exit" }?["time"] as? String
         let exited = try #require(exitTime.flatMap { formatter.date(from: $0) })
         #expect(exited.timeIntervalSince(revoked) > 1, "revoked while the step slept, not at its end")
-        let written = try String(contentsOfFile: log, encoding: .utf8)
         #expect(!written.contains(minted))
     }
 
@@ -318,9 +322,23 @@ import Testing
             + "." + base64URL(signature)
     }
 
-    /// Runs a step that exchanges `jwt` for an installation token at the GitHub stand-in, through
-    /// the proxy (`github-app-token` intercepted, allowed by `allow`), then runs `then`.
-    func mintAppToken(jwt: String, github: LocalHTTPServer, allow: String, then: String, log: String) throws -> ProgramResult {
+    /// What a run of ``mintAppToken(allow:then:)`` left: the run, the calls the GitHub stand-in
+    /// received (`METHOD /path`), the token it minted, the App's JWT and the audit log.
+    struct AppTokenRun {
+        let result: ProgramResult
+        let calls: [String]
+        let minted: String
+        let jwt: String
+        let log: String
+    }
+
+    /// Runs a step that exchanges an App's JWT for an installation token at a GitHub stand-in,
+    /// through the proxy (`github-app-token` intercepted, allowed by `allow`), then runs `then`.
+    func mintAppToken(allow: String, then: String) throws -> AppTokenRun {
+        let minted = "gh" + "s_" + RandomSecret.alnum(36)
+        let jwt = appJWT()
+        let github = try githubApp(minting: minted, for: jwt)
+        defer { github.shutdown() }
         try directory.write("app.jwt", jwt)
         let policy = try directory.write("app-\(UUID().uuidString.prefix(6)).yaml", """
             version: 1
@@ -338,8 +356,10 @@ import Testing
             curl -sS --fail -o /dev/null -X POST -H "Authorization: Bearer $(cat app.jwt)" -H 'Accept: application/vnd.github+json' \\
               https://api.github.com/app/installations/42/access_tokens && echo minted; \(then)
             """
-        return try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", log, "--", "sh", "-c", step],
-                                       environment: environment, currentDirectory: directory.path)
+        let log = directory.path("audit.jsonl")
+        let result = try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", log, "--", "sh", "-c", step],
+                                             environment: environment, currentDirectory: directory.path)
+        return AppTokenRun(result: result, calls: github.requests.map { "\($0.method) \($0.uri)" }, minted: minted, jwt: jwt, log: log)
     }
 
     /// A GitHub App installation token the step minted (the exchange intercepted through
@@ -347,55 +367,31 @@ import Testing
     /// GITHUB_TOKEN; the token is never written.
     @Test func aGitHubAppTokenMintedDuringTheStepIsRevokedAfterAViolation() throws {
         defer { directory.remove() }
-        let minted = "gh" + "s_" + RandomSecret.alnum(36)
-        let jwt = appJWT()
-        let github = try githubApp(minting: minted, for: jwt)
-        defer { github.shutdown() }
-        let log = directory.path("audit.jsonl")
-        let result = try mintAppToken(jwt: jwt, github: github, allow: "{ methods: [POST], credential: any }",
-                                      then: "cat ~/.aws/credentials; sleep 30", log: log)
-        #expect(result.status == 77, "\(result.stderr)")
-        #expect(result.stdout == "minted\n", "\(result.stderr)")
-        #expect(github.requests.map { "\($0.method) \($0.uri)" } == ["POST /app/installations/42/access_tokens", "DELETE /installation/token"])
-        #expect(result.stderr.contains("; 1 credential revoked (exit 77)"), "\(result.stderr)")
-        let events = try revocationEvents(log)
+        let run = try mintAppToken(allow: "{ methods: [POST], credential: any }", then: "cat ~/.aws/credentials; sleep 30")
+        #expect(run.result.status == 77, "\(run.result.stderr)")
+        #expect(run.result.stdout == "minted\n", "\(run.result.stderr)")
+        #expect(run.calls == ["POST /app/installations/42/access_tokens", "DELETE /installation/token"])
+        #expect(run.result.stderr.contains("; 1 credential revoked (exit 77)"), "\(run.result.stderr)")
+        let events = try revocationEvents(run.log)
         #expect(events.count == 1)
         #expect(events.first?["origin"] as? String == "minted by github-app-token")
         #expect(events.first?["kind"] as? String == "GitHub installation token")
         #expect(events.first?["endpoint"] as? String == "https://api.github.com/installation/token")
         #expect(events.first?["outcome"] as? String == "revoked" && events.first?["status"] as? Int == 204, "\(events)")
         #expect(events.first?["why"] as? String == "after a tripwire violation", "\(events)")
-        let written = try String(contentsOfFile: log, encoding: .utf8) + result.stderr + result.stdout
-        #expect(!written.contains(minted) && !written.contains(jwt), "a token was written in full")
+        let written = try String(contentsOfFile: run.log, encoding: .utf8) + run.result.stderr + run.result.stdout
+        #expect(!written.contains(run.minted) && !written.contains(run.jwt), "a token was written in full")
     }
 
     /// Drift: a GitHub App token minted through `github-app-token` is revoked when the service's
     /// window closes while the step still sleeps.
     @Test func aGitHubAppTokenIsRevokedWhenItsWindowCloses() throws {
         defer { directory.remove() }
-        let minted = "gh" + "s_" + RandomSecret.alnum(36)
-        let jwt = appJWT()
-        let github = try githubApp(minting: minted, for: jwt)
-        defer { github.shutdown() }
-        let log = directory.path("audit.jsonl")
-        let result = try mintAppToken(jwt: jwt, github: github, allow: "{ methods: [POST], credential: any, window: 2s }",
-                                      then: "sleep 4; echo done", log: log)
-        #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.stdout == "minted\ndone\n")
-        #expect(github.requests.map { "\($0.method) \($0.uri)" } == ["POST /app/installations/42/access_tokens", "DELETE /installation/token"])
-        #expect(result.stderr.contains("; 1 credential revoked (exit 0)"), "\(result.stderr)")
-        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").compactMap {
-            try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }
-        let revocation = try #require(lines.first { $0["type"] as? String == "revocation" })
-        #expect(revocation["why"] as? String == "window closed")
-        #expect(revocation["outcome"] as? String == "revoked")
-        #expect(revocation["origin"] as? String == "minted by github-app-token")
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        let revoked = try #require((revocation["time"] as? String).flatMap { formatter.date(from: $0) })
-        let exited = try #require((lines.first { $0["type"] as? String == "exit" }?["time"] as? String).flatMap { formatter.date(from: $0) })
-        #expect(exited.timeIntervalSince(revoked) > 1, "revoked while the step slept, not at its end")
-        #expect(!(try String(contentsOfFile: log, encoding: .utf8)).contains(minted))
+        let run = try mintAppToken(allow: "{ methods: [POST], credential: any, window: 2s }", then: "sleep 4; echo done")
+        #expect(run.result.status == 0, "\(run.result.stderr)")
+        #expect(run.result.stdout == "minted\ndone\n")
+        #expect(run.calls == ["POST /app/installations/42/access_tokens", "DELETE /installation/token"])
+        #expect(run.result.stderr.contains("; 1 credential revoked (exit 0)"), "\(run.result.stderr)")
+        try expectRevokedWhenTheWindowClosed(log: run.log, origin: "minted by github-app-token", minted: run.minted)
     }
 }
