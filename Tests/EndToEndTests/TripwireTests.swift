@@ -181,6 +181,41 @@ import Testing
         #expect(try String(contentsOfFile: "\(home)/.ssh/keys/deploy", encoding: .utf8) == "\(marker)\n")
     }
 
+    /// A 64-bit step that removes a hidden file through the i386 entry (`int 0x80`, where system
+    /// calls have other numbers) trips all the same: the names filter knows both tables.
+    @Test func removingAHiddenFileThroughTheI386EntryTrips() throws {
+        defer { directory.remove() }
+        let compiler = try #require(["/usr/bin/cc", "/usr/bin/clang", "/usr/bin/gcc"].first { FileManager.default.isExecutableFile(atPath: $0) },
+                                    "no C compiler")
+        let source = try directory.write("i386-unlink.c", """
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/mman.h>
+            int main(int argc, char **argv) {
+                // int 0x80 passes 32-bit pointers: the path goes below 4 GiB.
+                char *path = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+                if (argc != 2 || path == MAP_FAILED) return 64;
+                strncpy(path, argv[1], 4095);
+                long result;
+                __asm__ volatile ("int $0x80" : "=a"(result) : "a"(10), "b"((unsigned)(unsigned long)path) : "memory");  // unlink
+                printf("i386 unlink: %ld\\n", result);
+                return 0;
+            }
+            """, mode: 0o644)
+        let program = directory.path("i386-unlink")
+        let build = try ProgramRun.start(compiler, ["-O1", "-o", program, source]).wait()
+        try #require(build.status == 0, "\(build.stderr)")
+        chmod(program, 0o755)
+        let log = directory.path("audit.jsonl")
+        let result = try #require(try run(["--policy", try policy("isolation: required\non_violation: fail\n"), "--audit-log", log,
+                                           "--", program, "\(home)/.npmrc"]))
+        #expect(result.status == 77, "\(result.stderr)")
+        #expect(result.stdout == "i386 unlink: -16\n", "refused on the cover (EBUSY) all the same: \(result.stdout)")
+        let denied = try tripwireEvents(log).filter { $0["decision"] as? String == "deny" }
+        #expect(denied.contains { $0["operation"] as? String == "delete" && $0["path"] as? String == "\(home)/.npmrc" }, "\(denied)")
+        #expect((denied.first?["process"] as? String)?.hasSuffix(" i386-unlink") == true, "\(denied)")
+    }
+
     /// Listing the workspace and $HOME, reading ordinary files, looking at a store's name without
     /// opening it: nothing trips.
     @Test(arguments: [false, true])
