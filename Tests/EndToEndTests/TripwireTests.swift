@@ -216,6 +216,23 @@ import Testing
         #expect((denied.first?["process"] as? String)?.hasSuffix(" i386-unlink") == true, "\(denied)")
     }
 
+    /// Where the names filter cannot be installed (here: stepguard runs inside another isolated
+    /// step with tripwires, whose filter already has the one listener a process may have), the
+    /// step runs with the other tripwires and the `tripwire` event says what is not watched, and why.
+    @Test func whenTheNamesFilterIsRefusedTheEventSaysSo() throws {
+        defer { directory.remove() }
+        let outerSecret = try directory.write("outer-secret", "outer\n", mode: 0o644)
+        let outer = try policy("isolation: required\nfilesystem: { hide: [\"\(outerSecret)\"] }\n")
+        let log = directory.path("inner.jsonl")
+        let result = try #require(try run(["--policy", outer, "--", StepGuardBinary.path, "run", "--policy", try policy("isolation: required\n"),
+                                           "--audit-log", log, "--", "sh", "-c", "cat ~/.aws/credentials; echo inner-done"]))
+        #expect(result.status == 77, "the inner step's open trips as before: \(result.stderr)")
+        let armed = try tripwireEvents(log).first { $0["decision"] as? String == "allow" }
+        #expect((armed?["reason"] as? String)?.contains("removing, renaming or linking a hidden path itself is not watched: "
+                                                        + "the seccomp filter that shows them to stepguard could not be installed: Device or resource busy") == true,
+                "\(String(describing: armed))")
+    }
+
     /// Listing the workspace and $HOME, reading ordinary files, looking at a store's name without
     /// opening it: nothing trips.
     @Test(arguments: [false, true])
