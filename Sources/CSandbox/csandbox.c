@@ -155,6 +155,16 @@ static int receive_listener(int channel) {
     return receive_descriptors(channel, &byte, 1, &fd, 1) == 1 ? fd : -1;
 }
 
+/// Receives what set_tripwires sent: the inotify instance and the names listener, into `result`.
+static void receive_tripwires(int channel, sg_spawn_result *result) {
+    int fds[2] = { -1, -1 };
+    int names_error = EIO;
+    int count = receive_descriptors(channel, &names_error, sizeof names_error, fds, 2);
+    result->tripwire_fd = count >= 1 ? fds[0] : -1;
+    result->names_fd = count == 2 ? fds[1] : -1;
+    result->names_error = count == 2 ? 0 : names_error;
+}
+
 /// What the child tells the parent about capture, with the sockets that exist (`present` bits by index).
 typedef struct { int stage; int error; int present; } capture_report;
 
@@ -237,9 +247,20 @@ static void set_tripwires(const sg_spawn_options *options, int report, int chann
         int watch = inotify_add_watch(watcher, options->tripwire_paths[i], options->tripwire_masks[i] | IN_DONT_FOLLOW);
         if (watch < 0) child_fail(report, SG_STAGE_TRIPWIRE, errno, i);
         options->tripwire_watches[i] = watch;
+        struct stat info;
+        if (options->tripwire_identities && lstat(options->tripwire_paths[i], &info) == 0) {
+            options->tripwire_identities[2 * i] = (uint64_t)info.st_dev;
+            options->tripwire_identities[2 * i + 1] = (uint64_t)info.st_ino;
+        }
     }
-    int error = send_descriptor(watcher, channel);
+    // The names filter goes with the watches (one message: the inotify instance, then the
+    // listener when there is one, after the errno of making it).
+    int names = sg_names_listen();
+    int names_error = names < 0 ? errno : 0;
+    int fds[2] = { watcher, names };
+    int error = send_descriptors(fds, names < 0 ? 1 : 2, &names_error, sizeof names_error, channel);
     close(watcher);
+    if (names >= 0) close(names);
     if (error) child_fail(report, SG_STAGE_TRIPWIRE, error, -1);
 }
 
@@ -260,13 +281,24 @@ static void isolate_child(const sg_spawn_options *options, int report, int chann
         if (mount("stepguard-hidden", *dir, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0700") != 0)
             child_fail(report, SG_STAGE_HIDE, errno, index);
     }
+    // Writable covers (tripwires): failing to make them costs the tripwires, not the isolation.
+    if (options->cover_directory
+        && mount("stepguard-covers", options->cover_directory, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=1m,nr_inodes=4096,mode=0700") != 0)
+        child_fail(report, SG_STAGE_DECOY, errno, -1);
     int file_index = 0;
     for (const char *const *file = options->hide_files; file && *file; file++, index++, file_index++) {
         const char *source = options->hide_file_sources ? options->hide_file_sources[file_index] : options->empty_file;
-        if (mount(source, *file, NULL, MS_BIND, NULL) != 0
-            || mount(NULL, *file, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+        int writable = options->cover_directory && options->writable_covers && options->writable_covers[file_index];
+        if (writable) {
+            int fd = open(source, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+            if (fd < 0) child_fail(report, SG_STAGE_DECOY, errno, -1);
+            close(fd);
+        }
+        unsigned long flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC | (writable ? 0 : MS_RDONLY);
+        if (mount(source, *file, NULL, MS_BIND, NULL) != 0 || mount(NULL, *file, NULL, flags, NULL) != 0)
             child_fail(report, SG_STAGE_HIDE, errno, index);
     }
+    if (options->cover_directory && umount2(options->cover_directory, MNT_DETACH) != 0) child_fail(report, SG_STAGE_DECOY, errno, -1);
     set_tripwires(options, report, channel);
 }
 
@@ -590,7 +622,7 @@ static void reap(pid_t pid) {
 }
 
 sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[], const sg_spawn_options *options) {
-    sg_spawn_result result = { -1, -1, -1, -1, -1, 0, 0, SG_STAGE_NONE, -1, -1, SG_CAPTURE_NONE, 0, { -1, -1, -1, -1, -1, -1, -1 } };
+    sg_spawn_result result = { -1, -1, -1, -1, -1, 0, 0, SG_STAGE_NONE, -1, -1, -1, 0, SG_CAPTURE_NONE, 0, { -1, -1, -1, -1, -1, -1, -1 } };
     int report[2] = { -1, -1 };
     int channel[2] = { -1, -1 };
     int lifeline[2] = { -1, -1 };
@@ -630,7 +662,7 @@ sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[
     if (options->isolate && options->proxy_port) result.listener = receive_listener(channel[0]);
     if (options->isolate && options->proxy_port && options->capture && result.listener >= 0) receive_capture(channel[0], &result);
     if (options->isolate && options->tripwire_count > 0 && (!options->proxy_port || result.listener >= 0))
-        result.tripwire_fd = receive_listener(channel[0]);
+        receive_tripwires(channel[0], &result);
     if (channel[0] >= 0) close(channel[0]);
     child_report child = { 0, 0, -1 };
     ssize_t got;
@@ -643,6 +675,8 @@ sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[
         reap(pid);
         if (result.listener >= 0) close(result.listener);
         if (result.tripwire_fd >= 0) close(result.tripwire_fd);
+        if (result.names_fd >= 0) close(result.names_fd);
+        result.names_fd = -1;
         for (int i = 0; i < SG_CAPTURE_SOCKETS; i++) {
             if (result.capture_fds[i] >= 0) close(result.capture_fds[i]);
             result.capture_fds[i] = -1;

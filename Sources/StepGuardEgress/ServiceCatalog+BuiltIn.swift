@@ -124,6 +124,27 @@ let builtInServiceYAML: [String: String] = [
     credentials:
       - { in: header, name: Authorization }
     """#,
+    "github-app-token": #"""
+    # GitHub App installation access tokens: the App's JWT (RS256, signed with the App's private key,
+    # valid at most 10 minutes) is exchanged for an installation token (ghs_…, valid one hour), with
+    # POST /app/installations/{installation_id}/access_tokens (201, the token in `token`). github.com
+    # only: GitHub Enterprise Server serves the same call under /api/v3 of its own host.
+    # stepguard cannot verify an App's JWT (it is signed with the App's key), so it counts as a
+    # long-lived credential: a policy that lets a step mint App tokens allows it with `credential: any`.
+    # A host is intercepted for one service: a policy that also names github-actions-secrets (same
+    # host) has every api.github.com request decided by whichever of the two it lists first.
+    name: github-app-token
+    description: GitHub App installation access tokens
+    hosts: [api.github.com]
+    sensitive:
+      - { methods: [POST], paths: ["/app/installations/*/access_tokens"] }
+    credentials:
+      - { in: header, name: Authorization }
+    # The exchange mints an installation token (token): revoked after a violation, or when the
+    # service's window closes, with DELETE /installation/token at api.github.com, like GITHUB_TOKEN.
+    mints:
+      - { methods: [POST], paths: ["/app/installations/*/access_tokens"], json: token }
+    """#,
     "github-oidc-token": #"""
     # The GitHub Actions OIDC token endpoint (ACTIONS_ID_TOKEN_REQUEST_URL); policy may restrict `audience`.
     name: github-oidc-token

@@ -38,6 +38,9 @@ public struct HeldCredential: Sendable {
 /// - Vault service tokens (`VAULT_TOKEN`): `POST /v1/auth/token/revoke-self` with `X-Vault-Token`
 ///   (and `X-Vault-Namespace` from `VAULT_NAMESPACE`) at `VAULT_ADDR`; 204 = revoked (the token and
 ///   its children). Batch tokens (`hvb.…`) cannot be revoked.
+/// - GitHub App installation tokens minted during the step through `github-app-token`
+///   (`POST /app/installations/{id}/access_tokens`): the same call, at `https://api.github.com`
+///   where they were minted.
 /// - Vault tokens minted by a login the proxy intercepted (`hashicorp-vault`'s `mints:`): the same
 ///   call, at `VAULT_ADDR`.
 /// - Google OAuth access tokens minted through `gcp-sts` (workload identity federation) or
@@ -85,7 +88,13 @@ public enum CredentialRevocation {
     }
 
     static func github(_ token: String, origin: String, environment: [String: String]) -> HeldCredential {
-        let api = (environment["GITHUB_API_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? "https://api.github.com")
+        github(token, origin: origin, api: environment["GITHUB_API_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? githubAPI)
+    }
+
+    /// GitHub's API, where `github-app-token` mints installation tokens (and where they are revoked).
+    static let githubAPI = "https://api.github.com"
+
+    static func github(_ token: String, origin: String, api: String) -> HeldCredential {
         let request = HTTPRequest(method: .delete, url: trimmed(api) + "/installation/token",
                                   headers: [("Authorization", "Bearer \(token)"), ("Accept", "application/vnd.github+json"),
                                             ("X-GitHub-Api-Version", "2022-11-28")])
@@ -123,6 +132,8 @@ public enum CredentialRevocation {
 
     static func mintedCredential(_ mint: MintedCredentials.Held, environment: [String: String]) -> HeldCredential {
         if mint.service == "hashicorp-vault" { return vault(mint.token, origin: "minted by hashicorp-vault (login)", environment: environment) }
+        // Revoked where it was minted (the catalog's host), whatever GITHUB_API_URL says.
+        if mint.service == "github-app-token" { return github(mint.token, origin: "minted by github-app-token", api: githubAPI) }
         if mint.service == "gcp-sts" || mint.service == "gcp-iamcredentials" { return google(mint.token, origin: "minted by \(mint.service)") }
         let minted = ISO8601DateFormatter().string(from: mint.minted)
         let lifetime: String = switch mint.service {

@@ -137,19 +137,23 @@ public final class StepSupervisor: Sendable {
         }
         // Until the tripwire watch takes them over (then `traps` is emptied), they are closed here.
         defer { for trap in traps { close(trap.listener) } }
+        let writableCovers = try emptyFiles.flatMap { files throws(SandboxError) in try tripwirePlan.pointWritableCovers(into: files.directory, coverFiles: &coverFiles) }
         let sources = CStringArray(coverFiles)
         let decoyDirectories = CStringArray(tripwirePlan.decoyDirectories)
         let decoyFiles = CStringArray(tripwirePlan.decoyFiles)
         let watchPaths = CStringArray(tripwirePlan.watches.map(\.path))
         let watchMasks = tripwirePlan.watches.map(\.mask)
         var watchDescriptors = [Int32](repeating: -1, count: tripwirePlan.watches.count)
+        var watchIdentities = [UInt64](repeating: 0, count: 2 * tripwirePlan.watches.count)
         let kept = Set(options.keptDescriptors.filter { $0 > STDERR_FILENO }).sorted()
         for fd in kept where fcntl(fd, F_GETFD) < 0 {
             throw SandboxError.spawnFailed("keeping descriptor \(fd) for the step (it is not open)", errno: errno)
         }
         let emptyFile: String? = emptyFiles?.files.first
         let resolverConfiguration: String? = emptyFiles?.resolverConfiguration
+        let coverFlags = writableCovers?.flags ?? []
         let result = emptyFile.withOptionalCString { emptyPath in resolverConfiguration.withOptionalCString { resolvConf in
+            (writableCovers?.directory).withOptionalCString { coverDirectory in coverFlags.withUnsafeBufferPointer { coverFlagPointer in
             directories.withPointers { hideDirectories in
                 files.withPointers { hideFiles in
                     sources.withPointers { hideSources in
@@ -157,7 +161,7 @@ public final class StepSupervisor: Sendable {
                             decoyFiles.withPointers { decoyFilePointers in
                                 watchPaths.withPointers { watchPathPointers in
                                     watchMasks.withUnsafeBufferPointer { masks in
-                                        watchDescriptors.withUnsafeMutableBufferPointer { watches in
+                                        watchDescriptors.withUnsafeMutableBufferPointer { watches in watchIdentities.withUnsafeMutableBufferPointer { identities in
                                             kept.withUnsafeBufferPointer { keep in
                                                 var spawnOptions = sg_spawn_options(
                                                     take_terminal: takeTerminal ? 1 : 0, isolate: options.isolation == nil ? 0 : 1,
@@ -165,9 +169,11 @@ public final class StepSupervisor: Sendable {
                                                     capture: capture ? 1 : 0, resolv_conf: resolvConf,
                                                     hide_directories: hideDirectories, hide_files: hideFiles, empty_file: emptyPath,
                                                     hide_file_sources: emptyFiles == nil ? nil : hideSources,
+                                                    cover_directory: coverDirectory, writable_covers: coverFlagPointer.baseAddress,
                                                     decoy_directories: decoyDirectoryPointers, decoy_files: decoyFilePointers,
                                                     tripwire_paths: watchPathPointers, tripwire_masks: masks.baseAddress,
                                                     tripwire_watches: watches.baseAddress, tripwire_count: Int32(masks.count),
+                                                    tripwire_identities: identities.baseAddress,
                                                     max_processes: limit?.rlimitMaximum ?? 0, cgroup_procs: limit?.cgroupProcs ?? -1,
                                                     keep_fds: keep.baseAddress, keep_fd_count: Int32(keep.count),
                                                     grace_milliseconds: Int(gracePeriod.components.seconds * 1000 + gracePeriod.components.attoseconds / 1_000_000_000_000_000))
@@ -183,7 +189,7 @@ public final class StepSupervisor: Sendable {
                     }
                 }
             }
-        } }
+        } } } } }
         guard result.error == 0 else {
             let named: [String] = switch result.stage {
             case SG_STAGE_DECOY: tripwirePlan.decoyDirectories + tripwirePlan.decoyFiles
@@ -191,7 +197,7 @@ public final class StepSupervisor: Sendable {
             default: plan.all
             }
             let failedPath = result.failed_path >= 0 && Int(result.failed_path) < named.count ? named[Int(result.failed_path)]
-                : result.stage == SG_STAGE_TRIPWIRE ? nil : executable
+                : result.stage == SG_STAGE_TRIPWIRE ? nil : result.stage == SG_STAGE_DECOY ? writableCovers.map { "\($0.directory) (the writable covers of hidden files)" } : executable
             throw SandboxError.from(stage: result.stage, errno: result.error, path: failedPath)
         }
         var tripwires: TripwireWatch?
@@ -201,7 +207,8 @@ public final class StepSupervisor: Sendable {
                     throw SandboxError.spawnFailed("receiving the tripwire watch from the step's namespace", errno: EIO)
                 }
                 tripwires = try TripwireWatch(fd: result.tripwire_fd, plan: tripwirePlan, watchDescriptors: watchDescriptors, root: result.pid,
-                                              traps: traps)
+                                              traps: traps, names: result.names_fd, namesError: result.names_error,
+                                              identities: watchIdentities)
                 traps = []
             } catch {
                 // The step has started, but without the watch it was to run under: stop it (fail closed).

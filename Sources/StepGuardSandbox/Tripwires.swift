@@ -7,7 +7,8 @@ import Synchronization
 public struct Trip: Sendable, Equatable {
     /// The path as the step sees it, e.g. `/home/runner/.aws/credentials`.
     public let path: String
-    /// `open`, `list`, `create`, `delete`, `rename`, `change attributes`, `connect to`, or `events lost`.
+    /// `open`, `list`, `write` (written, truncated, or closed after being opened for writing), `create`,
+    /// `delete`, `rename`, `link`, `change attributes`, `connect to`, or `events lost`.
     public let operation: String
     /// The hidden entry (`filesystem.hide`, `~` expanded) the path belongs to.
     public let hiddenEntry: String
@@ -15,7 +16,7 @@ public struct Trip: Sendable, Equatable {
     /// in tree order from the step's main process; at most ``TripwireWatch/processLimit``.
     public let processes: [String]
     /// The process that did it, as `pid program`, when the kernel says (a connection to a hidden
-    /// socket carries its peer's credentials; inotify names nobody), else nil.
+    /// socket carries its peer's credentials, a name call its caller; inotify names nobody), else nil.
     public var actor: String? = nil
 }
 
@@ -40,6 +41,12 @@ struct TripwirePlan {
     /// they are covered with a listening socket of stepguard's (``SocketTrap``), so that the step's
     /// `connect()` — which opens nothing, so inotify sees nothing — trips too.
     var sockets: [Int] = []
+    /// Indexes (in ``HidePlan/files``) of the other hidden files: each is covered with an empty,
+    /// *writable* file of a private tmpfs (`sg_spawn_options.writable_covers`), so that opening one
+    /// for writing (`echo x > ~/.npmrc`, `touch`, `truncate`) reaches the cover and trips, where a
+    /// read-only cover would refuse it (EROFS) before inotify sees an open. What the step writes stays
+    /// in the cover; the hidden file is never reached.
+    var writableCovers: [Int] = []
 
     init(_ hide: HidePlan) {
         var budget = Self.maximumDecoys
@@ -48,10 +55,28 @@ struct TripwirePlan {
             mirror(directory, entry: directory, depth: 1, budget: &budget)
         }
         for (index, file) in hide.hiddenFiles.enumerated() {
-            watches.append(Watch(path: file, mask: UInt32(truncatingIfNeeded: SG_TRIPWIRE_HIDDEN_FILE), hiddenEntry: file))
             var info = stat()
-            if lstat(file, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK { sockets.append(index) }
+            let isSocket = lstat(file, &info) == 0 && (info.st_mode & S_IFMT) == S_IFSOCK
+            if isSocket { sockets.append(index) } else { writableCovers.append(index) }
+            let mask = isSocket ? SG_TRIPWIRE_HIDDEN_FILE : SG_TRIPWIRE_COVER_FILE
+            watches.append(Watch(path: file, mask: UInt32(truncatingIfNeeded: mask), hiddenEntry: file))
         }
+    }
+
+    /// Points the sources of the hidden files with ``writableCovers`` (`coverFiles`, indexed like
+    /// ``HidePlan/files``) into `directory/covers`, which it makes, and returns that directory and
+    /// one flag per file (`sg_spawn_options.cover_directory` and `writable_covers`); nil when no
+    /// hidden file gets a writable cover.
+    func pointWritableCovers(into directory: String, coverFiles: inout [String]) throws(SandboxError) -> (directory: String, flags: [Int32])? {
+        guard !writableCovers.isEmpty else { return nil }
+        let covers = directory + "/covers"
+        guard mkdir(covers, 0o700) == 0 else { throw SandboxError.spawnFailed("creating \(covers)", errno: errno) }
+        var flags = [Int32](repeating: 0, count: coverFiles.count)
+        for index in writableCovers where index < coverFiles.count {
+            coverFiles[index] = "\(covers)/\(index)"
+            flags[index] = 1
+        }
+        return (covers, flags)
     }
 
     /// Lists the real `directory` (before it is covered) and plans a decoy for each entry.
@@ -111,6 +136,8 @@ struct SocketTrap: Sendable {
 ///
 /// ``start(onTrip:)`` reads events on a thread of its own and calls `onTrip` for each trip, at
 /// once; ``finish()`` (called by ``StepSupervisor`` once the step has ended) reads what is left.
+/// It also answers the step's unlink, rename and link calls (``NameTripwire``): until it is
+/// started, those calls of the step wait.
 public final class TripwireWatch: Sendable {
     /// The most processes a ``Trip`` lists.
     public static let processLimit = 16
@@ -130,6 +157,11 @@ public final class TripwireWatch: Sendable {
     private let watched: [Int32: Watched]
     /// The listening sockets covering hidden sockets: a connection to one is a trip.
     private let traps: [SocketTrap]
+    /// The step's calls that remove, rename or link a name, or nil (see ``namesUnavailable``).
+    private let names: NameTripwire?
+    /// Why removing, renaming or linking a hidden path itself is not watched (the seccomp filter
+    /// could not be installed), or nil when it is.
+    public let namesUnavailable: String?
     /// Written to end the reader thread.
     private let wake: (read: Int32, write: Int32)
     /// The process whose descendants are the step (its init when isolated).
@@ -142,14 +174,18 @@ public final class TripwireWatch: Sendable {
     /// How many paths are watched.
     public var count: Int { watched.count }
 
-    init(fd: Int32, plan: TripwirePlan, watchDescriptors: [Int32], root: pid_t, traps: [SocketTrap] = []) throws(SandboxError) {
+    init(fd: Int32, plan: TripwirePlan, watchDescriptors: [Int32], root: pid_t, traps: [SocketTrap] = [],
+         names: Int32 = -1, namesError: Int32 = ENOSYS, identities: [UInt64] = []) throws(SandboxError) {
         var pipeEnds: [Int32] = [0, 0]
         guard pipe(&pipeEnds) == 0, pipeEnds.allSatisfy({ fcntl($0, F_SETFD, FD_CLOEXEC) == 0 && fcntl($0, F_SETFL, O_NONBLOCK) == 0 }) else {
             close(fd)  // the traps stay the caller's on failure
+            if names >= 0 { close(names) }
             throw SandboxError.spawnFailed("making the tripwire reader's wake-up pipe", errno: errno)
         }
         self.fd = fd
         self.traps = traps
+        self.names = names >= 0 ? NameTripwire(listener: names, plan: plan, identities: identities) : nil
+        self.namesUnavailable = names >= 0 ? nil : "the seccomp filter that shows them to stepguard could not be installed: \(String(cString: strerror(namesError)))"
         self.wake = (pipeEnds[0], pipeEnds[1])
         self.root = root
         var watched: [Int32: Watched] = [:]
@@ -163,14 +199,23 @@ public final class TripwireWatch: Sendable {
     public func start(onTrip: @escaping @Sendable (Trip) -> Void) {
         let thread = Thread { [self] in
             defer { readerDone.signal() }
+            // The names listener hangs up once no process of the step is left: then it is not polled.
+            var namesOpen = names != nil
             while !state.withLock({ $0.finished }) {
-                var waits = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
+                var waits = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0),
+                             pollfd(fd: namesOpen ? names!.listener : -1, events: Int16(POLLIN), revents: 0)]
                     + traps.map { pollfd(fd: $0.listener, events: Int16(POLLIN), revents: 0) }
                 let ready = poll(&waits, nfds_t(waits.count), -1)
                 if ready < 0 && errno == EINTR { continue }
                 if ready < 0 || waits[1].revents != 0 { return }
-                readAvailable()
-                acceptConnections()
+                if waits[2].revents & Int16(POLLIN) != 0 {
+                    if let trip = names?.next(processes: processes) { deliver(trip) }
+                } else if waits[2].revents != 0 {
+                    namesOpen = false
+                }
+                // Only what is ready: a wake-up for a name call costs no read or accept.
+                if waits[0].revents != 0 { readAvailable() }
+                if waits[3...].contains(where: { $0.revents != 0 }) { acceptConnections() }
             }
         }
         thread.stackSize = 1 << 18
@@ -197,6 +242,7 @@ public final class TripwireWatch: Sendable {
         readAvailable()
         acceptConnections()
         for trap in traps { close(trap.listener) }
+        names?.close()
         close(fd)
         close(wake.read)
         close(wake.write)
@@ -272,7 +318,7 @@ public final class TripwireWatch: Sendable {
         }
         guard let watched = watched[descriptor] else { return nil }
         let operations: [(Int, String)] = [
-            (SG_INOTIFY_OPEN, "open"), (SG_INOTIFY_CREATE, "create"), (SG_INOTIFY_DELETE, "delete"),
+            (SG_INOTIFY_OPEN, "open"), (SG_INOTIFY_MODIFY, "write"), (SG_INOTIFY_CLOSE_WRITE, "write"), (SG_INOTIFY_CREATE, "create"), (SG_INOTIFY_DELETE, "delete"),
             (SG_INOTIFY_MOVED_FROM, "rename"), (SG_INOTIFY_MOVED_TO, "rename"),
             (SG_INOTIFY_ATTRIB, "change attributes"), (SG_INOTIFY_DELETE_SELF, "delete"),
             (SG_INOTIFY_MOVE_SELF, "rename"),

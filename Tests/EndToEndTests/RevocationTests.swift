@@ -187,20 +187,24 @@ import Testing
         #expect(result.stdout == "logged-in\ndone\n")
         #expect(vault.requests.map(\.uri) == ["/v1/auth/jwt/login", "/v1/auth/token/revoke-self"])
         #expect(result.stderr.contains("; 1 credential revoked (exit 0)"), "\(result.stderr)")
-        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").compactMap {
-            try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }
+        try expectRevokedWhenTheWindowClosed(log: log, origin: "minted by hashicorp-vault (login)", minted: minted)
+    }
+
+    /// The audit log `log` has a `revocation` event (`origin`) for a window that closed, revoked
+    /// more than a second before the step's `exit` event (while it slept), and never `minted` in full.
+    func expectRevokedWhenTheWindowClosed(log: String, origin: String, minted: String) throws {
+        let written = try String(contentsOfFile: log, encoding: .utf8)
+        let lines = try written.split(separator: "\n").compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         let revocation = try #require(lines.first { $0["type"] as? String == "revocation" })
         #expect(revocation["why"] as? String == "window closed")
         #expect(revocation["outcome"] as? String == "revoked")
-        #expect(revocation["origin"] as? String == "minted by hashicorp-vault (login)")
+        #expect(revocation["origin"] as? String == origin)
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         let revoked = try #require((revocation["time"] as? String).flatMap { formatter.date(from: $0) })
         let exitTime = lines.first { $0["type"] as? String == "exit" }?["time"] as? String
         let exited = try #require(exitTime.flatMap { formatter.date(from: $0) })
         #expect(exited.timeIntervalSince(revoked) > 1, "revoked while the step slept, not at its end")
-        let written = try String(contentsOfFile: log, encoding: .utf8)
         #expect(!written.contains(minted))
     }
 
@@ -286,5 +290,108 @@ import Testing
         let written = try String(contentsOfFile: log, encoding: .utf8)
         #expect(written.contains(#""why":"identity expired""#) && written.contains(#""outcome":"revoked""#), "\(written)")
         #expect(!written.contains(minted))
+    }
+
+    /// A stand-in for the GitHub API (api.github.com, through `network.resolve`): the GitHub App
+    /// token exchange, `POST /app/installations/42/access_tokens` with the App's JWT, answers 201
+    /// with `minted` as GitHub does; `DELETE /installation/token` answers 204 to `minted` only.
+    func githubApp(minting minted: String, for appJWT: String) throws -> LocalHTTPServer {
+        try LocalHTTPServer.start(tls: authority, tlsNames: ["api.github.com"]) { request in
+            func bearer(_ token: String) -> Bool {
+                request.headers.contains { $0.name.lowercased() == "authorization" && $0.value == "Bearer \(token)" }
+            }
+            let call = "\(request.method) \(request.uri)"
+            if call == "POST /app/installations/42/access_tokens" && bearer(appJWT) {
+                return .json(#"{"token": "\#(minted)", "expires_at": "2030-01-01T00:00:00Z", "permissions": {"contents": "read"}, "repository_selection": "selected"}"#,
+                             status: 201)
+            }
+            return ServerResponse(status: call == "DELETE /installation/token" && bearer(minted) ? 204 : 401, body: "")
+        }
+    }
+
+    /// A value shaped like a GitHub App's JWT (RS256 header, `iss` the App's id, 10 minutes): the
+    /// stand-in accepts it; stepguard cannot verify it and counts it as long-lived.
+    func appJWT() -> String {
+        let now = Int(Date().timeIntervalSince1970)
+        func base64URL(_ data: Data) -> String {
+            data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                .replacingOccurrences(of: "=", with: "")
+        }
+        let signature = Data((0..<256).map { _ in UInt8.random(in: 0...255) })  // an RS256 signature's size
+        return base64URL(Data(#"{"alg":"RS256","typ":"JWT"}"#.utf8)) + "." + base64URL(Data(#"{"iat":\#(now - 60),"exp":\#(now + 540),"iss":"12345"}"#.utf8))
+            + "." + base64URL(signature)
+    }
+
+    /// What a run of ``mintAppToken(allow:then:)`` left: the run, the calls the GitHub stand-in
+    /// received (`METHOD /path`), the token it minted, the App's JWT and the audit log.
+    struct AppTokenRun {
+        let result: ProgramResult
+        let calls: [String]
+        let minted: String
+        let jwt: String
+        let log: String
+    }
+
+    /// Runs a step that exchanges an App's JWT for an installation token at a GitHub stand-in,
+    /// through the proxy (`github-app-token` intercepted, allowed by `allow`), then runs `then`.
+    func mintAppToken(allow: String, then: String) throws -> AppTokenRun {
+        let minted = "gh" + "s_" + RandomSecret.alnum(36)
+        let jwt = appJWT()
+        let github = try githubApp(minting: minted, for: jwt)
+        defer { github.shutdown() }
+        try directory.write("app.jwt", jwt)
+        let policy = try directory.write("app-\(UUID().uuidString.prefix(6)).yaml", """
+            version: 1
+            isolation: required
+            services:
+              - service: github-app-token
+                allow: \(allow)
+            network:
+              resolve: { "api.github.com:443": "127.0.0.1:\(github.port)" }
+              upstream_ca: \(authority.certificateFile)
+            """)
+        var environment = TestEnvironment.base
+        environment["HOME"] = home
+        let step = """
+            curl -sS --fail -o /dev/null -X POST -H "Authorization: Bearer $(cat app.jwt)" -H 'Accept: application/vnd.github+json' \\
+              https://api.github.com/app/installations/42/access_tokens && echo minted; \(then)
+            """
+        let log = directory.path("audit.jsonl")
+        let result = try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", log, "--", "sh", "-c", step],
+                                             environment: environment, currentDirectory: directory.path)
+        return AppTokenRun(result: result, calls: github.requests.map { "\($0.method) \($0.uri)" }, minted: minted, jwt: jwt, log: log)
+    }
+
+    /// A GitHub App installation token the step minted (the exchange intercepted through
+    /// `github-app-token`) is revoked after a violation with `DELETE /installation/token`, like
+    /// GITHUB_TOKEN; the token is never written.
+    @Test func aGitHubAppTokenMintedDuringTheStepIsRevokedAfterAViolation() throws {
+        defer { directory.remove() }
+        let run = try mintAppToken(allow: "{ methods: [POST], credential: any }", then: "cat ~/.aws/credentials; sleep 30")
+        #expect(run.result.status == 77, "\(run.result.stderr)")
+        #expect(run.result.stdout == "minted\n", "\(run.result.stderr)")
+        #expect(run.calls == ["POST /app/installations/42/access_tokens", "DELETE /installation/token"])
+        #expect(run.result.stderr.contains("; 1 credential revoked (exit 77)"), "\(run.result.stderr)")
+        let events = try revocationEvents(run.log)
+        #expect(events.count == 1)
+        #expect(events.first?["origin"] as? String == "minted by github-app-token")
+        #expect(events.first?["kind"] as? String == "GitHub installation token")
+        #expect(events.first?["endpoint"] as? String == "https://api.github.com/installation/token")
+        #expect(events.first?["outcome"] as? String == "revoked" && events.first?["status"] as? Int == 204, "\(events)")
+        #expect(events.first?["why"] as? String == "after a tripwire violation", "\(events)")
+        let written = try String(contentsOfFile: run.log, encoding: .utf8) + run.result.stderr + run.result.stdout
+        #expect(!written.contains(run.minted) && !written.contains(run.jwt), "a token was written in full")
+    }
+
+    /// Drift: a GitHub App token minted through `github-app-token` is revoked when the service's
+    /// window closes while the step still sleeps.
+    @Test func aGitHubAppTokenIsRevokedWhenItsWindowCloses() throws {
+        defer { directory.remove() }
+        let run = try mintAppToken(allow: "{ methods: [POST], credential: any, window: 2s }", then: "sleep 4; echo done")
+        #expect(run.result.status == 0, "\(run.result.stderr)")
+        #expect(run.result.stdout == "minted\ndone\n")
+        #expect(run.calls == ["POST /app/installations/42/access_tokens", "DELETE /installation/token"])
+        #expect(run.result.stderr.contains("; 1 credential revoked (exit 0)"), "\(run.result.stderr)")
+        try expectRevokedWhenTheWindowClosed(log: run.log, origin: "minted by github-app-token", minted: run.minted)
     }
 }

@@ -53,17 +53,15 @@ import Testing
         }.filter { $0["type"] as? String == "tripwire" }
     }
 
-    /// The step opens ~/.aws/credentials, then reports every 5 ms how long it has been alive since:
-    /// its last report bounds the time from the open to the kill.
-    @Test(arguments: [false, true])
-    func openingAHiddenCredentialFileKillsTheStepWithin100ms(asNobody: Bool) throws {
-        defer { directory.remove() }
-        let log = directory.path("audit-\(asNobody).jsonl")
+    /// Runs a Python step that does `action` (a statement), then reports every 5 ms how long it
+    /// has been alive since: its last report bounds the time from the action to the kill. Returns
+    /// the run and that time, or nil when nobody is asked for but the tests do not run as root.
+    func killAfter(_ action: String, log: String, asNobody: Bool) throws -> (result: ProgramResult, lived: Double)? {
         let step = """
             import os, sys, time
             start = time.monotonic()
             try:
-                print(open(os.path.expanduser("~/.aws/credentials")).read(), flush=True)
+                \(action)
             except OSError as error:
                 print("refused", error, flush=True)
             while True:
@@ -71,11 +69,21 @@ import Testing
                 time.sleep(0.005)
             """
         let arguments = ["--policy", try policy("isolation: required\n"), "--audit-log", log, "--", "python3", "-c", step]
-        guard let result = try run(arguments, asNobody: asNobody) else { return }
+        guard let result = try run(arguments, asNobody: asNobody) else { return nil }
+        let alive = result.stdout.split(separator: "\n").compactMap { $0.hasPrefix("alive ") ? Double($0.dropFirst(6)) : nil }
+        return (result, alive.last ?? 0)
+    }
+
+    /// The step opens ~/.aws/credentials and is killed within 100 ms.
+    @Test(arguments: [false, true])
+    func openingAHiddenCredentialFileKillsTheStepWithin100ms(asNobody: Bool) throws {
+        defer { directory.remove() }
+        let log = directory.path("audit-\(asNobody).jsonl")
+        guard let (result, lived) = try killAfter(#"print(open(os.path.expanduser("~/.aws/credentials")).read(), flush=True)"#,
+                                                  log: log, asNobody: asNobody) else { return }
         #expect(result.status == 77, "\(result.stderr)")
         #expect(!result.stdout.contains(marker))
-        let alive = result.stdout.split(separator: "\n").compactMap { $0.hasPrefix("alive ") ? Double($0.dropFirst(6)) : nil }
-        #expect((alive.last ?? 0) < 0.1, "the step lived \(alive.last ?? 0) s after the open")
+        #expect(lived < 0.1, "the step lived \(lived) s after the open")
         #expect(result.stderr.contains("verdict: BLOCKED — tripwire: the step tried to open \(home)/.aws/credentials"), "\(result.stderr)")
         #expect(result.stderr.contains("step killed by signal 9"))
         let denied = try tripwireEvents(log).filter { $0["decision"] as? String == "deny" }
@@ -93,7 +101,7 @@ import Testing
         ("ls ~/.ssh/keys", "list", "/.ssh/keys"),
         ("cat ~/.ssh/keys/deploy", "open", "/.ssh/keys/deploy"),
         ("link=$(mktemp -u) && ln -s ~/.aws/config $link && cat $link; rm -f $link", "open", "/.aws/config"),
-        ("rm -f ~/.aws/config", "change attributes", "/.aws/config"),
+        ("rm -f ~/.aws/config", "delete", "/.aws/config"),  // the names filter sees the call before inotify the change
         ("touch ~/.aws/new", "create", "/.aws/new"),
     ])
     func touchingAStoreInAnyWayTrips(command: String, operation: String, path: String) throws {
@@ -108,13 +116,131 @@ import Testing
         #expect(!result.stdout.contains(marker))
     }
 
+    /// Writing to a hidden file (`echo x > ~/.npmrc`) used to fail on its read-only cover (EROFS)
+    /// before inotify saw an open, and removing one on its mount point (EBUSY): nothing tripped.
+    /// Now the write-open reaches a writable cover and the removal the names filter: the step is
+    /// killed at once, as root in its namespace and as nobody; the hidden file is neither shown
+    /// nor changed.
+    @Test(arguments: [(#"open(os.path.expanduser("~/.npmrc"), "w").write("overwritten")"#, "open"),
+                      (#"os.unlink(os.path.expanduser("~/.npmrc"))"#, "delete")], [false, true])
+    func writingOrRemovingAHiddenFileKillsTheStepWithin100ms(attempt: (action: String, operation: String), asNobody: Bool) throws {
+        defer { directory.remove() }
+        let log = directory.path("audit-\(attempt.operation)-\(asNobody).jsonl")
+        guard let (result, lived) = try killAfter(attempt.action, log: log, asNobody: asNobody) else { return }
+        #expect(result.status == 77, "\(result.stderr)")
+        #expect(lived < 0.1, "the step lived \(lived) s after the \(attempt.operation)")
+        #expect(result.stderr.contains("step killed by signal 9"), "\(result.stderr)")
+        let denied = try tripwireEvents(log).filter { $0["decision"] as? String == "deny" }
+        #expect(denied.first?["path"] as? String == "\(home)/.npmrc", "\(denied)")
+        #expect(denied.first?["operation"] as? String == attempt.operation, "\(denied)")
+        #expect(try String(contentsOfFile: "\(home)/.npmrc", encoding: .utf8) == "\(marker)\n", "the hidden file is unchanged")
+    }
+
+    /// Every way of writing to or changing a hidden file or a hidden directory trips, naming what was
+    /// done, as root in the namespace and as nobody; the hidden files stay as they were.
+    @Test(arguments: [
+        ("echo x > ~/.npmrc", "write", "/.npmrc"),
+        ("touch ~/.npmrc", "open", "/.npmrc"),
+        ("chmod 600 ~/.npmrc", "change attributes", "/.npmrc"),
+        ("python3 -c 'import os; os.truncate(os.path.expanduser(\"~/.npmrc\"), 0)'", "write", "/.npmrc"),
+        ("python3 -c 'import os; os.close(os.open(os.path.expanduser(\"~/.npmrc\"), os.O_WRONLY | os.O_CREAT))'", "write", "/.npmrc"),
+        ("link=$(mktemp -u) && ln -s ~/.npmrc $link && echo x > $link; rm -f $link", "write", "/.npmrc"),
+        ("echo x > ~/.aws/credentials", "write", "/.aws/credentials"),
+        ("python3 -c 'import os; os.truncate(os.path.expanduser(\"~/.aws/credentials\"), 0)'", "write", "/.aws/credentials"),
+        ("mkdir ~/.aws/x", "create", "/.aws/x"),
+        ("mv ~/.aws/config ~/.aws/moved", "rename", "/.aws/config"),
+        ("rm ~/.ssh/keys/deploy", "delete", "/.ssh/keys/deploy"),
+        ("ln ~/.aws/config ~/.aws/hard", "create", "/.aws/hard"),
+        // Refused by the kernel on the cover's mount point (EBUSY) or across mounts (EXDEV) before
+        // inotify sees anything: seen by the names filter.
+        ("rm -f ~/.npmrc", "delete", "/.npmrc"),
+        ("cd ~ && rm -f .npmrc", "delete", "/.npmrc"),
+        ("mv ~/.npmrc ~/moved", "rename", "/.npmrc"),
+        ("t=$(mktemp) && mv $t ~/.npmrc", "rename", "/.npmrc"),
+        ("ln ~/.npmrc ~/hard", "link", "/.npmrc"),
+        ("ln ~/.aws/credentials ~/hard", "link", "/.aws/credentials"),
+        ("t=$(mktemp) && ln $t ~/.aws/new", "link", "/.aws/new"),
+        ("rmdir ~/.aws", "delete", "/.aws"),
+        ("mv ~/.aws ~/aws", "rename", "/.aws"),
+        ("link=$(mktemp -u) && ln -s ~ $link && rm -f $link/.npmrc", "delete", "/.npmrc"),
+        ("cd ~ && rm -f /proc/self/cwd/.npmrc", "delete", "/.npmrc"),
+        ("cd ~/.aws && python3 -c 'import os; os.rename(\"credentials\", \"/tmp/stolen\")'", "rename", "/.aws/credentials"),
+    ], [false, true])
+    func writingToAStoreInAnyWayTrips(attempt: (command: String, operation: String, path: String), asNobody: Bool) throws {
+        defer { directory.remove() }
+        let log = directory.path("audit-\(asNobody).jsonl")
+        guard let result = try run(["--policy", try policy("isolation: required\non_violation: fail\n"), "--audit-log", log,
+                                    "--", "sh", "-c", attempt.command], asNobody: asNobody) else { return }
+        #expect(result.status == 77, "\(attempt.command): \(result.stderr)")
+        let denied = try tripwireEvents(log).filter { $0["decision"] as? String == "deny" }
+        #expect(denied.contains { $0["operation"] as? String == attempt.operation && $0["path"] as? String == home + attempt.path },
+                "\(attempt.command): \(denied)")
+        #expect(!result.stdout.contains(marker))
+        #expect(try String(contentsOfFile: "\(home)/.npmrc", encoding: .utf8) == "\(marker)\n")
+        #expect(try String(contentsOfFile: "\(home)/.aws/credentials", encoding: .utf8) == "[default]\n\(marker)\n")
+        #expect(try String(contentsOfFile: "\(home)/.ssh/keys/deploy", encoding: .utf8) == "\(marker)\n")
+    }
+
+    /// A 64-bit step that removes a hidden file through the i386 entry (`int 0x80`, where system
+    /// calls have other numbers) trips all the same: the names filter knows both tables.
+    @Test func removingAHiddenFileThroughTheI386EntryTrips() throws {
+        defer { directory.remove() }
+        let compiler = try #require(["/usr/bin/cc", "/usr/bin/clang", "/usr/bin/gcc"].first { FileManager.default.isExecutableFile(atPath: $0) },
+                                    "no C compiler")
+        let source = try directory.write("i386-unlink.c", """
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/mman.h>
+            int main(int argc, char **argv) {
+                // int 0x80 passes 32-bit pointers: the path goes below 4 GiB.
+                char *path = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+                if (argc != 2 || path == MAP_FAILED) return 64;
+                strncpy(path, argv[1], 4095);
+                long result;
+                __asm__ volatile ("int $0x80" : "=a"(result) : "a"(10), "b"((unsigned)(unsigned long)path) : "memory");  // unlink
+                printf("i386 unlink: %ld\\n", result);
+                return 0;
+            }
+            """, mode: 0o644)
+        let program = directory.path("i386-unlink")
+        let build = try ProgramRun.start(compiler, ["-O1", "-o", program, source]).wait()
+        try #require(build.status == 0, "\(build.stderr)")
+        chmod(program, 0o755)
+        let log = directory.path("audit.jsonl")
+        let result = try #require(try run(["--policy", try policy("isolation: required\non_violation: fail\n"), "--audit-log", log,
+                                           "--", program, "\(home)/.npmrc"]))
+        #expect(result.status == 77, "\(result.stderr)")
+        #expect(result.stdout == "i386 unlink: -16\n", "refused on the cover (EBUSY) all the same: \(result.stdout)")
+        let denied = try tripwireEvents(log).filter { $0["decision"] as? String == "deny" }
+        #expect(denied.contains { $0["operation"] as? String == "delete" && $0["path"] as? String == "\(home)/.npmrc" }, "\(denied)")
+        #expect((denied.first?["process"] as? String)?.hasSuffix(" i386-unlink") == true, "\(denied)")
+    }
+
+    /// Where the names filter cannot be installed (here: stepguard runs inside another isolated
+    /// step with tripwires, whose filter already has the one listener a process may have), the
+    /// step runs with the other tripwires and the `tripwire` event says what is not watched, and why.
+    @Test func whenTheNamesFilterIsRefusedTheEventSaysSo() throws {
+        defer { directory.remove() }
+        let outerSecret = try directory.write("outer-secret", "outer\n", mode: 0o644)
+        let outer = try policy("isolation: required\nfilesystem: { hide: [\"\(outerSecret)\"] }\n")
+        let log = directory.path("inner.jsonl")
+        let result = try #require(try run(["--policy", outer, "--", StepGuardBinary.path, "run", "--policy", try policy("isolation: required\n"),
+                                           "--audit-log", log, "--", "sh", "-c", "cat ~/.aws/credentials; echo inner-done"]))
+        #expect(result.status == 77, "the inner step's open trips as before: \(result.stderr)")
+        let armed = try tripwireEvents(log).first { $0["decision"] as? String == "allow" }
+        #expect((armed?["reason"] as? String)?.contains("removing, renaming or linking a hidden path itself is not watched: "
+                                                        + "the seccomp filter that shows them to stepguard could not be installed: Device or resource busy") == true,
+                "\(String(describing: armed))")
+    }
+
     /// Listing the workspace and $HOME, reading ordinary files, looking at a store's name without
     /// opening it: nothing trips.
     @Test(arguments: [false, true])
     func aStepThatWorksInItsWorkspaceTripsNothing(asNobody: Bool) throws {
         defer { directory.remove() }
         let log = directory.path("audit-\(asNobody).jsonl")
-        let step = "ls -la ~ ~/workspace >/dev/null; find ~/workspace -type f | xargs cat; cat ~/notes.txt; test -e ~/.aws && echo exists"
+        let step = "ls -la ~ ~/workspace >/dev/null; find ~/workspace -type f | xargs cat; cat ~/notes.txt; test -e ~/.aws && echo exists; "
+            + "t=$(mktemp -d) && touch $t/a && mv $t/a $t/b && ln $t/b $t/c && rm $t/b $t/c && rmdir $t"
         guard let result = try run(["--policy", try policy("isolation: required\n"), "--audit-log", log, "--", "sh", "-c", step],
                                    asNobody: asNobody) else { return }
         #expect(result.status == 0, "\(result.stderr)")

@@ -44,6 +44,22 @@ import Testing
         #expect(without.first?.notRevocable?.contains("VAULT_ADDR is not set") == true)
     }
 
+    /// A GitHub App installation token minted through `github-app-token` is revoked like
+    /// GITHUB_TOKEN, at api.github.com where it was minted, whatever GITHUB_API_URL says.
+    @Test func aMintedGitHubAppTokenIsRevokedAtGitHubsAPI() throws {
+        let minted = MintedCredentials(lifetime: 600)
+        let token = "gh" + "s_" + Self.alnum(36)
+        minted.remember(token, service: "github-app-token", now: Date())
+        let held = CredentialRevocation.held(environment: ["GITHUB_API_URL": "https://ghes.example.test/api/v3"], minted: minted.held())
+        let app = try #require(held.first)
+        #expect(held.count == 1)
+        #expect(app.kind == "GitHub installation token")
+        #expect(app.origin == "minted by github-app-token")
+        #expect(app.endpoint == "https://api.github.com/installation/token")
+        #expect(app.request?.method == .delete)
+        #expect(app.request?.headers.contains { $0.0 == "Authorization" && $0.1 == "Bearer \(token)" } == true)
+    }
+
     @Test func mintedTokensByService() {
         let minted = MintedCredentials(lifetime: 600)
         let now = Date()

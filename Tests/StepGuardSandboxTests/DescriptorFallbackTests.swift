@@ -23,7 +23,8 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: output) }
         let build = try ProgramRun.start(compiler, ["-O2", "-I", Self.csandbox.appendingPathComponent("include").path, "-I", Self.csandbox.path,
                                                     Self.sources.appendingPathComponent("Harness/descriptors.c").path,
-                                                    Self.csandbox.appendingPathComponent("capture.c").path, "-o", output]).wait()
+                                                    Self.csandbox.appendingPathComponent("capture.c").path,
+                                                    Self.csandbox.appendingPathComponent("names.c").path, "-o", output]).wait()
         try #require(build.status == 0, "\(build.stderr)")
         let result = try ProgramRun.start(output, []).wait()
         #expect(result.status == 0 && result.stdout.hasPrefix("ok "), "\(result.stdout)\(result.stderr)")

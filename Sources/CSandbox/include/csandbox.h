@@ -9,12 +9,19 @@ enum {
     /// A hidden file (a read-only bind mount): opening it. Its attributes cannot change (read-only
     /// mount) and the empty file behind it is unlinked by stepguard once mounted, which must not trip.
     SG_TRIPWIRE_HIDDEN_FILE = IN_OPEN,
-    /// A decoy file in a hidden directory: opening it, or changing, removing or renaming it.
-    SG_TRIPWIRE_DECOY_FILE = IN_OPEN | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF,
+    /// A hidden file covered with a writable empty file of a private tmpfs (`writable_covers`): opening
+    /// it for reading or writing (a read-only cover would refuse a write-open with EROFS before
+    /// inotify sees it), writing or truncating it, changing its attributes.
+    SG_TRIPWIRE_COVER_FILE = IN_OPEN | IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB,
+    /// A decoy file in a hidden directory: opening it, writing or truncating it, or changing,
+    /// removing or renaming it.
+    SG_TRIPWIRE_DECOY_FILE = IN_OPEN | IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF,
     /// A hidden directory or a decoy directory: listing it (opening it), or creating, removing or
     /// renaming an entry in it, or changing its attributes.
     SG_TRIPWIRE_DIRECTORY = IN_OPEN | IN_ATTRIB | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF,
     SG_INOTIFY_OPEN = IN_OPEN,
+    SG_INOTIFY_MODIFY = IN_MODIFY,
+    SG_INOTIFY_CLOSE_WRITE = IN_CLOSE_WRITE,
     SG_INOTIFY_ATTRIB = IN_ATTRIB,
     SG_INOTIFY_CREATE = IN_CREATE,
     SG_INOTIFY_DELETE = IN_DELETE,
@@ -24,6 +31,36 @@ enum {
     SG_INOTIFY_MOVE_SELF = IN_MOVE_SELF,
     SG_INOTIFY_OVERFLOW = IN_Q_OVERFLOW,
 };
+
+/// What a call sent by the names filter (sg_names_listen) does to its names.
+enum { SG_NAME_DELETE = 0, SG_NAME_RENAME = 1, SG_NAME_LINK = 2 };
+enum { SG_NAME_MAX = 4096 };
+
+/// One call of the step that removes, renames or links a name, as sg_names_next read it: its
+/// names (`count` of them; absolute when the directory a relative one is in could be told) and,
+/// for each, the device and inode it names in
+/// the step's mount namespace (`found` 1), or that of the directory it would be in when it does
+/// not exist (`found` 2), or neither (`found` 0).
+typedef struct {
+    uint64_t id;
+    pid_t pid;
+    int operation;
+    int count;
+    int found[2];
+    uint64_t device[2];
+    uint64_t inode[2];
+    char paths[2][SG_NAME_MAX];
+} sg_name_call;
+
+/// Installs, in the calling process and its future children, a seccomp filter that sends every
+/// unlink, rmdir, rename and link call (any of their forms, x86-64, x32 and i386) to a listener,
+/// and returns the listener (close-on-exec), or -1 with errno (ENOSYS where not x86-64).
+int sg_names_listen(void);
+/// Receives the next call from `listener` and reads its names; 0 or errno. Every call received
+/// must be answered with sg_names_continue.
+int sg_names_next(int listener, sg_name_call *call);
+/// Lets call `id` go ahead as the step made it; 0 or errno.
+int sg_names_continue(int listener, uint64_t id);
 
 /// Where setting up transparent capture inside the step's network namespace failed.
 typedef enum {
@@ -85,6 +122,13 @@ typedef struct {
     /// With `isolate`: one empty file per entry of `hide_files` to cover it with instead of
     /// `empty_file` (so that a tripwire on one hidden file is told apart from another), or NULL.
     const char *const *hide_file_sources;
+    /// With `isolate`: a directory on which the child mounts a private tmpfs for writable covers, or
+    /// NULL. Each `hide_files` entry whose `writable_covers` flag is 1 has its source (a path inside
+    /// this directory) made there as an empty file (mode 0600), bind-mounted over the hidden file
+    /// without being made read-only; then the tmpfs is detached from the directory (the covers keep
+    /// it alive; nothing else reaches it). What the step writes to a cover stays in that tmpfs.
+    const char *cover_directory;
+    const int *writable_covers;
     /// With `isolate`: decoys made inside the hidden directories once they are covered, named like
     /// the real entries they stand for: NULL-terminated lists of directories (parents first) and of
     /// empty files (mode 0600), so that opening e.g. ~/.aws/credentials opens something.
@@ -98,6 +142,9 @@ typedef struct {
     const uint32_t *tripwire_masks;
     int *tripwire_watches;
     int tripwire_count;
+    /// With tripwires: the device and inode of each tripwire path once covered, as the step sees
+    /// it (2 × tripwire_count, written by the child like `tripwire_watches`; 0, 0 when not found).
+    uint64_t *tripwire_identities;
     /// RLIMIT_NPROC for the child, or 0 for no limit.
     long max_processes;
     /// An open `cgroup.procs` file the child joins (writes "0" to) before anything else, or -1.
@@ -156,6 +203,10 @@ typedef struct {
     int failed_path;
     /// The inotify instance watching `tripwire_paths` (with `isolate` and tripwires), else -1.
     int tripwire_fd;
+    /// With `tripwire_fd`: the listener of sg_names_listen the step runs under, or -1 and in
+    /// `names_error` why the filter could not be installed (the inotify watches work without it).
+    int names_fd;
+    int names_error;
     /// With `capture`: where setting it up failed (SG_CAPTURE_NONE: it is on) and the errno. A
     /// failed capture does not stop the step: clients that ignore the proxy variables then reach
     /// nothing, as without capture.

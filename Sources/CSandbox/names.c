@@ -1,0 +1,227 @@
+// Tripwires on names: the system calls that remove, rename or link a name are sent by a seccomp
+// filter to a listener stepguard reads (sg_names_listen, sg_names_next, sg_names_continue), so
+// that `rm ~/.npmrc`, `mv ~/.aws x` or `ln ~/.npmrc /tmp/x` trip although the kernel refuses
+// them (EBUSY on a mount point, EXDEV across mounts) before inotify could see anything. stepguard
+// only looks: every call continues as the step made it (SECCOMP_USER_NOTIF_FLAG_CONTINUE), and
+// what the kernel then allows or refuses is decided by the mounts, not by this look.
+#define _GNU_SOURCE
+#include "csandbox.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/openat2.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#if defined(__x86_64__)
+#define SG_NOTIFY_IF(number) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (number), 0, 1), BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF)
+#ifndef __X32_SYSCALL_BIT
+#define __X32_SYSCALL_BIT 0x40000000
+#endif
+/// The i386 numbers (a 64-bit step can make them with `int 0x80`).
+enum { I386_LINK = 9, I386_UNLINK = 10, I386_RENAME = 38, I386_RMDIR = 40, I386_UNLINKAT = 301, I386_RENAMEAT = 302,
+       I386_LINKAT = 303, I386_RENAMEAT2 = 353 };
+#endif
+
+int sg_names_listen(void) {
+#if defined(__x86_64__)
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 19),  // else: i386, below
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, ~(uint32_t)__X32_SYSCALL_BIT),  // x32 numbers are x86-64's with this bit
+        SG_NOTIFY_IF(SYS_unlink), SG_NOTIFY_IF(SYS_rmdir), SG_NOTIFY_IF(SYS_rename), SG_NOTIFY_IF(SYS_link),
+        SG_NOTIFY_IF(SYS_unlinkat), SG_NOTIFY_IF(SYS_renameat), SG_NOTIFY_IF(SYS_linkat), SG_NOTIFY_IF(SYS_renameat2),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        SG_NOTIFY_IF(I386_UNLINK), SG_NOTIFY_IF(I386_RMDIR), SG_NOTIFY_IF(I386_RENAME), SG_NOTIFY_IF(I386_LINK),
+        SG_NOTIFY_IF(I386_UNLINKAT), SG_NOTIFY_IF(I386_RENAMEAT), SG_NOTIFY_IF(I386_LINKAT), SG_NOTIFY_IF(I386_RENAMEAT2),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog program = { (unsigned short)(sizeof filter / sizeof *filter), filter };
+    int fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &program);
+    if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+        int error = errno;
+        close(fd);
+        errno = error;
+        return -1;
+    }
+    return fd;
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+/// The operation of system call `number` of `arch`, and where its (dirfd, path) pairs are among
+/// its arguments (dirfd -1: AT_FDCWD); 0 pairs for a call the filter does not send.
+static int classify(uint32_t arch, int number, int positions[2][2], int *count) {
+    int nr = number;
+#if defined(__x86_64__)
+    if (arch == AUDIT_ARCH_I386) {
+        const int map[][2] = { { I386_UNLINK, SYS_unlink }, { I386_RMDIR, SYS_rmdir }, { I386_RENAME, SYS_rename },
+                               { I386_LINK, SYS_link }, { I386_UNLINKAT, SYS_unlinkat }, { I386_RENAMEAT, SYS_renameat },
+                               { I386_LINKAT, SYS_linkat }, { I386_RENAMEAT2, SYS_renameat2 } };
+        nr = -1;
+        for (size_t i = 0; i < sizeof map / sizeof *map; i++) if (map[i][0] == number) nr = map[i][1];
+    } else {
+        nr = number & ~__X32_SYSCALL_BIT;
+    }
+    switch (nr) {
+    case SYS_unlink: case SYS_rmdir:
+        *count = 1; positions[0][0] = -1; positions[0][1] = 0;
+        return SG_NAME_DELETE;
+    case SYS_unlinkat:
+        *count = 1; positions[0][0] = 0; positions[0][1] = 1;
+        return SG_NAME_DELETE;
+    case SYS_rename: case SYS_link:
+        *count = 2; positions[0][0] = -1; positions[0][1] = 0; positions[1][0] = -1; positions[1][1] = 1;
+        return nr == SYS_link ? SG_NAME_LINK : SG_NAME_RENAME;
+    case SYS_renameat: case SYS_renameat2: case SYS_linkat:
+        *count = 2; positions[0][0] = 0; positions[0][1] = 1; positions[1][0] = 2; positions[1][1] = 3;
+        return nr == SYS_linkat ? SG_NAME_LINK : SG_NAME_RENAME;
+    }
+#endif
+    (void)arch;
+    (void)nr;
+    *count = 0;
+    return SG_NAME_DELETE;
+}
+
+/// Reads the NUL-terminated string at `address` of process `pid` into `buffer`; 0 or errno.
+static int read_string(pid_t pid, uint64_t address, char *buffer, size_t size) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/mem", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    // Page by page: a string near the end of a mapping must not make the read fail as a whole.
+    size_t got = 0;
+    int error = ENAMETOOLONG;
+    while (got < size - 1) {
+        size_t page_left = 4096 - (size_t)((address + got) % 4096);
+        size_t want = page_left < size - 1 - got ? page_left : size - 1 - got;
+        ssize_t count = pread(fd, buffer + got, want, (off_t)(address + got));
+        if (count <= 0) { error = count < 0 ? errno : EFAULT; break; }
+        if (memchr(buffer + got, 0, (size_t)count)) { error = 0; break; }
+        got += (size_t)count;
+    }
+    close(fd);
+    buffer[size - 1] = 0;
+    return error;
+}
+
+/// Stats `path` (absolute) inside the root directory `root`: symbolic links met on the way,
+/// absolute ones too, and `..` resolve within it, as for the process whose root it is. The last
+/// component is not followed. O_PATH: nothing is opened for inotify. 1, or 0 when not found.
+static int stat_in_root(int root, const char *path, struct stat *info) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    int fd = (int)syscall(SYS_openat2, root, path, &how, sizeof how);
+    if (fd < 0) return 0;
+    int found = fstat(fd, info) == 0;
+    close(fd);
+    return found;
+}
+
+/// Stats `name` as process `pid` names it (absolute: from its root; else from its working
+/// directory or `dirfd`), or the directory it would be in. Returns 1 (the name), 2 (its
+/// directory: it does not exist yet) or 0. A relative name is looked up twice — through the
+/// magic link to the directory (absolute symbolic links on the way would resolve in stepguard's
+/// root, not the step's) and as the directory's path inside the process's root — and the first
+/// that finds something wins. `resolved` gets the name as an absolute path when it can be told.
+static int look_up(pid_t pid, int dirfd, const char *name, struct stat *info, char resolved[SG_NAME_MAX]) {
+    char root_path[64];
+    snprintf(root_path, sizeof root_path, "/proc/%d/root", (int)pid);
+    int root = open(root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0) return 0;
+    char base[SG_NAME_MAX];
+    base[0] = 0;
+    snprintf(resolved, SG_NAME_MAX, "%s", name);
+    // The step's /proc/self names the step; stepguard cannot walk it (it is not in the step's PID
+    // namespace), so it walks its own /proc/PID instead.
+    const char *self = strncmp(name, "/proc/self/", 11) == 0 ? name + 11
+        : strncmp(name, "/proc/thread-self/", 18) == 0 ? name + 18 : NULL;
+    if (self) {
+        char direct[SG_NAME_MAX + 64];
+        if (name[6] == 's') snprintf(direct, sizeof direct, "/proc/%d/%s", (int)pid, self);
+        else snprintf(direct, sizeof direct, "/proc/%d/task/%d/%s", (int)pid, (int)pid, self);
+        if (fstatat(AT_FDCWD, direct, info, AT_SYMLINK_NOFOLLOW) == 0) { close(root); return 1; }
+    }
+    if (name[0] != '/') {
+        char link[64];
+        if (dirfd == AT_FDCWD) snprintf(link, sizeof link, "/proc/%d/cwd", (int)pid);
+        else snprintf(link, sizeof link, "/proc/%d/fd/%d", (int)pid, dirfd);
+        ssize_t length = readlink(link, base, sizeof base - 1);
+        base[length > 0 ? length : 0] = 0;
+        if (base[0] == '/') snprintf(resolved, SG_NAME_MAX, name[0] ? "%s/%s" : "%s", base, name);
+        char direct[SG_NAME_MAX + 64];
+        snprintf(direct, sizeof direct, name[0] ? "%s/%s" : "%s", link, name);  // "": AT_EMPTY_PATH
+        if (fstatat(AT_FDCWD, direct, info, AT_SYMLINK_NOFOLLOW) == 0) { close(root); return 1; }
+        if (base[0] != '/') { close(root); return 0; }  // the directory has no path in the step's tree
+    }
+    char path[2 * SG_NAME_MAX + 2];
+    snprintf(path, sizeof path, name[0] == '/' || !name[0] ? "%s%s" : "%s/%s", base, name);
+    int found = stat_in_root(root, path, info);
+    if (!found) {
+        char *slash = strrchr(path, '/');
+        if (slash && slash != path) {
+            *slash = 0;
+            struct open_how how;
+            memset(&how, 0, sizeof how);
+            how.flags = O_PATH | O_CLOEXEC;  // the directory: followed
+            how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+            int fd = (int)syscall(SYS_openat2, root, path, &how, sizeof how);
+            if (fd >= 0) {
+                found = fstat(fd, info) == 0 ? 2 : 0;
+                close(fd);
+            }
+        }
+    }
+    close(root);
+    return found;
+}
+
+int sg_names_next(int listener, sg_name_call *call) {
+    struct seccomp_notif notification;
+    memset(&notification, 0, sizeof notification);
+    memset(call, 0, sizeof *call);
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &notification) != 0) return errno;
+    call->id = notification.id;
+    call->pid = (pid_t)notification.pid;
+    int positions[2][2];
+    call->operation = classify(notification.data.arch, notification.data.nr, positions, &call->count);
+    for (int i = 0; i < call->count; i++) {
+        char name[SG_NAME_MAX];
+        call->found[i] = 0;
+        if (read_string(call->pid, notification.data.args[positions[i][1]], name, sizeof name) != 0) continue;
+        int dirfd = positions[i][0] < 0 ? AT_FDCWD : (int)notification.data.args[positions[i][0]];
+        // Looked up in the step's own mount namespace, from its root, its working directory or
+        // the directory descriptor it named, without following a last symbolic link (these calls
+        // act on the name itself).
+        struct stat info;
+        call->found[i] = look_up(call->pid, dirfd, name, &info, call->paths[i]);
+        if (!call->found[i]) continue;
+        call->device[i] = (uint64_t)info.st_dev;
+        call->inode[i] = (uint64_t)info.st_ino;
+    }
+    // The process may have gone (and its pid been reused) while its memory was read.
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &call->id) != 0) call->count = 0;
+    return 0;
+}
+
+int sg_names_continue(int listener, uint64_t id) {
+    struct seccomp_notif_resp response;
+    memset(&response, 0, sizeof response);
+    response.id = id;
+    response.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    return ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &response) == 0 ? 0 : errno;
+}

@@ -1,0 +1,37 @@
+// A step that renames and removes many files (what an archive extraction or a build cache does):
+// creates FILES files in DIR, renames each, links each to a second name, removes both names, and
+// prints how long the renames, links and removals (3 × FILES calls sent to stepguard's names
+// filter when tripwires are on) took in milliseconds. The creations are not in the figure.
+// Usage: names DIR FILES
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    if (argc != 3) { fprintf(stderr, "usage: names DIR FILES\n"); return 64; }
+    int files = atoi(argv[2]);
+    char path[4096], renamed[4096], linked[4096];
+    for (int i = 0; i < files; i++) {
+        snprintf(path, sizeof path, "%s/n%d", argv[1], i);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0) { perror(path); return 1; }
+        close(fd);
+    }
+    struct timespec start, end;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (int i = 0; i < files; i++) {
+        snprintf(path, sizeof path, "%s/n%d", argv[1], i);
+        snprintf(renamed, sizeof renamed, "%s/r%d", argv[1], i);
+        snprintf(linked, sizeof linked, "%s/l%d", argv[1], i);
+        if (rename(path, renamed) != 0 || link(renamed, linked) != 0 || unlink(renamed) != 0) { perror(path); return 1; }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    for (int i = 0; i < files; i++) {
+        snprintf(linked, sizeof linked, "%s/l%d", argv[1], i);
+        unlink(linked);
+    }
+    printf("%.3f\n", (end.tv_sec - start.tv_sec) * 1e3 + (end.tv_nsec - start.tv_nsec) / 1e6);
+    return 0;
+}
