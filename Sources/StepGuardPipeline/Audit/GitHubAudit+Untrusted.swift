@@ -1,5 +1,5 @@
 import Foundation
-import Yams
+import StepGuardYAML
 
 /// The audits of what outsiders control: template injection, writes of their data to the files that
 /// set later steps' environment, spoofable bot checks, and cache and artifact poisoning.
@@ -196,7 +196,7 @@ extension GitHubAudit {
         var found: Set<String> = []
         for file in files {
             guard let text = try? String(contentsOfFile: (directory as NSString).appendingPathComponent(file), encoding: .utf8),
-                  let node = try? Yams.compose(yaml: text), let name = node.value("name")?.text, names.contains(name) else { continue }
+                  let node = try? YAML.compose(yaml: text), let name = node.value("name")?.text, names.contains(name) else { continue }
             found.insert(name)
             let triggers = Self.events(node.value("on") ?? node.value("true"))
             if !triggers.isDisjoint(with: ["pull_request", "pull_request_target", "pull_request_review", "pull_request_review_comment", "issue_comment"]) { return true }

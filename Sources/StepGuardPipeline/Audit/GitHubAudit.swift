@@ -1,5 +1,5 @@
 import Foundation
-import Yams
+import StepGuardYAML
 
 /// The audits of one GitHub Actions workflow.
 struct GitHubAudit {

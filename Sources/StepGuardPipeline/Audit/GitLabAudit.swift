@@ -1,4 +1,4 @@
-import Yams
+import StepGuardYAML
 
 /// The audits of one `.gitlab-ci.yml` (or a GitLab CI component/template).
 struct GitLabAudit {

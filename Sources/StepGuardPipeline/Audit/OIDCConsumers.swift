@@ -1,5 +1,5 @@
 import Foundation
-import Yams
+import StepGuardYAML
 
 /// Whether a job's steps use the OIDC token that `id-token: write` grants: actions known to request it,
 /// action inputs that configure OIDC (`audience`, `role-to-assume`, `use_oidc`…), scripts that request it

@@ -1,6 +1,6 @@
 import Foundation
 import Synchronization
-import Yams
+import StepGuardYAML
 
 /// The repository a workflow belongs to, when the checker has its checkout: the workflow's path is
 /// `ROOT/.github/workflows/NAME` (GitLab: `ROOT/.gitlab-ci.yml`). Local actions, scripts, Makefiles
@@ -43,7 +43,7 @@ struct RepositoryFiles {
     func localAction(_ uses: String) -> Node? {
         let path = String(uses.dropFirst(2)).split(separator: "@").first.map(String.init) ?? ""
         for name in ["action.yml", "action.yaml"] {
-            if let text = text((path as NSString).appendingPathComponent(name)), let node = try? Yams.compose(yaml: text), node.isMapping {
+            if let text = text((path as NSString).appendingPathComponent(name)), let node = try? YAML.compose(yaml: text), node.isMapping {
                 return node
             }
         }

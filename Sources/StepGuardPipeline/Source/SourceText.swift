@@ -1,6 +1,6 @@
 import Foundation
 import StepGuardPolicy
-import Yams
+import StepGuardYAML
 
 /// The original text of a workflow file, with the helpers that turn parser marks into exact
 /// `file:line:col` locations and read `# stepguard: ignore[id]` comments.

@@ -1,6 +1,6 @@
 import Foundation
 import StepGuardPolicy
-import Yams
+import StepGuardYAML
 
 /// How `workflow wrap` rewrites a workflow.
 public struct WrapOptions: Sendable {
@@ -47,7 +47,7 @@ public struct WrapOptions: Sendable {
     /// What `wrap` needs to know of a policy file: whether it has an `identity:` section, and the
     /// names under `steps:` (nothing when it cannot be read; `stepguard run` reports that itself).
     public static func policyFacts(file: String) -> (declaresIdentity: Bool, steps: Set<String>) {
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8), let root = try? Yams.compose(yaml: text) else { return (false, []) }
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8), let root = try? YAML.compose(yaml: text) else { return (false, []) }
         return (root.value("identity") != nil, Set(root.value("steps")?.pairs.compactMap { $0.key.text } ?? []))
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
 import StepGuardCore
-import Yams
+import StepGuardYAML
 
 /// How bad a leak of this kind of credential is.
 public enum SecretSeverity: String, Sendable, Codable, Comparable {

@@ -1,5 +1,5 @@
 import Foundation
-import Yams
+import StepGuardYAML
 
 /// `.stepguard-ignore.yaml`: findings accepted on purpose, by fingerprint (rule + path + hash of
 /// the secret, so entries survive line moves), each with a reason and an optional expiry date.
