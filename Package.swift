@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "CSandbox"),
         // epoll, eventfd, splice and accept4 for the egress proxy's socket front.
         .target(name: "CLinuxIO"),
-        .target(name: "StepGuardSandbox", dependencies: ["CSandbox"]),
+        .target(name: "StepGuardSandbox", dependencies: ["CSandbox", "StepGuardCore"]),
         .target(
             name: "StepGuardSecrets",
             dependencies: [
@@ -83,7 +83,7 @@ let package = Package(
         .target(name: "StepGuardRevocation", dependencies: ["StepGuardCore", "StepGuardPolicy", "StepGuardAudit", "StepGuardEgress"]),
         .target(
             name: "StepGuardPipeline",
-            dependencies: ["StepGuardPolicy", "StepGuardYAML"]
+            dependencies: ["StepGuardCore", "StepGuardPolicy", "StepGuardYAML"]
         ),
 
         // MARK: Executable (ArgumentParser commands and wiring only)
