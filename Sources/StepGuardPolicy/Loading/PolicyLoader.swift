@@ -1,5 +1,6 @@
 import StepGuardCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardYAML
 
 /// Loads policy files: YAML with source locations, every problem reported with `file:line:col`.
@@ -15,7 +16,7 @@ public enum PolicyLoader {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw PolicyError(file: path, message: "cannot read the policy file: \((error as NSError).localizedDescription)",
+            throw PolicyError(file: path, message: "cannot read the policy file: \(describeError(error))",
                               expected: "a readable UTF-8 YAML file")
         }
         // Plain string work (Foundation's URL costs a noticeable part of `run`'s start-up).
