@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 import StepGuardPolicy
 import StepGuardYAML
 
@@ -131,7 +133,7 @@ public struct ServiceCatalog: Sendable {
         let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".yaml") }.sorted()
         var definitions: [ServiceDefinition] = []
         for file in files {
-            let path = (directory as NSString).appendingPathComponent(file)
+            let path = FilePaths.appending(file, to: directory)
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw .invalidCatalog(file: path, problem: "cannot be read")
             }
