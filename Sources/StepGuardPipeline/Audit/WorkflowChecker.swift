@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 import StepGuardPolicy
 import StepGuardYAML
 
@@ -99,7 +101,7 @@ public enum WorkflowChecker {
             throw PipelineError(.notAWorkflow, at: SourceLocation(file: path, line: 1, column: 1), "the file is empty or not a YAML mapping",
                                 remedy: "name a GitHub Actions workflow or a .gitlab-ci.yml")
         }
-        let name = (path as NSString).lastPathComponent
+        let name = FilePaths.lastComponent(path)
         if name.hasSuffix("gitlab-ci.yml") || name.hasSuffix("gitlab-ci.yaml") { return (source, root, .gitlab) }
         if root.value("jobs") != nil, root.value("on") != nil || root.value("true") != nil { return (source, root, .github) }
         if root.value("stages") != nil || root.value("include") != nil || root.value("spec") != nil
@@ -162,7 +164,7 @@ public enum WorkflowChecker {
     /// ` near `LINE`` for a parse error: the line, trimmed, cut to 60 characters, with long token-like
     /// words (which could be secrets) cut to their first 4 characters; empty for a blank line.
     static func excerpt(_ source: SourceText, line: Int) -> String {
-        let text = source.line(line).trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = source.line(line).trimmingWhitespaceAndNewlines()
         guard !text.isEmpty else { return "" }
         let masked = text.split(separator: " ", omittingEmptySubsequences: false).map { word in
             word.count >= 20 ? String(word.prefix(4)) + "…" : String(word)
@@ -173,19 +175,19 @@ public enum WorkflowChecker {
 
     /// The workflow files a path stands for.
     static func workflowFiles(at path: String) throws(PipelineError) -> [String] {
-        var isDirectory: ObjCBool = false
+        var isDirectory = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw PipelineError(.unreadable, at: SourceLocation(file: path, line: 1, column: 1), "no such file or directory",
                                 remedy: "name a workflow file or a repository directory")
         }
-        guard isDirectory.boolValue else { return [path] }
+        guard isDirectory else { return [path] }
         func yamlFiles(_ directory: String) -> [String] {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
             return names.filter { $0.hasSuffix(".yml") || $0.hasSuffix(".yaml") }.sorted()
-                .map { (directory as NSString).appendingPathComponent($0) }
+                .map { FilePaths.appending($0, to: directory) }
         }
-        let workflows = (path as NSString).appendingPathComponent(".github/workflows")
-        let gitlab = (path as NSString).appendingPathComponent(".gitlab-ci.yml")
+        let workflows = FilePaths.appending(".github/workflows", to: path)
+        let gitlab = FilePaths.appending(".gitlab-ci.yml", to: path)
         var files = FileManager.default.fileExists(atPath: workflows) ? yamlFiles(workflows) : []
         if FileManager.default.fileExists(atPath: gitlab) { files.append(gitlab) }
         if files.isEmpty { files = yamlFiles(path) }
