@@ -7,11 +7,13 @@
 #   dist/stepguard-VERSION-linux-ARCH-debug.tar.gz  its debug information (stepguard.debug, found by
 #                                                   gdb through the binary's .gnu_debuglink)
 #   dist/SHA256SUMS                                 "HASH  FILE" lines, the format actions/setup reads
-# Usage: scripts/release.sh VERSION    (e.g. 0.2.0; builds in .build-release, apart from .build)
+# Usage: scripts/release.sh VERSION    (e.g. 0.2.0; builds in .build-release, apart from .build, or in
+#   $STEPGUARD_RELEASE_SCRATCH: e.g. .build, to reuse a release build made there)
 set -euo pipefail
 version=${1:?usage: scripts/release.sh VERSION (e.g. 0.2.0)}
 [[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+([-.][0-9A-Za-z.]+)?$ ]] || { echo "release.sh: '$version' is not a version like 0.2.0" >&2; exit 64; }
 cd "$(dirname "$0")/.."
+scratch=${STEPGUARD_RELEASE_SCRATCH:-.build-release}
 ./scripts/install-deps.sh --build
 case "$(uname -m)" in x86_64|amd64) arch=x86_64 ;; aarch64|arm64) arch=aarch64 ;; *) echo "release.sh: unsupported architecture $(uname -m)" >&2; exit 69 ;; esac
 
@@ -30,8 +32,8 @@ done
 # --disable-local-rpath: no RUNPATH $ORIGIN. With it, the dynamic loader looked for libm, libc… in the
 # binary's own directory first, so a library planted beside an installed stepguard (a tool cache a
 # job can write to) ran inside it before main, past actions/run's SHA-256 check of the binary.
-PKG_CONFIG_PATH="$work" swift build -c release --static-swift-stdlib --disable-local-rpath --product stepguard --scratch-path .build-release >&2
-binary=.build-release/release/stepguard
+PKG_CONFIG_PATH="$work" swift build -c release --static-swift-stdlib --disable-local-rpath --product stepguard --scratch-path "$scratch" >&2
+binary=$scratch/release/stepguard
 if readelf -d "$binary" | grep -E '\((RPATH|RUNPATH)\)' >&2; then
   echo "release.sh: the binary has the search path above; a library planted beside it would be loaded" >&2
   exit 70

@@ -1,3 +1,5 @@
+import Glibc
+
 /// Number formatting without Foundation's `String(format:)` (which FoundationEssentials lacks).
 public enum Hex {
     private static let digits = Array("0123456789abcdef".utf8)
@@ -19,17 +21,13 @@ public enum Hex {
     }
 }
 
-/// `value` with exactly `fractionDigits` decimals, rounded half to even as `%.Nf` does for an exact half.
+/// `value` with exactly `fractionDigits` decimals, as `String(format: "%.Nf", value)` wrote it (C's own
+/// `vsnprintf`, so rounding is the same).
 public func fixedDecimal(_ value: Double, fractionDigits: Int) -> String {
-    guard value.isFinite else { return "\(value)" }
-    var scale: Double = 1
-    for _ in 0..<fractionDigits { scale *= 10 }
-    let scaled = (abs(value) * scale).rounded(.toNearestOrEven)
-    guard scaled < 9.2e18 else { return "\(value)" }
-    let units = Int64(scaled)
-    let divisor = Int64(scale)
-    let sign = value < 0 && units != 0 ? "-" : ""
-    guard fractionDigits > 0 else { return "\(sign)\(units)" }
-    let fraction = String(units % divisor)
-    return "\(sign)\(units / divisor)." + String(repeating: "0", count: fractionDigits - fraction.count) + fraction
+    var buffer = [CChar](repeating: 0, count: 512)
+    let count = withVaList([value]) { arguments in
+        vsnprintf(&buffer, buffer.count, "%.\(max(0, min(fractionDigits, 20)))f", arguments)
+    }
+    guard count >= 0, Int(count) < buffer.count else { return "\(value)" }
+    return String(decoding: buffer[0..<Int(count)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
