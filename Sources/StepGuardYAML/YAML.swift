@@ -6,6 +6,11 @@ import CYAML
 /// twice (same text and same resolved tag) is an error. Every libyaml error is a ``YAMLError``
 /// with its line and column; nothing is dropped silently.
 public enum YAML {
+    /// At most this many nodes in one document, counting every alias as the nodes it stands for: a
+    /// few anchors nested ten deep ("billion laughs") would otherwise make any walk of the tree run
+    /// for hours. Such a document is an error (a ``YAMLError`` at the alias that crossed the limit).
+    public static let maximumExpandedNodes = 1_000_000
+
     /// The single document of `yaml`, or nil when the text holds no document. A second document
     /// is an error.
     public static func compose(yaml: String, _ resolver: Resolver = .default) throws(YAMLError) -> Node? {
@@ -124,8 +129,11 @@ struct Composer {
     let parser: UnsafeMutablePointer<yaml_parser_t>
     let bytes: UnsafeBufferPointer<UInt8>
     let resolver: Resolver
-    /// Nodes by anchor name; as in Yams, anchors stay defined for the documents that follow.
-    var anchors: [String: Node] = [:]
+    /// Nodes by anchor name, with their expanded sizes; as in Yams, anchors stay defined for the
+    /// documents that follow.
+    var anchors: [String: (node: Node, size: Int)] = [:]
+    /// Nodes of the current document counted with every alias expanded (see ``YAML/maximumExpandedNodes``).
+    var expanded = 0
 
     init(parser: UnsafeMutablePointer<yaml_parser_t>, bytes: UnsafeBufferPointer<UInt8>, resolver: Resolver) {
         self.parser = parser
@@ -141,6 +149,7 @@ struct Composer {
         case .documentStart: break
         default: throw unexpected(start)
         }
+        expanded = 0
         let root = try node(from: try next())
         let end = try next()
         guard case .documentEnd = end.kind else { throw unexpected(end) }
@@ -148,9 +157,27 @@ struct Composer {
     }
 
     mutating func node(from event: Event) throws(YAMLError) -> Node {
+        let start = expanded
+        let node = try compose(event)
+        if case let .alias(anchor) = event.kind {
+            expanded += anchors[anchor]?.size ?? 0
+        } else {
+            expanded += 1
+        }
+        guard expanded <= YAML.maximumExpandedNodes else {
+            throw YAMLError(.composer, problem: "the document expands to more than \(YAML.maximumExpandedNodes) nodes through its aliases",
+                            context: nil, at: event.mark)
+        }
+        if case let .scalar(_, anchor?, _, _, _) = event.kind { anchors[anchor]?.size = expanded - start }
+        if case let .sequenceStart(anchor?, _, _) = event.kind { anchors[anchor]?.size = expanded - start }
+        if case let .mappingStart(anchor?, _, _) = event.kind { anchors[anchor]?.size = expanded - start }
+        return node
+    }
+
+    mutating func compose(_ event: Event) throws(YAMLError) -> Node {
         switch event.kind {
         case let .alias(anchor):
-            guard let node = anchors[anchor] else {
+            guard let node = anchors[anchor]?.node else {
                 throw YAMLError(.composer, problem: "found undefined alias", context: nil, at: event.mark)
             }
             return node
@@ -190,7 +217,7 @@ struct Composer {
     }
 
     mutating func register(_ anchor: String?, _ node: Node) -> Node {
-        if let anchor { anchors[anchor] = node }
+        if let anchor { anchors[anchor] = (node, 1) }
         return node
     }
 

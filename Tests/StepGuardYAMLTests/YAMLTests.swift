@@ -88,6 +88,17 @@ import StepGuardYAML
         #expect(reader?.description.contains("x") == false)  // no copy of the text
     }
 
+    /// Nine levels of ten aliases each stand for 10^9 nodes: refused at the alias that crosses the
+    /// limit, instead of a tree every reader would walk for hours. Shared anchors below the limit stay.
+    @Test func aliasExpansionIsBounded() throws {
+        var text = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for level in 1...8 { text += "a\(level): &a\(level) [" + Array(repeating: "*a\(level - 1)", count: 10).joined(separator: ", ") + "]\n" }
+        let laughs = error(text)
+        #expect(laughs?.kind == .composer && laughs?.problem.contains("through its aliases") == true)
+        #expect(laughs?.mark.line == 6)  // a5 stands for 1,111,111 nodes: the first anchor past the limit
+        #expect(error("a: &a [1, 2]\nb: [*a, *a, *a]\n") == nil)
+    }
+
     @Test func documents() throws {
         #expect(try YAML.compose(yaml: "") == nil)
         #expect(try YAML.compose(yaml: "# only a comment\n") == nil)
