@@ -12,7 +12,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.98.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.0"),
@@ -30,25 +29,29 @@ let package = Package(
         .systemLibrary(name: "CPCRE2", pkgConfig: "libpcre2-8", providers: [.apt(["libpcre2-dev"])]),
         // zlib: `scan --staged` reads loose and packed git objects itself (see StagedIndexDiff).
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // libyaml: the YAML reader of policies, workflows, catalogs and rules (see StepGuardYAML).
+        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
 
         // MARK: Domain libraries
         // Vocabulary and strict readers that several domains share (JSON, JWT parts, base64url,
         // credential lifetimes, redaction and the detector seam, edit distance, entropy).
         .target(name: "StepGuardCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        // YAML over libyaml: node trees with line:column marks, no Foundation (so no ICU data in the binary).
+        .target(name: "StepGuardYAML", dependencies: ["CYAML"]),
         .target(
             name: "StepGuardPolicy",
-            dependencies: ["StepGuardCore", .product(name: "Yams", package: "Yams")]
+            dependencies: ["StepGuardCore", "StepGuardYAML"]
         ),
         .target(name: "StepGuardAudit", dependencies: ["StepGuardCore"]),
         .target(name: "CSandbox"),
         // epoll, eventfd, splice and accept4 for the egress proxy's socket front.
         .target(name: "CLinuxIO"),
-        .target(name: "StepGuardSandbox", dependencies: ["CSandbox"]),
+        .target(name: "StepGuardSandbox", dependencies: ["CSandbox", "StepGuardCore"]),
         .target(
             name: "StepGuardSecrets",
             dependencies: [
                 "StepGuardCore", "CVectorscan", "CPCRE2", "CGit2", "CZlib",
-                .product(name: "Yams", package: "Yams"),
+                "StepGuardYAML",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
@@ -71,7 +74,7 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "Yams", package: "Yams"),
+                "StepGuardYAML",
             ]
         ),
 
@@ -80,7 +83,7 @@ let package = Package(
         .target(name: "StepGuardRevocation", dependencies: ["StepGuardCore", "StepGuardPolicy", "StepGuardAudit", "StepGuardEgress"]),
         .target(
             name: "StepGuardPipeline",
-            dependencies: ["StepGuardPolicy", .product(name: "Yams", package: "Yams")]
+            dependencies: ["StepGuardCore", "StepGuardPolicy", "StepGuardYAML"]
         ),
 
         // MARK: Executable (ArgumentParser commands and wiring only)
@@ -126,7 +129,8 @@ let package = Package(
         ),
         .testTarget(name: "StepGuardEgressTests", dependencies: ["StepGuardEgress", "StepGuardCore", "StepGuardSecrets", "StepGuardTestSupport", "StepGuardServerTestSupport"]),
         .testTarget(name: "StepGuardRevocationTests", dependencies: ["StepGuardRevocation", "StepGuardEgress", "StepGuardCore"]),
-        .testTarget(name: "StepGuardPipelineTests", dependencies: ["StepGuardPipeline"]),
+        .testTarget(name: "StepGuardPipelineTests", dependencies: ["StepGuardPipeline", "StepGuardYAML"]),
+        .testTarget(name: "StepGuardYAMLTests", dependencies: ["StepGuardYAML"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CLazyLoad", "CCurl", "CGit2", "CVectorscan", "CPCRE2", "StepGuardTestSupport", "StepGuardServerTestSupport"]),
         .testTarget(name: "StepGuardCommandLineTests", dependencies: ["stepguard"]),
         // Suites that drive the built binary; Core and Secrets only for redaction hashes and the

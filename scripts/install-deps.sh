@@ -9,7 +9,7 @@ case "${1:-}" in --build) build_only=true ;; "") ;; *) echo "install-deps.sh: un
 
 packages=(
   pkg-config git curl ca-certificates binutils
-  libgit2-dev libcurl4-openssl-dev libvectorscan-dev libpcre2-dev zlib1g-dev
+  libgit2-dev libcurl4-openssl-dev libvectorscan-dev libpcre2-dev zlib1g-dev libyaml-dev
 )
 $build_only || packages+=(
   python3 python3-venv hyperfine

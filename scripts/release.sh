@@ -1,41 +1,44 @@
 #!/usr/bin/env bash
 # Builds the release archives of stepguard for this machine's architecture (x86_64 or aarch64, from
 # `uname -m`; .github/workflows/release.yml runs it on a native runner of each):
-#   dist/stepguard-VERSION-linux-ARCH.tar.gz        the binary, stripped; the Swift runtime, vectorscan and
-#                                                   PCRE2 linked statically (libcurl and libgit2 are opened
+#   dist/stepguard-VERSION-linux-ARCH.tar.gz        the binary, stripped; the Swift runtime, vectorscan,
+#                                                   PCRE2 and libyaml linked statically (libcurl and libgit2 are opened
 #                                                   at run time, only by the commands that need them)
 #   dist/stepguard-VERSION-linux-ARCH-debug.tar.gz  its debug information (stepguard.debug, found by
 #                                                   gdb through the binary's .gnu_debuglink)
 #   dist/SHA256SUMS                                 "HASH  FILE" lines, the format actions/setup reads
-# Usage: scripts/release.sh VERSION    (e.g. 0.2.0; builds in .build-release, apart from .build)
+# Usage: scripts/release.sh VERSION    (e.g. 0.2.0; builds in .build-release, apart from .build, or in
+#   $STEPGUARD_RELEASE_SCRATCH: e.g. .build, to reuse a release build made there)
 set -euo pipefail
 version=${1:?usage: scripts/release.sh VERSION (e.g. 0.2.0)}
 [[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+([-.][0-9A-Za-z.]+)?$ ]] || { echo "release.sh: '$version' is not a version like 0.2.0" >&2; exit 64; }
 cd "$(dirname "$0")/.."
+scratch=${STEPGUARD_RELEASE_SCRATCH:-.build-release}
 ./scripts/install-deps.sh --build
 case "$(uname -m)" in x86_64|amd64) arch=x86_64 ;; aarch64|arm64) arch=aarch64 ;; *) echo "release.sh: unsupported architecture $(uname -m)" >&2; exit 69 ;; esac
 
-# Static vectorscan and PCRE2: pkg-config files that name the archives Debian ships (libhs.a,
-# libpcre2-8.a) instead of the shared libraries; SwiftPM links what pkg-config says.
+# Static vectorscan, PCRE2 and libyaml: pkg-config files that name the archives Debian ships (libhs.a,
+# libpcre2-8.a, libyaml.a) instead of the shared libraries; SwiftPM links what pkg-config says.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for pc in libhs libpcre2-8; do
+for pc in libhs libpcre2-8 yaml-0.1; do
   libdir=$(pkg-config --variable=libdir "$pc")
-  archive="$libdir/${pc}.a"
+  lib=${pc%-0.1}; [[ $lib == lib* ]] || lib=lib$lib  # yaml-0.1 is libyaml.a
+  archive="$libdir/${lib}.a"
   [[ -f $archive ]] || { echo "release.sh: $archive is missing (it comes with the -dev package of $pc)" >&2; exit 69; }
   extra=""; [[ $pc == libhs ]] && extra=" -lstdc++ -lm"  # vectorscan is C++
-  sed "s|^Libs: .*|Libs: -l:${pc}.a${extra}|" "$(pkg-config --variable=pcfiledir "$pc")/$pc.pc" > "$work/$pc.pc"
+  sed "s|^Libs: .*|Libs: -l:${lib}.a${extra}|" "$(pkg-config --variable=pcfiledir "$pc")/$pc.pc" > "$work/$pc.pc"
 done
 # --disable-local-rpath: no RUNPATH $ORIGIN. With it, the dynamic loader looked for libm, libc… in the
 # binary's own directory first, so a library planted beside an installed stepguard (a tool cache a
 # job can write to) ran inside it before main, past actions/run's SHA-256 check of the binary.
-PKG_CONFIG_PATH="$work" swift build -c release --static-swift-stdlib --disable-local-rpath --product stepguard --scratch-path .build-release >&2
-binary=.build-release/release/stepguard
+PKG_CONFIG_PATH="$work" swift build -c release --static-swift-stdlib --disable-local-rpath --product stepguard --scratch-path "$scratch" >&2
+binary=$scratch/release/stepguard
 if readelf -d "$binary" | grep -E '\((RPATH|RUNPATH)\)' >&2; then
   echo "release.sh: the binary has the search path above; a library planted beside it would be loaded" >&2
   exit 70
 fi
-if ldd "$binary" | grep -E 'libhs|libpcre2|libswift|libFoundation' >&2; then
+if ldd "$binary" | grep -E 'libhs|libpcre2|libyaml|libswift|libFoundation' >&2; then
   echo "release.sh: the binary still needs the shared libraries above; it would not start on a stock runner" >&2
   exit 70
 fi

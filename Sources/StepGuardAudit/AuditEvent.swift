@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// What an audit event is about.
 public enum AuditEventType: String, Sendable, CaseIterable, Codable {

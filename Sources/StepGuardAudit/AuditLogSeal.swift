@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// What stepguard appended to its audit log, kept so that a change by anyone else — a step that
 /// truncates, rewrites, replaces or moves the file while it runs — is noticed before the verdict.

@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 import Synchronization
 
 /// The event stream of one guarded step: every decision goes here and fans out to the audit log
@@ -21,7 +23,7 @@ public final class AuditTrail: Sendable {
     }
 
     private let context: Context
-    private let logFile: FileHandle?
+    private let logFile: FileOutput?
     private let logPath: String?
     /// What stepguard wrote to the log (writes are appended under this lock, so each lands whole
     /// and its place is known).
@@ -40,8 +42,8 @@ public final class AuditTrail: Sendable {
     ///   - printer: where human-readable lines go (stderr by default).
     ///   - annotationPrinter: where GitHub workflow commands go (stdout by default, where the runner reads them).
     public init(context: Context, logPath: String?, verbose: Bool = false,
-                printer: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) },
-                annotationPrinter: @escaping @Sendable (String) -> Void = { FileHandle.standardOutput.write(Data(($0 + "\n").utf8)) }) throws(AuditError) {
+                printer: @escaping @Sendable (String) -> Void = { FileOutput.standardError.write(Data(($0 + "\n").utf8)) },
+                annotationPrinter: @escaping @Sendable (String) -> Void = { FileOutput.standardOutput.write(Data(($0 + "\n").utf8)) }) throws(AuditError) {
         self.context = context
         self.verbose = verbose
         self.printer = printer
@@ -49,7 +51,7 @@ public final class AuditTrail: Sendable {
         if let logPath {
             let fd = open(logPath, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw AuditError.cannotOpenLog(path: logPath, reason: String(cString: strerror(errno))) }
-            self.logFile = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+            self.logFile = FileOutput(fileDescriptor: fd, closeOnDealloc: true)
             self.logPath = logPath
             self.seal = Mutex(AuditLogSeal(fd: fd))
         } else {

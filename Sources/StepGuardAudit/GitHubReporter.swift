@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 
 /// GitHub Actions output: `::error`/`::warning` workflow commands and a Markdown job summary.
 struct GitHubReporter {
@@ -37,19 +39,19 @@ struct GitHubReporter {
         }
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return }
-        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        let handle = FileOutput(fileDescriptor: fd, closeOnDealloc: true)
         handle.write(Data((lines.joined(separator: "\n") + "\n").utf8))
     }
 
     private func escapeData(_ text: String) -> String {
-        text.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "\r", with: "%0D").replacingOccurrences(of: "\n", with: "%0A")
+        text.replacingAll("%", with: "%25").replacingAll("\r", with: "%0D").replacingAll("\n", with: "%0A")
     }
 
     private func escapeProperty(_ text: String) -> String {
-        escapeData(text).replacingOccurrences(of: ":", with: "%3A").replacingOccurrences(of: ",", with: "%2C")
+        escapeData(text).replacingAll(":", with: "%3A").replacingAll(",", with: "%2C")
     }
 
     private func markdown(_ text: String) -> String {
-        text.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "`", with: "'")
+        text.replacingAll("|", with: "\\|").replacingAll("\n", with: " ").replacingAll("`", with: "'")
     }
 }

@@ -1,5 +1,6 @@
 import StepGuardCore
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A minimal JSON writer that keeps keys in the order given, so audit lines read
 /// `time, type, decision, reason, …` left to right.

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardCore
 import StepGuardPolicy
 
@@ -90,7 +91,7 @@ public struct InspectedRequest: Sendable {
     }
 
     func header(_ name: String) -> [String] {
-        headers.filter { $0.name.caseInsensitiveCompare(name) == .orderedSame }.map(\.value)
+        headers.filter { $0.name.lowercased() == name.lowercased() }.map(\.value)
     }
 
     var queryItems: [(String, String)] { Self.formItems(target.split(separator: "?", maxSplits: 1).dropFirst().first.map(String.init) ?? "") }
@@ -98,7 +99,7 @@ public struct InspectedRequest: Sendable {
     static func formItems(_ text: String) -> [(String, String)] {
         text.split(separator: "&").map { pair in
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            func decode(_ s: Substring) -> String { String(s).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(s) }
+            func decode(_ s: Substring) -> String { String(s).replacingAll("+", with: " ").percentDecoded ?? String(s) }
             return (decode(parts[0]), parts.count > 1 ? decode(parts[1]) : "")
         }
     }
@@ -195,7 +196,7 @@ public struct BuiltInCredentialInspector: CredentialInspector {
     public func inspect(_ request: InspectedRequest, now: Date) -> CredentialFinding {
         var findings: [CredentialFinding] = []
         var headerNames = ["Authorization"]
-        for location in request.locations where location.place == .header && !headerNames.contains(where: { $0.caseInsensitiveCompare(location.name) == .orderedSame }) {
+        for location in request.locations where location.place == .header && !headerNames.contains(where: { $0.lowercased() == location.name.lowercased() }) {
             headerNames.append(location.name)
         }
         for name in headerNames {
@@ -220,8 +221,8 @@ public struct BuiltInCredentialInspector: CredentialInspector {
         for cookie in request.header("Cookie") {
             for pair in cookie.split(separator: ";") {
                 let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                let name = parts[0].trimmingCharacters(in: .whitespaces)
-                let value = parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) : ""
+                let name = parts[0].trimmingWhitespace()
+                let value = parts.count > 1 ? parts[1].trimmingWhitespace().trimming(charactersIn: "\"") : ""
                 if let finding = classifyIfCredential(value, location: "cookie \(name)", request: request, now: now) { findings.append(finding) }
             }
         }
@@ -241,7 +242,7 @@ public struct BuiltInCredentialInspector: CredentialInspector {
                                detail: "\(detail); a body that may carry a credential must be readable to be allowed")]
         }
         let encodings = request.header("Content-Encoding").flatMap { $0.split(separator: ",") }
-            .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty && $0 != "identity" }
+            .map { $0.trimmingWhitespace().lowercased() }.filter { !$0.isEmpty && $0 != "identity" }
         if !encodings.isEmpty {
             return unreadable("the body is sent with Content-Encoding: \(encodings.joined(separator: ", ")), which stepguard does not decode; send it unencoded")
         }
@@ -299,9 +300,9 @@ public struct BuiltInCredentialInspector: CredentialInspector {
     }
 
     func classifyHeader(_ value: String, location: String, request: InspectedRequest, now: Date) -> CredentialFinding {
-        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        let trimmed = value.trimmingWhitespace()
         let scheme = trimmed.prefix { $0 != " " }
-        let rest = trimmed.dropFirst(scheme.count).trimmingCharacters(in: .whitespaces)
+        let rest = trimmed.dropFirst(scheme.count).trimmingWhitespace()
         switch scheme.lowercased() {
         case "bearer", "token":
             return classifyToken(rest, location: location, request: request, now: now)
@@ -319,7 +320,7 @@ public struct BuiltInCredentialInspector: CredentialInspector {
             }
             return finding
         case "aws4-hmac-sha256":
-            guard let range = rest.range(of: "Credential=") else {
+            guard let range = rest.scalarRange(of: "Credential=") else {
                 return CredentialFinding(credentialClass: .invalid, kind: "AWS SigV4", location: location, redacted: "AWS4…", detail: "SigV4 header without Credential=")
             }
             let keyID = String(rest[range.upperBound...].prefix { $0 != "/" && $0 != "," })

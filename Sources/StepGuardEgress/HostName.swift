@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 import StepGuardPolicy
 
 /// Normalises a host name as the proxy sees it: IP literals in any spelling become the address they
@@ -29,10 +31,10 @@ public enum HostName {
         guard !raw.isEmpty, raw.count <= 255 + 2 else { return nil }
         if let address = IPAddress(anySpelling: raw) { return .address(address) }
         if raw.hasPrefix("[") { return nil }
-        var name = raw.precomposedStringWithCanonicalMapping.lowercased()
+        var name = raw.canonicallyComposed.lowercased()
         if name.hasSuffix(".") { name.removeLast() }
         // Full-width and ideographic dots are label separators in IDNA.
-        name = name.replacingOccurrences(of: "\u{3002}", with: ".").replacingOccurrences(of: "\u{FF0E}", with: ".").replacingOccurrences(of: "\u{FF61}", with: ".")
+        name = name.replacingAll("\u{3002}", with: ".").replacingAll("\u{FF0E}", with: ".").replacingAll("\u{FF61}", with: ".")
         var labels: [String] = []
         for label in name.split(separator: ".", omittingEmptySubsequences: false) {
             guard !label.isEmpty, label.count <= 63 else { return nil }

@@ -1,5 +1,6 @@
 import Crypto
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// Credentials minted in this run by an allowed token exchange of a service (``MintOperation``):

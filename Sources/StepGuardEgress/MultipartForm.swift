@@ -1,3 +1,4 @@
+import StepGuardCore
 /// The fields of a `multipart/form-data` request body (RFC 7578), read strictly enough to find
 /// every field a server would see; nil when the body is not well-formed multipart with the
 /// boundary its Content-Type names.
@@ -13,8 +14,8 @@ enum MultipartForm {
     static func boundary(inContentType value: String) -> String? {
         for parameter in value.split(separator: ";").dropFirst() {
             let parts = parameter.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2, parts[0].trimmingCharacters(in: .whitespaces).lowercased() == "boundary" else { continue }
-            var boundary = parts[1].trimmingCharacters(in: .whitespaces)
+            guard parts.count == 2, parts[0].trimmingWhitespace().lowercased() == "boundary" else { continue }
+            var boundary = parts[1].trimmingWhitespace()
             if boundary.count >= 2, boundary.hasPrefix("\""), boundary.hasSuffix("\"") { boundary = String(boundary.dropFirst().dropLast()) }
             return boundary.isEmpty || boundary.utf8.count > 70 ? nil : boundary
         }
@@ -48,8 +49,8 @@ enum MultipartForm {
     private static func parameter(_ name: String, in line: Substring) -> String? {
         for item in line.split(separator: ";").dropFirst() {
             let parts = item.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2, parts[0].trimmingCharacters(in: .whitespaces).lowercased() == name else { continue }
-            var value = parts[1].trimmingCharacters(in: .whitespaces)
+            guard parts.count == 2, parts[0].trimmingWhitespace().lowercased() == name else { continue }
+            var value = parts[1].trimmingWhitespace()
             if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
             return value
         }

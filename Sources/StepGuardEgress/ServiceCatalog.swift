@@ -1,6 +1,8 @@
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 import StepGuardPolicy
-import Yams
+import StepGuardYAML
 
 /// Where a service carries the credential on the wire.
 public struct CredentialLocation: Sendable, Equatable {
@@ -131,7 +133,7 @@ public struct ServiceCatalog: Sendable {
         let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".yaml") }.sorted()
         var definitions: [ServiceDefinition] = []
         for file in files {
-            let path = (directory as NSString).appendingPathComponent(file)
+            let path = FilePaths.appending(file, to: directory)
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw .invalidCatalog(file: path, problem: "cannot be read")
             }
@@ -140,8 +142,7 @@ public struct ServiceCatalog: Sendable {
         return ServiceCatalog(services: definitions)
     }
 
-    /// `true` or `false` as YAML spells it (the files are read with Yams' basic resolver, which
-    /// leaves every scalar a string and compiles no regular expressions at start-up).
+    /// `true` or `false` as YAML spells it (the files are read with every scalar left a string).
     static func flag(_ value: Any?) -> Bool? {
         switch (value as? String)?.lowercased() {
         case "true": true
@@ -153,7 +154,7 @@ public struct ServiceCatalog: Sendable {
     /// Parses one catalog file.
     public static func parse(yaml: String, file: String) throws(EgressError) -> ServiceDefinition {
         let root: Any?
-        do { root = try Yams.load(yaml: yaml, .basic) } catch { throw .invalidCatalog(file: file, problem: "\(error)") }
+        do { root = try YAML.loadStrings(yaml: yaml) } catch { throw .invalidCatalog(file: file, problem: "\(error)") }
         guard let map = root as? [String: Any] else { throw .invalidCatalog(file: file, problem: "the top level must be a mapping") }
         let known: Set<String> = ["name", "description", "hosts", "hosts_from_policy", "sensitive", "credentials", "audience_parameter", "mints", "examples",
                                   "encoded_slashes"]

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardPolicy
 
 /// The outcome of deciding one request to an intercepted service.

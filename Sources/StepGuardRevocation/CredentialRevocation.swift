@@ -1,5 +1,6 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardAudit
 import StepGuardCore
 import StepGuardEgress
@@ -123,7 +124,7 @@ public enum CredentialRevocation {
     static func google(_ token: String, origin: String) -> HeldCredential {
         var body = URLComponents()
         body.queryItems = [URLQueryItem(name: "token", value: token)]
-        let form = (body.percentEncodedQuery ?? "").replacingOccurrences(of: "+", with: "%2B")
+        let form = (body.percentEncodedQuery ?? "").replacingAll("+", with: "%2B")
         let request = HTTPRequest(method: .post, url: googleRevocationURL,
                                   headers: [("Content-Type", "application/x-www-form-urlencoded")], body: Array(form.utf8))
         return HeldCredential(kind: "Google OAuth access token", origin: origin, request: request, revokedStatuses: [200],
@@ -135,7 +136,7 @@ public enum CredentialRevocation {
         // Revoked where it was minted (the catalog's host), whatever GITHUB_API_URL says.
         if mint.service == "github-app-token" { return github(mint.token, origin: "minted by github-app-token", api: githubAPI) }
         if mint.service == "gcp-sts" || mint.service == "gcp-iamcredentials" { return google(mint.token, origin: "minted by \(mint.service)") }
-        let minted = ISO8601DateFormatter().string(from: mint.minted)
+        let minted = mint.minted.ISO8601Format()
         let lifetime: String = switch mint.service {
         case "pypi-upload": "PyPI has no revocation call for trusted-publishing tokens; it expires 15 minutes after it was minted (\(minted))"
         case "npm-publish": "npm documents no revocation call for trusted-publishing tokens; it is short-lived (minted \(minted))"
@@ -149,7 +150,7 @@ public enum CredentialRevocation {
     /// nil for anything else. Not verified: it only says when the token stops being accepted.
     static func jwtExpiry(_ value: String) -> String? {
         guard let exp = (try? CompactJWT(value))?.claims["exp"]?.doubleValue else { return nil }
-        return ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: exp))
+        return Date(timeIntervalSince1970: exp).ISO8601Format()
     }
 
     private static func trimmed(_ url: String) -> String {
@@ -193,7 +194,7 @@ public enum CredentialRevocation {
                 continue
             }
             group.enter()
-            Thread.detachNewThread {
+            DetachedThread.detach {
                 defer { group.leave() }
                 do {
                     let status = try transport.send(request, timeout: bound).status

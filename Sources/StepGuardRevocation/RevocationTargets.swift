@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardPolicy
 
 /// Where stepguard may send a token to revoke it. The address of an issuer can come from the step's

@@ -1,5 +1,6 @@
 import CSandbox
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// What isolating a step asks of the kernel: new user, network and mount namespaces in which only
 /// loopback is up, the proxy's address is the only listener, and credential stores appear empty.

@@ -1,5 +1,7 @@
 import CSandbox
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 import Synchronization
 
 /// One fact about this machine that stepguard depends on, as `stepguard doctor` reports it.
@@ -65,7 +67,7 @@ public enum MachineProbe {
     /// The sysctl that keeps unprivileged user namespaces off here, with the command that turns it on.
     static func restrictionRemedy(readingFrom root: String = "/proc/sys") -> String? {
         func value(_ name: String) -> String? {
-            (try? String(contentsOfFile: "\(root)/\(name)", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            (try? String(contentsOfFile: "\(root)/\(name)", encoding: .utf8))?.trimmingWhitespaceAndNewlines()
         }
         if value("kernel/apparmor_restrict_unprivileged_userns") == "1" {
             return "AppArmor restricts unprivileged user namespaces (Ubuntu 23.10+, GitHub's ubuntu-24.04): load a profile that grants them to stepguard, as actions/setup does with sudo (actions/setup/stepguard.apparmor), or sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
@@ -87,7 +89,7 @@ public enum MachineProbe {
             case .cgroup(let group):
                 let directory = group.directory
                 group.remove()
-                return MachineCheck(name: name, status: .ok, detail: "a pids cgroup can be made under \((directory as NSString).deletingLastPathComponent)")
+                return MachineCheck(name: name, status: .ok, detail: "a pids cgroup can be made under \(FilePaths.deletingLastComponent(directory))")
             case .rlimit:
                 return MachineCheck(name: name, status: .limited, detail: "no writable pids cgroup: limits.processes falls back to RLIMIT_NPROC, counted per user",
                                     remedy: "delegate the pids controller to this user's cgroup (systemd: Delegate=pids) for an exact limit")

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A command to run as a build step: the program (looked up in the step's PATH), its arguments and
 /// its environment.
@@ -24,8 +25,8 @@ public struct StepCommand: Sendable, Equatable {
         var foundButNotExecutable: String?
         for directory in path.split(separator: ":", omittingEmptySubsequences: false) {
             let candidate = (directory.isEmpty ? "." : String(directory)) + "/" + name
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
+            var isDirectory = false
+            guard FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory else { continue }
             if access(candidate, X_OK) == 0 { return candidate }
             foundButNotExecutable = foundButNotExecutable ?? candidate
         }

@@ -1,6 +1,8 @@
 import CSandbox
 import Dispatch
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 import Synchronization
 
 /// Runs one build step and supervises it until it and every descendant are gone.
@@ -236,7 +238,7 @@ public final class StepSupervisor: Sendable {
     /// With `resolverConfiguration`, also writes it to a file the step's `/etc/resolv.conf` is covered with.
     private static func makeEmptyFiles(count: Int, resolverConfiguration: String?) throws(SandboxError)
         -> (directory: String, files: [String], resolverConfiguration: String?) {
-        var template = Array((NSTemporaryDirectory() + "/stepguard-hide-XXXXXX").utf8CString)
+        var template = Array((FileManager.default.temporaryDirectory.path + "/stepguard-hide-XXXXXX").utf8CString)
         guard let created = mkdtemp(&template) else { throw SandboxError.spawnFailed("creating a private directory", errno: errno) }
         let directory = String(cString: created)
         var files: [String] = []
@@ -335,7 +337,7 @@ public final class StepSupervisor: Sendable {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
         return tasks.flatMap { task -> [pid_t] in
             guard let text = try? String(contentsOfFile: "/proc/self/task/\(task)/children", encoding: .utf8) else { return [] }
-            return text.split(separator: " ").compactMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            return text.split(separator: " ").compactMap { pid_t($0.trimmingWhitespaceAndNewlines()) }
         }
     }
 

@@ -1,5 +1,8 @@
 import CSandbox
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
+import Dispatch
 import Synchronization
 
 /// One touch of a hidden path by the step: which path, what was done to it, and the step's
@@ -197,7 +200,7 @@ public final class TripwireWatch: Sendable {
 
     /// Starts reading events; `onTrip` is called on the reader thread for every trip.
     public func start(onTrip: @escaping @Sendable (Trip) -> Void) {
-        let thread = Thread { [self] in
+        let thread = DetachedThread { [self] in
             defer { readerDone.signal() }
             // The names listener hangs up once no process of the step is left: then it is not polled.
             var namesOpen = names != nil
@@ -299,7 +302,7 @@ public final class TripwireWatch: Sendable {
         var length = socklen_t(MemoryLayout.size(ofValue: credentials))
         guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0, credentials.pid > 0 else { return nil }
         let program = (try? String(contentsOfFile: "/proc/\(credentials.pid)/comm", encoding: .utf8))?
-            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            .trimmingWhitespaceAndNewlines() ?? "?"
         return "\(credentials.pid) \(program)"
     }
 
@@ -337,10 +340,10 @@ public final class TripwireWatch: Sendable {
         while let pid = queue.first, found.count < Self.processLimit {
             queue.removeFirst()
             let program = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
-                .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+                .trimmingWhitespaceAndNewlines() ?? "?"
             found.append("\(pid) \(program)")
             let children = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
-            queue += children.split(separator: " ").compactMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            queue += children.split(separator: " ").compactMap { pid_t($0.trimmingWhitespaceAndNewlines()) }
         }
         return found
     }

@@ -1,5 +1,6 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
 
 // The entry point. `stepguard --version` is answered here, synchronously: an `async` main (or
 // `@main` on an AsyncParsableCommand) first starts Swift concurrency — libdispatch's worker and

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import Yams
+import StepGuardYAML
 @testable import StepGuardPipeline
 
 /// The shipped GitHub actions and GitLab component: shape, no template injection, and clean checks.
@@ -10,7 +10,7 @@ import Yams
 
     func load(_ relative: String) throws -> Node {
         let text = try String(contentsOfFile: actionsDirectory + "/" + relative, encoding: .utf8)
-        return try #require(try Yams.compose(yaml: text))
+        return try #require(try YAML.compose(yaml: text))
     }
 
     @Test(arguments: ["setup/action.yml", "run/action.yml"])
@@ -49,7 +49,7 @@ import Yams
         let path = URL(fileURLWithPath: actionsDirectory).deletingLastPathComponent()
             .appendingPathComponent(".github/workflows/release.yml").path
         let text = try String(contentsOfFile: path, encoding: .utf8)
-        let workflow = try #require(try Yams.compose(yaml: text))
+        let workflow = try #require(try YAML.compose(yaml: text))
         #expect(workflow.value("on")?.value("push")?.value("tags")?.items.compactMap(\.text) == ["v*"])
         #expect(workflow.value("permissions")?.value("contents")?.text == "read")
         let jobs = try #require(workflow.value("jobs"))
@@ -80,7 +80,7 @@ import Yams
 
     @Test func gitlabComponent() throws {
         let text = try String(contentsOfFile: actionsDirectory + "/gitlab/stepguard.yml", encoding: .utf8)
-        let documents = Array(try Yams.compose_all(yaml: text))
+        let documents = try YAML.composeAll(yaml: text)
         #expect(documents.count == 2)
         let inputs = Set(documents[0].value("spec")?.value("inputs")?.pairs.compactMap { $0.key.text } ?? [])
         #expect(inputs == ["policy", "step", "stage", "script", "version", "release-url", "checksum"])

@@ -114,6 +114,21 @@ import Testing
         }
     }
 
+    /// A workflow whose aliases stand for 10^9 nodes ("billion laughs"): before StepGuardYAML bounded
+    /// the expansion, every audit walked the whole tree and `workflow check` did not end (killed after
+    /// 20 s on 58ff773); now it is invalid YAML at the alias that crosses the limit, at once.
+    @Test func aliasBombFailsClosedAtOnce() {
+        var text = "on: push\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for level in 1...8 { text += "a\(level): &a\(level) [" + Array(repeating: "*a\(level - 1)", count: 10).joined(separator: ", ") + "]\n" }
+        text += "jobs:\n  j:\n    runs-on: x\n    steps:\n      - run: make\n        env: {X: *a8}\n"
+        #expect {
+            try WorkflowChecker.check(text: text, path: "bomb.yml")
+        } throws: { error in
+            guard let error = error as? PipelineError else { return false }
+            return error.isInvalidInput && error.location.line == 7 && error.description.contains("through its aliases")
+        }
+    }
+
     @Test func notAWorkflowIsAnError() {
         #expect(throws: PipelineError.self) { try WorkflowChecker.check(text: "name: x\nvalue: 3\n", path: "x.yml") }
         #expect(throws: PipelineError.self) { try WorkflowChecker.check(text: "", path: "empty.yml") }

@@ -134,6 +134,23 @@ import Testing
         #expect(result.idTokenJobs == ["build", "other"])
     }
 
+    /// Flow-style mappings (`{...}`) are not edited line by line: a flow-style step is skipped, and
+    /// flow-style permissions that need `id-token: write` fail without a change. (With Yams the
+    /// style was always unknown, so `id-token: write` went in as a line above `permissions: {...}`:
+    /// a job key, not a permission.)
+    @Test func flowStyleStepsAndPermissionsAreNotEditedInPlace() throws {
+        let step = "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - {run: make}\n"
+        let skipped = try WorkflowWrapper.wrap(text: step, path: "w.yml")
+        #expect(skipped.wrapped == step)
+        #expect(skipped.skipped.contains { $0.contains("flow-style step; not wrapped") })
+        let permissions = "on: push\njobs:\n  a:\n    runs-on: x\n    permissions: {contents: read}\n    steps:\n      - run: make\n"
+        #expect {
+            try WorkflowWrapper.wrap(text: permissions, path: "w.yml", options: WrapOptions(policyDeclaresIdentity: true))
+        } throws: { error in
+            "\(error)".contains("cannot be edited in place")
+        }
+    }
+
     @Test func noIdTokenWhereNotNeeded() throws {
         let text = "on: push\npermissions: {contents: read}\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: make\n"
         let result = try WorkflowWrapper.wrap(text: text, path: "w.yml")

@@ -13,12 +13,7 @@ public enum RedactionMode: String, Sendable, CaseIterable, Codable {
 /// The first 8 bytes of SHA-256 of `secret`, in hex: stable, not reversible.
 public func secretHash(_ secret: String) -> String {
     let digest = SHA256.hash(data: Array(secret.utf8))
-    return digest.prefix(8).map { String(format02x($0)) }.joined()
-}
-
-private func format02x(_ byte: UInt8) -> String {
-    let digits = Array("0123456789abcdef")
-    return String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
+    return Hex.string(digest.prefix(8))
 }
 
 /// Redacts `secret` for output: a short prefix (at most 4 characters and at most a quarter

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Strict base64url (RFC 4648 §5) as JOSE requires it (RFC 7515 §2): alphabet `A–Z a–z 0–9 - _`,
 /// no padding, no whitespace, and the unused low bits of the last character must be zero

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// JSON string literals, shared by the audit log, the identity report and the doctor.
 public enum JSONText {
@@ -14,7 +15,7 @@ public enum JSONText {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             case let c where c.value < 0x20 || (0x7f...0x9f).contains(c.value) || c.value == 0x2028 || c.value == 0x2029:
-                out += String(format: "\\u%04x", c.value)
+                out += "\\u" + Hex.padded(c.value, width: 4)
             default: out.unicodeScalars.append(scalar)
             }
         }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 
 /// A JSON value parsed strictly: objects keep their keys (duplicates are rejected at parse time),

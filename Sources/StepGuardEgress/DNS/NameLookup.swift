@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import StepGuardPolicy
 import Synchronization
 #if canImport(Glibc)

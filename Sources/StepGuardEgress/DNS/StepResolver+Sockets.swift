@@ -1,6 +1,7 @@
 import CLinuxIO
 import Dispatch
-import Foundation
+import FoundationEssentials
+import StepGuardCore
 import StepGuardPolicy
 import Synchronization
 #if canImport(Glibc)
@@ -30,7 +31,7 @@ extension StepResolver {
             close(fd)
             return
         }
-        let thread = Thread { [self] in
+        let thread = DetachedThread { [self] in
             defer { io.endConnection(fd) }
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
             var idle = timeval(tv_sec: limits.tcpIdleSeconds, tv_usec: 0)
@@ -157,7 +158,7 @@ final class ResolverIO: Sendable {
     init(limits: StepResolver.Limits) throws(EgressError) {
         self.limits = limits
         loop = try EpollLoop(sweepInterval: 1_000_000_000)
-        let loopThread = Thread { [loop, loopEnded] in
+        let loopThread = DetachedThread { [loop, loopEnded] in
             // A failing epoll_wait ends the loop: queries then go unanswered (no answer is ever guessed).
             try? loop.run()
             loopEnded.signal()
@@ -165,7 +166,7 @@ final class ResolverIO: Sendable {
         loopThread.name = "stepguard dns"
         loopThread.start()
         for _ in 0..<max(1, limits.lookupThreads) {
-            let worker = Thread { [self] in
+            let worker = DetachedThread { [self] in
                 while true {
                     jobSignal.wait()
                     if stopping.load(ordering: .acquiring) { return }

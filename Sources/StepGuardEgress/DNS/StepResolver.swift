@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardAudit
 import StepGuardCore
 import StepGuardPolicy
@@ -176,7 +177,7 @@ final class StepResolver: CaptureResolver {
         guard first else { return !auditOnly }
         let shown = Self.shown(name)
         let record = DecisionRecord(.egress, allowed: false, rule: verdict.rule,
-                                    reason: "DNS query for " + verdict.reason.replacingOccurrences(of: name, with: shown),
+                                    reason: "DNS query for " + verdict.reason.replacingAll(name, with: shown),
                                     host: .name(shown), port: 53, addresses: [], method: "DNS", path: "", service: nil,
                                     details: ["query_type": .string(Self.typeName(type))])
         let blocked = enforce(record)

@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 
 /// The statuses of the proxy's own answers (its denies and errors).
 enum AnswerStatus: Int, Sendable {
@@ -47,12 +49,12 @@ struct ProxyAnswer: Sendable {
 
     init(_ status: AnswerStatus, decision: String, rule: String, reason: String, close: Bool) {
         self.status = status
-        let object: [String: Any] = [
-            "stepguard": decision == "deny" ? "blocked by policy — do not retry" : "request failed in the stepguard proxy",
-            "decision": decision, "status": status.rawValue, "rule": rule, "reason": reason,
-        ]
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        body = String(decoding: data, as: UTF8.self) + "\n"
+        // Keys sorted, slashes not escaped (as JSONSerialization wrote it with .sortedKeys, .withoutEscapingSlashes).
+        let object: JSONValue = .object([
+            "stepguard": .string(decision == "deny" ? "blocked by policy — do not retry" : "request failed in the stepguard proxy"),
+            "decision": .string(decision), "status": JSONValue(integerLiteral: Int(status.rawValue)), "rule": .string(rule), "reason": .string(reason),
+        ])
+        body = object.jsonText + "\n"
         fields = [("Content-Type", "application/json"), ("Content-Length", String(body.utf8.count)), ("X-StepGuard-Decision", decision)]
             + (close ? [("Connection", "close")] : [])
     }

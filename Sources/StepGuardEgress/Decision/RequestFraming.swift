@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 
 /// The checks on a request head before anything else is decided: limits on its header fields, and
 /// framing that two parsers could read differently (request smuggling).
@@ -19,7 +21,7 @@ enum RequestFraming {
             if ASCII.equalsIgnoringCase(name, "transfer-encoding") { transferEncoding.append(value) }
             if ASCII.equalsIgnoringCase(name, "content-length") {
                 hasContentLength = true
-                for item in value.split(separator: ",") { contentLengths.insert(item.trimmingCharacters(in: .whitespaces)) }
+                for item in value.split(separator: ",") { contentLengths.insert(item.trimmingWhitespace()) }
             }
         }
         if count > limits.maxHeaderCount {
@@ -34,7 +36,7 @@ enum RequestFraming {
         if contentLengths.count > 1 {
             return ProxyFailure(status: .badRequest, reason: "the request has conflicting Content-Length values", rule: framingRule)
         }
-        if let last = transferEncoding.last, last.lowercased().split(separator: ",").last?.trimmingCharacters(in: .whitespaces) != "chunked" {
+        if let last = transferEncoding.last, last.lowercased().split(separator: ",").last?.trimmingWhitespace() != "chunked" {
             return ProxyFailure(status: .badRequest, reason: "Transfer-Encoding must end with chunked", rule: framingRule)
         }
         return nil

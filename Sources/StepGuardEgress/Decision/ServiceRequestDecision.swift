@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardAudit
 
 /// The decision on one request inside the intercepted connection to a service: the credential it

@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -298,7 +300,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     static func retryable(_ head: HTTPRequestHead) -> Bool {
         guard RequestRetry.allowed(method: head.method.rawValue) else { return false }
         guard head.headers["transfer-encoding"].isEmpty else { return false }
-        return head.headers["content-length"].allSatisfy { $0.trimmingCharacters(in: .whitespaces) == "0" }
+        return head.headers["content-length"].allSatisfy { $0.trimmingWhitespace() == "0" }
     }
 
     private func upstreamLink(_ context: ChannelHandlerContext, route: Route, tls: Bool, fresh: Bool) -> EventLoopFuture<UpstreamLink>.Isolated {

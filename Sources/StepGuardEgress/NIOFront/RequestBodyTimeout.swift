@@ -1,3 +1,4 @@
+import StepGuardCore
 import NIOCore
 import NIOHTTP1
 import StepGuardAudit
@@ -74,7 +75,7 @@ final class RequestBodyTimeoutHandler: ChannelInboundHandler, RemovableChannelHa
     static func announcesBody(_ head: HTTPRequestHead) -> Bool {
         if head.headers.contains(name: "transfer-encoding") { return true }
         return head.headers["content-length"].contains { value in
-            value.split(separator: ",").contains { (Int($0.trimmingCharacters(in: .whitespaces)) ?? 1) > 0 }
+            value.split(separator: ",").contains { (Int($0.trimmingWhitespace()) ?? 1) > 0 }
         }
     }
 
@@ -110,7 +111,7 @@ final class RequestBodyTimeoutHandler: ChannelInboundHandler, RemovableChannelHa
         let deadline = self.deadline
         if deadline > .now() { return arm(at: deadline) }
         let waited = (NIODeadline.now() - pending.since).nanoseconds / 1_000_000
-        let expected = pending.head.headers.first(name: "content-length").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let expected = pending.head.headers.first(name: "content-length").flatMap { Int($0.trimmingWhitespace()) }
         let got = expected.map { "\(received) of \($0) bytes" } ?? "\(received) bytes"
         let reason = "the request body did not arrive in time: \(got) \(Double(waited) / 1000) s after the request head "
             + "(limit \(ProxyLimits.describe(limits.requestBodyTimeout)) plus 1 s per \(limits.requestBodyMinRate) bytes received); "

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import StepGuardCore
 import NIOCore
 import NIOPosix
 import StepGuardAudit
@@ -40,7 +41,7 @@ final class SocketFront: Sendable {
     /// Starts the threads (they end with ``stop()``); `failed` is called if one of them stops on an error.
     func start(failed: @escaping @Sendable (String) -> Void) {
         for (index, loop) in loops.enumerated() {
-            let thread = Thread {
+            let thread = DetachedThread {
                 do { try loop.epoll.run() } catch { failed("\(error)") }
             }
             thread.name = "stepguard-front-\(index)"

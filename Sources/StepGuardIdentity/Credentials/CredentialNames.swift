@@ -68,7 +68,7 @@ enum CredentialNames {
         if text.hasPrefix("<") && text.hasSuffix(">") { return true }
         if text.allSatisfy({ $0 == "*" || $0 == "x" || $0 == "X" }) { return true }
         if text.hasPrefix("/") || text.hasPrefix("./") || text.hasPrefix("../") || text.hasPrefix("~/") { return true }
-        if let scheme = text.range(of: "://"), !text[scheme.upperBound...].contains("@") { return true }
+        if let scheme = text.scalarRange(of: "://"), !text[scheme.upperBound...].contains("@") { return true }
         return false
     }
 

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardCore
 
 /// The forms in which a value may hide a credential from the detection rules: the value itself;
@@ -24,7 +25,7 @@ enum EncodedValue {
             forms.append(text)
             for variant in caseVariants(of: text) where !forms.contains(variant) { forms.append(variant) }
             guard depth < maximumDepth else { continue }
-            if text.contains("%"), let unescaped = text.removingPercentEncoding, unescaped != text { pending.append((unescaped, depth + 1)) }
+            if text.contains("%"), let unescaped = text.percentDecoded, unescaped != text { pending.append((unescaped, depth + 1)) }
             for candidate in encodedCandidates(in: text) {
                 for decoded in [base64Text(candidate), hexText(candidate)].compactMap({ $0 }) { pending.append((decoded, depth + 1)) }
             }

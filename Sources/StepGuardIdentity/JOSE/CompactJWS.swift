@@ -1,6 +1,7 @@
 import Crypto
 import _CryptoExtras
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardCore
 
 /// A compact-serialized JWS (`header.payload.signature`) decoded strictly but not yet verified.

@@ -1,7 +1,8 @@
 import StepGuardCore
 import Crypto
 import _CryptoExtras
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A public key from a JWKS, parsed strictly. A key that cannot be used (unsupported type or
 /// curve, RSA shorter than 2048 bits, malformed coordinates) is kept with the reason, so a token

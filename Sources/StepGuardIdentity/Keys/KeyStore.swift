@@ -1,6 +1,7 @@
 import StepGuardCore
 import Crypto
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Where the issuer's keys come from.
 public enum JWKSLocation: Sendable, Equatable, CustomStringConvertible {
@@ -64,7 +65,7 @@ public struct KeyStoreOptions: Sendable {
 /// Thread-safe: the egress proxy verifies tokens from several connections at once.
 public final class KeyStore: @unchecked Sendable {
     // @unchecked: all mutable state is guarded by `lock`.
-    private let lock = NSLock()
+    private let lock = PosixLock()
     private var current: JWKSet?
     private var fetchedAt: Date?
     private var resolvedJWKSURL: String?
@@ -129,7 +130,7 @@ public final class KeyStore: @unchecked Sendable {
             do {
                 data = try Data(contentsOf: URL(fileURLWithPath: path))
             } catch {
-                throw IdentityError(.jwks, "cannot read the JWKS file \(path): \(error.localizedDescription)",
+                throw IdentityError(.jwks, "cannot read the JWKS file \(path): \(describeError(error))",
                                     remedy: "check identity.jwks (a file path is relative to the policy file)")
             }
             let set = try JWKSet(data: data, origin: path)
@@ -216,7 +217,7 @@ public final class KeyStore: @unchecked Sendable {
 
     private func cacheFile(for url: String) -> String? {
         guard let directory = privateCacheDirectory() else { return nil }
-        let digest = SHA256.hash(data: Array(url.utf8)).map { String(format: "%02x", $0) }.joined()
+        let digest = Hex.string(SHA256.hash(data: Array(url.utf8)))
         return directory + "/" + digest.prefix(32) + ".json"
     }
 

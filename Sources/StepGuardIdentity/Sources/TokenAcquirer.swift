@@ -1,5 +1,6 @@
 import StepGuardCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardPolicy
 
 /// Obtains the job's OIDC token from its CI provider. Every path has a time limit and fails
@@ -40,7 +41,7 @@ public struct TokenAcquirer: Sendable {
     }
 
     private func clean(_ raw: String, provider: String) throws(IdentityError) -> String {
-        let token = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        let token = raw.trimmingWhitespaceAndNewlines()
         guard !token.isEmpty else {
             throw IdentityError(.tokenSource, "\(provider) returned an empty token", remedy: "check the provider's OIDC configuration")
         }
@@ -126,7 +127,7 @@ public struct TokenAcquirer: Sendable {
                                 remedy: "check the agent's connection to Buildkite; stepguard fails closed")
         }
         guard result.status == 0 else {
-            let stderr = String(decoding: result.standardError.prefix(300), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let stderr = String(decoding: result.standardError.prefix(300), as: UTF8.self).trimmingWhitespaceAndNewlines()
             throw IdentityError(.tokenSource, "Buildkite: `buildkite-agent oidc request-token --audience \(audience)` exited with status \(result.status)\(stderr.isEmpty ? "" : ": \(stderr)")",
                                 remedy: "check the pipeline's OIDC policy in Buildkite")
         }
@@ -142,9 +143,7 @@ public struct TokenAcquirer: Sendable {
     }
 
     static func percentEncode(_ value: String) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? value
+        value.percentEncoded(allowing: "-._~")
     }
 
     /// The URL without its query string (the query may carry request tokens).

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import StepGuardCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -97,12 +98,12 @@ enum CommandRunner {
 /// Reads a file descriptor to its end on a dedicated thread, then closes it.
 private final class BackgroundRead: @unchecked Sendable {
     // @unchecked: `result` and `waiter` are guarded by `lock`.
-    private let lock = NSLock()
+    private let lock = PosixLock()
     private var result: [UInt8]?
     private var waiter: CheckedContinuation<[UInt8], Never>?
 
     init(fd: Int32, limit: Int) {
-        let thread = Thread { [self] in
+        let thread = DetachedThread { [self] in
             var collected: [UInt8] = []
             var buffer = [UInt8](repeating: 0, count: 4096)
             while true {

@@ -1,6 +1,7 @@
 import StepGuardCore
 import CCurl
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// ``HTTPTransport`` over libcurl: HTTPS only, peer and host verified, bounded time and size,
 /// no redirects followed, no proxy from the environment (the step's proxy is stepguard itself).

@@ -1,5 +1,6 @@
 import StepGuardCore
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The seam around the HTTP client, so tests can substitute their own. The default is
 /// ``CurlTransport`` (libcurl, TLS verified).

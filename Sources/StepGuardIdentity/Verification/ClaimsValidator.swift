@@ -1,5 +1,6 @@
 import StepGuardCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardPolicy
 
 /// Checks the claims of a signature-verified token against ``IdentityRules`` at a given time.
@@ -133,14 +134,13 @@ enum ClaimsValidator {
 
     static func stamp(_ t: Double) -> String {
         guard t.isFinite, abs(t) < 1e11 else { return String(t) }
-        let formatter = ISO8601DateFormatter()
-        return "\(formatter.string(from: Date(timeIntervalSince1970: t))) (\(Int64(t)))"
+        return "\(Date(timeIntervalSince1970: t).ISO8601Format()) (\(Int64(t)))"
     }
 
     static func seconds(_ s: Double) -> String {
         guard s.isFinite, abs(s) < 1e15 else { return "\(s)s" }
         let whole = Int64(s.rounded(.towardZero))
-        return whole == Int64(s.rounded()) || abs(s - Double(whole)) < 0.001 ? "\(whole)s" : String(format: "%.1fs", s)
+        return whole == Int64(s.rounded()) || abs(s - Double(whole)) < 0.001 ? "\(whole)s" : fixedDecimal(s, fractionDigits: 1) + "s"
     }
 }
 

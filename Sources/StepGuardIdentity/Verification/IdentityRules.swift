@@ -1,5 +1,6 @@
 import StepGuardCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardPolicy
 
 /// What a token must satisfy: the identity policy in the form the verifier uses.

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardPolicy
 
 /// Verifies CI OIDC tokens strictly against an issuer's keys and an identity policy.

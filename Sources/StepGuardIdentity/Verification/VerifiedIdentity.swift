@@ -1,5 +1,6 @@
 import StepGuardCore
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The identity of a job proven by a verified token: kept for the decisions made while the step
 /// runs (egress, services). Holds claims, never the token or its signature.
@@ -68,25 +69,24 @@ public struct VerifiedIdentity: Sendable, Equatable {
             "subject": .string(subject),
             "audiences": .array(audiences.map { .string($0) }),
             "algorithm": .string(algorithm.rawValue),
-            "expires_at": .string(ISO8601DateFormatter().string(from: expiresAt)),
+            "expires_at": .string(expiresAt.ISO8601Format()),
             "claims": .object(claims),
         ]
         if let keyID { object["kid"] = .string(keyID) }
-        if let issuedAt { object["issued_at"] = .string(ISO8601DateFormatter().string(from: issuedAt)) }
+        if let issuedAt { object["issued_at"] = .string(issuedAt.ISO8601Format()) }
         return .object(object)
     }
 
     /// A human-readable report: the identity fields, then every claim on its own line, sorted.
     public var textReport: String {
-        let formatter = ISO8601DateFormatter()
         var lines = [
             "issuer:     \(issuer)",
             "subject:    \(subject)",
             "audience:   \(audiences.joined(separator: ", "))",
             "algorithm:  \(algorithm)" + (keyID.map { " (kid \($0))" } ?? ""),
         ]
-        if let issuedAt { lines.append("issued at:  \(formatter.string(from: issuedAt))") }
-        lines.append("expires at: \(formatter.string(from: expiresAt))")
+        if let issuedAt { lines.append("issued at:  \(issuedAt.ISO8601Format())") }
+        lines.append("expires at: \(expiresAt.ISO8601Format())")
         lines.append("claims:")
         for name in claims.keys.sorted() {
             lines.append("  \(name): \(claims[name]!.jsonText)")

@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 
 /// A kind of long-lived credential that has an OIDC alternative.
 struct CredentialKind {
@@ -14,7 +16,7 @@ struct CredentialKind {
     let gitlab: String
 
     func matches(_ raw: String) -> Bool {
-        let name = raw.uppercased().replacingOccurrences(of: "-", with: "_")
+        let name = raw.uppercased().replacingAll("-", with: "_")
         if Self.isUserName(name) { return false }
         return names.contains(name) || fragments.contains { name.contains($0) }
     }

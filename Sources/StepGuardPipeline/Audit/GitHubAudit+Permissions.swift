@@ -1,4 +1,4 @@
-import Yams
+import StepGuardYAML
 
 /// `permissions-broad`: token scopes wider than the jobs use.
 extension GitHubAudit {

@@ -1,5 +1,7 @@
-import Foundation
-import Yams
+import FoundationEssentials
+import StepGuardCore
+import Glibc
+import StepGuardYAML
 
 /// The audits of what outsiders control: template injection, writes of their data to the files that
 /// set later steps' environment, spoofable bot checks, and cache and artifact poisoning.
@@ -84,9 +86,9 @@ extension GitHubAudit {
                   line.contains(">") || line.contains("tee") else { continue }
             // A here-document's body is the data written.
             var data = line
-            if let heredoc = line.range(of: "<<") {
-                let delimiter = line[heredoc.upperBound...].trimmingCharacters(in: CharacterSet(charactersIn: "-~ '\"")).split(separator: " ").first.map(String.init) ?? ""
-                while index < lines.count, !delimiter.isEmpty, lines[index].text.trimmingCharacters(in: .whitespaces) != delimiter {
+            if let heredoc = line.scalarRange(of: "<<") {
+                let delimiter = line[heredoc.upperBound...].trimming(charactersIn: "-~ '\"").split(separator: " ").first.map(String.init) ?? ""
+                while index < lines.count, !delimiter.isEmpty, lines[index].text.trimmingWhitespace() != delimiter {
                     data += "\n" + lines[index].text
                     index += 1
                 }
@@ -173,7 +175,7 @@ extension GitHubAudit {
         let uses = download.value("uses")?.text?.lowercased() ?? ""
         // github-script and `gh run download` write where the script says: the workspace, as a rule.
         let path = uses.hasPrefix("actions/download-artifact@") || uses.hasPrefix("dawidd6/action-download-artifact@")
-            ? (download.value("with")?.value("path")?.text ?? "").trimmingCharacters(in: .whitespaces) : ""
+            ? (download.value("with")?.value("path")?.text ?? "").trimmingWhitespace() : ""
         let root = ["", ".", "./", "${{ github.workspace }}", "${{github.workspace}}"].contains(path)
         for later in steps[(downloadIndex + 1)...] {
             if root, later.value("uses")?.text.map(Catalog.isSameRepository) == true { return "into the workspace, where a later local action runs from" }
@@ -191,12 +193,12 @@ extension GitHubAudit {
     func triggeringWorkflowsMayRunForks() -> Bool {
         let names = Set((root.value("on")?.value("workflow_run")?.value("workflows")).map { $0.text.map { [$0] } ?? $0.items.compactMap(\.text) } ?? [])
         guard !names.isEmpty else { return true }
-        let directory = (source.path as NSString).deletingLastPathComponent
+        let directory = FilePaths.deletingLastComponent(source.path)
         let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".yml") || $0.hasSuffix(".yaml") }
         var found: Set<String> = []
         for file in files {
-            guard let text = try? String(contentsOfFile: (directory as NSString).appendingPathComponent(file), encoding: .utf8),
-                  let node = try? Yams.compose(yaml: text), let name = node.value("name")?.text, names.contains(name) else { continue }
+            guard let text = try? String(contentsOfFile: FilePaths.appending(file, to: directory), encoding: .utf8),
+                  let node = try? YAML.compose(yaml: text), let name = node.value("name")?.text, names.contains(name) else { continue }
             found.insert(name)
             let triggers = Self.events(node.value("on") ?? node.value("true"))
             if !triggers.isDisjoint(with: ["pull_request", "pull_request_target", "pull_request_review", "pull_request_review_comment", "issue_comment"]) { return true }

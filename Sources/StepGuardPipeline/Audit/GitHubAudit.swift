@@ -1,5 +1,7 @@
-import Foundation
-import Yams
+import FoundationEssentials
+import StepGuardCore
+import Glibc
+import StepGuardYAML
 
 /// The audits of one GitHub Actions workflow.
 struct GitHubAudit {
@@ -90,7 +92,7 @@ struct GitHubAudit {
         // toJSON(secrets) anywhere.
         for scalar in root.scalars where Expression.containsToJSONSecrets(scalar.text ?? "") {
             let text = scalar.text ?? ""
-            let spelling = text.range(of: "tojson", options: .caseInsensitive).map { String(text[$0]) } ?? "toJSON"
+            let spelling = text.scalarRange(of: "tojson", caseInsensitive: true).map { String(text[$0]) } ?? "toJSON"
             report(.secretsToJSON, scalar, needle: spelling, "toJSON(secrets) exposes every secret of the repository to this step",
                    remedy: "pass only the secrets the step needs, one by one (`secrets.NAME`)")
         }
@@ -167,7 +169,7 @@ struct GitHubAudit {
                 if lower.hasPrefix("actions/upload-artifact@") || lower.hasPrefix("actions/upload-pages-artifact@") {
                     let defaultPath = lower.hasPrefix("actions/upload-pages-artifact@") ? "_site/" : ""
                     let path = step.value("with")?.value("path")?.text ?? defaultPath
-                    uploadedPaths.append(path.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+                    uploadedPaths.append(path.split(separator: "\n").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty })
                 }
                 if let with = step.value("with") { checkCredentials(env: with, action: lower) }
                 if Catalog.isStepGuardRunAction(uses) { continue }
@@ -284,10 +286,10 @@ struct GitHubAudit {
         if let major = Self.majorVersion(ref) { return major }
         guard Catalog.isPinned(reference), let mark = uses.mark else { return nil }
         let line = source.line(mark.line)
-        guard let end = line.range(of: reference)?.upperBound else { return nil }
+        guard let end = line.scalarRange(of: reference)?.upperBound else { return nil }
         let after = line[end...]
         guard let hash = after.firstIndex(of: "#") else { return nil }
-        let comment = after[after.index(after: hash)...].trimmingCharacters(in: .whitespaces)
+        let comment = after[after.index(after: hash)...].trimmingWhitespace()
         let word: String = comment.split(separator: " ").first.map(String.init) ?? ""
         return Self.majorVersion(word)
     }

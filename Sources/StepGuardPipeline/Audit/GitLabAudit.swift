@@ -1,4 +1,5 @@
-import Yams
+import StepGuardCore
+import StepGuardYAML
 
 /// The audits of one `.gitlab-ci.yml` (or a GitLab CI component/template).
 struct GitLabAudit {
@@ -90,7 +91,7 @@ struct GitLabAudit {
                 findings.append(Finding(.idTokenAudience, at: source.location(of: aud),
                                         "the OIDC token \(name) of job '\(job)' is valid for \(aud.items.count) audiences: any of those services can replay it to the others",
                                         remedy: "request one token per service, each with a single aud:"))
-            } else if let text = aud.text?.trimmingCharacters(in: .whitespaces),
+            } else if let text = aud.text?.trimmingWhitespace(),
                       ["$CI_SERVER_URL", "${CI_SERVER_URL}", "https://gitlab.com", "https://gitlab.com/"].contains(text) {
                 findings.append(Finding(.idTokenAudience, at: source.location(of: aud),
                                         "the OIDC token \(name) of job '\(job)' has the GitLab instance as audience (\(text)), which every relying party set up with defaults accepts",

@@ -1,5 +1,7 @@
-import Foundation
-import Yams
+import FoundationEssentials
+import StepGuardCore
+import Glibc
+import StepGuardYAML
 
 /// Whether a job's steps use the OIDC token that `id-token: write` grants: actions known to request it,
 /// action inputs that configure OIDC (`audience`, `role-to-assume`, `use_oidc`…), scripts that request it
@@ -64,7 +66,7 @@ struct OIDCConsumers {
                 switch name {
                 case "make", "gmake":
                     let makeDirectory = rest.firstIndex(of: "-C").flatMap { rest.indices.contains($0 + 1) ? rest[$0 + 1] : nil } ?? ""
-                    let base = (directory as NSString).appendingPathComponent(makeDirectory)
+                    let base = FilePaths.appending(makeDirectory, to: directory)
                     if ["GNUmakefile", "makefile", "Makefile"].contains(where: { repository.text($0, in: base).map(Self.isOIDCText) ?? false }) { return true }
                 case "npm", "pnpm", "yarn", "bun":
                     let scriptName = ["run", "run-script"].contains(positional.first ?? "") ? positional.dropFirst().first : positional.first
@@ -82,9 +84,8 @@ struct OIDCConsumers {
     /// The command of `scripts.NAME` in the `package.json` of `directory`.
     func packageScript(_ name: String, directory: String) -> String? {
         guard let text = repository.text("package.json", in: directory),
-              let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
-              let scripts = object["scripts"] as? [String: Any] else { return nil }
-        return scripts[name] as? String
+              let scripts = (try? StrictJSON.parse(text))?.objectValue?["scripts"]?.objectValue else { return nil }
+        return scripts[name]?.stringValue
     }
 
     /// Whether a GoReleaser config in `directory` signs with cosign (keyless by default in CI).
@@ -117,7 +118,7 @@ struct OIDCConsumers {
     /// An env or input entry that configures OIDC (`audience`, `role-to-assume`, `use_oidc: true`,
     /// `workload_identity_provider`, `NPM_CONFIG_PROVENANCE: true`…).
     static func isOIDCSetting(_ pair: (key: Node, value: Node)) -> Bool {
-        guard let key = pair.key.text?.lowercased().replacingOccurrences(of: "_", with: "-") else { return false }
+        guard let key = pair.key.text?.lowercased().replacingAll("_", with: "-") else { return false }
         let value = (pair.value.text ?? "").lowercased()
         if value == "false" || value.isEmpty { return false }
         if value.contains("actions-id-token") || value.contains("actions_id_token") { return true }

@@ -1,6 +1,8 @@
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 import Synchronization
-import Yams
+import StepGuardYAML
 
 /// The repository a workflow belongs to, when the checker has its checkout: the workflow's path is
 /// `ROOT/.github/workflows/NAME` (GitLab: `ROOT/.gitlab-ci.yml`). Local actions, scripts, Makefiles
@@ -15,10 +17,10 @@ struct RepositoryFiles {
     init(workflowPath: String) {
         let absolute = URL(fileURLWithPath: workflowPath).standardizedFileURL.path
         var found: String?
-        if let range = absolute.range(of: "/.github/workflows/", options: .backwards) {
+        if let range = absolute.scalarRange(of: "/.github/workflows/", backwards: true) {
             found = String(absolute[..<range.lowerBound])
-        } else if (absolute as NSString).lastPathComponent.hasSuffix("gitlab-ci.yml") {
-            found = (absolute as NSString).deletingLastPathComponent
+        } else if FilePaths.lastComponent(absolute).hasSuffix("gitlab-ci.yml") {
+            found = FilePaths.deletingLastComponent(absolute)
         }
         // A checkout at the file system's root is not read (its "repository" would be the whole machine).
         root = found.flatMap { $0.isEmpty || $0 == "/" ? nil : $0 }
@@ -28,7 +30,7 @@ struct RepositoryFiles {
     /// checkout, the path leaves the root, or the file is missing, too large or not UTF-8.
     func text(_ relative: String, in directory: String = "") -> String? {
         guard let root, !relative.isEmpty, !relative.hasPrefix("/"), !relative.contains("$") else { return nil }
-        let joined = ((root as NSString).appendingPathComponent(directory) as NSString).appendingPathComponent(relative)
+        let joined = FilePaths.appending(relative, to: FilePaths.appending(directory, to: root))
         let path = URL(fileURLWithPath: joined).standardizedFileURL.resolvingSymlinksInPath().path
         let realRoot = URL(fileURLWithPath: root).standardizedFileURL.resolvingSymlinksInPath().path
         guard path.hasPrefix(realRoot + "/") else { return nil }
@@ -43,7 +45,7 @@ struct RepositoryFiles {
     func localAction(_ uses: String) -> Node? {
         let path = String(uses.dropFirst(2)).split(separator: "@").first.map(String.init) ?? ""
         for name in ["action.yml", "action.yaml"] {
-            if let text = text((path as NSString).appendingPathComponent(name)), let node = try? Yams.compose(yaml: text), node.isMapping {
+            if let text = text(FilePaths.appending(name, to: path)), let node = try? YAML.compose(yaml: text), node.isMapping {
                 return node
             }
         }
@@ -57,17 +59,19 @@ struct RepositoryFiles {
         guard let root else { return false }
         return Self.cache.value(for: root) {
             let markers = ["ACTIONS_ID_TOKEN_REQUEST", "getIDToken(", "detect_credential"]
-            guard let walker = FileManager.default.enumerator(atPath: root) else { return false }
             var seen = 0
-            while let relative = walker.nextObject() as? String, seen < Self.maximumScannedFiles {
+            var found = false
+            walkDirectory(root) { relative in
+                guard seen < Self.maximumScannedFiles else { return .stop }
                 seen += 1
-                let name = (relative as NSString).lastPathComponent
-                if name == ".git" || name == "node_modules" || name == "dist" || name == "vendor" { walker.skipDescendants(); continue }
-                if relative.hasPrefix(".github/workflows/") { continue }
-                guard let text = text(relative) else { continue }
-                if markers.contains(where: text.contains) { return true }
+                let name = FilePaths.lastComponent(relative)
+                if name == ".git" || name == "node_modules" || name == "dist" || name == "vendor" { return .skipDescendants }
+                if relative.hasPrefix(".github/workflows/") { return .next }
+                guard let text = text(relative) else { return .next }
+                if markers.contains(where: text.contains) { found = true; return .stop }
+                return .next
             }
-            return false
+            return found
         }
     }
 

@@ -1,3 +1,4 @@
+import StepGuardCore
 /// What an outsider controls in a pipeline run: GitHub event fields and GitLab predefined variables
 /// whose text the author of an issue, comment, pull request, branch or commit chooses.
 enum Untrusted {
@@ -44,8 +45,8 @@ enum Untrusted {
     static func expressions(in text: String) -> [(raw: String, body: String)] {
         var result: [(String, String)] = []
         var rest = text[...]
-        while let open = rest.range(of: "${{") {
-            guard let close = rest[open.upperBound...].range(of: "}}") else { break }
+        while let open = rest.scalarRange(of: "${{") {
+            guard let close = rest[open.upperBound...].scalarRange(of: "}}") else { break }
             result.append((String(rest[open.lowerBound..<close.upperBound]), String(rest[open.upperBound..<close.lowerBound])))
             rest = rest[close.upperBound...]
         }
@@ -82,7 +83,7 @@ enum Untrusted {
         for c in body {
             if let content = bracket {
                 guard c == "]" else { bracket = content + String(c); continue }
-                let trimmed = content.trimmingCharacters(in: .whitespaces)
+                let trimmed = content.trimmingWhitespace()
                 let quoted = trimmed.count >= 2 && (trimmed.first == "'" || trimmed.first == "\"") && trimmed.last == trimmed.first
                 let key = quoted ? String(trimmed.dropFirst().dropLast()) : ""
                 flat += "." + (!key.isEmpty && key.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" } ? key : "*")

@@ -1,6 +1,8 @@
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 import StepGuardPolicy
-import Yams
+import StepGuardYAML
 
 /// The CI system a file belongs to.
 public enum WorkflowKind: String, Sendable, Codable {
@@ -87,8 +89,8 @@ public enum WorkflowChecker {
             root = documents.first
         } catch let error as PipelineError {
             throw error
-        } catch let error as YamlError {
-            let location = yamlErrorLocation(error, path: path, text: text)
+        } catch let error as YAMLError {
+            let location = SourceLocation(file: path, line: error.mark.line, column: error.mark.column)
             throw PipelineError(.invalidYAML, at: location, "invalid YAML: \(yamlErrorSummary(error))\(excerpt(source, line: location.line))",
                                 remedy: "fix the YAML syntax; nothing was checked in this file")
         } catch {
@@ -99,7 +101,7 @@ public enum WorkflowChecker {
             throw PipelineError(.notAWorkflow, at: SourceLocation(file: path, line: 1, column: 1), "the file is empty or not a YAML mapping",
                                 remedy: "name a GitHub Actions workflow or a .gitlab-ci.yml")
         }
-        let name = (path as NSString).lastPathComponent
+        let name = FilePaths.lastComponent(path)
         if name.hasSuffix("gitlab-ci.yml") || name.hasSuffix("gitlab-ci.yaml") { return (source, root, .gitlab) }
         if root.value("jobs") != nil, root.value("on") != nil || root.value("true") != nil { return (source, root, .github) }
         if root.value("stages") != nil || root.value("include") != nil || root.value("spec") != nil
@@ -112,27 +114,23 @@ public enum WorkflowChecker {
     /// The first private-use scalar of the stand-ins for repeated `<<` keys (see ``composeAllowingRepeatedMergeKeys(_:)``).
     static let mergeStandIn: UInt32 = 0xE000
 
-    /// Parses every document of `text`. Yams refuses a mapping with two `<<:` merge keys (a YAML 1.1
+    /// Parses every document of `text`. The reader refuses a mapping with two `<<:` merge keys (a YAML 1.1
     /// idiom GitLab accepts); each repeated `<<` the parser points at is replaced by a unique two-scalar
     /// stand-in of the same width (positions do not move) and parsing is retried. The stand-ins are
     /// read back as merge keys by ``Node/pairs``, where the last merge wins. Any other duplicate key
     /// (reported once the repeated `<<` are replaced), or a file that already holds stand-in scalars, still fails.
-    static func composeAllowingRepeatedMergeKeys(_ text: String) throws -> [Node] {
+    static func composeAllowingRepeatedMergeKeys(_ text: String) throws(YAMLError) -> [Node] {
         var scalars = Array(text.unicodeScalars)
         let hasStandIns = scalars.contains { (mergeStandIn...0xF8FF).contains($0.value) }
         var next: UInt32 = 1
         while true {
-            do {
-                // Parser.nextRoot() throws; Yams.compose_all's sequence would drop a parse error silently.
-                let parser = try Parser(yaml: String(String.UnicodeScalarView(scalars)))
-                var documents: [Node] = []
-                while let document = try parser.nextRoot() { documents.append(document) }
-                return documents
-            } catch let YamlError.duplicatedKeysInMapping(duplicates, context) where duplicates.contains("<<") && !hasStandIns {
-                let offset = lineStart(of: context.mark.line, in: scalars).map { $0 + context.mark.column - 1 }
+            do throws(YAMLError) {
+                return try YAML.composeAll(yaml: String(String.UnicodeScalarView(scalars)))
+            } catch let error where error.kind == .duplicateKeys && error.duplicates.contains("<<") && !hasStandIns {
+                let offset = lineStart(of: error.mark.line, in: scalars).map { $0 + error.mark.column - 1 }
                 guard let offset, offset + 1 < scalars.count, scalars[offset] == "<", scalars[offset + 1] == "<",
                       next < 0xF8FF - mergeStandIn, let first = Unicode.Scalar(mergeStandIn), let second = Unicode.Scalar(mergeStandIn + next)
-                else { throw YamlError.duplicatedKeysInMapping(duplicates: duplicates, context: context) }
+                else { throw error }
                 scalars[offset] = first
                 scalars[offset + 1] = second
                 next += 1
@@ -151,42 +149,22 @@ public enum WorkflowChecker {
         return current == line ? 0 : nil
     }
 
-    static func yamlErrorLocation(_ error: YamlError, path: String, text: String) -> SourceLocation {
-        switch error {
-        case let .scanner(_, _, mark, _), let .parser(_, _, mark, _), let .composer(_, _, mark, _):
-            return SourceLocation(file: path, line: mark.line, column: mark.column)
-        case let .duplicatedKeysInMapping(_, context):
-            return SourceLocation(file: path, line: context.mark.line, column: context.mark.column)
-        case let .reader(_, offset?, _, _):
-            // A byte offset into the UTF-8 text.
-            let prefix = String(decoding: text.utf8.prefix(offset), as: UTF8.self)
-            let lines = prefix.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false)
-            return SourceLocation(file: path, line: lines.count, column: (lines.last?.count ?? 0) + 1)
-        default:
-            return SourceLocation(file: path, line: 1, column: 1)
-        }
-    }
-
-    /// What the parser said, without the copy of the whole file some YamlError descriptions carry.
-    static func yamlErrorSummary(_ error: YamlError) -> String {
-        switch error {
-        case let .scanner(context, problem, _, _), let .parser(context, problem, _, _), let .composer(context, problem, _, _):
-            return [context?.text, problem].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
-        case let .duplicatedKeysInMapping(duplicates, _):
-            return "the key(s) \(duplicates.map { "'\($0)'" }.joined(separator: ", ")) appear twice in one mapping"
-        case let .reader(problem, _, _, _):
-            return problem
-        case .dataCouldNotBeDecoded:
-            return "the text could not be decoded"
-        default:
-            return "the YAML parser failed"
+    /// What the parser said, without any copy of the file's text.
+    static func yamlErrorSummary(_ error: YAMLError) -> String {
+        switch error.kind {
+        case .duplicateKeys:
+            return "the key(s) \(error.duplicates.map { "'\($0)'" }.joined(separator: ", ")) appear twice in one mapping"
+        case .reader:
+            return error.problem
+        case .scanner, .parser, .composer, .memory:
+            return [error.context, error.problem].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
         }
     }
 
     /// ` near `LINE`` for a parse error: the line, trimmed, cut to 60 characters, with long token-like
     /// words (which could be secrets) cut to their first 4 characters; empty for a blank line.
     static func excerpt(_ source: SourceText, line: Int) -> String {
-        let text = source.line(line).trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = source.line(line).trimmingWhitespaceAndNewlines()
         guard !text.isEmpty else { return "" }
         let masked = text.split(separator: " ", omittingEmptySubsequences: false).map { word in
             word.count >= 20 ? String(word.prefix(4)) + "…" : String(word)
@@ -197,19 +175,19 @@ public enum WorkflowChecker {
 
     /// The workflow files a path stands for.
     static func workflowFiles(at path: String) throws(PipelineError) -> [String] {
-        var isDirectory: ObjCBool = false
+        var isDirectory = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw PipelineError(.unreadable, at: SourceLocation(file: path, line: 1, column: 1), "no such file or directory",
                                 remedy: "name a workflow file or a repository directory")
         }
-        guard isDirectory.boolValue else { return [path] }
+        guard isDirectory else { return [path] }
         func yamlFiles(_ directory: String) -> [String] {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
             return names.filter { $0.hasSuffix(".yml") || $0.hasSuffix(".yaml") }.sorted()
-                .map { (directory as NSString).appendingPathComponent($0) }
+                .map { FilePaths.appending($0, to: directory) }
         }
-        let workflows = (path as NSString).appendingPathComponent(".github/workflows")
-        let gitlab = (path as NSString).appendingPathComponent(".gitlab-ci.yml")
+        let workflows = FilePaths.appending(".github/workflows", to: path)
+        let gitlab = FilePaths.appending(".gitlab-ci.yml", to: path)
         var files = FileManager.default.fileExists(atPath: workflows) ? yamlFiles(workflows) : []
         if FileManager.default.fileExists(atPath: gitlab) { files.append(gitlab) }
         if files.isEmpty { files = yamlFiles(path) }

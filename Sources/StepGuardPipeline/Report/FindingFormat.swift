@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 
 /// Output formats of `workflow check`.
 public enum FindingFormat: String, Sendable, CaseIterable {
@@ -47,9 +49,9 @@ public enum FindingFormat: String, Sendable, CaseIterable {
 
     static func github(_ report: CheckReport) -> String {
         func escapeData(_ s: String) -> String {
-            s.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "\r", with: "%0D").replacingOccurrences(of: "\n", with: "%0A")
+            s.replacingAll("%", with: "%25").replacingAll("\r", with: "%0D").replacingAll("\n", with: "%0A")
         }
-        func escapeProperty(_ s: String) -> String { escapeData(s).replacingOccurrences(of: ":", with: "%3A").replacingOccurrences(of: ",", with: "%2C") }
+        func escapeProperty(_ s: String) -> String { escapeData(s).replacingAll(":", with: "%3A").replacingAll(",", with: "%2C") }
         var out = ""
         for f in report.findings {
             let level = f.severity >= .high ? "error" : "warning"

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import StepGuardCore
 import StepGuardPolicy
 #if canImport(Glibc)
 import Glibc
@@ -142,7 +143,7 @@ public struct LaterStepFiles: Sendable {
     /// trimmed (a reader that trims them, as .NET drops a BOM at the start of a file, must not see
     /// `LD_PRELOAD` where this one saw something else).
     public static func isDangerous(_ name: String) -> Bool {
-        let trimmed = name.trimmingCharacters(in: CharacterSet.whitespacesAndNewlines.union(["\u{FEFF}"]))
+        let trimmed = name.trimming { $0.isWhitespaceOrNewline || $0 == "\u{FEFF}" }
         let plain = trimmed.utf8.first.map { !(0x30...0x39).contains($0) } == true
             && trimmed.utf8.allSatisfy { $0 == 0x5F || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }
         guard plain else { return true }
@@ -163,8 +164,8 @@ public struct LaterStepFiles: Sendable {
         var lines = Self.lines(bytes)[...]
         while let line = lines.popFirst() {
             if line.isEmpty { continue }
-            let equals = line.range(of: "=")
-            let heredoc = line.range(of: "<<")
+            let equals = line.scalarRange(of: "=")
+            let heredoc = line.scalarRange(of: "<<")
             if let equals, heredoc.map({ equals.lowerBound < $0.lowerBound }) ?? true {
                 let name = String(line[..<equals.lowerBound])
                 guard !name.isEmpty else { throw ParseError(reason: "a line with an empty name") }

@@ -1,4 +1,4 @@
-import Yams
+import StepGuardYAML
 
 extension Node {
     /// Key/value pairs of a mapping, with `<<:` merge keys resolved as GitLab's parser (Ruby Psych)
@@ -31,7 +31,7 @@ extension Node {
     /// Whether this is a `<<` merge key (plain `<<`, or the stand-in the checker gives a repeated one).
     var isMergeKey: Bool {
         guard case let .scalar(scalar) = self else { return false }
-        if scalar.tag.rawValue == Tag.Name.merge.rawValue { return true }
+        if scalar.tag == .merge { return true }
         let scalars = Array(scalar.string.unicodeScalars)
         return scalars.count == 2 && scalars[0].value == WorkflowChecker.mergeStandIn && scalars[1].value > WorkflowChecker.mergeStandIn
     }
@@ -63,7 +63,6 @@ extension Node {
         case .scalar: [self]
         case .mapping: pairs.flatMap { $0.value.scalars }
         case .sequence: items.flatMap { $0.scalars }
-        default: []
         }
     }
 }

@@ -1,6 +1,8 @@
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 import StepGuardPolicy
-import Yams
+import StepGuardYAML
 
 /// The original text of a workflow file, with the helpers that turn parser marks into exact
 /// `file:line:col` locations and read `# stepguard: ignore[id]` comments.
@@ -49,7 +51,7 @@ struct SourceText {
         var number = mark.line + 1
         while number <= lines.count {
             let text = line(number)
-            if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { number += 1; continue }
+            if text.trimmingWhitespaceAndNewlines().isEmpty { number += 1; continue }
             if Self.indentation(text) <= owner { break }
             last = number
             number += 1
@@ -66,7 +68,7 @@ struct SourceText {
             let range = scalarLines(node)
             guard range.count > 1 else { return [] }
             let body = Array(range.dropFirst())
-            let indent = body.map { line($0) }.filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }.map(Self.indentation).min() ?? 0
+            let indent = body.map { line($0) }.filter { !$0.trimmingWhitespace().isEmpty }.map(Self.indentation).min() ?? 0
             return body.map { number in
                 let scalars = Array(line(number).unicodeScalars)
                 let text = scalars.count > indent ? String(String.UnicodeScalarView(scalars[indent...])) : ""
@@ -82,17 +84,17 @@ struct SourceText {
     /// The ids named by `# stepguard: ignore[id, ...]` on `line` (`*` or `all` ignores every rule).
     func ignoredRules(onLine number: Int) -> Set<String> {
         let text = line(number)
-        guard let marker = text.range(of: "stepguard: ignore[") ?? text.range(of: "stepguard:ignore[") else { return [] }
+        guard let marker = text.scalarRange(of: "stepguard: ignore[") ?? text.scalarRange(of: "stepguard:ignore[") else { return [] }
         guard text[..<marker.lowerBound].contains("#") else { return [] }
         let rest = text[marker.upperBound...]
         guard let close = rest.firstIndex(of: "]") else { return [] }
-        return Set(rest[..<close].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        return Set(rest[..<close].split(separator: ",").map { $0.trimmingWhitespace() })
     }
 
     /// Whether a finding is suppressed by an ignore comment on its line or on the comment-only line above.
     func isIgnored(_ finding: Finding) -> Bool {
         var ids = ignoredRules(onLine: finding.location.line)
-        let above = line(finding.location.line - 1).trimmingCharacters(in: .whitespaces)
+        let above = line(finding.location.line - 1).trimmingWhitespace()
         if above.hasPrefix("#") { ids.formUnion(ignoredRules(onLine: finding.location.line - 1)) }
         return ids.contains(finding.rule.rawValue) || ids.contains("*") || ids.contains("all")
     }

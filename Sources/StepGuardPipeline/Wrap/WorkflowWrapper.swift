@@ -1,6 +1,8 @@
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 import StepGuardPolicy
-import Yams
+import StepGuardYAML
 
 /// How `workflow wrap` rewrites a workflow.
 public struct WrapOptions: Sendable {
@@ -47,7 +49,7 @@ public struct WrapOptions: Sendable {
     /// What `wrap` needs to know of a policy file: whether it has an `identity:` section, and the
     /// names under `steps:` (nothing when it cannot be read; `stepguard run` reports that itself).
     public static func policyFacts(file: String) -> (declaresIdentity: Bool, steps: Set<String>) {
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8), let root = try? Yams.compose(yaml: text) else { return (false, []) }
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8), let root = try? YAML.compose(yaml: text) else { return (false, []) }
         return (root.value("identity") != nil, Set(root.value("steps")?.pairs.compactMap { $0.key.text } ?? []))
     }
 }
@@ -118,7 +120,7 @@ public enum WorkflowWrapper {
 
     /// The `shell:` template for a base shell, or nil when it cannot run under a custom shell.
     static func template(forShell shell: String) -> String? {
-        switch shell.trimmingCharacters(in: .whitespaces) {
+        switch shell.trimmingWhitespace() {
         case "bash": "bash --noprofile --norc -eo pipefail {0}"
         case "sh": "sh -e {0}"
         case "python": "python {0}"
@@ -139,7 +141,7 @@ public enum WorkflowWrapper {
             let expressions = Untrusted.expressions(in: text)
             guard !expressions.isEmpty else { labels.append(text); continue }
             for (raw, body) in expressions {
-                let key = body.trimmingCharacters(in: .whitespaces)
+                let key = body.trimmingWhitespace()
                 guard key.hasPrefix("matrix."), key.dropFirst(7).allSatisfy({ Expression.isIdentifier($0.unicodeScalars.first!) || $0 == "-" }) else {
                     return "runs on `\(raw)`, which wrap cannot resolve to an operating system"
                 }
@@ -163,18 +165,18 @@ public enum WorkflowWrapper {
         for c in text.lowercased().unicodeScalars {
             if Expression.isIdentifier(c) || c == "-" || c == "." { out.unicodeScalars.append(c) } else if !out.hasSuffix("-") { out += "-" }
         }
-        return out.trimmingCharacters(in: CharacterSet(charactersIn: "-"))
+        return out.trimming(charactersIn: "-")
     }
 
     static func shellWord(_ text: String) -> String {
         let safe = text.unicodeScalars.allSatisfy { Expression.isIdentifier($0) || "-._/=:".unicodeScalars.contains($0) }
-        return safe ? text : "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        return safe ? text : "'" + text.replacingAll("'", with: "'\\''") + "'"
     }
 
     /// A YAML scalar for `text`: plain when safe, else single-quoted.
     static func yamlScalar(_ text: String) -> String {
         let risky = text.contains(": ") || text.contains(" #") || text.hasPrefix("'") || text.hasPrefix("\"") || text.hasSuffix(" ")
-        return risky ? "'" + text.replacingOccurrences(of: "'", with: "''") + "'" : text
+        return risky ? "'" + text.replacingAll("'", with: "''") + "'" : text
     }
 
     struct Builder {
@@ -329,10 +331,10 @@ public enum WorkflowWrapper {
             var dash = scalars[..<(column - 1)].lastIndex(of: "-").flatMap { index in scalars[..<index].allSatisfy { $0 == " " } ? index : nil }
             // The item's dash alone on the line above (`-` then the keys indented below it), a common style.
             if dash == nil, scalars[..<(column - 1)].allSatisfy({ $0 == " " }), line > 1 {
-                let above = source.line(line - 1).trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
+                let above = source.line(line - 1).trimming(charactersIn: "\r")
                 let indent = SourceText.indentation(above)
                 let rest = above.dropFirst(indent)
-                if rest.hasPrefix("-"), rest.dropFirst().allSatisfy({ $0 == " " }) || rest.dropFirst().trimmingCharacters(in: .whitespaces).hasPrefix("#") {
+                if rest.hasPrefix("-"), rest.dropFirst().allSatisfy({ $0 == " " }) || rest.dropFirst().trimmingWhitespace().hasPrefix("#") {
                     dash = indent
                     line -= 1
                 }

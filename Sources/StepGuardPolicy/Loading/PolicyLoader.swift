@@ -1,6 +1,7 @@
 import StepGuardCore
-import Foundation
-import Yams
+import FoundationEssentials
+import Glibc
+import StepGuardYAML
 
 /// Loads policy files: YAML with source locations, every problem reported with `file:line:col`.
 public enum PolicyLoader {
@@ -15,7 +16,7 @@ public enum PolicyLoader {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw PolicyError(file: path, message: "cannot read the policy file: \((error as NSError).localizedDescription)",
+            throw PolicyError(file: path, message: "cannot read the policy file: \(describeError(error))",
                               expected: "a readable UTF-8 YAML file")
         }
         // Plain string work (Foundation's URL costs a noticeable part of `run`'s start-up).
@@ -32,7 +33,7 @@ public enum PolicyLoader {
         do {
             // The basic resolver: the reader types every scalar itself (and reports wrong types with their
             // location), so the default resolver's regular expressions would only cost start-up time.
-            guard let node = try Yams.compose(yaml: yaml, .basic) else {
+            guard let node = try YAML.compose(yaml: yaml, .basic) else {
                 throw PolicyError(file: source, message: "the policy is empty", expected: "a mapping that starts with 'version: 1'")
             }
             root = node
@@ -55,13 +56,12 @@ public enum PolicyLoader {
             PolicyDiagnostic(location: SourceLocation(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1),
                              message: message, expected: "valid YAML")
         }
-        switch error as? YamlError {
-        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
-            return at(mark, "YAML syntax error: \(problem)")
-        case .duplicatedKeysInMapping(let duplicates, let context):
-            return at(context.mark, "duplicate key \(duplicates.map { "'\($0)'" }.joined(separator: ", ")) in a mapping")
-        default:
-            return at(nil, "cannot parse YAML: \(error)")
+        guard let error = error as? YAMLError else { return at(nil, "cannot parse YAML: \(error)") }
+        switch error.kind {
+        case .duplicateKeys:
+            return at(error.mark, "duplicate key \(error.duplicates.map { "'\($0)'" }.joined(separator: ", ")) in a mapping")
+        case .reader, .scanner, .parser, .composer, .memory:
+            return at(error.mark, "YAML syntax error: \(error.problem)")
         }
     }
 }

@@ -1,5 +1,5 @@
 import StepGuardCore
-import Yams
+import StepGuardYAML
 
 /// Walks a YAML node tree and collects diagnostics instead of stopping at the first problem.
 final class PolicyReader {
@@ -129,7 +129,6 @@ final class PolicyReader {
         case .scalar(let scalar): isNull(scalar) ? "null" : "a scalar ('\(scalar.string)')"
         case .mapping: "a mapping"
         case .sequence: "a list"
-        case .alias: "an alias"
         }
     }
 

@@ -1,3 +1,4 @@
+import StepGuardCore
 extension EgressPolicy {
     /// The decision on a DNS query for `name` (as the step asked for it, normalised like a host):
     /// nil when some connection to the name could be allowed, so the name may be resolved — an
@@ -30,6 +31,6 @@ extension EgressPolicy {
         if verdict.rule.hasPrefix("egress.deny: ") {
             return "\(name) is denied at every port by \(verdict.rule); the name is not resolved"
         }
-        return verdict.reason.replacingOccurrences(of: "\(name):\(port)", with: name) + "; the name is not resolved"
+        return verdict.reason.replacingAll("\(name):\(port)", with: name) + "; the name is not resolved"
     }
 }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardCore
 
 /// Small, pure checks applied to a candidate secret.

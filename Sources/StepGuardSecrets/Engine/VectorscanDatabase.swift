@@ -1,6 +1,7 @@
 import CVectorscan
 import Crypto
-import Foundation
+import FoundationEssentials
+import StepGuardCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -127,7 +128,7 @@ final class VectorscanDatabase: @unchecked Sendable {
         u32(rejected.count)
         rejected.sorted().forEach(u32)
         out += UnsafeRawBufferPointer(start: raw, count: length)
-        let dir = (path as NSString).deletingLastPathComponent
+        let dir = FilePaths.deletingLastComponent(path)
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let tmp = path + ".\(getpid()).tmp"
         guard FileManager.default.createFile(atPath: tmp, contents: Data(out)) else { return }

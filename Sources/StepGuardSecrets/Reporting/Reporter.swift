@@ -1,5 +1,6 @@
 import StepGuardCore
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Output formats of `stepguard scan`.
 public enum ReportFormat: String, Sendable, CaseIterable {
@@ -206,8 +207,8 @@ public struct Reporter: Sendable {
     }
 
     static func xml(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+        s.replacingAll("&", with: "&amp;").replacingAll("<", with: "&lt;")
+            .replacingAll(">", with: "&gt;").replacingAll("\"", with: "&quot;")
     }
 
     func junit(_ report: ScanReport) -> String {
@@ -238,11 +239,11 @@ public struct Reporter: Sendable {
     }
 
     static func escapeData(_ s: String) -> String {
-        s.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "\r", with: "%0D").replacingOccurrences(of: "\n", with: "%0A")
+        s.replacingAll("%", with: "%25").replacingAll("\r", with: "%0D").replacingAll("\n", with: "%0A")
     }
 
     static func escapeProperty(_ s: String) -> String {
-        escapeData(s).replacingOccurrences(of: ":", with: "%3A").replacingOccurrences(of: ",", with: "%2C")
+        escapeData(s).replacingAll(":", with: "%3A").replacingAll(",", with: "%2C")
     }
 
     func github(_ report: ScanReport) -> String {

@@ -1,6 +1,7 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardCore
-import Yams
+import StepGuardYAML
 
 /// How bad a leak of this kind of credential is.
 public enum SecretSeverity: String, Sendable, Codable, Comparable {
@@ -198,7 +199,7 @@ public struct SecretRuleSet: Sendable {
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
         } catch {
-            throw SecretsError(.invalidRules, "\(directory.path): cannot list the rules directory (\(error.localizedDescription)); pass a readable directory to --rules")
+            throw SecretsError(.invalidRules, "\(directory.path): cannot list the rules directory (\(describeError(error))); pass a readable directory to --rules")
         }
         for name in names.sorted() where name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
             let url = directory.appendingPathComponent(name)

@@ -1,5 +1,6 @@
 import CZlib
-import Foundation
+import FoundationEssentials
+import StepGuardCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -44,7 +45,7 @@ struct GitLayout {
                     // A worktree or submodule: `.git` is a file naming the git directory.
                     guard let text = readFile(dotGit).map({ String(decoding: $0, as: UTF8.self) }),
                           text.hasPrefix("gitdir: ") else { throw GitDirectUnsupported("\(dotGit) is not a gitdir link") }
-                    var target = String(text.dropFirst(8)).trimmingCharacters(in: ["\n", "\r"])
+                    var target = String(text.dropFirst(8)).trimming(charactersIn: "\n\r")
                     if !target.hasPrefix("/") { target = directory + "/" + target }
                     guard isGitDirectory(target) else { throw GitDirectUnsupported("\(dotGit) names no git directory") }
                     return try layout(target, workTree: directory, environment: environment)
@@ -68,7 +69,7 @@ struct GitLayout {
     /// The common directory of `gitDirectory`: the one its `commondir` file names, or itself.
     static func commonDirectory(of gitDirectory: String) -> String {
         guard let bytes = readFile(gitDirectory + "/commondir") else { return gitDirectory }
-        let named = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: ["\n", "\r"])
+        let named = String(decoding: bytes, as: UTF8.self).trimming(charactersIn: "\n\r")
         return named.hasPrefix("/") ? named : gitDirectory + "/" + named
     }
 
@@ -88,12 +89,12 @@ struct GitLayout {
         let repositoryConfig = String(decoding: config, as: UTF8.self).lowercased()
         var section = ""
         for line in repositoryConfig.split(whereSeparator: \.isNewline) {
-            let text = line.trimmingCharacters(in: .whitespaces)
+            let text = line.trimmingWhitespace()
             if text.hasPrefix("[") {
                 section = text
                 if section.hasPrefix("[include") { throw GitDirectUnsupported("the repository's config includes other files") }
             } else if section.hasPrefix("[extensions"), !text.isEmpty, !text.hasPrefix("#"), !text.hasPrefix(";") {
-                let key = text.split(separator: "=", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? text
+                let key = text.split(separator: "=", maxSplits: 1).first.map { $0.trimmingWhitespace() } ?? text
                 guard key == "worktreeconfig" else { throw GitDirectUnsupported("the repository uses extensions.\(key)") }
             }
         }
@@ -120,7 +121,7 @@ struct GitLayout {
             // HEAD and the per-worktree refs live in the git directory, the others in the common one.
             let perWorktree = name == "HEAD" || ["refs/bisect/", "refs/worktree/", "refs/rewritten/"].contains { name.hasPrefix($0) }
             if let bytes = readFile((perWorktree ? gitDirectory : commonDirectory) + "/" + name) {
-                value = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: ["\n", "\r", " "])
+                value = String(decoding: bytes, as: UTF8.self).trimming(charactersIn: "\n\r ")
             } else if name == "HEAD" {
                 throw GitDirectUnsupported("no HEAD")
             } else if let packed = try packedRef(name) {
@@ -162,10 +163,10 @@ struct GitLayout {
     static func branchesAndTags(_ common: String) -> [String] {
         var names: [String] = []
         for top in ["refs/heads", "refs/tags"] {
-            guard let files = FileManager.default.enumerator(atPath: common + "/" + top) else { continue }
-            for case let file as String in files {
-                var isDirectory: ObjCBool = false
-                if FileManager.default.fileExists(atPath: common + "/" + top + "/" + file, isDirectory: &isDirectory), !isDirectory.boolValue {
+            guard let files = try? FileManager.default.subpathsOfDirectory(atPath: common + "/" + top) else { continue }
+            for file in files {
+                var isDirectory = false
+                if FileManager.default.fileExists(atPath: common + "/" + top + "/" + file, isDirectory: &isDirectory), !isDirectory {
                     names.append(top + "/" + file)
                 }
             }

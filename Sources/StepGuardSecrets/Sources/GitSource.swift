@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import CGit2
 import Dispatch
 import Synchronization

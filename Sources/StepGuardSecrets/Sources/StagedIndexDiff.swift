@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The files the index stages against HEAD's tree, found without libgit2: directories whose
 /// cache-tree entry still names HEAD's subtree are skipped unread, the others are compared entry by

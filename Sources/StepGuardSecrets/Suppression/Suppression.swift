@@ -1,5 +1,7 @@
-import Foundation
-import Yams
+import FoundationEssentials
+import StepGuardCore
+import Glibc
+import StepGuardYAML
 
 /// `.stepguard-ignore.yaml`: findings accepted on purpose, by fingerprint (rule + path + hash of
 /// the secret, so entries survive line moves), each with a reason and an optional expiry date.
@@ -42,7 +44,7 @@ public struct IgnoreFile: Sendable {
             guard let fingerprint = e.fingerprint, !fingerprint.isEmpty else {
                 throw SecretsError(.invalidConfig, "\(source): ignore[\(index)] has no `fingerprint`; copy it from the `fingerprint` of a finding (stepguard scan --format json)")
             }
-            guard let reason = e.reason, !reason.trimmingCharacters(in: .whitespaces).isEmpty else {
+            guard let reason = e.reason, !reason.trimmingWhitespace().isEmpty else {
                 throw SecretsError(.invalidConfig, "\(source): ignore[\(index)] (\(fingerprint)) has no `reason`; say why this finding is acceptable")
             }
             if let expires = e.expires, Self.parseDay(expires) == nil {
@@ -101,21 +103,21 @@ public struct Baseline: Sendable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw SecretsError(.unreadable, "\(path): cannot read the baseline; pass a report written by `stepguard scan --format json`")
         }
-        let object: Any
+        let object: JSONValue
         do {
-            object = try JSONSerialization.jsonObject(with: data)
+            object = try StrictJSON.parse(Array(data))
         } catch {
-            throw SecretsError(.invalidConfig, "\(path): the baseline is not JSON (\(error.localizedDescription)); pass a report written by `stepguard scan --format json`")
+            throw SecretsError(.invalidConfig, "\(path): the baseline is not JSON (\(error)); pass a report written by `stepguard scan --format json`")
         }
-        let findings: [Any]
-        if let dict = object as? [String: Any], let list = dict["findings"] as? [Any] {
+        let findings: [JSONValue]
+        if let list = object.objectValue?["findings"]?.arrayValue {
             findings = list
-        } else if let list = object as? [Any] {
+        } else if let list = object.arrayValue {
             findings = list
         } else {
             throw SecretsError(.invalidConfig, "\(path): the baseline has no `findings` list; pass a report written by `stepguard scan --format json`")
         }
-        fingerprints = Set(findings.compactMap { ($0 as? [String: Any])?["fingerprint"] as? String })
+        fingerprints = Set(findings.compactMap { $0.objectValue?["fingerprint"]?.stringValue })
     }
 
     /// Removes known findings from `report`.

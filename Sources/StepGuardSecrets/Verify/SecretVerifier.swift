@@ -1,5 +1,6 @@
 import StepGuardCore
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// What the issuer said about a secret.
 public enum VerificationStatus: String, Sendable, Codable, CaseIterable {
@@ -78,7 +79,7 @@ public struct SecretVerifier: Sendable {
             }
             if let last = lastRequest[call.host] {
                 let wait = Duration.milliseconds(Int64(minimumInterval * 1000)) - (clock.now - last)
-                if wait > .zero { Thread.sleep(forTimeInterval: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18) }
+                if wait > .zero { DetachedThread.sleep(seconds: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18) }
             }
             let remaining = budget - (clock.now - start)
             guard remaining > .milliseconds(100) else {
@@ -116,12 +117,12 @@ public struct SecretVerifier: Sendable {
         switch call.answer {
         case .slack:
             guard status == 200,
-                  let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
-                  let ok = object["ok"] as? Bool else {
+                  let object = (try? StrictJSON.parse(response.body))?.objectValue,
+                  case let .bool(ok)? = object["ok"] else {
                 return VerificationResult(.unknown, "\(asked) answered \(status) without a Slack API result")
             }
             if ok { return VerificationResult(.live, "\(asked) accepted it (ok: true)") }
-            let error = (object["error"] as? String) ?? ""
+            let error = object["error"]?.stringValue ?? ""
             let rejections: Set<String> = ["invalid_auth", "token_revoked", "account_inactive", "token_expired", "not_authed"]
             if rejections.contains(error) { return VerificationResult(.revoked, "\(asked) rejected it (\(error))") }
             return VerificationResult(.unknown, "\(asked) answered ok: false (\(error.isEmpty ? "no error given" : Self.printable(error)))")

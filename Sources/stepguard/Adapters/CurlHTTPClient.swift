@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardCore
 import StepGuardIdentity
 import StepGuardPolicy

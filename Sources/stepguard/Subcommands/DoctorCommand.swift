@@ -1,6 +1,7 @@
 import StepGuardCore
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardAudit
 import StepGuardEgress
 import StepGuardIdentity
@@ -52,7 +53,7 @@ struct DoctorCommand: ParsableCommand {
         switch output.format {
         case .text:
             for check in checks {
-                printOut("\(check.status.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(check.name): \(check.detail)")
+                printOut("\(check.status.rawValue + String(repeating: " ", count: max(0, 8 - check.status.rawValue.count))) \(check.name): \(check.detail)")
                 if let remedy = check.remedy, check.status != .ok { printOut("         remedy: \(remedy)") }
             }
             if let file = self.policy {

@@ -1,6 +1,7 @@
 import StepGuardCore
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardAudit
 import StepGuardIdentity
 import StepGuardPolicy

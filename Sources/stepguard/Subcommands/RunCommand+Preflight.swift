@@ -1,6 +1,7 @@
 import StepGuardCore
 import StepGuardSecrets
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardAudit
 import StepGuardIdentity
 import StepGuardPipeline

@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 import StepGuardAudit
 import StepGuardEgress
 import StepGuardPolicy
@@ -169,7 +171,7 @@ final class Containment: Sendable {
 /// Runs blocking work (waiting for a process) on its own thread, off Swift's cooperative pool.
 func runOnDedicatedThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
-        let thread = Thread {
+        let thread = DetachedThread {
             continuation.resume(with: Result { try work() })
         }
         thread.stackSize = 1 << 20

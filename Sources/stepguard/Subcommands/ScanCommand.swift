@@ -1,6 +1,7 @@
 import StepGuardCore
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import StepGuardSecrets
 
 /// `stepguard scan`: find secrets in files, stdin, the staged index or the history.
@@ -125,7 +126,7 @@ struct ScanCommand: ParsableCommand {
             let code = try scan()
             throw ExitCode(code)
         } catch let error as SecretsError {
-            FileHandle.standardError.write(Data("stepguard scan: error: \(error.message)\n".utf8))
+            FileOutput.standardError.write(Data("stepguard scan: error: \(error.message)\n".utf8))
             throw ExitCode(ExitStatus.failed)
         }
     }
@@ -157,14 +158,14 @@ struct ScanCommand: ParsableCommand {
         } else if history {
             report = try scanner.scanHistory(repository: repo, range: paths.first, since: since)
         } else if stdin {
-            report = scanner.scan(bytes: Array(FileHandle.standardInput.readDataToEndOfFile()))
+            report = scanner.scan(bytes: FileOutput.readToEnd(fileDescriptor: STDIN_FILENO))
             root = "."
         } else {
             let targets = paths.isEmpty ? ["."] : paths
             report = try scanner.scan(paths: targets)
-            var isDirectory: ObjCBool = false
+            var isDirectory = false
             if let first = targets.first, FileManager.default.fileExists(atPath: first, isDirectory: &isDirectory) {
-                root = isDirectory.boolValue ? first : (first as NSString).deletingLastPathComponent
+                root = isDirectory ? first : FilePaths.deletingLastComponent(first)
             }
         }
         if staged || history {
@@ -190,16 +191,16 @@ struct ScanCommand: ParsableCommand {
         if let output {
             try Self.write(rendered, to: output)
         } else {
-            FileHandle.standardOutput.write(Data(rendered.utf8))
+            FileOutput.standardOutput.write(Data(rendered.utf8))
         }
         for note in report.expiredIgnores {
-            FileHandle.standardError.write(Data("stepguard scan: \(note)\n".utf8))
+            FileOutput.standardError.write(Data("stepguard scan: \(note)\n".utf8))
         }
         var summary = Reporter.summary(report)
         if let verification = reporter.verification, !verification.isEmpty {
             summary += "; verified: " + verification.verificationSummary
         }
-        FileHandle.standardError.write(Data((summary + "\n").utf8))
+        FileOutput.standardError.write(Data((summary + "\n").utf8))
         if let incomplete = scanner.incomplete.error() { throw incomplete }  // exit 2 after the report
         return report.findings.isEmpty ? 0 : 1
     }

@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+import Glibc
 import StepGuardPipeline
 import StepGuardPolicy
 
@@ -127,7 +129,7 @@ struct WorkflowCommand: ParsableCommand {
             if write {
                 if result.wrapped != result.original {
                     do { try Data(result.wrapped.utf8).write(to: URL(fileURLWithPath: file)) } catch {
-                        printErr("\(file): error: cannot write the file: \(error.localizedDescription); check its permissions")
+                        printErr("\(file): error: cannot write the file: \(describeError(error)); check its permissions")
                         throw ExitCode(ExitStatus.failed)
                     }
                 }
