@@ -1,5 +1,9 @@
 import CSandbox
-import Foundation
+import FoundationEssentials
+import StepGuardCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Tripwires on names: the step's calls that remove, rename or link a name reach stepguard through
 /// a seccomp listener (`sg_names_listen`, installed before the step exists), so that `rm ~/.npmrc`,
@@ -62,7 +66,7 @@ final class NameTripwire: @unchecked Sendable {
             }
             let pid = call.pointee.pid
             let program = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
-                .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+                .trimmingWhitespaceAndNewlines() ?? "?"
             return Trip(path: named ?? (given.hasPrefix("/") ? given : entry), operation: operation, hiddenEntry: entry,
                         processes: processes(), actor: "\(pid) \(program)")
         }
