@@ -53,12 +53,28 @@ struct ByteQueue {
 
     mutating func removeAll() { start = 0; end = 0 }
 
-    /// Reads once from `fd` into free space (at least `chunk` bytes of room); the read's result.
-    mutating func read(from fd: Int32, chunk: Int = 16384) -> Int {
+    /// What one read from a non-blocking socket gave.
+    enum ReadOutcome {
+        /// Bytes were appended.
+        case read
+        /// Nothing to read yet (EAGAIN).
+        case wouldBlock
+        /// The end of the stream (`error` 0) or a failure (`error` is the errno).
+        case ended(error: Int32)
+    }
+
+    /// Reads once from `fd` into free space (at least `chunk` bytes of room), again when interrupted.
+    mutating func read(from fd: Int32, chunk: Int = 16384) -> ReadOutcome {
         reserve(chunk)
-        let count = Glibc.read(fd, base! + end, capacity - end)
-        if count > 0 { end += count }
-        return count
+        while true {
+            let count = Glibc.read(fd, base! + end, capacity - end)
+            if count > 0 {
+                end += count
+                return .read
+            }
+            if count < 0, errno == EINTR { continue }
+            return count < 0 && errno == EAGAIN ? .wouldBlock : .ended(error: count == 0 ? 0 : errno)
+        }
     }
 
     /// Writes as much as `fd` takes; returns false on an error other than EAGAIN.

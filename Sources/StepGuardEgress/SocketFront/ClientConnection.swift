@@ -159,12 +159,11 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     /// (default: closes).
     private func readClient(while expected: Phase, ended: (() -> Void)? = nil, _ consume: () -> Void) {
         while phase == expected {
-            let count = input.read(from: fd, chunk: 4096)
-            if count > 0 { consume(); continue }
-            if count < 0, errno == EAGAIN { return watch() ? () : close() }
-            if count < 0, errno == EINTR { continue }
-            if let ended { return ended() }
-            return close()
+            switch input.read(from: fd, chunk: 4096) {
+            case .read: consume()
+            case .wouldBlock: return watch() ? () : close()
+            case .ended: return ended.map { $0() } ?? close()
+            }
         }
     }
 
@@ -402,15 +401,15 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     /// Reads and relays the response while the client takes it; stops when the client's buffer is full.
     private func readResponse() {
         while phase == .exchanging, output.isEmpty {
-            let count = response.read(from: upstream, chunk: 16384)
-            if count < 0, errno == EINTR { continue }
-            if count < 0, errno == EAGAIN { return }
-            if count <= 0 {
+            switch response.read(from: upstream) {
+            case .read: break
+            case .wouldBlock: return
+            case .ended(let error):
                 if framing?.kind == .untilClose {
                     reusable = false
                     return finishExchange()
                 }
-                return upstreamFailed(reason: count == 0 ? "closed the connection before the response ended" : "failed: \(String(cString: strerror(errno)))")
+                return upstreamFailed(reason: error == 0 ? "closed the connection before the response ended" : "failed: \(String(cString: strerror(error)))")
             }
             lastProgress = loop.epoll.now
             guard let finished = relay() else { return upstreamFailed(reason: "sent a malformed response") }
@@ -591,10 +590,10 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     /// server has spoken, the client may take as long as an idle tunnel (``ProxyLimits/tunnelIdleTimeout``).
     private func relayServerGreeting() {
         while phase == .inspecting, output.isEmpty {
-            let count = output.read(from: upstream, chunk: 16384)
-            if count < 0, errno == EINTR { continue }
-            if count < 0, errno == EAGAIN { return }
-            if count <= 0 {
+            switch output.read(from: upstream) {
+            case .read: break
+            case .wouldBlock: return
+            case .ended:
                 _ = output.flush(to: fd)  // the server's last words (a refusal) reach the client
                 return close()
             }
