@@ -58,42 +58,28 @@ extension Node {
     }
 
     /// A mapping's key/value pairs in document order (keys are unique, see ``YAML``).
-    public struct Mapping: RandomAccessCollection, Sendable {
-        public typealias Element = (key: Node, value: Node)
-        private let pairs: [Element]
-        public var tag: Tag
-        public var style: CollectionStyle
-        public var mark: Mark?
-
-        public init(_ pairs: [Element], _ tag: Tag = .map, _ style: CollectionStyle = .any, _ mark: Mark? = nil) {
-            self.pairs = pairs
-            self.tag = tag
-            self.style = style
-            self.mark = mark
-        }
-
-        public var startIndex: Int { pairs.startIndex }
-        public var endIndex: Int { pairs.endIndex }
-        public subscript(position: Int) -> Element { pairs[position] }
-    }
-
+    public typealias Mapping = Collection<(key: Node, value: Node)>
     /// A sequence's items in document order.
-    public struct Sequence: RandomAccessCollection, Sendable {
-        private let items: [Node]
+    public typealias Sequence = Collection<Node>
+
+    /// The elements of a mapping or a sequence in document order, with the collection's tag, style
+    /// and position.
+    public struct Collection<Element: Sendable>: RandomAccessCollection, Sendable {
+        private let elements: [Element]
         public var tag: Tag
         public var style: CollectionStyle
         public var mark: Mark?
 
-        public init(_ items: [Node], _ tag: Tag = .seq, _ style: CollectionStyle = .any, _ mark: Mark? = nil) {
-            self.items = items
+        public init(_ elements: [Element], _ tag: Tag, _ style: CollectionStyle = .any, _ mark: Mark? = nil) {
+            self.elements = elements
             self.tag = tag
             self.style = style
             self.mark = mark
         }
 
-        public var startIndex: Int { items.startIndex }
-        public var endIndex: Int { items.endIndex }
-        public subscript(position: Int) -> Node { items[position] }
+        public var startIndex: Int { elements.startIndex }
+        public var endIndex: Int { elements.endIndex }
+        public subscript(position: Int) -> Element { elements[position] }
     }
 }
 
