@@ -1,5 +1,6 @@
 import Foundation
 import CGit2
+import StepGuardCore
 import Dispatch
 import Synchronization
 #if canImport(Glibc)
@@ -76,8 +77,12 @@ extension git_oid {
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    var key: [UInt8] {
-        withUnsafeBytes(of: id) { Array($0) }
+    /// The id as a dictionary key (no allocation).
+    var key: ObjectKey {
+        withUnsafeBytes(of: id) { raw in
+            ObjectKey(a: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self), b: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self),
+                      c: raw.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
+        }
     }
 }
 
@@ -128,19 +133,27 @@ enum GitDiff {
     }
 
     /// The added line ranges (new side) from blob `old` to blob `new` of `path`, and whether git
-    /// sees them as binary.
-    static func addedLines(_ repo: GitRepository, from old: git_oid, to new: git_oid, path: String) -> ([ClosedRange<Int>], Bool)? {
+    /// sees them as binary. With `spans` (the line hashes of each finding of `new`, see
+    /// ``LineHashes``): `nil` ranges — everything counts — without a patch when every finding has
+    /// a line `old` does not have.
+    static func addedLines(_ repo: GitRepository, from old: git_oid, to new: git_oid, path: String,
+                           unlessEveryFindingIsNew spans: [[UInt64]]? = nil) -> (added: [ClosedRange<Int>]?, binary: Bool)? {
         var oldID = old, newID = new
         var oldBlob: OpaquePointer?, newBlob: OpaquePointer?
         guard git_blob_lookup(&oldBlob, repo.pointer, &oldID) == 0, let oldBlob else { return nil }
         defer { git_blob_free(oldBlob) }
+        if let spans {
+            let raw = UnsafeRawBufferPointer(start: git_blob_rawcontent(oldBlob), count: Int(git_blob_rawsize(oldBlob)))
+            if LineHashes.everySpanHasALineNotIn(LineHashes.lines(of: raw), spans) { return (nil, false) }
+        }
         guard git_blob_lookup(&newBlob, repo.pointer, &newID) == 0, let newBlob else { return nil }
         defer { git_blob_free(newBlob) }
         var opts = options()
         var patch: OpaquePointer?
         guard git_patch_from_blobs(&patch, oldBlob, path, newBlob, path, &opts) == 0, let patch else { return nil }
         defer { git_patch_free(patch) }
-        return addedLines(patch)
+        let (added, binary) = addedLines(patch)
+        return (added, binary)
     }
 
     /// The added line ranges (new side) of `patch`, and whether git sees it as binary.
@@ -318,7 +331,6 @@ extension SecretScanner {
 
         // Phase 1: each commit's changed files against its first parent — tree comparisons only,
         // no rename detection, no patches (workers each open the repository).
-        struct CommitDeltas: @unchecked Sendable { var info: CommitInfo; var deltas: [GitDelta] }
         let perCommit = Mutex<[Int: CommitDeltas]>([:])
         let next = Atomic<Int>(0)
         let commitList = UnsafeSendableBox(commits)
@@ -339,7 +351,7 @@ extension SecretScanner {
                 if first >= commitList.value.count { break }
                 for i in first..<min(first + commitRun, commitList.value.count) {
                     do {
-                        if let d = try Self.commitDeltas(local, commitList.value[i], cache: cache) { results[i] = CommitDeltas(info: d.0, deltas: d.1) }
+                        if let d = try Self.commitDeltas(local, commitList.value[i], cache: cache) { results[i] = d }
                     } catch {
                         failures.withLock { $0.append(error) }
                     }
@@ -353,7 +365,7 @@ extension SecretScanner {
         // Phase 2: scan each distinct blob once, whole. The versions of one path are read one after
         // the other, in runs handed to one worker, so that libgit2's delta-base cache serves the
         // next version from the one it just inflated.
-        var firstSeen = Set<[UInt8]>()
+        var firstSeen = Set<ObjectKey>()
         var ordered: [(path: String, commit: Int, blob: git_oid)] = []
         for i in diffs.keys.sorted() {
             for d in diffs[i]!.deltas where !d.binary && firstSeen.insert(d.blob.key).inserted {
@@ -363,7 +375,7 @@ extension SecretScanner {
         ordered.sort { ($0.path, $0.commit) < ($1.path, $1.commit) }
         let blobList = UnsafeSendableBox(ordered.map(\.blob))
         let runLength = max(1, min(256, blobList.value.count / (8 * max(1, options.workers))))
-        let scanned = Mutex<[[UInt8]: [BufferScanner.Located]]>([:])
+        let scanned = Mutex<[ObjectKey: BlobFindings]>([:])
         let stats = Mutex(ScanReport())
         let scanner = bufferScanner
         let engine = detector.engine
@@ -372,7 +384,7 @@ extension SecretScanner {
         DispatchQueue.concurrentPerform(iterations: max(1, min(options.workers, blobList.value.count))) { _ in
             let local: GitRepository
             do { local = try GitRepository(path: gitDir) } catch { failures.withLock { $0.append(error) }; return }
-            var results: [[UInt8]: [BufferScanner.Located]] = [:]
+            var results: [ObjectKey: BlobFindings] = [:]
             var partial = ScanReport()
             while true {
                 let first = nextRun.wrappingAdd(runLength, ordering: .relaxed).oldValue
@@ -384,7 +396,9 @@ extension SecretScanner {
                         partial.scannedFiles += 1
                         partial.scannedBytes += raw.count
                         let found = scanner.scan(raw, path: "")
-                        if !found.isEmpty { results[blob.key] = found }
+                        if !found.isEmpty {
+                            results[blob.key] = BlobFindings(found: found, spanLines: LineHashes.spans(raw, found.map { ($0.finding.line, $0.finding.endLine) }))
+                        }
                     }
                     if read == nil {
                         failures.withLock {
@@ -407,29 +421,42 @@ extension SecretScanner {
         // Phase 3: added lines, only for the files whose new blob has findings. A modified file:
         // the patch between its two blobs. A new file in a commit that deletes files: the commit is
         // diffed again with rename detection, and a renamed file counts only for the lines the
-        // rename changed.
+        // rename changed. Neither is needed when every finding of the blob has a line that the
+        // blob it may come from (the old version; any deleted file) does not have at all: no diff
+        // can then call that line unchanged, so every finding counts (``LineHashes``).
         var pending: [(commit: Int, deltas: [Int])] = []
         for (i, c) in diffs {
             let positions = c.deltas.indices.filter { c.deltas[$0].pending && blobFindings[c.deltas[$0].blob.key] != nil }
             if !positions.isEmpty { pending.append((i, positions)) }
         }
-        let pendingList = UnsafeSendableBox(pending.map { ($0.commit, $0.deltas, diffs[$0.commit]!.deltas) })
+        let pendingList = UnsafeSendableBox(pending.map { ($0.commit, $0.deltas, diffs[$0.commit]!) })
         let resolved = Mutex<[Int: [Int: [ClosedRange<Int>]?]]>([:])
         let nextPending = Atomic<Int>(0)
+        let shortcuts = options.attributionShortcuts
         DispatchQueue.concurrentPerform(iterations: max(1, min(options.workers, pendingList.value.count))) { _ in
             guard let local = try? GitRepository(path: gitDir) else { return }
             var results: [Int: [Int: [ClosedRange<Int>]?]] = [:]
             while true {
                 let p = nextPending.wrappingAdd(1, ordering: .relaxed).oldValue
                 if p >= pendingList.value.count { break }
-                let (i, positions, deltas) = pendingList.value[p]
+                let (i, positions, commit) = pendingList.value[p]
+                let deltas = commit.deltas
                 var renamable: [Int] = []
                 for k in positions {
                     let d = deltas[k]
                     guard let old = d.oldBlob else { renamable.append(k); continue }
-                    if let (added, binary) = GitDiff.addedLines(local, from: old, to: d.blob, path: d.path) {
+                    let spans = shortcuts ? blobFindings[d.blob.key]?.spanLines : nil
+                    if let (added, binary) = GitDiff.addedLines(local, from: old, to: d.blob, path: d.path, unlessEveryFindingIsNew: spans) {
                         // git calls it binary (an attribute, or the old side): the text blob counts whole.
                         results[i, default: [:]][k] = .some(binary ? nil : added)
+                    }
+                }
+                if shortcuts, !renamable.isEmpty, let sources = commit.deletedBlobs, sources.count <= LineHashes.maximumRenameSources,
+                   let present = LineHashes.lines(of: sources, in: local) {
+                    renamable.removeAll { k in
+                        guard let spans = blobFindings[deltas[k].blob.key]?.spanLines, LineHashes.everySpanHasALineNotIn(present, spans) else { return false }
+                        results[i, default: [:]][k] = .some(nil)  // new whether or not it is a rename: every finding counts
+                        return true
                     }
                 }
                 if renamable.isEmpty { continue }
@@ -464,12 +491,15 @@ extension SecretScanner {
 
         // Phase 4: attribute each blob's findings to the commits that added those lines. A delta
         // whose added lines could not be computed counts whole (fail closed: more, not fewer).
+        // Commit metadata is read only for the commits with findings.
         var report = stats.withLock { $0 }
         report.commits = commits.count
+        var infos: [Int: CommitInfo] = [:]
+        var hashes: [String: String] = [:]
         for i in diffs.keys.sorted() {
             let c = diffs[i]!
             for var d in c.deltas where !d.binary {
-                guard let found = blobFindings[d.blob.key] else { continue }
+                guard let found = blobFindings[d.blob.key]?.found else { continue }
                 if d.pending { d.addedLines = nil }
                 if engine.pathAllowed(d.path) { continue }
                 for l in Self.onAddedLines(found, d) {
@@ -477,12 +507,16 @@ extension SecretScanner {
                     // Path-dependent parts are recomputed for this commit's path.
                     let compiled = engine.rules.first { $0.rule.id == f.ruleID }
                     if let compiled, SecretEngine.anyMatch(compiled.allowPaths, d.path) { continue }
+                    let info: CommitInfo
+                    if let known = infos[i] { info = known } else { info = try Self.commitInfo(repo, commits[i]); infos[i] = info }
+                    let hash: String
+                    if let known = hashes[f.secret] { hash = known } else { hash = secretHash(f.secret); hashes[f.secret] = hash }
                     f.path = d.path
-                    f.fingerprint = Finding.fingerprint(ruleID: f.ruleID, path: d.path, secret: f.secret)
-                    f.commit = c.info.id
-                    f.author = c.info.author
-                    f.email = c.info.email
-                    f.date = c.info.date
+                    f.fingerprint = Finding.fingerprint(ruleID: f.ruleID, path: d.path, secretHash: hash)
+                    f.commit = info.id
+                    f.author = info.author
+                    f.email = info.email
+                    f.date = info.date
                     if l.inlineAllowed { report.suppressed += 1 } else { report.findings.append(f) }
                 }
             }
@@ -494,7 +528,7 @@ extension SecretScanner {
     /// newest first: the walk stops at missing parents (a shallow clone's boundary).
     static func reachableCommits(_ repo: GitRepository) throws -> [git_oid] {
         let names = ["HEAD"] + GitLayout.branchesAndTags(GitLayout.commonDirectory(of: repo.gitDirectory))
-        var seen = Set<[UInt8]>()
+        var seen = Set<ObjectKey>()
         var stack: [git_oid] = []
         for name in names {
             var object: OpaquePointer?
@@ -556,11 +590,18 @@ extension SecretScanner {
         return body(commit, diff)
     }
 
-    /// The commit's metadata and its changed files, without rename detection (added lines pending):
+    /// A commit's changed files (added lines pending) and the blobs it deleted.
+    struct CommitDeltas: @unchecked Sendable {  // git_oid is a plain 20-byte value
+        var deltas: [GitDelta]
+        /// See ``TreeDiff/deletedBlobs``; nil when not known (libgit2's diff was used).
+        var deletedBlobs: [git_oid]?
+    }
+
+    /// The commit's changed files, without rename detection (added lines pending):
     /// ``TreeDiff``, or libgit2's diff when a tree cannot be read that way; nil for merges. A
     /// commit whose parent is not in the repository (the boundary of a shallow clone) counts as a
     /// first commit, everything in it added, as `git log -p` shows it.
-    static func commitDeltas(_ repo: GitRepository, _ id: git_oid, cache: TreeCache) throws(SecretsError) -> (CommitInfo, [GitDelta])? {
+    static func commitDeltas(_ repo: GitRepository, _ id: git_oid, cache: TreeCache) throws(SecretsError) -> CommitDeltas? {
         var id = id
         var commit: OpaquePointer?
         guard git_commit_lookup(&commit, repo.pointer, &id) == 0, let commit else {
@@ -578,25 +619,33 @@ extension SecretScanner {
             }  // else a shallow boundary: compared with the empty tree
         }
         var differ = TreeDiff(repo: repo, cache: cache)
-        var deltas: [GitDelta]
         if differ.compare(parentTree, git_commit_tree_id(commit).pointee) {
-            deltas = differ.deltas
+            var deltas = differ.deltas
             // New files in a commit that deletes some may be renames: phase 3 decides.
             if differ.deletes { for k in deltas.indices where deltas[k].addedLines == nil { deltas[k].pending = true } }
-        } else {
-            guard let fallback = withCommitDiff(repo, id, renames: false, { _, diff in GitDiff.deltas(diff, patches: false) }) else {
-                throw SecretsError(.git, "cannot read the trees of commit \(id.hex) (\(Git.lastError())); is the repository corrupt? Run `git fsck`")
-            }
-            deltas = fallback
+            return CommitDeltas(deltas: deltas, deletedBlobs: differ.deletedBlobs)
         }
+        guard let fallback = withCommitDiff(repo, id, renames: false, { _, diff in GitDiff.deltas(diff, patches: false) }) else {
+            throw SecretsError(.git, "cannot read the trees of commit \(id.hex) (\(Git.lastError())); is the repository corrupt? Run `git fsck`")
+        }
+        return CommitDeltas(deltas: fallback, deletedBlobs: nil)
+    }
+
+    /// The metadata of commit `id`, for its findings.
+    static func commitInfo(_ repo: GitRepository, _ id: git_oid) throws(SecretsError) -> CommitInfo {
+        var id = id
+        var commit: OpaquePointer?
+        guard git_commit_lookup(&commit, repo.pointer, &id) == 0, let commit else {
+            throw SecretsError(.git, "cannot read commit \(id.hex) (\(Git.lastError())); is the repository corrupt? Run `git fsck`")
+        }
+        defer { git_commit_free(commit) }
         let sig = git_commit_author(commit)!.pointee
-        let info = CommitInfo(
+        return CommitInfo(
             id: id.hex,
             author: sig.name.map { String(cString: $0) } ?? "",
             email: sig.email.map { String(cString: $0) } ?? "",
             date: isoDate(Int(sig.when.time))
         )
-        return (info, deltas)
     }
 
     static func isoDate(_ seconds: Int) -> String {

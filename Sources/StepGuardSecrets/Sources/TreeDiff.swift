@@ -16,57 +16,111 @@ struct TreeDiff {
     var deltas: [GitDelta] = []
     /// Whether a file (or a directory) was deleted or replaced: new files may then be renames.
     var deletes = false
+    /// The blobs (files and links) of every path the commit deleted or replaced by another kind of
+    /// entry, deleted directories included: the only sources a new file can be renamed from (the
+    /// rename detection of history mode looks for renames, not copies). Nil when a deleted tree
+    /// could not be read.
+    var deletedBlobs: [git_oid]? = []
 
-    /// One tree entry: its id and mode.
+    /// One tree entry: its id and mode, and where its name is in its tree's ``Tree/names``.
     struct Entry {
         var id: git_oid
         var mode: UInt32
+        var nameStart: Int32
+        var nameCount: Int32
         var isTree: Bool { mode == UInt32(GIT_FILEMODE_TREE.rawValue) }
         var isFile: Bool { mode == UInt32(GIT_FILEMODE_BLOB.rawValue) || mode == UInt32(GIT_FILEMODE_BLOB_EXECUTABLE.rawValue) }
+        var isBlob: Bool { isFile || mode == UInt32(GIT_FILEMODE_LINK.rawValue) }
+    }
+
+    /// A tree read once: its entries, their names in one buffer (one allocation per tree, not per entry).
+    final class Tree {
+        let entries: [Entry]
+        let names: [UInt8]
+        init(entries: [Entry], names: [UInt8]) {
+            self.entries = entries
+            self.names = names
+        }
+
+        func name(_ entry: Entry) -> String {
+            names.withUnsafeBufferPointer { String(decoding: UnsafeBufferPointer(rebasing: $0[Int(entry.nameStart)..<Int(entry.nameStart + entry.nameCount)]), as: UTF8.self) }
+        }
     }
 
     /// Compares tree `old` (nil: the empty tree) with tree `new` under `prefix`; false when a tree
     /// cannot be read (the caller falls back to libgit2's diff).
     mutating func compare(_ old: git_oid?, _ new: git_oid, prefix: String = "") -> Bool {
         if let old, old.key == new.key { return true }
-        guard let newEntries = entries(new) else { return false }
-        var oldEntries: [([UInt8], Entry)] = []
+        guard let newTree = entries(new) else { return false }
+        var oldTree: Tree?
         if let old {
-            guard let list = entries(old) else { return false }
-            oldEntries = list
+            guard let tree = entries(old) else { return false }
+            oldTree = tree
         }
+        let oldEntries = oldTree?.entries ?? []
         // Both lists are in git's tree order (a directory sorts as if its name ended in "/"):
         // walk them side by side.
         var o = 0
-        for (name, entry) in newEntries {
-            while o < oldEntries.count && Self.precedes(oldEntries[o].0, oldEntries[o].1.isTree, name, entry.isTree) {
-                deletes = true  // only in the old tree
+        for entry in newTree.entries {
+            while o < oldEntries.count && Self.precedes(oldTree!, oldEntries[o], newTree, entry) {
+                removed(oldEntries[o])  // only in the old tree
                 o += 1
             }
             var before: Entry?
-            if o < oldEntries.count && oldEntries[o].0 == name && oldEntries[o].1.isTree == entry.isTree {
-                before = oldEntries[o].1
+            if o < oldEntries.count && oldEntries[o].isTree == entry.isTree && Self.sameName(oldTree!, oldEntries[o], newTree, entry) {
+                before = oldEntries[o]
                 o += 1
             }
             if entry.isTree {
-                guard compare(before?.id, entry.id, prefix: prefix + String(decoding: name, as: UTF8.self) + "/") else { return false }
+                guard compare(before?.id, entry.id, prefix: prefix + newTree.name(entry) + "/") else { return false }
             } else if entry.isFile {
                 if let before, before.isFile {
                     if before.id.key == entry.id.key { continue }  // a mode change adds nothing
-                    deltas.append(GitDelta(path: prefix + String(decoding: name, as: UTF8.self), blob: entry.id, addedLines: [],
+                    deltas.append(GitDelta(path: prefix + newTree.name(entry), blob: entry.id, addedLines: [],
                                            binary: false, pending: true, oldBlob: before.id))
                 } else {
-                    if before != nil { deletes = true }  // a link or submodule replaced by a file
-                    deltas.append(GitDelta(path: prefix + String(decoding: name, as: UTF8.self), blob: entry.id, addedLines: nil,
+                    if let before { removed(before) }  // a link or submodule replaced by a file
+                    deltas.append(GitDelta(path: prefix + newTree.name(entry), blob: entry.id, addedLines: nil,
                                            binary: false, pending: false))
                 }
+            } else if let before, before.isBlob, before.id.key != entry.id.key {
+                removed(before)  // a file replaced by a link (or a submodule)
             }  // links and submodules hold no content of this repository
         }
-        if o < oldEntries.count { deletes = true }
+        while o < oldEntries.count {
+            removed(oldEntries[o])
+            o += 1
+        }
         return true
     }
 
-    /// Whether entry `a` sorts before entry `b` in git's tree order.
+    /// Records `entry` of the old tree as deleted: its blob, or every blob under it.
+    private mutating func removed(_ entry: Entry) {
+        deletes = true
+        if entry.isBlob {
+            deletedBlobs?.append(entry.id)
+        } else if entry.isTree, deletedBlobs != nil {
+            guard let tree = entries(entry.id) else { deletedBlobs = nil; return }
+            for inner in tree.entries { removed(inner) }
+        }
+    }
+
+    /// Whether entry `a` of tree `ta` sorts before entry `b` of tree `tb` in git's tree order.
+    static func precedes(_ ta: Tree, _ a: Entry, _ tb: Tree, _ b: Entry) -> Bool {
+        ta.names.withUnsafeBufferPointer { an in
+            tb.names.withUnsafeBufferPointer { bn in
+                let ac = Int(a.nameCount), bc = Int(b.nameCount)
+                let common = min(ac, bc)
+                let order = memcmp(an.baseAddress! + Int(a.nameStart), bn.baseAddress! + Int(b.nameStart), common)
+                if order != 0 { return order < 0 }
+                let ca: UInt8 = ac > common ? an[Int(a.nameStart) + common] : (a.isTree ? UInt8(ascii: "/") : 0)
+                let cb: UInt8 = bc > common ? bn[Int(b.nameStart) + common] : (b.isTree ? UInt8(ascii: "/") : 0)
+                return ca < cb
+            }
+        }
+    }
+
+    /// Whether entry name `a` sorts before entry name `b` in git's tree order.
     static func precedes(_ a: [UInt8], _ aIsTree: Bool, _ b: [UInt8], _ bIsTree: Bool) -> Bool {
         let common = min(a.count, b.count)
         for i in 0..<common where a[i] != b[i] { return a[i] < b[i] }
@@ -75,8 +129,17 @@ struct TreeDiff {
         return ca < cb
     }
 
-    /// The entries of tree `id` (name bytes, entry); nil when it cannot be read.
-    private func entries(_ id: git_oid) -> [([UInt8], Entry)]? {
+    /// Whether the two entries have the same name.
+    static func sameName(_ ta: Tree, _ a: Entry, _ tb: Tree, _ b: Entry) -> Bool {
+        a.nameCount == b.nameCount && ta.names.withUnsafeBufferPointer { an in
+            tb.names.withUnsafeBufferPointer { bn in
+                memcmp(an.baseAddress! + Int(a.nameStart), bn.baseAddress! + Int(b.nameStart), Int(a.nameCount)) == 0
+            }
+        }
+    }
+
+    /// The entries of tree `id`; nil when it cannot be read.
+    private func entries(_ id: git_oid) -> Tree? {
         let key = id.key
         if let cached = cache.trees[key] { return cached }
         guard let read = read(id) else { return nil }
@@ -85,26 +148,36 @@ struct TreeDiff {
         return read
     }
 
-    private func read(_ id: git_oid) -> [([UInt8], Entry)]? {
+    private func read(_ id: git_oid) -> Tree? {
         var id = id
         var tree: OpaquePointer?
         guard git_tree_lookup(&tree, repo.pointer, &id) == 0, let tree else { return nil }
         defer { git_tree_free(tree) }
         let count = git_tree_entrycount(tree)
-        var out: [([UInt8], Entry)] = []
-        out.reserveCapacity(count)
+        var entries: [Entry] = []
+        entries.reserveCapacity(count)
+        var names: [UInt8] = []
+        names.reserveCapacity(count * 16)
         for i in 0..<count {
             guard let entry = git_tree_entry_byindex(tree, i), let name = git_tree_entry_name(entry),
                   let oid = git_tree_entry_id(entry) else { return nil }
-            let bytes = Array(UnsafeRawBufferPointer(start: name, count: strlen(name)))
-            out.append((bytes, Entry(id: oid.pointee, mode: git_tree_entry_filemode(entry).rawValue)))
+            let length = strlen(name)
+            let start = names.count
+            names.append(contentsOf: UnsafeRawBufferPointer(start: name, count: length))
+            entries.append(Entry(id: oid.pointee, mode: git_tree_entry_filemode(entry).rawValue,
+                                 nameStart: Int32(start), nameCount: Int32(length)))
         }
-        return out
+        return Tree(entries: entries, names: names)
     }
 }
 
 /// The trees one worker read recently, by id (a bounded map, emptied when full).
 final class TreeCache {
     static let capacity = 4096
-    var trees: [[UInt8]: [([UInt8], TreeDiff.Entry)]] = [:]
+    var trees: [ObjectKey: TreeDiff.Tree] = [:]
+}
+
+/// A git object id as a dictionary key: its 20 bytes as plain integers (no allocation).
+struct ObjectKey: Hashable, Sendable {
+    let a: UInt64, b: UInt64, c: UInt32
 }
