@@ -395,7 +395,7 @@ extension SecretScanner {
                         if Self.looksBinary(raw) { partial.skippedBinary += 1; return }
                         partial.scannedFiles += 1
                         partial.scannedBytes += raw.count
-                        let found = scanner.scan(raw, path: "")
+                        let found = scanner.scan(raw, path: "", fingerprints: false)
                         if !found.isEmpty {
                             results[blob.key] = BlobFindings(found: found, spanLines: LineHashes.spans(raw, found.map { ($0.finding.line, $0.finding.endLine) }))
                         }

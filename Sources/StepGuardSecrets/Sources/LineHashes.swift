@@ -43,19 +43,63 @@ enum LineHashes {
     }
 
     /// The hashes of every line of `bytes`.
-    static func lines(of bytes: UnsafeRawBufferPointer) -> Set<UInt64> {
-        var out = Set<UInt64>()
+    static func lines(of bytes: UnsafeRawBufferPointer) -> HashSet {
+        var out = HashSet(expected: bytes.count / 32)
         forEachLine(bytes) { _, line in out.insert(hash(line)); return true }
         return out
     }
 
     /// The hashes of every line of every blob in `ids`; nil if one cannot be read.
-    static func lines(of ids: [git_oid], in repo: GitRepository) -> Set<UInt64>? {
-        var out = Set<UInt64>()
+    static func lines(of ids: [git_oid], in repo: GitRepository) -> HashSet? {
+        var out = HashSet(expected: 1024)
         for id in ids {
             guard repo.withBlob(id, { raw in forEachLine(raw) { _, line in out.insert(hash(line)); return true } }) != nil else { return nil }
         }
         return out
+    }
+
+    /// A set of line hashes (open addressing; the hashes are already well mixed). 0 stands for
+    /// an empty slot, so the hash 0 is stored as 1: a collision, which only makes a line look present.
+    struct HashSet {
+        private var slots: [UInt64]
+        private var count = 0
+
+        init(expected: Int) {
+            var capacity = 64
+            while capacity < expected * 2 { capacity <<= 1 }
+            slots = [UInt64](repeating: 0, count: capacity)
+        }
+
+        mutating func insert(_ value: UInt64) {
+            if (count + 1) * 2 > slots.count { grow() }
+            let v = value == 0 ? 1 : value
+            let mask = slots.count - 1
+            var i = Int(truncatingIfNeeded: v) & mask
+            while slots[i] != 0 {
+                if slots[i] == v { return }
+                i = (i + 1) & mask
+            }
+            slots[i] = v
+            count += 1
+        }
+
+        func contains(_ value: UInt64) -> Bool {
+            let v = value == 0 ? 1 : value
+            let mask = slots.count - 1
+            var i = Int(truncatingIfNeeded: v) & mask
+            while slots[i] != 0 {
+                if slots[i] == v { return true }
+                i = (i + 1) & mask
+            }
+            return false
+        }
+
+        private mutating func grow() {
+            let old = slots
+            slots = [UInt64](repeating: 0, count: old.count * 2)
+            count = 0
+            for v in old where v != 0 { insert(v) }
+        }
     }
 
     /// For each span (first and last line, 1-based, ascending by first line), the hashes of its lines.
@@ -77,7 +121,7 @@ enum LineHashes {
     }
 
     /// Whether every span has a line whose hash is not in `present` (an empty list of spans: no).
-    static func everySpanHasALineNotIn(_ present: Set<UInt64>, _ spans: [[UInt64]]) -> Bool {
+    static func everySpanHasALineNotIn(_ present: HashSet, _ spans: [[UInt64]]) -> Bool {
         !spans.isEmpty && spans.allSatisfy { span in span.contains { !present.contains($0) } }
     }
 }
