@@ -91,10 +91,20 @@ extension IssuerCall {
         issuer: "GitLab.com", method: "GET", url: "https://gitlab.com/api/v4/personal_access_tokens/self",
         authentication: .header("PRIVATE-TOKEN"), headers: [], answer: .status, otherIssuers: "a self-managed GitLab instance")
     /// `sts:GetCallerIdentity` on the global endpoint: any valid key may call it, it changes nothing.
-    static let awsSTS = IssuerCall(
-        issuer: "AWS STS", method: "POST", url: "https://sts.amazonaws.com/", authentication: .awsSigV4(region: "us-east-1", service: "sts"),
-        headers: [Header(name: "Content-Type", value: "application/x-www-form-urlencoded; charset=utf-8")], answer: .awsSTS,
-        prefixes: ["AKIA"], body: "Action=GetCallerIdentity&Version=2011-06-15")
+    static let awsSTS = stsCall("AWS STS", host: "sts.amazonaws.com", region: "us-east-1")
+    /// The same call in AWS's other public partitions, whose keys have the same format and are
+    /// unknown to the global endpoint: a key id it rejects is asked there before it is `revoked`.
+    static let awsOtherPartitions = [
+        stsCall("AWS STS China", host: "sts.cn-north-1.amazonaws.com.cn", region: "cn-north-1"),
+        stsCall("AWS STS GovCloud", host: "sts.us-gov-west-1.amazonaws.com", region: "us-gov-west-1"),
+    ]
+
+    static func stsCall(_ issuer: String, host: String, region: String) -> IssuerCall {
+        IssuerCall(
+            issuer: issuer, method: "POST", url: "https://\(host)/", authentication: .awsSigV4(region: region, service: "sts"),
+            headers: [Header(name: "Content-Type", value: "application/x-www-form-urlencoded; charset=utf-8")], answer: .awsSTS,
+            prefixes: ["AKIA"], body: "Action=GetCallerIdentity&Version=2011-06-15")
+    }
     static let slack = IssuerCall(
         issuer: "Slack", method: "POST", url: "https://slack.com/api/auth.test", authentication: .bearer,
         headers: [Header(name: "Content-Type", value: "application/x-www-form-urlencoded")], answer: .slack,
@@ -133,5 +143,5 @@ extension IssuerCall {
     ]
 
     /// Every host a call may reach (for `--verify-resolve`).
-    public static var hosts: Set<String> { Set(byRule.values.map(\.host)) }
+    public static var hosts: Set<String> { Set(byRule.values.map(\.host) + awsOtherPartitions.map(\.host)) }
 }

@@ -117,7 +117,7 @@ public struct SecretVerifier: Sendable {
             var mismatches = 0
             for candidate in candidates {
                 guard Self.isSendable(candidate.secret) else { continue }
-                result = send(call, Credential(secret: secret, signingSecret: candidate.secret))
+                result = askAWS(call, Credential(secret: secret, signingSecret: candidate.secret), send)
                 if result.detail.hasSuffix(AWSKeyPairs.mismatch) { mismatches += 1; continue }
                 if result.status != .unknown, results[candidate.group] == nil || results[candidate.group]?.status == .revoked {
                     results[candidate.group] = VerificationResult(result.status, "with the access key id beside it: " + result.detail)
@@ -130,6 +130,20 @@ public struct SecretVerifier: Sendable {
             results[group.key] = result
         }
         return results
+    }
+
+    /// An AWS key pair: the global STS endpoint, then, if it does not know the key id, the other
+    /// public partitions' (China, GovCloud), whose keys look the same. Revoked only when all
+    /// of them say InvalidClientTokenId.
+    func askAWS(_ global: IssuerCall, _ credential: Credential, _ send: (IssuerCall, Credential) -> VerificationResult) -> VerificationResult {
+        let first = send(global, credential)
+        guard first.status == .revoked else { return first }
+        for partition in IssuerCall.awsOtherPartitions {
+            let answer = send(partition, credential)
+            if answer.status != .revoked { return answer.status == .unknown && !answer.detail.hasSuffix(AWSKeyPairs.mismatch)
+                ? VerificationResult(.unknown, "\(first.detail), and \(answer.detail)") : answer }
+        }
+        return VerificationResult(.revoked, "AWS STS rejected it in every public partition (\(([global] + IssuerCall.awsOtherPartitions).map(\.host).joined(separator: ", ")): 403 InvalidClientTokenId, no such active key id)")
     }
 
     /// What is sent: the credential, and for AWS the secret access key it is signed with.
