@@ -21,7 +21,29 @@ final class GitRepository {
         pointer = repo
     }
 
-    deinit { git_repository_free(pointer) }
+    deinit {
+        if let odb { git_odb_free(odb) }
+        git_repository_free(pointer)
+    }
+
+    private var odb: OpaquePointer?
+
+    /// Reads object `id` from the object database without parsing it into a libgit2 object
+    /// (history mode reads every commit and changed tree: the parse and the object cache cost more
+    /// than the little it needs); nil when it is missing or not of `type`.
+    func withRawObject<T>(_ id: git_oid, type: git_object_t, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
+        if odb == nil {
+            var out: OpaquePointer?
+            guard git_repository_odb(&out, pointer) == 0 else { return nil }
+            odb = out
+        }
+        var id = id
+        var object: OpaquePointer?
+        guard git_odb_read(&object, odb, &id) == 0, let object else { return nil }
+        defer { git_odb_object_free(object) }
+        guard git_odb_object_type(object) == type else { return nil }
+        return body(UnsafeRawBufferPointer(start: git_odb_object_data(object), count: git_odb_object_size(object)))
+    }
 
     /// The `.git` directory path.
     var gitDirectory: String { String(cString: git_repository_path(pointer)) }
@@ -29,15 +51,11 @@ final class GitRepository {
     /// The work tree root (with a trailing slash), if not bare.
     var workdir: String? { git_repository_workdir(pointer).map { String(cString: $0) } }
 
-    /// Reads a blob; nil if it is missing.
+    /// Reads a blob; nil if it is missing (or not a blob).
     func withBlob<T>(_ oid: git_oid, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
-        var oid = oid
-        var blob: OpaquePointer?
-        guard git_blob_lookup(&blob, pointer, &oid) == 0, let blob else { return nil }
-        defer { git_blob_free(blob) }
-        let size = Int(git_blob_rawsize(blob))
-        guard let raw = git_blob_rawcontent(blob) else { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }
-        return body(UnsafeRawBufferPointer(start: raw, count: size))
+        withRawObject(oid, type: GIT_OBJECT_BLOB) { raw in
+            body(raw.count == 0 ? UnsafeRawBufferPointer(start: nil, count: 0) : raw)
+        }
     }
 
     func blobSize(_ oid: git_oid) -> Int? {
@@ -602,24 +620,14 @@ extension SecretScanner {
     /// commit whose parent is not in the repository (the boundary of a shallow clone) counts as a
     /// first commit, everything in it added, as `git log -p` shows it.
     static func commitDeltas(_ repo: GitRepository, _ id: git_oid, cache: TreeCache) throws(SecretsError) -> CommitDeltas? {
-        var id = id
-        var commit: OpaquePointer?
-        guard git_commit_lookup(&commit, repo.pointer, &id) == 0, let commit else {
+        guard let (tree, parents) = cache.commit(id, repo) else {
             throw SecretsError(.git, "cannot read commit \(id.hex) (\(Git.lastError())); is the repository corrupt? Run `git fsck`")
         }
-        defer { git_commit_free(commit) }
-        let parents = git_commit_parentcount(commit)
-        if parents > 1 { return nil }  // merges: as in withCommitDiff
-        var parentTree: git_oid?
-        if parents == 1 {
-            var parent: OpaquePointer?
-            if git_commit_parent(&parent, commit, 0) == 0, let parent {
-                parentTree = git_commit_tree_id(parent).pointee
-                git_commit_free(parent)
-            }  // else a shallow boundary: compared with the empty tree
-        }
+        if parents.count > 1 { return nil }  // merges: as in withCommitDiff
+        // A parent that cannot be read (the boundary of a shallow clone): compared with the empty tree.
+        let parentTree = parents.first.flatMap { cache.commit($0, repo)?.tree }
         var differ = TreeDiff(repo: repo, cache: cache)
-        if differ.compare(parentTree, git_commit_tree_id(commit).pointee) {
+        if differ.compare(parentTree, tree) {
             var deltas = differ.deltas
             // New files in a commit that deletes some may be renames: phase 3 decides.
             if differ.deletes { for k in deltas.indices where deltas[k].addedLines == nil { deltas[k].pending = true } }

@@ -148,33 +148,82 @@ struct TreeDiff {
         return read
     }
 
+    /// Reads and parses tree `id` (`MODE SP NAME NUL ID` entries); nil when it is missing or
+    /// malformed (the caller then falls back to libgit2's diff, which says what is wrong).
     private func read(_ id: git_oid) -> Tree? {
-        var id = id
-        var tree: OpaquePointer?
-        guard git_tree_lookup(&tree, repo.pointer, &id) == 0, let tree else { return nil }
-        defer { git_tree_free(tree) }
-        let count = git_tree_entrycount(tree)
+        repo.withRawObject(id, type: GIT_OBJECT_TREE) { raw -> Tree? in
+            Self.parse(raw)
+        } ?? nil
+    }
+
+    static func parse(_ raw: UnsafeRawBufferPointer) -> Tree? {
         var entries: [Entry] = []
-        entries.reserveCapacity(count)
+        entries.reserveCapacity(raw.count / 40)
         var names: [UInt8] = []
-        names.reserveCapacity(count * 16)
-        for i in 0..<count {
-            guard let entry = git_tree_entry_byindex(tree, i), let name = git_tree_entry_name(entry),
-                  let oid = git_tree_entry_id(entry) else { return nil }
-            let length = strlen(name)
+        names.reserveCapacity(raw.count / 2)
+        var i = 0
+        while i < raw.count {
+            var mode: UInt32 = 0
+            var digits = 0
+            while i < raw.count, raw[i] != UInt8(ascii: " ") {
+                let d = raw[i] &- UInt8(ascii: "0")
+                guard d < 8, digits < 7 else { return nil }
+                mode = mode << 3 | UInt32(d)
+                digits += 1
+                i += 1
+            }
+            guard digits > 0, i < raw.count else { return nil }
+            i += 1
+            let nameStart = i
+            guard let nul = memchr(raw.baseAddress! + i, 0, raw.count - i) else { return nil }
+            let nameEnd = raw.baseAddress!.distance(to: UnsafeRawPointer(nul))
+            guard nameEnd > nameStart, nameEnd + 21 <= raw.count else { return nil }
+            var oid = git_oid()
+            withUnsafeMutableBytes(of: &oid.id) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[(nameEnd + 1)..<(nameEnd + 21)])) }
             let start = names.count
-            names.append(contentsOf: UnsafeRawBufferPointer(start: name, count: length))
-            entries.append(Entry(id: oid.pointee, mode: git_tree_entry_filemode(entry).rawValue,
-                                 nameStart: Int32(start), nameCount: Int32(length)))
+            names.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[nameStart..<nameEnd]))
+            entries.append(Entry(id: oid, mode: mode, nameStart: Int32(start), nameCount: Int32(nameEnd - nameStart)))
+            i = nameEnd + 21
         }
         return Tree(entries: entries, names: names)
     }
 }
 
-/// The trees one worker read recently, by id (a bounded map, emptied when full).
+/// The trees and commits one worker read recently, by id (bounded maps, emptied when full).
 final class TreeCache {
     static let capacity = 4096
     var trees: [ObjectKey: TreeDiff.Tree] = [:]
+    var commits: [ObjectKey: (tree: git_oid, parents: [git_oid])] = [:]
+
+    /// The tree and parents of commit `id`, read from its header; nil when it cannot be read.
+    func commit(_ id: git_oid, _ repo: GitRepository) -> (tree: git_oid, parents: [git_oid])? {
+        let key = id.key
+        if let known = commits[key] { return known }
+        guard let parsed = repo.withRawObject(id, type: GIT_OBJECT_COMMIT, Self.parseCommit) ?? nil else { return nil }
+        if commits.count >= Self.capacity { commits.removeAll(keepingCapacity: true) }
+        commits[key] = parsed
+        return parsed
+    }
+
+    /// `tree HEX` and the `parent HEX` lines that follow it at the start of a commit.
+    static func parseCommit(_ raw: UnsafeRawBufferPointer) -> (tree: git_oid, parents: [git_oid])? {
+        func id(after prefix: String, at offset: Int) -> git_oid? {
+            let p = Array(prefix.utf8)
+            guard offset + p.count + 41 <= raw.count, raw[offset + 40 + p.count] == UInt8(ascii: "\n") else { return nil }
+            for (k, c) in p.enumerated() where raw[offset + k] != c { return nil }
+            var oid = git_oid()
+            let ok = raw.baseAddress!.advanced(by: offset + p.count).withMemoryRebound(to: CChar.self, capacity: 40) { git_oid_fromstrn(&oid, $0, 40) == 0 }
+            return ok ? oid : nil
+        }
+        guard let tree = id(after: "tree ", at: 0) else { return nil }
+        var parents: [git_oid] = []
+        var offset = 46
+        while let parent = id(after: "parent ", at: offset) {
+            parents.append(parent)
+            offset += 48
+        }
+        return (tree, parents)
+    }
 }
 
 /// A git object id as a dictionary key: its 20 bytes as plain integers (no allocation).
