@@ -359,9 +359,14 @@ extension SecretScanner {
         // Fail closed: a commit, tree or blob that cannot be read makes the scan an error, never
         // a silently shorter one.
         let failures = Mutex<[any Error]>([])
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+        // The first worker reads through the repository the walk used (this thread waits meanwhile,
+        // so it is used by one thread at a time): the commits the walk read are in its cache.
+        let walkRepository = UnsafeSendableBox(repo)
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
             let local: GitRepository
-            do { local = try GitRepository(path: gitDir) } catch { failures.withLock { $0.append(error) }; return }
+            if worker == 0 { local = walkRepository.value } else {
+                do { local = try GitRepository(path: gitDir) } catch { failures.withLock { $0.append(error) }; return }
+            }
             let cache = TreeCache()
             var results: [Int: CommitDeltas] = [:]
             while true {
