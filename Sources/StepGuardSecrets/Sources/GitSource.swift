@@ -474,7 +474,8 @@ extension SecretScanner {
                         results[i, default: [:]][k] = .some(binary ? nil : added)
                     }
                 }
-                if shortcuts, !renamable.isEmpty, let sources = commit.deletedBlobs, sources.count <= LineHashes.maximumRenameSources,
+                if shortcuts, !renamable.isEmpty, let deleted = commit.deleted,
+                   let sources = TreeDiff.blobs(under: deleted, local, limit: LineHashes.maximumRenameSources),
                    let present = LineHashes.lines(of: sources, in: local) {
                     renamable.removeAll { k in
                         guard let spans = blobFindings[deltas[k].blob.key]?.spanLines, LineHashes.everySpanHasALineNotIn(present, spans) else { return false }
@@ -616,8 +617,8 @@ extension SecretScanner {
     /// A commit's changed files (added lines pending) and the blobs it deleted.
     struct CommitDeltas: @unchecked Sendable {  // git_oid is a plain 20-byte value
         var deltas: [GitDelta]
-        /// See ``TreeDiff/deletedBlobs``; nil when not known (libgit2's diff was used).
-        var deletedBlobs: [git_oid]?
+        /// See ``TreeDiff/deleted``; nil when not known (libgit2's diff was used).
+        var deleted: [TreeDiff.Entry]?
     }
 
     /// The commit's changed files, without rename detection (added lines pending):
@@ -636,12 +637,12 @@ extension SecretScanner {
             var deltas = differ.deltas
             // New files in a commit that deletes some may be renames: phase 3 decides.
             if differ.deletes { for k in deltas.indices where deltas[k].addedLines == nil { deltas[k].pending = true } }
-            return CommitDeltas(deltas: deltas, deletedBlobs: differ.deletedBlobs)
+            return CommitDeltas(deltas: deltas, deleted: differ.deleted)
         }
         guard let fallback = withCommitDiff(repo, id, renames: false, { _, diff in GitDiff.deltas(diff, patches: false) }) else {
             throw SecretsError(.git, "cannot read the trees of commit \(id.hex) (\(Git.lastError())); is the repository corrupt? Run `git fsck`")
         }
-        return CommitDeltas(deltas: fallback, deletedBlobs: nil)
+        return CommitDeltas(deltas: fallback, deleted: nil)
     }
 
     /// The metadata of commit `id`, for its findings.

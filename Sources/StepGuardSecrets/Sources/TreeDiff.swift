@@ -16,11 +16,11 @@ struct TreeDiff {
     var deltas: [GitDelta] = []
     /// Whether a file (or a directory) was deleted or replaced: new files may then be renames.
     var deletes = false
-    /// The blobs (files and links) of every path the commit deleted or replaced by another kind of
-    /// entry, deleted directories included: the only sources a new file can be renamed from (the
-    /// rename detection of history mode looks for renames, not copies). Nil when a deleted tree
-    /// could not be read.
-    var deletedBlobs: [git_oid]? = []
+    /// Every entry (file, link or directory) the commit deleted or replaced by another kind of
+    /// entry: under them are the only sources a new file can be renamed from (the rename
+    /// detection of history mode looks for renames, not copies). ``blobs(under:limit:)`` lists
+    /// their blobs when they are needed.
+    var deleted: [Entry] = []
 
     /// One tree entry: its id and mode, and where its name is in its tree's ``Tree/names``.
     struct Entry {
@@ -94,15 +94,27 @@ struct TreeDiff {
         return true
     }
 
-    /// Records `entry` of the old tree as deleted: its blob, or every blob under it.
+    /// Records `entry` of the old tree as deleted.
     private mutating func removed(_ entry: Entry) {
         deletes = true
-        if entry.isBlob {
-            deletedBlobs?.append(entry.id)
-        } else if entry.isTree, deletedBlobs != nil {
-            guard let tree = entries(entry.id) else { deletedBlobs = nil; return }
-            for inner in tree.entries { removed(inner) }
+        if entry.isBlob || entry.isTree { deleted.append(entry) }
+    }
+
+    /// The blobs of `entries` and of every directory among them, read through `repo`; nil when a
+    /// tree cannot be read or there are more than `limit`.
+    static func blobs(under entries: [Entry], _ repo: GitRepository, limit: Int) -> [git_oid]? {
+        var out: [git_oid] = []
+        var pending = entries
+        while let entry = pending.popLast() {
+            if entry.isBlob {
+                out.append(entry.id)
+                if out.count > limit { return nil }
+            } else if entry.isTree {
+                guard let tree = repo.withRawObject(entry.id, type: GIT_OBJECT_TREE, parse) ?? nil else { return nil }
+                pending.append(contentsOf: tree.entries)
+            }
         }
+        return out
     }
 
     /// Whether entry `a` of tree `ta` sorts before entry `b` of tree `tb` in git's tree order.
