@@ -69,6 +69,14 @@
     F(git_filemode_t, git_tree_entry_filemode, (const git_tree_entry *entry), (entry)) \
     F(const git_oid *, git_commit_tree_id, (const git_commit *commit), (commit)) \
     F(const git_oid *, git_commit_parent_id, (const git_commit *commit, unsigned int n), (commit, n)) \
+    F(int, git_repository_odb, (git_odb **out, git_repository *repo), (out, repo)) \
+    V(git_odb_free, (git_odb *db), (db)) \
+    F(int, git_odb_read, (git_odb_object **out, git_odb *db, const git_oid *id), (out, db, id)) \
+    V(git_odb_object_free, (git_odb_object *object), (object)) \
+    F(const void *, git_odb_object_data, (git_odb_object *object), (object)) \
+    F(size_t, git_odb_object_size, (git_odb_object *object), (object)) \
+    F(git_object_t, git_odb_object_type, (git_odb_object *object), (object)) \
+    F(int, git_oid_fromstrn, (git_oid *out, const char *str, size_t length), (out, str, length)) \
     N(git_libgit2_opts)
 
 // The version built against first, then the other sonames whose ABI the calls above are compatible

@@ -31,7 +31,12 @@ public struct Finding: Sendable, Codable, Equatable {
 
     /// Computes the fingerprint of a secret found by `ruleID` in `path`.
     public static func fingerprint(ruleID: String, path: String, secret: String) -> String {
-        "\(ruleID):\(path):\(secretHash(secret))"
+        fingerprint(ruleID: ruleID, path: path, secretHash: secretHash(secret))
+    }
+
+    /// The fingerprint from the secret's ``secretHash(_:)``, computed once for many paths.
+    static func fingerprint(ruleID: String, path: String, secretHash: String) -> String {
+        "\(ruleID):\(path):\(secretHash)"
     }
 }
 

@@ -14,6 +14,9 @@ public struct ScanOptions: Sendable {
     public var workers = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
     /// Enforce rule checksums (GitHub tokens): quieter on look-alikes.
     public var verifyChecksums = true
+    /// History mode: skip a diff whose answer cannot change which findings count (``LineHashes``).
+    /// Off only in tests, which compare both ways.
+    var attributionShortcuts = true
 
     public init() {}
 }

