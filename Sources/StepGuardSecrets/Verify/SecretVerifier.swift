@@ -218,8 +218,10 @@ public struct SecretVerifier: Sendable {
     /// The text of the first `<name>` element of an XML body (AWS error codes), if any.
     static func xmlElement(_ name: String, in body: [UInt8]) -> String? {
         let text = String(decoding: body.prefix(64 * 1024), as: UTF8.self)
-        guard let open = text.range(of: "<\(name)>"), let close = text.range(of: "</\(name)>", range: open.upperBound..<text.endIndex) else { return nil }
-        return String(text[open.upperBound..<close.lowerBound])
+        guard let open = text.scalarRange(of: "<\(name)>") else { return nil }
+        let rest = String(text[open.upperBound...])
+        guard let close = rest.scalarRange(of: "</\(name)>") else { return nil }
+        return String(rest[..<close.lowerBound])
     }
 
     /// Whether `secret` can travel in a header as it is: visible ASCII only (no space, CR, LF),
