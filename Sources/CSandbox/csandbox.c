@@ -3,6 +3,10 @@
 // starting it costs no page-table copy of stepguard's large address space, and no copy-on-write
 // faults afterwards. So the child only makes system calls, writes nothing but its own stack, and
 // runs with every signal blocked until its handlers are reset to the defaults.
+//
+// Longer than 500 lines on purpose: the child's stages (namespaces, mounts and covers, the step's
+// init, limits, exec) run in this order under the rules above and read best in that order in one
+// file; the stages large enough to read on their own are apart (capture.c, names.c).
 #define _GNU_SOURCE
 #include "csandbox.h"
 #include "capture.h"
