@@ -11,11 +11,11 @@ import Testing
 @Suite final class CaptureTests {
     /// Each test's own directory and echo server (a fresh suite instance per test).
     let directory: TemporaryDirectory
-    let echo: EchoServer
+    let echo: LoopbackServer
 
     init() throws {
         directory = try TemporaryDirectory()
-        echo = try EchoServer()
+        echo = try Self.echoServer()
     }
 
     deinit {
@@ -23,24 +23,30 @@ import Testing
         directory.remove()
     }
 
-    /// A TCP server on 127.0.0.1 that answers each line with `echo:` and the line, and counts connections.
-    final class EchoServer: Sendable {
+    /// A TCP server on 127.0.0.1 that serves one connection at a time on a thread of its own:
+    /// `greeting` first (if any), then one read, answered with `prefix` and the bytes read; it
+    /// counts connections and the bytes it received.
+    final class LoopbackServer: Sendable {
         let fd: Int32
         let port: Int
         private let accepted = Atomic<Int>(0)
+        private let bytesReceived = Atomic<Int>(0)
         var connections: Int { accepted.load(ordering: .relaxed) }
+        var received: Int { bytesReceived.load(ordering: .relaxed) }
 
-        init() throws {
+        init(greeting: String? = nil, prefix: String) throws {
             (fd, port) = try LoopbackSocket.listen()
             let thread = Thread { [self] in
                 while true {
                     let client = accept(fd, nil, nil)
                     if client < 0 { return }
                     accepted.add(1, ordering: .relaxed)
-                    var buffer = [UInt8](repeating: 0, count: 256)
+                    if let greeting { _ = write(client, greeting, greeting.utf8.count) }
+                    var buffer = [UInt8](repeating: 0, count: 4096)
                     let count = read(client, &buffer, buffer.count)
                     if count > 0 {
-                        let reply = Array("echo:".utf8) + buffer[0..<count]
+                        bytesReceived.add(count, ordering: .relaxed)
+                        let reply = Array(prefix.utf8) + buffer[0..<count]
                         _ = write(client, reply, reply.count)
                     }
                     close(client)
@@ -50,6 +56,14 @@ import Testing
         }
 
         func stop() { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
+    }
+
+    /// Answers each line with `echo:` and the line.
+    static func echoServer() throws -> LoopbackServer { try LoopbackServer(prefix: "echo:") }
+
+    /// Speaks first (like SSH, SMTP or MySQL): a greeting line, then answers with `got:`.
+    static func greetingServer() throws -> LoopbackServer {
+        try LoopbackServer(greeting: "220 greeting from the server\n", prefix: "got:")
     }
 
     /// A python3 step that talks to each `host:port` without any proxy and prints one line per
@@ -150,38 +164,6 @@ import Testing
         #expect(seconds.map { $0 < 15 } == true, "entries of ended connections still tracked: \(run.stdout)")
     }
 
-    /// A TCP server on 127.0.0.1 that speaks first (like SSH, SMTP or MySQL): a greeting line, then
-    /// it answers what the client sends with `got:` and those bytes, and counts the bytes it received.
-    final class GreetingServer: Sendable {
-        let fd: Int32
-        let port: Int
-        private let bytesReceived = Atomic<Int>(0)
-        var received: Int { bytesReceived.load(ordering: .relaxed) }
-
-        init() throws {
-            (fd, port) = try LoopbackSocket.listen()
-            let thread = Thread { [self] in
-                while true {
-                    let client = accept(fd, nil, nil)
-                    if client < 0 { return }
-                    let greeting = Array("220 greeting from the server\n".utf8)
-                    _ = write(client, greeting, greeting.count)
-                    var buffer = [UInt8](repeating: 0, count: 4096)
-                    let count = read(client, &buffer, buffer.count)
-                    if count > 0 {
-                        bytesReceived.add(count, ordering: .relaxed)
-                        let reply = Array("got:".utf8) + buffer[0..<count]
-                        _ = write(client, reply, reply.count)
-                    }
-                    close(client)
-                }
-            }
-            thread.start()
-        }
-
-        func stop() { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
-    }
-
     /// A policy that allows 192.0.2.10:7025 (to `port`) and names a service, so that tunnels and
     /// captured connections are held until their first client bytes are inspected.
     static func greetingPolicy(port: Int) -> String {
@@ -203,7 +185,7 @@ import Testing
     /// before any goes upstream; a server that speaks first must still reach its client (the
     /// client waits for the greeting) — before, the client waited until its own timeout.
     @Test func aServerThatSpeaksFirstIsHeardWhileTheClientsFirstBytesAreInspected() throws {
-        let server = try GreetingServer()
+        let server = try Self.greetingServer()
         defer { server.stop() }
         let policy = try directory.write("policy.yaml", Self.greetingPolicy(port: server.port))
         let script = """
@@ -223,21 +205,15 @@ import Testing
     /// service through that connection, to reach it uninspected. Still denied, and none of its
     /// bytes reach the server.
     @Test func aClientHelloForAServiceAfterAServerGreetingIsStillDenied() throws {
-        let server = try GreetingServer()
+        let server = try Self.greetingServer()
         defer { server.stop() }
         let policy = try directory.write("policy.yaml", Self.greetingPolicy(port: server.port))
         let script = """
             import socket, ssl
-            context = ssl.create_default_context()
-            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-            tls = context.wrap_bio(incoming, outgoing, server_hostname="fulcio.sigstore.dev")
-            try:
-                tls.do_handshake()
-            except ssl.SSLWantReadError:
-                pass
+            \(PythonTLS.clientHello(serverName: "fulcio.sigstore.dev"))
             s = socket.create_connection(("192.0.2.10", 7025), timeout=5)
             print(s.makefile("rb").readline().decode().strip(), flush=True)
-            s.sendall(outgoing.read())
+            s.sendall(hello)
             try:
                 print("answer", s.recv(100), flush=True)
             except OSError as error:

@@ -178,15 +178,7 @@ import Testing
         while not head.endswith(b"\\r\\n\\r\\n"):
             head += s.recv(1)
         print(head.split(b"\\r\\n")[0].decode())
-        ctx = ssl.create_default_context(cafile="\(bundle)")
-        ctx.check_hostname = False
-        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        tls = ctx.wrap_bio(incoming, outgoing, server_hostname="\(sni)")
-        try:
-            tls.do_handshake()
-        except ssl.SSLWantReadError:
-            pass
-        hello = outgoing.read()
+        \(PythonTLS.clientHello(serverName: sni, context: "ssl.create_default_context(cafile=\"\(bundle)\")"))
         fragment = \(fragment.map(String.init) ?? "None")
         if fragment is None:
             s.sendall(hello)
