@@ -9,6 +9,13 @@ import Testing
 @testable import StepGuardSecrets
 
 @Suite struct SuppressionTests {
+    /// Ignore entries expire by the UTC date, computed without a named time zone (the binary has no
+    /// ICU); leap days and the last second of a day included.
+    @Test(arguments: [(0.0, 19700101), (951_868_799, 20000229), (1_796_687_999, 20261207), (4_107_542_400, 21000301)])
+    func todayIsTheUTCDate(seconds: Double, expected: Int) {
+        #expect(IgnoreFile.today(Date(timeIntervalSince1970: seconds)) == expected)
+    }
+
     func report(with findings: [(String, String)]) throws -> ScanReport {
         var r = ScanReport()
         for (path, secret) in findings {

@@ -69,11 +69,13 @@ public struct IgnoreFile: Sendable {
         return parts[0] * 10000 + parts[1] * 100 + parts[2]
     }
 
+    /// `now`'s date in UTC as YYYYMMDD. By the C library's `gmtime_r`: named time zones need ICU,
+    /// which the binary does not link (`TimeZone(identifier: "UTC")` is nil without it).
     static func today(_ now: Date) -> Int {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        let c = calendar.dateComponents([.year, .month, .day], from: now)
-        return c.year! * 10000 + c.month! * 100 + c.day!
+        var seconds = time_t(now.timeIntervalSince1970.rounded(.down))
+        var parts = tm()
+        guard gmtime_r(&seconds, &parts) != nil else { return Int.max }  // unrepresentable: every entry counts as expired
+        return Int(parts.tm_year + 1900) * 10000 + Int(parts.tm_mon + 1) * 100 + Int(parts.tm_mday)
     }
 
     /// Removes the findings this file accepts (unless their entry expired) from `report`.
