@@ -165,7 +165,9 @@ import Testing
     }
 
     /// A policy that allows 192.0.2.10:7025 (to `port`) and names a service, so that tunnels and
-    /// captured connections are held until their first client bytes are inspected.
+    /// captured connections are held until their first client bytes are inspected. The service's
+    /// hosts are mapped to loopback: stepguard resolves them at start (to know them by address),
+    /// and that lookup must not leave the machine.
     static func greetingPolicy(port: Int) -> String {
         """
         version: 1
@@ -177,7 +179,7 @@ import Testing
           - service: sigstore-fulcio
             allow: { credential: none }
         network:
-          resolve: { "192.0.2.10:7025": "127.0.0.1:\(port)" }
+          resolve: { "192.0.2.10:7025": "127.0.0.1:\(port)", "fulcio.sigstore.dev:443": "127.0.0.1:9", "fulcio.sigstage.dev:443": "127.0.0.1:9" }
         """
     }
 
