@@ -295,9 +295,11 @@ public final class EgressSession: Sendable {
     /// `network.upstream_ca` that is not a PEM file of CA certificates.
     public static func problems(in policy: Policy, catalog: ServiceCatalog = .builtIn) -> [EgressError] {
         var problems: [EgressError] = []
+        var bindable: [ServiceRule] = []
         for rule in policy.services {
-            do { _ = try catalog.bind([rule]) } catch { problems.append(error) }
+            do { _ = try catalog.bind([rule]); bindable.append(rule) } catch { problems.append(error) }
         }
+        do { _ = try catalog.bind(bindable) } catch { problems.append(error) }  // services that share a host
         if let path = policy.network.upstreamCA {
             do { _ = try upstreamCertificates(path) } catch { problems.append(error) }
         }

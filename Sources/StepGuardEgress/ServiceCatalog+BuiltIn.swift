@@ -132,7 +132,7 @@ let builtInServiceYAML: [String: String] = [
     # stepguard cannot verify an App's JWT (it is signed with the App's key), so it counts as a
     # long-lived credential: a policy that lets a step mint App tokens allows it with `credential: any`.
     # A host is intercepted for one service: a policy that also names github-actions-secrets (same
-    # host) has every api.github.com request decided by whichever of the two it lists first.
+    # host) is refused (exit 78), since one of the two would decide the other's requests.
     name: github-app-token
     description: GitHub App installation access tokens
     hosts: [api.github.com]

@@ -209,6 +209,13 @@ public struct ServiceCatalog: Sendable {
             if hosts.isEmpty { throw .serviceNeedsHosts(rule.service, at: rule.location) }
             bound.append(BoundService(definition: definition, rule: rule, hosts: hosts))
         }
+        for (index, first) in bound.enumerated() {
+            for second in bound[(index + 1)...] {
+                if let host = first.sharedHost(with: second) {
+                    throw .servicesShareHost(first.rule.service, second.rule.service, host: host, at: second.rule.location)
+                }
+            }
+        }
         return bound
     }
 }
@@ -223,4 +230,16 @@ public struct BoundService: Sendable {
     public let hosts: [HostPattern]
 
     func matches(host: String) -> Bool { hosts.contains { $0.matches(host) } }
+
+    /// A host both services would intercept, if any: the same pattern, or one pattern matching a
+    /// name the other stands for (its wildcards filled in).
+    func sharedHost(with other: BoundService) -> String? {
+        func example(_ host: HostPattern) -> String { String(host.pattern.map { $0 == "*" || $0 == "?" ? "a" : $0 }) }
+        for mine in hosts {
+            for theirs in other.hosts where mine.pattern == theirs.pattern || mine.matches(example(theirs)) || theirs.matches(example(mine)) {
+                return mine.pattern == theirs.pattern || theirs.matches(example(mine)) ? mine.pattern : theirs.pattern
+            }
+        }
+        return nil
+    }
 }

@@ -235,6 +235,28 @@ import Testing
         }
     }
 
+    /// Each host's requests are decided by one service: two that intercept the same host would let
+    /// the first decide requests the second's rules were written for (github-app-token's rules would
+    /// pass a request for Actions secrets as not sensitive), so the policy is refused.
+    @Test(arguments: [
+        ("  - service: github-app-token\n    allow: { credential: any }\n  - service: github-actions-secrets\n    allow: { credential: workload }\n", "api.github.com"),
+        ("  - service: hashicorp-vault\n    hosts: [\"*.vault.example.test\"]\n  - service: sigstore-fulcio\n    hosts: [eu.vault.example.test]\n", "eu.vault.example.test"),
+    ])
+    func servicesThatShareAHostAreRefused(services: String, host: String) throws {
+        let policy = try Egress.policy("version: 1\nservices:\n" + services)
+        do {
+            _ = try ServiceCatalog.builtIn.bind(policy.services)
+            Issue.record("bound services that share \(host)")
+        } catch {
+            #expect(error.description.hasPrefix("test-policy.yaml:"), "\(error)")
+            #expect(error.description.contains("both intercept \(host)"), "\(error)")
+            #expect(error.category == .configuration)
+        }
+        #expect(EgressSession.problems(in: policy).contains { $0.description.contains("both intercept \(host)") })
+        let apart = try Egress.policy("version: 1\nservices:\n  - service: github-app-token\n    allow: { credential: any }\n  - service: sigstore-fulcio\n")
+        #expect(try ServiceCatalog.builtIn.bind(apart.services).count == 2)
+    }
+
     @Test func vaultNeedsHostsFromThePolicy() throws {
         let policy = try Egress.policy("version: 1\nservices:\n  - service: hashicorp-vault\n")
         #expect(throws: EgressError.self) { try ServiceCatalog.builtIn.bind(policy.services) }
