@@ -128,6 +128,33 @@ import Testing
         #expect(isolation.contains("every TCP connection is captured"), "\(isolation)")
     }
 
+    /// A hostile step's sibling of a plain TCP connect: a Multipath TCP socket (`IPPROTO_MPTCP`)
+    /// travels as TCP subflows, so it is captured and decided like TCP — allowed to 7000 and
+    /// relayed, refused at 7001 (a violation).
+    @Test(.enabled(if: (try? String(contentsOfFile: "/proc/sys/net/mptcp/enabled", encoding: .utf8))?.hasPrefix("1") == true,
+                   "needs MPTCP enabled"))
+    func multipathTCPIsCapturedLikeTCP() throws {
+        let policy = try directory.write("policy.yaml", Self.policy(echoPort: echo.port))
+        let script = """
+            import socket
+            for port in (7000, 7001):
+                try:
+                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)  # IPPROTO_MPTCP
+                    s.settimeout(5)
+                    s.connect(("192.0.2.10", port))
+                    s.sendall(b"ping")
+                    print(port, s.recv(100).decode() or "closed", flush=True)
+                except OSError as error:
+                    print(port, type(error).__name__, flush=True)
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "python3", "-c", script])
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "7000 echo:ping", "\(run.stdout) \(run.stderr)")
+        #expect(lines.count == 2 && lines[1].hasPrefix("7001 Connection"), "\(run.stdout)")
+        #expect(echo.connections == 1, "only the allowed connection reached the server")
+        #expect(run.status == 77, "\(run.stderr)")
+    }
+
     /// Every captured connection leaves a NAT entry in the namespace's connection-tracking table
     /// after it ends; with the kernel's TIME_WAIT of 120 s a step opening thousands of connections a
     /// second would fill the table and have its new connections dropped. The entries of ended
