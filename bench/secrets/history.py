@@ -25,11 +25,16 @@ import time
 
 
 def timed(cmd):
+    """Wall and CPU seconds of `cmd`; stops the bench when it fails (a tool that fails at once must
+    not be timed as a fast one). Exit 1 is a scanner's "found something"."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if run.returncode not in (0, 1):
+        sys.exit(f"history.py: {cmd[0]} exited {run.returncode}: {run.stderr.strip()[-400:]}\n"
+                 "(is --gitleaks gitleaks 8? betterleaks installs a command named gitleaks; is each REPO a git repository?)")
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
