@@ -1,4 +1,5 @@
 import Foundation
+import StepGuardCore
 import StepGuardSecretsTestSupport
 import StepGuardTestSupport
 import Testing
@@ -150,7 +151,7 @@ import Testing
                 (try? Data(contentsOf: URL(fileURLWithPath: repo.path + "/.git/sharedindex." + name))).map { [UInt8]($0) }
             }
             return index.entries.map { e in
-                String(decoding: index.paths[e.pathStart..<(e.pathStart + e.pathCount)], as: UTF8.self) + " \(e.mode) " + GitObjectStore.hex(index.id(e))
+                String(decoding: index.paths[e.pathStart..<(e.pathStart + e.pathCount)], as: UTF8.self) + " \(e.mode) " + Hex.string(index.id(e))
             }
         }
         let s = try scanner()

@@ -1,4 +1,5 @@
 import Crypto
+import StepGuardCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -49,7 +50,7 @@ struct GitIndexFile {
         }
         var shared = GitIndexFile()  // an all-zero id: no shared index
         if !sharedID.allSatisfy({ $0 == 0 }) {
-            let name = GitObjectStore.hex(sharedID)
+            let name = Hex.string(sharedID)
             guard let bytes = sharedIndex(name) else { throw GitDirectUnsupported("the shared index sharedindex.\(name) cannot be read") }
             shared = try GitIndexFile(bytes, shared: true)
         }

@@ -21,7 +21,7 @@ final class GitObjectStore {
     /// The object `id` (20 bytes); unsupported when it is in none of the loose objects and packs
     /// (an alternate object store, a promisor remote) or cannot be decoded.
     func read(_ id: [UInt8], depth: Int = 0) throws(GitDirectUnsupported) -> (type: ObjectType, data: [UInt8]) {
-        let hex = Self.hex(id)
+        let hex = Hex.string(id)
         if let compressed = readFile(objects + "/" + hex.prefix(2) + "/" + hex.dropFirst(2)) {
             guard let object = Self.loose(compressed) else { throw GitDirectUnsupported("loose object \(hex) cannot be decoded") }
             return object
@@ -169,13 +169,6 @@ final class GitObjectStore {
         return out.count == targetSize ? out : nil
     }
 
-    static func hex(_ id: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(id.count * 2)
-        for b in id { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
-        return String(decoding: out, as: UTF8.self)
-    }
 
     /// A 40-digit lowercase hexadecimal id as 20 bytes; nil otherwise.
     static func id<S: StringProtocol>(hex: S) -> [UInt8]? {

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import StepGuardCore
 import Glibc
 
 /// The files the index stages against HEAD's tree, found without libgit2: directories whose
@@ -98,7 +99,7 @@ struct StagedIndexDiff {
     /// The entries of tree object `id`: name, mode, id.
     private func treeEntries(_ id: [UInt8]) throws(GitDirectUnsupported) -> [(name: [UInt8], mode: UInt32, id: [UInt8])] {
         let object = try store.read(id)
-        guard object.type == .tree else { throw GitDirectUnsupported("\(GitObjectStore.hex(id)) is not a tree") }
+        guard object.type == .tree else { throw GitDirectUnsupported("\(Hex.string(id)) is not a tree") }
         let data = object.data
         var out: [(name: [UInt8], mode: UInt32, id: [UInt8])] = []
         var p = 0
@@ -107,13 +108,13 @@ struct StagedIndexDiff {
             var mode: UInt32 = 0
             while p < data.count, data[p] != UInt8(ascii: " ") {
                 guard data[p] >= UInt8(ascii: "0"), data[p] <= UInt8(ascii: "7"), mode < 0o1000000 else {
-                    throw GitDirectUnsupported("bad tree \(GitObjectStore.hex(id))")
+                    throw GitDirectUnsupported("bad tree \(Hex.string(id))")
                 }
                 mode = mode << 3 | UInt32(data[p] - UInt8(ascii: "0"))
                 p += 1
             }
             guard let nul = data[p...].firstIndex(of: 0), nul > p + 1, nul + 21 <= data.count else {
-                throw GitDirectUnsupported("bad tree \(GitObjectStore.hex(id))")
+                throw GitDirectUnsupported("bad tree \(Hex.string(id))")
             }
             out.append((Array(data[(p + 1)..<nul]), mode, Array(data[(nul + 1)..<(nul + 21)])))
             p = nul + 21

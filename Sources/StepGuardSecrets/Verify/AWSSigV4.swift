@@ -1,4 +1,5 @@
 import Crypto
+import StepGuardCore
 
 /// AWS Signature Version 4, header form: the `Authorization` value for one request, from an
 /// access key id and its secret access key (which never leaves this process: only an HMAC of the
@@ -28,9 +29,9 @@ struct AWSSigV4: Sendable {
     /// The signed header list and the signature (hex).
     func sign(method: String, path: String, query: [(String, String)], headers: [(String, String)], body: [UInt8]) -> (signedHeaders: String, signature: String) {
         let canonical = Self.canonicalRequest(method: method, path: path, query: query, headers: headers, body: body)
-        let toSign = "AWS4-HMAC-SHA256\n\(date(headers))\n\(scope(headers))\n\(Self.hex(SHA256.hash(data: Array(canonical.request.utf8))))"
+        let toSign = "AWS4-HMAC-SHA256\n\(date(headers))\n\(scope(headers))\n\(Hex.string(SHA256.hash(data: Array(canonical.request.utf8))))"
         let signature = HMAC<SHA256>.authenticationCode(for: Array(toSign.utf8), using: signingKey(day: String(date(headers).prefix(8))))
-        return (canonical.signedHeaders, Self.hex(signature))
+        return (canonical.signedHeaders, Hex.string(signature))
     }
 
     /// The derived key of one day, region and service.
@@ -66,38 +67,14 @@ struct AWSSigV4: Sendable {
         let names = byName.keys.sorted()
         let canonicalHeaders = names.map { "\($0):\(byName[$0]!.joined(separator: ","))\n" }.joined()
         let signedHeaders = names.joined(separator: ";")
-        let request = [method, uri, canonicalQuery, canonicalHeaders, signedHeaders, hex(SHA256.hash(data: body))].joined(separator: "\n")
+        let request = [method, uri, canonicalQuery, canonicalHeaders, signedHeaders, Hex.string(SHA256.hash(data: body))].joined(separator: "\n")
         return (request, signedHeaders)
     }
 
     /// RFC 3986 percent-encoding as SigV4 wants it: unreserved characters as they are, every
     /// other byte as `%XX` (upper case); `/` kept in paths.
     static func encode(_ text: String, keepSlash: Bool) -> String {
-        let digits = Array("0123456789ABCDEF")
-        var out = ""
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
-                out.unicodeScalars.append(Unicode.Scalar(byte))
-            case UInt8(ascii: "/") where keepSlash:
-                out.append("/")
-            default:
-                out.append("%")
-                out.append(digits[Int(byte >> 4)])
-                out.append(digits[Int(byte & 0xF)])
-            }
-        }
-        return out
+        text.percentEncoded(allowing: keepSlash ? "-_.~/" : "-_.~")
     }
 
-    static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for byte in digest {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0xF)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
 }
