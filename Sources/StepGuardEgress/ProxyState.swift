@@ -70,23 +70,32 @@ final class ProxyState: Sendable {
     let auditOnly: Bool
     let onViolation: ViolationAction
     let stopStep: @Sendable () -> Void
-    let authority: CertificateAuthority
+    /// The per-run CA that issues the intercepted services' certificates; nil when the policy names none.
+    let authority: CertificateAuthority?
     /// TLS for forwarding intercepted requests; nil when the policy names no service (nothing is intercepted).
     let upstreamTLS: UpstreamTLS?
     let stepStarted: Date
     let limits: ProxyLimits
-    let resolverPool: NIOThreadPool
+    /// The threads that run blocking name lookups, started on the first lookup.
+    let lookups = StartedOnFirstUse<NIOThreadPool>(
+        start: {
+            let pool = NIOThreadPool(numberOfThreads: 2)
+            pool.start()
+            return pool
+        },
+        stop: { $0.shutdownGracefully { _ in } })
+    /// The NIO event loops that serve handed-off and intercepted connections, started on the first
+    /// hand-off, each with its resources and its periodic sweep.
+    let eventLoops: StartedOnFirstUse<NIOLoops>
     let openConnections = Atomic<Int>(0)
     /// The step's resolver under transparent capture (names behind captured addresses).
     let capture = CaptureLink()
     let leafContexts = Mutex<[String: NIOSSLContext]>([:])
-    /// Per event loop: the upstream pool and the fronts waiting for a request head.
-    private let loops: [ObjectIdentifier: NIOLoopBoundBox<LoopResources>]
 
     init(egress: EgressPolicy, resolveOverrides: [HostPort: HostPort], services: [BoundService], identity: JobIdentity?,
          inspector: CredentialInspector, minted: MintedCredentials, trail: AuditTrail, auditOnly: Bool, onViolation: ViolationAction,
-         stopStep: @escaping @Sendable () -> Void, authority: CertificateAuthority, upstreamTLS: UpstreamTLS?,
-         stepStarted: Date, limits: ProxyLimits, resolverPool: NIOThreadPool, eventLoops: [EventLoop]) {
+         stopStep: @escaping @Sendable () -> Void, authority: CertificateAuthority?, upstreamTLS: UpstreamTLS?,
+         stepStarted: Date, limits: ProxyLimits) {
         self.decider = EgressDecider(egress: egress, services: services, resolveOverrides: resolveOverrides)
         self.serviceContext = ServiceContext(inspector: inspector, identity: identity, stepStarted: stepStarted)
         self.resolveOverrides = resolveOverrides
@@ -99,38 +108,35 @@ final class ProxyState: Sendable {
         self.upstreamTLS = upstreamTLS
         self.stepStarted = stepStarted
         self.limits = limits
-        self.resolverPool = resolverPool
-        var loops: [ObjectIdentifier: NIOLoopBoundBox<LoopResources>] = [:]
-        for loop in eventLoops { loops[ObjectIdentifier(loop)] = .makeBoxSendingValue(LoopResources(tunnelIdleTimeout: limits.tunnelIdleTimeout), eventLoop: loop) }
-        self.loops = loops
+        let sweepInterval = Self.sweepInterval(limits)
+        self.eventLoops = StartedOnFirstUse(
+            start: { NIOLoops(threads: Self.threads, tunnelIdleTimeout: limits.tunnelIdleTimeout, sweepInterval: sweepInterval) },
+            stop: { $0.group.shutdownGracefully { _ in } })
     }
 
-    /// How many event loops serve the proxy.
-    var threads: Int { loops.count }
+    /// Shuts down the lookup threads and the event loops (if they ever started); neither starts again.
+    func stopThreads() {
+        lookups.shutDown()
+        eventLoops.shutDown()
+    }
+
+    /// How many event loops (and socket-front threads) serve the proxy.
+    static let threads = max(1, min(System.coreCount, 4))
 
     /// The resources of `eventLoop`, one of the session's loops; call it on that loop.
     func resources(on eventLoop: EventLoop) -> LoopResources {
-        guard let box = loops[ObjectIdentifier(eventLoop)] else {
+        guard let box = eventLoops.started?.resources[ObjectIdentifier(eventLoop)] else {
             preconditionFailure("stepguard egress: a channel on an event loop that is not the session's")
         }
         return box.value
     }
 
     /// How often each loop checks request-head deadlines, idle tunnels and idle pooled connections.
-    var sweepInterval: TimeAmount {
+    static func sweepInterval(_ limits: ProxyLimits) -> TimeAmount {
         let quarter = min(limits.requestHeadTimeout, limits.tunnelIdleTimeout, limits.responseIdleTimeout).nanoseconds / 4
         return .nanoseconds(max(TimeAmount.milliseconds(10).nanoseconds, min(TimeAmount.seconds(1).nanoseconds, quarter)))
     }
 
-    /// Starts the periodic sweep on every loop (until the group shuts down).
-    func startSweeps() {
-        let interval = sweepInterval
-        for box in loops.values {
-            box.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
-                box.value.sweep()
-            }
-        }
-    }
 
     /// The services the policy names.
     var services: [BoundService] { decider.services }
@@ -156,7 +162,10 @@ final class ProxyState: Sendable {
             return eventLoop.makeFailedFuture(error)
         }
         if let denial = denyBeforeResolving(host: host, port: port, ask) { return eventLoop.makeFailedFuture(denial) }
-        return resolverPool.runIfActive(eventLoop: eventLoop) { try Self.resolvedRoute(host: host, port: port) }
+        guard let pool = lookups.startIfNeeded() else {
+            return eventLoop.makeFailedFuture(ProxyFailure(status: .badGateway, reason: "the proxy is stopping"))
+        }
+        return pool.runIfActive(eventLoop: eventLoop) { try Self.resolvedRoute(host: host, port: port) }
     }
 
     /// Resolves `host` with getaddrinfo (blocking: call it on the resolver threads); every address
@@ -222,6 +231,9 @@ final class ProxyState: Sendable {
         guard HostName.normalise(host)?.text == host else {
             throw ProxyFailure(status: .badRequest, reason: "'\(host.prefix(100))' is not a normalised host name")
         }
+        guard let authority else {  // only services are intercepted, and with services there is a CA
+            throw ProxyFailure(status: .badGateway, reason: "no per-run CA: the policy names no service to intercept")
+        }
         let issued = try authority.issueServerCertificate(for: host)
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: [.certificate(try NIOSSLCertificate(bytes: try issued.certificateDER, format: .der))],
@@ -231,5 +243,23 @@ final class ProxyState: Sendable {
         let context = try NIOSSLContext(configuration: configuration)
         leafContexts.withLock { $0[host] = context }
         return context
+    }
+}
+
+/// The proxy's NIO event loops and, per loop, the upstream pool and the fronts waiting for a
+/// request head; each loop sweeps its resources periodically until the group shuts down.
+struct NIOLoops: Sendable {
+    let group: MultiThreadedEventLoopGroup
+    let resources: [ObjectIdentifier: NIOLoopBoundBox<LoopResources>]
+
+    init(threads: Int, tunnelIdleTimeout: TimeAmount, sweepInterval: TimeAmount) {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        var resources: [ObjectIdentifier: NIOLoopBoundBox<LoopResources>] = [:]
+        for loop in group.makeIterator() {
+            let box = NIOLoopBoundBox.makeBoxSendingValue(LoopResources(tunnelIdleTimeout: tunnelIdleTimeout), eventLoop: loop)
+            resources[ObjectIdentifier(loop)] = box
+            loop.scheduleRepeatedTask(initialDelay: sweepInterval, delay: sweepInterval) { _ in box.value.sweep() }
+        }
+        self.resources = resources
     }
 }

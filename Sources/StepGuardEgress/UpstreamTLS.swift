@@ -7,7 +7,7 @@ import Synchronization
 /// store plus `network.upstream_ca`, full verification, HTTP/1.1).
 ///
 /// Making it reads and parses the system's CA bundle, a few milliseconds that the step need not
-/// wait for: it is made on the proxy's thread pool while the step starts, and the first intercepted
+/// wait for: it is made on the proxy's lookup threads while the step starts, and the first intercepted
 /// connection waits for it if it is not ready yet. If it cannot be made, every upstream connection
 /// fails with that reason (the request gets 502; nothing is forwarded).
 final class UpstreamTLS: Sendable {
@@ -18,8 +18,18 @@ final class UpstreamTLS: Sendable {
     }
     private let state = Mutex<State>(.making(waiting: []))
 
-    /// Starts making the context on `pool`; `trustedBy` names the roots for error messages.
-    init(configuration: TLSConfiguration, trustedBy roots: String, pool: NIOThreadPool) {
+    private let configuration: TLSConfiguration
+    private let roots: String
+
+    /// A context with `configuration`, made once ``startMaking(on:)`` is called; `trustedBy`
+    /// names the roots for error messages.
+    init(configuration: TLSConfiguration, trustedBy roots: String) {
+        self.configuration = configuration
+        self.roots = roots
+    }
+
+    /// Makes the context on `pool` (call once).
+    func startMaking(on pool: NIOThreadPool) {
         pool.submit { [self] work in
             let result: Result<NIOSSLContext, EgressError>
             if case .cancelled = work {

@@ -246,7 +246,7 @@ import Testing
         grep -rl 'PRIVATE KEY' "$bundle_dir" || echo "no private key"
         sed -n '/^# stepguard per-run CA/,$p' "$SSL_CERT_FILE" | openssl x509 -noout -subject -ext basicConstraints
         """
-        let (result, _) = try RunEgressTests.run("version: 1\n", script, directory: directory)
+        let (result, _) = try RunEgressTests.run(RunEgressTests.interceptingPolicy, script, directory: directory)
         #expect(result.status == 0, "\(result.stderr)")
         let lines = result.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
         #expect(Array(lines.prefix(2)) == ["ca-bundle.pem", "no private key"], "\(result.stdout)")

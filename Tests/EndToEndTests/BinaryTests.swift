@@ -114,21 +114,63 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: marker))
     }
 
-    @Test func stepEnvironmentHasProxyAndTrustBundle() throws {
+    /// A policy that intercepts `sigstore-fulcio`, its hosts mapped to a closed loopback port (no lookup leaves the machine).
+    static let interceptingPolicy = """
+        version: 1
+        services:
+          - service: sigstore-fulcio
+            allow: { credential: any }
+        network:
+          resolve: { "fulcio.sigstore.dev:443": "127.0.0.1:9", "fulcio.sigstage.dev:443": "127.0.0.1:9" }
+        """
+
+    static let trustVariables = ["SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "AWS_CA_BUNDLE", "GIT_SSL_CAINFO"]
+
+    @Test func stepEnvironmentHasProxyAndWithServicesTheTrustBundle() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let (result, _) = try Self.run("version: 1\n", "env | grep -iE '^(https?|all|no)_proxy=|CA_BUNDLE|SSL_CERT_FILE|NODE_EXTRA|GIT_SSL' | sort; stat -c %a \"$(dirname \"$SSL_CERT_FILE\")\"; echo \"$SSL_CERT_FILE\" > \(directory.path("bundle"))", directory: directory)
-        #expect(result.status == 0)
+        let script = "env | grep -iE '^(https?|all|no)_proxy=|CA_BUNDLE|SSL_CERT_FILE|NODE_EXTRA|GIT_SSL' | sort; stat -c %a \"$(dirname \"$SSL_CERT_FILE\")\"; echo \"$SSL_CERT_FILE\" > \(directory.path("bundle"))"
+        let (result, _) = try Self.run(Self.interceptingPolicy, script, directory: directory)
+        #expect(result.status == 0, "\(result.stderr)")
         let lines = result.stdout.split(separator: "\n").map(String.init)
         for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
             #expect(lines.contains { $0.hasPrefix("\(name)=http://127.0.0.1:") }, "\(name)")
         }
         #expect(lines.contains("NO_PROXY=") && lines.contains("no_proxy="))
-        for name in ["SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "AWS_CA_BUNDLE", "GIT_SSL_CAINFO"] {
+        for name in Self.trustVariables {
             #expect(lines.contains { $0.hasPrefix("\(name)=/") && $0.hasSuffix("/ca-bundle.pem") }, "\(name)")
         }
         #expect(lines.last == "700")
         let bundle = try directory.read("bundle").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(bundle.hasSuffix("/ca-bundle.pem"))
         #expect(!FileManager.default.fileExists(atPath: bundle), "the bundle directory is removed at exit")
+    }
+
+    /// The proxy's NIO event loops and lookup threads start on first use (issue #17's start-up): a
+    /// step that makes no request pays for neither, only for the socket front.
+    @Test func aStepThatMakesNoRequestStartsNoEventLoopsOrLookupThreads() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let file = try directory.write("policy.yaml", "version: 1\nisolation: off\n")
+        let result = try StepGuardBinary.run(["run", "--policy", file, "--", "/bin/sh", "-c", "cat /proc/$PPID/task/*/comm"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let threads = result.stdout.split(separator: "\n").map(String.init)
+        #expect(threads.contains("stepguard-front"), "not stepguard's threads: \(threads)")
+        #expect(!threads.contains { $0.hasPrefix("NIO-ELT") || $0.hasPrefix("TP-#") }, "\(threads)")
+    }
+
+    /// Without services nothing is intercepted: no per-run CA, and the job's own trust settings reach the step unchanged.
+    @Test func withoutServicesTheStepKeepsItsOwnTrustSettings() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let file = try directory.write("policy.yaml", "version: 1\n")
+        let mine = directory.path("corporate-ca.pem")
+        let environment = TestEnvironment.with(Dictionary(uniqueKeysWithValues: Self.trustVariables.map { ($0, mine) }))
+        let result = try StepGuardBinary.run(["run", "--policy", file, "--", "/bin/sh", "-c", "env | grep -E 'CA_BUNDLE|SSL_CERT_FILE|NODE_EXTRA|GIT_SSL|HTTPS_PROXY=' | sort"],
+                                             environment: environment)
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        for name in Self.trustVariables { #expect(lines.contains("\(name)=\(mine)"), "\(name): \(result.stdout)") }
+        #expect(lines.contains { $0.hasPrefix("HTTPS_PROXY=http://127.0.0.1:") })
     }
 }

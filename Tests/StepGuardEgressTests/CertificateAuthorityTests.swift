@@ -34,14 +34,14 @@ import X509
         #expect(try verify("127.0.0.1").status != 0)
     }
 
-    @Test func theGroundworkCAVouchesForNoRealName() throws {
-        let groundwork = try EgressGroundwork()
-        defer { groundwork.discard() }
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let caPath = try directory.write("ca.pem", groundwork.caPEM)
-        let leaf = try groundwork.authority.issueServerCertificate(for: "github.com")
-        let leafPath = try directory.write("leaf.pem", try leaf.certificate.serializeAsPEM().pemString)
-        #expect(try ProgramRun.start("/usr/bin/openssl", ["verify", "-CAfile", caPath, leafPath]).wait().status != 0)
+    @Test func withoutServicesNoCAIsMadeAndTheStepsTrustSettingsStand() async throws {
+        let session = try await Egress.loopbackSession()
+        defer { session.stop() }
+        #expect(session.certificateAuthorityPEM == nil)
+        #expect(session.trustBundlePath == nil)
+        for name in ["SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "AWS_CA_BUNDLE", "GIT_SSL_CAINFO"] {
+            #expect(session.environment[name] == nil, "\(name)")
+        }
+        #expect(session.environment["HTTPS_PROXY"] == "http://127.0.0.1:\(session.port)")
     }
 }

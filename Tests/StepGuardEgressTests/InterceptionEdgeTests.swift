@@ -98,7 +98,7 @@ import Testing
 
         func handshake() throws -> String {
             let arguments = ["s_client", "-proxy", "127.0.0.1:\(session.port)", "-connect", "fulcio.sigstore.dev:443", "-servername", "fulcio.sigstore.dev",
-                             "-alpn", "h2,http/1.1", "-CAfile", session.trustBundlePath, "-verify_hostname", "fulcio.sigstore.dev", "-verify_return_error"]
+                             "-alpn", "h2,http/1.1", "-CAfile", session.serviceTrustBundle, "-verify_hostname", "fulcio.sigstore.dev", "-verify_return_error"]
             let result = try ProgramRun.start("/usr/bin/openssl", arguments, environment: TestEnvironment.base).wait(timeout: 20)
             return result.stdout
         }
@@ -152,7 +152,7 @@ import Testing
         #expect(received.header("authorization") == "Bearer \(Self.pat)")
         #expect(received.header("host") == "fulcio.sigstore.dev")
         // Trusting only the run's bundle (the per-run CA) fails: no leaf of the proxy is presented.
-        let bundleOnly = try Egress.curl(session, ["--cacert", session.trustBundlePath, "https://rekor.sigstore.dev/"])
+        let bundleOnly = try Egress.curl(session, ["--cacert", session.serviceTrustBundle, "https://rekor.sigstore.dev/"])
         #expect(bundleOnly.status == 60, "curl: SSL certificate problem: \(bundleOnly.stderr)")
         #expect(stand.server.requests.count == 1)
 
@@ -179,7 +179,7 @@ import Testing
             head = b""
             while not head.endswith(b"\\r\\n\\r\\n"):
                 head += s.recv(1)
-            tls = ssl.create_default_context(cafile="\(session.trustBundlePath)").wrap_socket(s, server_hostname="fulcio.sigstore.dev")
+            tls = ssl.create_default_context(cafile="\(session.serviceTrustBundle)").wrap_socket(s, server_hostname="fulcio.sigstore.dev")
             tls.sendall(raw.encode())
             answer = b""
             try:

@@ -147,7 +147,7 @@ import Testing
         s = socket.create_connection(("127.0.0.1", \(session.port)))
         s.sendall(b"CONNECT fulcio.sigstore.dev:443 HTTP/1.1\\r\\nHost: fulcio.sigstore.dev:443\\r\\n\\r\\n")
         print(s.recv(4096).split(b"\\r\\n")[0].decode())
-        ctx = ssl.create_default_context(cafile="\(session.trustBundlePath)")
+        ctx = ssl.create_default_context(cafile="\(session.serviceTrustBundle)")
         ctx.check_hostname = False
         try:
             ctx.wrap_socket(s, server_hostname="evil.example")
@@ -226,7 +226,7 @@ import Testing
             ("evil.example", 7, false), ("evil.example", 100, false), ("fulcio.sigstore.dev.evil.example", nil, false),
         ]
         for (sni, fragment, allowed) in cases {
-            let script = Self.fragmentedHandshakeScript(port: session.port, bundle: session.trustBundlePath, sni: sni, fragment: fragment)
+            let script = Self.fragmentedHandshakeScript(port: session.port, bundle: session.serviceTrustBundle, sni: sni, fragment: fragment)
             let result = try ProgramRun.start("/usr/bin/env", ["python3", "-c", script], environment: TestEnvironment.base).wait(timeout: 20)
             // The request is answered by the proxy: 403, as it carries no workload token.
             let expected = allowed ? "handshake ok HTTP/1.1 403 Forbidden" : "handshake failed"

@@ -162,7 +162,7 @@ import Glibc
             byte = s.recv(1)
             if not byte: sys.exit("the proxy closed the CONNECT")
             reply += byte
-        t = ssl.create_default_context(cafile="\(session.trustBundlePath)").wrap_socket(s, server_hostname="fulcio.sigstore.dev")
+        t = ssl.create_default_context(cafile="\(session.serviceTrustBundle)").wrap_socket(s, server_hostname="fulcio.sigstore.dev")
         t.sendall(b"POST /api/v2/signingCert HTTP/1.1\\r\\nHost: fulcio.sigstore.dev\\r\\nContent-Type: application/json\\r\\nContent-Length: 100\\r\\n\\r\\n{\\"credentials\\"")
         started = time.time()
         t.settimeout(10)

@@ -131,3 +131,9 @@ extension TestOIDCIssuer {
         Verifier(publicKey: publicKey, identity: identity, pinned: pinned)
     }
 }
+
+extension EgressSession {
+    /// The trust bundle of a session whose policy names services; a path that does not exist
+    /// (so that the client using it fails) when there is none.
+    var serviceTrustBundle: String { trustBundlePath ?? "/nonexistent/stepguard-names-no-service" }
+}

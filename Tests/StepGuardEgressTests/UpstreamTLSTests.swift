@@ -12,7 +12,8 @@ import Testing
         let pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
         defer { try? pool.syncShutdownGracefully(); try? group.syncShutdownGracefully() }
-        let upstream = UpstreamTLS(configuration: .makeClientConfiguration(), trustedBy: "system trust store", pool: pool)
+        let upstream = UpstreamTLS(configuration: .makeClientConfiguration(), trustedBy: "system trust store")
+        upstream.startMaking(on: pool)
         let first = try upstream.context(on: group.next()).wait()
         let second = try upstream.context(on: group.next()).wait()
         #expect(first === second)
@@ -25,7 +26,8 @@ import Testing
         defer { try? pool.syncShutdownGracefully(); try? group.syncShutdownGracefully() }
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.trustRoots = .file("/nonexistent/ca.pem")
-        let upstream = UpstreamTLS(configuration: configuration, trustedBy: "system trust store + ca.pem", pool: pool)
+        let upstream = UpstreamTLS(configuration: configuration, trustedBy: "system trust store + ca.pem")
+        upstream.startMaking(on: pool)
         #expect(throws: EgressError.self) { try upstream.context(on: group.next()).wait() }
         do { _ = try upstream.context(on: group.next()).wait() } catch {
             #expect("\(error)".contains("system trust store + ca.pem"), "\(error)")
@@ -36,7 +38,8 @@ import Testing
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         let pool = NIOThreadPool(numberOfThreads: 1)  // never started: work is cancelled
-        let upstream = UpstreamTLS(configuration: .makeClientConfiguration(), trustedBy: "system trust store", pool: pool)
+        let upstream = UpstreamTLS(configuration: .makeClientConfiguration(), trustedBy: "system trust store")
+        upstream.startMaking(on: pool)
         do {
             _ = try upstream.context(on: group.next()).wait()
             Issue.record("a context was made on a pool that is not running")

@@ -284,7 +284,10 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         if let denial = state.denyBeforeResolving(host: host, port: port, ask) { return reject(denial) }
         // A name to look up: resolved each time, on the resolver threads (no cache, no rebinding gap).
         let loop = self.loop
-        state.resolverPool.submit { [self] _ in
+        guard let lookups = state.lookups.startIfNeeded() else {
+            return reject(.badGateway, decision: "error", rule: "upstream", reason: "the proxy is stopping")
+        }
+        lookups.submit { [self] _ in
             let result = Result { try ProxyState.resolvedRoute(host: host, port: port) }
             loop.epoll.execute { [self] in
                 guard phase == .routing else { return }

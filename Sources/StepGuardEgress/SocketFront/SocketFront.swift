@@ -32,7 +32,7 @@ final class SocketFront: Sendable {
         // Writing or splicing to a socket the peer closed must fail with EPIPE, not end stepguard
         // (the step's own signal dispositions are reset when it is spawned).
         signal(SIGPIPE, SIG_IGN)
-        let interval = UInt64(state.sweepInterval.nanoseconds)
+        let interval = UInt64(ProxyState.sweepInterval(state.limits).nanoseconds)
         var loops: [FrontLoop] = []
         for _ in 0..<count { loops.append(FrontLoop(state: state, epoll: try EpollLoop(sweepInterval: interval), handOff: handOff)) }
         self.loops = loops

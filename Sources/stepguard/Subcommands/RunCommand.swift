@@ -100,15 +100,7 @@ extension RunInvocation {
     /// Runs the step under policy (``RunPipeline``); throws ``ExitCode`` with the exit status.
     func run() async throws {
         if let verdictFD { _ = fcntl(verdictFD, F_SETFD, FD_CLOEXEC) }  // no program stepguard starts inherits it
-        // The policy-independent part of the egress proxy (threads, per-run CA, trust bundle,
-        // listening socket) is made first, on another thread, while the policy loads and the step's
-        // environment is checked. Whatever the outcome, what no session took over is released.
-        let groundwork = Task.detached { () -> Result<EgressGroundwork, EgressError> in
-            let temporary = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
-            do throws(EgressError) { return .success(try EgressGroundwork(temporaryDirectory: temporary)) } catch { return .failure(error) }
-        }
-        let ending = await RunPipeline(invocation: self, environment: ProcessInfo.processInfo.environment).run(groundwork: groundwork)
-        if case .success(let unused) = await groundwork.value { unused.discard() }
+        let ending = await RunPipeline(invocation: self, environment: ProcessInfo.processInfo.environment).run()
         try ending.conclude()
     }
 }

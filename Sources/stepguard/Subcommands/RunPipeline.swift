@@ -33,13 +33,18 @@ struct RunPipeline {
         let egress: EgressSession
     }
 
+    /// Where the proxy's trust bundle directory is made (`$TMPDIR`, or `/tmp`).
+    private var temporaryDirectory: String {
+        environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+    }
+
     /// Runs every stage; the ending says how the run ended.
-    func run(groundwork: Task<Result<EgressGroundwork, EgressError>, Never>) async -> RunEnding {
+    func run() async -> RunEnding {
         do throws(RunEnding) {
             let loaded = try load()
             let link = StepProxyLink(supervisor: StepSupervisor(gracePeriod: .milliseconds(loaded.policy.gracePeriod.milliseconds)),
                                      trail: loaded.trail)
-            let cleared = try await preflight(loaded, link: link, groundwork: groundwork)
+            let cleared = try await preflight(loaded, link: link)
             defer { cleared.egress.stop(processExits: true) }  // stepguard exits right after the step
             return try await superviseStep(loaded, cleared, link: link)
         } catch {
@@ -74,8 +79,7 @@ struct RunPipeline {
 
     /// Stage 2: the step source, the job's identity and the environment's credentials; the proxy
     /// starts meanwhile (the two are independent), and the step may start only once both are done.
-    private func preflight(_ loaded: Loaded, link: StepProxyLink,
-                           groundwork: Task<Result<EgressGroundwork, EgressError>, Never>) async throws(RunEnding) -> Cleared {
+    private func preflight(_ loaded: Loaded, link: StepProxyLink) async throws(RunEnding) -> Cleared {
         let (policy, trail) = (loaded.policy, loaded.trail)
         let preflight = Preflight(policy: policy, trail: trail)
         let stepSourcePassed = preflight.checkStepFromEnvironment(loaded.stepName, loosenings: loaded.looserStep)
@@ -91,7 +95,7 @@ struct RunPipeline {
                 return .success(try await EgressSession.start(
                     policy: policy, identity: job.map { JobIdentity($0.identity) }, trail: trail,
                     verifier: job.map { IdentityWorkloadVerifier(verifier: $0.verifier, job: $0.identity) },
-                    detector: try? SecretDetector.builtIn(prefilter: .keywords), groundwork: try await groundwork.value.get(),
+                    detector: try? SecretDetector.builtIn(prefilter: .keywords), temporaryDirectory: temporaryDirectory,
                     stopStep: link.stopStep))
             } catch {
                 return .failure(error)
