@@ -143,12 +143,14 @@ private final class SocketHandler: EpollHandler, @unchecked Sendable {  // `buff
     }
 }
 
-/// The resolver's threads: one epoll loop for its sockets, a few threads for lookups, and the
-/// sockets it owns.
+/// The resolver's threads: one epoll loop for its sockets, a few threads for lookups (started as
+/// lookups come, up to ``StepResolver/Limits/lookupThreads``: a step that resolves nothing, or only
+/// names the policy maps, starts none), and the sockets it owns.
 final class ResolverIO: Sendable {
     let loop: EpollLoop
     private let limits: StepResolver.Limits
-    private let jobs = Mutex<[@Sendable () -> Void]>([])
+    /// Lookups waiting for a thread, and how many lookup threads have been started.
+    private let jobs = Mutex<(queue: [@Sendable () -> Void], threads: Int)>(([], 0))
     private let jobSignal = DispatchSemaphore(value: 0)
     private let loopEnded = DispatchSemaphore(value: 0)
     private let stopping = Atomic<Bool>(false)
@@ -165,18 +167,20 @@ final class ResolverIO: Sendable {
         }
         loopThread.name = "stepguard dns"
         loopThread.start()
-        for _ in 0..<max(1, limits.lookupThreads) {
-            let worker = DetachedThread { [self] in
-                while true {
-                    jobSignal.wait()
-                    if stopping.load(ordering: .acquiring) { return }
-                    let job = jobs.withLock { $0.isEmpty ? nil : $0.removeFirst() }
-                    job?()
-                }
+    }
+
+    /// Starts one more lookup thread; it runs queued lookups until the resolver stops.
+    private func startLookupThread() {
+        let worker = DetachedThread { [self] in
+            while true {
+                jobSignal.wait()
+                if stopping.load(ordering: .acquiring) { return }
+                let job = jobs.withLock { $0.queue.isEmpty ? nil : $0.queue.removeFirst() }
+                job?()
             }
-            worker.name = "stepguard dns lookup"
-            worker.start()
         }
+        worker.name = "stepguard dns lookup"
+        worker.start()
     }
 
     var isStopping: Bool { stopping.load(ordering: .relaxed) }
@@ -198,11 +202,14 @@ final class ResolverIO: Sendable {
 
     /// Queues `job` for a lookup thread; false when too many wait already.
     func submit(_ job: @escaping @Sendable () -> Void) -> Bool {
-        let queued = jobs.withLock { queue in
-            guard queue.count < limits.pendingLookups else { return false }
-            queue.append(job)
-            return true
+        let (queued, startThread) = jobs.withLock { jobs in
+            guard jobs.queue.count < limits.pendingLookups else { return (false, false) }
+            jobs.queue.append(job)
+            guard jobs.threads < max(1, limits.lookupThreads) else { return (true, false) }
+            jobs.threads += 1
+            return (true, true)
         }
+        if startThread { startLookupThread() }
         if queued { jobSignal.signal() }
         return queued
     }
@@ -228,7 +235,7 @@ final class ResolverIO: Sendable {
         let fds = owned.withLock { fds in defer { fds = [] }; return fds }
         loop.execute { [loop] in for fd in fds { loop.close(fd) } }
         loop.stop()
-        for _ in 0..<max(1, limits.lookupThreads) { jobSignal.signal() }
+        for _ in 0..<jobs.withLock({ $0.threads }) { jobSignal.signal() }
         connections.withLock { open in for fd in open { shutdown(fd, Int32(SHUT_RDWR)) } }
         loopEnded.wait()
     }
