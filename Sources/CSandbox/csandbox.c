@@ -29,6 +29,8 @@
 #include <sys/signalfd.h>
 #include <time.h>
 #include <sys/socket.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -769,4 +771,10 @@ int sg_landlock_abi(void) {
     // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION); 444 on every architecture.
     long abi = syscall(444, NULL, 0, 1U << 0);
     return abi >= 0 ? (int)abi : -errno;
+}
+
+int sg_is_memory_filesystem(const char *path) {
+    struct statfs info;
+    if (statfs(path, &info) != 0) return 0;
+    return info.f_type == TMPFS_MAGIC || info.f_type == RAMFS_MAGIC;
 }

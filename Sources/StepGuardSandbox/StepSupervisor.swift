@@ -236,9 +236,21 @@ public final class StepSupervisor: Sendable {
     /// `count` empty, read-only files in a private directory, bind-mounted over hidden files (one
     /// each, so that a tripwire knows which hidden file was opened).
     /// With `resolverConfiguration`, also writes it to a file the step's `/etc/resolv.conf` is covered with.
+    /// Where the private directory of one spawn is made: a memory file system when one is at hand
+    /// (`$TMPDIR` if it is one, else `/dev/shm`), else the temporary directory. Its files are only
+    /// the sources of bind mounts, removed once the step has started; on ext4, making and removing
+    /// them cost 0.5–1 ms of every isolated run, on tmpfs about 30 µs (issue #17's start-up).
+    static func scratchBase() -> String {
+        let temporary = FileManager.default.temporaryDirectory.path
+        for candidate in [temporary, "/dev/shm"] {
+            if sg_is_memory_filesystem(candidate) == 1 && access(candidate, W_OK | X_OK) == 0 { return candidate }
+        }
+        return temporary
+    }
+
     private static func makeEmptyFiles(count: Int, resolverConfiguration: String?) throws(SandboxError)
         -> (directory: String, files: [String], resolverConfiguration: String?) {
-        var template = Array((FileManager.default.temporaryDirectory.path + "/stepguard-hide-XXXXXX").utf8CString)
+        var template = Array((scratchBase() + "/stepguard-hide-XXXXXX").utf8CString)
         guard let created = mkdtemp(&template) else { throw SandboxError.spawnFailed("creating a private directory", errno: errno) }
         let directory = String(cString: created)
         var files: [String] = []

@@ -238,4 +238,6 @@ void sg_forward_signals(pid_t group);
 void sg_forward_signals_stop(void);
 /// The Landlock ABI version the kernel offers, or -errno (EOPNOTSUPP: disabled at boot; ENOSYS: absent).
 int sg_landlock_abi(void);
+/// 1 when `path` is on a memory file system (tmpfs or ramfs), 0 otherwise or when it cannot be told.
+int sg_is_memory_filesystem(const char *path);
 #endif
