@@ -69,6 +69,8 @@ final class SecretEngine: Sendable {
     let database: VectorscanDatabase?
     /// Rules prefiltered by keyword: those the database cannot cover, or all of them without one.
     let keywordPrefiltered: [Int]
+    /// Their keywords, by first byte.
+    private let keywordIndex: KeywordIndex
     let allowRegexes: [PCRE2Regex]
     let allowPaths: [PCRE2Regex]
     let stopwords: [[UInt8]]
@@ -116,6 +118,7 @@ final class SecretEngine: Sendable {
             database = nil
         }
         keywordPrefiltered = database.map { $0.unsupported.sorted() } ?? Array(compiled.indices)
+        keywordIndex = KeywordIndex(rules: keywordPrefiltered) { compiled[$0].keywords }
         allowRegexes = try ruleSet.allow.regexes.map { try pattern($0, "global allow.regexes") }
         allowPaths = try ruleSet.allow.paths.map { try pattern($0, "global allow.paths") }
         stopwords = ruleSet.allow.stopwords.map { Array($0.lowercased().utf8) }
@@ -161,13 +164,7 @@ final class SecretEngine: Sendable {
         if let database, !database.scan(bytes, hits: &hits) {
             hits = [Bool](repeating: true, count: rules.count)
         }
-        var lowered: [UInt8]?
-        for index in keywordPrefiltered {
-            let keywords = rules[index].keywords
-            if keywords.isEmpty { hits[index] = true; continue }
-            if lowered == nil { lowered = bytes.map { ($0 >= 65 && $0 <= 90) ? $0 + 32 : $0 } }
-            if keywords.contains(where: { Self.contains(lowered!, $0) }) { hits[index] = true }
-        }
+        keywordIndex.markRules(in: bytes, hits: &hits)
         var out: [RawMatch] = []
         for index in hits.indices where hits[index] {
             let compiled = rules[index]

@@ -1,0 +1,62 @@
+/// The keywords of the rules prefiltered by keyword, indexed by their first byte: one pass over a
+/// buffer finds every such rule one of whose keywords it contains (ASCII case-insensitive).
+///
+/// `run` classifies every variable of the step's environment in up to three case forms before
+/// the step starts, and each request header in flight: searching each of ~180 keywords through
+/// the value one after the other cost ~30 µs a variable, ~3 ms for a CI job's hundred variables
+/// (issue #17's start-up). Here each position of the buffer is compared only with the keywords
+/// that start with its byte.
+struct KeywordIndex: Sendable {
+    /// A keyword (lower-cased bytes) and the rule it belongs to.
+    private struct Entry: Sendable {
+        let rule: Int
+        let keyword: [UInt8]
+    }
+    /// Entries by the keyword's first byte.
+    private let byFirstByte: [[Entry]]
+    /// Rules prefiltered by keyword that have none: they always run.
+    let rulesWithoutKeywords: [Int]
+
+    /// `keywords[rule]` are the lower-cased keywords of each rule in `rules`.
+    init(rules: [Int], keywords: (Int) -> [[UInt8]]) {
+        var table = [[Entry]](repeating: [], count: 256)
+        var without: [Int] = []
+        for rule in rules {
+            let words = keywords(rule)
+            // No keyword, or an empty one (which every buffer contains): the rule always runs.
+            guard !words.isEmpty, !words.contains(where: \.isEmpty) else {
+                without.append(rule)
+                continue
+            }
+            for word in words { table[Int(word[0])].append(Entry(rule: rule, keyword: word)) }
+        }
+        byFirstByte = table
+        rulesWithoutKeywords = without
+    }
+
+    /// Marks in `hits` every indexed rule one of whose keywords `bytes` contains, ignoring ASCII case.
+    func markRules(in bytes: UnsafeRawBufferPointer, hits: inout [Bool]) {
+        for rule in rulesWithoutKeywords { hits[rule] = true }
+        let count = bytes.count
+        var index = 0
+        while index < count {
+            let entries = byFirstByte[Int(Self.lower(bytes[index]))]
+            for entry in entries where !hits[entry.rule] && Self.matches(entry.keyword, in: bytes, at: index) {
+                hits[entry.rule] = true
+            }
+            index += 1
+        }
+    }
+
+    private static func matches(_ keyword: [UInt8], in bytes: UnsafeRawBufferPointer, at start: Int) -> Bool {
+        guard bytes.count - start >= keyword.count else { return false }
+        var offset = 1
+        while offset < keyword.count {
+            guard lower(bytes[start + offset]) == keyword[offset] else { return false }
+            offset += 1
+        }
+        return true
+    }
+
+    private static func lower(_ byte: UInt8) -> UInt8 { (byte >= 65 && byte <= 90) ? byte + 32 : byte }
+}
