@@ -72,7 +72,8 @@ public final class EgressSession: Sendable {
         self.state = state
     }
 
-    /// Starts the proxy for a step.
+    /// Starts the proxy for a step. With services it waits for their addresses to be looked up:
+    /// call it off the event loops.
     ///
     /// - Parameters:
     ///   - policy: the effective policy (after step overrides); `egress`, `services`, `network`,
@@ -96,7 +97,7 @@ public final class EgressSession: Sendable {
                              catalog: ServiceCatalog? = nil, verifier: WorkloadTokenVerifier? = nil,
                              detector: (any CredentialDetector)?, inspector: CredentialInspector? = nil, limits: ProxyLimits = ProxyLimits(),
                              stepStarted: Date = Date(), temporaryDirectory: String = "/tmp",
-                             stopStep: @escaping @Sendable () -> Void) async throws(EgressError) -> EgressSession {
+                             stopStep: @escaping @Sendable () -> Void) throws(EgressError) -> EgressSession {
         let services = policy.services.isEmpty ? [] : try (catalog ?? .builtIn).bind(policy.services)
 
         var upstreamConfiguration = TLSConfiguration.makeClientConfiguration()
@@ -151,7 +152,7 @@ public final class EgressSession: Sendable {
             upstreamTLS.startMaking(on: lookups)
             // The services' addresses are known before the step runs: it cannot reach one by address first.
             if let resolved = state.decider.serviceAddresses.resolve(services, on: lookups, eventLoop: loops.group.next()) {
-                try? await resolved.get()
+                _ = try? resolved.wait()  // not on an event loop: the caller's thread
             }
         }
 

@@ -26,18 +26,4 @@ struct StepGuard: AsyncParsableCommand {
         version: version,
         subcommands: [RunCommand.self, PolicyCommand.self, IdentityCommand.self, ScanCommand.self, WorkflowCommand.self, DoctorCommand.self]
     )
-
-    /// A plain `run` command line skips ArgumentParser (see ``RunInvocation/init(plainArguments:)``);
-    /// everything else goes through it.
-    static func main() async {
-        guard let invocation = RunInvocation(plainArguments: Array(CommandLine.arguments.dropFirst())) else {
-            await main(nil)
-            return
-        }
-        do {
-            try await invocation.run()
-        } catch {
-            exit(withError: error)
-        }
-    }
 }

@@ -14,6 +14,16 @@ if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "--version" {
     print(StepGuard.version)
     exit(0)
 }
+// A plain `run` command line (see ``RunInvocation/init(plainArguments:)``) runs on this thread
+// without ArgumentParser and without starting Swift concurrency (see ``BackgroundWork``).
+if let invocation = RunInvocation(plainArguments: Array(CommandLine.arguments.dropFirst())) {
+    do {
+        try invocation.run()
+    } catch {
+        StepGuard.exit(withError: error)
+    }
+    exit(0)
+}
 Task { @MainActor in
     await StepGuard.main()
     exit(0)

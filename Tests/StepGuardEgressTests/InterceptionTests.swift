@@ -46,7 +46,7 @@ import Testing
               upstream_ca: \(upstreamCA ?? ca.certificateFile)
             """)
             let identity = issuer.identity(subject: InterceptionTests.job, claims: ["repository": .string("acme/app"), "ref": .string("refs/tags/v1.0.0")])
-            return try await EgressSession.start(policy: policy, identity: identity, trail: try Egress.trail(log: log, auditOnly: mode == "audit"),
+            return try EgressSession.start(policy: policy, identity: identity, trail: try Egress.trail(log: log, auditOnly: mode == "audit"),
                                                  verifier: issuer.verifier(for: identity, pinned: ["repository"]), detector: Egress.detector,
                                                  stepStarted: started, stopStep: stop.closure)
         }

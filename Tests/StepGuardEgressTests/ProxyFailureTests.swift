@@ -15,7 +15,7 @@ import Glibc
     @Test func aFrontThreadThatFailsStopsTheStep() async throws {
         let trail = try Egress.trail()
         let (stopCalls, stopStep) = AsyncStream.makeStream(of: Void.self)
-        let session = try await EgressSession.start(policy: try Egress.policy("version: 1\negress: { default: deny }\n"), identity: nil,
+        let session = try EgressSession.start(policy: try Egress.policy("version: 1\negress: { default: deny }\n"), identity: nil,
                                                     trail: trail, verifier: nil, detector: nil, limits: ProxyLimits(), stopStep: { stopStep.yield() })
         defer { session.stop() }
         let loop = try #require(session.front.loops.first)

@@ -35,7 +35,7 @@ enum Egress {
 
     static func session(_ policy: Policy, trail: AuditTrail, verifier: WorkloadTokenVerifier? = nil, identity: JobIdentity? = nil,
                         limits: ProxyLimits = ProxyLimits(), stop: StopCounter = StopCounter()) async throws -> EgressSession {
-        try await EgressSession.start(policy: policy, identity: identity, trail: trail, verifier: verifier, detector: detector, limits: limits, stopStep: stop.closure)
+        try EgressSession.start(policy: policy, identity: identity, trail: trail, verifier: verifier, detector: detector, limits: limits, stopStep: stop.closure)
     }
 
     /// A policy that allows every loopback address, where the tests' servers listen.

@@ -92,15 +92,18 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await invocation.run()
+        // Off Swift concurrency's threads: the pipeline blocks its thread until the step has ended.
+        let invocation = invocation
+        try await runOnDedicatedThread { try invocation.run() }
     }
 }
 
 extension RunInvocation {
-    /// Runs the step under policy (``RunPipeline``); throws ``ExitCode`` with the exit status.
-    func run() async throws {
+    /// Runs the step under policy (``RunPipeline``) on the calling thread, which must not be one of
+    /// Swift concurrency's own; throws ``ExitCode`` with the exit status.
+    func run() throws {
         if let verdictFD { _ = fcntl(verdictFD, F_SETFD, FD_CLOEXEC) }  // no program stepguard starts inherits it
-        let ending = await RunPipeline(invocation: self, environment: ProcessInfo.processInfo.environment).run()
+        let ending = RunPipeline(invocation: self, environment: ProcessInfo.processInfo.environment).run()
         try ending.conclude()
     }
 }

@@ -38,15 +38,16 @@ struct RunPipeline {
         environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
     }
 
-    /// Runs every stage; the ending says how the run ended.
-    func run() async -> RunEnding {
+    /// Runs every stage on the calling thread (see ``BackgroundWork``: never one of Swift
+    /// concurrency's own); the ending says how the run ended.
+    func run() -> RunEnding {
         do throws(RunEnding) {
             let loaded = try load()
             let link = StepProxyLink(supervisor: StepSupervisor(gracePeriod: .milliseconds(loaded.policy.gracePeriod.milliseconds)),
                                      trail: loaded.trail)
-            let cleared = try await preflight(loaded, link: link)
+            let cleared = try preflight(loaded, link: link)
             defer { cleared.egress.stop(processExits: true) }  // stepguard exits right after the step
-            return try await superviseStep(loaded, cleared, link: link)
+            return try superviseStep(loaded, cleared, link: link)
         } catch {
             return error
         }
@@ -79,20 +80,25 @@ struct RunPipeline {
 
     /// Stage 2: the step source, the job's identity and the environment's credentials; the proxy
     /// starts meanwhile (the two are independent), and the step may start only once both are done.
-    private func preflight(_ loaded: Loaded, link: StepProxyLink) async throws(RunEnding) -> Cleared {
+    private func preflight(_ loaded: Loaded, link: StepProxyLink) throws(RunEnding) -> Cleared {
         let (policy, trail) = (loaded.policy, loaded.trail)
         let preflight = Preflight(policy: policy, trail: trail)
         let stepSourcePassed = preflight.checkStepFromEnvironment(loaded.stepName, loosenings: loaded.looserStep)
         let identityPassed: Bool
         let job: VerifiedJob?
-        do {
-            (identityPassed, job) = try await preflight.verifyIdentity(environment: environment)
-        } catch {
-            throw .invalidConfiguration("\(error.description); nothing was run")
+        let environment = environment
+        let verified: Result<(passed: Bool, identity: VerifiedJob?), IdentityError> = policy.identity == nil ? .success((true, nil))
+            : waitForTask {
+                do throws(IdentityError) { return .success(try await preflight.verifyIdentity(environment: environment)) } catch { return .failure(error) }
+            }
+        switch verified {
+        case .success(let outcome): (identityPassed, job) = outcome
+        case .failure(let error): throw .invalidConfiguration("\(error.description); nothing was run")
         }
-        let egressStart = !identityPassed ? nil : Task { () -> Result<EgressSession, EgressError> in
+        let temporaryDirectory = temporaryDirectory
+        let egressStart = !identityPassed ? nil : BackgroundWork(name: "stepguard egress") { () -> Result<EgressSession, EgressError> in
             do throws(EgressError) {
-                return .success(try await EgressSession.start(
+                return .success(try EgressSession.start(
                     policy: policy, identity: job.map { JobIdentity($0.identity) }, trail: trail,
                     verifier: job.map { IdentityWorkloadVerifier(verifier: $0.verifier, job: $0.identity) },
                     detector: try? SecretDetector.builtIn(prefilter: .keywords), temporaryDirectory: temporaryDirectory,
@@ -101,21 +107,21 @@ struct RunPipeline {
                 return .failure(error)
             }
         }
-        func stopEgress() async {
-            if case .success(let session)? = await egressStart?.value { session.stop() }
+        func stopEgress() {
+            if case .success(let session)? = egressStart?.value { session.stop() }
         }
         let stepEnvironment: [String: String]?
         do {
             stepEnvironment = try preflight.checkCredentials(environment: environment)
         } catch {
-            await stopEgress()
+            stopEgress()
             throw .internalFailure("cannot load the credential rules: \(error)")
         }
         guard identityPassed, stepSourcePassed, let stepEnvironment, let egressStart else {
-            await stopEgress()
+            stopEgress()
             throw .verdict(finish(loaded, stepStatus: nil, outcome: "was not started", isolation: nil))
         }
-        switch await egressStart.value {
+        switch egressStart.value {
         case .success(let egress): return Cleared(job: job, stepEnvironment: stepEnvironment, egress: egress)
         case .failure(let error): throw .egressUnavailable(error)
         }
@@ -123,7 +129,7 @@ struct RunPipeline {
 
     /// Stages 3 and 4: spawn the step (isolated as the policy asks), hand the proxy its listener,
     /// arm the tripwires, and supervise it until it and all its descendants have ended; then finish.
-    private func superviseStep(_ loaded: Loaded, _ cleared: Cleared, link: StepProxyLink) async throws(RunEnding) -> RunEnding {
+    private func superviseStep(_ loaded: Loaded, _ cleared: Cleared, link: StepProxyLink) throws(RunEnding) -> RunEnding {
         let (policy, trail, egress) = (loaded.policy, loaded.trail, cleared.egress)
         // What the step must not have leaves stepguard's own environment block too (/proc/PID/environ).
         ProcessEnvironment.wipe(Set(environment.keys).subtracting(cleared.stepEnvironment.keys))
@@ -136,21 +142,17 @@ struct RunPipeline {
                                          identityExpiry: cleared.job?.identity.expiresAt)
         let termination: StepTermination
         do {
-            termination = try await runOnDedicatedThread { [policy] in
-                try link.supervisor.run(step, options: options) { started in
-                    link.handOver(started, to: egress)
-                    containment.record(started, request: options.isolation, trail: trail)
-                    TripwireGuard.arm(started, policy: policy, trail: trail, supervisor: link.supervisor).map(containment.note)
-                    var subject: [String: AuditValue] = ["pid": .int(Int(started.pid)), "program": .string(step.arguments[0]),
-                                                        "arguments": .int(step.arguments.count - 1)]
-                    if let limit = started.processLimit { subject["process_limit"] = .string(limit) }
-                    trail.record(AuditEvent(type: .process, decision: .allow, reason: "step started", subject: subject))
-                }
+            termination = try link.supervisor.run(step, options: options) { [policy] started in
+                link.handOver(started, to: egress)
+                containment.record(started, request: options.isolation, trail: trail)
+                TripwireGuard.arm(started, policy: policy, trail: trail, supervisor: link.supervisor).map(containment.note)
+                var subject: [String: AuditValue] = ["pid": .int(Int(started.pid)), "program": .string(step.arguments[0]),
+                                                    "arguments": .int(step.arguments.count - 1)]
+                if let limit = started.processLimit { subject["process_limit"] = .string(limit) }
+                trail.record(AuditEvent(type: .process, decision: .allow, reason: "step started", subject: subject))
             }
-        } catch let error as SandboxError {
-            throw .spawnFailed(error, trail: trail)
         } catch {
-            throw .internalFailure("\(error)")
+            throw .spawnFailed(error, trail: trail)
         }
         // Stage 5: what the step left behind, revocation after a violation, the verdict.
         if let tampering = trail.logTampering() {
