@@ -17,6 +17,9 @@ public struct ScanOptions: Sendable {
     /// History mode: skip a diff whose answer cannot change which findings count (``LineHashes``).
     /// Off only in tests, which compare both ways.
     var attributionShortcuts = true
+    /// History mode: read objects from git's packs directly (``GitObjectStore``), libgit2 only
+    /// for what that reader gives up on. Off only in tests, which compare both ways.
+    var directObjectReads = true
 
     public init() {}
 }

@@ -8,28 +8,77 @@ import Glibc
 /// Git's objects read directly: loose (zlib) and packed (`.idx` version 2, with offset and
 /// reference deltas). SHA-1 repositories only (``GitLayout`` refuses the others). Object ids are
 /// not re-hashed (like the libgit2 path, which turns strict hash verification off).
+///
+/// Not shared between threads (one zlib stream, reset for each object, and a cache of the objects
+/// read from packs, which the delta chains of the next versions of a file start from).
 final class GitObjectStore {
     enum ObjectType: Int { case commit = 1, tree = 2, blob = 3, tag = 4 }
 
     private let objects: String
     private lazy var packs: [Pack] = loadPacks()
+    /// One zlib stream for every object (`inflateReset`, not a new state of 40 KB each time).
+    private let stream: UnsafeMutablePointer<z_stream>
+    private var streamReady = false
+    /// Objects read from packs, by pack and offset (``cacheKey``), up to ``cacheBudget`` bytes,
+    /// the oldest dropped first: a delta's base is usually the version of the same file read
+    /// just before (history mode reads each path's versions in a row).
+    private var cache: [Int: (type: ObjectType, data: [UInt8])] = [:]
+    private var cacheOrder: [Int] = []
+    private var cacheOldest = 0
+    private var cacheBytes = 0
+    private let cacheBudget: Int
 
-    init(_ layout: GitLayout) {
+    /// `cacheBudget`: bytes of inflated pack objects kept as delta bases (0: none).
+    init(_ layout: GitLayout, cacheBudget: Int = 0) {
         objects = layout.commonDirectory + "/objects"
+        self.cacheBudget = cacheBudget
+        stream = .allocate(capacity: 1)
     }
 
-    /// The object `id` (20 bytes); unsupported when it is in none of the loose objects and packs
+    /// The store of the repository whose objects are in `commonDirectory + "/objects"`.
+    convenience init(commonDirectory: String, cacheBudget: Int) {
+        self.init(GitLayout(gitDirectory: commonDirectory, commonDirectory: commonDirectory), cacheBudget: cacheBudget)
+    }
+
+    deinit {
+        if streamReady { inflateEnd(stream) }
+        stream.deallocate()
+    }
+
+    /// The object `id` (20 bytes); unsupported when it is in none of the packs and loose objects
     /// (an alternate object store, a promisor remote) or cannot be decoded.
     func read(_ id: [UInt8], depth: Int = 0) throws(GitDirectUnsupported) -> (type: ObjectType, data: [UInt8]) {
+        for (ordinal, pack) in packs.enumerated() {
+            if let offset = pack.offset(of: id) { return try pack.read(at: offset, ordinal: ordinal, store: self, depth: depth) }
+        }
         let hex = Hex.string(id)
         if let compressed = readFile(objects + "/" + hex.prefix(2) + "/" + hex.dropFirst(2)) {
             guard let object = Self.loose(compressed) else { throw GitDirectUnsupported("loose object \(hex) cannot be decoded") }
             return object
         }
-        for pack in packs {
-            if let offset = pack.offset(of: id) { return try pack.read(at: offset, store: self, depth: depth) }
-        }
         throw GitDirectUnsupported("object \(hex) is not in this repository's objects")
+    }
+
+    fileprivate static func cacheKey(ordinal: Int, offset: Int) -> Int { ordinal << 44 | offset }
+
+    fileprivate func cached(_ key: Int) -> (type: ObjectType, data: [UInt8])? {
+        return cacheBudget > 0 ? cache[key] : nil
+    }
+
+    fileprivate func remember(_ key: Int, _ object: (type: ObjectType, data: [UInt8])) {
+        let size = object.data.count
+        guard cacheBudget > 0, size <= cacheBudget / 4, cache[key] == nil else { return }
+        while cacheBytes + size > cacheBudget, cacheOldest < cacheOrder.count {
+            if let dropped = cache.removeValue(forKey: cacheOrder[cacheOldest]) { cacheBytes -= dropped.data.count }
+            cacheOldest += 1
+        }
+        if cacheOldest > 4096, cacheOldest * 2 > cacheOrder.count {
+            cacheOrder.removeFirst(cacheOldest)
+            cacheOldest = 0
+        }
+        cache[key] = object
+        cacheOrder.append(key)
+        cacheBytes += size
     }
 
     private func loadPacks() -> [Pack] {
@@ -101,22 +150,26 @@ final class GitObjectStore {
     }
 
     /// Inflates a zlib stream that must produce exactly `size` bytes.
-    static func inflateExactly(_ input: UnsafeRawBufferPointer, size: Int) -> [UInt8]? {
-        guard size <= maximumInflated(input.count) else { return nil }
-        var stream = z_stream()
-        guard inflateInit_(&stream, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return nil }
-        defer { inflateEnd(&stream) }
-        stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: UInt8.self))
-        stream.avail_in = UInt32(clamping: input.count)
-        // One spare byte: a stream longer than announced is an error, not a truncation.
-        var data = [UInt8](repeating: 0, count: size + 1)
-        let rc = data.withUnsafeMutableBufferPointer { out -> Int32 in
-            stream.next_out = out.baseAddress
-            stream.avail_out = UInt32(out.count)
-            return inflate(&stream, Z_FINISH)
+    func inflateExactly(_ input: UnsafeRawBufferPointer, size: Int) -> [UInt8]? {
+        guard size <= Self.maximumInflated(input.count) else { return nil }
+        if streamReady {
+            guard inflateReset(stream) == Z_OK else { return nil }
+        } else {
+            stream.initialize(to: z_stream())
+            guard inflateInit_(stream, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return nil }
+            streamReady = true
         }
-        guard rc == Z_STREAM_END, Int(stream.total_out) == size else { return nil }
-        data.removeLast()
+        stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: UInt8.self))
+        stream.pointee.avail_in = UInt32(clamping: input.count)
+        // One spare byte: a stream longer than announced is an error, not a truncation.
+        var rc: Int32 = Z_DATA_ERROR
+        let data = [UInt8](unsafeUninitializedCapacity: size + 1) { out, initialized in
+            stream.pointee.next_out = out.baseAddress
+            stream.pointee.avail_out = UInt32(out.count)
+            rc = inflate(stream, Z_FINISH)
+            initialized = min(size, Int(stream.pointee.total_out))
+        }
+        guard rc == Z_STREAM_END, Int(stream.pointee.total_out) == size, data.count == size else { return nil }
         return data
     }
 
@@ -127,6 +180,10 @@ final class GitObjectStore {
 
     /// Applies a git delta to `base`; nil when it is malformed.
     static func applyDelta(_ delta: [UInt8], to base: [UInt8]) -> [UInt8]? {
+        delta.withUnsafeBufferPointer { delta in base.withUnsafeBufferPointer { base in applyDelta(delta, to: base) } }
+    }
+
+    private static func applyDelta(_ delta: UnsafeBufferPointer<UInt8>, to base: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         var p = 0
         func size() -> Int? {
             var value = 0, shift = 0
@@ -140,35 +197,40 @@ final class GitObjectStore {
             return nil
         }
         guard let sourceSize = size(), sourceSize == base.count, let targetSize = size(), targetSize <= 1 << 28 else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(targetSize)
-        while p < delta.count {
-            let command = delta[p]; p += 1
-            if command & 0x80 != 0 {
-                var offset = 0, length = 0
-                for bit in 0..<4 where command & (1 << bit) != 0 {
-                    guard p < delta.count else { return nil }
-                    offset |= Int(delta[p]) << (8 * bit); p += 1
+        var valid = false
+        let out = [UInt8](unsafeUninitializedCapacity: targetSize) { out, written in
+            var n = 0
+            while p < delta.count {
+                let command = delta[p]; p += 1
+                if command & 0x80 != 0 {
+                    var offset = 0, length = 0
+                    for bit in 0..<4 where command & (1 << bit) != 0 {
+                        guard p < delta.count else { written = n; return }
+                        offset |= Int(delta[p]) << (8 * bit); p += 1
+                    }
+                    for bit in 0..<3 where command & (0x10 << bit) != 0 {
+                        guard p < delta.count else { written = n; return }
+                        length |= Int(delta[p]) << (8 * bit); p += 1
+                    }
+                    if length == 0 { length = 0x10000 }
+                    guard offset + length <= base.count, n + length <= targetSize else { written = n; return }
+                    (out.baseAddress! + n).initialize(from: base.baseAddress! + offset, count: length)
+                    n += length
+                } else if command != 0 {
+                    let length = Int(command)
+                    guard p + length <= delta.count, n + length <= targetSize else { written = n; return }
+                    (out.baseAddress! + n).initialize(from: delta.baseAddress! + p, count: length)
+                    n += length
+                    p += length
+                } else {
+                    written = n; return  // reserved
                 }
-                for bit in 0..<3 where command & (0x10 << bit) != 0 {
-                    guard p < delta.count else { return nil }
-                    length |= Int(delta[p]) << (8 * bit); p += 1
-                }
-                if length == 0 { length = 0x10000 }
-                guard offset + length <= base.count, out.count + length <= targetSize else { return nil }
-                out.append(contentsOf: base[offset..<(offset + length)])
-            } else if command != 0 {
-                let length = Int(command)
-                guard p + length <= delta.count, out.count + length <= targetSize else { return nil }
-                out.append(contentsOf: delta[p..<(p + length)])
-                p += length
-            } else {
-                return nil  // reserved
             }
+            written = n
+            valid = n == targetSize
         }
-        return out.count == targetSize ? out : nil
+        return valid ? out : nil
     }
-
 
     /// A 40-digit lowercase hexadecimal id as 20 bytes; nil otherwise.
     static func id<S: StringProtocol>(hex: S) -> [UInt8]? {
@@ -261,8 +323,10 @@ private final class Pack {
         return nil
     }
 
-    /// The object at `offset`, its deltas resolved.
-    func read(at offset: Int, store: GitObjectStore, depth: Int) throws(GitDirectUnsupported) -> (type: GitObjectStore.ObjectType, data: [UInt8]) {
+    /// The object at `offset`, its deltas resolved; `ordinal` names this pack in `store`'s cache.
+    func read(at offset: Int, ordinal: Int, store: GitObjectStore, depth: Int) throws(GitDirectUnsupported) -> (type: GitObjectStore.ObjectType, data: [UInt8]) {
+        let key = GitObjectStore.cacheKey(ordinal: ordinal, offset: offset)
+        if let known = store.cached(key) { return known }
         guard depth < 5_000, offset >= 12, offset < pack.count - 20 else { throw GitDirectUnsupported("bad pack offset or delta chain") }
         var p = offset
         var c = pack[p]; p += 1
@@ -274,12 +338,13 @@ private final class Pack {
             size |= Int(c & 0x7f) << shift
             shift += 7
         }
+        let object: (type: GitObjectStore.ObjectType, data: [UInt8])
         switch kind {
         case 1, 2, 3, 4:
-            guard let data = GitObjectStore.inflateExactly(UnsafeRawBufferPointer(rebasing: pack[p...]), size: size) else {
+            guard let data = store.inflateExactly(UnsafeRawBufferPointer(rebasing: pack[p...]), size: size) else {
                 throw GitDirectUnsupported("pack object at \(offset) cannot be inflated")
             }
-            return (GitObjectStore.ObjectType(rawValue: kind)!, data)
+            object = (GitObjectStore.ObjectType(rawValue: kind)!, data)
         case 6, 7:
             let base: (type: GitObjectStore.ObjectType, data: [UInt8])
             if kind == 6 {
@@ -292,20 +357,22 @@ private final class Pack {
                     back = ((back + 1) << 7) | Int(c & 0x7f)
                 }
                 guard back > 0, back < offset else { throw GitDirectUnsupported("bad delta offset") }
-                base = try read(at: offset - back, store: store, depth: depth + 1)
+                base = try read(at: offset - back, ordinal: ordinal, store: store, depth: depth + 1)
             } else {
                 guard p + 20 <= pack.count else { throw GitDirectUnsupported("bad delta base") }
                 let id = Array(pack[p..<(p + 20)])
                 p += 20
                 base = try store.read(id, depth: depth + 1)
             }
-            guard let delta = GitObjectStore.inflateExactly(UnsafeRawBufferPointer(rebasing: pack[p...]), size: size),
+            guard let delta = store.inflateExactly(UnsafeRawBufferPointer(rebasing: pack[p...]), size: size),
                   let data = GitObjectStore.applyDelta(delta, to: base.data) else {
                 throw GitDirectUnsupported("pack delta at \(offset) cannot be applied")
             }
-            return (base.type, data)
+            object = (base.type, data)
         default:
             throw GitDirectUnsupported("pack object type \(kind) at \(offset)")
         }
+        store.remember(key, object)
+        return object
     }
 }

@@ -28,10 +28,25 @@ final class GitRepository {
 
     private var odb: OpaquePointer?
 
+    /// History mode: objects are read from the packs and loose objects directly first
+    /// (``enableDirectReads(cacheBudget:)``), through libgit2 only when that reader gives up.
+    private var direct: GitObjectStore?
+
+    /// Reads objects with ``GitObjectStore`` (one zlib stream; the inflated objects of the last
+    /// `cacheBudget` bytes kept as delta bases) before libgit2, which is asked whenever the direct
+    /// reader cannot decode an object or does not find it — an object neither can read is missing.
+    func enableDirectReads(cacheBudget: Int) {
+        direct = GitObjectStore(commonDirectory: GitLayout.commonDirectory(of: gitDirectory), cacheBudget: cacheBudget)
+    }
+
     /// Reads object `id` from the object database without parsing it into a libgit2 object
     /// (history mode reads every commit and changed tree: the parse and the object cache cost more
     /// than the little it needs); nil when it is missing or not of `type`.
     func withRawObject<T>(_ id: git_oid, type: git_object_t, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
+        if let direct, let object = try? direct.read(withUnsafeBytes(of: id.id) { Array($0) }),
+           object.type.rawValue == Int(type.rawValue) {
+            return object.data.withUnsafeBytes { body($0) }
+        }
         if odb == nil {
             var out: OpaquePointer?
             guard git_repository_odb(&out, pointer) == 0 else { return nil }

@@ -88,6 +88,19 @@ extension SecretScanner {
         return report
     }
 
+    /// Bytes of inflated objects each history worker keeps as delta bases: a few hundred versions
+    /// of a large file (express's History.md: 1,103 versions of about 75 KB, each a delta on the
+    /// one before).
+    static let deltaBaseCacheBudget = 32 << 20
+
+    /// A history worker's repository: objects read directly (``GitRepository/enableDirectReads(cacheBudget:)``)
+    /// unless `direct` is false (tests compare both ways).
+    static func historyRepository(_ path: String, direct: Bool) throws -> GitRepository {
+        let repo = try GitRepository(path: path)
+        if direct { repo.enableDirectReads(cacheBudget: deltaBaseCacheBudget) }
+        return repo
+    }
+
     /// Commit metadata attached to history findings.
     struct CommitInfo: Sendable {
         var id: String
@@ -99,7 +112,8 @@ extension SecretScanner {
     /// Scans the added lines of every commit reachable from `range` (default: HEAD and all
     /// branches and tags), minus `since` and its ancestors. Each distinct blob is scanned once.
     public func scanHistory(repository path: String, range: String? = nil, since: String? = nil) throws -> ScanReport {
-        let repo = try GitRepository(path: path)
+        let direct = options.directObjectReads
+        let repo = try Self.historyRepository(path, direct: direct)
         let gitDir = repo.gitDirectory
         var walk: OpaquePointer?
         guard git_revwalk_new(&walk, repo.pointer) == 0, let walk else {
@@ -166,7 +180,7 @@ extension SecretScanner {
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             let local: GitRepository
             if worker == 0 { local = walkRepository.value } else {
-                do { local = try GitRepository(path: gitDir) } catch { failures.withLock { $0.append(error) }; return }
+                do { local = try Self.historyRepository(gitDir, direct: direct) } catch { failures.withLock { $0.append(error) }; return }
             }
             let cache = TreeCache()
             var results: [Int: CommitDeltas] = [:]
@@ -207,7 +221,7 @@ extension SecretScanner {
         let nextRun = Atomic<Int>(0)
         DispatchQueue.concurrentPerform(iterations: max(1, min(options.workers, blobList.value.count))) { _ in
             let local: GitRepository
-            do { local = try GitRepository(path: gitDir) } catch { failures.withLock { $0.append(error) }; return }
+            do { local = try Self.historyRepository(gitDir, direct: direct) } catch { failures.withLock { $0.append(error) }; return }
             var results: [ObjectKey: BlobFindings] = [:]
             var partial = ScanReport()
             while true {
@@ -258,7 +272,7 @@ extension SecretScanner {
         let nextPending = Atomic<Int>(0)
         let shortcuts = options.attributionShortcuts
         DispatchQueue.concurrentPerform(iterations: max(1, min(options.workers, pendingList.value.count))) { _ in
-            guard let local = try? GitRepository(path: gitDir) else { return }
+            guard let local = try? Self.historyRepository(gitDir, direct: direct) else { return }
             var results: [Int: [Int: [ClosedRange<Int>]?]] = [:]
             while true {
                 let p = nextPending.wrappingAdd(1, ordering: .relaxed).oldValue
