@@ -15,10 +15,14 @@ final class GitObjectStore {
     enum ObjectType: Int { case commit = 1, tree = 2, blob = 3, tag = 4 }
 
     private let objects: String
-    private lazy var packs: [Pack] = loadPacks()
+    private lazy var packs: [Pack] = shared?.packs ?? Self.loadPacks(objects, populate: false)
+    /// Packs mapped once for every worker of a scan (``GitPacks``), or nil: this store maps its own.
+    private let shared: GitPacks?
     /// One zlib stream for every object (`inflateReset`, not a new state of 40 KB each time).
     private let stream: UnsafeMutablePointer<z_stream>
     private var streamReady = false
+    /// libdeflate's decompressor, when the system has the library and the caller wants it.
+    private let deflater: (library: LibDeflate, decompressor: OpaquePointer)?
     /// Objects read from packs, by pack and offset (``cacheKey``), up to ``cacheBudget`` bytes,
     /// the oldest dropped first: a delta's base is usually the version of the same file read
     /// just before (history mode reads each path's versions in a row).
@@ -28,26 +32,40 @@ final class GitObjectStore {
     private var cacheBytes = 0
     private let cacheBudget: Int
 
-    /// `cacheBudget`: bytes of inflated pack objects kept as delta bases (0: none).
-    init(_ layout: GitLayout, cacheBudget: Int = 0) {
+    /// `cacheBudget`: bytes of inflated pack objects kept as delta bases (0: none). `libdeflate`:
+    /// inflate pack objects with libdeflate when the system has it (`libdeflate.so.0`; zlib
+    /// otherwise, and for loose objects): whole-buffer inflation without zlib's per-stream set-up,
+    /// about 1.4× faster on git's small objects.
+    init(_ layout: GitLayout, cacheBudget: Int = 0, libdeflate: Bool = true, packs: GitPacks? = nil) {
         objects = layout.commonDirectory + "/objects"
         self.cacheBudget = cacheBudget
+        shared = packs
         stream = .allocate(capacity: 1)
+        if libdeflate, let library = LibDeflate.shared, let decompressor = library.allocate() {
+            deflater = (library, decompressor)
+        } else {
+            deflater = nil
+        }
     }
 
     /// The store of the repository whose objects are in `commonDirectory + "/objects"`.
-    convenience init(commonDirectory: String, cacheBudget: Int) {
-        self.init(GitLayout(gitDirectory: commonDirectory, commonDirectory: commonDirectory), cacheBudget: cacheBudget)
+    convenience init(commonDirectory: String, cacheBudget: Int, libdeflate: Bool = true, packs: GitPacks? = nil) {
+        self.init(GitLayout(gitDirectory: commonDirectory, commonDirectory: commonDirectory), cacheBudget: cacheBudget, libdeflate: libdeflate, packs: packs)
     }
+
+    /// Whether pack objects are inflated with libdeflate.
+    var usesLibdeflate: Bool { deflater != nil }
 
     deinit {
         if streamReady { inflateEnd(stream) }
         stream.deallocate()
+        if let deflater { deflater.library.free(deflater.decompressor) }
     }
 
     /// The object `id` (20 bytes); unsupported when it is in none of the packs and loose objects
     /// (an alternate object store, a promisor remote) or cannot be decoded.
     func read(_ id: [UInt8], depth: Int = 0) throws(GitDirectUnsupported) -> (type: ObjectType, data: [UInt8]) {
+        guard id.count == 20 else { throw GitDirectUnsupported("an object id of \(id.count) bytes") }
         for (ordinal, pack) in packs.enumerated() {
             if let offset = pack.offset(of: id) { return try pack.read(at: offset, ordinal: ordinal, store: self, depth: depth) }
         }
@@ -81,7 +99,9 @@ final class GitObjectStore {
         cacheBytes += size
     }
 
-    private func loadPacks() -> [Pack] {
+    /// The packs in `objects/pack` (`populate`: their pages mapped at once, for a scan that reads
+    /// nearly every object).
+    fileprivate static func loadPacks(_ objects: String, populate: Bool) -> [Pack] {
         guard let dir = opendir(objects + "/pack") else { return [] }
         defer { closedir(dir) }
         var names: [String] = []
@@ -89,7 +109,7 @@ final class GitObjectStore {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             if name.hasSuffix(".idx") { names.append(String(name.dropLast(4))) }
         }
-        return names.sorted().compactMap { Pack(objects + "/pack/" + $0) }
+        return names.sorted().compactMap { Pack(objects + "/pack/" + $0, populate: populate) }
     }
 
     /// A loose object: zlib over `type size\0content`.
@@ -149,9 +169,21 @@ final class GitObjectStore {
         }
     }
 
-    /// Inflates a zlib stream that must produce exactly `size` bytes.
+    /// Inflates a zlib stream that must produce exactly `size` bytes (its checksum verified).
     func inflateExactly(_ input: UnsafeRawBufferPointer, size: Int) -> [UInt8]? {
         guard size <= Self.maximumInflated(input.count) else { return nil }
+        if let deflater {
+            var valid = false
+            let data = [UInt8](unsafeUninitializedCapacity: size) { out, initialized in
+                var consumed = 0, produced = 0
+                // Exactly `size` bytes of room: a stream longer than announced fails (no space).
+                // The input runs on to the pack's end; libdeflate stops at the stream's end.
+                let rc = deflater.library.zlibDecompress(deflater.decompressor, input.baseAddress, input.count, out.baseAddress, size, &consumed, &produced)
+                valid = rc == 0 && produced == size
+                initialized = valid ? size : 0
+            }
+            return valid ? data : nil
+        }
         if streamReady {
             guard inflateReset(stream) == Z_OK else { return nil }
         } else {
@@ -253,14 +285,48 @@ final class GitObjectStore {
     }
 }
 
+/// libdeflate's decompression entry points, from `libdeflate.so.0` when the system has it.
+struct LibDeflate: @unchecked Sendable {  // C function pointers, immutable
+    typealias Allocate = @convention(c) () -> OpaquePointer?
+    typealias Free = @convention(c) (OpaquePointer?) -> Void
+    /// `libdeflate_zlib_decompress_ex`: 0 on success, the bytes read and written through the pointers.
+    typealias Decompress = @convention(c) (OpaquePointer?, UnsafeRawPointer?, Int, UnsafeMutableRawPointer?, Int,
+                                           UnsafeMutablePointer<Int>?, UnsafeMutablePointer<Int>?) -> Int32
+    let allocate: Allocate
+    let free: Free
+    let zlibDecompress: Decompress
+
+    /// Nil when the library or one of its functions is missing.
+    static let shared: LibDeflate? = {
+        guard let handle = dlopen("libdeflate.so.0", RTLD_NOW | RTLD_LOCAL) else { return nil }
+        guard let allocate = dlsym(handle, "libdeflate_alloc_decompressor"),
+              let free = dlsym(handle, "libdeflate_free_decompressor"),
+              let decompress = dlsym(handle, "libdeflate_zlib_decompress_ex") else { return nil }
+        return LibDeflate(allocate: unsafeBitCast(allocate, to: Allocate.self), free: unsafeBitCast(free, to: Free.self),
+                          zlibDecompress: unsafeBitCast(decompress, to: Decompress.self))
+    }()
+}
+
+/// The packs of one repository, mapped once and shared by the ``GitObjectStore``s of a history
+/// scan's workers (each keeps its own zlib state and delta-base cache). The mappings are read-only.
+final class GitPacks: @unchecked Sendable {  // immutable after init
+    fileprivate let packs: [Pack]
+
+    /// Maps the packs of the repository whose objects are in `commonDirectory + "/objects"`, every
+    /// page at once (a history scan reads nearly every object).
+    init(commonDirectory: String) {
+        packs = GitObjectStore.loadPacks(commonDirectory + "/objects", populate: true)
+    }
+}
+
 /// One pack: its `.idx` (version 2) and `.pack`, mapped read-only.
 private final class Pack {
     let index: UnsafeRawBufferPointer
     let pack: UnsafeRawBufferPointer
     let count: Int
 
-    init?(_ base: String) {
-        guard let index = Self.map(base + ".idx"), let pack = Self.map(base + ".pack") else { return nil }
+    init?(_ base: String, populate: Bool) {
+        guard let index = Self.map(base + ".idx", populate: populate), let pack = Self.map(base + ".pack", populate: populate) else { return nil }
         self.index = index
         self.pack = pack
         // Version 2: "\377tOc", version, fanout[256], ids, CRCs, 4-byte offsets, 8-byte offsets.
@@ -283,13 +349,13 @@ private final class Pack {
         munmap(UnsafeMutableRawPointer(mutating: pack.baseAddress), pack.count)
     }
 
-    static func map(_ path: String) -> UnsafeRawBufferPointer? {
+    static func map(_ path: String, populate: Bool) -> UnsafeRawBufferPointer? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0, info.st_size > 0 else { return nil }
-        guard let base = mmap(nil, Int(info.st_size), PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else { return nil }
+        guard let base = mmap(nil, Int(info.st_size), PROT_READ, MAP_PRIVATE | (populate ? MAP_POPULATE : 0), fd, 0), base != MAP_FAILED else { return nil }
         return UnsafeRawBufferPointer(start: base, count: Int(info.st_size))
     }
 
@@ -306,11 +372,7 @@ private final class Pack {
         let ids = 8 + 1024
         while low < high {
             let mid = (low + high) / 2
-            var order = 0
-            for k in 0..<20 {
-                let a = index[ids + mid * 20 + k], b = id[k]
-                if a != b { order = a < b ? -1 : 1; break }
-            }
+            let order = id.withUnsafeBytes { memcmp(index.baseAddress! + ids + mid * 20, $0.baseAddress!, 20) }
             if order == 0 {
                 let small = Int(Self.be32(index, ids + count * 24 + mid * 4))
                 if small & 0x8000_0000 == 0 { return small }

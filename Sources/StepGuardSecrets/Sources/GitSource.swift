@@ -93,11 +93,12 @@ extension SecretScanner {
     /// one before).
     static let deltaBaseCacheBudget = 32 << 20
 
-    /// A history worker's repository: objects read directly (``GitRepository/enableDirectReads(cacheBudget:)``)
-    /// unless `direct` is false (tests compare both ways).
-    static func historyRepository(_ path: String, direct: Bool) throws -> GitRepository {
+    /// A history worker's repository: objects read directly from `packs` and loose objects
+    /// (``GitRepository/enableDirectReads(cacheBudget:packs:)``), or only through libgit2 when
+    /// `packs` is nil (tests compare both ways).
+    static func historyRepository(_ path: String, packs: GitPacks?) throws -> GitRepository {
         let repo = try GitRepository(path: path)
-        if direct { repo.enableDirectReads(cacheBudget: deltaBaseCacheBudget) }
+        if let packs { repo.enableDirectReads(cacheBudget: deltaBaseCacheBudget, packs: packs) }
         return repo
     }
 
@@ -112,9 +113,14 @@ extension SecretScanner {
     /// Scans the added lines of every commit reachable from `range` (default: HEAD and all
     /// branches and tags), minus `since` and its ancestors. Each distinct blob is scanned once.
     public func scanHistory(repository path: String, range: String? = nil, since: String? = nil) throws -> ScanReport {
-        let direct = options.directObjectReads
-        let repo = try Self.historyRepository(path, direct: direct)
+        let repo = try GitRepository(path: path)
         let gitDir = repo.gitDirectory
+        // The packs mapped once for every worker of every phase.
+        let packs = options.directObjectReads ? GitPacks(commonDirectory: GitLayout.commonDirectory(of: gitDir)) : nil
+        if let packs {
+            repo.enableDirectReads(cacheBudget: Self.deltaBaseCacheBudget, packs: packs)
+            repo.commitsFromLibgit2Cache = true
+        }
         var walk: OpaquePointer?
         guard git_revwalk_new(&walk, repo.pointer) == 0, let walk else {
             throw SecretsError(.git, "\(path): cannot walk history (\(Git.lastError()))")
@@ -180,7 +186,7 @@ extension SecretScanner {
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             let local: GitRepository
             if worker == 0 { local = walkRepository.value } else {
-                do { local = try Self.historyRepository(gitDir, direct: direct) } catch { failures.withLock { $0.append(error) }; return }
+                do { local = try Self.historyRepository(gitDir, packs: packs) } catch { failures.withLock { $0.append(error) }; return }
             }
             let cache = TreeCache()
             var results: [Int: CommitDeltas] = [:]
@@ -221,7 +227,7 @@ extension SecretScanner {
         let nextRun = Atomic<Int>(0)
         DispatchQueue.concurrentPerform(iterations: max(1, min(options.workers, blobList.value.count))) { _ in
             let local: GitRepository
-            do { local = try Self.historyRepository(gitDir, direct: direct) } catch { failures.withLock { $0.append(error) }; return }
+            do { local = try Self.historyRepository(gitDir, packs: packs) } catch { failures.withLock { $0.append(error) }; return }
             var results: [ObjectKey: BlobFindings] = [:]
             var partial = ScanReport()
             while true {
@@ -272,7 +278,7 @@ extension SecretScanner {
         let nextPending = Atomic<Int>(0)
         let shortcuts = options.attributionShortcuts
         DispatchQueue.concurrentPerform(iterations: max(1, min(options.workers, pendingList.value.count))) { _ in
-            guard let local = try? Self.historyRepository(gitDir, direct: direct) else { return }
+            guard let local = try? Self.historyRepository(gitDir, packs: packs) else { return }
             var results: [Int: [Int: [ClosedRange<Int>]?]] = [:]
             while true {
                 let p = nextPending.wrappingAdd(1, ordering: .relaxed).oldValue
