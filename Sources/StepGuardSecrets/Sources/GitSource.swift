@@ -341,6 +341,8 @@ extension SecretScanner {
         report.commits = commits.count
         var infos: [Int: CommitInfo] = [:]
         var hashes: [String: String] = [:]
+        let pairAcross = options.pairAWSKeysAcrossCommits
+        var aws: [(finding: Finding, blob: ObjectKey)] = []
         for i in diffs.keys.sorted() {
             let c = diffs[i]!
             for var d in c.deltas where !d.binary {
@@ -362,8 +364,18 @@ extension SecretScanner {
                     f.author = info.author
                     f.email = info.email
                     f.date = info.date
-                    if l.inlineAllowed { report.suppressed += 1 } else { report.findings.append(f) }
+                    if l.inlineAllowed { report.suppressed += 1 } else {
+                        report.findings.append(f)
+                        if pairAcross, f.ruleID == AWSKeyPairs.keyRule || f.ruleID == AWSKeyPairs.secretRule { aws.append((f, d.blob.key)) }
+                    }
                 }
+            }
+        }
+        if pairAcross {
+            var blobs: [ObjectKey: git_oid] = [:]
+            for i in diffs.keys { for d in diffs[i]!.deltas { blobs[d.blob.key] = d.blob } }
+            report.awsPairsAcrossCommits = AWSKeyPairs.acrossCommits(aws) { key in
+                blobs[key].flatMap { id in repo.withBlob(id) { Array($0) } }
             }
         }
         return report
