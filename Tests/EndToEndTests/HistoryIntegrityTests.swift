@@ -43,15 +43,7 @@ import StepGuardSecretsTestSupport
         let id = try repo.git("rev-parse", "HEAD~1:deploy.env").trimmingCharacters(in: .whitespacesAndNewlines)
         let clean = try ProgramRun.run(StepGuardBinary.path, ["scan", "--history"], in: repo.url)
         #expect(clean.status == 1, "\(clean.status) \(clean.stdout) \(clean.stderr)")
-        let pack = try #require(try FileManager.default.contentsOfDirectory(atPath: repo.path + "/.git/objects/pack").first { $0.hasSuffix(".pack") })
-        let entry = try #require(try repo.git("verify-pack", "-v", ".git/objects/pack/" + pack).split(separator: "\n").first { $0.hasPrefix(id) })
-        let fields = entry.split(separator: " ", omittingEmptySubsequences: true)
-        let (stored, offset) = (Int(fields[3])!, Int(fields[4])!)
-        let file = repo.path + "/.git/objects/pack/" + pack
-        chmod(file, 0o644)
-        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: file)))
-        for k in (offset + stored / 2)..<(offset + stored / 2 + 4) { bytes[k] ^= 0x5A }
-        try Data(bytes).write(to: URL(fileURLWithPath: file))
+        try PackDamage.damage(id, in: repo)
         let r = try ProgramRun.run(StepGuardBinary.path, ["scan", "--history"], in: repo.url)
         #expect(r.status == 2, "\(r.status) \(r.stdout) \(r.stderr)")
         #expect(r.stderr.contains(id), "\(r.stderr)")

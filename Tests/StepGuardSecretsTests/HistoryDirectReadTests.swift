@@ -116,15 +116,7 @@ import Testing
 
         // A packed blob with a secret, damaged in the middle of its compressed data.
         let id = try origin.git("rev-parse", "HEAD:History.md").trimmingCharacters(in: .whitespacesAndNewlines)
-        let pack = try #require(try FileManager.default.contentsOfDirectory(atPath: origin.path + "/.git/objects/pack").first { $0.hasSuffix(".pack") })
-        let entry = try #require(try origin.git("verify-pack", "-v", ".git/objects/pack/" + pack).split(separator: "\n").first { $0.hasPrefix(id) })
-        let fields = entry.split(separator: " ", omittingEmptySubsequences: true)
-        let (stored, offset) = (Int(fields[3])!, Int(fields[4])!)
-        let file = origin.path + "/.git/objects/pack/" + pack
-        chmod(file, 0o644)
-        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: file)))
-        for k in (offset + stored / 2)..<(offset + stored / 2 + 8) { bytes[k] ^= 0x5A }
-        try Data(bytes).write(to: URL(fileURLWithPath: file))
+        try PackDamage.damage(id, in: origin)
         #expect(throws: SecretsError.self) { try scanner().scanHistory(repository: origin.path) }
         var throughLibgit2 = try scanner()
         throughLibgit2.options.directObjectReads = false

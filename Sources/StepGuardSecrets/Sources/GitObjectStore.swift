@@ -312,10 +312,11 @@ struct LibDeflate: @unchecked Sendable {  // C function pointers, immutable
 final class GitPacks: @unchecked Sendable {  // immutable after init
     fileprivate let packs: [Pack]
 
-    /// Maps the packs of the repository whose objects are in `commonDirectory + "/objects"`, every
-    /// page at once (a history scan reads nearly every object).
-    init(commonDirectory: String) {
-        packs = GitObjectStore.loadPacks(commonDirectory + "/objects", populate: true)
+    /// Maps the packs of the repository whose objects are in `commonDirectory + "/objects"`;
+    /// `populate`: every page at once (a scan of the whole history reads nearly every object; a
+    /// range may read few of a large pack's).
+    init(commonDirectory: String, populate: Bool) {
+        packs = GitObjectStore.loadPacks(commonDirectory + "/objects", populate: populate)
     }
 }
 

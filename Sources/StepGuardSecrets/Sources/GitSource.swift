@@ -116,7 +116,7 @@ extension SecretScanner {
         let repo = try GitRepository(path: path)
         let gitDir = repo.gitDirectory
         // The packs mapped once for every worker of every phase.
-        let packs = options.directObjectReads ? GitPacks(commonDirectory: GitLayout.commonDirectory(of: gitDir)) : nil
+        let packs = options.directObjectReads ? GitPacks(commonDirectory: GitLayout.commonDirectory(of: gitDir), populate: range == nil && since == nil) : nil
         if let packs {
             repo.enableDirectReads(cacheBudget: Self.deltaBaseCacheBudget, packs: packs)
             repo.commitsFromLibgit2Cache = true
