@@ -62,6 +62,9 @@ public struct ScanReport: Sendable {
     public var expiredIgnores: [String] = []
     /// Commits walked (history mode).
     public var commits = 0
+    /// History mode with ``ScanOptions/pairAWSKeysAcrossCommits``: AWS key ids paired with a
+    /// secret access key added to the same file in another commit.
+    var awsPairsAcrossCommits: [AWSKeyPairs.AcrossCommits] = []
 
     public init() {}
 }

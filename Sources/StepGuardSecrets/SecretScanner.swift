@@ -17,6 +17,12 @@ public struct ScanOptions: Sendable {
     /// History mode: skip a diff whose answer cannot change which findings count (``LineHashes``).
     /// Off only in tests, which compare both ways.
     var attributionShortcuts = true
+    /// History mode: read objects from git's packs directly (``GitObjectStore``), libgit2 only
+    /// for what that reader gives up on. Off only in tests, which compare both ways.
+    var directObjectReads = true
+    /// History mode: pair AWS key ids and secret access keys of one file added in different
+    /// commits (``AWSKeyPairs/AcrossCommits``), for `--verify`; costs a read of their blobs.
+    public var pairAWSKeysAcrossCommits = false
 
     public init() {}
 }

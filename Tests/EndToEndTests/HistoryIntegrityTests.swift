@@ -34,6 +34,21 @@ import StepGuardSecretsTestSupport
         #expect(!r.stdout.contains(Fake.githubPAT(130)))
     }
 
+    /// The blob with the secret packed (stepguard reads packs itself before asking libgit2) and
+    /// damaged in the middle of its compressed data: an error naming it, not a clean history.
+    @Test(arguments: ["ofs", "ref"])
+    func aDamagedPackedBlobIsAnError(_ deltas: String) throws {
+        let repo = try source(); defer { repo.remove() }
+        try repo.git("-c", "repack.useDeltaBaseOffset=\(deltas == "ofs")", "repack", "-adfq")
+        let id = try repo.git("rev-parse", "HEAD~1:deploy.env").trimmingCharacters(in: .whitespacesAndNewlines)
+        let clean = try ProgramRun.run(StepGuardBinary.path, ["scan", "--history"], in: repo.url)
+        #expect(clean.status == 1, "\(clean.status) \(clean.stdout) \(clean.stderr)")
+        try PackDamage.damage(id, in: repo)
+        let r = try ProgramRun.run(StepGuardBinary.path, ["scan", "--history"], in: repo.url)
+        #expect(r.status == 2, "\(r.status) \(r.stdout) \(r.stderr)")
+        #expect(r.stderr.contains(id), "\(r.stderr)")
+    }
+
     @Test func anUnreadableBlobInHistoryIsAnError() throws {
         let repo = try source(); defer { repo.remove() }
         let id = try repo.git("rev-parse", "HEAD~1:deploy.env").trimmingCharacters(in: .whitespacesAndNewlines)

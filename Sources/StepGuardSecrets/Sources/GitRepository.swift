@@ -28,10 +28,30 @@ final class GitRepository {
 
     private var odb: OpaquePointer?
 
+    /// History mode: objects are read from the packs and loose objects directly first
+    /// (``enableDirectReads(cacheBudget:)``), through libgit2 only when that reader gives up.
+    private var direct: GitObjectStore?
+
+    /// Commits are read through libgit2 even with direct reads: the repository whose revision walk
+    /// just read every commit has them in libgit2's cache.
+    var commitsFromLibgit2Cache = false
+
+    /// Reads objects with ``GitObjectStore`` (the packs `packs` mapped; one zlib stream; the
+    /// inflated objects of the last `cacheBudget` bytes kept as delta bases) before libgit2, which
+    /// is asked whenever the direct reader cannot decode an object or does not find it — an object
+    /// neither can read is missing.
+    func enableDirectReads(cacheBudget: Int, packs: GitPacks) {
+        direct = GitObjectStore(commonDirectory: GitLayout.commonDirectory(of: gitDirectory), cacheBudget: cacheBudget, packs: packs)
+    }
+
     /// Reads object `id` from the object database without parsing it into a libgit2 object
     /// (history mode reads every commit and changed tree: the parse and the object cache cost more
     /// than the little it needs); nil when it is missing or not of `type`.
     func withRawObject<T>(_ id: git_oid, type: git_object_t, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
+        if let direct, !(commitsFromLibgit2Cache && type == GIT_OBJECT_COMMIT), let object = try? direct.read(withUnsafeBytes(of: id.id) { Array($0) }),
+           object.type.rawValue == Int(type.rawValue) {
+            return object.data.withUnsafeBytes { body($0) }
+        }
         if odb == nil {
             var out: OpaquePointer?
             guard git_repository_odb(&out, pointer) == 0 else { return nil }

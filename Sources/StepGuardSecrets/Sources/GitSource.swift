@@ -88,6 +88,20 @@ extension SecretScanner {
         return report
     }
 
+    /// Bytes of inflated objects each history worker keeps as delta bases: a few hundred versions
+    /// of a large file (express's History.md: 1,103 versions of about 75 KB, each a delta on the
+    /// one before).
+    static let deltaBaseCacheBudget = 32 << 20
+
+    /// A history worker's repository: objects read directly from `packs` and loose objects
+    /// (``GitRepository/enableDirectReads(cacheBudget:packs:)``), or only through libgit2 when
+    /// `packs` is nil (tests compare both ways).
+    static func historyRepository(_ path: String, packs: GitPacks?) throws -> GitRepository {
+        let repo = try GitRepository(path: path)
+        if let packs { repo.enableDirectReads(cacheBudget: deltaBaseCacheBudget, packs: packs) }
+        return repo
+    }
+
     /// Commit metadata attached to history findings.
     struct CommitInfo: Sendable {
         var id: String
@@ -101,6 +115,12 @@ extension SecretScanner {
     public func scanHistory(repository path: String, range: String? = nil, since: String? = nil) throws -> ScanReport {
         let repo = try GitRepository(path: path)
         let gitDir = repo.gitDirectory
+        // The packs mapped once for every worker of every phase.
+        let packs = options.directObjectReads ? GitPacks(commonDirectory: GitLayout.commonDirectory(of: gitDir), populate: range == nil && since == nil) : nil
+        if let packs {
+            repo.enableDirectReads(cacheBudget: Self.deltaBaseCacheBudget, packs: packs)
+            repo.commitsFromLibgit2Cache = true
+        }
         var walk: OpaquePointer?
         guard git_revwalk_new(&walk, repo.pointer) == 0, let walk else {
             throw SecretsError(.git, "\(path): cannot walk history (\(Git.lastError()))")
@@ -166,7 +186,7 @@ extension SecretScanner {
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             let local: GitRepository
             if worker == 0 { local = walkRepository.value } else {
-                do { local = try GitRepository(path: gitDir) } catch { failures.withLock { $0.append(error) }; return }
+                do { local = try Self.historyRepository(gitDir, packs: packs) } catch { failures.withLock { $0.append(error) }; return }
             }
             let cache = TreeCache()
             var results: [Int: CommitDeltas] = [:]
@@ -207,7 +227,7 @@ extension SecretScanner {
         let nextRun = Atomic<Int>(0)
         DispatchQueue.concurrentPerform(iterations: max(1, min(options.workers, blobList.value.count))) { _ in
             let local: GitRepository
-            do { local = try GitRepository(path: gitDir) } catch { failures.withLock { $0.append(error) }; return }
+            do { local = try Self.historyRepository(gitDir, packs: packs) } catch { failures.withLock { $0.append(error) }; return }
             var results: [ObjectKey: BlobFindings] = [:]
             var partial = ScanReport()
             while true {
@@ -258,7 +278,7 @@ extension SecretScanner {
         let nextPending = Atomic<Int>(0)
         let shortcuts = options.attributionShortcuts
         DispatchQueue.concurrentPerform(iterations: max(1, min(options.workers, pendingList.value.count))) { _ in
-            guard let local = try? GitRepository(path: gitDir) else { return }
+            guard let local = try? Self.historyRepository(gitDir, packs: packs) else { return }
             var results: [Int: [Int: [ClosedRange<Int>]?]] = [:]
             while true {
                 let p = nextPending.wrappingAdd(1, ordering: .relaxed).oldValue
@@ -321,6 +341,8 @@ extension SecretScanner {
         report.commits = commits.count
         var infos: [Int: CommitInfo] = [:]
         var hashes: [String: String] = [:]
+        let pairAcross = options.pairAWSKeysAcrossCommits
+        var aws: [(finding: Finding, blob: ObjectKey)] = []
         for i in diffs.keys.sorted() {
             let c = diffs[i]!
             for var d in c.deltas where !d.binary {
@@ -342,8 +364,18 @@ extension SecretScanner {
                     f.author = info.author
                     f.email = info.email
                     f.date = info.date
-                    if l.inlineAllowed { report.suppressed += 1 } else { report.findings.append(f) }
+                    if l.inlineAllowed { report.suppressed += 1 } else {
+                        report.findings.append(f)
+                        if pairAcross, f.ruleID == AWSKeyPairs.keyRule || f.ruleID == AWSKeyPairs.secretRule { aws.append((f, d.blob.key)) }
+                    }
                 }
+            }
+        }
+        if pairAcross {
+            var blobs: [ObjectKey: git_oid] = [:]
+            for i in diffs.keys { for d in diffs[i]!.deltas { blobs[d.blob.key] = d.blob } }
+            report.awsPairsAcrossCommits = AWSKeyPairs.acrossCommits(aws) { key in
+                blobs[key].flatMap { id in repo.withBlob(id) { Array($0) } }
             }
         }
         return report

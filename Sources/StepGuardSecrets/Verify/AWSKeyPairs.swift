@@ -1,6 +1,9 @@
 /// Which AWS secret access keys were found beside each access key id: same file (and, in history
 /// mode, same commit), at most ``maximumDistance`` lines apart — how credential files, `.env`
-/// files and configuration blocks write them. `sts:GetCallerIdentity` must be signed with the
+/// files and configuration blocks write them. In history mode a key id and a secret of one file
+/// added in different commits are a pair too when, in the version of the file where the later of
+/// the two was added, the other is still there within ``maximumDistance`` lines
+/// (``AcrossCommits``, found by the history scan). `sts:GetCallerIdentity` must be signed with the
 /// secret, so a key id without one cannot be verified.
 struct AWSKeyPairs {
     static let keyRule = "aws-access-key-id"
@@ -13,21 +16,41 @@ struct AWSKeyPairs {
     static let mismatch = "SignatureDoesNotMatch: the key id exists, the secret access key is not its secret"
 
     /// A secret access key beside a key id: the value and its group key.
-    struct Candidate: Equatable {
+    struct Candidate: Equatable, Sendable {
         var secret: String
         var group: String
     }
 
+    /// A key id's finding (path, commit, line) and a secret access key added to the same file in
+    /// another commit, `distance` lines from it in the version of the later commit.
+    struct AcrossCommits: Sendable {
+        var path: String
+        var commit: String
+        var line: Int
+        var distance: Int
+        var candidate: Candidate
+    }
+
     private var secrets: [Place: [(line: Int, candidate: Candidate)]] = [:]
+    private var acrossCommits: [Location: [(distance: Int, candidate: Candidate)]] = [:]
 
     private struct Place: Hashable {
         var path: String
         var commit: String?
     }
 
-    init(_ findings: [Finding]) {
+    private struct Location: Hashable {
+        var path: String
+        var commit: String?
+        var line: Int
+    }
+
+    init(_ findings: [Finding], acrossCommits: [AcrossCommits] = []) {
         for f in findings where f.ruleID == Self.secretRule {
             secrets[Place(path: f.path, commit: f.commit), default: []].append((f.line, Candidate(secret: f.secret, group: SecretGroup.key(of: f))))
+        }
+        for pair in acrossCommits {
+            self.acrossCommits[Location(path: pair.path, commit: pair.commit, line: pair.line), default: []].append((pair.distance, pair.candidate))
         }
     }
 
@@ -39,6 +62,7 @@ struct AWSKeyPairs {
                 let distance = abs(s.line - location.line)
                 if distance <= Self.maximumDistance { found.append((distance, s.candidate)) }
             }
+            found += acrossCommits[Location(path: location.path, commit: location.commit, line: location.line)] ?? []
         }
         var out: [Candidate] = []
         for f in found.sorted(by: { $0.distance < $1.distance }) where !out.contains(f.candidate) {
@@ -46,5 +70,45 @@ struct AWSKeyPairs {
             if out.count == Self.maximumCandidates { break }
         }
         return out
+    }
+}
+
+extension AWSKeyPairs {
+    /// The pairs of `found` (AWS key id and secret access key findings of a history scan, each with
+    /// the blob it was found in) whose two findings were added to one file in different commits:
+    /// the later one's blob must still hold the other's value within ``maximumDistance`` lines of
+    /// it. `read` gives a blob's content (nil: unreadable, no pair).
+    static func acrossCommits(_ found: [(finding: Finding, blob: ObjectKey)], read: (ObjectKey) -> [UInt8]?) -> [AcrossCommits] {
+        var contents: [ObjectKey: [UInt8]?] = [:]
+        func lines(of value: String, in blob: ObjectKey) -> [Int] {
+            if contents[blob] == nil { contents[blob] = .some(read(blob)) }
+            guard let bytes = contents[blob] ?? nil else { return [] }
+            let needle = Array(value.utf8)
+            guard !needle.isEmpty, bytes.count >= needle.count else { return [] }
+            var out: [Int] = []
+            var line = 1
+            var i = 0
+            while i <= bytes.count - needle.count {
+                if bytes[i] == 10 { line += 1 } else if bytes[i] == needle[0], bytes[i..<(i + needle.count)].elementsEqual(needle) { out.append(line) }
+                i += 1
+            }
+            return out
+        }
+        var pairs: [AcrossCommits] = []
+        let keys = found.filter { $0.finding.ruleID == keyRule }
+        let secretsByPath = Dictionary(grouping: found.filter { $0.finding.ruleID == secretRule }, by: { $0.finding.path })
+        for key in keys {
+            guard let commit = key.finding.commit else { continue }
+            var seen = Set<String>()
+            for secret in secretsByPath[key.finding.path] ?? [] where secret.finding.commit != commit && seen.insert(secret.finding.secret).inserted {
+                // Whichever was added later: the other must still be there, near it.
+                let inKeyVersion = lines(of: secret.finding.secret, in: key.blob).map { abs($0 - key.finding.line) }
+                let inSecretVersion = lines(of: key.finding.secret, in: secret.blob).map { abs($0 - secret.finding.line) }
+                guard let distance = (inKeyVersion + inSecretVersion).min(), distance <= maximumDistance else { continue }
+                pairs.append(AcrossCommits(path: key.finding.path, commit: commit, line: key.finding.line, distance: distance,
+                                           candidate: Candidate(secret: secret.finding.secret, group: SecretGroup.key(of: secret.finding))))
+            }
+        }
+        return pairs
     }
 }

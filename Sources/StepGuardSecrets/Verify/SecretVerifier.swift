@@ -55,7 +55,7 @@ public struct SecretVerifier: Sendable {
     /// An AWS access key id is verified with the secret access key found beside it
     /// (``AWSKeyPairs``); the secret's group gets the answer about the pair.
     public func verify(_ report: ScanReport) -> [String: VerificationResult] {
-        verify(report.secretGroups, pairs: AWSKeyPairs(report.findings))
+        verify(report.secretGroups, pairs: AWSKeyPairs(report.findings, acrossCommits: report.awsPairsAcrossCommits))
     }
 
     /// Verifies `groups`; the result for each group key. Without the findings around them, an AWS
@@ -89,11 +89,14 @@ public struct SecretVerifier: Sendable {
             lastRequest[call.host] = clock.now
             return ask(call, credential, timeout: timeout)
         }
+        // AWS secret access keys get the answer about their key id's pair, whichever comes first
+        // in the report (a secret above its key id, or added in a later commit); the rest, after.
+        var awsSecrets: [String] = []
         for group in groups where results[group.key] == nil {
             let secret = group.first.secret
             guard let call = IssuerCall.byRule[group.first.ruleID], call.accepts(secret) else {
                 if group.first.ruleID == AWSKeyPairs.secretRule {
-                    results[group.key] = VerificationResult(.unknown, "not verified: a secret access key is verified with the AWS access key id found beside it, and none was (or none AWS answered about)")
+                    awsSecrets.append(group.key)
                 } else {
                     results[group.key] = VerificationResult(.unknown, "not verified: \(group.first.ruleID) has no read-only identity call stepguard asks")
                 }
@@ -129,6 +132,9 @@ public struct SecretVerifier: Sendable {
                 result = VerificationResult(.unknown, "\(call.issuer) knows this key id (SignatureDoesNotMatch), but the secret access key\(mismatches > 1 ? "s" : "") found beside it \(mismatches > 1 ? "are" : "is") not its secret: the key may be live")
             }
             results[group.key] = result
+        }
+        for key in awsSecrets where results[key] == nil {
+            results[key] = VerificationResult(.unknown, "not verified: a secret access key is verified with the AWS access key id found beside it, and none was (or none AWS answered about)")
         }
         return results
     }

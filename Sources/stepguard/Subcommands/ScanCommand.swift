@@ -146,6 +146,7 @@ struct ScanCommand: ParsableCommand {
         options.respectGitignore = !noIgnore
         options.maxFileSize = Self.parseSize(maxFileSize)!
         if let threads { options.workers = max(1, threads) }
+        options.pairAWSKeysAcrossCommits = verify
         let scanner = SecretScanner(detector: detector, options: options)
 
         var report: ScanReport
