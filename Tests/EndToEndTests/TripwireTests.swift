@@ -228,7 +228,7 @@ import Testing
                                            "--audit-log", log, "--", "sh", "-c", "cat ~/.aws/credentials; echo inner-done"]))
         #expect(result.status == 77, "the inner step's open trips as before: \(result.stderr)")
         let armed = try tripwireEvents(log).first { $0["decision"] as? String == "allow" }
-        #expect((armed?["reason"] as? String)?.contains("removing, renaming or linking a hidden path itself is not watched: "
+        #expect((armed?["reason"] as? String)?.contains("removing, renaming, linking, making or mounting on a hidden path itself is not watched: "
                                                         + "the seccomp filter that shows them to stepguard could not be installed: Device or resource busy") == true,
                 "\(String(describing: armed))")
     }
