@@ -57,6 +57,12 @@ enum { I386_LINK = 9, I386_UNLINK = 10, I386_MKNOD = 14, I386_MOUNT = 21, I386_U
     BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
 /// The mount API's calls have one number on every architecture (x86-64, x32 with its bit, i386).
 enum { SG_OPEN_TREE = 428, SG_MOVE_MOUNT = 429, SG_FSPICK = 433, SG_MOUNT_SETATTR = 442 };
+/// io_uring's calls (the same numbers everywhere too). A ring's requests (IORING_OP_MKDIRAT,
+/// UNLINKAT, RENAMEAT, LINKAT, SYMLINKAT) make these name calls inside the kernel, where no
+/// seccomp filter sees them: under the names filter io_uring does not exist (ENOSYS, the answer
+/// of a kernel without it; programs fall back to plain system calls).
+enum { SG_IO_URING_SETUP = 425, SG_IO_URING_ENTER = 426, SG_IO_URING_REGISTER = 427 };
+#define SG_REFUSE_IF(number) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (number), 0, 1), BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS)
 /// i386's umount(name), which x86-64 does not have: classified under a number of its own.
 enum { SG_I386_OLD_UMOUNT = -2 };
 #endif
@@ -65,9 +71,10 @@ int sg_names_listen(void) {
 #if defined(__x86_64__)
     struct sock_filter filter[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 2 + 2 * 19 + SG_MOUNT_LENGTH),  // else: i386, below
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 2 + 2 * 3 + 2 * 19 + SG_MOUNT_LENGTH),  // else: i386, below
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
         BPF_STMT(BPF_ALU | BPF_AND | BPF_K, ~(uint32_t)__X32_SYSCALL_BIT),  // x32 numbers are x86-64's with this bit
+        SG_REFUSE_IF(SG_IO_URING_SETUP), SG_REFUSE_IF(SG_IO_URING_ENTER), SG_REFUSE_IF(SG_IO_URING_REGISTER),
         SG_NOTIFY_IF(SYS_unlink), SG_NOTIFY_IF(SYS_rmdir), SG_NOTIFY_IF(SYS_rename), SG_NOTIFY_IF(SYS_link),
         SG_NOTIFY_IF(SYS_unlinkat), SG_NOTIFY_IF(SYS_renameat), SG_NOTIFY_IF(SYS_linkat), SG_NOTIFY_IF(SYS_renameat2),
         SG_NOTIFY_IF(SYS_mkdir), SG_NOTIFY_IF(SYS_mkdirat), SG_NOTIFY_IF(SYS_mknod), SG_NOTIFY_IF(SYS_mknodat),
@@ -75,6 +82,7 @@ int sg_names_listen(void) {
         SG_NOTIFY_IF(SG_OPEN_TREE), SG_NOTIFY_IF(SG_MOVE_MOUNT), SG_NOTIFY_IF(SG_FSPICK), SG_NOTIFY_IF(SG_MOUNT_SETATTR),
         SG_MOUNT_THEN_ALLOW(SYS_mount),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        SG_REFUSE_IF(SG_IO_URING_SETUP), SG_REFUSE_IF(SG_IO_URING_ENTER), SG_REFUSE_IF(SG_IO_URING_REGISTER),
         SG_NOTIFY_IF(I386_UNLINK), SG_NOTIFY_IF(I386_RMDIR), SG_NOTIFY_IF(I386_RENAME), SG_NOTIFY_IF(I386_LINK),
         SG_NOTIFY_IF(I386_UNLINKAT), SG_NOTIFY_IF(I386_RENAMEAT), SG_NOTIFY_IF(I386_LINKAT), SG_NOTIFY_IF(I386_RENAMEAT2),
         SG_NOTIFY_IF(I386_MKDIR), SG_NOTIFY_IF(I386_MKDIRAT), SG_NOTIFY_IF(I386_MKNOD), SG_NOTIFY_IF(I386_MKNODAT),

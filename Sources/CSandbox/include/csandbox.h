@@ -57,7 +57,8 @@ typedef struct {
 
 /// Installs, in the calling process and its future children, a seccomp filter that sends every
 /// unlink, rmdir, rename, link, mkdir, mknod, symlink and mount-table call (see SG_NAME_MOUNT;
-/// any of their forms, x86-64, x32 and i386) to a listener,
+/// any of their forms, x86-64, x32 and i386) to a listener, and refuses io_uring (ENOSYS: its
+/// requests would make those calls unseen),
 /// and returns the listener (close-on-exec), or -1 with errno (ENOSYS where not x86-64).
 int sg_names_listen(void);
 /// Receives the next call from `listener` and reads its names; 0 or errno. Every call received
