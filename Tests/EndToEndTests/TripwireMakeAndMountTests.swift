@@ -2,8 +2,8 @@ import Foundation
 import StepGuardTestSupport
 import Testing
 
-/// Names the kernel refuses before inotify sees anything: `mkdir`, `mknod` and `symlink` onto a
-/// hidden name (EEXIST), and `mount`, `umount`, `move_mount`, `open_tree`, `fspick` and
+/// Names the kernel refuses before inotify sees anything: `mkdir`, `mknod`, `symlink` and an
+/// exclusive `open` (O_CREAT | O_EXCL) onto a hidden name (EEXIST), and `mount`, `umount`, `move_mount`, `open_tree`, `fspick` and
 /// `mount_setattr` aimed at one (refused, or allowed but powerless: the covers are locked
 /// mounts, so they cannot be unmounted nor left behind by a bind). Each trips through the
 /// names filter, in every form and through the x86-64, x32 and i386 entries.
@@ -59,13 +59,15 @@ extension TripwireTests {
     /// The system call numbers of each entry (x32's are x86-64's with bit 30 set), and the
     /// arguments of each call aimed at `target` (strings `s:`).
     static func call(_ name: String, abi: String, target: String) -> [String] {
-        let x86_64 = ["mkdir": 83, "mkdirat": 258, "mknod": 133, "mknodat": 259, "symlink": 88, "symlinkat": 266, "mount": 165, "umount2": 166,
+        let x86_64 = ["open": 2, "openat": 257, "mkdir": 83, "mkdirat": 258, "mknod": 133, "mknodat": 259, "symlink": 88, "symlinkat": 266, "mount": 165, "umount2": 166,
                       "open_tree": 428, "move_mount": 429, "fspick": 433, "mount_setattr": 442]
-        let i386 = ["mkdir": 39, "mkdirat": 296, "mknod": 14, "mknodat": 297, "symlink": 83, "symlinkat": 304, "mount": 21, "umount2": 52,
+        let i386 = ["open": 5, "openat": 295, "mkdir": 39, "mkdirat": 296, "mknod": 14, "mknodat": 297, "symlink": 83, "symlinkat": 304, "mount": 21, "umount2": 52,
                     "umount": 22, "open_tree": 428, "move_mount": 429, "fspick": 433, "mount_setattr": 442]
         let number = abi == "i386" ? i386[name]! : x86_64[name]!
         let path = "s:" + target
         let arguments: [String] = switch name {
+        case "open": [path, "0301", "0600"]  // O_WRONLY | O_CREAT | O_EXCL
+        case "openat": ["-100", path, "0301", "0600"]
         case "mkdir": [path, "0755"]
         case "mkdirat": ["-100", path, "0755"]
         case "mknod": [path, "0010600", "0"]  // S_IFIFO | 0600
@@ -82,11 +84,12 @@ extension TripwireTests {
         return [abi, String(number)] + arguments
     }
 
-    /// Every form of mkdir, mknod and symlink onto a hidden file, and of every mount call aimed at a
-    /// hidden directory, through each entry: the kernel refuses each (EEXIST, EPERM) before inotify
-    /// sees anything, and each trips. On fa2aaa3 none of them did.
+    /// Every form of an exclusive create (open with O_CREAT | O_EXCL), mkdir, mknod and symlink onto
+    /// a hidden file, and of every mount call aimed at a hidden directory, through each entry: the
+    /// kernel refuses the first four (EEXIST) before inotify sees anything, and each trips. On
+    /// fa2aaa3 none of them did.
     @Test(arguments: [
-        ("mkdir", "create"), ("mkdirat", "create"), ("mknod", "create"), ("mknodat", "create"), ("symlink", "create"), ("symlinkat", "create"),
+        ("open", "create"), ("openat", "create"), ("mkdir", "create"), ("mkdirat", "create"), ("mknod", "create"), ("mknodat", "create"), ("symlink", "create"), ("symlinkat", "create"),
         ("mount", "mount"), ("umount2", "mount"), ("open_tree", "mount"), ("move_mount", "mount"), ("fspick", "mount"), ("mount_setattr", "mount"),
         ("umount", "mount"),
     ], ["64", "x32", "i386"])
@@ -111,9 +114,10 @@ extension TripwireTests {
         #expect(try String(contentsOfFile: "\(home)/.npmrc", encoding: .utf8) == "\(marker)\n")
     }
 
-    /// mkdir, mkfifo (mknod), symlink onto a hidden name and a bind mount over a hidden directory
+    /// mkdir, an exclusive create, mkfifo (mknod), symlink onto a hidden name and a bind mount over a hidden directory
     /// kill the step within 100 ms, as root in its namespace and as nobody.
     @Test(arguments: [(#"os.mkdir(os.path.expanduser("~/.aws"))"#, "create", "/.aws"),
+                      (#"os.open(os.path.expanduser("~/.npmrc"), os.O_WRONLY | os.O_CREAT | os.O_EXCL)"#, "create", "/.npmrc"),
                       (#"os.mkfifo(os.path.expanduser("~/.npmrc"))"#, "create", "/.npmrc"),
                       (#"os.symlink("/tmp", os.path.expanduser("~/.npmrc"))"#, "create", "/.npmrc"),
                       (#"import ctypes; ctypes.CDLL(None, use_errno=True).mount(b"/tmp", os.path.expanduser("~/.aws").encode(), None, 4096, None)"#,
