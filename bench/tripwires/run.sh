@@ -6,6 +6,7 @@
 # Then the names filter's cost: a step (names.c) that renames, links and removes 10,000 files
 # (30,000 calls, each shown to stepguard when tripwires are on), on and off alternating; and one
 # that makes 10,000 directories, FIFOs and symbolic links (30,000 mkdir, mknod, symlink calls).
+# Last, what the filter costs the calls it does not send (filter.c, without stepguard).
 # Usage: STEPGUARD=path/to/stepguard bench/tripwires/run.sh [rounds]   (default 15 rounds)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,6 +16,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cc -O2 -o "$work/opens" opens.c
 cc -O2 -o "$work/names" names.c
+cc -O2 -I../../Sources/CSandbox/include -o "$work/filter" filter.c ../../Sources/CSandbox/names.c
 mkdir -p "$work/files" "$work/home/.aws" "$work/home/.ssh" "$work/home/.kube/cache" "$work/home/.config/gcloud"
 for i in $(seq 0 9999); do echo "file $i" > "$work/files/f$i"; done
 for f in .aws/credentials .aws/config .ssh/id_ed25519 .ssh/known_hosts .kube/config .npmrc .netrc .git-credentials; do
@@ -57,3 +59,5 @@ for file, what, budget in [(sys.argv[1], "200,000 opens of ordinary files", " (b
     print(f"tripwires on:  median {on:.1f} ms (range {min(times['on']):.1f}-{max(times['on']):.1f})")
     print(f"on / off: {on / off:.3f}{budget}")
 PY
+echo "the names filter on 200,000 open+close pairs (filter.c):"
+"$work/filter" "$work/files/f0"
