@@ -75,25 +75,20 @@ import Testing
     /// should they meet on a host all the same, a request that is an endpoint of both is allowed
     /// only when both allow it; when they disagree it is denied, naming each verdict.
     @Test func endpointsOfSeveralServicesThatDisagreeAreDenied() throws {
-        let definition = try ServiceCatalog.parse(yaml: """
-            name: vault-a
-            hosts: [shared.example.test]
-            sensitive:
-              - { methods: [POST], paths: ["/v1/*"] }
-            credentials:
-              - { in: header, name: Authorization }
-            mints:
-              - { methods: [POST], paths: ["/v1/auth/*/login"], json: auth.client_token }
-            """, file: "vault-a.yaml")
-        let other = try ServiceCatalog.parse(yaml: """
-            name: vault-b
-            hosts: [shared.example.test]
-            sensitive:
-              - { methods: [POST], paths: ["/v1/*"] }
-            credentials:
-              - { in: header, name: Authorization }
-            """, file: "vault-b.yaml")
-        let catalog = ServiceCatalog(services: [definition, other])
+        // Two Vault-like services with the same endpoints; only vault-a declares the login as a mint.
+        func service(_ name: String, mints: String) throws -> ServiceDefinition {
+            try ServiceCatalog.parse(yaml: """
+                name: \(name)
+                hosts: [shared.example.test]
+                sensitive:
+                  - { methods: [POST], paths: ["/v1/*"] }
+                credentials:
+                  - { in: header, name: Authorization }
+                \(mints)
+                """, file: "\(name).yaml")
+        }
+        let catalog = ServiceCatalog(services: [try service("vault-a", mints: #"mints: [{ methods: [POST], paths: ["/v1/auth/*/login"], json: auth.client_token }]"#),
+                                                try service("vault-b", mints: "")])
         func bound(_ yaml: String) throws -> BoundService {
             try #require(try catalog.bind(try Egress.policy("version: 1\nservices:\n" + yaml).services).first)
         }
