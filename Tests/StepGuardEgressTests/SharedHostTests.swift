@@ -116,6 +116,18 @@ import Testing
         }
     }
 
+    /// `network.resolve` placing a shared host places every service on it: none of their names is
+    /// looked up when the run starts. Until 9e6b50d only the first service on the host counted as
+    /// placed, so the second's `api.github.com` was sent to the resolver although the policy pins it.
+    @Test(arguments: [true, false])
+    func placingASharedHostPlacesEveryServiceOnIt(appTokenFirst: Bool) throws {
+        let policy = try Egress.policy("version: 1\nservices:\n" + (appTokenFirst ? Self.appToken + Self.secrets : Self.secrets + Self.appToken)
+                                       + "network:\n  resolve: { \"api.github.com:443\": \"127.0.0.1:8443\" }\n")
+        let decider = EgressDecider(egress: policy.egress, services: try ServiceCatalog.builtIn.bind(policy.services), resolveOverrides: policy.network.resolve)
+        #expect(decider.serviceAddresses.placed == ["github-app-token", "github-actions-secrets"])
+        #expect(ServiceAddresses.namesToResolve(decider.services, placed: decider.serviceAddresses.placed).isEmpty)
+    }
+
     /// A service that declares no endpoints cannot share a host: none of its requests could be told apart.
     @Test func aServiceWithoutEndpointsCannotShareAHost() throws {
         let bare = try ServiceCatalog.parse(yaml: "name: bare\nhosts: [api.github.com]\n", file: "bare.yaml")
