@@ -1,9 +1,12 @@
-// Tripwires on names: the system calls that remove, rename or link a name are sent by a seccomp
-// filter to a listener stepguard reads (sg_names_listen, sg_names_next, sg_names_continue), so
-// that `rm ~/.npmrc`, `mv ~/.aws x` or `ln ~/.npmrc /tmp/x` trip although the kernel refuses
-// them (EBUSY on a mount point, EXDEV across mounts) before inotify could see anything. stepguard
-// only looks: every call continues as the step made it (SECCOMP_USER_NOTIF_FLAG_CONTINUE), and
-// what the kernel then allows or refuses is decided by the mounts, not by this look.
+// Tripwires on names: the system calls that remove, rename, link or make a name (mkdir, mknod,
+// symlink: the new name; an open that creates exclusively), and those that mount on, unmount,
+// move, clone or reconfigure the mount at a name, are sent by a seccomp filter to a listener
+// stepguard reads (sg_names_listen, sg_names_next, sg_names_continue), so that `rm ~/.npmrc`,
+// `mv ~/.aws x`, `ln ~/.npmrc /tmp/x`, `mkdir ~/.aws` or `mount --bind /tmp/x ~/.aws` trip although
+// the kernel refuses them (EBUSY on a mount point, EXDEV across mounts, EEXIST, EPERM) before
+// inotify could see anything. stepguard only looks: every call continues as the step made it
+// (SECCOMP_USER_NOTIF_FLAG_CONTINUE), and what the kernel then allows or refuses is decided by the
+// mounts, not by this look.
 #define _GNU_SOURCE
 #include "csandbox.h"
 #include <errno.h>
@@ -16,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -26,24 +30,81 @@
 #define __X32_SYSCALL_BIT 0x40000000
 #endif
 /// The i386 numbers (a 64-bit step can make them with `int 0x80`).
-enum { I386_LINK = 9, I386_UNLINK = 10, I386_RENAME = 38, I386_RMDIR = 40, I386_UNLINKAT = 301, I386_RENAMEAT = 302,
-       I386_LINKAT = 303, I386_RENAMEAT2 = 353 };
+enum { I386_OPEN = 5, I386_LINK = 9, I386_UNLINK = 10, I386_MKNOD = 14, I386_MOUNT = 21, I386_UMOUNT = 22, I386_RENAME = 38, I386_MKDIR = 39,
+       I386_RMDIR = 40, I386_UMOUNT2 = 52, I386_SYMLINK = 83, I386_MKDIRAT = 296, I386_MKNODAT = 297, I386_UNLINKAT = 301,
+       I386_OPENAT = 295, I386_RENAMEAT = 302, I386_LINKAT = 303, I386_SYMLINKAT = 304, I386_RENAMEAT2 = 353 };
+/// The low and high halves of argument `n` (little-endian).
+#define SG_ARG_LOW(n) (offsetof(struct seccomp_data, args) + 8 * (n))
+#define SG_ARG_HIGH(n) (offsetof(struct seccomp_data, args) + 8 * (n) + 4)
+/// Ends a branch: mount(2) `number` is sent unless it is a mount of a new file system with flags
+/// MS_NOSUID | MS_NODEV | MS_NOEXEC and no options, which goes ahead unseen, and everything else
+/// is allowed. That one form is the `proc` mount of the step's PID namespace, which its init
+/// makes under this filter while stepguard, still starting the step, reads no listener yet
+/// (sending it would hang the start); a mount of a new file system shows nothing of what it
+/// covers. Every bind, move, remount and propagation change (MS_BIND, MS_MOVE, MS_REMOUNT, ...
+/// set a flag), and every mount with options, is sent.
+#define SG_MOUNT_LENGTH 11
+#define SG_MOUNT_THEN_ALLOW(number) \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (number), 0, 9), \
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SG_ARG_LOW(3)), \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, MS_NOSUID | MS_NODEV | MS_NOEXEC, 0, 6), \
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SG_ARG_HIGH(3)), \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 4), \
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SG_ARG_LOW(4)), \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 2), \
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SG_ARG_HIGH(4)), \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0), \
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF), \
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
+/// Open `number` (its flags in argument `flags`) is sent when it creates exclusively (O_CREAT |
+/// O_EXCL): onto a hidden file it fails with EEXIST before anything is opened, so inotify sees
+/// nothing, like mkdir onto one. Other opens go ahead unseen (a block of SG_OPEN_LENGTH).
+#define SG_OPEN_LENGTH 6
+#define SG_EXCLUSIVE_OPEN(number, flags) \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (number), 0, 5), \
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SG_ARG_LOW(flags)), \
+    BPF_STMT(BPF_ALU | BPF_AND | BPF_K, O_CREAT | O_EXCL), \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, O_CREAT | O_EXCL, 0, 1), \
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF), \
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
+/// The mount API's calls have one number on every architecture (x86-64, x32 with its bit, i386).
+enum { SG_OPEN_TREE = 428, SG_MOVE_MOUNT = 429, SG_FSPICK = 433, SG_MOUNT_SETATTR = 442 };
+/// io_uring's calls (the same numbers everywhere too). A ring's requests (IORING_OP_MKDIRAT,
+/// UNLINKAT, RENAMEAT, LINKAT, SYMLINKAT) make these name calls inside the kernel, where no
+/// seccomp filter sees them: under the names filter io_uring does not exist (ENOSYS, the answer
+/// of a kernel without it; programs fall back to plain system calls).
+enum { SG_IO_URING_SETUP = 425, SG_IO_URING_ENTER = 426, SG_IO_URING_REGISTER = 427 };
+#define SG_REFUSE_IF(number) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (number), 0, 1), BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS)
+/// i386's umount(name), which x86-64 does not have: classified under a number of its own.
+enum { SG_I386_OLD_UMOUNT = -2 };
 #endif
 
 int sg_names_listen(void) {
 #if defined(__x86_64__)
     struct sock_filter filter[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 19),  // else: i386, below
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 2 + 2 * 3 + 2 * 19 + 2 * SG_OPEN_LENGTH + SG_MOUNT_LENGTH),  // else: i386, below
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
         BPF_STMT(BPF_ALU | BPF_AND | BPF_K, ~(uint32_t)__X32_SYSCALL_BIT),  // x32 numbers are x86-64's with this bit
+        // First: openat and open are the only frequent calls whose answer depends on their
+        // arguments (the kernel's cache of always-allowed calls cannot skip the filter for them).
+        SG_EXCLUSIVE_OPEN(SYS_openat, 2), SG_EXCLUSIVE_OPEN(SYS_open, 1),
+        SG_REFUSE_IF(SG_IO_URING_SETUP), SG_REFUSE_IF(SG_IO_URING_ENTER), SG_REFUSE_IF(SG_IO_URING_REGISTER),
         SG_NOTIFY_IF(SYS_unlink), SG_NOTIFY_IF(SYS_rmdir), SG_NOTIFY_IF(SYS_rename), SG_NOTIFY_IF(SYS_link),
         SG_NOTIFY_IF(SYS_unlinkat), SG_NOTIFY_IF(SYS_renameat), SG_NOTIFY_IF(SYS_linkat), SG_NOTIFY_IF(SYS_renameat2),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        SG_NOTIFY_IF(SYS_mkdir), SG_NOTIFY_IF(SYS_mkdirat), SG_NOTIFY_IF(SYS_mknod), SG_NOTIFY_IF(SYS_mknodat),
+        SG_NOTIFY_IF(SYS_symlink), SG_NOTIFY_IF(SYS_symlinkat), SG_NOTIFY_IF(SYS_umount2),
+        SG_NOTIFY_IF(SG_OPEN_TREE), SG_NOTIFY_IF(SG_MOVE_MOUNT), SG_NOTIFY_IF(SG_FSPICK), SG_NOTIFY_IF(SG_MOUNT_SETATTR),
+        SG_MOUNT_THEN_ALLOW(SYS_mount),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        SG_EXCLUSIVE_OPEN(I386_OPENAT, 2), SG_EXCLUSIVE_OPEN(I386_OPEN, 1),
+        SG_REFUSE_IF(SG_IO_URING_SETUP), SG_REFUSE_IF(SG_IO_URING_ENTER), SG_REFUSE_IF(SG_IO_URING_REGISTER),
         SG_NOTIFY_IF(I386_UNLINK), SG_NOTIFY_IF(I386_RMDIR), SG_NOTIFY_IF(I386_RENAME), SG_NOTIFY_IF(I386_LINK),
         SG_NOTIFY_IF(I386_UNLINKAT), SG_NOTIFY_IF(I386_RENAMEAT), SG_NOTIFY_IF(I386_LINKAT), SG_NOTIFY_IF(I386_RENAMEAT2),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        SG_NOTIFY_IF(I386_MKDIR), SG_NOTIFY_IF(I386_MKDIRAT), SG_NOTIFY_IF(I386_MKNOD), SG_NOTIFY_IF(I386_MKNODAT),
+        SG_NOTIFY_IF(I386_SYMLINK), SG_NOTIFY_IF(I386_SYMLINKAT), SG_NOTIFY_IF(I386_UMOUNT), SG_NOTIFY_IF(I386_UMOUNT2),
+        SG_NOTIFY_IF(SG_OPEN_TREE), SG_NOTIFY_IF(SG_MOVE_MOUNT), SG_NOTIFY_IF(SG_FSPICK), SG_NOTIFY_IF(SG_MOUNT_SETATTR),
+        SG_MOUNT_THEN_ALLOW(I386_MOUNT),
     };
     struct sock_fprog program = { (unsigned short)(sizeof filter / sizeof *filter), filter };
     int fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &program);
@@ -68,7 +129,12 @@ static int classify(uint32_t arch, int number, int positions[2][2], int *count) 
     if (arch == AUDIT_ARCH_I386) {
         const int map[][2] = { { I386_UNLINK, SYS_unlink }, { I386_RMDIR, SYS_rmdir }, { I386_RENAME, SYS_rename },
                                { I386_LINK, SYS_link }, { I386_UNLINKAT, SYS_unlinkat }, { I386_RENAMEAT, SYS_renameat },
-                               { I386_LINKAT, SYS_linkat }, { I386_RENAMEAT2, SYS_renameat2 } };
+                               { I386_LINKAT, SYS_linkat }, { I386_RENAMEAT2, SYS_renameat2 }, { I386_MKDIR, SYS_mkdir },
+                               { I386_MKDIRAT, SYS_mkdirat }, { I386_MKNOD, SYS_mknod }, { I386_MKNODAT, SYS_mknodat },
+                               { I386_SYMLINK, SYS_symlink }, { I386_SYMLINKAT, SYS_symlinkat }, { I386_MOUNT, SYS_mount },
+                               { I386_UMOUNT, SG_I386_OLD_UMOUNT }, { I386_UMOUNT2, SYS_umount2 }, { SG_OPEN_TREE, SG_OPEN_TREE },
+                               { SG_MOVE_MOUNT, SG_MOVE_MOUNT }, { SG_FSPICK, SG_FSPICK }, { SG_MOUNT_SETATTR, SG_MOUNT_SETATTR },
+                               { I386_OPEN, SYS_open }, { I386_OPENAT, SYS_openat } };
         nr = -1;
         for (size_t i = 0; i < sizeof map / sizeof *map; i++) if (map[i][0] == number) nr = map[i][1];
     } else {
@@ -87,6 +153,32 @@ static int classify(uint32_t arch, int number, int positions[2][2], int *count) 
     case SYS_renameat: case SYS_renameat2: case SYS_linkat:
         *count = 2; positions[0][0] = 0; positions[0][1] = 1; positions[1][0] = 2; positions[1][1] = 3;
         return nr == SYS_linkat ? SG_NAME_LINK : SG_NAME_RENAME;
+    case SYS_mkdir: case SYS_mknod: case SYS_open:  // open: only O_CREAT | O_EXCL is sent
+        *count = 1; positions[0][0] = -1; positions[0][1] = 0;
+        return SG_NAME_MAKE;
+    case SYS_mkdirat: case SYS_mknodat: case SYS_openat:
+        *count = 1; positions[0][0] = 0; positions[0][1] = 1;
+        return SG_NAME_MAKE;
+    // symlink(target, name): only the new name is an access; the target is a string that nothing
+    // resolves until the link is followed (and then the open trips on what it reaches).
+    case SYS_symlink:
+        *count = 1; positions[0][0] = -1; positions[0][1] = 1;
+        return SG_NAME_MAKE;
+    case SYS_symlinkat:
+        *count = 1; positions[0][0] = 1; positions[0][1] = 2;
+        return SG_NAME_MAKE;
+    case SYS_mount:  // mount(source, target, …): the target (the source of a bind is an access too)
+        *count = 2; positions[0][0] = -1; positions[0][1] = 1; positions[1][0] = -1; positions[1][1] = 0;
+        return SG_NAME_MOUNT;
+    case SYS_umount2: case SG_I386_OLD_UMOUNT:
+        *count = 1; positions[0][0] = -1; positions[0][1] = 0;
+        return SG_NAME_MOUNT;
+    case SG_OPEN_TREE: case SG_FSPICK: case SG_MOUNT_SETATTR:
+        *count = 1; positions[0][0] = 0; positions[0][1] = 1;
+        return SG_NAME_MOUNT;
+    case SG_MOVE_MOUNT:  // move_mount(from_dfd, from_path, to_dfd, to_path, flags)
+        *count = 2; positions[0][0] = 0; positions[0][1] = 1; positions[1][0] = 2; positions[1][1] = 3;
+        return SG_NAME_MOUNT;
     }
 #endif
     (void)arch;

@@ -7,7 +7,7 @@ public struct EgressError: Error, Sendable, CustomStringConvertible, Equatable {
     enum Kind: Sendable, Equatable {
         case unknownService(name: String, location: SourceLocation?, known: [String])
         case serviceNeedsHosts(name: String, location: SourceLocation?)
-        case servicesShareHost(first: String, second: String, host: String, location: SourceLocation?)
+        case servicesShareHost(first: String, second: String, host: String, problem: String, location: SourceLocation?)
         case invalidCatalog(file: String, problem: String)
         case cannotListen(reason: String)
         case cannotWriteTrustBundle(path: String, reason: String)
@@ -26,10 +26,10 @@ public struct EgressError: Error, Sendable, CustomStringConvertible, Equatable {
     public static func serviceNeedsHosts(_ name: String, at location: SourceLocation?) -> EgressError {
         EgressError(kind: .serviceNeedsHosts(name: name, location: location))
     }
-    /// Two services named in the policy intercept the same host; each host's requests are decided
-    /// by one service, so the other's rules would not apply there.
-    public static func servicesShareHost(_ first: String, _ second: String, host: String, at location: SourceLocation?) -> EgressError {
-        EgressError(kind: .servicesShareHost(first: first, second: second, host: host, location: location))
+    /// Two services named in the policy intercept the same host and a request there could not
+    /// always be given to one of them (`problem` says why): one would decide the other's requests.
+    public static func servicesShareHost(_ first: String, _ second: String, host: String, problem: String, at location: SourceLocation?) -> EgressError {
+        EgressError(kind: .servicesShareHost(first: first, second: second, host: host, problem: problem, location: location))
     }
     /// A catalog file is malformed.
     public static func invalidCatalog(file: String, problem: String) -> EgressError {
@@ -57,9 +57,9 @@ public struct EgressError: Error, Sendable, CustomStringConvertible, Equatable {
         case .serviceNeedsHosts(let name, let location):
             let place = location.map { "\($0): error: " } ?? "error: "
             return "\(place)service '\(name)' has no fixed host; list its hosts in the policy, e.g. '- service: \(name)\\n  hosts: [vault.example.com]'"
-        case .servicesShareHost(let first, let second, let host, let location):
+        case .servicesShareHost(let first, let second, let host, let problem, let location):
             let place = location.map { "\($0): error: " } ?? "error: "
-            return "\(place)services '\(first)' and '\(second)' both intercept \(host); stepguard decides each host's requests by one service, so '\(second)' would never decide them and '\(first)' would decide requests meant for it. Name one of the two, or give one of them hosts: of its own"
+            return "\(place)services '\(first)' and '\(second)' both intercept \(host), where each request is decided by the service whose endpoints it matches; but \(problem). Name one of the two, or give one of them hosts: of its own"
         case .invalidCatalog(let file, let problem):
             return "service catalog \(file) is invalid: \(problem); fix the file in rules/services"
         case .cannotListen(let reason):

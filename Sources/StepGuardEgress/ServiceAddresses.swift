@@ -24,8 +24,8 @@ final class ServiceAddresses: Sendable {
 
     private let entries: Mutex<Set<Entry>>
     private let overridden: Set<String>
-    /// Services one of whose hosts `network.resolve` maps.
-    private let placed: Set<String>
+    /// Services one of whose hosts `network.resolve` maps (every service on a host they share).
+    let placed: Set<String>
 
     /// The addresses `network.resolve` gives the hosts of `services`.
     init(services: [BoundService], resolveOverrides: [HostPort: HostPort]) {
@@ -33,11 +33,13 @@ final class ServiceAddresses: Sendable {
         var overridden = Set<String>()
         var placed = Set<String>()
         for (from, to) in resolveOverrides {
-            guard let service = services.first(where: { $0.matches(host: from.host) }) else { continue }
-            overridden.insert(from.host)
-            placed.insert(service.definition.name)
-            if let address = IPAddress(anySpelling: to.host) {
-                entries.insert(Entry(address: address.unmapped, port: to.port, service: service.definition.name))
+            // Every service on the host: with two sharing it, the second's names must not be looked up either.
+            for service in services where service.matches(host: from.host) {
+                overridden.insert(from.host)
+                placed.insert(service.definition.name)
+                if let address = IPAddress(anySpelling: to.host) {
+                    entries.insert(Entry(address: address.unmapped, port: to.port, service: service.definition.name))
+                }
             }
         }
         self.entries = Mutex(entries)

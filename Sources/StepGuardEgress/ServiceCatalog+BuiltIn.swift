@@ -131,8 +131,9 @@ let builtInServiceYAML: [String: String] = [
     # only: GitHub Enterprise Server serves the same call under /api/v3 of its own host.
     # stepguard cannot verify an App's JWT (it is signed with the App's key), so it counts as a
     # long-lived credential: a policy that lets a step mint App tokens allows it with `credential: any`.
-    # A host is intercepted for one service: a policy that also names github-actions-secrets (same
-    # host) is refused (exit 78), since one of the two would decide the other's requests.
+    # A policy may also name github-actions-secrets (same host): each request to api.github.com is
+    # then decided by the service whose endpoints (sensitive:, mints:) it matches, and a request
+    # that matches neither is denied (see README, "Services that share a host").
     name: github-app-token
     description: GitHub App installation access tokens
     hosts: [api.github.com]

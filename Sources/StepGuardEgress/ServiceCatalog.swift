@@ -30,6 +30,18 @@ public struct SensitiveOperation: Sendable, Equatable {
     func matches(method: String, path: String) -> Bool {
         (methods.isEmpty || methods.contains(method)) && (paths.isEmpty || paths.contains { $0.matches(path) })
     }
+
+    /// Whether one request could be of both shapes: a method both accept and a path both match.
+    func overlaps(_ other: SensitiveOperation) -> Bool {
+        let methodsMeet = methods.isEmpty || other.methods.isEmpty || methods.contains { other.methods.contains($0) }
+        let pathsMeet = paths.isEmpty || other.paths.isEmpty || paths.contains { mine in other.paths.contains { mine.overlaps($0) } }
+        return methodsMeet && pathsMeet
+    }
+
+    /// `METHODS paths` as the catalog writes it, for messages.
+    var described: String {
+        (methods.isEmpty ? "any method" : methods.joined(separator: "|")) + " " + (paths.isEmpty ? "any path" : paths.map(\.pattern).joined(separator: ", "))
+    }
 }
 
 /// A token exchange whose response holds a credential minted for the caller (npm and PyPI trusted
@@ -75,6 +87,16 @@ public struct ServiceDefinition: Sendable, Equatable {
     /// The token exchange a request is, if any.
     public func mint(method: String, path: String) -> MintOperation? {
         mints.first { $0.operation.matches(method: method, path: path) }
+    }
+
+    /// The service's endpoints as the catalog declares them: its sensitive operations and its
+    /// token exchanges. On a host several named services share, a request is decided by the
+    /// service one of whose endpoints it is (see ``BoundService/members``).
+    public var endpoints: [SensitiveOperation] { sensitive + mints.map(\.operation) }
+
+    /// Whether a request is one of the service's ``endpoints``.
+    public func declares(method: String, path: String) -> Bool {
+        endpoints.contains { $0.matches(method: method, path: path) }
     }
 
     /// Whether the body must be read before deciding (the credential may be in it).
@@ -211,9 +233,8 @@ public struct ServiceCatalog: Sendable {
         }
         for (index, first) in bound.enumerated() {
             for second in bound[(index + 1)...] {
-                if let host = first.sharedHost(with: second) {
-                    throw .servicesShareHost(first.rule.service, second.rule.service, host: host, at: second.rule.location)
-                }
+                guard let host = first.sharedHost(with: second), let problem = first.ambiguity(with: second) else { continue }
+                throw .servicesShareHost(first.rule.service, second.rule.service, host: host, problem: problem, at: second.rule.location)
             }
         }
         return bound
@@ -228,8 +249,51 @@ public struct BoundService: Sendable {
     public let rule: ServiceRule
     /// The hosts intercepted for it: the catalog's, or the policy's `hosts`.
     public let hosts: [HostPattern]
+    /// When this stands for a host that several named services intercept (see
+    /// ``EgressDecider/service(for:)``): those services, in policy order, each request being
+    /// decided by the one whose ``ServiceDefinition/endpoints`` it matches. Empty for one service.
+    public private(set) var members: [BoundService] = []
+
+    /// The policy's service `rule` bound to `definition`, intercepted at `hosts`.
+    init(definition: ServiceDefinition, rule: ServiceRule, hosts: [HostPattern]) {
+        (self.definition, self.rule, self.hosts) = (definition, rule, hosts)
+    }
+
+    /// The services of `members` (two or more) on a host they share, as one: named after all of
+    /// them, reading a request's body when any of them finds credentials in bodies, and accepting
+    /// an encoded `/` only when all of them do (the policy refuses services that differ in it). It
+    /// allows nothing itself: each request is decided by the member it is an endpoint of.
+    init(sharing members: [BoundService]) {
+        let names = members.map(\.definition.name).joined(separator: ", ")
+        definition = ServiceDefinition(name: names, description: "services sharing a host: \(names)", hosts: members.flatMap(\.hosts),
+                                       hostsFromPolicy: false, sensitive: members.flatMap(\.definition.sensitive),
+                                       credentials: members.flatMap(\.definition.credentials), audienceParameter: nil, mints: [], examples: [],
+                                       encodedSlashes: members.allSatisfy(\.definition.encodedSlashes))
+        rule = ServiceRule(service: names)
+        hosts = members.flatMap(\.hosts)
+        self.members = members
+    }
 
     func matches(host: String) -> Bool { hosts.contains { $0.matches(host) } }
+
+    /// Why a request on a host this service shares with `other` could not always be given to one
+    /// of the two, or nil when it always can: each must declare endpoints, no request may be an
+    /// endpoint of both, and both must read paths alike (encoded slashes).
+    func ambiguity(with other: BoundService) -> String? {
+        for (service, peer) in [(self, other), (other, self)] where service.definition.endpoints.isEmpty {
+            return "'\(service.definition.name)' declares no endpoints (sensitive: or mints: in rules/services), so no request there could be told to be its rather than '\(peer.definition.name)'s"
+        }
+        for mine in definition.endpoints {
+            for theirs in other.definition.endpoints where mine.overlaps(theirs) {
+                return "a request can be an endpoint of both ('\(definition.name)': \(mine.described); '\(other.definition.name)': \(theirs.described)), so which service's rules decide it is ambiguous"
+            }
+        }
+        if definition.encodedSlashes != other.definition.encodedSlashes {
+            let (with, without) = definition.encodedSlashes ? (self, other) : (other, self)
+            return "'\(with.definition.name)' accepts an encoded '/' in paths and '\(without.definition.name)' does not, so their paths cannot be read alike"
+        }
+        return nil
+    }
 
     /// A host both services would intercept, if any: the same pattern, or one pattern matching a
     /// name the other stands for (its wildcards filled in).

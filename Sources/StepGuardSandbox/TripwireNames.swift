@@ -5,10 +5,13 @@ import StepGuardCore
 import Glibc
 #endif
 
-/// Tripwires on names: the step's calls that remove, rename or link a name reach stepguard through
-/// a seccomp listener (`sg_names_listen`, installed before the step exists), so that `rm ~/.npmrc`,
-/// `mv ~/.aws x`, `rmdir ~/.aws` or `ln ~/.npmrc /tmp/x` trip although the kernel refuses them on
-/// the cover's mount point (EBUSY) or across mounts (EXDEV) before inotify could see anything.
+/// Tripwires on names: the step's calls that remove, rename, link or make a name (mkdir, mknod,
+/// symlink's new name) or that act on the mount at a name (mount, umount, move_mount, open_tree,
+/// fspick, mount_setattr) reach stepguard through a seccomp listener (`sg_names_listen`, installed
+/// before the step exists), so that `rm ~/.npmrc`, `mv ~/.aws x`, `rmdir ~/.aws`, `ln ~/.npmrc
+/// /tmp/x`, `mkdir ~/.aws`, `ln -s x ~/.npmrc` or `mount --bind /tmp/x ~/.aws` (in a user
+/// namespace of the step's own) trip although the kernel refuses most of them on the cover (EBUSY,
+/// EXDEV, EEXIST, EPERM) before inotify could see anything.
 /// Each call's names are looked up in the step's mount namespace and compared by device and inode
 /// with the hidden paths (the covers, the hidden directories, and anything inside one); then the
 /// call goes ahead as the step made it: this only looks, the mounts decide.
@@ -62,6 +65,8 @@ final class NameTripwire: @unchecked Sendable {
             let operation = switch Int(call.pointee.operation) {
             case SG_NAME_RENAME: "rename"
             case SG_NAME_LINK: "link"
+            case SG_NAME_MAKE: "create"
+            case SG_NAME_MOUNT: "mount"
             default: "delete"
             }
             let pid = call.pointee.pid

@@ -10,8 +10,10 @@ import Synchronization
 public struct Trip: Sendable, Equatable {
     /// The path as the step sees it, e.g. `/home/runner/.aws/credentials`.
     public let path: String
-    /// `open`, `list`, `write` (written, truncated, or closed after being opened for writing), `create`,
-    /// `delete`, `rename`, `link`, `change attributes`, `connect to`, or `events lost`.
+    /// `open`, `list`, `write` (written, truncated, or closed after being opened for writing), `create`
+    /// (also mkdir, mknod or symlink onto a hidden name), `delete`, `rename`, `link`, `mount` (mount on,
+    /// unmount, move, clone or reconfigure the mount at a hidden name), `change attributes`,
+    /// `connect to`, or `events lost`.
     public let operation: String
     /// The hidden entry (`filesystem.hide`, `~` expanded) the path belongs to.
     public let hiddenEntry: String
@@ -139,8 +141,8 @@ struct SocketTrap: Sendable {
 ///
 /// ``start(onTrip:)`` reads events on a thread of its own and calls `onTrip` for each trip, at
 /// once; ``finish()`` (called by ``StepSupervisor`` once the step has ended) reads what is left.
-/// It also answers the step's unlink, rename and link calls (``NameTripwire``): until it is
-/// started, those calls of the step wait.
+/// It also answers the step's calls that remove, rename, link, make or mount at a name
+/// (``NameTripwire``): until it is started, those calls of the step wait.
 public final class TripwireWatch: Sendable {
     /// The most processes a ``Trip`` lists.
     public static let processLimit = 16
@@ -160,9 +162,9 @@ public final class TripwireWatch: Sendable {
     private let watched: [Int32: Watched]
     /// The listening sockets covering hidden sockets: a connection to one is a trip.
     private let traps: [SocketTrap]
-    /// The step's calls that remove, rename or link a name, or nil (see ``namesUnavailable``).
+    /// The step's calls that remove, rename, link, make or mount at a name, or nil (see ``namesUnavailable``).
     private let names: NameTripwire?
-    /// Why removing, renaming or linking a hidden path itself is not watched (the seccomp filter
+    /// Why removing, renaming, linking, making or mounting on a hidden path itself is not watched (the seccomp filter
     /// could not be installed), or nil when it is.
     public let namesUnavailable: String?
     /// Written to end the reader thread.

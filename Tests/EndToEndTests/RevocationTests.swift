@@ -334,7 +334,9 @@ import Testing
 
     /// Runs a step that exchanges an App's JWT for an installation token at a GitHub stand-in,
     /// through the proxy (`github-app-token` intercepted, allowed by `allow`), then runs `then`.
-    func mintAppToken(allow: String, then: String) throws -> AppTokenRun {
+    /// With `secrets`, the policy also names `github-actions-secrets` (same host, a workload
+    /// credential required), listed before github-app-token when `secrets` is `.first`.
+    func mintAppToken(allow: String, then: String, secrets: SecretsService = .notNamed) throws -> AppTokenRun {
         let minted = "gh" + "s_" + RandomSecret.alnum(36)
         let jwt = appJWT()
         let github = try githubApp(minting: minted, for: jwt)
@@ -344,8 +346,10 @@ import Testing
             version: 1
             isolation: required
             services:
+            \(secrets == .first ? Self.secretsService : "")
               - service: github-app-token
                 allow: \(allow)
+            \(secrets == .last ? Self.secretsService : "")
             network:
               resolve: { "api.github.com:443": "127.0.0.1:\(github.port)" }
               upstream_ca: \(authority.certificateFile)
@@ -360,6 +364,44 @@ import Testing
         let result = try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", log, "--", "sh", "-c", step],
                                              environment: environment, currentDirectory: directory.path)
         return AppTokenRun(result: result, calls: github.requests.map { "\($0.method) \($0.uri)" }, minted: minted, jwt: jwt, log: log)
+    }
+
+    /// Where ``mintAppToken(allow:then:secrets:)`` names `github-actions-secrets`.
+    enum SecretsService { case notNamed, first, last }
+
+    static let secretsService = """
+          - service: github-actions-secrets
+            allow: { credential: workload }
+        """
+
+    /// Two services on api.github.com, in either order: the App-token exchange is decided by
+    /// github-app-token (its endpoint) and its mint captured for it; a PUT of an Actions secret
+    /// with a long-lived token is decided by github-actions-secrets (its endpoint), denied (exit 77)
+    /// without reaching the stand-in, and the violation revokes the minted token.
+    @Test(arguments: [SecretsService.first, .last])
+    func twoServicesOnOneHostEachDecideTheirOwnEndpoints(secrets: SecretsService) throws {
+        defer { directory.remove() }
+        let pat = "gh" + "p_" + RandomSecret.alnum(36)
+        try directory.write("pat", pat)
+        let put = #"curl -s -o /dev/null -X PUT -H "Authorization: Bearer $(cat pat)" -d '{"encrypted_value":"eA==","key_id":"1"}' "#
+            + "https://api.github.com/repos/acme/app/actions/secrets/DEPLOY_KEY; sleep 30"
+        let run = try mintAppToken(allow: "{ methods: [POST], credential: any }", then: put, secrets: secrets)
+        #expect(run.result.status == 77, "\(run.result.stderr)")
+        #expect(run.result.stdout == "minted\n", "\(run.result.stderr)")
+        #expect(run.calls == ["POST /app/installations/42/access_tokens", "DELETE /installation/token"], "the PUT never reached the API")
+        let events = try String(contentsOfFile: run.log, encoding: .utf8).split(separator: "\n").compactMap { line in
+            try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        }
+        let services = events.filter { $0["type"] as? String == "service" }
+        #expect(services.contains { $0["decision"] as? String == "allow" && $0["service"] as? String == "github-app-token"
+            && $0["path"] as? String == "/app/installations/42/access_tokens" }, "\(services)")
+        #expect(services.contains { $0["decision"] as? String == "deny" && $0["service"] as? String == "github-actions-secrets"
+            && $0["method"] as? String == "PUT" && $0["credential"] as? String == "long-lived" }, "\(services)")
+        let revoked = events.filter { $0["type"] as? String == "revocation" }
+        #expect(revoked.count == 1 && revoked.first?["origin"] as? String == "minted by github-app-token", "\(revoked)")
+        #expect(revoked.first?["outcome"] as? String == "revoked", "\(revoked)")
+        let written = try String(contentsOfFile: run.log, encoding: .utf8) + run.result.stderr + run.result.stdout
+        #expect(!written.contains(run.minted) && !written.contains(pat) && !written.contains(run.jwt), "a token was written in full")
     }
 
     /// A GitHub App installation token the step minted (the exchange intercepted through

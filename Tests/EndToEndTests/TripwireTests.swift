@@ -125,14 +125,20 @@ import Testing
                       (#"os.unlink(os.path.expanduser("~/.npmrc"))"#, "delete")], [false, true])
     func writingOrRemovingAHiddenFileKillsTheStepWithin100ms(attempt: (action: String, operation: String), asNobody: Bool) throws {
         defer { directory.remove() }
-        let log = directory.path("audit-\(attempt.operation)-\(asNobody).jsonl")
-        guard let (result, lived) = try killAfter(attempt.action, log: log, asNobody: asNobody) else { return }
+        try expectKilledWithin100ms(after: attempt.action, operation: attempt.operation, path: "\(home)/.npmrc", asNobody: asNobody)
+    }
+
+    /// Runs ``killAfter(_:log:asNobody:)`` with `action` and expects the step killed within 100 ms,
+    /// its first trip `operation` on `path`, and ~/.npmrc as it was.
+    func expectKilledWithin100ms(after action: String, operation: String, path: String, asNobody: Bool) throws {
+        let log = directory.path("audit-\(operation)-\(asNobody).jsonl")
+        guard let (result, lived) = try killAfter(action, log: log, asNobody: asNobody) else { return }
         #expect(result.status == 77, "\(result.stderr)")
-        #expect(lived < 0.1, "the step lived \(lived) s after the \(attempt.operation)")
+        #expect(lived < 0.1, "the step lived \(lived) s after the \(operation)")
         #expect(result.stderr.contains("step killed by signal 9"), "\(result.stderr)")
         let denied = try tripwireEvents(log).filter { $0["decision"] as? String == "deny" }
-        #expect(denied.first?["path"] as? String == "\(home)/.npmrc", "\(denied)")
-        #expect(denied.first?["operation"] as? String == attempt.operation, "\(denied)")
+        #expect(denied.first?["path"] as? String == path, "\(denied)")
+        #expect(denied.first?["operation"] as? String == operation, "\(denied)")
         #expect(try String(contentsOfFile: "\(home)/.npmrc", encoding: .utf8) == "\(marker)\n", "the hidden file is unchanged")
     }
 
@@ -228,7 +234,7 @@ import Testing
                                            "--audit-log", log, "--", "sh", "-c", "cat ~/.aws/credentials; echo inner-done"]))
         #expect(result.status == 77, "the inner step's open trips as before: \(result.stderr)")
         let armed = try tripwireEvents(log).first { $0["decision"] as? String == "allow" }
-        #expect((armed?["reason"] as? String)?.contains("removing, renaming or linking a hidden path itself is not watched: "
+        #expect((armed?["reason"] as? String)?.contains("removing, renaming, linking, making or mounting on a hidden path itself is not watched: "
                                                         + "the seccomp filter that shows them to stepguard could not be installed: Device or resource busy") == true,
                 "\(String(describing: armed))")
     }

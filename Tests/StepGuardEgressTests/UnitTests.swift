@@ -235,26 +235,36 @@ import Testing
         }
     }
 
-    /// Each host's requests are decided by one service: two that intercept the same host would let
-    /// the first decide requests the second's rules were written for (github-app-token's rules would
-    /// pass a request for Actions secrets as not sensitive), so the policy is refused.
+    /// Two services that intercept the same host are bound together when each request there can be
+    /// given to one of them by its endpoints (SharedHostTests); policy check refuses only what stays
+    /// ambiguous, at the second service's line, saying why and what to do.
     @Test(arguments: [
-        ("  - service: github-app-token\n    allow: { credential: any }\n  - service: github-actions-secrets\n    allow: { credential: workload }\n", "api.github.com"),
-        ("  - service: hashicorp-vault\n    hosts: [\"*.vault.example.test\"]\n  - service: sigstore-fulcio\n    hosts: [eu.vault.example.test]\n", "eu.vault.example.test"),
+        // aws-sts's endpoints are any GET or POST: Vault's requests there would be both services'.
+        ("  - service: aws-sts\n  - service: hashicorp-vault\n    hosts: [sts.amazonaws.com]\n", "sts.amazonaws.com", "an endpoint of both", 4),
+        // npm reads an encoded '/' in paths, the timestamp authority does not.
+        ("  - service: npm-publish\n  - service: sigstore-tsa\n    hosts: [registry.npmjs.org]\n", "registry.npmjs.org", "encoded '/'", 4),
+        // One service named twice with overlapping hosts (a wildcard): the same endpoints twice.
+        ("  - service: hashicorp-vault\n    hosts: [vault.example.test]\n  - service: hashicorp-vault\n    hosts: [\"*.example.test\"]\n",
+         "vault.example.test", "an endpoint of both", 5),
     ])
-    func servicesThatShareAHostAreRefused(services: String, host: String) throws {
+    func servicesThatShareAHostAreRefused(services: String, host: String, why: String, line: Int) throws {
         let policy = try Egress.policy("version: 1\nservices:\n" + services)
         do {
             _ = try ServiceCatalog.builtIn.bind(policy.services)
-            Issue.record("bound services that share \(host)")
+            Issue.record("bound services that share \(host) ambiguously")
         } catch {
-            #expect(error.description.hasPrefix("test-policy.yaml:"), "\(error)")
-            #expect(error.description.contains("both intercept \(host)"), "\(error)")
+            #expect(error.description.hasPrefix("test-policy.yaml:\(line):"), "\(error)")
+            #expect(error.description.contains("both intercept \(host)") && error.description.contains(why), "\(error)")
+            #expect(error.description.contains("Name one of the two, or give one of them hosts: of its own"))
             #expect(error.category == .configuration)
         }
         #expect(EgressSession.problems(in: policy).contains { $0.description.contains("both intercept \(host)") })
-        let apart = try Egress.policy("version: 1\nservices:\n  - service: github-app-token\n    allow: { credential: any }\n  - service: sigstore-fulcio\n")
-        #expect(try ServiceCatalog.builtIn.bind(apart.services).count == 2)
+        // Services whose endpoints are apart share a host: each request goes to the one it is an endpoint of.
+        for apart in ["  - service: github-app-token\n    allow: { credential: any }\n  - service: github-actions-secrets\n    allow: { credential: workload }\n",
+                      "  - service: hashicorp-vault\n    hosts: [\"*.vault.example.test\"]\n  - service: sigstore-fulcio\n    hosts: [eu.vault.example.test]\n",
+                      "  - service: github-app-token\n    allow: { credential: any }\n  - service: sigstore-fulcio\n"] {
+            #expect(try ServiceCatalog.builtIn.bind(try Egress.policy("version: 1\nservices:\n" + apart).services).count == 2, "\(apart)")
+        }
     }
 
     @Test func vaultNeedsHostsFromThePolicy() throws {

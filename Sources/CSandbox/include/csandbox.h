@@ -32,11 +32,14 @@ enum {
     SG_INOTIFY_OVERFLOW = IN_Q_OVERFLOW,
 };
 
-/// What a call sent by the names filter (sg_names_listen) does to its names.
-enum { SG_NAME_DELETE = 0, SG_NAME_RENAME = 1, SG_NAME_LINK = 2 };
+/// What a call sent by the names filter (sg_names_listen) does to its names: MAKE is mkdir,
+/// mknod or symlink (the new name), MOUNT any call that mounts on, unmounts, moves, clones or
+/// reconfigures the mount at a name (mount, umount, umount2, move_mount, open_tree, fspick,
+/// mount_setattr).
+enum { SG_NAME_DELETE = 0, SG_NAME_RENAME = 1, SG_NAME_LINK = 2, SG_NAME_MAKE = 3, SG_NAME_MOUNT = 4 };
 enum { SG_NAME_MAX = 4096 };
 
-/// One call of the step that removes, renames or links a name, as sg_names_next read it: its
+/// One call of the step that removes, renames, links, makes or mounts at a name, as sg_names_next read it: its
 /// names (`count` of them; absolute when the directory a relative one is in could be told) and,
 /// for each, the device and inode it names in
 /// the step's mount namespace (`found` 1), or that of the directory it would be in when it does
@@ -53,7 +56,9 @@ typedef struct {
 } sg_name_call;
 
 /// Installs, in the calling process and its future children, a seccomp filter that sends every
-/// unlink, rmdir, rename and link call (any of their forms, x86-64, x32 and i386) to a listener,
+/// unlink, rmdir, rename, link, mkdir, mknod, symlink and mount-table call (see SG_NAME_MOUNT;
+/// any of their forms, x86-64, x32 and i386) to a listener, and refuses io_uring (ENOSYS: its
+/// requests would make those calls unseen),
 /// and returns the listener (close-on-exec), or -1 with errno (ENOSYS where not x86-64).
 int sg_names_listen(void);
 /// Receives the next call from `listener` and reads its names; 0 or errno. Every call received

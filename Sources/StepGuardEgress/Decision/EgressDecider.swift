@@ -115,10 +115,13 @@ struct EgressDecider: Sendable {
         self.serviceAddresses = ServiceAddresses(services: services, resolveOverrides: resolveOverrides)
     }
 
-    /// The policy-named service whose hosts include `host`, if any.
+    /// The policy-named service whose hosts include `host`, if any; when several named services
+    /// intercept it, all of them as one (``BoundService/init(sharing:)``): each request is then
+    /// decided by the one whose endpoints it matches, never by the order of `services:`.
     func service(for host: HostName.Normalised) -> BoundService? {
         guard case .name(let name) = host else { return nil }
-        return services.first { $0.matches(host: name) }
+        let matching = services.filter { $0.matches(host: name) }
+        return matching.count > 1 ? BoundService(sharing: matching) : matching.first
     }
 
     /// The denial of a connection to a name the policy denies whatever it resolves to, decided

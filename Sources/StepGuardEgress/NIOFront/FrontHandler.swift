@@ -236,7 +236,7 @@ final class FrontHandler: ChannelInboundHandler, RemovableChannelHandler {
             let decision = state.serviceContext.decide(method: head.method.rawValue, target: target, headers: head.headers.map { ($0.name, $0.value) },
                                                        body: body, route: route, service: service, now: Date())
             if state.enforce(decision.record) { return reject(context, decision.record.denial) }
-            if let field = decision.mintedTokenField { exchange.mintCapture = (service.definition.name, field, []) }
+            if let mint = decision.mint { exchange.mintCapture = (mint.service, mint.field, []) }
             forward(context, head: head, target: target, route: route, tls: tls)
         }
         let hasBody = !head.headers["transfer-encoding"].isEmpty || (Int(head.headers.first(name: "content-length") ?? "0") ?? 0) > 0

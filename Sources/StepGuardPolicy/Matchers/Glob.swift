@@ -71,6 +71,38 @@ public struct Glob: Sendable, Hashable, CustomStringConvertible {
         return p == tokens.count
     }
 
+    /// Whether some text matches both this pattern and `other` (the two are not disjoint): used to
+    /// refuse two services whose endpoints on a shared host cannot be told apart. Exact for `*`,
+    /// `?` and literals; with a case-insensitive pattern on either side, letters compare folded.
+    public func overlaps(_ other: Glob) -> Bool {
+        let fold = caseInsensitive || other.caseInsensitive
+        func same(_ a: Character, _ b: Character) -> Bool { fold ? a.lowercased() == b.lowercased() : a == b }
+        let left = tokens, right = other.tokens
+        // seen[i][j]: positions (i in left, j in right) already explored without success.
+        var seen = Set<Int>()
+        var stack = [(0, 0)]
+        while let (i, j) = stack.popLast() {
+            if i == left.count && j == right.count { return true }
+            guard seen.insert(i * (right.count + 1) + j).inserted else { continue }
+            let a = i < left.count ? left[i] : nil, b = j < right.count ? right[j] : nil
+            // A run matches nothing (skip it), or one more character of the other side's token.
+            if a == .anyRun {
+                stack.append((i + 1, j))
+                if let b, b != .anyRun { stack.append((i, j + 1)) }
+            }
+            if b == .anyRun {
+                stack.append((i, j + 1))
+                if let a, a != .anyRun { stack.append((i + 1, j)) }
+            }
+            switch (a, b) {
+            case (.literal(let x)?, .literal(let y)?) where same(x, y): stack.append((i + 1, j + 1))
+            case (.any?, .literal?), (.literal?, .any?), (.any?, .any?): stack.append((i + 1, j + 1))
+            default: break
+            }
+        }
+        return false
+    }
+
     public var description: String { pattern }
 }
 

@@ -30,7 +30,7 @@ enum TripwireGuard {
         let kills = policy.onViolation == .kill && policy.mode == .enforce
         trail.record(AuditEvent(type: .tripwire, decision: .allow,
                                 reason: "tripwires on \(watch.count) hidden paths: opening, listing or changing one \(kills ? "kills the step" : "is a violation")"
-                                    + (watch.namesUnavailable.map { "; removing, renaming or linking a hidden path itself is not watched: \($0)" } ?? ""),
+                                    + (watch.namesUnavailable.map { "; removing, renaming, linking, making or mounting on a hidden path itself is not watched: \($0)" } ?? ""),
                                 rule: "tripwires: on", subject: ["enforced": .bool(true), "paths": .int(watch.count)]))
         let reported = Mutex<Set<String>>([])
         watch.start { trip in
