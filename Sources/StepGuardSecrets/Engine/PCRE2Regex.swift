@@ -1,9 +1,12 @@
 import CPCRE2
 import Synchronization
 
-/// A PCRE2 pattern compiled once and matched over raw bytes. It is JIT-compiled on its first
-/// match, not at load: most rules never get past the vectorscan prefilter, and JIT-compiling
-/// every rule would add milliseconds to each `stepguard run`. A ``init(deferred:context:)``
+/// A PCRE2 pattern compiled once and matched over raw bytes. It is JIT-compiled once it has been
+/// matched over ``jitThreshold`` bytes, not at load: most rules never get past the vectorscan
+/// prefilter, and JIT-compiling a pattern (0.1–0.3 ms) costs more than PCRE2's interpreter spends
+/// on the short values `stepguard run` classifies (each environment variable, headers in flight):
+/// with JIT on first use, the step's environment cost ~1 ms of compiling before every step
+/// (issue #17's start-up). A file or a history crosses the threshold at once. A ``init(deferred:context:)``
 /// pattern (the built-in rules, which the tests compile and check) is not even compiled until its
 /// first match: classifying a step's environment reaches few of the rules.
 ///
@@ -16,11 +19,22 @@ final class PCRE2Regex: @unchecked Sendable {
         var code: OpaquePointer
         var captureCount: Int
         var jit = false
+        /// Code replaced by its JIT-compiled copy: matches under way may still use it, so it is
+        /// freed with the pattern (JIT-compiling code another thread is matching with is a race).
+        var retired: [OpaquePointer] = []
     }
     private let pattern: String
     private let context: String
     private let compiled: Mutex<Compiled?>
     private let matchContext: OpaquePointer?
+    /// Bytes matched over so far, until the pattern is JIT-compiled.
+    private let matchedBytes = Atomic<Int>(0)
+
+    /// Bytes a pattern is matched over with the interpreter before it is JIT-compiled.
+    static let jitThreshold = 16 * 1024
+
+    /// Whether the pattern has been JIT-compiled (for the tests).
+    var isJITCompiled: Bool { compiled.withLock { $0?.jit ?? false } }
 
     /// Number of capture groups in the pattern (compiles a deferred pattern).
     var captureCount: Int { compiledCode().captureCount }
@@ -62,10 +76,11 @@ final class PCRE2Regex: @unchecked Sendable {
         return Compiled(code: code, captureCount: Int(count))
     }
 
-    /// The compiled code, JIT-compiled (or the interpreter's when JIT is unavailable), compiling a
-    /// deferred pattern first.
-    private func compiledCode() -> Compiled {
-        compiled.withLock { state in
+    /// The compiled code, compiling a deferred pattern first; JIT-compiled (where JIT is
+    /// available) once the pattern has been matched over ``jitThreshold`` bytes, counting `count`.
+    private func compiledCode(matching count: Int = 0) -> Compiled {
+        let matched = count == 0 ? matchedBytes.load(ordering: .relaxed) : matchedBytes.add(count, ordering: .relaxed).newValue
+        return compiled.withLock { state in
             if state == nil {
                 do {
                     state = try Self.compile(pattern, context: context)
@@ -73,8 +88,12 @@ final class PCRE2Regex: @unchecked Sendable {
                     fatalError("\(error)")  // a built-in rule that the tests did not compile
                 }
             }
-            if !state!.jit {
-                _ = pcre2_jit_compile_8(state!.code, PCRE2_JIT_COMPLETE)  // falls back to the interpreter if JIT is unavailable
+            if !state!.jit && matched >= Self.jitThreshold {
+                if let copy = pcre2_code_copy_8(state!.code) {
+                    _ = pcre2_jit_compile_8(copy, PCRE2_JIT_COMPLETE)  // falls back to the interpreter if JIT is unavailable
+                    state!.retired.append(state!.code)
+                    state!.code = copy
+                }
                 state!.jit = true
             }
             return state!
@@ -82,7 +101,9 @@ final class PCRE2Regex: @unchecked Sendable {
     }
 
     deinit {
-        compiled.withLock { if let code = $0?.code { pcre2_code_free_8(code) } }
+        compiled.withLock { state in
+            for code in (state.map { [$0.code] + $0.retired } ?? []) { pcre2_code_free_8(code) }
+        }
         if let matchContext { pcre2_match_context_free_8(matchContext) }
     }
 
@@ -106,7 +127,7 @@ final class PCRE2Regex: @unchecked Sendable {
     @discardableResult
     func forEachMatch(in bytes: UnsafeRawBufferPointer, _ body: (Match) -> Bool) -> Outcome {
         guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return .complete }
-        let compiled = compiledCode()
+        let compiled = compiledCode(matching: bytes.count)
         let code = compiled.code, captureCount = compiled.captureCount
         guard let matchData = pcre2_match_data_create_from_pattern_8(code, nil) else { return .limitHit(PCRE2_ERROR_NOMEMORY) }
         defer { pcre2_match_data_free_8(matchData) }
