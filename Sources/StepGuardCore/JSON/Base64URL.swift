@@ -49,23 +49,38 @@ public enum Base64URL {
     /// too; nil for any other byte or an impossible length. For recognising encoded values, never
     /// for JOSE (``decode(_:)-(Bytes)`` is the strict reader).
     public static func decodeLeniently<Bytes: Collection>(_ input: Bytes, ignoringWhitespace: Bool = false) -> [UInt8]? where Bytes.Element == UInt8 {
-        var symbols: [UInt8] = []
-        symbols.reserveCapacity(input.count + 3)
+        // Decoded here rather than through Foundation's Data(base64Encoded:) (normalised copies of
+        // the input first): `run` tries every environment variable this way before each step.
+        var out = [UInt8]()
+        out.reserveCapacity(input.count * 3 / 4)
+        var accumulator: UInt32 = 0
+        var bits = 0
+        var symbols = 0
         for byte in input {
+            let value: UInt8
             switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "+"), UInt8(ascii: "/"): symbols.append(byte)
-            case UInt8(ascii: "-"): symbols.append(UInt8(ascii: "+"))
-            case UInt8(ascii: "_"): symbols.append(UInt8(ascii: "/"))
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): value = byte - UInt8(ascii: "A")
+            case UInt8(ascii: "a")...UInt8(ascii: "z"): value = byte - UInt8(ascii: "a") + 26
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = byte - UInt8(ascii: "0") + 52
+            case UInt8(ascii: "+"), UInt8(ascii: "-"): value = 62
+            case UInt8(ascii: "/"), UInt8(ascii: "_"): value = 63
             case UInt8(ascii: "="): continue
             case 0x20, 0x09, 0x0A, 0x0D:
                 guard ignoringWhitespace else { return nil }
+                continue
             default: return nil
             }
+            symbols += 1
+            accumulator = (accumulator << 6) | UInt32(value)
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
+                accumulator &= (1 << UInt32(bits)) - 1
+            }
         }
-        guard symbols.count % 4 != 1 else { return nil }
-        symbols.append(contentsOf: [UInt8](repeating: UInt8(ascii: "="), count: (4 - symbols.count % 4) % 4))
-        return Data(base64Encoded: Data(symbols)).map { Array($0) }
+        guard symbols % 4 != 1 else { return nil }
+        return out
     }
 
     /// Encodes bytes as base64url without padding.

@@ -41,11 +41,20 @@ enum EncodedValue {
     /// The whole value and every run of 16 or more base64/hex characters in it that is not the
     /// whole value.
     static func encodedCandidates(in text: String) -> [String] {
-        func isEncoded(_ c: Character) -> Bool {
-            c.isASCII && (c.isLetter || c.isNumber || c == "+" || c == "/" || c == "=" || c == "-" || c == "_")
+        // On bytes, not Characters (grapheme breaking cost most of `run`'s environment check):
+        // every byte of a non-ASCII character separates runs, as the character did.
+        func isEncoded(_ byte: UInt8) -> Bool {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "+"), UInt8(ascii: "/"), UInt8(ascii: "="), UInt8(ascii: "-"), UInt8(ascii: "_"): true
+            default: false
+            }
         }
-        let runs = text.split(whereSeparator: { !isEncoded($0) }).map(String.init)
-            .filter { $0.utf8.count >= minimumEncodedLength && $0 != text }
+        let bytes = Array(text.utf8)
+        guard bytes.count >= minimumEncodedLength else { return [text] }
+        let runs = bytes.split(whereSeparator: { !isEncoded($0) })
+            .filter { $0.count >= minimumEncodedLength && $0.count != bytes.count }
+            .map { String(decoding: $0, as: UTF8.self) }
         return [text] + runs
     }
 
