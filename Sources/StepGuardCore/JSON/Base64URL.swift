@@ -18,25 +18,15 @@ public enum Base64URL {
     public static func decode<Bytes: Collection>(_ input: Bytes) -> [UInt8]? where Bytes.Element == UInt8 {
         let count = input.count
         if count % 4 == 1 { return nil }
-        var out = [UInt8]()
-        out.reserveCapacity(count * 3 / 4)
-        var accumulator: UInt32 = 0
-        var bits = 0
+        var decoder = SextetDecoder(capacity: count)
         let table = decodeTable
         for c in input {
             let v = table[Int(c)]
             if v == 0xFF { return nil }
-            accumulator = (accumulator << 6) | UInt32(v)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
-                accumulator &= (1 << UInt32(bits)) - 1
-            }
+            decoder.append(v)
         }
         // Leftover bits (2 or 4) must be zero for a canonical encoding.
-        if bits > 0, accumulator != 0 { return nil }
-        return out
+        return decoder.hasLeftoverBits ? nil : decoder.bytes
     }
 
     /// Decodes strict base64url from a string.
@@ -51,10 +41,7 @@ public enum Base64URL {
     public static func decodeLeniently<Bytes: Collection>(_ input: Bytes, ignoringWhitespace: Bool = false) -> [UInt8]? where Bytes.Element == UInt8 {
         // Decoded here rather than through Foundation's Data(base64Encoded:) (normalised copies of
         // the input first): `run` tries every environment variable this way before each step.
-        var out = [UInt8]()
-        out.reserveCapacity(input.count * 3 / 4)
-        var accumulator: UInt32 = 0
-        var bits = 0
+        var decoder = SextetDecoder(capacity: input.count)
         var symbols = 0
         for byte in input {
             let value: UInt8
@@ -71,16 +58,10 @@ public enum Base64URL {
             default: return nil
             }
             symbols += 1
-            accumulator = (accumulator << 6) | UInt32(value)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
-                accumulator &= (1 << UInt32(bits)) - 1
-            }
+            decoder.append(value)
         }
         guard symbols % 4 != 1 else { return nil }
-        return out
+        return decoder.bytes
     }
 
     /// Encodes bytes as base64url without padding.
@@ -101,5 +82,28 @@ public enum Base64URL {
             out.append(encodeTable[Int((accumulator << UInt32(6 - bits)) & 0x3F)])
         }
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// Base64's 6-bit values turned into bytes, 8 bits at a time.
+private struct SextetDecoder {
+    private(set) var bytes: [UInt8] = []
+    private var accumulator: UInt32 = 0
+    private var bits = 0
+
+    /// For about `capacity` symbols.
+    init(capacity: Int) { bytes.reserveCapacity(capacity * 3 / 4) }
+
+    /// Bits left over after the last whole byte that are not all zero (a non-canonical encoding).
+    var hasLeftoverBits: Bool { bits > 0 && accumulator != 0 }
+
+    mutating func append(_ value: UInt8) {
+        accumulator = (accumulator << 6) | UInt32(value)
+        bits += 6
+        if bits >= 8 {
+            bits -= 8
+            bytes.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
+            accumulator &= (1 << UInt32(bits)) - 1
+        }
     }
 }

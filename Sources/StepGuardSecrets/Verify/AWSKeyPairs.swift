@@ -24,9 +24,8 @@ struct AWSKeyPairs {
     /// A key id's finding (path, commit, line) and a secret access key added to the same file in
     /// another commit, `distance` lines from it in the version of the later commit.
     struct AcrossCommits: Sendable {
-        var path: String
-        var commit: String
-        var line: Int
+        /// The key id's finding.
+        var location: Location
         var distance: Int
         var candidate: Candidate
     }
@@ -39,7 +38,8 @@ struct AWSKeyPairs {
         var commit: String?
     }
 
-    private struct Location: Hashable {
+    /// Where a finding stands: its file, its commit (history mode) and its line.
+    struct Location: Hashable, Sendable {
         var path: String
         var commit: String?
         var line: Int
@@ -50,7 +50,7 @@ struct AWSKeyPairs {
             secrets[Place(path: f.path, commit: f.commit), default: []].append((f.line, Candidate(secret: f.secret, group: SecretGroup.key(of: f))))
         }
         for pair in acrossCommits {
-            self.acrossCommits[Location(path: pair.path, commit: pair.commit, line: pair.line), default: []].append((pair.distance, pair.candidate))
+            self.acrossCommits[pair.location, default: []].append((pair.distance, pair.candidate))
         }
     }
 
@@ -105,7 +105,7 @@ extension AWSKeyPairs {
                 let inKeyVersion = lines(of: secret.finding.secret, in: key.blob).map { abs($0 - key.finding.line) }
                 let inSecretVersion = lines(of: key.finding.secret, in: secret.blob).map { abs($0 - secret.finding.line) }
                 guard let distance = (inKeyVersion + inSecretVersion).min(), distance <= maximumDistance else { continue }
-                pairs.append(AcrossCommits(path: key.finding.path, commit: commit, line: key.finding.line, distance: distance,
+                pairs.append(AcrossCommits(location: Location(path: key.finding.path, commit: commit, line: key.finding.line), distance: distance,
                                            candidate: Candidate(secret: secret.finding.secret, group: SecretGroup.key(of: secret.finding))))
             }
         }
