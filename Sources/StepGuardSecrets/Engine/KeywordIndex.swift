@@ -12,14 +12,16 @@ struct KeywordIndex: Sendable {
         let rule: Int
         let keyword: [UInt8]
     }
-    /// Entries by the keyword's first byte.
-    private let byFirstByte: [[Entry]]
+    /// Every keyword, grouped by first byte.
+    private let entries: [Entry]
+    /// For each byte value, the range of `entries` whose keywords start with it (empty for most).
+    private let byFirstByte: [Range<Int>]
     /// Rules prefiltered by keyword that have none: they always run.
     let rulesWithoutKeywords: [Int]
 
-    /// `keywords[rule]` are the lower-cased keywords of each rule in `rules`.
+    /// `keywords(rule)` are the lower-cased keywords of each rule in `rules`.
     init(rules: [Int], keywords: (Int) -> [[UInt8]]) {
-        var table = [[Entry]](repeating: [], count: 256)
+        var grouped = [[Entry]](repeating: [], count: 256)
         var without: [Int] = []
         for rule in rules {
             let words = keywords(rule)
@@ -28,23 +30,33 @@ struct KeywordIndex: Sendable {
                 without.append(rule)
                 continue
             }
-            for word in words { table[Int(word[0])].append(Entry(rule: rule, keyword: word)) }
+            for word in words { grouped[Int(word[0])].append(Entry(rule: rule, keyword: word)) }
         }
-        byFirstByte = table
+        var entries: [Entry] = []
+        var ranges: [Range<Int>] = []
+        for group in grouped {
+            ranges.append(entries.count..<(entries.count + group.count))
+            entries += group
+        }
+        self.entries = entries
+        byFirstByte = ranges
         rulesWithoutKeywords = without
     }
 
     /// Marks in `hits` every indexed rule one of whose keywords `bytes` contains, ignoring ASCII case.
     func markRules(in bytes: UnsafeRawBufferPointer, hits: inout [Bool]) {
         for rule in rulesWithoutKeywords { hits[rule] = true }
-        let count = bytes.count
-        var index = 0
-        while index < count {
-            let entries = byFirstByte[Int(Self.lower(bytes[index]))]
-            for entry in entries where !hits[entry.rule] && Self.matches(entry.keyword, in: bytes, at: index) {
-                hits[entry.rule] = true
+        guard !entries.isEmpty else { return }
+        entries.withUnsafeBufferPointer { entries in
+            byFirstByte.withUnsafeBufferPointer { byFirstByte in
+                for index in 0..<bytes.count {
+                    let range = byFirstByte[Int(Self.lower(bytes[index]))]
+                    guard !range.isEmpty else { continue }
+                    for entry in entries[range] where !hits[entry.rule] && Self.matches(entry.keyword, in: bytes, at: index) {
+                        hits[entry.rule] = true
+                    }
+                }
             }
-            index += 1
         }
     }
 
@@ -58,5 +70,6 @@ struct KeywordIndex: Sendable {
         return true
     }
 
+    @inline(__always)
     private static func lower(_ byte: UInt8) -> UInt8 { (byte >= 65 && byte <= 90) ? byte + 32 : byte }
 }
