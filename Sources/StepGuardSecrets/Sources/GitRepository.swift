@@ -48,9 +48,13 @@ final class GitRepository {
     /// (history mode reads every commit and changed tree: the parse and the object cache cost more
     /// than the little it needs); nil when it is missing or not of `type`.
     func withRawObject<T>(_ id: git_oid, type: git_object_t, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
-        if let direct, !(commitsFromLibgit2Cache && type == GIT_OBJECT_COMMIT), let object = try? direct.read(withUnsafeBytes(of: id.id) { Array($0) }),
-           object.type.rawValue == Int(type.rawValue) {
-            return object.data.withUnsafeBytes { body($0) }
+        if let direct, !(commitsFromLibgit2Cache && type == GIT_OBJECT_COMMIT) {
+            do throws(GitDirectUnsupported) {
+                let object = try direct.read(withUnsafeBytes(of: id.id) { Array($0) })
+                if object.type.rawValue == Int(type.rawValue) { return object.data.withUnsafeBytes { body($0) } }
+            } catch {
+                if error.damaged { return nil }  // unreadable: libgit2 would loop on it
+            }
         }
         if odb == nil {
             var out: OpaquePointer?
