@@ -49,10 +49,9 @@ import Testing
     func aDeltaLoopInAPackIsAnErrorNotAHang(_ mode: String) throws {
         let repo = try TemporaryDirectory(); defer { repo.remove() }
         let id = try loopingRepository(repo, committed: mode == "--history")
-        let started = Date()
+        // A hang (libgit2 following the loop) ends the run at the timeout, which fails the test.
         let r = try ProgramRun.run(StepGuardBinary.path, ["scan", mode], in: repo.url, timeout: 60)
         #expect(r.status == 2, "\(r.status) \(r.stdout) \(r.stderr)")
         #expect(r.stderr.contains(id), "\(r.stderr)")
-        #expect(Date().timeIntervalSince(started) < 30)
     }
 }

@@ -32,6 +32,10 @@ final class GitRepository {
     /// (``enableDirectReads(cacheBudget:)``), through libgit2 only when that reader gives up.
     private var direct: GitObjectStore?
 
+    /// Why the direct reader last found an object damaged (``GitDirectUnsupported/damaged``): the
+    /// reason a read returned nil without asking libgit2, for the error message.
+    private(set) var damage: String?
+
     /// Commits are read through libgit2 even with direct reads: the repository whose revision walk
     /// just read every commit has them in libgit2's cache.
     var commitsFromLibgit2Cache = false
@@ -53,7 +57,10 @@ final class GitRepository {
                 let object = try direct.read(withUnsafeBytes(of: id.id) { Array($0) })
                 if object.type.rawValue == Int(type.rawValue) { return object.data.withUnsafeBytes { body($0) } }
             } catch {
-                if error.damaged { return nil }  // unreadable: libgit2 would loop on it
+                if error.damaged {  // unreadable: libgit2 would loop on it
+                    damage = error.reason
+                    return nil
+                }
             }
         }
         if odb == nil {

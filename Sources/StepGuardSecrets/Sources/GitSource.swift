@@ -249,7 +249,7 @@ extension SecretScanner {
                     }
                     if read == nil {
                         failures.withLock {
-                            $0.append(SecretsError(.git, "\(path): cannot read blob \(blob.hex) (\(Git.lastError())); is the repository corrupt or a partial clone? Run `git fsck`"))
+                            $0.append(SecretsError(.git, "\(path): cannot read blob \(blob.hex) (\(local.damage ?? Git.lastError())); is the repository corrupt or a partial clone? Run `git fsck`"))
                         }
                     }
                 }
