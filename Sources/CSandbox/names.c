@@ -69,6 +69,9 @@ enum { I386_OPEN = 5, I386_LINK = 9, I386_UNLINK = 10, I386_MKNOD = 14, I386_MOU
     BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
 /// The mount API's calls have one number on every architecture (x86-64, x32 with its bit, i386).
 enum { SG_OPEN_TREE = 428, SG_MOVE_MOUNT = 429, SG_FSPICK = 433, SG_MOUNT_SETATTR = 442 };
+/// openat2 (the same number everywhere): its flags are in a structure the filter cannot read, so
+/// every call is sent and the listener reads the flags (only an exclusive create is a trip).
+enum { SG_OPENAT2 = 437 };
 /// io_uring's calls (the same numbers everywhere too). A ring's requests (IORING_OP_MKDIRAT,
 /// UNLINKAT, RENAMEAT, LINKAT, SYMLINKAT) make these name calls inside the kernel, where no
 /// seccomp filter sees them: under the names filter io_uring does not exist (ENOSYS, the answer
@@ -83,7 +86,7 @@ int sg_names_listen(void) {
 #if defined(__x86_64__)
     struct sock_filter filter[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 2 + 2 * 3 + 2 * 19 + 2 * SG_OPEN_LENGTH + SG_MOUNT_LENGTH),  // else: i386, below
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 2 + 2 * 3 + 2 * 20 + 2 * SG_OPEN_LENGTH + SG_MOUNT_LENGTH),  // else: i386, below
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
         BPF_STMT(BPF_ALU | BPF_AND | BPF_K, ~(uint32_t)__X32_SYSCALL_BIT),  // x32 numbers are x86-64's with this bit
         // First: openat and open are the only frequent calls whose answer depends on their
@@ -95,6 +98,7 @@ int sg_names_listen(void) {
         SG_NOTIFY_IF(SYS_mkdir), SG_NOTIFY_IF(SYS_mkdirat), SG_NOTIFY_IF(SYS_mknod), SG_NOTIFY_IF(SYS_mknodat),
         SG_NOTIFY_IF(SYS_symlink), SG_NOTIFY_IF(SYS_symlinkat), SG_NOTIFY_IF(SYS_umount2),
         SG_NOTIFY_IF(SG_OPEN_TREE), SG_NOTIFY_IF(SG_MOVE_MOUNT), SG_NOTIFY_IF(SG_FSPICK), SG_NOTIFY_IF(SG_MOUNT_SETATTR),
+        SG_NOTIFY_IF(SG_OPENAT2),
         SG_MOUNT_THEN_ALLOW(SYS_mount),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
         SG_EXCLUSIVE_OPEN(I386_OPENAT, 2), SG_EXCLUSIVE_OPEN(I386_OPEN, 1),
@@ -104,6 +108,7 @@ int sg_names_listen(void) {
         SG_NOTIFY_IF(I386_MKDIR), SG_NOTIFY_IF(I386_MKDIRAT), SG_NOTIFY_IF(I386_MKNOD), SG_NOTIFY_IF(I386_MKNODAT),
         SG_NOTIFY_IF(I386_SYMLINK), SG_NOTIFY_IF(I386_SYMLINKAT), SG_NOTIFY_IF(I386_UMOUNT), SG_NOTIFY_IF(I386_UMOUNT2),
         SG_NOTIFY_IF(SG_OPEN_TREE), SG_NOTIFY_IF(SG_MOVE_MOUNT), SG_NOTIFY_IF(SG_FSPICK), SG_NOTIFY_IF(SG_MOUNT_SETATTR),
+        SG_NOTIFY_IF(SG_OPENAT2),
         SG_MOUNT_THEN_ALLOW(I386_MOUNT),
     };
     struct sock_fprog program = { (unsigned short)(sizeof filter / sizeof *filter), filter };
@@ -134,7 +139,7 @@ static int classify(uint32_t arch, int number, int positions[2][2], int *count) 
                                { I386_SYMLINK, SYS_symlink }, { I386_SYMLINKAT, SYS_symlinkat }, { I386_MOUNT, SYS_mount },
                                { I386_UMOUNT, SG_I386_OLD_UMOUNT }, { I386_UMOUNT2, SYS_umount2 }, { SG_OPEN_TREE, SG_OPEN_TREE },
                                { SG_MOVE_MOUNT, SG_MOVE_MOUNT }, { SG_FSPICK, SG_FSPICK }, { SG_MOUNT_SETATTR, SG_MOUNT_SETATTR },
-                               { I386_OPEN, SYS_open }, { I386_OPENAT, SYS_openat } };
+                               { I386_OPEN, SYS_open }, { I386_OPENAT, SYS_openat }, { SG_OPENAT2, SG_OPENAT2 } };
         nr = -1;
         for (size_t i = 0; i < sizeof map / sizeof *map; i++) if (map[i][0] == number) nr = map[i][1];
     } else {
@@ -156,7 +161,7 @@ static int classify(uint32_t arch, int number, int positions[2][2], int *count) 
     case SYS_mkdir: case SYS_mknod: case SYS_open:  // open: only O_CREAT | O_EXCL is sent
         *count = 1; positions[0][0] = -1; positions[0][1] = 0;
         return SG_NAME_MAKE;
-    case SYS_mkdirat: case SYS_mknodat: case SYS_openat:
+    case SYS_mkdirat: case SYS_mknodat: case SYS_openat: case SG_OPENAT2:  // openat2: see exclusive_openat2
         *count = 1; positions[0][0] = 0; positions[0][1] = 1;
         return SG_NAME_MAKE;
     // symlink(target, name): only the new name is an access; the target is a string that nothing
@@ -282,6 +287,20 @@ static int look_up(pid_t pid, int dirfd, const char *name, struct stat *info, ch
     return found;
 }
 
+/// Whether openat2's `struct open_how` at `address` of process `pid` asks for an exclusive create
+/// (O_CREAT | O_EXCL: onto a hidden file it fails with EEXIST before anything is opened, so
+/// inotify sees nothing); any other openat2 opens, and inotify sees that. 0 when unreadable.
+static int exclusive_openat2(pid_t pid, uint64_t address) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/mem", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    uint64_t flags = 0;  // open_how.flags, its first field
+    int read_all = pread(fd, &flags, sizeof flags, (off_t)address) == (ssize_t)sizeof flags;
+    close(fd);
+    return read_all && (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL);
+}
+
 int sg_names_next(int listener, sg_name_call *call) {
     struct seccomp_notif notification;
     memset(&notification, 0, sizeof notification);
@@ -291,6 +310,9 @@ int sg_names_next(int listener, sg_name_call *call) {
     call->pid = (pid_t)notification.pid;
     int positions[2][2];
     call->operation = classify(notification.data.arch, notification.data.nr, positions, &call->count);
+#if defined(__x86_64__)
+    if ((notification.data.nr & ~__X32_SYSCALL_BIT) == SG_OPENAT2 && !exclusive_openat2(call->pid, notification.data.args[2])) call->count = 0;
+#endif
     for (int i = 0; i < call->count; i++) {
         char name[SG_NAME_MAX];
         call->found[i] = 0;

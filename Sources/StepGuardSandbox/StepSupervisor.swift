@@ -233,9 +233,6 @@ public final class StepSupervisor: Sendable {
         withUnsafeBytes(of: result.capture_fds) { Array($0.bindMemory(to: Int32.self)) }
     }
 
-    /// `count` empty, read-only files in a private directory, bind-mounted over hidden files (one
-    /// each, so that a tripwire knows which hidden file was opened).
-    /// With `resolverConfiguration`, also writes it to a file the step's `/etc/resolv.conf` is covered with.
     /// Where the private directory of one spawn is made: a memory file system when one is at hand
     /// (`$TMPDIR` if it is one, else `/dev/shm`), else the temporary directory. Its files are only
     /// the sources of bind mounts, removed once the step has started; on ext4, making and removing
@@ -248,10 +245,24 @@ public final class StepSupervisor: Sendable {
         return temporary
     }
 
+    /// `count` empty, read-only files in a private directory, bind-mounted over hidden files (one
+    /// each, so that a tripwire knows which hidden file was opened).
+    /// With `resolverConfiguration`, also writes it to a file the step's `/etc/resolv.conf` is covered with.
+    ///
+    /// A memory file system that cannot take them (`/dev/shm` full: any local user can fill it,
+    /// and a step that sees it can too) is no reason to refuse the step: they are then made in
+    /// the temporary directory, as when there is no memory file system, whose failure is the error.
     private static func makeEmptyFiles(count: Int, resolverConfiguration: String?) throws(SandboxError)
         -> (directory: String, files: [String], resolverConfiguration: String?) {
-        var template = Array((scratchBase() + "/stepguard-hide-XXXXXX").utf8CString)
-        guard let created = mkdtemp(&template) else { throw SandboxError.spawnFailed("creating a private directory", errno: errno) }
+        let base = scratchBase(), temporary = FileManager.default.temporaryDirectory.path
+        if base != temporary, let made = try? makeEmptyFiles(in: base, count: count, resolverConfiguration: resolverConfiguration) { return made }
+        return try makeEmptyFiles(in: temporary, count: count, resolverConfiguration: resolverConfiguration)
+    }
+
+    private static func makeEmptyFiles(in base: String, count: Int, resolverConfiguration: String?) throws(SandboxError)
+        -> (directory: String, files: [String], resolverConfiguration: String?) {
+        var template = Array((base + "/stepguard-hide-XXXXXX").utf8CString)
+        guard let created = mkdtemp(&template) else { throw SandboxError.spawnFailed("creating a private directory in \(base)", errno: errno) }
         let directory = String(cString: created)
         var files: [String] = []
         for index in 0..<count {

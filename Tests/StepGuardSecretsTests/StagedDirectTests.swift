@@ -24,6 +24,8 @@ import Testing
             #expect(report.suppressed == viaLibgit2.suppressed, sourceLocation: sourceLocation)
         case .unsupported(let reason):
             #expect(direct != true, "handed to libgit2: \(reason)", sourceLocation: sourceLocation)
+        case .damaged(let reason):
+            Issue.record("damaged: \(reason)", sourceLocation: sourceLocation)
         }
         let combined = try s.scanStaged(repository: at, environment: environment)
         #expect(combined.findings == viaLibgit2.findings, sourceLocation: sourceLocation)

@@ -8,7 +8,10 @@ import Glibc
 /// formats. Never a reason to scan less.
 struct GitDirectUnsupported: Error {
     let reason: String
-    init(_ reason: String) { self.reason = reason }
+    /// The objects themselves are damaged in a way libgit2 cannot read either, and would not stop
+    /// on (a delta chain that loops): the caller reports the object unreadable instead of asking it.
+    let damaged: Bool
+    init(_ reason: String, damaged: Bool = false) { (self.reason, self.damaged) = (reason, damaged) }
 }
 
 /// The files of a repository as git lays them out: the git directory (HEAD, index; a worktree's

@@ -62,13 +62,77 @@ final class GitObjectStore {
         if let deflater { deflater.library.free(deflater.decompressor) }
     }
 
+    /// The longest delta chain read: git writes none longer than 4,095 (pack.depth's limit), so a
+    /// longer one loops — a reference delta whose base is, some deltas on, itself — which libgit2
+    /// would follow forever: an error (``GitDirectUnsupported/damaged``), not a fallback.
+    static let maximumChain = 5_000
+
     /// The object `id` (20 bytes); unsupported when it is in none of the packs and loose objects
-    /// (an alternate object store, a promisor remote) or cannot be decoded.
-    func read(_ id: [UInt8], depth: Int = 0) throws(GitDirectUnsupported) -> (type: ObjectType, data: [UInt8]) {
+    /// (an alternate object store, a promisor remote) or cannot be decoded; damaged when its delta
+    /// chain loops.
+    ///
+    /// A delta chain is walked down to an object that is whole (or cached), then its deltas are
+    /// applied on the way back up: a loop, not a recursion, so that no chain, however long, can
+    /// overflow the stack of the thread that reads it (the recursion it replaces crashed a debug
+    /// build's scan, exit 139, about 2,800 reference deltas down a loop).
+    func read(_ id: [UInt8]) throws(GitDirectUnsupported) -> (type: ObjectType, data: [UInt8]) {
         guard id.count == 20 else { throw GitDirectUnsupported("an object id of \(id.count) bytes") }
-        for (ordinal, pack) in packs.enumerated() {
-            if let offset = pack.offset(of: id) { return try pack.read(at: offset, ordinal: ordinal, store: self, depth: depth) }
+        var next = Link.id(id)
+        var deltas: [(key: Int, pack: Pack, offset: Int, at: Int, size: Int)] = []
+        var object: (type: ObjectType, data: [UInt8])
+        walk: while true {
+            guard deltas.count <= Self.maximumChain else {
+                throw GitDirectUnsupported("object \(Hex.string(id)): a delta chain of more than \(Self.maximumChain) objects: it loops or the pack is damaged",
+                                           damaged: true)
+            }
+            let ordinal: Int, offset: Int
+            switch next {
+            case .packed(let o, let at): (ordinal, offset) = (o, at)
+            case .id(let base):
+                var found: (ordinal: Int, offset: Int)?
+                for (o, pack) in packs.enumerated() {
+                    if let at = pack.offset(of: base) { found = (o, at); break }
+                }
+                guard let found else {
+                    object = try looseObject(base)
+                    break walk
+                }
+                (ordinal, offset) = found
+            }
+            let key = Self.cacheKey(ordinal: ordinal, offset: offset)
+            if let known = cached(key) { object = known; break walk }
+            switch try packs[ordinal].entry(at: offset, store: self) {
+            case .whole(let whole):
+                object = whole
+                remember(key, object)
+                break walk
+            case .delta(let at, let size, let base):
+                deltas.append((key, packs[ordinal], offset, at, size))
+                switch base {
+                case .offset(let baseOffset): next = .packed(ordinal: ordinal, offset: baseOffset)
+                case .id(let baseID): next = .id(baseID)
+                }
+            }
         }
+        for link in deltas.reversed() {
+            guard let delta = inflateExactly(UnsafeRawBufferPointer(rebasing: link.pack.pack[link.at...]), size: link.size),
+                  let data = Self.applyDelta(delta, to: object.data) else {
+                throw GitDirectUnsupported("pack delta at \(link.offset) cannot be applied")
+            }
+            object = (object.type, data)
+            remember(link.key, object)
+        }
+        return object
+    }
+
+    /// Where the next object of a delta chain is.
+    private enum Link {
+        case packed(ordinal: Int, offset: Int)
+        case id([UInt8])
+    }
+
+    /// The loose object `id`.
+    private func looseObject(_ id: [UInt8]) throws(GitDirectUnsupported) -> (type: ObjectType, data: [UInt8]) {
         let hex = Hex.string(id)
         if let compressed = readFile(objects + "/" + hex.prefix(2) + "/" + hex.dropFirst(2)) {
             guard let object = Self.loose(compressed) else { throw GitDirectUnsupported("loose object \(hex) cannot be decoded") }
@@ -386,11 +450,23 @@ private final class Pack {
         return nil
     }
 
-    /// The object at `offset`, its deltas resolved; `ordinal` names this pack in `store`'s cache.
-    func read(at offset: Int, ordinal: Int, store: GitObjectStore, depth: Int) throws(GitDirectUnsupported) -> (type: GitObjectStore.ObjectType, data: [UInt8]) {
-        let key = GitObjectStore.cacheKey(ordinal: ordinal, offset: offset)
-        if let known = store.cached(key) { return known }
-        guard depth < 5_000, offset >= 12, offset < pack.count - 20 else { throw GitDirectUnsupported("bad pack offset or delta chain") }
+    /// One entry of a pack, as ``GitObjectStore/read(_:)`` walks a delta chain.
+    enum Entry {
+        /// A whole object, inflated.
+        case whole((type: GitObjectStore.ObjectType, data: [UInt8]))
+        /// A delta whose `size` bytes of zlib start at `at`, on the object at `base`.
+        case delta(at: Int, size: Int, base: Base)
+    }
+
+    /// Where a delta's base is: earlier in this pack, or by id (anywhere in the repository).
+    enum Base {
+        case offset(Int)
+        case id([UInt8])
+    }
+
+    /// The entry at `offset`: a whole object (inflated with `store`'s inflater) or a delta.
+    func entry(at offset: Int, store: GitObjectStore) throws(GitDirectUnsupported) -> Entry {
+        guard offset >= 12, offset < pack.count - 20 else { throw GitDirectUnsupported("bad pack offset") }
         var p = offset
         var c = pack[p]; p += 1
         let kind = Int(c >> 4) & 7
@@ -401,41 +477,28 @@ private final class Pack {
             size |= Int(c & 0x7f) << shift
             shift += 7
         }
-        let object: (type: GitObjectStore.ObjectType, data: [UInt8])
         switch kind {
         case 1, 2, 3, 4:
             guard let data = store.inflateExactly(UnsafeRawBufferPointer(rebasing: pack[p...]), size: size) else {
                 throw GitDirectUnsupported("pack object at \(offset) cannot be inflated")
             }
-            object = (GitObjectStore.ObjectType(rawValue: kind)!, data)
-        case 6, 7:
-            let base: (type: GitObjectStore.ObjectType, data: [UInt8])
-            if kind == 6 {
-                guard p < pack.count else { throw GitDirectUnsupported("bad delta offset") }
+            return .whole((GitObjectStore.ObjectType(rawValue: kind)!, data))
+        case 6:
+            guard p < pack.count else { throw GitDirectUnsupported("bad delta offset") }
+            c = pack[p]; p += 1
+            var back = Int(c & 0x7f)
+            while c & 0x80 != 0 {
+                guard p < pack.count, back < 1 << 48 else { throw GitDirectUnsupported("bad delta offset") }
                 c = pack[p]; p += 1
-                var back = Int(c & 0x7f)
-                while c & 0x80 != 0 {
-                    guard p < pack.count, back < 1 << 48 else { throw GitDirectUnsupported("bad delta offset") }
-                    c = pack[p]; p += 1
-                    back = ((back + 1) << 7) | Int(c & 0x7f)
-                }
-                guard back > 0, back < offset else { throw GitDirectUnsupported("bad delta offset") }
-                base = try read(at: offset - back, ordinal: ordinal, store: store, depth: depth + 1)
-            } else {
-                guard p + 20 <= pack.count else { throw GitDirectUnsupported("bad delta base") }
-                let id = Array(pack[p..<(p + 20)])
-                p += 20
-                base = try store.read(id, depth: depth + 1)
+                back = ((back + 1) << 7) | Int(c & 0x7f)
             }
-            guard let delta = store.inflateExactly(UnsafeRawBufferPointer(rebasing: pack[p...]), size: size),
-                  let data = GitObjectStore.applyDelta(delta, to: base.data) else {
-                throw GitDirectUnsupported("pack delta at \(offset) cannot be applied")
-            }
-            object = (base.type, data)
+            guard back > 0, back < offset else { throw GitDirectUnsupported("bad delta offset") }
+            return .delta(at: p, size: size, base: .offset(offset - back))
+        case 7:
+            guard p + 20 <= pack.count else { throw GitDirectUnsupported("bad delta base") }
+            return .delta(at: p + 20, size: size, base: .id(Array(pack[p..<(p + 20)])))
         default:
             throw GitDirectUnsupported("pack object type \(kind) at \(offset)")
         }
-        store.remember(key, object)
-        return object
     }
 }

@@ -32,6 +32,10 @@ final class GitRepository {
     /// (``enableDirectReads(cacheBudget:)``), through libgit2 only when that reader gives up.
     private var direct: GitObjectStore?
 
+    /// Why the direct reader last found an object damaged (``GitDirectUnsupported/damaged``): the
+    /// reason a read returned nil without asking libgit2, for the error message.
+    private(set) var damage: String?
+
     /// Commits are read through libgit2 even with direct reads: the repository whose revision walk
     /// just read every commit has them in libgit2's cache.
     var commitsFromLibgit2Cache = false
@@ -48,9 +52,16 @@ final class GitRepository {
     /// (history mode reads every commit and changed tree: the parse and the object cache cost more
     /// than the little it needs); nil when it is missing or not of `type`.
     func withRawObject<T>(_ id: git_oid, type: git_object_t, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
-        if let direct, !(commitsFromLibgit2Cache && type == GIT_OBJECT_COMMIT), let object = try? direct.read(withUnsafeBytes(of: id.id) { Array($0) }),
-           object.type.rawValue == Int(type.rawValue) {
-            return object.data.withUnsafeBytes { body($0) }
+        if let direct, !(commitsFromLibgit2Cache && type == GIT_OBJECT_COMMIT) {
+            do throws(GitDirectUnsupported) {
+                let object = try direct.read(withUnsafeBytes(of: id.id) { Array($0) })
+                if object.type.rawValue == Int(type.rawValue) { return object.data.withUnsafeBytes { body($0) } }
+            } catch {
+                if error.damaged {  // unreadable: libgit2 would loop on it
+                    damage = error.reason
+                    return nil
+                }
+            }
         }
         if odb == nil {
             var out: OpaquePointer?

@@ -26,8 +26,11 @@ extension SecretScanner {
     /// loading libgit2; anything that reader does not handle goes through libgit2, with the same
     /// findings.
     public func scanStaged(repository path: String, environment: [String: String]) throws -> ScanReport {
-        if case .scanned(let report) = scanStagedDirectly(repository: path, environment: environment) { return report }
-        return try scanStagedWithLibgit2(repository: path, environment: environment)
+        switch scanStagedDirectly(repository: path, environment: environment) {
+        case .scanned(let report): return report
+        case .damaged(let reason): throw SecretsError(.git, "\(path): \(reason); the staged files cannot be read. Run `git fsck`")
+        case .unsupported: return try scanStagedWithLibgit2(repository: path, environment: environment)
+        }
     }
 
     /// ``scanStaged(repository:environment:)`` through libgit2: every repository format it reads,
@@ -246,7 +249,7 @@ extension SecretScanner {
                     }
                     if read == nil {
                         failures.withLock {
-                            $0.append(SecretsError(.git, "\(path): cannot read blob \(blob.hex) (\(Git.lastError())); is the repository corrupt or a partial clone? Run `git fsck`"))
+                            $0.append(SecretsError(.git, "\(path): cannot read blob \(blob.hex) (\(local.damage ?? Git.lastError())); is the repository corrupt or a partial clone? Run `git fsck`"))
                         }
                     }
                 }

@@ -128,6 +128,8 @@ extension SecretScanner {
     enum StagedDirectScan {
         case scanned(ScanReport)
         case unsupported(String)
+        /// Objects damaged so that libgit2 would not stop reading them (``GitDirectUnsupported/damaged``): an error.
+        case damaged(String)
     }
 
     /// `scan --staged` from git's files, without loading libgit2 (8 ms of start-up: its libraries
@@ -176,7 +178,7 @@ extension SecretScanner {
             if let first = incompleteHere.all.first { throw GitDirectUnsupported("\(first.path): a rule could not search it whole") }
             return .scanned(report)
         } catch {
-            return .unsupported(error.reason)
+            return error.damaged ? .damaged(error.reason) : .unsupported(error.reason)
         }
     }
 }
