@@ -58,7 +58,9 @@ scenario "Stopped: SIGTERM reaches the step; its background children are reaped 
 # namespaces when stepguard runs as root (as in CI); stepguard's mounts are locked all the same.
 mkdir -p "$work/home/.aws" && printf '[default]\naws_secret_access_key = demo-only-%s\n' "$RANDOM" > "$work/home/.aws/credentials"
 # (stat looks at the decoy that stands in for the file without opening it: opening it trips, below.)
-scenario "Hidden: the step tries to un-hide ~/.aws (umount, remount, a nested namespace) — ~/.aws/credentials stays an empty decoy" 0 \
+# Un-hiding is refused by the kernel (the covers are locked mounts), and since the tripwires cover
+# the mount calls too, the attempt itself halts the step (exit 77) before it could try anything else.
+scenario "Hidden: the step tries to un-hide ~/.aws (umount, remount, a nested namespace) — the first attempt trips and the step is killed" 77 \
   env HOME="$work/home" "$stepguard" run --policy "$policy" --step build -- sh -c '
     umount ~/.aws 2>/dev/null || echo "umount ~/.aws: refused"
     mount -o remount,rw ~/.aws 2>/dev/null || echo "remount: refused"
