@@ -59,6 +59,13 @@ public struct AuditEvent: Sendable, Equatable {
         self.subject = subject
     }
 
+    /// The subject key of an `isolation` event (true) saying the step ran without isolation because
+    /// `isolation: auto` fell back; the GitHub summary then links to the remedy.
+    public static let isolationFellBack = "fallback"
+
+    /// Where the README says how to make isolation available (user namespaces, AppArmor on GitHub's Ubuntu).
+    public static let isolationRemedy = "https://github.com/stepguard/stepguard#isolation"
+
     /// A short "host=… method=…" rendering of the subject for text output.
     public var subjectSummary: String {
         subject.keys.sorted().map { "\($0)=\(subject[$0]!)" }.joined(separator: " ")

@@ -26,6 +26,12 @@ struct GitHubReporter {
             lines.append("> **Audit mode**: decisions were recorded but nothing was enforced.")
             lines.append("")
         }
+        if events.contains(where: { $0.type == .isolation && $0.subject[AuditEvent.isolationFellBack] == .bool(true) }) {
+            lines.append("> ⚠️ **Not isolated**: this runner gave stepguard no user namespaces, so `isolation: auto` fell back to "
+                         + "proxy variables only and a client that ignores them was not decided. How to turn isolation on: "
+                         + "[stepguard's Isolation section](\(AuditEvent.isolationRemedy)); `stepguard doctor` says what this machine lacks.")
+            lines.append("")
+        }
         lines.append("Policy `\(markdown(context.policy))` · command `\(markdown(context.command))` · \(markdown(verdict.outcome)) · exit \(verdict.exitCode) · \(allowedRequests) request\(allowedRequests == 1 ? "" : "s") allowed")
         lines.append("")
         let shown = events.filter { $0.decision != .allow || [.identity, .isolation, .tripwire, .exit].contains($0.type) }

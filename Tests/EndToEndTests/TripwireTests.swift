@@ -360,15 +360,30 @@ import Testing
         #expect((events.first?["reason"] as? String)?.hasPrefix("tripwires are not enforced: the step is not isolated") == true)
     }
 
+    /// ... and the GitHub summary links to the remedy (issue #17).
     @Test func whenIsolationFallsBackTheVerdictSaysTripwiresAreNotEnforced() throws {
         defer { directory.remove() }
         let auto = try policy("isolation: auto\n")
+        let summary = directory.path("summary.md")
         let script = "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" run --policy \"$1\" -- true"
         let result = try ProgramRun.start("/usr/bin/unshare", ["-U", "--map-current-user", "/bin/sh", "-c", script,
-                                                               StepGuardBinary.path, auto]).wait()
+                                                               StepGuardBinary.path, auto],
+                                          environment: TestEnvironment.with(["GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": summary])).wait()
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stderr.contains("NOT isolated (isolation: auto fell back to proxy variables only), tripwires not enforced"),
                 "\(result.stderr)")
+        let written = try String(contentsOfFile: summary, encoding: .utf8)
+        #expect(written.contains("**Not isolated**") && written.contains("](https://github.com/stepguard/stepguard#isolation)"), "\(written)")
+    }
+
+    /// An isolated step's summary carries no such warning.
+    @Test func anIsolatedStepsSummaryHasNoFallbackWarning() throws {
+        defer { directory.remove() }
+        let summary = directory.path("summary.md")
+        let result = try StepGuardBinary.run(["run", "--policy", try policy("isolation: required\n"), "--", "true"],
+                                             environment: TestEnvironment.with(["GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": summary]))
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(!(try String(contentsOfFile: summary, encoding: .utf8)).contains("Not isolated"))
     }
 
     /// When the kernel refuses the watches (here: no inotify instance allowed in the user namespace

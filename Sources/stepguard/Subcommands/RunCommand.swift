@@ -136,6 +136,7 @@ final class Containment: Sendable {
     func record(_ started: StartedStep, request: IsolationRequest?, trail: AuditTrail) {
         let summary: String
         let reason: String
+        var fellBack = false
         if let request, started.isIsolated {
             let sockets = request.reachableDaemonSockets
             let caveats = (sockets.isEmpty ? [] : ["\(sockets.joined(separator: ", ")) stays reachable"])
@@ -153,13 +154,14 @@ final class Containment: Sendable {
         } else if let fallback = started.isolationFallback {
             summary = "NOT isolated (isolation: auto fell back to proxy variables only)"
             reason = "isolation unavailable, falling back to proxy variables only (isolation: auto): \(fallback)"
+            fellBack = true
         } else {
             summary = "not isolated (isolation: off)"
             reason = "isolation is off: the step shares the host's network and filesystem"
         }
         text.withLock { $0 = summary }
         trail.record(AuditEvent(type: .isolation, decision: .allow, reason: reason,
-                                subject: ["isolated": .bool(started.isIsolated)]))
+                                subject: ["isolated": .bool(started.isIsolated)].merging(fellBack ? [AuditEvent.isolationFellBack: .bool(true)] : [:]) { $1 }))
     }
 }
 
