@@ -177,7 +177,7 @@ static int classify(uint32_t arch, int number, int positions[2][2], int *count) 
         return SG_NAME_MOUNT;
     case SYS_umount2: case SG_I386_OLD_UMOUNT:
         *count = 1; positions[0][0] = -1; positions[0][1] = 0;
-        return SG_NAME_MOUNT;
+        return SG_NAME_UNMOUNT;
     case SG_OPEN_TREE: case SG_FSPICK: case SG_MOUNT_SETATTR:
         *count = 1; positions[0][0] = 0; positions[0][1] = 1;
         return SG_NAME_MOUNT;

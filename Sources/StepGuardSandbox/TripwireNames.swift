@@ -67,6 +67,7 @@ final class NameTripwire: @unchecked Sendable {
             case SG_NAME_LINK: "link"
             case SG_NAME_MAKE: "create"
             case SG_NAME_MOUNT: "mount"
+            case SG_NAME_UNMOUNT: "unmount"
             default: "delete"
             }
             let pid = call.pointee.pid

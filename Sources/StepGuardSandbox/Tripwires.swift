@@ -12,7 +12,7 @@ public struct Trip: Sendable, Equatable {
     public let path: String
     /// `open`, `list`, `write` (written, truncated, or closed after being opened for writing), `create`
     /// (also mkdir, mknod or symlink onto a hidden name), `delete`, `rename`, `link`, `mount` (mount on,
-    /// unmount, move, clone or reconfigure the mount at a hidden name), `change attributes`,
+    /// move, clone or reconfigure the mount at a hidden name), `unmount`, `change attributes`,
     /// `connect to`, or `events lost`.
     public let operation: String
     /// The hidden entry (`filesystem.hide`, `~` expanded) the path belongs to.

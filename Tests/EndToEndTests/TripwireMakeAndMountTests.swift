@@ -90,8 +90,8 @@ extension TripwireTests {
     /// in the step's namespace and (x86-64) as nobody. On fa2aaa3 none of them did.
     @Test(arguments: [
         ("open", "create"), ("openat", "create"), ("mkdir", "create"), ("mkdirat", "create"), ("mknod", "create"), ("mknodat", "create"), ("symlink", "create"), ("symlinkat", "create"),
-        ("mount", "mount"), ("umount2", "mount"), ("open_tree", "mount"), ("move_mount", "mount"), ("fspick", "mount"), ("mount_setattr", "mount"),
-        ("umount", "mount"),
+        ("mount", "mount"), ("umount2", "unmount"), ("open_tree", "mount"), ("move_mount", "mount"), ("fspick", "mount"), ("mount_setattr", "mount"),
+        ("umount", "unmount"),
     ], [("64", false), ("x32", false), ("i386", false), ("64", true)])
     func makingOrMountingAtAHiddenNameTripsThroughEveryEntry(call: (name: String, operation: String), entry: (abi: String, asNobody: Bool)) throws {
         defer { directory.remove() }
@@ -135,7 +135,7 @@ extension TripwireTests {
     /// the kernel (the covers are locked in a namespace the step makes), and a non-recursive bind
     /// of $HOME, which would leave the covers behind, is refused too: the stores stay unseen.
     @Test(arguments: [("unshare -Urm sh -c 'd=$(mktemp -d) && mount --bind $d ~/.aws && ls -A ~/.aws && echo mounted'", "mount", "/.aws", "mounted\n"),
-                      ("unshare -Urm sh -c 'umount -l ~/.aws || echo refused'", "mount", "/.aws", "refused\n"),
+                      ("unshare -Urm sh -c 'umount -l ~/.aws || echo refused'", "unmount", "/.aws", "refused\n"),
                       ("unshare -Urm sh -c 'd=$(mktemp -d) && mount --bind ~ $d && cat $d/.aws/credentials $d/.npmrc; echo done'", nil, nil, "done\n")],
           [false, true])
     func aMountNamespaceOfTheStepsOwnUncoversNothing(attempt: (command: String, operation: String?, path: String?, output: String), asNobody: Bool) throws {

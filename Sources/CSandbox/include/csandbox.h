@@ -36,7 +36,7 @@ enum {
 /// mknod or symlink (the new name), MOUNT any call that mounts on, unmounts, moves, clones or
 /// reconfigures the mount at a name (mount, umount, umount2, move_mount, open_tree, fspick,
 /// mount_setattr).
-enum { SG_NAME_DELETE = 0, SG_NAME_RENAME = 1, SG_NAME_LINK = 2, SG_NAME_MAKE = 3, SG_NAME_MOUNT = 4 };
+enum { SG_NAME_DELETE = 0, SG_NAME_RENAME = 1, SG_NAME_LINK = 2, SG_NAME_MAKE = 3, SG_NAME_MOUNT = 4, SG_NAME_UNMOUNT = 5 };
 enum { SG_NAME_MAX = 4096 };
 
 /// One call of the step that removes, renames, links, makes or mounts at a name, as sg_names_next read it: its
