@@ -26,7 +26,7 @@ struct KeywordIndex: Sendable {
         for rule in rules {
             let words = keywords(rule)
             // No keyword, or an empty one (which every buffer contains): the rule always runs.
-            guard !words.isEmpty, !words.contains(where: \.isEmpty) else {
+            guard !words.isEmpty, !words.contains(where: { $0.isEmpty }) else {  // a closure: a key path is looked up at run time
                 without.append(rule)
                 continue
             }

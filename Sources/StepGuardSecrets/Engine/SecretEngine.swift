@@ -81,8 +81,9 @@ final class SecretEngine: Sendable {
         func pattern(_ pattern: String, _ context: String) throws -> PCRE2Regex {
             deferCompiling ? PCRE2Regex(deferred: pattern, context: context) : try PCRE2Regex(pattern, context: context)
         }
-        var seen = Set<String>()
+        var seen = Set<String>(minimumCapacity: ruleSet.rules.count)
         var compiled: [CompiledRule] = []
+        compiled.reserveCapacity(ruleSet.rules.count)
         for rule in ruleSet.rules {
             let where_ = "rule `\(rule.id)`"
             guard seen.insert(rule.id).inserted else { continue }
