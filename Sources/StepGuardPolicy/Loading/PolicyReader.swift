@@ -66,9 +66,9 @@ final class PolicyReader {
     }
 
     /// A non-null scalar as text.
-    func string(_ node: Node, _ context: String, expected: String = "a string") -> String? {
+    func string(_ node: Node, _ context: String, expected: @autoclosure () -> String = "a string") -> String? {
         guard case .scalar(let scalar) = node, !isNull(scalar) else {
-            error(node, "\(context) must be a string, not \(kind(node))", expected: expected)
+            error(node, "\(context) must be a string, not \(kind(node))", expected: expected())
             return nil
         }
         return scalar.string
@@ -83,9 +83,11 @@ final class PolicyReader {
     }
 
     func choice<E: RawRepresentable & CaseIterable>(_ node: Node, _ context: String, as _: E.Type) -> E? where E.RawValue == String {
-        let options = E.allCases.map(\.rawValue)
-        guard let text = string(node, context, expected: "one of: \(options.joined(separator: ", "))") else { return nil }
+        // The options are listed only for an error: a policy is read before every step.
+        func options() -> [String] { E.allCases.map { $0.rawValue } }
+        guard let text = string(node, context, expected: "one of: \(options().joined(separator: ", "))") else { return nil }
         guard let value = E(rawValue: text) else {
+            let options = options()
             let hint = nearest(to: text, in: options).map { "; did you mean '\($0)'?" } ?? ""
             error(node, "'\(text)' is not a valid \(context)\(hint)", expected: "one of: \(options.joined(separator: ", "))")
             return nil
