@@ -100,15 +100,14 @@ public final class EgressSession: Sendable {
                              stopStep: @escaping @Sendable () -> Void) throws(EgressError) -> EgressSession {
         let services = policy.services.isEmpty ? [] : try (catalog ?? .builtIn).bind(policy.services)
 
-        var upstreamConfiguration = TLSConfiguration.makeClientConfiguration()
-        upstreamConfiguration.applicationProtocols = ["http/1.1"]
-        upstreamConfiguration.certificateVerification = .fullVerification
-        if let path = policy.network.upstreamCA {
-            upstreamConfiguration.additionalTrustRoots = [.certificates(try upstreamCertificates(path))]
-        }
+        // network.upstream_ca is read (and refused unless it is a PEM file of CA certificates) with or
+        // without services: the proxy's upstream TLS uses it, and so does everything `run` fetches.
+        let upstreamRoots = try policy.network.upstreamCA.map { path throws(EgressError) in try upstreamCertificates(path) }
         // Nothing is intercepted without services: no CA, no trust bundle, no upstream TLS. With
-        // services, one CA constrained to their hosts, in a trust bundle handed to the step.
+        // services, one CA constrained to their hosts, in a trust bundle handed to the step, and TLS
+        // for forwarding their requests.
         var interception: (authority: CertificateAuthority, caPEM: String, bundle: TrustBundle)?
+        var upstreamTLS: UpstreamTLS?
         if !services.isEmpty {
             let authority: CertificateAuthority
             let caPEM: String
@@ -120,21 +119,15 @@ public final class EgressSession: Sendable {
                 throw .certificateAuthority("\(error)")
             }
             interception = (authority, caPEM, try TrustBundle.write(caPEM: caPEM, in: temporaryDirectory))
-        }
-        var started = false
-        defer { if !started { interception?.bundle.remove() } }
-        // Only intercepted services are forwarded over TLS by the proxy itself.
-        var upstreamTLS: UpstreamTLS?
-        if !services.isEmpty {
             var configuration = TLSConfiguration.makeClientConfiguration()
             configuration.applicationProtocols = ["http/1.1"]
             configuration.certificateVerification = .fullVerification
-            if let path = policy.network.upstreamCA {
-                configuration.additionalTrustRoots = [.certificates(try upstreamCertificates(path))]
-            }
+            if let upstreamRoots { configuration.additionalTrustRoots = [.certificates(upstreamRoots)] }
             upstreamTLS = UpstreamTLS(configuration: configuration,
                                       trustedBy: policy.network.upstreamCA.map { "system trust store + \($0)" } ?? "system trust store")
         }
+        var started = false
+        defer { if !started { interception?.bundle.remove() } }
 
         // The proxy's own lookups (and the step's resolver's) go to network.dns when the policy sets it.
         NameLookup.configure(upstream: policy.network.dns)

@@ -146,6 +146,20 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: bundle), "the bundle directory is removed at exit")
     }
 
+    /// network.upstream_ca is checked before anything runs whether or not the policy names services
+    /// (everything `run` fetches trusts it), although without services no CA or trust bundle is made.
+    @Test func anUnusableUpstreamCAIsRefusedWithoutServicesToo() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        _ = try directory.write("not-a-ca.pem", "not a certificate\n")
+        let file = try directory.write("policy.yaml", "version: 1\nnetwork:\n  upstream_ca: not-a-ca.pem\n")
+        let marker = directory.path("ran")
+        let result = try StepGuardBinary.run(["run", "--policy", file, "--", "/bin/sh", "-c", "touch \(marker)"])
+        #expect(result.status == 78, "\(result.stderr)")
+        #expect(result.stderr.contains("network.upstream_ca") && result.stderr.contains("nothing was run"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: marker))
+    }
+
     /// The proxy's NIO event loops and lookup threads start on first use (issue #17's start-up): a
     /// step that makes no request pays for neither, only for the socket front.
     @Test func aStepThatMakesNoRequestStartsNoEventLoopsOrLookupThreads() throws {
