@@ -164,14 +164,3 @@ final class Containment: Sendable {
                                 subject: ["isolated": .bool(started.isIsolated)].merging(fellBack ? [AuditEvent.isolationFellBack: .bool(true)] : [:]) { $1 }))
     }
 }
-
-/// Runs blocking work (waiting for a process) on its own thread, off Swift's cooperative pool.
-func runOnDedicatedThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        let thread = DetachedThread {
-            continuation.resume(with: Result { try work() })
-        }
-        thread.stackSize = 1 << 20
-        thread.start()
-    }
-}

@@ -32,6 +32,17 @@ func waitForTask<T: Sendable>(_ operation: @escaping @Sendable () async -> T) ->
     return slot.value
 }
 
+/// Runs blocking work (waiting for a process) on its own thread, off Swift's cooperative pool.
+func runOnDedicatedThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = DetachedThread {
+            continuation.resume(with: Result { try work() })
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+}
+
 /// A value filled in once by one thread and waited for by others.
 private final class ResultSlot<Value: Sendable>: Sendable {
     private let result = Mutex<Value?>(nil)
