@@ -127,7 +127,8 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
-        .testTarget(name: "StepGuardEgressTests", dependencies: ["StepGuardEgress", "StepGuardCore", "StepGuardSecrets", "StepGuardTestSupport", "StepGuardServerTestSupport"]),
+        .testTarget(name: "StepGuardEgressTests", dependencies: ["StepGuardEgress", "StepGuardCore", "StepGuardSecrets", "StepGuardTestSupport", "StepGuardServerTestSupport",
+                                                               .product(name: "NIOEmbedded", package: "swift-nio")]),
         .testTarget(name: "StepGuardRevocationTests", dependencies: ["StepGuardRevocation", "StepGuardEgress", "StepGuardCore"]),
         .testTarget(name: "StepGuardPipelineTests", dependencies: ["StepGuardPipeline", "StepGuardYAML"]),
         .testTarget(name: "StepGuardYAMLTests", dependencies: ["StepGuardYAML"]),

@@ -223,7 +223,7 @@ final class ProxyState: Sendable {
 
     /// The TLS server context for intercepting `host`: a leaf certificate from the per-run CA,
     /// issued once per host; ALPN http/1.1 only. The ClientHello's SNI is checked before the
-    /// handshake starts, by the ``InterceptedSNIGuard`` in front of the TLS handler.
+    /// handshake starts, by ``FirstBytesGate/interceptedSNI(host:trail:)`` in front of the TLS handler.
     func leafContext(for host: String) throws -> NIOSSLContext {
         if let cached = leafContexts.withLock({ $0[host] }) { return cached }
         // The guard takes an SNI spelled exactly like `host` as equal to it without normalising it

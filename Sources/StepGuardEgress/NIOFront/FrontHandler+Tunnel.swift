@@ -95,7 +95,7 @@ extension FrontHandler {
                         _ = context.channel.setOption(ChannelOptions.recvAllocator, value: Self.tunnelReads)
                         var handlers: [ChannelHandler] = []
                         if !state.services.isEmpty {
-                            handlers.append(TunnelSNIInspector(state: state, route: route))
+                            handlers.append(FirstBytesGate.tunnelStart(route: route, state: state))
                         }
                         handlers.append(local)
                         try context.pipeline.syncOperations.addHandlers(handlers)
@@ -125,7 +125,7 @@ extension FrontHandler {
     /// request to `service`.
     static func addInterceptHandlers(_ sync: ChannelPipeline.SynchronousOperations, name: String, route: Route, service: BoundService,
                                      state: ProxyState, loop: LoopResources) throws {
-        try sync.addHandler(InterceptedSNIGuard(host: name, trail: state.trail))
+        try sync.addHandler(FirstBytesGate.interceptedSNI(host: name, trail: state.trail))
         try sync.addHandler(NIOSSLServerHandler(context: try state.leafContext(for: name)))
         try sync.addProxyServerHandlers(limits: state.decoderLimits)
         try sync.addHandler(FrontHandler(state: state, mode: .intercept(route: route, service: service), loop: loop))
