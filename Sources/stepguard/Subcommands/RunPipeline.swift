@@ -101,7 +101,7 @@ struct RunPipeline {
                 return .success(try EgressSession.start(
                     policy: policy, identity: job.map { JobIdentity($0.identity) }, trail: trail,
                     verifier: job.map { IdentityWorkloadVerifier(verifier: $0.verifier, job: $0.identity) },
-                    detector: try? SecretDetector.builtIn(prefilter: .keywords), temporaryDirectory: temporaryDirectory,
+                    detector: BuiltInRulesOnFirstUse(), temporaryDirectory: temporaryDirectory,
                     stopStep: link.stopStep))
             } catch {
                 return .failure(error)
