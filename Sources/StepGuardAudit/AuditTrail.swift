@@ -42,8 +42,8 @@ public final class AuditTrail: Sendable {
     ///   - printer: where human-readable lines go (stderr by default).
     ///   - annotationPrinter: where GitHub workflow commands go (stdout by default, where the runner reads them).
     public init(context: Context, logPath: String?, verbose: Bool = false,
-                printer: @escaping @Sendable (String) -> Void = { FileOutput.standardError.write(Data(($0 + "\n").utf8)) },
-                annotationPrinter: @escaping @Sendable (String) -> Void = { FileOutput.standardOutput.write(Data(($0 + "\n").utf8)) }) throws(AuditError) {
+                printer: @escaping @Sendable (String) -> Void = { FileOutput.standardError.write($0 + "\n") },
+                annotationPrinter: @escaping @Sendable (String) -> Void = { FileOutput.standardOutput.write($0 + "\n") }) throws(AuditError) {
         self.context = context
         self.verbose = verbose
         self.printer = printer

@@ -48,7 +48,7 @@ public struct IsolationRequest: Sendable, Equatable {
         paths.compactMap { path in
             if path == "~" || path.hasPrefix("~/") {
                 guard let home, !home.isEmpty else { return nil }
-                return home + path.dropFirst()
+                return home + String(path.dropFirst())
             }
             return path
         }
@@ -68,13 +68,17 @@ public struct SpawnOptions: Sendable, Equatable {
     /// closed when the step starts: none of stepguard's own, and no socket its parent left open
     /// that would lead out around the proxy.
     public var keptDescriptors: [Int32]
+    /// The caller's temporary directory (`$TMPDIR`, or `/tmp`): where an isolated spawn's private
+    /// directory is made when no memory file system can take it.
+    public var temporaryDirectory: String
 
     public init(isolation: IsolationRequest? = nil, fallBackWithoutIsolation: Bool = false, maxProcesses: Int? = nil,
-                keptDescriptors: [Int32] = []) {
+                keptDescriptors: [Int32] = [], temporaryDirectory: String = "/tmp") {
         self.isolation = isolation
         self.fallBackWithoutIsolation = fallBackWithoutIsolation
         self.maxProcesses = maxProcesses
         self.keptDescriptors = keptDescriptors
+        self.temporaryDirectory = temporaryDirectory
     }
 }
 

@@ -117,9 +117,10 @@ public final class StepSupervisor: Sendable {
         let plan = HidePlan(options.isolation?.hiddenPaths ?? [], protected: options.isolation?.protectedFiles ?? [])
         let tripwirePlan = options.isolation?.tripwires == true ? TripwirePlan(plan) : TripwirePlan(HidePlan([]))
         let capture = options.isolation.map { $0.capture && $0.proxyPort != nil } ?? false
-        let emptyFiles = try options.isolation == nil ? nil : Self.makeEmptyFiles(count: max(plan.files.count, 1),
-                                                                                   resolverConfiguration: capture ? IsolationRequest.resolverConfiguration : nil)
-        defer { emptyFiles.map { try? FileManager.default.removeItem(atPath: $0.directory) } }
+        let emptyFiles = try options.isolation == nil ? nil
+            : Self.makeEmptyFiles(count: max(plan.files.count, 1), resolverConfiguration: capture ? IsolationRequest.resolverConfiguration : nil,
+                                  temporary: options.temporaryDirectory)
+        defer { emptyFiles.map { Self.removePrivateDirectory($0.directory, files: $0.files + [$0.resolverConfiguration].compactMap { $0 }) } }
         let argv = CStringArray(command.arguments)
         let envp = CStringArray(command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
         let directories = CStringArray(plan.directories)
@@ -237,8 +238,7 @@ public final class StepSupervisor: Sendable {
     /// (`$TMPDIR` if it is one, else `/dev/shm`), else the temporary directory. Its files are only
     /// the sources of bind mounts, removed once the step has started; on ext4, making and removing
     /// them cost 0.5–1 ms of every isolated run, on tmpfs about 30 µs (issue #17's start-up).
-    static func scratchBase() -> String {
-        let temporary = FileManager.default.temporaryDirectory.path
+    static func scratchBase(temporary: String) -> String {
         for candidate in [temporary, "/dev/shm"] {
             if sg_is_memory_filesystem(candidate) == 1 && access(candidate, W_OK | X_OK) == 0 { return candidate }
         }
@@ -252,9 +252,9 @@ public final class StepSupervisor: Sendable {
     /// A memory file system that cannot take them (`/dev/shm` full: any local user can fill it,
     /// and a step that sees it can too) is no reason to refuse the step: they are then made in
     /// the temporary directory, as when there is no memory file system, whose failure is the error.
-    private static func makeEmptyFiles(count: Int, resolverConfiguration: String?) throws(SandboxError)
+    private static func makeEmptyFiles(count: Int, resolverConfiguration: String?, temporary: String) throws(SandboxError)
         -> (directory: String, files: [String], resolverConfiguration: String?) {
-        let base = scratchBase(), temporary = FileManager.default.temporaryDirectory.path
+        let base = scratchBase(temporary: temporary)
         if base != temporary, let made = try? makeEmptyFiles(in: base, count: count, resolverConfiguration: resolverConfiguration) { return made }
         return try makeEmptyFiles(in: temporary, count: count, resolverConfiguration: resolverConfiguration)
     }
@@ -269,7 +269,9 @@ public final class StepSupervisor: Sendable {
             let path = directory + "/empty-\(index)"
             let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
             guard fd >= 0 else {
-                try? FileManager.default.removeItem(atPath: directory)
+                let error = errno
+                removePrivateDirectory(directory, files: files)
+                errno = error
                 throw SandboxError.spawnFailed("creating \(path)", errno: errno)
             }
             close(fd)
@@ -285,13 +287,20 @@ public final class StepSupervisor: Sendable {
             let error = errno
             if fd >= 0 { close(fd) }
             guard written == bytes.count else {
-                try? FileManager.default.removeItem(atPath: directory)
+                removePrivateDirectory(directory, files: files + (fd >= 0 ? [path] : []))
                 throw SandboxError.spawnFailed("creating \(path)", errno: error)
             }
             resolverPath = path
         }
         chmod(directory, 0o755)
         return (directory, files, resolverPath)
+    }
+
+    /// Removes a private directory of ``makeEmptyFiles(in:count:resolverConfiguration:)`` and the
+    /// files stepguard made in it (the step never sees the directory, only bind mounts of its files).
+    private static func removePrivateDirectory(_ directory: String, files: [String]) {
+        for file in files { unlink(file) }
+        rmdir(directory)
     }
 
     // MARK: - Reaping

@@ -4,10 +4,10 @@ import Glibc
 
 /// Writes a line to standard output.
 func printOut(_ text: String, terminator: String = "\n") {
-    FileOutput.standardOutput.write(Data((text + terminator).utf8))
+    FileOutput.standardOutput.write(text + terminator)
 }
 
 /// Writes a line to standard error.
 func printErr(_ text: String) {
-    FileOutput.standardError.write(Data((text + "\n").utf8))
+    FileOutput.standardError.write(text + "\n")
 }

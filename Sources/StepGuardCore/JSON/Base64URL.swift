@@ -39,6 +39,14 @@ public enum Base64URL {
     /// too; nil for any other byte or an impossible length. For recognising encoded values, never
     /// for JOSE (``decode(_:)-(Bytes)`` is the strict reader).
     public static func decodeLeniently<Bytes: Collection>(_ input: Bytes, ignoringWhitespace: Bool = false) -> [UInt8]? where Bytes.Element == UInt8 {
+        // Over contiguous bytes, not the generic collection: called from other modules, the generic
+        // loop was not specialised and looked its iterator's conformances up at run time (a scan
+        // of every conformance in the binary, in `run`'s start-up).
+        input.withContiguousStorageIfAvailable { decodeLeniently(UnsafeRawBufferPointer($0), ignoringWhitespace: ignoringWhitespace) }
+            ?? Array(input).withUnsafeBytes { decodeLeniently($0, ignoringWhitespace: ignoringWhitespace) }
+    }
+
+    private static func decodeLeniently(_ input: UnsafeRawBufferPointer, ignoringWhitespace: Bool) -> [UInt8]? {
         // Decoded here rather than through Foundation's Data(base64Encoded:) (normalised copies of
         // the input first): `run` tries every environment variable this way before each step.
         var decoder = SextetDecoder(capacity: input.count)

@@ -89,20 +89,28 @@ public final class FileOutput: Sendable {
     public static let standardOutput = FileOutput(fileDescriptor: STDOUT_FILENO)
     public static let standardError = FileOutput(fileDescriptor: STDERR_FILENO)
 
-    public func write<Bytes: Collection>(_ bytes: Bytes) where Bytes.Element == UInt8 {
-        let array = Array(bytes)
-        array.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let written = Glibc.write(fileDescriptor, raw.baseAddress! + offset, raw.count - offset)
-                if written < 0 && errno == EINTR { continue }
-                if written <= 0 { return }
-                offset += written
-            }
+    /// Writes all of `raw` (retrying short writes and EINTR); stops at the first error.
+    public func write(_ raw: UnsafeRawBufferPointer) {
+        var offset = 0
+        while offset < raw.count {
+            let written = Glibc.write(fileDescriptor, raw.baseAddress! + offset, raw.count - offset)
+            if written < 0 && errno == EINTR { continue }
+            if written <= 0 { return }
+            offset += written
         }
     }
 
-    public func write(_ text: String) { write(Array(text.utf8)) }
+    public func write<Bytes: Collection>(_ bytes: Bytes) where Bytes.Element == UInt8 {
+        if bytes.withContiguousStorageIfAvailable({ write(UnsafeRawBufferPointer($0)) }) == nil {
+            Array(bytes).withUnsafeBytes { write($0) }
+        }
+    }
+
+    /// Writes `text` as UTF-8 (without copying it first: `run` prints through here before every step).
+    public func write(_ text: String) {
+        var text = text
+        text.withUTF8 { write(UnsafeRawBufferPointer($0)) }
+    }
 
     /// Everything readable from `fd` until its end (standard input for `scan -`).
     public static func readToEnd(fileDescriptor fd: Int32) -> [UInt8] {

@@ -17,7 +17,7 @@ public enum ProcessEnvironment {
     /// Returns the names that were present. Copies made earlier — the `[String: String]` that
     /// `ProcessInfo.environment` returned — live on the heap and are not touched.
     @discardableResult
-    public static func wipe<Names: Sequence>(_ names: Names) -> [String] where Names.Element == String {
+    public static func wipe(_ names: Set<String>) -> [String] {
         var wiped: [String] = []
         for name in names where !name.isEmpty && !name.contains("=") {
             let prefix = Array(name.utf8) + [UInt8(ascii: "=")]

@@ -111,7 +111,7 @@ extension RunInvocation {
 /// How `policy` asks for the step to be started; `protected` are stepguard's own files (the audit
 /// log), out of an isolated step's reach.
 func spawnOptions(_ policy: Policy, home: String?, proxyPort: UInt16?, keeping descriptors: [Int32] = [],
-                  protecting protected: [String] = []) -> SpawnOptions {
+                  protecting protected: [String] = [], temporaryDirectory: String = "/tmp") -> SpawnOptions {
     // Under capture the host's resolver daemons are covered too (like stepguard's own files: not
     // listed as hidden, no tripwire on them): they would answer names the policy denies.
     let isolation = policy.isolation == .off ? nil
@@ -119,7 +119,7 @@ func spawnOptions(_ policy: Policy, home: String?, proxyPort: UInt16?, keeping d
                            protectedFiles: protected + (proxyPort != nil ? IsolationRequest.resolverSockets : []),
                            tripwires: policy.tripwires == .on, capture: proxyPort != nil)
     return SpawnOptions(isolation: isolation, fallBackWithoutIsolation: policy.isolation == .auto, maxProcesses: policy.limits.processes,
-                        keptDescriptors: descriptors)
+                        keptDescriptors: descriptors, temporaryDirectory: temporaryDirectory)
 }
 
 /// Records how the step was contained, for the audit log and the verdict line.

@@ -33,7 +33,8 @@ struct RunPipeline {
         let egress: EgressSession
     }
 
-    /// Where the proxy's trust bundle directory is made (`$TMPDIR`, or `/tmp`).
+    /// Where the proxy's trust bundle directory is made (`$TMPDIR`, or `/tmp`), and an isolated
+    /// spawn's private directory when no memory file system takes it.
     private var temporaryDirectory: String {
         environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
     }
@@ -136,7 +137,8 @@ struct RunPipeline {
         let laterSteps = LaterStepFiles(environment: environment, dotenvReports: invocation.dotenvReports)  // where $GITHUB_ENV/$GITHUB_PATH stand before the step
         let step = StepCommand(arguments: invocation.command, environment: cleared.stepEnvironment.merging(egress.environment) { _, proxy in proxy })
         let options = spawnOptions(policy, home: environment["HOME"], proxyPort: UInt16(egress.port), keeping: invocation.keepFDs,
-                                   protecting: invocation.auditLog.map { [URL(fileURLWithPath: $0).standardizedFileURL.path] } ?? [])
+                                   protecting: invocation.auditLog.map { [URL(fileURLWithPath: $0).standardizedFileURL.path] } ?? [],
+                                   temporaryDirectory: temporaryDirectory)
         let containment = Containment()
         let revocation = RevocationGuard(policy: policy, trail: trail, stepEnvironment: cleared.stepEnvironment, egress: egress,
                                          identityExpiry: cleared.job?.identity.expiresAt)

@@ -201,7 +201,7 @@ struct ScanCommand: ParsableCommand {
         if let verification = reporter.verification, !verification.isEmpty {
             summary += "; verified: " + verification.verificationSummary
         }
-        FileOutput.standardError.write(Data((summary + "\n").utf8))
+        FileOutput.standardError.write(summary + "\n")
         if let incomplete = scanner.incomplete.error() { throw incomplete }  // exit 2 after the report
         return report.findings.isEmpty ? 0 : 1
     }
