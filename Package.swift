@@ -144,8 +144,10 @@ let package = Package(
 // accessors, with their conformances passed in, instead of by mangled name. By mangled name, the
 // first use of each type such as `Set<String>` made the runtime look its conformances up by
 // scanning every conformance record in the binary (about 6,700): about 1 ms of each `run`.
+// `STEPGUARD_STARTUP_TRACE=1 swift build …` compiles in the stage marks `bench/start-stages.py` reads
+// (StartupTrace); no other build has them.
 for target in package.targets where target.type != .test && (target.name.hasPrefix("StepGuard") || target.name == "stepguard") {
     target.swiftSettings = (target.swiftSettings ?? []) + [
         .unsafeFlags(["-Xfrontend", "-disable-concrete-type-metadata-mangled-name-accessors"]),
-    ]
+    ] + (Context.environment["STEPGUARD_STARTUP_TRACE"] == nil ? [] : [.define("STEPGUARD_STARTUP_TRACE")])
 }

@@ -98,6 +98,7 @@ public final class EgressSession: Sendable {
                              detector: (any CredentialDetector)?, inspector: CredentialInspector? = nil, limits: ProxyLimits = ProxyLimits(),
                              stepStarted: Date = Date(), temporaryDirectory: String = "/tmp",
                              stopStep: @escaping @Sendable () -> Void) throws(EgressError) -> EgressSession {
+        StartupTrace.mark("proxy: starting")
         let services = policy.services.isEmpty ? [] : try (catalog ?? .builtIn).bind(policy.services)
 
         // network.upstream_ca is read (and refused unless it is a PEM file of CA certificates) with or
@@ -184,6 +185,7 @@ public final class EgressSession: Sendable {
             stopStep()
         }
         front.start { error in failClosed("the egress proxy stopped unexpectedly: \(error)") }
+        StartupTrace.mark("proxy: serving")
         started = true
         return session
     }

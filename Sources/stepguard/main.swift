@@ -1,6 +1,7 @@
 import Dispatch
 import FoundationEssentials
 import Glibc
+import StepGuardCore
 
 // The entry point. `stepguard --version` is answered here, synchronously: an `async` main (or
 // `@main` on an AsyncParsableCommand) first starts Swift concurrency — libdispatch's worker and
@@ -10,6 +11,7 @@ import Glibc
 // Everything else runs exactly as `@main` ran it: `StepGuard.main()` as a task on the main actor,
 // libdispatch's main queue serviced by `dispatchMain()`, the process exiting 0 when it returns
 // (errors exit from inside, with their own status).
+StartupTrace.mark("main")
 if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "--version" {
     print(StepGuard.version)
     exit(0)
@@ -19,6 +21,7 @@ if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "--version" {
 if let invocation = RunInvocation(plainArguments: Array(CommandLine.arguments.dropFirst())) {
     do {
         try invocation.run()
+        StartupTrace.mark("run returned")
     } catch {
         StepGuard.exit(withError: error)
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import StepGuardAudit
+import StepGuardCore
 import StepGuardEgress
 import StepGuardIdentity
 import StepGuardPipeline
@@ -44,6 +45,7 @@ struct RunPipeline {
     func run() -> RunEnding {
         do throws(RunEnding) {
             let loaded = try load()
+            StartupTrace.mark("policy loaded")
             let link = StepProxyLink(supervisor: StepSupervisor(gracePeriod: .milliseconds(loaded.policy.gracePeriod.milliseconds)),
                                      trail: loaded.trail)
             let cleared = try preflight(loaded, link: link)
@@ -114,6 +116,7 @@ struct RunPipeline {
         let stepEnvironment: [String: String]?
         do {
             stepEnvironment = try preflight.checkCredentials(environment: environment)
+            StartupTrace.mark("environment checked")
         } catch {
             stopEgress()
             throw .internalFailure("cannot load the credential rules: \(error)")
@@ -122,7 +125,9 @@ struct RunPipeline {
             stopEgress()
             throw .verdict(finish(loaded, stepStatus: nil, outcome: "was not started", isolation: nil))
         }
-        switch egressStart.value {
+        let proxy = egressStart.value
+        StartupTrace.mark("proxy started")
+        switch proxy {
         case .success(let egress): return Cleared(job: job, stepEnvironment: stepEnvironment, egress: egress)
         case .failure(let error): throw .egressUnavailable(error)
         }
@@ -143,9 +148,12 @@ struct RunPipeline {
         let revocation = RevocationGuard(policy: policy, trail: trail, stepEnvironment: cleared.stepEnvironment, egress: egress,
                                          identityExpiry: cleared.job?.identity.expiresAt)
         let termination: StepTermination
+        StartupTrace.mark("spawning")
         do {
             termination = try link.supervisor.run(step, options: options) { [policy] started in
+                StartupTrace.mark("step started")
                 link.handOver(started, to: egress)
+                StartupTrace.mark("proxy listeners handed over")
                 containment.record(started, request: options.isolation, trail: trail)
                 TripwireGuard.arm(started, policy: policy, trail: trail, supervisor: link.supervisor).map(containment.note)
                 var subject: [String: AuditValue] = ["pid": .int(Int(started.pid)), "program": .string(step.arguments[0]),
@@ -157,6 +165,7 @@ struct RunPipeline {
             throw .spawnFailed(error, trail: trail)
         }
         // Stage 5: what the step left behind, revocation after a violation, the verdict.
+        StartupTrace.mark("step ended")
         if let tampering = trail.logTampering() {
             trail.record(AuditEvent(type: .isolation, decision: .deny, reason: "\(tampering); the step must not touch stepguard's audit log",
                                     rule: "built-in: audit log integrity"))
