@@ -120,7 +120,10 @@ public final class StepSupervisor: Sendable {
         let emptyFiles = try options.isolation == nil ? nil
             : Self.makeEmptyFiles(count: max(plan.files.count, 1), resolverConfiguration: capture ? IsolationRequest.resolverConfiguration : nil,
                                   temporary: options.temporaryDirectory)
-        defer { emptyFiles.map { Self.removePrivateDirectory($0.directory, files: $0.files + [$0.resolverConfiguration].compactMap { $0 }) } }
+        // Everything made in the private directory (its files, the sockets covering hidden sockets, the
+        // mount point of the writable covers), removed entry by entry with it once the spawn returns.
+        var madeInPrivateDirectory = emptyFiles.map { $0.files + [$0.resolverConfiguration].compactMap { $0 } } ?? []
+        defer { emptyFiles.map { Self.removePrivateDirectory($0.directory, entries: madeInPrivateDirectory) } }
         let argv = CStringArray(command.arguments)
         let envp = CStringArray(command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
         let directories = CStringArray(plan.directories)
@@ -130,9 +133,11 @@ public final class StepSupervisor: Sendable {
         var traps: [SocketTrap] = []
         do throws(SandboxError) {
             for index in tripwirePlan.sockets where index < coverFiles.count {
-                let trap = try SocketTrap.make(at: "\(emptyFiles!.directory)/trap-\(index).sock", covering: plan.files[index])
+                let socketPath = "\(emptyFiles!.directory)/trap-\(index).sock"
+                madeInPrivateDirectory.append(socketPath)  // before it is bound: a trap that fails after binding leaves its file
+                let trap = try SocketTrap.make(at: socketPath, covering: plan.files[index])
                 traps.append(trap)
-                coverFiles[index] = "\(emptyFiles!.directory)/trap-\(index).sock"
+                coverFiles[index] = socketPath
             }
         } catch {
             for trap in traps { close(trap.listener) }
@@ -141,6 +146,7 @@ public final class StepSupervisor: Sendable {
         // Until the tripwire watch takes them over (then `traps` is emptied), they are closed here.
         defer { for trap in traps { close(trap.listener) } }
         let writableCovers = try emptyFiles.flatMap { files throws(SandboxError) in try tripwirePlan.pointWritableCovers(into: files.directory, coverFiles: &coverFiles) }
+        if let writableCovers { madeInPrivateDirectory.append(writableCovers.directory) }
         let sources = CStringArray(coverFiles)
         let decoyDirectories = CStringArray(tripwirePlan.decoyDirectories)
         let decoyFiles = CStringArray(tripwirePlan.decoyFiles)
@@ -270,7 +276,7 @@ public final class StepSupervisor: Sendable {
             let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
             guard fd >= 0 else {
                 let error = errno
-                removePrivateDirectory(directory, files: files)
+                removePrivateDirectory(directory, entries: files)
                 errno = error
                 throw SandboxError.spawnFailed("creating \(path)", errno: errno)
             }
@@ -287,7 +293,7 @@ public final class StepSupervisor: Sendable {
             let error = errno
             if fd >= 0 { close(fd) }
             guard written == bytes.count else {
-                removePrivateDirectory(directory, files: files + (fd >= 0 ? [path] : []))
+                removePrivateDirectory(directory, entries: files + (fd >= 0 ? [path] : []))
                 throw SandboxError.spawnFailed("creating \(path)", errno: error)
             }
             resolverPath = path
@@ -297,9 +303,11 @@ public final class StepSupervisor: Sendable {
     }
 
     /// Removes a private directory of ``makeEmptyFiles(in:count:resolverConfiguration:)`` and the
-    /// files stepguard made in it (the step never sees the directory, only bind mounts of its files).
-    private static func removePrivateDirectory(_ directory: String, files: [String]) {
-        for file in files { unlink(file) }
+    /// entries stepguard made in it (the step never sees the directory, only bind mounts of its
+    /// files): files and sockets are unlinked, a directory (the writable covers' mount point, empty
+    /// outside the step's namespace) removed; none is followed if it is a symbolic link.
+    private static func removePrivateDirectory(_ directory: String, entries: [String]) {
+        for entry in entries where unlink(entry) != 0 && errno == EISDIR { rmdir(entry) }
         rmdir(directory)
     }
 
