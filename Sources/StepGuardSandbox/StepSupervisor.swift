@@ -118,29 +118,18 @@ public final class StepSupervisor: Sendable {
         let tripwirePlan = options.isolation?.tripwires == true ? TripwirePlan(plan) : TripwirePlan(HidePlan([]))
         let capture = options.isolation.map { $0.capture && $0.proxyPort != nil } ?? false
         let emptyFiles = try options.isolation == nil ? nil
-            : Self.makeEmptyFiles(count: max(plan.files.count, 1), resolverConfiguration: capture ? IsolationRequest.resolverConfiguration : nil,
-                                  temporary: options.temporaryDirectory)
-        defer { emptyFiles.map { Self.removePrivateDirectory($0.directory, files: $0.files + [$0.resolverConfiguration].compactMap { $0 }) } }
+            : Self.makePrivateDirectory(count: max(plan.files.count, 1), resolverConfiguration: capture ? IsolationRequest.resolverConfiguration : nil,
+                                        plan: plan, tripwirePlan: tripwirePlan, temporary: options.temporaryDirectory)
+        defer { emptyFiles.map { Self.removePrivateDirectory($0.directory, entries: $0.entries) } }
         let argv = CStringArray(command.arguments)
         let envp = CStringArray(command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
         let directories = CStringArray(plan.directories)
         let files = CStringArray(plan.files)
-        // Hidden sockets are covered with a trap of stepguard's when tripwires are on (SocketTrap).
-        var coverFiles = emptyFiles?.files ?? []
-        var traps: [SocketTrap] = []
-        do throws(SandboxError) {
-            for index in tripwirePlan.sockets where index < coverFiles.count {
-                let trap = try SocketTrap.make(at: "\(emptyFiles!.directory)/trap-\(index).sock", covering: plan.files[index])
-                traps.append(trap)
-                coverFiles[index] = "\(emptyFiles!.directory)/trap-\(index).sock"
-            }
-        } catch {
-            for trap in traps { close(trap.listener) }
-            throw error
-        }
+        let coverFiles = emptyFiles?.coverFiles ?? []
         // Until the tripwire watch takes them over (then `traps` is emptied), they are closed here.
+        var traps = emptyFiles?.traps ?? []
         defer { for trap in traps { close(trap.listener) } }
-        let writableCovers = try emptyFiles.flatMap { files throws(SandboxError) in try tripwirePlan.pointWritableCovers(into: files.directory, coverFiles: &coverFiles) }
+        let writableCovers = emptyFiles?.writableCovers
         let sources = CStringArray(coverFiles)
         let decoyDirectories = CStringArray(tripwirePlan.decoyDirectories)
         let decoyFiles = CStringArray(tripwirePlan.decoyFiles)
@@ -245,20 +234,67 @@ public final class StepSupervisor: Sendable {
         return temporary
     }
 
-    /// `count` empty, read-only files in a private directory, bind-mounted over hidden files (one
-    /// each, so that a tripwire knows which hidden file was opened).
-    /// With `resolverConfiguration`, also writes it to a file the step's `/etc/resolv.conf` is covered with.
-    ///
-    /// A memory file system that cannot take them (`/dev/shm` full: any local user can fill it,
-    /// and a step that sees it can too) is no reason to refuse the step: they are then made in
-    /// the temporary directory, as when there is no memory file system, whose failure is the error.
-    private static func makeEmptyFiles(count: Int, resolverConfiguration: String?, temporary: String) throws(SandboxError)
-        -> (directory: String, files: [String], resolverConfiguration: String?) {
-        let base = scratchBase(temporary: temporary)
-        if base != temporary, let made = try? makeEmptyFiles(in: base, count: count, resolverConfiguration: resolverConfiguration) { return made }
-        return try makeEmptyFiles(in: temporary, count: count, resolverConfiguration: resolverConfiguration)
+    /// What an isolated spawn makes in its private directory: the sources of the hidden files'
+    /// covers and of the step's resolv.conf, and what its tripwires need there.
+    private struct PrivateDirectory {
+        let directory: String
+        /// Empty, read-only files (see ``makeEmptyFiles(in:count:resolverConfiguration:)``).
+        let files: [String]
+        let resolverConfiguration: String?
+        /// The source of each hidden file's cover (indexed like ``HidePlan/files``): an empty file,
+        /// a trap's socket, or a writable cover's place.
+        var coverFiles: [String]
+        /// One listening socket per hidden socket (tripwires on).
+        var traps: [SocketTrap] = []
+        /// The writable covers' mount point and flags (tripwires on), as ``TripwirePlan/pointWritableCovers(into:coverFiles:)`` returns them.
+        var writableCovers: (directory: String, flags: [Int32])?
+        /// Every entry made in the directory, removed with it.
+        var entries: [String]
     }
 
+    /// The private directory of one spawn, with everything it is to hold (``PrivateDirectory``).
+    ///
+    /// A memory file system that cannot take all of it (`/dev/shm` full: any local user can fill
+    /// it, and a step that sees it can too — to the inode, so that the empty files fit and a trap
+    /// or the covers' mount point does not) is no reason to refuse the step: it is then all made
+    /// in the temporary directory, as when there is no memory file system, whose failure is the error.
+    private static func makePrivateDirectory(count: Int, resolverConfiguration: String?, plan: HidePlan, tripwirePlan: TripwirePlan,
+                                             temporary: String) throws(SandboxError) -> PrivateDirectory {
+        let base = scratchBase(temporary: temporary)
+        if base != temporary, let made = try? makePrivateDirectory(in: base, count: count, resolverConfiguration: resolverConfiguration,
+                                                                    plan: plan, tripwirePlan: tripwirePlan) {
+            return made
+        }
+        return try makePrivateDirectory(in: temporary, count: count, resolverConfiguration: resolverConfiguration, plan: plan, tripwirePlan: tripwirePlan)
+    }
+
+    /// ``PrivateDirectory`` in `base`; on failure nothing of it is left (no entry, no open trap).
+    private static func makePrivateDirectory(in base: String, count: Int, resolverConfiguration: String?, plan: HidePlan,
+                                             tripwirePlan: TripwirePlan) throws(SandboxError) -> PrivateDirectory {
+        let made = try makeEmptyFiles(in: base, count: count, resolverConfiguration: resolverConfiguration)
+        var directory = PrivateDirectory(directory: made.directory, files: made.files, resolverConfiguration: made.resolverConfiguration,
+                                         coverFiles: made.files, entries: made.files + [made.resolverConfiguration].compactMap { $0 })
+        do throws(SandboxError) {
+            // Hidden sockets are covered with a trap of stepguard's when tripwires are on (SocketTrap).
+            for index in tripwirePlan.sockets where index < directory.coverFiles.count {
+                let socketPath = "\(made.directory)/trap-\(index).sock"
+                directory.entries.append(socketPath)  // before it is bound: a trap that fails after binding leaves its file
+                directory.traps.append(try SocketTrap.make(at: socketPath, covering: plan.files[index]))
+                directory.coverFiles[index] = socketPath
+            }
+            directory.writableCovers = try tripwirePlan.pointWritableCovers(into: made.directory, coverFiles: &directory.coverFiles)
+            if let covers = directory.writableCovers { directory.entries.append(covers.directory) }
+        } catch {
+            for trap in directory.traps { close(trap.listener) }
+            removePrivateDirectory(made.directory, entries: directory.entries)
+            throw error
+        }
+        return directory
+    }
+
+    /// `count` empty, read-only files in a new private directory in `base`, bind-mounted over
+    /// hidden files (one each, so that a tripwire knows which hidden file was opened).
+    /// With `resolverConfiguration`, also writes it to a file the step's `/etc/resolv.conf` is covered with.
     private static func makeEmptyFiles(in base: String, count: Int, resolverConfiguration: String?) throws(SandboxError)
         -> (directory: String, files: [String], resolverConfiguration: String?) {
         var template = Array((base + "/stepguard-hide-XXXXXX").utf8CString)
@@ -270,7 +306,7 @@ public final class StepSupervisor: Sendable {
             let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
             guard fd >= 0 else {
                 let error = errno
-                removePrivateDirectory(directory, files: files)
+                removePrivateDirectory(directory, entries: files)
                 errno = error
                 throw SandboxError.spawnFailed("creating \(path)", errno: errno)
             }
@@ -287,7 +323,7 @@ public final class StepSupervisor: Sendable {
             let error = errno
             if fd >= 0 { close(fd) }
             guard written == bytes.count else {
-                removePrivateDirectory(directory, files: files + (fd >= 0 ? [path] : []))
+                removePrivateDirectory(directory, entries: files + (fd >= 0 ? [path] : []))
                 throw SandboxError.spawnFailed("creating \(path)", errno: error)
             }
             resolverPath = path
@@ -296,10 +332,12 @@ public final class StepSupervisor: Sendable {
         return (directory, files, resolverPath)
     }
 
-    /// Removes a private directory of ``makeEmptyFiles(in:count:resolverConfiguration:)`` and the
-    /// files stepguard made in it (the step never sees the directory, only bind mounts of its files).
-    private static func removePrivateDirectory(_ directory: String, files: [String]) {
-        for file in files { unlink(file) }
+    /// Removes a private directory of ``makePrivateDirectory(in:count:resolverConfiguration:plan:tripwirePlan:)`` and the
+    /// entries stepguard made in it (the step never sees the directory, only bind mounts of its
+    /// files): files and sockets are unlinked, a directory (the writable covers' mount point, empty
+    /// outside the step's namespace) removed; none is followed if it is a symbolic link.
+    private static func removePrivateDirectory(_ directory: String, entries: [String]) {
+        for entry in entries where unlink(entry) != 0 && errno == EISDIR { rmdir(entry) }
         rmdir(directory)
     }
 

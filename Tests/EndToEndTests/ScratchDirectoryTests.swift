@@ -28,4 +28,92 @@ import Testing
         let left = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasPrefix("stepguard-hide-") }
         #expect(left.isEmpty, "\(left)")
     }
+
+    /// With tripwires on, the private directory holds more than the empty files: the socket that
+    /// covers a hidden socket (`trap-N.sock`) and the mount point of the writable covers
+    /// (`covers/`). All of it goes once the step has started: a directory left per run would fill
+    /// `/dev/shm` (or the temporary directory) run after run. As root and as nobody, in a mount
+    /// namespace of the test's with a /dev/shm of its own.
+    @Test(.enabled(if: getuid() == 0, "needs root to mount a private /dev/shm in a mount namespace"), arguments: [false, true])
+    func nothingOfATripwiredSpawnIsLeftBehind(asNobody: Bool) throws {
+        let directory = try TemporaryDirectory(); defer { directory.remove() }
+        chmod(directory.path, 0o777)  // nobody's TMPDIR
+        let home = directory.path("home")
+        _ = try directory.write("home/.npmrc", "registry=https://registry.example.test/\n", mode: 0o644)
+        chmod(home, 0o755)
+        let socket = directory.path("home/agent.sock")
+        let policy = try directory.write("tripwired.yaml", """
+            version: 1
+            isolation: required
+            tripwires: on
+            filesystem: { hide: ["~/.npmrc", "\(socket)"] }
+
+            """, mode: 0o644)
+        let script = """
+            mount -t tmpfs -o mode=1777 shm /dev/shm || exit 90
+            python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$2" || exit 91
+            \(asNobody ? "setpriv --reuid=nobody --regid=nogroup --clear-groups -- " : "")"$0" run --policy "$1" -- sh -c 'echo ran'
+            echo "status $?"
+            for left in /dev/shm/stepguard-hide-* "$TMPDIR"/stepguard-hide-*; do
+                [ -e "$left" ] && echo "left $left:" $(ls -A "$left")
+            done
+            exit 0
+            """
+        var environment = TestEnvironment.base
+        environment["HOME"] = home
+        environment["TMPDIR"] = directory.path
+        let run = try ProgramRun.start("/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", script,
+                                                            StepGuardBinary.path, policy, socket], environment: environment).wait()
+        #expect(run.status == 0, "\(run.status) \(run.stdout) \(run.stderr)")
+        #expect(run.stdout.contains("ran\n") && run.stdout.contains("status 0\n"), "the step ran isolated: \(run.stdout) \(run.stderr)")
+        let left = run.stdout.split(separator: "\n").filter { $0.hasPrefix("left ") }
+        #expect(left.isEmpty, "\(left)")
+    }
+
+    /// A /dev/shm filled to the inode — room for the empty files, none for a trap socket or the
+    /// writable covers' mount point (a local user, or an earlier step, can leave it so) — does not
+    /// refuse a tripwired step either: everything moves to the temporary directory. Every number
+    /// of free inodes from none to more than the spawn needs, as root and as nobody.
+    @Test(.enabled(if: getuid() == 0, "needs root to mount a full /dev/shm in a mount namespace"), arguments: [false, true])
+    func aDevShmFullToTheInodeDoesNotKeepATripwiredStepFromRunning(asNobody: Bool) throws {
+        let directory = try TemporaryDirectory(); defer { directory.remove() }
+        chmod(directory.path, 0o777)  // nobody's TMPDIR
+        let home = directory.path("home")
+        _ = try directory.write("home/.npmrc", "registry=https://registry.example.test/\n", mode: 0o644)
+        chmod(home, 0o755)
+        let socket = directory.path("home/agent.sock")
+        let policy = try directory.write("tripwired.yaml", """
+            version: 1
+            isolation: required
+            tripwires: on
+            filesystem: { hide: ["~/.npmrc", "\(socket)"] }
+
+            """, mode: 0o644)
+        // nr_inodes counts the file system's root: 1 leaves no inode free.
+        let script = """
+            python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$2" || exit 91
+            for inodes in 1 2 3 4 5 6 7 8 9 10; do
+                mount -t tmpfs -o size=64k,nr_inodes=$inodes,mode=1777 shm /dev/shm || exit 90
+                \(asNobody ? "setpriv --reuid=nobody --regid=nogroup --clear-groups -- " : "")"$0" run --policy "$1" -- sh -c 'echo ran'
+                echo "inodes $inodes: status $?"
+                for left in /dev/shm/stepguard-hide-* "$TMPDIR"/stepguard-hide-*; do
+                    [ -e "$left" ] && echo "left $left:" $(ls -A "$left")
+                done
+                umount /dev/shm || exit 92
+            done
+            exit 0
+            """
+        var environment = TestEnvironment.base
+        environment["HOME"] = home
+        environment["TMPDIR"] = directory.path
+        let run = try ProgramRun.start("/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", script,
+                                                            StepGuardBinary.path, policy, socket], environment: environment).wait()
+        #expect(run.status == 0, "\(run.status) \(run.stdout) \(run.stderr)")
+        let statuses = run.stdout.split(separator: "\n").filter { $0.hasPrefix("inodes ") }
+        #expect(statuses.count == 10, "\(run.stdout) \(run.stderr)")
+        #expect(statuses.allSatisfy { $0.hasSuffix(": status 0") }, "\(statuses) \(run.stderr)")
+        #expect(run.stdout.components(separatedBy: "ran\n").count == 11, "the step ran every time: \(run.stdout)")
+        let left = run.stdout.split(separator: "\n").filter { $0.hasPrefix("left ") }
+        #expect(left.isEmpty, "\(left)")
+    }
 }
