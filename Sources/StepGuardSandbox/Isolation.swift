@@ -72,6 +72,11 @@ public struct SpawnOptions: Sendable, Equatable {
     /// directory is made when no memory file system can take it.
     public var temporaryDirectory: String
 
+    /// The temporary directory an environment names: `$TMPDIR` when it is set and not empty, else `/tmp`.
+    public static func temporaryDirectory(in environment: [String: String]) -> String {
+        environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+    }
+
     public init(isolation: IsolationRequest? = nil, fallBackWithoutIsolation: Bool = false, maxProcesses: Int? = nil,
                 keptDescriptors: [Int32] = [], temporaryDirectory: String = "/tmp") {
         self.isolation = isolation

@@ -34,14 +34,17 @@ public struct MachineCheck: Sendable, Equatable {
 /// Probes what this machine gives the sandbox, the same way `stepguard run` would use it.
 public enum MachineProbe {
     /// Starts `true` isolated, exactly as `run` isolates a step (user, network, mount and PID
-    /// namespaces, locked mounts, its own /proc). Returns the check and, when isolation is
-    /// impossible, the error `run` gives with `isolation: required`. The probe step's PATH is
+    /// namespaces, locked mounts, its own /proc). Returns the check and, when the probe failed, the
+    /// error `run` would fail with: ``SandboxError/isolationUnavailable(_:)`` when isolation is
+    /// impossible (`run` refuses only `isolation: required`), another error when an isolated step
+    /// cannot be started at all. The probe step's PATH and the temporary directory (`TMPDIR`) are
     /// `environment`'s.
     public static func isolation(environment: [String: String]) -> (MachineCheck, SandboxError?) {
         let name = "user namespaces (isolation)"
         let supervisor = StepSupervisor(gracePeriod: .seconds(1))
         let step = StepCommand(arguments: ["true"], environment: ["PATH": environment["PATH"] ?? "/usr/bin:/bin"])
-        let probe = SpawnOptions(isolation: IsolationRequest(proxyPort: nil, hiddenPaths: []))
+        let probe = SpawnOptions(isolation: IsolationRequest(proxyPort: nil, hiddenPaths: []),
+                                 temporaryDirectory: SpawnOptions.temporaryDirectory(in: environment))
         let procProblem = Mutex<String?>(nil)
         do {
             let termination = try supervisor.run(step, options: probe) { started in procProblem.withLock { $0 = started.ownProcUnavailable } }
@@ -51,7 +54,8 @@ public enum MachineProbe {
             }
         } catch let error {
             guard case .isolationUnavailable(let reason) = error else {
-                return (MachineCheck(name: name, status: .missing, detail: "the probe step did not start: \(error)"), nil)
+                return (MachineCheck(name: name, status: .missing, detail: "the probe step did not start: \(error)",
+                                     remedy: "check that $TMPDIR (or /tmp) is a writable directory"), error)
             }
             return (MachineCheck(name: name, status: .missing, detail: "isolation is unavailable: \(reason)",
                                  remedy: restrictionRemedy() ?? "run as root, or enable unprivileged user namespaces"), error)

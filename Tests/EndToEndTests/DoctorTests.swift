@@ -59,6 +59,31 @@ import Testing
         #expect(requiring.stdout.contains("a step would not start here (exit 69)"))
     }
 
+    /// The isolation probe makes its private directory where `run` would: on a memory file system,
+    /// else in `$TMPDIR`. With /dev/shm full and a TMPDIR that does not exist, both say so, naming
+    /// it (the probe once used /tmp there, and reported isolation that `run` could not give).
+    @Test(.enabled(if: getuid() == 0, "needs root to mount a full /dev/shm in a mount namespace"))
+    func theIsolationProbeUsesTheTemporaryDirectoryRunWouldUse() throws {
+        defer { directory.remove() }
+        let missing = directory.path("no-such-tmp")
+        let script = """
+            mount -t tmpfs -o size=4k,nr_inodes=1 full /dev/shm || exit 90
+            "$0" doctor --policy "$1"; echo "doctor $?"
+            "$0" run --policy "$1" -- true; echo "run $?"
+            """
+        var environment = TestEnvironment.base
+        environment["TMPDIR"] = missing
+        let run = try ProgramRun.start("/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", script,
+                                                            StepGuardBinary.path, required], environment: environment).wait()
+        let probe = Self.line(run.stdout, "user namespaces")
+        #expect(probe?.hasPrefix("missing ") == true, "\(run.stdout) \(run.stderr)")
+        #expect(probe?.contains(missing) == true, "\(run.stdout)")
+        #expect(run.stdout.contains("a step would not start here (exit 69)\ndoctor 69\n"), "\(run.stdout)")
+        #expect(run.stderr.contains("stepguard: an isolated step cannot be started here: "), "\(run.stderr)")
+        #expect(!run.stdout.contains("run 0"), "\(run.stdout)")
+        #expect(run.stderr.contains(missing), "\(run.stderr)")
+    }
+
     @Test(.enabled(if: getuid() == 0, "needs root to change mounts"))
     func withoutThePidsHierarchyLibrariesOrCABundleEachIsMissing() throws {
         defer { directory.remove() }

@@ -43,8 +43,15 @@ struct DoctorCommand: ParsableCommand {
         let checks = [isolation, processLimit, MachineProbe.landlock(), Self.libgit2(), Self.libcurl(), Self.trustStore()]
         var refusals: [String] = []
         if let policy {
-            if policy.isolation == .required, let isolationError {
-                refusals.append("isolation: required cannot be met: \(isolationError.description)")
+            switch isolationError {
+            case .isolationUnavailable? where policy.isolation == .required:
+                refusals.append("isolation: required cannot be met: \(isolationError!.description)")
+            case .isolationUnavailable?, nil:
+                break  // isolation: auto falls back without it, off does not ask for it
+            case let error? where policy.isolation != .off:
+                refusals.append("an isolated step cannot be started here: \(error.description)")
+            case .some:
+                break
             }
             if let maximum = policy.limits.processes, processLimit.status == .missing {
                 refusals.append("limits.processes: \(maximum) cannot be met: \(processLimit.detail)")

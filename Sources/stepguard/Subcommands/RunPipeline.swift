@@ -37,7 +37,7 @@ struct RunPipeline {
     /// Where the proxy's trust bundle directory is made (`$TMPDIR`, or `/tmp`), and an isolated
     /// spawn's private directory when no memory file system takes it.
     private var temporaryDirectory: String {
-        environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        SpawnOptions.temporaryDirectory(in: environment)
     }
 
     /// Runs every stage on the calling thread (see ``BackgroundWork``: never one of Swift
