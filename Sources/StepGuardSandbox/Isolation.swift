@@ -70,7 +70,7 @@ public struct SpawnOptions: Sendable, Equatable {
     public var keptDescriptors: [Int32]
     /// The caller's temporary directory (`$TMPDIR`, or `/tmp`): where an isolated spawn's private
     /// directory is made when no memory file system can take it.
-    public var temporaryDirectory: String
+    public var temporaryDirectory = "/tmp"
 
     /// The temporary directory an environment names: `$TMPDIR` when it is set and not empty, else `/tmp`.
     public static func temporaryDirectory(in environment: [String: String]) -> String {
@@ -78,12 +78,11 @@ public struct SpawnOptions: Sendable, Equatable {
     }
 
     public init(isolation: IsolationRequest? = nil, fallBackWithoutIsolation: Bool = false, maxProcesses: Int? = nil,
-                keptDescriptors: [Int32] = [], temporaryDirectory: String = "/tmp") {
+                keptDescriptors: [Int32] = []) {
         self.isolation = isolation
         self.fallBackWithoutIsolation = fallBackWithoutIsolation
         self.maxProcesses = maxProcesses
         self.keptDescriptors = keptDescriptors
-        self.temporaryDirectory = temporaryDirectory
     }
 }
 

@@ -43,8 +43,8 @@ public enum MachineProbe {
         let name = "user namespaces (isolation)"
         let supervisor = StepSupervisor(gracePeriod: .seconds(1))
         let step = StepCommand(arguments: ["true"], environment: ["PATH": environment["PATH"] ?? "/usr/bin:/bin"])
-        let probe = SpawnOptions(isolation: IsolationRequest(proxyPort: nil, hiddenPaths: []),
-                                 temporaryDirectory: SpawnOptions.temporaryDirectory(in: environment))
+        var probe = SpawnOptions(isolation: IsolationRequest(proxyPort: nil, hiddenPaths: []))
+        probe.temporaryDirectory = SpawnOptions.temporaryDirectory(in: environment)
         let procProblem = Mutex<String?>(nil)
         do {
             let termination = try supervisor.run(step, options: probe) { started in procProblem.withLock { $0 = started.ownProcUnavailable } }

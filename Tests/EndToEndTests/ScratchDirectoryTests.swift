@@ -36,34 +36,14 @@ import Testing
     /// namespace of the test's with a /dev/shm of its own.
     @Test(.enabled(if: getuid() == 0, "needs root to mount a private /dev/shm in a mount namespace"), arguments: [false, true])
     func nothingOfATripwiredSpawnIsLeftBehind(asNobody: Bool) throws {
-        let directory = try TemporaryDirectory(); defer { directory.remove() }
-        chmod(directory.path, 0o777)  // nobody's TMPDIR
-        let home = directory.path("home")
-        _ = try directory.write("home/.npmrc", "registry=https://registry.example.test/\n", mode: 0o644)
-        chmod(home, 0o755)
-        let socket = directory.path("home/agent.sock")
-        let policy = try directory.write("tripwired.yaml", """
-            version: 1
-            isolation: required
-            tripwires: on
-            filesystem: { hide: ["~/.npmrc", "\(socket)"] }
-
-            """, mode: 0o644)
-        let script = """
+        let spawn = try TripwiredSpawn(); defer { spawn.directory.remove() }
+        let run = try spawn.run("""
             mount -t tmpfs -o mode=1777 shm /dev/shm || exit 90
-            python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$2" || exit 91
-            \(asNobody ? "setpriv --reuid=nobody --regid=nogroup --clear-groups -- " : "")"$0" run --policy "$1" -- sh -c 'echo ran'
+            \(TripwiredSpawn.step(asNobody: asNobody))
             echo "status $?"
-            for left in /dev/shm/stepguard-hide-* "$TMPDIR"/stepguard-hide-*; do
-                [ -e "$left" ] && echo "left $left:" $(ls -A "$left")
-            done
+            \(TripwiredSpawn.reportLeftovers)
             exit 0
-            """
-        var environment = TestEnvironment.base
-        environment["HOME"] = home
-        environment["TMPDIR"] = directory.path
-        let run = try ProgramRun.start("/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", script,
-                                                            StepGuardBinary.path, policy, socket], environment: environment).wait()
+            """)
         #expect(run.status == 0, "\(run.status) \(run.stdout) \(run.stderr)")
         #expect(run.stdout.contains("ran\n") && run.stdout.contains("status 0\n"), "the step ran isolated: \(run.stdout) \(run.stderr)")
         let left = run.stdout.split(separator: "\n").filter { $0.hasPrefix("left ") }
@@ -76,38 +56,18 @@ import Testing
     /// of free inodes from none to more than the spawn needs, as root and as nobody.
     @Test(.enabled(if: getuid() == 0, "needs root to mount a full /dev/shm in a mount namespace"), arguments: [false, true])
     func aDevShmFullToTheInodeDoesNotKeepATripwiredStepFromRunning(asNobody: Bool) throws {
-        let directory = try TemporaryDirectory(); defer { directory.remove() }
-        chmod(directory.path, 0o777)  // nobody's TMPDIR
-        let home = directory.path("home")
-        _ = try directory.write("home/.npmrc", "registry=https://registry.example.test/\n", mode: 0o644)
-        chmod(home, 0o755)
-        let socket = directory.path("home/agent.sock")
-        let policy = try directory.write("tripwired.yaml", """
-            version: 1
-            isolation: required
-            tripwires: on
-            filesystem: { hide: ["~/.npmrc", "\(socket)"] }
-
-            """, mode: 0o644)
+        let spawn = try TripwiredSpawn(); defer { spawn.directory.remove() }
         // nr_inodes counts the file system's root: 1 leaves no inode free.
-        let script = """
-            python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$2" || exit 91
+        let run = try spawn.run("""
             for inodes in 1 2 3 4 5 6 7 8 9 10; do
                 mount -t tmpfs -o size=64k,nr_inodes=$inodes,mode=1777 shm /dev/shm || exit 90
-                \(asNobody ? "setpriv --reuid=nobody --regid=nogroup --clear-groups -- " : "")"$0" run --policy "$1" -- sh -c 'echo ran'
+                \(TripwiredSpawn.step(asNobody: asNobody))
                 echo "inodes $inodes: status $?"
-                for left in /dev/shm/stepguard-hide-* "$TMPDIR"/stepguard-hide-*; do
-                    [ -e "$left" ] && echo "left $left:" $(ls -A "$left")
-                done
+                \(TripwiredSpawn.reportLeftovers)
                 umount /dev/shm || exit 92
             done
             exit 0
-            """
-        var environment = TestEnvironment.base
-        environment["HOME"] = home
-        environment["TMPDIR"] = directory.path
-        let run = try ProgramRun.start("/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", script,
-                                                            StepGuardBinary.path, policy, socket], environment: environment).wait()
+            """)
         #expect(run.status == 0, "\(run.status) \(run.stdout) \(run.stderr)")
         let statuses = run.stdout.split(separator: "\n").filter { $0.hasPrefix("inodes ") }
         #expect(statuses.count == 10, "\(run.stdout) \(run.stderr)")
@@ -115,5 +75,52 @@ import Testing
         #expect(run.stdout.components(separatedBy: "ran\n").count == 11, "the step ran every time: \(run.stdout)")
         let left = run.stdout.split(separator: "\n").filter { $0.hasPrefix("left ") }
         #expect(left.isEmpty, "\(left)")
+    }
+}
+
+/// A tripwired, isolated policy that hides `~/.npmrc` and a socket, in a temporary directory that
+/// is also the step's (and nobody's) TMPDIR.
+private struct TripwiredSpawn {
+    let directory: TemporaryDirectory
+    let policy: String
+    var home: String { directory.path("home") }
+    /// Where the hidden socket is bound (by ``run(_:)``).
+    var socket: String { directory.path("home/agent.sock") }
+
+    init() throws {
+        let directory = try TemporaryDirectory()
+        self.directory = directory
+        chmod(directory.path, 0o777)  // nobody's TMPDIR
+        _ = try directory.write("home/.npmrc", "registry=https://registry.example.test/\n", mode: 0o644)
+        chmod(directory.path("home"), 0o755)
+        policy = try directory.write("tripwired.yaml", """
+            version: 1
+            isolation: required
+            tripwires: on
+            filesystem: { hide: ["~/.npmrc", "\(directory.path("home/agent.sock"))"] }
+
+            """, mode: 0o644)
+    }
+
+    /// The shell line that runs the step (`$0` the binary, `$1` the policy), as root or as nobody.
+    static func step(asNobody: Bool) -> String {
+        (asNobody ? "setpriv --reuid=nobody --regid=nogroup --clear-groups -- " : "") + "\"$0\" run --policy \"$1\" -- sh -c 'echo ran'"
+    }
+
+    /// Shell lines that print `left PATH: ENTRIES` for every private directory still there.
+    static let reportLeftovers = """
+        for left in /dev/shm/stepguard-hide-* "$TMPDIR"/stepguard-hide-*; do
+            [ -e "$left" ] && echo "left $left:" $(ls -A "$left")
+        done
+        """
+
+    /// Runs `script` as root in a private mount namespace, after the hidden socket is bound.
+    func run(_ script: String) throws -> ProgramResult {
+        var environment = TestEnvironment.base
+        environment["HOME"] = home
+        environment["TMPDIR"] = directory.path
+        let bindSocket = "python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' \"$2\" || exit 91\n"
+        return try ProgramRun.start("/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", bindSocket + script,
+                                                        StepGuardBinary.path, policy, socket], environment: environment).wait()
     }
 }

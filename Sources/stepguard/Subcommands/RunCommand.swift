@@ -118,8 +118,10 @@ func spawnOptions(_ policy: Policy, home: String?, proxyPort: UInt16?, keeping d
         : IsolationRequest(proxyPort: proxyPort, hiddenPaths: IsolationRequest.expand(policy.filesystem.hide, home: home),
                            protectedFiles: protected + (proxyPort != nil ? IsolationRequest.resolverSockets : []),
                            tripwires: policy.tripwires == .on, capture: proxyPort != nil)
-    return SpawnOptions(isolation: isolation, fallBackWithoutIsolation: policy.isolation == .auto, maxProcesses: policy.limits.processes,
-                        keptDescriptors: descriptors, temporaryDirectory: temporaryDirectory)
+    var options = SpawnOptions(isolation: isolation, fallBackWithoutIsolation: policy.isolation == .auto, maxProcesses: policy.limits.processes,
+                               keptDescriptors: descriptors)
+    options.temporaryDirectory = temporaryDirectory
+    return options
 }
 
 /// Records how the step was contained, for the audit log and the verdict line.
