@@ -55,7 +55,7 @@ public enum MachineProbe {
         } catch let error {
             guard case .isolationUnavailable(let reason) = error else {
                 return (MachineCheck(name: name, status: .missing, detail: "the probe step did not start: \(error)",
-                                     remedy: "check that $TMPDIR (or /tmp) is a writable directory"), error)
+                                     remedy: "an isolated step needs a writable $TMPDIR (or /tmp) and a free process slot"), error)
             }
             return (MachineCheck(name: name, status: .missing, detail: "isolation is unavailable: \(reason)",
                                  remedy: restrictionRemedy() ?? "run as root, or enable unprivileged user namespaces"), error)

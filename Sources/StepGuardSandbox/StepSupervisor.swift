@@ -117,19 +117,19 @@ public final class StepSupervisor: Sendable {
         let plan = HidePlan(options.isolation?.hiddenPaths ?? [], protected: options.isolation?.protectedFiles ?? [])
         let tripwirePlan = options.isolation?.tripwires == true ? TripwirePlan(plan) : TripwirePlan(HidePlan([]))
         let capture = options.isolation.map { $0.capture && $0.proxyPort != nil } ?? false
-        let emptyFiles = try options.isolation == nil ? nil
+        let privateDirectory = try options.isolation == nil ? nil
             : Self.makePrivateDirectory(count: max(plan.files.count, 1), resolverConfiguration: capture ? IsolationRequest.resolverConfiguration : nil,
                                         plan: plan, tripwirePlan: tripwirePlan, temporary: options.temporaryDirectory)
-        defer { emptyFiles.map { Self.removePrivateDirectory($0.directory, entries: $0.entries) } }
+        defer { privateDirectory.map { Self.removePrivateDirectory($0.directory, entries: $0.entries) } }
         let argv = CStringArray(command.arguments)
         let envp = CStringArray(command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
         let directories = CStringArray(plan.directories)
         let files = CStringArray(plan.files)
-        let coverFiles = emptyFiles?.coverFiles ?? []
+        let coverFiles = privateDirectory?.coverFiles ?? []
         // Until the tripwire watch takes them over (then `traps` is emptied), they are closed here.
-        var traps = emptyFiles?.traps ?? []
+        var traps = privateDirectory?.traps ?? []
         defer { for trap in traps { close(trap.listener) } }
-        let writableCovers = emptyFiles?.writableCovers
+        let writableCovers = privateDirectory?.writableCovers
         let sources = CStringArray(coverFiles)
         let decoyDirectories = CStringArray(tripwirePlan.decoyDirectories)
         let decoyFiles = CStringArray(tripwirePlan.decoyFiles)
@@ -141,8 +141,8 @@ public final class StepSupervisor: Sendable {
         for fd in kept where fcntl(fd, F_GETFD) < 0 {
             throw SandboxError.spawnFailed("keeping descriptor \(fd) for the step (it is not open)", errno: errno)
         }
-        let emptyFile: String? = emptyFiles?.files.first
-        let resolverConfiguration: String? = emptyFiles?.resolverConfiguration
+        let emptyFile: String? = privateDirectory?.files.first
+        let resolverConfiguration: String? = privateDirectory?.resolverConfiguration
         let coverFlags = writableCovers?.flags ?? []
         let result = emptyFile.withOptionalCString { emptyPath in resolverConfiguration.withOptionalCString { resolvConf in
             (writableCovers?.directory).withOptionalCString { coverDirectory in coverFlags.withUnsafeBufferPointer { coverFlagPointer in
@@ -160,7 +160,7 @@ public final class StepSupervisor: Sendable {
                                                     proxy_port: options.isolation?.proxyPort ?? 0,
                                                     capture: capture ? 1 : 0, resolv_conf: resolvConf,
                                                     hide_directories: hideDirectories, hide_files: hideFiles, empty_file: emptyPath,
-                                                    hide_file_sources: emptyFiles == nil ? nil : hideSources,
+                                                    hide_file_sources: privateDirectory == nil ? nil : hideSources,
                                                     cover_directory: coverDirectory, writable_covers: coverFlagPointer.baseAddress,
                                                     decoy_directories: decoyDirectoryPointers, decoy_files: decoyFilePointers,
                                                     tripwire_paths: watchPathPointers, tripwire_masks: masks.baseAddress,
@@ -307,8 +307,7 @@ public final class StepSupervisor: Sendable {
             guard fd >= 0 else {
                 let error = errno
                 removePrivateDirectory(directory, entries: files)
-                errno = error
-                throw SandboxError.spawnFailed("creating \(path)", errno: errno)
+                throw SandboxError.spawnFailed("creating \(path)", errno: error)
             }
             close(fd)
             files.append(path)

@@ -43,15 +43,13 @@ struct DoctorCommand: ParsableCommand {
         let checks = [isolation, processLimit, MachineProbe.landlock(), Self.libgit2(), Self.libcurl(), Self.trustStore()]
         var refusals: [String] = []
         if let policy {
-            switch isolationError {
-            case .isolationUnavailable? where policy.isolation == .required:
-                refusals.append("isolation: required cannot be met: \(isolationError!.description)")
-            case .isolationUnavailable?, nil:
-                break  // isolation: auto falls back without it, off does not ask for it
-            case let error? where policy.isolation != .off:
-                refusals.append("an isolated step cannot be started here: \(error.description)")
-            case .some:
-                break
+            if let isolationError, policy.isolation != .off {
+                if case .isolationUnavailable = isolationError {
+                    // Only `required` refuses: `auto` starts the step without isolation.
+                    if policy.isolation == .required { refusals.append("isolation: required cannot be met: \(isolationError.description)") }
+                } else {
+                    refusals.append("an isolated step cannot be started here: \(isolationError.description)")
+                }
             }
             if let maximum = policy.limits.processes, processLimit.status == .missing {
                 refusals.append("limits.processes: \(maximum) cannot be met: \(processLimit.detail)")

@@ -109,9 +109,9 @@ extension RunInvocation {
 }
 
 /// How `policy` asks for the step to be started; `protected` are stepguard's own files (the audit
-/// log), out of an isolated step's reach.
+/// log), out of an isolated step's reach; `temporaryDirectory` is the job's (`$TMPDIR`, or `/tmp`).
 func spawnOptions(_ policy: Policy, home: String?, proxyPort: UInt16?, keeping descriptors: [Int32] = [],
-                  protecting protected: [String] = [], temporaryDirectory: String = "/tmp") -> SpawnOptions {
+                  protecting protected: [String] = [], temporaryDirectory: String) -> SpawnOptions {
     // Under capture the host's resolver daemons are covered too (like stepguard's own files: not
     // listed as hidden, no tripwire on them): they would answer names the policy denies.
     let isolation = policy.isolation == .off ? nil
