@@ -2,8 +2,8 @@ import Dispatch
 import StepGuardCore
 import Synchronization
 
-/// Work started on a thread of its own, whose result is waited for later: `run` starts the proxy
-/// while it checks the step's environment.
+/// Work started on a thread of its own, whose result is waited for later: `run` starts a proxy
+/// that intercepts services (and makes a CA) while it checks the step's environment.
 ///
 /// `run` works on plain threads rather than in Swift concurrency: starting the concurrency runtime
 /// (its worker and manager threads) and hopping between tasks cost every step about a millisecond
