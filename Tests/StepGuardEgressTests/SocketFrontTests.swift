@@ -23,6 +23,7 @@ import Glibc
         "/bad-chunk": ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nnope\r\n", false),
         "/connection-listed": ("HTTP/1.1 200 OK\r\nConnection: X-Private\r\nX-Private: secret\r\nContent-Length: 2\r\n\r\nok", false),
         "/never": ("", false),
+        "/extra": ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged", false),
         "/stall": ("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", false),
         "/big": ("HTTP/1.1 200 OK\r\nContent-Length: 8388608\r\n\r\n" + String(repeating: "x", count: 8 << 20), false),
     ]
@@ -136,6 +137,11 @@ import Glibc
         // Fields the upstream's Connection header names are not passed on.
         let listed = exchange("GET \(base)/connection-listed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         #expect(listed.hasSuffix("ok") && !listed.contains("X-Private") && !listed.contains("secret"), "\(listed)")
+
+        // Bytes an upstream sends after its response are never taken for the next response on the
+        // client's connection, which may come from another upstream connection.
+        let afterExtra = exchange("GET \(base)/extra HTTP/1.1\r\nHost: x\r\n\r\nGET \(base)/length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(afterExtra.contains("\r\n\r\nokHTTP/1.1 200 OK\r\n") && afterExtra.hasSuffix("\r\n\r\nfour") && !afterExtra.contains("forged"), "\(afterExtra)")
 
         // A malformed chunk: what was relayed stays, the client's connection is closed, and that
         // upstream connection is not reused.

@@ -18,6 +18,19 @@ enum CapturedName {
         [80, 443, 8080, 8443].contains(port)
     }
 
+    /// Whether clients on `port` speak plain HTTP by convention: a captured connection there is
+    /// read request by request and sent over pooled upstream connections when its first bytes are
+    /// a request the socket front serves (otherwise it is relayed as it came).
+    static func carriesPlainHTTP(port: UInt16) -> Bool {
+        port == 80 || port == 8080
+    }
+
+    /// How long a captured connection on a plain-HTTP port waits for its client's first request
+    /// before it is relayed as a tunnel anyway (a server that greets first, a client that is slow
+    /// to speak), in nanoseconds. Either way the connection goes to the same decided destination:
+    /// the wait changes how it is carried, never where.
+    static let firstRequestWait: UInt64 = 200_000_000
+
     /// The most bytes read while waiting for a ClientHello or a request head.
     static let maxBuffered = 16 * 1024
 

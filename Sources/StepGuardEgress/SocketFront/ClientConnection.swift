@@ -50,6 +50,13 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     /// A captured connection to a bare address the policy denies, waiting for its first bytes to
     /// name a host (``CapturedName``): the denial, enforced if they name none.
     private var pendingDenial: ConnectionDecision?
+    /// A captured connection on a plain-HTTP port (``CapturedName/carriesPlainHTTP(port:)``),
+    /// allowed to this destination when it was captured: its requests go over pooled upstream
+    /// connections there, as bodiless `http://` requests do, until one the front does not serve
+    /// relays the rest of the connection as a tunnel.
+    private var capturedHTTP: Destination?
+    /// Whether that connection's first request is still awaited (``CapturedName/firstRequestWait``).
+    private var awaitingFirstRequest = false
     private var route: Route?
     private var key = ""
     private var upstream: Int32 = -1
@@ -102,6 +109,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
 
     func deadlinePassed() {
         switch phase {
+        case .head where awaitingFirstRequest: relayCaptured()
         case .head, .inspecting: close()
         case .naming: refusePendingDenial()
         case .connecting:
@@ -152,7 +160,11 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     /// Heads longer than this go to the NIO pipeline, which applies the header limits.
     private static let maxFastHead = 8192
 
-    private func readHead() { readClient(while: .head) { parseHead() } }
+    private func readHead() { readClient(while: .head, ended: headEnded) { parseHead() } }
+
+    /// The client ended its side within a request head: a captured connection relays what it sent
+    /// (a protocol other than HTTP, then its half-close); any other closes.
+    private func headEnded() { capturedHTTP != nil && !input.isEmpty ? relayCaptured() : close() }
 
     /// Reads from the client while the phase stays `expected`, giving each read to `consume`;
     /// waits for more when there is none; at the end of the stream or on an error, calls `ended`
@@ -170,9 +182,9 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private func parseHead() {
         switch RawHead.parse(input.bytes, maxFields: state.limits.maxHeaderCount) {
         case .incomplete:
-            if input.count > Self.maxFastHead { handOff() }
+            if input.count > Self.maxFastHead { notServed() }
         case .invalid:
-            handOff()
+            notServed()
         case .complete(let head):
             dispatch(head)
         }
@@ -181,7 +193,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     /// What the front does with a complete request head: serves it, or hands the connection over.
     private func dispatch(_ head: RawHead) {
         let bytes = input.bytes
-        guard bytes.equalsIgnoringCase(head.start.2, "http/1.1") else { return handOff() }
+        guard bytes.equalsIgnoringCase(head.start.2, "http/1.1") else { return notServed() }
         var hostFields = 0
         var fieldBytes = 0
         closeAfterResponse = false
@@ -190,20 +202,24 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
             switch name.count {
             case 4 where bytes.equalsIgnoringCase(name, "host"): hostFields += 1
             case 14 where bytes.equalsIgnoringCase(name, "content-length"):
-                guard value.count == 1, bytes[value.lowerBound] == UInt8(ascii: "0") else { return handOff() }
-            case 17 where bytes.equalsIgnoringCase(name, "transfer-encoding"): return handOff()
-            case 7 where bytes.equalsIgnoringCase(name, "upgrade"): return handOff()
-            case 6 where bytes.equalsIgnoringCase(name, "expect"): return handOff()
+                guard value.count == 1, bytes[value.lowerBound] == UInt8(ascii: "0") else { return notServed() }
+            case 17 where bytes.equalsIgnoringCase(name, "transfer-encoding"): return notServed()
+            case 7 where bytes.equalsIgnoringCase(name, "upgrade"): return notServed()
+            case 6 where bytes.equalsIgnoringCase(name, "expect"): return notServed()
             case 10 where bytes.equalsIgnoringCase(name, "connection"):
                 if bytes.equalsIgnoringCase(value, "close") { closeAfterResponse = true; continue }
                 if bytes.equalsIgnoringCase(value, "keep-alive") { continue }
                 for token in bytes.lowercasedTokens(value) {
-                    if token == "close" { closeAfterResponse = true } else if token != "keep-alive" { return handOff() }
+                    if token == "close" { closeAfterResponse = true } else if token != "keep-alive" { return notServed() }
                 }
             default: break
             }
         }
-        guard hostFields <= 1, fieldBytes <= state.limits.maxHeaderBytes else { return handOff() }
+        guard hostFields <= 1, fieldBytes <= state.limits.maxHeaderBytes else { return notServed() }
+        if let destination = capturedHTTP {
+            guard hostFields == 1, !bytes.equalsIgnoringCase(head.start.0, "connect") else { return notServed() }
+            return dispatchCapturedRequest(head, bytes, to: destination)
+        }
         if bytes.equalsIgnoringCase(head.start.0, "connect") {
             dispatchTunnel(authority: bytes.string(head.start.1), headLength: head.length)
         } else {
@@ -320,6 +336,13 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         case .tunnel, .forward, .inspect:
             break
         }
+        if captured, CapturedName.carriesPlainHTTP(port: route.port) { return awaitCapturedRequests(destination) }
+        openUpstream(destination)
+    }
+
+    /// Sends the request over an idle pooled connection to `destination`, or connects (a tunnel always connects).
+    private func openUpstream(_ destination: Destination) {
+        route = destination.route
         key = destination.key
         if !isTunnel, let idle = loop.takeIdle(key) {
             reused = true
@@ -327,7 +350,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
             loop.epoll.setHandler(idle, self)
             return sendRequest()
         }
-        connect(route)
+        connect(destination.route)
     }
 
     // MARK: Upstream
@@ -526,6 +549,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private func endExchange() {
         if closeAfterResponse { return close() }
         request.removeAll()
+        response.removeAll()  // what an upstream sent after its response is never taken for the next one
         (sent, reused, responseStarted, reusable, route) = (0, false, false, true, nil)
         waitForHead()
     }
@@ -646,6 +670,60 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         if watched { loop.epoll.unregister(fd) }
         release()
         loop.handOff(fd, prefix, handOver)
+    }
+
+    // MARK: Captured plain HTTP
+
+    /// A captured connection allowed to `destination` on a plain-HTTP port: no upstream connection
+    /// is opened until its first bytes show whether the front serves them.
+    private func awaitCapturedRequests(_ destination: Destination) {
+        capturedHTTP = destination
+        awaitingFirstRequest = true
+        isTunnel = false
+        phase = .head
+        deadline = loop.epoll.now + CapturedName.firstRequestWait
+        loop.epoll.sweep(by: deadline)
+        if !input.isEmpty { parseHead() }
+        if phase == .head { readHead() }
+    }
+
+    /// A request on a captured plain-HTTP connection (origin-form, with the `Host` its client sent):
+    /// sent, unchanged but for hop-by-hop fields, over a pooled connection to the destination the
+    /// connection was allowed to when it was captured.
+    private func dispatchCapturedRequest(_ head: RawHead, _ bytes: UnsafeRawBufferPointer, to destination: Destination) {
+        let target = head.start.1
+        guard !target.isEmpty, bytes[target.lowerBound] == UInt8(ascii: "/") else { return notServed() }
+        awaitingFirstRequest = false
+        method = bytes.string(head.start.0)
+        path = String(bytes.string(target).prefix { $0 != "?" })
+        request.append(UnsafeRawBufferPointer(rebasing: bytes[head.start.0]))
+        request.append(" ")
+        request.append(UnsafeRawBufferPointer(rebasing: bytes[target]))
+        request.append(" HTTP/1.1\r\n")
+        for (name, value) in head.fields where !HopByHop.drops(bytes, name, listed: []) {
+            request.append(UnsafeRawBufferPointer(rebasing: bytes[name.lowerBound..<value.upperBound]))
+            request.append("\r\n")
+        }
+        request.append("\r\n")
+        input.consume(head.length)
+        openUpstream(destination)
+    }
+
+    /// A head the front does not serve: the NIO pipeline takes the connection; a captured one is
+    /// relayed from its unsent bytes on, as a tunnel.
+    private func notServed() { capturedHTTP == nil ? handOff() : relayCaptured() }
+
+    /// The rest of a captured plain-HTTP connection relayed as a tunnel to the destination it was
+    /// allowed to (with services, its first bytes are still inspected as a tunnel's are).
+    private func relayCaptured() {
+        guard let destination = capturedHTTP else { return close() }
+        capturedHTTP = nil
+        awaitingFirstRequest = false
+        isTunnel = true
+        method = "TCP"
+        route = destination.route
+        key = destination.key
+        connect(destination.route)
     }
 
     // MARK: Captured connections to bare addresses

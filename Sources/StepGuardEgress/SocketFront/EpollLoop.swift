@@ -97,6 +97,12 @@ final class EpollLoop: @unchecked Sendable {  // mutable state is confined to th
         _ = write(wake, &one, 8)
     }
 
+    /// Makes the next sweep run no later than `time` (monotonic nanoseconds): for a deadline
+    /// shorter than the sweep interval. Call it on the loop's thread.
+    func sweep(by time: UInt64) {
+        if time < nextSweep { nextSweep = time }
+    }
+
     /// The loop; returns when stopped, or throws when epoll fails (the proxy must then be considered down).
     func run() throws(EgressError) {
         let capacity = 256

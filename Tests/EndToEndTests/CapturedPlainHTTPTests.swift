@@ -1,0 +1,117 @@
+import Foundation
+import StepGuardServerTestSupport
+import StepGuardTestSupport
+import Testing
+
+/// Captured connections on plain-HTTP ports (80, 8080): stepguard reads them request by request
+/// and sends each over pooled upstream connections to the destination the connection was allowed
+/// to, instead of opening an upstream connection per captured one. Whatever it does not serve that
+/// way (a body, a protocol other than HTTP, a server that speaks first) is relayed as a tunnel to
+/// the same destination. Servers run on the host's loopback, reached through `network.resolve`.
+@Suite struct CapturedPlainHTTPTests {
+    let directory: TemporaryDirectory
+
+    init() throws { directory = try TemporaryDirectory() }
+
+    /// A step that knows nothing of the proxy: `sh -c SCRIPT` with every proxy variable removed.
+    static func step(_ script: String) -> [String] {
+        CaptureClientTests.withoutProxyVariables.split(separator: " ").map(String.init) + ["sh", "-c", script]
+    }
+
+    /// Six client connections (one with two requests) to an allowed name: every request reaches
+    /// the server unchanged, with the `Host` the client sent, over far fewer upstream connections.
+    @Test func requestsOfCapturedConnectionsShareUpstreamConnections() throws {
+        let server = try LocalHTTPServer.start { request in ServerResponse(body: "served \(request.uri)") }
+        defer { server.shutdown() }
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(
+            allow: ["web.capture.example:80"], resolve: ["web.capture.example:80": server.port]))
+        let audit = directory.path("audit.jsonl")
+        let script = """
+            for n in 1 2 3 4 5; do curl -sS http://web.capture.example/n$n; echo; done
+            curl -sS http://web.capture.example/a -w "\\n" http://web.capture.example/b
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", audit, "--"] + Self.step(script))
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout == (1...5).map { "served /n\($0)\n" }.joined() + "served /a\nserved /b\n", "\(run.stdout) \(run.stderr)")
+        #expect(server.requests.map(\.uri) == ["/n1", "/n2", "/n3", "/n4", "/n5", "/a", "/b"])
+        #expect(server.requests.allSatisfy { $0.header("Host") == "web.capture.example" }, "the client's Host reaches the server")
+        #expect(server.acceptedConnections <= 2, "\(server.acceptedConnections) upstream connections for 6 captured ones")
+        let allowed = try AuditLogFile.events(audit).filter { $0["type"] as? String == "egress" && $0["decision"] as? String == "allow" }
+        #expect(allowed.contains { $0["host"] as? String == "web.capture.example" && $0["port"] as? Int == 80 }, "\(allowed)")
+    }
+
+    /// The destination is where the captured connection was going, decided when it was captured:
+    /// a `Host` naming another allowed site does not move the request there, each name keeps its
+    /// own pooled connections, and a denied name is reset before any byte reaches a server.
+    @Test func eachRequestGoesWhereItsConnectionWasAllowedToGo() throws {
+        let first = try LocalHTTPServer.start { request in ServerResponse(body: "first \(request.uri)") }
+        defer { first.shutdown() }
+        let second = try LocalHTTPServer.start { request in ServerResponse(body: "second \(request.uri)") }
+        defer { second.shutdown() }
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(
+            allow: ["one.capture.example:80", "two.capture.example:8080"],
+            resolve: ["one.capture.example:80": first.port, "two.capture.example:8080": second.port,
+                      "three.capture.example:80": second.port]))
+        let script = """
+            curl -sS http://one.capture.example/a; echo
+            curl -sS http://two.capture.example:8080/b; echo
+            curl -sS -H "Host: two.capture.example:8080" http://one.capture.example/c; echo
+            curl -sS http://three.capture.example/d; echo " exit $?"
+            curl -sS http://two.capture.example:8080/e; echo
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--"] + Self.step(script))
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 5 && lines[0] == "first /a" && lines[1] == "second /b" && lines[2] == "first /c", "\(run.stdout) \(run.stderr)")
+        #expect(lines.count == 5 && lines[3].hasSuffix(" exit 6") && lines[4] == "second /e", "a denied name does not resolve: \(run.stdout)")
+        #expect(first.requests.map(\.uri) == ["/a", "/c"] && second.requests.map(\.uri) == ["/b", "/e"])
+        #expect(first.requests.last?.header("Host") == "two.capture.example:8080")
+        #expect(run.status == 77, "the denied name is a violation: \(run.stderr)")
+    }
+
+    /// What the front does not serve itself is relayed whole to the same destination: a request
+    /// with a body, an HTTP/1.0 request, and bytes that are not HTTP (then a half-close).
+    @Test func whatIsNotAPlainRequestIsRelayedAsItCame() throws {
+        let server = try LocalHTTPServer.start { request in
+            ServerResponse(body: "\(request.method) \(request.uri) \(String(decoding: request.body, as: UTF8.self))")
+        }
+        defer { server.shutdown() }
+        let echo = try CaptureTests.echoServer()
+        defer { echo.stop() }
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(
+            allow: ["web.capture.example:80", "192.0.2.10:80"], resolve: ["web.capture.example:80": server.port, "192.0.2.10:80": echo.port]))
+        let script = """
+            curl -sS -d payload=1 http://web.capture.example/upload; echo
+            curl -sS -0 http://web.capture.example/old; echo
+            python3 -c "
+            import socket
+            s = socket.create_connection((\\"192.0.2.10\\", 80), timeout=5)
+            s.sendall(b\\"ping\\")
+            s.shutdown(socket.SHUT_WR)
+            print(s.recv(100).decode())
+            "
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--"] + Self.step(script))
+        #expect(run.stdout == "POST /upload payload=1\nGET /old \necho:ping\n", "\(run.stdout) \(run.stderr)")
+        #expect(run.status == 0, "\(run.stderr)")
+    }
+
+    /// A server that speaks first on an HTTP port (its client waits for the greeting): the
+    /// connection is relayed once no request has come for a moment, and the client hears it.
+    @Test func aServerThatSpeaksFirstOnAnHTTPPortIsHeard() throws {
+        let server = try CaptureTests.greetingServer()
+        defer { server.stop() }
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(allow: ["192.0.2.10:8080"], resolve: ["192.0.2.10:8080": server.port]))
+        let script = """
+            import socket, time
+            start = time.monotonic()
+            s = socket.create_connection(("192.0.2.10", 8080), timeout=5)
+            greeting = s.makefile("rb").readline()
+            print(greeting.decode().strip(), round(time.monotonic() - start) < 3, flush=True)
+            s.sendall(b"HELO builder")
+            print(s.recv(100).decode(), flush=True)
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "python3", "-c", script])
+        #expect(run.stdout == "220 greeting from the server True\ngot:HELO builder\n", "\(run.stdout) \(run.stderr)")
+        #expect(run.status == 0, "\(run.stderr)")
+    }
+}
