@@ -26,6 +26,8 @@ import Glibc
         "/extra": ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged", false),
         "/stall": ("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", false),
         "/big": ("HTTP/1.1 200 OK\r\nContent-Length: 8388608\r\n\r\n" + String(repeating: "x", count: 8 << 20), false),
+        "/big-numbered": ("HTTP/1.1 200 OK\r\nContent-Length: 488890\r\n\r\n" + (0..<100_000).map(String.init).joined(), false),
+        "/big-until-close": ("HTTP/1.1 200 OK\r\n\r\n" + String(repeating: "y", count: 300_000) + "end", true),
     ]
 
     /// An upstream answering by ``script`` and a proxy session with `policy`.
@@ -151,6 +153,24 @@ import Glibc
         let served = upstream.served
         let badConnection = try #require(served.last { $0.path == "/bad-chunk" }?.connection)
         #expect(served.filter { $0.connection == badConnection }.last?.path == "/bad-chunk", "\(served)")
+    }
+
+    /// A body long enough to be spliced (upstream → pipe → client) arrives whole and in order; the
+    /// upstream connection serves the next request after it; one that ends with the close is
+    /// relayed to its last byte.
+    @Test func longBodiesAreSplicedWholeAndTheUpstreamIsReusedAfterThem() async throws {
+        let (upstream, session) = try await Self.stand()
+        defer { session.stop(); upstream.stop() }
+        let base = "http://127.0.0.1:\(upstream.port)"
+        let numbered = (0..<100_000).map(String.init).joined()
+        let two = Egress.raw(port: session.port, "GET \(base)/big-numbered HTTP/1.1\r\nHost: x\r\n\r\nGET \(base)/length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        let parts = two.components(separatedBy: "\r\n\r\n")
+        #expect(parts.count == 3 && parts[1].hasPrefix(numbered) && parts[1].dropFirst(numbered.count).hasPrefix("HTTP/1.1 200 OK"), "\(two.prefix(200))…\(two.suffix(200))")
+        #expect(two.hasSuffix("\r\n\r\nfour"), "\(two.suffix(200))")
+        #expect(upstream.served.suffix(2).map(\.connection).allSatisfy { $0 == upstream.served.last?.connection }, "the upstream connection was not reused after the spliced body")
+        let untilClose = Egress.raw(port: session.port, "GET \(base)/big-until-close HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(untilClose.hasSuffix(String(repeating: "y", count: 1000) + "end") && untilClose.utf8.count > 300_000, "\(untilClose.suffix(100))")
+        #expect(try await Self.openConnectionsAfterSettling(session) == 0)
     }
 
     @Test func aDeniedRequestKeepsTheClientConnectionAndATunnelIsHalfClosedBothWays() async throws {

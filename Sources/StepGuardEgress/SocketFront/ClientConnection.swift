@@ -63,6 +63,10 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private var reused = false
     private var responseStarted = false
     private var framing: BodyFraming?
+    /// The pipe the rest of a long response body is spliced through (upstream → pipe → client, see
+    /// ``spliceBody()``), and how many of its bytes are still in it.
+    private var bodyPipe: (read: Int32, write: Int32)?
+    private var piped = 0
     private var reusable = true
     private var closeAfterResponse = false
     /// Whether the client socket is in the epoll set: only once something must wait for it (most
@@ -140,6 +144,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
             case .head: readHead()
             case .inspecting: inspectTunnelStart()
             case .naming: readClient(while: .naming, ended: refusePendingDenial) { checkCapturedName() }
+            case .exchanging where bodyPipe != nil: spliceBody()
             case .done: break
             default: if failed { close() }
             }
@@ -427,6 +432,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     /// Reads and relays the response while the client takes it; stops when the client's buffer is full.
     private func readResponse() {
         while phase == .exchanging, output.isEmpty {
+            if bodyPipe != nil || splicesRestOfBody() { return spliceBody() }
             switch response.read(from: upstream) {
             case .read: break
             case .wouldBlock: return
@@ -443,6 +449,56 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
             guard output.flush(to: fd) else { return close() }
             if !output.isEmpty, !watch() { return close() }
         }
+    }
+
+    /// Bodies with at least this many bytes still to come (or that end with the upstream's close)
+    /// are spliced rather than copied through user space.
+    private static let spliceBodyFrom = 65536
+
+    /// Whether the rest of the body is to be spliced (and the pipe for it was taken): once the head
+    /// and every body byte read so far have reached the client.
+    private func splicesRestOfBody() -> Bool {
+        guard response.isEmpty, let remainder = framing?.opaqueRemainder, remainder >= Self.spliceBodyFrom,
+              let pipe = loop.takePipe() else { return false }
+        bodyPipe = pipe
+        return true
+    }
+
+    /// Moves the rest of the body from the upstream to the client through ``bodyPipe`` until a side
+    /// would block, then ends the exchange as ``readResponse()`` does.
+    private func spliceBody() {
+        guard let pipe = bodyPipe else { return close() }
+        while phase == .exchanging {
+            if piped > 0 {
+                let moved = sg_splice(pipe.read, fd, piped)
+                if moved > 0 { piped -= moved; lastProgress = loop.epoll.now; continue }
+                if moved < 0, errno == EINTR { continue }
+                if moved < 0, errno == EAGAIN { return watch() ? () : close() }  // the client's EPOLLOUT resumes
+                return close()  // the client went away
+            }
+            guard let remainder = framing?.opaqueRemainder else { return close() }
+            guard remainder > 0 else { return finishExchange() }
+            let moved = sg_splice(upstream, pipe.write, min(remainder, Int(SpliceTunnel.pipeSize)))
+            if moved > 0 {
+                piped = moved
+                framing?.skip(moved)
+                lastProgress = loop.epoll.now
+                continue
+            }
+            if moved < 0, errno == EINTR { continue }
+            if moved < 0, errno == EAGAIN { return }  // the upstream's next event resumes
+            if moved == 0, framing?.kind == .untilClose {
+                reusable = false
+                return finishExchange()
+            }
+            return upstreamFailed(reason: moved == 0 ? "closed the connection before the response ended" : "failed: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    private func releaseBodyPipe() {
+        guard let pipe = bodyPipe else { return }
+        loop.returnPipe(pipe, empty: piped == 0)
+        (bodyPipe, piped) = (nil, 0)
     }
 
     /// Moves what `response` holds into `output`: the head (rewritten) once, then body bytes up to
@@ -536,6 +592,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     /// once the client has it all, the next request or the close.
     private func finishExchange() {
         phase = .exchanging
+        releaseBodyPipe()
         if upstream >= 0 {
             if reusable, responseStarted { loop.putIdle(upstream, key: key) } else { loop.epoll.close(upstream) }
             upstream = -1
@@ -775,6 +832,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
 
     private func release() {
         phase = .done
+        releaseBodyPipe()
         if upstream >= 0 { loop.epoll.close(upstream); upstream = -1 }
         loop.connections.removeValue(forKey: ObjectIdentifier(self))
         freeBuffers()

@@ -157,6 +157,21 @@ struct BodyFraming {
         }
     }
 
+    /// How many bytes of a body framed by its length, or by the sender's close (`Int.max`), are
+    /// still to come: bytes that may be moved without being looked at. Nil for chunked or no body.
+    var opaqueRemainder: Int? {
+        switch kind {
+        case .length(let remaining): remaining
+        case .untilClose: .max
+        case .none, .chunked: nil
+        }
+    }
+
+    /// Counts `count` bytes of such a body moved without being looked at (see ``opaqueRemainder``).
+    mutating func skip(_ count: Int) {
+        if case .length(let remaining) = kind { kind = .length(remaining - count) }
+    }
+
     /// Consumes body bytes from the start of `bytes`; returns how many belong to this body, or nil
     /// when the chunked framing is malformed.
     mutating func consume(_ bytes: UnsafeRawBufferPointer) -> Int? {
