@@ -2,7 +2,7 @@
 # Builds the release archives of stepguard for this machine's architecture (x86_64 or aarch64, from
 # `uname -m`; .github/workflows/release.yml runs it on a native runner of each):
 #   dist/stepguard-VERSION-linux-ARCH.tar.gz        the binary, stripped; the Swift runtime, vectorscan,
-#                                                   PCRE2 and libyaml linked statically (libcurl and libgit2 are opened
+#                                                   PCRE2, libyaml, libstdc++ and libgcc linked statically (libcurl and libgit2 are opened
 #                                                   at run time, only by the commands that need them)
 #   dist/stepguard-VERSION-linux-ARCH-debug.tar.gz  its debug information (stepguard.debug, found by
 #                                                   gdb through the binary's .gnu_debuglink)
@@ -29,16 +29,23 @@ for pc in libhs libpcre2-8 yaml-0.1; do
   extra=""; [[ $pc == libhs ]] && extra=" -lstdc++ -lm"  # vectorscan is C++
   sed "s|^Libs: .*|Libs: -l:${lib}.a${extra}|" "$(pkg-config --variable=pcfiledir "$pc")/$pc.pc" > "$work/$pc.pc"
 done
+# libstdc++ and libgcc statically too (the Swift runtime and vectorscan need them): loading them as
+# shared libraries, with their relocations and constructors, cost every run about 1 ms (bench/README.md,
+# "Start-up … static libstdc++"). `-lstdc++` finds this linker script before the shared library.
+libstdcxx=$(gcc -print-file-name=libstdc++.a)
+[[ $libstdcxx == /* && -f $libstdcxx ]] || { echo "release.sh: libstdc++.a is missing (it comes with Debian's libstdc++-12-dev, which the Swift toolchain needs)" >&2; exit 69; }
+echo "INPUT($libstdcxx)" > "$work/libstdc++.so"
+static_cxx=(-Xlinker -L"$work" -Xswiftc -Xclang-linker -Xswiftc -static-libgcc)
 # --disable-local-rpath: no RUNPATH $ORIGIN. With it, the dynamic loader looked for libm, libc… in the
 # binary's own directory first, so a library planted beside an installed stepguard (a tool cache a
 # job can write to) ran inside it before main, past actions/run's SHA-256 check of the binary.
-PKG_CONFIG_PATH="$work" swift build -c release --static-swift-stdlib --disable-local-rpath --product stepguard --scratch-path "$scratch" >&2
+PKG_CONFIG_PATH="$work" swift build -c release --static-swift-stdlib --disable-local-rpath "${static_cxx[@]}" --product stepguard --scratch-path "$scratch" >&2
 binary=$scratch/release/stepguard
 if readelf -d "$binary" | grep -E '\((RPATH|RUNPATH)\)' >&2; then
   echo "release.sh: the binary has the search path above; a library planted beside it would be loaded" >&2
   exit 70
 fi
-if ldd "$binary" | grep -E 'libhs|libpcre2|libyaml|libswift|libFoundation' >&2; then
+if ldd "$binary" | grep -E 'libhs|libpcre2|libyaml|libswift|libFoundation|libstdc\+\+|libgcc_s' >&2; then
   echo "release.sh: the binary still needs the shared libraries above; it would not start on a stock runner" >&2
   exit 70
 fi
