@@ -60,8 +60,8 @@ for suite in "${suites[@]}"; do
   printf 'DEPLOY_TOKEN=gh%s_%s\n' p "$(head -c 300 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 36)" > "$fs/work/tree/config.env"
   sg=/opt/stepguard/stepguard
   check "$suite" "--version" "$sg --version"
-  check "$suite" "no library of a -dev package is needed (vectorscan, PCRE2, libyaml linked statically)" \
-    "! ldd $sg | grep -E 'libhs|libpcre2|libyaml|not found'"
+  check "$suite" "no library of a -dev package is needed (vectorscan, PCRE2, libyaml, libstdc++, libgcc linked statically)" \
+    "! ldd $sg | grep -E 'libhs|libpcre2|libyaml|libstdc|libgcc_s|not found'"
   check "$suite" "libraries planted beside the binary are not loaded (no RUNPATH \$ORIGIN)" \
     "for l in libc.so.6 libm.so.6 libstdc++.so.6 libgcc_s.so.1; do : > /opt/stepguard/\$l; done; $sg --version; s=\$?; rm -f /opt/stepguard/lib*; exit \$s"
   check "$suite" "policy check" "$sg policy check /work/isolated.yaml"
