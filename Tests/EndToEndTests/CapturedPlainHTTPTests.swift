@@ -114,4 +114,34 @@ import Testing
         #expect(run.stdout == "220 greeting from the server True\ngot:HELO builder\n", "\(run.stdout) \(run.stderr)")
         #expect(run.status == 0, "\(run.stderr)")
     }
+
+    /// A client that ends its side after its request (`shutdown(SHUT_WR)`, `nc -N`), as it may on
+    /// a direct connection, still gets the whole response of a server that takes longer than the
+    /// front's one-second look at a waiting client (a half-close is not the client going away).
+    @Test func aClientThatHalfClosesAfterItsRequestGetsTheSlowResponse() throws {
+        let server = try LocalHTTPServer.start { request in
+            Thread.sleep(forTimeInterval: 3)  // the slow server under test: past the front's checks of the client
+            return ServerResponse(body: "late \(request.uri)")
+        }
+        defer { server.shutdown() }
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(allow: ["192.0.2.10:80"], resolve: ["192.0.2.10:80": server.port]))
+        let script = """
+            import socket
+            s = socket.create_connection(("192.0.2.10", 80), timeout=10)
+            s.sendall(b"GET /slow HTTP/1.1\\r\\nHost: 192.0.2.10\\r\\n\\r\\n")
+            s.shutdown(socket.SHUT_WR)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            text = data.decode()
+            print(text.split("\\r\\n")[0] or "nothing", text.endswith("late /slow"), flush=True)
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "python3", "-c", script])
+        #expect(run.stdout == "HTTP/1.1 200 OK True\n", "\(run.stdout) \(run.stderr)")
+        #expect(server.requests.map(\.uri) == ["/slow"])
+        #expect(run.status == 0, "\(run.stderr)")
+    }
 }
