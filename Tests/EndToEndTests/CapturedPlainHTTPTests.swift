@@ -144,4 +144,29 @@ import Testing
         #expect(server.requests.map(\.uri) == ["/slow"])
         #expect(run.status == 0, "\(run.stderr)")
     }
+
+    /// Bytes that cannot begin a request line (a TLS ClientHello on 8080) are relayed at once, not
+    /// after the wait for a first request: a TLS client on an HTTP port pays no extra round of waiting.
+    @Test func bytesThatCannotStartARequestAreRelayedWithoutWaiting() throws {
+        let echo = try CaptureTests.echoServer()  // one connection at a time: the step's are sequential
+        defer { echo.stop() }
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(allow: ["192.0.2.10:8080"], resolve: ["192.0.2.10:8080": echo.port]))
+        let script = """
+            import socket, ssl, time
+            \(PythonTLS.clientHello(serverName: "web.capture.example"))
+            waits = []
+            for _ in range(3):
+                s = socket.create_connection(("192.0.2.10", 8080), timeout=5)
+                start = time.monotonic()
+                s.sendall(hello)
+                answer = s.recv(5)
+                waits.append(time.monotonic() - start)
+                s.close()
+            print(answer.decode(errors="replace"), min(waits) < 0.15, [round(w, 3) for w in waits], flush=True)
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "python3", "-c", script])
+        #expect(run.stdout.hasPrefix("echo: True "), "waited for a request head first: \(run.stdout) \(run.stderr)")
+        #expect(echo.connections == 3)
+        #expect(run.status == 0, "\(run.stderr)")
+    }
 }

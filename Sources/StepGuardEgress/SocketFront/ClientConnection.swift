@@ -195,12 +195,23 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private func parseHead() {
         switch RawHead.parse(input.bytes, maxFields: state.limits.maxHeaderCount) {
         case .incomplete:
-            if input.count > Self.maxFastHead { notServed() }
+            if input.count > Self.maxFastHead || (capturedHTTP != nil && !Self.mayStartRequest(input.bytes)) { notServed() }
         case .invalid:
             notServed()
         case .complete(let head):
             dispatch(head)
         }
+    }
+
+    /// Whether `bytes` may begin a request line: a method of token characters, then a space. A
+    /// captured connection whose first bytes cannot (a TLS ClientHello on 8080, an SSH banner) is
+    /// relayed at once rather than after ``CapturedName/firstRequestWait``.
+    private static func mayStartRequest(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        for (index, byte) in bytes.enumerated() {
+            if byte == 32 { return index > 0 }
+            if !RawHead.isTokenByte(byte) { return false }
+        }
+        return true
     }
 
     /// What the front does with a complete request head: serves it, or hands the connection over.
