@@ -169,4 +169,37 @@ import Testing
         #expect(echo.connections == 3)
         #expect(run.status == 0, "\(run.stderr)")
     }
+
+    /// Each silent connection is relayed after its own wait (``CapturedName/firstRequestWait``),
+    /// also when several overlap on one front thread: a sweep run for the first must not push the
+    /// others back to the next regular sweep a second later. Six connections 20 ms apart, each to
+    /// a server that speaks first (the front has at most four threads: some share one).
+    @Test func overlappingSilentConnectionsAreEachRelayedAfterTheirOwnWait() throws {
+        let servers = try (0..<6).map { _ in try CaptureTests.greetingServer() }
+        defer { servers.forEach { $0.stop() } }
+        var resolve: [String: Int] = [:]
+        for (index, server) in servers.enumerated() { resolve["192.0.2.\(11 + index):8080"] = server.port }
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(allow: resolve.keys.sorted(), resolve: resolve))
+        let script = """
+            import socket, threading, time
+            waits = [9.0] * 6
+            def talk(index):
+                start = time.monotonic()
+                s = socket.create_connection((f"192.0.2.{11 + index}", 8080), timeout=5)
+                if s.makefile("rb").readline().startswith(b"220 "):
+                    waits[index] = time.monotonic() - start
+                s.close()
+            threads = []
+            for index in range(6):
+                threads.append(threading.Thread(target=talk, args=(index,)))
+                threads[-1].start()
+                time.sleep(0.02)  # arrivals spread over 100 ms, all within the first one's wait
+            for thread in threads:
+                thread.join()
+            print(max(waits) < 0.7, [round(wait, 2) for wait in waits], flush=True)
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "python3", "-c", script])
+        #expect(run.stdout.hasPrefix("True "), "a connection waited for a later sweep: \(run.stdout) \(run.stderr)")
+        #expect(run.status == 0, "\(run.stderr)")
+    }
 }
