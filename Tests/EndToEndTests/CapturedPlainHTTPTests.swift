@@ -202,4 +202,57 @@ import Testing
         #expect(run.stdout.hasPrefix("True "), "a connection waited for a later sweep: \(run.stdout) \(run.stderr)")
         #expect(run.status == 0, "\(run.stderr)")
     }
+
+    /// Hostile: a denied bare address on port 80 whose first request names an allowed host goes to
+    /// where that name resolves; requests after it on the same connection, pipelined, naming
+    /// another host, and one the front does not serve (a body: relayed) all go there too — none
+    /// reaches the address the client chose (a server of its own here, through `network.resolve`).
+    @Test func aDeniedAddressNamedByItsFirstRequestSendsEveryLaterOneToThatName() throws {
+        let named = try LocalHTTPServer.start { request in ServerResponse(body: "named \(request.uri)") }
+        defer { named.shutdown() }
+        let trap = try LocalHTTPServer.start { request in ServerResponse(body: "trap \(request.uri)") }
+        defer { trap.shutdown() }
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(
+            allow: ["builds.capture.example:80"], resolve: ["builds.capture.example:80": named.port, "192.0.2.99:80": trap.port]))
+        let script = """
+            import socket
+            s = socket.create_connection(("192.0.2.99", 80), timeout=5)
+            s.sendall(b"GET /first HTTP/1.1\\r\\nHost: builds.capture.example\\r\\n\\r\\n"
+                      b"GET /second HTTP/1.1\\r\\nHost: trap.capture.example\\r\\n\\r\\n"
+                      b"POST /third HTTP/1.1\\r\\nHost: 192.0.2.99\\r\\nContent-Length: 3\\r\\nConnection: close\\r\\n\\r\\nabc")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            text = data.decode()
+            print(text.count("HTTP/1.1 200"), text.count("named /"), text.count("trap"), flush=True)
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "python3", "-c", script])
+        #expect(run.stdout == "3 3 0\n", "\(run.stdout) \(run.stderr)")
+        #expect(named.requests.map(\.uri) == ["/first", "/second", "/third"])
+        #expect(named.requests.map { $0.header("Host") ?? "" } == ["builds.capture.example", "trap.capture.example", "192.0.2.99"])
+        #expect(trap.requests.isEmpty && trap.acceptedConnections == 0, "the address the client chose was reached")
+        #expect(run.status == 0, "\(run.stderr)")
+    }
+
+    /// IPv6: a captured plain-HTTP connection to an allowed v6 address is served over the pool
+    /// like a v4 one; another v6 address is reset.
+    @Test func anIPv6DestinationIsServedOverPooledConnectionsToo() throws {
+        let server = try LocalHTTPServer.start { request in ServerResponse(body: "v6 \(request.uri)") }
+        defer { server.shutdown() }
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(allow: ["[2001:db8::10]:80"], resolve: ["[2001:db8::10]:80": server.port]))
+        let script = """
+            for n in 1 2 3; do curl -sS -g http://[2001:db8::10]/n$n; echo; done
+            curl -sS -g http://[2001:db8::11]/x 2>/dev/null; echo "exit $?"
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--"] + Self.step(script))
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        #expect(Array(lines.prefix(3)) == ["v6 /n1", "v6 /n2", "v6 /n3"], "\(run.stdout) \(run.stderr)")
+        #expect(lines.count == 4 && lines[3] != "exit 0", "\(run.stdout)")
+        #expect(server.requests.map { $0.header("Host") ?? "" } == Array(repeating: "[2001:db8::10]", count: 3))
+        #expect(server.acceptedConnections <= 2, "\(server.acceptedConnections) upstream connections for 3 captured ones")
+        #expect(run.status == 77, "the other address is a violation: \(run.stderr)")
+    }
 }
