@@ -114,4 +114,145 @@ import Testing
         #expect(run.stdout == "220 greeting from the server True\ngot:HELO builder\n", "\(run.stdout) \(run.stderr)")
         #expect(run.status == 0, "\(run.stderr)")
     }
+
+    /// A client that ends its side after its request (`shutdown(SHUT_WR)`, `nc -N`), as it may on
+    /// a direct connection, still gets the whole response of a server that takes longer than the
+    /// front's one-second look at a waiting client (a half-close is not the client going away).
+    @Test func aClientThatHalfClosesAfterItsRequestGetsTheSlowResponse() throws {
+        let server = try LocalHTTPServer.start { request in
+            Thread.sleep(forTimeInterval: 3)  // the slow server under test: past the front's checks of the client
+            return ServerResponse(body: "late \(request.uri)")
+        }
+        defer { server.shutdown() }
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(allow: ["192.0.2.10:80"], resolve: ["192.0.2.10:80": server.port]))
+        let script = """
+            import socket
+            s = socket.create_connection(("192.0.2.10", 80), timeout=10)
+            s.sendall(b"GET /slow HTTP/1.1\\r\\nHost: 192.0.2.10\\r\\n\\r\\n")
+            s.shutdown(socket.SHUT_WR)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            text = data.decode()
+            print(text.split("\\r\\n")[0] or "nothing", text.endswith("late /slow"), flush=True)
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "python3", "-c", script])
+        #expect(run.stdout == "HTTP/1.1 200 OK True\n", "\(run.stdout) \(run.stderr)")
+        #expect(server.requests.map(\.uri) == ["/slow"])
+        #expect(run.status == 0, "\(run.stderr)")
+    }
+
+    /// Bytes that cannot begin a request line (a TLS ClientHello on 8080) are relayed at once, not
+    /// after the wait for a first request: a TLS client on an HTTP port pays no extra round of waiting.
+    @Test func bytesThatCannotStartARequestAreRelayedWithoutWaiting() throws {
+        let echo = try CaptureTests.echoServer()  // one connection at a time: the step's are sequential
+        defer { echo.stop() }
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(allow: ["192.0.2.10:8080"], resolve: ["192.0.2.10:8080": echo.port]))
+        let script = """
+            import socket, ssl, time
+            \(PythonTLS.clientHello(serverName: "web.capture.example"))
+            waits = []
+            for _ in range(3):
+                s = socket.create_connection(("192.0.2.10", 8080), timeout=5)
+                start = time.monotonic()
+                s.sendall(hello)
+                answer = s.recv(5)
+                waits.append(time.monotonic() - start)
+                s.close()
+            print(answer.decode(errors="replace"), min(waits) < 0.15, [round(w, 3) for w in waits], flush=True)
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "python3", "-c", script])
+        #expect(run.stdout.hasPrefix("echo: True "), "waited for a request head first: \(run.stdout) \(run.stderr)")
+        #expect(echo.connections == 3)
+        #expect(run.status == 0, "\(run.stderr)")
+    }
+
+    /// Each silent connection is relayed after its own wait (``CapturedName/firstRequestWait``),
+    /// also when several overlap on one front thread: a sweep run for the first must not push the
+    /// others back to the next regular sweep a second later. Six connections 20 ms apart, each to
+    /// a server that speaks first (the front has at most four threads: some share one).
+    @Test func overlappingSilentConnectionsAreEachRelayedAfterTheirOwnWait() throws {
+        let servers = try (0..<6).map { _ in try CaptureTests.greetingServer() }
+        defer { servers.forEach { $0.stop() } }
+        var resolve: [String: Int] = [:]
+        for (index, server) in servers.enumerated() { resolve["192.0.2.\(11 + index):8080"] = server.port }
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(allow: resolve.keys.sorted(), resolve: resolve))
+        let script = """
+            import socket, threading, time
+            waits = [9.0] * 6
+            def talk(index):
+                start = time.monotonic()
+                s = socket.create_connection((f"192.0.2.{11 + index}", 8080), timeout=5)
+                if s.makefile("rb").readline().startswith(b"220 "):
+                    waits[index] = time.monotonic() - start
+                s.close()
+            threads = []
+            for index in range(6):
+                threads.append(threading.Thread(target=talk, args=(index,)))
+                threads[-1].start()
+                time.sleep(0.02)  # arrivals spread over 100 ms, all within the first one's wait
+            for thread in threads:
+                thread.join()
+            print(max(waits) < 0.7, [round(wait, 2) for wait in waits], flush=True)
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "python3", "-c", script])
+        #expect(run.stdout.hasPrefix("True "), "a connection waited for a later sweep: \(run.stdout) \(run.stderr)")
+        #expect(run.status == 0, "\(run.stderr)")
+    }
+
+    /// Hostile: a denied bare address on port 80 whose first request names an allowed host goes to
+    /// where that name resolves; requests after it on the same connection, pipelined, naming
+    /// another host, and one the front does not serve (a body: relayed) all go there too — none
+    /// reaches the address the client chose (a server of its own here, through `network.resolve`).
+    @Test func aDeniedAddressNamedByItsFirstRequestSendsEveryLaterOneToThatName() throws {
+        let named = try LocalHTTPServer.start { request in ServerResponse(body: "named \(request.uri)") }
+        defer { named.shutdown() }
+        let trap = try LocalHTTPServer.start { request in ServerResponse(body: "trap \(request.uri)") }
+        defer { trap.shutdown() }
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(
+            allow: ["builds.capture.example:80"], resolve: ["builds.capture.example:80": named.port, "192.0.2.99:80": trap.port]))
+        let script = """
+            import socket
+            s = socket.create_connection(("192.0.2.99", 80), timeout=5)
+            s.sendall(b"GET /first HTTP/1.1\\r\\nHost: builds.capture.example\\r\\n\\r\\n"
+                      b"GET /second HTTP/1.1\\r\\nHost: trap.capture.example\\r\\n\\r\\n"
+                      b"POST /third HTTP/1.1\\r\\nHost: 192.0.2.99\\r\\nContent-Length: 3\\r\\nConnection: close\\r\\n\\r\\nabc")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            text = data.decode()
+            print(text.count("HTTP/1.1 200"), text.count("named /"), text.count("trap"), flush=True)
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "python3", "-c", script])
+        #expect(run.stdout == "3 3 0\n", "\(run.stdout) \(run.stderr)")
+        #expect(named.requests.map(\.uri) == ["/first", "/second", "/third"])
+        #expect(named.requests.map { $0.header("Host") ?? "" } == ["builds.capture.example", "trap.capture.example", "192.0.2.99"])
+        #expect(trap.requests.isEmpty && trap.acceptedConnections == 0, "the address the client chose was reached")
+        #expect(run.status == 0, "\(run.stderr)")
+    }
+
+    /// IPv6: a captured plain-HTTP connection to an allowed v6 address is served over the pool
+    /// like a v4 one; another v6 address is reset.
+    @Test func anIPv6DestinationIsServedOverPooledConnectionsToo() throws {
+        let server = try LocalHTTPServer.start { request in ServerResponse(body: "v6 \(request.uri)") }
+        defer { server.shutdown() }
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(allow: ["[2001:db8::10]:80"], resolve: ["[2001:db8::10]:80": server.port]))
+        let script = """
+            for n in 1 2 3; do curl -sS -g http://[2001:db8::10]/n$n; echo; done
+            curl -sS -g http://[2001:db8::11]/x 2>/dev/null; echo "exit $?"
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--"] + Self.step(script))
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        #expect(Array(lines.prefix(3)) == ["v6 /n1", "v6 /n2", "v6 /n3"], "\(run.stdout) \(run.stderr)")
+        #expect(lines.count == 4 && lines[3] != "exit 0", "\(run.stdout)")
+        #expect(server.requests.map { $0.header("Host") ?? "" } == Array(repeating: "[2001:db8::10]", count: 3))
+        #expect(server.acceptedConnections <= 2, "\(server.acceptedConnections) upstream connections for 3 captured ones")
+        #expect(run.status == 77, "the other address is a violation: \(run.stderr)")
+    }
 }

@@ -124,7 +124,15 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
             // (then the upstream connection is closed too, not left waiting for a slow answer).
             var byte: UInt8 = 0
             let peeked = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
-            if peeked == 0 || (peeked < 0 && errno != EAGAIN && errno != EINTR) { return close() }
+            if peeked == 0, capturedHTTP != nil {
+                // A captured client speaks to the server, not to a proxy: the end of its stream is
+                // a half-close (`shutdown(SHUT_WR)`, `nc -N`) that still waits for the response, as
+                // it did through a tunnel; no request follows it. (One that went away fails the
+                // next write; one whose server never answers ends with the response idle timeout.)
+                closeAfterResponse = true
+            } else if peeked == 0 || (peeked < 0 && errno != EAGAIN && errno != EINTR) {
+                return close()
+            }
             checkClientLater()
             if loop.epoll.now - lastProgress >= UInt64(state.limits.responseIdleTimeout.nanoseconds) { exchangeStalled() }
         default: break
@@ -187,12 +195,23 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private func parseHead() {
         switch RawHead.parse(input.bytes, maxFields: state.limits.maxHeaderCount) {
         case .incomplete:
-            if input.count > Self.maxFastHead { notServed() }
+            if input.count > Self.maxFastHead || (capturedHTTP != nil && !Self.mayStartRequest(input.bytes)) { notServed() }
         case .invalid:
             notServed()
         case .complete(let head):
             dispatch(head)
         }
+    }
+
+    /// Whether `bytes` may begin a request line: a method of token characters, then a space. A
+    /// captured connection whose first bytes cannot (a TLS ClientHello on 8080, an SSH banner) is
+    /// relayed at once rather than after ``CapturedName/firstRequestWait``.
+    private static func mayStartRequest(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        for (index, byte) in bytes.enumerated() {
+            if byte == 32 { return index > 0 }
+            if !RawHead.isTokenByte(byte) { return false }
+        }
+        return true
     }
 
     /// What the front does with a complete request head: serves it, or hands the connection over.

@@ -132,8 +132,10 @@ final class EpollLoop: @unchecked Sendable {  // mutable state is confined to th
                 handler.ready(fd: fd, events: events[index].events)
             }
             if now >= nextSweep {
-                onSweep?(now)
+                // Set first: a deadline shorter than the interval that the sweep finds still ahead
+                // brings the next one forward (``sweep(by:)``) instead of waiting a whole interval.
                 nextSweep = now + sweepInterval
+                onSweep?(now)
             }
         }
         // Tasks queued with the stop (closing every connection) still run.

@@ -208,7 +208,12 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
 
     private func sweep(now: UInt64) {
         idle.sweep(now: now, close: epoll.close)
-        for connection in connections.values where connection.deadline <= now { connection.deadlinePassed() }
+        for connection in connections.values {
+            if connection.deadline <= now { connection.deadlinePassed() }
+            // A deadline still ahead keeps its own sweep (a captured connection's 200 ms wait):
+            // otherwise one that comes due just after this sweep would wait for the next interval.
+            if connection.deadline > now { epoll.sweep(by: connection.deadline) }
+        }
         let idleTunnel = UInt64(state.limits.tunnelIdleTimeout.nanoseconds)
         for tunnel in tunnels.values where now - tunnel.lastActivity >= idleTunnel { tunnel.close() }
         for acceptor in acceptors { acceptor.enable() }
