@@ -13,6 +13,26 @@ import Testing
 
     init() throws { directory = try TemporaryDirectory() }
 
+    /// A python3 step that connects to `host:port` (no proxy), sends `request` (a Python bytes
+    /// expression), with `halfClose` ends its side, reads until the server closes, and prints
+    /// `report`, a Python expression over the response as `text`.
+    static func exchange(_ host: String, _ port: Int, send request: String, halfClose: Bool = false, timeout: Int = 5,
+                         report: String) -> [String] {
+        let script = """
+            import socket
+            s = socket.create_connection(("\(host)", \(port)), timeout=\(timeout))
+            s.sendall(\(request))
+            if \(halfClose ? "True" : "False"):
+                s.shutdown(socket.SHUT_WR)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+            text = data.decode()
+            print(\(report), flush=True)
+            """
+        return ["python3", "-c", script]
+    }
+
     /// A step that knows nothing of the proxy: `sh -c SCRIPT` with every proxy variable removed.
     static func step(_ script: String) -> [String] {
         CaptureClientTests.withoutProxyVariables.split(separator: " ").map(String.init) + ["sh", "-c", script]
@@ -101,16 +121,7 @@ import Testing
         let server = try CaptureTests.greetingServer()
         defer { server.stop() }
         let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(allow: ["192.0.2.10:8080"], resolve: ["192.0.2.10:8080": server.port]))
-        let script = """
-            import socket, time
-            start = time.monotonic()
-            s = socket.create_connection(("192.0.2.10", 8080), timeout=5)
-            greeting = s.makefile("rb").readline()
-            print(greeting.decode().strip(), round(time.monotonic() - start) < 3, flush=True)
-            s.sendall(b"HELO builder")
-            print(s.recv(100).decode(), flush=True)
-            """
-        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "python3", "-c", script])
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--"] + CaptureTests.greetingClient("192.0.2.10", 8080))
         #expect(run.stdout == "220 greeting from the server True\ngot:HELO builder\n", "\(run.stdout) \(run.stderr)")
         #expect(run.status == 0, "\(run.stderr)")
     }
@@ -125,21 +136,9 @@ import Testing
         }
         defer { server.shutdown() }
         let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(allow: ["192.0.2.10:80"], resolve: ["192.0.2.10:80": server.port]))
-        let script = """
-            import socket
-            s = socket.create_connection(("192.0.2.10", 80), timeout=10)
-            s.sendall(b"GET /slow HTTP/1.1\\r\\nHost: 192.0.2.10\\r\\n\\r\\n")
-            s.shutdown(socket.SHUT_WR)
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            text = data.decode()
-            print(text.split("\\r\\n")[0] or "nothing", text.endswith("late /slow"), flush=True)
-            """
-        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "python3", "-c", script])
+        let client = Self.exchange("192.0.2.10", 80, send: #"b"GET /slow HTTP/1.1\r\nHost: 192.0.2.10\r\n\r\n""#, halfClose: true, timeout: 10,
+                                   report: #"text.split("\r\n")[0] or "nothing", text.endswith("late /slow")"#)
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--"] + client)
         #expect(run.stdout == "HTTP/1.1 200 OK True\n", "\(run.stdout) \(run.stderr)")
         #expect(server.requests.map(\.uri) == ["/slow"])
         #expect(run.status == 0, "\(run.stderr)")
@@ -214,22 +213,12 @@ import Testing
         defer { trap.shutdown() }
         let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(
             allow: ["builds.capture.example:80"], resolve: ["builds.capture.example:80": named.port, "192.0.2.99:80": trap.port]))
-        let script = """
-            import socket
-            s = socket.create_connection(("192.0.2.99", 80), timeout=5)
-            s.sendall(b"GET /first HTTP/1.1\\r\\nHost: builds.capture.example\\r\\n\\r\\n"
-                      b"GET /second HTTP/1.1\\r\\nHost: trap.capture.example\\r\\n\\r\\n"
-                      b"POST /third HTTP/1.1\\r\\nHost: 192.0.2.99\\r\\nContent-Length: 3\\r\\nConnection: close\\r\\n\\r\\nabc")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            text = data.decode()
-            print(text.count("HTTP/1.1 200"), text.count("named /"), text.count("trap"), flush=True)
-            """
-        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "python3", "-c", script])
+        let requests = #"b"GET /first HTTP/1.1\r\nHost: builds.capture.example\r\n\r\n""#
+            + #" b"GET /second HTTP/1.1\r\nHost: trap.capture.example\r\n\r\n""#
+            + #" b"POST /third HTTP/1.1\r\nHost: 192.0.2.99\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc""#
+        let client = Self.exchange("192.0.2.99", 80, send: requests,
+                                   report: #"text.count("HTTP/1.1 200"), text.count("named /"), text.count("trap")"#)
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--"] + client)
         #expect(run.stdout == "3 3 0\n", "\(run.stdout) \(run.stderr)")
         #expect(named.requests.map(\.uri) == ["/first", "/second", "/third"])
         #expect(named.requests.map { $0.header("Host") ?? "" } == ["builds.capture.example", "trap.capture.example", "192.0.2.99"])

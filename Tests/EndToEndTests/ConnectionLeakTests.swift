@@ -52,23 +52,31 @@ import Glibc
         return (try await outcomes(tunnels), try await outcomes(plain))
     }
 
+    /// A `stepguard run` under `policy` whose step only writes its `HTTP_PROXY` to a file in
+    /// `directory` and sleeps; returns the run (the caller stops it) and that proxy address, or ""
+    /// when the step did not report it within 6 s.
+    static func startIdleStep(policy: String, in directory: TemporaryDirectory) async throws -> (run: ProgramRun, proxy: String) {
+        let ready = directory.path("proxy")
+        let step = try ProgramRun.start(StepGuardBinary.path, ["run", "--policy", policy, "--", "/bin/sh", "-c",
+                                                               "echo \"$HTTP_PROXY\" > \(ready).tmp && mv \(ready).tmp \(ready) && exec sleep 600"])
+        var proxy = ""
+        for _ in 0..<300 where proxy.isEmpty {
+            proxy = ((try? String(contentsOfFile: ready, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            if proxy.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        return (step, proxy)
+    }
+
     @Test func noFileDescriptorOrMemoryGrowthAcross10000Connections() async throws {
         let upstream = try CountingHTTPServer()
         defer { upstream.shutdown() }
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let policy = try directory.write("policy.yaml", "version: 1\non_violation: fail\nisolation: off\negress:\n  default: allow\n  allow: [127.0.0.0/8]\n  deny: [127.0.0.3]\n")
-        let ready = directory.path("proxy")
-        let step = try ProgramRun.start(StepGuardBinary.path, ["run", "--policy", policy, "--", "/bin/sh", "-c",
-                                                               "echo \"$HTTP_PROXY\" > \(ready).tmp && mv \(ready).tmp \(ready) && exec sleep 600"])
+        let (step, proxy) = try await Self.startIdleStep(policy: policy, in: directory)
         defer {
             step.send(SIGTERM)
             _ = try? step.wait(timeout: 30)
-        }
-        var proxy = ""
-        for _ in 0..<300 where proxy.isEmpty {
-            proxy = ((try? String(contentsOfFile: ready, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-            if proxy.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
         }
         #expect(proxy.hasPrefix("http://127.0.0.1:"), "the step did not report the proxy")
         let pid = step.pid

@@ -39,17 +39,10 @@ import Glibc
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let policy = try directory.write("policy.yaml", "version: 1\non_violation: fail\nisolation: off\negress:\n  default: allow\n  allow: [127.0.0.0/8]\n")
-        let ready = directory.path("proxy")
-        let step = try ProgramRun.start(StepGuardBinary.path, ["run", "--policy", policy, "--", "/bin/sh", "-c",
-                                                               "echo \"$HTTP_PROXY\" > \(ready).tmp && mv \(ready).tmp \(ready) && exec sleep 600"])
+        let (step, proxy) = try await ConnectionLeakTests.startIdleStep(policy: policy, in: directory)
         defer {
             step.send(SIGTERM)
             _ = try? step.wait(timeout: 30)
-        }
-        var proxy = ""
-        for _ in 0..<300 where proxy.isEmpty {
-            proxy = ((try? String(contentsOfFile: ready, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-            if proxy.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
         }
         let proxyPort = try #require(Int(proxy.split(separator: ":").last ?? ""), "the step did not report the proxy: \(proxy)")
 
