@@ -64,9 +64,9 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private var responseStarted = false
     private var framing: BodyFraming?
     /// The pipe the rest of a long response body is spliced through (upstream → pipe → client, see
-    /// ``spliceBody()``), and how many of its bytes are still in it.
-    private var bodyPipe: (read: Int32, write: Int32)?
-    private var piped = 0
+    /// ``spliceBody()``), and whether that is under way.
+    private var bodyPipe = SplicePipe()
+    private var splicingBody = false
     private var reusable = true
     private var closeAfterResponse = false
     /// Whether the client socket is in the epoll set: only once something must wait for it (most
@@ -152,7 +152,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
             case .head: readHead()
             case .inspecting: inspectTunnelStart()
             case .naming: readClient(while: .naming, ended: refusePendingDenial) { checkCapturedName() }
-            case .exchanging where bodyPipe != nil: spliceBody()
+            case .exchanging where splicingBody: spliceBody()
             case .done: break
             default: if failed { close() }
             }
@@ -451,7 +451,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     /// Reads and relays the response while the client takes it; stops when the client's buffer is full.
     private func readResponse() {
         while phase == .exchanging, output.isEmpty {
-            if bodyPipe != nil || splicesRestOfBody() { return spliceBody() }
+            if splicingBody || splicesRestOfBody() { return spliceBody() }
             switch response.read(from: upstream) {
             case .read: break
             case .wouldBlock: return
@@ -478,46 +478,43 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     /// and every body byte read so far have reached the client.
     private func splicesRestOfBody() -> Bool {
         guard response.isEmpty, let remainder = framing?.opaqueRemainder, remainder >= Self.spliceBodyFrom,
-              let pipe = loop.takePipe() else { return false }
-        bodyPipe = pipe
+              bodyPipe.take(from: loop) else { return false }
+        splicingBody = true
         return true
     }
 
     /// Moves the rest of the body from the upstream to the client through ``bodyPipe`` until a side
     /// would block, then ends the exchange as ``readResponse()`` does.
     private func spliceBody() {
-        guard let pipe = bodyPipe else { return close() }
         while phase == .exchanging {
-            if piped > 0 {
-                let moved = sg_splice(pipe.read, fd, piped)
-                if moved > 0 { piped -= moved; lastProgress = loop.epoll.now; continue }
-                if moved < 0, errno == EINTR { continue }
-                if moved < 0, errno == EAGAIN { return watch() ? () : close() }  // the client's EPOLLOUT resumes
-                return close()  // the client went away
+            if bodyPipe.pending > 0 {
+                switch bodyPipe.drain(to: fd) {
+                case .moved:
+                    lastProgress = loop.epoll.now
+                    continue
+                case .wouldBlock: return watch() ? () : close()  // the client's EPOLLOUT resumes
+                case .ended, .failed: return close()  // the client went away
+                }
             }
             guard let remainder = framing?.opaqueRemainder else { return close() }
             guard remainder > 0 else { return finishExchange() }
-            let moved = sg_splice(upstream, pipe.write, min(remainder, Int(SpliceTunnel.pipeSize)))
-            if moved > 0 {
-                piped = moved
-                framing?.skip(moved)
+            switch bodyPipe.fill(from: upstream, upTo: remainder, loop: loop) {
+            case .moved:
+                framing?.skip(bodyPipe.pending)
                 lastProgress = loop.epoll.now
-                continue
-            }
-            if moved < 0, errno == EINTR { continue }
-            if moved < 0, errno == EAGAIN { return }  // the upstream's next event resumes
-            if moved == 0, framing?.kind == .untilClose {
+            case .wouldBlock: return  // the upstream's next event resumes
+            case .ended where framing?.kind == .untilClose:
                 reusable = false
                 return finishExchange()
+            case .ended: return upstreamFailed(reason: "closed the connection before the response ended")
+            case .failed(let error): return upstreamFailed(reason: "failed: \(String(cString: strerror(error)))")
             }
-            return upstreamFailed(reason: moved == 0 ? "closed the connection before the response ended" : "failed: \(String(cString: strerror(errno)))")
         }
     }
 
     private func releaseBodyPipe() {
-        guard let pipe = bodyPipe else { return }
-        loop.returnPipe(pipe, empty: piped == 0)
-        (bodyPipe, piped) = (nil, 0)
+        bodyPipe.release(to: loop)
+        splicingBody = false
     }
 
     /// Moves what `response` holds into `output`: the head (rewritten) once, then body bytes up to

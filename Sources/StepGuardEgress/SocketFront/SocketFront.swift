@@ -138,7 +138,7 @@ final class FrontLoop: @unchecked Sendable {  // confined to its EpollLoop's thr
     func takePipe() -> (Int32, Int32)? {
         if let pipe = pipes.popLast() { return pipe }
         var fds: [Int32] = [-1, -1]
-        guard sg_pipe(&fds, SpliceTunnel.pipeSize) == 0 else { return nil }  // 1 MiB where allowed; the default 64 KiB works too
+        guard sg_pipe(&fds, SplicePipe.size) == 0 else { return nil }  // 1 MiB where allowed; the default 64 KiB works too
         return (fds[0], fds[1])
     }
 

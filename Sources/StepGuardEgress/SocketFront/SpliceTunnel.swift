@@ -12,10 +12,7 @@ final class SpliceTunnel: EpollHandler {
     private final class Direction {
         let from: Int32
         let to: Int32
-        var pipeRead: Int32 = -1
-        var pipeWrite: Int32 = -1
-        /// Bytes in the pipe not yet written to `to`.
-        var pending = 0
+        var pipe = SplicePipe()
         var ended = false
 
         init(from: Int32, to: Int32) {
@@ -23,13 +20,8 @@ final class SpliceTunnel: EpollHandler {
             self.to = to
         }
 
-        var done: Bool { ended && pending == 0 }
+        var done: Bool { ended && pipe.pending == 0 }
     }
-
-    /// Pipes are 1 MiB where the system allows it: fewer system calls per byte for bulk transfers.
-    static let pipeSize: Int32 = 1 << 20
-    /// How much one splice moves at most.
-    private static let chunk = Int(pipeSize)
 
     private let loop: FrontLoop
     let client: Int32
@@ -68,43 +60,32 @@ final class SpliceTunnel: EpollHandler {
     /// (the tunnel must close).
     private func pump(_ direction: Direction) -> Bool {
         while true {
-            if direction.pending > 0 {
-                let moved = sg_splice(direction.pipeRead, direction.to, direction.pending)
-                if moved > 0 {
-                    direction.pending -= moved
+            if direction.pipe.pending > 0 {
+                switch direction.pipe.drain(to: direction.to) {
+                case .moved:
                     lastActivity = loop.epoll.now
                     continue
+                case .wouldBlock: return true
+                case .ended, .failed: return false
                 }
-                if moved < 0, errno == EINTR { continue }
-                return moved < 0 && errno == EAGAIN
             }
             if direction.ended { return true }
-            if direction.pipeRead < 0 {
-                guard let pipe = loop.takePipe() else { return false }
-                (direction.pipeRead, direction.pipeWrite) = pipe
-            }
-            let moved = sg_splice(direction.from, direction.pipeWrite, Self.chunk)
-            if moved > 0 {
-                direction.pending = moved
+            let step = direction.pipe.fill(from: direction.from, upTo: Int(SplicePipe.size), loop: loop)
+            if case .moved = step {
                 lastActivity = loop.epoll.now
                 continue
             }
-            if moved < 0, errno == EINTR { continue }
             // Nothing in flight: the empty pipe goes back to the loop, so idle tunnels hold none.
-            releasePipe(direction)
-            if moved == 0 {
+            direction.pipe.release(to: loop)
+            switch step {
+            case .moved, .wouldBlock: return true
+            case .ended:
                 direction.ended = true
                 shutdown(direction.to, Int32(SHUT_WR))
                 return true
+            case .failed: return false
             }
-            return errno == EAGAIN
         }
-    }
-
-    private func releasePipe(_ direction: Direction) {
-        guard direction.pipeRead >= 0 else { return }
-        loop.returnPipe((direction.pipeRead, direction.pipeWrite), empty: direction.pending == 0)
-        (direction.pipeRead, direction.pipeWrite) = (-1, -1)
     }
 
     /// Closes both sockets and the pipes.
@@ -114,8 +95,8 @@ final class SpliceTunnel: EpollHandler {
         loop.tunnels.removeValue(forKey: ObjectIdentifier(self))
         loop.epoll.close(client)
         loop.epoll.close(upstream)
-        releasePipe(outbound)
-        releasePipe(inbound)
+        outbound.pipe.release(to: loop)
+        inbound.pipe.release(to: loop)
         loop.connectionClosed()
     }
 }
