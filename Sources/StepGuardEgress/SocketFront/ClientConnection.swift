@@ -64,9 +64,8 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private var responseStarted = false
     private var framing: BodyFraming?
     /// The pipe the rest of a long response body is spliced through (upstream → pipe → client, see
-    /// ``spliceBody()``), and whether that is under way.
+    /// ``spliceBody()``): held while that is under way.
     private var bodyPipe = SplicePipe()
-    private var splicingBody = false
     private var reusable = true
     private var closeAfterResponse = false
     /// Whether the client socket is in the epoll set: only once something must wait for it (most
@@ -152,7 +151,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
             case .head: readHead()
             case .inspecting: inspectTunnelStart()
             case .naming: readClient(while: .naming, ended: refusePendingDenial) { checkCapturedName() }
-            case .exchanging where splicingBody: spliceBody()
+            case .exchanging where bodyPipe.isHeld: spliceBody()
             case .done: break
             default: if failed { close() }
             }
@@ -451,7 +450,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     /// Reads and relays the response while the client takes it; stops when the client's buffer is full.
     private func readResponse() {
         while phase == .exchanging, output.isEmpty {
-            if splicingBody || splicesRestOfBody() { return spliceBody() }
+            if bodyPipe.isHeld || splicesRestOfBody() { return spliceBody() }
             switch response.read(from: upstream) {
             case .read: break
             case .wouldBlock: return
@@ -477,10 +476,8 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     /// Whether the rest of the body is to be spliced (and the pipe for it was taken): once the head
     /// and every body byte read so far have reached the client.
     private func splicesRestOfBody() -> Bool {
-        guard response.isEmpty, let remainder = framing?.opaqueRemainder, remainder >= Self.spliceBodyFrom,
-              bodyPipe.take(from: loop) else { return false }
-        splicingBody = true
-        return true
+        guard response.isEmpty, let remainder = framing?.opaqueRemainder, remainder >= Self.spliceBodyFrom else { return false }
+        return bodyPipe.take(from: loop)
     }
 
     /// Moves the rest of the body from the upstream to the client through ``bodyPipe`` until a side
@@ -510,11 +507,6 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
             case .failed(let error): return upstreamFailed(reason: "failed: \(String(cString: strerror(error)))")
             }
         }
-    }
-
-    private func releaseBodyPipe() {
-        bodyPipe.release(to: loop)
-        splicingBody = false
     }
 
     /// Moves what `response` holds into `output`: the head (rewritten) once, then body bytes up to
@@ -608,7 +600,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     /// once the client has it all, the next request or the close.
     private func finishExchange() {
         phase = .exchanging
-        releaseBodyPipe()
+        bodyPipe.release(to: loop)
         if upstream >= 0 {
             if reusable, responseStarted { loop.putIdle(upstream, key: key) } else { loop.epoll.close(upstream) }
             upstream = -1
@@ -848,7 +840,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
 
     private func release() {
         phase = .done
-        releaseBodyPipe()
+        bodyPipe.release(to: loop)
         if upstream >= 0 { loop.epoll.close(upstream); upstream = -1 }
         loop.connections.removeValue(forKey: ObjectIdentifier(self))
         freeBuffers()

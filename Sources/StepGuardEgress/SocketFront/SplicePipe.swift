@@ -27,6 +27,9 @@ struct SplicePipe {
     /// Bytes in the pipe not yet written out.
     private(set) var pending = 0
 
+    /// Whether a pipe is held (taken and not yet released).
+    var isHeld: Bool { fds != nil }
+
     /// Takes a pipe from `loop`'s pool unless one is held; false when none can be made.
     mutating func take(from loop: FrontLoop) -> Bool {
         if fds == nil { fds = loop.takePipe() }
