@@ -5,14 +5,19 @@
 # /proc /bin/true`, Debian's bubblewrap), plus `stepguard --version`, in one hyperfine run; then the
 # ratio of what isolated stepguard adds to what bubblewrap adds (issue #17: goal <= 1.0) and
 # stepguard's peak RSS. Ratios, not milliseconds, compare across machines.
-# Usage: bench/run-overhead.sh [runs]   (results: bench/out/overhead.json, summary on stdout)
+# Usage: [STEPGUARD=BINARY] bench/run-overhead.sh [runs]   (default: a release build in .build; results:
+#   bench/out/overhead.json, summary on stdout)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-300}
 ./scripts/install-deps.sh
 command -v bwrap >/dev/null || { echo "run-overhead.sh: bubblewrap is the yardstick: apt-get install bubblewrap" >&2; exit 69; }
-swift build -c release --static-swift-stdlib --disable-local-rpath --product stepguard >&2
-stepguard="$(swift build -c release --static-swift-stdlib --disable-local-rpath --show-bin-path)/stepguard"
+if [[ -n ${STEPGUARD:-} ]]; then
+  stepguard=$STEPGUARD  # e.g. the release archive's binary (scripts/release.sh), which the goal is about
+else
+  swift build -c release --static-swift-stdlib --disable-local-rpath --product stepguard >&2
+  stepguard="$(swift build -c release --static-swift-stdlib --disable-local-rpath --show-bin-path)/stepguard"
+fi
 mkdir -p bench/out
 hyperfine -N --warmup 30 --runs "$runs" --export-json bench/out/overhead.json \
   -n bare '/bin/true' \
