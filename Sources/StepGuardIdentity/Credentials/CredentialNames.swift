@@ -33,6 +33,8 @@ enum CredentialNames {
     private static let tokenWords: Set<String> = ["TOKEN", "APIKEY", "ACCESSTOKEN", "CREDENTIAL", "CREDENTIALS", "PAT",
                                                   "API_KEY", "ACCESS_KEY", "SECRET_KEY", "PRIVATE_KEY", "AUTH_KEY", "ACCOUNT_KEY",
                                                   "SIGNING_KEY", "ENCRYPTION_KEY", "MASTER_KEY", "CLIENT_KEY", "APP_KEY"]
+    /// The last segment of each two-segment word of `tokenWords` (`KEY` of `API_KEY`).
+    private static let pairEndings = Set(tokenWords.compactMap { $0.split(separator: "_").count == 2 ? String($0.split(separator: "_")[1]) : nil })
     /// Last segments that name something about a secret rather than the secret itself
     /// (`VAULT_TOKEN_PATH`, `SECRET_NAME`, `TOKEN_TTL`).
     private static let metadataWords: Set<String> = [
@@ -44,14 +46,17 @@ enum CredentialNames {
     /// A match when `name` is named like a secret and `value` looks like one (not empty, not a
     /// placeholder or a reference like `${X}`, not a path or a URL without credentials).
     static func secretByName(_ name: String, value: String) -> CredentialMatch? {
-        let segments = name.uppercased().split(separator: "_").map(String.init)
+        guard mayBeSecretName(name) else { return nil }
+        // Split on bytes (splitting a String walks its grapheme clusters): `_` is one byte.
+        let segments = name.uppercased().utf8.split(separator: UInt8(ascii: "_")).map { String(Substring($0)) }
         guard let last = segments.last else { return nil }
         // `…_SECRET_ID` (Vault AppRole) is a secret; other `…_ID`, `…_PATH`, `…_NAME`… are about one.
         let isSecretID = last == "ID" && segments.dropLast().last == "SECRET"
         guard isSecretID || !metadataWords.contains(last) else { return nil }
-        let pairs = zip(segments, segments.dropFirst()).map { "\($0)_\($1)" }
         let isPasswordNamed = segments.contains { passwordWords.contains($0) }
-        let isTokenNamed = segments.contains { tokenWords.contains($0) } || pairs.contains { tokenWords.contains($0) }
+        // Pairs (`API_KEY`) only where a segment is the last word of one: most names have none.
+        let isTokenNamed = segments.contains { tokenWords.contains($0) }
+            || (segments.contains { pairEndings.contains($0) } && zip(segments, segments.dropFirst()).contains { tokenWords.contains("\($0)_\($1)") })
         guard isPasswordNamed || isTokenNamed else { return nil }
         let text = value.trimmingASCIISpaces
         guard !looksLikeReference(text) else { return nil }
@@ -59,6 +64,23 @@ enum CredentialNames {
         let isSecret = (isPasswordNamed && count >= 8) || (isTokenNamed && count >= 16 && Entropy.shannon(Array(text.utf8)) >= 3.0)
         guard isSecret else { return nil }
         return CredentialMatch(ruleID: secretNameRule, description: "a secret by its variable's name", lifetime: .longLived)
+    }
+
+    /// Every word above that a secret's name must contain as a segment (or as the end of a pair):
+    /// an ASCII name containing none of them, in any case, is not one.
+    private static let nameWords: [[UInt8]] = ["PASS", "SECRET", "TOKEN", "APIKEY", "CREDENTIAL", "PAT", "KEY"].map { Array($0.utf8) }
+
+    /// False when `name` cannot be a secret's name (checked on its bytes: most variables are not);
+    /// true for any name outside ASCII, whose upper-casing may make ASCII letters of others (`ſ` → `S`).
+    private static func mayBeSecretName(_ name: String) -> Bool {
+        var name = name
+        return name.withUTF8 { bytes in
+            guard bytes.allSatisfy({ $0 < 0x80 }) else { return true }
+            let upper = bytes.map { $0 >= 0x61 && $0 <= 0x7A ? $0 - 0x20 : $0 }
+            return nameWords.contains { word in
+                upper.count >= word.count && (0...(upper.count - word.count)).contains { upper[$0..<($0 + word.count)].elementsEqual(word) }
+            }
+        }
     }
 
     /// Placeholders, references, paths and plain URLs: values a secret-named variable holds
@@ -85,12 +107,19 @@ enum CredentialNames {
     /// The stem shared by the halves of a credential: `AWS_` for `AWS_SECRET_ACCESS_KEY`, nil when
     /// the name is not a role of a pair (or has no stem: a bare `USER` is the login name).
     static func pairStem(_ name: String) -> String? {
-        for role in roles where name.hasSuffix(role) {
-            let stem = name.dropLast(role.count)
-            if stem.hasSuffix("_") && stem.count > 1 { return String(stem) }
+        // On bytes: the roles are ASCII, and a name's last bytes equal a role's only when its last
+        // characters do (a combining mark after them would be bytes of its own).
+        var name = name
+        return name.withUTF8 { bytes in
+            for role in roleBytes where bytes.count > role.count + 1 && bytes[bytes.count - role.count - 1] == UInt8(ascii: "_")
+                && bytes.suffix(role.count).elementsEqual(role) {
+                return String(decoding: bytes.prefix(bytes.count - role.count), as: UTF8.self)
+            }
+            return nil
         }
-        return nil
     }
+
+    private static let roleBytes = roles.map { Array($0.utf8) }
 
     // MARK: Split values
 

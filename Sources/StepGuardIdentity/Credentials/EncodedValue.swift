@@ -61,13 +61,17 @@ enum EncodedValue {
     /// The text `value` decodes to as base64 (either alphabet, padding and line breaks optional),
     /// or nil when it is not base64 or does not decode to text.
     static func base64Text(_ value: String) -> String? {
-        let symbols = value.utf8.filter { ![UInt8(ascii: "="), 0x20, 0x09, 0x0A, 0x0D].contains($0) }.count
+        let symbols = value.utf8.reduce(0) { count, byte in
+            [UInt8(ascii: "="), 0x20, 0x09, 0x0A, 0x0D].contains(byte) ? count : count + 1
+        }
         guard symbols >= minimumEncodedLength, let bytes = Base64URL.decodeLeniently(value.utf8, ignoringWhitespace: true) else { return nil }
         return readableText(bytes)
     }
 
     /// The text `value` decodes to as hex (either case), or nil.
     static func hexText(_ value: String) -> String? {
+        // Most values are not hex: tell at their first other byte, before copying anything.
+        guard value.utf8.allSatisfy({ $0.isHexDigitOrSpace || $0 == UInt8(ascii: "x") || $0 == UInt8(ascii: "X") }) else { return nil }
         var digits = Array(value.trimmingASCIISpaces.utf8)
         if digits.starts(with: Array("0x".utf8)) || digits.starts(with: Array("0X".utf8)) { digits.removeFirst(2) }
         guard digits.count >= minimumEncodedLength, digits.count % 2 == 0 else { return nil }
@@ -96,5 +100,15 @@ enum EncodedValue {
         guard !bytes.contains(where: { ($0 < 0x20 && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D) || $0 == 0x7F }),
               let text = String(validating: bytes, as: UTF8.self) else { return nil }
         return text
+    }
+}
+
+extension UInt8 {
+    /// An ASCII hex digit (either case) or ASCII whitespace.
+    fileprivate var isHexDigitOrSpace: Bool {
+        switch self {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"), UInt8(ascii: "A")...UInt8(ascii: "F"), 0x20, 0x09...0x0D: true
+        default: false
+        }
     }
 }

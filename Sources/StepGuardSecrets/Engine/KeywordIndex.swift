@@ -18,6 +18,10 @@ struct KeywordIndex: Sendable {
     private let byFirstByte: [Range<Int>]
     /// Rules prefiltered by keyword that have none: they always run.
     let rulesWithoutKeywords: [Int]
+    /// One bit per pair of bytes (lower-cased) that starts a keyword, or whose first byte is a
+    /// one-byte keyword: most positions of a buffer start no keyword, and this tells so with one
+    /// load instead of comparing every keyword that starts with the byte.
+    private let startingPairs: [UInt64]
 
     /// `keywords(rule)` are the lower-cased keywords of each rule in `rules`.
     init(rules: [Int], keywords: (Int) -> [[UInt8]]) {
@@ -41,6 +45,23 @@ struct KeywordIndex: Sendable {
         self.entries = entries
         byFirstByte = ranges
         rulesWithoutKeywords = without
+        var pairs = [UInt64](repeating: 0, count: 65536 / 64)
+        for entry in entries {
+            let seconds: [UInt8] = entry.keyword.count >= 2 ? [entry.keyword[1]] : Array(0...255)
+            for second in seconds {
+                let pair = Int(entry.keyword[0]) << 8 | Int(Self.lower(second))
+                pairs[pair >> 6] |= 1 << UInt64(pair & 63)
+            }
+        }
+        startingPairs = pairs
+    }
+
+    /// Whether a keyword may start at `index` of `bytes` (its first two bytes, lower-cased, start one).
+    @inline(__always)
+    private static func mayStart(_ pairs: UnsafeBufferPointer<UInt64>, _ bytes: UnsafeRawBufferPointer, at index: Int) -> Bool {
+        let second = index + 1 < bytes.count ? lower(bytes[index + 1]) : 0
+        let pair = Int(lower(bytes[index])) << 8 | Int(second)
+        return pairs[pair >> 6] & (1 << UInt64(pair & 63)) != 0
     }
 
     /// Marks in `hits` every indexed rule one of whose keywords `bytes` contains, ignoring ASCII case.
@@ -48,15 +69,13 @@ struct KeywordIndex: Sendable {
         for rule in rulesWithoutKeywords { hits[rule] = true }
         guard !entries.isEmpty else { return }
         entries.withUnsafeBufferPointer { entries in
-            byFirstByte.withUnsafeBufferPointer { byFirstByte in
-                for index in 0..<bytes.count {
-                    let range = byFirstByte[Int(Self.lower(bytes[index]))]
-                    guard !range.isEmpty else { continue }
-                    for entry in entries[range] where !hits[entry.rule] && Self.matches(entry.keyword, in: bytes, at: index) {
+            byFirstByte.withUnsafeBufferPointer { byFirstByte in startingPairs.withUnsafeBufferPointer { pairs in
+                for index in 0..<bytes.count where Self.mayStart(pairs, bytes, at: index) {
+                    for entry in entries[byFirstByte[Int(Self.lower(bytes[index]))]] where !hits[entry.rule] && Self.matches(entry.keyword, in: bytes, at: index) {
                         hits[entry.rule] = true
                     }
                 }
-            }
+            } }
         }
     }
 

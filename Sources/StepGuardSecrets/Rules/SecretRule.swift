@@ -153,6 +153,8 @@ public struct SecretRuleSet: Sendable {
     public private(set) var rules: [SecretRule]
     /// Allow list applied to every rule.
     public private(set) var allow: SecretAllowList
+    /// Where each rule id is in `rules`.
+    private var positions: [String: Int] = [:]
 
     /// An empty set.
     public init() {
@@ -163,7 +165,11 @@ public struct SecretRuleSet: Sendable {
     /// The rules embedded in the binary (generated from `rules/secrets/*.yaml`).
     public static func builtIn() -> SecretRuleSet {
         var set = SecretRuleSet()
-        for file in EmbeddedRules.ruleFiles { set.add(file) }
+        let files = EmbeddedRules.ruleFiles
+        let count = files.reduce(0) { $0 + ($1.rules?.count ?? 0) }
+        set.rules.reserveCapacity(count)
+        set.positions.reserveCapacity(count)
+        for file in files { set.add(file) }
         return set
     }
 
@@ -185,9 +191,10 @@ public struct SecretRuleSet: Sendable {
             self.allow.stopwords += allow.stopwords
         }
         for rule in file.rules ?? [] {
-            if let index = rules.firstIndex(where: { $0.id == rule.id }) {
+            if let index = positions[rule.id] {
                 rules[index] = rule
             } else {
+                positions[rule.id] = rules.count
                 rules.append(rule)
             }
         }
