@@ -1,0 +1,218 @@
+import Foundation
+import StepGuardServerTestSupport
+import StepGuardTestSupport
+import Testing
+
+/// Issue #18 follow-up: plain HTTP must not reach a service uninspected through a tunnel or a
+/// captured connection to an allowed host whose front-end also serves the service (a shared
+/// address picks the virtual host by each request's `Host`). The front-end here is one loopback
+/// HTTP server that answers every Host, as such a front-end would; Vault (`vault.example.test`,
+/// intercepted) must never be named by a request that reaches it. Through the built
+/// `stepguard run`, python's sockets in the step; every address is loopback.
+@Suite(.serialized) struct TunnelHostTests {
+    /// Python in the step: `tunnel(authority, version)` opens a CONNECT tunnel through the proxy,
+    /// `direct(host, port)` a connection that capture takes; `run(socket, *requests)` sends each
+    /// request after the previous response and prints one line: each response as `STATUS BODY`
+    /// (`STATUS deny` for stepguard's own), or `closed`, joined by ` | `.
+    static let client = #"""
+    import os, socket, http.client, urllib.parse
+    def exchange(s, request):
+        try:
+            s.sendall(request)
+            response = http.client.HTTPResponse(s)
+            response.begin()
+            body = response.read().decode()
+        except (http.client.HTTPException, OSError):
+            return "closed"
+        decision = response.getheader("X-StepGuard-Decision")
+        return f"{response.status} {decision}" if decision else f"{response.status} {body}"
+    def tunnel(authority, version="1.1"):
+        proxy = urllib.parse.urlsplit(os.environ["HTTPS_PROXY"])
+        s = socket.create_connection((proxy.hostname, proxy.port), timeout=10)
+        s.sendall(f"CONNECT {authority} HTTP/{version}\r\nHost: {authority}\r\n\r\n".encode())
+        answer = b""
+        while not answer.endswith(b"\r\n\r\n"):
+            answer += s.recv(1)
+        assert answer.split(b" ")[1] == b"200", answer
+        return s
+    def direct(host, port):
+        return socket.create_connection((host, port), timeout=10)
+    def run(s, *requests):
+        results = []
+        for request in requests:
+            results.append(exchange(s, request))
+            if results[-1] == "closed" or results[-1].endswith(" deny"):
+                break
+        s.close()
+        print(" | ".join(results), flush=True)
+    def get(path, host="web.example.test"):
+        return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    def post(path, host="web.example.test"):
+        return f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\n\r\nhello".encode()
+    def chunked(path, host="web.example.test"):
+        return f"POST {path} HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n".encode()
+    vault = "vault.example.test:8200"
+
+    """#
+
+    static func python(_ body: String) -> String { "python3 - <<'PY'\n\(client)\(body)\nPY\n" }
+
+    /// The front-end: answers every request with `Host method uri body-length`.
+    static func frontEnd() throws -> LocalHTTPServer {
+        try LocalHTTPServer.start { request in
+            ServerResponse(body: "\(request.header("Host") ?? "-") \(request.method) \(request.uri) \(request.body.count)")
+        }
+    }
+
+    /// Requests that named Vault, by `Host` or by an absolute-form target, or named no host at all.
+    static func reachingVault(_ server: LocalHTTPServer) -> [String] {
+        server.requests.filter { ($0.header("Host") ?? "vault").contains("vault") || $0.uri.contains("vault") }.map(\.uri)
+    }
+
+    /// A proxy policy allowing web.example.test (the front-end), Vault placed elsewhere.
+    static func proxyPolicy(_ server: LocalHTTPServer, services: Bool = true, onViolation: String = "fail") -> String {
+        """
+        version: 1
+        on_violation: \(onViolation)
+        egress: { default: deny, allow: ["web.example.test"] }
+        \(services ? HostileServiceTests.vaultService : "")
+        network:
+          resolve: { "web.example.test:80": "127.0.0.1:\(server.port)", "vault.example.test:8200": "127.0.0.1:9" }
+        """
+    }
+
+    /// Runs the python `body` (after ``client``) in a step under the policy `policy` makes for a
+    /// fresh front-end (`capture`: without proxy variables); the front-end is shut down after.
+    static func run(_ policy: (LocalHTTPServer) -> String, capture: Bool = false, _ body: String) throws
+        -> (result: ProgramResult, events: [[String: Any]], server: LocalHTTPServer) {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let server = try frontEnd()
+        defer { server.shutdown() }
+        let file = try directory.write("policy.yaml", policy(server))
+        let audit = directory.path("audit.jsonl")
+        let script = python(body)
+        let step = capture ? CapturedPlainHTTPTests.step(script) : ["/bin/sh", "-c", script]
+        let result = try StepGuardBinary.run(["run", "--policy", file, "--audit-log", audit, "--"] + step)
+        return (result, try AuditLogFile.events(audit), server)
+    }
+
+    static func denials(_ events: [[String: Any]]) -> [[String: Any]] {
+        events.filter { $0["rule"] as? String == "built-in: Host must equal the tunnel's host" && $0["decision"] as? String == "deny" }
+    }
+
+    /// The first request in a tunnel to the front-end names Vault (Host with port, case and trailing
+    /// dot; an absolute-form target; HTTP/1.0 without Host): a 403, nothing reaches the front-end.
+    /// `CONNECT … HTTP/1.0` is served by the NIO front, `HTTP/1.1` by the socket front.
+    @Test func aFirstRequestNamingAServiceThroughATunnelIsDenied() throws {
+        let (result, events, server) = try Self.run({ Self.proxyPolicy($0) }, """
+        for version in ("1.1", "1.0"):
+            run(tunnel("web.example.test:80", version), get("/v1/secret/data/prod/db", vault))
+            run(tunnel("web.example.test:80", version), get("/v1/secret/data/prod/db", "VAULT.Example.Test."))
+            run(tunnel("web.example.test:80", version), get("http://vault.example.test:8200/v1/secret/data/prod/db"))
+            run(tunnel("web.example.test:80", version), b"GET /v1/secret/data/prod/db HTTP/1.0\\r\\n\\r\\n")
+        """)
+        #expect(result.stdout == String(repeating: "403 deny\n", count: 8), "\(result.stdout) \(result.stderr)")
+        #expect(server.requests.isEmpty, "\(server.requests.map(\.uri))")
+        #expect(result.status == 77, "\(result.stderr)")
+        let denials = Self.denials(events)
+        #expect(denials.count == 8, "\(events)")
+        #expect(denials.filter { $0["service"] as? String == "hashicorp-vault" && $0["type"] as? String == "service" }.count == 6, "\(denials)")
+        #expect(denials.allSatisfy { $0["host"] as? String == "web.example.test" }, "\(denials)")
+    }
+
+    /// A first request to the front-end's own host is served; a later one on the same connection
+    /// naming Vault — right after it, after a Content-Length body, after a chunked one — closes
+    /// the connection, and never reaches the front-end. Both fronts.
+    @Test func aLaterRequestNamingAServiceAfterAServedOneIsDenied() throws {
+        let (result, events, server) = try Self.run({ Self.proxyPolicy($0) }, """
+        for version in ("1.1", "1.0"):
+            run(tunnel("web.example.test:80", version), get("/a"), get("/v1/secret/data/prod/db", vault))
+            run(tunnel("web.example.test:80", version), post("/b"), get("/v1/secret/data/prod/db", vault))
+            run(tunnel("web.example.test:80", version), chunked("/c"), get("http://vault.example.test:8200/v1/secret/data/prod/db"))
+        """)
+        let served = "200 web.example.test GET /a 0 | closed\n200 web.example.test POST /b 5 | closed\n200 web.example.test POST /c 5 | closed\n"
+        #expect(result.stdout == served + served, "\(result.stdout) \(result.stderr)")
+        #expect(Self.reachingVault(server).isEmpty, "\(server.requests.map(\.uri))")
+        #expect(server.requests.map(\.uri) == ["/a", "/b", "/c", "/a", "/b", "/c"])
+        #expect(result.status == 77, "\(result.stderr)")
+        #expect(Self.denials(events).count == 6, "\(events)")
+    }
+
+    /// `on_violation: kill`: a later request naming Vault stops the step at once.
+    @Test func aDeniedLaterRequestKillsTheStep() throws {
+        let started = Date()
+        let (result, _, server) = try Self.run({ Self.proxyPolicy($0, onViolation: "kill") }, """
+        run(tunnel("web.example.test:80"), get("/a"), get("/v1/secret/data/prod/db", vault))
+        import time
+        time.sleep(30)
+        print("never")
+        """)
+        #expect(result.status == 77, "\(result.stderr)")
+        #expect(Date().timeIntervalSince(started) < 20)
+        #expect(!result.stdout.contains("never"))
+        #expect(Self.reachingVault(server).isEmpty)
+    }
+
+    /// Plain HTTP to the allowed host keeps working through a tunnel: several keep-alive requests
+    /// with bodies, origin- and absolute-form, on both fronts.
+    @Test func keepAliveRequestsWithBodiesToTheTunnelsHostPass() throws {
+        let (result, events, server) = try Self.run({ Self.proxyPolicy($0) }, """
+        for version in ("1.1", "1.0"):
+            run(tunnel("web.example.test:80", version), get("/1"), post("/2"), chunked("/3"), get("http://web.example.test/4"), get("/5", "web.example.test:80"))
+        """)
+        let line = "200 web.example.test GET /1 0 | 200 web.example.test POST /2 5 | 200 web.example.test POST /3 5 | 200 web.example.test GET http://web.example.test/4 0 | 200 web.example.test:80 GET /5 0\n"
+        #expect(result.stdout == line + line, "\(result.stdout) \(result.stderr)")
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(Self.denials(events).isEmpty)
+        #expect(server.acceptedConnections == 2, "one upstream connection per tunnel")
+    }
+
+    /// Without `services:` nothing is intercepted and requests in a tunnel are not followed: a
+    /// Host naming another site reaches the front-end as before (the fast path is unchanged).
+    @Test func withoutServicesRequestsInATunnelAreNotChecked() throws {
+        let (result, _, _) = try Self.run({ Self.proxyPolicy($0, services: false) }, """
+        run(tunnel("web.example.test:80"), get("/a"), get("/b", vault))
+        """)
+        #expect(result.stdout == "200 web.example.test GET /a 0 | 200 vault.example.test:8200 GET /b 0\n", "\(result.stdout) \(result.stderr)")
+        #expect(result.status == 0, "\(result.stderr)")
+    }
+
+    /// Captured connections (no proxy variables, isolation required): the pooled plain-HTTP path of
+    /// port 80 checks every request's Host; what it relays as a tunnel (a body, an absolute-form
+    /// target) and an opaque port (8000) follow every request. Requests to the allowed host pass.
+    @Test func capturedConnectionsCheckEveryRequestsHost() throws {
+        let policy = { (server: LocalHTTPServer) in
+            CaptureTests.capturePolicy(allow: ["web.example.test"], resolve: [
+                "web.example.test:80": server.port, "web.example.test:8000": server.port, "vault.example.test:8200": 9,
+            ]) + "\n" + HostileServiceTests.vaultService
+        }
+        let (result, events, server) = try Self.run(policy, capture: true, """
+        web = "web.example.test"
+        run(direct(web, 80), get("/p1"), get("/p2"))
+        run(direct(web, 80), get("/v1/secret/data/prod/db", vault))
+        run(direct(web, 80), get("/p3"), get("/v1/secret/data/prod/db", vault))
+        run(direct(web, 80), post("/p4"), get("/v1/secret/data/prod/db", vault))
+        run(direct(web, 80), get("http://vault.example.test:8200/v1/secret/data/prod/db"))
+        run(direct(web, 8000), get("/o1"), chunked("/o2"), get("/v1/secret/data/prod/db", vault))
+        run(direct(web, 8000), get("/v1/secret/data/prod/db", "Vault.Example.Test"))
+        run(direct(web, 8000), get("/o3"), post("/o4"), chunked("/o5"), get("/o6"))
+        """)
+        #expect(result.stdout == """
+            200 web.example.test GET /p1 0 | 200 web.example.test GET /p2 0
+            403 deny
+            200 web.example.test GET /p3 0 | 403 deny
+            200 web.example.test POST /p4 5 | closed
+            403 deny
+            200 web.example.test GET /o1 0 | 200 web.example.test POST /o2 5 | closed
+            403 deny
+            200 web.example.test GET /o3 0 | 200 web.example.test POST /o4 5 | 200 web.example.test POST /o5 5 | 200 web.example.test GET /o6 0
+
+            """, "\(result.stdout) \(result.stderr)")
+        #expect(Self.reachingVault(server).isEmpty, "\(server.requests.map(\.uri))")
+        #expect(result.status == 77, "\(result.stderr)")
+        let denials = Self.denials(events)
+        #expect(denials.count == 6, "\(denials)")
+        #expect(denials.allSatisfy { $0["service"] as? String == "hashicorp-vault" }, "\(denials)")
+    }
+}
