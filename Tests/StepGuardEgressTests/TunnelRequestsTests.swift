@@ -137,6 +137,11 @@ import Testing
         #expect(follow(["PING\r\n"]) == .relayed(forwarded: "PING\r\n"))
         #expect(follow(["\u{0}\u{0}\u{0}\u{8}binary"]) == .relayed(forwarded: "\u{0}\u{0}\u{0}\u{8}binary"))
         #expect(follow(["GET"]) == .following(forwarded: ""), "too few bytes to tell")
+        #expect(follow(["GET htt"]) == .following(forwarded: ""), "a line cut where it may still become absolute-form")
+        #expect(follow(["HELO builder"]) == .following(forwarded: ""), "held until the line ends")
+        #expect(follow(["HELO builder\r\n"]) == .relayed(forwarded: "HELO builder\r\n"))
+        let git = "0032git-upload-pack /project.git\u{0}host=web.example\u{0}"
+        #expect(follow([git]) == .relayed(forwarded: git), "a control character in the first line: no HTTP")
         // Leading empty lines (nginx skips bare CRs too) do not hide a request line.
         isDenied(follow(["\r\r\n\nGET / HTTP/1.1\r\nHost: vault.example\r\n\r\n"]), forwarded: "\r\r\n\n")
         let first = "GET /a HTTP/1.1\r\nHost: web.example\r\n\r\n"

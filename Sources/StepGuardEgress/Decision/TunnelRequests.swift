@@ -110,8 +110,10 @@ struct TunnelRequests {
     // MARK: Request heads
 
     /// Whether `bytes` begin a request line as a server would take it: a method (token characters),
-    /// spaces, then a target that is origin-form (`/`), `*`, absolute-form (`scheme://`), or any
-    /// other (`host:port`) in a line that ends with an HTTP version. Nil while too few bytes tell.
+    /// spaces, then a target that is origin-form (`/`), `*` or absolute-form (`scheme://`, any
+    /// scheme: nginx takes them all), or a line that ends with an HTTP version (`CONNECT host:port
+    /// HTTP/1.1`). Nil until the line ends (a line cut after `GET htt` may still name a host), unless
+    /// a control character shows before that it is none (git's `0032git-upload-pack /x\0host=…`).
     /// What begins otherwise (a TLS record, an SSH banner, `PING\r\n`) is no HTTP request.
     static func startsRequest(_ bytes: UnsafeRawBufferPointer) -> Bool? {
         var index = 0
@@ -119,16 +121,21 @@ struct TunnelRequests {
         guard index < bytes.count else { return nil }
         guard index > 0, bytes[index] == 32 else { return false }
         while index < bytes.count, bytes[index] == 32 { index += 1 }
-        guard index < bytes.count else { return nil }
+        var lineEnd = index
+        while lineEnd < bytes.count, bytes[lineEnd] != 13, bytes[lineEnd] != 10 {
+            let byte = bytes[lineEnd]
+            if (byte < 32 && byte != 9) || byte == 127 { return false }
+            lineEnd += 1
+        }
+        guard lineEnd < bytes.count, index < lineEnd else { return lineEnd < bytes.count ? false : nil }
         let first = bytes[index]
         if first == UInt8(ascii: "/") || first == UInt8(ascii: "*") { return true }
         if first.isASCIILetter {
             // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), then "://"
             var end = index
-            while end < bytes.count, bytes[end].isASCIILetter || bytes[end].isASCIIDigit || [43, 45, 46].contains(bytes[end]) { end += 1 }
-            if end + 3 <= bytes.count, bytes[end] == 58, bytes[end + 1] == 47, bytes[end + 2] == 47 { return true }
+            while end < lineEnd, bytes[end].isASCIILetter || bytes[end].isASCIIDigit || [43, 45, 46].contains(bytes[end]) { end += 1 }
+            if end + 3 <= lineEnd, bytes[end] == 58, bytes[end + 1] == 47, bytes[end + 2] == 47 { return true }
         }
-        guard let lineEnd = bytes[index...].firstIndex(where: { $0 == 13 || $0 == 10 }) else { return nil }
         guard let lastSpace = bytes[index..<lineEnd].lastIndex(of: 32), lastSpace + 6 <= lineEnd else { return false }
         return bytes.equalsIgnoringCase((lastSpace + 1)..<(lastSpace + 6), "http/")
     }
