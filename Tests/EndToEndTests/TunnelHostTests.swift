@@ -82,18 +82,26 @@ import Testing
     }
 
     /// Runs the python `body` (after ``client``) in a step under the policy `policy` makes for a
-    /// fresh front-end (`capture`: without proxy variables); the front-end is shut down after.
-    static func run(_ policy: (LocalHTTPServer) -> String, capture: Bool = false, _ body: String) throws
+    /// fresh front-end (`capture`: without proxy variables; `asNobody`: stepguard and the step run
+    /// as `nobody` when the tests run as root); the front-end is shut down after.
+    static func run(_ policy: (LocalHTTPServer) -> String, capture: Bool = false, asNobody: Bool = false, _ body: String) throws
         -> (result: ProgramResult, events: [[String: Any]], server: LocalHTTPServer) {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let server = try frontEnd()
         defer { server.shutdown() }
-        let file = try directory.write("policy.yaml", policy(server))
+        let file = try directory.write("policy.yaml", policy(server), mode: 0o644)
         let audit = directory.path("audit.jsonl")
         let script = python(body)
         let step = capture ? CapturedPlainHTTPTests.step(script) : ["/bin/sh", "-c", script]
-        let result = try StepGuardBinary.run(["run", "--policy", file, "--audit-log", audit, "--"] + step)
+        let arguments = ["run", "--policy", file, "--audit-log", audit, "--"] + step
+        let result: ProgramResult
+        if asNobody, getuid() == 0 {
+            chmod(directory.path, 0o777)  // the audit log is written as nobody
+            result = try StepGuardBinary.runAsNobody(arguments, environment: TestEnvironment.with(["HOME": directory.path]))
+        } else {
+            result = try StepGuardBinary.run(arguments)
+        }
         return (result, try AuditLogFile.events(audit), server)
     }
 
@@ -104,8 +112,8 @@ import Testing
     /// The first request in a tunnel to the front-end names Vault (Host with port, case and trailing
     /// dot; an absolute-form target; HTTP/1.0 without Host): a 403, nothing reaches the front-end.
     /// `CONNECT … HTTP/1.0` is served by the NIO front, `HTTP/1.1` by the socket front.
-    @Test func aFirstRequestNamingAServiceThroughATunnelIsDenied() throws {
-        let (result, events, server) = try Self.run({ Self.proxyPolicy($0) }, """
+    @Test(arguments: [false, true]) func aFirstRequestNamingAServiceThroughATunnelIsDenied(asNobody: Bool) throws {
+        let (result, events, server) = try Self.run({ Self.proxyPolicy($0) }, asNobody: asNobody, """
         for version in ("1.1", "1.0"):
             run(tunnel("web.example.test:80", version), get("/v1/secret/data/prod/db", vault))
             run(tunnel("web.example.test:80", version), get("/v1/secret/data/prod/db", "VAULT.Example.Test."))
@@ -181,13 +189,13 @@ import Testing
     /// Captured connections (no proxy variables, isolation required): the pooled plain-HTTP path of
     /// port 80 checks every request's Host; what it relays as a tunnel (a body, an absolute-form
     /// target) and an opaque port (8000) follow every request. Requests to the allowed host pass.
-    @Test func capturedConnectionsCheckEveryRequestsHost() throws {
+    @Test(arguments: [false, true]) func capturedConnectionsCheckEveryRequestsHost(asNobody: Bool) throws {
         let policy = { (server: LocalHTTPServer) in
             CaptureTests.capturePolicy(allow: ["web.example.test"], resolve: [
                 "web.example.test:80": server.port, "web.example.test:8000": server.port, "vault.example.test:8200": 9,
             ]) + "\n" + HostileServiceTests.vaultService
         }
-        let (result, events, server) = try Self.run(policy, capture: true, """
+        let (result, events, server) = try Self.run(policy, capture: true, asNobody: asNobody, """
         web = "web.example.test"
         run(direct(web, 80), get("/p1"), get("/p2"))
         run(direct(web, 80), get("/v1/secret/data/prod/db", vault))

@@ -144,6 +144,7 @@ import Testing
         #expect(follow([git]) == .relayed(forwarded: git), "a control character in the first line: no HTTP")
         // Leading empty lines (nginx skips bare CRs too) do not hide a request line.
         isDenied(follow(["\r\r\n\nGET / HTTP/1.1\r\nHost: vault.example\r\n\r\n"]), forwarded: "\r\r\n\n")
+        isDenied(follow([" \tGET / HTTP/1.1\r\nHost: vault.example\r\n\r\n"]), forwarded: " \t")
         let first = "GET /a HTTP/1.1\r\nHost: web.example\r\n\r\n"
         isDenied(follow([first + "\u{0}binary"]), forwarded: first, naming: "not an HTTP request")
         isDenied(follow(["\u{0}binary"], afterRequests: true), naming: "not an HTTP request")

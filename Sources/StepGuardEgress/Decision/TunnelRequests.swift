@@ -63,9 +63,10 @@ struct TunnelRequests {
             body = framing.finished ? nil : framing
             return taken > 0 ? .forward(taken) : .needMore
         }
-        // Empty lines before a request line are skipped by servers (nginx skips bare CRs too).
+        // Empty lines before a request line are skipped by servers (nginx skips bare CRs too; a
+        // lenient one leading spaces): passed on, and what follows them is decided.
         var blank = 0
-        while blank < bytes.count, bytes[blank] == 13 || bytes[blank] == 10 { blank += 1 }
+        while blank < bytes.count, [13, 10, 32, 9].contains(bytes[blank]) { blank += 1 }
         if blank > 0 { return .forward(blank) }
         switch Self.startsRequest(bytes) {
         case nil:
