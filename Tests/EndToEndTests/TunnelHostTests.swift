@@ -51,6 +51,8 @@ import Testing
         return f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\n\r\nhello".encode()
     def chunked(path, host="web.example.test"):
         return f"POST {path} HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n".encode()
+    def upgrade(path, host="web.example.test"):
+        return f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n".encode()
     vault = "vault.example.test:8200"
 
     """#
@@ -69,15 +71,18 @@ import Testing
         server.requests.filter { ($0.header("Host") ?? "vault").contains("vault") || $0.uri.contains("vault") }.map(\.uri)
     }
 
-    /// A proxy policy allowing web.example.test (the front-end), Vault placed elsewhere.
-    static func proxyPolicy(_ server: LocalHTTPServer, services: Bool = true, onViolation: String = "fail") -> String {
-        """
+    /// A proxy policy allowing web.example.test (the front-end) and the hosts of `more` (name: port
+    /// on loopback, as `name:80`), Vault placed elsewhere.
+    static func proxyPolicy(_ server: LocalHTTPServer, services: Bool = true, onViolation: String = "fail", more: [String: Int] = [:]) -> String {
+        let allowed = (["web.example.test"] + more.keys.sorted()).map { "\"\($0)\"" }.joined(separator: ", ")
+        let routes = more.sorted { $0.key < $1.key }.map { "\"\($0.key):80\": \"127.0.0.1:\($0.value)\", " }.joined()
+        return """
         version: 1
         on_violation: \(onViolation)
-        egress: { default: deny, allow: ["web.example.test"] }
+        egress: { default: deny, allow: [\(allowed)] }
         \(services ? HostileServiceTests.vaultService : "")
         network:
-          resolve: { "web.example.test:80": "127.0.0.1:\(server.port)", "vault.example.test:8200": "127.0.0.1:9" }
+          resolve: { \(routes)"web.example.test:80": "127.0.0.1:\(server.port)", "vault.example.test:8200": "127.0.0.1:9" }
         """
     }
 
@@ -130,21 +135,24 @@ import Testing
     }
 
     /// A first request to the front-end's own host is served; a later one on the same connection
-    /// naming Vault — right after it, after a Content-Length body, after a chunked one — closes
-    /// the connection, and never reaches the front-end. Both fronts.
+    /// naming Vault — right after it, after a Content-Length body, after a chunked one, after an
+    /// `Upgrade` the server did not grant — closes the connection, and never reaches the front-end.
+    /// Both fronts.
     @Test func aLaterRequestNamingAServiceAfterAServedOneIsDenied() throws {
         let (result, events, server) = try Self.run({ Self.proxyPolicy($0) }, """
         for version in ("1.1", "1.0"):
             run(tunnel("web.example.test:80", version), get("/a"), get("/v1/secret/data/prod/db", vault))
             run(tunnel("web.example.test:80", version), post("/b"), get("/v1/secret/data/prod/db", vault))
             run(tunnel("web.example.test:80", version), chunked("/c"), get("http://vault.example.test:8200/v1/secret/data/prod/db"))
+            run(tunnel("web.example.test:80", version), upgrade("/d"), get("/v1/secret/data/prod/db", vault))
         """)
         let served = "200 web.example.test GET /a 0 | closed\n200 web.example.test POST /b 5 | closed\n200 web.example.test POST /c 5 | closed\n"
+            + "200 web.example.test GET /d 0 | closed\n"
         #expect(result.stdout == served + served, "\(result.stdout) \(result.stderr)")
         #expect(Self.reachingVault(server).isEmpty, "\(server.requests.map(\.uri))")
-        #expect(server.requests.map(\.uri) == ["/a", "/b", "/c", "/a", "/b", "/c"])
+        #expect(server.requests.map(\.uri) == ["/a", "/b", "/c", "/d", "/a", "/b", "/c", "/d"])
         #expect(result.status == 77, "\(result.stderr)")
-        #expect(Self.denials(events).count == 6, "\(events)")
+        #expect(Self.denials(events).count == 8, "\(events)")
     }
 
     /// `on_violation: kill`: a later request naming Vault stops the step at once.
@@ -174,6 +182,58 @@ import Testing
         #expect(result.status == 0, "\(result.stderr)")
         #expect(Self.denials(events).isEmpty)
         #expect(server.acceptedConnections == 2, "one upstream connection per tunnel")
+    }
+
+    /// A WebSocket-like server on loopback: answers each connection's request head with `101`,
+    /// then echoes every read with `echo:` until the client closes.
+    final class UpgradeServer: Sendable {
+        let fd: Int32
+        let port: Int
+
+        init() throws {
+            (fd, port) = try LoopbackSocket.listen()
+            let thread = Thread { [fd] in
+                while true {
+                    let client = accept(fd, nil, nil)
+                    if client < 0 { return }
+                    var head: [UInt8] = []
+                    var byte: UInt8 = 0
+                    while !head.ends(with: Array("\r\n\r\n".utf8)), read(client, &byte, 1) == 1 { head.append(byte) }
+                    let switching = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                    _ = write(client, switching, switching.utf8.count)
+                    var buffer = [UInt8](repeating: 0, count: 4096)
+                    while case let count = read(client, &buffer, buffer.count), count > 0 {
+                        let reply = Array("echo:".utf8) + buffer[0..<count]
+                        _ = write(client, reply, reply.count)
+                    }
+                    close(client)
+                }
+            }
+            thread.start()
+        }
+
+        func stop() { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
+    }
+
+    /// After an upgrade the server granted (`101`), the client's frames (no request line) are
+    /// relayed as they come, on both fronts.
+    @Test func framesAfterAGrantedUpgradeAreRelayed() throws {
+        let upgrades = try UpgradeServer()
+        defer { upgrades.stop() }
+        let (result, events, _) = try Self.run({ Self.proxyPolicy($0, more: ["ws.example.test": upgrades.port]) }, #"""
+        for version in ("1.1", "1.0"):
+            s = tunnel("ws.example.test:80", version)
+            s.sendall(upgrade("/ws", "ws.example.test"))
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                head += s.recv(1)
+            s.sendall(b"\x81\x05hello")
+            print(head.split(b"\r\n")[0].decode(), s.recv(100) == b"echo:\x81\x05hello", flush=True)
+            s.close()
+        """#)
+        #expect(result.stdout == "HTTP/1.1 101 Switching Protocols True\n" + "HTTP/1.1 101 Switching Protocols True\n", "\(result.stdout) \(result.stderr)")
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(Self.denials(events).isEmpty)
     }
 
     /// Without `services:` nothing is intercepted and requests in a tunnel are not followed: a
