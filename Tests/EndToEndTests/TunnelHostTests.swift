@@ -241,6 +241,23 @@ import Testing
         #expect(Self.denials(events).isEmpty)
     }
 
+    /// `mode: audit`: every request naming Vault is recorded, none is blocked, and the requests
+    /// after it are still followed and decided (both fronts).
+    @Test func auditModeRecordsEveryDeniedRequestAndBlocksNone() throws {
+        let (result, events, server) = try Self.run({ "mode: audit\n" + Self.proxyPolicy($0) }, """
+        for version in ("1.1", "1.0"):
+            run(tunnel("web.example.test:80", version), get("/a"), post("/b", vault), get("/c"), chunked("/d", "other.example.test"), get("/e"))
+        """)
+        let line = "200 web.example.test GET /a 0 | 200 vault.example.test:8200 POST /b 5 | 200 web.example.test GET /c 0"
+            + " | 200 other.example.test POST /d 5 | 200 web.example.test GET /e 0\n"
+        #expect(result.stdout == line + line, "\(result.stdout) \(result.stderr)")
+        #expect(result.status == 0, "\(result.stderr)")
+        let denials = Self.denials(events)
+        #expect(denials.compactMap { $0["request_host"] as? String } == Array(repeating: ["vault.example.test", "other.example.test"], count: 2).flatMap { $0 },
+                "\(denials)")
+        #expect(server.requests.count == 10)
+    }
+
     /// Without `services:` nothing is intercepted and requests in a tunnel are not followed: a
     /// Host naming another site reaches the front-end as before (the fast path is unchanged).
     @Test func withoutServicesRequestsInATunnelAreNotChecked() throws {

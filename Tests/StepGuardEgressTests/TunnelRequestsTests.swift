@@ -154,6 +154,39 @@ import Testing
         isDenied(follow([upgrade, "GET / HTTP/1.1\r\nHost: vault.example\r\n\r\n"]), forwarded: upgrade)
     }
 
+    /// `mode: audit` records a denial without enforcing it: the denied head goes on as if allowed
+    /// and every later request is still decided; what cannot be followed is relayed.
+    @Test func anOverlookedDenialKeepsFollowingTheRequests() {
+        var requests = TunnelRequests(route: tunnel, decider: decider, limits: ProxyLimits())
+        let stream = "GET /a HTTP/1.1\r\nHost: vault.example\r\nContent-Length: 3\r\n\r\nabc" + "GET /b HTTP/1.1\r\nHost: web.example\r\n\r\n"
+            + "POST /c HTTP/1.1\r\nHost: other.example\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n" + "GET /d HTTP/1.0\r\n\r\n"
+            + "\u{0}binary"
+        var held = Array(stream.utf8)
+        var forwarded: [UInt8] = []
+        var reasons: [String] = []
+        loop: while !held.isEmpty {
+            var step = held.withUnsafeBytes { requests.next($0) }
+            if case .deny(let record) = step {
+                reasons.append(record.reason)
+                step = requests.overlook()
+            }
+            switch step {
+            case .forward(let count):
+                forwarded += held.prefix(count)
+                held.removeFirst(count)
+            case .relayRest:
+                forwarded += held
+                break loop
+            case .needMore, .deny:
+                Issue.record("\(step)")
+                break loop
+            }
+        }
+        #expect(String(decoding: forwarded, as: UTF8.self) == stream)
+        #expect(reasons.count == 4, "\(reasons)")
+        #expect(reasons.first?.contains("hashicorp-vault") == true && reasons.last?.contains("not an HTTP request") == true, "\(reasons)")
+    }
+
     /// The NIO front's tunnel gate passes on only what is cleared, keeps following after the first
     /// request, and answers a denied first request with a `403`.
     @Test func theNIOTunnelGateFollowsEveryRequest() throws {

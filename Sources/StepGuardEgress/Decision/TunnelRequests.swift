@@ -26,7 +26,7 @@ struct TunnelRequests {
         case forward(Int)
         /// Not HTTP (or a protocol switched to): relay everything from here on unchecked.
         case relayRest
-        /// Refuse the connection, recording this.
+        /// Refuse the connection, recording this (recorded but not enforced: ``overlook()``).
         case deny(DecisionRecord)
     }
 
@@ -41,6 +41,9 @@ struct TunnelRequests {
     private var body: BodyFraming?
     /// Whether the last head cleared asked to switch protocols (`Upgrade`).
     private var upgradeAsked = false
+    /// The head just denied, when the stream can be followed past it: its length, body framing
+    /// and upgrade (see ``overlook()``).
+    private var denied: (length: Int, kind: BodyFraming.Kind, upgrade: Bool)?
 
     /// `afterRequests`: requests were served on this connection before (bytes that are not HTTP
     /// then stop parsing as HTTP, and are denied).
@@ -55,6 +58,7 @@ struct TunnelRequests {
     /// What the client's bytes not yet forwarded (`bytes`, from the start of what follows the
     /// last step's forwarded bytes) allow next. Call again after forwarding.
     mutating func next(_ bytes: UnsafeRawBufferPointer) -> Step {
+        denied = nil
         guard !bytes.isEmpty else { return .needMore }
         if var framing = body {
             guard let taken = framing.consume(bytes) else {
@@ -85,15 +89,29 @@ struct TunnelRequests {
             return deny("a request head in the tunnel to \(target) is malformed (or has more than \(maxFields) fields); it cannot be checked")
         case .complete(let head):
             switch Self.check(head, bytes, route: route, decider: decider) {
-            case .denied(let record):
+            case .denied(let record, let then):
+                denied = then.map { (head.length, $0.0, $0.upgrade) }
                 return .deny(record)
             case .allowed(let kind, let upgrade):
-                requests += 1
-                upgradeAsked = upgrade
-                body = kind == .none ? nil : BodyFraming(kind)
-                return .forward(head.length)
+                return cleared(head.length, kind, upgrade: upgrade)
             }
         }
+    }
+
+    /// After a ``Step/deny(_:)`` that is recorded but not enforced (`mode: audit`): the denied
+    /// head goes upstream as if it were allowed and the requests after it are still followed (and
+    /// decided); when the stream cannot be followed past it, the rest is relayed.
+    mutating func overlook() -> Step {
+        guard let head = denied else { return .relayRest }
+        denied = nil
+        return cleared(head.length, head.kind, upgrade: head.upgrade)
+    }
+
+    private mutating func cleared(_ length: Int, _ kind: BodyFraming.Kind, upgrade: Bool) -> Step {
+        requests += 1
+        upgradeAsked = upgrade
+        body = kind == .none ? nil : BodyFraming(kind)
+        return .forward(length)
     }
 
     /// The `403` a refused tunnel's client gets: only while no request was forwarded (otherwise its
@@ -145,7 +163,9 @@ struct TunnelRequests {
     enum HeadCheck {
         /// It names the tunnel's host: its body's framing, and whether it asks to switch protocols.
         case allowed(BodyFraming.Kind, upgrade: Bool)
-        case denied(DecisionRecord)
+        /// Refused; `then`: what ``allowed(_:upgrade:)`` would have said, when the stream can be
+        /// followed past it (a denial `mode: audit` records but does not enforce).
+        case denied(DecisionRecord, then: (BodyFraming.Kind, upgrade: Bool)?)
     }
 
     /// Checks a complete request `head` (ranges into `bytes`) sent into a tunnel or a captured
@@ -158,9 +178,10 @@ struct TunnelRequests {
         let targetText = bytes.string(head.start.1)
         let path = String(targetText.prefix { $0 != "?" }.prefix(512))
         let tunnel = "\(route.host.text):\(route.port)"
+        var followable: (BodyFraming.Kind, upgrade: Bool)?
         func denied(_ reason: String, named host: String? = nil, service: BoundService? = nil) -> HeadCheck {
             .denied(DecisionRecord(.service, allowed: false, rule: rule, reason: reason, route: route, method: String(method.prefix(32)),
-                                   path: path, service: service, details: host.map { ["request_host": .string($0)] } ?? [:]))
+                                   path: path, service: service, details: host.map { ["request_host": .string($0)] } ?? [:]), then: followable)
         }
         let http10 = bytes.equalsIgnoringCase(head.start.2, "http/1.0")
         guard http10 || bytes.equalsIgnoringCase(head.start.2, "http/1.1") else {
@@ -190,6 +211,23 @@ struct TunnelRequests {
             default: break
             }
         }
+        // The body's framing first (what follows this head), then the hosts it names.
+        var unfollowable: String?
+        if let codings {
+            if lengths.isEmpty, !http10, codings.last == "chunked", codings.filter({ $0 == "chunked" }).count == 1 {
+                followable = (.chunked, upgrade)
+            } else {
+                unfollowable = "a request in the tunnel to \(tunnel) has a Transfer-Encoding (with a Content-Length, not ending in chunked, or in HTTP/1.0) whose body cannot be followed"
+            }
+        } else if let length = lengths.first {
+            if lengths.allSatisfy({ $0 == length }) {
+                followable = (length == 0 ? .none : .length(length), upgrade)
+            } else {
+                unfollowable = "a request in the tunnel to \(tunnel) has differing Content-Length values; its body cannot be followed"
+            }
+        } else {
+            followable = (.none, upgrade)
+        }
         guard hosts.count == 1 else {
             let count = hosts.isEmpty ? "no Host field" : "\(hosts.count) Host fields"
             return denied("a request in the tunnel to \(tunnel) has \(count); with services: in the policy, each request in a plain HTTP tunnel must name \(route.host.text) in one Host field")
@@ -214,21 +252,8 @@ struct TunnelRequests {
                               named: host.text)
             }
         }
-        let kind: BodyFraming.Kind
-        if let codings {
-            guard lengths.isEmpty, !http10, codings.last == "chunked", codings.filter({ $0 == "chunked" }).count == 1 else {
-                return denied("a request in the tunnel to \(tunnel) has a Transfer-Encoding (with a Content-Length, not ending in chunked, or in HTTP/1.0) whose body cannot be followed")
-            }
-            kind = .chunked
-        } else if let length = lengths.first {
-            guard lengths.allSatisfy({ $0 == length }) else {
-                return denied("a request in the tunnel to \(tunnel) has differing Content-Length values; its body cannot be followed")
-            }
-            kind = length == 0 ? .none : .length(length)
-        } else {
-            kind = .none
-        }
-        return .allowed(kind, upgrade: upgrade)
+        guard let framing = followable else { return denied(unfollowable ?? "a request's body cannot be followed") }
+        return .allowed(framing.0, upgrade: upgrade)
     }
 
     /// The authority of an absolute-form target (`scheme://authority/…`): nil for origin-form or

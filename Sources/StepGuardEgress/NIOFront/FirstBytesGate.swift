@@ -20,7 +20,7 @@ final class FirstBytesGate: ChannelInboundHandler, RemovableChannelHandler {
         /// Write `reply` (nothing when empty) and close; nothing held reaches the next handler.
         case refuse(reply: [UInt8])
         /// Pass on only what `requests` clears, from the bytes held on; a denial it makes is
-        /// refused when `enforce` says so (else the rest passes).
+        /// refused when `enforce` says so (else the requests overlook it and go on).
         case follow(TunnelRequests, enforce: (DecisionRecord) -> Bool)
     }
 
@@ -71,7 +71,8 @@ final class FirstBytesGate: ChannelInboundHandler, RemovableChannelHandler {
     private func follow(_ context: ChannelHandlerContext) {
         var passed = false
         while var requests, var bytes = held, bytes.readableBytes > 0 {
-            let step = bytes.withUnsafeReadableBytes { requests.next($0) }
+            var step = bytes.withUnsafeReadableBytes { requests.next($0) }
+            if case .deny(let record) = step, !(enforce?(record) ?? true) { step = requests.overlook() }  // mode: audit
             self.requests = requests
             switch step {
             case .needMore:
@@ -85,7 +86,6 @@ final class FirstBytesGate: ChannelInboundHandler, RemovableChannelHandler {
             case .relayRest:
                 return passRest(context)
             case .deny(let record):
-                guard enforce?(record) ?? true else { return passRest(context) }  // mode: audit
                 return refuse(context, reply: requests.denialReply(record))
             }
         }

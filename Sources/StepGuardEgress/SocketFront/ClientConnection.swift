@@ -770,7 +770,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         let target = head.start.1
         guard !target.isEmpty, bytes[target.lowerBound] == UInt8(ascii: "/") else { return notServed() }
         // With services, each request's Host must name where the connection goes, and no service.
-        if !state.services.isEmpty, case .denied(let record) = TunnelRequests.check(head, bytes, route: destination.route, decider: state.decider),
+        if !state.services.isEmpty, case .denied(let record, _) = TunnelRequests.check(head, bytes, route: destination.route, decider: state.decider),
            state.enforce(record) {
             return refuseCapturedRequest(record)
         }

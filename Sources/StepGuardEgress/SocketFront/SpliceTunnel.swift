@@ -124,7 +124,8 @@ final class SpliceTunnel: EpollHandler {
                 return pump(outbound)
             }
             if !held.isEmpty {
-                let step = requests.next(held.bytes)
+                var step = requests.next(held.bytes)
+                if case .deny(let record) = step, !loop.state.enforce(record) { step = requests.overlook() }  // mode: audit
                 self.requests = requests
                 switch step {
                 case .forward(let count):
@@ -134,10 +135,6 @@ final class SpliceTunnel: EpollHandler {
                     relayRest()
                     continue
                 case .deny(let record):
-                    guard loop.state.enforce(record) else {  // mode: audit: recorded, not enforced
-                        relayRest()
-                        continue
-                    }
                     let reply = requests.denialReply(record)
                     if !reply.isEmpty { _ = reply.withUnsafeBytes { write(client, $0.baseAddress!, $0.count) } }
                     return false
