@@ -36,7 +36,9 @@ struct TunnelRequests {
     let maxHeadBytes: Int
     let maxFields: Int
     /// Request heads cleared so far.
-    private(set) var requests: Int
+    private(set) var requests = 0
+    /// Whether requests were served on this connection before it became a tunnel.
+    private let afterRequests: Bool
     /// The body of the last head cleared, while some of it is still to come.
     private var body: BodyFraming?
     /// Whether the last head cleared asked to switch protocols (`Upgrade`).
@@ -52,7 +54,7 @@ struct TunnelRequests {
         self.decider = decider
         maxHeadBytes = limits.maxHeaderBytes + 8192
         maxFields = limits.maxHeaderCount
-        requests = afterRequests ? 1 : 0
+        self.afterRequests = afterRequests
     }
 
     /// What the client's bytes not yet forwarded (`bytes`, from the start of what follows the
@@ -76,7 +78,7 @@ struct TunnelRequests {
         case nil:
             return bytes.count > maxHeadBytes ? deny("\(bytes.count) bytes in the tunnel to \(target) begin no request line that ends") : .needMore
         case false?:
-            if requests == 0 || upgradeAsked { return .relayRest }
+            if (requests == 0 && !afterRequests) || upgradeAsked { return .relayRest }
             return deny("bytes after a request in the tunnel to \(target) are not an HTTP request; with services: in the policy, every request in a plain HTTP tunnel is checked")
         case true?:
             break
@@ -114,8 +116,9 @@ struct TunnelRequests {
         return .forward(length)
     }
 
-    /// The `403` a refused tunnel's client gets: only while no request was forwarded (otherwise its
-    /// bytes would be taken for the answer to an earlier request); empty then.
+    /// The `403` a refused tunnel's client gets: only while no request was forwarded here (otherwise
+    /// its bytes would be taken for the answer to an earlier request; the requests served before a
+    /// captured connection became a tunnel were answered whole); empty then.
     func denialReply(_ record: DecisionRecord) -> [UInt8] {
         requests == 0 ? Array(record.denial.answer(close: true).wireBytes.utf8) : []
     }
