@@ -67,7 +67,9 @@ import Testing
     }
 
     /// A python3 step that waits for the greeting of a server that speaks first at `host:port`,
-    /// prints it and whether it came within 3 s, then says `HELO builder` and prints the answer.
+    /// prints it and whether it came within 3 s, then says `HELO builder` (a line, as SMTP's
+    /// clients end theirs: an unended `WORD word` could still become an HTTP request line, which
+    /// a tunnel with services holds until it ends) and prints the answer.
     static func greetingClient(_ host: String, _ port: Int) -> [String] {
         let script = """
             import socket, time
@@ -75,8 +77,8 @@ import Testing
             s = socket.create_connection(("\(host)", \(port)), timeout=5)
             greeting = s.makefile("rb").readline()
             print(greeting.decode().strip(), time.monotonic() - start < 3, flush=True)
-            s.sendall(b"HELO builder")
-            print(s.recv(100).decode(), flush=True)
+            s.sendall(b"HELO builder\\r\\n")
+            print(s.recv(100).decode().strip(), flush=True)
             """
         return ["python3", "-c", script]
     }

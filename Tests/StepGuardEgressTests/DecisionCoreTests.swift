@@ -175,8 +175,8 @@ import Testing
         guard case .needMore = [UInt8]([0x16, 0x03]).withUnsafeBytes({ TunnelStart.decide($0, route: tunnel, decider: decider) }) else {
             Issue.record("decided on two bytes"); return
         }
-        guard case .pass = [UInt8]("GET / HTTP/1.1\r\n\r\n".utf8).withUnsafeBytes({ TunnelStart.decide($0, route: tunnel, decider: decider) }) else {
-            Issue.record("plain bytes denied"); return
+        guard case .plain = [UInt8]("GET / HTTP/1.1\r\n\r\n".utf8).withUnsafeBytes({ TunnelStart.decide($0, route: tunnel, decider: decider) }) else {
+            Issue.record("plain bytes not handed to TunnelRequests"); return
         }
     }
 

@@ -3,7 +3,9 @@ import StepGuardAudit
 /// The decision on the first bytes of a plain CONNECT tunnel, when the policy names services:
 /// when they are a TLS ClientHello without SNI, or whose SNI is not the CONNECT host (a service
 /// reached by address or alias to bypass inspection, or a virtual host behind a shared address),
-/// the tunnel is denied. Anything else passes through untouched. Both fronts ask it.
+/// the tunnel is denied. Bytes that are not TLS are followed by ``TunnelRequests`` (each plain
+/// HTTP request must name the tunnel's host, as the SNI must), which relays them untouched when
+/// they are no HTTP either. Both fronts ask it.
 enum TunnelStart {
     static let rule = "built-in: SNI must equal the CONNECT host"
 
@@ -18,8 +20,10 @@ enum TunnelStart {
     enum Verdict {
         /// Not enough bytes yet to tell.
         case needMore
-        /// Not TLS, or a ClientHello naming the CONNECT host: relay the tunnel.
+        /// A ClientHello naming the CONNECT host: relay the tunnel.
         case pass
+        /// Not TLS: hand the client's bytes to ``TunnelRequests``, which checks each plain HTTP request.
+        case plain
         /// A ClientHello without SNI, naming another host, or that cannot be inspected: deny, recording this.
         case deny(DecisionRecord)
     }
@@ -35,7 +39,7 @@ enum TunnelStart {
             // Only a client hiding its name in a flood of tiny records gets here: not inspected, not passed.
             let reason = "the TLS ClientHello in the tunnel to \(route.host.text):\(route.port) is spread over more than \(maxBuffered) bytes of records; it cannot be inspected"
             return deny(reason, route)
-        case .malformed: return .pass  // not TLS, or not a ClientHello a server would take
+        case .malformed: return .plain  // not TLS, or not a ClientHello a server would take: perhaps plain HTTP
         case .complete(let complete): message = complete
         }
         let name = ClientHello.requestedServerName(message)

@@ -3,8 +3,10 @@ import StepGuardAudit
 
 /// Holds back the first bytes a client sends on a connection until a decision on them can be made,
 /// then passes them on untouched and leaves the pipeline, or refuses the connection (writing a
-/// reply first, if the decision gives one, and closing). It only moves bytes; what decides is
-/// ``TunnelStart`` or ``ClientHello``, through the two gates below.
+/// reply first, if the decision gives one, and closing). A tunnel whose client speaks plain HTTP
+/// keeps it in the pipeline: from then on it passes on only what ``TunnelRequests`` clears, request
+/// by request, until that relays the rest. It only moves bytes; what decides is ``TunnelStart``,
+/// ``TunnelRequests`` or ``ClientHello``, through the two gates below.
 final class FirstBytesGate: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -17,11 +19,16 @@ final class FirstBytesGate: ChannelInboundHandler, RemovableChannelHandler {
         case pass
         /// Write `reply` (nothing when empty) and close; nothing held reaches the next handler.
         case refuse(reply: [UInt8])
+        /// Pass on only what `requests` clears, from the bytes held on; a denial it makes is
+        /// refused when `enforce` says so (else the requests overlook it and go on).
+        case follow(TunnelRequests, enforce: (DecisionRecord) -> Bool)
     }
 
     private let decide: (UnsafeRawBufferPointer) -> Verdict
     private var held: ByteBuffer?
     private var refused = false
+    private var requests: TunnelRequests?
+    private var enforce: ((DecisionRecord) -> Bool)?
 
     /// `decide` is asked with every byte held so far each time more arrive.
     init(decide: @escaping (UnsafeRawBufferPointer) -> Verdict) {
@@ -32,33 +39,70 @@ final class FirstBytesGate: ChannelInboundHandler, RemovableChannelHandler {
         guard !refused else { return }
         var incoming = unwrapInboundIn(data)
         if held == nil { held = incoming } else { held!.writeBuffer(&incoming) }
+        if requests != nil { return follow(context) }
         switch held!.withUnsafeReadableBytes(decide) {
         case .needMore: return
-        case .pass:
-            let bytes = held!
-            held = nil
-            context.fireChannelRead(wrapInboundOut(bytes))
-            context.fireChannelReadComplete()
-            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-        case .refuse(let reply):
-            refused = true
-            held = nil
-            guard !reply.isEmpty else { return context.close(promise: nil) }
-            context.writeAndFlush(NIOAny(context.channel.allocator.buffer(bytes: reply))).assumeIsolated().whenComplete { _ in
-                context.close(promise: nil)
+        case .pass: passRest(context)
+        case .refuse(let reply): refuse(context, reply: reply)
+        case .follow(let requests, let enforce):
+            (self.requests, self.enforce) = (requests, enforce)
+            follow(context)
+        }
+    }
+
+    /// Passes on every byte held and leaves the pipeline.
+    private func passRest(_ context: ChannelHandlerContext) {
+        if let bytes = held, bytes.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(bytes)) }
+        held = nil
+        context.fireChannelReadComplete()
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    private func refuse(_ context: ChannelHandlerContext, reply: [UInt8]) {
+        refused = true
+        held = nil
+        guard !reply.isEmpty else { return context.close(promise: nil) }
+        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(bytes: reply))).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+
+    /// Passes on what ``TunnelRequests`` clears of the bytes held; keeps the rest of an incomplete head.
+    private func follow(_ context: ChannelHandlerContext) {
+        var passed = false
+        while var requests, var bytes = held, bytes.readableBytes > 0 {
+            var step = bytes.withUnsafeReadableBytes { requests.next($0) }
+            if case .deny(let record) = step, !(enforce?(record) ?? true) { step = requests.overlook() }  // mode: audit
+            self.requests = requests
+            switch step {
+            case .needMore:
+                if passed { context.fireChannelReadComplete() }
+                return
+            case .forward(let count):
+                let slice = bytes.readSlice(length: count)!
+                held = bytes.readableBytes > 0 ? bytes : nil
+                passed = true
+                context.fireChannelRead(wrapInboundOut(slice))
+            case .relayRest:
+                return passRest(context)
+            case .deny(let record):
+                return refuse(context, reply: requests.denialReply(record))
             }
         }
+        if passed { context.fireChannelReadComplete() }
     }
 }
 
 extension FirstBytesGate {
     /// In front of a plain CONNECT tunnel (only when the policy names services): ``TunnelStart``
-    /// decides; a denial the policy enforces closes the tunnel.
+    /// decides, then ``TunnelRequests`` each plain HTTP request; a denial the policy enforces
+    /// closes the tunnel.
     static func tunnelStart(route: Route, state: ProxyState) -> FirstBytesGate {
         FirstBytesGate { bytes in
             switch TunnelStart.decide(bytes, route: route, decider: state.decider) {
             case .needMore: .needMore
             case .pass: .pass
+            case .plain: .follow(TunnelRequests(route: route, decider: state.decider, limits: state.limits), enforce: state.enforce)
             case .deny(let record): state.enforce(record) ? .refuse(reply: []) : .pass
             }
         }

@@ -57,6 +57,9 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private var capturedHTTP: Destination?
     /// Whether that connection's first request is still awaited (``CapturedName/firstRequestWait``).
     private var awaitingFirstRequest = false
+    /// Whether requests were served before the connection was relayed as a tunnel (what follows
+    /// must then be HTTP too, see ``TunnelRequests``).
+    private var relayAfterRequests = false
     private var route: Route?
     private var key = ""
     private var upstream: Int32 = -1
@@ -702,19 +705,27 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         switch TunnelStart.decide(input.bytes, route: route, decider: state.decider) {
         case .needMore: return
         case .pass: break
+        case .plain:
+            return spliceTunnel(requests: TunnelRequests(route: route, decider: state.decider, limits: state.limits, afterRequests: relayAfterRequests))
         case .deny(let record): if state.enforce(record) { return close() }
         }
         spliceTunnel()
     }
 
-    private func spliceTunnel() {
+    /// `requests`: the client's plain HTTP requests are checked (``TunnelRequests``) as the tunnel
+    /// relays them, from the bytes it sent so far on.
+    private func spliceTunnel(requests: TunnelRequests? = nil) {
         // Bytes the client sent before the tunnel was open go first; a server greeting the client
         // has not taken yet (it sent while not reading) ends the tunnel rather than being dropped.
         guard output.flush(to: fd), output.isEmpty else { return close() }
-        guard input.flush(to: upstream), input.isEmpty, watch() else { return close() }
+        if requests == nil {
+            guard input.flush(to: upstream), input.isEmpty else { return close() }
+        }
+        guard watch() else { return close() }
         loop.connections.removeValue(forKey: ObjectIdentifier(self))
         phase = .done
-        let tunnel = SpliceTunnel(loop: loop, client: fd, upstream: upstream)
+        let tunnel = SpliceTunnel(loop: loop, client: fd, upstream: upstream, requests: requests, held: requests == nil ? ByteQueue() : input)
+        if requests != nil { input = ByteQueue() }  // the tunnel owns those bytes now
         upstream = -1
         freeBuffers()
         tunnel.start()
@@ -758,6 +769,11 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private func dispatchCapturedRequest(_ head: RawHead, _ bytes: UnsafeRawBufferPointer, to destination: Destination) {
         let target = head.start.1
         guard !target.isEmpty, bytes[target.lowerBound] == UInt8(ascii: "/") else { return notServed() }
+        // With services, each request's Host must name where the connection goes, and no service.
+        if !state.services.isEmpty, case .denied(let record, _) = TunnelRequests.check(head, bytes, route: destination.route, decider: state.decider),
+           state.enforce(record) {
+            return refuseCapturedRequest(record)
+        }
         awaitingFirstRequest = false
         method = bytes.string(head.start.0)
         path = String(bytes.string(target).prefix { $0 != "?" })
@@ -774,6 +790,16 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
         openUpstream(destination)
     }
 
+    /// A request on the captured plain-HTTP path that ``TunnelRequests/check(_:_:route:decider:)``
+    /// denies (recorded, `on_violation` applied): answered `403` — its client speaks HTTP, and the
+    /// previous response was complete — and the connection closed; nothing of it goes upstream.
+    private func refuseCapturedRequest(_ record: DecisionRecord) {
+        closeAfterResponse = true
+        responseStarted = false
+        output.append(record.denial.answer(close: true).wireBytes)
+        finishExchange()
+    }
+
     /// A head the front does not serve: the NIO pipeline takes the connection; a captured one is
     /// relayed from its unsent bytes on, as a tunnel.
     private func notServed() { capturedHTTP == nil ? handOff() : relayCaptured() }
@@ -783,6 +809,7 @@ final class ClientConnection: EpollHandler, @unchecked Sendable {  // confined t
     private func relayCaptured() {
         guard let destination = capturedHTTP else { return close() }
         capturedHTTP = nil
+        relayAfterRequests = !awaitingFirstRequest
         awaitingFirstRequest = false
         isTunnel = true
         method = "TCP"
