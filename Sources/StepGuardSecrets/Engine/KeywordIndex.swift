@@ -47,10 +47,12 @@ struct KeywordIndex: Sendable {
         rulesWithoutKeywords = without
         var pairs = [UInt64](repeating: 0, count: 65536 / 64)
         for entry in entries {
-            let seconds: [UInt8] = entry.keyword.count >= 2 ? [entry.keyword[1]] : Array(0...255)
-            for second in seconds {
-                let pair = Int(entry.keyword[0]) << 8 | Int(Self.lower(second))
+            let first = Int(entry.keyword[0]) << 8
+            if entry.keyword.count >= 2 {
+                let pair = first | Int(entry.keyword[1])
                 pairs[pair >> 6] |= 1 << UInt64(pair & 63)
+            } else {
+                for word in (first >> 6)..<((first + 256) >> 6) { pairs[word] = ~0 }  // any second byte
             }
         }
         startingPairs = pairs
