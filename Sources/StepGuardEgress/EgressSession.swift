@@ -46,6 +46,8 @@ public final class EgressSession: Sendable {
     let front: SocketFront
     private let state: ProxyState
     private let stopping = Atomic<Bool>(false)
+    /// Starts the front threads, once (see ``startServing()``); nil once called.
+    private let startThreads: Mutex<(@Sendable () -> Void)?>
     /// `network.dns`: the upstream of the step's resolver under capture.
     private let dnsUpstream: HostPort?
 
@@ -70,6 +72,7 @@ public final class EgressSession: Sendable {
         self.certificateAuthorityPEM = caPEM
         self.front = front
         self.state = state
+        startThreads = Mutex(nil)
     }
 
     /// Starts the proxy for a step. With services it waits for their addresses to be looked up:
@@ -90,13 +93,15 @@ public final class EgressSession: Sendable {
     ///   - stepStarted: the reference time of `window:`.
     ///   - temporaryDirectory: where the trust bundle's private directory is made (the caller's
     ///     `$TMPDIR`, or `/tmp`); only with services.
+    ///   - deferThreads: leave the front threads to ``startServing()`` (the listener is made and
+    ///     watched either way: connections wait in its backlog).
     ///   - stopStep: stops the step; called on a violation with `on_violation: kill`, and when the proxy fails.
     /// - Throws: ``EgressError`` — unknown service names (with their policy location), an unusable
     ///   `network.upstream_ca`, or a proxy that cannot start. The step must not run then.
     public static func start(policy: Policy, identity: JobIdentity?, trail: AuditTrail,
                              catalog: ServiceCatalog? = nil, verifier: WorkloadTokenVerifier? = nil,
                              detector: (any CredentialDetector)?, inspector: CredentialInspector? = nil, limits: ProxyLimits = ProxyLimits(),
-                             stepStarted: Date = Date(), temporaryDirectory: String = "/tmp",
+                             stepStarted: Date = Date(), temporaryDirectory: String = "/tmp", deferThreads: Bool = false,
                              stopStep: @escaping @Sendable () -> Void) throws(EgressError) -> EgressSession {
         StartupTrace.mark("proxy: starting")
         let services = policy.services.isEmpty ? [] : try (catalog ?? .builtIn).bind(policy.services)
@@ -184,7 +189,14 @@ public final class EgressSession: Sendable {
                                     rule: "built-in: fail closed"))
             stopStep()
         }
-        front.start { error in failClosed("the egress proxy stopped unexpectedly: \(error)") }
+        let startThreads: @Sendable () -> Void = {
+            front.start { error in failClosed("the egress proxy stopped unexpectedly: \(error)") }
+        }
+        if deferThreads {
+            session.startThreads.withLock { $0 = startThreads }
+        } else {
+            startThreads()
+        }
         StartupTrace.mark("proxy: serving")
         started = true
         return session
@@ -242,6 +254,18 @@ public final class EgressSession: Sendable {
 
     /// Also accepts connections on `listeningSocket`, a socket already listening elsewhere — the one
     /// an isolated step's network namespace holds at the proxy's address. The session owns it from now on.
+    /// Starts the front threads of a session started with `deferThreads` (connections wait in the
+    /// listeners' backlogs until then). `run` starts them once the step has started, while the
+    /// step's program loads: making them before cost the step's start about 0.2 ms. Does nothing
+    /// the second time, or for a session already serving.
+    public func startServing() {
+        guard !stopping.load(ordering: .relaxed) else { return }
+        startThreads.withLock { start in
+            start?()
+            start = nil
+        }
+    }
+
     public func serve(listeningSocket: Int32) throws(EgressError) {
         front.serve(listener: listeningSocket)
     }
@@ -274,6 +298,7 @@ public final class EgressSession: Sendable {
     /// an orderly shutdown would only delay the step's exit status.
     public func stop(processExits: Bool = false) {
         guard !stopping.exchange(true, ordering: .relaxed) else { return }
+        startThreads.withLock { $0 = nil }  // never started: nothing to stop, and no cycle left
         trustBundle?.remove()
         if processExits { return }
         state.capture.current?.stop()

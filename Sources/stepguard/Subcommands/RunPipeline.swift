@@ -105,7 +105,7 @@ struct RunPipeline {
                 return .success(try EgressSession.start(
                     policy: policy, identity: job.map { JobIdentity($0.identity) }, trail: trail,
                     verifier: job.map { IdentityWorkloadVerifier(verifier: $0.verifier, job: $0.identity) },
-                    detector: BuiltInRulesOnFirstUse(), temporaryDirectory: temporaryDirectory,
+                    detector: BuiltInRulesOnFirstUse(), temporaryDirectory: temporaryDirectory, deferThreads: true,
                     stopStep: link.stopStep))
             } catch {
                 return .failure(error)
@@ -158,6 +158,7 @@ struct RunPipeline {
         do {
             termination = try link.supervisor.run(step, options: options) { [policy] started in
                 StartupTrace.mark("step started")
+                egress.startServing()
                 link.handOver(started, to: egress)
                 StartupTrace.mark("proxy listeners handed over")
                 containment.record(started, request: options.isolation, trail: trail)
