@@ -76,10 +76,15 @@ enum CredentialNames {
         var name = name
         return name.withUTF8 { bytes in
             guard bytes.allSatisfy({ $0 < 0x80 }) else { return true }
-            let upper = bytes.map { $0 >= 0x61 && $0 <= 0x7A ? $0 - 0x20 : $0 }
-            return nameWords.contains { word in
-                upper.count >= word.count && (0...(upper.count - word.count)).contains { upper[$0..<($0 + word.count)].elementsEqual(word) }
+            func upper(_ byte: UInt8) -> UInt8 { byte >= 0x61 && byte <= 0x7A ? byte - 0x20 : byte }
+            for start in bytes.indices {
+                for word in nameWords where word[0] == upper(bytes[start]) && bytes.count - start >= word.count {
+                    var offset = 1
+                    while offset < word.count && upper(bytes[start + offset]) == word[offset] { offset += 1 }
+                    if offset == word.count { return true }
+                }
             }
+            return false
         }
     }
 

@@ -26,8 +26,10 @@ struct MatchOptions: Sendable {
     var verifyChecksums = true
 }
 
-/// A rule with its regexes compiled.
-struct CompiledRule: Sendable {
+/// A rule with its regexes compiled. A class: a search takes each rule it runs out of the
+/// engine's list, and a struct of this size was copied there, field by field (a retain and a
+/// release of each), for every value `run` classifies.
+final class CompiledRule: Sendable {
     let rule: SecretRule
     let regex: PCRE2Regex
     let allowRegexes: [PCRE2Regex]
@@ -37,6 +39,18 @@ struct CompiledRule: Sendable {
     let isGeneric: Bool
     /// The binary key container the rule finds by structure, if it is a container rule.
     let container: KeyContainer?
+
+    init(rule: SecretRule, regex: PCRE2Regex, allowRegexes: [PCRE2Regex], allowPaths: [PCRE2Regex], stopwords: [[UInt8]],
+         keywords: [[UInt8]], isGeneric: Bool, container: KeyContainer?) {
+        self.rule = rule
+        self.regex = regex
+        self.allowRegexes = allowRegexes
+        self.allowPaths = allowPaths
+        self.stopwords = stopwords
+        self.keywords = keywords
+        self.isGeneric = isGeneric
+        self.container = container
+    }
 }
 
 /// How a ``SecretEngine`` finds the rules that may match a buffer before PCRE2 confirms them.
