@@ -131,6 +131,9 @@ enum CredentialNames {
     /// The stem and order key of a piece of a split value: `TOKEN_A` → (`TOKEN`, `A`),
     /// `KEY_PART2` → (`KEY`, `2`), `SECRET1` → (`SECRET`, `1`). Nil for other names.
     static func piece(_ name: String) -> (stem: String, order: String)? {
+        var ascii = name
+        // Outside ASCII (nil outside): the characters' way below.
+        if let piece = ascii.withUTF8({ $0.allSatisfy { $0 < 0x80 } ? asciiPiece($0) : nil }) { return piece }
         var stem = Substring(name)
         var order = Substring("")
         if let digits = stem.lastIndex(where: { !$0.isASCIIDigit }).map({ stem.index(after: $0) }), digits < stem.endIndex,
@@ -147,6 +150,30 @@ enum CredentialNames {
         while stem.hasSuffix("_") { stem = stem.dropLast() }
         guard !stem.isEmpty else { return nil }
         return (String(stem), order.count < 2 ? " " + order : String(order))  // pads digits so 2 < 10
+    }
+
+    /// ``piece(_:)`` of an ASCII name, on its bytes (one character each): every environment
+    /// variable's name is asked before each step. Nil inside: not a piece.
+    private static func asciiPiece(_ bytes: UnsafeBufferPointer<UInt8>) -> (stem: String, order: String)?? {
+        func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
+        func isLetter(_ byte: UInt8) -> Bool { (byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x7A }
+        var end = bytes.count
+        var orderStart: Int
+        let digits = bytes.count - (bytes.lastIndex { !isDigit($0) }.map { $0 + 1 } ?? 0)
+        if digits > 0, digits <= 2, digits < bytes.count {
+            orderStart = bytes.count - digits
+            end = orderStart
+            if end >= 4, bytes[(end - 4)..<end].elementsEqual("PART".utf8) { end -= 4 }
+        } else if bytes.count >= 3, bytes[bytes.count - 2] == UInt8(ascii: "_"), isLetter(bytes[bytes.count - 1]) {
+            orderStart = bytes.count - 1
+            end = orderStart
+        } else {
+            return .some(nil)
+        }
+        while end > 0, bytes[end - 1] == UInt8(ascii: "_") { end -= 1 }
+        guard end > 0 else { return .some(nil) }
+        let order = String(decoding: bytes[orderStart...], as: UTF8.self)
+        return (String(decoding: bytes[..<end], as: UTF8.self), bytes.count - orderStart < 2 ? " " + order : order)
     }
 }
 

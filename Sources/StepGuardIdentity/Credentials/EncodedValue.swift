@@ -50,8 +50,8 @@ enum EncodedValue {
             default: false
             }
         }
+        guard text.utf8.count >= minimumEncodedLength else { return [text] }
         let bytes = Array(text.utf8)
-        guard bytes.count >= minimumEncodedLength else { return [text] }
         let runs = bytes.split(whereSeparator: { !isEncoded($0) })
             .filter { $0.count >= minimumEncodedLength && $0.count != bytes.count }
             .map { String(decoding: $0, as: UTF8.self) }
