@@ -7,7 +7,10 @@ from .build), runs `run --policy POLICY -- /bin/true` N times, each started with
 posix_spawn, and prints for every stage the median time since the spawn, and the median time the
 process took to be gone after its last mark. No mark is compiled into any other build.
 
-Usage: python3 bench/start-stages.py [--runs N] [--policy FILE] [--binary TRACED_BINARY]
+Usage: python3 bench/start-stages.py [--runs N] [--policy FILE] [--binary TRACED_BINARY] [--github-runner-environment]
+
+--github-runner-environment runs it with a GitHub runner's 106 variables (bench/github_runner_environment.py)
+instead of this process's environment.
 """
 import argparse, os, statistics, subprocess, sys, time
 
@@ -23,11 +26,11 @@ def build():
     return os.path.join(path, "stepguard")
 
 
-def one_run(binary, policy):
+def one_run(binary, policy, environment):
     read_end, write_end = os.pipe()
     devnull = os.open(os.devnull, os.O_RDWR)
     start = time.monotonic_ns() // 1000
-    pid = os.posix_spawn(binary, [binary, "run", "--policy", policy, "--", "/bin/true"], os.environ,
+    pid = os.posix_spawn(binary, [binary, "run", "--policy", policy, "--", "/bin/true"], environment,
                          file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, write_end, 2)])
     os.close(write_end)
     os.close(devnull)
@@ -52,13 +55,19 @@ def main():
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--policy", default=os.path.join(ROOT, "bench", "isolated.yaml"))
     parser.add_argument("--binary", help="a stepguard built with STEPGUARD_STARTUP_TRACE=1 (default: build one in .build-trace)")
+    parser.add_argument("--github-runner-environment", action="store_true", help="run with a GitHub runner's environment")
     options = parser.parse_args()
     binary = options.binary or build()
+    environment = dict(os.environ)
+    if options.github_runner_environment:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from github_runner_environment import github_runner_environment
+        environment = github_runner_environment()
     for _ in range(10):
-        one_run(binary, options.policy)
+        one_run(binary, options.policy, environment)
     stages, order, gone = {}, [], []
     for _ in range(options.runs):
-        marks, total = one_run(binary, options.policy)
+        marks, total = one_run(binary, options.policy, environment)
         for stage, micros in marks:
             if stage not in stages:
                 stages[stage] = []
