@@ -78,7 +78,15 @@ struct TunnelRequests {
         case nil:
             return bytes.count > maxHeadBytes ? deny("\(bytes.count) bytes in the tunnel to \(target) begin no request line that ends") : .needMore
         case false?:
-            if (requests == 0 && !afterRequests) || upgradeAsked { return .relayRest }
+            if (requests == 0 && !afterRequests) || upgradeAsked {
+                switch Self.lenientlyStartsRequest(bytes) {
+                case false?: return .relayRest
+                case nil:
+                    return bytes.count > maxHeadBytes ? deny("\(bytes.count) bytes in the tunnel to \(target) begin a line that ends too late to tell whether it is a request") : .needMore
+                case true?:
+                    return deny("the first line in the tunnel to \(target) is no well-formed request line, but a lenient server (python's http.server) reads it as one (its words split by a tab, CR, VT, FF, 0x1C-0x1F, 0x85 or 0xA0, or holding a control character); it cannot be checked")
+                }
+            }
             return deny("bytes after a request in the tunnel to \(target) are not an HTTP request; with services: in the policy, every request in a plain HTTP tunnel is checked")
         case true?:
             break
@@ -160,6 +168,35 @@ struct TunnelRequests {
         }
         guard let lastSpace = bytes[index..<lineEnd].lastIndex(of: 32), lastSpace + 6 <= lineEnd else { return false }
         return bytes.equalsIgnoringCase((lastSpace + 1)..<(lastSpace + 6), "http/")
+    }
+
+    /// Whether bytes that ``startsRequest(_:)`` found no request line still begin one for a lenient
+    /// server: python's http.server splits its first line on any whitespace of Latin-1 (tab, CR, VT,
+    /// FF, 0x1C-0x1F, 0x85, 0xA0, leading ones too) and serves `GET target` or `METHOD … HTTP/x`
+    /// whatever the words hold (a NUL, a control character). A first word of letters (`_` too)
+    /// followed by such a space is held until its line ends (nil); what begins otherwise (TLS, SSH,
+    /// git's `0032git-upload-pack …`, a WebSocket frame) is decided at once.
+    static func lenientlyStartsRequest(_ bytes: UnsafeRawBufferPointer) -> Bool? {
+        var words: [Range<Int>] = []
+        var wordStart: Int?
+        var index = 0
+        while index < bytes.count, bytes[index] != 10 {
+            let byte = bytes[index]
+            if byte.isLenientSpace {
+                if let start = wordStart { words.append(start..<index) }
+                wordStart = nil
+            } else {
+                // The method: letters (a python handler's `do_` name) or `_`.
+                if words.isEmpty, !(byte.isASCIILetter || byte == UInt8(ascii: "_")) { return false }
+                if wordStart == nil { wordStart = index }
+            }
+            index += 1
+        }
+        guard index < bytes.count else { return nil }
+        if let start = wordStart { words.append(start..<index) }
+        if words.count == 2 { return bytes.string(words[0]) == "GET" }  // HTTP/0.9, python's only method then
+        guard words.count >= 3, let version = words.last, version.count >= 5 else { return false }
+        return bytes.equalsIgnoringCase(version.lowerBound..<(version.lowerBound + 5), "http/")
     }
 
     /// What a complete request head in a tunnel to `route` is.
@@ -277,4 +314,6 @@ struct TunnelRequests {
 private extension UInt8 {
     var isASCIILetter: Bool { (self | 0x20) >= UInt8(ascii: "a") && (self | 0x20) <= UInt8(ascii: "z") }
     var isASCIIDigit: Bool { self >= UInt8(ascii: "0") && self <= UInt8(ascii: "9") }
+    /// Whitespace to python's `str.split()` on Latin-1 (a line feed ends the line before).
+    var isLenientSpace: Bool { self == 32 || (9...13).contains(self) || (28...31).contains(self) || self == 0x85 || self == 0xA0 }
 }
