@@ -7,7 +7,10 @@ import Testing
 /// any whitespace (tab, CR, VT, FF, 0x1C-0x1F, 0x85, 0xA0, leading ones too) and takes a control
 /// character in the target. Such a first line was taken for bytes that are no HTTP and relayed
 /// unchecked, so a request naming Vault reached the front-end through a tunnel (or a captured
-/// connection) to the allowed host. Through the built `stepguard run`; every address is loopback.
+/// connection) to the allowed host. And nginx, which routes a `Host` by its bytes (ASCII case and a
+/// trailing dot aside): a name that is the tunnel's host only after stepguard's Unicode
+/// normalisation went to nginx's default server. Through the built `stepguard run`; every address
+/// is loopback.
 @Suite(.serialized) struct LenientFrontEndTests {
     /// python's http.server answering every Host with `HOST PATH` and logging each Host to `log`.
     static func frontEnd(port: Int, log: String) -> String {
@@ -104,6 +107,62 @@ import Testing
         let lines = result.stdout.split(separator: "\n")
         #expect(lines.count == 14, "\(result.stdout) \(result.stderr)")
         #expect(lines.allSatisfy { $0 == "403 deny" || $0.hasSuffix("| closed") || $0.hasSuffix("| 403 deny") || $0 == "closed" }, "\(result.stdout)")
+        #expect(result.status == 77, "\(result.stderr)")
+    }
+
+    /// nginx as the front-end, Vault its default server: a `Host` that is the tunnel's host only
+    /// after stepguard's Unicode normalisation (IDNA's dots `。` `．` `｡`) is another name to nginx,
+    /// which serves it from the default server. Such requests are refused; the host's own name, in
+    /// any ASCII case, with a trailing dot or a port, is served by its virtual host.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx"), "needs nginx"), arguments: [false, true])
+    func aHostNamedOnlyAfterNormalisationDoesNotReachNginxsDefaultServer(asNobody: Bool) throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        chmod(directory.path, 0o777)  // the audit log is written as nobody
+        let (probe, port) = try LoopbackSocket.listen()
+        close(probe)
+        let configuration = try directory.write("nginx.conf", """
+            daemon off;
+            master_process off;
+            error_log \(directory.path("error.log"));
+            pid \(directory.path("nginx.pid"));
+            events { worker_connections 64; }
+            http {
+              access_log off;
+              client_body_temp_path \(directory.path("body"));
+              proxy_temp_path \(directory.path("proxy"));
+              fastcgi_temp_path \(directory.path("fastcgi"));
+              uwsgi_temp_path \(directory.path("uwsgi"));
+              scgi_temp_path \(directory.path("scgi"));
+              server { listen 127.0.0.1:\(port) default_server; server_name vault.example.test; location / { return 200 "vault $host"; } }
+              server { listen 127.0.0.1:\(port); server_name web.example.test; location / { return 200 "web $host"; } }
+            }
+            """)
+        let nginx = try DetachedServer.start("/usr/sbin/nginx -c \(configuration) -p \(directory.path)", log: directory.path("nginx.log"))
+        defer { nginx.stop() }
+        try CaptureClientTests().waitUntilListening(port: port)
+        let policy = try directory.write("policy.yaml", """
+            version: 1
+            on_violation: fail
+            egress: { default: deny, allow: ["web.example.test"] }
+            \(HostileServiceTests.vaultService)
+            network:
+              resolve: { "web.example.test:80": "127.0.0.1:\(port)", "vault.example.test:8200": "127.0.0.1:9" }
+            """, mode: 0o644)
+        let audit = directory.path("audit.jsonl")
+        let script = TunnelHostTests.python(#"""
+            run(tunnel("web.example.test:80"), get("/a"), get("/b", "WEB.Example.Test."), get("/c", "web.example.test:80"))
+            for host in ("web\u3002example\u3002test", "web\uff0eexample.test", "web.example\uff61test:80"):
+                run(tunnel("web.example.test:80"), get("/v1/secret/data/prod/db", host))
+            """#)
+        let arguments = ["run", "--policy", policy, "--audit-log", audit, "--", "/bin/sh", "-c", script]
+        let result = asNobody && getuid() == 0
+            ? try StepGuardBinary.runAsNobody(arguments, environment: TestEnvironment.with(["HOME": directory.path]))
+            : try StepGuardBinary.run(arguments)
+        #expect(result.stdout == "200 web web.example.test | 200 web web.example.test | 200 web web.example.test\n" + String(repeating: "403 deny\n", count: 3),
+                "\(result.stdout) \(result.stderr)")
+        #expect(!result.stdout.contains("vault"))
+        #expect(TunnelHostTests.denials(try AuditLogFile.events(audit)).count == 3)
         #expect(result.status == 77, "\(result.stderr)")
     }
 }

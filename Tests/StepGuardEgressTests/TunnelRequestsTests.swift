@@ -185,6 +185,30 @@ import Testing
         isDenied(follow(["\u{0C}GET / " + String(repeating: "a", count: 48 * 1024)]), naming: "too late")
     }
 
+    /// A host that is the tunnel's only after Unicode normalisation (IDNA's dots, a Kelvin sign for
+    /// `k`) is another name to a server, which routes it to its default virtual host: denied. ASCII
+    /// case, a trailing dot and a port still do not matter.
+    @Test func aHostThatIsTheTunnelsOnlyAfterNormalisationIsDenied() throws {
+        for head in [
+            "GET / HTTP/1.1\r\nHost: web\u{3002}example\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: web\u{FF0E}example:80\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: web\u{FF61}example.\r\n\r\n",
+            "GET http://web\u{3002}example/ HTTP/1.1\r\nHost: web.example\r\n\r\n",
+        ] {
+            isDenied(follow([head]), naming: "Unicode normalisation")
+        }
+        let kelvin = try DecisionCoreTests().route("kms.example", 80, "192.0.2.4")
+        var requests = TunnelRequests(route: kelvin, decider: decider, limits: ProxyLimits())
+        let head = Array("GET / HTTP/1.1\r\nHost: \u{212A}ms.example\r\n\r\n".utf8)
+        guard case .deny(let record) = head.withUnsafeBytes({ requests.next($0) }) else {
+            Issue.record("a Kelvin sign for k passed")
+            return
+        }
+        #expect(record.reason.contains("Unicode normalisation"), "\(record.reason)")
+        let fine = "GET / HTTP/1.1\r\nHost: WEB.Example.:8080\r\n\r\n"
+        #expect(follow([fine]) == .following(forwarded: fine))
+    }
+
     /// `mode: audit` records a denial without enforcing it: the denied head goes on as if allowed
     /// and every later request is still decided; what cannot be followed is relayed.
     @Test func anOverlookedDenialKeepsFollowingTheRequests() {

@@ -291,9 +291,24 @@ struct TunnelRequests {
                 return denied("a plain HTTP request names '\(host.text)', not the tunnel's host \(tunnel); with services: in the policy, each request in a tunnel must name the host it was opened to",
                               named: host.text)
             }
+            // A server compares the name as sent, ignoring only ASCII case and a trailing dot (nginx):
+            // one that normalises to the tunnel's host only here (`web。example。test`, IDNA's dots, a
+            // Kelvin sign) reaches its default virtual host, which may be the service.
+            if case .name(let name) = route.host, !Self.isSpelledAsSent(split.host, name) {
+                return denied("the host '\(text.prefix(100))' a request in the tunnel to \(tunnel) names is \(name) only after Unicode normalisation; a server would route it elsewhere (its default virtual host)",
+                              named: String(text.prefix(100)))
+            }
         }
         guard let framing = followable else { return denied(unfollowable ?? "a request's body cannot be followed") }
         return .allowed(framing.0, upgrade: upgrade)
+    }
+
+    /// Whether `raw` (a host as sent) is `name` (normalised) to a server: equal but for ASCII case
+    /// and one trailing dot.
+    private static func isSpelledAsSent(_ raw: String, _ name: String) -> Bool {
+        var raw = Array(raw.utf8)
+        if raw.last == UInt8(ascii: ".") { raw.removeLast() }
+        return raw.count == name.utf8.count && zip(raw, name.utf8).allSatisfy { ($0 >= 65 && $0 <= 90 ? $0 + 32 : $0) == $1 }
     }
 
     /// The authority of an absolute-form target (`scheme://authority/…`): nil for origin-form or
