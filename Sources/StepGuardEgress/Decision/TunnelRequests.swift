@@ -10,8 +10,9 @@ import StepGuardAudit
 /// write upstream only what it clears; it does no I/O.
 ///
 /// What it cannot follow is denied: a head that does not parse, a body framing it cannot tell,
-/// `CONNECT`, HTTP other than 1.0/1.1, bytes that stop being HTTP after a request. Bytes that never
-/// were HTTP (SSH, a database protocol) are relayed as they come, and so is the rest of a
+/// `CONNECT`, HTTP other than 1.0/1.1, bytes that stop being HTTP after a request, a first line only
+/// a lenient server reads as a request. Bytes that never were HTTP (SSH, a database protocol) are
+/// relayed as they come, and so is the rest of a
 /// connection whose request asked to `Upgrade` once what follows it is no request line (a
 /// WebSocket's frames).
 struct TunnelRequests {
