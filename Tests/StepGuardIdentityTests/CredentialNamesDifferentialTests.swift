@@ -62,4 +62,55 @@ import Testing
             #expect(CredentialNames.pairStem(name) == Self.originalPairStem(name), "\(name.unicodeScalars.map(\.value))")
         }
     }
+
+    /// 5a31ba4's `hexText` up to the text check: the bytes a value decodes to as hex, or nil.
+    static func originalHexBytes(_ value: String) -> [UInt8]? {
+        var digits = Array(value.trimmingASCIISpaces.utf8)
+        if digits.starts(with: Array("0x".utf8)) || digits.starts(with: Array("0X".utf8)) { digits.removeFirst(2) }
+        guard digits.count >= EncodedValue.minimumEncodedLength, digits.count % 2 == 0 else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+            default: nil
+            }
+        }
+        var bytes: [UInt8] = []
+        var index = 0
+        while index < digits.count {
+            guard let high = nibble(digits[index]), let low = nibble(digits[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+            index += 2
+        }
+        return bytes
+    }
+
+    /// `hexText`'s early exit (2197afe) refuses no value the original decoded: hex of printable
+    /// text in either case, with `0x` and spaces around, and with a stray byte put anywhere.
+    @Test func hexValuesAreDecodedAsBefore() {
+        var generator = SystemRandomNumberGenerator()
+        let strays = ["g", "x", "X", " ", "\t", "\n", "é", "0", "0x", "-", "\u{0B}", "\u{85}"]
+        for _ in 0..<10_000 {
+            let text = (0..<Int.random(in: 6...20, using: &generator)).map { _ in UInt8.random(in: 0x20...0x7E, using: &generator) }
+            var hex = text.map { byte in
+                let digits = Array("0123456789abcdef")
+                return String([digits[Int(byte >> 4)], digits[Int(byte & 15)]])
+            }.joined()
+            if Bool.random(using: &generator) { hex = hex.uppercased() }
+            if Bool.random(using: &generator) { hex = "0x" + hex }
+            if Bool.random(using: &generator) { hex = " \t" + hex + "\n " }
+            if Bool.random(using: &generator) {
+                var characters = Array(hex)
+                characters.insert(contentsOf: strays.randomElement(using: &generator)!, at: Int.random(in: 0...characters.count, using: &generator))
+                hex = String(characters)
+            }
+            let original = Self.originalHexBytes(hex)
+            if let original, original.allSatisfy({ $0 >= 0x20 && $0 <= 0x7E }) {
+                #expect(EncodedValue.hexText(hex) == String(decoding: original, as: UTF8.self), "\(hex)")
+            } else if original == nil {
+                #expect(EncodedValue.hexText(hex) == nil, "\(hex)")
+            }
+        }
+    }
 }
