@@ -49,6 +49,18 @@ import Testing
         """#
     }
 
+    /// A proxy policy allowing web.example.test (the front-end on `port`), Vault placed elsewhere.
+    static func proxyPolicy(port: Int) -> String {
+        """
+        version: 1
+        on_violation: fail
+        egress: { default: deny, allow: ["web.example.test"] }
+        \(HostileServiceTests.vaultService)
+        network:
+          resolve: { "web.example.test:80": "127.0.0.1:\(port)", "vault.example.test:8200": "127.0.0.1:9" }
+        """
+    }
+
     /// Runs `step` (python after ``TunnelHostTests/client``) under `policy(port)` with the front-end
     /// on `port`; returns the run, the denials recorded and the Hosts that reached the front-end.
     static func run(capture: Bool, asNobody: Bool, policy: (Int) -> String, _ step: String) throws
@@ -78,16 +90,7 @@ import Testing
     /// (after a served request whose upgrade was not granted: the connection is closed), and no
     /// request naming Vault reaches the front-end. As root and as nobody.
     @Test(arguments: [false, true]) func aRequestLineOnlyALenientFrontEndReadsIsDeniedInATunnel(asNobody: Bool) throws {
-        let (result, denials, hosts) = try Self.run(capture: false, asNobody: asNobody, policy: { port in
-            """
-            version: 1
-            on_violation: fail
-            egress: { default: deny, allow: ["web.example.test"] }
-            \(HostileServiceTests.vaultService)
-            network:
-              resolve: { "web.example.test:80": "127.0.0.1:\(port)", "vault.example.test:8200": "127.0.0.1:9" }
-            """
-        }, Self.lenientRequests(#"tunnel("web.example.test:80")"#))
+        let (result, denials, hosts) = try Self.run(capture: false, asNobody: asNobody, policy: Self.proxyPolicy, Self.lenientRequests(#"tunnel("web.example.test:80")"#))
         #expect(result.stdout == String(repeating: "403 deny\n", count: 6) + "200 web.example.test /d | closed\n", "\(result.stdout) \(result.stderr)")
         #expect(!hosts.contains { $0.contains("vault") }, "\(hosts)")
         #expect(hosts == ["web.example.test"], "\(hosts)")
@@ -141,14 +144,7 @@ import Testing
         let nginx = try DetachedServer.start("/usr/sbin/nginx -c \(configuration) -p \(directory.path)", log: directory.path("nginx.log"))
         defer { nginx.stop() }
         try CaptureClientTests().waitUntilListening(port: port)
-        let policy = try directory.write("policy.yaml", """
-            version: 1
-            on_violation: fail
-            egress: { default: deny, allow: ["web.example.test"] }
-            \(HostileServiceTests.vaultService)
-            network:
-              resolve: { "web.example.test:80": "127.0.0.1:\(port)", "vault.example.test:8200": "127.0.0.1:9" }
-            """, mode: 0o644)
+        let policy = try directory.write("policy.yaml", Self.proxyPolicy(port: port), mode: 0o644)
         let audit = directory.path("audit.jsonl")
         let script = TunnelHostTests.python(#"""
             run(tunnel("web.example.test:80"), get("/a"), get("/b", "WEB.Example.Test."), get("/c", "web.example.test:80"))
