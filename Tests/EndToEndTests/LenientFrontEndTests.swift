@@ -86,15 +86,17 @@ import Testing
         return (result, TunnelHostTests.denials(try AuditLogFile.events(audit)), hosts)
     }
 
-    /// Through a CONNECT tunnel to the allowed host: every such first line is refused with a 403
+    /// Through a CONNECT tunnel to the allowed host (HTTP/1.1: the socket front; HTTP/1.0: the NIO
+    /// front): every such first line is refused with a 403
     /// (after a served request whose upgrade was not granted: the connection is closed), and no
     /// request naming Vault reaches the front-end. As root and as nobody.
     @Test(arguments: [false, true]) func aRequestLineOnlyALenientFrontEndReadsIsDeniedInATunnel(asNobody: Bool) throws {
-        let (result, denials, hosts) = try Self.run(capture: false, asNobody: asNobody, policy: Self.proxyPolicy, Self.lenientRequests(#"tunnel("web.example.test:80")"#))
-        #expect(result.stdout == String(repeating: "403 deny\n", count: 6) + "200 web.example.test /d | closed\n", "\(result.stdout) \(result.stderr)")
+        let (result, denials, hosts) = try Self.run(capture: false, asNobody: asNobody, policy: Self.proxyPolicy, Self.lenientRequests(#"tunnel("web.example.test:80")"#) + "\n" + Self.lenientRequests(#"tunnel("web.example.test:80", "1.0")"#))
+        let line = String(repeating: "403 deny\n", count: 6) + "200 web.example.test /d | closed\n"
+        #expect(result.stdout == line + line, "\(result.stdout) \(result.stderr)")
         #expect(!hosts.contains { $0.contains("vault") }, "\(hosts)")
-        #expect(hosts == ["web.example.test"], "\(hosts)")
-        #expect(denials.count == 7, "\(denials)")
+        #expect(hosts == ["web.example.test", "web.example.test"], "\(hosts)")
+        #expect(denials.count == 14, "\(denials)")
         #expect(result.status == 77, "\(result.stderr)")
     }
 
@@ -113,8 +115,8 @@ import Testing
         #expect(result.status == 77, "\(result.stderr)")
     }
 
-    /// nginx as the front-end, Vault its default server: a `Host` that is the tunnel's host only
-    /// after stepguard's Unicode normalisation (IDNA's dots `。` `．` `｡`) is another name to nginx,
+    /// nginx as the front-end, Vault its default server (tunnels on both fronts): a `Host` that is
+    /// the tunnel's host only after stepguard's Unicode normalisation (IDNA's dots `。` `．` `｡`) is another name to nginx,
     /// which serves it from the default server. Such requests are refused; the host's own name, in
     /// any ASCII case, with a trailing dot or a port, is served by its virtual host.
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx"), "needs nginx"), arguments: [false, true])
@@ -148,17 +150,18 @@ import Testing
         let audit = directory.path("audit.jsonl")
         let script = TunnelHostTests.python(#"""
             run(tunnel("web.example.test:80"), get("/a"), get("/b", "WEB.Example.Test."), get("/c", "web.example.test:80"))
-            for host in ("web\u3002example\u3002test", "web\uff0eexample.test", "web.example\uff61test:80"):
-                run(tunnel("web.example.test:80"), get("/v1/secret/data/prod/db", host))
+            for version in ("1.1", "1.0"):
+                for host in ("web\u3002example\u3002test", "web\uff0eexample.test", "web.example\uff61test:80"):
+                    run(tunnel("web.example.test:80", version), get("/v1/secret/data/prod/db", host))
             """#)
         let arguments = ["run", "--policy", policy, "--audit-log", audit, "--", "/bin/sh", "-c", script]
         let result = asNobody && getuid() == 0
             ? try StepGuardBinary.runAsNobody(arguments, environment: TestEnvironment.with(["HOME": directory.path]))
             : try StepGuardBinary.run(arguments)
-        #expect(result.stdout == "200 web web.example.test | 200 web web.example.test | 200 web web.example.test\n" + String(repeating: "403 deny\n", count: 3),
+        #expect(result.stdout == "200 web web.example.test | 200 web web.example.test | 200 web web.example.test\n" + String(repeating: "403 deny\n", count: 6),
                 "\(result.stdout) \(result.stderr)")
         #expect(!result.stdout.contains("vault"))
-        #expect(TunnelHostTests.denials(try AuditLogFile.events(audit)).count == 3)
+        #expect(TunnelHostTests.denials(try AuditLogFile.events(audit)).count == 6)
         #expect(result.status == 77, "\(result.stderr)")
     }
 }
