@@ -25,11 +25,16 @@ import Testing
     }
 
     func follow(_ chunks: [String], afterRequests: Bool = false) -> Outcome {
+        follow(bytes: chunks.map { Array($0.utf8) }, afterRequests: afterRequests)
+    }
+
+    /// ``follow(_:afterRequests:)`` for bytes that are not UTF-8 (0x85, 0xA0 alone); outcomes hold them decoded.
+    func follow(bytes chunks: [[UInt8]], afterRequests: Bool = false) -> Outcome {
         var requests = TunnelRequests(route: tunnel, decider: decider, limits: ProxyLimits(), afterRequests: afterRequests)
         var held: [UInt8] = []
         var forwarded: [UInt8] = []
         for chunk in chunks {
-            held += Array(chunk.utf8)
+            held += chunk
             while !held.isEmpty {
                 switch held.withUnsafeBytes({ requests.next($0) }) {
                 case .needMore: break
@@ -152,6 +157,56 @@ import Testing
         let upgrade = "GET /ws HTTP/1.1\r\nHost: web.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
         #expect(follow([upgrade, "\u{81}\u{85}mask hello"]) == .relayed(forwarded: upgrade + "\u{81}\u{85}mask hello"))
         isDenied(follow([upgrade, "GET / HTTP/1.1\r\nHost: vault.example\r\n\r\n"]), forwarded: upgrade)
+    }
+
+    /// A first line python's http.server splits on other whitespace (tab, CR, VT, FF, 0x1C-0x1F,
+    /// 0x85, 0xA0) or whose target holds a control character is a request to it: denied, not relayed
+    /// as bytes that are no HTTP (they were, and reached the service behind a lenient front-end).
+    @Test func aRequestLineOnlyALenientServerReadsIsDenied() {
+        let head = "Host: vault.example\r\n\r\n"
+        for line in ["GET\t/v1/secret\tHTTP/1.1", "\u{0C}GET / HTTP/1.1", "\u{0B}GET /\u{1F}HTTP/1.1", "GET\r/ HTTP/1.1",
+                     "GET / HTTP/1.1\u{0B}", "GET /\u{0}x HTTP/1.1", "post\t/ http/1.0", "GET\t/"] {
+            isDenied(follow([line + "\r\n" + head]), naming: "lenient server")
+            isDenied(follow((line + "\r\n" + head).map { String($0) }), naming: "lenient server")
+        }
+        for prefix: [UInt8] in [[0xA0], [0x85], [0x1C, 0x1D, 0x1E]] {
+            isDenied(follow(bytes: [prefix + Array("GET / HTTP/1.1\r\n\(head)".utf8)]), naming: "lenient server")
+            isDenied(follow(bytes: [Array("GET".utf8) + prefix + Array("/ HTTP/1.1\r\n\(head)".utf8)]), naming: "lenient server")
+        }
+        // After an upgrade the server did not grant, too.
+        let upgrade = "GET /ws HTTP/1.1\r\nHost: web.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        isDenied(follow([upgrade, "GET\t/ HTTP/1.1\r\n" + head]), forwarded: upgrade, naming: "lenient server")
+        // Held until the line ends once a method and a space began it; what python refuses is relayed.
+        #expect(follow(["\u{0C}GET /v1"]) == .following(forwarded: ""))
+        #expect(follow(["\u{0C}PING\r\n"]) == .relayed(forwarded: "\u{0C}PING\r\n"))
+        #expect(follow(["HEAD\t/\r\n"]) == .relayed(forwarded: "HEAD\t/\r\n"), "HTTP/0.9 is GET only")
+        #expect(follow(["SSH-2.0-x\tHTTP/1.1\r\n"]) == .relayed(forwarded: "SSH-2.0-x\tHTTP/1.1\r\n"))
+        #expect(follow(bytes: [[0x16, 0x03, 0x01, 0x00, 0x05]]) == .relayed(forwarded: "\u{16}\u{3}\u{1}\u{0}\u{5}"))
+        isDenied(follow(["\u{0C}GET / " + String(repeating: "a", count: 48 * 1024)]), naming: "too late")
+    }
+
+    /// A host that is the tunnel's only after Unicode normalisation (IDNA's dots, a Kelvin sign for
+    /// `k`) is another name to a server, which routes it to its default virtual host: denied. ASCII
+    /// case, a trailing dot and a port still do not matter.
+    @Test func aHostThatIsTheTunnelsOnlyAfterNormalisationIsDenied() throws {
+        for head in [
+            "GET / HTTP/1.1\r\nHost: web\u{3002}example\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: web\u{FF0E}example:80\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: web\u{FF61}example.\r\n\r\n",
+            "GET http://web\u{3002}example/ HTTP/1.1\r\nHost: web.example\r\n\r\n",
+        ] {
+            isDenied(follow([head]), naming: "Unicode normalisation")
+        }
+        let kelvin = try DecisionCoreTests().route("kms.example", 80, "192.0.2.4")
+        var requests = TunnelRequests(route: kelvin, decider: decider, limits: ProxyLimits())
+        let head = Array("GET / HTTP/1.1\r\nHost: \u{212A}ms.example\r\n\r\n".utf8)
+        guard case .deny(let record) = head.withUnsafeBytes({ requests.next($0) }) else {
+            Issue.record("a Kelvin sign for k passed")
+            return
+        }
+        #expect(record.reason.contains("Unicode normalisation"), "\(record.reason)")
+        let fine = "GET / HTTP/1.1\r\nHost: WEB.Example.:8080\r\n\r\n"
+        #expect(follow([fine]) == .following(forwarded: fine))
     }
 
     /// `mode: audit` records a denial without enforcing it: the denied head goes on as if allowed

@@ -4,7 +4,7 @@ import Testing
 /// The keyword index finds exactly the rules a keyword-by-keyword search finds.
 @Suite struct KeywordIndexTests {
     /// Keyword-by-keyword, ASCII case-insensitive, a rule without keywords always running: what the index replaces.
-    private static func naive(_ text: [UInt8], _ keywords: [[UInt8]]) -> Bool {
+    static func naive(_ text: [UInt8], _ keywords: [[UInt8]]) -> Bool {
         let lowered = text.map { ($0 >= 65 && $0 <= 90) ? $0 + 32 : $0 }
         return keywords.isEmpty || keywords.contains { word in
             word.isEmpty || (lowered.count >= word.count && (0...(lowered.count - word.count)).contains { Array(lowered[$0..<($0 + word.count)]) == word })

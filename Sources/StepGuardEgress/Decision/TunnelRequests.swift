@@ -10,8 +10,9 @@ import StepGuardAudit
 /// write upstream only what it clears; it does no I/O.
 ///
 /// What it cannot follow is denied: a head that does not parse, a body framing it cannot tell,
-/// `CONNECT`, HTTP other than 1.0/1.1, bytes that stop being HTTP after a request. Bytes that never
-/// were HTTP (SSH, a database protocol) are relayed as they come, and so is the rest of a
+/// `CONNECT`, HTTP other than 1.0/1.1, bytes that stop being HTTP after a request, a first line only
+/// a lenient server reads as a request. Bytes that never were HTTP (SSH, a database protocol) are
+/// relayed as they come, and so is the rest of a
 /// connection whose request asked to `Upgrade` once what follows it is no request line (a
 /// WebSocket's frames).
 struct TunnelRequests {
@@ -78,7 +79,15 @@ struct TunnelRequests {
         case nil:
             return bytes.count > maxHeadBytes ? deny("\(bytes.count) bytes in the tunnel to \(target) begin no request line that ends") : .needMore
         case false?:
-            if (requests == 0 && !afterRequests) || upgradeAsked { return .relayRest }
+            if (requests == 0 && !afterRequests) || upgradeAsked {
+                switch Self.lenientlyStartsRequest(bytes) {
+                case false?: return .relayRest
+                case nil:
+                    return bytes.count > maxHeadBytes ? deny("\(bytes.count) bytes in the tunnel to \(target) begin a line that ends too late to tell whether it is a request") : .needMore
+                case true?:
+                    return deny("the first line in the tunnel to \(target) is no well-formed request line, but a lenient server (python's http.server) reads it as one (its words split by a tab, CR, VT, FF, 0x1C-0x1F, 0x85 or 0xA0, or holding a control character); it cannot be checked")
+                }
+            }
             return deny("bytes after a request in the tunnel to \(target) are not an HTTP request; with services: in the policy, every request in a plain HTTP tunnel is checked")
         case true?:
             break
@@ -160,6 +169,35 @@ struct TunnelRequests {
         }
         guard let lastSpace = bytes[index..<lineEnd].lastIndex(of: 32), lastSpace + 6 <= lineEnd else { return false }
         return bytes.equalsIgnoringCase((lastSpace + 1)..<(lastSpace + 6), "http/")
+    }
+
+    /// Whether bytes that ``startsRequest(_:)`` found no request line still begin one for a lenient
+    /// server: python's http.server splits its first line on any whitespace of Latin-1 (tab, CR, VT,
+    /// FF, 0x1C-0x1F, 0x85, 0xA0, leading ones too) and serves `GET target` or `METHOD … HTTP/x`
+    /// whatever the words hold (a NUL, a control character). A first word of letters (`_` too)
+    /// followed by such a space is held until its line ends (nil); what begins otherwise (TLS, SSH,
+    /// git's `0032git-upload-pack …`, a WebSocket frame) is decided at once.
+    static func lenientlyStartsRequest(_ bytes: UnsafeRawBufferPointer) -> Bool? {
+        var words: [Range<Int>] = []
+        var wordStart: Int?
+        var index = 0
+        while index < bytes.count, bytes[index] != 10 {
+            let byte = bytes[index]
+            if byte.isLenientSpace {
+                if let start = wordStart { words.append(start..<index) }
+                wordStart = nil
+            } else {
+                // The method: letters (a python handler's `do_` name) or `_`.
+                if words.isEmpty, !(byte.isASCIILetter || byte == UInt8(ascii: "_")) { return false }
+                if wordStart == nil { wordStart = index }
+            }
+            index += 1
+        }
+        guard index < bytes.count else { return nil }
+        if let start = wordStart { words.append(start..<index) }
+        if words.count == 2 { return bytes.string(words[0]) == "GET" }  // HTTP/0.9, python's only method then
+        guard words.count >= 3, let version = words.last, version.count >= 5 else { return false }
+        return bytes.equalsIgnoringCase(version.lowerBound..<(version.lowerBound + 5), "http/")
     }
 
     /// What a complete request head in a tunnel to `route` is.
@@ -254,9 +292,24 @@ struct TunnelRequests {
                 return denied("a plain HTTP request names '\(host.text)', not the tunnel's host \(tunnel); with services: in the policy, each request in a tunnel must name the host it was opened to",
                               named: host.text)
             }
+            // A server compares the name as sent, ignoring only ASCII case and a trailing dot (nginx):
+            // one that normalises to the tunnel's host only here (`web。example。test`, IDNA's dots, a
+            // Kelvin sign) reaches its default virtual host, which may be the service.
+            if case .name(let name) = route.host, !Self.isSpelledAsSent(split.host, name) {
+                return denied("the host '\(text.prefix(100))' a request in the tunnel to \(tunnel) names is \(name) only after Unicode normalisation; a server would route it elsewhere (its default virtual host)",
+                              named: String(text.prefix(100)))
+            }
         }
         guard let framing = followable else { return denied(unfollowable ?? "a request's body cannot be followed") }
         return .allowed(framing.0, upgrade: upgrade)
+    }
+
+    /// Whether `raw` (a host as sent) is `name` (normalised) to a server: equal but for ASCII case
+    /// and one trailing dot.
+    private static func isSpelledAsSent(_ raw: String, _ name: String) -> Bool {
+        var raw = Array(raw.utf8)
+        if raw.last == UInt8(ascii: ".") { raw.removeLast() }
+        return raw.count == name.utf8.count && zip(raw, name.utf8).allSatisfy { ($0 >= 65 && $0 <= 90 ? $0 + 32 : $0) == $1 }
     }
 
     /// The authority of an absolute-form target (`scheme://authority/…`): nil for origin-form or
@@ -277,4 +330,6 @@ struct TunnelRequests {
 private extension UInt8 {
     var isASCIILetter: Bool { (self | 0x20) >= UInt8(ascii: "a") && (self | 0x20) <= UInt8(ascii: "z") }
     var isASCIIDigit: Bool { self >= UInt8(ascii: "0") && self <= UInt8(ascii: "9") }
+    /// Whitespace to python's `str.split()` on Latin-1 (a line feed ends the line before).
+    var isLenientSpace: Bool { self == 32 || (9...13).contains(self) || (28...31).contains(self) || self == 0x85 || self == 0xA0 }
 }

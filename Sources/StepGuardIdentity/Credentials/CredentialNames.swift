@@ -47,8 +47,13 @@ enum CredentialNames {
     /// placeholder or a reference like `${X}`, not a path or a URL without credentials).
     static func secretByName(_ name: String, value: String) -> CredentialMatch? {
         guard mayBeSecretName(name) else { return nil }
-        // Split on bytes (splitting a String walks its grapheme clusters): `_` is one byte.
-        let segments = name.uppercased().utf8.split(separator: UInt8(ascii: "_")).map { String(Substring($0)) }
+        // An ASCII name is split on bytes (splitting a String walks its grapheme clusters); any
+        // other on characters, where a `_` joined to a mark (`_\u{301}`) or after a prepended one
+        // (`\u{600}_`) is no separator.
+        let upper = name.uppercased()
+        let segments = upper.utf8.allSatisfy { $0 < 0x80 }
+            ? upper.utf8.split(separator: UInt8(ascii: "_")).map { String(Substring($0)) }
+            : upper.split(separator: "_").map(String.init)
         guard let last = segments.last else { return nil }
         // `…_SECRET_ID` (Vault AppRole) is a secret; other `…_ID`, `…_PATH`, `…_NAME`… are about one.
         let isSecretID = last == "ID" && segments.dropLast().last == "SECRET"
@@ -112,16 +117,24 @@ enum CredentialNames {
     /// The stem shared by the halves of a credential: `AWS_` for `AWS_SECRET_ACCESS_KEY`, nil when
     /// the name is not a role of a pair (or has no stem: a bare `USER` is the login name).
     static func pairStem(_ name: String) -> String? {
-        // On bytes: the roles are ASCII, and a name's last bytes equal a role's only when its last
-        // characters do (a combining mark after them would be bytes of its own).
-        var name = name
-        return name.withUTF8 { bytes in
-            for role in roleBytes where bytes.count > role.count + 1 && bytes[bytes.count - role.count - 1] == UInt8(ascii: "_")
-                && bytes.suffix(role.count).elementsEqual(role) {
-                return String(decoding: bytes.prefix(bytes.count - role.count), as: UTF8.self)
-            }
-            return nil
+        // An ASCII name on its bytes (one character each); any other on characters, where the `_`
+        // of `\u{600}_` is no character of its own.
+        var ascii = name
+        if let stem = ascii.withUTF8({ bytes in bytes.allSatisfy { $0 < 0x80 } ? asciiPairStem(bytes) : nil }) { return stem }
+        for role in roles where name.hasSuffix(role) {
+            let stem = name.dropLast(role.count)
+            if stem.hasSuffix("_") && stem.count > 1 { return String(stem) }
         }
+        return nil
+    }
+
+    /// ``pairStem(_:)`` of an ASCII name. Nil inside: no stem.
+    private static func asciiPairStem(_ bytes: UnsafeBufferPointer<UInt8>) -> String?? {
+        for role in roleBytes where bytes.count > role.count + 1 && bytes[bytes.count - role.count - 1] == UInt8(ascii: "_")
+            && bytes.suffix(role.count).elementsEqual(role) {
+            return String(decoding: bytes.prefix(bytes.count - role.count), as: UTF8.self)
+        }
+        return .some(nil)
     }
 
     private static let roleBytes = roles.map { Array($0.utf8) }
