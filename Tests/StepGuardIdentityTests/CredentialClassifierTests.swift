@@ -103,28 +103,10 @@ struct CredentialFormClassifierTests {
             let name = (0..<Int.random(in: 1...5, using: &generator)).map { _ in pieces.randomElement(using: &generator)! }.joined()
             #expect(CredentialNames.pairStem(name) == CredentialNamesDifferentialTests.originalPairStem(name), "\(name)")
         }
-        func originalPiece(_ name: String) -> (stem: String, order: String)? {
-            var stem = Substring(name)
-            var order = Substring("")
-            if let digits = stem.lastIndex(where: { !($0.isASCII && $0.isNumber) }).map({ stem.index(after: $0) }), digits < stem.endIndex,
-               stem.distance(from: digits, to: stem.endIndex) <= 2 {
-                order = stem[digits...]
-                stem = stem[..<digits]
-                if stem.hasSuffix("PART") { stem = stem.dropLast(4) }
-            } else if stem.count >= 3, stem[stem.index(stem.endIndex, offsetBy: -2)] == "_", stem.last!.isLetter {
-                order = stem.suffix(1)
-                stem = stem.dropLast(1)
-            } else {
-                return nil
-            }
-            while stem.hasSuffix("_") { stem = stem.dropLast() }
-            guard !stem.isEmpty else { return nil }
-            return (String(stem), order.count < 2 ? " " + order : String(order))
-        }
         let piecePieces = ["TOKEN", "_", "A", "b", "1", "23", "PART", "KEY", "é", "_1", "9"]
         for _ in 0..<3_000 {
             let name = (0..<Int.random(in: 1...5, using: &generator)).map { _ in piecePieces.randomElement(using: &generator)! }.joined()
-            let (new, old) = (CredentialNames.piece(name), originalPiece(name))
+            let (new, old) = (CredentialNames.piece(name), CredentialNamesDifferentialTests.originalPiece(name))
             #expect(new?.stem == old?.stem && new?.order == old?.order, "\(name)")
         }
         #expect(CredentialNames.secretByName("DB_PAſſWORD", value: "hunter22") != nil, "ſ upper-cases to S")

@@ -40,6 +40,26 @@ import Testing
         return nil
     }
 
+    /// 5a31ba4's `piece`.
+    static func originalPiece(_ name: String) -> (stem: String, order: String)? {
+        var stem = Substring(name)
+        var order = Substring("")
+        if let digits = stem.lastIndex(where: { !($0.isASCII && $0.isNumber) }).map({ stem.index(after: $0) }), digits < stem.endIndex,
+           stem.distance(from: digits, to: stem.endIndex) <= 2 {
+            order = stem[digits...]
+            stem = stem[..<digits]
+            if stem.hasSuffix("PART") { stem = stem.dropLast(4) }
+        } else if stem.count >= 3, stem[stem.index(stem.endIndex, offsetBy: -2)] == "_", stem.last!.isLetter {
+            order = stem.suffix(1)
+            stem = stem.dropLast(1)
+        } else {
+            return nil
+        }
+        while stem.hasSuffix("_") { stem = stem.dropLast() }
+        guard !stem.isEmpty else { return nil }
+        return (String(stem), order.count < 2 ? " " + order : String(order))
+    }
+
     /// A value every secret-named variable takes for its secret (40 random characters, made here).
     let value = String((0..<40).map { _ in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".randomElement()! })
 
