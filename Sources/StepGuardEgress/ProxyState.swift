@@ -54,7 +54,9 @@ struct Route: Sendable {
     var fromPolicy = false
 
     /// `host:port (address)`, for messages.
-    var described: String { "\(host.text):\(port) (\(connectAddress))" }
+    var described: String { "\(hostAndPort) (\(connectAddress))" }
+    /// `host:port`, as decisions name a tunnel's target.
+    var hostAndPort: String { "\(host.text):\(port)" }
 }
 
 /// Everything the proxy's handlers share; one per session.

@@ -220,10 +220,11 @@ import Testing
         var forwarded: [UInt8] = []
         var reasons: [String] = []
         loop: while !held.isEmpty {
-            var step = held.withUnsafeBytes { requests.next($0) }
-            if case .deny(let record) = step {
-                reasons.append(record.reason)
-                step = requests.overlook()
+            let step = held.withUnsafeBytes { bytes in
+                requests.next(bytes) { record in
+                    reasons.append(record.reason)
+                    return false  // mode: audit
+                }
             }
             switch step {
             case .forward(let count):

@@ -27,7 +27,7 @@ struct TunnelRequests {
         case forward(Int)
         /// Not HTTP (or a protocol switched to): relay everything from here on unchecked.
         case relayRest
-        /// Refuse the connection, recording this (recorded but not enforced: ``overlook()``).
+        /// Refuse the connection, recording this (recorded but not enforced: see ``next(_:enforcing:)``).
         case deny(DecisionRecord)
     }
 
@@ -45,7 +45,7 @@ struct TunnelRequests {
     /// Whether the last head cleared asked to switch protocols (`Upgrade`).
     private var upgradeAsked = false
     /// The head just denied, when the stream can be followed past it: its length, body framing
-    /// and upgrade (see ``overlook()``).
+    /// and upgrade (see ``next(_:enforcing:)``).
     private var denied: (length: Int, kind: BodyFraming.Kind, upgrade: Bool)?
 
     /// `afterRequests`: requests were served on this connection before (bytes that are not HTTP
@@ -109,10 +109,17 @@ struct TunnelRequests {
         }
     }
 
-    /// After a ``Step/deny(_:)`` that is recorded but not enforced (`mode: audit`): the denied
-    /// head goes upstream as if it were allowed and the requests after it are still followed (and
-    /// decided); when the stream cannot be followed past it, the rest is relayed.
-    mutating func overlook() -> Step {
+    /// ``next(_:)``, with each denial recorded by `enforce` (the session's `ProxyState.enforce`):
+    /// one it does not enforce (`mode: audit`) is overlooked — the denied head goes upstream as if
+    /// it were allowed and the requests after it are still followed (and decided); when the stream
+    /// cannot be followed past it, the rest is relayed. Both fronts call this.
+    mutating func next(_ bytes: UnsafeRawBufferPointer, enforcing enforce: (DecisionRecord) -> Bool) -> Step {
+        let step = next(bytes)
+        guard case .deny(let record) = step, !enforce(record) else { return step }
+        return overlook()
+    }
+
+    private mutating func overlook() -> Step {
         guard let head = denied else { return .relayRest }
         denied = nil
         return cleared(head.length, head.kind, upgrade: head.upgrade)
@@ -132,7 +139,7 @@ struct TunnelRequests {
         requests == 0 ? Array(record.denial.answer(close: true).wireBytes.utf8) : []
     }
 
-    private var target: String { "\(route.host.text):\(route.port)" }
+    private var target: String { route.hostAndPort }
 
     private func deny(_ reason: String) -> Step {
         .deny(DecisionRecord(.service, allowed: false, rule: Self.rule, reason: reason, route: route, method: "CONNECT", path: "", service: nil))
@@ -218,7 +225,7 @@ struct TunnelRequests {
         let method = bytes.string(head.start.0)
         let targetText = bytes.string(head.start.1)
         let path = String(targetText.prefix { $0 != "?" }.prefix(512))
-        let tunnel = "\(route.host.text):\(route.port)"
+        let tunnel = route.hostAndPort
         var followable: (BodyFraming.Kind, upgrade: Bool)?
         func denied(_ reason: String, named host: String? = nil, service: BoundService? = nil) -> HeadCheck {
             .denied(DecisionRecord(.service, allowed: false, rule: rule, reason: reason, route: route, method: String(method.prefix(32)),

@@ -37,13 +37,13 @@ enum TunnelStart {
         case .incomplete:
             guard bytes.count > maxBuffered else { return .needMore }
             // Only a client hiding its name in a flood of tiny records gets here: not inspected, not passed.
-            let reason = "the TLS ClientHello in the tunnel to \(route.host.text):\(route.port) is spread over more than \(maxBuffered) bytes of records; it cannot be inspected"
+            let reason = "the TLS ClientHello in the tunnel to \(route.hostAndPort) is spread over more than \(maxBuffered) bytes of records; it cannot be inspected"
             return deny(reason, route)
         case .malformed: return .plain  // not TLS, or not a ClientHello a server would take: perhaps plain HTTP
         case .complete(let complete): message = complete
         }
         let name = ClientHello.requestedServerName(message)
-        let target = "\(route.host.text):\(route.port)"
+        let target = route.hostAndPort
         // A server picks its virtual host by the SNI (or its default one when there is none): a
         // tunnel whose ClientHello does not name its own host could reach a service uninspected.
         guard let name else {

@@ -71,8 +71,7 @@ final class FirstBytesGate: ChannelInboundHandler, RemovableChannelHandler {
     private func follow(_ context: ChannelHandlerContext) {
         var passed = false
         while var requests, var bytes = held, bytes.readableBytes > 0 {
-            var step = bytes.withUnsafeReadableBytes { requests.next($0) }
-            if case .deny(let record) = step, !(enforce?(record) ?? true) { step = requests.overlook() }  // mode: audit
+            let step = bytes.withUnsafeReadableBytes { requests.next($0) { enforce?($0) ?? true } }
             self.requests = requests
             switch step {
             case .needMore:

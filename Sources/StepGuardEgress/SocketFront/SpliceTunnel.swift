@@ -124,8 +124,7 @@ final class SpliceTunnel: EpollHandler {
                 return pump(outbound)
             }
             if !held.isEmpty {
-                var step = requests.next(held.bytes)
-                if case .deny(let record) = step, !loop.state.enforce(record) { step = requests.overlook() }  // mode: audit
+                let step = requests.next(held.bytes, enforcing: loop.state.enforce)
                 self.requests = requests
                 switch step {
                 case .forward(let count):
