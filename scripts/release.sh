@@ -36,10 +36,11 @@ libstdcxx=$(gcc -print-file-name=libstdc++.a)
 [[ $libstdcxx == /* && -f $libstdcxx ]] || { echo "release.sh: libstdc++.a is missing (it comes with Debian's libstdc++-12-dev, which the Swift toolchain needs)" >&2; exit 69; }
 echo "INPUT($libstdcxx)" > "$work/libstdc++.so"
 static_cxx=(-Xlinker -L"$work" -Xswiftc -Xclang-linker -Xswiftc -static-libgcc)
-# Concrete types' metadata through their accessor functions, not instantiated from mangled names: the
-# runtime then never demangles `Dictionary<String, String>` and friends at start-up, and so never
-# scans the binary's 6,665 protocol conformance records to prove `String: Hashable` (one scan per
-# uncached type and protocol, 0.1 ms each; 0.2-0.4 ms a run: bench/README.md, "Start-up … mangled").
+# Concrete types' metadata through their accessor functions, not instantiated from mangled names, in
+# every package's modules too (Package.swift can set it only for stepguard's own): the runtime then
+# never demangles `Dictionary<String, String>` and friends at start-up, and so never scans the
+# binary's 6,665 protocol conformance records to prove `String: Hashable` (once per uncached type and
+# protocol; 0.4-0.6 ms a run: bench/README.md, "Start-up … metadata through accessors").
 metadata_accessors=(-Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mangled-name-accessors)
 # --disable-local-rpath: no RUNPATH $ORIGIN. With it, the dynamic loader looked for libm, libc… in the
 # binary's own directory first, so a library planted beside an installed stepguard (a tool cache a
