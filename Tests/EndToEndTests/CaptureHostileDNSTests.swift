@@ -181,4 +181,31 @@ import Testing
         #expect(run.stdout.split(separator: "\n").map(String.init) == Self.everyServerAnswered, "\(run.stdout) \(run.stderr)")
         #expect(run.status == 0, "\(run.stderr)")
     }
+
+    /// A step sending UDP to ever new ports: each destination was reported once a minute, so the
+    /// audit log (and stderr) took one event per datagram the watcher saw. Now at most 256
+    /// destinations a minute are reported one by one, then one event says so; the datagrams are
+    /// dropped either way, and the step is still a violation.
+    @Test func udpToEverNewDestinationsCannotFloodTheAuditLog() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let policy = try directory.write("policy.yaml", CaptureTests.capturePolicy(allow: ["192.0.2.10:7000"]))
+        let audit = directory.path("audit.jsonl")
+        let flood = """
+            import socket, time
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            for port in range(1, 4001):
+                s.sendto(b"x", ("192.0.2.10", port))
+                if port % 50 == 0:
+                    time.sleep(0.002)  # paced, so that the watcher's socket buffer keeps every copy
+            print("sent", flush=True)
+            """
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--audit-log", audit, "--", "python3", "-c", flood])
+        #expect(run.stdout == "sent\n", "\(run.stderr.suffix(500))")
+        #expect(run.status == 77, "UDP to denied destinations is a violation")
+        let drops = try AuditLogFile.events(audit).filter { $0["method"] as? String == "UDP" }
+        #expect(drops.count >= 200 && drops.count <= 256 + 2, "\(drops.count) UDP events")
+        #expect(drops.contains { ($0["reason"] as? String ?? "").contains("are not recorded one by one") }, "one event says the rest are not recorded")
+        #expect(run.stderr.split(separator: "\n").count < 300, "stderr is bounded too: \(run.stderr.split(separator: "\n").count) lines")
+    }
 }
