@@ -208,4 +208,47 @@ import Testing
         #expect(drops.contains { ($0["reason"] as? String ?? "").contains("are not recorded one by one") }, "one event says the rest are not recorded")
         #expect(run.stderr.split(separator: "\n").count < 300, "stderr is bounded too: \(run.stderr.split(separator: "\n").count) lines")
     }
+
+    /// Root in its namespaces, the step looks for another way out than capture: its network
+    /// namespace has no interface but loopback (so nothing it sends at the IP level — UDP-Lite,
+    /// ICMP, anything — can leave), the nf_tables rules can be neither listed nor flushed, packet
+    /// sockets are refused, SO_BINDTODEVICE finds none of the host's interfaces; TCP is still
+    /// captured afterwards (the echo is reached through stepguard, a denied port is reset).
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft"), "needs nft"))
+    func theStepFindsNoWayAroundCapture() throws {
+        let echo = try CaptureTests.echoServer()
+        defer { echo.stop() }
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let policy = try directory.write("policy.yaml", CaptureTests.policy(echoPort: echo.port))
+        let hostInterfaces = try String(contentsOfFile: "/proc/net/dev", encoding: .utf8).split(separator: "\n").dropFirst(2)
+            .compactMap { $0.split(separator: ":").first?.trimmingCharacters(in: .whitespaces) }.filter { $0 != "lo" }
+        let probe = """
+            import socket, subprocess
+            print("interfaces", sorted(line.split(":")[0].strip() for line in open("/proc/net/dev").read().splitlines()[2:]), flush=True)
+            for command in (["nft", "flush", "ruleset"], ["nft", "delete", "table", "inet", "stepguard"], ["nft", "list", "ruleset"]):
+                print("nft", "refused" if subprocess.run(command, capture_output=True).returncode != 0 else "done", flush=True)
+            try:
+                socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0); print("packet socket opened", flush=True)
+            except OSError:
+                print("packet refused", flush=True)
+            for name in \(hostInterfaces.map { "\"\($0)\"" }):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, name.encode()); print("bound to", name, flush=True)
+                except OSError:
+                    pass
+            """
+        let probeScript = try directory.write("probe.py", probe)
+        let talkScript = try directory.write("talk.py", CaptureTests.talker([("192.0.2.10", 7000), ("192.0.2.10", 7001)])[2])
+        let run = try StepGuardBinary.run(["run", "--policy", policy, "--", "sh", "-c", "python3 \(probeScript); python3 \(talkScript)"])
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "interfaces ['lo']", "\(run.stdout) \(run.stderr)")
+        #expect(lines.filter { $0 == "nft refused" }.count == 3, "\(run.stdout)")
+        #expect(lines.contains("packet refused") && !lines.contains { $0.hasPrefix("bound to") }, "\(run.stdout)")
+        #expect(lines.contains("192.0.2.10:7000 echo:ping"), "capture still holds: \(run.stdout)")
+        #expect(lines.last?.hasPrefix("192.0.2.10:7001 ConnectionResetError") == true, "\(run.stdout)")
+        #expect(echo.connections == 1)
+        #expect(run.status == 77)
+    }
 }
