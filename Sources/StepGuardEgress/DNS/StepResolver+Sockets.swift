@@ -16,7 +16,7 @@ extension StepResolver {
     func serveUDP(_ fd: Int32) throws(EgressError) {
         let ipv6 = try DatagramIO.family(of: fd) == AF_INET6
         try DatagramIO.enablePacketInfo(fd, ipv6: ipv6)
-        if ipv6 { try DatagramIO.allowAnySource(fd) }
+        if ipv6 { DatagramIO.allowAnySource(fd) }
         try io.adopt(fd, SocketHandler(.queries, resolver: self))
     }
 
@@ -298,13 +298,12 @@ enum DatagramIO {
     /// local by a `local` default route, which IPv4 takes as enough for a reply's source address
     /// but IPv6 does not: it sends only from an address assigned to an interface (sendmsg fails
     /// with EINVAL), so without this a query to `2001:db8::53` — or any IPv6 server but `::1` —
-    /// went unanswered and the client waited out its timeout.
-    static func allowAnySource(_ fd: Int32) throws(EgressError) {
+    /// went unanswered and the client waited out its timeout. Best effort: where neither option
+    /// exists, `::1` is still answered (as before), and nothing else changes.
+    static func allowAnySource(_ fd: Int32) {
         var on: Int32 = 1
         let size = socklen_t(MemoryLayout<Int32>.size)
-        guard setsockopt(fd, Int32(IPPROTO_IPV6), ipv6FreeBind, &on, size) == 0 || setsockopt(fd, Int32(IPPROTO_IP), ipFreeBind, &on, size) == 0 else {
-            throw .cannotListen("DNS socket \(fd): cannot answer from the address each query was sent to (IPV6_FREEBIND): \(String(cString: strerror(errno)))")
-        }
+        if setsockopt(fd, Int32(IPPROTO_IPV6), ipv6FreeBind, &on, size) != 0 { _ = setsockopt(fd, Int32(IPPROTO_IP), ipFreeBind, &on, size) }
     }
 
     /// The next datagram on the non-blocking `fd`, nil when none waits.
