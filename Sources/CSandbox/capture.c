@@ -312,8 +312,8 @@ static int add_capture_rules(uint16_t port) {
 }
 
 /// Writes `value` to the sysctl file `path` of the namespace; best effort (where the setting is
-/// missing the kernel's default stays; the step, without CAP_NET_ADMIN over the namespace, cannot
-/// change it).
+/// missing the kernel's default stays). A step running as uid 0 (mapped to itself) can write it
+/// back: the kernel checks sysctl writes by uid, not capability. That slows only its own connections.
 static void write_setting(const char *path, const char *value) {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0) return;

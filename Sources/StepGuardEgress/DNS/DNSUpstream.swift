@@ -30,7 +30,7 @@ struct DNSUpstream: Sendable {
         guard fd >= 0 else { throw DNSUpstreamError(description: "cannot open a socket to \(server): \(String(cString: strerror(errno)))") }
         let now = EpollLoop.monotonicNow()
         let remaining = deadline > now ? deadline - now : 1_000_000
-        var time = timeval(tv_sec: Int(remaining / 1_000_000_000), tv_usec: Int(remaining % 1_000_000_000 / 1000) + 1)
+        var time = Self.socketTimeout(nanoseconds: remaining)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
         // Connected: the kernel drops datagrams from anyone but the server.
@@ -40,6 +40,14 @@ struct DNSUpstream: Sendable {
             throw DNSUpstreamError(description: "cannot reach the DNS server \(server): \(reason)")
         }
         return fd
+    }
+
+    /// `nanoseconds` as a socket timeout (SO_RCVTIMEO, SO_SNDTIMEO), rounded up to the microsecond.
+    /// `tv_usec` stays below a second: the kernel refuses 1,000,000 (EDOM), and the socket would
+    /// then wait without any timeout.
+    static func socketTimeout(nanoseconds: UInt64) -> timeval {
+        let microseconds = nanoseconds / 1000 + 1
+        return timeval(tv_sec: Int(microseconds / 1_000_000), tv_usec: Int(microseconds % 1_000_000))
     }
 
     private func checked(_ bytes: [UInt8], id: UInt16, name: DNSName, type: UInt16) -> DNSResponse? {
@@ -75,7 +83,7 @@ struct DNSUpstream: Sendable {
         let fd = try socketFor(Int32(SOCK_STREAM.rawValue), deadline: deadline)
         defer { close(fd) }
         let framed = [UInt8(query.count >> 8), UInt8(query.count & 0xFF)] + query
-        guard DNSStream.writeAll(fd, framed), let message = DNSStream.readMessage(fd),
+        guard DNSStream.writeAll(fd, framed), let message = DNSStream.readMessage(fd, deadline: deadline),
               let response = checked(message, id: id, name: name, type: type) else {
             throw DNSUpstreamError(description: "the DNS server \(server) gave no answer over TCP within \(timeout) s")
         }
@@ -85,11 +93,20 @@ struct DNSUpstream: Sendable {
 
 /// DNS over a byte stream (RFC 1035 §4.2.2): messages framed by a two-byte length.
 enum DNSStream {
-    /// Reads exactly `count` bytes from a blocking `fd`; nil on end of stream, error or timeout.
-    static func read(_ fd: Int32, count: Int) -> [UInt8]? {
+    /// Reads exactly `count` bytes from a blocking `fd`; nil on end of stream, error or timeout,
+    /// or once `deadline` (monotonic nanoseconds) has passed — however slowly the bytes trickle in.
+    static func read(_ fd: Int32, count: Int, deadline: UInt64? = nil) -> [UInt8]? {
         var bytes = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
+            if let deadline {
+                let now = EpollLoop.monotonicNow()
+                guard now < deadline else { return nil }
+                var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                let ready = poll(&poller, 1, Int32(min((deadline - now) / 1_000_000 + 1, UInt64(Int32.max))))
+                if ready < 0, errno == EINTR { continue }
+                guard ready > 0 else { return nil }
+            }
             let n = bytes.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + done, count - done, 0) }
             if n < 0, errno == EINTR { continue }
             guard n > 0 else { return nil }
@@ -98,10 +115,10 @@ enum DNSStream {
         return bytes
     }
 
-    /// One length-framed message; nil at the end of the stream.
-    static func readMessage(_ fd: Int32) -> [UInt8]? {
-        guard let length = read(fd, count: 2) else { return nil }
-        return read(fd, count: Int(length[0]) << 8 | Int(length[1]))
+    /// One length-framed message; nil at the end of the stream (or once `deadline` has passed).
+    static func readMessage(_ fd: Int32, deadline: UInt64? = nil) -> [UInt8]? {
+        guard let length = read(fd, count: 2, deadline: deadline) else { return nil }
+        return read(fd, count: Int(length[0]) << 8 | Int(length[1]), deadline: deadline)
     }
 
     /// Writes all of `bytes` to a blocking `fd`.

@@ -11,11 +11,12 @@ import Glibc
 extension StepResolver {
     /// Answers the DNS queries that arrive on `fd`, a UDP socket (IPv4 or IPv6) bound inside the
     /// step's namespace. Replies leave from the address each query was sent to (IP_PKTINFO /
-    /// IPV6_RECVPKTINFO), so a socket bound to `0.0.0.0:53` answers for every server address.
-    /// The resolver owns `fd` from now on (``stop()`` closes it).
+    /// IPV6_RECVPKTINFO), so a socket bound to `0.0.0.0:53` or `[::]:53` answers for every server
+    /// address. The resolver owns `fd` from now on (``stop()`` closes it).
     func serveUDP(_ fd: Int32) throws(EgressError) {
         let ipv6 = try DatagramIO.family(of: fd) == AF_INET6
         try DatagramIO.enablePacketInfo(fd, ipv6: ipv6)
+        if ipv6 { DatagramIO.allowAnySource(fd) }
         try io.adopt(fd, SocketHandler(.queries, resolver: self))
     }
 
@@ -286,6 +287,23 @@ enum DatagramIO {
         guard status == 0 else {
             throw .cannotListen("DNS socket \(fd): cannot ask for the destination address of datagrams (\(ipv6 ? "IPV6_RECVPKTINFO" : "IP_PKTINFO")): \(String(cString: strerror(errno)))")
         }
+    }
+
+    /// `IPV6_FREEBIND` (linux/in6.h, Linux 4.15) and `IP_FREEBIND` (linux/in.h), which sets the same
+    /// flag on an IPv6 socket on older kernels.
+    static let ipv6FreeBind: Int32 = 78
+    static let ipFreeBind: Int32 = 15
+
+    /// Lets the IPv6 socket `fd` send from any address. The step's namespace makes every address
+    /// local by a `local` default route, which IPv4 takes as enough for a reply's source address
+    /// but IPv6 does not: it sends only from an address assigned to an interface (sendmsg fails
+    /// with EINVAL), so without this a query to `2001:db8::53` — or any IPv6 server but `::1` —
+    /// went unanswered and the client waited out its timeout. Best effort: where neither option
+    /// exists, `::1` is still answered (as before), and nothing else changes.
+    static func allowAnySource(_ fd: Int32) {
+        var on: Int32 = 1
+        let size = socklen_t(MemoryLayout<Int32>.size)
+        if setsockopt(fd, Int32(IPPROTO_IPV6), ipv6FreeBind, &on, size) != 0 { _ = setsockopt(fd, Int32(IPPROTO_IP), ipFreeBind, &on, size) }
     }
 
     /// The next datagram on the non-blocking `fd`, nil when none waits.

@@ -51,6 +51,10 @@ final class StepResolver: CaptureResolver {
         var recordedDeniedNames = 4096
         /// How often (nanoseconds) a dropped-UDP destination is reported at most.
         var dropReportInterval: UInt64 = 60 * 1_000_000_000
+        /// Most dropped-UDP destinations reported one by one per ``dropReportInterval``; beyond,
+        /// one event says so (and one more, a violation, for the first that TCP would be denied
+        /// too): a step sending to ever new ports or addresses cannot grow the audit log without bound.
+        var dropReportDestinations = 256
 
         init() {}
     }
@@ -70,7 +74,7 @@ final class StepResolver: CaptureResolver {
     private let recordedNames = Mutex<Set<String>>([])
     /// The machine's own names (its host name, with and without its domain), answered with loopback.
     let ownNames: Set<String>
-    private let dropReports = Mutex<[String: UInt64]>([:])
+    private let dropReports = Mutex(DropReports())
     /// The sockets' threads (StepResolver+Sockets.swift).
     let io: ResolverIO
 
@@ -269,24 +273,25 @@ final class StepResolver: CaptureResolver {
     /// relayed): one `deny` event per destination per ``Limits/dropReportInterval``, a violation
     /// only when a TCP connection there would be denied too (a QUIC attempt to an allowed host
     /// falls back to TCP and is no violation). Loopback destinations and DNS are not reported.
+    /// Past ``Limits/dropReportDestinations`` destinations in an interval, one event says so and
+    /// one more (a violation) names the first destination TCP would be denied too, per interval.
     func reportDroppedDatagram(to address: IPAddress, port: UInt16, now: UInt64) {
         let address = address.unmapped
         guard port != 53, !address.isLoopback else { return }
-        let key = "\(address)|\(port)"
-        let due = dropReports.withLock { reports in
-            func recent(_ time: UInt64) -> Bool { now < time || now - time < limits.dropReportInterval }
-            if let last = reports[key], recent(last) { return false }
-            if reports.count >= 4096 { reports = reports.filter { recent($0.value) } }
-            reports[key] = now
-            return true
-        }
-        guard due else { return }
+        let report = dropReports.withLock { $0.admit("\(address)|\(port)", now: now, limits: limits) }
+        guard report != .none else { return }
         let host: HostName.Normalised = name(for: address).map { .name($0) } ?? .address(address)
         let violation = tcpWouldBeDenied(host, port: port, address: address)
+        var reason = "a UDP datagram to \(host.text):\(port) (\(address)) was dropped: stepguard relays no UDP but DNS (QUIC clients fall back to TCP); "
+            + (violation ? "TCP to this destination is denied too" : "TCP to this destination is allowed, so this is not a violation")
+        if report == .overflow {
+            let first = dropReports.withLock { $0.firstOverflow(violation: violation, now: now, limits: limits) }
+            guard first else { return }
+            reason += "; the step sent UDP to more than \(limits.dropReportDestinations) destinations within \(limits.dropReportInterval / 1_000_000_000) s: "
+                + "further dropped datagrams\(violation ? " to destinations TCP would be denied too" : "") are not recorded one by one until then"
+        }
         let record = DecisionRecord(
-            .egress, allowed: false, rule: "built-in: UDP is not relayed",
-            reason: "a UDP datagram to \(host.text):\(port) (\(address)) was dropped: stepguard relays no UDP but DNS (QUIC clients fall back to TCP); "
-                + (violation ? "TCP to this destination is denied too" : "TCP to this destination is allowed, so this is not a violation"),
+            .egress, allowed: false, rule: "built-in: UDP is not relayed", reason: reason,
             host: host, port: port, addresses: [address], method: "UDP", path: "", service: nil, details: ["violation": .bool(violation)])
         if violation {
             _ = enforce(record)
@@ -310,6 +315,51 @@ final class StepResolver: CaptureResolver {
             guard let socketAddress = try? ProxyState.socketAddress(address, port: port) else { return true }
             return !decider.verdict(for: Route(host: host, port: port, addresses: [address], connectAddress: socketAddress)).allowed
         }
+    }
+}
+
+/// Which dropped-UDP destinations were reported, and when (monotonic nanoseconds), bounded by
+/// ``StepResolver/Limits/dropReportDestinations``.
+struct DropReports: Sendable {
+    enum Report: Equatable { case none, each, overflow }
+    private var reported: [String: UInt64] = [:]
+    private var pruned: UInt64 = 0
+    /// When the last event of a destination past the bound was recorded: any, and a violation.
+    private var overflow: UInt64?
+    private var violatingOverflow: UInt64?
+
+    private static func recent(_ time: UInt64?, _ now: UInt64, _ limits: StepResolver.Limits) -> Bool {
+        guard let time else { return false }
+        return now < time || now - time < limits.dropReportInterval
+    }
+
+    /// Whether a datagram to `key` is reported one by one (`.each`, remembered), not at all (its
+    /// destination was reported within the interval), or is past the bound (`.overflow`).
+    mutating func admit(_ key: String, now: UInt64, limits: StepResolver.Limits) -> Report {
+        if Self.recent(reported[key], now, limits) { return .none }
+        // Forgetting expired destinations costs a pass over all: at most once a second.
+        if reported.count >= limits.dropReportDestinations, now < pruned || now - pruned >= 1_000_000_000 {
+            reported = reported.filter { Self.recent($0.value, now, limits) }
+            pruned = now
+        }
+        guard reported.count < limits.dropReportDestinations else {
+            // Past the bound nothing is remembered: only whether the interval's summaries were recorded.
+            return Self.recent(overflow, now, limits) && Self.recent(violatingOverflow, now, limits) ? .none : .overflow
+        }
+        reported[key] = now
+        return .each
+    }
+
+    /// Whether a datagram past the bound is the interval's first (or, a violation, its first violation): recorded then.
+    mutating func firstOverflow(violation: Bool, now: UInt64, limits: StepResolver.Limits) -> Bool {
+        if violation, !Self.recent(violatingOverflow, now, limits) {
+            violatingOverflow = now
+            overflow = now
+            return true
+        }
+        guard !Self.recent(overflow, now, limits) else { return false }
+        overflow = now
+        return true
     }
 }
 
