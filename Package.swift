@@ -94,7 +94,8 @@ let package = Package(
                 "StepGuardIdentity", "StepGuardEgress", "StepGuardRevocation", "StepGuardPipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic"])]
+            // 2 MiB segment alignment: the kernel can then map the code in 2 MiB pages (ExecutableCode).
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic", "-Xlinker", "-z", "-Xlinker", "max-page-size=0x200000"])]
         ),
 
         // MARK: Test support and tests

@@ -40,7 +40,7 @@ static_cxx=(-Xlinker -L"$work" -Xswiftc -Xclang-linker -Xswiftc -static-libgcc)
 # every package's modules too (Package.swift can set it only for stepguard's own): the runtime then
 # never demangles `Dictionary<String, String>` and friends at start-up, and so never scans the
 # binary's 6,665 protocol conformance records to prove `String: Hashable` (once per uncached type and
-# protocol; 0.4-0.6 ms a run: bench/README.md, "Start-up … metadata through accessors").
+# protocol; 0.4-0.6 ms a run: bench/README.md, "Start-up … 2026-12-08").
 metadata_accessors=(-Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mangled-name-accessors)
 # --disable-local-rpath: no RUNPATH $ORIGIN. With it, the dynamic loader looked for libm, libc… in the
 # binary's own directory first, so a library planted beside an installed stepguard (a tool cache a

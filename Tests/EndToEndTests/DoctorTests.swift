@@ -36,7 +36,7 @@ import Testing
         let json = try StepGuardBinary.run(["doctor", "--format", "json", "--policy", required])
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
         let checks = try #require(object["checks"] as? [[String: Any]])
-        #expect(checks.count == 6)
+        #expect(checks.count == 7)
         #expect(checks.allSatisfy { ["ok", "missing", "limited"].contains($0["status"] as? String ?? "") })
         #expect((object["policy"] as? [String: Any])?["can_start"] as? Bool == true)
     }

@@ -49,9 +49,13 @@ if [[ -n "$version" ]]; then
     fi
     actual="$(sha256 "$work/$archive")"
     [[ "${actual,,}" == "${expected,,}" ]] || fail "checksum mismatch for $archive: expected $expected, got $actual; the archive was not installed"
-    mkdir -p "$dest"
-    tar -xzf "$work/$archive" -C "$dest"
-    [[ -x "$dest/stepguard" ]] || fail "$archive has no executable stepguard at its top level"
+    mkdir -p "$dest" "$work/unpacked"
+    tar -xzf "$work/$archive" -C "$work/unpacked"
+    [[ -x "$work/unpacked/stepguard" ]] || fail "$archive has no executable stepguard at its top level"
+    # Written in 2 MiB blocks: where the file system caches large folios, each run then maps
+    # stepguard's code in 2 MiB pages (about 0.7 ms less per run; `stepguard doctor` says).
+    dd if="$work/unpacked/stepguard" of="$dest/stepguard.new" bs=2M status=none && chmod 0755 "$dest/stepguard.new" \
+      && mv "$dest/stepguard.new" "$dest/stepguard" || fail "cannot install stepguard into $dest"
   fi
   bin="$dest"
 else

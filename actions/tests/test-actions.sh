@@ -331,7 +331,7 @@ fi
 if have_yaml; then
   # A job image without stepguard: only the tools the script uses, linked into one directory.
   mkdir -p "$tmp/gl-tools"
-  for tool in sh cat sed curl awk sha256sum cut tr mkdir tar gzip mktemp uname touch rm; do
+  for tool in sh cat sed curl awk sha256sum cut tr mkdir tar gzip mktemp uname touch rm dd chmod mv; do
     ln -sf "$(command -v "$tool")" "$tmp/gl-tools/$tool"
   done
   make_release() {  # make_release DIR MARK: a release v0.1.0 in DIR whose stepguard leaves MARK behind

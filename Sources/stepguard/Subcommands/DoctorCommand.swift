@@ -40,7 +40,7 @@ struct DoctorCommand: ParsableCommand {
         let policy = try self.policy.map { try loadPolicy(file: $0, step: nil) }
         let (isolation, isolationError) = MachineProbe.isolation(environment: ProcessInfo.processInfo.environment)
         let processLimit = MachineProbe.processLimit()
-        let checks = [isolation, processLimit, MachineProbe.landlock(), Self.libgit2(), Self.libcurl(), Self.trustStore()]
+        let checks = [isolation, processLimit, MachineProbe.landlock(), Self.libgit2(), Self.libcurl(), Self.trustStore(), MachineProbe.codePages()]
         var refusals: [String] = []
         if let policy {
             if let isolationError, policy.isolation != .off {

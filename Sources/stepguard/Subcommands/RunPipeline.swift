@@ -167,6 +167,7 @@ struct RunPipeline {
                                                     "arguments": .int(step.arguments.count - 1)]
                 if let limit = started.processLimit { subject["process_limit"] = .string(limit) }
                 trail.record(AuditEvent(type: .process, decision: .allow, reason: "step started", subject: subject))
+                ExecutableCode.collapseIntoHugePages()  // for the next runs, while this step runs
             }
         } catch {
             throw .spawnFailed(error, trail: trail)
