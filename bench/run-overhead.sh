@@ -19,6 +19,10 @@ else
   stepguard="$(swift build -c release --static-swift-stdlib --disable-local-rpath --show-bin-path)/stepguard"
 fi
 mkdir -p bench/out
+# Measured as installed: actions/setup and the GitLab component write the binary in 2 MiB blocks, which
+# lets the kernel map its code in 2 MiB pages where it can (README, "Code in 2 MiB pages").
+dd if="$stepguard" of=bench/out/stepguard.new bs=2M status=none && chmod 0755 bench/out/stepguard.new && mv bench/out/stepguard.new bench/out/stepguard
+stepguard=bench/out/stepguard
 hyperfine -N --warmup 30 --runs "$runs" --export-json bench/out/overhead.json \
   -n bare '/bin/true' \
   -n stepguard "$stepguard run --policy bench/minimal.yaml -- /bin/true" \
