@@ -51,6 +51,10 @@ if readelf -d "$binary" | grep -E '\((RPATH|RUNPATH)\)' >&2; then
   echo "release.sh: the binary has the search path above; a library planted beside it would be loaded" >&2
   exit 70
 fi
+if readelf -l -W "$binary" | awk '$1 == "LOAD" && $NF != "0x200000" { found = 1 } END { exit !found }'; then
+  echo "release.sh: a PT_LOAD segment of the binary is not aligned to 2 MiB; its code could not be mapped in 2 MiB pages (Package.swift: -z max-page-size)" >&2
+  exit 70
+fi
 if ldd "$binary" | grep -E 'libhs|libpcre2|libyaml|libswift|libFoundation|libstdc\+\+|libgcc_s' >&2; then
   echo "release.sh: the binary still needs the shared libraries above; it would not start on a stock runner" >&2
   exit 70
