@@ -54,8 +54,10 @@ if [[ -n "$version" ]]; then
     [[ -x "$work/unpacked/stepguard" ]] || fail "$archive has no executable stepguard at its top level"
     # Written in 2 MiB blocks: where the file system caches large folios, each run then maps
     # stepguard's code in 2 MiB pages (about 0.7 ms less per run; `stepguard doctor` says).
-    dd if="$work/unpacked/stepguard" of="$dest/stepguard.new" bs=2M status=none && chmod 0755 "$dest/stepguard.new" \
-      && mv "$dest/stepguard.new" "$dest/stepguard" || fail "cannot install stepguard into $dest"
+    # A file of our own (mktemp: created exclusively, no link followed) in the shared tool cache.
+    staged="$(mktemp "$dest/.stepguard.XXXXXX")" || fail "cannot create a file in $dest"
+    dd if="$work/unpacked/stepguard" of="$staged" bs=2M conv=notrunc status=none && chmod 0755 "$staged" \
+      && mv -f "$staged" "$dest/stepguard" || { rm -f "$staged"; fail "cannot install stepguard into $dest"; }
   fi
   bin="$dest"
 else
