@@ -31,10 +31,29 @@ public final class AuditTrail: Sendable {
     private let verbose: Bool
     private let printer: @Sendable (String) -> Void
     private let annotationPrinter: @Sendable (String) -> Void
-    /// Kept in memory for the verdict and the summary: every denial and every event that is not a
-    /// per-request allow. Allowed requests (`egress`, `service`) are only counted, so a step that
-    /// makes millions of requests does not grow stepguard's memory; they are all in the log file.
-    private let events = Mutex<(kept: [AuditEvent], allowedRequests: Int)>(([], 0))
+    /// Kept in memory for the verdict and the summary: the first ``keptDenialLimit`` violations, as
+    /// many other denials and errors, and every event that is not a per-request allow. Allowed requests (`egress`,
+    /// `service`) and denials past the limit are only counted, so a step that makes millions of
+    /// requests, denied or not, does not grow stepguard's memory; they are all in the log file.
+    private let events = Mutex<Kept>(Kept())
+
+    private struct Kept {
+        var events: [AuditEvent] = []
+        var allowedRequests = 0
+        /// Kept denials that are violations, and kept denials and errors that are not: each kind has
+        /// its own limit, so denials that are not violations can never crowd a violation out.
+        var violations = 0
+        var otherDenials = 0
+        var unkeptDenials = 0
+        var unkeptViolations = 0
+    }
+
+    /// How many violations, and how many other denials and errors, are kept in memory and printed;
+    /// later ones are counted, and still appended to the log file. A step denied in a loop
+    /// (`on_violation: fail`, `mode: audit`) cannot make stepguard's memory, its stderr or the job
+    /// summary grow without bound: each kept denial costs about 0.8 KB, and GitHub takes at most
+    /// 1 MiB of job summary.
+    public static let keptDenialLimit = 1_000
 
     /// - Parameters:
     ///   - logPath: where to append JSON lines (created with mode 0600), or nil.
@@ -63,12 +82,23 @@ public final class AuditTrail: Sendable {
 
     /// Records one decision: appended to the log at once, printed when it is a denial (or verbose).
     public func record(_ event: AuditEvent) {
-        events.withLock { events in
+        enum Placement { case counted, kept, firstUnkept, unkept }
+        let placement = events.withLock { events -> Placement in
             if event.decision == .allow && (event.type == .egress || event.type == .service) {
                 events.allowedRequests += 1
-            } else {
-                events.kept.append(event)
+                return .counted
             }
+            if event.decision != .allow {
+                let violation = event.isViolation
+                guard (violation ? events.violations : events.otherDenials) < Self.keptDenialLimit else {
+                    events.unkeptDenials += 1
+                    if violation { events.unkeptViolations += 1 }
+                    return events.unkeptDenials == 1 ? .firstUnkept : .unkept
+                }
+                if violation { events.violations += 1 } else { events.otherDenials += 1 }
+            }
+            events.events.append(event)
+            return .kept
         }
         if let logFile {
             let line = Data((event.jsonLine(context: jsonContext) + "\n").utf8)
@@ -77,8 +107,14 @@ public final class AuditTrail: Sendable {
                 seal?.appended(line, through: logFile.fileDescriptor)
             }
         }
-        if event.decision != .allow || verbose {
+        switch placement {
+        case .kept where event.decision != .allow, .counted where verbose, .kept where verbose:
             printer(textLine(event))
+        case .firstUnkept:
+            let whereToLook = logPath.map { "each is in the audit log \($0)" } ?? "pass --audit-log FILE to keep each"
+            printer("\(context.auditOnly ? "stepguard [audit mode, not enforced]:" : "stepguard:") more than \(Self.keptDenialLimit) denials: later ones are only counted, not printed (\(whereToLook))")
+        default:
+            break
         }
     }
 
@@ -100,8 +136,12 @@ public final class AuditTrail: Sendable {
         return seal.withLock { $0?.problem(fd: logFile.fileDescriptor, path: logPath) }
     }
 
-    /// The events kept so far: denials and every event that is not an allowed request.
-    public var recorded: [AuditEvent] { events.withLock { $0.kept } }
+    /// The events kept so far (see ``keptDenialLimit``): every event that is not an allowed request,
+    /// up to the limits.
+    public var recorded: [AuditEvent] { events.withLock { $0.events } }
+
+    /// Violations recorded past ``keptDenialLimit`` (counted, in the log file, not in ``recorded``).
+    public var unkeptViolations: Int { events.withLock { $0.unkeptViolations } }
 
     /// How many requests (egress and service) were allowed so far.
     public var allowedRequests: Int { events.withLock { $0.allowedRequests } }

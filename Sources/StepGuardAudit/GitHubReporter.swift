@@ -43,6 +43,11 @@ struct GitHubReporter {
             }
             lines.append("")
         }
+        let unlisted = verdict.violationCount - verdict.violations.count
+        if unlisted > 0 {
+            lines.append("… and \(unlisted) more violation\(unlisted == 1 ? "" : "s"), counted but not listed (past the first \(AuditTrail.keptDenialLimit) denials; the audit log has each).")
+            lines.append("")
+        }
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return }
         let handle = FileOutput(fileDescriptor: fd, closeOnDealloc: true)

@@ -5,6 +5,6 @@ extension Verdict {
     /// exit, even 77) or `allowed`. Names no secret.
     public var record: String {
         let outcome = blocked ? "blocked" : (exitCode == 0 ? "allowed" : "failed")
-        return "stepguard-verdict verdict=\(outcome) exit_code=\(exitCode) violations=\(violations.count) mode=\(auditOnly ? "audit" : "enforce")"
+        return "stepguard-verdict verdict=\(outcome) exit_code=\(exitCode) violations=\(violationCount) mode=\(auditOnly ? "audit" : "enforce")"
     }
 }

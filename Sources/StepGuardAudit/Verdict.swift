@@ -9,8 +9,11 @@ public struct Verdict: Sendable, Equatable {
     public let exitCode: Int32
     /// How the step ended ("exited with status 0"), or why it did not start.
     public let outcome: String
-    /// The deny decisions that are violations (``AuditEvent/isViolation``), in order.
+    /// The deny decisions that are violations (``AuditEvent/isViolation``), in order: those the
+    /// trail kept (see ``AuditTrail/keptDenialLimit``).
     public let violations: [AuditEvent]
+    /// How many violations there were, kept or only counted.
+    public let violationCount: Int
     public let auditOnly: Bool
     /// How the step was contained, e.g. "isolated" or "not isolated: …" (shown on the verdict line).
     public let isolation: String?
@@ -20,15 +23,17 @@ public struct Verdict: Sendable, Equatable {
     /// A verdict on `events`: blocked when the policy denied anything in enforce mode, whether or
     /// not the step went on (in audit mode nothing is enforced). `exitCode` chooses the status
     /// stepguard exits with (the executable's table: the step's own unless blocked).
-    public init(stepExitCode: Int32?, outcome: String, events: [AuditEvent], auditOnly: Bool, isolation: String? = nil,
-                exitCode: (Verdict.Facts) -> Int32) {
+    /// `unkeptViolations` are the violations the trail only counted (``AuditTrail/unkeptViolations``).
+    public init(stepExitCode: Int32?, outcome: String, events: [AuditEvent], unkeptViolations: Int = 0, auditOnly: Bool,
+                isolation: String? = nil, exitCode: (Verdict.Facts) -> Int32) {
         self.isolation = isolation
         let violations = events.filter(\.isViolation)
         self.revocations = Self.countRevocations(events.filter { $0.type == .revocation })
         self.violations = violations
+        self.violationCount = violations.count + unkeptViolations
         self.auditOnly = auditOnly
         self.outcome = outcome
-        self.blocked = !auditOnly && !violations.isEmpty
+        self.blocked = !auditOnly && violationCount > 0
         self.stepStatus = stepExitCode
         self.exitCode = exitCode(Facts(blocked: blocked, stepStatus: stepExitCode))
     }
@@ -62,11 +67,10 @@ public struct Verdict: Sendable, Equatable {
     public var line: String {
         let prefix = auditOnly ? "stepguard [audit mode, nothing enforced]: verdict:" : "stepguard: verdict:"
         let contained = (isolation.map { "; \($0)" } ?? "") + (revocations.map { "; \($0)" } ?? "")
-        if violations.isEmpty {
+        guard let first = violations.first else {
             return "\(prefix) allowed — step \(outcome); no policy violation\(contained) (exit \(exitCode))"
         }
-        let first = violations[0]
-        let more = violations.count > 1 ? " (+\(violations.count - 1) more)" : ""
+        let more = violationCount > 1 ? " (+\(violationCount - 1) more)" : ""
         if auditOnly {
             return "\(prefix) would block — \(first.type.rawValue): \(first.reason)\(more); step \(outcome)\(contained) (exit \(exitCode))"
         }

@@ -188,7 +188,7 @@ struct RunPipeline {
     /// The verdict, written to the trail (line, summary) and the `--verdict-fd` record.
     private func finish(_ loaded: Loaded, stepStatus: Int32?, outcome: String, isolation: String?) -> Verdict {
         let verdict = Verdict(stepExitCode: stepStatus, outcome: outcome, events: loaded.trail.recorded,
-                              auditOnly: loaded.policy.mode == .audit, isolation: isolation, exitCode: ExitStatus.run)
+                              unkeptViolations: loaded.trail.unkeptViolations, auditOnly: loaded.policy.mode == .audit, isolation: isolation, exitCode: ExitStatus.run)
         loaded.trail.finish(verdict, environment: environment)
         invocation.writeRecord(of: verdict)
         return verdict
