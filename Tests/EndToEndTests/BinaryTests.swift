@@ -166,7 +166,10 @@ import Testing
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let file = try directory.write("policy.yaml", "version: 1\nisolation: off\n")
-        let result = try StepGuardBinary.run(["run", "--policy", file, "--", "/bin/sh", "-c", "cat /proc/$PPID/task/*/comm"])
+        // The proxy's threads start once the step has started (while it loads): wait for the front's
+        // thread, which shows these are stepguard's threads, then list them all.
+        let step = "i=0; until grep -qx stepguard-front /proc/$PPID/task/*/comm || [ $i -ge 500 ]; do i=$((i+1)); sleep 0.01; done; cat /proc/$PPID/task/*/comm"
+        let result = try StepGuardBinary.run(["run", "--policy", file, "--", "/bin/sh", "-c", step])
         #expect(result.status == 0, "\(result.stderr)")
         let threads = result.stdout.split(separator: "\n").map(String.init)
         #expect(threads.contains("stepguard-front"), "not stepguard's threads: \(threads)")
