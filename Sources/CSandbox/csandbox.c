@@ -483,9 +483,71 @@ static int step_main(void *raw) {
     return 127;
 }
 
+/// The kernel's global knobs a step must not change, made read-only in the step's mount
+/// namespace before the init locks its mounts. Writes to /proc/sys and sysfs are checked against
+/// the host's uid 0, not against capabilities: a root step (mapped to the host's root) could
+/// otherwise set kernel.core_pattern or kernel.modprobe, make the kernel run a program as real root
+/// outside every namespace, and escape the step's network. Order matters for the fallback without
+/// mount_setattr (which makes only the top mount read-only): binfmt_misc before /proc/sys, so the
+/// recursive bind of /proc/sys copies binfmt_misc's read-only bind. /sys is last (index 6).
+static const char *const kernel_knobs[] = {
+    "/proc/sys/fs/binfmt_misc", "/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs", "/sys",
+};
+
+const char *sg_kernel_knob_path(int index) {
+    return index >= 0 && index < (int)(sizeof kernel_knobs / sizeof *kernel_knobs) ? kernel_knobs[index] : NULL;
+}
+
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
+#define MOUNT_ATTR_NOSUID 0x00000002
+#define MOUNT_ATTR_NODEV 0x00000004
+#define MOUNT_ATTR_NOEXEC 0x00000008
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+
+/// Makes the mount at `path` and every mount below it read-only (and nosuid, nodev, noexec):
+/// mount_setattr on Linux 5.12+, else a bind remount of the top mount only. Returns 0 or errno.
+static int make_read_only(const char *path) {
+    struct { unsigned long long set, clear, propagation, userns; } attributes = {
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, 0, 0, 0 };
+    if (syscall(SYS_mount_setattr, AT_FDCWD, path, AT_RECURSIVE | AT_SYMLINK_NOFOLLOW, &attributes, sizeof attributes) == 0) return 0;
+    if (errno != ENOSYS) return errno;
+    return mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0 ? 0 : errno;
+}
+
+/// Makes each of kernel_knobs that exists read-only (a recursive bind of the path onto itself, so
+/// that it is a mount of its own, then make_read_only); one that does not exist is skipped. A path
+/// that exists but cannot be made read-only stops the step (SG_STAGE_KERNEL_KNOBS, its index).
+static void protect_kernel_knobs(int report) {
+    for (int index = 0; index < (int)(sizeof kernel_knobs / sizeof *kernel_knobs); index++) {
+        const char *path = kernel_knobs[index];
+        struct stat status;
+        if (lstat(path, &status) != 0) {
+            if (errno == ENOENT || errno == ENOTDIR) continue;
+            child_fail(report, SG_STAGE_KERNEL_KNOBS, errno, index);
+        }
+        // binfmt_misc is guarded only where it is mounted (its own filesystem); the directory of
+        // an unmounted one in /proc/sys is covered by /proc/sys itself.
+        if (index == 0) {
+            struct statfs filesystem;
+            if (statfs(path, &filesystem) != 0) child_fail(report, SG_STAGE_KERNEL_KNOBS, errno, index);
+            if (filesystem.f_type != BINFMTFS_MAGIC) continue;
+        }
+        int error = mount(path, path, NULL, MS_BIND | MS_REC, NULL) == 0 ? make_read_only(path) : errno;
+        if (error) child_fail(report, SG_STAGE_KERNEL_KNOBS, error, index);
+    }
+}
+
 /// pid 1 of the step's PID namespace (a private copy of stepguard's memory, so it may loop and
 /// wait, but makes only system calls). It mounts the namespace's own /proc, enters a nested user
-/// and mount namespace so that every mount stepguard made (hidden paths, /proc) is locked — the
+/// and mount namespace so that every mount stepguard made (hidden paths, /proc, the read-only
+/// kernel knobs of protect_kernel_knobs) is locked — the
 /// step, root in its namespaces or not, cannot unmount or change them — and becomes non-dumpable
 /// (the step cannot read it through /proc). Then it starts the step, reaps whatever is orphaned,
 /// and when the step's main process ends, gives the rest SIGTERM and, after the grace period,
@@ -499,6 +561,8 @@ static void init_main(const child_arguments *arguments) {
     // masks /proc/kcore and the like): the step then keeps that /proc, and stepguard says so.
     int proc_error = mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0 ? 0 : errno;
     if (write(arguments->status_write, &proc_error, sizeof proc_error) != sizeof proc_error) child_fail(report, SG_STAGE_PROC, errno, -1);
+    // With the new /proc or the outer one: before the nested namespace below, which locks them.
+    protect_kernel_knobs(report);
     uid_t uid = getuid();
     gid_t gid = getgid();
     if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) child_fail(report, SG_STAGE_LOCK, errno, -1);

@@ -242,6 +242,8 @@ extension SandboxError {
             return .isolationUnavailable("mounting the step's own /proc in its PID namespace failed: \(reason)")
         case SG_STAGE_LOCK:
             return .isolationUnavailable("locking the step's mounts (a nested user namespace) failed: \(reason)")
+        case SG_STAGE_KERNEL_KNOBS:
+            return .isolationUnavailable("making '\(path ?? "?")' read-only for the step failed: \(reason) (a root step could otherwise change the kernel's global settings, e.g. kernel.core_pattern, and escape its isolation; run stepguard where mount(2) is allowed in its own namespaces, or run the step as an unprivileged user)")
         case SG_STAGE_DECOY:
             return .tripwiresUnavailable("making the decoy '\(path ?? "?")' in a hidden directory failed: \(reason)")
         case SG_STAGE_TRIPWIRE:

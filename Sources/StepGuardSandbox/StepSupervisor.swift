@@ -186,6 +186,7 @@ public final class StepSupervisor: Sendable {
             let named: [String] = switch result.stage {
             case SG_STAGE_DECOY: tripwirePlan.decoyDirectories + tripwirePlan.decoyFiles
             case SG_STAGE_TRIPWIRE: tripwirePlan.watches.map(\.path)
+            case SG_STAGE_KERNEL_KNOBS: (0..<16).compactMap { sg_kernel_knob_path(Int32($0)).map { String(cString: $0) } }
             default: plan.all
             }
             let failedPath = result.failed_path >= 0 && Int(result.failed_path) < named.count ? named[Int(result.failed_path)]

@@ -183,6 +183,7 @@ typedef enum {
     SG_STAGE_LOCK,
     SG_STAGE_DECOY,
     SG_STAGE_TRIPWIRE,
+    SG_STAGE_KERNEL_KNOBS,
 } sg_stage;
 
 /// The outcome of sg_spawn: on success `error` is 0, `pid` is the process to wait for, `group` the
@@ -195,7 +196,7 @@ typedef enum {
 /// mounting it (the step then sees the /proc stepguard sees). On failure `stage` says where and
 /// `error` is the errno; `failed_path` indexes the hide entry (directories first, then files)
 /// that failed (for SG_STAGE_DECOY it indexes decoy_directories then decoy_files, for
-/// SG_STAGE_TRIPWIRE tripwire_paths).
+/// SG_STAGE_TRIPWIRE tripwire_paths, for SG_STAGE_KERNEL_KNOBS sg_kernel_knob_path).
 typedef struct {
     pid_t pid;
     pid_t group;
@@ -241,6 +242,9 @@ int sg_set_child_subreaper(void);
 /// signals are held and delivered once a group is set. sg_forward_signals_stop restores the defaults.
 void sg_forward_signals(pid_t group);
 void sg_forward_signals_stop(void);
+/// The path of the kernel knob an isolated step gets read-only at `index` (SG_STAGE_KERNEL_KNOBS's
+/// failed_path), or NULL.
+const char *sg_kernel_knob_path(int index);
 /// The Landlock ABI version the kernel offers, or -errno (EOPNOTSUPP: disabled at boot; ENOSYS: absent).
 int sg_landlock_abi(void);
 /// 1 when `path` is on a memory file system (tmpfs or ramfs), 0 otherwise or when it cannot be told.
