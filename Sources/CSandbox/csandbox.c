@@ -41,6 +41,8 @@ int sg_set_child_subreaper(void) {
 }
 
 typedef struct { int stage; int error; int failed_path; } child_report;
+/// failed_path of the report the init sends when protect_kernel_knobs is done (not a failure).
+enum { KNOBS_DONE = -2 };
 
 static void child_fail(int fd, sg_stage stage, int error, int failed_path) {
     child_report report = { stage, error, failed_path };
@@ -564,6 +566,10 @@ static void init_main(const child_arguments *arguments) {
     if (write(arguments->status_write, &proc_error, sizeof proc_error) != sizeof proc_error) child_fail(report, SG_STAGE_PROC, errno, -1);
     // With the new /proc or the outer one: before the nested namespace below, which locks them.
     protect_kernel_knobs(report);
+    // Tells sg_spawn that the init's own mounts are done (see read_report): from here on the names
+    // filter's listener is stepguard's to read.
+    child_report done = { SG_STAGE_NONE, 0, KNOBS_DONE };
+    if (write(report, &done, sizeof done) != sizeof done) child_fail(report, SG_STAGE_KERNEL_KNOBS, errno, -1);
     uid_t uid = getuid();
     gid_t gid = getgid();
     if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) child_fail(report, SG_STAGE_LOCK, errno, -1);
@@ -692,11 +698,11 @@ static void reap(pid_t pid) {
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
 }
 
-/// Waits for the child's report (EOF when the step has exec'd). Meanwhile the names filter's
-/// listener (`names`, or -1) gets the init's own calls before the step runs: the read-only binds
-/// of protect_kernel_knobs are mounts the filter sends, and stepguard reads the listener only
-/// after this returns. The init's are let through; the step makes no such call before its exec
-/// (which ends the wait), so one from another process is refused (EPERM), never let through unseen.
+/// Waits for the child's report (EOF when the step has exec'd). Until the init reports KNOBS_DONE,
+/// the names filter's listener (`names`, or -1) gets only the init's own calls (the step is not
+/// yet forked): the read-only binds of protect_kernel_knobs are mounts the filter sends, and
+/// stepguard reads the listener only after this returns, so they are let through here. One from
+/// any other process is refused (EPERM), never let through unseen.
 static ssize_t read_report(int report, child_report *child, int names, const child_arguments *arguments) {
     for (;;) {
         if (names >= 0) {
@@ -719,6 +725,7 @@ static ssize_t read_report(int report, child_report *child, int names, const chi
         }
         ssize_t got = read(report, child, sizeof *child);
         if (got < 0 && errno == EINTR) continue;
+        if (got == sizeof *child && child->stage == SG_STAGE_NONE && child->failed_path == KNOBS_DONE) { names = -1; continue; }
         return got;
     }
 }
