@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
+#include <linux/seccomp.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,6 +41,8 @@ int sg_set_child_subreaper(void) {
 }
 
 typedef struct { int stage; int error; int failed_path; } child_report;
+/// failed_path of the report the init sends when protect_kernel_knobs is done (not a failure).
+enum { KNOBS_DONE = -2 };
 
 static void child_fail(int fd, sg_stage stage, int error, int failed_path) {
     child_report report = { stage, error, failed_path };
@@ -563,6 +566,10 @@ static void init_main(const child_arguments *arguments) {
     if (write(arguments->status_write, &proc_error, sizeof proc_error) != sizeof proc_error) child_fail(report, SG_STAGE_PROC, errno, -1);
     // With the new /proc or the outer one: before the nested namespace below, which locks them.
     protect_kernel_knobs(report);
+    // Tells sg_spawn that the init's own mounts are done (see read_report): from here on the names
+    // filter's listener is stepguard's to read.
+    child_report done = { SG_STAGE_NONE, 0, KNOBS_DONE };
+    if (write(report, &done, sizeof done) != sizeof done) child_fail(report, SG_STAGE_KERNEL_KNOBS, errno, -1);
     uid_t uid = getuid();
     gid_t gid = getgid();
     if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) child_fail(report, SG_STAGE_LOCK, errno, -1);
@@ -691,6 +698,38 @@ static void reap(pid_t pid) {
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
 }
 
+/// Waits for the child's report (EOF when the step has exec'd). Until the init reports KNOBS_DONE,
+/// the names filter's listener (`names`, or -1) gets only the init's own calls (the step is not
+/// yet forked): the read-only binds of protect_kernel_knobs are mounts the filter sends, and
+/// stepguard reads the listener only after this returns, so they are let through here. One from
+/// any other process is refused (EPERM), never let through unseen.
+static ssize_t read_report(int report, child_report *child, int names, const child_arguments *arguments) {
+    for (;;) {
+        if (names >= 0) {
+            struct pollfd fds[2] = { { report, POLLIN, 0 }, { names, POLLIN, 0 } };
+            if (poll(fds, 2, -1) < 0) { if (errno == EINTR) continue; names = -1; continue; }
+            if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR)) && (fds[1].revents & POLLIN)) {
+                struct seccomp_notif request;
+                memset(&request, 0, sizeof request);
+                if (ioctl(names, SECCOMP_IOCTL_NOTIF_RECV, &request) != 0) {
+                    if (errno != EINTR && errno != ENOENT) names = -1;
+                    continue;
+                }
+                struct seccomp_notif_resp response = { request.id, 0, 0, 0 };
+                if ((pid_t)request.pid == arguments->init_pid) response.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+                else response.error = -EPERM;
+                (void)ioctl(names, SECCOMP_IOCTL_NOTIF_SEND, &response);
+                continue;
+            }
+            if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) { if (fds[1].revents & (POLLHUP | POLLERR | POLLNVAL)) names = -1; continue; }
+        }
+        ssize_t got = read(report, child, sizeof *child);
+        if (got < 0 && errno == EINTR) continue;
+        if (got == sizeof *child && child->stage == SG_STAGE_NONE && child->failed_path == KNOBS_DONE) { names = -1; continue; }
+        return got;
+    }
+}
+
 sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[], const sg_spawn_options *options) {
     sg_spawn_result result = { -1, -1, -1, -1, -1, 0, 0, SG_STAGE_NONE, -1, -1, -1, 0, SG_CAPTURE_NONE, 0, { -1, -1, -1, -1, -1, -1, -1 } };
     int report[2] = { -1, -1 };
@@ -736,7 +775,7 @@ sg_spawn_result sg_spawn(const char *path, char *const argv[], char *const envp[
     if (channel[0] >= 0) close(channel[0]);
     child_report child = { 0, 0, -1 };
     ssize_t got;
-    do { got = read(report[0], &child, sizeof child); } while (got < 0 && errno == EINTR);
+    got = read_report(report[0], &child, result.names_fd, &arguments);
     close(report[0]);
     if (got == sizeof child) {
         // The child (or the init, or the step before exec) failed and has exited or is exiting:
