@@ -92,8 +92,10 @@ grant_user_namespaces() {
   [[ "$system_dir/stepguard" =~ ^/[A-Za-z0-9._/+-]+$ ]] || { warn "cannot grant user namespaces to $system_dir/stepguard: the path has characters an AppArmor attachment would read as a pattern; $remedy"; return 1; }
   local rendered; rendered="$(mktemp)"
   sed "s|@STEPGUARD_BINARY@|$system_dir/stepguard|" "$here/stepguard.apparmor" > "$rendered"
+  # The copy is a new empty root-owned file filled in 2 MiB writes, like the unprivileged install above.
   sudo -n install -d -m 0755 -o root -g root "$system_dir" \
-    && sudo -n install -m 0755 -o root -g root "$bin/stepguard" "$system_dir/stepguard" \
+    && sudo -n install -m 0755 -o root -g root /dev/null "$system_dir/stepguard" \
+    && sudo -n dd if="$bin/stepguard" of="$system_dir/stepguard" bs=2M conv=notrunc status=none \
     && sudo -n install -D -m 0644 -o root -g root "$rendered" "$profile" \
     || { rm -f "$rendered"; warn "installing the AppArmor profile with sudo failed (see above): $remedy"; return 1; }
   rm -f "$rendered"

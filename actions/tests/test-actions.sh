@@ -106,7 +106,7 @@ check "setup with AppArmor restricting user namespaces and passwordless sudo suc
 aa_sha="$(sha256sum "$e/tools/stepguard/0.1.0/$arch/stepguard" | cut -d' ' -f1)"
 aa_copy="$e/opt/$aa_sha/stepguard"
 check "  ...copies the checked binary to a root-owned folder named by its SHA-256" \
-  bash -c "[ \"\$(sha256sum '$aa_copy' | cut -d' ' -f1)\" = '$aa_sha' ] && grep -q 'sudo -n install -m 0755 -o root -g root .* $aa_copy' '$tmp/aa.log'"
+  bash -c "[ \"\$(sha256sum '$aa_copy' | cut -d' ' -f1)\" = '$aa_sha' ] && grep -q 'sudo -n install -m 0755 -o root -g root /dev/null $aa_copy' '$tmp/aa.log' && grep -q 'sudo -n dd if=.* of=$aa_copy bs=2M' '$tmp/aa.log'"
 check "  ...installs the repository's profile, attached to that copy only" \
   bash -c "grep -qx 'profile stepguard $aa_copy flags=(attach_disconnected,mediate_deleted) {' '$e/apparmor.d/stepguard' \
     && diff <(grep -v '^profile stepguard ' '$root/actions/setup/stepguard.apparmor') <(grep -v '^profile stepguard ' '$e/apparmor.d/stepguard' | sed 's|$aa_copy|@STEPGUARD_BINARY@|g')"
